@@ -1,0 +1,159 @@
+# tributary — one Makefile for libcore, the five services, tests and the local stack.
+#
+#   make            build libcore (static + shared + pkg-config) and every service
+#   make test       deps, stack-up, build, unit + integration tests (what CI runs)
+#   make demo       deps, stack-up, build, run the sample through the pipeline
+#   make asan       the test suite under AddressSanitizer and UBSan
+#   make fuzz       libFuzzer on the Avro decoder (FUZZ_TIME seconds)
+#   make deps       install the Debian packages (root, non-interactive)
+#   make stack-up | stack-down | stack-status   the local servers on loopback
+
+VERSION   := 0.1.0
+BUILD     ?= build
+CC        ?= cc
+PKGS      := rdkafka hiredis libcjson avro-c libcurl libmicrohttpd uuid libcrypto zlib
+DB_PKGS   := libpq libmongoc-1.0
+TEST_PKGS := check
+
+PKG_CFLAGS  := $(shell pkg-config --cflags $(PKGS) $(DB_PKGS) 2>/dev/null)
+PKG_LIBS    := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
+DB_LIBS     := $(shell pkg-config --libs $(DB_PKGS) 2>/dev/null)
+TEST_LIBS   := $(shell pkg-config --libs $(TEST_PKGS) 2>/dev/null)
+
+WARN      := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-nonliteral
+OPT       ?= -O2 -g
+SAN       ?=
+CFLAGS    += -std=c11 -D_GNU_SOURCE $(WARN) $(OPT) $(SAN) -fPIC \
+             -Ilibcore/include -Itests/common $(PKG_CFLAGS) \
+             -DTB_VERSION='"$(VERSION)"' -DTB_PROTO_DIR='"$(CURDIR)/proto"'
+LDFLAGS   += $(SAN)
+
+CORE_SRC  := $(wildcard libcore/src/*.c)
+CORE_OBJ  := $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
+CORE_A    := $(BUILD)/lib/libtributary-core.a
+CORE_SO   := $(BUILD)/lib/libtributary-core.so.$(VERSION)
+CORE_PC   := $(BUILD)/lib/pkgconfig/tributary-core.pc
+
+SERVICES  := svc-ingest svc-validator svc-cache-feeder svc-persister svc-recon
+SVC_BINS  := $(SERVICES:%=$(BUILD)/bin/%)
+
+UNIT_SRC  := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/unit/%)
+INT_SRC   := $(wildcard tests/integration/test_*.c)
+INT_BINS  := $(INT_SRC:tests/integration/%.c=$(BUILD)/tests/integration/%)
+TEST_HELPERS := $(wildcard tests/common/*.c)
+TEST_HELPER_OBJ := $(TEST_HELPERS:%.c=$(BUILD)/obj/%.o)
+
+# Libraries a service needs beyond libcore's own.
+LIBS_svc-ingest       := -lcsv
+LIBS_svc-persister    := $(DB_LIBS)
+
+.PHONY: all lib services tests test unit integration run-tests asan demo deps \
+        stack-up stack-down stack-status clean bench fuzz help
+
+all: lib services
+
+help:
+	@sed -n '2,10p' Makefile | sed 's/^# \{0,1\}//'
+
+lib: $(CORE_A) $(CORE_SO) $(CORE_PC)
+
+services: $(SVC_BINS)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(CORE_A): $(CORE_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(CORE_SO): $(CORE_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -shared -Wl,-soname,libtributary-core.so.0 $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+	ln -sf libtributary-core.so.$(VERSION) $(BUILD)/lib/libtributary-core.so.0
+	ln -sf libtributary-core.so.$(VERSION) $(BUILD)/lib/libtributary-core.so
+
+$(CORE_PC): libcore/tributary-core.pc.in Makefile
+	@mkdir -p $(dir $@)
+	sed -e 's|@PREFIX@|$(CURDIR)/$(BUILD)|' -e 's|@INCLUDEDIR@|$(CURDIR)/libcore/include|' \
+	    -e 's|@VERSION@|$(VERSION)|' -e 's|@REQUIRES@|$(PKGS)|' $< > $@
+
+# Each service: every .c in its folder, linked against the static libcore.
+.SECONDEXPANSION:
+$(BUILD)/bin/%: $$(addsuffix .o,$$(addprefix $(BUILD)/obj/,$$(basename $$(wildcard $$*/*.c)))) $(CORE_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(CORE_A) $(LIBS_$*) $(PKG_LIBS)
+
+$(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(TEST_HELPER_OBJ) $(CORE_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(TEST_LIBS) $(DB_LIBS) $(PKG_LIBS)
+
+$(BUILD)/tests/integration/%: $(BUILD)/obj/tests/integration/%.o $(TEST_HELPER_OBJ) $(CORE_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(TEST_LIBS) $(DB_LIBS) $(PKG_LIBS)
+
+tests: $(UNIT_BINS) $(INT_BINS) services
+
+# ---- running tests ---------------------------------------------------------
+
+# CK_FORK=yes isolates each test; CK_DEFAULT_TIMEOUT covers slow servers.
+TEST_ENV := CK_FORK=yes CK_DEFAULT_TIMEOUT=120 TRIBUTARY_BUILD=$(BUILD) TB_PROTO_DIR=$(CURDIR)/proto
+
+unit: $(UNIT_BINS)
+	@$(TEST_ENV) tests/run-suite.sh unit $(UNIT_BINS)
+
+integration: $(INT_BINS) services
+	@$(TEST_ENV) tests/run-suite.sh integration $(INT_BINS)
+
+run-tests: tests
+	@$(TEST_ENV) tests/run-suite.sh $(notdir $(BUILD)) $(UNIT_BINS) $(INT_BINS)
+
+test: deps
+	$(MAKE) stack-up
+	$(MAKE) all run-tests
+
+ASAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all
+asan: deps
+	$(MAKE) stack-up
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  $(MAKE) BUILD=build-asan OPT='-O1 -g -fno-omit-frame-pointer' SAN='$(ASAN_FLAGS)' all run-tests
+
+demo: deps
+	$(MAKE) stack-up
+	$(MAKE) all tests
+	deploy/local/demo.sh $(BUILD)
+
+bench: all
+	bench/run.sh $(BUILD)
+
+# libFuzzer on the decoder of untrusted Kafka bytes (clang from make deps).
+FUZZ_TIME ?= 60
+FUZZ_SRC  := libcore/src/core_avro.c libcore/src/core_avro_json.c libcore/src/core_avro_wire.c \
+             libcore/src/core_common.c
+fuzz: deps
+	@mkdir -p $(BUILD)/fuzz/corpus
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 -D_GNU_SOURCE -Ilibcore/include \
+	  -DTB_PROTO_DIR='"$(CURDIR)/proto"' tests/fuzz/fuzz_avro_decode.c $(FUZZ_SRC) \
+	  $$(pkg-config --cflags --libs avro-c libcjson) -lm -o $(BUILD)/fuzz/fuzz_avro_decode
+	$(BUILD)/fuzz/fuzz_avro_decode -malloc_limit_mb=128 -max_len=65536 \
+	  -max_total_time=$(FUZZ_TIME) $(BUILD)/fuzz/corpus
+
+# ---- dependencies and the local stack --------------------------------------
+
+deps:
+	@deploy/local/deps.sh
+
+stack-up:
+	@deploy/local/stack.sh up
+
+stack-down:
+	@deploy/local/stack.sh down
+
+stack-status:
+	@deploy/local/stack.sh status
+
+clean:
+	rm -rf $(BUILD) build-asan
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

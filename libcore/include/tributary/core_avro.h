@@ -1,0 +1,379 @@
+/* core_avro.h — the schema catalogue (proto/), the Confluent wire format,
+ * and Avro <-> natural JSON.
+ *
+ * The catalogue (proto/catalog.json) gives every schema a fixed id. A
+ * dataset schema is a record whose first field is `meta` (tributary.Meta)
+ * and which names its business key with the record attribute "tb.key";
+ * fields carrying personal data are marked "tb.personal": true. Each
+ * dataset may have a rules file (<dataset>.rules.json) that this module
+ * only loads and checks for shape: proto/README.md documents the format.
+ *
+ * Wire format (Confluent): byte 0x00, the schema id as 4 bytes big-endian,
+ * then the Avro binary encoding of one record. Bytes from Kafka are
+ * untrusted: core_avro_decode() bound-checks the body against the schema
+ * (every length and count within the buffer, union and enum indexes in
+ * range, varints at most 10 bytes, nesting at most CORE_AVRO_MAX_DEPTH,
+ * total size at most the catalogue's maximum, the body consumed exactly,
+ * strings valid UTF-8 without NUL) before avro-c sees a byte of it.
+ *
+ * Natural JSON (not Avro's JSON encoding): records are objects, unions the
+ * plain value of their branch (or null), enums their symbol, decimals a
+ * string with exactly `scale` decimals ("1234.50"), timestamp-millis an ISO
+ * 8601 UTC string ("2024-03-07T10:00:00.000Z"), timestamp-micros the same
+ * with 6 decimals, date "YYYY-MM-DD", bytes and fixed a string in which
+ * printable ASCII other than '\' stands for itself, '\' is written "\\" and
+ * every other byte "\xHH" (lossless; a cJSON string cannot hold a NUL byte,
+ * so Avro's latin-1 convention is not used). Longs beyond +-2^53 become a
+ * cJSON raw number (exact when printed). core_avro_from_json() also accepts
+ * Avro's {"<branch>": value} form for unions, numbers for decimals, and
+ * integers (ms since the epoch) or ISO 8601 with an offset for timestamps.
+ *
+ * Errors: one line naming the field path and what is wrong ("meta.id:
+ * string length 2147483647 exceeds the 1 bytes left (at byte 1 of 6)"). They
+ * never quote a field's value (enum symbols and date-time text excepted), so
+ * they can go to logs and DLQ headers.
+ *
+ * Threads: a catalogue is read-only once loaded (and after the last
+ * core_avro_catalog_add()); lookups, encode, decode and the JSON functions
+ * may then run on any number of threads at once, each with its own values.
+ * An avro_value_t must stay within one thread at a time.
+ */
+#ifndef TRIBUTARY_CORE_AVRO_H
+#define TRIBUTARY_CORE_AVRO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#include <avro.h>
+
+#include "tributary/core_common.h"
+
+struct cJSON;
+
+/** Size of the wire header: magic byte 0x00 + 4-byte big-endian id. */
+#define CORE_AVRO_WIRE_HEADER 5
+/** Deepest nesting of records, arrays and maps accepted when decoding. */
+#define CORE_AVRO_MAX_DEPTH 32
+/** Default largest Avro body core_avro_decode() accepts (1 MiB). */
+#define CORE_AVRO_DEFAULT_MAX_RECORD (1024u * 1024u)
+/** Largest schema, rules or catalogue file read (bytes). */
+#define CORE_AVRO_MAX_FILE (1024u * 1024u)
+/** Buffer size enough for any text core_avro_time_format() writes. */
+#define CORE_AVRO_TIME_SIZE 40
+/** Buffer size enough for any text core_avro_decimal_format() writes. */
+#define CORE_AVRO_DECIMAL_SIZE 48
+/** Most digits a decimal may have (what fits in 128 bits). */
+#define CORE_AVRO_DECIMAL_MAX_PRECISION 38
+
+typedef struct core_avro_catalog core_avro_catalog_t;
+typedef struct core_avro_schema core_avro_schema_t;
+
+/* ---- catalogue --------------------------------------------------------- */
+
+/**
+ * @brief Load proto_dir/catalog.json, every schema and rules file it names.
+ *
+ * Named schemas (entries with "name", e.g. tributary.Meta) are loaded
+ * first, in catalogue order; a schema may use a named schema of the
+ * catalogue by its full name: the loader inlines the definition at its
+ * first use before avro-c parses it. Several entries of one dataset are
+ * versions of it: each keeps its id (records written with it stay
+ * readable), the last one is the dataset's current schema, and all must
+ * have the same tb.key. Checks: ids unique and in 1..2^31-1, names unique
+ * across datasets, every dataset's first field is `meta` of type
+ * tributary.Meta, "tb.key" names a top-level field of type string, rules
+ * files well-formed and naming existing fields. Files are read up to
+ * CORE_AVRO_MAX_FILE bytes.
+ *
+ * @returns the catalogue (free with core_avro_catalog_free()), or NULL with
+ *          errstr naming the file and what is wrong.
+ */
+core_avro_catalog_t *core_avro_catalog_load(const char *proto_dir,
+                                            char *errstr, size_t errstr_size);
+
+/** @brief Free a catalogue and every schema it holds. Accepts NULL. */
+void core_avro_catalog_free(core_avro_catalog_t *cat);
+
+/**
+ * @brief Add a schema that is not in proto/ (e.g. fetched from a Schema
+ * Registry) under the given id. Same checks as for catalogue entries when
+ * dataset is not NULL. Not thread-safe: call before the catalogue is shared.
+ * @returns CORE_OK, CORE_ERR_INVALID (bad schema, duplicate id) or
+ *          CORE_ERR_NOMEM.
+ */
+core_err_t core_avro_catalog_add(core_avro_catalog_t *cat, uint32_t id,
+                                 const char *dataset, const char *json,
+                                 size_t json_len, char *errstr,
+                                 size_t errstr_size);
+
+/** @brief Largest Avro body (bytes, without the 5-byte header) decode
+ * accepts; default CORE_AVRO_DEFAULT_MAX_RECORD. Set before sharing. */
+void core_avro_catalog_set_max_record(core_avro_catalog_t *cat, size_t max);
+size_t core_avro_catalog_max_record(const core_avro_catalog_t *cat);
+
+/** @brief Lookups. The schema belongs to the catalogue: never free it.
+ * By dataset or name: the dataset's current (last) version.
+ * @returns the schema or NULL when there is none. */
+const core_avro_schema_t *core_avro_catalog_by_id(const core_avro_catalog_t *cat,
+                                                  uint32_t id);
+const core_avro_schema_t *core_avro_catalog_by_dataset(const core_avro_catalog_t *cat,
+                                                       const char *dataset);
+/** By full name, e.g. "tributary.AuditEvent". */
+const core_avro_schema_t *core_avro_catalog_by_name(const core_avro_catalog_t *cat,
+                                                    const char *fullname);
+/** Iterate: i in 0..core_avro_catalog_count()-1, in load order. */
+size_t core_avro_catalog_count(const core_avro_catalog_t *cat);
+const core_avro_schema_t *core_avro_catalog_at(const core_avro_catalog_t *cat,
+                                               size_t i);
+
+/* ---- schema handles ---------------------------------------------------- */
+
+/**
+ * @brief A schema outside any catalogue, from its JSON text (tests, tools).
+ * References to catalogue schemas are not resolved. "tb.key", when present,
+ * is checked and recorded; no dataset checks are made.
+ * @returns the handle (free with core_avro_schema_free()) or NULL + errstr.
+ */
+core_avro_schema_t *core_avro_schema_new(const char *json, size_t json_len,
+                                         uint32_t id, char *errstr,
+                                         size_t errstr_size);
+/** @brief Free a handle from core_avro_schema_new(). Accepts NULL. Never
+ * call it on a schema owned by a catalogue. */
+void core_avro_schema_free(core_avro_schema_t *schema);
+
+uint32_t core_avro_schema_id(const core_avro_schema_t *schema);
+/** Full name of the top-level type, e.g. "tributary.dataset.Payee". */
+const char *core_avro_schema_name(const core_avro_schema_t *schema);
+/** Dataset name ("payee"), or NULL for a schema that is not a dataset. */
+const char *core_avro_schema_dataset(const core_avro_schema_t *schema);
+/** Name of the business key field (tb.key), or NULL. */
+const char *core_avro_schema_key_field(const core_avro_schema_t *schema);
+/** Names of the fields marked "tb.personal" (any record of the schema,
+ * each name once). *np receives the count. Owned by the schema. */
+const char *const *core_avro_schema_personal(const core_avro_schema_t *schema,
+                                             size_t *np);
+bool core_avro_schema_is_personal(const core_avro_schema_t *schema,
+                                  const char *field);
+/** The avro-c schema (owned by the handle: incref to keep it longer). */
+avro_schema_t core_avro_schema_avro(const core_avro_schema_t *schema);
+/** The generic value class, created once at load (owned by the handle). */
+avro_value_iface_t *core_avro_schema_iface(const core_avro_schema_t *schema);
+/** The schema's JSON, with catalogue references inlined (owned). */
+const struct cJSON *core_avro_schema_json(const core_avro_schema_t *schema);
+/** The dataset's rules file as loaded, or NULL when it has none (owned). */
+const struct cJSON *core_avro_schema_rules(const core_avro_schema_t *schema);
+
+/**
+ * @brief A new, empty generic value of the schema.
+ * @returns CORE_OK (release *out with avro_value_decref()) or CORE_ERR_NOMEM.
+ */
+core_err_t core_avro_value_new(const core_avro_schema_t *schema,
+                               avro_value_t *out);
+
+/* ---- wire format ------------------------------------------------------- */
+
+/**
+ * @brief Serialise one record in the Confluent wire format.
+ *
+ * Two modes: with bufp == NULL only the size the encoding needs (header
+ * included) is stored in *lenp; otherwise *bufp receives a malloc'ed buffer
+ * of *lenp bytes that the caller frees with free().
+ *
+ * @returns CORE_OK, CORE_ERR_INVALID (value not of this schema, or avro-c
+ *          refused it; errstr says why) or CORE_ERR_NOMEM.
+ */
+core_err_t core_avro_encode(const core_avro_schema_t *schema,
+                            avro_value_t *value, void **bufp, size_t *lenp,
+                            char *errstr, size_t errstr_size);
+
+/**
+ * @brief Serialise into the caller's buffer of size bytes. *lenp receives
+ * the size needed; when it exceeds size nothing is written and
+ * CORE_ERR_TOOBIG is returned.
+ */
+core_err_t core_avro_encode_into(const core_avro_schema_t *schema,
+                                 avro_value_t *value, void *buf, size_t size,
+                                 size_t *lenp, char *errstr,
+                                 size_t errstr_size);
+
+/**
+ * @brief Read the schema id of a wire-format record without decoding.
+ * @returns CORE_OK or CORE_ERR_INVALID (shorter than 5 bytes, wrong magic).
+ */
+core_err_t core_avro_wire_id(const void *buf, size_t len, uint32_t *idp,
+                             char *errstr, size_t errstr_size);
+
+/**
+ * @brief Decode one wire-format record of any schema of the catalogue.
+ *
+ * Checks, in order: len >= 5, magic byte 0, schema id known, body size at
+ * most the catalogue's maximum, body well-formed for the schema (see the
+ * file comment); only then avro-c reads it.
+ *
+ * @param schemap  receives the record's schema (may be NULL).
+ * @param out      receives a new generic value the caller releases with
+ *                 avro_value_decref(); untouched on failure.
+ * @returns CORE_OK; CORE_ERR_INVALID for malformed input; CORE_ERR_NOTFOUND
+ *          for an unknown schema id; CORE_ERR_TOOBIG for a body over the
+ *          maximum; CORE_ERR_NOMEM. errstr says which and where.
+ */
+core_err_t core_avro_decode(const core_avro_catalog_t *cat, const void *buf,
+                            size_t len, const core_avro_schema_t **schemap,
+                            avro_value_t *out, char *errstr,
+                            size_t errstr_size);
+
+/**
+ * @brief Bound-check an Avro body (no wire header) against a schema, the
+ * way core_avro_decode() does. max_record 0 means the default.
+ * @returns CORE_OK, CORE_ERR_INVALID or CORE_ERR_TOOBIG.
+ */
+core_err_t core_avro_check_body(const core_avro_schema_t *schema,
+                                const void *body, size_t len,
+                                size_t max_record, char *errstr,
+                                size_t errstr_size);
+
+/** @brief Check then decode an Avro body (no header). Same contract as
+ * core_avro_decode(); max_record 0 means the default. */
+core_err_t core_avro_decode_body(const core_avro_schema_t *schema,
+                                 const void *body, size_t len,
+                                 size_t max_record, avro_value_t *out,
+                                 char *errstr, size_t errstr_size);
+
+/* ---- natural JSON ------------------------------------------------------ */
+
+/**
+ * @brief The value as natural JSON (see the file comment).
+ * @returns a new cJSON tree (cJSON_Delete()) or NULL + errstr (a decimal
+ *          wider than 128 bits, out of memory).
+ */
+struct cJSON *core_avro_to_json(const core_avro_schema_t *schema,
+                                avro_value_t *value, char *errstr,
+                                size_t errstr_size);
+
+/** Flags for core_avro_from_json_opts(). */
+#define CORE_AVRO_JSON_IGNORE_UNKNOWN 0x1 /* skip object keys not in the record */
+
+/**
+ * @brief Build a value from natural JSON.
+ *
+ * A missing field takes its default; a missing field whose type is a union
+ * with null becomes null; any other missing field is an error. Keys that
+ * are not fields of the record are an error (unless
+ * CORE_AVRO_JSON_IGNORE_UNKNOWN). Every error names the field path:
+ * "amount_limit: decimal has 3 decimals, scale is 2".
+ *
+ * @param out  receives a new value (avro_value_decref()) on success only.
+ * @returns CORE_OK, CORE_ERR_INVALID or CORE_ERR_NOMEM.
+ */
+core_err_t core_avro_from_json(const core_avro_schema_t *schema,
+                               const struct cJSON *json, avro_value_t *out,
+                               char *errstr, size_t errstr_size);
+core_err_t core_avro_from_json_opts(const core_avro_schema_t *schema,
+                                    const struct cJSON *json, unsigned flags,
+                                    avro_value_t *out, char *errstr,
+                                    size_t errstr_size);
+
+/* ---- record helpers ---------------------------------------------------- */
+
+typedef enum core_avro_op {
+    CORE_AVRO_OP_ADD = 0,
+    CORE_AVRO_OP_UPDATE = 1,
+    CORE_AVRO_OP_DELETE = 2,
+} core_avro_op_t;
+
+typedef enum core_avro_kind {
+    CORE_AVRO_KIND_BULK = 0,
+    CORE_AVRO_KIND_CHANGE = 1,
+} core_avro_kind_t;
+
+/** "ADD", "UPDATE", "DELETE" / "BULK", "CHANGE"; "?" when out of range. */
+const char *core_avro_op_name(core_avro_op_t op);
+const char *core_avro_kind_name(core_avro_kind_t kind);
+
+/** The meta record of a dataset record. Strings point into the value and
+ * stay valid while it lives and is not modified. */
+typedef struct core_avro_meta {
+    const char *id;
+    core_avro_op_t op;
+    core_avro_kind_t kind;
+    const char *source;
+    const char *batch_id;
+    int64_t seq;
+    int64_t event_time; /* ms since the epoch */
+    int64_t version;
+    const char *old_key; /* NULL when null */
+} core_avro_meta;
+
+/**
+ * @brief The business key (tb.key field) of a dataset record.
+ * @param keyp  receives a pointer into the value (valid while it lives).
+ * @param lenp  receives its length in bytes, without the NUL (may be NULL).
+ * @returns CORE_OK or CORE_ERR_INVALID (schema without key, wrong value).
+ */
+core_err_t core_avro_get_key(const core_avro_schema_t *schema,
+                             avro_value_t *record, const char **keyp,
+                             size_t *lenp, char *errstr, size_t errstr_size);
+
+/** @brief Read the meta record of a dataset record into *meta. */
+core_err_t core_avro_get_meta(const core_avro_schema_t *schema,
+                              avro_value_t *record, core_avro_meta *meta,
+                              char *errstr, size_t errstr_size);
+
+/** @brief Write every meta field of a dataset record from *meta (strings
+ * are copied; id, source and batch_id must not be NULL). */
+core_err_t core_avro_set_meta(const core_avro_schema_t *schema,
+                              avro_value_t *record, const core_avro_meta *meta,
+                              char *errstr, size_t errstr_size);
+
+/* ---- decimal and time helpers (for mappers) ---------------------------- */
+
+/**
+ * @brief Decimal text ("-1234.5", "1e3", "+0.10") to the two's complement
+ * big-endian unscaled bytes of an Avro decimal(precision, scale).
+ *
+ * Refuses more decimals than scale (trailing zeros excepted: "1.500" is 1.50
+ * at scale 2), more digits than precision (at most 38), and anything that is
+ * not a number. out must hold 16 bytes; *outlen receives the minimal length.
+ * @returns CORE_OK or CORE_ERR_INVALID; errstr says e.g. "decimal has 3
+ *          decimals, scale is 2".
+ */
+core_err_t core_avro_decimal_parse(const char *text, int precision, int scale,
+                                   uint8_t out[16], size_t *outlen,
+                                   char *errstr, size_t errstr_size);
+
+/**
+ * @brief Two's complement big-endian unscaled bytes to text with exactly
+ * scale decimals ("-0.05"). Sign-extension beyond 16 bytes is accepted.
+ * @returns CORE_OK, or CORE_ERR_INVALID when the value needs more than 128
+ *          bits or buf (size >= CORE_AVRO_DECIMAL_SIZE suffices) is short.
+ */
+core_err_t core_avro_decimal_format(const void *bytes, size_t len, int scale,
+                                    char *buf, size_t size, char *errstr,
+                                    size_t errstr_size);
+
+/**
+ * @brief ISO 8601 date-time with a zone ("2024-03-07T10:00:00Z",
+ * "2024-03-07T10:00:00.123+01:00", "...+0100") to ms since the epoch.
+ * 'T', 't' or a space may separate date and time; digits of the fraction
+ * beyond milliseconds are truncated. Years 0001-9999.
+ * @returns CORE_OK or CORE_ERR_INVALID naming what is wrong.
+ */
+core_err_t core_avro_time_parse(const char *text, int64_t *msp, char *errstr,
+                                size_t errstr_size);
+
+/** Same, to microseconds since the epoch. */
+core_err_t core_avro_time_parse_us(const char *text, int64_t *usp,
+                                   char *errstr, size_t errstr_size);
+
+/**
+ * @brief ms since the epoch to "YYYY-MM-DDTHH:MM:SS.mmmZ".
+ * @returns the length written, or -1 when the year falls outside 0001-9999
+ *          or size is below 25 (CORE_AVRO_TIME_SIZE suffices).
+ */
+int core_avro_time_format(int64_t ms, char *buf, size_t size);
+
+/** Same for microseconds: "YYYY-MM-DDTHH:MM:SS.uuuuuuZ". */
+int core_avro_time_format_us(int64_t us, char *buf, size_t size);
+
+#endif

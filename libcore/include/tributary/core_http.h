@@ -1,0 +1,135 @@
+/* core_http.h — the small HTTP server every service runs: /healthz,
+ * /readyz, /metrics, plus routes a service adds (recon reports, replay).
+ *
+ * Built on libmicrohttpd 0.9.75 in thread-per-connection mode with an
+ * internal listening thread (MHD_USE_INTERNAL_POLLING_THREAD |
+ * MHD_USE_THREAD_PER_CONNECTION): each connection has its own thread, so a
+ * slow handler (a readiness check that pings Kafka, a recon report) never
+ * holds up /healthz or a Prometheus scrape. At most 64 connections at once;
+ * an idle connection is closed after 30 s.
+ *
+ * Threads: handlers and the ready callback run on connection threads,
+ * several at once; they must be thread-safe. Every other function may be
+ * called from any thread; routes may be added while serving. */
+#ifndef TRIBUTARY_CORE_HTTP_H
+#define TRIBUTARY_CORE_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "tributary/core_metrics.h"
+
+typedef struct core_http core_http_t;
+
+/**
+ * @brief One request as a handler sees it. Every pointer is valid for the
+ * duration of the handler call only.
+ */
+typedef struct core_http_request {
+    const char *method;   /* "GET", "POST", ... */
+    const char *path;     /* percent-decoded path, without the query */
+    const char *query;    /* raw query string (after '?'), or NULL */
+    const char *body;     /* request body, NUL-terminated; NULL when empty */
+    size_t body_len;
+    const void *conn_;    /* private: use core_http_header() */
+} core_http_request;
+
+/**
+ * @brief What a handler answers. Preset to status 200, content type NULL
+ * ("text/plain; charset=utf-8"), no body. body must be malloc'd (or NULL):
+ * the server takes it and frees it. content_type must stay valid until the
+ * handler returns (a string literal is the usual case).
+ */
+typedef struct core_http_response {
+    int status;               /* 100..599; anything else becomes 500 */
+    const char *content_type;
+    char *body;
+    size_t body_len;          /* 0 with a non-NULL body: strlen(body) */
+} core_http_response;
+
+typedef void (*core_http_handler)(const core_http_request *req, core_http_response *resp,
+                                  void *opaque);
+
+/* Readiness: return true when ready; otherwise write one line into reason. */
+typedef bool (*core_http_ready_cb)(void *opaque, char *reason, size_t reason_size);
+
+#define CORE_HTTP_DEFAULT_MAX_BODY (1024 * 1024)
+
+/**
+ * @brief Start serving on bind_addr:port.
+ *
+ * bind_addr: a numeric IPv4 or IPv6 address or a host name ("0.0.0.0",
+ * "::", "127.0.0.1", "localhost"); NULL or "" means every IPv4 address.
+ * port: 0 picks a free port (see core_http_port()).
+ * metrics: the registry /metrics renders and the request counters land in;
+ * NULL means core_metrics_global(). It must outlive the server.
+ *
+ * Serves /healthz (200 "ok\n", or 503 after core_http_set_healthy(false)),
+ * /readyz (200 "ready\n" or 503 "not ready: <reason>\n"; ready when no
+ * callback is set) and /metrics (text/plain; version=0.0.4), GET and HEAD.
+ *
+ * Counts tributary_http_requests_total{path,code} and observes
+ * tributary_http_request_duration_seconds{path}; the path label is the
+ * route's pattern (a prefix route's label ends in '*'), "unmatched" for a 404, so the number of
+ * series stays bounded whatever clients send.
+ *
+ * @returns the server, or NULL with errstr (e.g. "http: cannot listen on
+ * 127.0.0.1:8080: Address already in use").
+ */
+core_http_t *core_http_new(const char *bind_addr, int port, core_metrics_t *metrics,
+                           char *errstr, size_t errstr_size);
+
+/**
+ * @brief Add a route. path is matched exactly, or as a prefix when it ends
+ * with '*' (the pattern "/batches/" + '*' matches "/batches/42" and
+ * "/batches/"). An exact
+ * route wins over a prefix; among prefixes the longest wins. A request whose
+ * path matches a route but not its method gets 405 with an Allow header.
+ * HEAD is served by a GET route (without the body).
+ *
+ * @returns CORE_OK; CORE_ERR_INVALID for a NULL/empty argument, a path not
+ * starting with '/', or a method+path already routed (the built-in ones
+ * included); CORE_ERR_NOMEM.
+ */
+int core_http_route(core_http_t *h, const char *method, const char *path,
+                    core_http_handler fn, void *opaque);
+
+/* Readiness callback for /readyz (NULL: always ready). It runs on a
+ * connection thread; keep it quick and thread-safe. */
+void core_http_set_ready(core_http_t *h, core_http_ready_cb cb, void *opaque);
+
+/* /healthz answer: true (the default) 200 "ok", false 503. */
+void core_http_set_healthy(core_http_t *h, bool healthy);
+
+/* Largest request body accepted (default CORE_HTTP_DEFAULT_MAX_BODY);
+ * bigger bodies get 413. */
+void core_http_set_max_body(core_http_t *h, size_t max_body);
+
+/* The port actually bound (the chosen one when 0 was asked for). */
+int core_http_port(const core_http_t *h);
+
+/* Stop the daemon (waits for the connection threads; handlers running now
+ * finish first) and free everything. NULL is ok. */
+void core_http_free(core_http_t *h);
+
+/**
+ * @brief Value of a query parameter, percent-decoded ('+' is a space),
+ * copied NUL-terminated into buf.
+ * @returns CORE_OK; CORE_ERR_NOTFOUND when absent; CORE_ERR_TOOBIG when the
+ * value does not fit (buf holds a truncated copy); CORE_ERR_INVALID for
+ * NULL arguments or bad percent-encoding.
+ */
+int core_http_query_param(const core_http_request *req, const char *name, char *buf,
+                          size_t size);
+
+/* Value of a request header (case-insensitive name), or NULL. Valid during
+ * the handler call. */
+const char *core_http_header(const core_http_request *req, const char *name);
+
+/* printf into a malloc'd buffer (a response body); NULL on ENOMEM. */
+char *core_http_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* JSON-escape s (without quotes) into a malloc'd string; NULL on ENOMEM. */
+char *core_http_json_escape(const char *s);
+
+#endif

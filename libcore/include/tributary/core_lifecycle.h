@@ -1,0 +1,40 @@
+/* core_lifecycle.h — SIGTERM/SIGINT → stop taking work, drain, commit, exit 0
+ * within a grace period.
+ *
+ * The signal handler only sets a flag (and writes to a self-pipe so a
+ * poll() can wake up). Services check core_lifecycle_stopping() in their
+ * loop, stop consuming, then drain with core_lifecycle_remaining_ms() as
+ * their time budget. A second signal asks to give up draining at once. */
+#ifndef TRIBUTARY_CORE_LIFECYCLE_H
+#define TRIBUTARY_CORE_LIFECYCLE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Install handlers for SIGTERM and SIGINT, ignore SIGPIPE. Idempotent. */
+int core_lifecycle_install(int64_t grace_ms, char *errstr, size_t errstr_size);
+/* Restore the state after install (tests). */
+void core_lifecycle_reset(void);
+
+bool core_lifecycle_stopping(void);
+/* True after a second signal: drain no more. */
+bool core_lifecycle_forced(void);
+/* Ask to stop, as a signal would (e.g. on a fatal error). */
+void core_lifecycle_request_stop(void);
+/* The signal that asked to stop, 0 if none or programmatic. */
+int core_lifecycle_signal(void);
+
+/* Ms left of the grace period since the stop request (grace_ms before a
+ * stop is requested; 0 once forced or elapsed). */
+int64_t core_lifecycle_remaining_ms(void);
+
+/* Sleep up to timeout_ms, waking at once when a stop is requested.
+ * Returns true when stopping. */
+bool core_lifecycle_wait(int64_t timeout_ms);
+
+/* A file descriptor that becomes readable when a stop is requested (for
+ * poll loops); -1 before install. */
+int core_lifecycle_fd(void);
+
+#endif

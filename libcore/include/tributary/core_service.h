@@ -1,0 +1,123 @@
+/* core_service.h — the common start and stop of every tributary service.
+ *
+ * core_service_init() declares the common keys (log.level, http.*,
+ * shutdown.grace.ms, proto.dir, instance.id) next to the service's own
+ * table, loads the configuration (defaults < file < env < flags), answers
+ * --help and --version, checks the kafka.* keys and the datasets named
+ * (def->datasets),
+ * loads the schema catalogue, installs the signal handlers and starts the
+ * HTTP server (/healthz, /readyz, /metrics). Anything wrong is refused
+ * before any work starts, with one line naming the key.
+ *
+ * Typical main:
+ *
+ *     int main(int argc, char **argv)
+ *     {
+ *         return core_service_main(&def, argc, argv, environ);
+ *     }
+ *
+ * where def.run does the work until core_lifecycle_stopping(). */
+#ifndef TRIBUTARY_CORE_SERVICE_H
+#define TRIBUTARY_CORE_SERVICE_H
+
+#include "tributary/core_avro.h"
+#include "tributary/core_config.h"
+#include "tributary/core_http.h"
+
+#include <librdkafka/rdkafka.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define CORE_SERVICE_CONTINUE (-1)
+
+/* The keys every service has, filled by core_service_init(). */
+struct core_service_common {
+    char *log_level;
+    char *http_bind;
+    int64_t http_port;
+    int64_t shutdown_grace_ms;
+    char *proto_dir;
+    char *instance_id;
+};
+
+typedef struct core_service core_service_t;
+
+typedef struct core_service_def {
+    const char *name;              /* "svc-ingest" */
+    const char *summary;           /* one line for --help */
+    const char *usage;             /* "svc-ingest --dataset NAME [options] FILE..." */
+    const char *http_port_default; /* "8081" */
+    const core_config_key *keys;   /* the service's own table (may be NULL) */
+    void *conf;                    /* where its values land */
+    /* Subcommands the service accepts as its first word (NULL-terminated);
+     * NULL accepts none. Any other first word is a usage error (64). */
+    const char *const *subcommands;
+    /* Does the service take file arguments after the subcommand? */
+    bool takes_files;
+    /* The service's dataset list inside conf (checked against the
+     * catalogue by core_service_main), or NULL. */
+    const core_cfg_list *datasets;
+    /* The work of the service: runs until done or stopped; returns the
+     * process exit code. */
+    int (*run)(core_service_t *svc, void *conf);
+} core_service_def;
+
+/**
+ * @brief The whole life of a service: core_service_init() (which also
+ * checks def->datasets), readiness on Kafka, def->run(), core_service_free().
+ * @returns the process exit code.
+ */
+int core_service_main(const core_service_def *def, int argc, char **argv, char **envp);
+
+/**
+ * @brief Start a service. On CORE_SERVICE_CONTINUE *svcp is the service;
+ * otherwise nothing is left allocated and the return value is the exit
+ * code main should return: 0 after --help / --version, 64 for a malformed
+ * command line, 78 for a refused configuration, 69 when the HTTP port
+ * cannot be bound. The reason has been printed as one line on stderr.
+ */
+int core_service_init(core_service_t **svcp, const core_service_def *def,
+                      int argc, char **argv, char **envp);
+
+void core_service_free(core_service_t *svc);
+
+const struct core_service_common *core_service_common(const core_service_t *svc);
+const core_config_t *core_service_config(const core_service_t *svc);
+const core_avro_catalog_t *core_service_catalog(const core_service_t *svc);
+core_http_t *core_service_http(core_service_t *svc);
+/* The subcommand given (NULL if none) and the remaining words. */
+const char *core_service_subcommand(const core_service_t *svc);
+size_t core_service_nfiles(const core_service_t *svc);
+const char *core_service_file(const core_service_t *svc, size_t i);
+
+/**
+ * @brief Check that every dataset named under `key` exists in the
+ * catalogue; declares each dataset's personal fields to the logger.
+ * @returns 0, or CORE_EX_CONFIG with errstr naming the key and the dataset.
+ */
+int core_service_check_datasets(core_service_t *svc, const char *key,
+                                const core_cfg_list *datasets, char *errstr, size_t errstr_size);
+
+/**
+ * @brief Report a refused configuration found after init (by the service's
+ * own checks): prints "<service>: configuration error: <errstr>" on stderr
+ * and returns CORE_EX_CONFIG.
+ */
+int core_service_config_error(const core_service_t *svc, const char *errstr);
+
+/**
+ * @brief Readiness by Kafka reachability: /readyz answers 200 only while a
+ * metadata request to the brokers succeeds (checked at most every 2 s,
+ * from the HTTP thread). Services with more dependencies set their own
+ * callback with core_http_set_ready().
+ * @returns 0 or CORE_EX_CONFIG (the kafka.* keys could not build a client).
+ */
+int core_service_ready_on_kafka(core_service_t *svc, char *errstr, size_t errstr_size);
+
+/**
+ * @brief Wait until SIGTERM/SIGINT (the work loop of a service that has
+ * nothing else to do yet). Logs start and stop. Returns 0.
+ */
+int core_service_idle(core_service_t *svc);
+
+#endif

@@ -1,0 +1,107 @@
+/* core_avro_int.h — private to core_avro*.c: the compiled schema tree.
+ *
+ * Each schema is compiled from its (inlined) JSON into a graph of nodes
+ * that the body checker, the JSON converters and the helpers walk. It
+ * carries what avro-c's schema does not expose (logical types, defaults,
+ * attributes) and resolves named references to the node they name, so a
+ * recursive schema is a cycle in the graph. Nodes are immutable after
+ * compilation and shared read-only between threads.
+ */
+#ifndef TRIBUTARY_CORE_AVRO_INT_H
+#define TRIBUTARY_CORE_AVRO_INT_H
+
+#include "tributary/core_avro.h"
+
+#include <cjson/cJSON.h>
+
+typedef enum avn_type {
+    AVN_NULL,
+    AVN_BOOLEAN,
+    AVN_INT,
+    AVN_LONG,
+    AVN_FLOAT,
+    AVN_DOUBLE,
+    AVN_BYTES,
+    AVN_STRING,
+    AVN_RECORD,
+    AVN_ENUM,
+    AVN_ARRAY,
+    AVN_MAP,
+    AVN_UNION,
+    AVN_FIXED,
+} avn_type;
+
+typedef enum avn_logical {
+    AVL_NONE,
+    AVL_DECIMAL,      /* bytes or fixed */
+    AVL_TS_MILLIS,    /* long */
+    AVL_TS_MICROS,    /* long */
+    AVL_DATE,         /* int, days since the epoch */
+} avn_logical;
+
+struct avn;
+
+struct avn_field {
+    char *name;
+    struct avn *type;
+    const cJSON *def;     /* "default", points into the schema JSON; or NULL */
+    bool personal;
+};
+
+struct avn {
+    avn_type type;
+    avn_logical logical;
+    int precision, scale;        /* AVL_DECIMAL */
+    char *fullname;              /* named types */
+    size_t min_size;             /* fewest bytes an encoding takes */
+    /* AVN_RECORD */
+    size_t nfields;
+    struct avn_field *fields;
+    /* AVN_ENUM */
+    size_t nsymbols;
+    char **symbols;
+    /* AVN_ARRAY items, AVN_MAP values */
+    struct avn *items;
+    /* AVN_UNION */
+    size_t nbranches;
+    struct avn **branches;
+    /* AVN_FIXED */
+    size_t size;
+    struct avn *next_alloc;      /* every node of a schema, for freeing */
+};
+
+/* Indexes of the Meta fields inside the meta record. */
+enum avn_meta_field {
+    AVM_ID, AVM_OP, AVM_KIND, AVM_SOURCE, AVM_BATCH_ID, AVM_SEQ,
+    AVM_EVENT_TIME, AVM_VERSION, AVM_OLD_KEY, AVM__COUNT
+};
+
+struct core_avro_schema {
+    uint32_t id;
+    char *name;                  /* full name of the top-level type */
+    char *dataset;               /* NULL unless a dataset */
+    char *file;                  /* where it came from, for messages */
+    char *key_field;             /* tb.key or NULL */
+    int key_index;               /* -1 when no key */
+    int meta_index;              /* 0 for datasets, -1 otherwise */
+    int meta_fields[AVM__COUNT]; /* indexes in Meta, valid when meta_index>=0 */
+    char **personal;
+    size_t npersonal;
+    avro_schema_t avro;
+    avro_value_iface_t *iface;
+    cJSON *json;                 /* inlined schema JSON */
+    cJSON *rules;                /* or NULL */
+    struct avn *root;
+    struct avn *nodes;           /* allocation list */
+};
+
+struct core_avro_catalog {
+    core_avro_schema_t **schemas;
+    size_t n, cap;
+    size_t max_record;
+};
+
+/* core_avro_json.c: UTF-8 validation (no NUL allowed). */
+bool core_avro_utf8_valid(const uint8_t *s, size_t len);
+
+#endif

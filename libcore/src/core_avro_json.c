@@ -1,0 +1,1262 @@
+/* core_avro_json.c — Avro values <-> natural JSON, and the decimal and
+ * ISO 8601 helpers mappers use. The forms are described in core_avro.h. */
+#include "core_avro_int.h"
+
+#include <errno.h>
+#include <float.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Deepest JSON/value nesting the converters follow. */
+#define JSON_MAX_DEPTH 64
+
+/* ---- UTF-8 -------------------------------------------------------------- */
+
+bool core_avro_utf8_valid(const uint8_t *s, size_t len)
+{
+    size_t i = 0;
+
+    while (i < len) {
+        uint8_t c = s[i];
+        size_t n;
+        uint32_t cp;
+
+        if (c == 0)
+            return false;
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        if (c >= 0xc2 && c <= 0xdf) { n = 1; cp = c & 0x1f; }
+        else if (c >= 0xe0 && c <= 0xef) { n = 2; cp = c & 0x0f; }
+        else if (c >= 0xf0 && c <= 0xf4) { n = 3; cp = c & 0x07; }
+        else return false;
+        if (len - i <= n)
+            return false;
+        for (size_t k = 1; k <= n; k++) {
+            if ((s[i + k] & 0xc0) != 0x80)
+                return false;
+            cp = (cp << 6) | (s[i + k] & 0x3f);
+        }
+        if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
+            (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+        i += n + 1;
+    }
+    return true;
+}
+
+/* ---- decimals ----------------------------------------------------------- */
+
+typedef unsigned __int128 u128;
+typedef __int128 i128;
+
+core_err_t core_avro_decimal_parse(const char *text, int precision, int scale,
+                                   uint8_t out[16], size_t *outlen, char *errstr,
+                                   size_t errstr_size)
+{
+    char digits[CORE_AVRO_DECIMAL_MAX_PRECISION + 2];
+    int nd = 0;
+    int64_t frac = 0, e10, exp = 0, ndigits;
+    bool neg = false, dot = false, any = false;
+    const char *p = text;
+    u128 v = 0;
+    i128 sv;
+    uint8_t be[16];
+    size_t i, start;
+
+    if (precision < 1 || precision > CORE_AVRO_DECIMAL_MAX_PRECISION || scale < 0 ||
+        scale > precision) {
+        core_errstr(errstr, errstr_size, "decimal(%d, %d) is not supported", precision,
+                    scale);
+        return CORE_ERR_INVALID;
+    }
+    if (!p)
+        goto notnum;
+    if (*p == '+' || *p == '-')
+        neg = *p++ == '-';
+    for (; *p; p++) {
+        if (*p >= '0' && *p <= '9') {
+            any = true;
+            if (dot)
+                frac++;
+            if (nd == 0 && *p == '0')
+                continue;
+            if (nd >= (int)sizeof(digits) - 1) {
+                /* more significant digits than any supported precision; only
+                 * trailing zeros could still make it fit, so keep counting */
+                if (*p != '0') {
+                    core_errstr(errstr, errstr_size,
+                                "decimal has more than %d digits", CORE_AVRO_DECIMAL_MAX_PRECISION);
+                    return CORE_ERR_INVALID;
+                }
+                if (!dot)
+                    exp++; /* a dropped integer zero scales by 10 */
+                else
+                    frac--; /* a dropped fractional zero changes nothing */
+                continue;
+            }
+            digits[nd++] = *p;
+        } else if (*p == '.' && !dot) {
+            dot = true;
+        } else {
+            break;
+        }
+    }
+    if (!any)
+        goto notnum;
+    if (*p == 'e' || *p == 'E') {
+        bool eneg = false;
+        int ed = 0;
+        int64_t ev = 0;
+
+        p++;
+        if (*p == '+' || *p == '-')
+            eneg = *p++ == '-';
+        if (!(*p >= '0' && *p <= '9'))
+            goto notnum;
+        for (; *p >= '0' && *p <= '9'; p++) {
+            if (++ed > 4)
+                goto range;
+            ev = ev * 10 + (*p - '0');
+        }
+        exp += eneg ? -ev : ev;
+    }
+    if (*p)
+        goto notnum;
+    e10 = exp - frac; /* value = digits * 10^e10 */
+    while (nd > 0 && digits[nd - 1] == '0') {
+        nd--;
+        e10++;
+    }
+    if (nd == 0) {
+        out[0] = 0;
+        *outlen = 1;
+        return CORE_OK;
+    }
+    if (e10 < 0 && -e10 > scale) {
+        core_errstr(errstr, errstr_size, "decimal has %lld decimals, scale is %d",
+                    (long long)-e10, scale);
+        return CORE_ERR_INVALID;
+    }
+    ndigits = nd + e10 + scale;
+    if (ndigits > precision) {
+        core_errstr(errstr, errstr_size, "decimal has %lld digits, precision is %d",
+                    (long long)ndigits, precision);
+        return CORE_ERR_INVALID;
+    }
+    for (i = 0; i < (size_t)nd; i++)
+        v = v * 10 + (u128)(digits[i] - '0');
+    for (i = 0; i < (size_t)(e10 + scale); i++)
+        v *= 10;
+    sv = neg ? -(i128)v : (i128)v;
+    for (i = 0; i < 16; i++)
+        be[15 - i] = (uint8_t)((u128)sv >> (8 * i));
+    /* minimal two's complement: drop redundant sign bytes */
+    for (start = 0; start < 15; start++) {
+        if (be[start] == 0x00 && !(be[start + 1] & 0x80))
+            continue;
+        if (be[start] == 0xff && (be[start + 1] & 0x80))
+            continue;
+        break;
+    }
+    memcpy(out, be + start, 16 - start);
+    *outlen = 16 - start;
+    return CORE_OK;
+notnum:
+    core_errstr(errstr, errstr_size, "not a decimal number");
+    return CORE_ERR_INVALID;
+range:
+    core_errstr(errstr, errstr_size, "decimal exponent out of range");
+    return CORE_ERR_INVALID;
+}
+
+core_err_t core_avro_decimal_format(const void *bytes, size_t len, int scale,
+                                    char *buf, size_t size, char *errstr,
+                                    size_t errstr_size)
+{
+    const uint8_t *b = bytes;
+    char tmp[CORE_AVRO_DECIMAL_SIZE];
+    size_t skip = 0, i, nd = 0, pos = 0;
+    uint8_t sign;
+    u128 u = 0, mag;
+    bool neg;
+
+    if (scale < 0 || scale > CORE_AVRO_DECIMAL_MAX_PRECISION) {
+        core_errstr(errstr, errstr_size, "decimal scale %d is not supported", scale);
+        return CORE_ERR_INVALID;
+    }
+    sign = (len && (b[0] & 0x80)) ? 0xff : 0x00;
+    if (len > 16) {
+        skip = len - 16;
+        for (i = 0; i < skip; i++)
+            if (b[i] != sign)
+                goto wide;
+        if ((b[skip] & 0x80) != (sign & 0x80))
+            goto wide;
+    }
+    u = sign ? ~(u128)0 : 0; /* sign-extend, then shift the bytes in */
+    for (i = skip; i < len; i++)
+        u = (u << 8) | b[i];
+    neg = sign != 0;
+    mag = neg ? (u128)0 - u : u;
+    do {
+        tmp[nd++] = (char)('0' + (int)(mag % 10));
+        mag /= 10;
+    } while (mag);
+    while (nd < (size_t)scale + 1)
+        tmp[nd++] = '0';
+    /* sign, digits, '.', NUL */
+    if (size < nd + (neg ? 1 : 0) + (scale ? 1 : 0) + 1) {
+        core_errstr(errstr, errstr_size, "decimal text needs more than %zu bytes", size);
+        return CORE_ERR_INVALID;
+    }
+    if (neg)
+        buf[pos++] = '-';
+    for (i = nd; i > 0; i--) {
+        if (scale && i == (size_t)scale)
+            buf[pos++] = '.';
+        buf[pos++] = tmp[i - 1];
+    }
+    buf[pos] = '\0';
+    return CORE_OK;
+wide:
+    core_errstr(errstr, errstr_size, "decimal of %zu bytes is wider than 128 bits", len);
+    return CORE_ERR_INVALID;
+}
+
+/* ---- time --------------------------------------------------------------- */
+
+#define MIN_MS (-62135596800000LL) /* 0001-01-01T00:00:00.000Z */
+#define MAX_MS (253402300799999LL) /* 9999-12-31T23:59:59.999Z */
+
+static int64_t days_from_civil(int64_t y, int64_t m, int64_t d)
+{
+    int64_t era, yoe, doy, doe;
+
+    y -= m <= 2;
+    era = (y >= 0 ? y : y - 399) / 400;
+    yoe = y - era * 400;
+    doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+static void civil_from_days(int64_t z, int *y, int *m, int *d)
+{
+    int64_t era, doe, yoe, doy, mp, yy;
+
+    z += 719468;
+    era = (z >= 0 ? z : z - 146096) / 146097;
+    doe = z - era * 146097;
+    yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    yy = yoe + era * 400;
+    doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    mp = (5 * doy + 2) / 153;
+    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
+    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
+    *y = (int)(yy + (*m <= 2));
+}
+
+static int days_in_month(int y, int m)
+{
+    static const int dim[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+
+    if (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
+        return 29;
+    return dim[m - 1];
+}
+
+static int digits_n(const char **pp, int n, int *out)
+{
+    const char *p = *pp;
+    int v = 0, i;
+
+    for (i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return -1;
+        v = v * 10 + (p[i] - '0');
+    }
+    *pp = p + n;
+    *out = v;
+    return 0;
+}
+
+/* "YYYY-MM-DD" at *pp: days since the epoch. */
+static int parse_date(const char **pp, int64_t *days, const char **why)
+{
+    int y, m, d;
+
+    if (digits_n(pp, 4, &y) || *(*pp)++ != '-' || digits_n(pp, 2, &m) ||
+        *(*pp)++ != '-' || digits_n(pp, 2, &d)) {
+        *why = "expected YYYY-MM-DD";
+        return -1;
+    }
+    if (y < 1) { *why = "year out of range"; return -1; }
+    if (m < 1 || m > 12) { *why = "month out of range"; return -1; }
+    if (d < 1 || d > days_in_month(y, m)) { *why = "day out of range"; return -1; }
+    *days = days_from_civil(y, m, d);
+    return 0;
+}
+
+/* units: 1000 (ms) or 1000000 (us) per second. */
+static core_err_t time_parse(const char *text, int64_t units, int64_t *outp,
+                             char *errstr, size_t errstr_size)
+{
+    const char *p = text, *why = NULL;
+    int64_t days, frac = 0, fscale = units, off = 0;
+    int hh, mi, ss = 0, oh = 0, om = 0, fd = 0;
+
+    if (!p) {
+        why = "no text";
+        goto bad;
+    }
+    if (parse_date(&p, &days, &why) != 0)
+        goto bad;
+    if (*p != 'T' && *p != 't' && *p != ' ') {
+        why = *p ? "expected 'T' between date and time" : "time and zone missing";
+        goto bad;
+    }
+    p++;
+    if (digits_n(&p, 2, &hh) || *p++ != ':' || digits_n(&p, 2, &mi)) {
+        why = "expected hh:mm";
+        goto bad;
+    }
+    if (*p == ':') {
+        p++;
+        if (digits_n(&p, 2, &ss)) {
+            why = "expected two digits of seconds";
+            goto bad;
+        }
+    }
+    if (hh > 23) { why = "hour out of range"; goto bad; }
+    if (mi > 59) { why = "minute out of range"; goto bad; }
+    if (ss > 59) { why = "second out of range"; goto bad; }
+    if (*p == '.' || *p == ',') {
+        p++;
+        if (*p < '0' || *p > '9') {
+            why = "empty fraction of a second";
+            goto bad;
+        }
+        for (; *p >= '0' && *p <= '9'; p++) {
+            if (++fd > 9) {
+                why = "more than 9 digits of a fraction";
+                goto bad;
+            }
+            if (fscale >= 10) { /* keep what the unit holds, drop the rest */
+                fscale /= 10;
+                frac += (*p - '0') * fscale;
+            }
+        }
+    }
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int sign = *p++ == '-' ? -1 : 1;
+
+        if (digits_n(&p, 2, &oh)) {
+            why = "expected a zone offset +hh:mm";
+            goto bad;
+        }
+        if (*p == ':')
+            p++;
+        if (*p && digits_n(&p, 2, &om)) {
+            why = "expected a zone offset +hh:mm";
+            goto bad;
+        }
+        if (oh > 23 || om > 59) {
+            why = "zone offset out of range";
+            goto bad;
+        }
+        off = sign * (int64_t)(oh * 60 + om) * 60;
+    } else {
+        why = *p ? "unexpected text after the time" : "zone missing (add Z or +hh:mm)";
+        goto bad;
+    }
+    if (*p) {
+        why = "unexpected text after the zone";
+        goto bad;
+    }
+    {
+        int64_t secs = ((days * 24 + hh) * 60 + mi) * 60 + ss - off;
+        int64_t ms = secs * 1000 + frac / (units / 1000);
+
+        if (ms < MIN_MS || ms > MAX_MS) {
+            why = "out of the range 0001-9999";
+            goto bad;
+        }
+        *outp = secs * units + frac;
+    }
+    return CORE_OK;
+bad:
+    core_errstr(errstr, errstr_size, "bad date-time '%.40s': %s", text ? text : "", why);
+    return CORE_ERR_INVALID;
+}
+
+core_err_t core_avro_time_parse(const char *text, int64_t *msp, char *errstr,
+                                size_t errstr_size)
+{
+    return time_parse(text, 1000, msp, errstr, errstr_size);
+}
+
+core_err_t core_avro_time_parse_us(const char *text, int64_t *usp, char *errstr,
+                                   size_t errstr_size)
+{
+    return time_parse(text, 1000000, usp, errstr, errstr_size);
+}
+
+static int time_format(int64_t t, int64_t units, int fdigits, char *buf, size_t size)
+{
+    int64_t secs, sub, days, sod;
+    int y, m, d, n;
+
+    if (t < MIN_MS * (units / 1000) || t > MAX_MS * (units / 1000) + (units / 1000 - 1))
+        return -1;
+    secs = t / units;
+    sub = t % units;
+    if (sub < 0) {
+        sub += units;
+        secs--;
+    }
+    days = secs / 86400;
+    sod = secs % 86400;
+    if (sod < 0) {
+        sod += 86400;
+        days--;
+    }
+    civil_from_days(days, &y, &m, &d);
+    if (y < 1 || y > 9999)
+        return -1;
+    n = snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%0*lldZ", y, m, d,
+                 (int)(sod / 3600), (int)(sod / 60 % 60), (int)(sod % 60), fdigits,
+                 (long long)sub);
+    return (n < 0 || (size_t)n >= size) ? -1 : n;
+}
+
+int core_avro_time_format(int64_t ms, char *buf, size_t size)
+{
+    return time_format(ms, 1000, 3, buf, size);
+}
+
+int core_avro_time_format_us(int64_t us, char *buf, size_t size)
+{
+    return time_format(us, 1000000, 6, buf, size);
+}
+
+/* ---- path-carrying context ---------------------------------------------- */
+
+struct jseg {
+    const char *name;
+    size_t index;
+};
+
+struct jctx {
+    char *err;
+    size_t errsz;
+    unsigned flags;
+    bool dflt;   /* converting a schema default (Avro JSON form) */
+    bool said;   /* an error message was written */
+    struct jseg path[JSON_MAX_DEPTH + 2];
+    int plen;
+};
+
+static int jerr(struct jctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int jerr(struct jctx *c, const char *fmt, ...)
+{
+    char msg[256], path[256];
+    size_t pos = 0;
+    int i;
+    va_list ap;
+
+    c->said = true;
+    if (!c->err || !c->errsz)
+        return -1;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    path[0] = '\0';
+    for (i = 0; i < c->plen && pos < sizeof(path) - 1; i++) {
+        int n = c->path[i].name
+                    ? snprintf(path + pos, sizeof(path) - pos, "%s%s", pos ? "." : "",
+                               c->path[i].name)
+                    : snprintf(path + pos, sizeof(path) - pos, "[%zu]", c->path[i].index);
+        if (n < 0)
+            break;
+        pos += (size_t)n;
+    }
+    core_errstr(c->err, c->errsz, "%s: %s", path[0] ? path : "record", msg);
+    return -1;
+}
+
+static int push(struct jctx *c, const char *name, size_t index)
+{
+    if (c->plen >= JSON_MAX_DEPTH)
+        return jerr(c, "nesting deeper than %d", JSON_MAX_DEPTH);
+    c->path[c->plen].name = name;
+    c->path[c->plen].index = index;
+    c->plen++;
+    return 0;
+}
+
+static const char *jtype(const cJSON *j)
+{
+    if (cJSON_IsNull(j)) return "null";
+    if (cJSON_IsBool(j)) return "a boolean";
+    if (cJSON_IsNumber(j) || cJSON_IsRaw(j)) return "a number";
+    if (cJSON_IsString(j)) return "a string";
+    if (cJSON_IsArray(j)) return "an array";
+    if (cJSON_IsObject(j)) return "an object";
+    return "an invalid value";
+}
+
+static const char *type_name(const struct avn *n)
+{
+    static const char *const names[] = {
+        [AVN_NULL] = "null", [AVN_BOOLEAN] = "boolean", [AVN_INT] = "int",
+        [AVN_LONG] = "long", [AVN_FLOAT] = "float", [AVN_DOUBLE] = "double",
+        [AVN_BYTES] = "bytes", [AVN_STRING] = "string", [AVN_RECORD] = "record",
+        [AVN_ENUM] = "enum", [AVN_ARRAY] = "array", [AVN_MAP] = "map",
+        [AVN_UNION] = "union", [AVN_FIXED] = "fixed",
+    };
+
+    if (n->logical == AVL_DECIMAL) return "decimal";
+    if (n->logical == AVL_TS_MILLIS) return "timestamp-millis";
+    if (n->logical == AVL_TS_MICROS) return "timestamp-micros";
+    if (n->logical == AVL_DATE) return "date";
+    return names[n->type];
+}
+
+/* ---- Avro -> JSON ------------------------------------------------------- */
+
+#define EXACT_DOUBLE_MAX 9007199254740992LL /* 2^53 */
+
+static cJSON *long_json(int64_t v)
+{
+    char buf[32];
+
+    if (v >= -EXACT_DOUBLE_MAX && v <= EXACT_DOUBLE_MAX)
+        return cJSON_CreateNumber((double)v);
+    snprintf(buf, sizeof(buf), "%lld", (long long)v);
+    return cJSON_CreateRaw(buf);
+}
+
+static cJSON *bytes_json(const uint8_t *b, size_t len)
+{
+    char *s, *q;
+    cJSON *j;
+    size_t i;
+
+    if (len > (SIZE_MAX - 1) / 4 || !(s = malloc(len * 4 + 1)))
+        return NULL;
+    q = s;
+    for (i = 0; i < len; i++) {
+        if (b[i] == '\\') {
+            *q++ = '\\';
+            *q++ = '\\';
+        } else if (b[i] >= 0x20 && b[i] < 0x7f) {
+            *q++ = (char)b[i];
+        } else {
+            q += sprintf(q, "\\x%02x", b[i]);
+        }
+    }
+    *q = '\0';
+    j = cJSON_CreateString(s);
+    free(s);
+    return j;
+}
+
+static cJSON *to_json(struct jctx *c, const struct avn *n, avro_value_t *v)
+{
+    cJSON *j = NULL;
+
+    switch (n->type) {
+    case AVN_NULL:
+        return cJSON_CreateNull();
+    case AVN_BOOLEAN: {
+        int b;
+
+        if (avro_value_get_boolean(v, &b))
+            break;
+        return cJSON_CreateBool(b);
+    }
+    case AVN_INT: {
+        int32_t i;
+
+        if (avro_value_get_int(v, &i))
+            break;
+        if (n->logical == AVL_DATE) {
+            char buf[CORE_AVRO_TIME_SIZE];
+
+            if (core_avro_time_format((int64_t)i * 86400000, buf, sizeof(buf)) > 0) {
+                buf[10] = '\0';
+                return cJSON_CreateString(buf);
+            }
+        }
+        return cJSON_CreateNumber(i);
+    }
+    case AVN_LONG: {
+        int64_t l;
+        char buf[CORE_AVRO_TIME_SIZE];
+
+        if (avro_value_get_long(v, &l))
+            break;
+        if (n->logical == AVL_TS_MILLIS && core_avro_time_format(l, buf, sizeof(buf)) > 0)
+            return cJSON_CreateString(buf);
+        if (n->logical == AVL_TS_MICROS && core_avro_time_format_us(l, buf, sizeof(buf)) > 0)
+            return cJSON_CreateString(buf);
+        return long_json(l);
+    }
+    case AVN_FLOAT: {
+        float f;
+
+        if (avro_value_get_float(v, &f))
+            break;
+        return cJSON_CreateNumber(f);
+    }
+    case AVN_DOUBLE: {
+        double d;
+
+        if (avro_value_get_double(v, &d))
+            break;
+        return cJSON_CreateNumber(d);
+    }
+    case AVN_BYTES:
+    case AVN_FIXED: {
+        const void *b;
+        size_t sz;
+        int rc = n->type == AVN_BYTES ? avro_value_get_bytes(v, &b, &sz)
+                                      : avro_value_get_fixed(v, &b, &sz);
+        if (rc)
+            break;
+        if (n->logical == AVL_DECIMAL) {
+            char buf[CORE_AVRO_DECIMAL_SIZE], e[128];
+
+            if (core_avro_decimal_format(b, sz, n->scale, buf, sizeof(buf), e,
+                                         sizeof(e)) != CORE_OK) {
+                jerr(c, "%s", e);
+                return NULL;
+            }
+            return cJSON_CreateString(buf);
+        }
+        return bytes_json(b, sz);
+    }
+    case AVN_STRING: {
+        const char *s;
+        size_t sz;
+
+        if (avro_value_get_string(v, &s, &sz))
+            break;
+        return cJSON_CreateString(s ? s : "");
+    }
+    case AVN_ENUM: {
+        int e;
+
+        if (avro_value_get_enum(v, &e))
+            break;
+        if (e < 0 || (size_t)e >= n->nsymbols) {
+            jerr(c, "enum index %d out of range", e);
+            return NULL;
+        }
+        return cJSON_CreateString(n->symbols[e]);
+    }
+    case AVN_UNION: {
+        int d;
+        avro_value_t br;
+
+        if (avro_value_get_discriminant(v, &d))
+            break;
+        if (d < 0 || (size_t)d >= n->nbranches ||
+            avro_value_get_current_branch(v, &br)) {
+            jerr(c, "union has no branch set");
+            return NULL;
+        }
+        return to_json(c, n->branches[d], &br);
+    }
+    case AVN_RECORD: {
+        size_t i;
+
+        if (push(c, NULL, 0) != 0)
+            return NULL;
+        c->plen--;
+        if (!(j = cJSON_CreateObject()))
+            break;
+        for (i = 0; i < n->nfields; i++) {
+            avro_value_t f;
+            cJSON *fj;
+
+            push(c, n->fields[i].name, 0);
+            if (avro_value_get_by_index(v, i, &f, NULL) != 0) {
+                jerr(c, "value does not match the schema");
+                cJSON_Delete(j);
+                return NULL;
+            }
+            fj = to_json(c, n->fields[i].type, &f);
+            c->plen--;
+            if (!fj) {
+                cJSON_Delete(j);
+                return NULL;
+            }
+            cJSON_AddItemToObject(j, n->fields[i].name, fj);
+        }
+        return j;
+    }
+    case AVN_ARRAY:
+    case AVN_MAP: {
+        size_t i, sz;
+
+        if (avro_value_get_size(v, &sz) != 0)
+            break;
+        if (push(c, NULL, 0) != 0)
+            return NULL;
+        c->plen--;
+        j = n->type == AVN_ARRAY ? cJSON_CreateArray() : cJSON_CreateObject();
+        if (!j)
+            break;
+        for (i = 0; i < sz; i++) {
+            avro_value_t e;
+            const char *key = NULL;
+            cJSON *ej;
+
+            push(c, NULL, i);
+            if (avro_value_get_by_index(v, i, &e, &key) != 0) {
+                jerr(c, "value does not match the schema");
+                cJSON_Delete(j);
+                return NULL;
+            }
+            ej = to_json(c, n->items, &e);
+            c->plen--;
+            if (!ej) {
+                cJSON_Delete(j);
+                return NULL;
+            }
+            if (n->type == AVN_ARRAY)
+                cJSON_AddItemToArray(j, ej);
+            else
+                cJSON_AddItemToObject(j, key ? key : "", ej);
+        }
+        return j;
+    }
+    }
+    jerr(c, "value is not a %s", type_name(n));
+    return NULL;
+}
+
+cJSON *core_avro_to_json(const core_avro_schema_t *s, avro_value_t *value,
+                         char *errstr, size_t errstr_size)
+{
+    struct jctx c;
+    cJSON *j;
+
+    memset(&c, 0, sizeof(c));
+    c.err = errstr;
+    c.errsz = errstr_size;
+    j = to_json(&c, s->root, value);
+    if (!j && !c.said)
+        core_errstr(errstr, errstr_size, "%s: out of memory", s->name);
+    return j;
+}
+
+/* ---- JSON -> Avro ------------------------------------------------------- */
+
+static int from_json(struct jctx *c, const struct avn *n, const cJSON *j,
+                     avro_value_t *dst);
+
+static int set_failed(struct jctx *c, const char *what)
+{
+    return jerr(c, "cannot set %s: %s", what, avro_strerror());
+}
+
+/* A JSON number (or raw number text) as an integer in [lo, hi]. */
+static int json_integer(struct jctx *c, const cJSON *j, int64_t lo, int64_t hi,
+                        const char *what, int64_t *out)
+{
+    if (cJSON_IsRaw(j)) {
+        char *end;
+        long long v;
+
+        errno = 0;
+        v = strtoll(j->valuestring, &end, 10);
+        if (errno || *end || end == j->valuestring || v < lo || v > hi)
+            return jerr(c, "%.32s is not a %s", j->valuestring, what);
+        *out = v;
+        return 0;
+    }
+    if (!cJSON_IsNumber(j))
+        return jerr(c, "expected a number (%s), got %s", what, jtype(j));
+    {
+        double d = j->valuedouble;
+
+        if (d != d || d != floor(d))
+            return jerr(c, "%g is not an integer", d);
+        /* -2^63 is exact; 2^63 is the first double past INT64_MAX */
+        if (d < (double)lo || d >= 9223372036854775808.0 || (hi < INT64_MAX && d > (double)hi))
+            return jerr(c, "%.15g is out of range for %s", d, what);
+        *out = (int64_t)d;
+    }
+    return 0;
+}
+
+static int json_double(struct jctx *c, const cJSON *j, double *out)
+{
+    if (cJSON_IsRaw(j)) {
+        char *end;
+
+        errno = 0;
+        *out = strtod(j->valuestring, &end);
+        if (*end || end == j->valuestring)
+            return jerr(c, "%.32s is not a number", j->valuestring);
+        return 0;
+    }
+    if (!cJSON_IsNumber(j))
+        return jerr(c, "expected a number, got %s", jtype(j));
+    *out = j->valuedouble;
+    return 0;
+}
+
+/* Escaped bytes text (natural form) or latin-1 code points (defaults). */
+static int json_bytes(struct jctx *c, const cJSON *j, uint8_t **out, size_t *lenp)
+{
+    const uint8_t *s;
+    uint8_t *b;
+    size_t n = 0, len;
+
+    if (!cJSON_IsString(j))
+        return jerr(c, "expected a string (bytes), got %s", jtype(j));
+    s = (const uint8_t *)j->valuestring;
+    len = strlen((const char *)s);
+    if (!(b = malloc(len + 1)))
+        return jerr(c, "out of memory");
+    while (*s) {
+        if (c->dflt) {
+            /* Avro JSON: each char is a code point 0-255, UTF-8 encoded */
+            if (*s < 0x80) {
+                b[n++] = *s++;
+            } else if ((s[0] == 0xc2 || s[0] == 0xc3) && (s[1] & 0xc0) == 0x80) {
+                b[n++] = (uint8_t)(((s[0] & 0x1f) << 6) | (s[1] & 0x3f));
+                s += 2;
+            } else {
+                free(b);
+                return jerr(c, "default bytes hold a code point above U+00FF");
+            }
+        } else if (*s == '\\') {
+            int hi, lo;
+
+            if (s[1] == '\\') {
+                b[n++] = '\\';
+                s += 2;
+                continue;
+            }
+            hi = s[1] == 'x' && s[2] ? (s[2] >= '0' && s[2] <= '9' ? s[2] - '0'
+                                        : (s[2] | 0x20) >= 'a' && (s[2] | 0x20) <= 'f'
+                                              ? (s[2] | 0x20) - 'a' + 10 : -1)
+                                     : -1;
+            lo = hi >= 0 && s[3] ? (s[3] >= '0' && s[3] <= '9' ? s[3] - '0'
+                                    : (s[3] | 0x20) >= 'a' && (s[3] | 0x20) <= 'f'
+                                          ? (s[3] | 0x20) - 'a' + 10 : -1)
+                                 : -1;
+            if (hi < 0 || lo < 0) {
+                free(b);
+                return jerr(c, "bytes: a backslash must start \\\\ or \\xHH");
+            }
+            b[n++] = (uint8_t)(hi << 4 | lo);
+            s += 4;
+        } else if (*s >= 0x20 && *s < 0x7f) {
+            b[n++] = *s++;
+        } else {
+            free(b);
+            return jerr(c, "bytes: write byte 0x%02x as \\x%02x", *s, *s);
+        }
+    }
+    *out = b;
+    *lenp = n;
+    return 0;
+}
+
+static int set_decimal(struct jctx *c, const struct avn *n, const cJSON *j,
+                       avro_value_t *dst)
+{
+    char text[64], e[128];
+    const char *t;
+    uint8_t b[16], fx[16];
+    size_t len;
+
+    if (cJSON_IsString(j)) {
+        t = j->valuestring;
+    } else if (cJSON_IsRaw(j)) {
+        t = j->valuestring;
+    } else if (cJSON_IsNumber(j)) {
+        double d = j->valuedouble;
+        int p;
+
+        if (!isfinite(d))
+            return jerr(c, "decimal is not a finite number");
+        for (p = 1; p <= 17; p++) {
+            snprintf(text, sizeof(text), "%.*g", p, d);
+            if (strtod(text, NULL) == d)
+                break;
+        }
+        t = text;
+    } else {
+        return jerr(c, "expected a decimal (string or number), got %s", jtype(j));
+    }
+    if (core_avro_decimal_parse(t, n->precision, n->scale, b, &len, e, sizeof(e)) != CORE_OK)
+        return jerr(c, "%s", e);
+    if (n->type == AVN_FIXED) {
+        if (len > n->size)
+            return jerr(c, "decimal does not fit in fixed(%zu)", n->size);
+        memset(fx, (b[0] & 0x80) ? 0xff : 0x00, n->size);
+        memcpy(fx + (n->size - len), b, len);
+        if (avro_value_set_fixed(dst, fx, n->size))
+            return set_failed(c, "decimal");
+        return 0;
+    }
+    if (avro_value_set_bytes(dst, b, len))
+        return set_failed(c, "decimal");
+    return 0;
+}
+
+static int set_record(struct jctx *c, const struct avn *n, const cJSON *j,
+                      avro_value_t *dst)
+{
+    const cJSON *k;
+    size_t i;
+
+    if (!cJSON_IsObject(j))
+        return jerr(c, "expected an object (record %s), got %s", n->fullname, jtype(j));
+    if (!(c->flags & CORE_AVRO_JSON_IGNORE_UNKNOWN)) {
+        cJSON_ArrayForEach(k, j) {
+            for (i = 0; i < n->nfields; i++)
+                if (strcmp(n->fields[i].name, k->string) == 0)
+                    break;
+            if (i == n->nfields)
+                return jerr(c, "unknown field '%.64s'", k->string);
+        }
+    }
+    for (i = 0; i < n->nfields; i++) {
+        const struct avn_field *f = &n->fields[i];
+        const cJSON *fj = cJSON_GetObjectItemCaseSensitive(j, f->name);
+        avro_value_t fv;
+        int rc;
+
+        if (push(c, f->name, 0) != 0)
+            return -1;
+        if (avro_value_get_by_index(dst, i, &fv, NULL) != 0)
+            return jerr(c, "value does not match the schema");
+        if (fj) {
+            rc = from_json(c, f->type, fj, &fv);
+        } else if (f->def) {
+            bool was = c->dflt;
+
+            c->dflt = true;
+            rc = from_json(c, f->type, f->def, &fv);
+            c->dflt = was;
+        } else if (f->type->type == AVN_UNION) {
+            size_t b;
+            avro_value_t br;
+
+            for (b = 0; b < f->type->nbranches; b++)
+                if (f->type->branches[b]->type == AVN_NULL)
+                    break;
+            if (b == f->type->nbranches)
+                return jerr(c, "required field missing");
+            if (avro_value_set_branch(&fv, (int)b, &br) || avro_value_set_null(&br))
+                return set_failed(c, "null");
+            rc = 0;
+        } else {
+            return jerr(c, "required field missing");
+        }
+        if (rc != 0)
+            return -1;
+        c->plen--;
+    }
+    return 0;
+}
+
+/* Does a union branch carry this name (Avro's {"<name>": value} form)? */
+static bool branch_named(const struct avn *b, const char *name)
+{
+    const char *dot;
+
+    if (b->fullname) {
+        dot = strrchr(b->fullname, '.');
+        return strcmp(b->fullname, name) == 0 || (dot && strcmp(dot + 1, name) == 0);
+    }
+    switch (b->type) {
+    case AVN_NULL: return strcmp(name, "null") == 0;
+    case AVN_BOOLEAN: return strcmp(name, "boolean") == 0;
+    case AVN_INT: return strcmp(name, "int") == 0;
+    case AVN_LONG: return strcmp(name, "long") == 0;
+    case AVN_FLOAT: return strcmp(name, "float") == 0;
+    case AVN_DOUBLE: return strcmp(name, "double") == 0;
+    case AVN_BYTES: return strcmp(name, "bytes") == 0;
+    case AVN_STRING: return strcmp(name, "string") == 0;
+    case AVN_ARRAY: return strcmp(name, "array") == 0;
+    case AVN_MAP: return strcmp(name, "map") == 0;
+    default: return false;
+    }
+}
+
+/* Which JSON kinds a branch can take, in order of preference. */
+static int branch_rank(const struct avn *b, const cJSON *j)
+{
+    if (cJSON_IsBool(j))
+        return b->type == AVN_BOOLEAN ? 0 : -1;
+    if (cJSON_IsNumber(j) || cJSON_IsRaw(j)) {
+        switch (b->type) {
+        case AVN_INT: return b->logical == AVL_NONE ? 0 : 5;
+        case AVN_LONG: return b->logical == AVL_NONE ? 1 : 6;
+        case AVN_DOUBLE: return 2;
+        case AVN_FLOAT: return 3;
+        case AVN_BYTES: case AVN_FIXED: return b->logical == AVL_DECIMAL ? 4 : -1;
+        default: return -1;
+        }
+    }
+    if (cJSON_IsString(j)) {
+        switch (b->type) {
+        case AVN_STRING: return 0;
+        case AVN_ENUM: return 1;
+        case AVN_LONG: case AVN_INT: return b->logical != AVL_NONE ? 2 : -1;
+        case AVN_BYTES: case AVN_FIXED: return b->logical == AVL_DECIMAL ? 3 : 4;
+        default: return -1;
+        }
+    }
+    if (cJSON_IsArray(j))
+        return b->type == AVN_ARRAY ? 0 : -1;
+    if (cJSON_IsObject(j))
+        return b->type == AVN_RECORD ? 0 : b->type == AVN_MAP ? 1 : -1;
+    return -1;
+}
+
+static int set_union(struct jctx *c, const struct avn *n, const cJSON *j,
+                     avro_value_t *dst)
+{
+    avro_value_t br;
+    size_t i;
+    int rank, tried = 0;
+    char first[256] = "";
+
+    if (c->dflt) /* a default belongs to the first branch */
+        return avro_value_set_branch(dst, 0, &br) ? set_failed(c, "union")
+                                                   : from_json(c, n->branches[0], j, &br);
+    if (cJSON_IsNull(j)) {
+        for (i = 0; i < n->nbranches; i++)
+            if (n->branches[i]->type == AVN_NULL)
+                return (avro_value_set_branch(dst, (int)i, &br) || avro_value_set_null(&br))
+                           ? set_failed(c, "null") : 0;
+        return jerr(c, "is null but not nullable");
+    }
+    if (cJSON_IsObject(j) && j->child && !j->child->next) {
+        for (i = 0; i < n->nbranches; i++)
+            if (branch_named(n->branches[i], j->child->string)) {
+                if (avro_value_set_branch(dst, (int)i, &br))
+                    return set_failed(c, "union");
+                return from_json(c, n->branches[i], j->child, &br);
+            }
+    }
+    for (rank = 0; rank <= 6; rank++) {
+        for (i = 0; i < n->nbranches; i++) {
+            char *saved = c->err;
+            size_t savedsz = c->errsz;
+            int savedlen = c->plen;
+            char tmp[256];
+            int rc;
+
+            if (branch_rank(n->branches[i], j) != rank)
+                continue;
+            if (avro_value_set_branch(dst, (int)i, &br))
+                return set_failed(c, "union");
+            c->err = tmp;
+            c->errsz = sizeof(tmp);
+            tmp[0] = '\0';
+            rc = from_json(c, n->branches[i], j, &br);
+            c->err = saved;
+            c->errsz = savedsz;
+            c->plen = savedlen;
+            if (rc == 0)
+                return 0;
+            if (!tried++)
+                snprintf(first, sizeof(first), "%s", tmp);
+        }
+    }
+    if (tried) {
+        core_errstr(c->err, c->errsz, "%s", first);
+        return -1;
+    }
+    return jerr(c, "no branch of the union takes %s", jtype(j));
+}
+
+static int from_json(struct jctx *c, const struct avn *n, const cJSON *j,
+                     avro_value_t *dst)
+{
+    int64_t iv;
+    double dv;
+
+    if (!j)
+        return jerr(c, "no value");
+    switch (n->type) {
+    case AVN_NULL:
+        if (!cJSON_IsNull(j))
+            return jerr(c, "expected null, got %s", jtype(j));
+        return avro_value_set_null(dst) ? set_failed(c, "null") : 0;
+    case AVN_BOOLEAN:
+        if (!cJSON_IsBool(j))
+            return jerr(c, "expected a boolean, got %s", jtype(j));
+        return avro_value_set_boolean(dst, cJSON_IsTrue(j)) ? set_failed(c, "boolean") : 0;
+    case AVN_INT:
+        if (n->logical == AVL_DATE && cJSON_IsString(j) && !c->dflt) {
+            const char *p = j->valuestring, *why = NULL;
+            int64_t days;
+
+            if (parse_date(&p, &days, &why) != 0 || *p)
+                return jerr(c, "bad date '%.40s': %s", j->valuestring,
+                            why ? why : "unexpected text after the date");
+            if (days < INT32_MIN || days > INT32_MAX)
+                return jerr(c, "date out of range");
+            iv = days;
+        } else if (json_integer(c, j, INT32_MIN, INT32_MAX, "int", &iv) != 0) {
+            return -1;
+        }
+        return avro_value_set_int(dst, (int32_t)iv) ? set_failed(c, "int") : 0;
+    case AVN_LONG:
+        if ((n->logical == AVL_TS_MILLIS || n->logical == AVL_TS_MICROS) &&
+            cJSON_IsString(j) && !c->dflt) {
+            char e[128];
+
+            if (time_parse(j->valuestring, n->logical == AVL_TS_MILLIS ? 1000 : 1000000,
+                           &iv, e, sizeof(e)) != CORE_OK)
+                return jerr(c, "%s", e);
+        } else if (json_integer(c, j, INT64_MIN, INT64_MAX,
+                                n->logical == AVL_NONE ? "long" : type_name(n), &iv) != 0) {
+            return -1;
+        }
+        return avro_value_set_long(dst, iv) ? set_failed(c, "long") : 0;
+    case AVN_FLOAT:
+        if (json_double(c, j, &dv) != 0)
+            return -1;
+        if (isfinite(dv) && fabs(dv) > FLT_MAX)
+            return jerr(c, "%g is out of range for float", dv);
+        return avro_value_set_float(dst, (float)dv) ? set_failed(c, "float") : 0;
+    case AVN_DOUBLE:
+        if (json_double(c, j, &dv) != 0)
+            return -1;
+        return avro_value_set_double(dst, dv) ? set_failed(c, "double") : 0;
+    case AVN_STRING:
+        if (!cJSON_IsString(j))
+            return jerr(c, "expected a string, got %s", jtype(j));
+        if (!core_avro_utf8_valid((const uint8_t *)j->valuestring, strlen(j->valuestring)))
+            return jerr(c, "string is not valid UTF-8");
+        return avro_value_set_string_len(dst, j->valuestring, strlen(j->valuestring) + 1)
+                   ? set_failed(c, "string") : 0;
+    case AVN_BYTES:
+    case AVN_FIXED: {
+        uint8_t *b;
+        size_t len;
+        int rc;
+
+        if (n->logical == AVL_DECIMAL && !c->dflt)
+            return set_decimal(c, n, j, dst);
+        if (json_bytes(c, j, &b, &len) != 0)
+            return -1;
+        if (n->type == AVN_FIXED && len != n->size) {
+            free(b);
+            return jerr(c, "fixed needs %zu bytes, got %zu", n->size, len);
+        }
+        rc = n->type == AVN_BYTES ? avro_value_set_bytes(dst, b, len)
+                                  : avro_value_set_fixed(dst, b, len);
+        free(b);
+        return rc ? set_failed(c, type_name(n)) : 0;
+    }
+    case AVN_ENUM: {
+        size_t i;
+
+        if (!cJSON_IsString(j))
+            return jerr(c, "expected a symbol of enum %s, got %s", n->fullname, jtype(j));
+        for (i = 0; i < n->nsymbols; i++)
+            if (strcmp(n->symbols[i], j->valuestring) == 0)
+                return avro_value_set_enum(dst, (int)i) ? set_failed(c, "enum") : 0;
+        return jerr(c, "'%.40s' is not a symbol of enum %s", j->valuestring, n->fullname);
+    }
+    case AVN_UNION:
+        return set_union(c, n, j, dst);
+    case AVN_RECORD:
+        return set_record(c, n, j, dst);
+    case AVN_ARRAY: {
+        const cJSON *e;
+        size_t i = 0;
+
+        if (!cJSON_IsArray(j))
+            return jerr(c, "expected an array, got %s", jtype(j));
+        cJSON_ArrayForEach(e, j) {
+            avro_value_t ev;
+
+            if (push(c, NULL, i++) != 0)
+                return -1;
+            if (avro_value_append(dst, &ev, NULL))
+                return set_failed(c, "array item");
+            if (from_json(c, n->items, e, &ev) != 0)
+                return -1;
+            c->plen--;
+        }
+        return 0;
+    }
+    case AVN_MAP: {
+        const cJSON *e;
+
+        if (!cJSON_IsObject(j))
+            return jerr(c, "expected an object (map), got %s", jtype(j));
+        cJSON_ArrayForEach(e, j) {
+            avro_value_t ev;
+
+            if (push(c, e->string, 0) != 0)
+                return -1;
+            if (!core_avro_utf8_valid((const uint8_t *)e->string, strlen(e->string)))
+                return jerr(c, "map key is not valid UTF-8");
+            if (avro_value_add(dst, e->string, &ev, NULL, NULL))
+                return set_failed(c, "map entry");
+            if (from_json(c, n->items, e, &ev) != 0)
+                return -1;
+            c->plen--;
+        }
+        return 0;
+    }
+    }
+    return jerr(c, "unknown schema node");
+}
+
+core_err_t core_avro_from_json_opts(const core_avro_schema_t *s, const cJSON *json,
+                                    unsigned flags, avro_value_t *out, char *errstr,
+                                    size_t errstr_size)
+{
+    struct jctx c;
+    avro_value_t v;
+
+    if (!json) {
+        core_errstr(errstr, errstr_size, "record: no JSON given");
+        return CORE_ERR_INVALID;
+    }
+    if (avro_generic_value_new(s->iface, &v) != 0) {
+        core_errstr(errstr, errstr_size, "%s: cannot allocate a value", s->name);
+        return CORE_ERR_NOMEM;
+    }
+    memset(&c, 0, sizeof(c));
+    c.err = errstr;
+    c.errsz = errstr_size;
+    c.flags = flags;
+    if (from_json(&c, s->root, json, &v) != 0) {
+        avro_value_decref(&v);
+        return CORE_ERR_INVALID;
+    }
+    *out = v;
+    return CORE_OK;
+}
+
+core_err_t core_avro_from_json(const core_avro_schema_t *s, const cJSON *json,
+                               avro_value_t *out, char *errstr, size_t errstr_size)
+{
+    return core_avro_from_json_opts(s, json, 0, out, errstr, errstr_size);
+}

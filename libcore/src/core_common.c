@@ -1,0 +1,102 @@
+/* core_common.c — error names, clocks, errstr formatting, whole-file reads. */
+#include "tributary/core_common.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+const char *core_err2str(core_err_t err)
+{
+    switch (err) {
+    case CORE_OK: return "success";
+    case CORE_ERR_INVALID: return "invalid input";
+    case CORE_ERR_TRANSIENT: return "transient failure";
+    case CORE_ERR_FATAL: return "fatal error";
+    case CORE_ERR_NOMEM: return "out of memory";
+    case CORE_ERR_NOTFOUND: return "not found";
+    case CORE_ERR_TOOBIG: return "too big";
+    case CORE_ERR_IO: return "I/O error";
+    case CORE_ERR_STATE: return "wrong state";
+    }
+    return "unknown error";
+}
+
+int64_t core_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t core_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+double core_mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void core_errstr(char *errstr, size_t errstr_size, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!errstr || errstr_size == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(errstr, errstr_size, fmt, ap);
+    va_end(ap);
+}
+
+char *core_read_file(const char *path, size_t max_size, size_t *lenp,
+                     char *errstr, size_t errstr_size)
+{
+    FILE *fp;
+    struct stat st;
+    char *buf;
+    size_t n;
+
+    fp = fopen(path, "rb");
+    if (!fp) {
+        core_errstr(errstr, errstr_size, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode)) {
+        core_errstr(errstr, errstr_size, "%s: not a regular file", path);
+        fclose(fp);
+        return NULL;
+    }
+    if ((uint64_t)st.st_size > max_size) {
+        core_errstr(errstr, errstr_size, "%s: %lld bytes exceeds the limit of %zu",
+                    path, (long long)st.st_size, max_size);
+        fclose(fp);
+        return NULL;
+    }
+    buf = malloc((size_t)st.st_size + 1);
+    if (!buf) {
+        core_errstr(errstr, errstr_size, "%s: out of memory", path);
+        fclose(fp);
+        return NULL;
+    }
+    n = fread(buf, 1, (size_t)st.st_size, fp);
+    if (ferror(fp)) {
+        core_errstr(errstr, errstr_size, "%s: %s", path, strerror(errno));
+        free(buf);
+        fclose(fp);
+        return NULL;
+    }
+    fclose(fp);
+    buf[n] = '\0';
+    if (lenp)
+        *lenp = n;
+    return buf;
+}

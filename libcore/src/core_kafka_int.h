@@ -1,0 +1,116 @@
+/* core_kafka_int.h — private to the core_kafka*.c files: the client structs
+ * and the callbacks they share. */
+#ifndef TRIBUTARY_CORE_KAFKA_INT_H
+#define TRIBUTARY_CORE_KAFKA_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "tributary/core_kafka.h"
+
+/* Families every client uses; looked up once per client. */
+typedef struct core_kafka_fams {
+    core_metrics_t *m;
+    core_metric_family_t *client_errors;  /* {error} */
+    core_metric_family_t *lag;            /* {topic,partition} */
+} core_kafka_fams;
+
+/* Which kind of client an rd_kafka_t opaque points to: both structs start
+ * with a core_kafka_common. */
+typedef enum { CORE_KAFKA_PRODUCER, CORE_KAFKA_CONSUMER } core_kafka_kind;
+
+typedef struct core_kafka_common {
+    core_kafka_kind kind;
+    rd_kafka_t *rk;
+    core_kafka_fams fams;
+    atomic_bool fatal;
+} core_kafka_common;
+
+#define CORE_KAFKA_TOPIC_CACHE 16
+
+struct core_kafka_producer {
+    core_kafka_common common;          /* first */
+    core_kafka_dr_cb *dr_cb;
+    void *dr_user;
+    int enqueue_timeout_ms;
+    bool transactional;
+    bool txn_open;                     /* begin succeeded, not committed/aborted yet */
+    /* Offsets sent to the open transaction, and the consumer they belong to
+     * (it must outlive the transaction): on commit they become that
+     * consumer's txn_committed. Transaction thread only. */
+    rd_kafka_topic_partition_list_t *txn_offsets;
+    core_kafka_consumer_t *txn_consumer;
+
+    atomic_size_t outstanding;
+    atomic_uint_fast64_t delivered;
+    atomic_uint_fast64_t failed;
+
+    core_metric_family_t *produced_fam;   /* {topic} */
+    core_metric_family_t *errors_fam;     /* {topic,error} */
+    core_metric_t *latency;
+    core_metric_t *txn_commit_seconds;
+    core_metric_t *txn_aborts;
+
+    /* Per-topic produced_total series, filled by the delivery callback.
+     * Guarded by cache_lock (delivery reports may be served by any thread
+     * that polls). */
+    pthread_mutex_t cache_lock;
+    struct {
+        char *topic;
+        core_metric_t *produced;
+    } cache[CORE_KAFKA_TOPIC_CACHE];
+    size_t ncache;
+};
+
+struct core_kafka_consumer {
+    core_kafka_common common;          /* first */
+    core_kafka_rebalance_hook *on_assign;
+    core_kafka_rebalance_hook *on_revoke;
+    void *hook_user;
+    bool hooks_enabled;
+    bool closed;
+    bool paused_all;                   /* pause partitions assigned later too */
+    bool reset_latest;                 /* auto.offset.reset is latest/end */
+    atomic_bool lag_from_position;     /* offsets go through transactions */
+    atomic_size_t assigned;
+    /* Offsets committed through transactions, for assigned partitions only
+     * (dropped on revoke). core_kafka_consumer_rewind() never goes below
+     * them: the broker's answer may lag behind the transaction markers (and
+     * librdkafka's mock does not store transactional offsets at all).
+     * Consumer thread only (the transaction runs there too). */
+    rd_kafka_topic_partition_list_t *txn_committed;
+
+    core_metric_family_t *commit_errors_fam;  /* {error} */
+    core_metric_family_t *rebalances_fam;     /* {event} */
+};
+
+/* Installs the log, error and stats callbacks and the opaque. */
+void core_kafka_conf_set_common_cbs(rd_kafka_conf_t *conf, core_kafka_common *cc);
+
+/* Fill cc->fams from registry m (NULL: global). */
+core_err_t core_kafka_fams_init(core_kafka_fams *f, core_metrics_t *m,
+                                char *errstr, size_t errstr_size);
+
+/* Look up a family or log why it failed (metrics are never fatal). */
+core_metric_family_t *core_kafka_family(core_metrics_t *m, core_metric_kind_t kind,
+                                        const char *name, const char *help,
+                                        const char *const *labels);
+
+/* rd_kafka_fatal_error() into errstr, or "" when none. */
+bool core_kafka_common_fatal(core_kafka_common *cc, char *errstr, size_t errstr_size);
+
+/* Build a conf for a client: defaults, cfg, overrides, then enforced. */
+rd_kafka_conf_t *core_kafka_conf_build(const core_config_t *cfg,
+                                       const core_kafka_prop *defaults, size_t ndefaults,
+                                       const core_kafka_prop *overrides, size_t noverrides,
+                                       const core_kafka_prop *enforced, size_t nenforced,
+                                       char *errstr, size_t errstr_size);
+
+/* Raise dst's offsets to src's (adding missing partitions). */
+void core_kafka_offsets_merge_max(rd_kafka_topic_partition_list_t *dst,
+                                  const rd_kafka_topic_partition_list_t *src);
+
+/* Read a property back from a conf; false when unknown or too long. */
+bool core_kafka_conf_get(const rd_kafka_conf_t *conf, const char *name, char *buf, size_t size);
+
+#endif

@@ -1,0 +1,328 @@
+/* core_service.c — common start-up and shutdown of every service. */
+#include "tributary/core_service.h"
+#include "tributary/core_common.h"
+#include "tributary/core_kafka.h"
+#include "tributary/core_lifecycle.h"
+#include "tributary/core_log.h"
+#include "tributary/core_metrics.h"
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifndef TB_VERSION
+#define TB_VERSION "0.0.0"
+#endif
+#ifndef TB_PROTO_DIR
+#define TB_PROTO_DIR "/usr/share/tributary/proto"
+#endif
+
+#define READY_CACHE_MS 2000
+#define READY_TIMEOUT_MS 1500
+
+/* The common table; http.port's default is patched per service. */
+static const core_config_key common_keys[] = {
+    { "log.level", CORE_CFG_ENUM, "info", 0, offsetof(struct core_service_common, log_level),
+      "Minimum log level", 0, 0, "debug|info|warn|error" },
+    { "http.bind", CORE_CFG_STR, "0.0.0.0", 0, offsetof(struct core_service_common, http_bind),
+      "Address of the HTTP server (/healthz, /readyz, /metrics)", 0, 0, NULL },
+    { "http.port", CORE_CFG_INT, "8080", 0, offsetof(struct core_service_common, http_port),
+      "Port of the HTTP server; 0 picks a free one", 0, 65535, NULL },
+    { "shutdown.grace.ms", CORE_CFG_INT, "30000", 0,
+      offsetof(struct core_service_common, shutdown_grace_ms),
+      "Time to drain and commit after SIGTERM before giving up", 0, 3600000, NULL },
+    { "proto.dir", CORE_CFG_STR, TB_PROTO_DIR, 0, offsetof(struct core_service_common, proto_dir),
+      "Folder of the Avro schemas, rules and catalogue", 0, 0, NULL },
+    { "instance.id", CORE_CFG_STR, NULL, 0, offsetof(struct core_service_common, instance_id),
+      "Name of this instance (default: the host name)", 0, 0, NULL },
+    CORE_CFG_END
+};
+
+struct core_service {
+    const core_service_def *def;
+    core_config_key common_table[CORE_ARRAY_SIZE(common_keys)];
+    struct core_service_common common;
+    char hostname[256];
+    core_config_t *cfg;
+    core_avro_catalog_t *catalog;
+    core_http_t *http;
+    const char *subcommand;
+    size_t first_file;
+
+    /* Readiness probe (HTTP thread). */
+    pthread_mutex_t probe_lock;
+    core_kafka_producer_t *probe;
+    int64_t probe_at;
+    bool probe_ok;
+    char probe_reason[256];
+};
+
+static void print_usage(const core_service_def *def, const core_config_t *cfg)
+{
+    printf("%s — %s\n\nUsage: %s\n\n", def->name, def->summary, def->usage);
+    core_config_print_help(cfg, stdout);
+    printf("\nExit codes: 0 ok, 64 bad usage, 65 bad input data, 69 a server unreachable, "
+           "78 bad configuration.\n");
+}
+
+static bool is_subcommand(const core_service_def *def, const char *word)
+{
+    for (const char *const *s = def->subcommands; s && *s; s++)
+        if (strcmp(*s, word) == 0)
+            return true;
+    return false;
+}
+
+int core_service_init(core_service_t **svcp, const core_service_def *def,
+                      int argc, char **argv, char **envp)
+{
+    core_service_t *svc;
+    char errstr[512];
+    core_log_level_t level;
+    int rc;
+
+    *svcp = NULL;
+    svc = calloc(1, sizeof(*svc));
+    if (!svc) {
+        fprintf(stderr, "%s: out of memory\n", def->name);
+        return CORE_EX_SOFTWARE;
+    }
+    svc->def = def;
+    pthread_mutex_init(&svc->probe_lock, NULL);
+    memcpy(svc->common_table, common_keys, sizeof(common_keys));
+    for (size_t i = 0; svc->common_table[i].key; i++)
+        if (strcmp(svc->common_table[i].key, "http.port") == 0 && def->http_port_default)
+            svc->common_table[i].def = def->http_port_default;
+
+    svc->cfg = core_config_new(def->name);
+    if (!svc->cfg || core_config_add_table(svc->cfg, svc->common_table, &svc->common) ||
+        (def->keys && core_config_add_table(svc->cfg, def->keys, def->conf))) {
+        fprintf(stderr, "%s: out of memory\n", def->name);
+        core_service_free(svc);
+        return CORE_EX_SOFTWARE;
+    }
+    rc = core_config_load(svc->cfg, argc, argv, envp, errstr, sizeof(errstr));
+    if (rc == 0 && core_config_help_requested(svc->cfg)) {
+        print_usage(def, svc->cfg);
+        core_service_free(svc);
+        return 0;
+    }
+    if (rc == 0 && core_config_version_requested(svc->cfg)) {
+        printf("%s %s (librdkafka %s)\n", def->name, TB_VERSION, rd_kafka_version_str());
+        core_service_free(svc);
+        return 0;
+    }
+    if (rc) {
+        fprintf(stderr, "%s: %s: %s\n", def->name,
+                rc == CORE_EX_USAGE ? "usage error" : "configuration error", errstr);
+        core_service_free(svc);
+        return rc;
+    }
+
+    /* Subcommand and files. */
+    if (core_config_nargs(svc->cfg) > 0 && is_subcommand(def, core_config_arg(svc->cfg, 0))) {
+        svc->subcommand = core_config_arg(svc->cfg, 0);
+        svc->first_file = 1;
+    }
+    if (!def->takes_files && core_config_nargs(svc->cfg) > svc->first_file) {
+        fprintf(stderr, "%s: usage error: unexpected argument '%s' (see --help)\n", def->name,
+                core_config_arg(svc->cfg, svc->first_file));
+        core_service_free(svc);
+        return CORE_EX_USAGE;
+    }
+
+    core_log_level_parse(svc->common.log_level, &level);
+    core_log_init(def->name, level);
+    if (!svc->common.instance_id) {
+        if (gethostname(svc->hostname, sizeof(svc->hostname) - 1) != 0)
+            snprintf(svc->hostname, sizeof(svc->hostname), "%s-%d", def->name, (int)getpid());
+        svc->common.instance_id = svc->hostname;
+    }
+
+    if (core_kafka_conf_check(svc->cfg, errstr, sizeof(errstr)) != CORE_OK) {
+        rc = core_service_config_error(svc, errstr);
+        core_service_free(svc);
+        return rc;
+    }
+    svc->catalog = core_avro_catalog_load(svc->common.proto_dir, errstr, sizeof(errstr));
+    if (!svc->catalog) {
+        char msg[700];
+        snprintf(msg, sizeof(msg), "proto.dir: %s", errstr);
+        rc = core_service_config_error(svc, msg);
+        core_service_free(svc);
+        return rc;
+    }
+    if (def->datasets &&
+        core_service_check_datasets(svc, "dataset", def->datasets, errstr, sizeof(errstr))) {
+        rc = core_service_config_error(svc, errstr);
+        core_service_free(svc);
+        return rc;
+    }
+    if (core_lifecycle_install(svc->common.shutdown_grace_ms, errstr, sizeof(errstr)) != CORE_OK) {
+        fprintf(stderr, "%s: %s\n", def->name, errstr);
+        core_service_free(svc);
+        return CORE_EX_SOFTWARE;
+    }
+    svc->http = core_http_new(svc->common.http_bind, (int)svc->common.http_port, NULL,
+                              errstr, sizeof(errstr));
+    if (!svc->http) {
+        fprintf(stderr, "%s: http.port: %s\n", def->name, errstr);
+        core_service_free(svc);
+        return CORE_EX_UNAVAILABLE;
+    }
+    *svcp = svc;
+    return CORE_SERVICE_CONTINUE;
+}
+
+void core_service_free(core_service_t *svc)
+{
+    if (!svc)
+        return;
+    core_http_free(svc->http); /* first: the readiness callback uses the probe */
+    core_kafka_producer_free(svc->probe);
+    core_avro_catalog_free(svc->catalog);
+    core_config_free(svc->cfg);
+    pthread_mutex_destroy(&svc->probe_lock);
+    free(svc);
+}
+
+const struct core_service_common *core_service_common(const core_service_t *svc)
+{
+    return &svc->common;
+}
+
+const core_config_t *core_service_config(const core_service_t *svc)
+{
+    return svc->cfg;
+}
+
+const core_avro_catalog_t *core_service_catalog(const core_service_t *svc)
+{
+    return svc->catalog;
+}
+
+core_http_t *core_service_http(core_service_t *svc)
+{
+    return svc->http;
+}
+
+const char *core_service_subcommand(const core_service_t *svc)
+{
+    return svc->subcommand;
+}
+
+size_t core_service_nfiles(const core_service_t *svc)
+{
+    return core_config_nargs(svc->cfg) - svc->first_file;
+}
+
+const char *core_service_file(const core_service_t *svc, size_t i)
+{
+    return core_config_arg(svc->cfg, svc->first_file + i);
+}
+
+int core_service_config_error(const core_service_t *svc, const char *errstr)
+{
+    fprintf(stderr, "%s: configuration error: %s\n", svc->def->name, errstr);
+    return CORE_EX_CONFIG;
+}
+
+int core_service_check_datasets(core_service_t *svc, const char *key,
+                                const core_cfg_list *datasets, char *errstr, size_t errstr_size)
+{
+    for (size_t i = 0; i < datasets->n; i++) {
+        const core_avro_schema_t *s = core_avro_catalog_by_dataset(svc->catalog, datasets->v[i]);
+        const char *const *personal;
+        size_t n = 0;
+
+        if (!s) {
+            core_errstr(errstr, errstr_size, "%s: unknown dataset '%s' (not in %s/catalog.json)",
+                        key, datasets->v[i], svc->common.proto_dir);
+            return CORE_EX_CONFIG;
+        }
+        personal = core_avro_schema_personal(s, &n);
+        if (personal && n > 0)
+            core_log_set_personal(personal, n);
+    }
+    return 0;
+}
+
+/* /readyz: a metadata request answered by the brokers, cached briefly. */
+static bool ready_on_kafka(void *opaque, char *reason, size_t reason_size)
+{
+    core_service_t *svc = opaque;
+    bool ok;
+
+    pthread_mutex_lock(&svc->probe_lock);
+    if (core_mono_ms() - svc->probe_at >= READY_CACHE_MS) {
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_resp_err_t err = rd_kafka_metadata(core_kafka_producer_handle(svc->probe), 0, NULL,
+                                                    &md, READY_TIMEOUT_MS);
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR && md && md->broker_cnt > 0) {
+            svc->probe_ok = true;
+            svc->probe_reason[0] = '\0';
+        } else {
+            svc->probe_ok = false;
+            snprintf(svc->probe_reason, sizeof(svc->probe_reason), "kafka: %s",
+                     err ? rd_kafka_err2str(err) : "no broker in metadata");
+        }
+        if (md)
+            rd_kafka_metadata_destroy(md);
+        svc->probe_at = core_mono_ms();
+    }
+    ok = svc->probe_ok;
+    if (!ok)
+        snprintf(reason, reason_size, "%s", svc->probe_reason);
+    pthread_mutex_unlock(&svc->probe_lock);
+    return ok;
+}
+
+int core_service_ready_on_kafka(core_service_t *svc, char *errstr, size_t errstr_size)
+{
+    static const core_kafka_prop defaults[] = {
+        { "bootstrap.servers", "127.0.0.1:9092" },
+    };
+    core_kafka_producer_opts o = { 0 };
+
+    /* A producer only for metadata requests: it logs like every client. */
+    o.cfg = svc->cfg;
+    o.defaults = defaults;
+    o.ndefaults = CORE_ARRAY_SIZE(defaults);
+    svc->probe = core_kafka_producer_new(&o, errstr, errstr_size);
+    if (!svc->probe)
+        return CORE_EX_CONFIG;
+    core_http_set_ready(svc->http, ready_on_kafka, svc);
+    return 0;
+}
+
+int core_service_idle(core_service_t *svc)
+{
+    core_log_info("started", CLF_S("version", TB_VERSION),
+                  CLF_I("http_port", core_http_port(svc->http)),
+                  CLF_S("instance", svc->common.instance_id));
+    while (!core_lifecycle_wait(1000))
+        ;
+    core_log_info("stopping", CLF_I("signal", core_lifecycle_signal()));
+    return 0;
+}
+
+int core_service_main(const core_service_def *def, int argc, char **argv, char **envp)
+{
+    core_service_t *svc;
+    char errstr[512];
+    int rc;
+
+    rc = core_service_init(&svc, def, argc, argv, envp);
+    if (rc != CORE_SERVICE_CONTINUE)
+        return rc;
+    if ((rc = core_service_ready_on_kafka(svc, errstr, sizeof(errstr)))) {
+        rc = core_service_config_error(svc, errstr);
+    } else {
+        rc = def->run ? def->run(svc, def->conf) : core_service_idle(svc);
+    }
+    core_service_free(svc);
+    return rc;
+}

@@ -1,0 +1,296 @@
+/* test_services.c — every service binary: --help, --version, refused
+ * configuration (exit 78 with one line naming the key), health, readiness
+ * and metrics over HTTP with the real broker, clean exit on SIGTERM. */
+#include "testutil.h"
+#include "tributary/core_common.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static const char *services[] = {
+    "svc-ingest", "svc-validator", "svc-cache-feeder", "svc-persister", "svc-recon",
+};
+#define NSERVICES (sizeof(services) / sizeof(services[0]))
+
+/* The environment the services run with: only what they need. */
+static char *env_proto;
+static char *base_env[4];
+
+static void setup(void)
+{
+    static char proto[1024];
+    snprintf(proto, sizeof(proto), "TB_PROTO_DIR=%s", tu_proto_dir());
+    env_proto = proto;
+    base_env[0] = env_proto;
+    base_env[1] = "PATH=/usr/bin:/bin";
+    base_env[2] = NULL;
+}
+
+static char *bin_path(const char *svc)
+{
+    static char path[1024];
+    snprintf(path, sizeof(path), "%s/bin/%s", tu_build_dir(), svc);
+    return path;
+}
+
+static bool needs_dataset(const char *svc)
+{
+    return strcmp(svc, "svc-recon") != 0;
+}
+
+/* Run svc with extra args; returns exit status; err gets stderr. */
+static int run(const char *svc, char **extra, char **err, char **out)
+{
+    char *argv[16];
+    int n = 0;
+
+    argv[n++] = bin_path(svc);
+    for (int i = 0; extra && extra[i] && n < 15; i++)
+        argv[n++] = extra[i];
+    argv[n] = NULL;
+    return tu_run_cmd(argv, base_env, out, err, 20000);
+}
+
+static int count_lines(const char *s)
+{
+    int n = 0;
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+START_TEST(help_lists_every_key)
+{
+    const char *svc = services[_i];
+    char *out = NULL, *err = NULL;
+    char *args[] = { "--help", NULL };
+
+    ck_assert_int_eq(run(svc, args, &err, &out), 0);
+    ck_assert_ptr_nonnull(strstr(out, "Usage:"));
+    ck_assert_ptr_nonnull(strstr(out, "--http.port"));
+    ck_assert_ptr_nonnull(strstr(out, "TB_LOG_LEVEL"));
+    ck_assert_ptr_nonnull(strstr(out, "--kafka.<property>"));
+    if (needs_dataset(svc))
+        ck_assert_ptr_nonnull(strstr(out, "--dataset"));
+    free(out);
+    free(err);
+
+    char *vargs[] = { "--version", NULL };
+    ck_assert_int_eq(run(svc, vargs, &err, &out), 0);
+    ck_assert_ptr_nonnull(strstr(out, svc));
+    free(out);
+    free(err);
+}
+END_TEST
+
+/* Each bad configuration must exit 78 with one line naming the key. */
+START_TEST(bad_config_exits_78_naming_the_key)
+{
+    const char *svc = services[_i];
+    static const struct { const char *file; const char *key; } cases[] = {
+        { "dataset = payee\nkafka.linger.ms = abc\n", "kafka.linger.ms" },
+        { "dataset = payee\nhttp.prot = 8080\n", "http.prot" },
+        { "dataset = payee\nkafka.no.such.property = 1\n", "kafka.no.such.property" },
+        { "dataset = payee\nhttp.port = 99999\n", "http.port" },
+        { "dataset = payee\nlog.level = loud\n", "log.level" },
+        { "dataset = payee\nshutdown.grace.ms = soon\n", "shutdown.grace.ms" },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *path = tu_write_temp(needs_dataset(svc) ? cases[i].file : strchr(cases[i].file, '\n') + 1);
+        char *err = NULL, *out = NULL;
+        char *args[] = { "--config", path, NULL };
+        int rc = run(svc, args, &err, &out);
+        ck_assert_msg(rc == 78, "%s with %s: exit %d, stderr: %s", svc, cases[i].key, rc, err);
+        ck_assert_msg(strstr(err, cases[i].key) != NULL, "%s: stderr does not name %s: %s", svc,
+                      cases[i].key, err);
+        ck_assert_msg(count_lines(err) == 1, "%s: expected one line, got: %s", svc, err);
+        unlink(path);
+        free(path);
+        free(err);
+        free(out);
+    }
+}
+END_TEST
+
+START_TEST(missing_or_unknown_dataset_exits_78)
+{
+    const char *svc = services[_i];
+    char *err = NULL, *out = NULL;
+
+    if (!needs_dataset(svc))
+        return;
+    ck_assert_int_eq(run(svc, NULL, &err, &out), 78);
+    ck_assert_ptr_nonnull(strstr(err, "dataset"));
+    free(err);
+    free(out);
+    char *args[] = { "--dataset", "payees", NULL };
+    ck_assert_int_eq(run(svc, args, &err, &out), 78);
+    ck_assert_ptr_nonnull(strstr(err, "payees"));
+    free(err);
+    free(out);
+}
+END_TEST
+
+START_TEST(unknown_flag_is_a_usage_error)
+{
+    const char *svc = services[_i];
+    char *err = NULL, *out = NULL;
+    char *args[] = { "--datset", "payee", NULL };
+
+    ck_assert_int_eq(run(svc, args, &err, &out), 64);
+    ck_assert_ptr_nonnull(strstr(err, "--datset"));
+    free(err);
+    free(out);
+}
+END_TEST
+
+struct body {
+    char buf[65536];
+    size_t len;
+};
+
+static size_t on_body(char *p, size_t size, size_t n, void *ud)
+{
+    struct body *b = ud;
+    size_t len = size * n, room = sizeof(b->buf) - 1 - b->len;
+    memcpy(b->buf + b->len, p, len < room ? len : room);
+    b->len += len < room ? len : room;
+    b->buf[b->len] = '\0';
+    return len;
+}
+
+static long http_get(int port, const char *path, struct body *b)
+{
+    char url[256];
+    long code = 0;
+    CURL *h = curl_easy_init();
+
+    b->len = 0;
+    b->buf[0] = '\0';
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, b);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 5000L);
+    if (curl_easy_perform(h) == CURLE_OK)
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+    curl_easy_cleanup(h);
+    return code;
+}
+
+/* Start the service on its own port, wait for /healthz and /readyz (the
+ * real broker answers), read /metrics, SIGTERM, expect exit 0 in time. */
+START_TEST(serves_health_ready_metrics_and_stops_on_sigterm)
+{
+    const char *svc = services[_i];
+    int port = 18181 + (int)_i;
+    char portflag[32];
+    struct body b;
+    pid_t pid;
+    int status = 0;
+    int64_t deadline;
+    long code = 0;
+
+    snprintf(portflag, sizeof(portflag), "--http.port=%d", port);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        char *argv[] = { bin_path(svc), portflag, "--shutdown.grace.ms=5000",
+                         needs_dataset(svc) ? "--dataset=payee" : NULL, NULL };
+        int devnull = open("/dev/null", 1);
+        dup2(devnull, 2);
+        execve(argv[0], argv, base_env);
+        _exit(127);
+    }
+    deadline = core_mono_ms() + 20000;
+    while (core_mono_ms() < deadline && (code = http_get(port, "/healthz", &b)) != 200)
+        usleep(50000);
+    ck_assert_msg(code == 200, "%s: /healthz never answered 200", svc);
+    ck_assert_ptr_nonnull(strstr(b.buf, "ok"));
+
+    deadline = core_mono_ms() + 20000;
+    while (core_mono_ms() < deadline && (code = http_get(port, "/readyz", &b)) != 200)
+        usleep(100000);
+    ck_assert_msg(code == 200, "%s: /readyz never ready: %s", svc, b.buf);
+
+    ck_assert_int_eq(http_get(port, "/metrics", &b), 200);
+    ck_assert_ptr_nonnull(strstr(b.buf, "# TYPE tributary_http_requests_total counter"));
+    ck_assert_ptr_nonnull(strstr(b.buf, "path=\"/readyz\""));
+    ck_assert_int_eq(http_get(port, "/no/such/path", &b), 404);
+
+    ck_assert_int_eq(kill(pid, SIGTERM), 0);
+    deadline = core_mono_ms() + 10000;
+    while (core_mono_ms() < deadline && waitpid(pid, &status, WNOHANG) == 0)
+        usleep(20000);
+    if (core_mono_ms() >= deadline) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        ck_abort_msg("%s did not stop within 10 s of SIGTERM", svc);
+    }
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s: exit status %d", svc, status);
+}
+END_TEST
+
+/* Readiness tells the truth: with no broker at the address, /readyz is 503
+ * with the reason while /healthz stays 200. */
+START_TEST(readyz_fails_without_broker)
+{
+    int port = 18199;
+    char portflag[32];
+    struct body b;
+    pid_t pid;
+    int status;
+    int64_t deadline;
+    long code = 0;
+
+    snprintf(portflag, sizeof(portflag), "--http.port=%d", port);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        char *argv[] = { bin_path("svc-recon"), portflag, "--kafka.bootstrap.servers=127.0.0.1:1",
+                         NULL };
+        int devnull = open("/dev/null", 1);
+        dup2(devnull, 2);
+        execve(argv[0], argv, base_env);
+        _exit(127);
+    }
+    deadline = core_mono_ms() + 20000;
+    while (core_mono_ms() < deadline && (code = http_get(port, "/healthz", &b)) != 200)
+        usleep(50000);
+    ck_assert_int_eq(code, 200);
+    ck_assert_int_eq(http_get(port, "/readyz", &b), 503);
+    ck_assert_ptr_nonnull(strstr(b.buf, "kafka"));
+    kill(pid, SIGTERM);
+    waitpid(pid, &status, 0);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("services");
+    TCase *tc = tcase_create("cli");
+    TCase *th = tcase_create("http");
+
+    setup();
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    tcase_add_loop_test(tc, help_lists_every_key, 0, NSERVICES);
+    tcase_add_loop_test(tc, bad_config_exits_78_naming_the_key, 0, NSERVICES);
+    tcase_add_loop_test(tc, missing_or_unknown_dataset_exits_78, 0, NSERVICES);
+    tcase_add_loop_test(tc, unknown_flag_is_a_usage_error, 0, NSERVICES);
+    tcase_set_timeout(th, 60);
+    tcase_add_loop_test(th, serves_health_ready_metrics_and_stops_on_sigterm, 0, NSERVICES);
+    tcase_add_test(th, readyz_fails_without_broker);
+    suite_add_tcase(s, tc);
+    suite_add_tcase(s, th);
+    int rc = tu_run(&s, 1);
+    curl_global_cleanup();
+    return rc;
+}

@@ -1,0 +1,353 @@
+/* test_config.c — layered configuration: defaults < file < env < flags. */
+#include "testutil.h"
+#include "tributary/core_config.h"
+
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct conf {
+    char *name;
+    int64_t port;
+    double ratio;
+    bool force;
+    char *format;
+    core_cfg_list datasets;
+    char *password;
+    char *needed;
+};
+
+static const core_config_key keys[] = {
+    { "name", CORE_CFG_STR, "tributary", 0, offsetof(struct conf, name), "a name", 0, 0, NULL },
+    { "http.port", CORE_CFG_INT, "8080", 0, offsetof(struct conf, port), "port", 0, 65535, NULL },
+    { "ratio", CORE_CFG_DOUBLE, "0.5", 0, offsetof(struct conf, ratio), "ratio", 0, 1, NULL },
+    { "force", CORE_CFG_BOOL, "false", 0, offsetof(struct conf, force), "force", 0, 0, NULL },
+    { "format", CORE_CFG_ENUM, "csv", 0, offsetof(struct conf, format), "format", 0, 0, "csv|jsonl" },
+    { "dataset", CORE_CFG_LIST, NULL, 0, offsetof(struct conf, datasets), "datasets", 0, 0, NULL },
+    { "redis.password", CORE_CFG_STR, NULL, CORE_CFG_SECRET, offsetof(struct conf, password), "pw", 0, 0, NULL },
+    CORE_CFG_END
+};
+
+static const core_config_key required_keys[] = {
+    { "needed", CORE_CFG_STR, NULL, CORE_CFG_REQUIRED, offsetof(struct conf, needed), "needed", 0, 0, NULL },
+    CORE_CFG_END
+};
+
+static char errstr[512];
+
+static int load(core_config_t **cp, struct conf *k, char **argv, char **envp)
+{
+    int argc = 0;
+
+    while (argv[argc])
+        argc++;
+    memset(k, 0, sizeof(*k));
+    *cp = core_config_new("test");
+    ck_assert_int_eq(core_config_add_table(*cp, keys, k), 0);
+    errstr[0] = '\0';
+    return core_config_load(*cp, argc, argv, envp, errstr, sizeof(errstr));
+}
+
+START_TEST(defaults_fill_struct)
+{
+    core_config_t *c;
+    struct conf k;
+    char *argv[] = { "prog", NULL };
+    char *envp[] = { NULL };
+
+    ck_assert_int_eq(load(&c, &k, argv, envp), 0);
+    ck_assert_str_eq(k.name, "tributary");
+    ck_assert_int_eq(k.port, 8080);
+    ck_assert(k.ratio == 0.5);
+    ck_assert(!k.force);
+    ck_assert_str_eq(k.format, "csv");
+    ck_assert_uint_eq(k.datasets.n, 0);
+    ck_assert_ptr_null(k.password);
+    ck_assert_str_eq(core_config_source(c, "http.port"), "default");
+    core_config_free(c);
+}
+END_TEST
+
+START_TEST(layers_override_in_order)
+{
+    core_config_t *c;
+    struct conf k;
+    char *path = tu_write_temp("# comment\n! also a comment\n\nname = from-file\nhttp.port=9000\n"
+                               "ratio : 0.25\nkafka.linger.ms = 5\nkafka.acks=all\n");
+    char cfgflag[512];
+    snprintf(cfgflag, sizeof(cfgflag), "--config=%s", path);
+    char *argv[] = { "prog", cfgflag, "--http.port", "9100", "--kafka.linger.ms=20", "in.csv", NULL };
+    char *envp[] = { "TB_NAME=from-env", "TB_HTTP_PORT=9050", "TB_KAFKA_COMPRESSION_CODEC=lz4", "PATH=/bin", NULL };
+
+    ck_assert_msg(load(&c, &k, argv, envp) == 0, "%s", errstr);
+    ck_assert_str_eq(k.name, "from-env");           /* env beats file */
+    ck_assert_int_eq(k.port, 9100);                  /* flag beats env */
+    ck_assert(k.ratio == 0.25);                      /* file beats default */
+    ck_assert_str_eq(core_config_source(c, "name"), "env");
+    ck_assert_str_eq(core_config_source(c, "ratio"), "file");
+    ck_assert_str_eq(core_config_kafka_lookup(c, "linger.ms"), "20");
+    ck_assert_str_eq(core_config_kafka_lookup(c, "acks"), "all");
+    ck_assert_str_eq(core_config_kafka_lookup(c, "compression.codec"), "lz4");
+    ck_assert_uint_eq(core_config_kafka_count(c), 3);
+    ck_assert_uint_eq(core_config_nargs(c), 1);
+    ck_assert_str_eq(core_config_arg(c, 0), "in.csv");
+    core_config_free(c);
+    unlink(path);
+    free(path);
+}
+END_TEST
+
+START_TEST(unknown_key_in_file_is_refused)
+{
+    core_config_t *c;
+    struct conf k;
+    char *path = tu_write_temp("name = x\nhttp.prot = 80\n");
+    char *argv[] = { "prog", "--config", path, NULL };
+    char *envp[] = { NULL };
+
+    ck_assert_int_eq(load(&c, &k, argv, envp), CORE_EX_CONFIG);
+    ck_assert_ptr_nonnull(strstr(errstr, "http.prot"));
+    ck_assert_ptr_nonnull(strstr(errstr, "line 2"));
+    ck_assert_ptr_null(strchr(errstr, '\n'));
+    core_config_free(c);
+    unlink(path);
+    free(path);
+}
+END_TEST
+
+START_TEST(bad_values_are_refused_naming_the_key)
+{
+    static const struct { const char *flag; const char *key; } cases[] = {
+        { "--http.port=abc", "http.port" },
+        { "--http.port=70000", "http.port" },
+        { "--http.port=12x", "http.port" },
+        { "--ratio=2", "ratio" },
+        { "--ratio=nan", "ratio" },
+        { "--force=maybe", "force" },
+        { "--format=xml", "format" },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        core_config_t *c;
+        struct conf k;
+        char *argv[] = { "prog", (char *)cases[i].flag, NULL };
+        char *envp[] = { NULL };
+        ck_assert_msg(load(&c, &k, argv, envp) == CORE_EX_CONFIG, "%s accepted", cases[i].flag);
+        ck_assert_msg(strstr(errstr, cases[i].key) != NULL, "'%s' does not name %s", errstr, cases[i].key);
+        core_config_free(c);
+    }
+}
+END_TEST
+
+START_TEST(malformed_file_lines)
+{
+    const char *bodies[] = { "just words\n", "= value\n" };
+    for (size_t i = 0; i < 2; i++) {
+        core_config_t *c;
+        struct conf k;
+        char *path = tu_write_temp(bodies[i]);
+        char *argv[] = { "prog", "--config", path, NULL };
+        char *envp[] = { NULL };
+        ck_assert_int_eq(load(&c, &k, argv, envp), CORE_EX_CONFIG);
+        ck_assert_ptr_nonnull(strstr(errstr, "line 1"));
+        core_config_free(c);
+        unlink(path);
+        free(path);
+    }
+}
+END_TEST
+
+START_TEST(missing_config_file)
+{
+    core_config_t *c;
+    struct conf k;
+    char *argv[] = { "prog", "--config", "/nonexistent/tb.properties", NULL };
+    char *envp[] = { NULL };
+
+    ck_assert_int_eq(load(&c, &k, argv, envp), CORE_EX_CONFIG);
+    ck_assert_ptr_nonnull(strstr(errstr, "/nonexistent/tb.properties"));
+    core_config_free(c);
+}
+END_TEST
+
+START_TEST(unknown_env_and_flag)
+{
+    core_config_t *c;
+    struct conf k;
+    char *argv[] = { "prog", NULL };
+    char *envp[] = { "TB_HTTP_PROT=1", NULL };
+
+    ck_assert_int_eq(load(&c, &k, argv, envp), CORE_EX_CONFIG);
+    ck_assert_ptr_nonnull(strstr(errstr, "TB_HTTP_PROT"));
+    core_config_free(c);
+
+    char *argv2[] = { "prog", "--datset", "payee", NULL };
+    char *envp2[] = { NULL };
+    ck_assert_int_eq(load(&c, &k, argv2, envp2), CORE_EX_USAGE);
+    ck_assert_ptr_nonnull(strstr(errstr, "--datset"));
+    core_config_free(c);
+
+    char *argv3[] = { "prog", "--name", NULL };
+    ck_assert_int_eq(load(&c, &k, argv3, envp2), CORE_EX_USAGE);
+    ck_assert_ptr_nonnull(strstr(errstr, "--name"));
+    core_config_free(c);
+}
+END_TEST
+
+START_TEST(required_key_missing)
+{
+    core_config_t *c = core_config_new("test");
+    struct conf k;
+    char *argv[] = { "prog", NULL };
+    char *envp[] = { NULL };
+
+    memset(&k, 0, sizeof(k));
+    core_config_add_table(c, keys, &k);
+    core_config_add_table(c, required_keys, &k);
+    ck_assert_int_eq(core_config_load(c, 1, argv, envp, errstr, sizeof(errstr)), CORE_EX_CONFIG);
+    ck_assert_ptr_nonnull(strstr(errstr, "needed"));
+    ck_assert_ptr_nonnull(strstr(errstr, "TB_NEEDED"));
+    core_config_free(c);
+}
+END_TEST
+
+START_TEST(lists_and_bool_flags)
+{
+    core_config_t *c;
+    struct conf k;
+    char *argv[] = { "prog", "--dataset", "payee", "--force", "--dataset=event", "file1", "--", "--notaflag", NULL };
+    char *envp[] = { "TB_DATASET=ignored,by,flags", NULL };
+
+    ck_assert_msg(load(&c, &k, argv, envp) == 0, "%s", errstr);
+    ck_assert(k.force);
+    ck_assert_uint_eq(k.datasets.n, 2);
+    ck_assert_str_eq(k.datasets.v[0], "payee");
+    ck_assert_str_eq(k.datasets.v[1], "event");
+    ck_assert_uint_eq(core_config_nargs(c), 2);
+    ck_assert_str_eq(core_config_arg(c, 1), "--notaflag");
+    core_config_free(c);
+
+    char *argv2[] = { "prog", NULL };
+    ck_assert_msg(load(&c, &k, argv2, envp) == 0, "%s", errstr);
+    ck_assert_uint_eq(k.datasets.n, 3);
+    ck_assert_str_eq(k.datasets.v[2], "flags");
+    core_config_free(c);
+}
+END_TEST
+
+START_TEST(secrets_from_files)
+{
+    core_config_t *c;
+    struct conf k;
+    char *pw = tu_write_temp("s3cret\n");
+    char *kpw = tu_write_temp("kafka-pw");
+    char env1[512], env2[512];
+    snprintf(env1, sizeof(env1), "TB_REDIS_PASSWORD_FILE=%s", pw);
+    snprintf(env2, sizeof(env2), "TB_KAFKA_SASL_PASSWORD_FILE=%s", kpw);
+    char *argv[] = { "prog", NULL };
+    char *envp[] = { env1, env2, NULL };
+
+    ck_assert_msg(load(&c, &k, argv, envp) == 0, "%s", errstr);
+    ck_assert_str_eq(k.password, "s3cret");
+    ck_assert_str_eq(core_config_kafka_lookup(c, "sasl.password"), "kafka-pw");
+    core_config_free(c);
+
+    char flag[512];
+    snprintf(flag, sizeof(flag), "--redis.password_file=%s", kpw);
+    char *argv2[] = { "prog", flag, NULL };
+    char *envp2[] = { NULL };
+    ck_assert_msg(load(&c, &k, argv2, envp2) == 0, "%s", errstr);
+    ck_assert_str_eq(k.password, "kafka-pw");
+    core_config_free(c);
+
+    char *argv3[] = { "prog", "--redis.password_file=/nonexistent/pw", NULL };
+    ck_assert_int_eq(load(&c, &k, argv3, envp2), CORE_EX_CONFIG);
+    ck_assert_ptr_nonnull(strstr(errstr, "redis.password"));
+    core_config_free(c);
+    unlink(pw);
+    unlink(kpw);
+    free(pw);
+    free(kpw);
+}
+END_TEST
+
+START_TEST(help_and_version)
+{
+    core_config_t *c;
+    struct conf k;
+    char *argv[] = { "prog", "--help", NULL };
+    char *envp[] = { NULL };
+    char *text;
+    size_t len;
+    FILE *f;
+
+    ck_assert_int_eq(load(&c, &k, argv, envp), 0);
+    ck_assert(core_config_help_requested(c));
+    f = open_memstream(&text, &len);
+    core_config_print_help(c, f);
+    fclose(f);
+    ck_assert_ptr_nonnull(strstr(text, "--http.port"));
+    ck_assert_ptr_nonnull(strstr(text, "TB_HTTP_PORT"));
+    ck_assert_ptr_nonnull(strstr(text, "one of csv|jsonl"));
+    ck_assert_ptr_nonnull(strstr(text, "TB_REDIS_PASSWORD_FILE"));
+    free(text);
+    core_config_free(c);
+
+    char *argv2[] = { "prog", "--version", NULL };
+    ck_assert_int_eq(load(&c, &k, argv2, envp), 0);
+    ck_assert(core_config_version_requested(c));
+    core_config_free(c);
+}
+END_TEST
+
+START_TEST(env_names)
+{
+    char buf[64];
+    core_config_env_name("kafka.linger.ms", buf, sizeof(buf));
+    ck_assert_str_eq(buf, "TB_KAFKA_LINGER_MS");
+    core_config_env_name("http-port", buf, sizeof(buf));
+    ck_assert_str_eq(buf, "TB_HTTP_PORT");
+    core_config_env_name("a.very.long.key.name", buf, 8);
+    ck_assert_uint_eq(strlen(buf), 7);
+}
+END_TEST
+
+START_TEST(huge_config_file_refused)
+{
+    core_config_t *c;
+    struct conf k;
+    char path[] = "/tmp/tributary-big-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(ftruncate(fd, 10 * 1024 * 1024), 0);
+    close(fd);
+    char *argv[] = { "prog", "--config", path, NULL };
+    char *envp[] = { NULL };
+    ck_assert_int_eq(load(&c, &k, argv, envp), CORE_EX_CONFIG);
+    ck_assert_ptr_nonnull(strstr(errstr, "exceeds"));
+    core_config_free(c);
+    unlink(path);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("config");
+    TCase *tc = tcase_create("core");
+
+    tcase_add_test(tc, defaults_fill_struct);
+    tcase_add_test(tc, layers_override_in_order);
+    tcase_add_test(tc, unknown_key_in_file_is_refused);
+    tcase_add_test(tc, bad_values_are_refused_naming_the_key);
+    tcase_add_test(tc, malformed_file_lines);
+    tcase_add_test(tc, missing_config_file);
+    tcase_add_test(tc, unknown_env_and_flag);
+    tcase_add_test(tc, required_key_missing);
+    tcase_add_test(tc, lists_and_bool_flags);
+    tcase_add_test(tc, secrets_from_files);
+    tcase_add_test(tc, help_and_version);
+    tcase_add_test(tc, env_names);
+    tcase_add_test(tc, huge_config_file_refused);
+    suite_add_tcase(s, tc);
+    return tu_run(&s, 1);
+}

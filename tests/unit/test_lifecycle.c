@@ -1,0 +1,69 @@
+/* test_lifecycle.c — signals set the stop flag; the grace clock runs. */
+#include "testutil.h"
+#include "tributary/core_common.h"
+#include "tributary/core_lifecycle.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+START_TEST(sigterm_requests_stop_and_wakes_waiters)
+{
+    int64_t t0;
+
+    ck_assert_int_eq(core_lifecycle_install(5000, NULL, 0), 0);
+    ck_assert(!core_lifecycle_stopping());
+    ck_assert_int_eq(core_lifecycle_remaining_ms(), 5000);
+    ck_assert(!core_lifecycle_wait(20));
+    kill(getpid(), SIGTERM);
+    t0 = core_mono_ms();
+    ck_assert(core_lifecycle_wait(10000));
+    ck_assert_int_lt(core_mono_ms() - t0, 1000);     /* woke at once */
+    ck_assert(core_lifecycle_stopping());
+    ck_assert(!core_lifecycle_forced());
+    ck_assert_int_eq(core_lifecycle_signal(), SIGTERM);
+    ck_assert_int_gt(core_lifecycle_remaining_ms(), 4000);
+    ck_assert_int_le(core_lifecycle_remaining_ms(), 5000);
+    kill(getpid(), SIGINT);                            /* second signal */
+    ck_assert(core_lifecycle_forced());
+    ck_assert_int_eq(core_lifecycle_remaining_ms(), 0);
+    core_lifecycle_reset();
+    ck_assert(!core_lifecycle_stopping());
+}
+END_TEST
+
+START_TEST(grace_period_runs_out)
+{
+    ck_assert_int_eq(core_lifecycle_install(50, NULL, 0), 0);
+    core_lifecycle_request_stop();
+    ck_assert(core_lifecycle_stopping());
+    ck_assert(core_lifecycle_wait(100));
+    while (core_lifecycle_remaining_ms() > 0)
+        usleep(1000);
+    ck_assert_int_eq(core_lifecycle_remaining_ms(), 0);
+    core_lifecycle_reset();
+}
+END_TEST
+
+START_TEST(sigpipe_is_ignored)
+{
+    int p[2];
+
+    ck_assert_int_eq(core_lifecycle_install(1000, NULL, 0), 0);
+    ck_assert_int_eq(pipe(p), 0);
+    close(p[0]);
+    ck_assert_int_eq(write(p[1], "x", 1), -1);   /* EPIPE, not death */
+    close(p[1]);
+    core_lifecycle_reset();
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("lifecycle");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, sigterm_requests_stop_and_wakes_waiters);
+    tcase_add_test(tc, grace_period_runs_out);
+    tcase_add_test(tc, sigpipe_is_ignored);
+    suite_add_tcase(s, tc);
+    return tu_run(&s, 1);
+}
