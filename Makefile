@@ -80,6 +80,7 @@ $(CORE_PC): libcore/tributary-core.pc.in Makefile
 	    -e 's|@VERSION@|$(VERSION)|' -e 's|@REQUIRES@|$(PKGS)|' $< > $@
 
 # Each service: every .c in its folder, linked against the static libcore.
+.SECONDARY:
 .SECONDEXPANSION:
 $(BUILD)/bin/%: $$(addsuffix .o,$$(addprefix $(BUILD)/obj/,$$(basename $$(wildcard $$*/*.c)))) $(CORE_A)
 	@mkdir -p $(dir $@)

@@ -1,5 +1,6 @@
 /* core_digest.c — SHA-256 (OpenSSL libcrypto) and the additive aggregate. */
 #include "tributary/core_digest.h"
+#include "tributary/core_common.h"
 
 #include <openssl/evp.h>
 #include <openssl/sha.h>
@@ -45,23 +46,12 @@ void core_digest_to_hex(const core_digest *d, char *hex)
     hex[CORE_DIGEST_HEX_LEN] = '\0';
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int core_digest_from_hex(const char *hex, core_digest *out)
 {
     if (!hex || strlen(hex) != CORE_DIGEST_HEX_LEN)
         return -1;
     for (size_t i = 0; i < CORE_DIGEST_LEN; i++) {
-        int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+        int hi = core_hex_value(hex[2 * i]), lo = core_hex_value(hex[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return -1;
         out->b[i] = (uint8_t)(hi << 4 | lo);

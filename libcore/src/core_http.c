@@ -134,17 +134,6 @@ static char *json_error(const char *fmt, ...)
     return out;
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decode s[0..n) into out (room for n + 1); '+' is a space.
  * Returns the decoded length, or -1 on a malformed escape. */
 static long url_decode(const char *s, size_t n, char *out)
@@ -157,8 +146,8 @@ static long url_decode(const char *s, size_t n, char *out)
 
             if (i + 2 >= n)
                 return -1;
-            hi = hexval((unsigned char)s[i + 1]);
-            lo = hexval((unsigned char)s[i + 2]);
+            hi = core_hex_value((unsigned char)s[i + 1]);
+            lo = core_hex_value((unsigned char)s[i + 2]);
             if (hi < 0 || lo < 0)
                 return -1;
             out[o++] = (char)(hi * 16 + lo);

@@ -41,6 +41,9 @@ void core_errstr(char *errstr, size_t errstr_size, const char *fmt, ...)
 char *core_read_file(const char *path, size_t max_size, size_t *lenp,
                      char *errstr, size_t errstr_size);
 
+/* Value of one hexadecimal digit (either case), -1 if c is not one. */
+int core_hex_value(int c);
+
 #define CORE_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 #endif
