@@ -312,6 +312,47 @@ START_TEST(kafka_transactions_read_committed)
 }
 END_TEST
 
+/* A second producer with the same transactional.id fences the first on the
+ * real broker: the first one's next commit is FATAL, the new one works. */
+START_TEST(kafka_transactional_id_fencing)
+{
+    char err[512], topic[128], txid[128];
+    core_kafka_prop defaults[1] = { bootstrap() };
+    core_kafka_producer_opts po = { 0 };
+    core_kafka_producer_t *old, *new;
+
+    snprintf(topic, sizeof(topic), "it.payee.fence.%s", tu_unique());
+    snprintf(txid, sizeof(txid), "it-fence-%s", tu_unique());
+    po.defaults = defaults;
+    po.ndefaults = 1;
+    po.transactional_id = txid;
+    old = core_kafka_producer_new(&po, err, sizeof(err));
+    ck_assert_msg(old != NULL, "%s", err);
+    ck_assert_int_eq(core_kafka_txn_init(old, 30000, err, sizeof(err)), CORE_KAFKA_TXN_OK);
+    ck_assert_int_eq(core_kafka_txn_begin(old, err, sizeof(err)), CORE_KAFKA_TXN_OK);
+    ck_assert_int_eq(core_kafka_produce(old, topic, "k", 1, "v", 1, NULL, 0, NULL, err, sizeof(err)),
+                     CORE_OK);
+    ck_assert_uint_eq(core_kafka_producer_flush(old, 30000), 0);
+
+    new = core_kafka_producer_new(&po, err, sizeof(err));
+    ck_assert_msg(new != NULL, "%s", err);
+    ck_assert_msg(core_kafka_txn_init(new, 30000, err, sizeof(err)) == CORE_KAFKA_TXN_OK, "%s", err);
+
+    ck_assert_int_eq(core_kafka_txn_commit(old, 30000, err, sizeof(err)), CORE_KAFKA_TXN_FATAL);
+    ck_assert(core_kafka_producer_fatal(old, NULL, 0));
+    core_kafka_producer_free(old);
+
+    ck_assert_int_eq(core_kafka_txn_begin(new, err, sizeof(err)), CORE_KAFKA_TXN_OK);
+    ck_assert_int_eq(core_kafka_produce(new, topic, "k", 1, "w", 1, NULL, 0, NULL, err, sizeof(err)),
+                     CORE_OK);
+    ck_assert_msg(core_kafka_txn_commit(new, 30000, err, sizeof(err)) == CORE_KAFKA_TXN_OK, "%s", err);
+    core_kafka_producer_free(new);
+
+    /* Only the new producer's record is committed. */
+    ck_assert_int_eq(consume_all(topic, "read_committed", 1, 30000, NULL, NULL), 1);
+}
+END_TEST
+
 /* ---- Redis ---------------------------------------------------------------- */
 
 START_TEST(redis_roundtrip_pipelined)
@@ -518,6 +559,7 @@ int main(void)
     tcase_set_timeout(ts, 120);
     tcase_add_test(tk, kafka_roundtrip_exact);
     tcase_add_test(tk, kafka_transactions_read_committed);
+    tcase_add_test(tk, kafka_transactional_id_fencing);
     tcase_add_test(ts, redis_roundtrip_pipelined);
     tcase_add_test(ts, postgres_roundtrip_bytea_and_jsonb);
     tcase_add_test(ts, mongodb_roundtrip_documents);
