@@ -257,8 +257,7 @@ core_err_t core_kafka_fams_init(core_kafka_fams *f, core_metrics_t *m,
                                          "librdkafka error events (brokers down, transport, "
                                          "authentication, fatal)", err_labels);
     f->lag = core_kafka_family(f->m, CORE_METRIC_GAUGE, "tributary_kafka_consumer_lag",
-                               "Records between the consumer's committed offset and the end "
-                               "of the partition, from librdkafka statistics", lag_labels);
+                               CORE_KAFKA_LAG_HELP, lag_labels);
     return CORE_OK;
 }
 
@@ -278,6 +277,10 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
 {
     core_log_level_t lvl = syslog2core(level);
 
+    /* A broker connection failing is reported (and counted) by error_cb as
+     * a warning: librdkafka's own LOG_ERR line for it is not more severe. */
+    if (lvl > CORE_LOG_WARN && fac && strcmp(fac, "FAIL") == 0)
+        lvl = CORE_LOG_WARN;
     if (lvl < core_log_level())
         return;
     core_log_(lvl, buf, CLF_S("component", "librdkafka"), CLF_S("client", rd_kafka_name(rk)),

@@ -8,6 +8,10 @@
 
 #include "tributary/core_kafka.h"
 
+#define CORE_KAFKA_LAG_HELP                                                    \
+    "Records between the consumer's committed offset and the end of the "     \
+    "partition, from librdkafka statistics"
+
 /* Families every client uses; looked up once per client. */
 typedef struct core_kafka_fams {
     core_metrics_t *m;

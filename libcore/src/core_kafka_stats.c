@@ -88,8 +88,7 @@ static void apply_topics(core_metrics_t *m, const cJSON *topics,
                 continue; /* unknown */
             if (!f) {
                 f = core_kafka_family(m, CORE_METRIC_GAUGE, "tributary_kafka_consumer_lag",
-                                      "Records between the consumer's committed offset and "
-                                      "the end of the partition, from librdkafka statistics",
+                                      CORE_KAFKA_LAG_HELP,
                                       labels);
                 if (!f)
                     return;

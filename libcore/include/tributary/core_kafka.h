@@ -347,10 +347,13 @@ core_err_t core_kafka_consumer_seek(core_kafka_consumer_t *c, const char *topic,
 
 /**
  * @brief Seek every assigned partition back to its committed offset (after a
- * transaction abort, or a failed batch). A partition without a committed
+ * transaction abort, or a failed batch): the group's committed offset, or
+ * the offset this consumer's last committed transaction set when that is
+ * higher (the broker may not show it yet). A partition without a committed
  * offset goes to the start the auto.offset.reset policy names (earliest:
  * beginning; latest: end). Messages already returned by poll must be
- * dropped by the caller.
+ * dropped by the caller. A rewound partition has no position until one of
+ * its records is consumed again.
  */
 core_err_t core_kafka_consumer_rewind(core_kafka_consumer_t *c, int timeout_ms,
                                       char *errstr, size_t errstr_size);
@@ -397,10 +400,12 @@ core_kafka_txn_res_t core_kafka_txn_begin(core_kafka_producer_t *p,
 
 /**
  * @brief Add consumer offsets to the transaction, with the consumer's group
- * metadata (fencing by generation, KIP-447).
+ * metadata (fencing by generation, KIP-447). \p c must stay alive until the
+ * transaction is committed or aborted. Call it from the consumer's thread.
  * @param offsets next offsets to read (last processed + 1), or NULL for the
  *        consumer's current positions of its assigned partitions (the
- *        partitions it has not consumed from are left out).
+ *        partitions without a position — not consumed since assignment or
+ *        since a rewind — are left out).
  */
 core_kafka_txn_res_t core_kafka_txn_send_offsets(core_kafka_producer_t *p,
                                                  core_kafka_consumer_t *c,
