@@ -94,6 +94,21 @@ $(BUILD)/tests/integration/%: $(BUILD)/obj/tests/integration/%.o $(TEST_HELPER_O
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(TEST_LIBS) $(DB_LIBS) $(PKG_LIBS)
 
+# Tests of a service's own code, tests/{unit,integration}/test_<name>_*.c
+# (svc-cache-feeder → test_cache_feeder_*), link every .c of the service's
+# folder but main.c.
+svc_objs = $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out $(1)/main.c,$(wildcard $(1)/*.c)))
+svc_test = test_$(subst -,_,$(patsubst svc-%,%,$(1)))
+define SVC_TEST_RULES
+$(BUILD)/tests/unit/$(call svc_test,$(1))_%: $(BUILD)/obj/tests/unit/$(call svc_test,$(1))_%.o $(call svc_objs,$(1)) $(TEST_HELPER_OBJ) $(CORE_A)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(TEST_LIBS) $$(DB_LIBS) $$(PKG_LIBS)
+$(BUILD)/tests/integration/$(call svc_test,$(1))_%: $(BUILD)/obj/tests/integration/$(call svc_test,$(1))_%.o $(call svc_objs,$(1)) $(TEST_HELPER_OBJ) $(CORE_A)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(TEST_LIBS) $$(DB_LIBS) $$(PKG_LIBS)
+endef
+$(foreach s,$(SERVICES),$(eval $(call SVC_TEST_RULES,$(s))))
+
 tests: $(UNIT_BINS) $(INT_BINS) services
 
 # ---- running tests ---------------------------------------------------------

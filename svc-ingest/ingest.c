@@ -1,0 +1,1098 @@
+/* ingest.c — one file into records on <dataset>.raw in Kafka transactions
+ * that carry their own checkpoint (see ingest.h). */
+#include "ingest.h"
+
+#include "tributary/core_audit.h"
+#include "tributary/core_common.h"
+#include "tributary/core_digest.h"
+#include "tributary/core_kafka.h"
+#include "tributary/core_lifecycle.h"
+#include "tributary/core_log.h"
+#include "tributary/core_metrics.h"
+#include "tributary/core_retry.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define TXN_TIMEOUT_MS 60000
+
+struct ingest_ctx {
+    core_service_t *svc;
+    const ingest_conf *conf;
+    const core_avro_catalog_t *cat;
+    core_metric_family_t *f_read, *f_pub, *f_rej, *f_bytes, *f_depth, *f_commit, *f_files;
+};
+
+/* The state a committed checkpoint describes. */
+struct ckpt {
+    bool found;
+    bool done;
+    char file_id[65];
+    uint64_t offset, line;
+    uint64_t rows_read, published, rejected, errors_bytes, bytes;
+};
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static void st_lock(ingest_status *st)
+{
+    if (st->lock)
+        pthread_mutex_lock(st->lock);
+}
+
+static void st_unlock(ingest_status *st)
+{
+    if (st->lock)
+        pthread_mutex_unlock(st->lock);
+}
+
+int ingest_file_digest(const char *path, char hex[65], char *errstr, size_t errstr_size)
+{
+    unsigned char buf[1 << 16], md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    EVP_MD_CTX *md_ctx;
+    FILE *f;
+    size_t n;
+    int rc = 0;
+
+    f = fopen(path, "rb");
+    if (!f) {
+        core_errstr(errstr, errstr_size, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    md_ctx = EVP_MD_CTX_new();
+    if (!md_ctx || EVP_DigestInit_ex(md_ctx, EVP_sha256(), NULL) != 1) {
+        core_errstr(errstr, errstr_size, "sha256: cannot initialise");
+        rc = -1;
+        goto out;
+    }
+    while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+        EVP_DigestUpdate(md_ctx, buf, n);
+    if (ferror(f)) {
+        core_errstr(errstr, errstr_size, "%s: read error: %s", path, strerror(errno));
+        rc = -1;
+        goto out;
+    }
+    EVP_DigestFinal_ex(md_ctx, md, &mdlen);
+    for (unsigned i = 0; i < 32 && i < mdlen; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+out:
+    EVP_MD_CTX_free(md_ctx);
+    fclose(f);
+    return rc;
+}
+
+char *ingest_status_json(const ingest_status *st, const char *file, const char *dataset,
+                         const char *state)
+{
+    cJSON *j = cJSON_CreateObject();
+    char *out;
+
+    if (!j)
+        return NULL;
+    if (state)
+        cJSON_AddStringToObject(j, "state", state);
+    cJSON_AddStringToObject(j, "batch_id", st->batch_id);
+    if (file)
+        cJSON_AddStringToObject(j, "file", file);
+    if (dataset)
+        cJSON_AddStringToObject(j, "dataset", dataset);
+    cJSON_AddNumberToObject(j, "rows_read", (double)st->rows_read);
+    cJSON_AddNumberToObject(j, "published", (double)st->published);
+    cJSON_AddNumberToObject(j, "rejected", (double)st->rejected);
+    cJSON_AddNumberToObject(j, "bytes", (double)st->bytes);
+    cJSON_AddNumberToObject(j, "seconds", st->seconds);
+    cJSON_AddNumberToObject(j, "percent",
+                            st->file_size ? 100.0 * (double)st->pos / (double)st->file_size : 0.0);
+    cJSON_AddNumberToObject(j, "resumed_from_line", (double)st->resumed_line);
+    cJSON_AddBoolToObject(j, "skipped", st->skipped);
+    cJSON_AddBoolToObject(j, "interrupted", st->interrupted);
+    if (st->errors_path[0])
+        cJSON_AddStringToObject(j, "errors_file", st->errors_path);
+    cJSON_AddNumberToObject(j, "exit_code", st->exit_code);
+    if (st->error[0])
+        cJSON_AddStringToObject(j, "error", st->error);
+    else
+        cJSON_AddNullToObject(j, "error");
+    out = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    return out;
+}
+
+ingest_ctx *ingest_ctx_new(core_service_t *svc, const ingest_conf *conf, char *errstr,
+                           size_t errstr_size)
+{
+    static const char *const l_ds[] = { "dataset", NULL };
+    static const char *const l_ds_reason[] = { "dataset", "reason", NULL };
+    static const char *const l_ds_outcome[] = { "dataset", "outcome", NULL };
+    core_metrics_t *m = core_metrics_global();
+    ingest_ctx *ctx = calloc(1, sizeof(*ctx));
+
+    if (!ctx) {
+        core_errstr(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    ctx->svc = svc;
+    ctx->conf = conf;
+    ctx->cat = core_service_catalog(svc);
+    ctx->f_read = core_metrics_family(m, CORE_METRIC_COUNTER, "tributary_ingest_lines_read_total",
+                                      "Input records read (published or rejected)", l_ds, NULL, 0,
+                                      errstr, errstr_size);
+    ctx->f_pub = core_metrics_family(m, CORE_METRIC_COUNTER,
+                                     "tributary_ingest_records_published_total",
+                                     "Records published to <dataset>.raw (committed)", l_ds, NULL,
+                                     0, errstr, errstr_size);
+    ctx->f_rej = core_metrics_family(m, CORE_METRIC_COUNTER,
+                                     "tributary_ingest_lines_rejected_total",
+                                     "Input records rejected, by reason", l_ds_reason, NULL, 0,
+                                     errstr, errstr_size);
+    ctx->f_bytes = core_metrics_family(m, CORE_METRIC_COUNTER, "tributary_ingest_bytes_read_total",
+                                       "Uncompressed input bytes read", l_ds, NULL, 0, errstr,
+                                       errstr_size);
+    ctx->f_depth = core_metrics_family(m, CORE_METRIC_GAUGE, "tributary_ingest_queue_depth",
+                                       "Records handed to the producer and not yet acknowledged",
+                                       NULL, NULL, 0, errstr, errstr_size);
+    ctx->f_commit = core_metrics_family(m, CORE_METRIC_HISTOGRAM,
+                                        "tributary_ingest_checkpoint_seconds",
+                                        "Time to commit one transaction (records + checkpoint), "
+                                        "i.e. until the broker acknowledged everything",
+                                        NULL, NULL, 0, errstr, errstr_size);
+    ctx->f_files = core_metrics_family(m, CORE_METRIC_COUNTER, "tributary_ingest_files_total",
+                                       "Files ingested, by outcome", l_ds_outcome, NULL, 0,
+                                       errstr, errstr_size);
+    if (!ctx->f_read || !ctx->f_pub || !ctx->f_rej || !ctx->f_bytes || !ctx->f_depth ||
+        !ctx->f_commit || !ctx->f_files) {
+        free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+void ingest_ctx_free(ingest_ctx *ctx)
+{
+    free(ctx);
+}
+
+/* ---- Kafka plumbing ---------------------------------------------------- */
+
+static const core_kafka_prop producer_defaults[] = {
+    { "bootstrap.servers", "127.0.0.1:9092" },
+    { "compression.codec", "lz4" },
+    { "linger.ms", "20" },
+    { "batch.num.messages", "10000" },
+    { "batch.size", "1000000" },
+    { "queue.buffering.max.messages", "500000" },
+    { "queue.buffering.max.kbytes", "1048576" },
+};
+
+/* Is the broker answering? @returns true, or false with errstr. */
+static bool broker_reachable(core_kafka_producer_t *p, int timeout_ms, char *errstr,
+                             size_t errstr_size)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t err = rd_kafka_metadata(core_kafka_producer_handle(p), 0, NULL, &md,
+                                                timeout_ms);
+    bool ok = err == RD_KAFKA_RESP_ERR_NO_ERROR && md && md->broker_cnt > 0;
+
+    if (!ok)
+        core_errstr(errstr, errstr_size, "kafka: broker unreachable within %d ms: %s", timeout_ms,
+                    err ? rd_kafka_err2str(err) : "no broker in metadata");
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    return ok;
+}
+
+/* Create the compacted checkpoint topic when missing. */
+static int ensure_checkpoint_topic(core_kafka_producer_t *p, const char *topic, int timeout_ms,
+                                   char *errstr, size_t errstr_size)
+{
+    rd_kafka_t *rk = core_kafka_producer_handle(p);
+    char e[256];
+    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, 1, -1, e, sizeof(e));
+    rd_kafka_queue_t *q;
+    rd_kafka_AdminOptions_t *ao;
+    rd_kafka_event_t *ev;
+    int rc = -1;
+
+    if (!nt) {
+        core_errstr(errstr, errstr_size, "checkpoint.topic: %s", e);
+        return -1;
+    }
+    rd_kafka_NewTopic_set_config(nt, "cleanup.policy", "compact");
+    q = rd_kafka_queue_new(rk);
+    ao = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_AdminOptions_set_operation_timeout(ao, timeout_ms, NULL, 0);
+    rd_kafka_AdminOptions_set_request_timeout(ao, timeout_ms, NULL, 0);
+    rd_kafka_CreateTopics(rk, &nt, 1, ao, q);
+    ev = rd_kafka_queue_poll(q, timeout_ms + 2000);
+    if (!ev) {
+        core_errstr(errstr, errstr_size, "checkpoint.topic %s: no answer from the broker", topic);
+    } else if (rd_kafka_event_error(ev)) {
+        core_errstr(errstr, errstr_size, "checkpoint.topic %s: %s", topic,
+                    rd_kafka_event_error_string(ev));
+    } else {
+        const rd_kafka_CreateTopics_result_t *res = rd_kafka_event_CreateTopics_result(ev);
+        size_t n = 0;
+        const rd_kafka_topic_result_t **tr = rd_kafka_CreateTopics_result_topics(res, &n);
+        rd_kafka_resp_err_t terr = n ? rd_kafka_topic_result_error(tr[0]) : 0;
+        if (terr == 0 || terr == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
+            rc = 0;
+        else
+            core_errstr(errstr, errstr_size, "checkpoint.topic %s: %s", topic,
+                        rd_kafka_topic_result_error_string(tr[0]));
+    }
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    rd_kafka_AdminOptions_destroy(ao);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_NewTopic_destroy(nt);
+    return rc;
+}
+
+static uint64_t jnum(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsNumber(v) && v->valuedouble > 0 ? (uint64_t)v->valuedouble : 0;
+}
+
+static void parse_ckpt(const char *text, size_t len, struct ckpt *ck)
+{
+    cJSON *j = cJSON_ParseWithLength(text, len);
+    const cJSON *fid;
+
+    memset(ck, 0, sizeof(*ck));
+    if (!j)
+        return;
+    ck->found = true;
+    ck->done = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "done"));
+    fid = cJSON_GetObjectItemCaseSensitive(j, "file_id");
+    if (cJSON_IsString(fid))
+        snprintf(ck->file_id, sizeof(ck->file_id), "%s", fid->valuestring);
+    ck->offset = jnum(j, "offset");
+    ck->line = jnum(j, "line");
+    ck->rows_read = jnum(j, "rows_read");
+    ck->published = jnum(j, "published");
+    ck->rejected = jnum(j, "rejected");
+    ck->errors_bytes = jnum(j, "errors_bytes");
+    ck->bytes = jnum(j, "bytes");
+    cJSON_Delete(j);
+}
+
+/* Read the last committed checkpoint of batch_id (read_committed, to the
+ * high watermark of every partition). @returns 0 or -1 + errstr. */
+static int load_checkpoint(ingest_ctx *ctx, const char *topic, const char *batch_id,
+                           struct ckpt *ck, int timeout_ms, char *errstr, size_t errstr_size)
+{
+    static const core_kafka_prop defaults[] = { { "bootstrap.servers", "127.0.0.1:9092" } };
+    static const core_kafka_prop overrides[] = {
+        { "enable.partition.eof", "true" },
+        { "isolation.level", "read_committed" },
+        { "statistics.interval.ms", "0" },
+    };
+    static const core_kafka_prop wm_overrides[] = {
+        { "isolation.level", "read_uncommitted" },
+        { "statistics.interval.ms", "0" },
+    };
+    core_kafka_consumer_opts o = { 0 };
+    core_kafka_consumer_t *c, *cw = NULL;
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    int64_t *hw = NULL;
+    size_t nparts = 0, ndone = 0;
+    char group[INGEST_MAX_BATCH_ID + 64];
+    int64_t deadline;
+    int rc = -1;
+    size_t blen = strlen(batch_id);
+
+    memset(ck, 0, sizeof(*ck));
+    snprintf(group, sizeof(group), "tributary-ingest-ckpt-%s", batch_id);
+    o.cfg = core_service_config(ctx->svc);
+    o.defaults = defaults;
+    o.ndefaults = CORE_ARRAY_SIZE(defaults);
+    o.overrides = overrides;
+    o.noverrides = CORE_ARRAY_SIZE(overrides);
+    o.group_id = group;
+    c = core_kafka_consumer_new(&o, errstr, errstr_size);
+    if (!c)
+        return -1;
+    /* The high watermarks come from a read_uncommitted client: a
+     * read_committed one answers the last stable offset, which an open
+     * transaction of another batch holds back (up to the transaction
+     * timeout after its producer died); reading only to it could miss a
+     * later committed checkpoint of ours. */
+    o.overrides = wm_overrides;
+    o.noverrides = CORE_ARRAY_SIZE(wm_overrides);
+    cw = core_kafka_consumer_new(&o, errstr, errstr_size);
+    if (!cw)
+        goto out;
+    {
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(core_kafka_consumer_handle(c), topic, NULL);
+        rd_kafka_resp_err_t err = rd_kafka_metadata(core_kafka_consumer_handle(c), 0, rkt, &md,
+                                                    timeout_ms);
+        rd_kafka_topic_destroy(rkt);
+        if (err || !md || md->topic_cnt != 1 || md->topics[0].err) {
+            core_errstr(errstr, errstr_size, "checkpoint.topic %s: %s", topic,
+                        err ? rd_kafka_err2str(err)
+                            : md && md->topic_cnt ? rd_kafka_err2str(md->topics[0].err)
+                                                  : "no metadata");
+            goto out;
+        }
+    }
+    nparts = (size_t)md->topics[0].partition_cnt;
+    hw = calloc(nparts ? nparts : 1, sizeof(*hw));
+    parts = rd_kafka_topic_partition_list_new((int)nparts);
+    if (!hw || !parts) {
+        core_errstr(errstr, errstr_size, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < nparts; i++) {
+        int32_t pid = md->topics[0].partitions[i].id;
+        int64_t lo = 0, hi = 0;
+        rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(core_kafka_consumer_handle(cw),
+                                                                   topic, pid, &lo, &hi, timeout_ms);
+        if (err) {
+            core_errstr(errstr, errstr_size, "checkpoint.topic %s [%d]: %s", topic, (int)pid,
+                        rd_kafka_err2str(err));
+            goto out;
+        }
+        hw[i] = hi;
+        if (hi <= lo)
+            ndone++;
+        rd_kafka_topic_partition_list_add(parts, topic, pid)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    }
+    if (ndone == nparts) {
+        rc = 0;
+        goto out;
+    }
+    if (core_kafka_consumer_assign(c, parts, errstr, errstr_size) != CORE_OK)
+        goto out;
+    /* Every partition to its high watermark: an open transaction of another
+     * batch holds read_committed back until it ends (at most the
+     * transaction timeout), so the deadline covers it. */
+    deadline = core_mono_ms() + timeout_ms + TXN_TIMEOUT_MS;
+    {
+        bool *done = calloc(nparts, sizeof(bool));
+        if (!done) {
+            core_errstr(errstr, errstr_size, "out of memory");
+            goto out;
+        }
+        for (size_t i = 0; i < nparts; i++)
+            done[i] = hw[i] <= 0;
+        ndone = 0;
+        for (size_t i = 0; i < nparts; i++)
+            ndone += done[i];
+        while (ndone < nparts) {
+            rd_kafka_message_t *m;
+            size_t idx = 0;
+
+            if (core_mono_ms() > deadline) {
+                core_errstr(errstr, errstr_size,
+                            "checkpoint.topic %s: could not read to the end in time", topic);
+                free(done);
+                goto out;
+            }
+            m = core_kafka_consumer_poll(c, 500);
+            if (!m)
+                continue;
+            for (size_t i = 0; i < nparts; i++)
+                if (md->topics[0].partitions[i].id == m->partition)
+                    idx = i;
+            if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                if (m->offset >= hw[idx] && !done[idx]) {
+                    done[idx] = true;
+                    ndone++;
+                }
+            } else if (m->err) {
+                if (core_kafka_consumer_fatal(c, NULL, 0)) {
+                    core_errstr(errstr, errstr_size, "checkpoint.topic %s: %s", topic,
+                                rd_kafka_message_errstr(m));
+                    rd_kafka_message_destroy(m);
+                    free(done);
+                    goto out;
+                }
+            } else {
+                if (m->key_len == blen && memcmp(m->key, batch_id, blen) == 0) {
+                    if (m->len > 0)
+                        parse_ckpt(m->payload, m->len, ck);
+                    else
+                        memset(ck, 0, sizeof(*ck)); /* tombstone */
+                }
+                if (m->offset + 1 >= hw[idx] && !done[idx]) {
+                    done[idx] = true;
+                    ndone++;
+                }
+            }
+            rd_kafka_message_destroy(m);
+        }
+        free(done);
+    }
+    rc = 0;
+out:
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    if (parts)
+        rd_kafka_topic_partition_list_destroy(parts);
+    free(hw);
+    core_kafka_consumer_free(cw);
+    core_kafka_consumer_free(c);
+    return rc;
+}
+
+/* ---- the run ----------------------------------------------------------- */
+
+struct run {
+    ingest_ctx *ctx;
+    const ingest_conf *conf;
+    const ingest_job *job;
+    ingest_status *st;
+    const core_avro_schema_t *schema;
+    const char *dataset;
+    const char *path;
+    char topic[512];
+    char txn_id[INGEST_MAX_BATCH_ID + 128];
+    char source[512];
+    ingest_format fmt;
+
+    core_kafka_producer_t *prod;
+    core_audit_t *audit;
+    ingest_reader *rd;
+    ingest_mapper *map;
+    FILE *errf;
+    int errfd;
+
+    struct ckpt committed;  /* what the last committed transaction holds */
+    struct ckpt cur;        /* counters as of the last line handled */
+    uint64_t in_txn;        /* lines handled in the open transaction */
+    int64_t txn_started;
+    bool txn_open;
+
+    core_metric_t *m_read, *m_pub, *m_bytes, *m_depth, *m_commit;
+};
+
+/* The file cannot be used at all: a header refused. Reported like a bad
+ * line, in the errors file. */
+static void write_error_line(struct run *r, uint64_t line, const char *column, const char *reason)
+{
+    cJSON *j = cJSON_CreateObject();
+    char *s;
+
+    if (!j)
+        return;
+    cJSON_AddNumberToObject(j, "line", (double)line);
+    if (column && *column)
+        cJSON_AddStringToObject(j, "column", column);
+    else
+        cJSON_AddNullToObject(j, "column");
+    cJSON_AddStringToObject(j, "reason", reason);
+    s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    if (s) {
+        fputs(s, r->errf);
+        fputc('\n', r->errf);
+        free(s);
+    }
+}
+
+static core_kafka_producer_t *make_producer(struct run *r, char *errstr, size_t errstr_size)
+{
+    core_kafka_producer_opts o = { 0 };
+
+    o.cfg = core_service_config(r->ctx->svc);
+    o.defaults = producer_defaults;
+    o.ndefaults = CORE_ARRAY_SIZE(producer_defaults);
+    o.transactional_id = r->txn_id;
+    return core_kafka_producer_new(&o, errstr, errstr_size);
+}
+
+/* Producer + transactions initialised (fences an older run of the batch). */
+static int open_producer(struct run *r, char *errstr, size_t errstr_size)
+{
+    int64_t deadline = core_mono_ms() + r->conf->broker_timeout_ms;
+    core_kafka_txn_res_t tr;
+
+    r->prod = make_producer(r, errstr, errstr_size);
+    if (!r->prod)
+        return CORE_EX_CONFIG;
+    if (!broker_reachable(r->prod, (int)r->conf->broker_timeout_ms, errstr, errstr_size))
+        return CORE_EX_UNAVAILABLE;
+    do {
+        tr = core_kafka_txn_init(r->prod, (int)r->conf->broker_timeout_ms, errstr, errstr_size);
+    } while (tr == CORE_KAFKA_TXN_RETRY && core_mono_ms() < deadline &&
+             !core_lifecycle_forced());
+    if (tr != CORE_KAFKA_TXN_OK)
+        return CORE_EX_UNAVAILABLE;
+    r->audit = core_audit_new(r->prod, r->ctx->cat, r->conf->audit_topic, "ingest", errstr,
+                              errstr_size);
+    if (!r->audit)
+        return CORE_EX_CONFIG;
+    return 0;
+}
+
+static void close_producer(struct run *r)
+{
+    core_audit_free(r->audit);
+    r->audit = NULL;
+    core_kafka_producer_free(r->prod);
+    r->prod = NULL;
+    r->txn_open = false;
+}
+
+static void publish_status(struct run *r)
+{
+    ingest_status *st = r->st;
+
+    st_lock(st);
+    st->rows_read = r->cur.rows_read;
+    st->published = r->cur.published;
+    st->rejected = r->cur.rejected;
+    st->bytes = r->cur.bytes;
+    st->pos = r->rd ? ingest_reader_raw_pos(r->rd) : st->pos;
+    st_unlock(st);
+}
+
+/* Produce the checkpoint for r->cur and commit the transaction.
+ * @returns the transaction result. */
+static core_kafka_txn_res_t commit_txn(struct run *r, bool done, char *errstr,
+                                       size_t errstr_size)
+{
+    cJSON *j = cJSON_CreateObject();
+    char *val;
+    core_err_t perr;
+    core_kafka_txn_res_t tr;
+    double t0;
+    long errsz;
+
+    fflush(r->errf);
+    if (fdatasync(fileno(r->errf)) != 0 && errno != EINVAL && errno != EROFS) {
+        core_errstr(errstr, errstr_size, "errors file: %s", strerror(errno));
+        cJSON_Delete(j);
+        return CORE_KAFKA_TXN_ABORT;
+    }
+    errsz = ftell(r->errf);
+    r->cur.errors_bytes = errsz > 0 ? (uint64_t)errsz : 0;
+    if (!j) {
+        core_errstr(errstr, errstr_size, "out of memory");
+        return CORE_KAFKA_TXN_ABORT;
+    }
+    cJSON_AddStringToObject(j, "batch_id", r->st->batch_id);
+    cJSON_AddStringToObject(j, "dataset", r->dataset);
+    cJSON_AddStringToObject(j, "file", r->path);
+    cJSON_AddStringToObject(j, "file_id", r->st->file_id);
+    cJSON_AddNumberToObject(j, "offset", (double)r->cur.offset);
+    cJSON_AddNumberToObject(j, "line", (double)r->cur.line);
+    cJSON_AddNumberToObject(j, "rows_read", (double)r->cur.rows_read);
+    cJSON_AddNumberToObject(j, "published", (double)r->cur.published);
+    cJSON_AddNumberToObject(j, "rejected", (double)r->cur.rejected);
+    cJSON_AddNumberToObject(j, "bytes", (double)r->cur.bytes);
+    cJSON_AddNumberToObject(j, "errors_bytes", (double)r->cur.errors_bytes);
+    cJSON_AddBoolToObject(j, "done", done);
+    cJSON_AddNumberToObject(j, "ts", (double)core_now_ms());
+    val = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    if (!val) {
+        core_errstr(errstr, errstr_size, "out of memory");
+        return CORE_KAFKA_TXN_ABORT;
+    }
+    perr = core_kafka_produce(r->prod, r->conf->checkpoint_topic, r->st->batch_id,
+                              strlen(r->st->batch_id), val, strlen(val), NULL, 0, NULL, errstr,
+                              errstr_size);
+    free(val);
+    if (perr == CORE_ERR_FATAL)
+        return CORE_KAFKA_TXN_FATAL;
+    if (perr != CORE_OK)
+        return CORE_KAFKA_TXN_ABORT;
+    core_metric_set(r->m_depth, (double)core_kafka_producer_outstanding(r->prod));
+    t0 = core_mono_s();
+    do {
+        tr = core_kafka_txn_commit(r->prod, (int)r->conf->broker_timeout_ms, errstr, errstr_size);
+    } while (tr == CORE_KAFKA_TXN_RETRY && !core_lifecycle_forced());
+    if (tr == CORE_KAFKA_TXN_OK) {
+        uint64_t newly = r->cur.published - r->committed.published;
+        core_metric_observe(r->m_commit, core_mono_s() - t0);
+        core_metric_add(r->m_pub, (double)newly);
+        r->committed = r->cur;
+        r->committed.done = done;
+        r->txn_open = false;
+        r->in_txn = 0;
+        core_metric_set(r->m_depth, 0);
+        publish_status(r);
+    }
+    return tr;
+}
+
+/* Back to the last committed checkpoint after a failed transaction. */
+static int rewind_to_committed(struct run *r, char *errstr, size_t errstr_size)
+{
+    r->cur = r->committed;
+    r->in_txn = 0;
+    fflush(r->errf);
+    if (ftruncate(fileno(r->errf), (off_t)r->committed.errors_bytes) != 0 ||
+        fseek(r->errf, (long)r->committed.errors_bytes, SEEK_SET) != 0) {
+        core_errstr(errstr, errstr_size, "errors file: %s", strerror(errno));
+        return -1;
+    }
+    if (ingest_reader_seek(r->rd, r->committed.offset, r->committed.line, errstr, errstr_size))
+        return -1;
+    publish_status(r);
+    return 0;
+}
+
+static int begin_txn(struct run *r, char *errstr, size_t errstr_size)
+{
+    if (core_kafka_txn_begin(r->prod, errstr, errstr_size) != CORE_KAFKA_TXN_OK)
+        return -1;
+    r->txn_open = true;
+    r->txn_started = core_mono_ms();
+    return 0;
+}
+
+/* One line: record + audit, or error line + audit. @returns 0, or -1 when
+ * the transaction must be aborted (errstr), -2 on a fatal producer. */
+static int handle_row(struct run *r, const ingest_row *row, char *errstr, size_t errstr_size)
+{
+    ingest_record rec;
+    ingest_line_error le;
+    core_audit_event ev = CORE_AUDIT_EVENT_INIT;
+    core_digest dg;
+    core_err_t perr;
+    int mr;
+
+    mr = ingest_mapper_row(r->map, row, r->st->batch_id, r->source, &rec, &le);
+    if (mr < 0) {
+        core_errstr(errstr, errstr_size, "%s", le.reason);
+        return -3;
+    }
+    r->cur.rows_read++;
+    r->cur.bytes += row->end - row->offset;
+    core_metric_inc(r->m_read);
+    core_metric_add(r->m_bytes, (double)(row->end - row->offset));
+    if (mr == 1) {
+        char id[37];
+        ingest_make_id(r->st->batch_id, row->line, id);
+        write_error_line(r, row->line, le.column, le.reason);
+        r->cur.rejected++;
+        core_metric_inc(core_metrics_series2(r->ctx->f_rej, r->dataset,
+                                             le.category ? le.category : "other"));
+        ev.id = id;
+        ev.dataset = r->dataset;
+        ev.batch_id = r->st->batch_id;
+        ev.outcome = "format_error";
+        ev.reason = le.reason;
+        ev.line = (int64_t)row->line;
+        perr = core_audit_emit(r->audit, &ev, errstr, errstr_size);
+    } else {
+        char ts[24];
+        core_kafka_header h[3];
+        int tslen = snprintf(ts, sizeof(ts), "%lld", (long long)core_now_ms());
+
+        h[0] = (core_kafka_header){ "tb.id", rec.id, strlen(rec.id) };
+        h[1] = (core_kafka_header){ "tb.batch", r->st->batch_id, strlen(r->st->batch_id) };
+        h[2] = (core_kafka_header){ "tb.ingest.ts", ts, (size_t)tslen };
+        perr = core_kafka_produce(r->prod, r->topic, rec.key, rec.keylen, rec.value, rec.len, h,
+                                  3, NULL, errstr, errstr_size);
+        if (perr == CORE_OK) {
+            r->cur.published++;
+            core_digest_record(rec.value, rec.len, &dg);
+            ev.id = rec.id;
+            ev.key = rec.key;
+            ev.dataset = r->dataset;
+            ev.batch_id = r->st->batch_id;
+            ev.outcome = "published";
+            ev.digest = &dg;
+            ev.topic = r->topic;
+            ev.line = (int64_t)row->line;
+            ev.version = rec.version;
+            perr = core_audit_emit(r->audit, &ev, errstr, errstr_size);
+        }
+    }
+    r->cur.offset = row->end;
+    r->cur.line = row->line + row->nlines;
+    r->in_txn++;
+    if (perr == CORE_ERR_FATAL)
+        return -2;
+    return perr == CORE_OK ? 0 : -1;
+}
+
+/* Abort (or rebuild) after a failure and go back to the checkpoint.
+ * @returns 0 to go on, or an exit code. */
+static int recover(struct run *r, bool fatal, int attempt, char *errstr, size_t errstr_size)
+{
+    core_backoff bo = { 200, 5000, 2.0, 0.5, 0 };
+    char e2[512];
+
+    core_log_warn("transaction failed: back to the last checkpoint",
+                  CLF_S("batch", r->st->batch_id), CLF_S("error", errstr),
+                  CLF_I("line", (int64_t)r->committed.line), CLF_I("attempt", attempt),
+                  CLF_B("fatal", fatal));
+    if (!fatal && r->txn_open) {
+        core_kafka_txn_res_t tr = core_kafka_txn_abort(r->prod, (int)r->conf->broker_timeout_ms,
+                                                       e2, sizeof(e2));
+        if (tr != CORE_KAFKA_TXN_OK)
+            fatal = true;
+        r->txn_open = false;
+    }
+    if (fatal || core_kafka_producer_fatal(r->prod, NULL, 0)) {
+        int rc;
+        close_producer(r);
+        if (core_lifecycle_wait(core_backoff_delay_ms(&bo, attempt)))
+            return 0; /* stopping: the caller sees it */
+        rc = open_producer(r, errstr, errstr_size);
+        if (rc)
+            return rc;
+    } else if (core_lifecycle_wait(core_backoff_delay_ms(&bo, attempt))) {
+        return 0;
+    }
+    if (rewind_to_committed(r, errstr, errstr_size))
+        return CORE_EX_SOFTWARE;
+    return 0;
+}
+
+static ingest_format pick_format(const char *fmt, const char *path)
+{
+    size_t n = strlen(path);
+    const char *p = path;
+    char base[4096];
+
+    if (fmt && strcmp(fmt, "csv") == 0)
+        return INGEST_FMT_CSV;
+    if (fmt && strcmp(fmt, "jsonl") == 0)
+        return INGEST_FMT_JSONL;
+    snprintf(base, sizeof(base), "%s", p);
+    if (n > 3 && strcmp(base + n - 3, ".gz") == 0)
+        base[n - 3] = '\0';
+    n = strlen(base);
+    if ((n > 6 && strcmp(base + n - 6, ".jsonl") == 0) ||
+        (n > 7 && strcmp(base + n - 7, ".ndjson") == 0) ||
+        (n > 5 && strcmp(base + n - 5, ".json") == 0))
+        return INGEST_FMT_JSONL;
+    return INGEST_FMT_CSV;
+}
+
+static int finish(struct run *r, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int finish(struct run *r, int code, const char *fmt, ...)
+{
+    ingest_status *st = r->st;
+
+    st_lock(st);
+    st->exit_code = code;
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(st->error, sizeof(st->error), fmt, ap);
+        va_end(ap);
+    }
+    st_unlock(st);
+    return code;
+}
+
+int ingest_file(ingest_ctx *ctx, const ingest_job *job, ingest_status *st,
+                ingest_progress_cb *cb, void *cb_user)
+{
+    struct run r;
+    char err[1024];
+    ingest_map_opts mo;
+    ingest_row row;
+    double t0 = core_mono_s(), last_cb = 0;
+    int rc = 0, attempt = 0;
+    int64_t fail_since = 0;
+    struct stat sb;
+    const char *base;
+
+    memset(&r, 0, sizeof(r));
+    r.ctx = ctx;
+    r.conf = ctx->conf;
+    r.job = job;
+    r.st = st;
+    r.path = job->path;
+    r.dataset = job->dataset;
+    r.errfd = -1;
+    st_lock(st);
+    st->exit_code = 0;
+    st->error[0] = '\0';
+    st_unlock(st);
+
+    r.schema = core_avro_catalog_by_dataset(ctx->cat, job->dataset);
+    if (!r.schema) {
+        rc = finish(&r, CORE_EX_CONFIG, "dataset: unknown dataset '%s'", job->dataset);
+        goto out;
+    }
+    r.m_read = core_metrics_series1(ctx->f_read, r.dataset);
+    r.m_pub = core_metrics_series1(ctx->f_pub, r.dataset);
+    r.m_bytes = core_metrics_series1(ctx->f_bytes, r.dataset);
+    r.m_depth = core_metrics_series(ctx->f_depth, NULL);
+    r.m_commit = core_metrics_series(ctx->f_commit, NULL);
+    r.fmt = pick_format(job->format, job->path);
+    if (r.conf->topic && *r.conf->topic)
+        snprintf(r.topic, sizeof(r.topic), "%s", r.conf->topic);
+    else
+        snprintf(r.topic, sizeof(r.topic), "%s.raw", r.dataset);
+    base = strrchr(job->path, '/');
+    snprintf(r.source, sizeof(r.source), "%s",
+             r.conf->source && *r.conf->source ? r.conf->source : base ? base + 1 : job->path);
+
+    /* Identity of the file and of the batch. */
+    if (stat(job->path, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        rc = finish(&r, 66, "%s: %s", job->path, errno ? strerror(errno) : "not a regular file");
+        goto out;
+    }
+    {
+        char fid[65];
+        if (ingest_file_digest(job->path, fid, err, sizeof(err))) {
+            rc = finish(&r, 66, "%s", err);
+            goto out;
+        }
+        st_lock(st);
+        memcpy(st->file_id, fid, sizeof(fid));
+        st_unlock(st);
+    }
+    st_lock(st);
+    if (job->batch_id && *job->batch_id)
+        snprintf(st->batch_id, sizeof(st->batch_id), "%s", job->batch_id);
+    else
+        snprintf(st->batch_id, sizeof(st->batch_id), "%s-%.16s", r.dataset, st->file_id);
+    if (job->errors && *job->errors)
+        snprintf(st->errors_path, sizeof(st->errors_path), "%s", job->errors);
+    else
+        snprintf(st->errors_path, sizeof(st->errors_path), "%s.errors.jsonl", job->path);
+    st->file_size = (uint64_t)sb.st_size;
+    st_unlock(st);
+    snprintf(r.txn_id, sizeof(r.txn_id), "%s%s", r.conf->txn_id_prefix, st->batch_id);
+
+    /* Kafka: reachability, fencing of an older run, the checkpoint. */
+    rc = open_producer(&r, err, sizeof(err));
+    if (rc) {
+        rc = finish(&r, rc, "%s", err);
+        goto out;
+    }
+    if (ensure_checkpoint_topic(r.prod, r.conf->checkpoint_topic, (int)r.conf->broker_timeout_ms,
+                                err, sizeof(err)) ||
+        load_checkpoint(ctx, r.conf->checkpoint_topic, st->batch_id, &r.committed,
+                        (int)r.conf->broker_timeout_ms, err, sizeof(err))) {
+        rc = finish(&r, CORE_EX_UNAVAILABLE, "%s", err);
+        goto out;
+    }
+    if (r.committed.found && strcmp(r.committed.file_id, st->file_id) != 0 && !job->force) {
+        rc = finish(&r, CORE_EX_DATAERR,
+                    "batch %s was used for another file (digest %.16s, this file %.16s): "
+                    "choose another --batch-id, or --force", st->batch_id, r.committed.file_id,
+                    st->file_id);
+        goto out;
+    }
+    if (r.committed.found && job->force)
+        memset(&r.committed, 0, sizeof(r.committed));
+    if (r.committed.found && r.committed.done) {
+        st_lock(st);
+        st->skipped = true;
+        st->rows_read = r.committed.rows_read;
+        st->published = r.committed.published;
+        st->rejected = r.committed.rejected;
+        st->bytes = r.committed.bytes;
+        st->pos = st->file_size;
+        st->seconds = core_mono_s() - t0;
+        st_unlock(st);
+        core_log_info("file already ingested: nothing published (use --force to publish it again)",
+                      CLF_S("file", job->path), CLF_S("batch", st->batch_id));
+        rc = finish(&r, r.committed.rejected ? CORE_EX_DATAERR : 0, NULL);
+        goto out;
+    }
+
+    /* Input, mapper, errors file. */
+    r.rd = ingest_reader_open(job->path, r.fmt, r.conf->delimiter[0],
+                              (size_t)r.conf->max_line_bytes, err, sizeof(err));
+    if (!r.rd) {
+        rc = finish(&r, 66, "%s", err);
+        goto out;
+    }
+    memset(&mo, 0, sizeof(mo));
+    mo.schema = r.schema;
+    mo.fmt = r.fmt;
+    mo.refuse_extra = strcmp(r.conf->extra_columns, "refuse") == 0;
+    mo.op_column = r.conf->op_column;
+    mo.version_column = r.conf->version_column;
+    mo.event_time_column = r.conf->event_time_column;
+    mo.old_key_column = r.conf->old_key_column;
+    mo.kind = strcmp(r.conf->kind, "bulk") == 0     ? CORE_AVRO_KIND_BULK
+              : strcmp(r.conf->kind, "change") == 0 ? CORE_AVRO_KIND_CHANGE
+                                                    : -1;
+    mo.op = strcmp(r.conf->op, "UPDATE") == 0   ? CORE_AVRO_OP_UPDATE
+            : strcmp(r.conf->op, "DELETE") == 0 ? CORE_AVRO_OP_DELETE
+                                                : CORE_AVRO_OP_ADD;
+    mo.event_time = (int64_t)sb.st_mtim.tv_sec * 1000 + sb.st_mtim.tv_nsec / 1000000;
+    mo.max_record = (size_t)r.conf->max_record_bytes;
+    r.map = ingest_mapper_new(&mo, err, sizeof(err));
+    if (!r.map) {
+        rc = finish(&r, CORE_EX_CONFIG, "dataset %s: %s", r.dataset, err);
+        goto out;
+    }
+    r.errfd = open(st->errors_path, O_RDWR | O_CREAT, 0644);
+    if (r.errfd < 0 || !(r.errf = fdopen(r.errfd, "r+"))) {
+        rc = finish(&r, 66, "errors file %s: %s", st->errors_path, strerror(errno));
+        if (r.errfd >= 0)
+            close(r.errfd);
+        goto out;
+    }
+    r.errfd = -1; /* owned by errf */
+
+    if (r.fmt == INGEST_FMT_CSV) {
+        int n = ingest_reader_next(r.rd, &row, err, sizeof(err));
+        if (n < 0) {
+            rc = finish(&r, 66, "%s", err);
+            goto out;
+        }
+        if (n == 0) {
+            rc = finish(&r, CORE_EX_DATAERR, "%s: empty file (no header row)", job->path);
+            goto out;
+        }
+        if (ingest_mapper_header(r.map, &row, err, sizeof(err))) {
+            if (ftruncate(fileno(r.errf), 0) == 0)
+                write_error_line(&r, row.line, NULL, err);
+            fflush(r.errf);
+            rc = finish(&r, CORE_EX_DATAERR, "%s: %s", job->path, err);
+            goto out;
+        }
+        if (!r.committed.found) {
+            r.committed.offset = row.end;
+            r.committed.line = row.line + row.nlines;
+        }
+    }
+    if (r.committed.found) {
+        st_lock(st);
+        st->resumed_line = r.committed.line;
+        st_unlock(st);
+        core_log_info("resuming from checkpoint", CLF_S("file", job->path),
+                      CLF_S("batch", st->batch_id), CLF_I("line", (int64_t)r.committed.line),
+                      CLF_I("offset", (int64_t)r.committed.offset));
+    } else if (r.fmt == INGEST_FMT_JSONL) {
+        r.committed.offset = 0;
+        r.committed.line = 1;
+    }
+    r.committed.found = true;
+    if (rewind_to_committed(&r, err, sizeof(err))) {
+        rc = finish(&r, 66, "%s", err);
+        goto out;
+    }
+    core_log_info("ingesting", CLF_S("file", job->path), CLF_S("dataset", r.dataset),
+                  CLF_S("batch", st->batch_id), CLF_S("topic", r.topic),
+                  CLF_S("format", r.fmt == INGEST_FMT_CSV ? "csv" : "jsonl"));
+
+    /* The loop: lines into transactions, each closed by its checkpoint. */
+    for (;;) {
+        int n, hr = 0;
+        bool eof = false;
+
+        if (core_lifecycle_stopping() && !r.txn_open) {
+            st_lock(st);
+            st->interrupted = true;
+            st_unlock(st);
+            rc = finish(&r, 75, "stopped by a signal at line %llu: run again to resume",
+                        (unsigned long long)r.committed.line);
+            goto out;
+        }
+        if (!r.txn_open && begin_txn(&r, err, sizeof(err))) {
+            hr = -2;
+            goto failed;
+        }
+        /* The clock and the stop flag are looked at every 64 lines. */
+        while (r.in_txn < (uint64_t)r.conf->checkpoint_records &&
+               ((r.in_txn & 63) != 0 || (core_mono_ms() - r.txn_started < r.conf->checkpoint_ms &&
+                                         !core_lifecycle_stopping()))) {
+            n = ingest_reader_next(r.rd, &row, err, sizeof(err));
+            if (n < 0) {
+                rc = finish(&r, 66, "%s", err);
+                if (r.txn_open)
+                    core_kafka_txn_abort(r.prod, 10000, NULL, 0);
+                r.txn_open = false;
+                goto out;
+            }
+            if (n == 0) {
+                eof = true;
+                break;
+            }
+            hr = handle_row(&r, &row, err, sizeof(err));
+            if (hr == -3) {
+                rc = finish(&r, CORE_EX_SOFTWARE, "%s", err);
+                core_kafka_txn_abort(r.prod, 10000, NULL, 0);
+                r.txn_open = false;
+                goto out;
+            }
+            if (hr)
+                break;
+            if (cb && (r.in_txn & 255) == 0 && core_mono_s() - last_cb >= 0.25) {
+                last_cb = core_mono_s();
+                publish_status(&r);
+                st_lock(st);
+                st->seconds = last_cb - t0;
+                st_unlock(st);
+                cb(st, cb_user);
+            }
+        }
+        if (hr == 0) {
+            core_kafka_txn_res_t tr = commit_txn(&r, eof, err, sizeof(err));
+            if (tr == CORE_KAFKA_TXN_OK) {
+                attempt = 0;
+                fail_since = 0;
+                if (eof)
+                    break;
+                continue;
+            }
+            hr = tr == CORE_KAFKA_TXN_FATAL ? -2 : -1;
+        }
+failed:
+        if (!fail_since)
+            fail_since = core_mono_ms();
+        if (core_mono_ms() - fail_since > r.conf->broker_timeout_ms) {
+            if (r.txn_open && r.prod)
+                core_kafka_txn_abort(r.prod, 5000, NULL, 0);
+            r.txn_open = false;
+            rc = finish(&r, CORE_EX_UNAVAILABLE,
+                        "kafka: giving up after %lld ms of failures at line %llu (resumable): %s",
+                        (long long)r.conf->broker_timeout_ms,
+                        (unsigned long long)r.committed.line, err);
+            goto out;
+        }
+        rc = recover(&r, hr == -2, ++attempt, err, sizeof(err));
+        if (rc) {
+            rc = finish(&r, rc, "%s", err);
+            goto out;
+        }
+    }
+    publish_status(&r);
+    rc = finish(&r, r.committed.rejected ? CORE_EX_DATAERR : 0, NULL);
+
+out:
+    st_lock(st);
+    st->seconds = core_mono_s() - t0;
+    if (rc == 0 || rc == CORE_EX_DATAERR)
+        st->pos = st->file_size;
+    st_unlock(st);
+    if (ctx->f_files && r.dataset)
+        core_metric_inc(core_metrics_series2(ctx->f_files, r.dataset,
+                                             rc == 0 ? "ok" : rc == CORE_EX_DATAERR ? "rejected_lines"
+                                             : rc == 75 ? "interrupted" : "failed"));
+    if (r.errf) {
+        fclose(r.errf);
+        /* No bad line: no errors file left behind. */
+        if (rc == 0 && st->rejected == 0 && !st->skipped)
+            unlink(st->errors_path);
+    }
+    ingest_mapper_free(r.map);
+    ingest_reader_free(r.rd);
+    if (r.prod) {
+        if (r.txn_open)
+            core_kafka_txn_abort(r.prod, 5000, NULL, 0);
+        core_kafka_producer_flush(r.prod, 5000);
+    }
+    close_producer(&r);
+    if (cb)
+        cb(st, cb_user);
+    return rc;
+}

@@ -1,0 +1,686 @@
+/* test_ingest_parse.c — svc-ingest's reader (CSV RFC 4180, JSON Lines, gzip,
+ * physical line numbers, resumable offsets) and mapper (coercion, defaults,
+ * meta, ids, size bound) against nasty inputs. */
+#include "testutil.h"
+
+#include "../../svc-ingest/mapper.h"
+#include "../../svc-ingest/reader.h"
+
+#include "tributary/core_avro.h"
+#include "tributary/core_common.h"
+
+#include <avro.h>
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static char *write_bytes(const void *data, size_t len)
+{
+    char tmpl[] = "/tmp/tb_ingest_XXXXXX";
+    int fd = mkstemp(tmpl);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq((long)write(fd, data, len), (long)len);
+    close(fd);
+    return strdup(tmpl);
+}
+
+static ingest_reader *open_text(const char *text, ingest_format fmt, size_t max, char **pathp)
+{
+    char err[512];
+    char *path = write_bytes(text, strlen(text));
+    ingest_reader *r = ingest_reader_open(path, fmt, ',', max, err, sizeof(err));
+    ck_assert_msg(r != NULL, "open: %s", err);
+    *pathp = path;
+    return r;
+}
+
+static void close_text(ingest_reader *r, char *path)
+{
+    ingest_reader_free(r);
+    unlink(path);
+    free(path);
+}
+
+static void next_ok(ingest_reader *r, ingest_row *row)
+{
+    char err[512];
+    int n = ingest_reader_next(r, row, err, sizeof(err));
+    ck_assert_msg(n == 1, "next: %d %s", n, err);
+}
+
+static void at_eof(ingest_reader *r)
+{
+    char err[512];
+    ingest_row row;
+    ck_assert_int_eq(ingest_reader_next(r, &row, err, sizeof(err)), 0);
+}
+
+/* ---- reader: CSV -------------------------------------------------------- */
+
+START_TEST(csv_rfc4180_corners)
+{
+    /* BOM, CRLF, quoted commas, doubled quotes, a quoted CRLF and LF, an
+     * empty field, a quoted empty field. */
+    const char *text = "\xEF\xBB\xBF" "a,b,c\r\n"
+                       "1,\"x, y\",\"say \"\"hi\"\"\"\r\n"
+                       "2,\"two\r\nlines\",\"and\nthree\"\r\n"
+                       "3,,\"\"\r\n";
+    char *path;
+    ingest_reader *r = open_text(text, INGEST_FMT_CSV, 0, &path);
+    ingest_row row;
+
+    next_ok(r, &row);
+    ck_assert_int_eq(row.line, 1);
+    ck_assert_int_eq(row.nfields, 3);
+    ck_assert_str_eq(row.fields[0], "a"); /* the BOM is not part of the first name */
+    ck_assert_ptr_null(row.error);
+    next_ok(r, &row);
+    ck_assert_int_eq(row.line, 2);
+    ck_assert_str_eq(row.fields[1], "x, y");
+    ck_assert_str_eq(row.fields[2], "say \"hi\"");
+    next_ok(r, &row);
+    ck_assert_int_eq(row.line, 3);
+    ck_assert_int_eq(row.nlines, 3);
+    ck_assert_str_eq(row.fields[1], "two\r\nlines");
+    ck_assert_str_eq(row.fields[2], "and\nthree");
+    next_ok(r, &row);
+    ck_assert_int_eq(row.line, 6); /* the multi-line record took lines 3-5 */
+    ck_assert_int_eq(row.nfields, 3);
+    ck_assert_str_eq(row.fields[1], "");
+    ck_assert_str_eq(row.fields[2], "");
+    ck_assert_int_eq(row.lens[2], 0);
+    at_eof(r);
+    close_text(r, path);
+}
+END_TEST
+
+START_TEST(csv_lf_cr_blank_and_truncated_last_line)
+{
+    const char *text = "a,b\n1,2\n\n\r3,4\r5,6"; /* LF, blank LF, lone CR, no final break */
+    char *path;
+    ingest_reader *r = open_text(text, INGEST_FMT_CSV, 0, &path);
+    ingest_row row;
+
+    next_ok(r, &row);
+    next_ok(r, &row);
+    ck_assert_int_eq(row.line, 2);
+    next_ok(r, &row);
+    ck_assert_int_eq(row.line, 5); /* lines 3 and 4 are blank */
+    ck_assert_str_eq(row.fields[0], "3");
+    next_ok(r, &row);
+    ck_assert_int_eq(row.line, 6);
+    ck_assert_str_eq(row.fields[1], "6");
+    ck_assert_ptr_null(row.error);
+    at_eof(r);
+    close_text(r, path);
+}
+END_TEST
+
+START_TEST(csv_broken_quoting_is_a_line_error_and_resyncs)
+{
+    const char *text = "a,b,c\n"
+                       "1,ab\"c,3\n"            /* quote inside an unquoted field */
+                       "2,\"ab\"c,3\n"          /* text after a closing quote */
+                       "3,ok,3\n"
+                       "4,\"never closed,3\n";  /* truncated: unterminated at EOF */
+    char *path;
+    ingest_reader *r = open_text(text, INGEST_FMT_CSV, 0, &path);
+    ingest_row row;
+
+    next_ok(r, &row);
+    next_ok(r, &row);
+    ck_assert_int_eq(row.line, 2);
+    ck_assert_ptr_nonnull(row.error);
+    ck_assert_int_eq(row.error_col, 2);
+    ck_assert_ptr_nonnull(strstr(row.error, "quote"));
+    next_ok(r, &row);
+    ck_assert_int_eq(row.line, 3);
+    ck_assert_ptr_nonnull(row.error);
+    ck_assert_int_eq(row.error_col, 2);
+    next_ok(r, &row);
+    ck_assert_int_eq(row.line, 4);
+    ck_assert_ptr_null(row.error);
+    ck_assert_str_eq(row.fields[1], "ok");
+    next_ok(r, &row);
+    ck_assert_int_eq(row.line, 5);
+    ck_assert_ptr_nonnull(row.error);
+    ck_assert_ptr_nonnull(strstr(row.error, "unterminated"));
+    at_eof(r);
+    close_text(r, path);
+}
+END_TEST
+
+START_TEST(csv_one_megabyte_field)
+{
+    size_t big = 1024 * 1024;
+    char *text = malloc(big + 64), *path;
+    ingest_reader *r;
+    ingest_row row;
+    char err[256];
+
+    strcpy(text, "a,b\n1,\"");
+    memset(text + 7, 'x', big);
+    strcpy(text + 7 + big, "\"\n2,y\n");
+    /* Within the bound: kept whole. */
+    r = open_text(text, INGEST_FMT_CSV, 4u << 20, &path);
+    next_ok(r, &row);
+    next_ok(r, &row);
+    ck_assert_ptr_null(row.error);
+    ck_assert_int_eq(row.lens[1], big);
+    next_ok(r, &row);
+    ck_assert_str_eq(row.fields[1], "y");
+    close_text(r, path);
+    /* Beyond it: an error, not kept, and the next line is intact. */
+    path = write_bytes(text, strlen(text));
+    r = ingest_reader_open(path, INGEST_FMT_CSV, ',', 65536, err, sizeof(err));
+    ck_assert_ptr_nonnull(r);
+    next_ok(r, &row);
+    next_ok(r, &row);
+    ck_assert_int_eq(row.line, 2);
+    ck_assert_ptr_nonnull(row.error);
+    ck_assert_ptr_nonnull(strstr(row.error, "longer than"));
+    next_ok(r, &row);
+    ck_assert_int_eq(row.line, 3);
+    ck_assert_ptr_null(row.error);
+    ck_assert_str_eq(row.fields[1], "y");
+    close_text(r, path);
+    free(text);
+}
+END_TEST
+
+START_TEST(csv_invalid_utf8_is_a_line_error)
+{
+    const char *text = "a,b\n1,ok\n2,bad\xC3\x28here\n3,\xED\xA0\x80\n4,\xF0\x9F\x98\x80\n";
+    char *path;
+    ingest_reader *r = open_text(text, INGEST_FMT_CSV, 0, &path);
+    ingest_row row;
+
+    next_ok(r, &row);
+    next_ok(r, &row);
+    ck_assert_ptr_null(row.error);
+    next_ok(r, &row);
+    ck_assert_ptr_nonnull(row.error);
+    ck_assert_ptr_nonnull(strstr(row.error, "UTF-8"));
+    ck_assert_int_eq(row.error_col, 2);
+    next_ok(r, &row);
+    ck_assert_ptr_nonnull(row.error); /* a surrogate */
+    next_ok(r, &row);
+    ck_assert_ptr_null(row.error);   /* an emoji is fine */
+    close_text(r, path);
+}
+END_TEST
+
+START_TEST(utf8_validator)
+{
+    size_t bad = 0;
+    ck_assert(ingest_utf8_valid("h\xC3\xA9llo", 6, NULL));
+    ck_assert(!ingest_utf8_valid("\xC0\x80", 2, &bad)); /* overlong NUL */
+    ck_assert_int_eq(bad, 0);
+    ck_assert(!ingest_utf8_valid("ab\xE2\x82", 4, &bad)); /* truncated */
+    ck_assert_int_eq(bad, 2);
+    ck_assert(!ingest_utf8_valid("\xF4\x90\x80\x80", 4, &bad)); /* > U+10FFFF */
+    ck_assert(!ingest_utf8_valid("\xFF", 1, &bad));
+}
+END_TEST
+
+START_TEST(gzip_input_and_resume_offsets)
+{
+    char tmpl[] = "/tmp/tb_ingest_gz_XXXXXX";
+    int fd = mkstemp(tmpl);
+    gzFile gz;
+    char err[256];
+    ingest_reader *r;
+    ingest_row row;
+    uint64_t off, line;
+
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    gz = gzopen(tmpl, "wb");
+    ck_assert_ptr_nonnull(gz);
+    gzputs(gz, "a,b\n1,\"multi\nline\"\n2,two\n3,three\n");
+    gzclose(gz);
+    r = ingest_reader_open(tmpl, INGEST_FMT_CSV, ',', 0, err, sizeof(err));
+    ck_assert_msg(r != NULL, "%s", err);
+    next_ok(r, &row);
+    next_ok(r, &row);
+    ck_assert_str_eq(row.fields[1], "multi\nline");
+    off = row.end;
+    line = row.line + row.nlines;
+    ck_assert_int_eq(line, 4);
+    next_ok(r, &row);
+    ck_assert_str_eq(row.fields[1], "two");
+    ingest_reader_free(r);
+    /* A new reader resumes exactly after line 2-3's record. */
+    r = ingest_reader_open(tmpl, INGEST_FMT_CSV, ',', 0, err, sizeof(err));
+    ck_assert_ptr_nonnull(r);
+    ck_assert_int_eq(ingest_reader_seek(r, off, line, err, sizeof(err)), 0);
+    next_ok(r, &row);
+    ck_assert_int_eq(row.line, 4);
+    ck_assert_str_eq(row.fields[1], "two");
+    next_ok(r, &row);
+    ck_assert_int_eq(row.line, 5);
+    at_eof(r);
+    ingest_reader_free(r);
+    unlink(tmpl);
+}
+END_TEST
+
+START_TEST(corrupt_gzip_is_a_read_error)
+{
+    char tmpl[] = "/tmp/tb_ingest_gzc_XXXXXX";
+    int fd = mkstemp(tmpl);
+    gzFile gz;
+    char err[256], *data;
+    ingest_reader *r;
+    ingest_row row;
+    FILE *f;
+    long n;
+    int rc;
+
+    close(fd);
+    gz = gzopen(tmpl, "wb");
+    for (int i = 0; i < 20000; i++)
+        gzprintf(gz, "%d,row number %d\n", i, i);
+    gzclose(gz);
+    f = fopen(tmpl, "rb");
+    fseek(f, 0, SEEK_END);
+    n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    data = malloc((size_t)n);
+    ck_assert_int_eq((long)fread(data, 1, (size_t)n, f), n);
+    fclose(f);
+    for (long i = n / 2; i < n / 2 + 64; i++)
+        data[i] ^= 0x5A;
+    f = fopen(tmpl, "wb");
+    fwrite(data, 1, (size_t)n, f);
+    fclose(f);
+    free(data);
+    r = ingest_reader_open(tmpl, INGEST_FMT_CSV, ',', 0, err, sizeof(err));
+    ck_assert_ptr_nonnull(r);
+    while ((rc = ingest_reader_next(r, &row, err, sizeof(err))) == 1)
+        ;
+    ck_assert_int_eq(rc, -1);
+    ck_assert_ptr_nonnull(strstr(err, "read error"));
+    ingest_reader_free(r);
+    unlink(tmpl);
+}
+END_TEST
+
+START_TEST(jsonl_lines)
+{
+    const char *text = "{\"a\":1}\r\n\n{\"a\":2}\n{\"a\":\"\xC3\x28\"}\n{\"a\":3}";
+    char *path;
+    ingest_reader *r = open_text(text, INGEST_FMT_JSONL, 0, &path);
+    ingest_row row;
+
+    next_ok(r, &row);
+    ck_assert_int_eq(row.line, 1);
+    ck_assert_str_eq(row.fields[0], "{\"a\":1}");
+    next_ok(r, &row);
+    ck_assert_int_eq(row.line, 3);
+    next_ok(r, &row);
+    ck_assert_int_eq(row.line, 4);
+    ck_assert_ptr_nonnull(row.error);
+    next_ok(r, &row);
+    ck_assert_int_eq(row.line, 5);
+    ck_assert_ptr_null(row.error);
+    at_eof(r);
+    close_text(r, path);
+}
+END_TEST
+
+START_TEST(missing_file)
+{
+    char err[256];
+    ck_assert_ptr_null(ingest_reader_open("/nonexistent/x.csv", INGEST_FMT_CSV, ',', 0, err,
+                                          sizeof(err)));
+    ck_assert_ptr_nonnull(strstr(err, "/nonexistent/x.csv"));
+}
+END_TEST
+
+/* ---- mapper ------------------------------------------------------------- */
+
+static const char *test_schema =
+    "{\"type\":\"record\",\"name\":\"T\",\"namespace\":\"tributary.dataset\",\"tb.key\":\"k\","
+    "\"fields\":["
+    "{\"name\":\"meta\",\"type\":\"tributary.Meta\"},"
+    "{\"name\":\"k\",\"type\":\"string\"},"
+    "{\"name\":\"i\",\"type\":\"int\"},"
+    "{\"name\":\"l\",\"type\":\"long\"},"
+    "{\"name\":\"d\",\"type\":\"double\"},"
+    "{\"name\":\"f\",\"type\":\"float\",\"default\":1.5},"
+    "{\"name\":\"b\",\"type\":\"boolean\"},"
+    "{\"name\":\"e\",\"type\":{\"type\":\"enum\",\"name\":\"E\",\"symbols\":[\"RED\",\"GREEN\"]}},"
+    "{\"name\":\"amt\",\"type\":{\"type\":\"bytes\",\"logicalType\":\"decimal\",\"precision\":9,\"scale\":2}},"
+    "{\"name\":\"ts\",\"type\":{\"type\":\"long\",\"logicalType\":\"timestamp-millis\"}},"
+    "{\"name\":\"day\",\"type\":[\"null\",{\"type\":\"int\",\"logicalType\":\"date\"}],\"default\":null},"
+    "{\"name\":\"note\",\"type\":[\"null\",\"string\"],\"default\":null},"
+    "{\"name\":\"label\",\"type\":\"string\",\"default\":\"none\"},"
+    "{\"name\":\"sub\",\"type\":{\"type\":\"record\",\"name\":\"Sub\",\"fields\":["
+    "{\"name\":\"x\",\"type\":\"string\",\"default\":\"dx\"}]}}"
+    "]}";
+
+static core_avro_catalog_t *cat;
+static const core_avro_schema_t *schema;
+
+/* The real catalogue plus a test dataset holding every type the mapper
+ * coerces. */
+static void mapper_setup(void)
+{
+    char err[512];
+    cat = core_avro_catalog_load(tu_proto_dir(), err, sizeof(err));
+    ck_assert_msg(cat != NULL, "catalogue: %s", err);
+    ck_assert_msg(core_avro_catalog_add(cat, 199, "ingest_test", test_schema, strlen(test_schema),
+                                        err, sizeof(err)) == CORE_OK, "add: %s", err);
+    schema = core_avro_catalog_by_dataset(cat, "ingest_test");
+    ck_assert_ptr_nonnull(schema);
+}
+
+static void mapper_teardown(void)
+{
+    core_avro_catalog_free(cat);
+    cat = NULL;
+    schema = NULL;
+}
+
+static ingest_mapper *new_mapper(ingest_format fmt, bool refuse, size_t max)
+{
+    ingest_map_opts o;
+    char err[512];
+    ingest_mapper *m;
+
+    memset(&o, 0, sizeof(o));
+    o.schema = schema;
+    o.fmt = fmt;
+    o.refuse_extra = refuse;
+    o.op_column = "op";
+    o.version_column = "version";
+    o.event_time_column = "event_time";
+    o.old_key_column = "old_key";
+    o.kind = -1;
+    o.op = CORE_AVRO_OP_ADD;
+    o.event_time = 1700000000000LL;
+    o.max_record = max ? max : 10240;
+    m = ingest_mapper_new(&o, err, sizeof(err));
+    ck_assert_msg(m != NULL, "mapper: %s", err);
+    return m;
+}
+
+/* Map CSV text (header + one row): returns the mapper result, fills e/rec. */
+static int map_csv(const char *text, bool refuse, size_t max, ingest_line_error *e,
+                   cJSON **json, int *header_rc, char *herr, size_t herr_size)
+{
+    char *path;
+    ingest_reader *r = open_text(text, INGEST_FMT_CSV, 0, &path);
+    ingest_mapper *m = new_mapper(INGEST_FMT_CSV, refuse, max);
+    ingest_row row;
+    ingest_record rec;
+    int rc = -9;
+
+    next_ok(r, &row);
+    *header_rc = ingest_mapper_header(m, &row, herr, herr_size);
+    if (*header_rc == 0) {
+        next_ok(r, &row);
+        rc = ingest_mapper_row(m, &row, "batch-1", "test.csv", &rec, e);
+        if (rc == 0 && json) {
+            avro_value_t v;
+            char err[256];
+            ck_assert_int_eq(core_avro_decode_body(schema, (const char *)rec.value + 5,
+                                                   rec.len - 5, 0, &v, err, sizeof(err)),
+                             CORE_OK);
+            *json = core_avro_to_json(schema, &v, err, sizeof(err));
+            avro_value_decref(&v);
+            ck_assert_str_eq(rec.key, "K1");
+        }
+    }
+    ingest_mapper_free(m);
+    close_text(r, path);
+    return rc;
+}
+
+#define HDR "k,i,l,d,b,e,amt,ts\n"
+
+START_TEST(map_csv_types_defaults_meta)
+{
+    ingest_line_error e;
+    cJSON *j = NULL, *meta;
+    char herr[256];
+    int hrc;
+    /* columns in another order, an extra one ignored, optional ones absent */
+    int rc = map_csv("extra,ts,amt,e,b,d,l,i,k,day,note,sub.x\n"
+                     "zz,2024-03-07T10:00:00.123+01:00,-12.5,GREEN,yes,2.5e3,"
+                     "-9223372036854775808,2147483647,K1,2024-02-29,,\n",
+                     false, 0, &e, &j, &hrc, herr, sizeof(herr));
+
+    ck_assert_msg(hrc == 0, "header: %s", herr);
+    ck_assert_msg(rc == 0, "row: %s: %s", e.column, e.reason);
+    ck_assert_int_eq(cJSON_GetObjectItem(j, "i")->valuedouble, 2147483647);
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "amt")->valuestring, "-12.50");
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "e")->valuestring, "GREEN");
+    ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(j, "b")));
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "ts")->valuestring, "2024-03-07T09:00:00.123Z");
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "day")->valuestring, "2024-02-29");
+    ck_assert(cJSON_IsNull(cJSON_GetObjectItem(j, "note"))); /* empty optional: null */
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "label")->valuestring, "none"); /* default */
+    ck_assert(cJSON_GetObjectItem(j, "f")->valuedouble == 1.5);
+    ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "sub"), "x")->valuestring, "");
+    meta = cJSON_GetObjectItem(j, "meta");
+    ck_assert_str_eq(cJSON_GetObjectItem(meta, "op")->valuestring, "ADD");
+    ck_assert_str_eq(cJSON_GetObjectItem(meta, "kind")->valuestring, "BULK");
+    ck_assert_str_eq(cJSON_GetObjectItem(meta, "batch_id")->valuestring, "batch-1");
+    ck_assert_str_eq(cJSON_GetObjectItem(meta, "source")->valuestring, "test.csv");
+    ck_assert_int_eq(cJSON_GetObjectItem(meta, "seq")->valuedouble, 2);
+    {
+        char id[37];
+        ingest_make_id("batch-1", 2, id);
+        ck_assert_str_eq(cJSON_GetObjectItem(meta, "id")->valuestring, id);
+    }
+    cJSON_Delete(j);
+}
+END_TEST
+
+START_TEST(map_csv_change_feed_meta_columns)
+{
+    ingest_line_error e;
+    cJSON *j = NULL, *meta;
+    char herr[256];
+    int hrc;
+    int rc = map_csv("op,version,event_time,old_key," HDR
+                     "update,42,2026-01-01T00:00:00Z,K0,K1,1,2,3.5,false,RED,1,0\n",
+                     false, 0, &e, &j, &hrc, herr, sizeof(herr));
+
+    ck_assert_msg(hrc == 0, "header: %s", herr);
+    ck_assert_msg(rc == 0, "row: %s: %s", e.column, e.reason);
+    meta = cJSON_GetObjectItem(j, "meta");
+    ck_assert_str_eq(cJSON_GetObjectItem(meta, "op")->valuestring, "UPDATE");
+    ck_assert_str_eq(cJSON_GetObjectItem(meta, "kind")->valuestring, "CHANGE");
+    ck_assert_int_eq(cJSON_GetObjectItem(meta, "version")->valuedouble, 42);
+    ck_assert_str_eq(cJSON_GetObjectItem(meta, "old_key")->valuestring, "K0");
+    ck_assert_str_eq(cJSON_GetObjectItem(meta, "event_time")->valuestring,
+                     "2026-01-01T00:00:00.000Z");
+    cJSON_Delete(j);
+}
+END_TEST
+
+struct bad_case {
+    const char *row;
+    const char *column;
+    const char *category;
+};
+
+START_TEST(map_csv_bad_values)
+{
+    static const struct bad_case cases[] = {
+        { "K1,2147483648,1,1,true,RED,1,0", "i", "range" },           /* int overflow */
+        { "K1,1,9223372036854775808,1,true,RED,1,0", "l", "range" },  /* long overflow */
+        { "K1,1x,1,1,true,RED,1,0", "i", "type" },
+        { "K1,1,1,1e999,true,RED,1,0", "d", "range" },
+        { "K1,1,1,abc,true,RED,1,0", "d", "type" },
+        { "K1,1,1,1,maybe,RED,1,0", "b", "type" },
+        { "K1,1,1,1,true,BLUE,1,0", "e", "type" },
+        { "K1,1,1,1,true,RED,1.234,0", "amt", "type" },               /* too many decimals */
+        { "K1,1,1,1,true,RED,12345678901,0", "amt", "range" },        /* precision 9 */
+        { "K1,1,1,1,true,RED,1,2024-13-01T00:00:00Z", "ts", "type" }, /* bad date */
+        { "K1,1,1,1,true,RED,1,yesterday", "ts", "type" },
+        { "K1,,1,1,true,RED,1,0", "i", "missing" },                   /* empty required */
+        { "K1,1,1,1,true,RED,1", "", "field_count" },
+        { ",1,1,1,true,RED,1,0", "k", "missing" },                    /* empty key */
+    };
+    for (size_t c = 0; c < CORE_ARRAY_SIZE(cases); c++) {
+        char text[512], herr[256];
+        ingest_line_error e;
+        int hrc, rc;
+
+        snprintf(text, sizeof(text), HDR "%s\n", cases[c].row);
+        rc = map_csv(text, false, 0, &e, NULL, &hrc, herr, sizeof(herr));
+        ck_assert_int_eq(hrc, 0);
+        ck_assert_msg(rc == 1, "case %zu accepted", c);
+        ck_assert_msg(strcmp(e.column, cases[c].column) == 0, "case %zu: column %s", c, e.column);
+        ck_assert_msg(strcmp(e.category, cases[c].category) == 0, "case %zu: category %s (%s)", c,
+                      e.category, e.reason);
+        ck_assert(e.reason[0] != '\0');
+    }
+    /* bad date in a date field */
+    {
+        char herr[256];
+        ingest_line_error e;
+        int hrc;
+        ck_assert_int_eq(map_csv("k,i,l,d,b,e,amt,ts,day\nK1,1,1,1,1,RED,1,0,2023-02-29\n", false,
+                                 0, &e, NULL, &hrc, herr, sizeof(herr)),
+                         1);
+        ck_assert_str_eq(e.column, "day");
+    }
+}
+END_TEST
+
+START_TEST(map_csv_header_errors)
+{
+    char herr[256];
+    ingest_line_error e;
+    int hrc;
+
+    map_csv("k,i,l,d,b,e,amt\nK1,1,1,1,1,RED,1\n", false, 0, &e, NULL, &hrc, herr, sizeof(herr));
+    ck_assert_int_eq(hrc, -1);
+    ck_assert_ptr_nonnull(strstr(herr, "'ts'"));
+    map_csv(HDR "K1,1,1,1,1,RED,1,0\n", false, 0, &e, NULL, &hrc, herr, sizeof(herr));
+    ck_assert_int_eq(hrc, 0);
+    map_csv("zzz," HDR "0,K1,1,1,1,1,RED,1,0\n", true, 0, &e, NULL, &hrc, herr, sizeof(herr));
+    ck_assert_int_eq(hrc, -1);
+    ck_assert_ptr_nonnull(strstr(herr, "'zzz'"));
+    map_csv("k,k,i,l,d,b,e,amt,ts\nK1,K1,1,1,1,1,RED,1,0\n", false, 0, &e, NULL, &hrc, herr,
+            sizeof(herr));
+    ck_assert_int_eq(hrc, -1);
+    ck_assert_ptr_nonnull(strstr(herr, "twice"));
+}
+END_TEST
+
+START_TEST(map_record_too_big)
+{
+    char *text = malloc(20000), herr[256];
+    ingest_line_error e;
+    int hrc, rc;
+
+    strcpy(text, HDR "K1,1,1,1,1,RED,1,0\n");
+    text[strlen(text) - 1] = '\0';
+    strcat(text, ",");
+    /* note column appended via a header with note */
+    snprintf(text, 20000, "k,i,l,d,b,e,amt,ts,note\nK1,1,1,1,1,RED,1,0,");
+    memset(text + strlen(text), 'n', 12000);
+    text[strlen("k,i,l,d,b,e,amt,ts,note\nK1,1,1,1,1,RED,1,0,") + 12000] = '\0';
+    strcat(text, "\n");
+    rc = map_csv(text, false, 10240, &e, NULL, &hrc, herr, sizeof(herr));
+    ck_assert_int_eq(hrc, 0);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_str_eq(e.category, "too_big");
+    ck_assert_ptr_nonnull(strstr(e.reason, "10240"));
+    free(text);
+}
+END_TEST
+
+START_TEST(map_jsonl)
+{
+    const char *text =
+        "{\"k\":\"K1\",\"i\":5,\"l\":6,\"d\":1.5,\"b\":true,\"e\":\"RED\",\"amt\":\"3.10\","
+        "\"ts\":\"2024-01-01T00:00:00Z\",\"sub\":{\"x\":\"y\"},\"op\":\"DELETE\"}\n"
+        "{\"k\":\"K1\",\"i\":5\n"
+        "[1,2]\n"
+        "{\"k\":\"K1\",\"i\":\"five\",\"l\":6,\"d\":1.5,\"b\":true,\"e\":\"RED\",\"amt\":\"3.10\","
+        "\"ts\":0,\"sub\":{}}\n";
+    char *path;
+    ingest_reader *r = open_text(text, INGEST_FMT_JSONL, 0, &path);
+    ingest_mapper *m = new_mapper(INGEST_FMT_JSONL, false, 0);
+    ingest_row row;
+    ingest_record rec;
+    ingest_line_error e;
+
+    next_ok(r, &row);
+    ck_assert_msg(ingest_mapper_row(m, &row, "b", "s", &rec, &e) == 0, "%s: %s", e.column, e.reason);
+    ck_assert_int_eq(rec.op, CORE_AVRO_OP_DELETE);
+    ck_assert_int_eq(rec.kind, CORE_AVRO_KIND_CHANGE);
+    ck_assert_str_eq(rec.key, "K1");
+    next_ok(r, &row);
+    ck_assert_int_eq(ingest_mapper_row(m, &row, "b", "s", &rec, &e), 1);
+    ck_assert_str_eq(e.category, "json");
+    next_ok(r, &row);
+    ck_assert_int_eq(ingest_mapper_row(m, &row, "b", "s", &rec, &e), 1);
+    ck_assert_ptr_nonnull(strstr(e.reason, "object"));
+    next_ok(r, &row);
+    ck_assert_int_eq(ingest_mapper_row(m, &row, "b", "s", &rec, &e), 1);
+    ck_assert_str_eq(e.column, "i");
+    ingest_mapper_free(m);
+    close_text(r, path);
+}
+END_TEST
+
+START_TEST(ids_are_deterministic_uuid_v8)
+{
+    char a[37], b[37], c[37], d[37];
+
+    ingest_make_id("payee-0123", 2, a);
+    ingest_make_id("payee-0123", 2, b);
+    ingest_make_id("payee-0123", 3, c);
+    ingest_make_id("payee-0124", 2, d);
+    ck_assert_str_eq(a, b);
+    ck_assert_str_ne(a, c);
+    ck_assert_str_ne(a, d);
+    ck_assert_int_eq(strlen(a), 36);
+    ck_assert_int_eq(a[14], '8');
+    ck_assert(strchr("89ab", a[19]) != NULL);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s1 = suite_create("ingest_reader"), *s2 = suite_create("ingest_mapper");
+    TCase *tr = tcase_create("reader"), *tm = tcase_create("mapper");
+    Suite *suites[2];
+
+    tcase_add_test(tr, csv_rfc4180_corners);
+    tcase_add_test(tr, csv_lf_cr_blank_and_truncated_last_line);
+    tcase_add_test(tr, csv_broken_quoting_is_a_line_error_and_resyncs);
+    tcase_add_test(tr, csv_one_megabyte_field);
+    tcase_add_test(tr, csv_invalid_utf8_is_a_line_error);
+    tcase_add_test(tr, utf8_validator);
+    tcase_add_test(tr, gzip_input_and_resume_offsets);
+    tcase_add_test(tr, corrupt_gzip_is_a_read_error);
+    tcase_add_test(tr, jsonl_lines);
+    tcase_add_test(tr, missing_file);
+    suite_add_tcase(s1, tr);
+    tcase_add_checked_fixture(tm, mapper_setup, mapper_teardown);
+    tcase_add_test(tm, map_csv_types_defaults_meta);
+    tcase_add_test(tm, map_csv_change_feed_meta_columns);
+    tcase_add_test(tm, map_csv_bad_values);
+    tcase_add_test(tm, map_csv_header_errors);
+    tcase_add_test(tm, map_record_too_big);
+    tcase_add_test(tm, map_jsonl);
+    tcase_add_test(tm, ids_are_deterministic_uuid_v8);
+    suite_add_tcase(s2, tm);
+    suites[0] = s1;
+    suites[1] = s2;
+    return tu_run(suites, 2);
+}
