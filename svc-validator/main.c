@@ -1,37 +1,364 @@
 /* svc-validator — rules and cached external checks; routes every record to
  * success, retry or dead-letter topics, exactly once.
  *
- * This stage: configuration, health, readiness and clean shutdown; the
- * validation itself comes with the svc-validator issue. */
+ *   svc-validator --dataset NAME [--dataset NAME2 ...] [options]
+ *   svc-validator replay --dataset NAME [--class C] [--reason R] [--since T] [--dry-run]
+ *   svc-validator invalidate --dataset NAME --field F [--value V]
+ *
+ * docs/svc-validator.md is the operator's guide. */
+#include "replay.h"
+#include "validator.h"
+#include "verify.h"
+
+#include "tributary/core_http.h"
+#include "tributary/core_log.h"
 #include "tributary/core_service.h"
 
+#include <cjson/cJSON.h>
+#include <pthread.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 extern char **environ;
 
 struct validator_conf {
     core_cfg_list datasets;
+    char *group_id;
+    char *transactional_id;
+    char *topic_prefix;
+    char *audit_topic;
+    int64_t batch_max;
+    int64_t commit_interval_ms;
+    int64_t retry_base_ms;
+    int64_t retry_max_ms;
+    double retry_multiplier;
+    double retry_jitter;
+    int64_t retry_max_attempts;
+    int64_t clock_skew_ms;
+    char *redis_host;
+    int64_t redis_port;
+    char *redis_password;
+    int64_t redis_db;
+    int64_t verify_concurrency;
+    int64_t verify_timeout_ms;
+    int64_t breaker_failures;
+    int64_t breaker_open_ms;
+    char *replay_class;
+    char *replay_reason;
+    char *replay_since;
+    bool dry_run;
+    char *field;
+    char *value;
 };
 
 static struct validator_conf conf;
 
+#define OFF(f) offsetof(struct validator_conf, f)
 static const core_config_key validator_keys[] = {
-    { "dataset", CORE_CFG_LIST, NULL, CORE_CFG_REQUIRED, offsetof(struct validator_conf, datasets),
+    { "dataset", CORE_CFG_LIST, NULL, CORE_CFG_REQUIRED, OFF(datasets),
       "Datasets to validate (repeat the flag or comma-separate)", 0, 0, NULL },
+    { "group.id", CORE_CFG_STR, "tributary-validator", 0, OFF(group_id),
+      "Consumer group of the validator instances", 0, 0, NULL },
+    { "transactional.id", CORE_CFG_STR, NULL, 0, OFF(transactional_id),
+      "Transactional id of this instance (default svc-validator-<instance.id>); stable per "
+      "instance, unique across instances", 0, 0, NULL },
+    { "topic.prefix", CORE_CFG_STR, "", 0, OFF(topic_prefix),
+      "Prefix of every dataset topic: <prefix><dataset>.raw|valid|retry|dlq", 0, 0, NULL },
+    { "audit.topic", CORE_CFG_STR, "audit.events", 0, OFF(audit_topic),
+      "Topic of the audit events", 0, 0, NULL },
+    { "batch.max", CORE_CFG_INT, "1000", 0, OFF(batch_max),
+      "Most records in one transaction", 1, 100000, NULL },
+    { "commit.interval.ms", CORE_CFG_INT, "100", 0, OFF(commit_interval_ms),
+      "Longest time a batch collects records before its transaction commits", 1, 60000, NULL },
+    { "retry.base.ms", CORE_CFG_INT, "1000", 0, OFF(retry_base_ms),
+      "Delay before the first retry of a transient failure", 0, 86400000, NULL },
+    { "retry.max.ms", CORE_CFG_INT, "60000", 0, OFF(retry_max_ms),
+      "Cap of the retry delay", 0, 86400000, NULL },
+    { "retry.multiplier", CORE_CFG_DOUBLE, "2.0", 0, OFF(retry_multiplier),
+      "Growth of the retry delay per attempt", 1, 100, NULL },
+    { "retry.jitter", CORE_CFG_DOUBLE, "0.5", 0, OFF(retry_jitter),
+      "Share of the delay taken off at random (0 none, 1 full jitter)", 0, 1, NULL },
+    { "retry.max.attempts", CORE_CFG_INT, "5", 0, OFF(retry_max_attempts),
+      "Retries before a record goes to the DLQ as exhausted", 0, 1000, NULL },
+    { "clock.skew.ms", CORE_CFG_INT, "300000", 0, OFF(clock_skew_ms),
+      "Tolerance of the not_future check", 0, 86400000, NULL },
+    { "redis.host", CORE_CFG_STR, "127.0.0.1", 0, OFF(redis_host),
+      "Redis holding the verification cache", 0, 0, NULL },
+    { "redis.port", CORE_CFG_INT, "6379", 0, OFF(redis_port), "Redis port", 1, 65535, NULL },
+    { "redis.password", CORE_CFG_STR, NULL, CORE_CFG_SECRET, OFF(redis_password),
+      "Redis password (or redis.password_file)", 0, 0, NULL },
+    { "redis.db", CORE_CFG_INT, "0", 0, OFF(redis_db), "Redis database", 0, 15, NULL },
+    { "verify.concurrency", CORE_CFG_INT, "16", 0, OFF(verify_concurrency),
+      "External verifier requests in flight at once", 1, 1024, NULL },
+    { "verify.timeout.ms", CORE_CFG_INT, "2000", 0, OFF(verify_timeout_ms),
+      "Timeout of a verifier request (a rule's timeout_ms wins)", 1, 600000, NULL },
+    { "verify.breaker.failures", CORE_CFG_INT, "20", 0, OFF(breaker_failures),
+      "Transient verifier failures in a row that open its circuit (0: no breaker)", 0, 100000,
+      NULL },
+    { "verify.breaker.open.ms", CORE_CFG_INT, "5000", 0, OFF(breaker_open_ms),
+      "How long an open circuit holds calls back before a trial call", 1, 3600000, NULL },
+    { "class", CORE_CFG_ENUM, NULL, 0, OFF(replay_class),
+      "replay: only DLQ records of this class", 0, 0, "invalid|poison|exhausted" },
+    { "reason", CORE_CFG_STR, NULL, 0, OFF(replay_reason),
+      "replay: only DLQ records whose error message contains this text", 0, 0, NULL },
+    { "since", CORE_CFG_STR, NULL, 0, OFF(replay_since),
+      "replay: only DLQ records written at or after (ISO 8601 or ms since the epoch)", 0, 0,
+      NULL },
+    { "dry-run", CORE_CFG_BOOL, "false", 0, OFF(dry_run),
+      "replay: count what would be replayed, publish nothing", 0, 0, NULL },
+    { "field", CORE_CFG_STR, NULL, 0, OFF(field),
+      "invalidate: the field whose cached verifications are dropped", 0, 0, NULL },
+    { "value", CORE_CFG_STR, NULL, 0, OFF(value),
+      "invalidate: only this value's cached verifications (default: all of the field)", 0, 0,
+      NULL },
     CORE_CFG_END
 };
 
-static const char *const subcommands[] = { "replay", NULL };
+static const char *const subcommands[] = { "replay", "invalidate", NULL };
+
+static const core_kafka_prop kafka_defaults[] = {
+    { "bootstrap.servers", "127.0.0.1:9092" },
+};
+
+static void verify_opts(const struct validator_conf *c, verifier_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->redis_host = c->redis_host;
+    o->redis_port = (int)c->redis_port;
+    o->redis_password = c->redis_password;
+    o->redis_db = (int)c->redis_db;
+    o->concurrency = (int)c->verify_concurrency;
+    o->timeout_ms = (int)c->verify_timeout_ms;
+    o->breaker_failures = (int)c->breaker_failures;
+    o->breaker_open_ms = (int)c->breaker_open_ms;
+}
+
+/* ---- HTTP: DELETE /cache?dataset=D&field=F[&value=V] ------------------- */
+
+typedef struct cache_route {
+    pthread_mutex_t lock;
+    verifier_t *verifier;
+    const struct validator_conf *conf;
+} cache_route;
+
+static bool dataset_known(const struct validator_conf *c, const char *ds)
+{
+    for (size_t i = 0; i < c->datasets.n; i++)
+        if (strcmp(c->datasets.v[i], ds) == 0)
+            return true;
+    return false;
+}
+
+static void h_cache(const core_http_request *req, core_http_response *resp, void *opaque)
+{
+    cache_route *cr = opaque;
+    char ds[128], field[128], value[512], errstr[256];
+    bool has_value;
+    size_t deleted = 0;
+    core_err_t rc;
+
+    if (core_http_query_param(req, "dataset", ds, sizeof(ds)) != CORE_OK ||
+        core_http_query_param(req, "field", field, sizeof(field)) != CORE_OK) {
+        resp->status = 400;
+        resp->body = core_http_printf("dataset and field are required\n");
+        return;
+    }
+    if (!dataset_known(cr->conf, ds)) {
+        resp->status = 404;
+        resp->body = core_http_printf("dataset not validated here\n");
+        return;
+    }
+    has_value = core_http_query_param(req, "value", value, sizeof(value)) == CORE_OK;
+    pthread_mutex_lock(&cr->lock);
+    if (cr->verifier) {
+        rc = verifier_invalidate(cr->verifier, ds, field, has_value ? value : NULL, &deleted,
+                                 errstr, sizeof(errstr));
+    } else {
+        rc = CORE_ERR_STATE;
+        snprintf(errstr, sizeof(errstr), "shutting down");
+    }
+    pthread_mutex_unlock(&cr->lock);
+    if (rc != CORE_OK) {
+        resp->status = 503;
+        resp->body = core_http_printf("cache unavailable: %s\n", errstr);
+        return;
+    }
+    resp->content_type = "application/json";
+    resp->body = core_http_printf("{\"deleted\":%zu}\n", deleted);
+    core_log_info("verification cache invalidated", CLF_S("dataset", ds), CLF_S("field", field),
+                  CLF_I("deleted", (int64_t)deleted));
+}
+
+/* ---- modes -------------------------------------------------------------- */
+
+static int run_validate(core_service_t *svc, struct validator_conf *c)
+{
+    const struct core_service_common *common = core_service_common(svc);
+    validator_params p = { 0 };
+    /* The route outlives this function (the HTTP server stops after run
+     * returns): static, and emptied under its lock before we go. */
+    static cache_route cr = { .lock = PTHREAD_MUTEX_INITIALIZER };
+    validator_t *v;
+    char errstr[512], txn_id[512], member_id[512];
+    int rc;
+
+    if (c->transactional_id)
+        snprintf(txn_id, sizeof(txn_id), "%s", c->transactional_id);
+    else
+        snprintf(txn_id, sizeof(txn_id), "svc-validator-%s", common->instance_id);
+    p.cfg = core_service_config(svc);
+    p.kafka_defaults = kafka_defaults;
+    p.nkafka_defaults = CORE_ARRAY_SIZE(kafka_defaults);
+    p.cat = core_service_catalog(svc);
+    p.datasets = (const char *const *)c->datasets.v;
+    p.ndatasets = c->datasets.n;
+    p.topic_prefix = c->topic_prefix;
+    p.audit_topic = c->audit_topic;
+    p.group_id = c->group_id;
+    p.transactional_id = txn_id;
+    snprintf(member_id, sizeof(member_id), "svc-validator-%s", common->instance_id);
+    p.group_instance_id = member_id;
+    p.batch_max = (int)c->batch_max;
+    p.commit_interval_ms = (int)c->commit_interval_ms;
+    p.retry.base_ms = c->retry_base_ms;
+    p.retry.max_ms = c->retry_max_ms;
+    p.retry.multiplier = c->retry_multiplier;
+    p.retry.jitter = c->retry_jitter;
+    p.retry.max_attempts = (int)c->retry_max_attempts; /* retries; 0: straight to the DLQ */
+    p.clock_skew_ms = c->clock_skew_ms;
+    verify_opts(c, &p.verify);
+
+    cr.conf = c;
+    cr.verifier = verifier_new(&p.verify, errstr, sizeof(errstr));
+    if (!cr.verifier)
+        return core_service_config_error(svc, errstr);
+    v = validator_new(&p, errstr, sizeof(errstr));
+    if (!v) {
+        verifier_free(cr.verifier);
+        cr.verifier = NULL;
+        core_log_error("cannot start", CLF_S("reason", errstr));
+        return CORE_EX_UNAVAILABLE;
+    }
+    core_http_route(core_service_http(svc), "DELETE", "/cache", h_cache, &cr);
+    core_log_info("started", CLF_S("version", TB_VERSION),
+                  CLF_I("http_port", core_http_port(core_service_http(svc))),
+                  CLF_S("instance", common->instance_id), CLF_S("transactional_id", txn_id),
+                  CLF_S("group", c->group_id));
+    rc = validator_run(v);
+    {
+        const validator_stats *s = validator_get_stats(v);
+
+        core_log_info("stopped", CLF_I("valid", (int64_t)s->committed[VO_VALID]),
+                      CLF_I("invalid", (int64_t)s->committed[VO_INVALID]),
+                      CLF_I("poison", (int64_t)s->committed[VO_POISON]),
+                      CLF_I("retrying", (int64_t)s->committed[VO_RETRYING]),
+                      CLF_I("exhausted", (int64_t)s->committed[VO_EXHAUSTED]),
+                      CLF_I("transactions", (int64_t)s->transactions),
+                      CLF_I("aborts", (int64_t)s->aborts));
+    }
+    validator_free(v);
+    pthread_mutex_lock(&cr.lock);
+    verifier_free(cr.verifier);
+    cr.verifier = NULL;
+    pthread_mutex_unlock(&cr.lock);
+    return rc;
+}
+
+static int run_replay(core_service_t *svc, struct validator_conf *c)
+{
+    replay_params p = { 0 };
+    replay_result res;
+    char errstr[512], dlq[256], raw[256];
+    int rc = 0;
+
+    if (c->replay_since && replay_parse_since(c->replay_since, &p.since_ms) != 0) {
+        snprintf(errstr, sizeof(errstr),
+                 "since: '%s' is neither an ISO 8601 time nor ms since the epoch",
+                 c->replay_since);
+        return core_service_config_error(svc, errstr);
+    }
+    p.cfg = core_service_config(svc);
+    p.kafka_defaults = kafka_defaults;
+    p.nkafka_defaults = CORE_ARRAY_SIZE(kafka_defaults);
+    p.error_class = c->replay_class;
+    p.reason = c->replay_reason;
+    p.dry_run = c->dry_run;
+    for (size_t i = 0; i < c->datasets.n && rc == 0; i++) {
+        validator_topic(c->topic_prefix, c->datasets.v[i], "dlq", dlq, sizeof(dlq));
+        validator_topic(c->topic_prefix, c->datasets.v[i], "raw", raw, sizeof(raw));
+        p.dlq_topic = dlq;
+        p.raw_topic = raw;
+        if (replay_run(&p, &res, errstr, sizeof(errstr)) != 0) {
+            fprintf(stderr, "svc-validator: replay: %s\n", errstr);
+            rc = CORE_EX_UNAVAILABLE;
+        }
+        if (c->dry_run)
+            printf("replay %s: %zu of %zu DLQ records match; dry run, nothing published\n",
+                   c->datasets.v[i], res.matched, res.scanned);
+        else
+            printf("replay %s: %zu of %zu DLQ records match; %zu published to %s\n",
+                   c->datasets.v[i], res.matched, res.scanned, res.published, raw);
+        fflush(stdout);
+    }
+    return rc;
+}
+
+static int run_invalidate(core_service_t *svc, struct validator_conf *c)
+{
+    verifier_opts o;
+    verifier_t *v;
+    char errstr[512];
+    int rc = 0;
+
+    if (!c->field)
+        return core_service_config_error(svc, "field: required by invalidate");
+    verify_opts(c, &o);
+    v = verifier_new(&o, errstr, sizeof(errstr));
+    if (!v)
+        return core_service_config_error(svc, errstr);
+    for (size_t i = 0; i < c->datasets.n; i++) {
+        size_t deleted = 0;
+
+        if (verifier_invalidate(v, c->datasets.v[i], c->field, c->value, &deleted, errstr,
+                                sizeof(errstr)) != CORE_OK) {
+            fprintf(stderr, "svc-validator: invalidate: %s\n", errstr);
+            rc = CORE_EX_UNAVAILABLE;
+            break;
+        }
+        printf("invalidate %s.%s: %zu cached verifications deleted\n", c->datasets.v[i],
+               c->field, deleted);
+    }
+    verifier_free(v);
+    return rc;
+}
+
+static int run(core_service_t *svc, void *confp)
+{
+    struct validator_conf *c = confp;
+    const char *sub = core_service_subcommand(svc);
+
+    if (sub && strcmp(sub, "replay") == 0)
+        return run_replay(svc, c);
+    if (sub && strcmp(sub, "invalidate") == 0)
+        return run_invalidate(svc, c);
+    return run_validate(svc, c);
+}
 
 static const core_service_def def = {
     .name = "svc-validator",
     .summary = "rules and cached external checks; success, retry and dead-letter routing",
-    .usage = "svc-validator --dataset NAME [options]  |  svc-validator replay --dataset NAME",
+    .usage = "svc-validator --dataset NAME [options]\n"
+             "       svc-validator replay --dataset NAME [--class C] [--reason R] [--since T] "
+             "[--dry-run]\n"
+             "       svc-validator invalidate --dataset NAME --field F [--value V]",
     .http_port_default = "8082",
     .keys = validator_keys,
     .conf = &conf,
     .subcommands = subcommands,
     .datasets = &conf.datasets,
+    .run = run,
 };
 
 int main(int argc, char **argv)

@@ -1,0 +1,662 @@
+/* rules.c — compile and evaluate a dataset's validation rules; the
+ * checksums and code lists the seeds' datasets need. */
+#include "rules.h"
+
+#include "tributary/core_avro.h"
+#include "tributary/core_common.h"
+#include "tributary/core_httpc.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct vrule {
+    const char *field;
+    const char *message;
+    bool required;
+    const char *type;
+    bool has_re;
+    regex_t re;
+    bool has_min, has_max;
+    double min, max;
+    bool has_len;
+    int64_t len_min, len_max;
+    const cJSON *enumv;
+    const char *check;
+    int ext; /* index into externals or -1 */
+} vrule;
+
+struct vrules {
+    cJSON *json; /* own copy: rule strings point into it */
+    vrule *rules;
+    size_t n;
+    vr_external *ext;
+    size_t next;
+    int64_t skew_ms;
+};
+
+static bool number_of(const cJSON *j, double *out)
+{
+    char *end;
+
+    if (cJSON_IsNumber(j)) {
+        *out = j->valuedouble;
+        return true;
+    }
+    if (cJSON_IsRaw(j) || cJSON_IsString(j)) {
+        const char *s = cJSON_IsRaw(j) ? j->valuestring : j->valuestring;
+
+        if (!s || !*s)
+            return false;
+        errno = 0;
+        *out = strtod(s, &end);
+        return *end == '\0' && errno == 0 && isfinite(*out);
+    }
+    return false;
+}
+
+void vrules_free(vrules_t *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->n; i++)
+        if (r->rules[i].has_re)
+            regfree(&r->rules[i].re);
+    free(r->rules);
+    free(r->ext);
+    cJSON_Delete(r->json);
+    free(r);
+}
+
+static const char *str_item(const cJSON *o, const char *k)
+{
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(o, k);
+
+    return cJSON_IsString(j) ? j->valuestring : NULL;
+}
+
+static int int_item(const cJSON *o, const char *k, int def)
+{
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(o, k);
+
+    return cJSON_IsNumber(j) ? (int)j->valuedouble : def;
+}
+
+vrules_t *vrules_new(const cJSON *rules, int64_t clock_skew_ms, char *errstr, size_t errstr_size)
+{
+    static const char *const checks[] = { "aba", "luhn", "iban", "iso3166_alpha2", "iso4217",
+                                          "email", "not_future" };
+    vrules_t *r = calloc(1, sizeof(*r));
+    const cJSON *arr, *it;
+    size_t i = 0;
+
+    if (!r)
+        goto nomem;
+    r->skew_ms = clock_skew_ms;
+    if (!rules)
+        return r;
+    r->json = cJSON_Duplicate(rules, 1);
+    if (!r->json)
+        goto nomem;
+    arr = cJSON_GetObjectItemCaseSensitive(r->json, "rules");
+    if (!cJSON_IsArray(arr)) {
+        core_errstr(errstr, errstr_size, "rules: no \"rules\" array");
+        vrules_free(r);
+        return NULL;
+    }
+    r->n = (size_t)cJSON_GetArraySize(arr);
+    r->rules = calloc(r->n ? r->n : 1, sizeof(*r->rules));
+    r->ext = calloc(r->n ? r->n : 1, sizeof(*r->ext));
+    if (!r->rules || !r->ext)
+        goto nomem;
+    cJSON_ArrayForEach(it, arr) {
+        vrule *v = &r->rules[i];
+        const cJSON *k;
+
+        v->ext = -1;
+        v->field = str_item(it, "field");
+        v->message = str_item(it, "message");
+        if (!v->field) {
+            core_errstr(errstr, errstr_size, "rules: rule %zu has no field", i);
+            goto fail;
+        }
+        k = cJSON_GetObjectItemCaseSensitive(it, "required");
+        v->required = cJSON_IsTrue(k);
+        v->type = str_item(it, "type");
+        if ((k = cJSON_GetObjectItemCaseSensitive(it, "pattern"))) {
+            int rc = regcomp(&v->re, cJSON_GetStringValue(k) ? k->valuestring : "",
+                             REG_EXTENDED | REG_NOSUB);
+            if (rc) {
+                core_errstr(errstr, errstr_size, "rules: %s: pattern does not compile", v->field);
+                goto fail;
+            }
+            v->has_re = true;
+        }
+        if ((k = cJSON_GetObjectItemCaseSensitive(it, "min")))
+            v->has_min = number_of(k, &v->min);
+        if ((k = cJSON_GetObjectItemCaseSensitive(it, "max")))
+            v->has_max = number_of(k, &v->max);
+        if ((k = cJSON_GetObjectItemCaseSensitive(it, "length"))) {
+            v->has_len = true;
+            v->len_min = int_item(k, "min", 0);
+            v->len_max = cJSON_GetObjectItemCaseSensitive(k, "max") ? int_item(k, "max", 0)
+                                                                     : INT64_MAX;
+        }
+        v->enumv = cJSON_GetObjectItemCaseSensitive(it, "enum");
+        if ((v->check = str_item(it, "check"))) {
+            bool known = false;
+
+            for (size_t c = 0; c < CORE_ARRAY_SIZE(checks); c++)
+                known |= strcmp(checks[c], v->check) == 0;
+            if (!known) {
+                core_errstr(errstr, errstr_size, "rules: %s: unknown check \"%s\"", v->field,
+                            v->check);
+                goto fail;
+            }
+        }
+        if ((k = cJSON_GetObjectItemCaseSensitive(it, "external"))) {
+            vr_external *e = &r->ext[r->next];
+
+            e->field = v->field;
+            e->url = str_item(k, "url");
+            e->method = str_item(k, "method") ? str_item(k, "method") : "GET";
+            e->cache_ttl_s = int_item(k, "cache_ttl_s", 0);
+            e->negative_ttl_s = int_item(k, "negative_ttl_s", 0);
+            e->timeout_ms = int_item(k, "timeout_ms", 0);
+            e->message = v->message;
+            if (!e->url) {
+                core_errstr(errstr, errstr_size, "rules: %s: external without url", v->field);
+                goto fail;
+            }
+            v->ext = (int)r->next++;
+        }
+        i++;
+        continue;
+fail:
+        r->n = i + 1; /* free what was compiled, this rule included */
+        vrules_free(r);
+        return NULL;
+    }
+    return r;
+nomem:
+    core_errstr(errstr, errstr_size, "rules: out of memory");
+    vrules_free(r);
+    return NULL;
+}
+
+size_t vrules_count(const vrules_t *r) { return r ? r->n : 0; }
+size_t vrules_nexternal(const vrules_t *r) { return r ? r->next : 0; }
+const vr_external *vrules_external(const vrules_t *r, size_t i)
+{
+    return r && i < r->next ? &r->ext[i] : NULL;
+}
+
+const cJSON *vrules_lookup(const cJSON *rec, const char *path)
+{
+    const cJSON *cur = rec;
+    char part[128];
+
+    while (cur && *path) {
+        size_t n = strcspn(path, ".");
+
+        if (n >= sizeof(part) || !cJSON_IsObject(cur))
+            return NULL;
+        memcpy(part, path, n);
+        part[n] = '\0';
+        cur = cJSON_GetObjectItemCaseSensitive(cur, part);
+        path += n;
+        if (*path == '.')
+            path++;
+    }
+    return cur;
+}
+
+/* ---- checks ------------------------------------------------------------- */
+
+bool vcheck_aba(const char *s)
+{
+    static const int w[9] = { 3, 7, 1, 3, 7, 1, 3, 7, 1 };
+    int sum = 0;
+
+    if (!s || strlen(s) != 9)
+        return false;
+    for (int i = 0; i < 9; i++) {
+        if (!isdigit((unsigned char)s[i]))
+            return false;
+        sum += (s[i] - '0') * w[i];
+    }
+    return sum % 10 == 0 && strcmp(s, "000000000") != 0;
+}
+
+bool vcheck_luhn(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    int sum = 0;
+
+    if (n < 2)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        int d;
+        char c = s[n - 1 - i];
+
+        if (!isdigit((unsigned char)c))
+            return false;
+        d = c - '0';
+        if (i % 2 == 1) {
+            d *= 2;
+            if (d > 9)
+                d -= 9;
+        }
+        sum += d;
+    }
+    return sum % 10 == 0;
+}
+
+static const char iban_len[] =
+    "AD24AE23AL28AT20AZ28BA20BE16BG22BH22BI27BR29BY28CH21CR22CY28CZ24DE22DJ27DK18DO28"
+    "EE20EG29ES24FI18FK18FO18FR27GB22GE22GI23GL18GR27GT28HR21HU28IE22IL23IQ23IS26IT27"
+    "JO30KW30KZ20LB28LC32LI21LT20LU20LV21LY25MC27MD24ME22MK19MN20MR27MT31MU30NI28NL18"
+    "NO15OM23PK24PL28PS29PT25QA29RO24RS22RU33SA24SC31SD18SE24SI19SK24SM27SO23ST25SV28"
+    "TL23TN24TR26UA29VA22VG24XK20YE30";
+
+bool vcheck_iban(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    int want = 0;
+    unsigned rem = 0;
+
+    if (n < 15 || n > 34 || !isupper((unsigned char)s[0]) || !isupper((unsigned char)s[1]) ||
+        !isdigit((unsigned char)s[2]) || !isdigit((unsigned char)s[3]))
+        return false;
+    for (size_t i = 0; i + 4 <= sizeof(iban_len) - 1; i += 4)
+        if (iban_len[i] == s[0] && iban_len[i + 1] == s[1]) {
+            want = (iban_len[i + 2] - '0') * 10 + (iban_len[i + 3] - '0');
+            break;
+        }
+    if (want == 0 || (size_t)want != n)
+        return false;
+    /* Move the first four characters to the end; letters are 10..35. */
+    for (size_t k = 0; k < n; k++) {
+        char c = s[(k + 4) % n];
+
+        if (isdigit((unsigned char)c))
+            rem = (rem * 10 + (unsigned)(c - '0')) % 97;
+        else if (isupper((unsigned char)c))
+            rem = (rem * 100 + (unsigned)(c - 'A' + 10)) % 97;
+        else
+            return false;
+    }
+    return rem == 1;
+}
+
+static bool in_codes(const char *codes, const char *s, size_t len)
+{
+    size_t n = strlen(codes);
+
+    if (!s || strlen(s) != len)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!isupper((unsigned char)s[i]))
+            return false;
+    for (size_t i = 0; i + len <= n; i += len + 1)
+        if (memcmp(codes + i, s, len) == 0)
+            return true;
+    return false;
+}
+
+/* ISO 3166-1 alpha-2, officially assigned codes. */
+static const char iso3166[] =
+    "AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO "
+    "BQ BR BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ "
+    "DK DM DO DZ EC EE EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP "
+    "GQ GR GS GT GU GW GY HK HM HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG "
+    "KH KI KM KN KP KR KW KY KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML "
+    "MM MN MO MP MQ MR MS MT MU MV MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE "
+    "PF PG PH PK PL PM PN PR PS PT PW PY QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL "
+    "SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM "
+    "US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW";
+
+/* ISO 4217 active codes (list one, 2024), without XTS and XXX (testing, none). */
+static const char iso4217[] =
+    "AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BOV BRL BSD "
+    "BTN BWP BYN BZD CAD CDF CHE CHF CHW CLF CLP CNY COP COU CRC CUC CUP CVE CZK DJF DKK DOP "
+    "DZD EGP ERN ETB EUR FJD FKP GBP GEL GHS GIP GMD GNF GTQ GYD HKD HNL HTG HUF IDR ILS INR "
+    "IQD IRR ISK JMD JOD JPY KES KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD MAD "
+    "MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MXV MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB "
+    "PEN PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SLL SOS SRD "
+    "SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX USD USN UYI UYU UYW UZS "
+    "VED VES VND VUV WST XAF XAG XAU XBA XBB XBC XBD XCD XDR XOF XPD XPF XPT XSU XUA YER ZAR "
+    "ZMW ZWL";
+
+bool vcheck_iso3166_alpha2(const char *s) { return in_codes(iso3166, s, 2); }
+bool vcheck_iso4217(const char *s) { return in_codes(iso4217, s, 3); }
+
+bool vcheck_email(const char *s)
+{
+    const char *at, *dom, *dot, *p;
+    size_t n = s ? strlen(s) : 0;
+
+    if (n < 6 || n > 254)
+        return false;
+    at = strchr(s, '@');
+    if (!at || at == s || strchr(at + 1, '@') || (size_t)(at - s) > 64)
+        return false;
+    for (p = s; *p; p++)
+        if ((unsigned char)*p <= ' ' || *p == 0x7f || *p == '<' || *p == '>' || *p == ',' ||
+            *p == ';' || *p == '"' || *p == '(' || *p == ')' || *p == '[' || *p == ']' ||
+            *p == '\\')
+            return false;
+    if (s[0] == '.' || at[-1] == '.' || strstr(s, ".."))
+        return false;
+    dom = at + 1;
+    dot = strrchr(dom, '.');
+    if (!dot || dot == dom || dom[0] == '.' || dom[0] == '-')
+        return false;
+    for (p = dom; *p; p++)
+        if (!isalnum((unsigned char)*p) && *p != '-' && *p != '.')
+            return false;
+    /* The top-level label: two letters or more. */
+    if (strlen(dot + 1) < 2)
+        return false;
+    for (p = dot + 1; *p; p++)
+        if (!isalpha((unsigned char)*p))
+            return false;
+    return true;
+}
+
+bool vcheck_uuid(const char *s)
+{
+    if (!s || strlen(s) != 36)
+        return false;
+    for (int i = 0; i < 36; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (s[i] != '-')
+                return false;
+        } else if (!isxdigit((unsigned char)s[i])) {
+            return false;
+        }
+    }
+    return true;
+}
+
+bool vcheck_time_ms(const cJSON *v, int64_t *msp)
+{
+    if (cJSON_IsNumber(v)) {
+        *msp = (int64_t)v->valuedouble;
+        return true;
+    }
+    if (cJSON_IsString(v)) {
+        const char *s = v->valuestring;
+
+        if (core_avro_time_parse(s, msp, NULL, 0) == CORE_OK)
+            return true;
+        if (strlen(s) == 10 && s[4] == '-' && s[7] == '-') {
+            char buf[32];
+
+            snprintf(buf, sizeof(buf), "%sT00:00:00Z", s);
+            return core_avro_time_parse(buf, msp, NULL, 0) == CORE_OK;
+        }
+    }
+    return false;
+}
+
+/* ---- evaluation --------------------------------------------------------- */
+
+static bool type_ok(const char *type, const cJSON *v)
+{
+    const char *s = cJSON_IsString(v) ? v->valuestring : NULL;
+    char *end;
+
+    if (strcmp(type, "integer") == 0) {
+        if (cJSON_IsNumber(v))
+            return v->valuedouble == floor(v->valuedouble);
+        if (!s || !*s)
+            return false;
+        errno = 0;
+        (void)strtoll(s, &end, 10);
+        return *end == '\0' && errno == 0;
+    }
+    if (strcmp(type, "number") == 0) {
+        double d;
+
+        return number_of(v, &d);
+    }
+    if (strcmp(type, "boolean") == 0)
+        return cJSON_IsBool(v) || (s && (strcmp(s, "true") == 0 || strcmp(s, "false") == 0));
+    if (strcmp(type, "uuid") == 0)
+        return vcheck_uuid(s);
+    if (strcmp(type, "json") == 0 || strcmp(type, "json_object") == 0) {
+        cJSON *j;
+        bool ok;
+
+        if (!s)
+            return false;
+        j = cJSON_ParseWithOpts(s, NULL, 1);
+        ok = j && (strcmp(type, "json") == 0 || cJSON_IsObject(j));
+        cJSON_Delete(j);
+        return ok;
+    }
+    if (strcmp(type, "timestamp") == 0) {
+        int64_t ms;
+
+        return vcheck_time_ms(v, &ms);
+    }
+    return false;
+}
+
+static bool value_number(const cJSON *v, double *d)
+{
+    int64_t ms;
+
+    if (number_of(v, d))
+        return true;
+    if (vcheck_time_ms(v, &ms)) {
+        *d = (double)ms;
+        return true;
+    }
+    return false;
+}
+
+static bool enum_ok(const cJSON *enumv, const cJSON *v)
+{
+    const cJSON *e;
+    double d;
+
+    cJSON_ArrayForEach(e, enumv) {
+        if (cJSON_IsString(e) && cJSON_IsString(v) && strcmp(e->valuestring, v->valuestring) == 0)
+            return true;
+        if (cJSON_IsNumber(e) && number_of(v, &d) && d == e->valuedouble)
+            return true;
+    }
+    return false;
+}
+
+static void fail(vr_failure *out, size_t max, size_t *nf, const vrule *v, const char *rule,
+                 const char *generic)
+{
+    if (*nf < max) {
+        vr_failure *f = &out[*nf];
+
+        f->field = v->field;
+        f->rule = rule;
+        if (v->message)
+            snprintf(f->message, sizeof(f->message), "%s", v->message);
+        else
+            snprintf(f->message, sizeof(f->message), "%s %s", v->field, generic);
+    }
+    (*nf)++;
+}
+
+static bool check_ok(const char *check, const cJSON *v, int64_t now_ms, int64_t skew_ms)
+{
+    const char *s = cJSON_IsString(v) ? v->valuestring : NULL;
+
+    if (strcmp(check, "not_future") == 0) {
+        int64_t ms;
+
+        return vcheck_time_ms(v, &ms) && ms <= now_ms + skew_ms;
+    }
+    if (!s)
+        return false;
+    if (strcmp(check, "aba") == 0)
+        return vcheck_aba(s);
+    if (strcmp(check, "luhn") == 0)
+        return vcheck_luhn(s);
+    if (strcmp(check, "iban") == 0)
+        return vcheck_iban(s);
+    if (strcmp(check, "iso3166_alpha2") == 0)
+        return vcheck_iso3166_alpha2(s);
+    if (strcmp(check, "iso4217") == 0)
+        return vcheck_iso4217(s);
+    if (strcmp(check, "email") == 0)
+        return vcheck_email(s);
+    return false;
+}
+
+size_t vrules_eval(const vrules_t *r, const cJSON *rec, int64_t now_ms,
+                   vr_failure *out, size_t max)
+{
+    size_t nf = 0;
+
+    if (!r)
+        return 0;
+    for (size_t i = 0; i < r->n; i++) {
+        const vrule *v = &r->rules[i];
+        const cJSON *val = vrules_lookup(rec, v->field);
+        bool absent = !val || cJSON_IsNull(val) ||
+                      (cJSON_IsString(val) && val->valuestring[0] == '\0');
+        const char *s = cJSON_IsString(val) ? val->valuestring : NULL;
+        double d;
+        char generic[96];
+
+        if (absent) {
+            if (v->required)
+                fail(out, max, &nf, v, "required", "is required");
+            continue;
+        }
+        if (v->type && !type_ok(v->type, val)) {
+            snprintf(generic, sizeof(generic), "is not of type %s", v->type);
+            fail(out, max, &nf, v, "type", generic);
+        }
+        if (v->has_re && (!s || regexec(&v->re, s, 0, NULL, 0) != 0))
+            fail(out, max, &nf, v, "pattern", "does not match the pattern");
+        if (v->has_min || v->has_max) {
+            bool num = value_number(val, &d);
+
+            if (v->has_min && (!num || d < v->min)) {
+                snprintf(generic, sizeof(generic), "is below the minimum %g", v->min);
+                fail(out, max, &nf, v, "min", generic);
+            }
+            if (v->has_max && (!num || d > v->max)) {
+                snprintf(generic, sizeof(generic), "is above the maximum %g", v->max);
+                fail(out, max, &nf, v, "max", generic);
+            }
+        }
+        if (v->has_len) {
+            int64_t len = s ? (int64_t)strlen(s) : -1;
+
+            if (len < v->len_min || len > v->len_max)
+                fail(out, max, &nf, v, "length", "has a length out of bounds");
+        }
+        if (v->enumv && !enum_ok(v->enumv, val))
+            fail(out, max, &nf, v, "enum", "is not one of the allowed values");
+        if (v->check && !check_ok(v->check, val, now_ms, r->skew_ms)) {
+            snprintf(generic, sizeof(generic), "fails the %s check", v->check);
+            fail(out, max, &nf, v, v->check, generic);
+        }
+    }
+    return nf;
+}
+
+/* Text of a scalar for a URL; NULL when absent. buf for numbers. */
+static const char *scalar_text(const cJSON *v, char *buf, size_t size)
+{
+    if (!v || cJSON_IsNull(v))
+        return NULL;
+    if (cJSON_IsString(v) || cJSON_IsRaw(v))
+        return v->valuestring && v->valuestring[0] ? v->valuestring : NULL;
+    if (cJSON_IsNumber(v)) {
+        if (v->valuedouble == floor(v->valuedouble) && fabs(v->valuedouble) < 9e15)
+            snprintf(buf, size, "%.0f", v->valuedouble);
+        else
+            snprintf(buf, size, "%.17g", v->valuedouble);
+        return buf;
+    }
+    if (cJSON_IsBool(v))
+        return cJSON_IsTrue(v) ? "true" : "false";
+    return NULL;
+}
+
+char *vrules_external_url(const vrules_t *r, size_t i, const cJSON *rec, bool *skip)
+{
+    const vr_external *e = vrules_external(r, i);
+    char nbuf[64], name[128];
+    const char *val, *p;
+    size_t cap, len = 0;
+    char *out;
+
+    *skip = false;
+    if (!e)
+        return NULL;
+    val = scalar_text(vrules_lookup(rec, e->field), nbuf, sizeof(nbuf));
+    if (!val) {
+        *skip = true;
+        return NULL;
+    }
+    cap = strlen(e->url) + 64;
+    out = malloc(cap);
+    if (!out)
+        return NULL;
+    for (p = e->url; *p;) {
+        const char *rep = NULL;
+        char *esc = NULL;
+        size_t add;
+
+        if (*p == '{') {
+            const char *close = strchr(p, '}');
+            size_t n = close ? (size_t)(close - p - 1) : 0;
+
+            if (close && n > 0 && n < sizeof(name)) {
+                char vb[64];
+
+                memcpy(name, p + 1, n);
+                name[n] = '\0';
+                rep = strcmp(name, "value") == 0
+                          ? val
+                          : scalar_text(vrules_lookup(rec, name), vb, sizeof(vb));
+                esc = core_httpc_escape(rep ? rep : "", rep ? strlen(rep) : 0);
+                if (!esc) {
+                    free(out);
+                    return NULL;
+                }
+                p = close + 1;
+            }
+        }
+        add = esc ? strlen(esc) : 1;
+        if (len + add + 1 > cap) {
+            char *nb;
+
+            cap = (len + add + 1) * 2;
+            nb = realloc(out, cap);
+            if (!nb) {
+                free(esc);
+                free(out);
+                return NULL;
+            }
+            out = nb;
+        }
+        if (esc) {
+            memcpy(out + len, esc, add);
+            free(esc);
+        } else {
+            out[len] = *p++;
+        }
+        len += add;
+    }
+    out[len] = '\0';
+    return out;
+}

@@ -1,0 +1,81 @@
+/* rules.h — the dataset's validation rules (proto/<dataset>.rules.json,
+ * format in proto/README.md), compiled once and evaluated on a record as
+ * natural JSON (core_avro_to_json()). Local constraints are evaluated here;
+ * `external` constraints are listed for verify.c to run.
+ *
+ * Threads: a compiled rule set is read-only; evaluation may run on any
+ * number of threads at once. */
+#ifndef SVC_VALIDATOR_RULES_H
+#define SVC_VALIDATOR_RULES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+/** One failed constraint. field and rule point into the rule set. */
+typedef struct vr_failure {
+    const char *field;
+    const char *rule;      /* required, type, pattern, min, max, length, enum, aba, luhn, ... */
+    char message[192];     /* the rule's "message", or a generic one; never the value */
+} vr_failure;
+
+/** An external verification a rule asks for. */
+typedef struct vr_external {
+    const char *field;
+    const char *url;       /* template: {value} and {<field path>} are replaced */
+    const char *method;    /* GET or POST */
+    int cache_ttl_s;       /* 0: do not cache answers */
+    int negative_ttl_s;    /* 0: do not cache refusals */
+    int timeout_ms;        /* 0: the verifier's default */
+    const char *message;   /* the rule's message or NULL */
+} vr_external;
+
+typedef struct vrules vrules_t;
+
+/**
+ * @brief Compile a rules file (as core_avro_schema_rules() returns it).
+ * @param clock_skew_ms tolerance of the not_future check.
+ * @returns the rule set or NULL with errstr (a pattern that does not
+ *          compile, an unknown check). A NULL \p rules gives an empty set.
+ */
+vrules_t *vrules_new(const cJSON *rules, int64_t clock_skew_ms, char *errstr, size_t errstr_size);
+void vrules_free(vrules_t *r);
+
+/** Number of rules (local and external). */
+size_t vrules_count(const vrules_t *r);
+
+/**
+ * @brief Evaluate every local constraint of every rule on \p rec.
+ * Writes up to \p max failures; @returns the total number of failures.
+ */
+size_t vrules_eval(const vrules_t *r, const cJSON *rec, int64_t now_ms,
+                   vr_failure *out, size_t max);
+
+size_t vrules_nexternal(const vrules_t *r);
+const vr_external *vrules_external(const vrules_t *r, size_t i);
+
+/**
+ * @brief The URL of external check \p i for \p rec, placeholders replaced
+ * (URL-encoded). @returns a malloc'd URL; NULL with *skip = true when the
+ * field has no value (the check does not apply); NULL with *skip = false on
+ * out of memory.
+ */
+char *vrules_external_url(const vrules_t *r, size_t i, const cJSON *rec, bool *skip);
+
+/** The value at a dotted path ("meta.id") of a natural-JSON record, or NULL. */
+const cJSON *vrules_lookup(const cJSON *rec, const char *path);
+
+/* ---- checks (public for tests) ----------------------------------------- */
+bool vcheck_aba(const char *s);
+bool vcheck_luhn(const char *s);
+bool vcheck_iban(const char *s);
+bool vcheck_iso3166_alpha2(const char *s);
+bool vcheck_iso4217(const char *s);
+bool vcheck_email(const char *s);
+bool vcheck_uuid(const char *s);
+/** Timestamp text (ISO 8601, or a date YYYY-MM-DD) or ms number → ms. */
+bool vcheck_time_ms(const cJSON *v, int64_t *msp);
+
+#endif

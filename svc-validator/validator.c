@@ -1,0 +1,938 @@
+/* validator.c — consume, validate, route and commit in one transaction
+ * (see validator.h). */
+#include "validator.h"
+
+#include "rules.h"
+#include "tributary/core_audit.h"
+#include "tributary/core_digest.h"
+#include "tributary/core_lifecycle.h"
+#include "tributary/core_log.h"
+#include "tributary/core_metrics.h"
+
+#include <cjson/cJSON.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_FAILS 16
+#define TXN_TIMEOUT_MS 30000
+#define MAX_PAUSED 256
+
+const char *const validator_outcome_names[VO_COUNT] = {
+    "valid", "invalid", "poison", "retrying", "exhausted",
+};
+
+typedef struct vdataset {
+    const char *name;
+    const core_avro_schema_t *schema;
+    vrules_t *rules;
+    char raw[256], valid[256], retry[256], dlq[256];
+} vdataset;
+
+typedef struct paused {
+    char topic[256];
+    int32_t partition;
+    int64_t resume_at; /* wall clock ms */
+} paused;
+
+/* An input whose output Kafka refused (too large, invalid): redone as
+ * poison (level 1), then without its value (level 2), so it can never
+ * stall its partition. */
+typedef struct refused {
+    char topic[256];
+    int32_t partition;
+    int64_t offset;
+    int level;
+    char reason[256];
+} refused;
+#define MAX_REFUSED 64
+
+/* One input record on its way through a batch. */
+typedef struct work {
+    rd_kafka_message_t *rkm;
+    int ds;
+    bool from_retry;
+    int attempt;          /* of this delivery: 0 from .raw */
+    int out;              /* VO_* */
+    char reason[512];
+    char field[256];
+    char id[128];
+    char *key;            /* NUL-terminated copy of the Kafka key, or NULL */
+    char batch[128];
+    int64_t version;
+    int64_t not_before;   /* retry: when the next attempt is due */
+    bool drop_value;      /* DLQ without the value (Kafka refused it twice) */
+    size_t ext_first, ext_n;
+    cJSON *json;          /* natural JSON while the batch is validated */
+} work;
+
+struct validator {
+    validator_params p;
+    char *group_id, *txn_id, *prefix, *audit_topic;
+    vdataset *ds;
+    size_t nds;
+    core_kafka_consumer_t *c;
+    core_kafka_producer_t *prod;
+    core_audit_t *audit;
+    verifier_t *verifier;
+    bool revoked;
+    paused paused[MAX_PAUSED];
+    size_t npaused;
+    refused refused[MAX_REFUSED];
+    size_t nrefused;
+    validator_stats stats;
+    work *batch;
+    size_t nbatch;
+    core_metric_family_t *f_records, *f_rules, *f_retries;
+    core_metric_t *m_batch_seconds;
+};
+
+void validator_topic(const char *prefix, const char *dataset, const char *kind, char *buf,
+                     size_t size)
+{
+    snprintf(buf, size, "%s%s.%s", prefix ? prefix : "", dataset, kind);
+}
+
+const validator_stats *validator_get_stats(const validator_t *v) { return &v->stats; }
+core_kafka_consumer_t *validator_consumer(validator_t *v) { return v->c; }
+core_kafka_producer_t *validator_producer(validator_t *v) { return v->prod; }
+
+/* ---- rebalance ---------------------------------------------------------- */
+
+static void on_revoke(core_kafka_consumer_t *c, const rd_kafka_topic_partition_list_t *parts,
+                      bool lost, void *user)
+{
+    validator_t *v = user;
+
+    (void)c;
+    (void)lost;
+    v->revoked = true;
+    for (int i = 0; i < parts->cnt; i++)
+        for (size_t k = 0; k < v->npaused;) {
+            if (v->paused[k].partition == parts->elems[i].partition &&
+                strcmp(v->paused[k].topic, parts->elems[i].topic) == 0)
+                v->paused[k] = v->paused[--v->npaused];
+            else
+                k++;
+        }
+}
+
+/* ---- producer ----------------------------------------------------------- */
+
+static void producer_drop(validator_t *v)
+{
+    core_audit_free(v->audit);
+    v->audit = NULL;
+    core_kafka_producer_free(v->prod);
+    v->prod = NULL;
+}
+
+static int producer_make(validator_t *v, char *errstr, size_t errstr_size)
+{
+    core_kafka_producer_opts o = { 0 };
+    int64_t deadline = core_mono_ms() + 60000;
+    core_kafka_txn_res_t r;
+
+    o.cfg = v->p.cfg;
+    o.defaults = v->p.kafka_defaults;
+    o.ndefaults = v->p.nkafka_defaults;
+    o.transactional_id = v->txn_id;
+    v->prod = core_kafka_producer_new(&o, errstr, errstr_size);
+    if (!v->prod)
+        return -1;
+    do {
+        r = core_kafka_txn_init(v->prod, 10000, errstr, errstr_size);
+    } while (r == CORE_KAFKA_TXN_RETRY && core_mono_ms() < deadline &&
+             !core_lifecycle_forced());
+    if (r != CORE_KAFKA_TXN_OK) {
+        producer_drop(v);
+        return -1;
+    }
+    v->audit = core_audit_new(v->prod, v->p.cat, v->audit_topic, "validator", errstr,
+                              errstr_size);
+    if (!v->audit) {
+        producer_drop(v);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- construction ------------------------------------------------------- */
+
+void validator_free(validator_t *v)
+{
+    if (!v)
+        return;
+    for (size_t i = 0; i < v->nbatch; i++) {
+        rd_kafka_message_destroy(v->batch[i].rkm);
+        free(v->batch[i].key);
+        cJSON_Delete(v->batch[i].json);
+    }
+    free(v->batch);
+    producer_drop(v);
+    core_kafka_consumer_free(v->c);
+    verifier_free(v->verifier);
+    for (size_t i = 0; i < v->nds; i++)
+        vrules_free(v->ds[i].rules);
+    free(v->ds);
+    free(v->group_id);
+    free(v->txn_id);
+    free(v->prefix);
+    free(v->audit_topic);
+    free(v);
+}
+
+validator_t *validator_new(const validator_params *p, char *errstr, size_t errstr_size)
+{
+    static const char *const l_out[] = { "dataset", "outcome", NULL };
+    static const char *const l_rule[] = { "dataset", "field", "rule", NULL };
+    static const char *const l_att[] = { "dataset", "attempt", NULL };
+    static const double batch_buckets[] = { 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                            1, 2.5, 5, 10 };
+    core_metrics_t *m = core_metrics_global();
+    validator_t *v = calloc(1, sizeof(*v));
+    core_kafka_consumer_opts co = { 0 };
+    const char **topics = NULL;
+    core_kafka_prop *cdefaults = NULL;
+
+    if (!v) {
+        core_errstr(errstr, errstr_size, "validator: out of memory");
+        return NULL;
+    }
+    v->p = *p;
+    if (v->p.batch_max <= 0)
+        v->p.batch_max = 1000;
+    if (v->p.commit_interval_ms <= 0)
+        v->p.commit_interval_ms = 100;
+    v->group_id = strdup(p->group_id ? p->group_id : "tributary-validator");
+    v->txn_id = strdup(p->transactional_id ? p->transactional_id : "svc-validator");
+    v->prefix = strdup(p->topic_prefix ? p->topic_prefix : "");
+    v->audit_topic = strdup(p->audit_topic ? p->audit_topic : CORE_AUDIT_TOPIC);
+    v->ds = calloc(p->ndatasets ? p->ndatasets : 1, sizeof(*v->ds));
+    v->batch = calloc((size_t)v->p.batch_max, sizeof(*v->batch));
+    topics = calloc(p->ndatasets * 2 + 1, sizeof(*topics));
+    if (!v->group_id || !v->txn_id || !v->prefix || !v->audit_topic || !v->ds || !v->batch ||
+        !topics) {
+        core_errstr(errstr, errstr_size, "validator: out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < p->ndatasets; i++) {
+        vdataset *d = &v->ds[i];
+
+        d->name = p->datasets[i];
+        d->schema = core_avro_catalog_by_dataset(p->cat, d->name);
+        if (!d->schema) {
+            core_errstr(errstr, errstr_size, "dataset: unknown dataset '%s'", d->name);
+            goto fail;
+        }
+        v->nds++;
+        d->rules = vrules_new(core_avro_schema_rules(d->schema), p->clock_skew_ms, errstr,
+                              errstr_size);
+        if (!d->rules)
+            goto fail;
+        validator_topic(v->prefix, d->name, "raw", d->raw, sizeof(d->raw));
+        validator_topic(v->prefix, d->name, "valid", d->valid, sizeof(d->valid));
+        validator_topic(v->prefix, d->name, "retry", d->retry, sizeof(d->retry));
+        validator_topic(v->prefix, d->name, "dlq", d->dlq, sizeof(d->dlq));
+        topics[2 * i] = d->raw;
+        topics[2 * i + 1] = d->retry;
+    }
+    v->verifier = verifier_new(&p->verify, errstr, errstr_size);
+    if (!v->verifier)
+        goto fail;
+    v->f_records = core_metrics_family(m, CORE_METRIC_COUNTER, "tributary_validator_records_total",
+                                       "Records routed, by outcome (committed transactions)",
+                                       l_out, NULL, 0, NULL, 0);
+    v->f_rules = core_metrics_family(m, CORE_METRIC_COUNTER,
+                                     "tributary_validator_rule_failures_total",
+                                     "Failed rules, by field and rule", l_rule, NULL, 0, NULL, 0);
+    v->f_retries = core_metrics_family(m, CORE_METRIC_COUNTER,
+                                       "tributary_validator_retries_total",
+                                       "Records sent to the retry topic, by next attempt", l_att,
+                                       NULL, 0, NULL, 0);
+    v->m_batch_seconds = core_metrics_series(
+        core_metrics_family(m, CORE_METRIC_HISTOGRAM, "tributary_validator_batch_seconds",
+                            "Validation and commit of one batch", NULL, batch_buckets,
+                            CORE_ARRAY_SIZE(batch_buckets), NULL, 0),
+        NULL);
+    if (producer_make(v, errstr, errstr_size) != 0)
+        goto fail;
+    cdefaults = calloc(p->nkafka_defaults + 1, sizeof(*cdefaults));
+    if (!cdefaults) {
+        core_errstr(errstr, errstr_size, "validator: out of memory");
+        goto fail;
+    }
+    memcpy(cdefaults, p->kafka_defaults, p->nkafka_defaults * sizeof(*cdefaults));
+    co.ndefaults = p->nkafka_defaults;
+    if (p->group_instance_id)
+        cdefaults[co.ndefaults++] = (core_kafka_prop){ "group.instance.id",
+                                                       p->group_instance_id };
+    co.cfg = p->cfg;
+    co.defaults = cdefaults;
+    co.group_id = v->group_id;
+    co.on_revoke = on_revoke;
+    co.hook_user = v;
+    v->c = core_kafka_consumer_new(&co, errstr, errstr_size);
+    if (!v->c ||
+        core_kafka_consumer_subscribe(v->c, topics, p->ndatasets * 2, errstr, errstr_size) !=
+            CORE_OK)
+        goto fail;
+    free(topics);
+    free(cdefaults);
+    return v;
+fail:
+    free(topics);
+    free(cdefaults);
+    validator_free(v);
+    return NULL;
+}
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static bool header_text(const rd_kafka_message_t *rkm, const char *name, char *buf, size_t size)
+{
+    rd_kafka_headers_t *hdrs = NULL;
+    const void *val = NULL;
+    size_t len = 0;
+
+    if (rd_kafka_message_headers(rkm, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+        rd_kafka_header_get_last(hdrs, name, &val, &len) != RD_KAFKA_RESP_ERR_NO_ERROR || !val)
+        return false;
+    if (len >= size)
+        len = size - 1;
+    memcpy(buf, val, len);
+    buf[len] = '\0';
+    return true;
+}
+
+static int64_t header_int(const rd_kafka_message_t *rkm, const char *name, int64_t def)
+{
+    char buf[32], *end;
+    long long x;
+
+    if (!header_text(rkm, name, buf, sizeof(buf)))
+        return def;
+    x = strtoll(buf, &end, 10);
+    return end != buf && *end == '\0' ? (int64_t)x : def;
+}
+
+static int dataset_of(validator_t *v, const char *topic, bool *from_retry)
+{
+    for (size_t i = 0; i < v->nds; i++) {
+        if (strcmp(topic, v->ds[i].raw) == 0) {
+            *from_retry = false;
+            return (int)i;
+        }
+        if (strcmp(topic, v->ds[i].retry) == 0) {
+            *from_retry = true;
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+static paused *paused_find(validator_t *v, const char *topic, int32_t partition)
+{
+    for (size_t i = 0; i < v->npaused; i++)
+        if (v->paused[i].partition == partition && strcmp(v->paused[i].topic, topic) == 0)
+            return &v->paused[i];
+    return NULL;
+}
+
+static refused *refused_find(validator_t *v, const rd_kafka_message_t *rkm)
+{
+    const char *topic = rd_kafka_topic_name(rkm->rkt);
+
+    for (size_t i = 0; i < v->nrefused; i++)
+        if (v->refused[i].offset == rkm->offset && v->refused[i].partition == rkm->partition &&
+            strcmp(v->refused[i].topic, topic) == 0)
+            return &v->refused[i];
+    return NULL;
+}
+
+static void refused_note(validator_t *v, const rd_kafka_message_t *rkm, const char *reason)
+{
+    refused *r = refused_find(v, rkm);
+
+    if (!r) {
+        if (v->nrefused >= MAX_REFUSED)
+            return;
+        r = &v->refused[v->nrefused++];
+        snprintf(r->topic, sizeof(r->topic), "%s", rd_kafka_topic_name(rkm->rkt));
+        r->partition = rkm->partition;
+        r->offset = rkm->offset;
+        r->level = 0;
+    }
+    r->level++;
+    snprintf(r->reason, sizeof(r->reason), "%s", reason);
+    core_log_error("kafka refused an output record: redoing it as poison",
+                   CLF_S("topic", r->topic), CLF_I("partition", r->partition),
+                   CLF_I("offset", r->offset), CLF_I("level", r->level), CLF_S("reason", reason));
+}
+
+static void resume_due(validator_t *v)
+{
+    int64_t now = core_now_ms();
+    char errstr[256];
+
+    for (size_t i = 0; i < v->npaused;) {
+        if (v->paused[i].resume_at <= now) {
+            if (core_kafka_consumer_resume(v->c, v->paused[i].topic, v->paused[i].partition,
+                                           errstr, sizeof(errstr)) != CORE_OK)
+                core_log_warn("resume failed", CLF_S("topic", v->paused[i].topic),
+                              CLF_I("partition", v->paused[i].partition),
+                              CLF_S("reason", errstr));
+            v->paused[i] = v->paused[--v->npaused];
+        } else {
+            i++;
+        }
+    }
+}
+
+/* A retry record not yet due: hold its partition at this offset, paused,
+ * while every other partition goes on. @returns false when it cannot be
+ * held (then the caller processes it now: early, never lost). */
+static bool hold(validator_t *v, const rd_kafka_message_t *rkm, int64_t not_before)
+{
+    const char *topic = rd_kafka_topic_name(rkm->rkt);
+    char errstr[256];
+    paused *p;
+
+    if (v->npaused >= MAX_PAUSED)
+        return false;
+    /* Pause first, then seek back (dropping what was fetched after it); on a
+     * failure undo the pause and let the caller go on in order. */
+    if (core_kafka_consumer_pause(v->c, topic, rkm->partition, errstr, sizeof(errstr)) !=
+        CORE_OK) {
+        core_log_warn("cannot hold retry partition: retrying early", CLF_S("topic", topic),
+                      CLF_I("partition", rkm->partition), CLF_S("reason", errstr));
+        return false;
+    }
+    if (core_kafka_consumer_seek(v->c, topic, rkm->partition, rkm->offset, 5000, errstr,
+                                 sizeof(errstr)) != CORE_OK) {
+        char e2[128];
+
+        core_log_warn("cannot hold retry partition: retrying early", CLF_S("topic", topic),
+                      CLF_I("partition", rkm->partition), CLF_S("reason", errstr));
+        core_kafka_consumer_resume(v->c, topic, rkm->partition, e2, sizeof(e2));
+        return false;
+    }
+    p = &v->paused[v->npaused++];
+    snprintf(p->topic, sizeof(p->topic), "%s", topic);
+    p->partition = rkm->partition;
+    p->resume_at = not_before;
+    return true;
+}
+
+static void batch_clear(validator_t *v)
+{
+    for (size_t i = 0; i < v->nbatch; i++) {
+        rd_kafka_message_destroy(v->batch[i].rkm);
+        free(v->batch[i].key);
+        cJSON_Delete(v->batch[i].json);
+        memset(&v->batch[i], 0, sizeof(v->batch[i]));
+    }
+    v->nbatch = 0;
+}
+
+/* ---- collecting --------------------------------------------------------- */
+
+static int collect(validator_t *v, char *errstr, size_t errstr_size)
+{
+    int64_t start = core_mono_ms();
+
+    while (v->nbatch < (size_t)v->p.batch_max && !core_lifecycle_stopping()) {
+        int64_t left = v->p.commit_interval_ms - (core_mono_ms() - start);
+        rd_kafka_message_t *rkm;
+        const char *topic;
+        bool from_retry = false;
+        int ds;
+        work *w;
+
+        if (left <= 0)
+            break;
+        rkm = core_kafka_consumer_poll(v->c, (int)(left < 100 ? left : 100));
+        if (v->revoked) {
+            /* Partitions changed hands mid-batch: redo from committed offsets. */
+            if (rkm)
+                rd_kafka_message_destroy(rkm);
+            batch_clear(v);
+            v->revoked = false;
+            core_kafka_consumer_rewind(v->c, 10000, errstr, errstr_size);
+            return 0;
+        }
+        if (!rkm) {
+            if (v->nbatch == 0 && v->npaused > 0)
+                resume_due(v);
+            continue;
+        }
+        if (rkm->err) {
+            rd_kafka_message_destroy(rkm);
+            if (core_kafka_consumer_fatal(v->c, errstr, errstr_size))
+                return -1;
+            continue;
+        }
+        topic = rd_kafka_topic_name(rkm->rkt);
+        ds = dataset_of(v, topic, &from_retry);
+        if (ds < 0 || paused_find(v, topic, rkm->partition)) {
+            rd_kafka_message_destroy(rkm);
+            continue;
+        }
+        if (from_retry) {
+            int64_t nb = header_int(rkm, "tb.not_before", 0);
+
+            if (nb > core_now_ms() && hold(v, rkm, nb)) {
+                rd_kafka_message_destroy(rkm);
+                continue;
+            }
+        }
+        w = &v->batch[v->nbatch++];
+        memset(w, 0, sizeof(*w));
+        w->rkm = rkm;
+        w->ds = ds;
+        w->from_retry = from_retry;
+        w->attempt = from_retry ? (int)header_int(rkm, "tb.attempt", 1) : 0;
+        w->version = CORE_AUDIT_NONE;
+    }
+    return 0;
+}
+
+/* ---- validating --------------------------------------------------------- */
+
+static void set_reason(work *w, int out, const char *field, const char *fmt, const char *s)
+{
+    w->out = out;
+    snprintf(w->field, sizeof(w->field), "%s", field ? field : "");
+    snprintf(w->reason, sizeof(w->reason), fmt, s);
+}
+
+/* Decode and check the local rules; list external checks in *items. */
+static void validate_local(validator_t *v, work *w, vv_item **items, size_t *nitems,
+                           size_t *cap)
+{
+    const vdataset *d = &v->ds[w->ds];
+    const rd_kafka_message_t *rkm = w->rkm;
+    const core_avro_schema_t *schema = NULL;
+    avro_value_t val;
+    core_avro_meta meta;
+    char err[384];
+    vr_failure fails[MAX_FAILS];
+    size_t nf;
+
+    if (rkm->key && rkm->key_len > 0) {
+        w->key = strndup(rkm->key, rkm->key_len);
+    }
+    if (!header_text(rkm, "tb.id", w->id, sizeof(w->id)))
+        snprintf(w->id, sizeof(w->id), "%.100s/%" PRId32 "/%" PRId64, rd_kafka_topic_name(rkm->rkt),
+                 rkm->partition, rkm->offset);
+    header_text(rkm, "tb.batch", w->batch, sizeof(w->batch));
+    if (!rkm->payload) {
+        set_reason(w, VO_POISON, NULL, "%s", "empty value (tombstone)");
+        return;
+    }
+    if (core_avro_decode(v->p.cat, rkm->payload, rkm->len, &schema, &val, err, sizeof(err)) !=
+        CORE_OK) {
+        set_reason(w, VO_POISON, NULL, "cannot decode: %s", err);
+        return;
+    }
+    if (core_avro_schema_dataset(schema) == NULL ||
+        strcmp(core_avro_schema_dataset(schema), d->name) != 0) {
+        w->out = VO_POISON;
+        snprintf(w->reason, sizeof(w->reason), "record of schema %s on a topic of dataset %s",
+                 core_avro_schema_name(schema), d->name);
+        avro_value_decref(&val);
+        return;
+    }
+    if (core_avro_get_meta(schema, &val, &meta, err, sizeof(err)) == CORE_OK) {
+        snprintf(w->id, sizeof(w->id), "%s", meta.id);
+        snprintf(w->batch, sizeof(w->batch), "%s", meta.batch_id);
+        w->version = meta.version;
+    }
+    w->json = core_avro_to_json(schema, &val, err, sizeof(err));
+    avro_value_decref(&val);
+    if (!w->json) {
+        set_reason(w, VO_POISON, NULL, "cannot read: %s", err);
+        return;
+    }
+    nf = vrules_eval(d->rules, w->json, core_now_ms(), fails, MAX_FAILS);
+    if (nf > 0) {
+        size_t rl = 0, fl = 0;
+
+        w->out = VO_INVALID;
+        for (size_t i = 0; i < nf && i < MAX_FAILS; i++) {
+            core_metric_inc(core_metrics_series(v->f_rules, (const char *const[]){
+                                                                d->name, fails[i].field,
+                                                                fails[i].rule, NULL }));
+            if (rl < sizeof(w->reason))
+                rl += (size_t)snprintf(w->reason + rl, sizeof(w->reason) - rl, "%s%s (%s)",
+                                       i ? "; " : "", fails[i].message, fails[i].rule);
+            if (fl < sizeof(w->field) && !strstr(w->field, fails[i].field))
+                fl += (size_t)snprintf(w->field + fl, sizeof(w->field) - fl, "%s%s",
+                                       fl ? "," : "", fails[i].field);
+        }
+        return;
+    }
+    w->out = VO_VALID;
+    w->ext_first = *nitems;
+    for (size_t e = 0; e < vrules_nexternal(d->rules); e++) {
+        bool skip = false;
+        char *url = vrules_external_url(d->rules, e, w->json, &skip);
+        const vr_external *ext = vrules_external(d->rules, e);
+        const cJSON *fv;
+        vv_item *it;
+
+        if (!url) {
+            if (!skip) {
+                w->out = VO_RETRYING;
+                snprintf(w->reason, sizeof(w->reason), "out of memory");
+            }
+            continue;
+        }
+        if (*nitems == *cap) {
+            size_t nc = *cap ? *cap * 2 : 64;
+            vv_item *ni = realloc(*items, nc * sizeof(**items));
+
+            if (!ni) {
+                free(url);
+                w->out = VO_RETRYING;
+                snprintf(w->reason, sizeof(w->reason), "out of memory");
+                continue;
+            }
+            *items = ni;
+            *cap = nc;
+        }
+        it = &(*items)[(*nitems)++];
+        memset(it, 0, sizeof(*it));
+        it->dataset = d->name;
+        it->ext = ext;
+        fv = vrules_lookup(w->json, ext->field);
+        it->value = cJSON_IsString(fv) ? fv->valuestring : url;
+        it->url = url;
+        w->ext_n++;
+    }
+}
+
+static void route_outcome(validator_t *v, work *w)
+{
+    const core_backoff *b = &v->p.retry;
+
+    if (w->out != VO_RETRYING)
+        return;
+    /* retry.max_attempts is the number of retries (0: none). */
+    if (w->attempt + 1 > b->max_attempts) {
+        w->out = VO_EXHAUSTED;
+        return;
+    }
+    w->not_before = core_now_ms() + core_backoff_delay_ms(b, w->attempt + 1);
+}
+
+static void validate_batch(validator_t *v)
+{
+    vv_item *items = NULL;
+    size_t nitems = 0, cap = 0;
+
+    for (size_t i = 0; i < v->nbatch; i++) {
+        work *w = &v->batch[i];
+        refused *r = v->nrefused ? refused_find(v, w->rkm) : NULL;
+
+        if (r) { /* its output was refused before: to the DLQ, no checks */
+            w->id[0] = '\0';
+            header_text(w->rkm, "tb.id", w->id, sizeof(w->id));
+            if (!w->id[0])
+                snprintf(w->id, sizeof(w->id), "%.100s/%" PRId32 "/%" PRId64, r->topic,
+                         r->partition, r->offset);
+            header_text(w->rkm, "tb.batch", w->batch, sizeof(w->batch));
+            if (w->rkm->key && w->rkm->key_len > 0)
+                w->key = strndup(w->rkm->key, w->rkm->key_len);
+            w->out = VO_POISON;
+            w->drop_value = r->level >= 2;
+            snprintf(w->reason, sizeof(w->reason), "output refused by Kafka: %s", r->reason);
+            continue;
+        }
+        validate_local(v, w, &items, &nitems, &cap);
+    }
+    if (nitems > 0)
+        verifier_run(v->verifier, items, nitems);
+    for (size_t i = 0; i < v->nbatch; i++) {
+        work *w = &v->batch[i];
+
+        for (size_t k = w->ext_first; k < w->ext_first + w->ext_n; k++) {
+            vv_item *it = &items[k];
+
+            if (w->out == VO_VALID && it->verdict == VV_INVALID) {
+                w->out = VO_INVALID;
+                snprintf(w->field, sizeof(w->field), "%s", it->ext->field);
+                snprintf(w->reason, sizeof(w->reason), "%s (external)", it->reason);
+            } else if (w->out == VO_VALID && it->verdict == VV_TRANSIENT) {
+                w->out = VO_RETRYING;
+                snprintf(w->field, sizeof(w->field), "%s", it->ext->field);
+                snprintf(w->reason, sizeof(w->reason), "%s", it->reason);
+            }
+        }
+        route_outcome(v, w);
+        cJSON_Delete(w->json);
+        w->json = NULL;
+    }
+    for (size_t k = 0; k < nitems; k++)
+        free((char *)items[k].url);
+    free(items);
+}
+
+/* ---- producing ---------------------------------------------------------- */
+
+typedef struct hdrs {
+    core_kafka_header h[20];
+    size_t n;
+    char buf[8][32];
+    size_t nbuf;
+} hdrs;
+
+static void hdr_add(hdrs *h, const char *name, const void *val, size_t len)
+{
+    if (h->n < CORE_ARRAY_SIZE(h->h))
+        h->h[h->n++] = (core_kafka_header){ name, val, len };
+}
+
+static void hdr_str(hdrs *h, const char *name, const char *s)
+{
+    hdr_add(h, name, s, strlen(s));
+}
+
+static void hdr_int(hdrs *h, const char *name, int64_t x)
+{
+    char *b;
+
+    if (h->nbuf >= CORE_ARRAY_SIZE(h->buf))
+        return;
+    b = h->buf[h->nbuf++];
+    snprintf(b, sizeof(h->buf[0]), "%" PRId64, x);
+    hdr_str(h, name, b);
+}
+
+/* The input's tb.id, tb.batch, tb.ingest.ts, as they are. */
+static void hdr_keep(hdrs *h, const rd_kafka_message_t *rkm)
+{
+    static const char *const keep[] = { "tb.id", "tb.batch", "tb.ingest.ts" };
+    rd_kafka_headers_t *in = NULL;
+
+    if (rd_kafka_message_headers(rkm, &in) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return;
+    for (size_t i = 0; i < CORE_ARRAY_SIZE(keep); i++) {
+        const void *val;
+        size_t len;
+
+        if (rd_kafka_header_get_last(in, keep[i], &val, &len) == RD_KAFKA_RESP_ERR_NO_ERROR)
+            hdr_add(h, keep[i], val, len);
+    }
+}
+
+static const char *exception_class(int out)
+{
+    switch (out) {
+    case VO_POISON: return "tributary.validator.PoisonRecord";
+    case VO_EXHAUSTED: return "tributary.validator.RetriesExhausted";
+    default: return "tributary.validator.InvalidRecord";
+    }
+}
+
+static core_err_t produce_one(validator_t *v, work *w, char *errstr, size_t errstr_size)
+{
+    const vdataset *d = &v->ds[w->ds];
+    const rd_kafka_message_t *rkm = w->rkm;
+    const char *topic = rd_kafka_topic_name(rkm->rkt);
+    core_audit_event ev = CORE_AUDIT_EVENT_INIT;
+    core_digest dg;
+    hdrs h = { 0 };
+    const char *out_topic;
+    core_err_t rc;
+
+    hdr_keep(&h, rkm);
+    switch (w->out) {
+    case VO_VALID:
+        out_topic = d->valid;
+        break;
+    case VO_RETRYING:
+        out_topic = d->retry;
+        hdr_int(&h, "tb.attempt", w->attempt + 1);
+        hdr_int(&h, "tb.not_before", w->not_before);
+        hdr_str(&h, "tb.error.field", w->field);
+        hdr_str(&h, "tb.error.message", w->reason);
+        break;
+    default:
+        out_topic = d->dlq;
+        hdr_str(&h, "__connect.errors.topic", topic);
+        hdr_int(&h, "__connect.errors.partition", rkm->partition);
+        hdr_int(&h, "__connect.errors.offset", rkm->offset);
+        hdr_str(&h, "__connect.errors.stage",
+                w->out == VO_POISON ? "VALUE_CONVERTER" : "TRANSFORMATION");
+        hdr_str(&h, "__connect.errors.class.name", "svc-validator");
+        hdr_str(&h, "__connect.errors.exception.class.name", exception_class(w->out));
+        hdr_str(&h, "__connect.errors.exception.message", w->reason);
+        hdr_str(&h, "tb.error.class", validator_outcome_names[w->out]);
+        hdr_str(&h, "tb.error.field", w->field);
+        hdr_int(&h, "tb.attempt", w->attempt);
+        break;
+    }
+    if (w->drop_value)
+        hdr_str(&h, "tb.error.value_dropped", "true");
+    rc = core_kafka_produce(v->prod, out_topic, rkm->key, rkm->key_len,
+                            w->drop_value ? NULL : rkm->payload, w->drop_value ? 0 : rkm->len,
+                            h.h, h.n, NULL, errstr, errstr_size);
+    if (rc != CORE_OK)
+        return rc;
+    if (rkm->payload)
+        core_digest_record(rkm->payload, rkm->len, &dg);
+    ev.id = w->id;
+    ev.key = w->key;
+    ev.dataset = d->name;
+    ev.batch_id = w->batch;
+    ev.outcome = validator_outcome_names[w->out];
+    ev.digest = rkm->payload ? &dg : NULL;
+    ev.topic = topic;
+    ev.partition = rkm->partition;
+    ev.offset = rkm->offset;
+    ev.reason = w->out == VO_VALID ? NULL : w->reason;
+    ev.version = w->version;
+    return core_audit_emit(v->audit, &ev, errstr, errstr_size);
+}
+
+/* ---- the transaction ---------------------------------------------------- */
+
+/* After a fatal producer error: a new producer (fences nothing of ours:
+ * same transactional.id, the broker aborts what the old one left open),
+ * and the consumer back at its committed offsets. */
+static int rebuild(validator_t *v, char *errstr, size_t errstr_size)
+{
+    char err2[256];
+
+    core_log_warn("rebuilding the transactional producer", CLF_S("reason", errstr));
+    producer_drop(v);
+    v->stats.rebuilds++;
+    batch_clear(v);
+    if (core_kafka_consumer_rewind(v->c, 10000, err2, sizeof(err2)) != CORE_OK)
+        core_log_warn("rewind failed", CLF_S("reason", err2));
+    while (producer_make(v, errstr, errstr_size) != 0) {
+        core_log_error("cannot rebuild the producer", CLF_S("reason", errstr));
+        if (core_lifecycle_wait(1000))
+            return -1;
+    }
+    return 0;
+}
+
+static int abort_batch(validator_t *v, char *errstr, size_t errstr_size)
+{
+    core_kafka_txn_res_t r;
+
+    v->stats.aborts++;
+    batch_clear(v);
+    do {
+        r = core_kafka_txn_abort_rewind(v->prod, v->c, 10000, errstr, errstr_size);
+    } while (r == CORE_KAFKA_TXN_RETRY && !core_lifecycle_forced());
+    if (r != CORE_KAFKA_TXN_OK)
+        return rebuild(v, errstr, errstr_size);
+    return 0;
+}
+
+#define TXN_CALL(call)                                                                     \
+    do {                                                                                   \
+        int tries_ = 0;                                                                    \
+        do {                                                                               \
+            r = (call);                                                                    \
+        } while (r == CORE_KAFKA_TXN_RETRY && ++tries_ < 20 && !core_lifecycle_forced());  \
+    } while (0)
+
+static int commit_batch(validator_t *v, char *errstr, size_t errstr_size)
+{
+    rd_kafka_topic_partition_list_t *offs;
+    core_kafka_txn_res_t r;
+    core_err_t rc = CORE_OK;
+    uint64_t counts[VO_COUNT] = { 0 };
+
+    TXN_CALL(core_kafka_txn_begin(v->prod, errstr, errstr_size));
+    if (r != CORE_KAFKA_TXN_OK)
+        return rebuild(v, errstr, errstr_size);
+    offs = rd_kafka_topic_partition_list_new(8); /* grows: one entry per partition */
+    for (size_t i = 0; i < v->nbatch && rc == CORE_OK; i++) {
+        rc = produce_one(v, &v->batch[i], errstr, errstr_size);
+        if (rc == CORE_ERR_TOOBIG || rc == CORE_ERR_INVALID)
+            refused_note(v, v->batch[i].rkm, errstr);
+        core_kafka_offsets_add_message(offs, v->batch[i].rkm);
+        counts[v->batch[i].out]++;
+    }
+    if (rc != CORE_OK) {
+        rd_kafka_topic_partition_list_destroy(offs);
+        if (rc == CORE_ERR_FATAL || core_kafka_producer_fatal(v->prod, NULL, 0))
+            return rebuild(v, errstr, errstr_size);
+        core_log_warn("produce failed: aborting the transaction", CLF_S("reason", errstr));
+        return abort_batch(v, errstr, errstr_size);
+    }
+    TXN_CALL(core_kafka_txn_send_offsets(v->prod, v->c, offs, TXN_TIMEOUT_MS, errstr,
+                                         errstr_size));
+    rd_kafka_topic_partition_list_destroy(offs);
+    if (r == CORE_KAFKA_TXN_OK)
+        TXN_CALL(core_kafka_txn_commit(v->prod, TXN_TIMEOUT_MS, errstr, errstr_size));
+    if (r == CORE_KAFKA_TXN_FATAL)
+        return rebuild(v, errstr, errstr_size);
+    if (r != CORE_KAFKA_TXN_OK)
+        return abort_batch(v, errstr, errstr_size);
+    v->stats.transactions++;
+    for (size_t i = 0; i < v->nbatch && v->nrefused > 0; i++) {
+        refused *rf = refused_find(v, v->batch[i].rkm);
+
+        if (rf)
+            *rf = v->refused[--v->nrefused];
+    }
+    for (int o = 0; o < VO_COUNT; o++) {
+        v->stats.committed[o] += counts[o];
+    }
+    for (size_t i = 0; i < v->nbatch; i++) {
+        work *w = &v->batch[i];
+
+        core_metric_inc(core_metrics_series2(v->f_records, v->ds[w->ds].name,
+                                             validator_outcome_names[w->out]));
+        if (w->out == VO_RETRYING) {
+            char att[16];
+
+            snprintf(att, sizeof(att), "%d", w->attempt + 1);
+            core_metric_inc(core_metrics_series2(v->f_retries, v->ds[w->ds].name, att));
+        }
+    }
+    batch_clear(v);
+    return 0;
+}
+
+int validator_step(validator_t *v, char *errstr, size_t errstr_size)
+{
+    double t0;
+
+    resume_due(v);
+    if (collect(v, errstr, errstr_size) != 0)
+        return -1;
+    if (v->nbatch == 0)
+        return 0;
+    t0 = core_mono_s();
+    validate_batch(v);
+    if (commit_batch(v, errstr, errstr_size) != 0)
+        return -1;
+    core_metric_observe(v->m_batch_seconds, core_mono_s() - t0);
+    return 0;
+}
+
+int validator_run(validator_t *v)
+{
+    char errstr[512];
+    int rc = 0;
+
+    while (!core_lifecycle_stopping()) {
+        if (validator_step(v, errstr, sizeof(errstr)) != 0) {
+            core_log_error("validator stopped", CLF_S("reason", errstr));
+            rc = CORE_EX_SOFTWARE;
+            break;
+        }
+    }
+    /* In-flight work was committed by the last step; leave the group. */
+    if (core_kafka_consumer_close(v->c, errstr, sizeof(errstr)) != CORE_OK)
+        core_log_warn("consumer close", CLF_S("reason", errstr));
+    return rc;
+}
