@@ -1,40 +1,932 @@
-/* svc-cache-feeder — bulk, change and delete events into Redis.
+/* svc-cache-feeder — bulk, change and delete events of <dataset>.valid into
+ * Redis, version-guarded so the cache is never stale.
  *
- * This stage: configuration, health, readiness and clean shutdown; the
- * Redis writes come with the svc-cache-feeder issue. */
+ *   svc-cache-feeder --dataset NAME [options]           feed Redis
+ *   svc-cache-feeder get --dataset NAME KEY             print a cached record
+ *   svc-cache-feeder purge --dataset NAME BATCH_ID      bulk-reload purge
+ *
+ * The loop: poll records, prepare one EVALSHA each (feeder.c), send them in
+ * pipelined batches of batch.size, then audit each outcome and remember the
+ * batch's offsets; offsets are committed (after the audit producer has
+ * flushed) every commit.interval.ms, on rebalance and on shutdown, and only
+ * for batches whose every reply came back. Redis trouble pauses consumption,
+ * backs off, reconnects and re-runs the same batch: the version guard makes
+ * the re-run harmless. See docs/svc-cache-feeder.md. */
+#include "feeder.h"
+
+#include "tributary/core_audit.h"
+#include "tributary/core_kafka.h"
+#include "tributary/core_lifecycle.h"
+#include "tributary/core_log.h"
+#include "tributary/core_metrics.h"
+#include "tributary/core_retry.h"
 #include "tributary/core_service.h"
 
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 extern char **environ;
 
 struct feeder_conf {
     core_cfg_list datasets;
+    char *redis_host;
+    int64_t redis_port;
+    char *redis_user;
+    char *redis_password;
+    int64_t redis_db;
+    int64_t redis_connect_timeout_ms;
+    int64_t redis_command_timeout_ms;
+    int64_t redis_backoff_base_ms;
+    int64_t redis_backoff_max_ms;
+    char *prefix;
+    char *format;
+    core_cfg_list format_by_dataset;
+    int64_t ttl_s;
+    core_cfg_list ttl_by_dataset;
+    core_cfg_list purge_datasets;
+    int64_t batch_size;
+    int64_t batch_wait_ms;
+    int64_t commit_interval_ms;
+    char *topic_template;
+    char *group_id;
+    bool audit_enabled;
+    char *audit_topic;
 };
 
 static struct feeder_conf conf;
 
+#define K(name, type, def, flags, field, help, lo, hi, ch) \
+    { name, type, def, flags, offsetof(struct feeder_conf, field), help, lo, hi, ch }
+
 static const core_config_key feeder_keys[] = {
-    { "dataset", CORE_CFG_LIST, NULL, CORE_CFG_REQUIRED, offsetof(struct feeder_conf, datasets),
-      "Datasets to cache (repeat the flag or comma-separate)", 0, 0, NULL },
+    K("dataset", CORE_CFG_LIST, NULL, CORE_CFG_REQUIRED, datasets,
+      "Datasets to cache (repeat the flag or comma-separate)", 0, 0, NULL),
+    K("redis.host", CORE_CFG_STR, "127.0.0.1", 0, redis_host,
+      "Redis host name or address, or /path of a unix socket (no TLS: put a TLS proxy in front)", 0, 0, NULL),
+    K("redis.port", CORE_CFG_INT, "6379", 0, redis_port, "Redis port", 1, 65535, NULL),
+    K("redis.user", CORE_CFG_STR, NULL, 0, redis_user, "ACL user (needs redis.password)", 0, 0, NULL),
+    K("redis.password", CORE_CFG_STR, NULL, CORE_CFG_SECRET, redis_password,
+      "AUTH password (or redis.password_file / TB_REDIS_PASSWORD_FILE)", 0, 0, NULL),
+    K("redis.db", CORE_CFG_INT, "0", 0, redis_db, "Database number (SELECT)", 0, 65535, NULL),
+    K("redis.connect.timeout.ms", CORE_CFG_INT, "2000", 0, redis_connect_timeout_ms,
+      "Timeout of one connection attempt", 1, 600000, NULL),
+    K("redis.command.timeout.ms", CORE_CFG_INT, "5000", 0, redis_command_timeout_ms,
+      "Timeout of each write and read on the connection", 1, 600000, NULL),
+    K("redis.backoff.base.ms", CORE_CFG_INT, "100", 0, redis_backoff_base_ms,
+      "First delay before reconnecting (doubles, with jitter)", 1, 600000, NULL),
+    K("redis.backoff.max.ms", CORE_CFG_INT, "5000", 0, redis_backoff_max_ms,
+      "Cap of the reconnect delay", 1, 600000, NULL),
+    K("cache.prefix", CORE_CFG_STR, "tb", 0, prefix,
+      "Key prefix: records live at <prefix>:<dataset>:<key>", 0, 0, NULL),
+    K("cache.format", CORE_CFG_ENUM, "json", 0, format,
+      "How a record is stored: json document, hash of its fields, or the avro wire bytes", 0, 0,
+      "json|hash|avro"),
+    K("cache.format.by.dataset", CORE_CFG_LIST, NULL, 0, format_by_dataset,
+      "Per-dataset format, e.g. payee=hash,account_setting=json", 0, 0, NULL),
+    K("cache.ttl.s", CORE_CFG_INT, "0", 0, ttl_s, "TTL of cached records in seconds (0: none)", 0,
+      31536000.0 * 10, NULL),
+    K("cache.ttl.by.dataset", CORE_CFG_LIST, NULL, 0, ttl_by_dataset,
+      "Per-dataset TTL in seconds, e.g. account_setting=86400", 0, 0, NULL),
+    K("cache.purge", CORE_CFG_LIST, NULL, 0, purge_datasets,
+      "Datasets whose completed bulk loads may purge the records they did not write (purge subcommand)",
+      0, 0, NULL),
+    K("batch.size", CORE_CFG_INT, "100", 0, batch_size,
+      "Commands per pipelined round trip to Redis", 1, 10000, NULL),
+    K("batch.wait.ms", CORE_CFG_INT, "5", 0, batch_wait_ms,
+      "Longest wait for a batch to fill before it is sent", 0, 60000, NULL),
+    K("commit.interval.ms", CORE_CFG_INT, "1000", 0, commit_interval_ms,
+      "How often the offsets of written batches are committed", 0, 600000, NULL),
+    K("topic.template", CORE_CFG_STR, "{dataset}.valid", 0, topic_template,
+      "Input topic of a dataset", 0, 0, NULL),
+    K("group.id", CORE_CFG_STR, "tributary-cache-feeder", 0, group_id, "Kafka consumer group", 0, 0,
+      NULL),
+    K("audit.enabled", CORE_CFG_BOOL, "true", 0, audit_enabled,
+      "Publish cached / deleted / stale_skipped / rejected events", 0, 0, NULL),
+    K("audit.topic", CORE_CFG_STR, CORE_AUDIT_TOPIC, 0, audit_topic, "Audit topic", 0, 0, NULL),
     CORE_CFG_END
 };
 
-static const char *const subcommands[] = { "get", NULL };
+static const char *const subcommands[] = { "get", "purge", NULL };
+
+/* ---- metrics -------------------------------------------------------------- */
+
+static struct {
+    core_metric_family_t *ops;       /* {dataset, op, outcome} */
+    core_metric_family_t *stale;     /* {dataset, reason} */
+    core_metric_family_t *purged;    /* {dataset} */
+    core_metric_t *batch_size;
+    core_metric_t *rtt;
+    core_metric_t *outages;
+    core_metric_t *paused;
+} M;
+
+static void metrics_init(void)
+{
+    static const char *const l_ops[] = { "dataset", "op", "outcome", NULL };
+    static const char *const l_stale[] = { "dataset", "reason", NULL };
+    static const char *const l_ds[] = { "dataset", NULL };
+    static const double size_buckets[] = { 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000 };
+    core_metrics_t *m = core_metrics_global();
+    char err[256];
+
+    M.ops = core_metrics_family(m, CORE_METRIC_COUNTER, "tributary_cache_operations_total",
+                                "Records handled, by operation and outcome", l_ops, NULL, 0, err,
+                                sizeof(err));
+    M.stale = core_metrics_family(m, CORE_METRIC_COUNTER, "tributary_cache_stale_skips_total",
+                                  "Writes skipped because Redis holds an equal (duplicate) or newer (older) version",
+                                  l_stale, NULL, 0, err, sizeof(err));
+    M.purged = core_metrics_family(m, CORE_METRIC_COUNTER, "tributary_cache_purged_total",
+                                   "Records removed by bulk-reload purges", l_ds, NULL, 0, err,
+                                   sizeof(err));
+    M.batch_size = core_metrics_series(
+        core_metrics_family(m, CORE_METRIC_HISTOGRAM, "tributary_cache_batch_size",
+                            "Commands per pipelined round trip", NULL, size_buckets,
+                            CORE_ARRAY_SIZE(size_buckets), err, sizeof(err)),
+        NULL);
+    M.rtt = core_metrics_series(
+        core_metrics_family(m, CORE_METRIC_HISTOGRAM, "tributary_cache_batch_roundtrip_seconds",
+                            "Time to run one pipelined batch in Redis", NULL, NULL, 0, err,
+                            sizeof(err)),
+        NULL);
+    M.outages = core_metrics_series(
+        core_metrics_family(m, CORE_METRIC_COUNTER, "tributary_cache_redis_outages_total",
+                            "Times consumption was paused because Redis failed", NULL, NULL, 0,
+                            err, sizeof(err)),
+        NULL);
+    M.paused = core_metrics_series(
+        core_metrics_family(m, CORE_METRIC_GAUGE, "tributary_cache_paused",
+                            "1 while consumption is paused for Redis", NULL, NULL, 0, err,
+                            sizeof(err)),
+        NULL);
+}
+
+static const char *op_label(core_avro_op_t op)
+{
+    return op == CORE_AVRO_OP_DELETE ? "delete" : op == CORE_AVRO_OP_UPDATE ? "update" : "add";
+}
+
+/* ---- readiness (static: the HTTP thread may ask after run() returned) ----- */
+
+static atomic_bool ready_redis;
+static pthread_mutex_t ready_lock = PTHREAD_MUTEX_INITIALIZER;
+static rd_kafka_t *ready_rk;
+static int64_t ready_at;
+static bool ready_kafka;
+
+static bool feeder_ready(void *opaque, char *reason, size_t reason_size)
+{
+    bool ok;
+
+    (void)opaque;
+    if (!atomic_load(&ready_redis)) {
+        snprintf(reason, reason_size, "redis: not connected");
+        return false;
+    }
+    pthread_mutex_lock(&ready_lock);
+    if (ready_rk && core_mono_ms() - ready_at >= 2000) {
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_resp_err_t err = rd_kafka_metadata(ready_rk, 0, NULL, &md, 1500);
+        ready_kafka = err == RD_KAFKA_RESP_ERR_NO_ERROR && md && md->broker_cnt > 0;
+        if (md)
+            rd_kafka_metadata_destroy(md);
+        ready_at = core_mono_ms();
+    }
+    ok = ready_rk && ready_kafka;
+    pthread_mutex_unlock(&ready_lock);
+    if (!ok)
+        snprintf(reason, reason_size, "kafka: brokers unreachable");
+    return ok;
+}
+
+static void ready_set_kafka(rd_kafka_t *rk)
+{
+    pthread_mutex_lock(&ready_lock);
+    ready_rk = rk;
+    ready_at = 0;
+    ready_kafka = false;
+    pthread_mutex_unlock(&ready_lock);
+}
+
+/* ---- datasets and Redis from the configuration ------------------------------ */
+
+/* Look "name=value" up in a list; NULL when absent. */
+static const char *by_dataset(const core_cfg_list *l, const char *name)
+{
+    size_t n = strlen(name);
+    for (size_t i = 0; i < l->n; i++)
+        if (strncmp(l->v[i], name, n) == 0 && l->v[i][n] == '=')
+            return l->v[i] + n + 1;
+    return NULL;
+}
+
+static bool in_list(const core_cfg_list *l, const char *name)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (strcmp(l->v[i], name) == 0)
+            return true;
+    return false;
+}
+
+/* Every "name=value" entry must name a configured dataset. */
+static int check_by_dataset(const char *key, const core_cfg_list *l, char *errstr, size_t errstr_size)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        const char *eq = strchr(l->v[i], '=');
+        bool known = false;
+        if (!eq || eq == l->v[i] || eq[1] == '\0') {
+            core_errstr(errstr, errstr_size, "%s: '%s' is not dataset=value", key, l->v[i]);
+            return CORE_EX_CONFIG;
+        }
+        for (size_t d = 0; d < conf.datasets.n; d++)
+            known |= strlen(conf.datasets.v[d]) == (size_t)(eq - l->v[i]) &&
+                     strncmp(conf.datasets.v[d], l->v[i], (size_t)(eq - l->v[i])) == 0;
+        if (!known) {
+            core_errstr(errstr, errstr_size, "%s: '%.*s' is not a configured dataset", key,
+                        (int)(eq - l->v[i]), l->v[i]);
+            return CORE_EX_CONFIG;
+        }
+    }
+    return 0;
+}
+
+static void datasets_free(feeder_dataset *ds, size_t n)
+{
+    for (size_t i = 0; ds && i < n; i++)
+        feeder_dataset_clear(&ds[i]);
+    free(ds);
+}
+
+static feeder_dataset *datasets_build(core_service_t *svc, char *errstr, size_t errstr_size)
+{
+    const core_avro_catalog_t *cat = core_service_catalog(svc);
+    feeder_dataset *ds = calloc(conf.datasets.n, sizeof(*ds));
+
+    if (!ds) {
+        core_errstr(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    if (check_by_dataset("cache.format.by.dataset", &conf.format_by_dataset, errstr, errstr_size) ||
+        check_by_dataset("cache.ttl.by.dataset", &conf.ttl_by_dataset, errstr, errstr_size))
+        goto fail;
+    if (strchr(conf.prefix, '#') || conf.prefix[0] == '\0') {
+        core_errstr(errstr, errstr_size, "cache.prefix: '%s' must be non-empty and without '#'",
+                    conf.prefix);
+        goto fail;
+    }
+    for (size_t i = 0; i < conf.purge_datasets.n; i++)
+        if (!in_list(&conf.datasets, conf.purge_datasets.v[i])) {
+            core_errstr(errstr, errstr_size, "cache.purge: '%s' is not a configured dataset",
+                        conf.purge_datasets.v[i]);
+            goto fail;
+        }
+    for (size_t i = 0; i < conf.datasets.n; i++) {
+        const char *name = conf.datasets.v[i];
+        const char *fmt = by_dataset(&conf.format_by_dataset, name);
+        const char *ttl = by_dataset(&conf.ttl_by_dataset, name);
+        int f;
+        char *end = NULL;
+        long long secs = conf.ttl_s;
+
+        for (size_t k = 0; k < i; k++)
+            if (strcmp(conf.datasets.v[k], name) == 0) {
+                core_errstr(errstr, errstr_size, "dataset: '%s' named twice", name);
+                goto fail;
+            }
+        if (feeder_dataset_init(&ds[i], name, core_avro_catalog_by_dataset(cat, name), conf.prefix,
+                                conf.topic_template, errstr, errstr_size))
+            goto fail;
+        f = feeder_format_parse(fmt ? fmt : conf.format);
+        if (f < 0) {
+            core_errstr(errstr, errstr_size, "cache.format.by.dataset: '%s' for %s is not json, hash or avro",
+                        fmt, name);
+            goto fail;
+        }
+        ds[i].format = (feeder_format_t)f;
+        if (ttl) {
+            secs = strtoll(ttl, &end, 10);
+            if (*end != '\0' || secs < 0 || secs > 315360000LL) {
+                core_errstr(errstr, errstr_size,
+                            "cache.ttl.by.dataset: '%s' for %s is not a number of seconds (0..315360000)",
+                            ttl, name);
+                goto fail;
+            }
+        }
+        ds[i].ttl_ms = (int64_t)secs * 1000;
+        ds[i].purge = in_list(&conf.purge_datasets, name);
+    }
+    return ds;
+fail:
+    datasets_free(ds, conf.datasets.n);
+    return NULL;
+}
+
+static core_redis_t *redis_build(char *errstr, size_t errstr_size)
+{
+    core_redis_opts o = { 0 };
+
+    o.host = conf.redis_host;
+    o.port = (int)conf.redis_port;
+    o.user = conf.redis_user;
+    o.password = conf.redis_password;
+    o.db = (int)conf.redis_db;
+    o.connect_timeout_ms = (int)conf.redis_connect_timeout_ms;
+    o.command_timeout_ms = (int)conf.redis_command_timeout_ms;
+    o.backoff_base_ms = (int)conf.redis_backoff_base_ms;
+    o.backoff_max_ms = (int)conf.redis_backoff_max_ms;
+    return core_redis_new(&o, errstr, errstr_size);
+}
+
+/* ---- the feeding loop ----------------------------------------------------- */
+
+typedef struct item {
+    rd_kafka_message_t *rkm;
+    feeder_dataset *ds;
+    int rec;               /* index in recs, -1 for a rejected record */
+    char reason[384];      /* why it was rejected */
+} item;
+
+typedef struct loop {
+    core_service_t *svc;
+    feeder_t *f;
+    core_redis_t *r;
+    feeder_dataset *ds;
+    size_t nds;
+    core_kafka_consumer_t *c;
+    core_kafka_producer_t *p;
+    core_audit_t *audit;
+    item *items;
+    feeder_record *recs;
+    size_t nitems, nrecs;
+    rd_kafka_topic_partition_list_t *pending; /* offsets of written batches */
+    int64_t last_commit;
+    bool in_flush;       /* the batch is being retried: the hook must not touch it */
+    bool batch_lost;     /* partitions revoked during a retry: drop the batch */
+    bool redis_down;
+    int status;          /* exit code when something fatal happened; 0 otherwise */
+} loop;
+
+static feeder_dataset *ds_by_topic(loop *L, const char *topic)
+{
+    for (size_t i = 0; i < L->nds; i++)
+        if (strcmp(L->ds[i].topic, topic) == 0)
+            return &L->ds[i];
+    return NULL;
+}
+
+static void batch_clear(loop *L)
+{
+    for (size_t i = 0; i < L->nitems; i++)
+        rd_kafka_message_destroy(L->items[i].rkm);
+    for (size_t i = 0; i < L->nrecs; i++)
+        feeder_record_clear(&L->recs[i]);
+    L->nitems = L->nrecs = 0;
+}
+
+static void emit(loop *L, const item *it, const feeder_record *rec, const char *outcome,
+                 const char *reason)
+{
+    core_audit_event ev = CORE_AUDIT_EVENT_INIT;
+    char idbuf[160], err[512];
+    const rd_kafka_message_t *m = it->rkm;
+    core_digest d;
+
+    if (!L->audit)
+        return;
+    if (rec) {
+        ev.id = rec->id;
+        ev.key = rec->key;
+        ev.batch_id = rec->batch_id;
+        ev.digest = &rec->digest;
+        ev.version = rec->version;
+    } else {
+        /* undecodable: no id of its own; named by where it sits */
+        snprintf(idbuf, sizeof(idbuf), "%s:%" PRId32 ":%" PRId64, rd_kafka_topic_name(m->rkt),
+                 m->partition, m->offset);
+        core_digest_record(m->payload, m->len, &d);
+        ev.id = idbuf;
+        ev.batch_id = "";
+        ev.digest = &d;
+    }
+    ev.dataset = it->ds->name;
+    ev.outcome = outcome;
+    ev.topic = rd_kafka_topic_name(m->rkt);
+    ev.partition = m->partition;
+    ev.offset = m->offset;
+    ev.reason = reason;
+    if (core_audit_emit(L->audit, &ev, err, sizeof(err)) != CORE_OK)
+        core_log_error("audit event not produced", CLF_S("id", ev.id), CLF_S("error", err));
+}
+
+/* Account for one handled batch: metrics, logs, audit, pending offsets. */
+static void batch_done(loop *L)
+{
+    for (size_t i = 0; i < L->nitems; i++) {
+        item *it = &L->items[i];
+        const char *dsn = it->ds->name;
+        if (it->rec < 0) {
+            core_metric_inc(core_metrics_series(M.ops, (const char *const[]){ dsn, "unknown", "rejected", NULL }));
+            emit(L, it, NULL, "rejected", it->reason);
+        } else {
+            feeder_record *rec = &L->recs[it->rec];
+            const char *op = op_label(rec->op);
+            const char *outcome = "rejected";
+            switch (rec->result) {
+            case FEEDER_RES_CACHED: outcome = "cached"; break;
+            case FEEDER_RES_DELETED: outcome = "deleted"; break;
+            case FEEDER_RES_STALE:
+                outcome = "stale_skipped";
+                core_metric_inc(core_metrics_series2(M.stale, dsn, rec->duplicate ? "duplicate" : "older"));
+                break;
+            default:
+                core_log_error("record refused by redis", CLF_S("dataset", dsn),
+                               CLF_S("key", rec->key), CLF_S("id", rec->id),
+                               CLF_S("topic", rd_kafka_topic_name(it->rkm->rkt)),
+                               CLF_I("partition", it->rkm->partition),
+                               CLF_I("offset", it->rkm->offset), CLF_S("error", rec->error));
+                break;
+            }
+            core_metric_inc(core_metrics_series(M.ops, (const char *const[]){ dsn, op, outcome, NULL }));
+            emit(L, it, rec, outcome,
+                 rec->result == FEEDER_RES_ERROR ? rec->error
+                 : rec->result == FEEDER_RES_STALE ? (rec->duplicate ? "duplicate" : "older")
+                 : NULL);
+        }
+        core_kafka_offsets_add_message(L->pending, it->rkm);
+    }
+    batch_clear(L);
+}
+
+static void set_paused(loop *L, bool down, const char *err)
+{
+    char e[256];
+
+    if (down && !L->redis_down) {
+        L->redis_down = true;
+        atomic_store(&ready_redis, false);
+        core_metric_inc(M.outages);
+        core_metric_set(M.paused, 1);
+        core_log_warn("redis unavailable: pausing consumption", CLF_S("error", err));
+        if (core_kafka_consumer_pause(L->c, NULL, 0, e, sizeof(e)) != CORE_OK)
+            core_log_warn("pause failed", CLF_S("error", e));
+    } else if (!down && L->redis_down) {
+        L->redis_down = false;
+        atomic_store(&ready_redis, true);
+        core_metric_set(M.paused, 0);
+        core_log_info("redis back: resuming consumption");
+        if (core_kafka_consumer_resume(L->c, NULL, 0, e, sizeof(e)) != CORE_OK)
+            core_log_warn("resume failed", CLF_S("error", e));
+    }
+}
+
+/* Commit the pending offsets after the audit events are delivered. */
+static int commit_pending(loop *L, int flush_ms)
+{
+    char err[512];
+    core_err_t rc;
+
+    if (L->pending->cnt == 0)
+        return CORE_OK;
+    if (L->p && core_kafka_producer_flush(L->p, flush_ms) > 0) {
+        core_log_warn("audit events still in flight: commit postponed");
+        return CORE_ERR_TRANSIENT;
+    }
+    rc = core_kafka_consumer_commit_offsets(L->c, L->pending, err, sizeof(err));
+    if (rc == CORE_OK || rc == CORE_ERR_STATE) {
+        if (rc == CORE_ERR_STATE)
+            core_log_warn("commit refused after a rebalance: the next owner redoes the batch (idempotent)",
+                          CLF_S("error", err));
+        rd_kafka_topic_partition_list_destroy(L->pending);
+        L->pending = rd_kafka_topic_partition_list_new(16);
+        L->last_commit = core_mono_ms();
+        return CORE_OK;
+    }
+    core_log_warn("offset commit failed: retried later", CLF_S("error", err));
+    return rc;
+}
+
+/* Records fetched while paused were dropped: commit what is done, then go
+ * back to the committed offsets (re-reading a written record is harmless). */
+static void rewind_to_committed(loop *L)
+{
+    char err[512];
+
+    commit_pending(L, 10000);
+    if (core_kafka_consumer_rewind(L->c, 10000, err, sizeof(err)) != CORE_OK)
+        core_log_warn("rewind failed", CLF_S("error", err));
+}
+
+/* Send the batch once. */
+static int batch_try(loop *L, char *err, size_t errsize)
+{
+    double t0 = core_mono_s();
+    int rc = L->nrecs ? feeder_exec(L->f, L->recs, L->nrecs, err, errsize) : CORE_OK;
+
+    if (rc == CORE_OK && L->nrecs) {
+        core_metric_observe(M.rtt, core_mono_s() - t0);
+        core_metric_observe(M.batch_size, (double)L->nrecs);
+    }
+    return rc;
+}
+
+/* Send the batch, retrying through Redis outages with consumption paused.
+ * Returns CORE_OK (batch handled, or dropped after a revoke or a forced
+ * stop: its offsets are not committed, so it is redone later). */
+static int batch_flush(loop *L)
+{
+    char err[512];
+    int attempt = 0;
+    core_backoff bo = { conf.redis_backoff_base_ms, conf.redis_backoff_max_ms, 2.0, 0.5, 0 };
+
+    if (L->nitems == 0)
+        return CORE_OK;
+    L->in_flush = true;
+    L->batch_lost = false;
+    for (;;) {
+        int rc = batch_try(L, err, sizeof(err));
+        if (rc == CORE_OK)
+            break;
+        if (rc == CORE_ERR_NOMEM) {
+            core_log_error("out of memory sending a batch", CLF_S("error", err));
+            L->status = CORE_EX_SOFTWARE;
+            batch_clear(L);
+            L->in_flush = false;
+            core_lifecycle_request_stop();
+            return rc;
+        }
+        set_paused(L, true, err);
+        if (rc == CORE_ERR_INVALID)
+            core_log_error("redis refused the connection (credentials?): retrying", CLF_S("error", err));
+        /* Wait, serving the group (paused: no records should come; any that
+         * do are dropped and the partitions rewound afterwards). */
+        int64_t until = core_mono_ms() + core_backoff_delay_ms(&bo, ++attempt);
+        while (core_mono_ms() < until) {
+            rd_kafka_message_t *m;
+            if (core_lifecycle_forced() ||
+                (core_lifecycle_stopping() && core_lifecycle_remaining_ms() <= 0))
+                goto drop;
+            m = core_kafka_consumer_poll(L->c, 100);
+            if (m) /* dropped: the rewind after the outage reads it again */
+                rd_kafka_message_destroy(m);
+            if (L->batch_lost)
+                goto drop;
+        }
+        rc = core_redis_ensure(L->r, core_mono_ms() + conf.redis_connect_timeout_ms, err, sizeof(err));
+        if (rc == CORE_OK)
+            core_log_info("redis reconnected", CLF_I("attempts", attempt));
+    }
+    batch_done(L);
+    L->in_flush = false;
+    if (L->redis_down) {
+        /* librdkafka 2.0.2 may not refetch what a pause purged from its
+         * queues: commit what is written, resume, then seek every partition
+         * back to its committed offset (re-reading is harmless). */
+        set_paused(L, false, NULL);
+        rewind_to_committed(L);
+    }
+    return CORE_OK;
+drop:
+    core_log_warn("batch dropped, not committed: it will be redone",
+                  CLF_I("records", (int64_t)L->nitems));
+    batch_clear(L);
+    L->in_flush = false;
+    return CORE_OK;
+}
+
+/* Before partitions go: write what is in hand (one try: a poll must not run
+ * inside the rebalance) and commit; when they are lost, drop it all. */
+static void on_revoke(core_kafka_consumer_t *c, const rd_kafka_topic_partition_list_t *parts,
+                      bool lost, void *user)
+{
+    loop *L = user;
+    char err[512];
+
+    (void)c;
+    (void)parts;
+    if (L->in_flush || lost) {
+        L->batch_lost = true;
+        if (lost) {
+            if (!L->in_flush)
+                batch_clear(L);
+            rd_kafka_topic_partition_list_destroy(L->pending);
+            L->pending = rd_kafka_topic_partition_list_new(16);
+        }
+        return;
+    }
+    if (L->nitems > 0) {
+        if (batch_try(L, err, sizeof(err)) == CORE_OK) {
+            batch_done(L);
+        } else {
+            core_log_warn("batch not written before a rebalance: the next owner redoes it",
+                          CLF_S("error", err));
+            batch_clear(L);
+        }
+    }
+    commit_pending(L, 10000);
+}
+
+static void handle_message(loop *L, rd_kafka_message_t *m)
+{
+    item *it = &L->items[L->nitems];
+    char err[384];
+    int rc;
+
+    it->rkm = m;
+    it->ds = ds_by_topic(L, rd_kafka_topic_name(m->rkt));
+    it->rec = -1;
+    it->reason[0] = '\0';
+    L->nitems++;
+    if (!it->ds) { /* cannot happen: only our topics are subscribed */
+        it->ds = &L->ds[0];
+        snprintf(it->reason, sizeof(it->reason), "topic %s is not a dataset's topic",
+                 rd_kafka_topic_name(m->rkt));
+    } else if (!m->payload || m->len == 0) {
+        snprintf(it->reason, sizeof(it->reason), "empty record value (a tombstone is not a tributary record)");
+    } else {
+        rc = feeder_prepare(L->f, it->ds, core_service_catalog(L->svc), m->payload, m->len,
+                            &L->recs[L->nrecs], err, sizeof(err));
+        if (rc == CORE_OK) {
+            it->rec = (int)L->nrecs++;
+            return;
+        }
+        snprintf(it->reason, sizeof(it->reason), "%s", err);
+        if (rc == CORE_ERR_NOMEM) {
+            core_log_error("out of memory preparing a record");
+            L->status = CORE_EX_SOFTWARE;
+            core_lifecycle_request_stop();
+        }
+    }
+    core_log_error("record rejected", CLF_S("dataset", it->ds->name),
+                   CLF_S("topic", rd_kafka_topic_name(m->rkt)), CLF_I("partition", m->partition),
+                   CLF_I("offset", m->offset), CLF_S("reason", it->reason));
+}
+
+static int feed(core_service_t *svc, feeder_dataset *ds, size_t nds, core_redis_t *r, feeder_t *f)
+{
+    static const core_kafka_prop cdefaults[] = {
+        { "bootstrap.servers", "127.0.0.1:9092" },
+    };
+    static const core_kafka_prop pdefaults[] = {
+        { "bootstrap.servers", "127.0.0.1:9092" },
+        { "linger.ms", "5" },
+        { "compression.codec", "lz4" },
+    };
+    loop L = { 0 };
+    core_kafka_consumer_opts co = { 0 };
+    core_kafka_producer_opts po = { 0 };
+    const char **topics = NULL;
+    char err[512];
+    int64_t batch_start = 0;
+    int rc;
+
+    L.svc = svc;
+    L.f = f;
+    L.r = r;
+    L.ds = ds;
+    L.nds = nds;
+    L.items = calloc((size_t)conf.batch_size, sizeof(*L.items));
+    L.recs = calloc((size_t)conf.batch_size, sizeof(*L.recs));
+    L.pending = rd_kafka_topic_partition_list_new(16);
+    topics = calloc(nds, sizeof(*topics));
+    if (!L.items || !L.recs || !L.pending || !topics) {
+        core_log_error("out of memory");
+        L.status = CORE_EX_SOFTWARE;
+        goto out;
+    }
+    if (conf.audit_enabled) {
+        po.cfg = core_service_config(svc);
+        po.defaults = pdefaults;
+        po.ndefaults = CORE_ARRAY_SIZE(pdefaults);
+        if (!(L.p = core_kafka_producer_new(&po, err, sizeof(err)))) {
+            L.status = core_service_config_error(svc, err);
+            goto out;
+        }
+        if (!(L.audit = core_audit_new(L.p, core_service_catalog(svc), conf.audit_topic,
+                                       "cache-feeder", err, sizeof(err)))) {
+            L.status = core_service_config_error(svc, err);
+            goto out;
+        }
+    }
+    co.cfg = core_service_config(svc);
+    co.defaults = cdefaults;
+    co.ndefaults = CORE_ARRAY_SIZE(cdefaults);
+    co.group_id = core_config_kafka_lookup(core_service_config(svc), "group.id") ? NULL : conf.group_id;
+    co.on_revoke = on_revoke;
+    co.hook_user = &L;
+    if (!(L.c = core_kafka_consumer_new(&co, err, sizeof(err)))) {
+        L.status = core_service_config_error(svc, err);
+        goto out;
+    }
+    for (size_t i = 0; i < nds; i++)
+        topics[i] = ds[i].topic;
+    if (core_kafka_consumer_subscribe(L.c, topics, nds, err, sizeof(err)) != CORE_OK) {
+        L.status = core_service_config_error(svc, err);
+        goto out;
+    }
+    ready_set_kafka(core_kafka_consumer_handle(L.c));
+    core_http_set_ready(core_service_http(svc), feeder_ready, NULL);
+
+    rc = core_redis_ensure(r, core_mono_ms() + conf.redis_connect_timeout_ms, err, sizeof(err));
+    if (rc == CORE_ERR_INVALID) {
+        core_log_error("redis refused the connection", CLF_S("error", err));
+        L.status = CORE_EX_CONFIG;
+        goto out;
+    }
+    if (rc == CORE_OK)
+        atomic_store(&ready_redis, true);
+    else
+        core_log_warn("redis not reachable yet: records wait until it is", CLF_S("error", err));
+    core_log_info("started", CLF_S("version", TB_VERSION),
+                  CLF_I("http_port", core_http_port(core_service_http(svc))),
+                  CLF_S("topic", ds[0].topic), CLF_I("datasets", (int64_t)nds),
+                  CLF_I("batch_size", conf.batch_size), CLF_S("prefix", conf.prefix));
+    L.last_commit = core_mono_ms();
+
+    while (!core_lifecycle_stopping()) {
+        int timeout = 200;
+        rd_kafka_message_t *m;
+
+        if (L.nitems > 0) {
+            int64_t left = batch_start + conf.batch_wait_ms - core_mono_ms();
+            timeout = left > 0 ? (int)left : 0;
+        }
+        m = core_kafka_consumer_poll(L.c, timeout);
+        if (m && m->err) {
+            if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
+                core_kafka_consumer_fatal(L.c, err, sizeof(err));
+                core_log_error("kafka consumer fatal error", CLF_S("error", err));
+                L.status = CORE_EX_SOFTWARE;
+                rd_kafka_message_destroy(m);
+                break;
+            }
+            rd_kafka_message_destroy(m);
+            m = NULL;
+        }
+        if (m) {
+            if (L.nitems == 0)
+                batch_start = core_mono_ms();
+            handle_message(&L, m);
+        }
+        if (L.nitems > 0 && ((int64_t)L.nitems >= conf.batch_size || !m ||
+                             core_mono_ms() - batch_start >= conf.batch_wait_ms))
+            batch_flush(&L);
+        if (L.p)
+            core_kafka_producer_poll(L.p, 0);
+        if (L.pending->cnt > 0 && core_mono_ms() - L.last_commit >= conf.commit_interval_ms)
+            commit_pending(&L, 10000);
+    }
+    /* drain: what is in hand, then commit, then leave the group */
+    core_log_info("stopping", CLF_I("signal", core_lifecycle_signal()));
+    batch_flush(&L);
+    commit_pending(&L, (int)(core_lifecycle_remaining_ms() > 0 ? core_lifecycle_remaining_ms() : 1000));
+out:
+    ready_set_kafka(NULL);
+    atomic_store(&ready_redis, false);
+    if (L.c && core_kafka_consumer_close(L.c, err, sizeof(err)) != CORE_OK)
+        core_log_warn("consumer close", CLF_S("error", err));
+    batch_clear(&L);
+    if (L.p) {
+        size_t left = core_kafka_producer_flush(L.p, 10000);
+        if (left)
+            core_log_warn("audit events not delivered at exit", CLF_I("count", (int64_t)left));
+    }
+    core_kafka_consumer_free(L.c);
+    core_audit_free(L.audit);
+    core_kafka_producer_free(L.p);
+    if (L.pending)
+        rd_kafka_topic_partition_list_destroy(L.pending);
+    free(L.items);
+    free(L.recs);
+    free(topics);
+    return L.status;
+}
+
+/* ---- subcommands ------------------------------------------------------------ */
+
+static int exit_for(int rc)
+{
+    switch (rc) {
+    case CORE_ERR_INVALID: return CORE_EX_CONFIG;
+    case CORE_ERR_TRANSIENT: return CORE_EX_UNAVAILABLE;
+    case CORE_ERR_NOTFOUND: return 1;
+    default: return CORE_EX_SOFTWARE;
+    }
+}
+
+static int cmd_get(core_service_t *svc, feeder_dataset *ds, feeder_t *f)
+{
+    char err[512];
+    char *doc = NULL;
+    int rc;
+
+    if (conf.datasets.n != 1 || core_service_nfiles(svc) != 1) {
+        fprintf(stderr, "svc-cache-feeder: usage error: get needs one --dataset and one KEY\n");
+        return CORE_EX_USAGE;
+    }
+    rc = feeder_get(f, ds, core_service_catalog(svc), core_service_file(svc, 0), &doc, err,
+                    sizeof(err));
+    if (rc != CORE_OK) {
+        fprintf(stderr, "svc-cache-feeder: %s\n", err);
+        return exit_for(rc);
+    }
+    printf("%s\n", doc);
+    free(doc);
+    return 0;
+}
+
+static int cmd_purge(core_service_t *svc, feeder_dataset *ds, feeder_t *f)
+{
+    char err[512];
+    uint64_t n = 0;
+    int rc;
+
+    if (conf.datasets.n != 1 || core_service_nfiles(svc) != 1) {
+        fprintf(stderr, "svc-cache-feeder: usage error: purge needs one --dataset and one BATCH_ID\n");
+        return CORE_EX_USAGE;
+    }
+    if (!ds->purge) {
+        fprintf(stderr, "svc-cache-feeder: configuration error: cache.purge: dataset %s is not opted in\n",
+                ds->name);
+        return CORE_EX_CONFIG;
+    }
+    rc = feeder_purge(f, ds, core_service_file(svc, 0), &n, err, sizeof(err));
+    if (rc != CORE_OK) {
+        fprintf(stderr, "svc-cache-feeder: %s\n", err);
+        return exit_for(rc);
+    }
+    core_metric_add(core_metrics_series1(M.purged, ds->name), (double)n);
+    core_log_info("purged", CLF_S("dataset", ds->name), CLF_S("batch", core_service_file(svc, 0)),
+                  CLF_I("records", (int64_t)n));
+    printf("%" PRIu64 "\n", n);
+    return 0;
+}
+
+static int run(core_service_t *svc, void *cf)
+{
+    const char *sub = core_service_subcommand(svc);
+    feeder_dataset *ds;
+    core_redis_t *r = NULL;
+    feeder_t *f = NULL;
+    char err[512];
+    int rc;
+
+    (void)cf;
+    metrics_init();
+    if (!sub && core_service_nfiles(svc) > 0) {
+        fprintf(stderr, "svc-cache-feeder: usage error: unexpected argument '%s' (see --help)\n",
+                core_service_file(svc, 0));
+        return CORE_EX_USAGE;
+    }
+    if (!(ds = datasets_build(svc, err, sizeof(err))))
+        return core_service_config_error(svc, err);
+    if (!(r = redis_build(err, sizeof(err)))) {
+        rc = core_service_config_error(svc, err);
+        goto out;
+    }
+    if (!(f = feeder_new(r, err, sizeof(err)))) {
+        core_log_error("cannot start", CLF_S("error", err));
+        rc = CORE_EX_SOFTWARE;
+        goto out;
+    }
+    if (sub && strcmp(sub, "get") == 0)
+        rc = cmd_get(svc, ds, f);
+    else if (sub && strcmp(sub, "purge") == 0)
+        rc = cmd_purge(svc, ds, f);
+    else
+        rc = feed(svc, ds, conf.datasets.n, r, f);
+out:
+    feeder_free(f);
+    core_redis_free(r);
+    datasets_free(ds, conf.datasets.n);
+    return rc;
+}
 
 static const core_service_def def = {
     .name = "svc-cache-feeder",
     .summary = "bulk, change and delete events into Redis, never stale",
-    .usage = "svc-cache-feeder --dataset NAME [options]  |  svc-cache-feeder get --dataset NAME KEY",
+    .usage = "svc-cache-feeder --dataset NAME [options]  |  svc-cache-feeder get --dataset NAME KEY"
+             "  |  svc-cache-feeder purge --dataset NAME BATCH_ID",
     .http_port_default = "8083",
     .keys = feeder_keys,
     .conf = &conf,
     .subcommands = subcommands,
     .takes_files = true,
     .datasets = &conf.datasets,
+    .run = run,
 };
 
 int main(int argc, char **argv)
 {
+    /* The one-shot subcommands serve no HTTP on the feeder's port (so they
+     * run beside a feeder on the same host): any free port unless given. */
+    if (argc > 1 && (strcmp(argv[1], "get") == 0 || strcmp(argv[1], "purge") == 0)) {
+        core_service_def oneshot = def;
+        oneshot.http_port_default = "0";
+        return core_service_main(&oneshot, argc, argv, environ);
+    }
     return core_service_main(&def, argc, argv, environ);
 }

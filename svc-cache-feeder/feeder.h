@@ -1,0 +1,149 @@
+/* feeder.h — svc-cache-feeder's Redis side: one dataset record turned into
+ * one version-guarded EVALSHA, pipelined batches, the client read path and
+ * the bulk-reload purge.
+ *
+ * Redis layout for dataset D under prefix P (default "tb"):
+ *
+ *   P:D:<key>      the record: a JSON document (default), a hash of its
+ *                  top-level fields, or the Kafka value bytes (Confluent
+ *                  wire format); optional TTL.
+ *   P#meta:D       hash: <key> -> "<version>|<deleted 0/1>|<event_time>|<batch>"
+ *                  the version guard and the tombstones (kept when the data
+ *                  key expires or is deleted, so an older event replayed
+ *                  later can never bring a record back).
+ *   P#bulk:D       hash: <bulk batch id> -> smallest event_time seen in it
+ *                  (the snapshot time the purge compares against).
+ *
+ * Every write goes through one Lua script (EVALSHA, loaded on connect and
+ * reloaded after NOSCRIPT by core_redis) that compares versions and writes
+ * atomically inside Redis. Versions are compared as Lua numbers: exact up to
+ * 2^53, which feeder_prepare() enforces.
+ *
+ * Threads: a feeder_t and its records belong to one thread. */
+#ifndef SVC_CACHE_FEEDER_FEEDER_H
+#define SVC_CACHE_FEEDER_FEEDER_H
+
+#include "tributary/core_avro.h"
+#include "tributary/core_digest.h"
+#include "tributary/core_redis.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define FEEDER_MAX_VERSION 9007199254740992LL /* 2^53 */
+
+typedef enum feeder_format {
+    FEEDER_FMT_JSON = 0,
+    FEEDER_FMT_HASH = 1,
+    FEEDER_FMT_AVRO = 2,
+} feeder_format_t;
+
+/* "json", "hash", "avro"; -1 when unknown. */
+int feeder_format_parse(const char *s);
+const char *feeder_format_name(feeder_format_t f);
+
+/* One dataset as the feeder caches it. Strings owned (feeder_dataset_clear). */
+typedef struct feeder_dataset {
+    char *name;
+    const core_avro_schema_t *schema; /* borrowed from the catalogue */
+    feeder_format_t format;
+    int64_t ttl_ms;                   /* 0: no TTL */
+    bool purge;                       /* bulk-reload purge allowed */
+    char *topic;                      /* input topic */
+    char *key_prefix;                 /* "P:D:" */
+    char *meta_key;                   /* "P#meta:D" */
+    char *bulk_key;                   /* "P#bulk:D" */
+} feeder_dataset;
+
+/* Fill names from prefix and topic template ("{dataset}" is replaced).
+ * @returns CORE_OK, CORE_ERR_INVALID (template without {dataset}), NOMEM. */
+int feeder_dataset_init(feeder_dataset *ds, const char *name, const core_avro_schema_t *schema,
+                        const char *prefix, const char *topic_template, char *errstr,
+                        size_t errstr_size);
+void feeder_dataset_clear(feeder_dataset *ds);
+
+typedef enum feeder_result {
+    FEEDER_RES_PENDING = -1,
+    FEEDER_RES_STALE = 0,     /* an equal or newer version is in Redis: skipped */
+    FEEDER_RES_CACHED = 1,    /* written */
+    FEEDER_RES_DELETED = 2,   /* removed (tombstone kept) */
+    FEEDER_RES_ERROR = 3,     /* Redis refused this command (see error) */
+} feeder_result_t;
+
+/* One record prepared for Redis: everything owned. */
+typedef struct feeder_record {
+    feeder_dataset *ds;
+    char *id, *key, *old_key, *batch_id;
+    core_avro_op_t op;
+    core_avro_kind_t kind;
+    int64_t version;
+    int64_t event_time;
+    core_digest digest;
+    /* EVALSHA arguments (keys first) */
+    int argc;
+    char **argv;
+    size_t *argvlen;
+    /* after feeder_exec */
+    feeder_result_t result;
+    bool duplicate;   /* STALE with an equal version (a replay) */
+    bool moved;       /* UPDATE removed the record under old_key */
+    char error[256];
+} feeder_record;
+
+void feeder_record_clear(feeder_record *rec);
+
+typedef struct feeder feeder_t;
+
+/**
+ * @brief Bind the feeder's scripts to a Redis handle (borrowed; must outlive
+ * the feeder, which frees its scripts itself).
+ * @returns NULL on out of memory.
+ */
+feeder_t *feeder_new(core_redis_t *r, char *errstr, size_t errstr_size);
+void feeder_free(feeder_t *f);
+core_redis_t *feeder_redis(feeder_t *f);
+
+/**
+ * @brief Decode a Kafka value of dataset ds and build its Redis command.
+ * rec is overwritten (clear it first if it held something).
+ * @returns CORE_OK; CORE_ERR_INVALID / NOTFOUND / TOOBIG for a record that
+ * cannot be cached (errstr names what is wrong: undecodable, other dataset,
+ * empty key, version out of range); CORE_ERR_NOMEM.
+ */
+int feeder_prepare(feeder_t *f, feeder_dataset *ds, const core_avro_catalog_t *cat,
+                   const void *value, size_t len, feeder_record *rec, char *errstr,
+                   size_t errstr_size);
+
+/**
+ * @brief Run n prepared records in one pipelined round trip and set each
+ * one's result. Records of the same key keep their order.
+ * @returns CORE_OK (every record has a result; some may be FEEDER_RES_ERROR);
+ * CORE_ERR_TRANSIENT (connection lost, timeout, Redis busy: nothing is
+ * known; run the same records again once Redis is back: the version guard
+ * makes the re-run harmless); CORE_ERR_INVALID (refused credentials),
+ * CORE_ERR_NOMEM.
+ */
+int feeder_exec(feeder_t *f, feeder_record *recs, size_t n, char *errstr, size_t errstr_size);
+
+/**
+ * @brief The client read path: the cached document of key as JSON text
+ * (malloc'd, *out). JSON format: as stored; hash: an object of the fields;
+ * avro: the decoded record as natural JSON.
+ * @returns CORE_OK, CORE_ERR_NOTFOUND (no such key), TRANSIENT, INVALID.
+ */
+int feeder_get(feeder_t *f, const feeder_dataset *ds, const core_avro_catalog_t *cat,
+               const char *key, char **out, char *errstr, size_t errstr_size);
+
+/**
+ * @brief Bulk-reload purge: remove every live record of ds that bulk batch
+ * batch_id did not write and whose last write is older than the batch's
+ * snapshot time (its earliest event_time). Tombstones are kept. Each chunk is
+ * re-checked atomically in Redis, so writes racing with the purge win.
+ * @returns CORE_OK with *purged; CORE_ERR_NOTFOUND when the batch never
+ * reached this cache; TRANSIENT / INVALID as feeder_exec.
+ */
+int feeder_purge(feeder_t *f, const feeder_dataset *ds, const char *batch_id, uint64_t *purged,
+                 char *errstr, size_t errstr_size);
+
+#endif
