@@ -776,7 +776,7 @@ void core_config_print_help(const core_config_t *c, FILE *out)
                 fprintf(out, "one of %s; ", d->choices);
             if ((d->type == CORE_CFG_INT || d->type == CORE_CFG_DOUBLE) && d->min < d->max)
                 fprintf(out, "range [%g, %g]; ", d->min, d->max);
-            fprintf(out, "env %s%s\n", env, d->flags & CORE_CFG_SECRET ? " or " : "");
+            fprintf(out, "env %s\n", env);
             if (d->flags & CORE_CFG_SECRET)
                 fprintf(out, "  %-30s        or %s_FILE / --%s_file PATH\n", "", env, d->key);
         }
