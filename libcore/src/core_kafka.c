@@ -108,6 +108,9 @@ rd_kafka_conf_t *core_kafka_conf_build(const core_config_t *cfg,
         core_errstr(errstr, errstr_size, "kafka: out of memory");
         return NULL;
     }
+    if (conf_set1(conf, "", " (built-in)", "bootstrap.servers", CORE_KAFKA_DEFAULT_BOOTSTRAP,
+                  errstr, errstr_size) != CORE_OK)
+        goto fail;
     for (size_t i = 0; i < ndefaults; i++)
         if (conf_set1(conf, "", " (built-in)", defaults[i].name, defaults[i].value, errstr,
                       errstr_size) != CORE_OK)

@@ -282,15 +282,10 @@ static bool ready_on_kafka(void *opaque, char *reason, size_t reason_size)
 
 int core_service_ready_on_kafka(core_service_t *svc, char *errstr, size_t errstr_size)
 {
-    static const core_kafka_prop defaults[] = {
-        { "bootstrap.servers", "127.0.0.1:9092" },
-    };
     core_kafka_producer_opts o = { 0 };
 
     /* A producer only for metadata requests: it logs like every client. */
     o.cfg = svc->cfg;
-    o.defaults = defaults;
-    o.ndefaults = CORE_ARRAY_SIZE(defaults);
     svc->probe = core_kafka_producer_new(&o, errstr, errstr_size);
     if (!svc->probe)
         return CORE_EX_CONFIG;

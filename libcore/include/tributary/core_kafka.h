@@ -50,6 +50,9 @@
 #include "tributary/core_metrics.h"
 
 /** Default statistics.interval.ms (overridable with kafka.statistics.interval.ms). */
+/* The broker every client talks to unless kafka.bootstrap.servers says
+ * otherwise (the local stack's). */
+#define CORE_KAFKA_DEFAULT_BOOTSTRAP "127.0.0.1:9092"
 #define CORE_KAFKA_STATS_INTERVAL_MS "5000"
 /** Default time core_kafka_produce() keeps retrying a full queue. */
 #define CORE_KAFKA_ENQUEUE_TIMEOUT_MS 30000
@@ -67,7 +70,8 @@ typedef struct core_kafka_prop {
 /**
  * @brief Build a librdkafka configuration.
  *
- * Applied in this order (later wins): \p defaults, then every kafka.*
+ * Applied in this order (later wins): bootstrap.servers =
+ * CORE_KAFKA_DEFAULT_BOOTSTRAP, \p defaults, then every kafka.*
  * property of \p cfg (may be NULL) in the order the config holds them, then
  * \p enforced. When an enforced value replaces one the user set, a warning
  * is logged naming the key (values are never logged otherwise, and
