@@ -13,7 +13,7 @@
 #   BENCH_N_PRODUCE  records produced by each producer   (500000)
 #   BENCH_REPEAT     codec: repetitions, fastest kept     (3)
 #   BENCH_BROKER     bootstrap broker                    (127.0.0.1:9092)
-#   BENCH_ONLY       codec | produce | all               (all)
+#   BENCH_ONLY       codec | produce | all | validator   (all)
 #   BENCH_KEEP=1     keep the topics and the kcat input file
 #   BENCH_BROKER_WAIT  seconds to wait for the broker    (180)
 #   BENCH_OUT        output directory                    (bench/out)
@@ -180,6 +180,205 @@ if [ "$ONLY" = all ] || [ "$ONLY" = produce ]; then
     fi
 fi
 
+# ---- validator: svc-validator's transactional loop vs kcat consuming ---------
+# BENCH_ONLY=validator bench/run.sh BUILD   (BENCH_N_VALIDATOR records, 200000;
+# BENCH_VALIDATOR_INTERVALS commit intervals in ms, "50 100 500 1000")
+if [ "$ONLY" = validator ]; then
+    echo
+    command -v kcat >/dev/null || { echo "bench: kcat not installed (make deps)" >&2; exit 2; }
+    wait_broker || exit 2
+    N_VAL=${BENCH_N_VALIDATOR:-200000}
+    # shellcheck disable=SC2086
+    if ! $CC $CFLAGS ${BENCH_CFLAGS:-} -Ilibcore/include $PKG_CFLAGS \
+            -DBENCH_PROTO_DIR="\"$ROOT/proto\"" -o "$BUILD/bench/bench_validator" \
+            bench/bench_validator.c bench/bench_common.c svc-validator/validator.c \
+            svc-validator/rules.c svc-validator/verify.c "$CORE_A" $PKG_LIBS -lpthread -lm; then
+        echo "bench: building bench_validator failed" >&2
+        exit 2
+    fi
+    VP=bench-val-$STAMP-$$.
+    "$BUILD/bench/bench_validator" fill --broker "$BROKER" --topic "${VP}payee.raw" -n "$N_VAL" ||
+        { echo "bench: filling ${VP}payee.raw failed" >&2; exit 2; }
+    # The physical limit: kcat reading the same records (read_committed, like the validator).
+    TIMEFORMAT='%R %U %S'
+    { time kcat -F none -C -b "$BROKER" -t "${VP}payee.raw" -X isolation.level=read_committed \
+            -o beginning -e -q -f '%o\n' > "$RUN/kcat-consume.txt" 2>"$RUN/kcat-consume.err"; } \
+        2>"$RUN/kcat-consume-time.txt"
+    read -r kc_wall kc_user kc_sys < <(tail -n1 "$RUN/kcat-consume-time.txt")
+    kc_n=$(wc -l < "$RUN/kcat-consume.txt")
+    [ "$kc_n" -eq "$N_VAL" ] || note_broken "kcat read $kc_n of $N_VAL records"
+    awk -v n="$kc_n" -v w="$kc_wall" -v u="$kc_user" -v s="$kc_sys" 'BEGIN { if (w <= 0) w = 0.001
+        printf "  kcat consume                 %8.0fk rec/s  %6.3f CPU-s/Mrec (whole process, group-less, no transactions)  wall %.2f s\n",
+               n / w / 1e3, (u + s) * 1e6 / n, w }' | tee -a "$RUN/validator.txt"
+    for iv in ${BENCH_VALIDATOR_INTERVALS:-50 100 500 1000}; do
+        "$BUILD/bench/bench_validator" run --broker "$BROKER" --prefix "$VP" -n "$N_VAL" \
+            --interval "$iv" --results "$RESULTS" 2>&1 | tee -a "$RUN/validator.txt"
+        [ "${PIPESTATUS[0]}" -eq 0 ] || note_broken "validator bench at ${iv} ms"
+    done
+    awk -F'\t' -v n="$kc_n" -v w="$kc_wall" -v u="$kc_user" -v s="$kc_sys" '
+        $1 == "validator" && n > 0 { kr = n / w; kc = (u + s) * 1e6 / n
+            printf "  %-28s rec/s vs kcat %.2fx   CPU per record vs kcat %.1fx\n", $2, $9 / kr, ($12 / kc) }' \
+        "$RESULTS" | tee -a "$RUN/validator.txt"
+    if [ "$KEEP" != 1 ]; then
+        "$BUILD/bench/bench_produce" delete --broker "$BROKER" "${VP}payee.raw" "${VP}payee.valid" \
+            "${VP}payee.dlq" "${VP}payee.retry" "${VP}audit.events" >/dev/null 2>&1 ||
+            echo "bench: could not delete topics ${VP}* (harmless)" >&2
+    fi
+fi
+
+# ---- ingest: svc-ingest (file -> acknowledged) vs kcat producing the same records
+# BENCH_ONLY=ingest bench/run.sh BUILD   (BENCH_N_INGEST rows, 500000). Owner: svc-ingest.
+# Both sides: idempotent, acks=all, lz4. svc-ingest also writes one audit
+# event per row and a checkpoint per transaction (exactly-once), kcat only
+# the records: the ratio prices that work together with parsing and mapping.
+if [ "$ONLY" = ingest ]; then
+    echo
+    command -v kcat >/dev/null || { echo "bench: kcat not installed (make deps)" >&2; exit 2; }
+    [ -x "$BUILD/bin/svc-ingest" ] || { echo "bench: $BUILD/bin/svc-ingest missing (make BUILD=$BUILD all)" >&2; exit 2; }
+    wait_broker || exit 2
+    N_ING=${BENCH_N_INGEST:-500000}
+    # shellcheck disable=SC2086
+    if ! $CC $CFLAGS ${BENCH_CFLAGS:-} -Ilibcore/include $PKG_CFLAGS \
+            -DBENCH_PROTO_DIR="\"$ROOT/proto\"" -o "$BUILD/bench/bench_ingest" \
+            bench/bench_ingest.c bench/bench_common.c svc-ingest/reader.c svc-ingest/mapper.c \
+            "$CORE_A" $PKG_LIBS -lpthread -lm; then
+        echo "bench: building bench_ingest failed" >&2
+        exit 2
+    fi
+    IP=bench-ingest-$STAMP-$$
+    CSV=$RUN/ingest-payees.csv
+    "$BUILD/bench/bench_ingest" gen -n "$N_ING" --out "$CSV" | tee -a "$RUN/ingest.txt" || exit 2
+    "$BUILD/bench/bench_ingest" kcatfile --csv "$CSV" --batch-id "$IP" --out "$RUN/ingest-kcat.bin" \
+        --key-delim "$KCAT_KEY_DELIM" --delim "$KCAT_DELIM" > "$RUN/ingest-kcat.txt"
+    rc=$?
+    [ "$rc" -eq 0 ] || { [ "$rc" -eq 1 ] && note_broken "kcat input for ingest"; [ "$rc" -eq 1 ] || exit 2; }
+    n_kc=$(awk '$1=="records"{print $2}' "$RUN/ingest-kcat.txt")
+    csv_bytes=$(stat -c %s "$CSV")
+    TIMEFORMAT='%R %U %S'
+    { time "$BUILD/bin/svc-ingest" --dataset payee --batch-id "$IP" --topic "$IP.raw" \
+            --audit.topic "$IP.audit" --checkpoint.topic "$IP.ckpt" --http.port 0 --progress never \
+            --summary-json --log.level warn --kafka.bootstrap.servers "$BROKER" "$CSV" \
+            > "$RUN/ingest-summary.json" 2>"$RUN/ingest-svc.err"; } 2>"$RUN/ingest-time.txt"
+    rc=$?
+    read -r i_wall i_user i_sys < <(tail -n1 "$RUN/ingest-time.txt")
+    pub=$(sed -n 's/.*"published":\([0-9]*\).*/\1/p' "$RUN/ingest-summary.json")
+    [ "$rc" -eq 0 ] || note_broken "svc-ingest exited $rc (see $RUN/ingest-svc.err)"
+    [ "${pub:-0}" = "$N_ING" ] || note_broken "svc-ingest published ${pub:-?} of $N_ING rows"
+    { time kcat -F none -P -b "$BROKER" -t "$IP.kcat" "${KCAT_PROPS[@]}" \
+            -K "$KCAT_KEY_DELIM" -D "$KCAT_DELIM" -l "$RUN/ingest-kcat.bin" \
+            2>"$RUN/ingest-kcat.err"; } 2>"$RUN/ingest-kcat-time.txt"
+    rc=$?
+    read -r k_wall k_user k_sys < <(tail -n1 "$RUN/ingest-kcat-time.txt")
+    [ "$rc" -eq 0 ] || note_broken "kcat producer exited $rc (see $RUN/ingest-kcat.err)"
+    got=$(timeout 600 kcat -F none -C -b "$BROKER" -t "$IP.kcat" -o beginning -e -q -f 'x\n' 2>/dev/null | wc -l)
+    [ "$got" -eq "$n_kc" ] || note_broken "kcat topic holds $got of $n_kc records"
+    awk -v n="$N_ING" -v b="$csv_bytes" -v w="$i_wall" -v u="$i_user" -v s="$i_sys" \
+        -v kn="$n_kc" -v kw="$k_wall" -v ku="$k_user" -v ks="$k_sys" 'BEGIN {
+        if (w <= 0) w = 0.001; if (kw <= 0) kw = 0.001
+        printf "  svc-ingest  %8.0f rows/s  %6.3f CPU-s/Mrow (user %.2f s, sys %.2f s)  %5.1f MB/s of CSV  wall %.2f s  (file -> committed, + audit + checkpoints)\n",
+               n / w, (u + s) * 1e6 / n, u, s, b / w / 1e6, w
+        printf "  kcat        %8.0f rec/s   %6.3f CPU-s/Mrec (user %.2f s, sys %.2f s)  wall %.2f s  (same encoded records, acks=all)\n",
+               kn / kw, (ku + ks) * 1e6 / kn, ku, ks, kw
+        printf "  svc-ingest/kcat: rows/s %.2fx (above 1: svc-ingest faster), CPU per row %.2fx (above 1: svc-ingest costlier)\n",
+               (n / w) / (kn / kw), ((u + s) / n) / ((ku + ks) / kn)
+        printf "ingest\tsvc-ingest\t%d\t%d\t%.6f\t%.6f\t%.6f\t%.6f\t%.1f\t%.1f\t%.2f\t%.4f\tkcat\t%.6f\t%.3f\n",
+               n, b, w, u + s, u, s, n / w, w * 1e9 / n, b / w / 1e6, (u + s) * 1e6 / n, kw, w / kw > "/dev/stderr"
+    }' 2>>"$RESULTS" | tee -a "$RUN/ingest.txt"
+    if [ "$KEEP" != 1 ] && [ "$broken" -eq 0 ]; then
+        "$BUILD/bench/bench_produce" delete --broker "$BROKER" "$IP.raw" "$IP.audit" "$IP.ckpt" "$IP.kcat" \
+            >/dev/null 2>&1 || echo "bench: could not delete topics $IP.* (harmless)" >&2
+        rm -f "$CSV" "$RUN/ingest-kcat.bin"
+    fi
+fi
+
+# ---- cache_feeder: svc-cache-feeder's Redis path vs redis-benchmark SET -------
+# BENCH_ONLY=cache_feeder bench/run.sh BUILD   (BENCH_N_CACHE records, 200000;
+# BENCH_CACHE_DEPTH pipeline depth, 100; BENCH_REDIS_HOST/PORT, 127.0.0.1:6379).
+# Owner: svc-cache-feeder. The limit: redis-benchmark SET with the same
+# pipeline depth and value size, in the same run, against the same server.
+if [ "$ONLY" = cache_feeder ]; then
+    echo
+    command -v redis-benchmark >/dev/null || { echo "bench: redis-benchmark not installed" >&2; exit 2; }
+    N_CF=${BENCH_N_CACHE:-200000}
+    D_CF=${BENCH_CACHE_DEPTH:-100}
+    RH=${BENCH_REDIS_HOST:-127.0.0.1}
+    RP=${BENCH_REDIS_PORT:-6379}
+    # shellcheck disable=SC2086
+    if ! $CC $CFLAGS ${BENCH_CFLAGS:-} -Ilibcore/include $PKG_CFLAGS \
+            -DBENCH_PROTO_DIR="\"$ROOT/proto\"" -o "$BUILD/bench/bench_cache_feeder" \
+            bench/bench_cache_feeder.c bench/bench_common.c svc-cache-feeder/feeder.c \
+            "$CORE_A" $PKG_LIBS -lpthread -lm; then
+        echo "bench: building bench_cache_feeder failed" >&2
+        exit 2
+    fi
+    "$BUILD/bench/bench_cache_feeder" --n "$N_CF" --depth "$D_CF" --host "$RH" --port "$RP" \
+        --results "$RESULTS" > "$RUN/cache_feeder.txt"
+    [ $? -eq 0 ] || note_broken "cache_feeder bench"
+    grep -v '^RESULT\|^VALUE_SIZE' "$RUN/cache_feeder.txt"
+    vsize=$(awk -F'\t' '$1=="VALUE_SIZE"{print $2}' "$RUN/cache_feeder.txt")
+    TIMEFORMAT='%R %U %S'
+    { time redis-benchmark -h "$RH" -p "$RP" -t set -n "$N_CF" -P "$D_CF" -d "${vsize:-300}" -r 100000000 \
+            -c 1 --csv > "$RUN/redis-benchmark.csv" 2>&1; } 2>"$RUN/redis-benchmark-time.txt"
+    read -r rb_wall rb_user rb_sys < <(tail -n1 "$RUN/redis-benchmark-time.txt")
+    rb_rps=$(awk -F'"' '$2=="SET"{print $4}' "$RUN/redis-benchmark.csv")
+    awk -v n="$N_CF" -v d="$D_CF" -v vs="${vsize:-300}" -v rps="${rb_rps:-0}" -v u="$rb_user" -v s="$rb_sys" \
+        -F'\t' 'BEGIN { printf "  redis-benchmark SET -P %d -d %d -c 1   %10.0f ops/s  %7.3f CPU-s/Mrec (client)\n", d, vs, rps, (u + s) * 1e6 / n }
+        $1 == "RESULT" && rps > 0 && $2 != "prepare" {
+            printf "  cache_feeder %-8s / redis-benchmark SET: ops/s %.2fx, CPU per record %.1fx\n", $2, $3 / rps, $4 / ((u + s) * 1e6 / n) }' \
+        "$RUN/cache_feeder.txt" | tee -a "$RUN/cache_feeder.txt"
+    # End to end: the svc-cache-feeder binary from Kafka to Redis (audit on),
+    # timed from start until every record's version is in Redis.
+    if [ -x "$BUILD/bin/svc-cache-feeder" ] && wait_broker; then
+        CFP=benchcf$STAMP$$
+        "$BUILD/bench/bench_cache_feeder" fill --broker "$BROKER" --topic "account_setting.valid.$CFP" --n "$N_CF" ||
+            note_broken "cache_feeder fill"
+        t0=$(date +%s.%N)
+        "$BUILD/bin/svc-cache-feeder" --dataset account_setting --topic.template "{dataset}.valid.$CFP" \
+            --cache.prefix "$CFP" --group.id "$CFP" --audit.topic "$CFP.audit" --http.port 0 \
+            --redis.host "$RH" --redis.port "$RP" --batch.size "$D_CF" --log.level warn \
+            --kafka.bootstrap.servers "$BROKER" 2>"$RUN/cache_feeder-svc.err" &
+        cfpid=$!
+        deadline=$(( $(date +%s) + 600 ))
+        got=0
+        while [ "$(date +%s)" -lt "$deadline" ] && kill -0 "$cfpid" 2>/dev/null; do
+            got=$(redis-cli -h "$RH" -p "$RP" HLEN "$CFP#meta:account_setting" 2>/dev/null || echo 0)
+            [ "${got:-0}" -ge "$N_CF" ] && break
+            sleep 0.05
+        done
+        t1=$(date +%s.%N)
+        read -r ut st < <(awk '{print $14, $15}' "/proc/$cfpid/stat" 2>/dev/null || echo "0 0")
+        kill -TERM "$cfpid" 2>/dev/null; wait "$cfpid"
+        [ "${got:-0}" -ge "$N_CF" ] || note_broken "svc-cache-feeder cached ${got:-0} of $N_CF"
+        awk -v n="$N_CF" -v t0="$t0" -v t1="$t1" -v ut="$ut" -v st="$st" -v hz="$(getconf CLK_TCK)" -v rps="${rb_rps:-0}" \
+            'BEGIN { w = t1 - t0; printf "  svc-cache-feeder end to end  %10.0f ops/s  %7.3f CPU-s/Mrec (service process, audit on, start-up included)  wall %.2f s\n", n / w, (ut + st) / hz * 1e6 / n, w
+                     if (rps > 0) printf "  svc-cache-feeder end to end / redis-benchmark SET: ops/s %.2fx\n", n / w / rps }' |
+            tee -a "$RUN/cache_feeder.txt"
+        redis-cli -h "$RH" -p "$RP" --scan --pattern "$CFP*" | xargs -r -n 1000 redis-cli -h "$RH" -p "$RP" UNLINK >/dev/null
+        if [ "$KEEP" != 1 ] && [ -x "$BUILD/bench/bench_produce" ]; then
+            "$BUILD/bench/bench_produce" delete --broker "$BROKER" "account_setting.valid.$CFP" "$CFP.audit" \
+                >/dev/null 2>&1 || true
+        fi
+    fi
+fi
+
+# ---- persister: svc-persister vs psql \copy (PostgreSQL) and insert_many (MongoDB)
+# BENCH_ONLY=persister bench/run.sh BUILD   (BENCH_N_PERSISTER rows, 100000;
+# BENCH_N_PERSISTER_MONGO documents, 10000). Owner: svc-persister.
+if [ "$ONLY" = persister ]; then
+    echo
+    wait_broker || exit 2
+    # shellcheck disable=SC2086
+    if ! $CC $CFLAGS ${BENCH_CFLAGS:-} -Ilibcore/include $PKG_CFLAGS $(pkg-config --cflags libmongoc-1.0) \
+            -DBENCH_PROTO_DIR="\"$ROOT/proto\"" -o "$BUILD/bench/bench_persister" \
+            bench/bench_persister.c bench/bench_common.c "$CORE_A" $PKG_LIBS \
+            $(pkg-config --libs libmongoc-1.0) -lpthread -lm; then
+        echo "bench: building bench_persister failed" >&2
+        exit 2
+    fi
+    bench/bench_persister.sh "$BUILD" "$RUN" | tee -a "$RUN/persister.txt"
+    [ "${PIPESTATUS[0]}" -eq 0 ] || note_broken "persister bench"
+fi
+
 # ---- summary -----------------------------------------------------------------
 
 {
@@ -217,3 +416,4 @@ fi
 } | tee -a "$RUN/summary.txt"
 
 exit "$broken"
+

@@ -1,0 +1,725 @@
+/* persister.c — the work loop: consume <dataset>.valid, buffer up to
+ * batch.size records or batch.timeout.ms, write the batch to the sink, send
+ * refused rows to <dataset>.dlq and audit events, then commit the offsets.
+ * A database outage pauses consumption and retries with backoff behind a
+ * circuit breaker; the buffer never grows beyond batch.size. */
+#include "persister.h"
+
+#include "tributary/core_audit.h"
+#include "tributary/core_kafka.h"
+#include "tributary/core_lifecycle.h"
+#include "tributary/core_log.h"
+#include "tributary/core_metrics.h"
+#include "tributary/core_redis.h"
+#include "tributary/core_retry.h"
+#include "tributary/core_service.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <uuid/uuid.h>
+
+typedef struct pstate {
+    const struct persister_conf *conf;
+    core_service_t *svc;
+    const core_avro_catalog_t *cat;
+    pers_dataset *ds;
+    size_t nds;
+    pers_sink *sink;
+    core_kafka_consumer_t *consumer;
+    core_kafka_producer_t *producer;
+    core_audit_t *audit;
+    core_breaker_t *breaker;
+    core_backoff backoff;
+    pers_record **recs;
+    char **backup_keys; /* parallel to recs when the backup is on */
+    size_t n;
+    int64_t first_ms;
+    bool paused;
+    int attempt;
+    int64_t next_try_ms;
+    core_redis_t *redis;
+    bool redis_ok;
+    /* metrics */
+    core_metric_family_t *m_rows, *m_retries, *m_batch, *m_flush, *m_depth, *m_backup_err,
+        *m_dead;
+} pstate;
+
+static const double batch_buckets[] = { 1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000 };
+
+static void metrics_init(pstate *st)
+{
+    core_metrics_t *m = core_metrics_global();
+    static const char *const ds_sink_outcome[] = { "dataset", "sink", "outcome", NULL };
+    static const char *const sink_l[] = { "sink", NULL };
+    static const char *const ds_l[] = { "dataset", NULL };
+    st->m_rows = core_metrics_family(m, CORE_METRIC_COUNTER, "tributary_persister_rows_total",
+                                     "Records handled by the sink: written, stale, dead",
+                                     ds_sink_outcome, NULL, 0, NULL, 0);
+    st->m_retries = core_metrics_family(m, CORE_METRIC_COUNTER,
+                                        "tributary_persister_retries_total",
+                                        "Batch writes retried after a database failure", sink_l,
+                                        NULL, 0, NULL, 0);
+    st->m_batch = core_metrics_family(m, CORE_METRIC_HISTOGRAM,
+                                      "tributary_persister_batch_size_records",
+                                      "Records per flushed batch", sink_l, batch_buckets,
+                                      CORE_ARRAY_SIZE(batch_buckets), NULL, 0);
+    st->m_flush = core_metrics_family(m, CORE_METRIC_HISTOGRAM,
+                                      "tributary_persister_flush_seconds",
+                                      "Time to write a batch, publish DLQ and audit, commit",
+                                      sink_l, NULL, 0, NULL, 0);
+    st->m_depth = core_metrics_family(m, CORE_METRIC_GAUGE, "tributary_persister_buffer_records",
+                                      "Records buffered, not yet written", NULL, NULL, 0, NULL,
+                                      0);
+    st->m_backup_err = core_metrics_family(m, CORE_METRIC_COUNTER,
+                                           "tributary_persister_backup_errors_total",
+                                           "Redis buffer backup failures (memory only meanwhile)",
+                                           NULL, NULL, 0, NULL, 0);
+    st->m_dead = core_metrics_family(m, CORE_METRIC_COUNTER, "tributary_persister_dlq_total",
+                                     "Records sent to the dead-letter topic", ds_l, NULL, 0,
+                                     NULL, 0);
+}
+
+static void set_depth(pstate *st)
+{
+    core_metric_set(core_metrics_series(st->m_depth, NULL), (double)st->n);
+}
+
+/* ---- Redis backup of the buffer (seed 004) ------------------------------ */
+
+static void backup_error(pstate *st, const char *what, const char *err)
+{
+    core_metric_inc(core_metrics_series(st->m_backup_err, NULL));
+    if (st->redis_ok)
+        core_log_warn("redis buffer backup failing: keeping the buffer in memory only",
+                      CLF_S("op", what), CLF_S("error", err));
+    st->redis_ok = false;
+}
+
+/* Mirror records [from, n) in Redis, one hash per record, pipelined. */
+static void backup_add(pstate *st, size_t from)
+{
+    if (!st->redis || from >= st->n)
+        return;
+    const char *inst = core_service_common(st->svc)->instance_id;
+    for (size_t i = from; i < st->n; i++) {
+        pers_record *r = st->recs[i];
+        uuid_t u;
+        char us[40], key[300], part[16], off[24];
+        uuid_generate(u);
+        uuid_unparse_lower(u, us);
+        snprintf(key, sizeof(key), "msg:buffer:%s:%s", inst, us);
+        free(st->backup_keys[i]);
+        st->backup_keys[i] = strdup(key);
+        snprintf(part, sizeof(part), "%d", (int)r->partition);
+        snprintf(off, sizeof(off), "%lld", (long long)r->offset);
+        const char *argv[] = { "HSET", key, "topic", r->topic, "partition", part, "offset", off,
+                               "key", r->kkey, "value", r->value };
+        size_t lens[] = { 4, strlen(key), 5, strlen(r->topic), 9, strlen(part), 6, strlen(off),
+                          3, r->kkeylen, 5, r->vallen };
+        core_redis_append_argv(st->redis, 12, argv, lens);
+    }
+    char err[256];
+    redisReply **rep = NULL;
+    size_t nrep = 0;
+    if (core_redis_pipeline_exec(st->redis, &rep, &nrep, err, sizeof(err)) != CORE_OK) {
+        backup_error(st, "mirror", err);
+        return;
+    }
+    core_redis_replies_free(rep, nrep);
+    if (!st->redis_ok)
+        core_log_info("redis buffer backup working again");
+    st->redis_ok = true;
+}
+
+static void backup_del_keys(pstate *st, char **keys, size_t n)
+{
+    if (!st->redis)
+        return;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!keys[i])
+            continue;
+        const char *argv[] = { "DEL", keys[i] };
+        core_redis_append_argv(st->redis, 2, argv, NULL);
+        k++;
+    }
+    if (!k)
+        return;
+    char err[256];
+    redisReply **rep = NULL;
+    size_t nrep = 0;
+    if (core_redis_pipeline_exec(st->redis, &rep, &nrep, err, sizeof(err)) != CORE_OK)
+        backup_error(st, "delete", err);
+    else
+        core_redis_replies_free(rep, nrep);
+}
+
+static pers_dataset *ds_by_topic(pstate *st, const char *topic)
+{
+    for (size_t i = 0; i < st->nds; i++)
+        if (!strcmp(st->ds[i].topic_valid, topic))
+            return &st->ds[i];
+    return NULL;
+}
+
+/* ---- the batch ---------------------------------------------------------- */
+
+static void drop_buffer(pstate *st, const char *why)
+{
+    if (st->n)
+        core_log_warn("dropping the buffer: its records will be redelivered", CLF_S("why", why),
+                      CLF_I("records", st->n));
+    for (size_t i = 0; i < st->n; i++) {
+        pers_record_clear(st->recs[i]);
+        free(st->recs[i]);
+        st->recs[i] = NULL;
+    }
+    /* the Redis copies stay: they are read back on the next start */
+    for (size_t i = 0; st->backup_keys && i < st->n; i++) {
+        free(st->backup_keys[i]);
+        st->backup_keys[i] = NULL;
+    }
+    st->n = 0;
+    set_depth(st);
+}
+
+static void emit_dlq(pstate *st, pers_record *r)
+{
+    char part[16], off[24], err[256];
+    snprintf(part, sizeof(part), "%d", (int)r->partition);
+    snprintf(off, sizeof(off), "%lld", (long long)r->offset);
+    const char *msg = r->error ? r->error : "refused";
+    const char *exc = !strcmp(r->error_class, "poison") ? "tributary.persister.PoisonRecord"
+                                                        : "tributary.persister.RowRefused";
+    core_kafka_header h[] = {
+        { "__connect.errors.topic", r->topic, strlen(r->topic) },
+        { "__connect.errors.partition", part, strlen(part) },
+        { "__connect.errors.offset", off, strlen(off) },
+        { "__connect.errors.stage", "SINK_DATABASE_WRITE", 19 },
+        { "__connect.errors.class.name", "svc-persister", 13 },
+        { "__connect.errors.exception.class.name", exc, strlen(exc) },
+        { "__connect.errors.exception.message", msg, strlen(msg) },
+        { "tb.error.class", r->error_class, strlen(r->error_class) },
+    };
+    core_err_t e = core_kafka_produce(st->producer, r->ds->topic_dlq, r->kkey, r->kkeylen,
+                                      r->value, r->vallen, h, CORE_ARRAY_SIZE(h), NULL, err,
+                                      sizeof(err));
+    if (e != CORE_OK)
+        core_log_error("dead-letter produce failed", CLF_S("topic", r->ds->topic_dlq),
+                       CLF_S("error", err));
+    core_metric_inc(core_metrics_series1(st->m_dead, r->ds->name));
+}
+
+static void emit_audit(pstate *st, pers_record *r)
+{
+    char id[200], err[256];
+    core_audit_event ev = CORE_AUDIT_EVENT_INIT;
+    if (r->id) {
+        ev.id = r->id;
+    } else {
+        snprintf(id, sizeof(id), "%s/%d/%lld", r->topic, (int)r->partition, (long long)r->offset);
+        ev.id = id;
+    }
+    ev.key = r->key;
+    ev.dataset = r->ds->name;
+    ev.batch_id = r->batch_id ? r->batch_id : "";
+    ev.outcome = r->fate == PERS_WRITTEN ? "persisted"
+                 : r->fate == PERS_STALE ? "stale_skipped"
+                                         : "dead";
+    ev.digest = &r->digest;
+    ev.topic = r->topic;
+    ev.partition = r->partition;
+    ev.offset = r->offset;
+    ev.reason = r->fate == PERS_DEAD ? r->error : NULL;
+    ev.version = r->id ? r->version : CORE_AUDIT_NONE;
+    if (core_audit_emit(st->audit, &ev, err, sizeof(err)) != CORE_OK)
+        core_log_error("audit produce failed", CLF_S("error", err));
+}
+
+/* Write every dataset's part of the buffer. PERS_RETRY: nothing may be
+ * committed (the database writes done are idempotent and will be redone). */
+static pers_res_t write_all(pstate *st, char *errstr, size_t errstr_size)
+{
+    pers_record **sub = malloc((st->n ? st->n : 1) * sizeof(*sub));
+    if (!sub) {
+        core_errstr(errstr, errstr_size, "out of memory");
+        return PERS_RETRY;
+    }
+    pers_res_t res = PERS_OK;
+    for (size_t d = 0; d < st->nds && res == PERS_OK; d++) {
+        size_t m = 0;
+        for (size_t i = 0; i < st->n; i++) {
+            pers_record *r = st->recs[i];
+            if (r->ds != &st->ds[d])
+                continue;
+            if (r->fate != PERS_DEAD || r->id) { /* decoded records start over */
+                r->fate = PERS_PENDING;
+                free(r->error);
+                r->error = NULL;
+            }
+            sub[m++] = r;
+        }
+        size_t nops = 0;
+        pers_op *ops = pers_reduce(sub, m, &nops);
+        if (nops && !ops) {
+            res = PERS_RETRY;
+            core_errstr(errstr, errstr_size, "out of memory");
+            break;
+        }
+        if (nops)
+            res = st->sink->write(st->sink, &st->ds[d], ops, nops, errstr, errstr_size);
+        if (res == PERS_OK) {
+            for (size_t i = 0; i < nops; i++) {
+                pers_op *op = &ops[i];
+                if (!op->primary) {
+                    if (op->fate == PERS_DEAD && op->rec->fate != PERS_DEAD) {
+                        op->rec->fate = PERS_DEAD;
+                        snprintf(op->rec->error_class, sizeof(op->rec->error_class), "invalid");
+                        op->rec->error = op->error;
+                        op->error = NULL;
+                    }
+                    continue;
+                }
+                if (op->rec->fate == PERS_DEAD)
+                    continue;
+                op->rec->fate = op->fate;
+                if (op->fate == PERS_DEAD) {
+                    snprintf(op->rec->error_class, sizeof(op->rec->error_class), "invalid");
+                    free(op->rec->error);
+                    op->rec->error = op->error;
+                    op->error = NULL;
+                }
+            }
+            for (size_t i = 0; i < m; i++)
+                if (sub[i]->fate == PERS_PENDING)
+                    sub[i]->fate = PERS_WRITTEN; /* its winning op was the moved-key delete */
+        }
+        for (size_t i = 0; i < nops; i++)
+            free(ops[i].error);
+        free(ops);
+    }
+    free(sub);
+    return res;
+}
+
+/* Flush the buffer: database, DLQ, audit, offsets. */
+static pers_res_t flush(pstate *st, char *errstr, size_t errstr_size)
+{
+    if (st->n == 0)
+        return PERS_OK;
+    int64_t now = core_mono_ms();
+    if (!core_breaker_allow(st->breaker, now)) {
+        core_errstr(errstr, errstr_size, "circuit open: %s database calls refused for %lld ms",
+                    st->sink->name, (long long)core_breaker_wait_ms(st->breaker, now));
+        return PERS_RETRY;
+    }
+    double t0 = core_mono_s();
+    pers_res_t r = write_all(st, errstr, errstr_size);
+    if (r != PERS_OK) {
+        core_breaker_failure(st->breaker, core_mono_ms());
+        return r;
+    }
+    core_breaker_success(st->breaker, core_mono_ms());
+
+    uint64_t failed0 = core_kafka_producer_failed(st->producer);
+    for (size_t i = 0; i < st->n; i++) {
+        pers_record *rec = st->recs[i];
+        if (rec->fate == PERS_DEAD)
+            emit_dlq(st, rec);
+        emit_audit(st, rec);
+        const char *o = rec->fate == PERS_WRITTEN ? "written"
+                        : rec->fate == PERS_STALE ? "stale"
+                                                  : "dead";
+        const char *lv[] = { rec->ds->name, st->sink->name, o, NULL };
+        core_metric_inc(core_metrics_series(st->m_rows, lv));
+    }
+    size_t left = core_kafka_producer_flush(st->producer, 30000);
+    if (left > 0 || core_kafka_producer_failed(st->producer) != failed0) {
+        core_errstr(errstr, errstr_size,
+                    "dead-letter or audit records not delivered (%zu outstanding): the batch "
+                    "will be written again",
+                    left);
+        return PERS_RETRY;
+    }
+
+    rd_kafka_topic_partition_list_t *offs = rd_kafka_topic_partition_list_new((int)st->n);
+    for (size_t i = 0; i < st->n; i++) {
+        rd_kafka_topic_partition_t *p = rd_kafka_topic_partition_list_find(
+            offs, st->recs[i]->topic, st->recs[i]->partition);
+        if (!p)
+            p = rd_kafka_topic_partition_list_add(offs, st->recs[i]->topic,
+                                                  st->recs[i]->partition),
+            p->offset = -1;
+        if (st->recs[i]->offset + 1 > p->offset)
+            p->offset = st->recs[i]->offset + 1;
+    }
+    core_err_t ce = CORE_OK;
+    char cerr[256] = "";
+    for (int attempt = 0; attempt < 3; attempt++) {
+        ce = core_kafka_consumer_commit_offsets(st->consumer, offs, cerr, sizeof(cerr));
+        if (ce != CORE_ERR_TRANSIENT)
+            break;
+    }
+    rd_kafka_topic_partition_list_destroy(offs);
+    size_t nrec = st->n;
+    if (ce != CORE_OK) {
+        /* the next owner of the partitions re-reads them: idempotent writes */
+        core_log_warn("offset commit failed after the database commit: records will be "
+                      "redelivered and written again (idempotent)",
+                      CLF_S("error", cerr));
+    }
+    if (st->backup_keys)
+        backup_del_keys(st, st->backup_keys, st->n);
+    core_metric_observe(core_metrics_series1(st->m_batch, st->sink->name), (double)nrec);
+    core_metric_observe(core_metrics_series1(st->m_flush, st->sink->name), core_mono_s() - t0);
+    core_log_debug("batch written", CLF_I("records", nrec), CLF_D("seconds", core_mono_s() - t0));
+    st->n = 0;
+    for (size_t i = 0; i < nrec; i++) {
+        pers_record_clear(st->recs[i]);
+        free(st->recs[i]);
+        st->recs[i] = NULL;
+        if (st->backup_keys) {
+            free(st->backup_keys[i]);
+            st->backup_keys[i] = NULL;
+        }
+    }
+    set_depth(st);
+    return PERS_OK;
+}
+
+/* A failed flush: pause, schedule the next try. */
+static void flush_failed(pstate *st, const char *err)
+{
+    char e2[256];
+    st->attempt++;
+    int64_t d = core_backoff_delay_ms(&st->backoff, st->attempt);
+    int64_t w = core_breaker_wait_ms(st->breaker, core_mono_ms());
+    if (w > d)
+        d = w;
+    st->next_try_ms = core_mono_ms() + d;
+    core_metric_inc(core_metrics_series1(st->m_retries, st->sink->name));
+    core_log_warn("database write failed: consumption paused, retrying", CLF_S("sink", st->sink->name),
+                  CLF_S("error", err), CLF_I("attempt", st->attempt), CLF_I("retry_in_ms", d));
+    if (!st->paused) {
+        if (core_kafka_consumer_pause(st->consumer, NULL, 0, e2, sizeof(e2)) == CORE_OK)
+            st->paused = true;
+    }
+}
+
+static void flush_ok(pstate *st)
+{
+    char e2[256];
+    if (st->attempt)
+        core_log_info("database writes succeed again: consumption resumed",
+                      CLF_S("sink", st->sink->name), CLF_I("attempts", st->attempt));
+    st->attempt = 0;
+    st->next_try_ms = 0;
+    if (st->paused &&
+        core_kafka_consumer_resume(st->consumer, NULL, 0, e2, sizeof(e2)) == CORE_OK)
+        st->paused = false;
+}
+
+static void on_revoke(core_kafka_consumer_t *c, const rd_kafka_topic_partition_list_t *parts,
+                      bool lost, void *user)
+{
+    (void)c;
+    (void)parts;
+    pstate *st = user;
+    char err[512];
+    if (st->n == 0)
+        return;
+    if (!lost && !st->paused && flush(st, err, sizeof(err)) == PERS_OK)
+        return;
+    drop_buffer(st, lost ? "partitions lost" : "partitions revoked before the batch was written");
+}
+
+/* ---- restore from the Redis backup -------------------------------------- */
+
+static void restore_backup(pstate *st)
+{
+    const char *inst = core_service_common(st->svc)->instance_id;
+    char pattern[300], err[256];
+    snprintf(pattern, sizeof(pattern), "msg:buffer:%s:*", inst);
+    char cursor[32] = "0";
+    size_t restored = 0;
+    do {
+        redisReply *rep = core_redis_command(st->redis, err, sizeof(err), "SCAN %s MATCH %s COUNT 1000",
+                                             cursor, pattern);
+        if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) {
+            backup_error(st, "restore", rep ? "unexpected SCAN reply" : err);
+            if (rep)
+                freeReplyObject(rep);
+            return;
+        }
+        snprintf(cursor, sizeof(cursor), "%s", rep->element[0]->str);
+        redisReply *keys = rep->element[1];
+        for (size_t i = 0; i < keys->elements; i++) {
+            const char *k = keys->element[i]->str;
+            redisReply *h = core_redis_command(st->redis, err, sizeof(err), "HGETALL %s", k);
+            if (!h || h->type != REDIS_REPLY_ARRAY) {
+                if (h)
+                    freeReplyObject(h);
+                continue;
+            }
+            const char *topic = NULL, *kk = "", *vv = "";
+            size_t kl = 0, vl = 0;
+            long long part = 0, off = 0;
+            for (size_t j = 0; j + 1 < h->elements; j += 2) {
+                const char *f = h->element[j]->str;
+                redisReply *v = h->element[j + 1];
+                if (!strcmp(f, "topic"))
+                    topic = v->str;
+                else if (!strcmp(f, "partition"))
+                    part = strtoll(v->str, NULL, 10);
+                else if (!strcmp(f, "offset"))
+                    off = strtoll(v->str, NULL, 10);
+                else if (!strcmp(f, "key"))
+                    kk = v->str, kl = (size_t)v->len;
+                else if (!strcmp(f, "value"))
+                    vv = v->str, vl = (size_t)v->len;
+            }
+            pers_dataset *ds = topic ? ds_by_topic(st, topic) : NULL;
+            if (ds && st->n < (size_t)st->conf->batch_size) {
+                pers_record *r = calloc(1, sizeof(*r));
+                if (r && pers_record_decode(r, ds, st->cat, topic, (int32_t)part, off, kk, kl, vv,
+                                            vl) == 0) {
+                    st->recs[st->n] = r;
+                    st->backup_keys[st->n] = strdup(k);
+                    st->n++;
+                    restored++;
+                } else {
+                    free(r);
+                }
+            }
+            freeReplyObject(h);
+            if (st->n >= (size_t)st->conf->batch_size) {
+                /* write what we have (no offsets to commit for these: they
+                 * are written again when Kafka redelivers them) */
+                break;
+            }
+        }
+        freeReplyObject(rep);
+        if (st->n > 0) {
+            for (;;) {
+                pers_res_t r = write_all(st, err, sizeof(err));
+                if (r == PERS_OK)
+                    break;
+                if (core_lifecycle_wait(core_backoff_delay_ms(&st->backoff, 1)))
+                    return;
+            }
+            backup_del_keys(st, st->backup_keys, st->n);
+            drop_buffer(st, "restored");
+        }
+    } while (strcmp(cursor, "0") != 0);
+    if (restored)
+        core_log_info("buffer restored from redis and written", CLF_I("records", restored));
+}
+
+/* ---- the loop ------------------------------------------------------------ */
+
+static void handle_message(pstate *st, rd_kafka_message_t *m)
+{
+    char err[256];
+    const char *topic = rd_kafka_topic_name(m->rkt);
+    pers_dataset *ds = ds_by_topic(st, topic);
+    if (!ds)
+        return;
+    if (st->n >= (size_t)st->conf->batch_size || st->paused) {
+        /* fetched before the pause took effect: read it again later */
+        core_kafka_consumer_seek(st->consumer, topic, m->partition, m->offset, 5000, err,
+                                 sizeof(err));
+        return;
+    }
+    pers_record *r = calloc(1, sizeof(*r));
+    if (!r || pers_record_decode(r, ds, st->cat, topic, m->partition, m->offset, m->key,
+                                 m->key_len, m->payload, m->len) != 0) {
+        free(r);
+        core_kafka_consumer_seek(st->consumer, topic, m->partition, m->offset, 5000, err,
+                                 sizeof(err));
+        return;
+    }
+    if (r->fate == PERS_DEAD)
+        core_log_warn("record cannot be decoded: to the dead-letter topic", CLF_S("topic", topic),
+                      CLF_I("partition", m->partition), CLF_I("offset", m->offset),
+                      CLF_S("error", r->error));
+    if (st->n == 0)
+        st->first_ms = core_mono_ms();
+    st->recs[st->n++] = r;
+}
+
+int persister_loop(core_service_t *svc, const struct persister_conf *conf, pers_dataset *ds,
+                   size_t nds, pers_sink *sink)
+{
+    pstate st = { 0 };
+    char err[512];
+    int rc = 0;
+    const core_config_t *cfg = core_service_config(svc);
+
+    st.conf = conf;
+    st.svc = svc;
+    st.cat = core_service_catalog(svc);
+    st.ds = ds;
+    st.nds = nds;
+    st.sink = sink;
+    st.backoff = (core_backoff){ conf->retry_base_ms, conf->retry_max_ms, 2.0, 0.5, 0 };
+    metrics_init(&st);
+    st.recs = calloc((size_t)conf->batch_size, sizeof(*st.recs));
+    if (conf->backup_enabled)
+        st.backup_keys = calloc((size_t)conf->batch_size, sizeof(*st.backup_keys));
+    char bname[64];
+    snprintf(bname, sizeof(bname), "persister_%s", sink->name);
+    st.breaker = core_breaker_new(bname, (int)conf->breaker_threshold, conf->breaker_open_ms, 1);
+    if (!st.recs || !st.breaker || (conf->backup_enabled && !st.backup_keys)) {
+        core_log_error("out of memory");
+        rc = CORE_EX_SOFTWARE;
+        goto out;
+    }
+
+    /* the same default as the readiness check (ARCHITECTURE.md) */
+    static const core_kafka_prop kdefaults[] = { { "bootstrap.servers", "127.0.0.1:9092" } };
+    core_kafka_producer_opts po = { .cfg = cfg, .defaults = kdefaults, .ndefaults = 1 };
+    st.producer = core_kafka_producer_new(&po, err, sizeof(err));
+    if (!st.producer) {
+        rc = core_service_config_error(svc, err);
+        goto out;
+    }
+    st.audit = core_audit_new(st.producer, st.cat, conf->audit_topic, "persister", err,
+                              sizeof(err));
+    if (!st.audit) {
+        rc = core_service_config_error(svc, err);
+        goto out;
+    }
+    if (conf->backup_enabled) {
+        core_redis_opts ro = { .host = conf->redis_host, .port = (int)conf->redis_port,
+                               .password = conf->redis_password, .db = (int)conf->redis_db };
+        st.redis = core_redis_new(&ro, err, sizeof(err));
+        if (!st.redis) {
+            rc = core_service_config_error(svc, err);
+            goto out;
+        }
+        st.redis_ok = true;
+        restore_backup(&st);
+    }
+
+    char group[256];
+    if (conf->group_id && *conf->group_id)
+        snprintf(group, sizeof(group), "%s", conf->group_id);
+    else
+        snprintf(group, sizeof(group), "svc-persister-%s", sink->name);
+    core_kafka_consumer_opts co = { .cfg = cfg, .defaults = kdefaults, .ndefaults = 1,
+                                    .on_revoke = on_revoke, .hook_user = &st };
+    if (!core_config_kafka_lookup(cfg, "group.id"))
+        co.group_id = group;
+    st.consumer = core_kafka_consumer_new(&co, err, sizeof(err));
+    if (!st.consumer) {
+        rc = core_service_config_error(svc, err);
+        goto out;
+    }
+    const char **topics = calloc(nds, sizeof(*topics));
+    if (!topics) {
+        rc = CORE_EX_SOFTWARE;
+        goto out;
+    }
+    for (size_t i = 0; i < nds; i++)
+        topics[i] = ds[i].topic_valid;
+    core_err_t e = core_kafka_consumer_subscribe(st.consumer, topics, nds, err, sizeof(err));
+    free(topics);
+    if (e != CORE_OK) {
+        core_log_error("subscribe failed", CLF_S("error", err));
+        rc = CORE_EX_UNAVAILABLE;
+        goto out;
+    }
+    core_log_info("started", CLF_S("sink", sink->name), CLF_I("datasets", nds),
+                  CLF_I("batch_size", conf->batch_size),
+                  CLF_I("batch_timeout_ms", conf->batch_timeout_ms),
+                  CLF_B("buffer_backup", conf->backup_enabled));
+
+    while (!core_lifecycle_stopping()) {
+        int64_t now = core_mono_ms();
+        bool due = st.n > 0 && (st.n >= (size_t)conf->batch_size ||
+                                now - st.first_ms >= conf->batch_timeout_ms);
+        if (st.paused || st.attempt)
+            due = now >= st.next_try_ms;
+        if (due) {
+            if (st.n == 0) {
+                /* paused with nothing buffered (revoked meanwhile): probe */
+                if (sink->ping(sink))
+                    flush_ok(&st);
+                else
+                    flush_failed(&st, "database unreachable");
+            } else if (flush(&st, err, sizeof(err)) == PERS_OK) {
+                flush_ok(&st);
+            } else {
+                flush_failed(&st, err);
+            }
+            continue;
+        }
+        int64_t wait = 100;
+        if (st.n > 0 && !st.paused) {
+            int64_t left = conf->batch_timeout_ms - (now - st.first_ms);
+            if (left < wait)
+                wait = left < 0 ? 0 : left;
+        }
+        if (st.paused && st.next_try_ms - now < wait)
+            wait = st.next_try_ms - now < 0 ? 0 : st.next_try_ms - now;
+        size_t before = st.n;
+        rd_kafka_message_t *m = core_kafka_consumer_poll(st.consumer, (int)wait);
+        if (m) {
+            if (!m->err)
+                handle_message(&st, m);
+            else if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
+                rd_kafka_message_destroy(m);
+                core_log_error("consumer fatal error: stopping");
+                rc = CORE_EX_SOFTWARE;
+                break;
+            }
+            rd_kafka_message_destroy(m);
+            /* drain what is already fetched without waiting */
+            while (st.n < (size_t)conf->batch_size && !st.paused &&
+                   (m = core_kafka_consumer_poll(st.consumer, 0))) {
+                if (!m->err)
+                    handle_message(&st, m);
+                rd_kafka_message_destroy(m);
+            }
+        }
+        if (st.n > before) {
+            if (st.backup_keys)
+                backup_add(&st, before);
+            set_depth(&st);
+        }
+        core_kafka_producer_poll(st.producer, 0);
+    }
+
+    /* drain: write what is buffered within the grace period */
+    while (st.n > 0 && core_lifecycle_remaining_ms() > 0) {
+        if (flush(&st, err, sizeof(err)) == PERS_OK)
+            break;
+        core_log_warn("final flush failed", CLF_S("error", err));
+        if (core_lifecycle_forced())
+            break;
+        int64_t d = core_backoff_delay_ms(&st.backoff, ++st.attempt);
+        int64_t left = core_lifecycle_remaining_ms();
+        struct timespec ts = { (d < left ? d : left) / 1000, ((d < left ? d : left) % 1000) * 1000000 };
+        nanosleep(&ts, NULL);
+    }
+    if (st.n > 0)
+        core_log_warn("stopping with records not written: they will be redelivered",
+                      CLF_I("records", st.n));
+    core_kafka_consumer_close(st.consumer, err, sizeof(err));
+    core_log_info("stopping", CLF_I("signal", core_lifecycle_signal()));
+out:
+    drop_buffer(&st, "stopping");
+    core_kafka_consumer_free(st.consumer);
+    core_audit_free(st.audit);
+    if (st.producer)
+        core_kafka_producer_flush(st.producer, 5000);
+    core_kafka_producer_free(st.producer);
+    core_redis_free(st.redis);
+    core_breaker_free(st.breaker);
+    free(st.recs);
+    free(st.backup_keys);
+    return rc;
+}

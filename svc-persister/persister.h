@@ -1,0 +1,183 @@
+/* persister.h — svc-persister's own types: the configuration, a decoded
+ * record ready for a sink, a batch, and the sink interface (PostgreSQL,
+ * MongoDB). Nothing here is shared with another service. */
+#ifndef SVC_PERSISTER_H
+#define SVC_PERSISTER_H
+
+#include "tributary/core_avro.h"
+#include "tributary/core_config.h"
+#include "tributary/core_digest.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct cJSON;
+
+struct persister_conf {
+    core_cfg_list datasets;
+    char *sink;
+    int64_t batch_size;
+    int64_t batch_timeout_ms;
+    char *group_id;
+    char *topic_valid_suffix;
+    char *topic_dlq_suffix;
+    char *audit_topic;
+    bool create_tables;
+    /* PostgreSQL */
+    char *pg_conninfo;
+    char *pg_password;
+    char *pg_sslmode;
+    char *pg_sslrootcert;
+    char *pg_schema;
+    int64_t pg_statement_timeout_ms;
+    /* MongoDB */
+    char *mongo_uri;
+    char *mongo_database;
+    char *mongo_write_concern;
+    int64_t mongo_wtimeout_ms;
+    core_cfg_list mongo_indexes;
+    bool mongo_decimal128;
+    /* outages */
+    int64_t retry_base_ms;
+    int64_t retry_max_ms;
+    int64_t breaker_threshold;
+    int64_t breaker_open_ms;
+    /* Redis buffer backup (seed 004) */
+    bool backup_enabled;
+    char *redis_host;
+    int64_t redis_port;
+    char *redis_password;
+    int64_t redis_db;
+};
+
+/** One column of a dataset's table: a top-level field other than meta. */
+typedef struct pers_column {
+    char *name;
+    char *pg_type;   /* "text", "numeric(18,2)", "timestamptz", ... */
+    bool nullable;
+    bool is_key;
+    bool is_time_ms; /* timestamp-millis: stored as a date in MongoDB */
+} pers_column;
+
+/** A dataset as the sinks see it. */
+typedef struct pers_dataset {
+    const char *name;                 /* borrowed from the config */
+    const core_avro_schema_t *schema; /* borrowed from the catalogue */
+    const char *key_field;
+    pers_column *cols;
+    size_t ncols;
+    size_t key_col;
+    char *topic_valid;
+    char *topic_dlq;
+} pers_dataset;
+
+typedef enum pers_kind {
+    PERS_UPSERT = 0, /* ADD or UPDATE: write the row if newer */
+    PERS_DELETE = 1, /* DELETE, or the old key of a moved record */
+} pers_kind_t;
+
+typedef enum pers_fate {
+    PERS_PENDING = 0,
+    PERS_WRITTEN,  /* the database took it */
+    PERS_STALE,    /* a newer version was stored or in the same batch */
+    PERS_DEAD,     /* refused: goes to the DLQ */
+} pers_fate_t;
+
+/** One record from Kafka, decoded. Owns every pointer. */
+typedef struct pers_record {
+    pers_dataset *ds;
+    char *topic;
+    int32_t partition;
+    int64_t offset;
+    void *kkey;           /* Kafka key bytes, as received */
+    size_t kkeylen;
+    void *value;          /* Kafka value bytes, as received */
+    size_t vallen;
+    /* decoded (NULL/0 when the record could not be decoded) */
+    char *id;
+    char *batch_id;
+    char *key;
+    char *old_key;
+    int64_t version;
+    core_avro_op_t op;
+    struct cJSON *json;   /* natural JSON of the record */
+    core_digest digest;
+    pers_fate_t fate;
+    char *error;          /* why it is dead */
+    char error_class[16]; /* invalid | poison */
+} pers_record;
+
+/** One write to the database: the winning event of a key in a batch. */
+typedef struct pers_op {
+    pers_kind_t kind;
+    const char *key;
+    int64_t version;
+    pers_record *rec; /* the event it comes from */
+    bool primary;     /* false for the old-key delete of a moved record */
+    pers_fate_t fate;
+    char *error;
+    /* sink scratch: what the database holds for the key now */
+    bool stored, tombed;
+    int64_t stored_version, tomb_version;
+} pers_op;
+
+/** Result class of one sink call (Fluent Bit style). */
+typedef enum pers_res {
+    PERS_OK = 0,
+    PERS_RETRY = 1, /* the database is unreachable or busy: back off */
+    PERS_ERROR = 2, /* the database refused the data: isolate the row */
+} pers_res_t;
+
+typedef struct pers_sink pers_sink;
+struct pers_sink {
+    const char *name; /* "postgres" | "mongodb" */
+    /* (Re)connect when not connected. */
+    pers_res_t (*connect)(pers_sink *s, char *errstr, size_t errstr_size);
+    /* Write the ops of one dataset (unique keys): sets each op's fate to
+     * WRITTEN, STALE or DEAD (with error); PERS_RETRY leaves fates PENDING
+     * and nothing written. Whole batch in one transaction. */
+    pers_res_t (*write)(pers_sink *s, pers_dataset *ds, pers_op *ops, size_t n,
+                        char *errstr, size_t errstr_size);
+    bool (*ping)(pers_sink *s);
+    void (*free)(pers_sink *s);
+};
+
+/* schema.c */
+int pers_dataset_init(pers_dataset *ds, const char *name, const core_avro_catalog_t *cat,
+                      const struct persister_conf *conf, char *errstr, size_t errstr_size);
+void pers_dataset_clear(pers_dataset *ds);
+/** CREATE TABLE ... for the dataset (malloc'd). */
+char *pers_schema_sql(const pers_dataset *ds, const char *pg_schema);
+
+/* record.c */
+/** Fill rec from a Kafka message's bytes. A record that cannot be decoded
+ * is returned with fate PERS_DEAD and error set (not an error return).
+ * @returns 0 or -1 on out of memory. */
+int pers_record_decode(pers_record *rec, pers_dataset *ds, const core_avro_catalog_t *cat,
+                       const char *topic, int32_t partition, int64_t offset,
+                       const void *key, size_t keylen, const void *value, size_t vallen);
+void pers_record_clear(pers_record *rec);
+/** Reduce records to one op per key (highest version wins; equal versions:
+ * the later record). Records that lose are marked PERS_STALE.
+ * @returns a malloc'd array of *nops ops (NULL when n == 0 or no memory). */
+pers_op *pers_reduce(pers_record **recs, size_t n, size_t *nops);
+/** Column value as text for COPY: NULL for SQL NULL. *tmp receives a
+ * malloc'd buffer to free when one was needed. */
+const char *pers_column_text(const pers_record *rec, const pers_column *col, char **tmp);
+
+/* persister.c: the work loop until stopped; returns the exit code. */
+struct core_service;
+int persister_loop(struct core_service *svc, const struct persister_conf *conf, pers_dataset *ds,
+                   size_t nds, pers_sink *sink);
+
+/* sink_pg.c */
+pers_sink *pers_pg_new(const struct persister_conf *conf, char *errstr, size_t errstr_size);
+int pers_pg_create_tables(pers_sink *s, pers_dataset *ds, size_t nds, char *errstr,
+                          size_t errstr_size);
+/* sink_mongo.c */
+pers_sink *pers_mongo_new(const struct persister_conf *conf, char *errstr, size_t errstr_size);
+int pers_mongo_create_indexes(pers_sink *s, pers_dataset *ds, size_t nds, char *errstr,
+                              size_t errstr_size);
+
+#endif

@@ -1,0 +1,243 @@
+/* schema.c — a dataset's Avro schema turned into table columns and DDL. */
+#include "persister.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static char *xstrdup(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+/* PostgreSQL type for one Avro type (no unions). */
+static int pg_type_of(const cJSON *t, char *buf, size_t size, bool *is_time_ms)
+{
+    *is_time_ms = false;
+    if (cJSON_IsString(t)) {
+        const char *s = t->valuestring;
+        if (!strcmp(s, "string"))
+            snprintf(buf, size, "text");
+        else if (!strcmp(s, "int"))
+            snprintf(buf, size, "integer");
+        else if (!strcmp(s, "long"))
+            snprintf(buf, size, "bigint");
+        else if (!strcmp(s, "float"))
+            snprintf(buf, size, "real");
+        else if (!strcmp(s, "double"))
+            snprintf(buf, size, "double precision");
+        else if (!strcmp(s, "boolean"))
+            snprintf(buf, size, "boolean");
+        else if (!strcmp(s, "bytes"))
+            snprintf(buf, size, "text"); /* natural JSON escape form */
+        else
+            snprintf(buf, size, "jsonb"); /* a named type defined elsewhere */
+        return 0;
+    }
+    if (!cJSON_IsObject(t))
+        return -1;
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(t, "type");
+    const cJSON *lt = cJSON_GetObjectItemCaseSensitive(t, "logicalType");
+    const char *ts = cJSON_IsString(type) ? type->valuestring : "";
+    if (cJSON_IsString(lt)) {
+        const char *l = lt->valuestring;
+        if (!strcmp(l, "decimal")) {
+            const cJSON *p = cJSON_GetObjectItemCaseSensitive(t, "precision");
+            const cJSON *sc = cJSON_GetObjectItemCaseSensitive(t, "scale");
+            snprintf(buf, size, "numeric(%d,%d)", cJSON_IsNumber(p) ? p->valueint : 38,
+                     cJSON_IsNumber(sc) ? sc->valueint : 0);
+            return 0;
+        }
+        if (!strcmp(l, "timestamp-millis")) {
+            *is_time_ms = true;
+            snprintf(buf, size, "timestamptz");
+            return 0;
+        }
+        if (!strcmp(l, "timestamp-micros")) {
+            snprintf(buf, size, "timestamptz");
+            return 0;
+        }
+        if (!strcmp(l, "date")) {
+            snprintf(buf, size, "date");
+            return 0;
+        }
+        if (!strcmp(l, "uuid")) {
+            snprintf(buf, size, "text");
+            return 0;
+        }
+    }
+    if (!strcmp(ts, "enum") || !strcmp(ts, "fixed"))
+        snprintf(buf, size, "text");
+    else if (!strcmp(ts, "record") || !strcmp(ts, "array") || !strcmp(ts, "map"))
+        snprintf(buf, size, "jsonb");
+    else
+        return pg_type_of(type, buf, size, is_time_ms);
+    return 0;
+}
+
+int pers_dataset_init(pers_dataset *ds, const char *name, const core_avro_catalog_t *cat,
+                      const struct persister_conf *conf, char *errstr, size_t errstr_size)
+{
+    memset(ds, 0, sizeof(*ds));
+    ds->name = name;
+    ds->schema = core_avro_catalog_by_dataset(cat, name);
+    if (!ds->schema) {
+        core_errstr(errstr, errstr_size, "dataset: %s is not in the schema catalogue", name);
+        return -1;
+    }
+    ds->key_field = core_avro_schema_key_field(ds->schema);
+    const cJSON *fields = cJSON_GetObjectItemCaseSensitive(core_avro_schema_json(ds->schema),
+                                                           "fields");
+    size_t nf = (size_t)cJSON_GetArraySize(fields);
+    ds->cols = calloc(nf ? nf : 1, sizeof(*ds->cols));
+    if (!ds->cols)
+        goto nomem;
+    const cJSON *f;
+    cJSON_ArrayForEach(f, fields)
+    {
+        const cJSON *fn = cJSON_GetObjectItemCaseSensitive(f, "name");
+        const cJSON *ft = cJSON_GetObjectItemCaseSensitive(f, "type");
+        if (!cJSON_IsString(fn) || !strcmp(fn->valuestring, "meta"))
+            continue;
+        if (!strncmp(fn->valuestring, "tb_", 3)) {
+            core_errstr(errstr, errstr_size,
+                        "dataset %s: field %s clashes with the columns svc-persister adds (tb_*)",
+                        name, fn->valuestring);
+            pers_dataset_clear(ds);
+            return -1;
+        }
+        pers_column *c = &ds->cols[ds->ncols];
+        char buf[64];
+        bool nullable = false;
+        const cJSON *t = ft;
+        if (cJSON_IsArray(ft)) {
+            /* ["null", T]: nullable T; any other union: jsonb */
+            const cJSON *nonnull = NULL;
+            int n = 0;
+            const cJSON *b;
+            cJSON_ArrayForEach(b, ft)
+            {
+                if (cJSON_IsString(b) && !strcmp(b->valuestring, "null"))
+                    nullable = true;
+                else {
+                    nonnull = b;
+                    n++;
+                }
+            }
+            t = n == 1 ? nonnull : NULL;
+        }
+        if (t) {
+            if (pg_type_of(t, buf, sizeof(buf), &c->is_time_ms) < 0) {
+                core_errstr(errstr, errstr_size, "dataset %s: field %s has a type I cannot map",
+                            name, fn->valuestring);
+                pers_dataset_clear(ds);
+                return -1;
+            }
+        } else {
+            snprintf(buf, sizeof(buf), "jsonb");
+        }
+        c->name = xstrdup(fn->valuestring);
+        c->pg_type = xstrdup(buf);
+        if (!c->name || !c->pg_type) {
+            ds->ncols++;
+            goto nomem;
+        }
+        c->nullable = nullable;
+        c->is_key = ds->key_field && !strcmp(ds->key_field, c->name);
+        if (c->is_key)
+            ds->key_col = ds->ncols;
+        ds->ncols++;
+    }
+    char t[512];
+    snprintf(t, sizeof(t), "%s%s", name, conf->topic_valid_suffix);
+    ds->topic_valid = strdup(t);
+    snprintf(t, sizeof(t), "%s%s", name, conf->topic_dlq_suffix);
+    ds->topic_dlq = strdup(t);
+    if (!ds->topic_valid || !ds->topic_dlq)
+        goto nomem;
+    return 0;
+nomem:
+    pers_dataset_clear(ds);
+    core_errstr(errstr, errstr_size, "out of memory");
+    return -1;
+}
+
+void pers_dataset_clear(pers_dataset *ds)
+{
+    for (size_t i = 0; i < ds->ncols; i++) {
+        free(ds->cols[i].name);
+        free(ds->cols[i].pg_type);
+    }
+    free(ds->cols);
+    free(ds->topic_valid);
+    free(ds->topic_dlq);
+    ds->cols = NULL;
+    ds->ncols = 0;
+    ds->topic_valid = ds->topic_dlq = NULL;
+}
+
+/* Append to a growing string; returns -1 on out of memory. */
+typedef struct sbuf {
+    char *p;
+    size_t len, cap;
+} sbuf;
+
+static int sb_add(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#include <stdarg.h>
+static int sb_add(sbuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    for (;;) {
+        size_t room = b->cap - b->len;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->p ? b->p + b->len : NULL, room, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+            return -1;
+        if ((size_t)n < room) {
+            b->len += (size_t)n;
+            return 0;
+        }
+        size_t cap = (b->cap + (size_t)n + 1) * 2;
+        char *p = realloc(b->p, cap);
+        if (!p)
+            return -1;
+        b->p = p;
+        b->cap = cap;
+    }
+}
+
+char *pers_schema_sql(const pers_dataset *ds, const char *pg_schema)
+{
+    sbuf b = { 0 };
+    int rc = 0;
+    rc |= sb_add(&b, "-- dataset %s (%s), generated by svc-persister from its Avro schema\n",
+                 ds->name, core_avro_schema_name(ds->schema));
+    rc |= sb_add(&b, "CREATE TABLE IF NOT EXISTS \"%s\".\"%s\" (\n", pg_schema, ds->name);
+    for (size_t i = 0; i < ds->ncols; i++) {
+        const pers_column *c = &ds->cols[i];
+        rc |= sb_add(&b, "    \"%s\" %s%s,\n", c->name, c->pg_type,
+                     c->nullable ? "" : " NOT NULL");
+    }
+    rc |= sb_add(&b,
+                 "    tb_version bigint NOT NULL,\n"
+                 "    tb_id text NOT NULL,\n"
+                 "    tb_batch text NOT NULL,\n"
+                 "    tb_persisted_at timestamptz NOT NULL DEFAULT now(),\n"
+                 "    PRIMARY KEY (\"%s\")\n);\n",
+                 ds->cols[ds->key_col].name);
+    rc |= sb_add(&b,
+                 "-- versions of deleted keys, so an older event arriving late cannot bring a "
+                 "deleted row back\n"
+                 "CREATE TABLE IF NOT EXISTS \"%s\".\"%s_tombstone\" (\n"
+                 "    key text PRIMARY KEY,\n"
+                 "    tb_version bigint NOT NULL,\n"
+                 "    tb_deleted_at timestamptz NOT NULL DEFAULT now()\n);\n",
+                 pg_schema, ds->name);
+    if (rc) {
+        free(b.p);
+        return NULL;
+    }
+    return b.p;
+}

@@ -1,0 +1,565 @@
+/* sink_pg.c — the PostgreSQL sink (libpq): COPY into a staging table, then
+ * a version-guarded INSERT … ON CONFLICT … DO UPDATE … WHERE, DELETEs
+ * guarded the same way and remembered in a tombstone table; one transaction
+ * per batch; a refused row isolated by bisection under savepoints. */
+#include "persister.h"
+
+#include "tributary/core_log.h"
+
+#include <libpq-fe.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct pg_sink {
+    pers_sink base;
+    const struct persister_conf *conf;
+    PGconn *conn;
+    /* datasets whose staging tables and statements exist on this connection */
+    char **prepared;
+    size_t nprepared;
+} pg_sink;
+
+typedef struct sbuf {
+    char *p;
+    size_t len, cap;
+    bool oom;
+} sbuf;
+
+static void sb_addn(sbuf *b, const char *s, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = (b->cap + n + 1) * 2;
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->oom = true;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void sb_add(sbuf *b, const char *s)
+{
+    sb_addn(b, s, strlen(s));
+}
+
+static void sb_addf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_addf(sbuf *b, const char *fmt, ...)
+{
+    char tmp[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof(tmp)) {
+        b->oom = true;
+        return;
+    }
+    sb_addn(b, tmp, (size_t)n);
+}
+
+/* COPY text format: backslash, tab, newline and carriage return escaped. */
+static void sb_copy_text(sbuf *b, const char *s)
+{
+    if (!s) {
+        sb_add(b, "\\N");
+        return;
+    }
+    const char *start = s;
+    for (; *s; s++) {
+        const char *esc = NULL;
+        switch (*s) {
+        case '\\': esc = "\\\\"; break;
+        case '\t': esc = "\\t"; break;
+        case '\n': esc = "\\n"; break;
+        case '\r': esc = "\\r"; break;
+        default: break;
+        }
+        if (esc) {
+            sb_addn(b, start, (size_t)(s - start));
+            sb_add(b, esc);
+            start = s + 1;
+        }
+    }
+    sb_addn(b, start, (size_t)(s - start));
+}
+
+/* Is this error the data's fault (isolate the row) or the server's (retry)? */
+static pers_res_t classify(PGconn *conn, const PGresult *res, char *errstr, size_t errstr_size)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    const char *prim = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    const char *cons = res ? PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME) : NULL;
+    const char *col = res ? PQresultErrorField(res, PG_DIAG_COLUMN_NAME) : NULL;
+    if (!prim) {
+        /* strip the trailing newline of libpq's message */
+        char m[400];
+        snprintf(m, sizeof(m), "%s", PQerrorMessage(conn));
+        m[strcspn(m, "\n")] = '\0';
+        core_errstr(errstr, errstr_size, "postgres: %s", m[0] ? m : "no answer");
+    } else {
+        /* never the DETAIL: it quotes the row's values (personal data) */
+        core_errstr(errstr, errstr_size, "postgres %s: %s%s%s%s%s%s", state ? state : "?", prim,
+                    cons ? " (constraint " : "", cons ? cons : "", cons ? ")" : "",
+                    col ? " column " : "", col ? col : "");
+    }
+    if (PQstatus(conn) != CONNECTION_OK || !state)
+        return PERS_RETRY;
+    if (!strncmp(state, "22", 2) || !strncmp(state, "23", 2))
+        return PERS_ERROR;
+    return PERS_RETRY;
+}
+
+static pers_res_t exec_ok(pg_sink *s, const char *sql, char *errstr, size_t errstr_size)
+{
+    PGresult *res = PQexec(s->conn, sql);
+    ExecStatusType st = PQresultStatus(res);
+    pers_res_t r = PERS_OK;
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+        r = classify(s->conn, res, errstr, errstr_size);
+    PQclear(res);
+    return r;
+}
+
+static void drop_conn(pg_sink *s)
+{
+    if (s->conn)
+        PQfinish(s->conn);
+    s->conn = NULL;
+    for (size_t i = 0; i < s->nprepared; i++)
+        free(s->prepared[i]);
+    free(s->prepared);
+    s->prepared = NULL;
+    s->nprepared = 0;
+}
+
+/* Server NOTICEs ("relation already exists, skipping") go to the debug log,
+ * not raw to stderr. */
+static void pg_notice(void *arg, const char *message)
+{
+    (void)arg;
+    char m[300];
+    snprintf(m, sizeof(m), "%s", message);
+    m[strcspn(m, "\n")] = '\0';
+    core_log_debug("postgres notice", CLF_S("notice", m));
+}
+
+static pers_res_t pg_connect(pers_sink *base, char *errstr, size_t errstr_size)
+{
+    pg_sink *s = (pg_sink *)base;
+    if (s->conn && PQstatus(s->conn) == CONNECTION_OK)
+        return PERS_OK;
+    drop_conn(s);
+    const char *keys[8], *vals[8];
+    int n = 0;
+    keys[n] = "dbname", vals[n++] = s->conf->pg_conninfo;
+    if (s->conf->pg_password && *s->conf->pg_password)
+        keys[n] = "password", vals[n++] = s->conf->pg_password;
+    if (s->conf->pg_sslmode && *s->conf->pg_sslmode)
+        keys[n] = "sslmode", vals[n++] = s->conf->pg_sslmode;
+    if (s->conf->pg_sslrootcert && *s->conf->pg_sslrootcert)
+        keys[n] = "sslrootcert", vals[n++] = s->conf->pg_sslrootcert;
+    keys[n] = "application_name", vals[n++] = "svc-persister";
+    keys[n] = "connect_timeout", vals[n++] = "5";
+    keys[n] = NULL, vals[n] = NULL;
+    s->conn = PQconnectdbParams(keys, vals, 1);
+    if (!s->conn || PQstatus(s->conn) != CONNECTION_OK) {
+        char m[400];
+        snprintf(m, sizeof(m), "%s", s->conn ? PQerrorMessage(s->conn) : "out of memory");
+        m[strcspn(m, "\n")] = '\0';
+        core_errstr(errstr, errstr_size, "postgres connect: %s", m);
+        drop_conn(s);
+        return PERS_RETRY;
+    }
+    PQsetNoticeProcessor(s->conn, pg_notice, NULL);
+    char sql[128];
+    snprintf(sql, sizeof(sql), "SET statement_timeout = %lld",
+             (long long)s->conf->pg_statement_timeout_ms);
+    if (exec_ok(s, sql, errstr, errstr_size) != PERS_OK) {
+        drop_conn(s);
+        return PERS_RETRY;
+    }
+    return PERS_OK;
+}
+
+static bool pg_ping(pers_sink *base)
+{
+    pg_sink *s = (pg_sink *)base;
+    char err[256];
+    if (pg_connect(base, err, sizeof(err)) != PERS_OK)
+        return false;
+    if (exec_ok(s, "SELECT 1", err, sizeof(err)) != PERS_OK) {
+        drop_conn(s);
+        return false;
+    }
+    return true;
+}
+
+/* Staging tables and prepared statements for ds, once per connection. */
+static pers_res_t prepare_ds(pg_sink *s, pers_dataset *ds, char *errstr, size_t errstr_size)
+{
+    for (size_t i = 0; i < s->nprepared; i++)
+        if (!strcmp(s->prepared[i], ds->name))
+            return PERS_OK;
+    const char *sc = s->conf->pg_schema;
+    const char *key = ds->cols[ds->key_col].name;
+    sbuf b = { 0 };
+    sb_addf(&b, "CREATE TEMP TABLE IF NOT EXISTS \"tb_stage_%s\" (LIKE \"%s\".\"%s\");", ds->name,
+            sc, ds->name);
+    sb_addf(&b,
+            "CREATE TEMP TABLE IF NOT EXISTS \"tb_stage_del_%s\" (key text NOT NULL, "
+            "v bigint NOT NULL);",
+            ds->name);
+    if (b.oom) {
+        free(b.p);
+        core_errstr(errstr, errstr_size, "out of memory");
+        return PERS_RETRY;
+    }
+    pers_res_t r = exec_ok(s, b.p, errstr, errstr_size);
+    free(b.p);
+    if (r != PERS_OK)
+        return PERS_RETRY; /* a missing table is the operator's to fix, never the row's */
+
+    /* merge: rows newer than the stored ones and than any tombstone */
+    b = (sbuf){ 0 };
+    sb_addf(&b, "INSERT INTO \"%s\".\"%s\" AS t (", sc, ds->name);
+    for (size_t i = 0; i < ds->ncols; i++)
+        sb_addf(&b, "\"%s\", ", ds->cols[i].name);
+    sb_add(&b, "tb_version, tb_id, tb_batch) SELECT ");
+    for (size_t i = 0; i < ds->ncols; i++)
+        sb_addf(&b, "s.\"%s\", ", ds->cols[i].name);
+    sb_addf(&b,
+            "s.tb_version, s.tb_id, s.tb_batch FROM \"tb_stage_%s\" s WHERE NOT EXISTS "
+            "(SELECT 1 FROM \"%s\".\"%s_tombstone\" d WHERE d.key = s.\"%s\" AND "
+            "d.tb_version >= s.tb_version) ON CONFLICT (\"%s\") DO UPDATE SET ",
+            ds->name, sc, ds->name, key, key);
+    for (size_t i = 0; i < ds->ncols; i++)
+        if (i != ds->key_col)
+            sb_addf(&b, "\"%s\" = EXCLUDED.\"%s\", ", ds->cols[i].name, ds->cols[i].name);
+    sb_addf(&b,
+            "tb_version = EXCLUDED.tb_version, tb_id = EXCLUDED.tb_id, tb_batch = "
+            "EXCLUDED.tb_batch, tb_persisted_at = now() WHERE t.tb_version <= EXCLUDED.tb_version "
+            "RETURNING t.\"%s\"",
+            key);
+    char name[200];
+    snprintf(name, sizeof(name), "tb_merge_%s", ds->name);
+    PGresult *res = b.oom ? NULL : PQprepare(s->conn, name, b.p, 0, NULL);
+    free(b.p);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        r = classify(s->conn, res, errstr, errstr_size);
+        PQclear(res);
+        return PERS_RETRY;
+    }
+    PQclear(res);
+
+    /* deletes: remove older rows, then remember the version deleted
+     * (unless a newer row is stored) */
+    b = (sbuf){ 0 };
+    sb_addf(&b,
+            "DELETE FROM \"%s\".\"%s\" t USING \"tb_stage_del_%s\" d WHERE t.\"%s\" = d.key AND "
+            "t.tb_version <= d.v",
+            sc, ds->name, ds->name, key);
+    snprintf(name, sizeof(name), "tb_delete_%s", ds->name);
+    res = b.oom ? NULL : PQprepare(s->conn, name, b.p, 0, NULL);
+    free(b.p);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        classify(s->conn, res, errstr, errstr_size);
+        PQclear(res);
+        return PERS_RETRY;
+    }
+    PQclear(res);
+    b = (sbuf){ 0 };
+    sb_addf(&b,
+            "INSERT INTO \"%s\".\"%s_tombstone\" AS o (key, tb_version) SELECT d.key, d.v FROM "
+            "\"tb_stage_del_%s\" d WHERE NOT EXISTS (SELECT 1 FROM \"%s\".\"%s\" t WHERE "
+            "t.\"%s\" = d.key AND t.tb_version >= d.v) ON CONFLICT (key) DO UPDATE SET "
+            "tb_version = EXCLUDED.tb_version, tb_deleted_at = now() WHERE o.tb_version <= "
+            "EXCLUDED.tb_version RETURNING o.key",
+            sc, ds->name, ds->name, sc, ds->name, key);
+    snprintf(name, sizeof(name), "tb_tomb_%s", ds->name);
+    res = b.oom ? NULL : PQprepare(s->conn, name, b.p, 0, NULL);
+    free(b.p);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        classify(s->conn, res, errstr, errstr_size);
+        PQclear(res);
+        return PERS_RETRY;
+    }
+    PQclear(res);
+    char **p = realloc(s->prepared, (s->nprepared + 1) * sizeof(*p));
+    if (!p)
+        return PERS_RETRY;
+    s->prepared = p;
+    if (!(p[s->nprepared] = strdup(ds->name)))
+        return PERS_RETRY;
+    s->nprepared++;
+    return PERS_OK;
+}
+
+/* Ops are sorted by key (pers_reduce): find one. */
+static pers_op *find_op(pers_op *ops, size_t n, const char *key, pers_kind_t kind)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(ops[mid].key, key);
+        if (c == 0)
+            return ops[mid].kind == kind ? &ops[mid] : NULL;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+static pers_res_t copy_in(pg_sink *s, const char *sql, const sbuf *data, char *errstr,
+                          size_t errstr_size)
+{
+    PGresult *res = PQexec(s->conn, sql);
+    if (PQresultStatus(res) != PGRES_COPY_IN) {
+        pers_res_t r = classify(s->conn, res, errstr, errstr_size);
+        PQclear(res);
+        return r == PERS_OK ? PERS_RETRY : r;
+    }
+    PQclear(res);
+    if (data->len && PQputCopyData(s->conn, data->p, (int)data->len) != 1) {
+        PQputCopyEnd(s->conn, "client error");
+        while ((res = PQgetResult(s->conn)))
+            PQclear(res);
+        return classify(s->conn, NULL, errstr, errstr_size);
+    }
+    if (PQputCopyEnd(s->conn, NULL) != 1)
+        return classify(s->conn, NULL, errstr, errstr_size);
+    pers_res_t r = PERS_OK;
+    while ((res = PQgetResult(s->conn))) {
+        if (PQresultStatus(res) != PGRES_COMMAND_OK && r == PERS_OK)
+            r = classify(s->conn, res, errstr, errstr_size);
+        PQclear(res);
+    }
+    return r;
+}
+
+/* Run a prepared statement; mark the ops whose keys it returns. */
+static pers_res_t run_marking(pg_sink *s, const char *name, pers_op *ops, size_t n,
+                              pers_kind_t kind, char *errstr, size_t errstr_size)
+{
+    PGresult *res = PQexecPrepared(s->conn, name, 0, NULL, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(res);
+    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+        pers_res_t r = classify(s->conn, res, errstr, errstr_size);
+        PQclear(res);
+        return r;
+    }
+    if (st == PGRES_TUPLES_OK) {
+        int rows = PQntuples(res);
+        for (int i = 0; i < rows; i++) {
+            pers_op *op = find_op(ops, n, PQgetvalue(res, i, 0), kind);
+            if (op)
+                op->fate = PERS_WRITTEN;
+        }
+    }
+    PQclear(res);
+    return PERS_OK;
+}
+
+/* Write ops[0..n) inside the current transaction (no savepoint here). */
+static pers_res_t write_range(pg_sink *s, pers_dataset *ds, pers_op *ops, size_t n,
+                              char *errstr, size_t errstr_size)
+{
+    char sql[512];
+    sbuf up = { 0 }, del = { 0 };
+    size_t nup = 0, ndel = 0;
+    pers_res_t r;
+
+    for (size_t i = 0; i < n; i++) {
+        pers_op *op = &ops[i];
+        op->fate = PERS_PENDING;
+        if (op->kind == PERS_DELETE) {
+            sb_copy_text(&del, op->key);
+            sb_addf(&del, "\t%lld\n", (long long)op->version);
+            ndel++;
+            continue;
+        }
+        for (size_t c = 0; c < ds->ncols; c++) {
+            char *tmp;
+            sb_copy_text(&up, pers_column_text(op->rec, &ds->cols[c], &tmp));
+            free(tmp);
+            sb_add(&up, "\t");
+        }
+        sb_addf(&up, "%lld\t", (long long)op->version);
+        sb_copy_text(&up, op->rec->id);
+        sb_add(&up, "\t");
+        sb_copy_text(&up, op->rec->batch_id);
+        sb_add(&up, "\tnow\n");
+        nup++;
+    }
+    if (up.oom || del.oom) {
+        free(up.p);
+        free(del.p);
+        core_errstr(errstr, errstr_size, "out of memory");
+        return PERS_RETRY;
+    }
+    snprintf(sql, sizeof(sql), "TRUNCATE \"tb_stage_%s\", \"tb_stage_del_%s\"", ds->name,
+             ds->name);
+    r = exec_ok(s, sql, errstr, errstr_size);
+    if (r == PERS_OK && nup) {
+        snprintf(sql, sizeof(sql), "COPY \"tb_stage_%s\" FROM STDIN", ds->name);
+        r = copy_in(s, sql, &up, errstr, errstr_size);
+        if (r == PERS_OK) {
+            snprintf(sql, sizeof(sql), "tb_merge_%s", ds->name);
+            r = run_marking(s, sql, ops, n, PERS_UPSERT, errstr, errstr_size);
+        }
+    }
+    if (r == PERS_OK && ndel) {
+        snprintf(sql, sizeof(sql), "COPY \"tb_stage_del_%s\" FROM STDIN", ds->name);
+        r = copy_in(s, sql, &del, errstr, errstr_size);
+        if (r == PERS_OK) {
+            snprintf(sql, sizeof(sql), "tb_delete_%s", ds->name);
+            r = run_marking(s, sql, ops, n, PERS_DELETE, errstr, errstr_size);
+        }
+        if (r == PERS_OK) {
+            snprintf(sql, sizeof(sql), "tb_tomb_%s", ds->name);
+            r = run_marking(s, sql, ops, n, PERS_DELETE, errstr, errstr_size);
+        }
+    }
+    free(up.p);
+    free(del.p);
+    if (r == PERS_OK)
+        for (size_t i = 0; i < n; i++)
+            if (ops[i].fate == PERS_PENDING)
+                ops[i].fate = PERS_STALE;
+    return r;
+}
+
+/* Write ops under a savepoint; on a data error split the range in two until
+ * the refused rows are alone (they become DEAD). */
+static pers_res_t write_isolating(pg_sink *s, pers_dataset *ds, pers_op *ops, size_t n,
+                                  int depth, char *errstr, size_t errstr_size)
+{
+    char err[512];
+    if (n == 0)
+        return PERS_OK;
+    pers_res_t r = exec_ok(s, "SAVEPOINT tb_sp", errstr, errstr_size);
+    if (r != PERS_OK)
+        return PERS_RETRY;
+    r = write_range(s, ds, ops, n, err, sizeof(err));
+    if (r == PERS_OK)
+        return exec_ok(s, "RELEASE SAVEPOINT tb_sp", errstr, errstr_size) == PERS_OK
+                   ? PERS_OK
+                   : PERS_RETRY;
+    if (r == PERS_RETRY) {
+        core_errstr(errstr, errstr_size, "%s", err);
+        return PERS_RETRY;
+    }
+    if (exec_ok(s, "ROLLBACK TO SAVEPOINT tb_sp", errstr, errstr_size) != PERS_OK)
+        return PERS_RETRY;
+    if (exec_ok(s, "RELEASE SAVEPOINT tb_sp", errstr, errstr_size) != PERS_OK)
+        return PERS_RETRY;
+    if (n == 1) {
+        ops[0].fate = PERS_DEAD;
+        free(ops[0].error);
+        ops[0].error = strdup(err);
+        core_log_warn("row refused by the database", CLF_S("dataset", ds->name),
+                      CLF_S("error", err), CLF_I("version", ops[0].version));
+        return PERS_OK;
+    }
+    if (depth == 0)
+        core_log_warn("batch refused by the database: isolating the row",
+                      CLF_S("dataset", ds->name), CLF_S("error", err), CLF_I("rows", n));
+    size_t half = n / 2;
+    r = write_isolating(s, ds, ops, half, depth + 1, errstr, errstr_size);
+    if (r != PERS_OK)
+        return r;
+    return write_isolating(s, ds, ops + half, n - half, depth + 1, errstr, errstr_size);
+}
+
+static pers_res_t pg_write(pers_sink *base, pers_dataset *ds, pers_op *ops, size_t n,
+                           char *errstr, size_t errstr_size)
+{
+    pg_sink *s = (pg_sink *)base;
+    pers_res_t r = pg_connect(base, errstr, errstr_size);
+    if (r != PERS_OK)
+        return r;
+    if (exec_ok(s, "BEGIN", errstr, errstr_size) != PERS_OK)
+        goto retry;
+    if (prepare_ds(s, ds, errstr, errstr_size) != PERS_OK) {
+        char e2[64];
+        exec_ok(s, "ROLLBACK", e2, sizeof(e2));
+        goto retry;
+    }
+    r = write_isolating(s, ds, ops, n, 0, errstr, errstr_size);
+    if (r != PERS_OK) {
+        char e2[64];
+        exec_ok(s, "ROLLBACK", e2, sizeof(e2));
+        goto retry;
+    }
+    if (exec_ok(s, "COMMIT", errstr, errstr_size) != PERS_OK)
+        goto retry;
+    return PERS_OK;
+retry:
+    for (size_t i = 0; i < n; i++) {
+        ops[i].fate = PERS_PENDING;
+        free(ops[i].error);
+        ops[i].error = NULL;
+    }
+    if (PQstatus(s->conn) != CONNECTION_OK)
+        drop_conn(s);
+    return PERS_RETRY;
+}
+
+static void pg_free(pers_sink *base)
+{
+    pg_sink *s = (pg_sink *)base;
+    if (!s)
+        return;
+    drop_conn(s);
+    free(s);
+}
+
+pers_sink *pers_pg_new(const struct persister_conf *conf, char *errstr, size_t errstr_size)
+{
+    pg_sink *s = calloc(1, sizeof(*s));
+    if (!s) {
+        core_errstr(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    s->conf = conf;
+    s->base.name = "postgres";
+    s->base.connect = pg_connect;
+    s->base.write = pg_write;
+    s->base.ping = pg_ping;
+    s->base.free = pg_free;
+    return &s->base;
+}
+
+int pers_pg_create_tables(pers_sink *base, pers_dataset *ds, size_t nds, char *errstr,
+                          size_t errstr_size)
+{
+    pg_sink *s = (pg_sink *)base;
+    if (pg_connect(base, errstr, errstr_size) != PERS_OK)
+        return -1;
+    char sql[300];
+    snprintf(sql, sizeof(sql), "CREATE SCHEMA IF NOT EXISTS \"%s\"", s->conf->pg_schema);
+    if (exec_ok(s, sql, errstr, errstr_size) != PERS_OK)
+        return -1;
+    for (size_t i = 0; i < nds; i++) {
+        char *ddl = pers_schema_sql(&ds[i], s->conf->pg_schema);
+        if (!ddl) {
+            core_errstr(errstr, errstr_size, "out of memory");
+            return -1;
+        }
+        pers_res_t r = exec_ok(s, ddl, errstr, errstr_size);
+        free(ddl);
+        if (r != PERS_OK)
+            return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,842 @@
+/* test_persister.c — svc-persister against the real local stack: Kafka,
+ * PostgreSQL (and a private PostgreSQL cluster for the outage), FerretDB.
+ *
+ * A workload of adds, updates, deletes, moved keys and out-of-order
+ * versions is produced to <dataset>.valid; the test keeps the expected
+ * final state (per key: the highest version wins; a delete or a move away
+ * leaves no row) and compares the table / collection with it exactly,
+ * row by row: after a plain run, after kill -9 at random points, after the
+ * database stopped mid-stream, and with a planted bad row (DLQ). */
+#include "testutil.h"
+#include "tributary/core_avro.h"
+#include "tributary/core_common.h"
+#include "tributary/core_kafka.h"
+
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <libpq-fe.h>
+#include <mongoc/mongoc.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PG_MAIN "host=127.0.0.1 port=5432 dbname=tributary user=tributary password=tributary"
+
+static core_avro_catalog_t *cat;
+static const core_avro_schema_t *payee;
+
+static void setup(void)
+{
+    char err[512];
+    cat = core_avro_catalog_load(tu_proto_dir(), err, sizeof(err));
+    ck_assert_msg(cat != NULL, "catalogue: %s", err);
+    payee = core_avro_catalog_by_dataset(cat, "payee");
+    ck_assert_ptr_nonnull(payee);
+}
+
+static void teardown(void)
+{
+    core_avro_catalog_free(cat);
+    cat = NULL;
+}
+
+/* ---- the workload and its expected final state -------------------------- */
+
+typedef struct model {
+    int nkeys_max;
+    int64_t *best;   /* highest version seen per key (0: none) */
+    bool *present;   /* row expected */
+    int64_t *rowver; /* version of the expected row */
+    int nkeys;
+} model;
+
+static void model_apply(model *m, int k, int64_t v, bool upsert)
+{
+    if (v <= m->best[k])
+        return;
+    m->best[k] = v;
+    m->present[k] = upsert;
+    m->rowver[k] = upsert ? v : 0;
+}
+
+static core_kafka_producer_t *new_producer(void)
+{
+    char err[512];
+    core_kafka_producer_opts po = { 0 };
+    core_kafka_prop props[] = { { "bootstrap.servers", "127.0.0.1:9092" },
+                                { "linger.ms", "20" } };
+    po.defaults = props;
+    po.ndefaults = 2;
+    core_kafka_producer_t *p = core_kafka_producer_new(&po, err, sizeof(err));
+    ck_assert_msg(p != NULL, "producer: %s", err);
+    return p;
+}
+
+static void create_topic(core_kafka_producer_t *p, const char *name, int partitions)
+{
+    rd_kafka_t *rk = core_kafka_producer_handle(p);
+    char err[256];
+    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(name, partitions, 1, err, sizeof(err));
+    ck_assert_ptr_nonnull(nt);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 20000);
+    ck_assert_msg(ev != NULL, "CreateTopics timed out");
+    const rd_kafka_CreateTopics_result_t *res = rd_kafka_event_CreateTopics_result(ev);
+    size_t n;
+    const rd_kafka_topic_result_t **tr = rd_kafka_CreateTopics_result_topics(res, &n);
+    ck_assert_int_eq((int)n, 1);
+    rd_kafka_resp_err_t e = rd_kafka_topic_result_error(tr[0]);
+    ck_assert_msg(e == 0 || e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS, "create %s: %s", name,
+                  rd_kafka_err2str(e));
+    rd_kafka_event_destroy(ev);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_NewTopic_destroy(nt);
+}
+
+static void key_name(int k, char *buf, size_t size)
+{
+    snprintf(buf, size, "K%07d", k);
+}
+
+/* Produce one payee event. amount: text of amount_limit. */
+static void produce_event(core_kafka_producer_t *p, const char *topic, int seq, int k,
+                          int64_t v, const char *op, int old_k, const char *amount)
+{
+    char text[2048], key[32], oldkey[48], err[512];
+    key_name(k, key, sizeof(key));
+    if (old_k >= 0) {
+        oldkey[0] = '"';
+        key_name(old_k, oldkey + 1, sizeof(oldkey) - 2);
+        strcat(oldkey, "\"");
+    } else {
+        snprintf(oldkey, sizeof(oldkey), "null");
+    }
+    snprintf(text, sizeof(text),
+             "{\"meta\":{\"id\":\"00000000-0000-4000-8000-%012d\",\"op\":\"%s\",\"kind\":"
+             "\"CHANGE\",\"source\":\"test\",\"batch_id\":\"b1\",\"seq\":%d,"
+             "\"event_time\":\"2026-11-22T10:00:00.000Z\",\"version\":%lld,\"old_key\":%s},"
+             "\"payee_id\":\"%s\",\"name\":\"n%lld\",\"account_number\":\"0000000001\","
+             "\"routing_number\":\"021000021\",\"iban\":null,\"country\":\"US\","
+             "\"currency\":\"USD\",\"email\":null,\"amount_limit\":\"%s\",\"status\":\"ACTIVE\","
+             "\"updated_at\":\"2026-11-22T08:30:00.000Z\"}",
+             seq, op, seq, (long long)v, oldkey, key, (long long)v, amount);
+    cJSON *j = cJSON_Parse(text);
+    ck_assert_ptr_nonnull(j);
+    avro_value_t val;
+    ck_assert_msg(core_avro_from_json(payee, j, &val, err, sizeof(err)) == CORE_OK, "%s", err);
+    void *buf = NULL;
+    size_t len = 0;
+    ck_assert_int_eq(core_avro_encode(payee, &val, &buf, &len, err, sizeof(err)), CORE_OK);
+    ck_assert_int_eq(core_kafka_produce(p, topic, key, strlen(key), buf, len, NULL, 0, NULL, err,
+                                        sizeof(err)),
+                     CORE_OK);
+    free(buf);
+    avro_value_decref(&val);
+    cJSON_Delete(j);
+}
+
+/* nevents events over about nkeys keys: adds, updates, deletes, moves,
+ * out-of-order versions; bad: index of an event given an amount the test's
+ * CHECK constraint refuses (-1: none). Versions of one key are unique. */
+static void produce_workload(core_kafka_producer_t *p, const char *topic, int nevents,
+                             int nkeys, unsigned seed, model *m, int seq0, int bad, int *bad_key)
+{
+    if (!m->best) {
+        m->nkeys_max = nkeys * 3 + nevents / 5 + 16;
+        m->best = calloc((size_t)m->nkeys_max, sizeof(int64_t));
+        m->present = calloc((size_t)m->nkeys_max, sizeof(bool));
+        m->rowver = calloc((size_t)m->nkeys_max, sizeof(int64_t));
+        m->nkeys = nkeys;
+    }
+    int *ooo = calloc((size_t)m->nkeys_max, sizeof(int));
+    srand(seed);
+    for (int j = 0; j < nevents; j++) {
+        int seq = seq0 + j;
+        int64_t v = (int64_t)seq * 16 + 16;
+        int k = rand() % m->nkeys;
+        int r = rand() % 100;
+        if (j == bad) {
+            produce_event(p, topic, seq, k, v, "UPDATE", -1, "9999999.00");
+            *bad_key = k; /* refused: the model does not change */
+            continue;
+        }
+        if (m->best[k] == 0 || r < 50) {
+            produce_event(p, topic, seq, k, v, m->best[k] ? "UPDATE" : "ADD", -1, "10.00");
+            model_apply(m, k, v, true);
+            ooo[k] = 0;
+        } else if (r < 65) {
+            produce_event(p, topic, seq, k, v, "DELETE", -1, "10.00");
+            model_apply(m, k, v, false);
+            ooo[k] = 0;
+        } else if (r < 80 && m->nkeys < m->nkeys_max) {
+            int nk = m->nkeys++;
+            produce_event(p, topic, seq, nk, v, "UPDATE", k, "10.00");
+            model_apply(m, nk, v, true);
+            model_apply(m, k, v, false);
+            ooo[k] = 0;
+        } else if (ooo[k] < 15) {
+            /* an older version arriving late: must not win */
+            int64_t ov = m->best[k] - 1 - ooo[k]++;
+            produce_event(p, topic, seq, k, ov, "UPDATE", -1, "10.00");
+            model_apply(m, k, ov, true);
+        } else {
+            produce_event(p, topic, seq, k, v, "UPDATE", -1, "10.00");
+            model_apply(m, k, v, true);
+            ooo[k] = 0;
+        }
+    }
+    free(ooo);
+    ck_assert_int_eq((int)core_kafka_producer_flush(p, 60000), 0);
+    ck_assert_int_eq((int)core_kafka_producer_failed(p), 0);
+}
+
+static void model_free(model *m)
+{
+    free(m->best);
+    free(m->present);
+    free(m->rowver);
+}
+
+static int model_rows(const model *m)
+{
+    int n = 0;
+    for (int k = 0; k < m->nkeys; k++)
+        n += m->present[k];
+    return n;
+}
+
+/* ---- PostgreSQL checks -------------------------------------------------- */
+
+static PGconn *pg(const char *conninfo)
+{
+    PGconn *c = PQconnectdb(conninfo);
+    ck_assert_msg(PQstatus(c) == CONNECTION_OK, "postgres: %s", PQerrorMessage(c));
+    return c;
+}
+
+static void pg_exec(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK,
+                  "%s: %s", sql, PQerrorMessage(c));
+    PQclear(r);
+}
+
+/* Differences between the table and the model (0: exactly equal). -1 when
+ * the table cannot be read now (server down). */
+static int pg_diff(const char *conninfo, const char *schema, const model *m, char *why,
+                   size_t why_size)
+{
+    PGconn *c = PQconnectdb(conninfo);
+    if (PQstatus(c) != CONNECTION_OK) {
+        PQfinish(c);
+        snprintf(why, why_size, "unreachable");
+        return -1;
+    }
+    char sql[256];
+    snprintf(sql, sizeof(sql), "SELECT payee_id, tb_version, name FROM \"%s\".payee", schema);
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        snprintf(why, why_size, "%s", PQerrorMessage(c));
+        PQclear(r);
+        PQfinish(c);
+        return -1;
+    }
+    int diff = 0, rows = PQntuples(r);
+    char *seen = calloc((size_t)m->nkeys_max, 1);
+    why[0] = '\0';
+    for (int i = 0; i < rows; i++) {
+        int k = atoi(PQgetvalue(r, i, 0) + 1);
+        long long v = atoll(PQgetvalue(r, i, 1));
+        char name[32];
+        snprintf(name, sizeof(name), "n%lld", v);
+        if (k < 0 || k >= m->nkeys || !m->present[k] || m->rowver[k] != v ||
+            strcmp(name, PQgetvalue(r, i, 2)) || seen[k]) {
+            if (!diff)
+                snprintf(why, why_size, "row %s v%lld unexpected (want present=%d v%lld)",
+                         PQgetvalue(r, i, 0), v, k >= 0 && k < m->nkeys ? m->present[k] : -1,
+                         k >= 0 && k < m->nkeys ? (long long)m->rowver[k] : -1LL);
+            diff++;
+        }
+        if (k >= 0 && k < m->nkeys_max)
+            seen[k] = 1;
+    }
+    int want = model_rows(m);
+    if (rows != want) {
+        if (!diff)
+            snprintf(why, why_size, "%d rows, want %d", rows, want);
+        diff += abs(rows - want) ? abs(rows - want) : 1;
+    }
+    free(seen);
+    PQclear(r);
+    PQfinish(c);
+    return diff;
+}
+
+/* ---- the service -------------------------------------------------------- */
+
+typedef struct run_opts {
+    const char *suffix;
+    const char *conninfo;
+    const char *password;
+    const char *schema;
+    const char *sink;
+    const char *mongo_db;
+    int http_port;
+    const char *batch_size;
+    const char *timeout_ms;
+} run_opts;
+
+static pid_t start_persister(const run_opts *o)
+{
+    char bin[1024], proto[1100], vs[128], ds[128], grp[128], aud[128], port[16];
+    snprintf(bin, sizeof(bin), "%s/bin/svc-persister", tu_build_dir());
+    snprintf(proto, sizeof(proto), "TB_PROTO_DIR=%s", tu_proto_dir());
+    snprintf(vs, sizeof(vs), ".valid_%s", o->suffix);
+    snprintf(ds, sizeof(ds), ".dlq_%s", o->suffix);
+    snprintf(grp, sizeof(grp), "persister_%s", o->suffix);
+    snprintf(aud, sizeof(aud), "audit_%s", o->suffix);
+    snprintf(port, sizeof(port), "%d", o->http_port);
+    char pw[256];
+    snprintf(pw, sizeof(pw), "TB_PG_PASSWORD=%s", o->password ? o->password : "");
+    char *envp[] = { proto, "PATH=/usr/bin:/bin", pw, (char *) getenv("PERSISTER_DEBUG") ? "TB_LOG_LEVEL=debug" : "TB_LOG_LEVEL=warn", NULL };
+    char *argv[64];
+    int n = 0;
+    argv[n++] = bin;
+    argv[n++] = "--dataset";
+    argv[n++] = "payee";
+    argv[n++] = "--sink";
+    argv[n++] = (char *)(o->sink ? o->sink : "postgres");
+    argv[n++] = "--create-tables";
+    argv[n++] = "--topic.valid.suffix";
+    argv[n++] = vs;
+    argv[n++] = "--topic.dlq.suffix";
+    argv[n++] = ds;
+    argv[n++] = "--group.id";
+    argv[n++] = grp;
+    argv[n++] = "--audit.topic";
+    argv[n++] = aud;
+    argv[n++] = "--http.port";
+    argv[n++] = port;
+    argv[n++] = "--batch.size";
+    argv[n++] = (char *)(o->batch_size ? o->batch_size : "1000");
+    argv[n++] = "--batch.timeout.ms";
+    argv[n++] = (char *)(o->timeout_ms ? o->timeout_ms : "200");
+    argv[n++] = "--retry.base.ms";
+    argv[n++] = "100";
+    argv[n++] = "--retry.max.ms";
+    argv[n++] = "2000";
+    argv[n++] = "--breaker.open.ms";
+    argv[n++] = "1000";
+    /* a killed member leaves the group after 6 s, not 45 */
+    argv[n++] = "--kafka.session.timeout.ms";
+    argv[n++] = "6000";
+    /* static membership: a restarted instance takes its partitions back at
+     * once (as a pod restarted by Kubernetes would, with its own name) */
+    char inst[128];
+    snprintf(inst, sizeof(inst), "persister-%s", o->suffix);
+    argv[n++] = "--kafka.group.instance.id";
+    argv[n++] = inst;
+    if (o->conninfo) {
+        argv[n++] = "--pg.conninfo";
+        argv[n++] = (char *)o->conninfo;
+    }
+    if (o->schema) {
+        argv[n++] = "--pg.schema";
+        argv[n++] = (char *)o->schema;
+    }
+    if (o->mongo_db) {
+        argv[n++] = "--mongodb.database";
+        argv[n++] = (char *)o->mongo_db;
+        argv[n++] = "--mongodb.write.concern";
+        argv[n++] = "1";
+        argv[n++] = "--mongodb.decimal128=false"; /* FerretDB 1.24 has no Decimal128 */
+    }
+    argv[n] = NULL;
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        execve(bin, argv, envp);
+        _exit(127);
+    }
+    return pid;
+}
+
+static int stop_persister(pid_t pid)
+{
+    int st = 0;
+    kill(pid, SIGTERM);
+    for (int i = 0; i < 600; i++) { /* up to 60 s */
+        if (waitpid(pid, &st, WNOHANG) == pid)
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        struct timespec ts = { 0, 100000000 };
+        nanosleep(&ts, NULL);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &st, 0);
+    return -1;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+    nanosleep(&ts, NULL);
+}
+
+/* Wait until the table equals the model (deadline in ms). */
+static void assert_alive(pid_t pid)
+{
+    int st;
+    if (pid > 0 && waitpid(pid, &st, WNOHANG) == pid)
+        ck_abort_msg("svc-persister exited early: status %d", st);
+}
+
+static void wait_pg_equal(pid_t pid, const char *conninfo, const char *schema, const model *m,
+                          int deadline_ms)
+{
+    char why[512] = "";
+    int64_t end = core_mono_ms() + deadline_ms;
+    int d = -1;
+    while (core_mono_ms() < end) {
+        d = pg_diff(conninfo, schema, m, why, sizeof(why));
+        if (d == 0)
+            return;
+        assert_alive(pid);
+        sleep_ms(250);
+    }
+    ck_abort_msg("table %s.payee differs from the expected final state: %d differences (%s)",
+                 schema, d, why);
+}
+
+static int http_port(void)
+{
+    return 20000 + (int)(getpid() % 10000);
+}
+
+/* ---- tests -------------------------------------------------------------- */
+
+#define N_MAIN 100000
+#define N_KILL 100000
+
+START_TEST(pg_final_state_exact)
+{
+    char u[48], topic[128], schema[64];
+    snprintf(u, sizeof(u), "p%s", tu_unique());
+    snprintf(topic, sizeof(topic), "payee.valid_%s", u);
+    snprintf(schema, sizeof(schema), "t_%s", u);
+    core_kafka_producer_t *p = new_producer();
+    create_topic(p, topic, 3);
+    model m = { 0 };
+    int bad_key = -1;
+    produce_workload(p, topic, N_MAIN, N_MAIN / 4, 42, &m, 0, -1, &bad_key);
+    run_opts o = { .suffix = u, .schema = schema, .password = "tributary",
+                   .http_port = http_port() };
+    pid_t pid = start_persister(&o);
+    wait_pg_equal(pid, PG_MAIN, schema, &m, 120000);
+    ck_assert_int_eq(stop_persister(pid), 0);
+    /* nothing more arrives after a clean stop and a restart: idempotent */
+    pid = start_persister(&o);
+    sleep_ms(1000);
+    char why[256];
+    ck_assert_int_eq(pg_diff(PG_MAIN, schema, &m, why, sizeof(why)), 0);
+    ck_assert_int_eq(stop_persister(pid), 0);
+    core_kafka_producer_free(p);
+    model_free(&m);
+    PGconn *c = pg(PG_MAIN);
+    char sql[128];
+    snprintf(sql, sizeof(sql), "DROP SCHEMA \"%s\" CASCADE", schema);
+    pg_exec(c, sql);
+    PQfinish(c);
+}
+END_TEST
+
+/* Rows plus tombstones written so far (-1 before the tables exist). */
+static long progress(const char *conninfo, const char *schema)
+{
+    char sql[256];
+    long n = -1;
+    PGconn *c = PQconnectdb(conninfo);
+    snprintf(sql, sizeof(sql),
+             "SELECT (SELECT count(*) FROM \"%s\".payee) + (SELECT count(*) FROM "
+             "\"%s\".payee_tombstone)",
+             schema, schema);
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) == PGRES_TUPLES_OK)
+        n = atol(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    PQfinish(c);
+    return n;
+}
+
+START_TEST(pg_kill9_ten_times_exact)
+{
+    char u[48], topic[128], schema[64];
+    snprintf(u, sizeof(u), "k%s", tu_unique());
+    snprintf(topic, sizeof(topic), "payee.valid_%s", u);
+    snprintf(schema, sizeof(schema), "t_%s", u);
+    core_kafka_producer_t *p = new_producer();
+    create_topic(p, topic, 3);
+    model m = { 0 };
+    int bad_key = -1;
+    produce_workload(p, topic, N_KILL, N_KILL / 4, 7, &m, 0, -1, &bad_key);
+    run_opts o = { .suffix = u, .schema = schema, .password = "tributary",
+                   .http_port = http_port() + 1, .batch_size = "200", .timeout_ms = "100" };
+    srand((unsigned)time(NULL));
+    long last = progress(PG_MAIN, schema);
+    for (int i = 0; i < 10; i++) {
+        pid_t pid = start_persister(&o);
+        /* wait for the run to make progress, then kill at a random point */
+        int64_t end = core_mono_ms() + 30000;
+        long now;
+        while ((now = progress(PG_MAIN, schema)) == last && core_mono_ms() < end)
+            sleep_ms(20);
+        last = now;
+        sleep_ms(rand() % 400);
+        kill(pid, SIGKILL);
+        int st;
+        waitpid(pid, &st, 0);
+        ck_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    }
+    pid_t pid = start_persister(&o);
+    wait_pg_equal(pid, PG_MAIN, schema, &m, 120000);
+    ck_assert_int_eq(stop_persister(pid), 0);
+    core_kafka_producer_free(p);
+    model_free(&m);
+    PGconn *c = pg(PG_MAIN);
+    char sql[128];
+    snprintf(sql, sizeof(sql), "DROP SCHEMA \"%s\" CASCADE", schema);
+    pg_exec(c, sql);
+    PQfinish(c);
+}
+END_TEST
+
+/* Count the records of a topic (from the beginning) and find key. */
+static int count_topic(const char *topic, const char *key, char *hdr_msg, size_t hdr_size,
+                       int want, int deadline_ms)
+{
+    char err[512], grp[128];
+    snprintf(grp, sizeof(grp), "count_%s", tu_unique());
+    core_kafka_prop props[] = { { "bootstrap.servers", "127.0.0.1:9092" } };
+    core_kafka_consumer_opts co = { .defaults = props, .ndefaults = 1, .group_id = grp };
+    core_kafka_consumer_t *c = core_kafka_consumer_new(&co, err, sizeof(err));
+    ck_assert_msg(c != NULL, "%s", err);
+    const char *topics[] = { topic };
+    ck_assert_int_eq(core_kafka_consumer_subscribe(c, topics, 1, err, sizeof(err)), CORE_OK);
+    int n = 0, found = 0;
+    int64_t end = core_mono_ms() + deadline_ms;
+    while (core_mono_ms() < end && n < want) {
+        rd_kafka_message_t *m = core_kafka_consumer_poll(c, 200);
+        if (!m)
+            continue;
+        if (!m->err) {
+            n++;
+            if (key && m->key_len == strlen(key) && !memcmp(m->key, key, m->key_len)) {
+                found++;
+                rd_kafka_headers_t *h = NULL;
+                const void *v;
+                size_t vl;
+                if (!rd_kafka_message_headers(m, &h) &&
+                    !rd_kafka_header_get_last(h, "__connect.errors.exception.message", &v, &vl))
+                    snprintf(hdr_msg, hdr_size, "%.*s", (int)vl, (const char *)v);
+            }
+        }
+        rd_kafka_message_destroy(m);
+    }
+    /* a little longer: anything beyond want would be a duplicate */
+    int64_t extra = core_mono_ms() + 1500;
+    while (core_mono_ms() < extra) {
+        rd_kafka_message_t *m = core_kafka_consumer_poll(c, 200);
+        if (m) {
+            if (!m->err)
+                n++;
+            rd_kafka_message_destroy(m);
+        }
+    }
+    core_kafka_consumer_free(c);
+    return key ? (found == 1 ? n : -found - 100) : n;
+}
+
+START_TEST(pg_bad_row_to_dlq_rest_written)
+{
+    char u[48], topic[128], schema[64], dlq[128], sql[512];
+    snprintf(u, sizeof(u), "b%s", tu_unique());
+    snprintf(topic, sizeof(topic), "payee.valid_%s", u);
+    snprintf(dlq, sizeof(dlq), "payee.dlq_%s", u);
+    snprintf(schema, sizeof(schema), "t_%s", u);
+    /* the table from `svc-persister schema-sql`, plus a constraint of the
+     * operator's that one row breaks */
+    char bin[1024], proto[1100], *out = NULL, *err = NULL;
+    snprintf(bin, sizeof(bin), "%s/bin/svc-persister", tu_build_dir());
+    snprintf(proto, sizeof(proto), "TB_PROTO_DIR=%s", tu_proto_dir());
+    char *argv[] = { bin, "schema-sql", "--dataset", "payee", "--pg.schema", schema, NULL };
+    char *envp[] = { proto, NULL };
+    ck_assert_int_eq(tu_run_cmd(argv, envp, &out, &err, 20000), 0);
+    ck_assert_ptr_nonnull(strstr(out, "CREATE TABLE IF NOT EXISTS"));
+    PGconn *c = pg(PG_MAIN);
+    snprintf(sql, sizeof(sql), "CREATE SCHEMA \"%s\"", schema);
+    pg_exec(c, sql);
+    pg_exec(c, out);
+    snprintf(sql, sizeof(sql),
+             "ALTER TABLE \"%s\".payee ADD CONSTRAINT amount_below_million CHECK (amount_limit "
+             "< 1000000)",
+             schema);
+    pg_exec(c, sql);
+    free(out);
+    free(err);
+
+    core_kafka_producer_t *p = new_producer();
+    create_topic(p, topic, 3);
+    model m = { 0 };
+    int bad_key = -1;
+    produce_workload(p, topic, 5000, 1000, 11, &m, 0, 2500, &bad_key);
+    ck_assert_int_ge(bad_key, 0);
+    run_opts o = { .suffix = u, .schema = schema, .password = "tributary",
+                   .http_port = http_port() + 2 };
+    pid_t pid = start_persister(&o);
+    wait_pg_equal(pid, PG_MAIN, schema, &m, 60000);
+    char key[32], msg[512] = "";
+    key_name(bad_key, key, sizeof(key));
+    int n = count_topic(dlq, key, msg, sizeof(msg), 1, 30000);
+    ck_assert_msg(n == 1, "dlq holds %d records (want exactly the bad one)", n);
+    ck_assert_msg(strstr(msg, "amount_below_million") != NULL, "DLQ reason: %s", msg);
+    ck_assert_int_eq(stop_persister(pid), 0);
+    core_kafka_producer_free(p);
+    model_free(&m);
+    snprintf(sql, sizeof(sql), "DROP SCHEMA \"%s\" CASCADE", schema);
+    pg_exec(c, sql);
+    PQfinish(c);
+}
+END_TEST
+
+/* ---- a private PostgreSQL cluster for the outage ------------------------ */
+
+static int run_sh(const char *cmd)
+{
+    int rc = system(cmd);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+static size_t metric_value(int port, const char *name, double *out);
+
+START_TEST(pg_outage_exact_memory_bounded)
+{
+    char u[48], topic[128], dir[256], cmd[1024], conninfo[256];
+    int port = 25000 + (int)(getpid() % 5000);
+    snprintf(u, sizeof(u), "o%s", tu_unique());
+    snprintf(topic, sizeof(topic), "payee.valid_%s", u);
+    snprintf(dir, sizeof(dir), "/tmp/tb_pg_%s", u);
+    snprintf(conninfo, sizeof(conninfo), "host=127.0.0.1 port=%d dbname=postgres user=postgres",
+             port);
+    const char *bin = "/usr/lib/postgresql/15/bin";
+    snprintf(cmd, sizeof(cmd),
+             "mkdir -p %s && chown postgres %s && runuser -u postgres -- %s/initdb -D %s/data "
+             "-U postgres --auth=trust >/dev/null 2>&1",
+             dir, dir, bin, dir);
+    ck_assert_int_eq(run_sh(cmd), 0);
+    char start[1024], stop[1024];
+    snprintf(start, sizeof(start),
+             "runuser -u postgres -- %s/pg_ctl -D %s/data -w -l %s/log -o '-p %d -k %s -c "
+             "listen_addresses=127.0.0.1' start >/dev/null",
+             bin, dir, dir, port, dir);
+    snprintf(stop, sizeof(stop),
+             "runuser -u postgres -- %s/pg_ctl -D %s/data -w -m immediate stop >/dev/null", bin,
+             dir);
+    ck_assert_int_eq(run_sh(start), 0);
+
+    core_kafka_producer_t *p = new_producer();
+    create_topic(p, topic, 3);
+    model m = { 0 };
+    int bad_key = -1;
+    produce_workload(p, topic, 10000, 2500, 5, &m, 0, -1, &bad_key);
+    int hport = http_port() + 3;
+    run_opts o = { .suffix = u, .conninfo = conninfo, .schema = "public",
+                   .http_port = hport, .batch_size = "500", .timeout_ms = "100" };
+    pid_t pid = start_persister(&o);
+    wait_pg_equal(pid, conninfo, "public", &m, 60000);
+
+    /* the database goes away; records keep arriving */
+    ck_assert_int_eq(run_sh(stop), 0);
+    produce_workload(p, topic, 10000, 2500, 6, &m, 10000, -1, &bad_key);
+    int64_t end = core_mono_ms() + 30000; /* 30 s down, as the issue asks */
+    double depth_max = 0, retries = 0;
+    while (core_mono_ms() < end) {
+        double d = 0;
+        if (metric_value(hport, "tributary_persister_buffer_records", &d) && d > depth_max)
+            depth_max = d;
+        sleep_ms(200);
+    }
+    metric_value(hport, "tributary_persister_retries_total{sink=\"postgres\"}", &retries);
+    ck_assert_msg(depth_max <= 500, "buffer grew to %.0f records (batch.size 500)", depth_max);
+    ck_assert_msg(retries >= 2, "only %.0f retries during the outage", retries);
+    char why[128];
+    ck_assert_int_eq(pg_diff(conninfo, "public", &m, why, sizeof(why)), -1); /* still down */
+    ck_assert_int_eq(run_sh(start), 0);
+    wait_pg_equal(pid, conninfo, "public", &m, 90000);
+    ck_assert_int_eq(stop_persister(pid), 0);
+    core_kafka_producer_free(p);
+    model_free(&m);
+    run_sh(stop);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    run_sh(cmd);
+}
+END_TEST
+
+/* ---- metrics over HTTP ---------------------------------------------------- */
+
+static size_t collect(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+    char **buf = ud;
+    size_t n = size * nmemb, old = *buf ? strlen(*buf) : 0;
+    char *p = realloc(*buf, old + n + 1);
+    if (!p)
+        return 0;
+    memcpy(p + old, ptr, n);
+    p[old + n] = '\0';
+    *buf = p;
+    return n;
+}
+
+static size_t metric_value(int port, const char *name, double *out)
+{
+    char url[128];
+    char *body = NULL;
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", port);
+    CURL *c = curl_easy_init();
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 2000L);
+    CURLcode rc = curl_easy_perform(c);
+    curl_easy_cleanup(c);
+    size_t found = 0;
+    if (rc == CURLE_OK && body) {
+        for (char *line = strtok(body, "\n"); line; line = strtok(NULL, "\n"))
+            if (!strncmp(line, name, strlen(name)) && line[strlen(name)] == ' ') {
+                *out = atof(line + strlen(name) + 1);
+                found = 1;
+            }
+    }
+    free(body);
+    return found;
+}
+
+/* ---- MongoDB (FerretDB) --------------------------------------------------- */
+
+static int mongo_diff(const char *db, const model *m, char *why, size_t why_size)
+{
+    mongoc_client_t *cl = mongoc_client_new("mongodb://127.0.0.1:27017");
+    mongoc_collection_t *coll = mongoc_client_get_collection(cl, db, "payee");
+    bson_t q = BSON_INITIALIZER;
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, &q, NULL, NULL);
+    const bson_t *d;
+    int rows = 0, diff = 0;
+    why[0] = '\0';
+    while (mongoc_cursor_next(cur, &d)) {
+        bson_iter_t it;
+        const char *id = "";
+        int64_t v = -1;
+        if (bson_iter_init_find(&it, d, "_id") && BSON_ITER_HOLDS_UTF8(&it))
+            id = bson_iter_utf8(&it, NULL);
+        if (bson_iter_init_find(&it, d, "tb_version"))
+            v = bson_iter_as_int64(&it);
+        int k = atoi(id + 1);
+        rows++;
+        if (k < 0 || k >= m->nkeys || !m->present[k] || m->rowver[k] != v) {
+            if (!diff)
+                snprintf(why, why_size, "doc %s v%lld unexpected", id, (long long)v);
+            diff++;
+        }
+    }
+    bson_error_t err;
+    if (mongoc_cursor_error(cur, &err)) {
+        snprintf(why, why_size, "%s", err.message);
+        diff = -1;
+    } else if (rows != model_rows(m)) {
+        if (!diff)
+            snprintf(why, why_size, "%d documents, want %d", rows, model_rows(m));
+        diff += abs(rows - model_rows(m));
+    }
+    mongoc_cursor_destroy(cur);
+    bson_destroy(&q);
+    mongoc_collection_destroy(coll);
+    mongoc_client_destroy(cl);
+    return diff;
+}
+
+#define N_MONGO 5000
+
+START_TEST(mongo_final_state_exact)
+{
+    char u[48], topic[128], db[64], why[512] = "";
+    snprintf(u, sizeof(u), "m%s", tu_unique());
+    snprintf(topic, sizeof(topic), "payee.valid_%s", u);
+    snprintf(db, sizeof(db), "t_%s", u);
+    mongoc_init();
+    core_kafka_producer_t *p = new_producer();
+    create_topic(p, topic, 3);
+    model m = { 0 };
+    int bad_key = -1;
+    produce_workload(p, topic, N_MONGO, N_MONGO / 4, 3, &m, 0, -1, &bad_key);
+    run_opts o = { .suffix = u, .sink = "mongodb", .mongo_db = db,
+                   .http_port = http_port() + 4 };
+    pid_t pid = start_persister(&o);
+    /* No kill -9 here: FerretDB 1.24 (SQLite) leaves the database locked
+     * when a client dies in the middle of a bulk write (every later query
+     * on it hangs); the kill -9 proof runs on PostgreSQL. */
+    if (getenv("PERSISTER_MONGO_RESTART")) { /* open issue: see docs/svc-persister.md */
+        sleep_ms(1000);
+        ck_assert_int_eq(stop_persister(pid), 0);
+        pid = start_persister(&o);
+    }
+    int64_t end = core_mono_ms() + 120000;
+    int d = -1;
+    while (core_mono_ms() < end && (d = mongo_diff(db, &m, why, sizeof(why))) != 0) {
+        assert_alive(pid);
+        sleep_ms(500);
+    }
+    ck_assert_msg(d == 0, "collection %s.payee differs: %d (%s)", db, d, why);
+    ck_assert_int_eq(stop_persister(pid), 0);
+    core_kafka_producer_free(p);
+    model_free(&m);
+    mongoc_client_t *cl = mongoc_client_new("mongodb://127.0.0.1:27017");
+    mongoc_database_t *mdb = mongoc_client_get_database(cl, db);
+    mongoc_database_drop(mdb, NULL);
+    mongoc_database_destroy(mdb);
+    mongoc_client_destroy(cl);
+    mongoc_cleanup();
+}
+END_TEST
+
+/* PERSISTER_TEST=name runs one test only (while working on it). */
+static void add(TCase *tc, const TTest *t, const char *name)
+{
+    const char *only = getenv("PERSISTER_TEST");
+    if (!only || !*only || !strcmp(only, name))
+        tcase_add_test(tc, t);
+}
+#define ADD(tc, t) add(tc, t, #t)
+
+int main(void)
+{
+    Suite *s = suite_create("persister");
+    TCase *tc = tcase_create("postgres");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 300);
+    ADD(tc, pg_final_state_exact);
+    ADD(tc, pg_kill9_ten_times_exact);
+    ADD(tc, pg_bad_row_to_dlq_rest_written);
+    ADD(tc, pg_outage_exact_memory_bounded);
+    suite_add_tcase(s, tc);
+    TCase *tm = tcase_create("mongodb");
+    tcase_add_checked_fixture(tm, setup, teardown);
+    tcase_set_timeout(tm, 300);
+    ADD(tm, mongo_final_state_exact);
+    suite_add_tcase(s, tm);
+    return tu_run(&s, 1);
+}
