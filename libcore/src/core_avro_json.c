@@ -771,11 +771,13 @@ static int set_failed(struct jctx *c, const char *what)
     return jerr(c, "cannot set %s: %s", what, avro_strerror());
 }
 
-/* A JSON number (or raw number text) as an integer in [lo, hi]. */
+/* A JSON number, or decimal digits as a string (how 64-bit integers travel
+ * exactly in JSON, as in proto3's JSON mapping) or raw number text, as an
+ * integer in [lo, hi]. */
 static int json_integer(struct jctx *c, const cJSON *j, int64_t lo, int64_t hi,
                         const char *what, int64_t *out)
 {
-    if (cJSON_IsRaw(j)) {
+    if (cJSON_IsRaw(j) || cJSON_IsString(j)) {
         char *end;
         long long v;
 
@@ -796,6 +798,11 @@ static int json_integer(struct jctx *c, const cJSON *j, int64_t lo, int64_t hi,
         /* -2^63 is exact; 2^63 is the first double past INT64_MAX */
         if (d < (double)lo || d >= 9223372036854775808.0 || (hi < INT64_MAX && d > (double)hi))
             return jerr(c, "%.15g is out of range for %s", d, what);
+        /* A JSON number was parsed into a double: beyond 2^53 its digits are
+         * already rounded, so refuse it rather than store another value. */
+        if (d >= (double)EXACT_DOUBLE_MAX || d <= -(double)EXACT_DOUBLE_MAX)
+            return jerr(c, "%.17g is at or beyond 2^53, not exact as a JSON number: give it as "
+                        "a string", d);
         *out = (int64_t)d;
     }
     return 0;

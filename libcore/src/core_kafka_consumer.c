@@ -136,7 +136,7 @@ core_kafka_consumer_t *core_kafka_consumer_new(const core_kafka_consumer_opts *o
 
     if (opts)
         o = *opts;
-    if (o.ndefaults + 3 > CORE_ARRAY_SIZE(defaults)) {
+    if (o.ndefaults + 4 > CORE_ARRAY_SIZE(defaults)) {
         core_errstr(errstr, errstr_size, "kafka consumer: too many default properties (%zu)",
                     o.ndefaults);
         return NULL;
@@ -145,6 +145,10 @@ core_kafka_consumer_t *core_kafka_consumer_new(const core_kafka_consumer_opts *o
     defaults[ndefaults++] = (core_kafka_prop){ "isolation.level", "read_committed" };
     defaults[ndefaults++] = (core_kafka_prop){ "statistics.interval.ms",
                                                CORE_KAFKA_STATS_INTERVAL_MS };
+    /* A subscribed topic that does not exist yet (the stage before has not
+     * produced to it) is looked for again at every metadata refresh:
+     * librdkafka's 5 min default would leave the consumer idle that long. */
+    defaults[ndefaults++] = (core_kafka_prop){ "topic.metadata.refresh.interval.ms", "10000" };
     for (size_t i = 0; i < o.ndefaults; i++)
         defaults[ndefaults++] = o.defaults[i];
     if (o.group_id) {

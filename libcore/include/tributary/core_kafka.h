@@ -249,7 +249,9 @@ typedef struct core_kafka_consumer_opts {
  * Enforced: enable.auto.commit=false, enable.auto.offset.store=false,
  * group.id=opts->group_id (when given). Defaults (overridable):
  * auto.offset.reset=earliest, isolation.level=read_committed,
- * statistics.interval.ms=CORE_KAFKA_STATS_INTERVAL_MS.
+ * statistics.interval.ms=CORE_KAFKA_STATS_INTERVAL_MS,
+ * topic.metadata.refresh.interval.ms=10000 (a subscribed topic created
+ * later is found within 10 s).
  * @returns the consumer, or NULL with errstr.
  */
 core_kafka_consumer_t *core_kafka_consumer_new(const core_kafka_consumer_opts *opts,
