@@ -11,18 +11,20 @@
 #include <string.h>
 
 /* KEYS[1] data key, KEYS[2] meta hash, KEYS[3] bulk hash, KEYS[4] old data key
- * ARGV[1] op A|U|D, ARGV[2] version, ARGV[3] field (business key),
+ * ARGV[1] op A|U|D, ARGV[2] version as an order-preserving string (see
+ * version_key(): Lua numbers are doubles, exact only to 2^53, and
+ * meta.version is a 64-bit long), ARGV[3] field (business key),
  * ARGV[4] old field ("" = none), ARGV[5] event_time, ARGV[6] batch,
  * ARGV[7] kind B|C, ARGV[8] ttl ms, ARGV[9] format s|h, ARGV[10..] value
  * (s: one value; h: field/value pairs).
  * Returns {code, moved}: code 1 written, 2 deleted, 0 older (skipped),
  * 3 equal version (a replay: skipped). */
 static const char write_lua[] =
-    "local v = tonumber(ARGV[2])\n"
+    "local v = ARGV[2]\n"
     "local function ver_of(f)\n"
     "  local m = redis.call('HGET', KEYS[2], f)\n"
     "  if not m then return nil end\n"
-    "  return tonumber(string.match(m, '^[^|]+'))\n"
+    "  return string.match(m, '^[^|]+')\n"
     "end\n"
     "local function stamp(f, deleted)\n"
     "  redis.call('HSET', KEYS[2], f, ARGV[2] .. '|' .. deleted .. '|' .. ARGV[5] .. '|' .. ARGV[6])\n"
@@ -74,6 +76,14 @@ static const char purge_lua[] =
     "  end\n"
     "end\n"
     "return n\n";
+
+/* A 64-bit version as 20 decimal digits of (version with its sign bit
+ * flipped): string order is numeric order, negatives included, so the Lua
+ * script compares versions exactly with < and ==. */
+static void version_key(int64_t version, char *buf, size_t size)
+{
+    snprintf(buf, size, "%020" PRIu64, (uint64_t)version ^ ((uint64_t)1 << 63));
+}
 
 struct feeder {
     core_redis_t *r;
@@ -329,11 +339,6 @@ int feeder_prepare(feeder_t *f, feeder_dataset *ds, const core_avro_catalog_t *c
         rc = CORE_ERR_INVALID;
         goto out;
     }
-    if (meta.version < -FEEDER_MAX_VERSION || meta.version > FEEDER_MAX_VERSION) {
-        core_errstr(errstr, errstr_size, "meta.version: %" PRId64 " beyond +-2^53", meta.version);
-        rc = CORE_ERR_INVALID;
-        goto out;
-    }
     if (meta.op == CORE_AVRO_OP_UPDATE && meta.old_key && meta.old_key[0] == '\0') {
         core_errstr(errstr, errstr_size, "meta.old_key: empty");
         rc = CORE_ERR_INVALID;
@@ -361,7 +366,7 @@ int feeder_prepare(feeder_t *f, feeder_dataset *ds, const core_avro_catalog_t *c
         (rc = arg_take(&a, xasprintf("%s%s", ds->key_prefix, rec->old_key ? rec->old_key : ""))))
         goto out;
     /* arguments */
-    snprintf(num, sizeof(num), "%" PRId64, rec->version);
+    version_key(rec->version, num, sizeof(num));
     if ((rc = arg_str(&a, rec->op == CORE_AVRO_OP_DELETE ? "D" : rec->op == CORE_AVRO_OP_UPDATE ? "U" : "A")) ||
         (rc = arg_str(&a, num)) || (rc = arg_str(&a, rec->key)) ||
         (rc = arg_str(&a, rec->old_key ? rec->old_key : "")))

@@ -8,6 +8,8 @@
  *                  top-level fields, or the Kafka value bytes (Confluent
  *                  wire format); optional TTL.
  *   P#meta:D       hash: <key> -> "<version>|<deleted 0/1>|<event_time>|<batch>"
+ *                  (version: 20 digits of the int64 with its sign bit flipped,
+ *                  so that string order is numeric order)
  *                  the version guard and the tombstones (kept when the data
  *                  key expires or is deleted, so an older event replayed
  *                  later can never bring a record back).
@@ -16,8 +18,9 @@
  *
  * Every write goes through one Lua script (EVALSHA, loaded on connect and
  * reloaded after NOSCRIPT by core_redis) that compares versions and writes
- * atomically inside Redis. Versions are compared as Lua numbers: exact up to
- * 2^53, which feeder_prepare() enforces.
+ * atomically inside Redis. Versions travel as order-preserving strings (20
+ * digits of the int64 with its sign bit flipped): Lua's doubles are exact
+ * only to 2^53.
  *
  * Threads: a feeder_t and its records belong to one thread. */
 #ifndef SVC_CACHE_FEEDER_FEEDER_H
@@ -31,7 +34,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define FEEDER_MAX_VERSION 9007199254740992LL /* 2^53 */
 
 typedef enum feeder_format {
     FEEDER_FMT_JSON = 0,
@@ -109,7 +111,7 @@ core_redis_t *feeder_redis(feeder_t *f);
  * rec is overwritten (clear it first if it held something).
  * @returns CORE_OK; CORE_ERR_INVALID / NOTFOUND / TOOBIG for a record that
  * cannot be cached (errstr names what is wrong: undecodable, other dataset,
- * empty key, version out of range); CORE_ERR_NOMEM.
+ * empty key); CORE_ERR_NOMEM.
  */
 int feeder_prepare(feeder_t *f, feeder_dataset *ds, const core_avro_catalog_t *cat,
                    const void *value, size_t len, feeder_record *rec, char *errstr,
