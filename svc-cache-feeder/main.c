@@ -914,6 +914,7 @@ static const core_service_def def = {
     .keys = feeder_keys,
     .conf = &conf,
     .subcommands = subcommands,
+    .oneshot_subcommands = subcommands,
     .takes_files = true,
     .datasets = &conf.datasets,
     .run = run,
@@ -921,12 +922,5 @@ static const core_service_def def = {
 
 int main(int argc, char **argv)
 {
-    /* The one-shot subcommands serve no HTTP on the feeder's port (so they
-     * run beside a feeder on the same host): any free port unless given. */
-    if (argc > 1 && (strcmp(argv[1], "get") == 0 || strcmp(argv[1], "purge") == 0)) {
-        core_service_def oneshot = def;
-        oneshot.http_port_default = "0";
-        return core_service_main(&oneshot, argc, argv, environ);
-    }
     return core_service_main(&def, argc, argv, environ);
 }

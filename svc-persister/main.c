@@ -155,6 +155,7 @@ static const core_service_def def = {
     .keys = persister_keys,
     .conf = &conf,
     .subcommands = subcommands,
+    .oneshot_subcommands = subcommands,
     .datasets = &conf.datasets,
     .run = run,
 };

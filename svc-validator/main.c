@@ -357,6 +357,7 @@ static const core_service_def def = {
     .keys = validator_keys,
     .conf = &conf,
     .subcommands = subcommands,
+    .oneshot_subcommands = subcommands,
     .datasets = &conf.datasets,
     .run = run,
 };

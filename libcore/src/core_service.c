@@ -68,9 +68,9 @@ static void print_usage(const core_service_def *def, const core_config_t *cfg)
            "78 bad configuration.\n");
 }
 
-static bool is_subcommand(const core_service_def *def, const char *word)
+static bool in_list(const char *const *list, const char *word)
 {
-    for (const char *const *s = def->subcommands; s && *s; s++)
+    for (const char *const *s = list; s && *s; s++)
         if (strcmp(*s, word) == 0)
             return true;
     return false;
@@ -123,7 +123,7 @@ int core_service_init(core_service_t **svcp, const core_service_def *def,
     }
 
     /* Subcommand and files. */
-    if (core_config_nargs(svc->cfg) > 0 && is_subcommand(def, core_config_arg(svc->cfg, 0))) {
+    if (core_config_nargs(svc->cfg) > 0 && in_list(def->subcommands, core_config_arg(svc->cfg, 0))) {
         svc->subcommand = core_config_arg(svc->cfg, 0);
         svc->first_file = 1;
     }
@@ -133,6 +133,11 @@ int core_service_init(core_service_t **svcp, const core_service_def *def,
         core_service_free(svc);
         return CORE_EX_USAGE;
     }
+
+    if ((svc->subcommand ? in_list(def->oneshot_subcommands, svc->subcommand)
+                         : def->takes_files && core_config_nargs(svc->cfg) > 0) &&
+        strcmp(core_config_source(svc->cfg, "http.port"), "default") == 0)
+        svc->common.http_port = 0;
 
     core_log_level_parse(svc->common.log_level, &level);
     core_log_init(def->name, level);

@@ -54,6 +54,11 @@ typedef struct core_service_def {
     const char *const *subcommands;
     /* Does the service take file arguments after the subcommand? */
     bool takes_files;
+    /* Subcommands that are one-shot tools (NULL-terminated, may be NULL).
+     * A one-shot run — one of these, or files given without a subcommand —
+     * serves HTTP on any free port unless http.port is set, so it runs
+     * beside the long-running service on the same host. */
+    const char *const *oneshot_subcommands;
     /* The service's dataset list inside conf (checked against the
      * catalogue by core_service_main), or NULL. */
     const core_cfg_list *datasets;
