@@ -1,6 +1,7 @@
 /* feeder.c — dataset records to version-guarded Redis writes (see feeder.h). */
 #include "feeder.h"
 
+#include "tributary/core_common.h"
 #include "tributary/core_log.h"
 
 #include <cjson/cJSON.h>
@@ -114,19 +115,6 @@ const char *feeder_format_name(feeder_format_t f)
     return "?";
 }
 
-static char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *xasprintf(const char *fmt, ...)
-{
-    va_list ap;
-    char *s = NULL;
-    int n;
-
-    va_start(ap, fmt);
-    n = vasprintf(&s, fmt, ap);
-    va_end(ap);
-    return n < 0 ? NULL : s;
-}
-
 int feeder_dataset_init(feeder_dataset *ds, const char *name, const core_avro_schema_t *schema,
                         const char *prefix, const char *topic_template, char *errstr,
                         size_t errstr_size)
@@ -140,11 +128,11 @@ int feeder_dataset_init(feeder_dataset *ds, const char *name, const core_avro_sc
     }
     ds->schema = schema;
     ds->name = strdup(name);
-    ds->topic = xasprintf("%.*s%s%s", (int)(at - topic_template), topic_template, name,
+    ds->topic = core_asprintf("%.*s%s%s", (int)(at - topic_template), topic_template, name,
                           at + strlen("{dataset}"));
-    ds->key_prefix = xasprintf("%s:%s:", prefix, name);
-    ds->meta_key = xasprintf("%s#meta:%s", prefix, name);
-    ds->bulk_key = xasprintf("%s#bulk:%s", prefix, name);
+    ds->key_prefix = core_asprintf("%s:%s:", prefix, name);
+    ds->meta_key = core_asprintf("%s#meta:%s", prefix, name);
+    ds->bulk_key = core_asprintf("%s#bulk:%s", prefix, name);
     if (!ds->name || !ds->topic || !ds->key_prefix || !ds->meta_key || !ds->bulk_key) {
         feeder_dataset_clear(ds);
         core_errstr(errstr, errstr_size, "out of memory");
@@ -361,9 +349,9 @@ int feeder_prepare(feeder_t *f, feeder_dataset *ds, const core_avro_catalog_t *c
     }
 
     /* keys */
-    if ((rc = arg_take(&a, xasprintf("%s%s", ds->key_prefix, rec->key))) ||
+    if ((rc = arg_take(&a, core_asprintf("%s%s", ds->key_prefix, rec->key))) ||
         (rc = arg_str(&a, ds->meta_key)) || (rc = arg_str(&a, ds->bulk_key)) ||
-        (rc = arg_take(&a, xasprintf("%s%s", ds->key_prefix, rec->old_key ? rec->old_key : ""))))
+        (rc = arg_take(&a, core_asprintf("%s%s", ds->key_prefix, rec->old_key ? rec->old_key : ""))))
         goto out;
     /* arguments */
     version_key(rec->version, num, sizeof(num));
@@ -479,7 +467,7 @@ int feeder_exec(feeder_t *f, feeder_record *recs, size_t n, char *errstr, size_t
 int feeder_get(feeder_t *f, const feeder_dataset *ds, const core_avro_catalog_t *cat,
                const char *key, char **out, char *errstr, size_t errstr_size)
 {
-    char *dkey = xasprintf("%s%s", ds->key_prefix, key);
+    char *dkey = core_asprintf("%s%s", ds->key_prefix, key);
     redisReply *rep;
     int rc = CORE_OK;
 

@@ -46,6 +46,24 @@ double core_mono_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+char *core_vasprintf(const char *fmt, va_list ap)
+{
+    char *s = NULL;
+
+    return vasprintf(&s, fmt, ap) < 0 ? NULL : s;
+}
+
+char *core_asprintf(const char *fmt, ...)
+{
+    va_list ap;
+    char *s;
+
+    va_start(ap, fmt);
+    s = core_vasprintf(fmt, ap);
+    va_end(ap);
+    return s;
+}
+
 int core_hex_value(int c)
 {
     if (c >= '0' && c <= '9')

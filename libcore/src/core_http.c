@@ -76,13 +76,12 @@ typedef struct req_state {
 char *core_http_printf(const char *fmt, ...)
 {
     va_list ap;
-    char *s = NULL;
-    int n;
+    char *s;
 
     va_start(ap, fmt);
-    n = vasprintf(&s, fmt, ap);
+    s = core_vasprintf(fmt, ap);
     va_end(ap);
-    return n < 0 ? NULL : s;
+    return s;
 }
 
 char *core_http_json_escape(const char *s)

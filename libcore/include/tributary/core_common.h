@@ -2,6 +2,7 @@
 #ifndef TRIBUTARY_CORE_COMMON_H
 #define TRIBUTARY_CORE_COMMON_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdbool.h>
@@ -40,6 +41,10 @@ void core_errstr(char *errstr, size_t errstr_size, const char *fmt, ...)
  * the caller frees. Returns NULL and fills errstr on failure. */
 char *core_read_file(const char *path, size_t max_size, size_t *lenp,
                      char *errstr, size_t errstr_size);
+
+/* A malloc'd formatted string (free()), NULL when out of memory. */
+char *core_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+char *core_vasprintf(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
 
 /* Value of one hexadecimal digit (either case), -1 if c is not one. */
 int core_hex_value(int c);
