@@ -279,3 +279,32 @@ uint64_t bench_parse_count(const char *s)
         return 0;
     return (uint64_t)v;
 }
+
+size_t bench_parse_delim(const char *in, char *out, size_t size)
+{
+    size_t n = 0;
+
+    while (*in && n + 1 < size) {
+        if (in[0] == '\\' && in[1] == 'n') {
+            out[n++] = '\n';
+            in += 2;
+        } else if (in[0] == '\\' && in[1] == 't') {
+            out[n++] = '\t';
+            in += 2;
+        } else if (in[0] == '\\' && in[1] == 'x') {
+            char *end;
+            unsigned long x = strtoul(in + 2, &end, 16) & 0xff;
+
+            if (end == in + 2 || x == 0)
+                return 0;
+            out[n++] = (char)x;
+            in = end;
+        } else {
+            out[n++] = *in++;
+        }
+    }
+    if (*in)
+        return 0;
+    out[n] = '\0';
+    return n;
+}

@@ -16,6 +16,14 @@
 #define BENCH_EX_BROKEN 1 /* a count or content mismatch, a refused record */
 #define BENCH_EX_SETUP 2  /* bad usage, catalogue not loadable, broker unreachable */
 
+/**
+ * @brief kcat's parse_delim(): "\n", "\t" and "\xNN" (hex digits as many as
+ * strtoul takes, & 0xff) anywhere, everything else as is, into out (NUL-terminated).
+ * @returns the length, or 0 when out is too small or the result would hold
+ * a NUL (kcat takes strlen() of it).
+ */
+size_t bench_parse_delim(const char *in, char *out, size_t size);
+
 /** @brief splitmix64: the next value of a deterministic PRNG state. */
 uint64_t bench_rand(uint64_t *state);
 

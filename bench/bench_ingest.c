@@ -28,34 +28,6 @@
 #define BENCH_PROTO_DIR "proto"
 #endif
 
-static size_t parse_delim(const char *in, char *out, size_t size)
-{
-    size_t n = 0;
-
-    while (*in && n + 1 < size) {
-        if (in[0] == '\\' && in[1] == 'n') {
-            out[n++] = '\n';
-            in += 2;
-        } else if (in[0] == '\\' && in[1] == 't') {
-            out[n++] = '\t';
-            in += 2;
-        } else if (in[0] == '\\' && in[1] == 'x') {
-            char *end;
-            unsigned long x = strtoul(in + 2, &end, 16) & 0xff;
-            if (end == in + 2 || x == 0)
-                return 0;
-            out[n++] = (char)x;
-            in = end;
-        } else {
-            out[n++] = *in++;
-        }
-    }
-    if (*in)
-        return 0;
-    out[n] = '\0';
-    return n;
-}
-
 static int gen(uint64_t n, const char *out, uint64_t seed)
 {
     static const char *const first[] = { "Anna", "Bernd", "Chloé", "Dmitri", "Eva", "Fatima",
@@ -102,7 +74,7 @@ static int kcatfile(const char *csv, const char *batch, const char *out, const c
                     const char *d_arg, const char *proto)
 {
     char kd[64], d[64], err[512];
-    size_t kdlen = parse_delim(kd_arg, kd, sizeof(kd)), dlen = parse_delim(d_arg, d, sizeof(d));
+    size_t kdlen = bench_parse_delim(kd_arg, kd, sizeof(kd)), dlen = bench_parse_delim(d_arg, d, sizeof(d));
     core_avro_catalog_t *cat;
     ingest_reader *rd;
     ingest_mapper *map;

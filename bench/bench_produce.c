@@ -73,38 +73,6 @@ static void sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
-/* kcat's parse_delim(): "\n", "\t" and "\xNN" (hex digits as many as
- * strtoul takes, & 0xff) anywhere, everything else as is. The result must
- * not contain NUL: kcat takes strlen() of it. */
-static size_t parse_delim(const char *in, char *out, size_t size)
-{
-    size_t n = 0;
-
-    while (*in && n + 1 < size) {
-        if (in[0] == '\\' && in[1] == 'n') {
-            out[n++] = '\n';
-            in += 2;
-        } else if (in[0] == '\\' && in[1] == 't') {
-            out[n++] = '\t';
-            in += 2;
-        } else if (in[0] == '\\' && in[1] == 'x') {
-            char *end;
-            unsigned long x = strtoul(in + 2, &end, 16) & 0xff;
-
-            if (end == in + 2 || x == 0)
-                return 0;
-            out[n++] = (char)x;
-            in = end;
-        } else {
-            out[n++] = *in++;
-        }
-    }
-    if (*in)
-        return 0;
-    out[n] = '\0';
-    return n;
-}
-
 /* The pair digest the verify step recomputes: SHA-256 over
  * keylen (4 bytes big-endian) | key | value. */
 static void pair_digest(const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen,
@@ -447,7 +415,7 @@ typedef struct run_opts {
 static int cmd_run(run_opts *o)
 {
     char path[4096], kd[64], d[64], errstr[512], a[32], b[32], c[32], e[32], f[32];
-    size_t kdlen = parse_delim(o->kd_arg, kd, sizeof(kd)), dlen = parse_delim(o->d_arg, d, sizeof(d));
+    size_t kdlen = bench_parse_delim(o->kd_arg, kd, sizeof(kd)), dlen = bench_parse_delim(o->d_arg, d, sizeof(d));
     records rs = { 0 };
     bench_clock g0, g1, t0, t_new, t_enq, t_flushed, t1;
     core_kafka_prop defaults[3] = {

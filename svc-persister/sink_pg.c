@@ -203,6 +203,26 @@ static bool pg_ping(pers_sink *base)
     return true;
 }
 
+/* Prepare b's text as the statement <prefix><dataset>; frees b's text.
+ * Returns false (errstr says why) when the server refused it. */
+static bool prepare_stmt(pg_sink *s, const char *prefix, const char *dataset, sbuf *b,
+                         char *errstr, size_t errstr_size)
+{
+    char name[200];
+    PGresult *res;
+    bool ok;
+
+    snprintf(name, sizeof(name), "%s%s", prefix, dataset);
+    res = b->oom ? NULL : PQprepare(s->conn, name, b->p, 0, NULL);
+    free(b->p);
+    *b = (sbuf){ 0 };
+    ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+    if (!ok)
+        classify(s->conn, res, errstr, errstr_size);
+    PQclear(res);
+    return ok;
+}
+
 /* Staging tables and prepared statements for ds, once per connection. */
 static pers_res_t prepare_ds(pg_sink *s, pers_dataset *ds, char *errstr, size_t errstr_size)
 {
@@ -249,34 +269,17 @@ static pers_res_t prepare_ds(pg_sink *s, pers_dataset *ds, char *errstr, size_t 
             "EXCLUDED.tb_batch, tb_persisted_at = now() WHERE t.tb_version <= EXCLUDED.tb_version "
             "RETURNING t.\"%s\"",
             key);
-    char name[200];
-    snprintf(name, sizeof(name), "tb_merge_%s", ds->name);
-    PGresult *res = b.oom ? NULL : PQprepare(s->conn, name, b.p, 0, NULL);
-    free(b.p);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        r = classify(s->conn, res, errstr, errstr_size);
-        PQclear(res);
+    if (!prepare_stmt(s, "tb_merge_", ds->name, &b, errstr, errstr_size))
         return PERS_RETRY;
-    }
-    PQclear(res);
 
     /* deletes: remove older rows, then remember the version deleted
      * (unless a newer row is stored) */
-    b = (sbuf){ 0 };
     sb_addf(&b,
             "DELETE FROM \"%s\".\"%s\" t USING \"tb_stage_del_%s\" d WHERE t.\"%s\" = d.key AND "
             "t.tb_version <= d.v",
             sc, ds->name, ds->name, key);
-    snprintf(name, sizeof(name), "tb_delete_%s", ds->name);
-    res = b.oom ? NULL : PQprepare(s->conn, name, b.p, 0, NULL);
-    free(b.p);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        classify(s->conn, res, errstr, errstr_size);
-        PQclear(res);
+    if (!prepare_stmt(s, "tb_delete_", ds->name, &b, errstr, errstr_size))
         return PERS_RETRY;
-    }
-    PQclear(res);
-    b = (sbuf){ 0 };
     sb_addf(&b,
             "INSERT INTO \"%s\".\"%s_tombstone\" AS o (key, tb_version) SELECT d.key, d.v FROM "
             "\"tb_stage_del_%s\" d WHERE NOT EXISTS (SELECT 1 FROM \"%s\".\"%s\" t WHERE "
@@ -284,15 +287,8 @@ static pers_res_t prepare_ds(pg_sink *s, pers_dataset *ds, char *errstr, size_t 
             "tb_version = EXCLUDED.tb_version, tb_deleted_at = now() WHERE o.tb_version <= "
             "EXCLUDED.tb_version RETURNING o.key",
             sc, ds->name, ds->name, sc, ds->name, key);
-    snprintf(name, sizeof(name), "tb_tomb_%s", ds->name);
-    res = b.oom ? NULL : PQprepare(s->conn, name, b.p, 0, NULL);
-    free(b.p);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        classify(s->conn, res, errstr, errstr_size);
-        PQclear(res);
+    if (!prepare_stmt(s, "tb_tomb_", ds->name, &b, errstr, errstr_size))
         return PERS_RETRY;
-    }
-    PQclear(res);
     char **p = realloc(s->prepared, (s->nprepared + 1) * sizeof(*p));
     if (!p)
         return PERS_RETRY;
