@@ -438,84 +438,122 @@ static void on_revoke(core_kafka_consumer_t *c, const rd_kafka_topic_partition_l
 
 /* ---- restore from the Redis backup -------------------------------------- */
 
+/* Write the restored records buffered so far (retrying until the database
+ * takes them or the service stops), then forget their Redis copies. No
+ * offsets to commit: Kafka redelivers them too, and writing twice is
+ * idempotent. @returns false when stopping. */
+static bool restore_write(pstate *st)
+{
+    char err[512];
+    if (st->n == 0)
+        return true;
+    for (int attempt = 1;; attempt++) {
+        if (write_all(st, err, sizeof(err)) == PERS_OK)
+            break;
+        core_log_warn("writing the restored buffer failed: retrying", CLF_S("error", err),
+                      CLF_I("attempt", attempt));
+        if (core_lifecycle_wait(core_backoff_delay_ms(&st->backoff, attempt)))
+            return false;
+    }
+    backup_del_keys(st, st->backup_keys, st->n);
+    for (size_t i = 0; i < st->n; i++) {
+        pers_record_clear(st->recs[i]);
+        free(st->recs[i]);
+        st->recs[i] = NULL;
+        free(st->backup_keys[i]);
+        st->backup_keys[i] = NULL;
+    }
+    st->n = 0;
+    return true;
+}
+
+/* Read one backed-up record into the buffer. @returns false when the key
+ * is not a record of a configured dataset (it stays in Redis). */
+static bool restore_one(pstate *st, const char *k, size_t *skipped)
+{
+    char err[256];
+    redisReply *h = core_redis_command(st->redis, err, sizeof(err), "HGETALL %s", k);
+    if (!h || h->type != REDIS_REPLY_ARRAY) {
+        if (h)
+            freeReplyObject(h);
+        return false;
+    }
+    const char *topic = NULL, *kk = "", *vv = "";
+    size_t kl = 0, vl = 0;
+    long long part = 0, off = 0;
+    for (size_t j = 0; j + 1 < h->elements; j += 2) {
+        const char *f = h->element[j]->str;
+        redisReply *v = h->element[j + 1];
+        if (!strcmp(f, "topic"))
+            topic = v->str;
+        else if (!strcmp(f, "partition"))
+            part = strtoll(v->str, NULL, 10);
+        else if (!strcmp(f, "offset"))
+            off = strtoll(v->str, NULL, 10);
+        else if (!strcmp(f, "key"))
+            kk = v->str, kl = (size_t)v->len;
+        else if (!strcmp(f, "value"))
+            vv = v->str, vl = (size_t)v->len;
+    }
+    pers_dataset *ds = topic ? ds_by_topic(st, topic) : NULL;
+    bool ok = false;
+    if (!ds) {
+        if ((*skipped)++ == 0)
+            core_log_warn("backed-up record of a topic this instance does not consume: left "
+                          "in redis",
+                          CLF_S("key", k), CLF_S("topic", topic ? topic : "(none)"));
+    } else {
+        pers_record *r = calloc(1, sizeof(*r));
+        char *bk = strdup(k);
+        if (r && bk &&
+            pers_record_decode(r, ds, st->cat, topic, (int32_t)part, off, kk, kl, vv, vl) == 0) {
+            st->recs[st->n] = r;
+            st->backup_keys[st->n] = bk;
+            st->n++;
+            ok = true;
+        } else {
+            free(r);
+            free(bk);
+        }
+    }
+    freeReplyObject(h);
+    return ok;
+}
+
+/* Before consuming: write back what an earlier run of this instance.id
+ * left in Redis, batch.size records at a time. */
 static void restore_backup(pstate *st)
 {
     const char *inst = core_service_common(st->svc)->instance_id;
-    char pattern[300], err[256];
+    char pattern[300], err[256], cursor[32] = "0";
+    size_t restored = 0, skipped = 0;
     snprintf(pattern, sizeof(pattern), "msg:buffer:%s:*", inst);
-    char cursor[32] = "0";
-    size_t restored = 0;
     do {
-        redisReply *rep = core_redis_command(st->redis, err, sizeof(err), "SCAN %s MATCH %s COUNT 1000",
-                                             cursor, pattern);
+        redisReply *rep = core_redis_command(st->redis, err, sizeof(err),
+                                             "SCAN %s MATCH %s COUNT 1000", cursor, pattern);
         if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) {
             backup_error(st, "restore", rep ? "unexpected SCAN reply" : err);
             if (rep)
                 freeReplyObject(rep);
-            return;
+            break;
         }
         snprintf(cursor, sizeof(cursor), "%s", rep->element[0]->str);
         redisReply *keys = rep->element[1];
-        for (size_t i = 0; i < keys->elements; i++) {
-            const char *k = keys->element[i]->str;
-            redisReply *h = core_redis_command(st->redis, err, sizeof(err), "HGETALL %s", k);
-            if (!h || h->type != REDIS_REPLY_ARRAY) {
-                if (h)
-                    freeReplyObject(h);
-                continue;
-            }
-            const char *topic = NULL, *kk = "", *vv = "";
-            size_t kl = 0, vl = 0;
-            long long part = 0, off = 0;
-            for (size_t j = 0; j + 1 < h->elements; j += 2) {
-                const char *f = h->element[j]->str;
-                redisReply *v = h->element[j + 1];
-                if (!strcmp(f, "topic"))
-                    topic = v->str;
-                else if (!strcmp(f, "partition"))
-                    part = strtoll(v->str, NULL, 10);
-                else if (!strcmp(f, "offset"))
-                    off = strtoll(v->str, NULL, 10);
-                else if (!strcmp(f, "key"))
-                    kk = v->str, kl = (size_t)v->len;
-                else if (!strcmp(f, "value"))
-                    vv = v->str, vl = (size_t)v->len;
-            }
-            pers_dataset *ds = topic ? ds_by_topic(st, topic) : NULL;
-            if (ds && st->n < (size_t)st->conf->batch_size) {
-                pers_record *r = calloc(1, sizeof(*r));
-                if (r && pers_record_decode(r, ds, st->cat, topic, (int32_t)part, off, kk, kl, vv,
-                                            vl) == 0) {
-                    st->recs[st->n] = r;
-                    st->backup_keys[st->n] = strdup(k);
-                    st->n++;
-                    restored++;
-                } else {
-                    free(r);
-                }
-            }
-            freeReplyObject(h);
-            if (st->n >= (size_t)st->conf->batch_size) {
-                /* write what we have (no offsets to commit for these: they
-                 * are written again when Kafka redelivers them) */
-                break;
-            }
+        bool go = true;
+        for (size_t i = 0; go && i < keys->elements; i++) {
+            restored += restore_one(st, keys->element[i]->str, &skipped);
+            if (st->n >= (size_t)st->conf->batch_size)
+                go = restore_write(st);
         }
         freeReplyObject(rep);
-        if (st->n > 0) {
-            for (;;) {
-                pers_res_t r = write_all(st, err, sizeof(err));
-                if (r == PERS_OK)
-                    break;
-                if (core_lifecycle_wait(core_backoff_delay_ms(&st->backoff, 1)))
-                    return;
-            }
-            backup_del_keys(st, st->backup_keys, st->n);
-            drop_buffer(st, "restored");
-        }
+        if (!go)
+            return;
     } while (strcmp(cursor, "0") != 0);
-    if (restored)
-        core_log_info("buffer restored from redis and written", CLF_I("records", restored));
+    if (!restore_write(st))
+        return;
+    if (restored || skipped)
+        core_log_info("buffer restored from redis and written", CLF_I("records", restored),
+                      CLF_I("left_in_redis", skipped));
 }
 
 /* ---- the loop ------------------------------------------------------------ */

@@ -14,6 +14,7 @@
 
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
+#include <hiredis/hiredis.h>
 #include <libpq-fe.h>
 #include <mongoc/mongoc.h>
 #include <signal.h>
@@ -291,6 +292,8 @@ typedef struct run_opts {
     int http_port;
     const char *batch_size;
     const char *timeout_ms;
+    const char *topic_suffix;  /* NULL: the suffix */
+    const char *extra[8];      /* more flags, NULL-terminated */
 } run_opts;
 
 static pid_t start_persister(const run_opts *o)
@@ -298,7 +301,7 @@ static pid_t start_persister(const run_opts *o)
     char bin[1024], proto[1100], vs[128], ds[128], grp[128], aud[128], port[16];
     snprintf(bin, sizeof(bin), "%s/bin/svc-persister", tu_build_dir());
     snprintf(proto, sizeof(proto), "TB_PROTO_DIR=%s", tu_proto_dir());
-    snprintf(vs, sizeof(vs), ".valid_%s", o->suffix);
+    snprintf(vs, sizeof(vs), ".valid_%s", o->topic_suffix ? o->topic_suffix : o->suffix);
     snprintf(ds, sizeof(ds), ".dlq_%s", o->suffix);
     snprintf(grp, sizeof(grp), "persister_%s", o->suffix);
     snprintf(aud, sizeof(aud), "audit_%s", o->suffix);
@@ -358,6 +361,8 @@ static pid_t start_persister(const run_opts *o)
         argv[n++] = "1";
         argv[n++] = "--mongodb.decimal128=false"; /* FerretDB 1.24 has no Decimal128 */
     }
+    for (size_t i = 0; i < CORE_ARRAY_SIZE(o->extra) && o->extra[i]; i++)
+        argv[n++] = (char *)o->extra[i];
     argv[n] = NULL;
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
@@ -562,6 +567,93 @@ static int count_topic(const char *topic, const char *key, char *hdr_msg, size_t
     return key ? (found == 1 ? n : -found - 100) : n;
 }
 
+/* What the audit topic says about a run: one event per consumed record. */
+typedef struct audit_tally {
+    int events, persisted, stale, dead, other;
+    int dup_ids;        /* an id seen twice */
+    int bad_digest;     /* a digest that is not 64 hex digits */
+    int wrong_stage;
+    char dead_key[64];  /* key and reason of the last dead event */
+    char dead_reason[512];
+} audit_tally;
+
+static int str_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Read topic from the start until want events (or the deadline), then a
+ * little longer (anything beyond want is a duplicate), and tally them. */
+static void audit_read(const char *topic, int want, int deadline_ms, audit_tally *t)
+{
+    char err[512], grp[128];
+    memset(t, 0, sizeof(*t));
+    snprintf(grp, sizeof(grp), "audit_%s", tu_unique());
+    core_kafka_prop props[] = { { "bootstrap.servers", "127.0.0.1:9092" } };
+    core_kafka_consumer_opts co = { .defaults = props, .ndefaults = 1, .group_id = grp };
+    core_kafka_consumer_t *c = core_kafka_consumer_new(&co, err, sizeof(err));
+    ck_assert_msg(c != NULL, "%s", err);
+    const char *topics[] = { topic };
+    ck_assert_int_eq(core_kafka_consumer_subscribe(c, topics, 1, err, sizeof(err)), CORE_OK);
+    size_t cap = (size_t)want + 1024;
+    char **ids = calloc(cap, sizeof(*ids));
+    ck_assert_ptr_nonnull(ids);
+    int64_t end = core_mono_ms() + deadline_ms, extra = -1;
+    while (core_mono_ms() < (extra > 0 ? extra : end)) {
+        rd_kafka_message_t *m = core_kafka_consumer_poll(c, 200);
+        if (!m)
+            continue;
+        if (!m->err) {
+            const core_avro_schema_t *s = NULL;
+            avro_value_t v;
+            ck_assert_msg(core_avro_decode(cat, m->payload, m->len, &s, &v, err, sizeof(err)) ==
+                              CORE_OK,
+                          "audit event: %s", err);
+            cJSON *j = core_avro_to_json(s, &v, err, sizeof(err));
+            ck_assert_msg(j != NULL, "audit event: %s", err);
+            const char *outcome = cJSON_GetStringValue(cJSON_GetObjectItem(j, "outcome"));
+            const char *id = cJSON_GetStringValue(cJSON_GetObjectItem(j, "id"));
+            const char *stage = cJSON_GetStringValue(cJSON_GetObjectItem(j, "stage"));
+            const char *dg = cJSON_GetStringValue(cJSON_GetObjectItem(j, "digest"));
+            ck_assert_ptr_nonnull(outcome);
+            ck_assert_ptr_nonnull(id);
+            if (!stage || strcmp(stage, "persister"))
+                t->wrong_stage++;
+            if (!dg || strlen(dg) != 64 || strspn(dg, "0123456789abcdef") != 64)
+                t->bad_digest++;
+            if (!strcmp(outcome, "persisted")) {
+                t->persisted++;
+            } else if (!strcmp(outcome, "stale_skipped")) {
+                t->stale++;
+            } else if (!strcmp(outcome, "dead")) {
+                t->dead++;
+                const char *k = cJSON_GetStringValue(cJSON_GetObjectItem(j, "key"));
+                const char *r = cJSON_GetStringValue(cJSON_GetObjectItem(j, "reason"));
+                snprintf(t->dead_key, sizeof(t->dead_key), "%s", k ? k : "");
+                snprintf(t->dead_reason, sizeof(t->dead_reason), "%s", r ? r : "");
+            } else {
+                t->other++;
+            }
+            if ((size_t)t->events < cap)
+                ids[t->events] = strdup(id);
+            t->events++;
+            if (t->events == want)
+                extra = core_mono_ms() + 1500;
+            cJSON_Delete(j);
+            avro_value_decref(&v);
+        }
+        rd_kafka_message_destroy(m);
+    }
+    core_kafka_consumer_free(c);
+    size_t n = (size_t)t->events < cap ? (size_t)t->events : cap;
+    qsort(ids, n, sizeof(*ids), str_cmp);
+    for (size_t i = 1; i < n; i++)
+        t->dup_ids += !strcmp(ids[i - 1], ids[i]);
+    for (size_t i = 0; i < n; i++)
+        free(ids[i]);
+    free(ids);
+}
+
 START_TEST(pg_bad_row_to_dlq_rest_written)
 {
     char u[48], topic[128], schema[64], dlq[128], sql[512];
@@ -606,6 +698,22 @@ START_TEST(pg_bad_row_to_dlq_rest_written)
     ck_assert_msg(n == 1, "dlq holds %d records (want exactly the bad one)", n);
     ck_assert_msg(strstr(msg, "amount_below_million") != NULL, "DLQ reason: %s", msg);
     ck_assert_int_eq(stop_persister(pid), 0);
+    /* audit: one event per record, exactly; the bad row is the one dead */
+    char aud[128];
+    audit_tally t;
+    snprintf(aud, sizeof(aud), "audit_%s", u);
+    audit_read(aud, 5000, 30000, &t);
+    ck_assert_int_eq(t.events, 5000);
+    ck_assert_int_eq(t.dup_ids, 0);
+    ck_assert_int_eq(t.dead, 1);
+    ck_assert_str_eq(t.dead_key, key);
+    ck_assert_msg(strstr(t.dead_reason, "amount_below_million") != NULL, "reason: %s",
+                  t.dead_reason);
+    ck_assert_int_eq(t.persisted + t.stale, 4999);
+    ck_assert_int_ge(t.stale, 1); /* the workload has late, older versions */
+    ck_assert_int_eq(t.other, 0);
+    ck_assert_int_eq(t.bad_digest, 0);
+    ck_assert_int_eq(t.wrong_stage, 0);
     core_kafka_producer_free(p);
     model_free(&m);
     snprintf(sql, sizeof(sql), "DROP SCHEMA \"%s\" CASCADE", schema);
@@ -684,6 +792,137 @@ START_TEST(pg_outage_exact_memory_bounded)
     run_sh(stop);
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     run_sh(cmd);
+}
+END_TEST
+
+/* ---- the Redis backup of the buffer (seed 004) ------------------------------ */
+
+/* Keys msg:buffer:<inst>:* in the stack's Redis; *hash_ok: every one is a
+ * hash with topic, partition, offset, key and a non-empty value. */
+static long backup_keys(const char *inst, bool *hash_ok)
+{
+    redisContext *r = redisConnect("127.0.0.1", 6379);
+    ck_assert_msg(r && !r->err, "redis: %s", r ? r->errstr : "no memory");
+    long n = 0;
+    char cursor[32] = "0";
+    if (hash_ok)
+        *hash_ok = true;
+    do {
+        redisReply *rep = redisCommand(r, "SCAN %s MATCH msg:buffer:%s:* COUNT 1000", cursor, inst);
+        ck_assert(rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2);
+        snprintf(cursor, sizeof(cursor), "%s", rep->element[0]->str);
+        for (size_t i = 0; i < rep->element[1]->elements; i++) {
+            n++;
+            if (!hash_ok)
+                continue;
+            redisReply *h = redisCommand(r, "HMGET %s topic partition offset key value",
+                                         rep->element[1]->element[i]->str);
+            ck_assert(h && h->type == REDIS_REPLY_ARRAY && h->elements == 5);
+            for (size_t f = 0; f < 5; f++)
+                if (h->element[f]->type != REDIS_REPLY_STRING || h->element[f]->len == 0)
+                    *hash_ok = false;
+            freeReplyObject(h);
+        }
+        freeReplyObject(rep);
+    } while (strcmp(cursor, "0"));
+    redisFree(r);
+    return n;
+}
+
+static long pg_count(const char *schema)
+{
+    char sql[160];
+    long n = -1;
+    PGconn *c = pg(PG_MAIN);
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM \"%s\".payee", schema);
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) == PGRES_TUPLES_OK)
+        n = atol(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    PQfinish(c);
+    return n;
+}
+
+START_TEST(pg_redis_backup_restored_after_kill9)
+{
+    char u[48], topic[128], schema[64], inst[96], why[256];
+    snprintf(u, sizeof(u), "r%s", tu_unique());
+    snprintf(topic, sizeof(topic), "payee.valid_%s", u);
+    snprintf(schema, sizeof(schema), "t_%s", u);
+    snprintf(inst, sizeof(inst), "persister-bk-%s", u);
+    core_kafka_producer_t *p = new_producer();
+    create_topic(p, topic, 2);
+    model m = { 0 };
+    int bad_key = -1;
+    produce_workload(p, topic, 1500, 400, 13, &m, 0, -1, &bad_key);
+
+    /* 1. a batch far from full and a timeout far away: everything consumed
+     *    sits in the buffer, mirrored in Redis, nothing in the table */
+    int hport = http_port() + 5;
+    run_opts o = { .suffix = u, .schema = schema, .password = "tributary", .http_port = hport,
+                   .batch_size = "5000", .timeout_ms = "600000",
+                   .extra = { "--buffer.backup", "--instance.id", inst } };
+    pid_t pid = start_persister(&o);
+    bool hash_ok = false;
+    long nk = 0;
+    int64_t end = core_mono_ms() + 60000;
+    while ((nk = backup_keys(inst, NULL)) < 1500 && core_mono_ms() < end) {
+        assert_alive(pid);
+        sleep_ms(200);
+    }
+    ck_assert_int_eq(nk, 1500);
+    ck_assert_int_eq(backup_keys(inst, &hash_ok), 1500);
+    ck_assert_msg(hash_ok, "a backup hash lacks a field");
+    ck_assert_int_eq(pg_count(schema), 0);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+
+    /* 2. the same instance restarts in a fresh consumer group that starts
+     *    at the end of the topic: the table can only come from the backup,
+     *    which is emptied once written */
+    run_opts o2 = o;
+    char u2[64];
+    snprintf(u2, sizeof(u2), "%s_2", u);
+    o2.suffix = u2;       /* another group, audit and DLQ topic */
+    o2.topic_suffix = u;  /* the same records topic */
+    o2.timeout_ms = "100";
+    o2.batch_size = "1000"; /* the 1,500 restored records take two batches */
+    o2.extra[3] = "--kafka.auto.offset.reset";
+    o2.extra[4] = "latest";
+    pid = start_persister(&o2);
+    wait_pg_equal(pid, PG_MAIN, schema, &m, 60000);
+    end = core_mono_ms() + 20000;
+    while ((nk = backup_keys(inst, NULL)) > 0 && core_mono_ms() < end)
+        sleep_ms(100);
+    ck_assert_int_eq(nk, 0);
+    ck_assert_int_eq(stop_persister(pid), 0);
+
+    /* 3. Redis unreachable: the buffer stays in memory, a metric counts it,
+     *    rows are still written (Kafka redelivers the 1,500: idempotent) */
+    run_opts o3 = o;
+    o3.timeout_ms = "100";
+    o3.http_port = hport + 1;
+    o3.extra[3] = "--redis.port";
+    o3.extra[4] = "1";
+    produce_workload(p, topic, 500, 400, 14, &m, 1500, -1, &bad_key); /* more to write */
+    pid = start_persister(&o3);
+    wait_pg_equal(pid, PG_MAIN, schema, &m, 60000);
+    double errs = 0;
+    end = core_mono_ms() + 10000;
+    while ((!metric_value(o3.http_port, "tributary_persister_backup_errors_total", &errs) ||
+            errs < 1) && core_mono_ms() < end)
+        sleep_ms(100);
+    ck_assert_msg(errs >= 1, "backup errors counted: %.0f", errs);
+    ck_assert_int_eq(stop_persister(pid), 0);
+    ck_assert_int_eq(pg_diff(PG_MAIN, schema, &m, why, sizeof(why)), 0);
+
+    core_kafka_producer_free(p);
+    model_free(&m);
+    PGconn *c = pg(PG_MAIN);
+    char sql[128];
+    snprintf(sql, sizeof(sql), "DROP SCHEMA \"%s\" CASCADE", schema);
+    pg_exec(c, sql);
+    PQfinish(c);
 }
 END_TEST
 
@@ -832,6 +1071,7 @@ int main(void)
     ADD(tc, pg_kill9_ten_times_exact);
     ADD(tc, pg_bad_row_to_dlq_rest_written);
     ADD(tc, pg_outage_exact_memory_bounded);
+    ADD(tc, pg_redis_backup_restored_after_kill9);
     suite_add_tcase(s, tc);
     TCase *tm = tcase_create("mongodb");
     tcase_add_checked_fixture(tm, setup, teardown);
