@@ -1,8 +1,16 @@
 /* persister.c — the work loop: consume <dataset>.valid, buffer up to
  * batch.size records or batch.timeout.ms, write the batch to the sink, send
  * refused rows to <dataset>.dlq and audit events, then commit the offsets.
- * A database outage pauses consumption and retries with backoff behind a
- * circuit breaker; the buffer never grows beyond batch.size. */
+ *
+ * Two threads. The main thread consumes, decodes and buffers; the writer
+ * thread takes a full buffer (a "job") and does the rest: the database
+ * transaction, DLQ and audit records, the producer flush and the offset
+ * commit. While batch k is being written, batch k+1 fills. Jobs run one at
+ * a time and in order, so offsets are still committed batch after batch and
+ * only after the database commit. A failed job is held and retried before
+ * anything newer is written: a database outage pauses consumption and
+ * retries with backoff behind a circuit breaker; memory stays bounded to
+ * two batches (the held job and a full buffer). */
 #include "persister.h"
 
 #include "tributary/core_audit.h"
@@ -15,6 +23,7 @@
 #include "tributary/core_service.h"
 
 #include <cjson/cJSON.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,10 +42,26 @@ typedef struct pstate {
     core_audit_t *audit;
     core_breaker_t *breaker;
     core_backoff backoff;
+    /* the buffer being filled: main thread only */
     pers_record **recs;
     char **backup_keys; /* parallel to recs when the backup is on */
     size_t n;
     int64_t first_ms;
+    /* the job: the writer thread alone calls the sink and the audit
+     * publisher once it runs. jstate is guarded by mu; jrecs, jkeys and jn
+     * are set by the main thread while no job is pending, read by the
+     * writer while it is (J_PENDING), and by the main thread again after. */
+    pthread_t writer;
+    bool writer_on;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    enum { J_IDLE, J_PENDING, J_DONE, J_HELD } jstate;
+    bool jquit;                      /* mu */
+    pers_record **jrecs;
+    char **jkeys;
+    size_t jn;                       /* 0: a ping, to probe the database */
+    pers_res_t jres;                 /* mu, J_DONE */
+    char jerr[512];                  /* mu, J_DONE */
     bool paused;
     int attempt;
     int64_t next_try_ms;
@@ -80,11 +105,6 @@ static void metrics_init(pstate *st)
     st->m_dead = core_metrics_family(m, CORE_METRIC_COUNTER, "tributary_persister_dlq_total",
                                      "Records sent to the dead-letter topic", ds_l, NULL, 0,
                                      NULL, 0);
-}
-
-static void set_depth(pstate *st)
-{
-    core_metric_set(core_metrics_series(st->m_depth, NULL), (double)st->n);
 }
 
 /* ---- Redis backup of the buffer (seed 004) ------------------------------ */
@@ -167,22 +187,41 @@ static pers_dataset *ds_by_topic(pstate *st, const char *topic)
 
 /* ---- the batch ---------------------------------------------------------- */
 
+static void set_depth(pstate *st)
+{
+    core_metric_set(core_metrics_series(st->m_depth, NULL), (double)(st->n + st->jn));
+}
+
+static void free_records(pers_record **recs, char **keys, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        pers_record_clear(recs[i]);
+        free(recs[i]);
+        recs[i] = NULL;
+        if (keys) {
+            free(keys[i]);
+            keys[i] = NULL;
+        }
+    }
+}
+
+/* Main thread, no job pending. The Redis copies stay: they are read back on
+ * the next start. */
 static void drop_buffer(pstate *st, const char *why)
 {
-    if (st->n)
+    size_t n = st->n + (st->jstate == J_HELD || st->jstate == J_DONE ? st->jn : 0);
+    if (n)
         core_log_warn("dropping the buffer: its records will be redelivered", CLF_S("why", why),
-                      CLF_I("records", st->n));
-    for (size_t i = 0; i < st->n; i++) {
-        pers_record_clear(st->recs[i]);
-        free(st->recs[i]);
-        st->recs[i] = NULL;
-    }
-    /* the Redis copies stay: they are read back on the next start */
-    for (size_t i = 0; st->backup_keys && i < st->n; i++) {
-        free(st->backup_keys[i]);
-        st->backup_keys[i] = NULL;
-    }
+                      CLF_I("records", n));
+    free_records(st->recs, st->backup_keys, st->n);
     st->n = 0;
+    if (st->jstate == J_HELD || st->jstate == J_DONE) {
+        free_records(st->jrecs, st->jkeys, st->jn);
+        st->jn = 0;
+        pthread_mutex_lock(&st->mu);
+        st->jstate = J_IDLE;
+        pthread_mutex_unlock(&st->mu);
+    }
     set_depth(st);
 }
 
@@ -239,11 +278,13 @@ static void emit_audit(pstate *st, pers_record *r)
         core_log_error("audit produce failed", CLF_S("error", err));
 }
 
-/* Write every dataset's part of the buffer. PERS_RETRY: nothing may be
- * committed (the database writes done are idempotent and will be redone). */
-static pers_res_t write_all(pstate *st, char *errstr, size_t errstr_size)
+/* Write every dataset's part of recs[0..n). PERS_RETRY: nothing may be
+ * committed (the database writes done are idempotent and will be redone).
+ * The thread that owns the sink. */
+static pers_res_t write_all(pstate *st, pers_record **recs, size_t n, char *errstr,
+                            size_t errstr_size)
 {
-    pers_record **sub = malloc((st->n ? st->n : 1) * sizeof(*sub));
+    pers_record **sub = malloc((n ? n : 1) * sizeof(*sub));
     if (!sub) {
         core_errstr(errstr, errstr_size, "out of memory");
         return PERS_RETRY;
@@ -251,8 +292,8 @@ static pers_res_t write_all(pstate *st, char *errstr, size_t errstr_size)
     pers_res_t res = PERS_OK;
     for (size_t d = 0; d < st->nds && res == PERS_OK; d++) {
         size_t m = 0;
-        for (size_t i = 0; i < st->n; i++) {
-            pers_record *r = st->recs[i];
+        for (size_t i = 0; i < n; i++) {
+            pers_record *r = recs[i];
             if (r->ds != &st->ds[d])
                 continue;
             if (r->fate != PERS_DEAD || r->id) { /* decoded records start over */
@@ -305,28 +346,19 @@ static pers_res_t write_all(pstate *st, char *errstr, size_t errstr_size)
     return res;
 }
 
-/* Flush the buffer: database, DLQ, audit, offsets. */
-static pers_res_t flush(pstate *st, char *errstr, size_t errstr_size)
+/* One job, on the writer thread: database, DLQ, audit, offsets. The records
+ * are freed by the main thread afterwards. */
+static pers_res_t flush_batch(pstate *st, pers_record **recs, size_t n, char *errstr,
+                              size_t errstr_size)
 {
-    if (st->n == 0)
-        return PERS_OK;
-    int64_t now = core_mono_ms();
-    if (!core_breaker_allow(st->breaker, now)) {
-        core_errstr(errstr, errstr_size, "circuit open: %s database calls refused for %lld ms",
-                    st->sink->name, (long long)core_breaker_wait_ms(st->breaker, now));
-        return PERS_RETRY;
-    }
     double t0 = core_mono_s();
-    pers_res_t r = write_all(st, errstr, errstr_size);
-    if (r != PERS_OK) {
-        core_breaker_failure(st->breaker, core_mono_ms());
+    pers_res_t r = write_all(st, recs, n, errstr, errstr_size);
+    if (r != PERS_OK)
         return r;
-    }
-    core_breaker_success(st->breaker, core_mono_ms());
 
     uint64_t failed0 = core_kafka_producer_failed(st->producer);
-    for (size_t i = 0; i < st->n; i++) {
-        pers_record *rec = st->recs[i];
+    for (size_t i = 0; i < n; i++) {
+        pers_record *rec = recs[i];
         if (rec->fate == PERS_DEAD)
             emit_dlq(st, rec);
         emit_audit(st, rec);
@@ -345,16 +377,15 @@ static pers_res_t flush(pstate *st, char *errstr, size_t errstr_size)
         return PERS_RETRY;
     }
 
-    rd_kafka_topic_partition_list_t *offs = rd_kafka_topic_partition_list_new((int)st->n);
-    for (size_t i = 0; i < st->n; i++) {
-        rd_kafka_topic_partition_t *p = rd_kafka_topic_partition_list_find(
-            offs, st->recs[i]->topic, st->recs[i]->partition);
+    rd_kafka_topic_partition_list_t *offs = rd_kafka_topic_partition_list_new((int)n);
+    for (size_t i = 0; i < n; i++) {
+        rd_kafka_topic_partition_t *p =
+            rd_kafka_topic_partition_list_find(offs, recs[i]->topic, recs[i]->partition);
         if (!p)
-            p = rd_kafka_topic_partition_list_add(offs, st->recs[i]->topic,
-                                                  st->recs[i]->partition),
+            p = rd_kafka_topic_partition_list_add(offs, recs[i]->topic, recs[i]->partition),
             p->offset = -1;
-        if (st->recs[i]->offset + 1 > p->offset)
-            p->offset = st->recs[i]->offset + 1;
+        if (recs[i]->offset + 1 > p->offset)
+            p->offset = recs[i]->offset + 1;
     }
     core_err_t ce = CORE_OK;
     char cerr[256] = "";
@@ -364,33 +395,98 @@ static pers_res_t flush(pstate *st, char *errstr, size_t errstr_size)
             break;
     }
     rd_kafka_topic_partition_list_destroy(offs);
-    size_t nrec = st->n;
     if (ce != CORE_OK) {
         /* the next owner of the partitions re-reads them: idempotent writes */
         core_log_warn("offset commit failed after the database commit: records will be "
                       "redelivered and written again (idempotent)",
                       CLF_S("error", cerr));
     }
-    if (st->backup_keys)
-        backup_del_keys(st, st->backup_keys, st->n);
-    core_metric_observe(core_metrics_series1(st->m_batch, st->sink->name), (double)nrec);
+    core_metric_observe(core_metrics_series1(st->m_batch, st->sink->name), (double)n);
     core_metric_observe(core_metrics_series1(st->m_flush, st->sink->name), core_mono_s() - t0);
-    core_log_debug("batch written", CLF_I("records", nrec), CLF_D("seconds", core_mono_s() - t0));
-    st->n = 0;
-    for (size_t i = 0; i < nrec; i++) {
-        pers_record_clear(st->recs[i]);
-        free(st->recs[i]);
-        st->recs[i] = NULL;
-        if (st->backup_keys) {
-            free(st->backup_keys[i]);
-            st->backup_keys[i] = NULL;
-        }
-    }
-    set_depth(st);
+    core_log_debug("batch written", CLF_I("records", n), CLF_D("seconds", core_mono_s() - t0));
     return PERS_OK;
 }
 
-/* A failed flush: pause, schedule the next try. */
+/* The writer thread: one job at a time, until told to quit. */
+static void *writer_main(void *arg)
+{
+    pstate *st = arg;
+    pthread_mutex_lock(&st->mu);
+    for (;;) {
+        while (st->jstate != J_PENDING && !st->jquit)
+            pthread_cond_wait(&st->cv, &st->mu);
+        if (st->jstate != J_PENDING)
+            break;
+        pthread_mutex_unlock(&st->mu);
+        char err[512] = "";
+        pers_res_t r;
+        if (st->jn == 0) {
+            r = st->sink->ping(st->sink) ? PERS_OK : PERS_RETRY;
+            if (r != PERS_OK)
+                snprintf(err, sizeof(err), "database unreachable");
+        } else {
+            r = flush_batch(st, st->jrecs, st->jn, err, sizeof(err));
+        }
+        pthread_mutex_lock(&st->mu);
+        st->jres = r;
+        memcpy(st->jerr, err, sizeof(st->jerr));
+        st->jstate = J_DONE;
+        pthread_cond_broadcast(&st->cv);
+    }
+    pthread_mutex_unlock(&st->mu);
+    return NULL;
+}
+
+static int job_state(pstate *st)
+{
+    pthread_mutex_lock(&st->mu);
+    int js = st->jstate;
+    pthread_mutex_unlock(&st->mu);
+    return js;
+}
+
+/* Hand the buffer to the writer (from J_IDLE; an empty buffer makes a
+ * ping), or hand it the held job again (from J_HELD). */
+static void job_submit(pstate *st)
+{
+    pthread_mutex_lock(&st->mu);
+    if (st->jstate == J_IDLE) {
+        pers_record **r = st->jrecs;
+        char **k = st->jkeys;
+        st->jrecs = st->recs;
+        st->jkeys = st->backup_keys;
+        st->jn = st->n;
+        st->recs = r;
+        st->backup_keys = k;
+        st->n = 0;
+    }
+    st->jstate = J_PENDING;
+    pthread_cond_broadcast(&st->cv);
+    pthread_mutex_unlock(&st->mu);
+}
+
+/* Wait until the pending job is done, up to ms (-1: as long as it takes). */
+static void job_wait(pstate *st, int64_t ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    if (ms >= 0) {
+        until.tv_sec += ms / 1000;
+        until.tv_nsec += (ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L)
+            until.tv_sec++, until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&st->mu);
+    while (st->jstate == J_PENDING) {
+        if (ms < 0)
+            pthread_cond_wait(&st->cv, &st->mu);
+        else if (pthread_cond_timedwait(&st->cv, &st->mu, &until) != 0)
+            break;
+    }
+    pthread_mutex_unlock(&st->mu);
+}
+
+/* A failed write: pause, schedule the next try. */
 static void flush_failed(pstate *st, const char *err)
 {
     char e2[256];
@@ -422,18 +518,57 @@ static void flush_ok(pstate *st)
         st->paused = false;
 }
 
+/* Main thread, job J_DONE: free a written job, or hold a failed one for
+ * the next try. resume: whether a success may resume consumption (not
+ * inside a rebalance callback). */
+static void job_done(pstate *st, bool resume)
+{
+    pthread_mutex_lock(&st->mu);
+    pers_res_t r = st->jres;
+    char err[512];
+    memcpy(err, st->jerr, sizeof(err));
+    st->jstate = r == PERS_OK ? J_IDLE : J_HELD;
+    pthread_mutex_unlock(&st->mu);
+    if (r != PERS_OK) {
+        core_breaker_failure(st->breaker, core_mono_ms());
+        flush_failed(st, err);
+        return;
+    }
+    core_breaker_success(st->breaker, core_mono_ms());
+    if (st->jkeys)
+        backup_del_keys(st, st->jkeys, st->jn);
+    free_records(st->jrecs, st->jkeys, st->jn);
+    st->jn = 0;
+    set_depth(st);
+    if (resume)
+        flush_ok(st);
+    else
+        st->attempt = 0;
+}
+
+/* Main thread: the pending job done, if any (waits for it). */
+static void job_finish(pstate *st, bool resume)
+{
+    job_wait(st, -1);
+    if (job_state(st) == J_DONE)
+        job_done(st, resume);
+}
+
 static void on_revoke(core_kafka_consumer_t *c, const rd_kafka_topic_partition_list_t *parts,
                       bool lost, void *user)
 {
     (void)c;
     (void)parts;
     pstate *st = user;
-    char err[512];
-    if (st->n == 0)
-        return;
-    if (!lost && !st->paused && flush(st, err, sizeof(err)) == PERS_OK)
-        return;
-    drop_buffer(st, lost ? "partitions lost" : "partitions revoked before the batch was written");
+    /* what the writer has is written (or failed) before the partitions go */
+    job_finish(st, false);
+    if (!lost && !st->paused && job_state(st) == J_IDLE && st->n > 0) {
+        job_submit(st);
+        job_finish(st, false);
+    }
+    if (st->n > 0 || job_state(st) == J_HELD)
+        drop_buffer(st, lost ? "partitions lost"
+                             : "partitions revoked before the batch was written");
 }
 
 /* ---- restore from the Redis backup -------------------------------------- */
@@ -448,7 +583,7 @@ static bool restore_write(pstate *st)
     if (st->n == 0)
         return true;
     for (int attempt = 1;; attempt++) {
-        if (write_all(st, err, sizeof(err)) == PERS_OK)
+        if (write_all(st, st->recs, st->n, err, sizeof(err)) == PERS_OK)
             break;
         core_log_warn("writing the restored buffer failed: retrying", CLF_S("error", err),
                       CLF_I("attempt", attempt));
@@ -456,13 +591,7 @@ static bool restore_write(pstate *st)
             return false;
     }
     backup_del_keys(st, st->backup_keys, st->n);
-    for (size_t i = 0; i < st->n; i++) {
-        pers_record_clear(st->recs[i]);
-        free(st->recs[i]);
-        st->recs[i] = NULL;
-        free(st->backup_keys[i]);
-        st->backup_keys[i] = NULL;
-    }
+    free_records(st->recs, st->backup_keys, st->n);
     st->n = 0;
     return true;
 }
@@ -604,13 +733,19 @@ int persister_loop(core_service_t *svc, const struct persister_conf *conf, pers_
     st.sink = sink;
     st.backoff = (core_backoff){ conf->retry_base_ms, conf->retry_max_ms, 2.0, 0.5, 0 };
     metrics_init(&st);
+    pthread_mutex_init(&st.mu, NULL);
+    pthread_cond_init(&st.cv, NULL);
     st.recs = calloc((size_t)conf->batch_size, sizeof(*st.recs));
-    if (conf->backup_enabled)
+    st.jrecs = calloc((size_t)conf->batch_size, sizeof(*st.jrecs));
+    if (conf->backup_enabled) {
         st.backup_keys = calloc((size_t)conf->batch_size, sizeof(*st.backup_keys));
+        st.jkeys = calloc((size_t)conf->batch_size, sizeof(*st.jkeys));
+    }
     char bname[64];
     snprintf(bname, sizeof(bname), "persister_%s", sink->name);
     st.breaker = core_breaker_new(bname, (int)conf->breaker_threshold, conf->breaker_open_ms, 1);
-    if (!st.recs || !st.breaker || (conf->backup_enabled && !st.backup_keys)) {
+    if (!st.recs || !st.jrecs || !st.breaker ||
+        (conf->backup_enabled && (!st.backup_keys || !st.jkeys))) {
         core_log_error("out of memory");
         rc = CORE_EX_SOFTWARE;
         goto out;
@@ -675,24 +810,43 @@ int persister_loop(core_service_t *svc, const struct persister_conf *conf, pers_
                   CLF_I("batch_timeout_ms", conf->batch_timeout_ms),
                   CLF_B("buffer_backup", conf->backup_enabled));
 
+    if (pthread_create(&st.writer, NULL, writer_main, &st) != 0) {
+        core_log_error("cannot start the writer thread");
+        rc = CORE_EX_SOFTWARE;
+        goto out;
+    }
+    st.writer_on = true;
+
     while (!core_lifecycle_stopping()) {
         int64_t now = core_mono_ms();
-        bool due = st.n > 0 && (st.n >= (size_t)conf->batch_size ||
-                                now - st.first_ms >= conf->batch_timeout_ms);
-        if (st.paused || st.attempt)
-            due = now >= st.next_try_ms;
-        if (due) {
-            if (st.n == 0) {
-                /* paused with nothing buffered (revoked meanwhile): probe */
-                if (sink->ping(sink))
-                    flush_ok(&st);
-                else
-                    flush_failed(&st, "database unreachable");
-            } else if (flush(&st, err, sizeof(err)) == PERS_OK) {
-                flush_ok(&st);
+        int js = job_state(&st);
+        if (js == J_DONE) {
+            job_done(&st, true);
+            continue;
+        }
+        if ((js == J_HELD || (js == J_IDLE && st.paused)) && now >= st.next_try_ms) {
+            /* retry the held job; paused with none (revoked meanwhile):
+             * the buffer, or a ping to probe the database */
+            if (!core_breaker_allow(st.breaker, now)) {
+                char why[160];
+                snprintf(why, sizeof(why), "circuit open: %s database calls refused for %lld ms",
+                         sink->name, (long long)core_breaker_wait_ms(st.breaker, now));
+                flush_failed(&st, why);
             } else {
-                flush_failed(&st, err);
+                job_submit(&st);
+                set_depth(&st);
             }
+            continue;
+        }
+        bool full = st.n >= (size_t)conf->batch_size;
+        bool due = st.n > 0 && (full || now - st.first_ms >= conf->batch_timeout_ms);
+        if (js == J_IDLE && due && !st.paused) {
+            job_submit(&st);
+            continue;
+        }
+        if (full && js == J_PENDING) {
+            /* nothing more to take until the writer is done */
+            job_wait(&st, 100);
             continue;
         }
         int64_t wait = 100;
@@ -703,6 +857,8 @@ int persister_loop(core_service_t *svc, const struct persister_conf *conf, pers_
         }
         if (st.paused && st.next_try_ms - now < wait)
             wait = st.next_try_ms - now < 0 ? 0 : st.next_try_ms - now;
+        if (js == J_PENDING && wait > 5)
+            wait = 5; /* notice the writer's result soon */
         size_t before = st.n;
         rd_kafka_message_t *m = core_kafka_consumer_poll(st.consumer, (int)wait);
         if (m) {
@@ -732,23 +888,46 @@ int persister_loop(core_service_t *svc, const struct persister_conf *conf, pers_
     }
 
     /* drain: write what is buffered within the grace period */
-    while (st.n > 0 && core_lifecycle_remaining_ms() > 0) {
-        if (flush(&st, err, sizeof(err)) == PERS_OK)
+    while (core_lifecycle_remaining_ms() > 0) {
+        int js = job_state(&st);
+        if (js == J_PENDING) {
+            job_wait(&st, core_lifecycle_remaining_ms());
+        } else if (js == J_DONE) {
+            job_done(&st, false);
+        } else if (js == J_HELD || st.n > 0) {
+            if (js == J_HELD) {
+                if (core_lifecycle_forced())
+                    break;
+                int64_t d = st.next_try_ms - core_mono_ms();
+                int64_t left = core_lifecycle_remaining_ms();
+                if (d > left)
+                    d = left;
+                if (d > 0) {
+                    struct timespec ts = { d / 1000, (d % 1000) * 1000000 };
+                    nanosleep(&ts, NULL);
+                }
+            }
+            job_submit(&st);
+        } else {
             break;
-        core_log_warn("final flush failed", CLF_S("error", err));
-        if (core_lifecycle_forced())
-            break;
-        int64_t d = core_backoff_delay_ms(&st.backoff, ++st.attempt);
-        int64_t left = core_lifecycle_remaining_ms();
-        struct timespec ts = { (d < left ? d : left) / 1000, ((d < left ? d : left) % 1000) * 1000000 };
-        nanosleep(&ts, NULL);
+        }
     }
-    if (st.n > 0)
+    /* a job still inside the database finishes, so nothing it uses is
+     * freed under it (a statement is bounded by pg.statement.timeout.ms) */
+    job_finish(&st, false);
+    if (st.n > 0 || job_state(&st) == J_HELD)
         core_log_warn("stopping with records not written: they will be redelivered",
-                      CLF_I("records", st.n));
+                      CLF_I("records", st.n + st.jn));
     core_kafka_consumer_close(st.consumer, err, sizeof(err));
     core_log_info("stopping", CLF_I("signal", core_lifecycle_signal()));
 out:
+    if (st.writer_on) {
+        pthread_mutex_lock(&st.mu);
+        st.jquit = true;
+        pthread_cond_broadcast(&st.cv);
+        pthread_mutex_unlock(&st.mu);
+        pthread_join(st.writer, NULL);
+    }
     drop_buffer(&st, "stopping");
     core_kafka_consumer_free(st.consumer);
     core_audit_free(st.audit);
@@ -759,5 +938,9 @@ out:
     core_breaker_free(st.breaker);
     free(st.recs);
     free(st.backup_keys);
+    free(st.jrecs);
+    free(st.jkeys);
+    pthread_cond_destroy(&st.cv);
+    pthread_mutex_destroy(&st.mu);
     return rc;
 }

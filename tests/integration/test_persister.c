@@ -780,7 +780,9 @@ START_TEST(pg_outage_exact_memory_bounded)
         sleep_ms(200);
     }
     metric_value(hport, "tributary_persister_retries_total{sink=\"postgres\"}", &retries);
-    ck_assert_msg(depth_max <= 500, "buffer grew to %.0f records (batch.size 500)", depth_max);
+    /* bounded: the held batch and one more being filled */
+    ck_assert_msg(depth_max <= 1000, "buffer grew to %.0f records (batch.size 500)", depth_max);
+    ck_assert_msg(depth_max >= 1, "nothing buffered during the outage?");
     ck_assert_msg(retries >= 2, "only %.0f retries during the outage", retries);
     char why[128];
     ck_assert_int_eq(pg_diff(conninfo, "public", &m, why, sizeof(why)), -1); /* still down */
