@@ -19,6 +19,9 @@ typedef struct pg_sink {
     /* datasets whose staging tables and statements exist on this connection */
     char **prepared;
     size_t nprepared;
+    /* rows may sit in the staging tables of this transaction (they empty
+     * themselves at commit: ON COMMIT DELETE ROWS) */
+    bool staged;
 } pg_sink;
 
 typedef struct sbuf {
@@ -232,11 +235,13 @@ static pers_res_t prepare_ds(pg_sink *s, pers_dataset *ds, char *errstr, size_t 
     const char *sc = s->conf->pg_schema;
     const char *key = ds->cols[ds->key_col].name;
     sbuf b = { 0 };
-    sb_addf(&b, "CREATE TEMP TABLE IF NOT EXISTS \"tb_stage_%s\" (LIKE \"%s\".\"%s\");", ds->name,
-            sc, ds->name);
+    sb_addf(&b,
+            "CREATE TEMP TABLE IF NOT EXISTS \"tb_stage_%s\" (LIKE \"%s\".\"%s\") ON COMMIT "
+            "DELETE ROWS;",
+            ds->name, sc, ds->name);
     sb_addf(&b,
             "CREATE TEMP TABLE IF NOT EXISTS \"tb_stage_del_%s\" (key text NOT NULL, "
-            "v bigint NOT NULL);",
+            "v bigint NOT NULL) ON COMMIT DELETE ROWS;",
             ds->name);
     if (b.oom) {
         free(b.p);
@@ -403,9 +408,13 @@ static pers_res_t write_range(pg_sink *s, pers_dataset *ds, pers_op *ops, size_t
         core_errstr(errstr, errstr_size, "out of memory");
         return PERS_RETRY;
     }
-    snprintf(sql, sizeof(sql), "TRUNCATE \"tb_stage_%s\", \"tb_stage_del_%s\"", ds->name,
-             ds->name);
-    r = exec_ok(s, sql, errstr, errstr_size);
+    r = PERS_OK;
+    if (s->staged) { /* an earlier range of this transaction (bisection) */
+        snprintf(sql, sizeof(sql), "TRUNCATE \"tb_stage_%s\", \"tb_stage_del_%s\"", ds->name,
+                 ds->name);
+        r = exec_ok(s, sql, errstr, errstr_size);
+    }
+    s->staged = true;
     if (r == PERS_OK && nup) {
         snprintf(sql, sizeof(sql), "COPY \"tb_stage_%s\" FROM STDIN", ds->name);
         r = copy_in(s, sql, &up, errstr, errstr_size);
@@ -486,6 +495,7 @@ static pers_res_t pg_write(pers_sink *base, pers_dataset *ds, pers_op *ops, size
         return r;
     if (exec_ok(s, "BEGIN", errstr, errstr_size) != PERS_OK)
         goto retry;
+    s->staged = false;
     if (prepare_ds(s, ds, errstr, errstr_size) != PERS_OK) {
         char e2[64];
         exec_ok(s, "ROLLBACK", e2, sizeof(e2));
