@@ -14,6 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A rule's constraints, for its failure messages. */
+enum { VC_REQUIRED, VC_TYPE, VC_PATTERN, VC_MIN, VC_MAX, VC_LENGTH, VC_ENUM, VC_CHECK,
+       VC__COUNT };
+
 typedef struct vrule {
     const char *field;
     const char *message;
@@ -28,6 +32,9 @@ typedef struct vrule {
     const cJSON *enumv;
     const char *check;
     int ext; /* index into externals or -1 */
+    /* The failure message of each constraint, made once (vrules_new()):
+     * the rule's message, or "<field> <generic text>". */
+    char *msg[VC__COUNT];
 } vrule;
 
 struct vrules {
@@ -39,6 +46,7 @@ struct vrules {
     int64_t skew_ms;
 };
 
+/* A number in a rules file (a number, or a decimal string). */
 static bool number_of(const cJSON *j, double *out)
 {
     char *end;
@@ -48,7 +56,64 @@ static bool number_of(const cJSON *j, double *out)
         return true;
     }
     if (cJSON_IsRaw(j) || cJSON_IsString(j)) {
-        const char *s = cJSON_IsRaw(j) ? j->valuestring : j->valuestring;
+        const char *s = j->valuestring;
+
+        if (!s || !*s)
+            return false;
+        errno = 0;
+        *out = strtod(s, &end);
+        return *end == '\0' && errno == 0 && isfinite(*out);
+    }
+    return false;
+}
+
+/* A record's value as its natural JSON shows it: from a cJSON tree or from
+ * an Avro value (core_avro_path_get()); every check below reads this. */
+typedef core_avro_natural vval;
+
+static vval vval_of(const cJSON *j)
+{
+    vval v = { 0 };
+
+    if (!j)
+        v.kind = CORE_AVRO_NAT_ABSENT;
+    else if (cJSON_IsNull(j))
+        v.kind = CORE_AVRO_NAT_NULL;
+    else if (cJSON_IsBool(j)) {
+        v.kind = CORE_AVRO_NAT_BOOL;
+        v.boolean = cJSON_IsTrue(j);
+    } else if (cJSON_IsNumber(j)) {
+        v.kind = CORE_AVRO_NAT_NUMBER;
+        v.number = j->valuedouble;
+    } else if (cJSON_IsRaw(j)) {
+        v.kind = CORE_AVRO_NAT_RAW;
+        v.text = j->valuestring;
+    } else if (cJSON_IsString(j)) {
+        v.kind = CORE_AVRO_NAT_STRING;
+        v.text = j->valuestring;
+    } else if (cJSON_IsArray(j))
+        v.kind = CORE_AVRO_NAT_ARRAY;
+    else
+        v.kind = CORE_AVRO_NAT_OBJECT;
+    return v;
+}
+
+/* The text of a string value, else NULL. */
+static const char *vval_str(const vval *v)
+{
+    return v->kind == CORE_AVRO_NAT_STRING ? v->text : NULL;
+}
+
+static bool vval_number(const vval *v, double *out)
+{
+    char *end;
+
+    if (v->kind == CORE_AVRO_NAT_NUMBER) {
+        *out = v->number;
+        return true;
+    }
+    if (v->kind == CORE_AVRO_NAT_RAW || v->kind == CORE_AVRO_NAT_STRING) {
+        const char *s = v->text;
 
         if (!s || !*s)
             return false;
@@ -63,9 +128,12 @@ void vrules_free(vrules_t *r)
 {
     if (!r)
         return;
-    for (size_t i = 0; i < r->n; i++)
+    for (size_t i = 0; i < r->n; i++) {
         if (r->rules[i].has_re)
             regfree(&r->rules[i].re);
+        for (int c = 0; c < VC__COUNT; c++)
+            free(r->rules[i].msg[c]);
+    }
     free(r->rules);
     free(r->ext);
     cJSON_Delete(r->json);
@@ -84,6 +152,34 @@ static int int_item(const cJSON *o, const char *k, int def)
     const cJSON *j = cJSON_GetObjectItemCaseSensitive(o, k);
 
     return cJSON_IsNumber(j) ? (int)j->valuedouble : def;
+}
+
+/* The failure messages of v's constraints: its own message, or the field
+ * and a generic text (as vr_failure.message shows them, truncated). */
+static int make_messages(vrule *v)
+{
+    char generic[VC__COUNT][96];
+    char full[sizeof(((vr_failure *)0)->message)];
+
+    snprintf(generic[VC_REQUIRED], sizeof(generic[0]), "is required");
+    snprintf(generic[VC_TYPE], sizeof(generic[0]), "is not of type %s",
+             v->type ? v->type : "");
+    snprintf(generic[VC_PATTERN], sizeof(generic[0]), "does not match the pattern");
+    snprintf(generic[VC_MIN], sizeof(generic[0]), "is below the minimum %g", v->min);
+    snprintf(generic[VC_MAX], sizeof(generic[0]), "is above the maximum %g", v->max);
+    snprintf(generic[VC_LENGTH], sizeof(generic[0]), "has a length out of bounds");
+    snprintf(generic[VC_ENUM], sizeof(generic[0]), "is not one of the allowed values");
+    snprintf(generic[VC_CHECK], sizeof(generic[0]), "fails the %s check",
+             v->check ? v->check : "");
+    for (int c = 0; c < VC__COUNT; c++) {
+        if (v->message)
+            snprintf(full, sizeof(full), "%s", v->message);
+        else
+            snprintf(full, sizeof(full), "%s %s", v->field, generic[c]);
+        if (!(v->msg[c] = strdup(full)))
+            return -1;
+    }
+    return 0;
 }
 
 vrules_t *vrules_new(const cJSON *rules, int64_t clock_skew_ms, char *errstr, size_t errstr_size)
@@ -173,6 +269,10 @@ vrules_t *vrules_new(const cJSON *rules, int64_t clock_skew_ms, char *errstr, si
                 goto fail;
             }
             v->ext = (int)r->next++;
+        }
+        if (make_messages(v) != 0) {
+            core_errstr(errstr, errstr_size, "rules: out of memory");
+            goto fail;
         }
         i++;
         continue;
@@ -293,18 +393,28 @@ bool vcheck_iban(const char *s)
     return rem == 1;
 }
 
-static bool in_codes(const char *codes, const char *s, size_t len)
+/* Whether s is one of codes: codes of len upper-case letters, sorted, each
+ * followed by one space (the last by the NUL). Binary search. */
+static bool in_codes(const char *codes, size_t ncodes_bytes, const char *s, size_t len)
 {
-    size_t n = strlen(codes);
+    size_t lo = 0, hi = (ncodes_bytes + 1) / (len + 1);
 
-    if (!s || strlen(s) != len)
+    if (!s || strnlen(s, len + 1) != len)
         return false;
     for (size_t i = 0; i < len; i++)
         if (!isupper((unsigned char)s[i]))
             return false;
-    for (size_t i = 0; i + len <= n; i += len + 1)
-        if (memcmp(codes + i, s, len) == 0)
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = memcmp(codes + mid * (len + 1), s, len);
+
+        if (c == 0)
             return true;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
     return false;
 }
 
@@ -332,8 +442,12 @@ static const char iso4217[] =
     "VED VES VND VUV WST XAF XAG XAU XBA XBB XBC XBD XCD XDR XOF XPD XPF XPT XSU XUA YER ZAR "
     "ZMW ZWL";
 
-bool vcheck_iso3166_alpha2(const char *s) { return in_codes(iso3166, s, 2); }
-bool vcheck_iso4217(const char *s) { return in_codes(iso4217, s, 3); }
+bool vcheck_iso3166_alpha2(const char *s)
+{
+    return in_codes(iso3166, sizeof(iso3166) - 1, s, 2);
+}
+
+bool vcheck_iso4217(const char *s) { return in_codes(iso4217, sizeof(iso4217) - 1, s, 3); }
 
 bool vcheck_email(const char *s)
 {
@@ -383,14 +497,18 @@ bool vcheck_uuid(const char *s)
     return true;
 }
 
-bool vcheck_time_ms(const cJSON *v, int64_t *msp)
+static bool vval_time_ms(const vval *v, int64_t *msp)
 {
-    if (cJSON_IsNumber(v)) {
-        *msp = (int64_t)v->valuedouble;
+    if (v->has_ms) { /* what parsing its text would give */
+        *msp = v->ms;
         return true;
     }
-    if (cJSON_IsString(v)) {
-        const char *s = v->valuestring;
+    if (v->kind == CORE_AVRO_NAT_NUMBER) {
+        *msp = (int64_t)v->number;
+        return true;
+    }
+    if (v->kind == CORE_AVRO_NAT_STRING && v->text) {
+        const char *s = v->text;
 
         if (core_avro_time_parse(s, msp, NULL, 0) == CORE_OK)
             return true;
@@ -404,16 +522,23 @@ bool vcheck_time_ms(const cJSON *v, int64_t *msp)
     return false;
 }
 
+bool vcheck_time_ms(const cJSON *v, int64_t *msp)
+{
+    vval vv = vval_of(v);
+
+    return vval_time_ms(&vv, msp);
+}
+
 /* ---- evaluation --------------------------------------------------------- */
 
-static bool type_ok(const char *type, const cJSON *v)
+static bool type_ok(const char *type, const vval *v)
 {
-    const char *s = cJSON_IsString(v) ? v->valuestring : NULL;
+    const char *s = vval_str(v);
     char *end;
 
     if (strcmp(type, "integer") == 0) {
-        if (cJSON_IsNumber(v))
-            return v->valuedouble == floor(v->valuedouble);
+        if (v->kind == CORE_AVRO_NAT_NUMBER)
+            return v->number == floor(v->number);
         if (!s || !*s)
             return false;
         errno = 0;
@@ -423,10 +548,11 @@ static bool type_ok(const char *type, const cJSON *v)
     if (strcmp(type, "number") == 0) {
         double d;
 
-        return number_of(v, &d);
+        return vval_number(v, &d);
     }
     if (strcmp(type, "boolean") == 0)
-        return cJSON_IsBool(v) || (s && (strcmp(s, "true") == 0 || strcmp(s, "false") == 0));
+        return v->kind == CORE_AVRO_NAT_BOOL ||
+               (s && (strcmp(s, "true") == 0 || strcmp(s, "false") == 0));
     if (strcmp(type, "uuid") == 0)
         return vcheck_uuid(s);
     if (strcmp(type, "json") == 0 || strcmp(type, "json_object") == 0) {
@@ -443,62 +569,61 @@ static bool type_ok(const char *type, const cJSON *v)
     if (strcmp(type, "timestamp") == 0) {
         int64_t ms;
 
-        return vcheck_time_ms(v, &ms);
+        return vval_time_ms(v, &ms);
     }
     return false;
 }
 
-static bool value_number(const cJSON *v, double *d)
+static bool value_number(const vval *v, double *d)
 {
     int64_t ms;
 
-    if (number_of(v, d))
+    if (vval_number(v, d))
         return true;
-    if (vcheck_time_ms(v, &ms)) {
+    if (vval_time_ms(v, &ms)) {
         *d = (double)ms;
         return true;
     }
     return false;
 }
 
-static bool enum_ok(const cJSON *enumv, const cJSON *v)
+static bool enum_ok(const cJSON *enumv, const vval *v)
 {
     const cJSON *e;
+    const char *s = vval_str(v);
     double d;
 
     cJSON_ArrayForEach(e, enumv) {
-        if (cJSON_IsString(e) && cJSON_IsString(v) && strcmp(e->valuestring, v->valuestring) == 0)
+        if (cJSON_IsString(e) && s && strcmp(e->valuestring, s) == 0)
             return true;
-        if (cJSON_IsNumber(e) && number_of(v, &d) && d == e->valuedouble)
+        if (cJSON_IsNumber(e) && vval_number(v, &d) && d == e->valuedouble)
             return true;
     }
     return false;
 }
 
 static void fail(vr_failure *out, size_t max, size_t *nf, const vrule *v, const char *rule,
-                 const char *generic)
+                 int c)
 {
     if (*nf < max) {
         vr_failure *f = &out[*nf];
+        size_t n = strlen(v->msg[c]); /* made to fit */
 
         f->field = v->field;
         f->rule = rule;
-        if (v->message)
-            snprintf(f->message, sizeof(f->message), "%s", v->message);
-        else
-            snprintf(f->message, sizeof(f->message), "%s %s", v->field, generic);
+        memcpy(f->message, v->msg[c], n + 1);
     }
     (*nf)++;
 }
 
-static bool check_ok(const char *check, const cJSON *v, int64_t now_ms, int64_t skew_ms)
+static bool check_ok(const char *check, const vval *v, int64_t now_ms, int64_t skew_ms)
 {
-    const char *s = cJSON_IsString(v) ? v->valuestring : NULL;
+    const char *s = vval_str(v);
 
     if (strcmp(check, "not_future") == 0) {
         int64_t ms;
 
-        return vcheck_time_ms(v, &ms) && ms <= now_ms + skew_ms;
+        return vval_time_ms(v, &ms) && ms <= now_ms + skew_ms;
     }
     if (!s)
         return false;
@@ -517,6 +642,44 @@ static bool check_ok(const char *check, const cJSON *v, int64_t now_ms, int64_t 
     return false;
 }
 
+/* Every local constraint of rule v on the value val. */
+static void eval_rule(const vrules_t *r, const vrule *v, const vval *val, int64_t now_ms,
+                      vr_failure *out, size_t max, size_t *nf)
+{
+    bool absent = val->kind == CORE_AVRO_NAT_ABSENT || val->kind == CORE_AVRO_NAT_NULL ||
+                  (val->kind == CORE_AVRO_NAT_STRING && val->text[0] == '\0');
+    const char *s = vval_str(val);
+    double d;
+
+    if (absent) {
+        if (v->required)
+            fail(out, max, nf, v, "required", VC_REQUIRED);
+        return;
+    }
+    if (v->type && !type_ok(v->type, val))
+        fail(out, max, nf, v, "type", VC_TYPE);
+    if (v->has_re && (!s || regexec(&v->re, s, 0, NULL, 0) != 0))
+        fail(out, max, nf, v, "pattern", VC_PATTERN);
+    if (v->has_min || v->has_max) {
+        bool num = value_number(val, &d);
+
+        if (v->has_min && (!num || d < v->min))
+            fail(out, max, nf, v, "min", VC_MIN);
+        if (v->has_max && (!num || d > v->max))
+            fail(out, max, nf, v, "max", VC_MAX);
+    }
+    if (v->has_len) {
+        int64_t len = s ? (int64_t)strlen(s) : -1;
+
+        if (len < v->len_min || len > v->len_max)
+            fail(out, max, nf, v, "length", VC_LENGTH);
+    }
+    if (v->enumv && !enum_ok(v->enumv, val))
+        fail(out, max, nf, v, "enum", VC_ENUM);
+    if (v->check && !check_ok(v->check, val, now_ms, r->skew_ms))
+        fail(out, max, nf, v, v->check, VC_CHECK);
+}
+
 size_t vrules_eval(const vrules_t *r, const cJSON *rec, int64_t now_ms,
                    vr_failure *out, size_t max)
 {
@@ -526,50 +689,127 @@ size_t vrules_eval(const vrules_t *r, const cJSON *rec, int64_t now_ms,
         return 0;
     for (size_t i = 0; i < r->n; i++) {
         const vrule *v = &r->rules[i];
-        const cJSON *val = vrules_lookup(rec, v->field);
-        bool absent = !val || cJSON_IsNull(val) ||
-                      (cJSON_IsString(val) && val->valuestring[0] == '\0');
-        const char *s = cJSON_IsString(val) ? val->valuestring : NULL;
-        double d;
-        char generic[96];
+        vval val = vval_of(vrules_lookup(rec, v->field));
 
-        if (absent) {
-            if (v->required)
-                fail(out, max, &nf, v, "required", "is required");
-            continue;
-        }
-        if (v->type && !type_ok(v->type, val)) {
-            snprintf(generic, sizeof(generic), "is not of type %s", v->type);
-            fail(out, max, &nf, v, "type", generic);
-        }
-        if (v->has_re && (!s || regexec(&v->re, s, 0, NULL, 0) != 0))
-            fail(out, max, &nf, v, "pattern", "does not match the pattern");
-        if (v->has_min || v->has_max) {
-            bool num = value_number(val, &d);
-
-            if (v->has_min && (!num || d < v->min)) {
-                snprintf(generic, sizeof(generic), "is below the minimum %g", v->min);
-                fail(out, max, &nf, v, "min", generic);
-            }
-            if (v->has_max && (!num || d > v->max)) {
-                snprintf(generic, sizeof(generic), "is above the maximum %g", v->max);
-                fail(out, max, &nf, v, "max", generic);
-            }
-        }
-        if (v->has_len) {
-            int64_t len = s ? (int64_t)strlen(s) : -1;
-
-            if (len < v->len_min || len > v->len_max)
-                fail(out, max, &nf, v, "length", "has a length out of bounds");
-        }
-        if (v->enumv && !enum_ok(v->enumv, val))
-            fail(out, max, &nf, v, "enum", "is not one of the allowed values");
-        if (v->check && !check_ok(v->check, val, now_ms, r->skew_ms)) {
-            snprintf(generic, sizeof(generic), "fails the %s check", v->check);
-            fail(out, max, &nf, v, v->check, generic);
-        }
+        eval_rule(r, v, &val, now_ms, out, max, &nf);
     }
     return nf;
+}
+
+/* ---- evaluation on Avro values ------------------------------------------ */
+
+/* A rule field's part longer than this is never found (vrules_lookup()). */
+#define PART_MAX 128
+
+static bool parts_short(const char *path)
+{
+    while (*path) {
+        size_t n = strcspn(path, ".");
+
+        if (n >= PART_MAX)
+            return false;
+        path += n;
+        if (*path == '.')
+            path++;
+    }
+    return true;
+}
+
+struct vrules_bound {
+    const vrules_t *r;
+    const core_avro_schema_t *schema;
+    core_avro_path_t **paths; /* one per rule */
+};
+
+void vrules_unbind(vrules_bound_t *b)
+{
+    if (!b)
+        return;
+    for (size_t i = 0; b->paths && i < b->r->n; i++)
+        core_avro_path_free(b->paths[i]);
+    free(b->paths);
+    free(b);
+}
+
+vrules_bound_t *vrules_bind(const vrules_t *r, const core_avro_schema_t *schema,
+                            char *errstr, size_t errstr_size)
+{
+    vrules_bound_t *b;
+
+    if (!r || !schema) {
+        core_errstr(errstr, errstr_size, "rules: nothing to bind");
+        return NULL;
+    }
+    b = calloc(1, sizeof(*b));
+    if (!b || !(b->paths = calloc(r->n ? r->n : 1, sizeof(*b->paths)))) {
+        free(b);
+        core_errstr(errstr, errstr_size, "rules: out of memory");
+        return NULL;
+    }
+    b->r = r;
+    b->schema = schema;
+    for (size_t i = 0; i < r->n; i++) {
+        const char *f = r->rules[i].field;
+        bool resolved = false;
+
+        if (!parts_short(f)) {
+            core_errstr(errstr, errstr_size, "rules: %.100s: a part of the path is too long", f);
+            vrules_unbind(b);
+            return NULL;
+        }
+        b->paths[i] = core_avro_path_new(schema, f, &resolved, errstr, errstr_size);
+        if (!b->paths[i]) {
+            vrules_unbind(b);
+            return NULL;
+        }
+        if (!resolved) {
+            core_errstr(errstr, errstr_size, "rules: field '%.100s' is not in schema %s", f,
+                        core_avro_schema_name(schema));
+            vrules_unbind(b);
+            return NULL;
+        }
+    }
+    return b;
+}
+
+int vrules_eval_avro(const vrules_bound_t *b, avro_value_t *rec, int64_t now_ms,
+                     vr_failure *out, size_t max, size_t *nfp, char *errstr,
+                     size_t errstr_size)
+{
+    const vrules_t *r = b->r;
+    char buf[256];
+    size_t nf = 0;
+    int rc = 0;
+
+    /* What core_avro_to_json() would refuse makes the record unreadable,
+     * whether a rule reads that field or not. */
+    if (core_avro_natural_check(b->schema, rec, errstr, errstr_size) != CORE_OK)
+        return -1;
+    for (size_t i = 0; i < r->n && rc == 0; i++) {
+        vval val;
+        core_err_t e = core_avro_path_get(b->paths[i], rec, &val, buf, sizeof(buf), errstr,
+                                          errstr_size);
+
+        if (e == CORE_ERR_TOOBIG) { /* long bytes: a buffer of their size */
+            char *big = malloc(val.need);
+
+            if (!big) {
+                core_errstr(errstr, errstr_size, "rules: out of memory");
+                return -1;
+            }
+            e = core_avro_path_get(b->paths[i], rec, &val, big, val.need, errstr,
+                                   errstr_size);
+            if (e == CORE_OK)
+                eval_rule(r, &r->rules[i], &val, now_ms, out, max, &nf);
+            free(big);
+        } else if (e == CORE_OK) {
+            eval_rule(r, &r->rules[i], &val, now_ms, out, max, &nf);
+        }
+        if (e != CORE_OK)
+            rc = -1;
+    }
+    *nfp = nf;
+    return rc;
 }
 
 /* Text of a scalar for a URL; NULL when absent. buf for numbers. */

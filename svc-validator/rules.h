@@ -1,7 +1,10 @@
 /* rules.h — the dataset's validation rules (proto/<dataset>.rules.json,
  * format in proto/README.md), compiled once and evaluated on a record as
- * natural JSON (core_avro_to_json()). Local constraints are evaluated here;
- * `external` constraints are listed for verify.c to run.
+ * its natural JSON shows it (core_avro_to_json()): either on that JSON, or,
+ * without building it, on the decoded Avro value through field paths bound
+ * once per schema (vrules_bind()). Both give the same failures. Local
+ * constraints are evaluated here; `external` constraints are listed for
+ * verify.c to run.
  *
  * Threads: a compiled rule set is read-only; evaluation may run on any
  * number of threads at once. */
@@ -13,6 +16,8 @@
 #include <stdint.h>
 
 #include <cjson/cJSON.h>
+
+#include "tributary/core_avro.h"
 
 /** One failed constraint. field and rule point into the rule set. */
 typedef struct vr_failure {
@@ -52,6 +57,33 @@ size_t vrules_count(const vrules_t *r);
  */
 size_t vrules_eval(const vrules_t *r, const cJSON *rec, int64_t now_ms,
                    vr_failure *out, size_t max);
+
+/** The rules bound to one schema: every rule's field path resolved to
+ * field indexes once. Read-only; borrows the rule set and the schema. */
+typedef struct vrules_bound vrules_bound_t;
+
+/**
+ * @brief Bind \p r to records of \p schema.
+ * @returns the binding (vrules_unbind()), or NULL with errstr when a rule's
+ *          field is not a path through records (and unions holding one) of
+ *          the schema, e.g. an older schema version without the field, or
+ *          out of memory: evaluate those records with vrules_eval() on
+ *          their natural JSON instead.
+ */
+vrules_bound_t *vrules_bind(const vrules_t *r, const core_avro_schema_t *schema,
+                            char *errstr, size_t errstr_size);
+void vrules_unbind(vrules_bound_t *b);
+
+/**
+ * @brief vrules_eval() on a decoded record of the bound schema, without
+ * building its natural JSON; the same failures, in the same order.
+ * @param nfp receives the total number of failures (up to \p max written).
+ * @returns 0, or -1 with errstr when the record cannot be read as natural
+ *          JSON (what core_avro_to_json() would refuse), or out of memory.
+ */
+int vrules_eval_avro(const vrules_bound_t *b, avro_value_t *rec, int64_t now_ms,
+                     vr_failure *out, size_t max, size_t *nfp, char *errstr,
+                     size_t errstr_size);
 
 size_t vrules_nexternal(const vrules_t *r);
 const vr_external *vrules_external(const vrules_t *r, size_t i);

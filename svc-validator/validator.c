@@ -23,10 +23,21 @@ const char *const validator_outcome_names[VO_COUNT] = {
     "valid", "invalid", "poison", "retrying", "exhausted",
 };
 
+/* The rules bound to one schema version of the dataset; bound NULL: its
+ * records are checked on their natural JSON (a rule names a field the
+ * schema does not have as a record path). */
+typedef struct vbinding {
+    const core_avro_schema_t *schema;
+    vrules_bound_t *bound;
+} vbinding;
+#define MAX_BINDINGS 16
+
 typedef struct vdataset {
     const char *name;
     const core_avro_schema_t *schema;
     vrules_t *rules;
+    vbinding bind[MAX_BINDINGS];
+    size_t nbind;
     char raw[256], valid[256], retry[256], dlq[256];
 } vdataset;
 
@@ -75,6 +86,7 @@ struct validator {
     core_kafka_consumer_t *c;
     core_kafka_producer_t *prod;
     core_audit_t *audit;
+    core_avro_decoder_t *dec; /* reuses one value per schema */
     verifier_t *verifier;
     bool revoked;
     paused paused[MAX_PAUSED];
@@ -173,8 +185,12 @@ void validator_free(validator_t *v)
     producer_drop(v);
     core_kafka_consumer_free(v->c);
     verifier_free(v->verifier);
-    for (size_t i = 0; i < v->nds; i++)
+    core_avro_decoder_free(v->dec);
+    for (size_t i = 0; i < v->nds; i++) {
+        for (size_t k = 0; k < v->ds[i].nbind; k++)
+            vrules_unbind(v->ds[i].bind[k].bound);
         vrules_free(v->ds[i].rules);
+    }
     free(v->ds);
     free(v->group_id);
     free(v->txn_id);
@@ -241,6 +257,9 @@ validator_t *validator_new(const validator_params *p, char *errstr, size_t errst
     v->verifier = verifier_new(&p->verify, errstr, errstr_size);
     if (!v->verifier)
         goto fail;
+    v->dec = core_avro_decoder_new(p->cat, errstr, errstr_size);
+    if (!v->dec)
+        goto fail;
     v->f_records = core_metrics_family(m, CORE_METRIC_COUNTER, "tributary_validator_records_total",
                                        "Records routed, by outcome (committed transactions)",
                                        l_out, NULL, 0, NULL, 0);
@@ -289,6 +308,39 @@ fail:
 }
 
 /* ---- helpers ------------------------------------------------------------ */
+
+/* snprintf(buf + len, size - len, "%s%s...", parts...) with len < size,
+ * without printf's cost: @returns len plus the length of every part, as
+ * len += snprintf(...) would. */
+static size_t append_text(char *buf, size_t size, size_t len, const char *const *part,
+                          size_t nparts)
+{
+    size_t at = len;
+
+    for (size_t i = 0; i < nparts; i++) {
+        size_t n = strlen(part[i]);
+
+        if (at < size - 1) {
+            size_t k = n < size - 1 - at ? n : size - 1 - at;
+
+            memcpy(buf + at, part[i], k);
+            buf[at + k] = '\0';
+        }
+        at += n;
+    }
+    if (nparts == 0 || at == len)
+        buf[len] = '\0';
+    return at;
+}
+
+/* snprintf(buf, size, "%s", s), without printf's cost (hot path). */
+static void copy_text(char *buf, size_t size, const char *s)
+{
+    size_t n = strnlen(s, size - 1);
+
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+}
 
 static bool header_text(const rd_kafka_message_t *rkm, const char *name, char *buf, size_t size)
 {
@@ -507,6 +559,29 @@ static void set_reason(work *w, int out, const char *field, const char *fmt, con
     snprintf(w->reason, sizeof(w->reason), fmt, s);
 }
 
+/* The dataset's rules bound to schema (one of its versions), bound on first
+ * use; NULL: evaluate records of this schema on their natural JSON. */
+static const vrules_bound_t *rules_for(validator_t *v, int ds, const core_avro_schema_t *schema)
+{
+    vdataset *d = &v->ds[ds];
+    vbinding *b;
+    char err[256];
+
+    for (size_t i = 0; i < d->nbind; i++)
+        if (d->bind[i].schema == schema)
+            return d->bind[i].bound;
+    if (d->nbind == MAX_BINDINGS)
+        return NULL;
+    b = &d->bind[d->nbind++];
+    b->schema = schema;
+    b->bound = vrules_bind(d->rules, schema, err, sizeof(err));
+    if (!b->bound)
+        core_log_info("rules checked on natural JSON for this schema",
+                      CLF_S("dataset", d->name), CLF_S("schema", core_avro_schema_name(schema)),
+                      CLF_I("schema_id", core_avro_schema_id(schema)), CLF_S("reason", err));
+    return b->bound;
+}
+
 /* Decode and check the local rules; list external checks in *items. */
 static void validate_local(validator_t *v, work *w, vv_item **items, size_t *nitems,
                            size_t *cap)
@@ -514,11 +589,13 @@ static void validate_local(validator_t *v, work *w, vv_item **items, size_t *nit
     const vdataset *d = &v->ds[w->ds];
     const rd_kafka_message_t *rkm = w->rkm;
     const core_avro_schema_t *schema = NULL;
-    avro_value_t val;
+    avro_value_t *val;
     core_avro_meta meta;
     char err[384];
     vr_failure fails[MAX_FAILS];
-    size_t nf;
+    size_t nf = 0;
+    const vrules_bound_t *bound;
+    int rc;
 
     if (rkm->key && rkm->key_len > 0) {
         w->key = strndup(rkm->key, rkm->key_len);
@@ -531,8 +608,8 @@ static void validate_local(validator_t *v, work *w, vv_item **items, size_t *nit
         set_reason(w, VO_POISON, NULL, "%s", "empty value (tombstone)");
         return;
     }
-    if (core_avro_decode(v->p.cat, rkm->payload, rkm->len, &schema, &val, err, sizeof(err)) !=
-        CORE_OK) {
+    if (core_avro_decoder_decode(v->dec, rkm->payload, rkm->len, &schema, &val, err,
+                                 sizeof(err)) != CORE_OK) {
         set_reason(w, VO_POISON, NULL, "cannot decode: %s", err);
         return;
     }
@@ -541,21 +618,33 @@ static void validate_local(validator_t *v, work *w, vv_item **items, size_t *nit
         w->out = VO_POISON;
         snprintf(w->reason, sizeof(w->reason), "record of schema %s on a topic of dataset %s",
                  core_avro_schema_name(schema), d->name);
-        avro_value_decref(&val);
         return;
     }
-    if (core_avro_get_meta(schema, &val, &meta, err, sizeof(err)) == CORE_OK) {
-        snprintf(w->id, sizeof(w->id), "%s", meta.id);
-        snprintf(w->batch, sizeof(w->batch), "%s", meta.batch_id);
+    if (core_avro_get_meta(schema, val, &meta, err, sizeof(err)) == CORE_OK) {
+        copy_text(w->id, sizeof(w->id), meta.id);
+        copy_text(w->batch, sizeof(w->batch), meta.batch_id);
         w->version = meta.version;
     }
-    w->json = core_avro_to_json(schema, &val, err, sizeof(err));
-    avro_value_decref(&val);
-    if (!w->json) {
+    bound = rules_for(v, w->ds, schema);
+    if (bound) {
+        /* The rules on the Avro value itself: no JSON tree per record. */
+        rc = vrules_eval_avro(bound, val, core_now_ms(), fails, MAX_FAILS, &nf, err,
+                              sizeof(err));
+        /* External checks build their URLs from the natural JSON. */
+        if (rc == 0 && nf == 0 && vrules_nexternal(d->rules) > 0) {
+            w->json = core_avro_to_json(schema, val, err, sizeof(err));
+            rc = w->json ? 0 : -1;
+        }
+    } else {
+        w->json = core_avro_to_json(schema, val, err, sizeof(err));
+        rc = w->json ? 0 : -1;
+        if (w->json)
+            nf = vrules_eval(d->rules, w->json, core_now_ms(), fails, MAX_FAILS);
+    }
+    if (rc != 0) {
         set_reason(w, VO_POISON, NULL, "cannot read: %s", err);
         return;
     }
-    nf = vrules_eval(d->rules, w->json, core_now_ms(), fails, MAX_FAILS);
     if (nf > 0) {
         size_t rl = 0, fl = 0;
 
@@ -564,12 +653,17 @@ static void validate_local(validator_t *v, work *w, vv_item **items, size_t *nit
             core_metric_inc(core_metrics_series(v->f_rules, (const char *const[]){
                                                                 d->name, fails[i].field,
                                                                 fails[i].rule, NULL }));
-            if (rl < sizeof(w->reason))
-                rl += (size_t)snprintf(w->reason + rl, sizeof(w->reason) - rl, "%s%s (%s)",
-                                       i ? "; " : "", fails[i].message, fails[i].rule);
-            if (fl < sizeof(w->field) && !strstr(w->field, fails[i].field))
-                fl += (size_t)snprintf(w->field + fl, sizeof(w->field) - fl, "%s%s",
-                                       fl ? "," : "", fails[i].field);
+            if (rl < sizeof(w->reason)) { /* "%s%s (%s)" */
+                const char *part[] = { i ? "; " : "", fails[i].message, " (", fails[i].rule,
+                                       ")" };
+
+                rl = append_text(w->reason, sizeof(w->reason), rl, part, 5);
+            }
+            if (fl < sizeof(w->field) && !strstr(w->field, fails[i].field)) { /* "%s%s" */
+                const char *part[] = { fl ? "," : "", fails[i].field };
+
+                fl = append_text(w->field, sizeof(w->field), fl, part, 2);
+            }
         }
         return;
     }
@@ -681,50 +775,77 @@ static void validate_batch(validator_t *v)
 
 /* ---- producing ---------------------------------------------------------- */
 
-typedef struct hdrs {
-    core_kafka_header h[20];
-    size_t n;
-    char buf[8][32];
-    size_t nbuf;
-} hdrs;
+/* Headers every output keeps from its input, in this order. */
+static const char *const hdr_keep_names[] = { "tb.id", "tb.batch", "tb.ingest.ts" };
 
-static void hdr_add(hdrs *h, const char *name, const void *val, size_t len)
+/* Whether the list holds only kept headers, each at most once, in order. */
+static bool hdr_only_kept(const rd_kafka_headers_t *in)
 {
-    if (h->n < CORE_ARRAY_SIZE(h->h))
-        h->h[h->n++] = (core_kafka_header){ name, val, len };
+    const char *name;
+    const void *val;
+    size_t len, k = 0;
+
+    for (size_t idx = 0; rd_kafka_header_get_all(in, idx, &name, &val, &len) ==
+                         RD_KAFKA_RESP_ERR_NO_ERROR; idx++) {
+        while (k < CORE_ARRAY_SIZE(hdr_keep_names) && strcmp(name, hdr_keep_names[k]) != 0)
+            k++;
+        if (k == CORE_ARRAY_SIZE(hdr_keep_names))
+            return false;
+        k++;
+    }
+    return true;
 }
 
-static void hdr_str(hdrs *h, const char *name, const char *s)
+/* The output's header list, starting with the input's tb.id, tb.batch and
+ * tb.ingest.ts as they are (the last of each), nothing else of the input.
+ * When the input holds just those (what svc-ingest writes), its own list is
+ * taken over (rd_kafka_message_detach_headers(): nothing copied); else a
+ * new list of them. @returns the list, or NULL when it would be empty and
+ * nothing is to be added. */
+static rd_kafka_headers_t *hdr_start(rd_kafka_message_t *rkm, size_t nadd)
 {
-    hdr_add(h, name, s, strlen(s));
-}
-
-static void hdr_int(hdrs *h, const char *name, int64_t x)
-{
-    char *b;
-
-    if (h->nbuf >= CORE_ARRAY_SIZE(h->buf))
-        return;
-    b = h->buf[h->nbuf++];
-    snprintf(b, sizeof(h->buf[0]), "%" PRId64, x);
-    hdr_str(h, name, b);
-}
-
-/* The input's tb.id, tb.batch, tb.ingest.ts, as they are. */
-static void hdr_keep(hdrs *h, const rd_kafka_message_t *rkm)
-{
-    static const char *const keep[] = { "tb.id", "tb.batch", "tb.ingest.ts" };
-    rd_kafka_headers_t *in = NULL;
+    rd_kafka_headers_t *in = NULL, *out;
 
     if (rd_kafka_message_headers(rkm, &in) != RD_KAFKA_RESP_ERR_NO_ERROR)
-        return;
-    for (size_t i = 0; i < CORE_ARRAY_SIZE(keep); i++) {
+        in = NULL;
+    if (in && hdr_only_kept(in) &&
+        rd_kafka_message_detach_headers(rkm, &out) == RD_KAFKA_RESP_ERR_NO_ERROR)
+        return out;
+    if (!in && nadd == 0)
+        return NULL;
+    out = rd_kafka_headers_new(CORE_ARRAY_SIZE(hdr_keep_names) + nadd);
+    for (size_t i = 0; in && i < CORE_ARRAY_SIZE(hdr_keep_names); i++) {
         const void *val;
         size_t len;
 
-        if (rd_kafka_header_get_last(in, keep[i], &val, &len) == RD_KAFKA_RESP_ERR_NO_ERROR)
-            hdr_add(h, keep[i], val, len);
+        if (rd_kafka_header_get_last(in, hdr_keep_names[i], &val, &len) ==
+            RD_KAFKA_RESP_ERR_NO_ERROR)
+            rd_kafka_header_add(out, hdr_keep_names[i], -1, val, val ? (ssize_t)len : 0);
     }
+    if (nadd == 0 && rd_kafka_header_cnt(out) == 0) {
+        rd_kafka_headers_destroy(out);
+        return NULL;
+    }
+    return out;
+}
+
+static void hdr_str(rd_kafka_headers_t *h, const char *name, const char *s)
+{
+    rd_kafka_header_add(h, name, -1, s, (ssize_t)strlen(s));
+}
+
+static void hdr_int(rd_kafka_headers_t *h, const char *name, int64_t x)
+{
+    char b[24], *p = b + sizeof(b);
+    uint64_t u = x < 0 ? -(uint64_t)x : (uint64_t)x;
+
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (x < 0)
+        *--p = '-';
+    rd_kafka_header_add(h, name, -1, p, b + sizeof(b) - p);
 }
 
 static const char *exception_class(int out)
@@ -739,46 +860,47 @@ static const char *exception_class(int out)
 static core_err_t produce_one(validator_t *v, work *w, char *errstr, size_t errstr_size)
 {
     const vdataset *d = &v->ds[w->ds];
-    const rd_kafka_message_t *rkm = w->rkm;
+    rd_kafka_message_t *rkm = w->rkm;
     const char *topic = rd_kafka_topic_name(rkm->rkt);
     core_audit_event ev = CORE_AUDIT_EVENT_INIT;
     core_digest dg;
-    hdrs h = { 0 };
+    rd_kafka_headers_t *h;
     const char *out_topic;
     core_err_t rc;
 
-    hdr_keep(&h, rkm);
+    h = hdr_start(rkm, w->out == VO_VALID ? (size_t)w->drop_value : 12);
     switch (w->out) {
     case VO_VALID:
         out_topic = d->valid;
         break;
     case VO_RETRYING:
         out_topic = d->retry;
-        hdr_int(&h, "tb.attempt", w->attempt + 1);
-        hdr_int(&h, "tb.not_before", w->not_before);
-        hdr_str(&h, "tb.error.field", w->field);
-        hdr_str(&h, "tb.error.message", w->reason);
+        hdr_int(h, "tb.attempt", w->attempt + 1);
+        hdr_int(h, "tb.not_before", w->not_before);
+        hdr_str(h, "tb.error.field", w->field);
+        hdr_str(h, "tb.error.message", w->reason);
         break;
     default:
         out_topic = d->dlq;
-        hdr_str(&h, "__connect.errors.topic", topic);
-        hdr_int(&h, "__connect.errors.partition", rkm->partition);
-        hdr_int(&h, "__connect.errors.offset", rkm->offset);
-        hdr_str(&h, "__connect.errors.stage",
+        hdr_str(h, "__connect.errors.topic", topic);
+        hdr_int(h, "__connect.errors.partition", rkm->partition);
+        hdr_int(h, "__connect.errors.offset", rkm->offset);
+        hdr_str(h, "__connect.errors.stage",
                 w->out == VO_POISON ? "VALUE_CONVERTER" : "TRANSFORMATION");
-        hdr_str(&h, "__connect.errors.class.name", "svc-validator");
-        hdr_str(&h, "__connect.errors.exception.class.name", exception_class(w->out));
-        hdr_str(&h, "__connect.errors.exception.message", w->reason);
-        hdr_str(&h, "tb.error.class", validator_outcome_names[w->out]);
-        hdr_str(&h, "tb.error.field", w->field);
-        hdr_int(&h, "tb.attempt", w->attempt);
+        hdr_str(h, "__connect.errors.class.name", "svc-validator");
+        hdr_str(h, "__connect.errors.exception.class.name", exception_class(w->out));
+        hdr_str(h, "__connect.errors.exception.message", w->reason);
+        hdr_str(h, "tb.error.class", validator_outcome_names[w->out]);
+        hdr_str(h, "tb.error.field", w->field);
+        hdr_int(h, "tb.attempt", w->attempt);
         break;
     }
     if (w->drop_value)
-        hdr_str(&h, "tb.error.value_dropped", "true");
-    rc = core_kafka_produce(v->prod, out_topic, rkm->key, rkm->key_len,
-                            w->drop_value ? NULL : rkm->payload, w->drop_value ? 0 : rkm->len,
-                            h.h, h.n, NULL, errstr, errstr_size);
+        hdr_str(h, "tb.error.value_dropped", "true");
+    /* h is the output's now, whatever the outcome */
+    rc = core_kafka_produce_hdrs(v->prod, out_topic, rkm->key, rkm->key_len,
+                                 w->drop_value ? NULL : rkm->payload,
+                                 w->drop_value ? 0 : rkm->len, h, NULL, errstr, errstr_size);
     if (rc != CORE_OK)
         return rc;
     if (rkm->payload)

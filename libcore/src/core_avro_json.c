@@ -409,6 +409,15 @@ core_err_t core_avro_time_parse_us(const char *text, int64_t *usp, char *errstr,
     return time_parse(text, 1000000, usp, errstr, errstr_size);
 }
 
+/* x (0 <= x < 10^n) as exactly n decimal digits. */
+static void put_digits(char *p, int64_t x, int n)
+{
+    while (n-- > 0) {
+        p[n] = (char)('0' + x % 10);
+        x /= 10;
+    }
+}
+
 static int time_format(int64_t t, int64_t units, int fdigits, char *buf, size_t size)
 {
     int64_t secs, sub, days, sod;
@@ -431,10 +440,26 @@ static int time_format(int64_t t, int64_t units, int fdigits, char *buf, size_t 
     civil_from_days(days, &y, &m, &d);
     if (y < 1 || y > 9999)
         return -1;
-    n = snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%0*lldZ", y, m, d,
-                 (int)(sod / 3600), (int)(sod / 60 % 60), (int)(sod % 60), fdigits,
-                 (long long)sub);
-    return (n < 0 || (size_t)n >= size) ? -1 : n;
+    /* "%04d-%02d-%02dT%02d:%02d:%02d.%0*lldZ", without printf (hot path) */
+    n = 21 + fdigits;
+    if ((size_t)n >= size)
+        return -1;
+    put_digits(buf, y, 4);
+    buf[4] = '-';
+    put_digits(buf + 5, m, 2);
+    buf[7] = '-';
+    put_digits(buf + 8, d, 2);
+    buf[10] = 'T';
+    put_digits(buf + 11, sod / 3600, 2);
+    buf[13] = ':';
+    put_digits(buf + 14, sod / 60 % 60, 2);
+    buf[16] = ':';
+    put_digits(buf + 17, sod % 60, 2);
+    buf[19] = '.';
+    put_digits(buf + 20, sub, fdigits);
+    buf[20 + fdigits] = 'Z';
+    buf[n] = '\0';
+    return n;
 }
 
 int core_avro_time_format(int64_t ms, char *buf, size_t size)
@@ -545,15 +570,14 @@ static cJSON *long_json(int64_t v)
     return cJSON_CreateRaw(buf);
 }
 
-static cJSON *bytes_json(const uint8_t *b, size_t len)
+/* Bytes as natural JSON text: printable ASCII but '\' as is, '\' as "\\",
+ * any other byte "\xHH". out holds at least 4 * len + 1 bytes. */
+static size_t bytes_text(const uint8_t *b, size_t len, char *out)
 {
-    char *s, *q;
-    cJSON *j;
+    static const char hex[] = "0123456789abcdef";
+    char *q = out;
     size_t i;
 
-    if (len > (SIZE_MAX - 1) / 4 || !(s = malloc(len * 4 + 1)))
-        return NULL;
-    q = s;
     for (i = 0; i < len; i++) {
         if (b[i] == '\\') {
             *q++ = '\\';
@@ -561,10 +585,34 @@ static cJSON *bytes_json(const uint8_t *b, size_t len)
         } else if (b[i] >= 0x20 && b[i] < 0x7f) {
             *q++ = (char)b[i];
         } else {
-            q += sprintf(q, "\\x%02x", b[i]);
+            *q++ = '\\';
+            *q++ = 'x';
+            *q++ = hex[b[i] >> 4];
+            *q++ = hex[b[i] & 15];
         }
     }
     *q = '\0';
+    return (size_t)(q - out);
+}
+
+/* Bytes bytes_text() writes, the NUL included. */
+static size_t bytes_text_size(const uint8_t *b, size_t len)
+{
+    size_t n = 1, i;
+
+    for (i = 0; i < len; i++)
+        n += b[i] == '\\' ? 2 : b[i] >= 0x20 && b[i] < 0x7f ? 1 : 4;
+    return n;
+}
+
+static cJSON *bytes_json(const uint8_t *b, size_t len)
+{
+    char *s;
+    cJSON *j;
+
+    if (len > (SIZE_MAX - 1) / 4 || !(s = malloc(len * 4 + 1)))
+        return NULL;
+    bytes_text(b, len, s);
     j = cJSON_CreateString(s);
     free(s);
     return j;
@@ -759,6 +807,437 @@ cJSON *core_avro_to_json(const core_avro_schema_t *s, avro_value_t *value,
     if (!j && !c.said)
         core_errstr(errstr, errstr_size, "%s: out of memory", s->name);
     return j;
+}
+
+/* ---- checking without converting --------------------------------------- */
+
+/* Whether a value of n may hold something to_json() refuses on a value of
+ * its own schema: a decimal (wider than 128 bits), an enum index, a union
+ * or an element below. Scalars of other types always convert. */
+static bool nat_may_fail(const struct avn *n)
+{
+    return n->logical == AVL_DECIMAL || n->type == AVN_ENUM || n->type == AVN_UNION ||
+           n->type == AVN_RECORD || n->type == AVN_ARRAY || n->type == AVN_MAP;
+}
+
+/* to_json()'s walk and errors, building nothing. */
+static int nat_check(struct jctx *c, const struct avn *n, avro_value_t *v)
+{
+    switch (n->type) {
+    case AVN_BYTES:
+    case AVN_FIXED: {
+        const void *b;
+        size_t sz;
+        char buf[CORE_AVRO_DECIMAL_SIZE], e[128];
+
+        if (n->logical != AVL_DECIMAL)
+            return 0;
+        if ((n->type == AVN_BYTES ? avro_value_get_bytes(v, &b, &sz)
+                                  : avro_value_get_fixed(v, &b, &sz)) != 0)
+            return jerr(c, "value is not a %s", type_name(n));
+        if (core_avro_decimal_format(b, sz, n->scale, buf, sizeof(buf), e, sizeof(e)) !=
+            CORE_OK)
+            return jerr(c, "%s", e);
+        return 0;
+    }
+    case AVN_ENUM: {
+        int e;
+
+        if (avro_value_get_enum(v, &e))
+            return jerr(c, "value is not a %s", type_name(n));
+        if (e < 0 || (size_t)e >= n->nsymbols)
+            return jerr(c, "enum index %d out of range", e);
+        return 0;
+    }
+    case AVN_UNION: {
+        int d;
+        avro_value_t br;
+
+        if (avro_value_get_discriminant(v, &d))
+            return jerr(c, "value is not a %s", type_name(n));
+        if (d < 0 || (size_t)d >= n->nbranches || avro_value_get_current_branch(v, &br))
+            return jerr(c, "union has no branch set");
+        return nat_may_fail(n->branches[d]) ? nat_check(c, n->branches[d], &br) : 0;
+    }
+    case AVN_RECORD: {
+        size_t i;
+
+        if (push(c, NULL, 0) != 0)
+            return -1;
+        c->plen--;
+        for (i = 0; i < n->nfields; i++) {
+            avro_value_t f;
+            int rc;
+
+            if (!nat_may_fail(n->fields[i].type))
+                continue;
+            push(c, n->fields[i].name, 0);
+            if (avro_value_get_by_index(v, i, &f, NULL) != 0)
+                return jerr(c, "value does not match the schema");
+            rc = nat_check(c, n->fields[i].type, &f);
+            c->plen--;
+            if (rc != 0)
+                return rc;
+        }
+        return 0;
+    }
+    case AVN_ARRAY:
+    case AVN_MAP: {
+        size_t i, sz;
+
+        if (avro_value_get_size(v, &sz) != 0)
+            return jerr(c, "value is not a %s", type_name(n));
+        if (push(c, NULL, 0) != 0)
+            return -1;
+        c->plen--;
+        if (!nat_may_fail(n->items))
+            return 0;
+        for (i = 0; i < sz; i++) {
+            avro_value_t e;
+            int rc;
+
+            push(c, NULL, i);
+            if (avro_value_get_by_index(v, i, &e, NULL) != 0)
+                return jerr(c, "value does not match the schema");
+            rc = nat_check(c, n->items, &e);
+            c->plen--;
+            if (rc != 0)
+                return rc;
+        }
+        return 0;
+    }
+    default:
+        return 0;
+    }
+}
+
+core_err_t core_avro_natural_check(const core_avro_schema_t *s, avro_value_t *value,
+                                   char *errstr, size_t errstr_size)
+{
+    struct jctx c;
+
+    memset(&c, 0, sizeof(c));
+    c.err = errstr;
+    c.errsz = errstr_size;
+    return nat_check(&c, s->root, value) == 0 ? CORE_OK : CORE_ERR_INVALID;
+}
+
+/* ---- one field, as natural JSON shows it -------------------------------- */
+
+/* The smallest buffer core_avro_path_get() formats into (decimals, times,
+ * longs); bytes need what bytes_text_size() says. */
+#define NAT_TEXT_MIN 64
+
+struct path_seg {
+    char *name;
+    const struct avn *rec; /* the record the schema leads to here, or NULL */
+    int index;             /* the field's index in rec */
+};
+
+struct core_avro_path {
+    const core_avro_schema_t *schema;
+    size_t nseg;
+    struct path_seg *seg;
+    char *names;
+};
+
+static int field_index(const struct avn *rec, const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < rec->nfields; i++)
+        if (strcmp(rec->fields[i].name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+void core_avro_path_free(core_avro_path_t *p)
+{
+    if (!p)
+        return;
+    free(p->seg);
+    free(p->names);
+    free(p);
+}
+
+core_avro_path_t *core_avro_path_new(const core_avro_schema_t *s, const char *path,
+                                     bool *resolved, char *errstr, size_t errstr_size)
+{
+    core_avro_path_t *p = calloc(1, sizeof(*p));
+    const struct avn *n = s ? s->root : NULL;
+    size_t len = path ? strlen(path) : 0, nseg = 0, i;
+    const char *q;
+    char *w;
+    bool ok = n != NULL;
+
+    if (!p || !s || !path) {
+        core_errstr(errstr, errstr_size, "avro path: %s",
+                    !p ? "out of memory" : !s ? "no schema" : "no path");
+        free(p);
+        return NULL;
+    }
+    /* Parts as a natural-JSON lookup reads them: "a.b" is a, b; "a..b" has
+     * an empty part; a trailing dot ends the path. */
+    for (q = path; *q;) {
+        q += strcspn(q, ".");
+        if (*q == '.')
+            q++;
+        nseg++;
+    }
+    if (!(p->names = malloc(len + 1)) || !(p->seg = calloc(nseg ? nseg : 1, sizeof(*p->seg)))) {
+        core_avro_path_free(p);
+        core_errstr(errstr, errstr_size, "avro path: out of memory");
+        return NULL;
+    }
+    p->schema = s;
+    p->nseg = nseg;
+    w = p->names;
+    for (q = path, i = 0; *q; i++) {
+        size_t k = strcspn(q, ".");
+        struct path_seg *g = &p->seg[i];
+
+        memcpy(w, q, k);
+        w[k] = '\0';
+        g->name = w;
+        g->index = -1;
+        w += k + 1;
+        q += k;
+        if (*q == '.')
+            q++;
+        /* Statically: a union leads to its (last) record branch. */
+        if (ok && n->type == AVN_UNION) {
+            const struct avn *r = NULL;
+            size_t b;
+
+            for (b = 0; b < n->nbranches; b++)
+                if (n->branches[b]->type == AVN_RECORD)
+                    r = n->branches[b];
+            n = r;
+        }
+        if (ok && (!n || n->type != AVN_RECORD || (g->index = field_index(n, g->name)) < 0))
+            ok = false;
+        if (ok) {
+            g->rec = n;
+            n = n->fields[g->index].type;
+        }
+    }
+    if (resolved)
+        *resolved = ok;
+    return p;
+}
+
+/* Follow unions to the value they hold, as to_json() does. */
+static int nat_unwrap(const struct avn **np, avro_value_t *v, char *errstr, size_t errstr_size)
+{
+    while ((*np)->type == AVN_UNION) {
+        int d;
+        avro_value_t br;
+
+        if (avro_value_get_discriminant(v, &d) || d < 0 || (size_t)d >= (*np)->nbranches ||
+            avro_value_get_current_branch(v, &br)) {
+            core_errstr(errstr, errstr_size, "union has no branch set");
+            return -1;
+        }
+        *np = (*np)->branches[d];
+        *v = br;
+    }
+    return 0;
+}
+
+static core_err_t nat_short(core_avro_natural *out, size_t need, char *errstr,
+                            size_t errstr_size)
+{
+    out->need = need;
+    core_errstr(errstr, errstr_size, "avro path: text needs %zu bytes", need);
+    return CORE_ERR_TOOBIG;
+}
+
+core_err_t core_avro_path_get(const core_avro_path_t *p, avro_value_t *record,
+                              core_avro_natural *out, char *buf, size_t size,
+                              char *errstr, size_t errstr_size)
+{
+    const struct avn *n = p->schema->root;
+    avro_value_t v = *record;
+    size_t i;
+
+    memset(out, 0, sizeof(*out));
+    for (i = 0; i < p->nseg; i++) {
+        const struct path_seg *g = &p->seg[i];
+        avro_value_t child;
+
+        if (nat_unwrap(&n, &v, errstr, errstr_size) != 0)
+            return CORE_ERR_INVALID;
+        if (n->type == AVN_RECORD) {
+            int fi = n == g->rec ? g->index : field_index(n, g->name);
+
+            if (fi < 0) {
+                out->kind = CORE_AVRO_NAT_ABSENT;
+                return CORE_OK;
+            }
+            if (avro_value_get_by_index(&v, (size_t)fi, &child, NULL) != 0)
+                goto mismatch;
+            n = n->fields[fi].type;
+        } else if (n->type == AVN_MAP) {
+            child.iface = NULL;
+            if (avro_value_get_by_name(&v, g->name, &child, NULL) != 0 || !child.iface) {
+                out->kind = CORE_AVRO_NAT_ABSENT;
+                return CORE_OK;
+            }
+            n = n->items;
+        } else {
+            out->kind = CORE_AVRO_NAT_ABSENT; /* not an object: no member */
+            return CORE_OK;
+        }
+        v = child;
+    }
+    if (nat_unwrap(&n, &v, errstr, errstr_size) != 0)
+        return CORE_ERR_INVALID;
+    switch (n->type) {
+    case AVN_NULL:
+        out->kind = CORE_AVRO_NAT_NULL;
+        return CORE_OK;
+    case AVN_BOOLEAN: {
+        int b;
+
+        if (avro_value_get_boolean(&v, &b))
+            goto mismatch;
+        out->kind = CORE_AVRO_NAT_BOOL;
+        out->boolean = b != 0;
+        return CORE_OK;
+    }
+    case AVN_INT: {
+        int32_t x;
+
+        if (avro_value_get_int(&v, &x))
+            goto mismatch;
+        if (n->logical == AVL_DATE) {
+            char tb[CORE_AVRO_TIME_SIZE];
+
+            if (size < NAT_TEXT_MIN)
+                return nat_short(out, NAT_TEXT_MIN, errstr, errstr_size);
+            if (core_avro_time_format((int64_t)x * 86400000, tb, sizeof(tb)) > 0) {
+                memcpy(buf, tb, 10);
+                buf[10] = '\0';
+                out->kind = CORE_AVRO_NAT_STRING;
+                out->text = buf;
+                out->has_ms = true;
+                out->ms = (int64_t)x * 86400000;
+                return CORE_OK;
+            }
+        }
+        out->kind = CORE_AVRO_NAT_NUMBER;
+        out->number = x;
+        return CORE_OK;
+    }
+    case AVN_LONG: {
+        int64_t l;
+
+        if (avro_value_get_long(&v, &l))
+            goto mismatch;
+        if (n->logical == AVL_TS_MILLIS || n->logical == AVL_TS_MICROS ||
+            l < -EXACT_DOUBLE_MAX || l > EXACT_DOUBLE_MAX) {
+            if (size < NAT_TEXT_MIN)
+                return nat_short(out, NAT_TEXT_MIN, errstr, errstr_size);
+            out->kind = CORE_AVRO_NAT_STRING;
+            out->text = buf;
+            if (n->logical == AVL_TS_MILLIS && core_avro_time_format(l, buf, size) > 0) {
+                out->has_ms = true;
+                out->ms = l;
+                return CORE_OK;
+            }
+            if (n->logical == AVL_TS_MICROS && core_avro_time_format_us(l, buf, size) > 0)
+                return CORE_OK;
+        }
+        if (l >= -EXACT_DOUBLE_MAX && l <= EXACT_DOUBLE_MAX) {
+            out->kind = CORE_AVRO_NAT_NUMBER;
+            out->number = (double)l;
+            out->text = NULL;
+        } else {
+            snprintf(buf, size, "%lld", (long long)l);
+            out->kind = CORE_AVRO_NAT_RAW;
+            out->text = buf;
+        }
+        return CORE_OK;
+    }
+    case AVN_FLOAT: {
+        float f;
+
+        if (avro_value_get_float(&v, &f))
+            goto mismatch;
+        out->kind = CORE_AVRO_NAT_NUMBER;
+        out->number = f;
+        return CORE_OK;
+    }
+    case AVN_DOUBLE: {
+        double d;
+
+        if (avro_value_get_double(&v, &d))
+            goto mismatch;
+        out->kind = CORE_AVRO_NAT_NUMBER;
+        out->number = d;
+        return CORE_OK;
+    }
+    case AVN_BYTES:
+    case AVN_FIXED: {
+        const void *b;
+        size_t sz;
+
+        if ((n->type == AVN_BYTES ? avro_value_get_bytes(&v, &b, &sz)
+                                  : avro_value_get_fixed(&v, &b, &sz)) != 0)
+            goto mismatch;
+        if (n->logical == AVL_DECIMAL) {
+            if (size < NAT_TEXT_MIN)
+                return nat_short(out, NAT_TEXT_MIN, errstr, errstr_size);
+            if (core_avro_decimal_format(b, sz, n->scale, buf, size, errstr, errstr_size) !=
+                CORE_OK)
+                return CORE_ERR_INVALID;
+        } else {
+            size_t need = bytes_text_size(b, sz);
+
+            if (size < need)
+                return nat_short(out, need, errstr, errstr_size);
+            bytes_text(b, sz, buf);
+        }
+        out->kind = CORE_AVRO_NAT_STRING;
+        out->text = buf;
+        return CORE_OK;
+    }
+    case AVN_STRING: {
+        const char *str;
+        size_t sz;
+
+        if (avro_value_get_string(&v, &str, &sz))
+            goto mismatch;
+        out->kind = CORE_AVRO_NAT_STRING;
+        out->text = str ? str : "";
+        return CORE_OK;
+    }
+    case AVN_ENUM: {
+        int e;
+
+        if (avro_value_get_enum(&v, &e))
+            goto mismatch;
+        if (e < 0 || (size_t)e >= n->nsymbols) {
+            core_errstr(errstr, errstr_size, "enum index %d out of range", e);
+            return CORE_ERR_INVALID;
+        }
+        out->kind = CORE_AVRO_NAT_STRING;
+        out->text = n->symbols[e];
+        return CORE_OK;
+    }
+    case AVN_RECORD:
+    case AVN_MAP:
+        out->kind = CORE_AVRO_NAT_OBJECT;
+        return CORE_OK;
+    case AVN_ARRAY:
+        out->kind = CORE_AVRO_NAT_ARRAY;
+        return CORE_OK;
+    case AVN_UNION:
+        break;
+    }
+mismatch:
+    core_errstr(errstr, errstr_size, "value is not a %s", type_name(n));
+    return CORE_ERR_INVALID;
 }
 
 /* ---- JSON -> Avro ------------------------------------------------------- */

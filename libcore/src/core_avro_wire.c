@@ -320,6 +320,97 @@ core_err_t core_avro_decode_body(const core_avro_schema_t *s, const void *body,
     return read_checked(s, body, len, out, errstr, errstr_size);
 }
 
+/* ---- a decoder reusing its values --------------------------------------- */
+
+#define DECODER_MAX_SCHEMAS 16
+
+struct core_avro_decoder {
+    const core_avro_catalog_t *cat;
+    avro_reader_t reader;
+    size_t n;
+    struct {
+        const core_avro_schema_t *schema;
+        avro_value_t value;
+    } v[DECODER_MAX_SCHEMAS];
+};
+
+core_avro_decoder_t *core_avro_decoder_new(const core_avro_catalog_t *cat, char *errstr,
+                                           size_t errstr_size)
+{
+    core_avro_decoder_t *d = calloc(1, sizeof(*d));
+
+    if (!d || !(d->reader = avro_reader_memory("", 0))) {
+        free(d);
+        core_errstr(errstr, errstr_size, "avro decoder: out of memory");
+        return NULL;
+    }
+    d->cat = cat;
+    return d;
+}
+
+void core_avro_decoder_free(core_avro_decoder_t *d)
+{
+    if (!d)
+        return;
+    for (size_t i = 0; i < d->n; i++)
+        avro_value_decref(&d->v[i].value);
+    avro_reader_free(d->reader);
+    free(d);
+}
+
+core_err_t core_avro_decoder_decode(core_avro_decoder_t *d, const void *buf, size_t len,
+                                    const core_avro_schema_t **schemap, avro_value_t **valuep,
+                                    char *errstr, size_t errstr_size)
+{
+    const core_avro_schema_t *s;
+    const uint8_t *body = (const uint8_t *)buf + CORE_AVRO_WIRE_HEADER;
+    avro_value_t *v = NULL;
+    uint32_t id;
+    core_err_t err;
+    size_t i;
+
+    if ((err = core_avro_wire_id(buf, len, &id, errstr, errstr_size)) != CORE_OK)
+        return err;
+    if (!(s = core_avro_catalog_by_id(d->cat, id))) {
+        core_errstr(errstr, errstr_size, "unknown schema id %u", id);
+        return CORE_ERR_NOTFOUND;
+    }
+    len -= CORE_AVRO_WIRE_HEADER;
+    if ((err = core_avro_check_body(s, body, len, d->cat->max_record, errstr, errstr_size)) !=
+        CORE_OK)
+        return err;
+    for (i = 0; i < d->n && !v; i++)
+        if (d->v[i].schema == s)
+            v = &d->v[i].value;
+    if (!v) {
+        if (d->n == DECODER_MAX_SCHEMAS) { /* every slot taken: drop the oldest */
+            avro_value_decref(&d->v[0].value);
+            memmove(&d->v[0], &d->v[1], (d->n - 1) * sizeof(d->v[0]));
+            d->n--;
+        }
+        if (avro_generic_value_new(s->iface, &d->v[d->n].value) != 0) {
+            core_errstr(errstr, errstr_size, "%s: cannot allocate a value", s->name);
+            return CORE_ERR_NOMEM;
+        }
+        d->v[d->n].schema = s;
+        v = &d->v[d->n++].value;
+    }
+    /* Arrays and maps would append to what the last record left. */
+    if (avro_value_reset(v) != 0) {
+        core_errstr(errstr, errstr_size, "%s: avro-c: %s", s->name, avro_strerror());
+        return CORE_ERR_INVALID;
+    }
+    avro_reader_memory_set_source(d->reader, len ? (const char *)body : "", (int64_t)len);
+    if (avro_value_read(d->reader, v) != 0) {
+        core_errstr(errstr, errstr_size, "%s: avro-c: %s", s->name, avro_strerror());
+        return CORE_ERR_INVALID;
+    }
+    if (schemap)
+        *schemap = s;
+    *valuep = v;
+    return CORE_OK;
+}
+
 core_err_t core_avro_wire_id(const void *buf, size_t len, uint32_t *idp,
                              char *errstr, size_t errstr_size)
 {

@@ -667,8 +667,6 @@ core_err_t core_kafka_produce(core_kafka_producer_t *p, const char *topic,
                               void *opaque, char *errstr, size_t errstr_size)
 {
     rd_kafka_headers_t *hdrs = NULL;
-    rd_kafka_resp_err_t err;
-    int64_t deadline;
 
     if (!p || !topic || !*topic) {
         core_errstr(errstr, errstr_size, "kafka produce: %s", !p ? "no producer" : "no topic");
@@ -697,7 +695,33 @@ core_err_t core_kafka_produce(core_kafka_producer_t *p, const char *topic,
             }
         }
     }
+    return core_kafka_produce_hdrs(p, topic, key, keylen, value, vallen, hdrs, opaque, errstr,
+                                   errstr_size);
+}
 
+core_err_t core_kafka_produce_hdrs(core_kafka_producer_t *p, const char *topic,
+                                   const void *key, size_t keylen,
+                                   const void *value, size_t vallen,
+                                   rd_kafka_headers_t *hdrs,
+                                   void *opaque, char *errstr, size_t errstr_size)
+{
+    rd_kafka_resp_err_t err;
+    int64_t deadline;
+
+    if (!p || !topic || !*topic || (!key && keylen) || (!value && vallen)) {
+        if (hdrs)
+            rd_kafka_headers_destroy(hdrs);
+        core_errstr(errstr, errstr_size, "kafka produce: %s",
+                    !p ? "no producer" : !topic || !*topic ? "no topic"
+                                                          : "NULL key or value with a length");
+        return CORE_ERR_INVALID;
+    }
+    if (atomic_load(&p->common.fatal) || rd_kafka_fatal_error(p->common.rk, NULL, 0)) {
+        if (hdrs)
+            rd_kafka_headers_destroy(hdrs);
+        return produce_failed(p, topic, RD_KAFKA_RESP_ERR__FATAL, keylen, vallen, errstr,
+                              errstr_size);
+    }
     deadline = core_mono_ms() + p->enqueue_timeout_ms;
     /* Count first: the delivery report may be served by another thread
      * before producev() returns here. */

@@ -102,12 +102,83 @@ START_TEST(full_and_sparse_events)
 }
 END_TEST
 
+/* The direct encoder gives avro-c's own bytes: decode what it wrote and
+ * encode that value again with avro-c's generic writer. Every optional
+ * field present and absent, negative and large numbers, empty strings. */
+START_TEST(direct_encoding_is_canonical)
+{
+    char err[512];
+    core_audit_t *a = core_audit_new(NULL, cat, NULL, "validator", err, sizeof(err));
+    core_digest d;
+    core_audit_event evs[4];
+
+    ck_assert_msg(a != NULL, "%s", err);
+    core_digest_sha256("abc", 3, &d);
+    for (size_t i = 0; i < 4; i++)
+        evs[i] = (core_audit_event)CORE_AUDIT_EVENT_INIT;
+    evs[0].id = "id-1";
+    evs[0].key = "P1";
+    evs[0].dataset = "payee";
+    evs[0].batch_id = "b1";
+    evs[0].outcome = "invalid";
+    evs[0].digest = &d;
+    evs[0].topic = "payee.raw";
+    evs[0].partition = 2147483647;
+    evs[0].offset = INT64_MAX;
+    evs[0].reason = "routing_number must be a valid 9-digit ABA routing transit number (aba)";
+    evs[0].line = -1;
+    evs[0].version = INT64_MIN + 1;
+    evs[1].id = "";
+    evs[1].dataset = "d";
+    evs[1].batch_id = "";
+    evs[1].outcome = "poison";
+    evs[1].partition = -2147483647 - 1;
+    evs[1].offset = 0;
+    evs[2] = evs[0];
+    evs[2].key = "";
+    evs[2].reason = "";
+    evs[2].partition = -1;
+    evs[2].offset = -64;
+    evs[2].version = 63;
+    evs[3] = evs[1];
+    evs[3].id = "x\xc3\xa9y"; /* UTF-8 */
+    evs[3].line = 1LL << 40;
+    for (size_t i = 0; i < 4; i++) {
+        void *buf = NULL, *again = NULL;
+        size_t len = 0, len2 = 0;
+        avro_value_t v;
+        const core_avro_schema_t *s;
+
+        ck_assert_msg(core_audit_encode(a, &evs[i], &buf, &len, err, sizeof(err)) == CORE_OK,
+                      "%s", err);
+        ck_assert_msg(core_avro_decode(cat, buf, len, &s, &v, err, sizeof(err)) == CORE_OK,
+                      "%s", err);
+        ck_assert_msg(core_avro_encode(s, &v, &again, &len2, err, sizeof(err)) == CORE_OK,
+                      "%s", err);
+        ck_assert_uint_eq(len, len2);
+        ck_assert_mem_eq(buf, again, len);
+        avro_value_decref(&v);
+        free(buf);
+        free(again);
+    }
+    /* size only */
+    {
+        size_t len = 0;
+
+        ck_assert_int_eq(core_audit_encode(a, &evs[0], NULL, &len, err, sizeof(err)), CORE_OK);
+        ck_assert_uint_gt(len, 100);
+    }
+    core_audit_free(a);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("audit");
     TCase *tc = tcase_create("core");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, full_and_sparse_events);
+    tcase_add_test(tc, direct_encoding_is_canonical);
     suite_add_tcase(s, tc);
     return tu_run(&s, 1);
 }

@@ -1505,6 +1505,114 @@ START_TEST(test_schema_new_and_add)
 }
 END_TEST
 
+/* The reusing decoder: records of one schema in a row leave nothing of
+ * each other behind (arrays, maps, union branches); the same errors as
+ * core_avro_decode(). A path through a map reads the entry by name. */
+START_TEST(test_decoder_reuse_and_paths)
+{
+    static const char schema[] =
+        "{\"type\":\"record\",\"name\":\"R\",\"fields\":["
+        "{\"name\":\"u\",\"type\":[\"null\",\"string\",{\"type\":\"record\",\"name\":\"In\","
+        "\"fields\":[{\"name\":\"x\",\"type\":\"long\"}]}]},"
+        "{\"name\":\"l\",\"type\":{\"type\":\"array\",\"items\":\"int\"}},"
+        "{\"name\":\"m\",\"type\":{\"type\":\"map\",\"values\":\"string\"}}]}";
+    static const char *const recs[] = {
+        "{\"u\":{\"In\":{\"x\":5}},\"l\":[1,2,3],\"m\":{\"a\":\"1\",\"b\":\"2\"}}",
+        "{\"u\":\"s\",\"l\":[],\"m\":{}}",
+        "{\"u\":null,\"l\":[7],\"m\":{\"b\":\"3\"}}",
+        "{\"u\":{\"In\":{\"x\":\"-9007199254740993\"}},\"l\":[1,2,3],\"m\":{\"a\":\"1\"}}",
+    };
+    char err[256], err2[256];
+    core_avro_catalog_t *cat = load();
+    core_avro_schema_t *s = core_avro_schema_new(schema, strlen(schema), 4242, err, sizeof(err));
+    core_avro_decoder_t *d;
+    core_avro_path_t *px, *pmb, *pl;
+    bool resolved = true;
+
+    ck_assert_msg(s != NULL, "%s", err);
+    ck_assert_int_eq(core_avro_catalog_add(cat, 4242, NULL, schema, strlen(schema), err,
+                                           sizeof(err)), CORE_OK);
+    d = core_avro_decoder_new(cat, err, sizeof(err));
+    ck_assert_ptr_nonnull(d);
+    px = core_avro_path_new(s, "u.x", &resolved, err, sizeof(err));
+    ck_assert(resolved);
+    pmb = core_avro_path_new(s, "m.b", &resolved, err, sizeof(err));
+    ck_assert(!resolved); /* through a map: not a rule path, still readable */
+    pl = core_avro_path_new(s, "l", NULL, err, sizeof(err));
+    ck_assert(px && pmb && pl);
+    for (int round = 0; round < 2; round++)
+        for (size_t i = 0; i < CORE_ARRAY_SIZE(recs); i++) {
+            cJSON *j = cJSON_Parse(recs[i]), *back, *want;
+            avro_value_t v, *dv = NULL;
+            void *buf = NULL;
+            size_t len = 0;
+            const core_avro_schema_t *ds = NULL;
+            core_avro_natural nx, nb, nl;
+            char tb[64];
+
+            ck_assert_ptr_nonnull(j);
+            ck_assert_msg(core_avro_from_json(s, j, &v, err, sizeof(err)) == CORE_OK, "%s",
+                          err);
+            ck_assert_int_eq(core_avro_encode(s, &v, &buf, &len, err, sizeof(err)), CORE_OK);
+            ck_assert_msg(core_avro_decoder_decode(d, buf, len, &ds, &dv, err, sizeof(err)) ==
+                              CORE_OK, "%s", err);
+            ck_assert_uint_eq(core_avro_schema_id(ds), 4242);
+            want = core_avro_to_json(s, &v, err, sizeof(err));
+            back = core_avro_to_json(ds, dv, err, sizeof(err));
+            ck_assert(cJSON_Compare(want, back, 1));
+            ck_assert_int_eq(core_avro_natural_check(ds, dv, err, sizeof(err)), CORE_OK);
+            ck_assert_int_eq(core_avro_path_get(px, dv, &nx, tb, sizeof(tb), err, sizeof(err)),
+                             CORE_OK);
+            ck_assert_int_eq(core_avro_path_get(pmb, dv, &nb, tb + 32, 32, err, sizeof(err)),
+                             CORE_OK);
+            ck_assert_int_eq(core_avro_path_get(pl, dv, &nl, tb, sizeof(tb), err, sizeof(err)),
+                             CORE_OK);
+            ck_assert_int_eq(nl.kind, CORE_AVRO_NAT_ARRAY);
+            if (i == 0) {
+                ck_assert_int_eq(nx.kind, CORE_AVRO_NAT_NUMBER);
+                ck_assert(nx.number == 5.0);
+                ck_assert_int_eq(nb.kind, CORE_AVRO_NAT_STRING);
+                ck_assert_str_eq(nb.text, "2");
+            } else if (i == 3) {
+                ck_assert_int_eq(nx.kind, CORE_AVRO_NAT_RAW);
+                ck_assert_str_eq(nx.text, "-9007199254740993");
+                ck_assert_int_eq(nb.kind, CORE_AVRO_NAT_ABSENT);
+            } else {
+                ck_assert_int_eq(nx.kind, CORE_AVRO_NAT_ABSENT); /* string or null union */
+                if (i == 2)
+                    ck_assert_str_eq(nb.text, "3");
+                else
+                    ck_assert_int_eq(nb.kind, CORE_AVRO_NAT_ABSENT);
+            }
+            cJSON_Delete(want);
+            cJSON_Delete(back);
+            cJSON_Delete(j);
+            avro_value_decref(&v);
+            free(buf);
+        }
+    /* errors as core_avro_decode() gives them */
+    {
+        static const uint8_t bad[] = { 0, 0, 0, 0x10, 0x92, 0x02 };
+        avro_value_t *dv = NULL, v;
+
+        ck_assert_int_eq(core_avro_decoder_decode(d, bad, sizeof(bad), NULL, &dv, err,
+                                                  sizeof(err)),
+                         core_avro_decode(cat, bad, sizeof(bad), NULL, &v, err2, sizeof(err2)));
+        ck_assert_str_eq(err, err2);
+        ck_assert_int_eq(core_avro_decoder_decode(d, bad, 3, NULL, &dv, err, sizeof(err)),
+                         CORE_ERR_INVALID);
+    }
+    core_avro_path_free(px);
+    core_avro_path_free(pmb);
+    core_avro_path_free(pl);
+    core_avro_path_free(NULL);
+    core_avro_decoder_free(d);
+    core_avro_decoder_free(NULL);
+    core_avro_schema_free(s);
+    core_avro_catalog_free(cat);
+}
+END_TEST
+
 static Suite *avro_suite(void)
 {
     Suite *s = suite_create("avro");
@@ -1528,6 +1636,7 @@ static Suite *avro_suite(void)
     tcase_add_test(tc, test_wire_deep_nesting);
     tcase_add_test(tc, test_wire_too_big);
     tcase_add_test(tc, test_wire_mutations);
+    tcase_add_test(tc, test_decoder_reuse_and_paths);
     suite_add_tcase(s, tc);
     tc = tcase_create("json");
     tcase_add_test(tc, test_json_forms);

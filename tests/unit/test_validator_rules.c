@@ -313,6 +313,298 @@ START_TEST(payee_rules)
 }
 END_TEST
 
+/* ---- rules on Avro values: the same failures as on natural JSON ---------- */
+
+static const char *avro_schema_text =
+    "{\"type\":\"record\",\"name\":\"T\",\"namespace\":\"t\",\"fields\":["
+    "{\"name\":\"a\",\"type\":[\"null\",\"string\"],\"default\":null},"
+    "{\"name\":\"n\",\"type\":\"long\"},"
+    "{\"name\":\"big\",\"type\":\"long\"},"
+    "{\"name\":\"s\",\"type\":\"string\"},"
+    "{\"name\":\"e\",\"type\":{\"type\":\"enum\",\"name\":\"E\",\"symbols\":[\"X\",\"Y\",\"Z\"]}},"
+    "{\"name\":\"d\",\"type\":{\"type\":\"bytes\",\"logicalType\":\"decimal\","
+    "\"precision\":10,\"scale\":2}},"
+    "{\"name\":\"t\",\"type\":{\"type\":\"long\",\"logicalType\":\"timestamp-millis\"}},"
+    "{\"name\":\"tu\",\"type\":[\"null\",{\"type\":\"long\",\"logicalType\":\"timestamp-micros\"}],"
+    "\"default\":null},"
+    "{\"name\":\"day\",\"type\":{\"type\":\"int\",\"logicalType\":\"date\"}},"
+    "{\"name\":\"f\",\"type\":\"float\"},"
+    "{\"name\":\"b\",\"type\":\"boolean\"},"
+    "{\"name\":\"raw\",\"type\":\"bytes\"},"
+    "{\"name\":\"m\",\"type\":[\"null\",{\"type\":\"record\",\"name\":\"M\",\"fields\":["
+    "{\"name\":\"c\",\"type\":[\"null\",\"string\"],\"default\":null},"
+    "{\"name\":\"k\",\"type\":\"int\"}]}],\"default\":null},"
+    "{\"name\":\"tags\",\"type\":{\"type\":\"map\",\"values\":\"string\"}},"
+    "{\"name\":\"list\",\"type\":{\"type\":\"array\",\"items\":\"int\"}}]}";
+
+static const char *avro_rules_text =
+    "{\"rules\":["
+    "{\"field\":\"a\",\"required\":true,\"pattern\":\"^[a-z]+$\",\"length\":{\"max\":5}},"
+    "{\"field\":\"n\",\"type\":\"integer\",\"min\":1,\"max\":10,\"enum\":[1,2,3]},"
+    "{\"field\":\"big\",\"type\":\"integer\",\"min\":0},"
+    "{\"field\":\"big\",\"type\":\"number\",\"enum\":[9007199254740993]},"
+    "{\"field\":\"s\",\"type\":\"uuid\"},"
+    "{\"field\":\"s\",\"type\":\"json_object\",\"required\":true},"
+    "{\"field\":\"s\",\"type\":\"boolean\"},"
+    "{\"field\":\"e\",\"enum\":[\"X\",\"Y\"],\"length\":{\"min\":1,\"max\":1}},"
+    "{\"field\":\"d\",\"min\":\"0.00\",\"max\":100,\"pattern\":\"^[0-9]+[.][0-9]{2}$\"},"
+    "{\"field\":\"t\",\"check\":\"not_future\",\"min\":0,\"type\":\"timestamp\"},"
+    "{\"field\":\"tu\",\"type\":\"timestamp\",\"check\":\"not_future\",\"max\":1e15},"
+    "{\"field\":\"day\",\"type\":\"timestamp\",\"min\":0,\"check\":\"not_future\","
+    "\"pattern\":\"^[0-9]{4}-[0-9]{2}-[0-9]{2}$\"},"
+    "{\"field\":\"f\",\"type\":\"number\",\"max\":1.5},"
+    "{\"field\":\"b\",\"type\":\"boolean\",\"enum\":[\"true\"]},"
+    "{\"field\":\"raw\",\"length\":{\"max\":8},\"pattern\":\"^[a-z]*$\"},"
+    "{\"field\":\"m\",\"required\":true,\"type\":\"json\"},"
+    "{\"field\":\"m.c\",\"required\":true,\"check\":\"iso3166_alpha2\"},"
+    "{\"field\":\"m.k\",\"min\":1,\"message\":\"m.k must be positive\"},"
+    "{\"field\":\"tags\",\"required\":true,\"type\":\"json\",\"length\":{\"min\":0}},"
+    "{\"field\":\"list\",\"length\":{\"min\":0},\"enum\":[1]}"
+    "]}";
+
+/* The record's failures through vrules_eval() on its natural JSON and
+ * through vrules_eval_avro() on the value: both must be the same. */
+static size_t eval_both(const core_avro_schema_t *s, vrules_t *r, avro_value_t *v,
+                        int64_t now, vr_failure *f, size_t max)
+{
+    char err[256], err2[256];
+    vr_failure g[32];
+    vrules_bound_t *b = vrules_bind(r, s, err, sizeof(err));
+    cJSON *j = core_avro_to_json(s, v, err2, sizeof(err2));
+    size_t n, n2 = 0;
+
+    ck_assert_msg(b != NULL, "%s", err);
+    ck_assert_msg(j != NULL, "%s", err2);
+    ck_assert_uint_le(max, 32);
+    n = vrules_eval(r, j, now, f, max);
+    ck_assert_int_eq(vrules_eval_avro(b, v, now, g, max, &n2, err, sizeof(err)), 0);
+    ck_assert_uint_eq(n, n2);
+    for (size_t i = 0; i < n && i < max; i++) {
+        ck_assert_str_eq(f[i].field, g[i].field);
+        ck_assert_str_eq(f[i].rule, g[i].rule);
+        ck_assert_str_eq(f[i].message, g[i].message);
+    }
+    cJSON_Delete(j);
+    vrules_unbind(b);
+    return n;
+}
+
+static void value_of(const core_avro_schema_t *s, const char *json, avro_value_t *v)
+{
+    char err[256];
+    cJSON *j = cJSON_Parse(json);
+
+    ck_assert_ptr_nonnull(j);
+    ck_assert_msg(core_avro_from_json(s, j, v, err, sizeof(err)) == CORE_OK, "%s", err);
+    cJSON_Delete(j);
+}
+
+START_TEST(rules_on_avro_values)
+{
+    static const char *const recs[] = {
+        /* all good but the constraints that cannot hold on some types */
+        "{\"a\":\"abc\",\"n\":2,\"big\":\"9007199254740993\",\"s\":\"{\\\"x\\\":1}\",\"e\":\"X\","
+        "\"d\":\"12.50\",\"t\":\"2024-03-07T10:00:00.000Z\",\"tu\":\"2024-03-07T10:00:00.000001Z\","
+        "\"day\":\"2024-03-01\",\"f\":1.25,\"b\":true,\"raw\":\"abc\","
+        "\"m\":{\"c\":\"DE\",\"k\":3},\"tags\":{\"x\":\"1\"},\"list\":[1,2]}",
+        /* nulls, empties, out of range, a nullable union of a record set to null */
+        "{\"a\":\"\",\"n\":11,\"big\":\"-9007199254740993\",\"s\":\"true\",\"e\":\"Z\","
+        "\"d\":\"-0.01\",\"t\":\"2999-01-01T00:00:00.000Z\",\"tu\":null,"
+        "\"day\":\"2999-12-31\",\"f\":2.5,\"b\":false,\"raw\":\"a\\\\x00\\\\\\\\b\","
+        "\"m\":null,\"tags\":{},\"list\":[]}",
+        /* the union null, inner optional null, large numbers, bytes escapes */
+        "{\"a\":null,\"n\":0,\"big\":5,\"s\":\"123e4567-e89b-12d3-a456-426614174000\","
+        "\"e\":\"Y\",\"d\":\"100.01\",\"t\":-1,\"tu\":1,\"day\":-1,\"f\":-0.5,\"b\":true,"
+        "\"raw\":\"\",\"m\":{\"c\":null,\"k\":0},\"tags\":{\"c\":\"x\"},\"list\":[3]}",
+        /* years beyond 9999: timestamps are numbers in natural JSON */
+        "{\"a\":\"zz\",\"n\":3,\"big\":0,\"s\":\"\",\"e\":\"X\",\"d\":\"0.00\","
+        "\"t\":253402300800000,\"tu\":253402300800000,\"day\":2932897,\"f\":1.5,"
+        "\"b\":false,\"raw\":\"abcdefghi\",\"m\":{\"c\":\"XX\",\"k\":1},\"tags\":{},"
+        "\"list\":[]}",
+    };
+    char errstr[256];
+    core_avro_schema_t *s = core_avro_schema_new(avro_schema_text, strlen(avro_schema_text), 7,
+                                                 errstr, sizeof(errstr));
+    cJSON *rj = cJSON_Parse(avro_rules_text);
+    vrules_t *r;
+    vr_failure f[32];
+    size_t total = 0;
+
+    ck_assert_msg(s != NULL, "%s", errstr);
+    ck_assert_ptr_nonnull(rj);
+    r = vrules_new(rj, 60000, errstr, sizeof(errstr));
+    ck_assert_msg(r != NULL, "%s", errstr);
+    for (size_t i = 0; i < CORE_ARRAY_SIZE(recs); i++) {
+        avro_value_t v;
+        size_t n;
+
+        value_of(s, recs[i], &v);
+        n = eval_both(s, r, &v, 1709805600000LL, f, 32);
+        total += n;
+        if (i == 0) { /* only what cannot hold on these types */
+            ck_assert(has(f, n, "big", "type"));    /* a raw number is not an integer */
+            ck_assert(has(f, n, "s", "uuid") || has(f, n, "s", "type"));
+            ck_assert(has(f, n, "tags", "type"));   /* an object is not JSON text */
+            ck_assert(has(f, n, "list", "length")); /* an array has no length */
+            ck_assert(!has(f, n, "m.c", "required"));
+            ck_assert(!has(f, n, "d", "min"));
+            ck_assert(!has(f, n, "t", "not_future"));
+        }
+        if (i == 1) {
+            ck_assert(has(f, n, "a", "required"));
+            ck_assert(has(f, n, "n", "max"));
+            ck_assert(has(f, n, "d", "min"));
+            ck_assert(has(f, n, "t", "not_future"));
+            ck_assert(has(f, n, "day", "not_future"));
+            ck_assert(has(f, n, "m.c", "required")); /* through a null union */
+            ck_assert(has(f, n, "raw", "pattern"));  /* escaped bytes */
+            ck_assert(has(f, n, "e", "enum"));
+        }
+        if (i == 2) {
+            ck_assert(has(f, n, "a", "required"));
+            ck_assert(has(f, n, "m.c", "required")); /* inner optional null */
+            ck_assert(has(f, n, "m.k", "min"));
+            ck_assert(has(f, n, "d", "max"));
+        }
+        avro_value_decref(&v);
+    }
+    ck_assert_uint_gt(total, 20);
+    /* A short failure array: the total still counts every failure. */
+    {
+        avro_value_t v;
+
+        value_of(s, recs[1], &v);
+        ck_assert_uint_gt(eval_both(s, r, &v, 1709805600000LL, f, 2), 2);
+        avro_value_decref(&v);
+    }
+    vrules_free(r);
+    cJSON_Delete(rj);
+    core_avro_schema_free(s);
+}
+END_TEST
+
+/* A decimal wider than 128 bits makes the record unreadable, as to_json
+ * says, whether a rule reads it or not; a rule naming no record path of
+ * the schema leaves the record to the natural-JSON evaluation. */
+START_TEST(rules_on_avro_unreadable_and_unbound)
+{
+    char errstr[256], e1[256], e2[256];
+    core_avro_schema_t *s = core_avro_schema_new(avro_schema_text, strlen(avro_schema_text), 7,
+                                                 errstr, sizeof(errstr));
+    cJSON *rj = cJSON_Parse("{\"rules\":[{\"field\":\"n\",\"min\":0}]}");
+    cJSON *rj2 = cJSON_Parse("{\"rules\":[{\"field\":\"tags.x\",\"required\":true}]}");
+    cJSON *rj3 = cJSON_Parse("{\"rules\":[{\"field\":\"nope\",\"required\":true}]}");
+    vrules_t *r, *r2, *r3;
+    vrules_bound_t *b;
+    avro_value_t v, d;
+    uint8_t wide[17];
+    vr_failure f[4];
+    size_t n = 0;
+
+    ck_assert_msg(s != NULL, "%s", errstr);
+    r = vrules_new(rj, 0, errstr, sizeof(errstr));
+    r2 = vrules_new(rj2, 0, errstr, sizeof(errstr));
+    r3 = vrules_new(rj3, 0, errstr, sizeof(errstr));
+    ck_assert(r && r2 && r3);
+    value_of(s, "{\"a\":\"abc\",\"n\":2,\"big\":0,\"s\":\"x\",\"e\":\"X\",\"d\":\"1.00\","
+                "\"t\":0,\"day\":0,\"f\":0,\"b\":true,\"raw\":\"\",\"tags\":{},\"list\":[]}", &v);
+    memset(wide, 0, sizeof(wide));
+    wide[0] = 0x01; /* 2^128: needs more than 128 bits */
+    ck_assert_int_eq(avro_value_get_by_name(&v, "d", &d, NULL), 0);
+    ck_assert_int_eq(avro_value_set_bytes(&d, wide, sizeof(wide)), 0);
+    b = vrules_bind(r, s, errstr, sizeof(errstr));
+    ck_assert_msg(b != NULL, "%s", errstr);
+    ck_assert_ptr_null(core_avro_to_json(s, &v, e1, sizeof(e1)));
+    ck_assert_int_eq(vrules_eval_avro(b, &v, 0, f, 4, &n, e2, sizeof(e2)), -1);
+    ck_assert_str_eq(e1, e2);
+    vrules_unbind(b);
+    /* through a map, or a field the schema lacks: not bound */
+    ck_assert_ptr_null(vrules_bind(r2, s, errstr, sizeof(errstr)));
+    ck_assert_ptr_null(vrules_bind(r3, s, errstr, sizeof(errstr)));
+    ck_assert(strstr(errstr, "nope") != NULL);
+    vrules_unbind(NULL);
+    avro_value_decref(&v);
+    vrules_free(r);
+    vrules_free(r2);
+    vrules_free(r3);
+    cJSON_Delete(rj);
+    cJSON_Delete(rj2);
+    cJSON_Delete(rj3);
+    core_avro_schema_free(s);
+}
+END_TEST
+
+/* The real payee rules on the real schema: Avro and JSON agree. */
+START_TEST(payee_rules_on_avro)
+{
+    char errstr[256];
+    core_avro_catalog_t *cat = core_avro_catalog_load(tu_proto_dir(), errstr, sizeof(errstr));
+    const core_avro_schema_t *s;
+    vrules_t *r;
+    vr_failure f[16];
+    const char *tmpl =
+        "{\"meta\":{\"id\":\"%s\",\"op\":\"ADD\","
+        "\"kind\":\"BULK\",\"source\":\"f\",\"batch_id\":\"b\",\"seq\":1,\"event_time\":0,"
+        "\"version\":%s,\"old_key\":null},\"payee_id\":\"%s\",\"name\":\"N\","
+        "\"account_number\":\"12345678\",\"routing_number\":\"%s\",\"iban\":%s,"
+        "\"country\":\"%s\",\"currency\":\"%s\",\"email\":%s,\"amount_limit\":\"%s\","
+        "\"status\":\"ACTIVE\",\"updated_at\":\"%s\"}";
+    static const char *const v[][10] = {
+        { "123e4567-e89b-12d3-a456-426614174000", "1", "P1", "021000021",
+          "\"DE89370400440532013000\"", "US", "USD", "\"a@example.com\"", "10.00",
+          "2024-01-01T00:00:00.000Z" },
+        { "not-a-uuid", "-1", "", "021000022", "null", "UK", "XYZ", "\"not-an-email\"", "-1.00",
+          "2999-01-01T00:00:00.000Z" },
+        { "", "0", "P 1", "02100002", "\"GB82WEST12345698765433\"", "", "usd", "null", "0.00",
+          "2024-03-07T10:04:59.999Z" },
+    };
+    char rec[2048];
+
+    ck_assert_msg(cat != NULL, "%s", errstr);
+    s = core_avro_catalog_by_dataset(cat, "payee");
+    r = vrules_new(core_avro_schema_rules(s), 300000, errstr, sizeof(errstr));
+    ck_assert_msg(r != NULL, "%s", errstr);
+    for (size_t i = 0; i < CORE_ARRAY_SIZE(v); i++) {
+        avro_value_t val;
+        size_t n;
+
+        snprintf(rec, sizeof(rec), tmpl, v[i][0], v[i][1], v[i][2], v[i][3], v[i][4], v[i][5],
+                 v[i][6], v[i][7], v[i][8], v[i][9]);
+        value_of(s, rec, &val);
+        n = eval_both(s, r, &val, 1709805600000LL, f, 16);
+        if (i == 0)
+            ck_assert_uint_eq(n, 0);
+        else
+            ck_assert_uint_ge(n, 4);
+        avro_value_decref(&val);
+    }
+    vrules_free(r);
+    core_avro_catalog_free(cat);
+}
+END_TEST
+
+/* Every listed code is found (the binary search needs the lists sorted). */
+START_TEST(codes_all_found)
+{
+    static const char *const a2[] = { "AD", "ZW", "US", "DE", "GB", "MX", "AE", "ZA" };
+    static const char *const c3[] = { "AED", "ZWL", "USD", "EUR", "GBP", "JPY", "XPT", "ZMW" };
+
+    for (size_t i = 0; i < CORE_ARRAY_SIZE(a2); i++)
+        ck_assert_msg(vcheck_iso3166_alpha2(a2[i]), "%s", a2[i]);
+    for (size_t i = 0; i < CORE_ARRAY_SIZE(c3); i++)
+        ck_assert_msg(vcheck_iso4217(c3[i]), "%s", c3[i]);
+    ck_assert(!vcheck_iso3166_alpha2("AA"));
+    ck_assert(!vcheck_iso3166_alpha2("ZZ"));
+    ck_assert(!vcheck_iso3166_alpha2("A"));
+    ck_assert(!vcheck_iso3166_alpha2("ADX"));
+    ck_assert(!vcheck_iso4217("AAA"));
+    ck_assert(!vcheck_iso4217("ZZZ"));
+    ck_assert(!vcheck_iso4217("XTS"));
+    ck_assert(!vcheck_iso4217("US"));
+    ck_assert(!vcheck_iso4217(NULL));
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("validator_rules");
@@ -330,6 +622,10 @@ int main(void)
     tcase_add_test(tr, external_url);
     tcase_add_test(tr, bad_rules_refused);
     tcase_add_test(tr, payee_rules);
+    tcase_add_test(tr, rules_on_avro_values);
+    tcase_add_test(tr, rules_on_avro_unreadable_and_unbound);
+    tcase_add_test(tr, payee_rules_on_avro);
+    tcase_add_test(tc, codes_all_found);
     suite_add_tcase(s, tc);
     suite_add_tcase(s, tr);
     return tu_run(&s, 1);

@@ -224,6 +224,31 @@ core_err_t core_avro_decode(const core_avro_catalog_t *cat, const void *buf,
                             size_t errstr_size);
 
 /**
+ * @brief A decoder that reuses one value per schema (up to 16 schemas; then
+ * the oldest is dropped) and its reader from record to record: what
+ * core_avro_decode() does, without building a value per record.
+ * Not thread-safe: one decoder per thread.
+ * @returns the decoder (core_avro_decoder_free()) or NULL + errstr. The
+ *          catalogue must outlive it.
+ */
+typedef struct core_avro_decoder core_avro_decoder_t;
+core_avro_decoder_t *core_avro_decoder_new(const core_avro_catalog_t *cat,
+                                           char *errstr, size_t errstr_size);
+void core_avro_decoder_free(core_avro_decoder_t *d);
+
+/**
+ * @brief Decode one wire-format record, with core_avro_decode()'s checks
+ * and errors. *valuep receives the decoder's value for the record's schema:
+ * valid until the next decode or core_avro_decoder_free(); never release
+ * it. On failure that value may hold part of the record.
+ */
+core_err_t core_avro_decoder_decode(core_avro_decoder_t *d, const void *buf,
+                                    size_t len,
+                                    const core_avro_schema_t **schemap,
+                                    avro_value_t **valuep, char *errstr,
+                                    size_t errstr_size);
+
+/**
  * @brief Bound-check an Avro body (no wire header) against a schema, the
  * way core_avro_decode() does. max_record 0 means the default.
  * @returns CORE_OK, CORE_ERR_INVALID or CORE_ERR_TOOBIG.
@@ -250,6 +275,73 @@ core_err_t core_avro_decode_body(const core_avro_schema_t *schema,
 struct cJSON *core_avro_to_json(const core_avro_schema_t *schema,
                                 avro_value_t *value, char *errstr,
                                 size_t errstr_size);
+
+/**
+ * @brief Check that core_avro_to_json() would convert \p value, without
+ * building anything: @returns CORE_OK, or CORE_ERR_INVALID with the very
+ * errstr core_avro_to_json() would give (a decimal wider than 128 bits).
+ * Use it with core_avro_path_get() to read a few fields of a record the way
+ * its natural JSON shows them, at the cost of no allocation.
+ */
+core_err_t core_avro_natural_check(const core_avro_schema_t *schema,
+                                   avro_value_t *value, char *errstr,
+                                   size_t errstr_size);
+
+/* ---- one field, as natural JSON shows it ------------------------------- */
+
+/** What a field's natural JSON is (core_avro_to_json()). */
+typedef enum core_avro_nat_kind {
+    CORE_AVRO_NAT_ABSENT,  /* no such member (a null union on the way, ...) */
+    CORE_AVRO_NAT_NULL,
+    CORE_AVRO_NAT_BOOL,
+    CORE_AVRO_NAT_NUMBER,  /* a cJSON number: .number */
+    CORE_AVRO_NAT_RAW,     /* a long beyond +-2^53, as a raw number: .text */
+    CORE_AVRO_NAT_STRING,  /* .text (strings, enums, decimals, times, bytes) */
+    CORE_AVRO_NAT_OBJECT,  /* record or map */
+    CORE_AVRO_NAT_ARRAY,
+} core_avro_nat_kind;
+
+typedef struct core_avro_natural {
+    core_avro_nat_kind kind;
+    bool boolean;          /* CORE_AVRO_NAT_BOOL */
+    double number;         /* CORE_AVRO_NAT_NUMBER */
+    const char *text;      /* RAW and STRING: NUL-terminated, into the value
+                            * or the caller's buffer */
+    bool has_ms;           /* timestamp-millis and date shown as text: */
+    int64_t ms;            /* the time that text reads as, ms since the epoch */
+    size_t need;           /* on CORE_ERR_TOOBIG: the buffer size needed */
+} core_avro_natural;
+
+/** A dotted field path ("meta.id") compiled against one schema. */
+typedef struct core_avro_path core_avro_path_t;
+
+/**
+ * @brief Compile \p path for records of \p schema. The path is read the
+ * way a lookup in the record's natural JSON reads it: one object member per
+ * dot-separated part, through records, the branch a union holds, and map
+ * entries. Field indexes are resolved once here.
+ * @param resolved set to whether every part names a field through records
+ *        and unions holding a record (what rules files may name); NULL to
+ *        ignore. An unresolved path still works (slower, by name).
+ * @returns the path (core_avro_path_free()) or NULL with errstr (out of
+ *          memory). The schema must outlive the path.
+ */
+core_avro_path_t *core_avro_path_new(const core_avro_schema_t *schema, const char *path,
+                                     bool *resolved, char *errstr, size_t errstr_size);
+void core_avro_path_free(core_avro_path_t *p);
+
+/**
+ * @brief Read the field at \p p of \p record (a value of the path's schema)
+ * as its natural JSON shows it: the same kind, number and text
+ * core_avro_to_json() would give that member. Text that has to be made
+ * (decimals, times, bytes, large longs) is written into buf.
+ * @returns CORE_OK; CORE_ERR_TOOBIG when buf is short (out->need says how
+ *          much is needed); CORE_ERR_INVALID (the value does not match the
+ *          schema, a decimal wider than 128 bits) with errstr.
+ */
+core_err_t core_avro_path_get(const core_avro_path_t *p, avro_value_t *record,
+                              core_avro_natural *out, char *buf, size_t size,
+                              char *errstr, size_t errstr_size);
 
 /** Flags for core_avro_from_json_opts(). */
 #define CORE_AVRO_JSON_IGNORE_UNKNOWN 0x1 /* skip object keys not in the record */

@@ -183,6 +183,19 @@ core_err_t core_kafka_produce(core_kafka_producer_t *p, const char *topic,
                               const core_kafka_header *headers, size_t nheaders,
                               void *opaque, char *errstr, size_t errstr_size);
 
+/**
+ * @brief core_kafka_produce() with the headers as a librdkafka list, which
+ * the call takes over in every case (it goes with the record, or is
+ * destroyed on failure); NULL for none. Saves copying headers one by one,
+ * e.g. when passing on a consumed record's headers
+ * (rd_kafka_message_detach_headers()). Key and value are copied.
+ */
+core_err_t core_kafka_produce_hdrs(core_kafka_producer_t *p, const char *topic,
+                                   const void *key, size_t keylen,
+                                   const void *value, size_t vallen,
+                                   rd_kafka_headers_t *hdrs,
+                                   void *opaque, char *errstr, size_t errstr_size);
+
 /** @brief Serve delivery reports and other events. @returns events served. */
 int core_kafka_producer_poll(core_kafka_producer_t *p, int timeout_ms);
 
