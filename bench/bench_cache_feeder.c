@@ -64,7 +64,7 @@ static int run_stage(feeder_t *f, feeder_dataset *ds, const core_avro_catalog_t 
                 break;
             }
             if (docbytes)
-                *docbytes += recs[j].argvlen[recs[j].argc - 1];
+                *docbytes += recs[j].value_len;
         }
         if (send && rc == BENCH_EX_OK) {
             if (feeder_exec(f, recs, (size_t)k, err, sizeof(err)) != CORE_OK) {

@@ -1,5 +1,6 @@
 /* feeder.c — dataset records to version-guarded Redis writes (see feeder.h). */
 #include "feeder.h"
+#include "docjson.h"
 
 #include "tributary/core_common.h"
 #include "tributary/core_log.h"
@@ -11,55 +12,119 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* KEYS[1] data key, KEYS[2] meta hash, KEYS[3] bulk hash, KEYS[4] old data key
- * ARGV[1] op A|U|D, ARGV[2] version as an order-preserving string (see
- * version_key(): Lua numbers are doubles, exact only to 2^53, and
- * meta.version is a 64-bit long), ARGV[3] field (business key),
- * ARGV[4] old field ("" = none), ARGV[5] event_time, ARGV[6] batch,
- * ARGV[7] kind B|C, ARGV[8] ttl ms, ARGV[9] format s|h, ARGV[10..] value
- * (s: one value; h: field/value pairs).
- * Returns {code, moved}: code 1 written, 2 deleted, 0 older (skipped),
- * 3 equal version (a replay: skipped). */
+/* The write script: a run of records of one dataset, each version-guarded
+ * exactly as if it ran alone, in order (a later record of a key sees the
+ * version an earlier one left), all atomically.
+ *
+ * KEYS[1] meta hash, KEYS[2] bulk hash; ARGV[1] data key prefix, ARGV[2]
+ * format s|h, ARGV[3] ttl ms; then per record 8 + nv arguments: op A|U|D,
+ * version as an order-preserving string (see version_key(): Lua numbers are
+ * doubles, exact only to 2^53, and meta.version is a 64-bit long), field
+ * (business key), old field ("" = none), event_time, batch, kind B|C, nv,
+ * then nv value arguments (s: one value; h: field/value pairs; none for a
+ * delete).
+ * Returns one digit per record: code + 4 * moved, code 1 written,
+ * 2 deleted, 0 older (skipped), 3 equal version (a replay: skipped); moved:
+ * an UPDATE removed the record under its old key.
+ *
+ * Cost: every redis.call costs the server about as much as the command
+ * itself again, so the script reads all versions with one HMGET, works out
+ * each record's outcome in Lua, and then writes the final state of each
+ * touched key (the last write wins anyway) with a few multi-key commands.
+ * Every read comes before the first write: a refused read (WRONGTYPE on the
+ * meta hash) leaves Redis untouched. Arguments to one call are capped
+ * (Lua's unpack has a C stack limit). */
 static const char write_lua[] =
-    "local v = ARGV[2]\n"
-    "local function ver_of(f)\n"
-    "  local m = redis.call('HGET', KEYS[2], f)\n"
-    "  if not m then return nil end\n"
-    "  return string.match(m, '^[^|]+')\n"
+    "local meta, bulk, pfx, hash, ttl = KEYS[1], KEYS[2], ARGV[1], ARGV[2] == 'h', tonumber(ARGV[3])\n"
+    "local n = #ARGV\n"
+    "local C = 500\n"
+    "local need, seen, nn = {}, {}, 0\n"
+    "local i = 4\n"
+    "while i <= n do\n"
+    "  local f, of = ARGV[i + 2], ARGV[i + 3]\n"
+    "  if not seen[f] then seen[f] = true; nn = nn + 1; need[nn] = f end\n"
+    "  if of ~= '' and not seen[of] then seen[of] = true; nn = nn + 1; need[nn] = of end\n"
+    "  i = i + 8 + tonumber(ARGV[i + 7])\n"
     "end\n"
-    "local function stamp(f, deleted)\n"
-    "  redis.call('HSET', KEYS[2], f, ARGV[2] .. '|' .. deleted .. '|' .. ARGV[5] .. '|' .. ARGV[6])\n"
-    "end\n"
-    "if ARGV[7] == 'B' then\n"
-    "  local s = redis.call('HGET', KEYS[3], ARGV[6])\n"
-    "  if not s or tonumber(ARGV[5]) < tonumber(s) then redis.call('HSET', KEYS[3], ARGV[6], ARGV[5]) end\n"
-    "end\n"
-    "local moved = 0\n"
-    "if ARGV[4] ~= '' and ARGV[4] ~= ARGV[3] then\n"
-    "  local ov = ver_of(ARGV[4])\n"
-    "  if not ov or ov < v then\n"
-    "    redis.call('DEL', KEYS[4])\n"
-    "    stamp(ARGV[4], 1)\n"
-    "    moved = 1\n"
+    "local cur = {}\n"
+    "for c = 1, nn, C do\n"
+    "  local e = math.min(c + C - 1, nn)\n"
+    "  local got = redis.call('HMGET', meta, unpack(need, c, e))\n"
+    "  for j = c, e do\n"
+    "    local m = got[j - c + 1]\n"
+    "    cur[need[j]] = m and string.match(m, '^[^|]+') or false\n"
     "  end\n"
     "end\n"
-    "local cur = ver_of(ARGV[3])\n"
-    "if cur and cur > v then return {0, moved} end\n"
-    "if cur and cur == v then return {3, moved} end\n"
-    "if ARGV[1] == 'D' then\n"
-    "  redis.call('DEL', KEYS[1])\n"
-    "  stamp(ARGV[3], 1)\n"
-    "  return {2, moved}\n"
+    "local out, r = {}, 0\n"
+    "local stamps, sorder, ns = {}, {}, 0\n"
+    "local final, forder, nf = {}, {}, 0\n"
+    "local bmin, border, nb = {}, {}, 0\n"
+    "local function touch(f, at, v, del, et, b)\n"
+    "  if final[f] == nil then nf = nf + 1; forder[nf] = f end\n"
+    "  final[f] = at\n"
+    "  if stamps[f] == nil then ns = ns + 1; sorder[ns] = f end\n"
+    "  stamps[f] = v .. del .. et .. '|' .. b\n"
+    "  cur[f] = v\n"
     "end\n"
-    "if ARGV[9] == 'h' then\n"
-    "  redis.call('DEL', KEYS[1])\n"
-    "  redis.call('HSET', KEYS[1], unpack(ARGV, 10))\n"
-    "else\n"
-    "  redis.call('SET', KEYS[1], ARGV[10])\n"
+    "i = 4\n"
+    "while i <= n do\n"
+    "  local op, v, f, of, et, b = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]\n"
+    "  if ARGV[i + 6] == 'B' then\n"
+    "    local t, m = tonumber(et), bmin[b]\n"
+    "    if not m then nb = nb + 1; border[nb] = b; bmin[b] = {t, et}\n"
+    "    elseif t < m[1] then m[1] = t; m[2] = et end\n"
+    "  end\n"
+    "  local code = 0\n"
+    "  if of ~= '' and of ~= f then\n"
+    "    local ov = cur[of]\n"
+    "    if not ov or ov < v then touch(of, 0, v, '|1|', et, b); code = 4 end\n"
+    "  end\n"
+    "  local c = cur[f]\n"
+    "  if c and c > v then\n"
+    "  elseif c and c == v then code = code + 3\n"
+    "  elseif op == 'D' then touch(f, 0, v, '|1|', et, b); code = code + 2\n"
+    "  else touch(f, i, v, '|0|', et, b); code = code + 1 end\n"
+    "  r = r + 1\n"
+    "  out[r] = code\n"
+    "  i = i + 8 + tonumber(ARGV[i + 7])\n"
     "end\n"
-    "if tonumber(ARGV[8]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[8]) end\n"
-    "stamp(ARGV[3], 0)\n"
-    "return {1, moved}\n";
+    "local bset, nbs = {}, 0\n"
+    "for c = 1, nb, C do\n"
+    "  local e = math.min(c + C - 1, nb)\n"
+    "  local got = redis.call('HMGET', bulk, unpack(border, c, e))\n"
+    "  for j = c, e do\n"
+    "    local s, m = got[j - c + 1], bmin[border[j]]\n"
+    "    if not s or m[1] < tonumber(s) then nbs = nbs + 1; bset[nbs] = border[j]; nbs = nbs + 1; bset[nbs] = m[2] end\n"
+    "  end\n"
+    "end\n"
+    "local dels, nd = {}, 0\n"
+    "for k = 1, nf do\n"
+    "  local f = forder[k]\n"
+    "  if final[f] == 0 or hash then nd = nd + 1; dels[nd] = pfx .. f end\n"
+    "end\n"
+    "for c = 1, nd, C do redis.call('DEL', unpack(dels, c, math.min(c + C - 1, nd))) end\n"
+    "local sets, nss = {}, 0\n"
+    "for k = 1, nf do\n"
+    "  local f = forder[k]\n"
+    "  local at = final[f]\n"
+    "  if at ~= 0 then\n"
+    "    if hash then\n"
+    "      local nv = tonumber(ARGV[at + 7])\n"
+    "      if nv > 0 then redis.call('HSET', pfx .. f, unpack(ARGV, at + 8, at + 7 + nv)) end\n"
+    "      if ttl > 0 then redis.call('PEXPIRE', pfx .. f, ARGV[3]) end\n"
+    "    elseif ttl > 0 then\n"
+    "      redis.call('SET', pfx .. f, ARGV[at + 8], 'PX', ARGV[3])\n"
+    "    else\n"
+    "      nss = nss + 1; sets[nss] = pfx .. f; nss = nss + 1; sets[nss] = ARGV[at + 8]\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "for c = 1, nss, C do redis.call('MSET', unpack(sets, c, math.min(c + C - 1, nss))) end\n"
+    "local hs, nh = {}, 0\n"
+    "for k = 1, ns do local f = sorder[k]; nh = nh + 1; hs[nh] = f; nh = nh + 1; hs[nh] = stamps[f] end\n"
+    "for c = 1, nh, C do redis.call('HSET', meta, unpack(hs, c, math.min(c + C - 1, nh))) end\n"
+    "for c = 1, nbs, C do redis.call('HSET', bulk, unpack(bset, c, math.min(c + C - 1, nbs))) end\n"
+    "return table.concat(out)\n";
 
 /* KEYS[1] meta hash; ARGV[1] data key prefix, ARGV[2] batch, ARGV[3]
  * snapshot time, ARGV[4..] fields. Returns how many records were removed. */
@@ -81,15 +146,41 @@ static const char purge_lua[] =
 /* A 64-bit version as 20 decimal digits of (version with its sign bit
  * flipped): string order is numeric order, negatives included, so the Lua
  * script compares versions exactly with < and ==. */
-static void version_key(int64_t version, char *buf, size_t size)
+static void version_key(int64_t version, char out[20])
 {
-    snprintf(buf, size, "%020" PRIu64, (uint64_t)version ^ ((uint64_t)1 << 63));
+    uint64_t u = (uint64_t)version ^ ((uint64_t)1 << 63);
+
+    for (int i = 19; i >= 0; i--) {
+        out[i] = (char)('0' + u % 10);
+        u /= 10;
+    }
 }
+
+/* Records per EVALSHA: bounds how long one script holds the server. */
+#define WRITE_CHUNK 500
+
+/* A schema seen by this feeder: its decoded value, reused from record to
+ * record (avro-c keeps the storage of strings and arrays), and its JSON
+ * plan. */
+typedef struct schema_slot {
+    const core_avro_schema_t *schema;
+    avro_value_t value;
+    bool has_value;
+    feeder_jplan *plan;
+    bool plan_tried;   /* plan built (or found unusable) */
+    bool plan_checked; /* first output compared with the cJSON path */
+} schema_slot;
 
 struct feeder {
     core_redis_t *r;
     core_redis_script_t *write;
     core_redis_script_t *purge;
+    avro_reader_t reader;
+    schema_slot *slots;
+    size_t nslots;
+    feeder_buf args;  /* one record's script arguments (RESP) */
+    feeder_buf val;   /* one value's text */
+    feeder_buf cmd;   /* one EVALSHA's arguments (RESP) */
 };
 
 int feeder_format_parse(const char *s)
@@ -157,14 +248,7 @@ void feeder_record_clear(feeder_record *rec)
 {
     if (!rec)
         return;
-    free(rec->id);
-    free(rec->key);
-    free(rec->old_key);
-    free(rec->batch_id);
-    for (int i = 0; rec->argv && i < rec->argc; i++)
-        free(rec->argv[i]);
-    free(rec->argv);
-    free(rec->argvlen);
+    free(rec->buf);
     memset(rec, 0, sizeof(*rec));
     rec->result = FEEDER_RES_PENDING;
 }
@@ -195,6 +279,17 @@ void feeder_free(feeder_t *f)
         return;
     core_redis_script_free(f->write);
     core_redis_script_free(f->purge);
+    for (size_t i = 0; i < f->nslots; i++) {
+        if (f->slots[i].has_value)
+            avro_value_decref(&f->slots[i].value);
+        feeder_jplan_free(f->slots[i].plan);
+    }
+    free(f->slots);
+    if (f->reader)
+        avro_reader_free(f->reader);
+    feeder_buf_free(&f->args);
+    feeder_buf_free(&f->val);
+    feeder_buf_free(&f->cmd);
     free(f);
 }
 
@@ -205,261 +300,492 @@ core_redis_t *feeder_redis(feeder_t *f)
 
 /* ---- building the command ------------------------------------------------ */
 
-typedef struct argbuf {
-    int n, cap;
-    char **v;
-    size_t *len;
-} argbuf;
-
-static int arg_push(argbuf *a, const char *s, size_t len)
+/* One RESP bulk string: "$<len>\r\n<bytes>\r\n". */
+static int put_bulk(feeder_buf *b, const void *s, size_t len)
 {
-    char *copy;
+    char head[32];
+    size_t n = 1;
 
-    if (a->n == a->cap) {
-        int cap = a->cap ? a->cap * 2 : 16;
-        char **v = realloc(a->v, (size_t)cap * sizeof(*v));
-        size_t *l;
-        if (!v)
-            return CORE_ERR_NOMEM;
-        a->v = v;
-        l = realloc(a->len, (size_t)cap * sizeof(*l));
-        if (!l)
-            return CORE_ERR_NOMEM;
-        a->len = l;
-        a->cap = cap;
-    }
-    copy = malloc(len + 1);
-    if (!copy)
+    head[0] = '$';
+    n += feeder_u64_text(len, head + 1);
+    head[n++] = '\r';
+    head[n++] = '\n';
+    if (b->cap - b->len < n + len + 2 && feeder_buf_grow(b, n + len + 2) != CORE_OK)
         return CORE_ERR_NOMEM;
-    memcpy(copy, s, len);
-    copy[len] = '\0';
-    a->v[a->n] = copy;
-    a->len[a->n] = len;
-    a->n++;
+    memcpy(b->p + b->len, head, n);
+    if (len)
+        memcpy(b->p + b->len + n, s, len);
+    memcpy(b->p + b->len + n + len, "\r\n", 2);
+    b->len += n + len + 2;
     return CORE_OK;
 }
 
-static int arg_str(argbuf *a, const char *s)
+static int put_bulk_str(feeder_buf *b, const char *s)
 {
-    return arg_push(a, s, strlen(s));
+    return put_bulk(b, s, strlen(s));
 }
 
-/* Take ownership of a malloc'd string (freed on failure too). */
-static int arg_take(argbuf *a, char *s)
+static int put_bulk_i64(feeder_buf *b, int64_t v)
 {
+    char num[24];
+
+    return put_bulk(b, num, feeder_i64_text(v, num));
+}
+
+static schema_slot *slot_for(feeder_t *f, const core_avro_schema_t *schema)
+{
+    schema_slot *s;
+
+    for (size_t i = 0; i < f->nslots; i++)
+        if (f->slots[i].schema == schema)
+            return &f->slots[i];
+    s = realloc(f->slots, (f->nslots + 1) * sizeof(*s));
+    if (!s)
+        return NULL;
+    f->slots = s;
+    s = &f->slots[f->nslots++];
+    memset(s, 0, sizeof(*s));
+    s->schema = schema;
+    return s;
+}
+
+/* core_avro_decode() into the schema's reused value: the same checks (the
+ * body is bound-checked before avro-c reads a byte) and the same messages,
+ * without a new value per record. The value belongs to the slot. */
+static int decode(feeder_t *f, const core_avro_catalog_t *cat, const void *buf, size_t len,
+                  schema_slot **slotp, char *errstr, size_t errstr_size)
+{
+    const core_avro_schema_t *schema;
+    const uint8_t *body = (const uint8_t *)buf + CORE_AVRO_WIRE_HEADER;
+    schema_slot *s;
+    uint32_t id;
     int rc;
 
-    if (!s)
+    if ((rc = core_avro_wire_id(buf, len, &id, errstr, errstr_size)) != CORE_OK)
+        return rc;
+    if (!(schema = core_avro_catalog_by_id(cat, id))) {
+        core_errstr(errstr, errstr_size, "unknown schema id %u", id);
+        return CORE_ERR_NOTFOUND;
+    }
+    len -= CORE_AVRO_WIRE_HEADER;
+    if ((rc = core_avro_check_body(schema, body, len, core_avro_catalog_max_record(cat), errstr,
+                                   errstr_size)) != CORE_OK)
+        return rc;
+    if (!(s = slot_for(f, schema)) ||
+        (!s->has_value && core_avro_value_new(schema, &s->value) != CORE_OK)) {
+        core_errstr(errstr, errstr_size, "%s: cannot allocate a value", core_avro_schema_name(schema));
         return CORE_ERR_NOMEM;
-    rc = arg_str(a, s);
-    free(s);
+    }
+    s->has_value = true;
+    if (!f->reader && !(f->reader = avro_reader_memory((const char *)body, (int64_t)len))) {
+        core_errstr(errstr, errstr_size, "%s: cannot allocate a reader", core_avro_schema_name(schema));
+        return CORE_ERR_NOMEM;
+    }
+    avro_reader_memory_set_source(f->reader, len ? (const char *)body : "", (int64_t)len);
+    if (avro_value_read(f->reader, &s->value) != 0) {
+        /* copy the message out at once: it is not thread-safe */
+        core_errstr(errstr, errstr_size, "%s: avro-c: %s", core_avro_schema_name(schema),
+                    avro_strerror());
+        return CORE_ERR_INVALID;
+    }
+    *slotp = s;
+    return CORE_OK;
+}
+
+/* The cJSON path (the reference): the whole document, or one hash field per
+ * top-level field (strings as they are, other values as JSON text, null
+ * fields left out), appended to args as value arguments. */
+static int values_cjson(feeder_t *f, const feeder_dataset *ds, const core_avro_schema_t *schema,
+                        avro_value_t *v, int *nv, size_t *vlen, char *errstr, size_t errstr_size)
+{
+    cJSON *doc = core_avro_to_json(schema, v, errstr, errstr_size);
+    const cJSON *it;
+    char *txt;
+    int rc = CORE_OK;
+
+    if (!doc)
+        return CORE_ERR_INVALID;
+    if (ds->format != FEEDER_FMT_HASH) {
+        if (!(txt = cJSON_PrintUnformatted(doc))) {
+            rc = CORE_ERR_NOMEM;
+        } else {
+            *vlen += strlen(txt);
+            rc = put_bulk_str(&f->args, txt);
+            (*nv)++;
+            free(txt);
+        }
+        cJSON_Delete(doc);
+        return rc;
+    }
+    cJSON_ArrayForEach(it, doc) {
+        if (cJSON_IsNull(it))
+            continue;
+        if ((rc = put_bulk_str(&f->args, it->string)))
+            break;
+        if (cJSON_IsString(it)) {
+            rc = put_bulk_str(&f->args, it->valuestring);
+            *vlen += strlen(it->valuestring);
+        } else if (!(txt = cJSON_PrintUnformatted(it))) {
+            rc = CORE_ERR_NOMEM;
+        } else {
+            rc = put_bulk_str(&f->args, txt);
+            *vlen += strlen(txt);
+            free(txt);
+        }
+        if (rc)
+            break;
+        *nv += 2;
+    }
+    cJSON_Delete(doc);
     return rc;
 }
 
-static void arg_free(argbuf *a)
+/* The same through the plan. CORE_ERR_INVALID: take the cJSON path. */
+static int values_plan(feeder_t *f, const feeder_dataset *ds, const feeder_jplan *plan,
+                       avro_value_t *v, int *nv, size_t *vlen)
 {
-    for (int i = 0; i < a->n; i++)
-        free(a->v[i]);
-    free(a->v);
-    free(a->len);
-    memset(a, 0, sizeof(*a));
-}
+    int rc;
 
-/* Hash format: one field per top-level field of the record; strings as they
- * are, other values as JSON text; null fields left out. */
-static int push_hash_fields(argbuf *a, const cJSON *doc)
-{
-    const cJSON *it;
+    if (ds->format != FEEDER_FMT_HASH) {
+        f->val.len = 0;
+        if ((rc = feeder_json_write(plan, v, &f->val)))
+            return rc;
+        *vlen += f->val.len;
+        (*nv)++;
+        return put_bulk(&f->args, f->val.p, f->val.len);
+    }
+    for (size_t i = 0; i < feeder_jplan_nfields(plan); i++) {
+        size_t nl;
+        const char *name = feeder_jplan_field_name(plan, i, &nl);
+        bool skip = false;
 
-    cJSON_ArrayForEach(it, doc) {
-        int rc;
-        if (cJSON_IsNull(it))
+        f->val.len = 0;
+        if ((rc = feeder_json_field(plan, i, v, &f->val, &skip)))
+            return rc;
+        if (skip)
             continue;
-        if ((rc = arg_str(a, it->string)))
+        if ((rc = put_bulk(&f->args, name, nl)) || (rc = put_bulk(&f->args, f->val.p, f->val.len)))
             return rc;
-        if (cJSON_IsString(it))
-            rc = arg_str(a, it->valuestring);
-        else
-            rc = arg_take(a, cJSON_PrintUnformatted(it));
-        if (rc)
-            return rc;
+        *vlen += f->val.len;
+        *nv += 2;
     }
     return CORE_OK;
 }
 
-static char *dup_or_null(const char *s)
+/* The value arguments of a record: through the schema's plan when it has a
+ * usable one (checked against the cJSON path on its first record), else
+ * through cJSON. */
+static int put_values(feeder_t *f, const feeder_dataset *ds, schema_slot *s, int *nv,
+                      size_t *vlen, char *errstr, size_t errstr_size)
 {
-    return s ? strdup(s) : NULL;
+    size_t mark = f->args.len;
+    int rc;
+
+    if (!s->plan_tried) {
+        s->plan_tried = true;
+        s->plan = feeder_jplan_new(s->schema);
+    }
+    if (s->plan && !s->plan_checked) {
+        /* first record of the schema: both paths must agree to the byte */
+        int pnv = 0, cnv = 0;
+        size_t plen = 0, clen = 0, pend;
+
+        rc = values_plan(f, ds, s->plan, &s->value, &pnv, &plen);
+        pend = f->args.len;
+        if (rc == CORE_ERR_NOMEM)
+            return rc;
+        if (rc == CORE_OK)
+            rc = values_cjson(f, ds, s->schema, &s->value, &cnv, &clen, errstr, errstr_size);
+        if (rc == CORE_OK && (pnv != cnv || pend - mark != f->args.len - pend ||
+                              memcmp(f->args.p + mark, f->args.p + pend, pend - mark) != 0)) {
+            core_log_warn("cache document writer differs from cJSON: using cJSON for this schema",
+                          CLF_S("schema", core_avro_schema_name(s->schema)));
+            feeder_jplan_free(s->plan);
+            s->plan = NULL;
+        }
+        if (rc == CORE_OK) {
+            s->plan_checked = true;
+            f->args.len = pend; /* keep the plan's copy: the same bytes */
+            *nv += pnv;
+            *vlen += plen;
+            return CORE_OK;
+        }
+        f->args.len = mark;
+        if (rc != CORE_ERR_INVALID)
+            return rc;
+    } else if (s->plan) {
+        rc = values_plan(f, ds, s->plan, &s->value, nv, vlen);
+        if (rc != CORE_ERR_INVALID)
+            return rc;
+        f->args.len = mark; /* the cJSON path names what is wrong */
+        *nv = 0;
+        *vlen = 0;
+    }
+    return values_cjson(f, ds, s->schema, &s->value, nv, vlen, errstr, errstr_size);
 }
 
 int feeder_prepare(feeder_t *f, feeder_dataset *ds, const core_avro_catalog_t *cat,
                    const void *value, size_t len, feeder_record *rec, char *errstr,
                    size_t errstr_size)
 {
-    const core_avro_schema_t *schema = NULL;
-    avro_value_t v;
+    const core_avro_schema_t *schema;
+    schema_slot *slot = NULL;
     core_avro_meta meta;
-    const char *key = NULL;
-    size_t keylen = 0;
-    cJSON *doc = NULL;
-    argbuf a = { 0 };
-    char num[32];
-    int rc;
+    const char *key = NULL, *old_key;
+    size_t keylen = 0, idl, bl, okl, nvpos, vlen = 0;
+    char ver[20], nvtxt[24];
+    int rc, nv = 0;
+    char *p;
 
-    (void)f;
     memset(rec, 0, sizeof(*rec));
     rec->result = FEEDER_RES_PENDING;
-    rc = core_avro_decode(cat, value, len, &schema, &v, errstr, errstr_size);
-    if (rc != CORE_OK)
+    if ((rc = decode(f, cat, value, len, &slot, errstr, errstr_size)) != CORE_OK)
         return rc;
+    schema = slot->schema;
     if (schema != ds->schema && (!core_avro_schema_dataset(schema) ||
                                  strcmp(core_avro_schema_dataset(schema), ds->name) != 0)) {
         core_errstr(errstr, errstr_size, "record of schema %s (id %" PRIu32 ") on the topic of dataset %s",
                     core_avro_schema_name(schema), core_avro_schema_id(schema), ds->name);
-        rc = CORE_ERR_INVALID;
-        goto out;
+        return CORE_ERR_INVALID;
     }
-    if ((rc = core_avro_get_meta(schema, &v, &meta, errstr, errstr_size)) ||
-        (rc = core_avro_get_key(schema, &v, &key, &keylen, errstr, errstr_size)))
-        goto out;
+    if ((rc = core_avro_get_meta(schema, &slot->value, &meta, errstr, errstr_size)) ||
+        (rc = core_avro_get_key(schema, &slot->value, &key, &keylen, errstr, errstr_size)))
+        return rc;
     if (keylen == 0) {
         core_errstr(errstr, errstr_size, "%s: empty business key", core_avro_schema_key_field(schema));
-        rc = CORE_ERR_INVALID;
-        goto out;
+        return CORE_ERR_INVALID;
     }
     if (meta.op == CORE_AVRO_OP_UPDATE && meta.old_key && meta.old_key[0] == '\0') {
         core_errstr(errstr, errstr_size, "meta.old_key: empty");
-        rc = CORE_ERR_INVALID;
-        goto out;
+        return CORE_ERR_INVALID;
     }
+    old_key = meta.op == CORE_AVRO_OP_UPDATE ? meta.old_key : NULL;
+
+    /* op, version, field, old field, event_time, batch, kind, nv, values */
+    f->args.len = 0;
+    version_key(meta.version, ver);
+    if ((rc = put_bulk(&f->args, meta.op == CORE_AVRO_OP_DELETE ? "D" : meta.op == CORE_AVRO_OP_UPDATE ? "U" : "A", 1)) ||
+        (rc = put_bulk(&f->args, ver, sizeof(ver))) || (rc = put_bulk(&f->args, key, keylen)) ||
+        (rc = put_bulk_str(&f->args, old_key ? old_key : "")) ||
+        (rc = put_bulk_i64(&f->args, meta.event_time)) || (rc = put_bulk_str(&f->args, meta.batch_id)) ||
+        (rc = put_bulk(&f->args, meta.kind == CORE_AVRO_KIND_BULK ? "B" : "C", 1)))
+        goto fail;
+    nvpos = f->args.len; /* nv goes here once the values are known */
+    if (meta.op != CORE_AVRO_OP_DELETE) {
+        if (ds->format == FEEDER_FMT_AVRO) {
+            rc = put_bulk(&f->args, value, len);
+            nv = 1;
+            vlen = len;
+        } else {
+            rc = put_values(f, ds, slot, &nv, &vlen, errstr, errstr_size);
+        }
+        if (rc)
+            goto fail;
+    }
+
+    /* one allocation: the arguments, then id, key, old key and batch */
+    idl = strlen(meta.id);
+    bl = strlen(meta.batch_id);
+    okl = old_key ? strlen(old_key) : 0;
+    {
+        char head[32];
+        size_t nvl = feeder_u64_text((uint64_t)nv, nvtxt), hl = 1;
+
+        head[0] = '$';
+        hl += feeder_u64_text(nvl, head + 1);
+        memcpy(head + hl, "\r\n", 2);
+        hl += 2;
+        memcpy(head + hl, nvtxt, nvl);
+        hl += nvl;
+        memcpy(head + hl, "\r\n", 2);
+        hl += 2;
+        rec->resp_len = f->args.len + hl;
+        rec->buf = malloc(rec->resp_len + idl + keylen + okl + bl + 4);
+        if (!rec->buf) {
+            rc = CORE_ERR_NOMEM;
+            goto fail;
+        }
+        memcpy(rec->buf, f->args.p, nvpos);
+        memcpy(rec->buf + nvpos, head, hl);
+        memcpy(rec->buf + nvpos + hl, f->args.p + nvpos, f->args.len - nvpos);
+    }
+    p = rec->buf + rec->resp_len;
+    rec->id = memcpy(p, meta.id, idl + 1);
+    p += idl + 1;
+    memcpy(p, key, keylen);
+    p[keylen] = '\0';
+    rec->key = p;
+    p += keylen + 1;
+    memcpy(p, meta.batch_id, bl + 1);
+    rec->batch_id = p;
+    p += bl + 1;
+    if (old_key)
+        rec->old_key = memcpy(p, old_key, okl + 1);
+    rec->nargs = 8 + nv;
+    rec->value_len = vlen;
     rec->ds = ds;
     rec->op = meta.op;
     rec->kind = meta.kind;
     rec->version = meta.version;
     rec->event_time = meta.event_time;
-    rec->id = strdup(meta.id);
-    rec->key = strndup(key, keylen);
-    rec->batch_id = strdup(meta.batch_id);
-    rec->old_key = meta.op == CORE_AVRO_OP_UPDATE ? dup_or_null(meta.old_key) : NULL;
     core_digest_record(value, len, &rec->digest);
-    if (!rec->id || !rec->key || !rec->batch_id ||
-        (meta.op == CORE_AVRO_OP_UPDATE && meta.old_key && !rec->old_key)) {
-        rc = CORE_ERR_NOMEM;
-        goto out;
-    }
-
-    /* keys */
-    if ((rc = arg_take(&a, core_asprintf("%s%s", ds->key_prefix, rec->key))) ||
-        (rc = arg_str(&a, ds->meta_key)) || (rc = arg_str(&a, ds->bulk_key)) ||
-        (rc = arg_take(&a, core_asprintf("%s%s", ds->key_prefix, rec->old_key ? rec->old_key : ""))))
-        goto out;
-    /* arguments */
-    version_key(rec->version, num, sizeof(num));
-    if ((rc = arg_str(&a, rec->op == CORE_AVRO_OP_DELETE ? "D" : rec->op == CORE_AVRO_OP_UPDATE ? "U" : "A")) ||
-        (rc = arg_str(&a, num)) || (rc = arg_str(&a, rec->key)) ||
-        (rc = arg_str(&a, rec->old_key ? rec->old_key : "")))
-        goto out;
-    snprintf(num, sizeof(num), "%" PRId64, rec->event_time);
-    if ((rc = arg_str(&a, num)) || (rc = arg_str(&a, rec->batch_id)) ||
-        (rc = arg_str(&a, rec->kind == CORE_AVRO_KIND_BULK ? "B" : "C")))
-        goto out;
-    snprintf(num, sizeof(num), "%" PRId64, ds->ttl_ms);
-    if ((rc = arg_str(&a, num)) || (rc = arg_str(&a, ds->format == FEEDER_FMT_HASH ? "h" : "s")))
-        goto out;
-    if (rec->op != CORE_AVRO_OP_DELETE) {
-        if (ds->format == FEEDER_FMT_AVRO) {
-            rc = arg_push(&a, value, len);
-        } else {
-            doc = core_avro_to_json(schema, &v, errstr, errstr_size);
-            if (!doc) {
-                rc = CORE_ERR_INVALID;
-                goto out;
-            }
-            if (ds->format == FEEDER_FMT_HASH)
-                rc = push_hash_fields(&a, doc);
-            else
-                rc = arg_take(&a, cJSON_PrintUnformatted(doc));
-        }
-        if (rc)
-            goto out;
-    }
-    rec->argc = a.n;
-    rec->argv = a.v;
-    rec->argvlen = a.len;
-    memset(&a, 0, sizeof(a));
-    rc = CORE_OK;
-out:
+    return CORE_OK;
+fail:
     if (rc == CORE_ERR_NOMEM)
         core_errstr(errstr, errstr_size, "out of memory");
-    if (rc != CORE_OK)
-        feeder_record_clear(rec);
-    arg_free(&a);
-    cJSON_Delete(doc);
-    avro_value_decref(&v);
+    feeder_record_clear(rec);
     return rc;
 }
 
 /* ---- running a batch ----------------------------------------------------- */
 
-static void set_result(feeder_record *rec, const redisReply *rep)
+static void set_error(feeder_record *recs, size_t n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_error(feeder_record *recs, size_t n, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(recs[0].error, sizeof(recs[0].error), fmt, ap);
+    va_end(ap);
+    for (size_t i = 0; i < n; i++) {
+        recs[i].result = FEEDER_RES_ERROR;
+        if (i)
+            memcpy(recs[i].error, recs[0].error, sizeof(recs[i].error));
+    }
+}
+
+/* One reply of the write script for the n records it carried. */
+static void set_results(feeder_record *recs, size_t n, const redisReply *rep)
 {
     if (rep->type == REDIS_REPLY_ERROR) {
-        rec->result = FEEDER_RES_ERROR;
-        snprintf(rec->error, sizeof(rec->error), "redis: %.*s", (int)rep->len, rep->str);
+        set_error(recs, n, "redis: %.*s", (int)rep->len, rep->str);
         return;
     }
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
-        rep->element[0]->type != REDIS_REPLY_INTEGER || rep->element[1]->type != REDIS_REPLY_INTEGER) {
-        rec->result = FEEDER_RES_ERROR;
-        snprintf(rec->error, sizeof(rec->error), "redis: unexpected reply type %d to the write script",
-                 rep->type);
+    if (rep->type != REDIS_REPLY_STRING || rep->len != n) {
+        set_error(recs, n, "redis: unexpected reply (type %d, %zu bytes) to the write script of %zu records",
+                  rep->type, rep->type == REDIS_REPLY_STRING ? rep->len : 0, n);
         return;
     }
-    rec->moved = rep->element[1]->integer == 1;
-    switch (rep->element[0]->integer) {
-    case 1: rec->result = FEEDER_RES_CACHED; break;
-    case 2: rec->result = FEEDER_RES_DELETED; break;
-    case 3: rec->result = FEEDER_RES_STALE; rec->duplicate = true; break;
-    case 0: rec->result = FEEDER_RES_STALE; break;
-    default:
-        rec->result = FEEDER_RES_ERROR;
-        snprintf(rec->error, sizeof(rec->error), "redis: unexpected code %lld from the write script",
-                 rep->element[0]->integer);
+    for (size_t i = 0; i < n; i++) {
+        int c = rep->str[i] - '0';
+        feeder_record *rec = &recs[i];
+
+        if (c < 0 || c > 7) {
+            set_error(rec, 1, "redis: unexpected code '%c' from the write script", rep->str[i]);
+            continue;
+        }
+        rec->moved = (c & 4) != 0;
+        switch (c & 3) {
+        case 1: rec->result = FEEDER_RES_CACHED; break;
+        case 2: rec->result = FEEDER_RES_DELETED; break;
+        case 3: rec->result = FEEDER_RES_STALE; rec->duplicate = true; break;
+        default: rec->result = FEEDER_RES_STALE; break;
+        }
     }
+}
+
+/* Records [i, end of the run): consecutive records of one dataset, at most
+ * chunk of them; with only_pending, records already answered are skipped
+ * (runs never span them). */
+static size_t run_end(const feeder_record *recs, size_t n, size_t i, size_t chunk)
+{
+    size_t j = i + 1;
+
+    while (j < n && j - i < chunk && recs[j].ds == recs[i].ds &&
+           recs[j].result == recs[i].result)
+        j++;
+    return j;
+}
+
+/* Send the pending records of recs[0..n) as write scripts of up to chunk
+ * records each, in one pipeline, and set their results. A script Redis
+ * refuses as a whole (an error reply) leaves its records PENDING when it
+ * carried more than one: the caller runs them again one by one, so one bad
+ * key never takes its neighbours down with it. */
+static int run_scripts(feeder_t *f, feeder_record *recs, size_t n, size_t chunk, char *errstr,
+                       size_t errstr_size)
+{
+    redisReply **replies = NULL;
+    size_t nrep = 0, nscripts = 0;
+    int rc = CORE_OK;
+
+    for (size_t i = 0, j; i < n; i = j) {
+        j = run_end(recs, n, i, chunk);
+        if (recs[i].result != FEEDER_RES_PENDING)
+            continue;
+        const feeder_dataset *ds = recs[i].ds;
+        char ttl[24];
+        int nargs = 6;
+
+        f->cmd.len = 0;
+        if ((rc = put_bulk(&f->cmd, "2", 1)) || (rc = put_bulk_str(&f->cmd, ds->meta_key)) ||
+            (rc = put_bulk_str(&f->cmd, ds->bulk_key)) || (rc = put_bulk_str(&f->cmd, ds->key_prefix)) ||
+            (rc = put_bulk(&f->cmd, ds->format == FEEDER_FMT_HASH ? "h" : "s", 1)) ||
+            (rc = put_bulk(&f->cmd, ttl, feeder_i64_text(ds->ttl_ms, ttl))))
+            break;
+        for (size_t k = i; k < j && rc == CORE_OK; k++) {
+            rc = feeder_buf_put(&f->cmd, recs[k].buf, recs[k].resp_len);
+            nargs += recs[k].nargs;
+        }
+        if (rc == CORE_OK)
+            rc = core_redis_evalsha_append_resp(f->r, f->write, nargs, f->cmd.p, f->cmd.len);
+        if (rc != CORE_OK)
+            break;
+        nscripts++;
+    }
+    if (rc != CORE_OK) {
+        core_redis_disconnect(f->r); /* drops what was appended */
+        core_errstr(errstr, errstr_size, "cannot append to the pipeline: %s",
+                    core_err2str((core_err_t)rc));
+        return rc;
+    }
+    if (f->cmd.cap > ((size_t)4 << 20)) { /* do not keep a huge batch's buffer */
+        feeder_buf_free(&f->cmd);
+    }
+    if (nscripts == 0)
+        return CORE_OK;
+    rc = core_redis_pipeline_exec(f->r, &replies, &nrep, errstr, errstr_size);
+    if (rc != CORE_OK)
+        return rc;
+    if (nrep != nscripts) {
+        core_redis_replies_free(replies, nrep);
+        core_errstr(errstr, errstr_size, "redis: %zu replies to %zu commands", nrep, nscripts);
+        core_redis_disconnect(f->r);
+        return CORE_ERR_TRANSIENT;
+    }
+    for (size_t i = 0, j, k = 0; i < n; i = j) {
+        j = run_end(recs, n, i, chunk);
+        if (recs[i].result != FEEDER_RES_PENDING)
+            continue;
+        const redisReply *rep = replies[k++];
+        if (rep->type == REDIS_REPLY_ERROR && j - i > 1)
+            continue; /* isolate: again, one record per script */
+        set_results(&recs[i], j - i, rep);
+    }
+    core_redis_replies_free(replies, nrep);
+    return CORE_OK;
 }
 
 int feeder_exec(feeder_t *f, feeder_record *recs, size_t n, char *errstr, size_t errstr_size)
 {
-    redisReply **replies = NULL;
-    size_t nrep = 0;
     int rc;
+    bool left = false;
 
     for (size_t i = 0; i < n; i++) {
         recs[i].result = FEEDER_RES_PENDING;
         recs[i].duplicate = recs[i].moved = false;
         recs[i].error[0] = '\0';
-        rc = core_redis_evalsha_append(f->r, f->write, 4, recs[i].argc, (const char **)recs[i].argv,
-                                       recs[i].argvlen);
-        if (rc != CORE_OK) {
-            core_redis_disconnect(f->r); /* drops what was appended */
-            core_errstr(errstr, errstr_size, "cannot append to the pipeline: %s",
-                        core_err2str((core_err_t)rc));
-            return rc;
-        }
     }
-    rc = core_redis_pipeline_exec(f->r, &replies, &nrep, errstr, errstr_size);
+    rc = run_scripts(f, recs, n, WRITE_CHUNK, errstr, errstr_size);
     if (rc != CORE_OK)
         return rc;
-    if (nrep != n) {
-        core_redis_replies_free(replies, nrep);
-        core_errstr(errstr, errstr_size, "redis: %zu replies to %zu commands", nrep, n);
-        core_redis_disconnect(f->r);
-        return CORE_ERR_TRANSIENT;
-    }
-    for (size_t i = 0; i < n; i++)
-        set_result(&recs[i], replies[i]);
-    core_redis_replies_free(replies, nrep);
-    return CORE_OK;
+    for (size_t i = 0; i < n && !left; i++)
+        left = recs[i].result == FEEDER_RES_PENDING;
+    if (left)
+        rc = run_scripts(f, recs, n, 1, errstr, errstr_size);
+    return rc;
 }
 
 /* ---- read path ----------------------------------------------------------- */

@@ -18,7 +18,8 @@
  *
  * Every write goes through one Lua script (EVALSHA, loaded on connect and
  * reloaded after NOSCRIPT by core_redis) that compares versions and writes
- * atomically inside Redis. Versions travel as order-preserving strings (20
+ * atomically inside Redis: one call per run of up to 500 records of one
+ * dataset, each record guarded as if it ran alone, in order. Versions travel as order-preserving strings (20
  * digits of the int64 with its sign bit flipped): Lua's doubles are exact
  * only to 2^53.
  *
@@ -73,19 +74,21 @@ typedef enum feeder_result {
     FEEDER_RES_ERROR = 3,     /* Redis refused this command (see error) */
 } feeder_result_t;
 
-/* One record prepared for Redis: everything owned. */
+/* One record prepared for Redis: everything owned (one allocation, buf;
+ * id, key, old_key and batch_id point into it). */
 typedef struct feeder_record {
     feeder_dataset *ds;
-    char *id, *key, *old_key, *batch_id;
+    const char *id, *key, *old_key, *batch_id;
     core_avro_op_t op;
     core_avro_kind_t kind;
     int64_t version;
     int64_t event_time;
     core_digest digest;
-    /* EVALSHA arguments (keys first) */
-    int argc;
-    char **argv;
-    size_t *argvlen;
+    /* the record's arguments to the write script, in RESP, at buf[0..resp_len) */
+    char *buf;
+    size_t resp_len;
+    int nargs;
+    size_t value_len; /* bytes of the cached value(s) (0 for a delete) */
     /* after feeder_exec */
     feeder_result_t result;
     bool duplicate;   /* STALE with an equal version (a replay) */
@@ -93,6 +96,7 @@ typedef struct feeder_record {
     char error[256];
 } feeder_record;
 
+/* Free what rec holds and zero it; NULL ok. */
 void feeder_record_clear(feeder_record *rec);
 
 typedef struct feeder feeder_t;
@@ -107,8 +111,10 @@ void feeder_free(feeder_t *f);
 core_redis_t *feeder_redis(feeder_t *f);
 
 /**
- * @brief Decode a Kafka value of dataset ds and build its Redis command.
- * rec is overwritten (clear it first if it held something).
+ * @brief Decode a Kafka value of dataset ds and build its part of the
+ * write script's arguments. rec is overwritten (clear it first if it held
+ * something). The decoded value and the buffers are the feeder's, reused
+ * from record to record; rec gets one allocation of its own.
  * @returns CORE_OK; CORE_ERR_INVALID / NOTFOUND / TOOBIG for a record that
  * cannot be cached (errstr names what is wrong: undecodable, other dataset,
  * empty key); CORE_ERR_NOMEM.
@@ -119,7 +125,10 @@ int feeder_prepare(feeder_t *f, feeder_dataset *ds, const core_avro_catalog_t *c
 
 /**
  * @brief Run n prepared records in one pipelined round trip and set each
- * one's result. Records of the same key keep their order.
+ * one's result. Records of the same key keep their order. Consecutive
+ * records of one dataset share one EVALSHA (up to 500): a Redis error reply
+ * to it (a wrong-type key) is every one of its records' FEEDER_RES_ERROR,
+ * and then nothing of it was written.
  * @returns CORE_OK (every record has a result; some may be FEEDER_RES_ERROR);
  * CORE_ERR_TRANSIENT (connection lost, timeout, Redis busy: nothing is
  * known; run the same records again once Redis is back: the version guard

@@ -746,15 +746,19 @@ static int feed(core_service_t *svc, feeder_dataset *ds, size_t nds, core_redis_
                   CLF_I("batch_size", conf.batch_size), CLF_S("prefix", conf.prefix));
     L.last_commit = core_mono_ms();
 
+    /* One clock read per record (the clock is not free on every VM): now is
+     * taken after each poll and serves until the next. */
+    int64_t now = core_mono_ms();
     while (!core_lifecycle_stopping()) {
         int timeout = 200;
         rd_kafka_message_t *m;
 
         if (L.nitems > 0) {
-            int64_t left = batch_start + conf.batch_wait_ms - core_mono_ms();
+            int64_t left = batch_start + conf.batch_wait_ms - now;
             timeout = left > 0 ? (int)left : 0;
         }
         m = core_kafka_consumer_poll(L.c, timeout);
+        now = core_mono_ms();
         if (m && m->err) {
             if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
                 core_kafka_consumer_fatal(L.c, err, sizeof(err));
@@ -768,16 +772,20 @@ static int feed(core_service_t *svc, feeder_dataset *ds, size_t nds, core_redis_
         }
         if (m) {
             if (L.nitems == 0)
-                batch_start = core_mono_ms();
+                batch_start = now;
             handle_message(&L, m);
         }
         if (L.nitems > 0 && ((int64_t)L.nitems >= conf.batch_size || !m ||
-                             core_mono_ms() - batch_start >= conf.batch_wait_ms))
+                             now - batch_start >= conf.batch_wait_ms)) {
             batch_flush(&L);
+            now = core_mono_ms();
+        }
         if (L.p)
             core_kafka_producer_poll(L.p, 0);
-        if (L.pending->cnt > 0 && core_mono_ms() - L.last_commit >= conf.commit_interval_ms)
+        if (L.pending->cnt > 0 && now - L.last_commit >= conf.commit_interval_ms) {
             commit_pending(&L, 10000);
+            now = core_mono_ms();
+        }
     }
     /* drain: what is in hand, then commit, then leave the group */
     core_log_info("stopping", CLF_I("signal", core_lifecycle_signal()));

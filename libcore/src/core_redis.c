@@ -1074,3 +1074,26 @@ int core_redis_evalsha_append(core_redis_t *r, core_redis_script_t *s, int numke
         return len;
     return pending_push(r, cmd, (size_t)len, s);
 }
+
+int core_redis_evalsha_append_resp(core_redis_t *r, core_redis_script_t *s, int nargs,
+                                   const char *resp, size_t len)
+{
+    char head[96];
+    char *cmd;
+    int hl;
+
+    if (!r || !s || s->r != r || nargs < 1 || nargs > INT_MAX - 2 || !resp || len == 0)
+        return CORE_ERR_INVALID;
+    hl = snprintf(head, sizeof(head), "*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n", nargs + 2,
+                  s->sha);
+    if (hl <= 0 || (size_t)hl >= sizeof(head) || len > SIZE_MAX - (size_t)hl - 1)
+        return CORE_ERR_INVALID;
+    /* redisFreeCommand() is free(): a malloc'd buffer is a valid command */
+    cmd = malloc((size_t)hl + len + 1);
+    if (!cmd)
+        return CORE_ERR_NOMEM;
+    memcpy(cmd, head, (size_t)hl);
+    memcpy(cmd + hl, resp, len);
+    cmd[(size_t)hl + len] = '\0';
+    return pending_push(r, cmd, (size_t)hl + len, s);
+}

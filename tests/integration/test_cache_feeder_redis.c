@@ -7,6 +7,7 @@
  * Every test uses its own key prefix ("cft<pid>_<n>") and deletes its keys. */
 #include "testutil.h"
 
+#include "../../svc-cache-feeder/docjson.h"
 #include "../../svc-cache-feeder/feeder.h"
 #include "tributary/core_avro.h"
 #include "tributary/core_common.h"
@@ -345,6 +346,62 @@ START_TEST(script_reloaded_after_noscript_in_a_pipeline)
 }
 END_TEST
 
+/* Records go to Redis as a few scripts of many records. A script Redis
+ * refuses as a whole is run again one record per script: only the record at
+ * fault is refused. Here an ACL user may write every key of the dataset but
+ * one (NOPERM inside the script). */
+START_TEST(one_refused_record_does_not_take_its_script_down)
+{
+    char err[512], user[96], allow[160], meta[160];
+    const char *keys[5] = { "ok1", "ok2", "nope", "ok3", "ok4" };
+    feeder_record recs[5];
+    redisReply *rep;
+
+    snprintf(user, sizeof(user), "%s_acl", prefix);
+    snprintf(allow, sizeof(allow), "~%s:account_setting:ok*", prefix);
+    snprintf(meta, sizeof(meta), "~%s#*", prefix);
+    rep = core_redis_command(r, err, sizeof(err), "ACL SETUSER %s on >pw %s %s +@all", user, allow,
+                             meta);
+    ck_assert_msg(rep && rep->type == REDIS_REPLY_STATUS, "ACL SETUSER: %s", rep ? rep->str : err);
+    freeReplyObject(rep);
+    core_redis_opts o = { .host = "127.0.0.1", .port = 6379, .user = user, .password = "pw" };
+    const char *h = getenv("TB_REDIS_HOST"), *p = getenv("TB_REDIS_PORT");
+    if (h && *h)
+        o.host = h;
+    if (p && *p)
+        o.port = atoi(p);
+    core_redis_t *r2 = core_redis_new(&o, err, sizeof(err));
+    ck_assert_msg(r2 != NULL, "%s", err);
+    feeder_t *f2 = feeder_new(r2, err, sizeof(err));
+    ck_assert_ptr_nonnull(f2);
+    for (int i = 0; i < 5; i++) {
+        size_t len;
+        void *buf = make("ADD", "CHANGE", keys[i], 7, NULL, "chg", 1, &len);
+        ck_assert(feeder_prepare(f2, &ds, cat, buf, len, &recs[i], err, sizeof(err)) == CORE_OK);
+        free(buf);
+    }
+    ck_assert_msg(feeder_exec(f2, recs, 5, err, sizeof(err)) == CORE_OK, "%s", err);
+    for (int i = 0; i < 5; i++) {
+        if (i == 2) {
+            ck_assert_int_eq(recs[i].result, FEEDER_RES_ERROR);
+            ck_assert_msg(strstr(recs[i].error, "NOPERM") || strstr(recs[i].error, "access"),
+                          "error: %s", recs[i].error);
+        } else {
+            ck_assert_msg(recs[i].result == FEEDER_RES_CACHED, "%s: result %d (%s)", keys[i],
+                          recs[i].result, recs[i].error);
+        }
+        feeder_record_clear(&recs[i]);
+    }
+    ASSERT_VALUE("ok1", "v7");
+    ASSERT_VALUE("ok4", "v7");
+    ASSERT_VALUE("nope", "");
+    feeder_free(f2);
+    core_redis_free(r2);
+    rep = core_redis_command(r, err, sizeof(err), "ACL DELUSER %s", user);
+    freeReplyObject(rep);
+}
+END_TEST
+
 START_TEST(bulk_reload_purge)
 {
     char err[512];
@@ -450,6 +507,116 @@ START_TEST(topic_template_needs_dataset)
 }
 END_TEST
 
+
+/* The document writer (docjson.c) must print what cJSON prints, to the
+ * byte, for every type and the awkward values: escapes, control bytes,
+ * UTF-8, bytes, decimals, big longs, floats, dates, nested unions, arrays
+ * and maps, a named type used twice. Also each hash-format field. */
+static void assert_same_as_cjson(const core_avro_schema_t *s, const char *json)
+{
+    feeder_jplan *plan = feeder_jplan_new(s);
+    feeder_buf out = { 0 };
+    char err[512] = "";
+    cJSON *in = cJSON_Parse(json), *doc, *it;
+    avro_value_t v;
+    char *want;
+    size_t i = 0;
+
+    ck_assert_msg(in != NULL, "bad test JSON: %s", json);
+    ck_assert_msg(plan != NULL, "no plan for %s", core_avro_schema_name(s));
+    ck_assert_msg(core_avro_from_json(s, in, &v, err, sizeof(err)) == CORE_OK, "%s", err);
+    doc = core_avro_to_json(s, &v, err, sizeof(err));
+    ck_assert_msg(doc != NULL, "%s", err);
+    want = cJSON_PrintUnformatted(doc);
+    ck_assert_int_eq(feeder_json_write(plan, &v, &out), CORE_OK);
+    ck_assert_msg(out.len == strlen(want) && memcmp(out.p, want, out.len) == 0,
+                  "writer:\n%.*s\ncJSON:\n%s", (int)out.len, out.p, want);
+    cJSON_ArrayForEach(it, doc) {
+        size_t nl;
+        bool skip = false;
+        char *txt = cJSON_IsString(it) ? NULL : cJSON_PrintUnformatted(it);
+        const char *exp = cJSON_IsString(it) ? it->valuestring : txt;
+
+        const char *name = feeder_jplan_field_name(plan, i, &nl);
+
+        ck_assert(nl == strlen(it->string) && memcmp(name, it->string, nl) == 0);
+        out.len = 0;
+        ck_assert_int_eq(feeder_json_field(plan, i, &v, &out, &skip), CORE_OK);
+        ck_assert_int_eq(skip, cJSON_IsNull(it));
+        if (!skip)
+            ck_assert_msg(out.len == strlen(exp) && memcmp(out.p, exp, out.len) == 0,
+                          "field %s: writer %.*s, cJSON %s", it->string, (int)out.len, out.p, exp);
+        free(txt);
+        i++;
+    }
+    ck_assert_uint_eq(i, feeder_jplan_nfields(plan));
+    free(want);
+    cJSON_Delete(doc);
+    cJSON_Delete(in);
+    avro_value_decref(&v);
+    feeder_buf_free(&out);
+    feeder_jplan_free(plan);
+}
+
+START_TEST(document_writer_prints_what_cjson_prints)
+{
+    static const char schema[] =
+        "{\"type\":\"record\",\"name\":\"All\",\"namespace\":\"t\",\"fields\":["
+        "{\"name\":\"s\",\"type\":\"string\"},"
+        "{\"name\":\"b\",\"type\":\"boolean\"},"
+        "{\"name\":\"i\",\"type\":\"int\"},"
+        "{\"name\":\"l\",\"type\":\"long\"},"
+        "{\"name\":\"f\",\"type\":\"float\"},"
+        "{\"name\":\"d\",\"type\":\"double\"},"
+        "{\"name\":\"by\",\"type\":\"bytes\"},"
+        "{\"name\":\"fx\",\"type\":{\"type\":\"fixed\",\"name\":\"F4\",\"size\":4}},"
+        "{\"name\":\"dec\",\"type\":{\"type\":\"bytes\",\"logicalType\":\"decimal\",\"precision\":20,\"scale\":3}},"
+        "{\"name\":\"day\",\"type\":{\"type\":\"int\",\"logicalType\":\"date\"}},"
+        "{\"name\":\"ts\",\"type\":{\"type\":\"long\",\"logicalType\":\"timestamp-millis\"}},"
+        "{\"name\":\"tus\",\"type\":{\"type\":\"long\",\"logicalType\":\"timestamp-micros\"}},"
+        "{\"name\":\"e\",\"type\":{\"type\":\"enum\",\"name\":\"E\",\"symbols\":[\"A\",\"B_2\"]}},"
+        "{\"name\":\"e2\",\"type\":\"E\"},"
+        "{\"name\":\"u\",\"type\":[\"null\",\"string\",\"long\"]},"
+        "{\"name\":\"n\",\"type\":[\"null\",\"F4\"]},"
+        "{\"name\":\"arr\",\"type\":{\"type\":\"array\",\"items\":[\"null\",\"double\"]}},"
+        "{\"name\":\"map\",\"type\":{\"type\":\"map\",\"values\":{\"type\":\"record\",\"name\":\"In\","
+        "\"fields\":[{\"name\":\"x\",\"type\":\"long\"}]}}},"
+        "{\"name\":\"nul\",\"type\":\"null\"}]}";
+    static const char *const values[] = {
+        "{\"s\":\"plain\",\"b\":true,\"i\":0,\"l\":0,\"f\":0,\"d\":0,\"by\":\"\",\"fx\":\"abcd\",\"dec\":\"0\","
+        "\"day\":0,\"ts\":0,\"tus\":0,\"e\":\"A\",\"e2\":\"B_2\",\"u\":null,\"n\":null,\"arr\":[],\"map\":{},\"nul\":null}",
+        "{\"s\":\"q\\\"b\\\\s/\\b\\f\\n\\r\\t\\u0001\\u001f\\u007f caf\\u00e9 \\u20ac \\ud83d\\ude00\",\"b\":false,"
+        "\"i\":-2147483648,\"l\":\"9007199254740993\",\"f\":1.5,\"d\":0.1,\"by\":\"a\\\\x00\\\\\\\\\\\"z\\\\xff\","
+        "\"fx\":\"\\\\x01\\\\x02\\\\x03\\\\x04\",\"dec\":\"-12345678901234567.891\",\"day\":-719162,"
+        "\"ts\":-62135596800001,\"tus\":\"9999-12-31T23:59:59.999999Z\",\"e\":\"B_2\",\"e2\":\"A\",\"u\":{\"long\":\"-9007199254740993\"},"
+        "\"n\":{\"t.F4\":\"wxyz\"},\"arr\":[null,1e300,-0.0,3.0,123456789012345.0,1234567890123456.0,2.5e-7],"
+        "\"map\":{\"k\\\"1\":{\"x\":2147483648},\"\":{\"x\":\"-9223372036854775808\"}},\"nul\":null}",
+        "{\"s\":\"\",\"b\":true,\"i\":2147483647,\"l\":\"-9223372036854775807\",\"f\":-3.4e38,\"d\":1e-320,"
+        "\"by\":\"x\",\"fx\":\"\\\\\\\\\\\\\\\\x\\\"\",\"dec\":\"0.001\",\"day\":2932896,\"ts\":253402300800000,"
+        "\"tus\":-1,\"e\":\"A\",\"e2\":\"A\",\"u\":{\"string\":\"\"},\"n\":null,\"arr\":[999999999999999.0],"
+        "\"map\":{\"a\":{\"x\":1000000000000000}},\"nul\":null}",
+    };
+    char err[512] = "";
+    core_avro_schema_t *s = core_avro_schema_new(schema, strlen(schema), 9999, err, sizeof(err));
+
+    ck_assert_msg(s != NULL, "%s", err);
+    for (size_t i = 0; i < CORE_ARRAY_SIZE(values); i++)
+        assert_same_as_cjson(s, values[i]);
+    core_avro_schema_free(s);
+    /* and the catalogue's datasets */
+    assert_same_as_cjson(core_avro_catalog_by_dataset(cat, "payee"),
+        "{\"meta\":{\"id\":\"i\",\"op\":\"ADD\",\"kind\":\"BULK\",\"source\":\"s\",\"batch_id\":\"b\",\"seq\":1,"
+        "\"event_time\":1700000000000,\"version\":\"2305843009213693952\",\"old_key\":null},\"payee_id\":\"P1\","
+        "\"name\":\"Ren\\u00e9e \\\"R\\\"\",\"account_number\":\"1\",\"routing_number\":\"2\",\"iban\":null,"
+        "\"country\":\"FR\",\"currency\":\"EUR\",\"email\":\"a@b\",\"amount_limit\":\"-1234.50\",\"status\":\"BLOCKED\","
+        "\"updated_at\":1700000000123}");
+    assert_same_as_cjson(core_avro_catalog_by_dataset(cat, "event"),
+        "{\"meta\":{\"id\":\"i\",\"op\":\"UPDATE\",\"kind\":\"CHANGE\",\"source\":\"s\",\"batch_id\":\"b\",\"seq\":-1,"
+        "\"event_time\":0,\"version\":-5,\"old_key\":\"o\"},\"id\":\"e\",\"timestamp\":1,\"source\":\"x\","
+        "\"type\":\"t\",\"payload\":\"{\\\"a\\\":[1,2]}\",\"metadata\":{\"version\":\"1.0\",\"priority\":\"high\"}}");
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("cache_feeder_redis");
@@ -462,10 +629,12 @@ int main(void)
     tcase_add_test(tc, ttl_per_dataset);
     tcase_add_test(tc, hash_and_avro_formats);
     tcase_add_test(tc, script_reloaded_after_noscript_in_a_pipeline);
+    tcase_add_test(tc, one_refused_record_does_not_take_its_script_down);
     tcase_add_test(tc, bulk_reload_purge);
     tcase_add_test(tc, bad_input_is_refused_with_a_clear_error);
     tcase_add_test(tc, versions_compare_exactly_over_64_bits);
     tcase_add_test(tc, topic_template_needs_dataset);
+    tcase_add_test(tc, document_writer_prints_what_cjson_prints);
     suite_add_tcase(s, tc);
     return tu_run(&s, 1);
 }

@@ -614,6 +614,47 @@ START_TEST(test_scripts_noscript)
 }
 END_TEST
 
+/* EVALSHA with pre-built RESP arguments (svc-cache-feeder's batches):
+ * binary-safe, re-run after NOSCRIPT, bad arguments refused. */
+START_TEST(test_evalsha_append_resp)
+{
+    static const char resp[] = "$1\r\n1\r\n$5\r\nkey-1\r\n$1\r\na\r\n$3\r\nb\0c\r\n";
+    char err[512] = "";
+    core_metrics_t *m = core_metrics_new();
+    core_redis_t *r = connect_real(m);
+    core_redis_script_t *s = core_redis_script_new(r, "return {KEYS[1], ARGV[1], ARGV[2], #ARGV[2]}");
+    redisReply **reps = NULL;
+    size_t n = 0;
+
+    ck_assert_ptr_nonnull(s);
+    for (int round = 0; round < 2; round++) {
+        if (round == 1)
+            script_flush(r); /* the second round runs through NOSCRIPT */
+        ck_assert_int_eq(core_redis_evalsha_append_resp(r, s, 4, resp, sizeof(resp) - 1), CORE_OK);
+        ck_assert_int_eq(core_redis_evalsha_append_resp(r, s, 4, resp, sizeof(resp) - 1), CORE_OK);
+        ck_assert_msg(core_redis_pipeline_exec(r, &reps, &n, err, sizeof(err)) == CORE_OK, "%s", err);
+        ck_assert_uint_eq(n, 2);
+        for (size_t i = 0; i < n; i++) {
+            ck_assert_msg(reps[i]->type == REDIS_REPLY_ARRAY && reps[i]->elements == 4,
+                          "reply %zu: type %d %s", i, reps[i]->type, reps[i]->str ? reps[i]->str : "");
+            ck_assert_str_eq(reps[i]->element[0]->str, "key-1");
+            ck_assert_str_eq(reps[i]->element[1]->str, "a");
+            ck_assert_uint_eq(reps[i]->element[2]->len, 3);
+            ck_assert(memcmp(reps[i]->element[2]->str, "b\0c", 3) == 0);
+            ck_assert_int_eq(reps[i]->element[3]->integer, 3);
+        }
+        core_redis_replies_free(reps, n);
+    }
+    ck_assert_int_eq(core_redis_evalsha_append_resp(r, s, 0, resp, 4), CORE_ERR_INVALID);
+    ck_assert_int_eq(core_redis_evalsha_append_resp(r, s, 1, NULL, 4), CORE_ERR_INVALID);
+    ck_assert_int_eq(core_redis_evalsha_append_resp(r, NULL, 1, resp, 4), CORE_ERR_INVALID);
+    ck_assert_int_eq(core_redis_evalsha_append_resp(NULL, s, 1, resp, 4), CORE_ERR_INVALID);
+    ck_assert_uint_eq(core_redis_pending(r), 0);
+    core_redis_free(r);
+    core_metrics_free(m);
+}
+END_TEST
+
 START_TEST(test_big_value)
 {
     char err[512] = "";
@@ -923,6 +964,7 @@ static Suite *redis_suite(void)
     tcase_add_test(real, test_reconnect_after_kill);
     tcase_add_test(real, test_unreachable);
     tcase_add_test(real, test_scripts_noscript);
+    tcase_add_test(real, test_evalsha_append_resp);
     tcase_add_test(real, test_big_value);
     tcase_add_test(real, test_command_timeout);
     suite_add_tcase(s, real);

@@ -195,4 +195,18 @@ redisReply *core_redis_evalsha(core_redis_t *r, core_redis_script_t *s, int numk
 int core_redis_evalsha_append(core_redis_t *r, core_redis_script_t *s, int numkeys, int argc,
                               const char **argv, const size_t *argvlen);
 
+/**
+ * @brief Append EVALSHA with arguments already in RESP form: resp holds
+ * nargs bulk strings ("$3\r\nfoo\r\n" each): numkeys, the keys, then the
+ * other arguments. For callers that build large argument lists in a reused
+ * buffer: no argv arrays, one copy. resp is copied (the caller keeps it).
+ * The bytes are not parsed: a malformed resp makes the server refuse the
+ * command or the connection (a protocol error), so build it carefully.
+ * NOSCRIPT handling as core_redis_evalsha_append.
+ * @returns CORE_OK; CORE_ERR_INVALID (no handle, script bound elsewhere,
+ * nargs < 1, resp NULL); CORE_ERR_NOMEM.
+ */
+int core_redis_evalsha_append_resp(core_redis_t *r, core_redis_script_t *s, int nargs,
+                                   const char *resp, size_t len);
+
 #endif
