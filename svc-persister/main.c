@@ -63,7 +63,7 @@ static const core_config_key persister_keys[] = {
     { "mongodb.wtimeout.ms", CORE_CFG_INT, "10000", 0, OFF(mongo_wtimeout_ms),
       "Write concern timeout (0: none)", 0, 3600000, NULL },
     { "mongodb.indexes", CORE_CFG_LIST, NULL, 0, OFF(mongo_indexes),
-      "Secondary indexes, dataset:field[+field...], created with --create-tables", 0, 0, NULL },
+      "Secondary indexes, dataset:field[+field...][:unique], created with --create-tables", 0, 0, NULL },
     { "mongodb.decimal128", CORE_CFG_BOOL, "true", 0, OFF(mongo_decimal128),
       "Store Avro decimals as Decimal128 (false: as their exact text; FerretDB 1.x has no "
       "Decimal128)", 0, 0, NULL },
@@ -126,6 +126,11 @@ static int run(core_service_t *svc, void *vconf)
     sink = pg ? pers_pg_new(c, err, sizeof(err)) : pers_mongo_new(c, err, sizeof(err));
     if (!sink) {
         rc = core_service_config_error(svc, err);
+        goto out;
+    }
+    if (pg && pers_pg_rows_init(ds, nds, err, sizeof(err)) != 0) {
+        core_log_error("cannot prepare the datasets", CLF_S("error", err));
+        rc = CORE_EX_SOFTWARE;
         goto out;
     }
     if (c->create_tables) {

@@ -34,6 +34,7 @@ typedef struct pstate {
     const struct persister_conf *conf;
     core_service_t *svc;
     const core_avro_catalog_t *cat;
+    core_avro_decoder_t *dec; /* main thread: every decode happens there */
     pers_dataset *ds;
     size_t nds;
     pers_sink *sink;
@@ -635,7 +636,7 @@ static bool restore_one(pstate *st, const char *k, size_t *skipped)
         pers_record *r = calloc(1, sizeof(*r));
         char *bk = strdup(k);
         if (r && bk &&
-            pers_record_decode(r, ds, st->cat, topic, (int32_t)part, off, kk, kl, vv, vl) == 0) {
+            pers_record_decode(r, ds, st->dec, topic, (int32_t)part, off, kk, kl, vv, vl) == 0) {
             st->recs[st->n] = r;
             st->backup_keys[st->n] = bk;
             st->n++;
@@ -701,7 +702,7 @@ static void handle_message(pstate *st, rd_kafka_message_t *m)
         return;
     }
     pers_record *r = calloc(1, sizeof(*r));
-    if (!r || pers_record_decode(r, ds, st->cat, topic, m->partition, m->offset, m->key,
+    if (!r || pers_record_decode(r, ds, st->dec, topic, m->partition, m->offset, m->key,
                                  m->key_len, m->payload, m->len) != 0) {
         free(r);
         core_kafka_consumer_seek(st->consumer, topic, m->partition, m->offset, 5000, err,
@@ -728,6 +729,7 @@ int persister_loop(core_service_t *svc, const struct persister_conf *conf, pers_
     st.conf = conf;
     st.svc = svc;
     st.cat = core_service_catalog(svc);
+    st.dec = core_avro_decoder_new(st.cat, err, sizeof(err));
     st.ds = ds;
     st.nds = nds;
     st.sink = sink;
@@ -744,7 +746,7 @@ int persister_loop(core_service_t *svc, const struct persister_conf *conf, pers_
     char bname[64];
     snprintf(bname, sizeof(bname), "persister_%s", sink->name);
     st.breaker = core_breaker_new(bname, (int)conf->breaker_threshold, conf->breaker_open_ms, 1);
-    if (!st.recs || !st.jrecs || !st.breaker ||
+    if (!st.dec || !st.recs || !st.jrecs || !st.breaker ||
         (conf->backup_enabled && (!st.backup_keys || !st.jkeys))) {
         core_log_error("out of memory");
         rc = CORE_EX_SOFTWARE;
@@ -940,6 +942,7 @@ out:
     free(st.backup_keys);
     free(st.jrecs);
     free(st.jkeys);
+    core_avro_decoder_free(st.dec);
     pthread_cond_destroy(&st.cv);
     pthread_mutex_destroy(&st.mu);
     return rc;

@@ -70,6 +70,10 @@ typedef struct pers_dataset {
     size_t key_col;
     char *topic_valid;
     char *topic_dlq;
+    /* PostgreSQL: per column, its field compiled against schema, so a
+     * record of that schema becomes its COPY row straight from the Avro
+     * value (pers_pg_rows_init). NULL: records keep their natural JSON. */
+    core_avro_path_t **row_paths;
 } pers_dataset;
 
 typedef enum pers_kind {
@@ -101,7 +105,9 @@ typedef struct pers_record {
     char *old_key;
     int64_t version;
     core_avro_op_t op;
-    struct cJSON *json;   /* natural JSON of the record */
+    struct cJSON *json;   /* natural JSON of the record (NULL when row is set) */
+    char *row;            /* COPY text of the columns, tab-separated (PostgreSQL) */
+    size_t rowlen;
     core_digest digest;
     pers_fate_t fate;
     char *error;          /* why it is dead */
@@ -120,6 +126,7 @@ typedef struct pers_op {
     /* sink scratch: what the database holds for the key now */
     bool stored, tombed;
     int64_t stored_version, tomb_version;
+    bool insert_dup; /* MongoDB: an insert of it met E11000 */
 } pers_op;
 
 /** Result class of one sink call (Fluent Bit style). */
@@ -154,7 +161,7 @@ char *pers_schema_sql(const pers_dataset *ds, const char *pg_schema);
 /** Fill rec from a Kafka message's bytes. A record that cannot be decoded
  * is returned with fate PERS_DEAD and error set (not an error return).
  * @returns 0 or -1 on out of memory. */
-int pers_record_decode(pers_record *rec, pers_dataset *ds, const core_avro_catalog_t *cat,
+int pers_record_decode(pers_record *rec, pers_dataset *ds, core_avro_decoder_t *dec,
                        const char *topic, int32_t partition, int64_t offset,
                        const void *key, size_t keylen, const void *value, size_t vallen);
 void pers_record_clear(pers_record *rec);
@@ -173,6 +180,15 @@ int persister_loop(struct core_service *svc, const struct persister_conf *conf, 
 
 /* sink_pg.c */
 pers_sink *pers_pg_new(const struct persister_conf *conf, char *errstr, size_t errstr_size);
+/** Compile the datasets' row paths (a dataset with a jsonb column keeps
+ * natural JSON). @returns 0, or -1 with errstr (out of memory). */
+int pers_pg_rows_init(pers_dataset *ds, size_t nds, char *errstr, size_t errstr_size);
+/** The COPY row of a record of ds->schema, from its Avro value (malloc'd,
+ * no trailing separator). Thread-safe (no state). @returns CORE_OK,
+ * CORE_ERR_INVALID with errstr (a value natural JSON cannot show), or
+ * CORE_ERR_NOMEM. */
+core_err_t pers_pg_row(const pers_dataset *ds, avro_value_t *value, char **row, size_t *len,
+                       char *errstr, size_t errstr_size);
 int pers_pg_create_tables(pers_sink *s, pers_dataset *ds, size_t nds, char *errstr,
                           size_t errstr_size);
 /* sink_mongo.c */

@@ -15,13 +15,13 @@ static void set_dead(pers_record *rec, const char *cls, const char *msg)
     rec->error = strdup(msg);
 }
 
-int pers_record_decode(pers_record *rec, pers_dataset *ds, const core_avro_catalog_t *cat,
+int pers_record_decode(pers_record *rec, pers_dataset *ds, core_avro_decoder_t *dec,
                        const char *topic, int32_t partition, int64_t offset,
                        const void *key, size_t keylen, const void *value, size_t vallen)
 {
     char err[512];
     const core_avro_schema_t *schema = NULL;
-    avro_value_t v;
+    avro_value_t *vp = NULL;
 
     memset(rec, 0, sizeof(*rec));
     rec->ds = ds;
@@ -45,16 +45,17 @@ int pers_record_decode(pers_record *rec, pers_dataset *ds, const core_avro_catal
         set_dead(rec, "poison", "empty record value");
         return rec->error ? 0 : -1;
     }
-    core_err_t e = core_avro_decode(cat, value, vallen, &schema, &v, err, sizeof(err));
+    /* the decoder's value: valid until the next decode, never released */
+    core_err_t e = core_avro_decoder_decode(dec, value, vallen, &schema, &vp, err, sizeof(err));
     if (e == CORE_ERR_NOMEM)
         goto nomem;
     if (e != CORE_OK) {
         set_dead(rec, "poison", err);
         return rec->error ? 0 : -1;
     }
+    avro_value_t *v = vp;
     if (schema != ds->schema && (!core_avro_schema_dataset(schema) ||
                                  strcmp(core_avro_schema_dataset(schema), ds->name))) {
-        avro_value_decref(&v);
         snprintf(err, sizeof(err), "schema id %u is not a schema of dataset %s",
                  core_avro_schema_id(schema), ds->name);
         set_dead(rec, "invalid", err);
@@ -62,9 +63,8 @@ int pers_record_decode(pers_record *rec, pers_dataset *ds, const core_avro_catal
     }
     core_avro_meta meta;
     const char *k = NULL;
-    if (core_avro_get_meta(schema, &v, &meta, err, sizeof(err)) != CORE_OK ||
-        core_avro_get_key(schema, &v, &k, NULL, err, sizeof(err)) != CORE_OK) {
-        avro_value_decref(&v);
+    if (core_avro_get_meta(schema, v, &meta, err, sizeof(err)) != CORE_OK ||
+        core_avro_get_key(schema, v, &k, NULL, err, sizeof(err)) != CORE_OK) {
         set_dead(rec, "invalid", err);
         return rec->error ? 0 : -1;
     }
@@ -77,14 +77,19 @@ int pers_record_decode(pers_record *rec, pers_dataset *ds, const core_avro_catal
     rec->version = meta.version;
     rec->op = meta.op;
     if (meta.op != CORE_AVRO_OP_DELETE) {
-        rec->json = core_avro_to_json(schema, &v, err, sizeof(err));
-        if (!rec->json) {
-            avro_value_decref(&v);
+        if (ds->row_paths && schema == ds->schema) {
+            e = pers_pg_row(ds, v, &rec->row, &rec->rowlen, err, sizeof(err));
+            if (e == CORE_ERR_NOMEM)
+                goto nomem;
+        } else {
+            rec->json = core_avro_to_json(schema, v, err, sizeof(err));
+            e = rec->json ? CORE_OK : CORE_ERR_INVALID;
+        }
+        if (e != CORE_OK) {
             set_dead(rec, "invalid", err);
             return rec->error ? 0 : -1;
         }
     }
-    avro_value_decref(&v);
     if (!rec->id || !rec->batch_id || !rec->key || (moved && !rec->old_key))
         goto nomem;
     return 0;
@@ -105,6 +110,7 @@ void pers_record_clear(pers_record *rec)
     free(rec->key);
     free(rec->old_key);
     free(rec->error);
+    free(rec->row);
     cJSON_Delete(rec->json);
     memset(rec, 0, sizeof(*rec));
 }

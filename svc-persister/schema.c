@@ -169,6 +169,10 @@ void pers_dataset_clear(pers_dataset *ds)
         free(ds->cols[i].name);
         free(ds->cols[i].pg_type);
     }
+    for (size_t i = 0; ds->row_paths && i < ds->ncols; i++)
+        core_avro_path_free(ds->row_paths[i]);
+    free(ds->row_paths);
+    ds->row_paths = NULL;
     free(ds->cols);
     free(ds->topic_valid);
     free(ds->topic_dlq);

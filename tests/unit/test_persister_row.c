@@ -1,0 +1,182 @@
+/* test_persister_row.c — svc-persister's COPY rows made straight from the
+ * Avro value (pers_pg_row) read exactly as the natural-JSON path reads them
+ * (pers_column_text): every column, escapes, UTF-8, nulls, decimals, times;
+ * and pers_record_decode choosing one or the other. */
+#include "testutil.h"
+#include "../../svc-persister/persister.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static core_avro_catalog_t *cat;
+static core_avro_decoder_t *dec;
+static pers_dataset ds;
+static struct persister_conf conf = { .topic_valid_suffix = ".valid", .topic_dlq_suffix = ".dlq" };
+
+static void setup(void)
+{
+    char err[512];
+    cat = core_avro_catalog_load(tu_proto_dir(), err, sizeof(err));
+    ck_assert_msg(cat != NULL, "%s", err);
+    dec = core_avro_decoder_new(cat, err, sizeof(err));
+    ck_assert_msg(dec != NULL, "%s", err);
+    ck_assert_msg(pers_dataset_init(&ds, "payee", cat, &conf, err, sizeof(err)) == 0, "%s", err);
+}
+
+static void teardown(void)
+{
+    pers_dataset_clear(&ds);
+    core_avro_decoder_free(dec);
+    core_avro_catalog_free(cat);
+}
+
+/* Wire bytes of a payee given as natural JSON. */
+static void *wire(const char *json, size_t *len)
+{
+    char err[512];
+    avro_value_t v;
+    void *buf = NULL;
+    const core_avro_schema_t *s = core_avro_catalog_by_dataset(cat, "payee");
+    cJSON *j = cJSON_Parse(json);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_msg(core_avro_from_json(s, j, &v, err, sizeof(err)) == CORE_OK, "%s", err);
+    ck_assert_msg(core_avro_encode(s, &v, &buf, len, err, sizeof(err)) == CORE_OK, "%s", err);
+    avro_value_decref(&v);
+    cJSON_Delete(j);
+    return buf;
+}
+
+/* COPY text of one column the natural-JSON way (what write_range does
+ * without a row). */
+static void copy_text(char *out, size_t size, const char *s)
+{
+    size_t n = 0;
+    if (!s) {
+        snprintf(out, size, "\\N");
+        return;
+    }
+    for (; *s && n + 3 < size; s++) {
+        const char *esc = *s == '\\' ? "\\\\" : *s == '\t' ? "\\t" : *s == '\n' ? "\\n"
+                          : *s == '\r' ? "\\r" : NULL;
+        if (esc) {
+            memcpy(out + n, esc, 2);
+            n += 2;
+        } else {
+            out[n++] = *s;
+        }
+    }
+    out[n] = '\0';
+}
+
+static const char *const samples[] = {
+    /* plain, nulls */
+    "{\"meta\":{\"id\":\"00000000-0000-4000-8000-000000000001\",\"op\":\"ADD\",\"kind\":"
+    "\"BULK\",\"source\":\"t\",\"batch_id\":\"b1\",\"seq\":1,\"event_time\":"
+    "\"2026-11-22T10:00:00.000Z\",\"version\":5,\"old_key\":null},\"payee_id\":\"P1\","
+    "\"name\":\"Ada Lovelace\",\"account_number\":\"12345678\",\"routing_number\":"
+    "\"021000021\",\"iban\":null,\"country\":\"US\",\"currency\":\"USD\",\"email\":null,"
+    "\"amount_limit\":\"10.00\",\"status\":\"ACTIVE\",\"updated_at\":"
+    "\"2026-11-22T08:30:00.123Z\"}",
+    /* what COPY must escape, UTF-8, a negative decimal, an IBAN and e-mail */
+    "{\"meta\":{\"id\":\"00000000-0000-4000-8000-000000000002\",\"op\":\"UPDATE\",\"kind\":"
+    "\"CHANGE\",\"source\":\"t\",\"batch_id\":\"b\\\\2\",\"seq\":2,\"event_time\":"
+    "\"2026-11-22T10:00:00.000Z\",\"version\":6,\"old_key\":null},\"payee_id\":"
+    "\"P\\t2\",\"name\":\"Bj\\u00f8rn \\\\ M\\u00fcller\\nline\\r2\",\"account_number\":"
+    "\"0000000001\",\"routing_number\":\"011000015\",\"iban\":"
+    "\"DE89370400440532013000\",\"country\":\"DE\",\"currency\":\"EUR\",\"email\":"
+    "\"b@example.com\",\"amount_limit\":\"-0.50\",\"status\":\"BLOCKED\",\"updated_at\":"
+    "\"1970-01-01T00:00:00.000Z\"}",
+};
+
+START_TEST(row_reads_as_the_natural_json_path)
+{
+    char err[512];
+    ck_assert_int_eq(pers_pg_rows_init(&ds, 1, err, sizeof(err)), 0);
+    ck_assert_ptr_nonnull(ds.row_paths);
+    for (size_t i = 0; i < CORE_ARRAY_SIZE(samples); i++) {
+        size_t len;
+        void *buf = wire(samples[i], &len);
+        pers_record a, b;
+        /* with row paths: a row, no JSON */
+        ck_assert_int_eq(pers_record_decode(&a, &ds, dec, "payee.valid", 0, (int64_t)i, "k", 1,
+                                            buf, len),
+                         0);
+        ck_assert_int_ne(a.fate, PERS_DEAD);
+        ck_assert_ptr_nonnull(a.row);
+        ck_assert_ptr_null(a.json);
+        /* without: natural JSON */
+        core_avro_path_t **paths = ds.row_paths;
+        ds.row_paths = NULL;
+        ck_assert_int_eq(pers_record_decode(&b, &ds, dec, "payee.valid", 0, (int64_t)i, "k", 1,
+                                            buf, len),
+                         0);
+        ds.row_paths = paths;
+        ck_assert_ptr_null(b.row);
+        ck_assert_ptr_nonnull(b.json);
+        char want[4096] = "", col[1024];
+        for (size_t c = 0; c < ds.ncols; c++) {
+            char *tmp;
+            copy_text(col, sizeof(col), pers_column_text(&b, &ds.cols[c], &tmp));
+            free(tmp);
+            if (c)
+                strcat(want, "\t");
+            strcat(want, col);
+        }
+        ck_assert_uint_eq(a.rowlen, strlen(a.row));
+        ck_assert_str_eq(a.row, want);
+        ck_assert_str_eq(a.key, b.key);
+        ck_assert_int_eq(a.version, b.version);
+        pers_record_clear(&a);
+        pers_record_clear(&b);
+        free(buf);
+    }
+}
+END_TEST
+
+/* The spec, spelled out for the tricky sample. */
+START_TEST(row_escapes_what_copy_must_escape)
+{
+    char err[512];
+    size_t len;
+    ck_assert_int_eq(pers_pg_rows_init(&ds, 1, err, sizeof(err)), 0);
+    void *buf = wire(samples[1], &len);
+    pers_record a;
+    ck_assert_int_eq(pers_record_decode(&a, &ds, dec, "payee.valid", 0, 1, "k", 1, buf, len), 0);
+    ck_assert_str_eq(a.row, "P\\t2\tBj\xc3\xb8rn \\\\ M\xc3\xbcller\\nline\\r2\t0000000001\t"
+                            "011000015\tDE89370400440532013000\tDE\tEUR\tb@example.com\t-0.50\t"
+                            "BLOCKED\t1970-01-01T00:00:00.000Z");
+    pers_record_clear(&a);
+    free(buf);
+}
+END_TEST
+
+/* Bytes that are not a record of the dataset: dead, never a row. */
+START_TEST(undecodable_bytes_are_dead_not_rows)
+{
+    char err[512];
+    ck_assert_int_eq(pers_pg_rows_init(&ds, 1, err, sizeof(err)), 0);
+    static const unsigned char junk[] = { 0, 0, 0, 0, 101, 0xff, 0xff, 0xff };
+    pers_record a;
+    ck_assert_int_eq(pers_record_decode(&a, &ds, dec, "payee.valid", 0, 1, "k", 1, junk,
+                                        sizeof(junk)),
+                     0);
+    ck_assert_int_eq(a.fate, PERS_DEAD);
+    ck_assert_str_eq(a.error_class, "poison");
+    ck_assert_ptr_null(a.row);
+    pers_record_clear(&a);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("persister_row");
+    TCase *tc = tcase_create("row");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, row_reads_as_the_natural_json_path);
+    tcase_add_test(tc, row_escapes_what_copy_must_escape);
+    tcase_add_test(tc, undecodable_bytes_are_dead_not_rows);
+    suite_add_tcase(s, tc);
+    return tu_run(&s, 1);
+}
