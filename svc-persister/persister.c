@@ -3,11 +3,12 @@
  * refused rows to <dataset>.dlq and audit events, then commit the offsets.
  *
  * Two threads. The main thread consumes, decodes and buffers; the writer
- * thread takes a full buffer (a "job") and does the rest: the database
- * transaction, DLQ and audit records, the producer flush and the offset
- * commit. While batch k is being written, batch k+1 fills. Jobs run one at
- * a time and in order, so offsets are still committed batch after batch and
- * only after the database commit. A failed job is held and retried before
+ * thread takes a full buffer (a "job"): the database transaction, then the
+ * DLQ and audit records and the producer flush. The main thread commits the
+ * job's offsets when it is done (the consumer is the main thread's alone).
+ * While batch k is being written, batch k+1 fills. Jobs run one at a time
+ * and in order, so offsets are still committed batch after batch and only
+ * after the database commit. A failed job is held and retried before
  * anything newer is written: a database outage pauses consumption and
  * retries with backoff behind a circuit breaker; memory stays bounded to
  * two batches (the held job and a full buffer). */
@@ -94,7 +95,7 @@ static void metrics_init(pstate *st)
                                       CORE_ARRAY_SIZE(batch_buckets), NULL, 0);
     st->m_flush = core_metrics_family(m, CORE_METRIC_HISTOGRAM,
                                       "tributary_persister_flush_seconds",
-                                      "Time to write a batch, publish DLQ and audit, commit",
+                                      "Time to write a batch and publish its DLQ and audit records",
                                       sink_l, NULL, 0, NULL, 0);
     st->m_depth = core_metrics_family(m, CORE_METRIC_GAUGE, "tributary_persister_buffer_records",
                                       "Records buffered, not yet written", NULL, NULL, 0, NULL,
@@ -347,8 +348,8 @@ static pers_res_t write_all(pstate *st, pers_record **recs, size_t n, char *errs
     return res;
 }
 
-/* One job, on the writer thread: database, DLQ, audit, offsets. The records
- * are freed by the main thread afterwards. */
+/* One job, on the writer thread: database, DLQ and audit records. The
+ * main thread commits the offsets and frees the records afterwards. */
 static pers_res_t flush_batch(pstate *st, pers_record **recs, size_t n, char *errstr,
                               size_t errstr_size)
 {
@@ -378,6 +379,17 @@ static pers_res_t flush_batch(pstate *st, pers_record **recs, size_t n, char *er
         return PERS_RETRY;
     }
 
+    core_metric_observe(core_metrics_series1(st->m_batch, st->sink->name), (double)n);
+    core_metric_observe(core_metrics_series1(st->m_flush, st->sink->name), core_mono_s() - t0);
+    core_log_debug("batch written", CLF_I("records", n), CLF_D("seconds", core_mono_s() - t0));
+    return PERS_OK;
+}
+
+/* Main thread, after a job's database commit: commit its offsets. Never on
+ * the writer: a commit there could wait on a rebalance whose callback (on
+ * the main thread) waits on the writer. */
+static void commit_batch(pstate *st, pers_record **recs, size_t n)
+{
     rd_kafka_topic_partition_list_t *offs = rd_kafka_topic_partition_list_new((int)n);
     for (size_t i = 0; i < n; i++) {
         rd_kafka_topic_partition_t *p =
@@ -402,10 +414,6 @@ static pers_res_t flush_batch(pstate *st, pers_record **recs, size_t n, char *er
                       "redelivered and written again (idempotent)",
                       CLF_S("error", cerr));
     }
-    core_metric_observe(core_metrics_series1(st->m_batch, st->sink->name), (double)n);
-    core_metric_observe(core_metrics_series1(st->m_flush, st->sink->name), core_mono_s() - t0);
-    core_log_debug("batch written", CLF_I("records", n), CLF_D("seconds", core_mono_s() - t0));
-    return PERS_OK;
 }
 
 /* The writer thread: one job at a time, until told to quit. */
@@ -536,6 +544,7 @@ static void job_done(pstate *st, bool resume)
         return;
     }
     core_breaker_success(st->breaker, core_mono_ms());
+    commit_batch(st, st->jrecs, st->jn);
     if (st->jkeys)
         backup_del_keys(st, st->jkeys, st->jn);
     free_records(st->jrecs, st->jkeys, st->jn);
