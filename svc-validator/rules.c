@@ -14,6 +14,169 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* ---- simple anchored patterns --------------------------------------------
+
+ * Rule patterns are mostly "^<atoms>$" where each atom is one character set
+ * (a bracket expression of ASCII characters and ranges, or one literal
+ * character) with a bound (none, ?, *, +, {n}, {n,}, {n,m}). Those are
+ * matched here in one pass, without regexec(); anything else (and the same
+ * patterns, for the error of a bad pattern) goes to regcomp()/regexec().
+ * One pass is exact only when no atom of varying length shares a character
+ * with a later atom (then each takes the longest run it can: no later atom
+ * could have taken any of it); vsimple_compile() accepts nothing else. */
+
+#define VSIMPLE_MAX_ATOMS 32
+
+typedef struct vsimple_re vsimple_re;
+
+typedef struct vsimple_atom {
+    uint8_t set[32]; /* bitmap of the bytes it matches (ASCII only) */
+    unsigned min, max;
+} vsimple_atom;
+
+struct vsimple_re {
+    vsimple_atom atom[VSIMPLE_MAX_ATOMS];
+    size_t n;
+};
+
+static void vs_set(vsimple_atom *a, unsigned c) { a->set[c >> 3] |= (uint8_t)(1u << (c & 7)); }
+static bool vs_has(const vsimple_atom *a, unsigned char c)
+{
+    return (a->set[c >> 3] >> (c & 7)) & 1;
+}
+
+/* Parses a decimal bound at *p; @returns false when there is none. */
+static bool vs_number(const char **p, unsigned *out)
+{
+    unsigned x = 0;
+
+    if (!isdigit((unsigned char)**p))
+        return false;
+    while (isdigit((unsigned char)**p)) {
+        x = x * 10 + (unsigned)(**p - '0');
+        if (x > 255) /* RE_DUP_MAX is 255 with glibc; regcomp decides beyond */
+            return false;
+        (*p)++;
+    }
+    *out = x;
+    return true;
+}
+
+/** @returns the pattern compiled for vsimple_match(), or NULL when it is not
+ * one of the simple ones (or out of memory): then use regexec(). */
+static vsimple_re *vsimple_compile(const char *pat)
+{
+    vsimple_re re;
+    const char *p = pat;
+    vsimple_re *out;
+
+    memset(&re, 0, sizeof(re));
+    if (*p++ != '^')
+        return NULL;
+    while (*p && !(p[0] == '$' && p[1] == '\0')) {
+        vsimple_atom *a;
+
+        if (re.n == VSIMPLE_MAX_ATOMS)
+            return NULL;
+        a = &re.atom[re.n++];
+        if (*p == '[') {
+            p++;
+            if (*p == '^' || *p == ']')
+                return NULL; /* negated sets and a leading ']': regexec */
+            while (*p && *p != ']') {
+                unsigned lo = (unsigned char)*p, hi = lo;
+
+                if (lo == '[' || lo == '\\' || lo < 0x20 || lo >= 0x7f)
+                    return NULL; /* classes, collating elements, non-ASCII */
+                if (p[1] == '-' && p[2] && p[2] != ']') {
+                    hi = (unsigned char)p[2];
+                    if (hi == '[' || hi == '\\' || hi < 0x20 || hi >= 0x7f || hi < lo)
+                        return NULL;
+                    p += 3;
+                    if (*p == '-' && p[1] != ']')
+                        return NULL; /* a-c-e: left to regcomp */
+                } else {
+                    p++;
+                }
+                for (unsigned c = lo; c <= hi; c++)
+                    vs_set(a, c);
+            }
+            if (*p++ != ']')
+                return NULL;
+        } else if (isalnum((unsigned char)*p) || *p == '_' || *p == '-' || *p == ':' ||
+                   *p == '@' || *p == '/' || *p == ' ' || *p == ',' || *p == '=') {
+            vs_set(a, (unsigned char)*p++);
+        } else if (*p == '\\' && p[1] && strchr(".[](){}*+?|^$\\/-", p[1])) {
+            vs_set(a, (unsigned char)p[1]);
+            p += 2;
+        } else {
+            return NULL;
+        }
+        a->min = a->max = 1;
+        switch (*p) {
+        case '?': a->min = 0; p++; break;
+        case '*': a->min = 0; a->max = UINT32_MAX; p++; break;
+        case '+': a->max = UINT32_MAX; p++; break;
+        case '{':
+            p++;
+            if (!vs_number(&p, &a->min))
+                return NULL;
+            if (*p == ',') {
+                p++;
+                a->max = UINT32_MAX;
+                if (*p != '}' && !vs_number(&p, &a->max))
+                    return NULL;
+            } else {
+                a->max = a->min;
+            }
+            if (*p++ != '}' || a->max < a->min)
+                return NULL;
+            break;
+        default: break;
+        }
+        if (*p == '?' || *p == '*' || *p == '+' || *p == '{')
+            return NULL; /* a bound on a bound */
+    }
+    if (*p != '$')
+        return NULL;
+    for (size_t i = 0; i < re.n; i++) {
+        if (re.atom[i].min == re.atom[i].max)
+            continue;
+        for (size_t k = i + 1; k < re.n; k++)
+            for (size_t b = 0; b < sizeof(re.atom[i].set); b++)
+                if (re.atom[i].set[b] & re.atom[k].set[b])
+                    return NULL; /* would need backtracking */
+    }
+    out = malloc(sizeof(*out));
+    if (out)
+        *out = re;
+    return out;
+}
+
+/** @returns whether s matches (as regexec() would with the same pattern). */
+static bool vsimple_match(const vsimple_re *re, const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+
+    for (size_t i = 0; i < re->n; i++) {
+        const vsimple_atom *a = &re->atom[i];
+        unsigned k = 0;
+
+        while (k < a->max && *p && vs_has(a, *p)) {
+            p++;
+            k++;
+        }
+        if (k < a->min)
+            return false;
+    }
+    return *p == '\0';
+}
+
+/* The checks, in the order of rule_checks[]. */
+enum { VK_ABA, VK_LUHN, VK_IBAN, VK_ISO3166, VK_ISO4217, VK_EMAIL, VK_NOT_FUTURE };
+static const char *const rule_checks[] = { "aba", "luhn", "iban", "iso3166_alpha2", "iso4217",
+                                           "email", "not_future" };
+
 /* A rule's constraints, for its failure messages. */
 enum { VC_REQUIRED, VC_TYPE, VC_PATTERN, VC_MIN, VC_MAX, VC_LENGTH, VC_ENUM, VC_CHECK,
        VC__COUNT };
@@ -25,12 +188,14 @@ typedef struct vrule {
     const char *type;
     bool has_re;
     regex_t re;
+    vsimple_re *fast; /* the same pattern, matched without regexec; or NULL */
     bool has_min, has_max;
     double min, max;
     bool has_len;
     int64_t len_min, len_max;
     const cJSON *enumv;
     const char *check;
+    int check_id; /* VK_*, resolved once: no name comparisons per record */
     int ext; /* index into externals or -1 */
     /* The failure message of each constraint, made once (vrules_new()):
      * the rule's message, or "<field> <generic text>". */
@@ -131,6 +296,7 @@ void vrules_free(vrules_t *r)
     for (size_t i = 0; i < r->n; i++) {
         if (r->rules[i].has_re)
             regfree(&r->rules[i].re);
+        free(r->rules[i].fast);
         for (int c = 0; c < VC__COUNT; c++)
             free(r->rules[i].msg[c]);
     }
@@ -184,8 +350,6 @@ static int make_messages(vrule *v)
 
 vrules_t *vrules_new(const cJSON *rules, int64_t clock_skew_ms, char *errstr, size_t errstr_size)
 {
-    static const char *const checks[] = { "aba", "luhn", "iban", "iso3166_alpha2", "iso4217",
-                                          "email", "not_future" };
     vrules_t *r = calloc(1, sizeof(*r));
     const cJSON *arr, *it;
     size_t i = 0;
@@ -231,6 +395,7 @@ vrules_t *vrules_new(const cJSON *rules, int64_t clock_skew_ms, char *errstr, si
                 goto fail;
             }
             v->has_re = true;
+            v->fast = vsimple_compile(cJSON_GetStringValue(k) ? k->valuestring : "");
         }
         if ((k = cJSON_GetObjectItemCaseSensitive(it, "min")))
             v->has_min = number_of(k, &v->min);
@@ -246,8 +411,11 @@ vrules_t *vrules_new(const cJSON *rules, int64_t clock_skew_ms, char *errstr, si
         if ((v->check = str_item(it, "check"))) {
             bool known = false;
 
-            for (size_t c = 0; c < CORE_ARRAY_SIZE(checks); c++)
-                known |= strcmp(checks[c], v->check) == 0;
+            for (size_t c = 0; c < CORE_ARRAY_SIZE(rule_checks) && !known; c++)
+                if (strcmp(rule_checks[c], v->check) == 0) {
+                    known = true;
+                    v->check_id = (int)c;
+                }
             if (!known) {
                 core_errstr(errstr, errstr_size, "rules: %s: unknown check \"%s\"", v->field,
                             v->check);
@@ -616,30 +784,26 @@ static void fail(vr_failure *out, size_t max, size_t *nf, const vrule *v, const 
     (*nf)++;
 }
 
-static bool check_ok(const char *check, const vval *v, int64_t now_ms, int64_t skew_ms)
+static bool check_ok(int check_id, const vval *v, int64_t now_ms, int64_t skew_ms)
 {
     const char *s = vval_str(v);
 
-    if (strcmp(check, "not_future") == 0) {
+    if (check_id == VK_NOT_FUTURE) {
         int64_t ms;
 
         return vval_time_ms(v, &ms) && ms <= now_ms + skew_ms;
     }
     if (!s)
         return false;
-    if (strcmp(check, "aba") == 0)
-        return vcheck_aba(s);
-    if (strcmp(check, "luhn") == 0)
-        return vcheck_luhn(s);
-    if (strcmp(check, "iban") == 0)
-        return vcheck_iban(s);
-    if (strcmp(check, "iso3166_alpha2") == 0)
-        return vcheck_iso3166_alpha2(s);
-    if (strcmp(check, "iso4217") == 0)
-        return vcheck_iso4217(s);
-    if (strcmp(check, "email") == 0)
-        return vcheck_email(s);
-    return false;
+    switch (check_id) {
+    case VK_ABA: return vcheck_aba(s);
+    case VK_LUHN: return vcheck_luhn(s);
+    case VK_IBAN: return vcheck_iban(s);
+    case VK_ISO3166: return vcheck_iso3166_alpha2(s);
+    case VK_ISO4217: return vcheck_iso4217(s);
+    case VK_EMAIL: return vcheck_email(s);
+    default: return false;
+    }
 }
 
 /* Every local constraint of rule v on the value val. */
@@ -658,7 +822,8 @@ static void eval_rule(const vrules_t *r, const vrule *v, const vval *val, int64_
     }
     if (v->type && !type_ok(v->type, val))
         fail(out, max, nf, v, "type", VC_TYPE);
-    if (v->has_re && (!s || regexec(&v->re, s, 0, NULL, 0) != 0))
+    if (v->has_re && (!s || !(v->fast ? vsimple_match(v->fast, s)
+                                      : regexec(&v->re, s, 0, NULL, 0) == 0)))
         fail(out, max, nf, v, "pattern", VC_PATTERN);
     if (v->has_min || v->has_max) {
         bool num = value_number(val, &d);
@@ -676,7 +841,7 @@ static void eval_rule(const vrules_t *r, const vrule *v, const vval *val, int64_
     }
     if (v->enumv && !enum_ok(v->enumv, val))
         fail(out, max, nf, v, "enum", VC_ENUM);
-    if (v->check && !check_ok(v->check, val, now_ms, r->skew_ms))
+    if (v->check && !check_ok(v->check_id, val, now_ms, r->skew_ms))
         fail(out, max, nf, v, v->check, VC_CHECK);
 }
 

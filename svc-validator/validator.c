@@ -69,7 +69,9 @@ typedef struct work {
     char reason[512];
     char field[256];
     char id[128];
-    char *key;            /* NUL-terminated copy of the Kafka key, or NULL */
+    char *key;            /* NUL-terminated copy of the Kafka key (keybuf, or
+                           * malloc'd when longer), or NULL */
+    char keybuf[64];
     char batch[128];
     int64_t version;
     int64_t not_before;   /* retry: when the next attempt is due */
@@ -172,13 +174,39 @@ static int producer_make(validator_t *v, char *errstr, size_t errstr_size)
 
 /* ---- construction ------------------------------------------------------- */
 
+/* w->key = a NUL-terminated copy of the record's Kafka key (as strndup():
+ * up to its first NUL), in w->keybuf when it fits (no malloc per record). */
+static void key_take(work *w)
+{
+    const rd_kafka_message_t *rkm = w->rkm;
+    size_t n;
+
+    if (!rkm->key || rkm->key_len == 0)
+        return;
+    n = strnlen(rkm->key, rkm->key_len);
+    if (n < sizeof(w->keybuf)) {
+        memcpy(w->keybuf, rkm->key, n);
+        w->keybuf[n] = '\0';
+        w->key = w->keybuf;
+    } else {
+        w->key = strndup(rkm->key, n);
+    }
+}
+
+static void key_drop(work *w)
+{
+    if (w->key != w->keybuf)
+        free(w->key);
+    w->key = NULL;
+}
+
 void validator_free(validator_t *v)
 {
     if (!v)
         return;
     for (size_t i = 0; i < v->nbatch; i++) {
         rd_kafka_message_destroy(v->batch[i].rkm);
-        free(v->batch[i].key);
+        key_drop(&v->batch[i]);
         cJSON_Delete(v->batch[i].json);
     }
     free(v->batch);
@@ -481,7 +509,7 @@ static void batch_clear(validator_t *v)
 {
     for (size_t i = 0; i < v->nbatch; i++) {
         rd_kafka_message_destroy(v->batch[i].rkm);
-        free(v->batch[i].key);
+        key_drop(&v->batch[i]);
         cJSON_Delete(v->batch[i].json);
         memset(&v->batch[i], 0, sizeof(v->batch[i]));
     }
@@ -490,21 +518,39 @@ static void batch_clear(validator_t *v)
 
 /* ---- collecting --------------------------------------------------------- */
 
+/* Records taken from the consumer's queue between two clock readings
+ * (while records are queued, polls do not wait). */
+#define COLLECT_CLOCK_EVERY 64
+
 static int collect(validator_t *v, char *errstr, size_t errstr_size)
 {
-    int64_t start = core_mono_ms();
+    int64_t start = core_mono_ms(), left = v->p.commit_interval_ms;
+    unsigned since_clock = 0;
 
     while (v->nbatch < (size_t)v->p.batch_max && !core_lifecycle_stopping()) {
-        int64_t left = v->p.commit_interval_ms - (core_mono_ms() - start);
         rd_kafka_message_t *rkm;
         const char *topic;
         bool from_retry = false;
         int ds;
         work *w;
 
+        /* A queued record without waiting (librdkafka reads no clock for a
+         * zero timeout); the clock only every COLLECT_CLOCK_EVERY records
+         * and before waiting. */
+        if (++since_clock >= COLLECT_CLOCK_EVERY) {
+            since_clock = 0;
+            left = v->p.commit_interval_ms - (core_mono_ms() - start);
+        }
         if (left <= 0)
             break;
-        rkm = core_kafka_consumer_poll(v->c, (int)(left < 100 ? left : 100));
+        rkm = core_kafka_consumer_poll(v->c, 0);
+        if (!rkm && !v->revoked) {
+            left = v->p.commit_interval_ms - (core_mono_ms() - start);
+            since_clock = 0;
+            if (left <= 0)
+                break;
+            rkm = core_kafka_consumer_poll(v->c, (int)(left < 100 ? left : 100));
+        }
         if (v->revoked) {
             /* Partitions changed hands mid-batch: redo from committed offsets. */
             if (rkm)
@@ -559,6 +605,19 @@ static void set_reason(work *w, int out, const char *field, const char *fmt, con
     snprintf(w->reason, sizeof(w->reason), fmt, s);
 }
 
+/* w->id and w->batch from the headers tb.id and tb.batch; an id made of
+ * topic/partition/offset when there is no tb.id. */
+static void ids_from_headers(work *w)
+{
+    const rd_kafka_message_t *rkm = w->rkm;
+
+    if (!header_text(rkm, "tb.id", w->id, sizeof(w->id)))
+        snprintf(w->id, sizeof(w->id), "%.100s/%" PRId32 "/%" PRId64,
+                 rd_kafka_topic_name(rkm->rkt), rkm->partition, rkm->offset);
+    if (!header_text(rkm, "tb.batch", w->batch, sizeof(w->batch)))
+        w->batch[0] = '\0';
+}
+
 /* The dataset's rules bound to schema (one of its versions), bound on first
  * use; NULL: evaluate records of this schema on their natural JSON. */
 static const vrules_bound_t *rules_for(validator_t *v, int ds, const core_avro_schema_t *schema)
@@ -583,8 +642,8 @@ static const vrules_bound_t *rules_for(validator_t *v, int ds, const core_avro_s
 }
 
 /* Decode and check the local rules; list external checks in *items. */
-static void validate_local(validator_t *v, work *w, vv_item **items, size_t *nitems,
-                           size_t *cap)
+static void validate_local(validator_t *v, work *w, int64_t now_ms, vv_item **items,
+                           size_t *nitems, size_t *cap)
 {
     const vdataset *d = &v->ds[w->ds];
     const rd_kafka_message_t *rkm = w->rkm;
@@ -597,38 +656,39 @@ static void validate_local(validator_t *v, work *w, vv_item **items, size_t *nit
     const vrules_bound_t *bound;
     int rc;
 
-    if (rkm->key && rkm->key_len > 0) {
-        w->key = strndup(rkm->key, rkm->key_len);
-    }
-    if (!header_text(rkm, "tb.id", w->id, sizeof(w->id)))
-        snprintf(w->id, sizeof(w->id), "%.100s/%" PRId32 "/%" PRId64, rd_kafka_topic_name(rkm->rkt),
-                 rkm->partition, rkm->offset);
-    header_text(rkm, "tb.batch", w->batch, sizeof(w->batch));
+    key_take(w);
     if (!rkm->payload) {
+        ids_from_headers(w);
         set_reason(w, VO_POISON, NULL, "%s", "empty value (tombstone)");
         return;
     }
     if (core_avro_decoder_decode(v->dec, rkm->payload, rkm->len, &schema, &val, err,
                                  sizeof(err)) != CORE_OK) {
+        ids_from_headers(w);
         set_reason(w, VO_POISON, NULL, "cannot decode: %s", err);
         return;
     }
     if (core_avro_schema_dataset(schema) == NULL ||
         strcmp(core_avro_schema_dataset(schema), d->name) != 0) {
+        ids_from_headers(w);
         w->out = VO_POISON;
         snprintf(w->reason, sizeof(w->reason), "record of schema %s on a topic of dataset %s",
                  core_avro_schema_name(schema), d->name);
         return;
     }
+    /* The record's own id and batch win over the headers: read the headers
+     * only when its meta cannot be read. */
     if (core_avro_get_meta(schema, val, &meta, err, sizeof(err)) == CORE_OK) {
         copy_text(w->id, sizeof(w->id), meta.id);
         copy_text(w->batch, sizeof(w->batch), meta.batch_id);
         w->version = meta.version;
+    } else {
+        ids_from_headers(w);
     }
     bound = rules_for(v, w->ds, schema);
     if (bound) {
         /* The rules on the Avro value itself: no JSON tree per record. */
-        rc = vrules_eval_avro(bound, val, core_now_ms(), fails, MAX_FAILS, &nf, err,
+        rc = vrules_eval_avro(bound, val, now_ms, fails, MAX_FAILS, &nf, err,
                               sizeof(err));
         /* External checks build their URLs from the natural JSON. */
         if (rc == 0 && nf == 0 && vrules_nexternal(d->rules) > 0) {
@@ -639,7 +699,7 @@ static void validate_local(validator_t *v, work *w, vv_item **items, size_t *nit
         w->json = core_avro_to_json(schema, val, err, sizeof(err));
         rc = w->json ? 0 : -1;
         if (w->json)
-            nf = vrules_eval(d->rules, w->json, core_now_ms(), fails, MAX_FAILS);
+            nf = vrules_eval(d->rules, w->json, now_ms, fails, MAX_FAILS);
     }
     if (rc != 0) {
         set_reason(w, VO_POISON, NULL, "cannot read: %s", err);
@@ -725,6 +785,7 @@ static void validate_batch(validator_t *v)
 {
     vv_item *items = NULL;
     size_t nitems = 0, cap = 0;
+    int64_t now_ms = core_now_ms(); /* one clock reading for the batch's rules */
 
     for (size_t i = 0; i < v->nbatch; i++) {
         work *w = &v->batch[i];
@@ -737,14 +798,13 @@ static void validate_batch(validator_t *v)
                 snprintf(w->id, sizeof(w->id), "%.100s/%" PRId32 "/%" PRId64, r->topic,
                          r->partition, r->offset);
             header_text(w->rkm, "tb.batch", w->batch, sizeof(w->batch));
-            if (w->rkm->key && w->rkm->key_len > 0)
-                w->key = strndup(w->rkm->key, w->rkm->key_len);
+            key_take(w);
             w->out = VO_POISON;
             w->drop_value = r->level >= 2;
             snprintf(w->reason, sizeof(w->reason), "output refused by Kafka: %s", r->reason);
             continue;
         }
-        validate_local(v, w, &items, &nitems, &cap);
+        validate_local(v, w, now_ms, &items, &nitems, &cap);
     }
     if (nitems > 0)
         verifier_run(v->verifier, items, nitems);
@@ -857,7 +917,8 @@ static const char *exception_class(int out)
     }
 }
 
-static core_err_t produce_one(validator_t *v, work *w, char *errstr, size_t errstr_size)
+static core_err_t produce_one(validator_t *v, work *w, int64_t now_ms, char *errstr,
+                              size_t errstr_size)
 {
     const vdataset *d = &v->ds[w->ds];
     rd_kafka_message_t *rkm = w->rkm;
@@ -916,6 +977,7 @@ static core_err_t produce_one(validator_t *v, work *w, char *errstr, size_t errs
     ev.offset = rkm->offset;
     ev.reason = w->out == VO_VALID ? NULL : w->reason;
     ev.version = w->version;
+    ev.ts = now_ms;
     return core_audit_emit(v->audit, &ev, errstr, errstr_size);
 }
 
@@ -970,13 +1032,14 @@ static int commit_batch(validator_t *v, char *errstr, size_t errstr_size)
     core_kafka_txn_res_t r;
     core_err_t rc = CORE_OK;
     uint64_t counts[VO_COUNT] = { 0 };
+    int64_t now_ms = core_now_ms(); /* the audit events' time */
 
     TXN_CALL(core_kafka_txn_begin(v->prod, errstr, errstr_size));
     if (r != CORE_KAFKA_TXN_OK)
         return rebuild(v, errstr, errstr_size);
     offs = rd_kafka_topic_partition_list_new(8); /* grows: one entry per partition */
     for (size_t i = 0; i < v->nbatch && rc == CORE_OK; i++) {
-        rc = produce_one(v, &v->batch[i], errstr, errstr_size);
+        rc = produce_one(v, &v->batch[i], now_ms, errstr, errstr_size);
         if (rc == CORE_ERR_TOOBIG || rc == CORE_ERR_INVALID)
             refused_note(v, v->batch[i].rkm, errstr);
         core_kafka_offsets_add_message(offs, v->batch[i].rkm);
@@ -1008,11 +1071,22 @@ static int commit_batch(validator_t *v, char *errstr, size_t errstr_size)
     for (int o = 0; o < VO_COUNT; o++) {
         v->stats.committed[o] += counts[o];
     }
+    /* Per-record metrics as one increment per (dataset, outcome) a batch. */
+    for (size_t k = 0; k < v->nds; k++) {
+        uint64_t n[VO_COUNT] = { 0 };
+
+        for (size_t i = 0; i < v->nbatch; i++)
+            if (v->batch[i].ds == (int)k)
+                n[v->batch[i].out]++;
+        for (int o = 0; o < VO_COUNT; o++)
+            if (n[o])
+                core_metric_add(core_metrics_series2(v->f_records, v->ds[k].name,
+                                                     validator_outcome_names[o]),
+                                (double)n[o]);
+    }
     for (size_t i = 0; i < v->nbatch; i++) {
         work *w = &v->batch[i];
 
-        core_metric_inc(core_metrics_series2(v->f_records, v->ds[w->ds].name,
-                                             validator_outcome_names[w->out]));
         if (w->out == VO_RETRYING) {
             char att[16];
 

@@ -180,7 +180,7 @@ static core_err_t fill(core_audit_t *a, const core_audit_event *ev, char *errstr
         set_str(rec, "dataset", ev->dataset) || set_str(rec, "batch_id", ev->batch_id) ||
         set_str(rec, "stage", a->stage) || set_str(rec, "outcome", ev->outcome) ||
         set_opt_str(rec, "digest", ev->digest ? hex : NULL) ||
-        avro_value_get_by_name(rec, "ts", &f, NULL) || avro_value_set_long(&f, core_now_ms()) ||
+        avro_value_get_by_name(rec, "ts", &f, NULL) || avro_value_set_long(&f, ev->ts ? ev->ts : core_now_ms()) ||
         set_opt_str(rec, "topic", ev->topic) ||
         set_opt_long(rec, "partition", ev->partition, true) ||
         set_opt_long(rec, "offset", ev->offset, false) ||
@@ -278,7 +278,7 @@ static core_err_t encode_direct(core_audit_t *a, const core_audit_event *ev, siz
     p = put_str(p, a->stage, l_stage);
     p = put_str(p, ev->outcome, l_out);
     p = put_opt_str(p, dg, dg ? CORE_DIGEST_HEX_LEN : 0);
-    p = put_long(p, core_now_ms());
+    p = put_long(p, ev->ts ? ev->ts : core_now_ms());
     p = put_opt_str(p, ev->topic, l_topic);
     p = put_opt_long(p, ev->partition, true);
     p = put_opt_long(p, ev->offset, false);

@@ -821,6 +821,9 @@ static bool nat_may_fail(const struct avn *n)
 }
 
 /* to_json()'s walk and errors, building nothing. */
+_Static_assert(CORE_AVRO_DECIMAL_SIZE >= 39 + 3 && CORE_AVRO_DECIMAL_MAX_PRECISION < 39,
+               "a 128-bit decimal always formats into CORE_AVRO_DECIMAL_SIZE");
+
 static int nat_check(struct jctx *c, const struct avn *n, avro_value_t *v)
 {
     switch (n->type) {
@@ -835,6 +838,10 @@ static int nat_check(struct jctx *c, const struct avn *n, avro_value_t *v)
         if ((n->type == AVN_BYTES ? avro_value_get_bytes(v, &b, &sz)
                                   : avro_value_get_fixed(v, &b, &sz)) != 0)
             return jerr(c, "value is not a %s", type_name(n));
+        /* Up to 128 bits with a supported scale always formats (at most 39
+         * digits, sign, point: within CORE_AVRO_DECIMAL_SIZE): no need to. */
+        if (sz <= 16 && n->scale >= 0 && n->scale <= CORE_AVRO_DECIMAL_MAX_PRECISION)
+            return 0;
         if (core_avro_decimal_format(b, sz, n->scale, buf, sizeof(buf), e, sizeof(e)) !=
             CORE_OK)
             return jerr(c, "%s", e);

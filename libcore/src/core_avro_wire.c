@@ -1,5 +1,6 @@
 /* core_avro_wire.c — the Confluent wire format: encoding, and decoding that
- * bound-checks every byte against the schema before avro-c reads it.
+ * bound-checks every byte against the schema before avro-c reads it (or,
+ * in the reusing decoder, before fill_node() sets a value from it).
  *
  * avro-c 1.11.1 trusts lengths and counts (it allocates what a length field
  * says before it notices the buffer is short; negative lengths and block
@@ -9,6 +10,7 @@
  * (tests/fuzz/fuzz_avro_decode.c). */
 #include "core_avro_int.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -326,7 +328,8 @@ core_err_t core_avro_decode_body(const core_avro_schema_t *s, const void *body,
 
 struct core_avro_decoder {
     const core_avro_catalog_t *cat;
-    avro_reader_t reader;
+    char *scratch;     /* a string with its NUL, for avro_value_set_string_len() */
+    size_t scratch_size;
     size_t n;
     struct {
         const core_avro_schema_t *schema;
@@ -339,8 +342,7 @@ core_avro_decoder_t *core_avro_decoder_new(const core_avro_catalog_t *cat, char 
 {
     core_avro_decoder_t *d = calloc(1, sizeof(*d));
 
-    if (!d || !(d->reader = avro_reader_memory("", 0))) {
-        free(d);
+    if (!d) {
         core_errstr(errstr, errstr_size, "avro decoder: out of memory");
         return NULL;
     }
@@ -354,8 +356,172 @@ void core_avro_decoder_free(core_avro_decoder_t *d)
         return;
     for (size_t i = 0; i < d->n; i++)
         avro_value_decref(&d->v[i].value);
-    avro_reader_free(d->reader);
+    free(d->scratch);
     free(d);
+}
+
+/* ---- filling a reused value from checked bytes ---------------------------
+
+ * avro_value_read() allocates every string and bytes value it reads and
+ * gives the buffer to the value, which frees it on the next reset: two
+ * malloc/free pairs per string per record. fill_node() reads the same
+ * bytes (already checked by core_avro_check_body(): every length and index
+ * is in range, so it does not check again) and sets each value with
+ * avro_value_set_*(), which copies into the value's own buffer and keeps it
+ * across resets: no allocation once the value has seen a record as large.
+ * The result is the value avro_value_read() makes (same kinds, same sizes:
+ * a string's size counts its NUL), which tests/unit/test_avro.c checks with
+ * avro_value_equal(). */
+
+struct fill {
+    const uint8_t *p;
+    core_avro_decoder_t *d;
+};
+
+static int64_t fill_varint(struct fill *f)
+{
+    uint64_t u = 0;
+
+    for (int i = 0; i < 10; i++) {
+        uint8_t b = *f->p++;
+
+        u |= (uint64_t)(b & 0x7f) << (7 * i);
+        if (!(b & 0x80))
+            break;
+    }
+    return (int64_t)(u >> 1) ^ -(int64_t)(u & 1);
+}
+
+/* A copy of the next len bytes with a NUL after them (the scratch buffer). */
+static const char *fill_cstr(struct fill *f, size_t len)
+{
+    if (len + 1 > f->d->scratch_size) {
+        size_t ns = f->d->scratch_size ? f->d->scratch_size : 256;
+        char *nb;
+
+        while (ns < len + 1)
+            ns *= 2;
+        if (!(nb = realloc(f->d->scratch, ns)))
+            return NULL;
+        f->d->scratch = nb;
+        f->d->scratch_size = ns;
+    }
+    memcpy(f->d->scratch, f->p, len);
+    f->d->scratch[len] = '\0';
+    f->p += len;
+    return f->d->scratch;
+}
+
+static int fill_node(struct fill *f, const struct avn *n, avro_value_t *v)
+{
+    int64_t x;
+
+    switch (n->type) {
+    case AVN_NULL:
+        return avro_value_set_null(v);
+    case AVN_BOOLEAN:
+        return avro_value_set_boolean(v, *f->p++);
+    case AVN_INT:
+        return avro_value_set_int(v, (int32_t)fill_varint(f));
+    case AVN_LONG:
+        return avro_value_set_long(v, fill_varint(f));
+    case AVN_FLOAT: {
+        uint32_t u = (uint32_t)f->p[0] | (uint32_t)f->p[1] << 8 | (uint32_t)f->p[2] << 16 |
+                     (uint32_t)f->p[3] << 24;
+        float fl;
+
+        memcpy(&fl, &u, sizeof(fl));
+        f->p += 4;
+        return avro_value_set_float(v, fl);
+    }
+    case AVN_DOUBLE: {
+        uint64_t u = 0;
+        double db;
+
+        for (int i = 7; i >= 0; i--)
+            u = u << 8 | f->p[i];
+        memcpy(&db, &u, sizeof(db));
+        f->p += 8;
+        return avro_value_set_double(v, db);
+    }
+    case AVN_BYTES: {
+        size_t len = (size_t)fill_varint(f);
+        int rc = avro_value_set_bytes(v, (void *)f->p, len);
+
+        f->p += len;
+        return rc;
+    }
+    case AVN_STRING: {
+        size_t len = (size_t)fill_varint(f);
+        const char *str = fill_cstr(f, len);
+
+        if (!str) {
+            avro_set_error("out of memory");
+            return ENOMEM;
+        }
+        return avro_value_set_string_len(v, str, len + 1);
+    }
+    case AVN_FIXED: {
+        int rc = avro_value_set_fixed(v, (void *)f->p, n->size);
+
+        f->p += n->size;
+        return rc;
+    }
+    case AVN_ENUM:
+        return avro_value_set_enum(v, (int)fill_varint(f));
+    case AVN_UNION: {
+        avro_value_t b;
+        int rc;
+
+        x = fill_varint(f);
+        if ((rc = avro_value_set_branch(v, (int)x, &b)) != 0)
+            return rc;
+        return fill_node(f, n->branches[x], &b);
+    }
+    case AVN_RECORD:
+        for (size_t i = 0; i < n->nfields; i++) {
+            avro_value_t fv;
+            int rc;
+
+            if ((rc = avro_value_get_by_index(v, i, &fv, NULL)) != 0 ||
+                (rc = fill_node(f, n->fields[i].type, &fv)) != 0)
+                return rc;
+        }
+        return 0;
+    case AVN_ARRAY:
+    case AVN_MAP:
+        for (;;) {
+            int64_t count = fill_varint(f);
+
+            if (count == 0)
+                return 0;
+            if (count < 0) {
+                count = -count;
+                (void)fill_varint(f); /* block size */
+            }
+            for (int64_t i = 0; i < count; i++) {
+                avro_value_t item;
+                int rc;
+
+                if (n->type == AVN_MAP) {
+                    size_t klen = (size_t)fill_varint(f);
+                    const char *key = fill_cstr(f, klen);
+
+                    if (!key) {
+                        avro_set_error("out of memory");
+                        return ENOMEM;
+                    }
+                    rc = avro_value_add(v, key, &item, NULL, NULL);
+                } else {
+                    rc = avro_value_append(v, &item, NULL);
+                }
+                if (rc != 0 || (rc = fill_node(f, n->items, &item)) != 0)
+                    return rc;
+            }
+        }
+    }
+    avro_set_error("unknown schema node");
+    return EINVAL;
 }
 
 core_err_t core_avro_decoder_decode(core_avro_decoder_t *d, const void *buf, size_t len,
@@ -400,10 +566,13 @@ core_err_t core_avro_decoder_decode(core_avro_decoder_t *d, const void *buf, siz
         core_errstr(errstr, errstr_size, "%s: avro-c: %s", s->name, avro_strerror());
         return CORE_ERR_INVALID;
     }
-    avro_reader_memory_set_source(d->reader, len ? (const char *)body : "", (int64_t)len);
-    if (avro_value_read(d->reader, v) != 0) {
-        core_errstr(errstr, errstr_size, "%s: avro-c: %s", s->name, avro_strerror());
-        return CORE_ERR_INVALID;
+    {
+        struct fill f = { body, d };
+
+        if (fill_node(&f, s->root, v) != 0) {
+            core_errstr(errstr, errstr_size, "%s: avro-c: %s", s->name, avro_strerror());
+            return CORE_ERR_INVALID;
+        }
     }
     if (schemap)
         *schemap = s;

@@ -722,10 +722,10 @@ core_err_t core_kafka_produce_hdrs(core_kafka_producer_t *p, const char *topic,
         return produce_failed(p, topic, RD_KAFKA_RESP_ERR__FATAL, keylen, vallen, errstr,
                               errstr_size);
     }
-    deadline = core_mono_ms() + p->enqueue_timeout_ms;
     /* Count first: the delivery report may be served by another thread
      * before producev() returns here. */
     atomic_fetch_add(&p->outstanding, 1);
+    deadline = 0; /* read the clock only when the queue is full */
     for (;;) {
         int64_t left;
 
@@ -736,6 +736,8 @@ core_err_t core_kafka_produce_hdrs(core_kafka_producer_t *p, const char *topic,
                                 RD_KAFKA_V_END);
         if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
             break;
+        if (!deadline)
+            deadline = core_mono_ms() + p->enqueue_timeout_ms;
         left = deadline - core_mono_ms();
         if (left <= 0)
             break;

@@ -2,6 +2,7 @@
  * with nulls where fields are absent; missing required fields are refused. */
 #include "testutil.h"
 #include "tributary/core_audit.h"
+#include "tributary/core_common.h"
 
 #include <cjson/cJSON.h>
 #include <stdlib.h>
@@ -143,6 +144,7 @@ START_TEST(direct_encoding_is_canonical)
     evs[3] = evs[1];
     evs[3].id = "x\xc3\xa9y"; /* UTF-8 */
     evs[3].line = 1LL << 40;
+    evs[3].ts = 1763790000123; /* given by the caller (0: now) */
     for (size_t i = 0; i < 4; i++) {
         void *buf = NULL, *again = NULL;
         size_t len = 0, len2 = 0;
@@ -157,6 +159,17 @@ START_TEST(direct_encoding_is_canonical)
                       "%s", err);
         ck_assert_uint_eq(len, len2);
         ck_assert_mem_eq(buf, again, len);
+        {
+            avro_value_t f;
+            int64_t ts = 0;
+
+            ck_assert_int_eq(avro_value_get_by_name(&v, "ts", &f, NULL), 0);
+            ck_assert_int_eq(avro_value_get_long(&f, &ts), 0);
+            if (evs[i].ts)
+                ck_assert_int_eq(ts, evs[i].ts);
+            else
+                ck_assert_int_ge(ts, core_now_ms() - 60000);
+        }
         avro_value_decref(&v);
         free(buf);
         free(again);

@@ -1505,6 +1505,108 @@ START_TEST(test_schema_new_and_add)
 }
 END_TEST
 
+/* The decoder fills its reused value from the checked bytes itself (no
+ * avro_value_read()): every kind of value comes out equal to what avro-c
+ * reads (avro_value_equal(): same kinds, same string sizes with their NUL),
+ * record after record, longer and shorter strings in turn; block counts
+ * with a size (negative counts, which avro-c's writer never makes). */
+START_TEST(test_decoder_same_as_avro_read)
+{
+    static const char schema[] =
+        "{\"type\":\"record\",\"name\":\"All\",\"fields\":["
+        "{\"name\":\"n\",\"type\":\"null\"},{\"name\":\"b\",\"type\":\"boolean\"},"
+        "{\"name\":\"i\",\"type\":\"int\"},{\"name\":\"l\",\"type\":\"long\"},"
+        "{\"name\":\"f\",\"type\":\"float\"},{\"name\":\"d\",\"type\":\"double\"},"
+        "{\"name\":\"by\",\"type\":\"bytes\"},{\"name\":\"s\",\"type\":\"string\"},"
+        "{\"name\":\"fx\",\"type\":{\"type\":\"fixed\",\"name\":\"F3\",\"size\":3}},"
+        "{\"name\":\"e\",\"type\":{\"type\":\"enum\",\"name\":\"E\",\"symbols\":[\"A\",\"B\"]}},"
+        "{\"name\":\"u\",\"type\":[\"null\",\"string\",\"long\"]},"
+        "{\"name\":\"a\",\"type\":{\"type\":\"array\",\"items\":{\"type\":\"record\","
+        "\"name\":\"It\",\"fields\":[{\"name\":\"k\",\"type\":\"string\"}]}}},"
+        "{\"name\":\"m\",\"type\":{\"type\":\"map\",\"values\":[\"null\",\"double\"]}}]}";
+    static const char *const recs[] = {
+        "{\"n\":null,\"b\":true,\"i\":-2147483648,\"l\":\"-9223372036854775808\","
+        "\"f\":1.5,\"d\":-2.25e300,\"by\":\"\\\\x01\\\\xffz\",\"s\":\"a much longer string "
+        "than the next one, \\u00e9\\u4e2d\",\"fx\":\"abc\",\"e\":\"B\","
+        "\"u\":{\"string\":\"x\"},\"a\":[{\"k\":\"one\"},{\"k\":\"\"}],"
+        "\"m\":{\"p\":{\"double\":1},\"q\":null}}",
+        "{\"n\":null,\"b\":false,\"i\":7,\"l\":\"9223372036854775807\",\"f\":0,\"d\":0,"
+        "\"by\":\"\",\"s\":\"\",\"fx\":\"xyz\",\"e\":\"A\",\"u\":null,\"a\":[],\"m\":{}}",
+        "{\"n\":null,\"b\":true,\"i\":0,\"l\":1,\"f\":-0.5,\"d\":3,\"by\":\"q\",\"s\":\"mid\","
+        "\"fx\":\"def\",\"e\":\"A\",\"u\":{\"long\":-3},"
+        "\"a\":[{\"k\":\"z\"}],\"m\":{\"r\":{\"double\":-1}}}",
+    };
+    char err[256];
+    core_avro_catalog_t *cat = load();
+    core_avro_schema_t *s = core_avro_schema_new(schema, strlen(schema), 4343, err, sizeof(err));
+    core_avro_decoder_t *d;
+
+    ck_assert_msg(s != NULL, "%s", err);
+    ck_assert_int_eq(core_avro_catalog_add(cat, 4343, NULL, schema, strlen(schema), err,
+                                           sizeof(err)), CORE_OK);
+    d = core_avro_decoder_new(cat, err, sizeof(err));
+    ck_assert_ptr_nonnull(d);
+    for (int round = 0; round < 3; round++)
+        for (size_t i = 0; i < CORE_ARRAY_SIZE(recs); i++) {
+            cJSON *j = cJSON_Parse(recs[i]);
+            avro_value_t v, rv, *dv = NULL;
+            void *buf = NULL;
+            size_t len = 0;
+
+            ck_assert_ptr_nonnull(j);
+            ck_assert_msg(core_avro_from_json(s, j, &v, err, sizeof(err)) == CORE_OK, "%s",
+                          err);
+            ck_assert_int_eq(core_avro_encode(s, &v, &buf, &len, err, sizeof(err)), CORE_OK);
+            ck_assert_msg(core_avro_decoder_decode(d, buf, len, NULL, &dv, err, sizeof(err)) ==
+                              CORE_OK, "%s", err);
+            ck_assert_int_eq(core_avro_decode(cat, buf, len, NULL, &rv, err, sizeof(err)),
+                             CORE_OK);
+            ck_assert_msg(avro_value_equal(&rv, dv), "record %zu round %d", i, round);
+            ck_assert(avro_value_equal(&v, dv));
+            avro_value_decref(&rv);
+            avro_value_decref(&v);
+            cJSON_Delete(j);
+            free(buf);
+        }
+    /* {"l": [1, 2]} as one block of count -2 and size 2 */
+    {
+        static const char s2[] = "{\"type\":\"record\",\"name\":\"Blk\",\"fields\":["
+                                 "{\"name\":\"l\",\"type\":{\"type\":\"array\",\"items\":"
+                                 "\"int\"}},{\"name\":\"t\",\"type\":\"string\"}]}";
+        static const uint8_t wire[] = { 0, 0, 0, 0x11, 0x44, 0x03, 0x04, 0x02, 0x04, 0x00,
+                                        0x02, 'k' };
+        avro_value_t rv, *dv = NULL, item;
+        size_t n = 0;
+        int32_t x = 0;
+        const char *t = NULL;
+        size_t tlen = 0;
+
+        ck_assert_int_eq(core_avro_catalog_add(cat, 0x1144, NULL, s2, strlen(s2), err,
+                                               sizeof(err)), CORE_OK);
+        ck_assert_msg(core_avro_decoder_decode(d, wire, sizeof(wire), NULL, &dv, err,
+                                               sizeof(err)) == CORE_OK, "%s", err);
+        ck_assert_int_eq(core_avro_decode(cat, wire, sizeof(wire), NULL, &rv, err, sizeof(err)),
+                         CORE_OK);
+        ck_assert(avro_value_equal(&rv, dv));
+        ck_assert_int_eq(avro_value_get_by_index(dv, 0, &item, NULL), 0);
+        ck_assert_int_eq(avro_value_get_size(&item, &n), 0);
+        ck_assert_uint_eq(n, 2);
+        ck_assert_int_eq(avro_value_get_by_index(dv, 1, &item, NULL), 0);
+        ck_assert_int_eq(avro_value_get_string(&item, &t, &tlen), 0);
+        ck_assert_uint_eq(tlen, 2); /* "k" and its NUL, as avro-c reads it */
+        ck_assert_str_eq(t, "k");
+        ck_assert_int_eq(avro_value_get_by_index(dv, 0, &item, NULL), 0);
+        ck_assert_int_eq(avro_value_get_by_index(&item, 1, &item, NULL), 0);
+        ck_assert_int_eq(avro_value_get_int(&item, &x), 0);
+        ck_assert_int_eq(x, 2);
+        avro_value_decref(&rv);
+    }
+    core_avro_decoder_free(d);
+    core_avro_schema_free(s);
+    core_avro_catalog_free(cat);
+}
+END_TEST
+
 /* The reusing decoder: records of one schema in a row leave nothing of
  * each other behind (arrays, maps, union branches); the same errors as
  * core_avro_decode(). A path through a map reads the entry by name. */
@@ -1637,6 +1739,7 @@ static Suite *avro_suite(void)
     tcase_add_test(tc, test_wire_too_big);
     tcase_add_test(tc, test_wire_mutations);
     tcase_add_test(tc, test_decoder_reuse_and_paths);
+    tcase_add_test(tc, test_decoder_same_as_avro_read);
     suite_add_tcase(s, tc);
     tc = tcase_create("json");
     tcase_add_test(tc, test_json_forms);

@@ -9,6 +9,7 @@
 #include "tributary/core_common.h"
 
 #include <cjson/cJSON.h>
+#include <regex.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -246,6 +247,51 @@ START_TEST(external_url)
     ck_assert(skip);
     cJSON_Delete(j);
     vrules_free(r);
+}
+END_TEST
+
+/* Simple anchored patterns are matched without regexec(): every pattern
+ * here, fast or not, decides as regexec() does on every string. */
+START_TEST(patterns_as_regexec)
+{
+    static const char *const pats[] = {
+        "^[0-9]{9}$", "^[A-Za-z0-9][A-Za-z0-9._:-]*$", "^[0-9A-Za-z]+$", "^x\\.y$",
+        "^a{2,3}b?$", "^[a-c-]+$", "^[a-z]*a$", "^a{2,}$", "^ab?c$", "^abc", "abc$",
+        "^(a|b)$", "^[^0-9]+$", "^[[:alpha:]]+$", "^.+$", "^[ab]{1,2}[cd]{0,1}e$",
+    };
+    static const char *const strs[] = {
+        "a", "aa", "aaa", "aaaa", "aab", "aaab", "ab", "ac", "abc", "xabc", "abcx",
+        "123456789", "12345678", "1234567890", "12345678a", "x.y", "xzy", "A9._:-", "-A",
+        "b-", "c-a", "\xc3\xa9", "ce", "abde", "abcde", "bbd", "e", "Z",
+    };
+    char errstr[256];
+
+    for (size_t p = 0; p < CORE_ARRAY_SIZE(pats); p++) {
+        cJSON *rj = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(rj, "rules");
+        cJSON *rule = cJSON_CreateObject();
+        regex_t re;
+        vrules_t *r;
+
+        cJSON_AddStringToObject(rule, "field", "x");
+        cJSON_AddStringToObject(rule, "pattern", pats[p]);
+        cJSON_AddItemToArray(arr, rule);
+        ck_assert_int_eq(regcomp(&re, pats[p], REG_EXTENDED | REG_NOSUB), 0);
+        r = vrules_new(rj, 0, errstr, sizeof(errstr));
+        ck_assert_msg(r != NULL, "%s", errstr);
+        for (size_t i = 0; i < CORE_ARRAY_SIZE(strs); i++) {
+            cJSON *rec = cJSON_CreateObject();
+            vr_failure f[4];
+            bool want = regexec(&re, strs[i], 0, NULL, 0) == 0;
+
+            cJSON_AddStringToObject(rec, "x", strs[i]);
+            ck_assert_msg((vrules_eval(r, rec, 0, f, 4) == 0) == want, "'%s' on '%s'", pats[p],
+                          strs[i]);
+            cJSON_Delete(rec);
+        }
+        regfree(&re);
+        vrules_free(r);
+        cJSON_Delete(rj);
+    }
 }
 END_TEST
 
@@ -621,6 +667,7 @@ int main(void)
     tcase_add_test(tr, constraints_fail);
     tcase_add_test(tr, external_url);
     tcase_add_test(tr, bad_rules_refused);
+    tcase_add_test(tr, patterns_as_regexec);
     tcase_add_test(tr, payee_rules);
     tcase_add_test(tr, rules_on_avro_values);
     tcase_add_test(tr, rules_on_avro_unreadable_and_unbound);

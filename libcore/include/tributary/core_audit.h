@@ -33,11 +33,14 @@ typedef struct core_audit_event {
     const char *reason;
     int64_t line;
     int64_t version;
+    int64_t ts;            /* event time, ms since the epoch; 0: now. A caller
+                            * emitting many events at once may pass one
+                            * clock reading for all of them */
 } core_audit_event;
 
 /* An event with every optional field absent. */
 #define CORE_AUDIT_EVENT_INIT { NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
-    CORE_AUDIT_NONE, CORE_AUDIT_NONE, NULL, CORE_AUDIT_NONE, CORE_AUDIT_NONE }
+    CORE_AUDIT_NONE, CORE_AUDIT_NONE, NULL, CORE_AUDIT_NONE, CORE_AUDIT_NONE, 0 }
 
 /**
  * @brief An audit publisher for one stage ("ingest", "validator", ...).

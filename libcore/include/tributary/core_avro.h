@@ -225,8 +225,12 @@ core_err_t core_avro_decode(const core_avro_catalog_t *cat, const void *buf,
 
 /**
  * @brief A decoder that reuses one value per schema (up to 16 schemas; then
- * the oldest is dropped) and its reader from record to record: what
- * core_avro_decode() does, without building a value per record.
+ * the oldest is dropped) from record to record: what core_avro_decode()
+ * does, without building a value per record. It fills the value from the
+ * checked bytes itself, not with avro_value_read() (which allocates every
+ * string and bytes value): the value's buffers are reused, so a record no
+ * larger than one seen before allocates nothing. The value equals what
+ * avro_value_read() makes.
  * Not thread-safe: one decoder per thread.
  * @returns the decoder (core_avro_decoder_free()) or NULL + errstr. The
  *          catalogue must outlive it.
