@@ -11,7 +11,9 @@
  * average document size, so run.sh can run redis-benchmark SET with the same
  * pipeline depth and value size right after and print the ratio.
  *
- *   bench_cache_feeder [--n N] [--depth D] [--host H] [--port P] [--results FILE]
+ *   bench_cache_feeder [--n N] [--depth D] [--inflight K] [--host H] [--port P] [--results FILE]
+ *   (--inflight: batches left in flight in Redis while the next is prepared,
+ *   as svc-cache-feeder's batch.inflight; default 2, 0 = wait for each)
  *   bench_cache_feeder fill --broker B --topic T [--n N]   (the same records to Kafka,
  *                                                        for run.sh's end-to-end stage)
  *
@@ -39,24 +41,56 @@ typedef struct wire {
     size_t len;
 } wire;
 
-static int run_stage(feeder_t *f, feeder_dataset *ds, const core_avro_catalog_t *cat, wire *w,
-                     uint64_t n, int depth, bool send, feeder_result_t want, const char *name,
-                     const char *results, size_t *docbytes)
+/* Receive the oldest batch in flight (slot head) and check its results. */
+static int take_oldest(feeder_t *f, feeder_record *recs, size_t *cnt, int depth, int *head,
+                       int *nfly, int slots, feeder_result_t want, uint64_t *bad)
 {
-    feeder_record *recs = calloc((size_t)depth, sizeof(*recs));
+    feeder_record *b = &recs[(size_t)*head * (size_t)depth];
+    char err[512];
+    int rc = BENCH_EX_OK;
+
+    if (feeder_recv(f, b, cnt[*head], err, sizeof(err)) != CORE_OK) {
+        fprintf(stderr, "bench: batch failed: %s\n", err);
+        rc = BENCH_EX_BROKEN;
+    }
+    for (size_t j = 0; j < cnt[*head]; j++) {
+        *bad += b[j].result != want;
+        feeder_record_clear(&b[j]);
+    }
+    *head = (*head + 1) % slots;
+    (*nfly)--;
+    return rc;
+}
+
+/* Prepare n records in batches of depth; with send, run them in Redis with
+ * up to inflight batches left in flight while the next is prepared
+ * (feeder_send / feeder_recv, as the service does; 0: wait for each). */
+static int run_stage(feeder_t *f, feeder_dataset *ds, const core_avro_catalog_t *cat, wire *w,
+                     uint64_t n, int depth, int inflight, bool send, feeder_result_t want,
+                     const char *name, const char *results, size_t *docbytes)
+{
+    int slots = send ? inflight + 2 : 1, head = 0, nfly = 0;
+    feeder_record *recs = calloc((size_t)slots * (size_t)depth, sizeof(*recs));
+    size_t *cnt = calloc((size_t)slots, sizeof(*cnt));
     bench_clock t0, t1;
     bench_result r = { 0 };
     char err[512], rate[32], dur[32];
     uint64_t bad = 0;
     int rc = BENCH_EX_OK;
 
-    if (!recs)
+    if (!recs || !cnt) {
+        free(recs);
+        free(cnt);
         return BENCH_EX_SETUP;
+    }
     bench_clock_now(&t0);
     for (uint64_t i = 0; i < n && rc == BENCH_EX_OK; i += (uint64_t)depth) {
         int k = (int)(n - i < (uint64_t)depth ? n - i : (uint64_t)depth);
+        int slot = (head + nfly) % slots;
+        feeder_record *b = &recs[(size_t)slot * (size_t)depth];
+
         for (int j = 0; j < k; j++) {
-            if (feeder_prepare(f, ds, cat, w[i + (uint64_t)j].buf, w[i + (uint64_t)j].len, &recs[j],
+            if (feeder_prepare(f, ds, cat, w[i + (uint64_t)j].buf, w[i + (uint64_t)j].len, &b[j],
                                err, sizeof(err)) != CORE_OK) {
                 fprintf(stderr, "bench: record %" PRIu64 " refused: %s\n", i + (uint64_t)j, err);
                 rc = BENCH_EX_BROKEN;
@@ -64,21 +98,30 @@ static int run_stage(feeder_t *f, feeder_dataset *ds, const core_avro_catalog_t 
                 break;
             }
             if (docbytes)
-                *docbytes += recs[j].value_len;
+                *docbytes += b[j].value_len;
         }
-        if (send && rc == BENCH_EX_OK) {
-            if (feeder_exec(f, recs, (size_t)k, err, sizeof(err)) != CORE_OK) {
+        cnt[slot] = (size_t)k;
+        if (send && rc == BENCH_EX_OK && k > 0) {
+            if (feeder_send(f, b, (size_t)k, err, sizeof(err)) != CORE_OK) {
                 fprintf(stderr, "bench: batch failed: %s\n", err);
                 rc = BENCH_EX_BROKEN;
             }
+            nfly++;
+            while (rc == BENCH_EX_OK && nfly > inflight)
+                rc = take_oldest(f, recs, cnt, depth, &head, &nfly, slots, want, &bad);
+        } else {
             for (int j = 0; j < k; j++)
-                bad += recs[j].result != want;
+                feeder_record_clear(&b[j]);
         }
-        for (int j = 0; j < k; j++)
-            feeder_record_clear(&recs[j]);
     }
+    while (rc == BENCH_EX_OK && nfly > 0)
+        rc = take_oldest(f, recs, cnt, depth, &head, &nfly, slots, want, &bad);
     bench_clock_now(&t1);
+    for (int s = 0; s < slots; s++) /* after a failure: what is left */
+        for (size_t j = 0; j < cnt[s]; j++)
+            feeder_record_clear(&recs[(size_t)s * (size_t)depth + j]);
     free(recs);
+    free(cnt);
     if (bad) {
         fprintf(stderr, "bench: %s: %" PRIu64 " records with an unexpected result\n", name, bad);
         rc = BENCH_EX_BROKEN;
@@ -89,9 +132,9 @@ static int run_stage(feeder_t *f, feeder_dataset *ds, const core_avro_catalog_t 
     r.limit = "";
     bench_result_times(&r, &t0, &t1);
     bench_results_append(results, &r);
-    printf("  cache_feeder %-8s %10s ops/s  %7.3f CPU-s/Mrec  (%s per record, depth %d)\n", name,
-           bench_fmt_rate((double)n / r.wall_s, rate, sizeof(rate)), r.cpu_s * 1e6 / (double)n,
-           bench_fmt_dur(r.wall_s / (double)n, dur, sizeof(dur)), depth);
+    printf("  cache_feeder %-8s %10s ops/s  %7.3f CPU-s/Mrec  (%s per record, depth %d, %d in flight)\n",
+           name, bench_fmt_rate((double)n / r.wall_s, rate, sizeof(rate)), r.cpu_s * 1e6 / (double)n,
+           bench_fmt_dur(r.wall_s / (double)n, dur, sizeof(dur)), depth, send ? inflight : 0);
     printf("RESULT\t%s\t%.1f\t%.4f\n", name, (double)n / r.wall_s, r.cpu_s * 1e6 / (double)n);
     return rc;
 }
@@ -212,7 +255,7 @@ static int fill(int argc, char **argv)
 int main(int argc, char **argv)
 {
     uint64_t n = 200000;
-    int depth = 100, port = 6379;
+    int depth = 100, port = 6379, inflight = 2;
     const char *host = "127.0.0.1", *results = NULL;
     char err[512], prefix[64];
     core_avro_catalog_t *cat;
@@ -235,11 +278,13 @@ int main(int argc, char **argv)
             host = argv[i + 1];
         else if (!strcmp(argv[i], "--port"))
             port = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--inflight"))
+            inflight = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--results"))
             results = argv[i + 1];
     }
-    if (n == 0 || depth < 1) {
-        fprintf(stderr, "usage: bench_cache_feeder [--n N] [--depth D] [--host H] [--port P] [--results FILE]\n");
+    if (n == 0 || depth < 1 || inflight < 0 || inflight > 64) {
+        fprintf(stderr, "usage: bench_cache_feeder [--n N] [--depth D] [--inflight K] [--host H] [--port P] [--results FILE]\n");
         return BENCH_EX_SETUP;
     }
     cat = core_avro_catalog_load(BENCH_PROTO_DIR, err, sizeof(err));
@@ -272,10 +317,10 @@ int main(int argc, char **argv)
         }
     printf("  cache_feeder: %" PRIu64 " account_setting records, pipeline depth %d, redis %s:%d\n", n,
            depth, host, port);
-    rc |= run_stage(f, &ds, cat, w, n, depth, false, FEEDER_RES_PENDING, "prepare", results, &docbytes);
+    rc |= run_stage(f, &ds, cat, w, n, depth, 0, false, FEEDER_RES_PENDING, "prepare", results, &docbytes);
     printf("VALUE_SIZE\t%zu\n", docbytes / n);
-    rc |= run_stage(f, &ds, cat, w, n, depth, true, FEEDER_RES_CACHED, "write", results, NULL);
-    rc |= run_stage(f, &ds, cat, w, n, depth, true, FEEDER_RES_STALE, "replay", results, NULL);
+    rc |= run_stage(f, &ds, cat, w, n, depth, inflight, true, FEEDER_RES_CACHED, "write", results, NULL);
+    rc |= run_stage(f, &ds, cat, w, n, depth, inflight, true, FEEDER_RES_STALE, "replay", results, NULL);
     delete_prefix(r, prefix);
     for (uint64_t i = 0; i < n; i++)
         free(w[i].buf);

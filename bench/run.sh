@@ -293,7 +293,8 @@ fi
 
 # ---- cache_feeder: svc-cache-feeder's Redis path vs redis-benchmark SET -------
 # BENCH_ONLY=cache_feeder bench/run.sh BUILD   (BENCH_N_CACHE records, 200000;
-# BENCH_CACHE_DEPTH pipeline depth, 100; BENCH_REDIS_HOST/PORT, 127.0.0.1:6379).
+# BENCH_CACHE_DEPTH pipeline depth, 100; BENCH_CACHE_INFLIGHT batches left in
+# flight while the next is prepared, 2; BENCH_REDIS_HOST/PORT, 127.0.0.1:6379).
 # Owner: svc-cache-feeder. The limit: redis-benchmark SET with the same
 # pipeline depth and value size, in the same run, against the same server.
 if [ "$ONLY" = cache_feeder ]; then
@@ -301,6 +302,7 @@ if [ "$ONLY" = cache_feeder ]; then
     command -v redis-benchmark >/dev/null || { echo "bench: redis-benchmark not installed" >&2; exit 2; }
     N_CF=${BENCH_N_CACHE:-200000}
     D_CF=${BENCH_CACHE_DEPTH:-100}
+    K_CF=${BENCH_CACHE_INFLIGHT:-2}
     RH=${BENCH_REDIS_HOST:-127.0.0.1}
     RP=${BENCH_REDIS_PORT:-6379}
     # shellcheck disable=SC2086
@@ -311,14 +313,20 @@ if [ "$ONLY" = cache_feeder ]; then
         echo "bench: building bench_cache_feeder failed" >&2
         exit 2
     fi
-    "$BUILD/bench/bench_cache_feeder" --n "$N_CF" --depth "$D_CF" --host "$RH" --port "$RP" \
+    "$BUILD/bench/bench_cache_feeder" --n "$N_CF" --depth "$D_CF" --inflight "$K_CF" --host "$RH" --port "$RP" \
         --results "$RESULTS" > "$RUN/cache_feeder.txt"
     [ $? -eq 0 ] || note_broken "cache_feeder bench"
     grep -v '^RESULT\|^VALUE_SIZE' "$RUN/cache_feeder.txt"
     vsize=$(awk -F'\t' '$1=="VALUE_SIZE"{print $2}' "$RUN/cache_feeder.txt")
     TIMEFORMAT='%R %U %S'
-    { time redis-benchmark -h "$RH" -p "$RP" -t set -n "$N_CF" -P "$D_CF" -d "${vsize:-300}" -r 100000000 \
+    # redis-benchmark's keys ("key:<n>", up to N_CF of them) go to a database
+    # of their own and are removed after: left in the shared database they
+    # pile up run after run and slow every SCAN there (tests' teardowns).
+    RB_DB=${BENCH_REDIS_BENCH_DB:-9}
+    { time redis-benchmark -h "$RH" -p "$RP" --dbnum "$RB_DB" -t set -n "$N_CF" -P "$D_CF" -d "${vsize:-300}" -r 100000000 \
             -c 1 --csv > "$RUN/redis-benchmark.csv" 2>&1; } 2>"$RUN/redis-benchmark-time.txt"
+    redis-cli -h "$RH" -p "$RP" -n "$RB_DB" --scan --pattern 'key:*' |
+        awk '{ printf "UNLINK %s\r\n", $0 }' | redis-cli -h "$RH" -p "$RP" -n "$RB_DB" --pipe >/dev/null 2>&1
     read -r rb_wall rb_user rb_sys < <(tail -n1 "$RUN/redis-benchmark-time.txt")
     rb_rps=$(awk -F'"' '$2=="SET"{print $4}' "$RUN/redis-benchmark.csv")
     awk -v n="$N_CF" -v d="$D_CF" -v vs="${vsize:-300}" -v rps="${rb_rps:-0}" -v u="$rb_user" -v s="$rb_sys" \
@@ -335,7 +343,7 @@ if [ "$ONLY" = cache_feeder ]; then
         t0=$(date +%s.%N)
         "$BUILD/bin/svc-cache-feeder" --dataset account_setting --topic.template "{dataset}.valid.$CFP" \
             --cache.prefix "$CFP" --group.id "$CFP" --audit.topic "$CFP.audit" --http.port 0 \
-            --redis.host "$RH" --redis.port "$RP" --batch.size "$D_CF" --log.level warn \
+            --redis.host "$RH" --redis.port "$RP" --batch.size "$D_CF" --batch.inflight "$K_CF" --log.level warn \
             --kafka.bootstrap.servers "$BROKER" 2>"$RUN/cache_feeder-svc.err" &
         cfpid=$!
         deadline=$(( $(date +%s) + 600 ))

@@ -699,16 +699,12 @@ static size_t run_end(const feeder_record *recs, size_t n, size_t i, size_t chun
     return j;
 }
 
-/* Send the pending records of recs[0..n) as write scripts of up to chunk
- * records each, in one pipeline, and set their results. A script Redis
- * refuses as a whole (an error reply) leaves its records PENDING when it
- * carried more than one: the caller runs them again one by one, so one bad
- * key never takes its neighbours down with it. */
-static int run_scripts(feeder_t *f, feeder_record *recs, size_t n, size_t chunk, char *errstr,
-                       size_t errstr_size)
+/* Append the pending records of recs[0..n) to the pipeline as write
+ * scripts of up to chunk records each (*nscripts of them). */
+static int append_scripts(feeder_t *f, const feeder_record *recs, size_t n, size_t chunk,
+                          size_t *nscripts, char *errstr, size_t errstr_size)
 {
-    redisReply **replies = NULL;
-    size_t nrep = 0, nscripts = 0;
+    size_t ns = 0;
     int rc = CORE_OK;
 
     for (size_t i = 0, j; i < n; i = j) {
@@ -733,8 +729,9 @@ static int run_scripts(feeder_t *f, feeder_record *recs, size_t n, size_t chunk,
             rc = core_redis_evalsha_append_resp(f->r, f->write, nargs, f->cmd.p, f->cmd.len);
         if (rc != CORE_OK)
             break;
-        nscripts++;
+        ns++;
     }
+    *nscripts = ns;
     if (rc != CORE_OK) {
         core_redis_disconnect(f->r); /* drops what was appended */
         core_errstr(errstr, errstr_size, "cannot append to the pipeline: %s",
@@ -744,11 +741,18 @@ static int run_scripts(feeder_t *f, feeder_record *recs, size_t n, size_t chunk,
     if (f->cmd.cap > ((size_t)4 << 20)) { /* do not keep a huge batch's buffer */
         feeder_buf_free(&f->cmd);
     }
-    if (nscripts == 0)
-        return CORE_OK;
-    rc = core_redis_pipeline_exec(f->r, &replies, &nrep, errstr, errstr_size);
-    if (rc != CORE_OK)
-        return rc;
+    return CORE_OK;
+}
+
+/* The replies to the scripts append_scripts() made of recs[0..n): set the
+ * results. A script Redis refuses as a whole (an error reply) leaves its
+ * records PENDING when it carried more than one: the caller runs them again
+ * one by one, so one bad key never takes its neighbours down with it.
+ * Takes the replies. */
+static int take_replies(feeder_t *f, feeder_record *recs, size_t n, size_t chunk,
+                        redisReply **replies, size_t nrep, size_t nscripts, char *errstr,
+                        size_t errstr_size)
+{
     if (nrep != nscripts) {
         core_redis_replies_free(replies, nrep);
         core_errstr(errstr, errstr_size, "redis: %zu replies to %zu commands", nrep, nscripts);
@@ -768,24 +772,84 @@ static int run_scripts(feeder_t *f, feeder_record *recs, size_t n, size_t chunk,
     return CORE_OK;
 }
 
-int feeder_exec(feeder_t *f, feeder_record *recs, size_t n, char *errstr, size_t errstr_size)
+/* Run the pending records of recs[0..n) in one pipeline, now (after the
+ * replies of any batch in flight, which core_redis reads and keeps). */
+static int run_scripts(feeder_t *f, feeder_record *recs, size_t n, size_t chunk, char *errstr,
+                       size_t errstr_size)
 {
-    int rc;
-    bool left = false;
+    redisReply **replies = NULL;
+    size_t nrep = 0, nscripts = 0;
+    int rc = append_scripts(f, recs, n, chunk, &nscripts, errstr, errstr_size);
 
+    if (rc != CORE_OK || nscripts == 0)
+        return rc;
+    rc = core_redis_pipeline_exec(f->r, &replies, &nrep, errstr, errstr_size);
+    if (rc != CORE_OK)
+        return rc;
+    return take_replies(f, recs, n, chunk, replies, nrep, nscripts, errstr, errstr_size);
+}
+
+static void reset_results(feeder_record *recs, size_t n)
+{
     for (size_t i = 0; i < n; i++) {
         recs[i].result = FEEDER_RES_PENDING;
         recs[i].duplicate = recs[i].moved = false;
         recs[i].error[0] = '\0';
     }
+}
+
+/* Records a refused script left PENDING: again, one record per script. */
+static int run_isolated(feeder_t *f, feeder_record *recs, size_t n, char *errstr,
+                        size_t errstr_size)
+{
+    for (size_t i = 0; i < n; i++)
+        if (recs[i].result == FEEDER_RES_PENDING)
+            return run_scripts(f, recs, n, 1, errstr, errstr_size);
+    return CORE_OK;
+}
+
+int feeder_exec(feeder_t *f, feeder_record *recs, size_t n, char *errstr, size_t errstr_size)
+{
+    int rc;
+
+    reset_results(recs, n);
     rc = run_scripts(f, recs, n, WRITE_CHUNK, errstr, errstr_size);
     if (rc != CORE_OK)
         return rc;
-    for (size_t i = 0; i < n && !left; i++)
-        left = recs[i].result == FEEDER_RES_PENDING;
-    if (left)
-        rc = run_scripts(f, recs, n, 1, errstr, errstr_size);
-    return rc;
+    return run_isolated(f, recs, n, errstr, errstr_size);
+}
+
+int feeder_send(feeder_t *f, feeder_record *recs, size_t n, char *errstr, size_t errstr_size)
+{
+    size_t nscripts = 0;
+    int rc;
+
+    reset_results(recs, n);
+    rc = append_scripts(f, recs, n, WRITE_CHUNK, &nscripts, errstr, errstr_size);
+    if (rc != CORE_OK)
+        return rc;
+    if (nscripts == 0) /* cannot happen for n > 0; keep send and recv paired */
+        return n ? CORE_ERR_INVALID : CORE_OK;
+    return core_redis_pipeline_send(f->r, errstr, errstr_size);
+}
+
+int feeder_recv(feeder_t *f, feeder_record *recs, size_t n, char *errstr, size_t errstr_size)
+{
+    redisReply **replies = NULL;
+    size_t nrep = 0, nscripts = 0;
+    int rc;
+
+    if (n == 0)
+        return CORE_OK;
+    for (size_t i = 0, j; i < n; i = j, nscripts++)
+        j = run_end(recs, n, i, WRITE_CHUNK);
+    rc = core_redis_pipeline_recv(f->r, &replies, &nrep, errstr, errstr_size);
+    if (rc != CORE_OK)
+        return rc;
+    rc = take_replies(f, recs, n, WRITE_CHUNK, replies, nrep, nscripts, errstr, errstr_size);
+    if (rc != CORE_OK)
+        return rc;
+    return run_isolated(f, recs, n, errstr, errstr_size);
 }
 
 /* ---- read path ----------------------------------------------------------- */

@@ -23,6 +23,9 @@
  * digits of the int64 with its sign bit flipped): Lua's doubles are exact
  * only to 2^53.
  *
+ * Batches can be pipelined: feeder_send() now, feeder_recv() later, several
+ * in flight on the one connection (svc-cache-feeder's batch.inflight).
+ *
  * Threads: a feeder_t and its records belong to one thread. */
 #ifndef SVC_CACHE_FEEDER_FEEDER_H
 #define SVC_CACHE_FEEDER_FEEDER_H
@@ -136,6 +139,23 @@ int feeder_prepare(feeder_t *f, feeder_dataset *ds, const core_avro_catalog_t *c
  * CORE_ERR_NOMEM.
  */
 int feeder_exec(feeder_t *f, feeder_record *recs, size_t n, char *errstr, size_t errstr_size);
+
+/**
+ * @brief feeder_exec in two steps, so that the caller's work overlaps
+ * Redis's: feeder_send() sends the n records' scripts (one pipeline) and
+ * returns without waiting; feeder_recv() later reads their replies and sets
+ * the results. Several batches may be in flight on one feeder; receive them
+ * in the order sent, each with the same recs and n it was sent with (not
+ * changed meanwhile). A refused script's records are re-run one per script
+ * by feeder_recv (after the batches sent since: the version guard keeps the
+ * outcome right). feeder_exec (and feeder_get, feeder_purge) may be called
+ * while batches are in flight: it first reads their replies.
+ * @returns as feeder_exec. After CORE_ERR_TRANSIENT from either, every
+ * batch in flight is lost (see core_redis_pipeline_send): send them all
+ * again, in their order, once Redis is back.
+ */
+int feeder_send(feeder_t *f, feeder_record *recs, size_t n, char *errstr, size_t errstr_size);
+int feeder_recv(feeder_t *f, feeder_record *recs, size_t n, char *errstr, size_t errstr_size);
 
 /**
  * @brief The client read path: the cached document of key as JSON text

@@ -5,13 +5,16 @@
  *   svc-cache-feeder get --dataset NAME KEY             print a cached record
  *   svc-cache-feeder purge --dataset NAME BATCH_ID      bulk-reload purge
  *
- * The loop: poll records, prepare one EVALSHA each (feeder.c), send them in
- * pipelined batches of batch.size, then audit each outcome and remember the
- * batch's offsets; offsets are committed (after the audit producer has
- * flushed) every commit.interval.ms, on rebalance and on shutdown, and only
- * for batches whose every reply came back. Redis trouble pauses consumption,
- * backs off, reconnects and re-runs the same batch: the version guard makes
- * the re-run harmless. See docs/svc-cache-feeder.md. */
+ * The loop: poll records, prepare each record's part of the guard script
+ * (feeder.c), send them in pipelined batches of batch.size without waiting,
+ * up to batch.inflight batches in flight while the next one is prepared;
+ * the oldest batch's replies are then read, each outcome audited and the
+ * batch's offsets remembered, strictly in order. Offsets are committed
+ * (after the audit producer has flushed) every commit.interval.ms, on
+ * rebalance and on shutdown, and only for batches whose every reply (and
+ * every earlier batch's) came back. Redis trouble pauses consumption, backs
+ * off, reconnects and re-runs every batch in flight, oldest first: the
+ * version guard makes the re-run harmless. See docs/svc-cache-feeder.md. */
 #include "feeder.h"
 
 #include "tributary/core_audit.h"
@@ -51,6 +54,7 @@ struct feeder_conf {
     core_cfg_list purge_datasets;
     int64_t batch_size;
     int64_t batch_wait_ms;
+    int64_t batch_inflight;
     int64_t commit_interval_ms;
     char *topic_template;
     char *group_id;
@@ -99,6 +103,9 @@ static const core_config_key feeder_keys[] = {
       "Commands per pipelined round trip to Redis", 1, 10000, NULL),
     K("batch.wait.ms", CORE_CFG_INT, "5", 0, batch_wait_ms,
       "Longest wait for a batch to fill before it is sent", 0, 60000, NULL),
+    K("batch.inflight", CORE_CFG_INT, "2", 0, batch_inflight,
+      "Batches left in flight in Redis while the next is prepared (0: wait for each batch's replies)",
+      0, 64, NULL),
     K("commit.interval.ms", CORE_CFG_INT, "1000", 0, commit_interval_ms,
       "How often the offsets of written batches are committed", 0, 600000, NULL),
     K("topic.template", CORE_CFG_STR, "{dataset}.valid", 0, topic_template,
@@ -165,10 +172,6 @@ static void metrics_init(void)
         NULL);
 }
 
-static const char *op_label(core_avro_op_t op)
-{
-    return op == CORE_AVRO_OP_DELETE ? "delete" : op == CORE_AVRO_OP_UPDATE ? "update" : "add";
-}
 
 /* ---- readiness (static: the HTTP thread may ask after run() returned) ----- */
 
@@ -350,22 +353,44 @@ typedef struct item {
     char reason[384];      /* why it was rejected */
 } item;
 
+/* One batch: its Kafka messages and the records prepared from them. */
+typedef struct batch {
+    item *items;
+    feeder_record *recs;
+    size_t nitems, nrecs;
+    double t_sent;
+} batch;
+
+/* Metric series of one dataset, looked up once: ops[op][outcome] with op
+ * add/update/delete/unknown and outcome cached/deleted/stale_skipped/
+ * rejected; stale[duplicate]. Counts are added once per batch. */
+enum { OUT_CACHED, OUT_DELETED, OUT_STALE, OUT_REJECTED, NOUT };
+enum { OPI_ADD, OPI_UPDATE, OPI_DELETE, OPI_UNKNOWN, NOPI };
+typedef struct ds_metrics {
+    core_metric_t *ops[NOPI][NOUT];
+    core_metric_t *stale[2];
+    uint32_t n_ops[NOPI][NOUT];
+    uint32_t n_stale[2];
+} ds_metrics;
+
 typedef struct loop {
     core_service_t *svc;
     feeder_t *f;
     core_redis_t *r;
     feeder_dataset *ds;
+    ds_metrics *dm;      /* per dataset, parallel to ds */
     size_t nds;
     core_kafka_consumer_t *c;
     core_kafka_producer_t *p;
     core_audit_t *audit;
-    item *items;
-    feeder_record *recs;
-    size_t nitems, nrecs;
+    /* A ring of batches: nfly sent to Redis (oldest at head), then the one
+     * being filled. Accounted (audit, offsets) strictly in order. */
+    batch *bs;
+    size_t nb, head, nfly;
     rd_kafka_topic_partition_list_t *pending; /* offsets of written batches */
     int64_t last_commit;
-    bool in_flush;       /* the batch is being retried: the hook must not touch it */
-    bool batch_lost;     /* partitions revoked during a retry: drop the batch */
+    bool in_flush;       /* batches are being retried: the hook must not touch them */
+    bool batch_lost;     /* partitions revoked during a retry: drop the batches */
     bool redis_down;
     int status;          /* exit code when something fatal happened; 0 otherwise */
 } loop;
@@ -378,13 +403,69 @@ static feeder_dataset *ds_by_topic(loop *L, const char *topic)
     return NULL;
 }
 
-static void batch_clear(loop *L)
+/* The batch being filled. */
+static batch *cur(loop *L)
 {
-    for (size_t i = 0; i < L->nitems; i++)
-        rd_kafka_message_destroy(L->items[i].rkm);
-    for (size_t i = 0; i < L->nrecs; i++)
-        feeder_record_clear(&L->recs[i]);
-    L->nitems = L->nrecs = 0;
+    return &L->bs[(L->head + L->nfly) % L->nb];
+}
+
+static void batch_clear(batch *b)
+{
+    for (size_t i = 0; i < b->nitems; i++)
+        rd_kafka_message_destroy(b->items[i].rkm);
+    for (size_t i = 0; i < b->nrecs; i++)
+        feeder_record_clear(&b->recs[i]);
+    b->nitems = b->nrecs = 0;
+}
+
+/* Drop every batch, in flight or filling (their offsets are not committed:
+ * they are redone). Replies still due on the connection go with it. */
+static void batches_drop(loop *L)
+{
+    for (size_t i = 0; i <= L->nfly; i++)
+        batch_clear(&L->bs[(L->head + i) % L->nb]);
+    L->head = L->nfly = 0;
+    if (core_redis_inflight(L->r) > 0)
+        core_redis_disconnect(L->r);
+}
+
+static size_t ds_index(const loop *L, const feeder_dataset *ds)
+{
+    return (size_t)(ds - L->ds);
+}
+
+static void ds_metrics_init(loop *L)
+{
+    static const char *const ops[NOPI] = { "add", "update", "delete", "unknown" };
+    static const char *const outs[NOUT] = { "cached", "deleted", "stale_skipped", "rejected" };
+
+    for (size_t d = 0; d < L->nds; d++) {
+        for (int o = 0; o < NOPI; o++)
+            for (int k = 0; k < NOUT; k++)
+                L->dm[d].ops[o][k] = core_metrics_series(
+                    M.ops, (const char *const[]){ L->ds[d].name, ops[o], outs[k], NULL });
+        L->dm[d].stale[0] = core_metrics_series2(M.stale, L->ds[d].name, "older");
+        L->dm[d].stale[1] = core_metrics_series2(M.stale, L->ds[d].name, "duplicate");
+    }
+}
+
+/* Add the counts gathered over a batch to the series. */
+static void ds_metrics_flush(loop *L)
+{
+    for (size_t d = 0; d < L->nds; d++) {
+        ds_metrics *dm = &L->dm[d];
+        for (int o = 0; o < NOPI; o++)
+            for (int k = 0; k < NOUT; k++)
+                if (dm->n_ops[o][k]) {
+                    core_metric_add(dm->ops[o][k], dm->n_ops[o][k]);
+                    dm->n_ops[o][k] = 0;
+                }
+        for (int k = 0; k < 2; k++)
+            if (dm->n_stale[k]) {
+                core_metric_add(dm->stale[k], dm->n_stale[k]);
+                dm->n_stale[k] = 0;
+            }
+    }
 }
 
 static void emit(loop *L, const item *it, const feeder_record *rec, const char *outcome,
@@ -423,24 +504,28 @@ static void emit(loop *L, const item *it, const feeder_record *rec, const char *
 }
 
 /* Account for one handled batch: metrics, logs, audit, pending offsets. */
-static void batch_done(loop *L)
+static void batch_done(loop *L, batch *b)
 {
-    for (size_t i = 0; i < L->nitems; i++) {
-        item *it = &L->items[i];
+    for (size_t i = 0; i < b->nitems; i++) {
+        item *it = &b->items[i];
         const char *dsn = it->ds->name;
+        ds_metrics *dm = &L->dm[ds_index(L, it->ds)];
         if (it->rec < 0) {
-            core_metric_inc(core_metrics_series(M.ops, (const char *const[]){ dsn, "unknown", "rejected", NULL }));
+            dm->n_ops[OPI_UNKNOWN][OUT_REJECTED]++;
             emit(L, it, NULL, "rejected", it->reason);
         } else {
-            feeder_record *rec = &L->recs[it->rec];
-            const char *op = op_label(rec->op);
+            feeder_record *rec = &b->recs[it->rec];
+            int opi = rec->op == CORE_AVRO_OP_DELETE ? OPI_DELETE
+                      : rec->op == CORE_AVRO_OP_UPDATE ? OPI_UPDATE : OPI_ADD;
+            int outi = OUT_REJECTED;
             const char *outcome = "rejected";
             switch (rec->result) {
-            case FEEDER_RES_CACHED: outcome = "cached"; break;
-            case FEEDER_RES_DELETED: outcome = "deleted"; break;
+            case FEEDER_RES_CACHED: outcome = "cached"; outi = OUT_CACHED; break;
+            case FEEDER_RES_DELETED: outcome = "deleted"; outi = OUT_DELETED; break;
             case FEEDER_RES_STALE:
                 outcome = "stale_skipped";
-                core_metric_inc(core_metrics_series2(M.stale, dsn, rec->duplicate ? "duplicate" : "older"));
+                outi = OUT_STALE;
+                dm->n_stale[rec->duplicate ? 1 : 0]++;
                 break;
             default:
                 core_log_error("record refused by redis", CLF_S("dataset", dsn),
@@ -450,7 +535,7 @@ static void batch_done(loop *L)
                                CLF_I("offset", it->rkm->offset), CLF_S("error", rec->error));
                 break;
             }
-            core_metric_inc(core_metrics_series(M.ops, (const char *const[]){ dsn, op, outcome, NULL }));
+            dm->n_ops[opi][outi]++;
             emit(L, it, rec, outcome,
                  rec->result == FEEDER_RES_ERROR ? rec->error
                  : rec->result == FEEDER_RES_STALE ? (rec->duplicate ? "duplicate" : "older")
@@ -458,7 +543,8 @@ static void batch_done(loop *L)
         }
         core_kafka_offsets_add_message(L->pending, it->rkm);
     }
-    batch_clear(L);
+    ds_metrics_flush(L);
+    batch_clear(b);
 }
 
 static void set_paused(loop *L, bool down, const char *err)
@@ -520,43 +606,68 @@ static void rewind_to_committed(loop *L)
         core_log_warn("rewind failed", CLF_S("error", err));
 }
 
-/* Send the batch once. */
-static int batch_try(loop *L, char *err, size_t errsize)
+/* A batch is answered: its metrics, then accounting; the ring moves on. */
+static void fly_done(loop *L)
 {
-    double t0 = core_mono_s();
-    int rc = L->nrecs ? feeder_exec(L->f, L->recs, L->nrecs, err, errsize) : CORE_OK;
+    batch *b = &L->bs[L->head];
 
-    if (rc == CORE_OK && L->nrecs) {
-        core_metric_observe(M.rtt, core_mono_s() - t0);
-        core_metric_observe(M.batch_size, (double)L->nrecs);
+    if (b->nrecs) {
+        core_metric_observe(M.rtt, core_mono_s() - b->t_sent);
+        core_metric_observe(M.batch_size, (double)b->nrecs);
     }
+    batch_done(L, b);
+    L->head = (L->head + 1) % L->nb;
+    L->nfly--;
+}
+
+/* Send the filling batch to Redis (a batch of only rejected records is
+ * queued all the same, so that accounting stays in order). */
+static int send_cur(loop *L, char *err, size_t errsize)
+{
+    batch *b = cur(L);
+    int rc = CORE_OK;
+
+    if (b->nitems == 0)
+        return CORE_OK;
+    b->t_sent = core_mono_s();
+    if (b->nrecs)
+        rc = feeder_send(L->f, b->recs, b->nrecs, err, errsize);
+    L->nfly++; /* in flight even when the send failed: it is redone */
     return rc;
 }
 
-/* Send the batch, retrying through Redis outages with consumption paused.
- * Returns CORE_OK (batch handled, or dropped after a revoke or a forced
- * stop: its offsets are not committed, so it is redone later). */
-static int batch_flush(loop *L)
+/* Receive the oldest batch in flight and account for it. */
+static int recv_oldest(loop *L, char *err, size_t errsize)
 {
-    char err[512];
+    batch *b = &L->bs[L->head];
+    int rc = b->nrecs ? feeder_recv(L->f, b->recs, b->nrecs, err, errsize) : CORE_OK;
+
+    if (rc == CORE_OK)
+        fly_done(L);
+    return rc;
+}
+
+/* Redis failed with batches in flight (every one of them is to be redone:
+ * whether any of it ran is unknown, and the version guard makes a redo
+ * harmless). Pause consumption, back off, reconnect, then run the batches
+ * again in their order, one round trip each, until all are answered, or
+ * they are dropped after a revoke or a forced stop (their offsets are not
+ * committed, so they are redone later). */
+static void outage(loop *L, int rc, char *err)
+{
     int attempt = 0;
     core_backoff bo = { conf.redis_backoff_base_ms, conf.redis_backoff_max_ms, 2.0, 0.5, 0 };
 
-    if (L->nitems == 0)
-        return CORE_OK;
     L->in_flush = true;
     L->batch_lost = false;
     for (;;) {
-        int rc = batch_try(L, err, sizeof(err));
-        if (rc == CORE_OK)
-            break;
         if (rc == CORE_ERR_NOMEM) {
             core_log_error("out of memory sending a batch", CLF_S("error", err));
             L->status = CORE_EX_SOFTWARE;
-            batch_clear(L);
+            batches_drop(L);
             L->in_flush = false;
             core_lifecycle_request_stop();
-            return rc;
+            return;
         }
         set_paused(L, true, err);
         if (rc == CORE_ERR_INVALID)
@@ -575,11 +686,23 @@ static int batch_flush(loop *L)
             if (L->batch_lost)
                 goto drop;
         }
-        rc = core_redis_ensure(L->r, core_mono_ms() + conf.redis_connect_timeout_ms, err, sizeof(err));
-        if (rc == CORE_OK)
-            core_log_info("redis reconnected", CLF_I("attempts", attempt));
+        if (core_redis_inflight(L->r) > 0) /* leftovers would misalign the replies */
+            core_redis_disconnect(L->r);
+        rc = core_redis_ensure(L->r, core_mono_ms() + conf.redis_connect_timeout_ms, err, 512);
+        if (rc != CORE_OK)
+            continue;
+        core_log_info("redis reconnected", CLF_I("attempts", attempt),
+                      CLF_I("batches", (int64_t)L->nfly));
+        while (L->nfly > 0) {
+            batch *b = &L->bs[L->head];
+            b->t_sent = core_mono_s();
+            if (b->nrecs && (rc = feeder_exec(L->f, b->recs, b->nrecs, err, 512)) != CORE_OK)
+                break;
+            fly_done(L);
+        }
+        if (L->nfly == 0)
+            break;
     }
-    batch_done(L);
     L->in_flush = false;
     if (L->redis_down) {
         /* librdkafka 2.0.2 may not refetch what a pause purged from its
@@ -588,22 +711,36 @@ static int batch_flush(loop *L)
         set_paused(L, false, NULL);
         rewind_to_committed(L);
     }
-    return CORE_OK;
+    return;
 drop:
-    core_log_warn("batch dropped, not committed: it will be redone",
-                  CLF_I("records", (int64_t)L->nitems));
-    batch_clear(L);
+    core_log_warn("batches dropped, not committed: they will be redone",
+                  CLF_I("batches", (int64_t)L->nfly));
+    batches_drop(L);
     L->in_flush = false;
-    return CORE_OK;
 }
 
-/* Before partitions go: write what is in hand (one try: a poll must not run
- * inside the rebalance) and commit; when they are lost, drop it all. */
+/* Send the filling batch, then receive answered batches until at most keep
+ * are in flight; Redis trouble goes through outage(). */
+static void pipeline_step(loop *L, size_t keep)
+{
+    char err[512];
+    int rc = send_cur(L, err, sizeof(err));
+
+    while (rc == CORE_OK && L->nfly > keep)
+        rc = recv_oldest(L, err, sizeof(err));
+    if (rc != CORE_OK)
+        outage(L, rc, err);
+}
+
+/* Before partitions go: finish what is in flight and in hand (one try: a
+ * poll must not run inside the rebalance) and commit; when they are lost,
+ * drop it all. */
 static void on_revoke(core_kafka_consumer_t *c, const rd_kafka_topic_partition_list_t *parts,
                       bool lost, void *user)
 {
     loop *L = user;
     char err[512];
+    int rc;
 
     (void)c;
     (void)parts;
@@ -611,27 +748,27 @@ static void on_revoke(core_kafka_consumer_t *c, const rd_kafka_topic_partition_l
         L->batch_lost = true;
         if (lost) {
             if (!L->in_flush)
-                batch_clear(L);
+                batches_drop(L);
             rd_kafka_topic_partition_list_destroy(L->pending);
             L->pending = rd_kafka_topic_partition_list_new(16);
         }
         return;
     }
-    if (L->nitems > 0) {
-        if (batch_try(L, err, sizeof(err)) == CORE_OK) {
-            batch_done(L);
-        } else {
-            core_log_warn("batch not written before a rebalance: the next owner redoes it",
-                          CLF_S("error", err));
-            batch_clear(L);
-        }
+    rc = send_cur(L, err, sizeof(err));
+    while (rc == CORE_OK && L->nfly > 0)
+        rc = recv_oldest(L, err, sizeof(err));
+    if (rc != CORE_OK) {
+        core_log_warn("batches not written before a rebalance: the next owner redoes them",
+                      CLF_S("error", err), CLF_I("batches", (int64_t)L->nfly));
+        batches_drop(L);
     }
     commit_pending(L, 10000);
 }
 
 static void handle_message(loop *L, rd_kafka_message_t *m)
 {
-    item *it = &L->items[L->nitems];
+    batch *b = cur(L);
+    item *it = &b->items[b->nitems];
     char err[384];
     int rc;
 
@@ -639,7 +776,7 @@ static void handle_message(loop *L, rd_kafka_message_t *m)
     it->ds = ds_by_topic(L, rd_kafka_topic_name(m->rkt));
     it->rec = -1;
     it->reason[0] = '\0';
-    L->nitems++;
+    b->nitems++;
     if (!it->ds) { /* cannot happen: only our topics are subscribed */
         it->ds = &L->ds[0];
         snprintf(it->reason, sizeof(it->reason), "topic %s is not a dataset's topic",
@@ -648,9 +785,9 @@ static void handle_message(loop *L, rd_kafka_message_t *m)
         snprintf(it->reason, sizeof(it->reason), "empty record value (a tombstone is not a tributary record)");
     } else {
         rc = feeder_prepare(L->f, it->ds, core_service_catalog(L->svc), m->payload, m->len,
-                            &L->recs[L->nrecs], err, sizeof(err));
+                            &b->recs[b->nrecs], err, sizeof(err));
         if (rc == CORE_OK) {
-            it->rec = (int)L->nrecs++;
+            it->rec = (int)b->nrecs++;
             return;
         }
         snprintf(it->reason, sizeof(it->reason), "%s", err);
@@ -688,15 +825,30 @@ static int feed(core_service_t *svc, feeder_dataset *ds, size_t nds, core_redis_
     L.r = r;
     L.ds = ds;
     L.nds = nds;
-    L.items = calloc((size_t)conf.batch_size, sizeof(*L.items));
-    L.recs = calloc((size_t)conf.batch_size, sizeof(*L.recs));
+    /* batch.inflight in flight, one more just sent, one filling */
+    L.nb = (size_t)conf.batch_inflight + 2;
+    L.bs = calloc(L.nb, sizeof(*L.bs));
+    L.dm = calloc(nds, sizeof(*L.dm));
     L.pending = rd_kafka_topic_partition_list_new(16);
     topics = calloc(nds, sizeof(*topics));
-    if (!L.items || !L.recs || !L.pending || !topics) {
+    for (size_t i = 0; L.bs && i < L.nb; i++) {
+        L.bs[i].items = calloc((size_t)conf.batch_size, sizeof(*L.bs[i].items));
+        L.bs[i].recs = calloc((size_t)conf.batch_size, sizeof(*L.bs[i].recs));
+        if (!L.bs[i].items || !L.bs[i].recs) {
+            free(L.bs[i].items);
+            free(L.bs[i].recs);
+            L.bs[i].items = NULL;
+            L.bs[i].recs = NULL;
+            L.nb = i;
+            break;
+        }
+    }
+    if (!L.bs || L.nb != (size_t)conf.batch_inflight + 2 || !L.dm || !L.pending || !topics) {
         core_log_error("out of memory");
         L.status = CORE_EX_SOFTWARE;
         goto out;
     }
+    ds_metrics_init(&L);
     if (conf.audit_enabled) {
         po.cfg = core_service_config(svc);
         po.defaults = pdefaults;
@@ -746,19 +898,33 @@ static int feed(core_service_t *svc, feeder_dataset *ds, size_t nds, core_redis_
                   CLF_I("batch_size", conf.batch_size), CLF_S("prefix", conf.prefix));
     L.last_commit = core_mono_ms();
 
-    /* One clock read per record (the clock is not free on every VM): now is
-     * taken after each poll and serves until the next. */
+    /* The clock (about 50 ns a read here) is read when time may have
+     * passed: after a poll that waited, when a batch starts, after Redis
+     * work, and every 32 records; a record taken from librdkafka's queue
+     * without waiting costs no clock read. */
     int64_t now = core_mono_ms();
+    unsigned since_clock = 0;
     while (!core_lifecycle_stopping()) {
         int timeout = 200;
         rd_kafka_message_t *m;
+        batch *b = cur(&L);
+        bool waited = false;
 
-        if (L.nitems > 0) {
+        if (b->nitems > 0) {
             int64_t left = batch_start + conf.batch_wait_ms - now;
             timeout = left > 0 ? (int)left : 0;
+        } else if (L.nfly > 0) {
+            timeout = 0; /* replies are due: do not sleep on Kafka */
         }
-        m = core_kafka_consumer_poll(L.c, timeout);
-        now = core_mono_ms();
+        m = core_kafka_consumer_poll(L.c, 0);
+        if (!m && timeout > 0) {
+            m = core_kafka_consumer_poll(L.c, timeout);
+            waited = true;
+        }
+        if (!m || waited || b->nitems == 0 || ++since_clock >= 32) {
+            now = core_mono_ms();
+            since_clock = 0;
+        }
         if (m && m->err) {
             if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
                 core_kafka_consumer_fatal(L.c, err, sizeof(err));
@@ -771,13 +937,18 @@ static int feed(core_service_t *svc, feeder_dataset *ds, size_t nds, core_redis_
             m = NULL;
         }
         if (m) {
-            if (L.nitems == 0)
+            if (cur(&L)->nitems == 0)
                 batch_start = now;
             handle_message(&L, m);
         }
-        if (L.nitems > 0 && ((int64_t)L.nitems >= conf.batch_size || !m ||
-                             now - batch_start >= conf.batch_wait_ms)) {
-            batch_flush(&L);
+        b = cur(&L);
+        if (b->nitems > 0 && ((int64_t)b->nitems >= conf.batch_size || !m ||
+                              now - batch_start >= conf.batch_wait_ms)) {
+            /* send it; Redis runs it while the next one is prepared */
+            pipeline_step(&L, (size_t)conf.batch_inflight);
+            now = core_mono_ms();
+        } else if (!m && L.nfly > 0) {
+            pipeline_step(&L, 0); /* nothing to prepare meanwhile */
             now = core_mono_ms();
         }
         if (L.p)
@@ -789,14 +960,16 @@ static int feed(core_service_t *svc, feeder_dataset *ds, size_t nds, core_redis_
     }
     /* drain: what is in hand, then commit, then leave the group */
     core_log_info("stopping", CLF_I("signal", core_lifecycle_signal()));
-    batch_flush(&L);
+    if (L.bs)
+        pipeline_step(&L, 0);
     commit_pending(&L, (int)(core_lifecycle_remaining_ms() > 0 ? core_lifecycle_remaining_ms() : 1000));
 out:
     ready_set_kafka(NULL);
     atomic_store(&ready_redis, false);
     if (L.c && core_kafka_consumer_close(L.c, err, sizeof(err)) != CORE_OK)
         core_log_warn("consumer close", CLF_S("error", err));
-    batch_clear(&L);
+    if (L.bs && L.nb > 0)
+        batches_drop(&L);
     if (L.p) {
         size_t left = core_kafka_producer_flush(L.p, 10000);
         if (left)
@@ -807,8 +980,12 @@ out:
     core_kafka_producer_free(L.p);
     if (L.pending)
         rd_kafka_topic_partition_list_destroy(L.pending);
-    free(L.items);
-    free(L.recs);
+    for (size_t i = 0; L.bs && i < L.nb; i++) {
+        free(L.bs[i].items);
+        free(L.bs[i].recs);
+    }
+    free(L.bs);
+    free(L.dm);
     free(topics);
     return L.status;
 }

@@ -35,6 +35,17 @@ typedef struct pending {
     core_redis_script_t *script;   /* EVALSHA of this script, or NULL */
 } pending_t;
 
+/* A pipeline sent by core_redis_pipeline_send() and not yet received: its
+ * commands (kept for the NOSCRIPT re-run) and, once read off the socket
+ * ahead of time (drain), its replies. Groups are kept in the order sent,
+ * which is the order of their replies on the connection. */
+typedef struct group {
+    pending_t *cmds;
+    size_t n, cap;
+    redisReply **arr;              /* n replies once read; NULL before */
+    double t_sent;
+} group_t;
+
 struct core_redis_script {
     core_redis_t *r;
     char *lua;
@@ -54,6 +65,8 @@ struct core_redis {
     core_err_t last_err;
     pending_t *pending;
     size_t npending, cappending;
+    group_t *groups;               /* sent, not yet received; oldest first */
+    size_t ngroups, capgroups;
     core_redis_script_t *scripts;
     unsigned int seed;             /* jitter */
     core_metric_t *m_rtt_command, *m_rtt_pipeline, *m_rtt_connect;
@@ -202,12 +215,30 @@ static void cmd_name(const char *cmd, size_t len, char *out, size_t size)
 
 /* ---- connection ----------------------------------------------------------- */
 
+static void group_free(group_t *g)
+{
+    for (size_t i = 0; i < g->n; i++)
+        redisFreeCommand(g->cmds[i].cmd);
+    free(g->cmds);
+    core_redis_replies_free(g->arr, g->n);
+    memset(g, 0, sizeof(*g));
+}
+
+static void groups_clear(core_redis_t *r)
+{
+    for (size_t i = 0; i < r->ngroups; i++)
+        group_free(&r->groups[i]);
+    r->ngroups = 0;
+}
+
+/* The connection and, with it, every group sent and not yet received. */
 static void drop_connection(core_redis_t *r)
 {
     if (r->c) {
         redisFree(r->c);
         r->c = NULL;
     }
+    groups_clear(r);
 }
 
 /* After a failed hiredis call: classify, count, drop the context. */
@@ -557,6 +588,7 @@ void core_redis_free(core_redis_t *r)
     drop_connection(r);
     pending_clear(r);
     free(r->pending);
+    free(r->groups);
     while (r->scripts)
         core_redis_script_free(r->scripts);
     free(r->host);
@@ -608,13 +640,22 @@ static redisReply *roundtrip(core_redis_t *r, const char *cmd, size_t len, char 
     return rep;
 }
 
-/* Checks shared by every single-command entry point. */
+static int drain(core_redis_t *r, char *errstr, size_t errstr_size);
+
+/* Checks shared by every single-command entry point. Replies of pipelines
+ * in flight are read first (kept for core_redis_pipeline_recv), so the
+ * command's reply is the next on the connection. */
 static int command_ready(core_redis_t *r, char *errstr, size_t errstr_size)
 {
     if (r->npending > 0)
         return fail(r, CORE_ERR_STATE, errstr, errstr_size,
                     "%zu pipelined command(s) appended and not executed: call "
                     "core_redis_pipeline_exec first", r->npending);
+    if (r->ngroups > 0) {
+        int rc = drain(r, errstr, errstr_size);
+        if (rc != CORE_OK)
+            return rc;
+    }
     if (!r->c)
         return connect_internal(r, r->connect_timeout_ms, errstr, errstr_size);
     return CORE_OK;
@@ -747,18 +788,21 @@ void core_redis_replies_free(redisReply **replies, size_t n)
     free(replies);
 }
 
-/* Re-run the EVALSHA commands that got NOSCRIPT, after loading their
- * scripts, in their original order. Caller holds the SIGPIPE guard. */
-static int rerun_noscript(core_redis_t *r, redisReply **arr, char *errstr, size_t errstr_size)
+/* Re-run the EVALSHA commands of cmds[0..n) that got NOSCRIPT, after
+ * loading their scripts, in their original order. The connection must have
+ * no reply outstanding. Caller holds the SIGPIPE guard. On failure the
+ * connection is dropped (and every group with it). */
+static int rerun_noscript(core_redis_t *r, const pending_t *cmds, size_t n, redisReply **arr,
+                          char *errstr, size_t errstr_size)
 {
     core_redis_script_t *s;
     size_t i, nload = 0, nrerun = 0;
     void *vp;
 
-    for (i = 0; i < r->npending; i++) {
-        if (!r->pending[i].script || !error_word_is(arr[i], "NOSCRIPT"))
+    for (i = 0; i < n; i++) {
+        if (!cmds[i].script || !error_word_is(arr[i], "NOSCRIPT"))
             continue;
-        s = r->pending[i].script;
+        s = cmds[i].script;
         if (!s->reload_mark) {
             s->reload_mark = true;
             if (redisAppendCommand(r->c, "SCRIPT LOAD %s", s->lua) != REDIS_OK)
@@ -769,9 +813,9 @@ static int rerun_noscript(core_redis_t *r, redisReply **arr, char *errstr, size_
     }
     if (nrerun == 0)
         return CORE_OK;
-    for (i = 0; i < r->npending; i++) {
-        if (r->pending[i].script && error_word_is(arr[i], "NOSCRIPT") &&
-            redisAppendFormattedCommand(r->c, r->pending[i].cmd, r->pending[i].len) != REDIS_OK)
+    for (i = 0; i < n; i++) {
+        if (cmds[i].script && error_word_is(arr[i], "NOSCRIPT") &&
+            redisAppendFormattedCommand(r->c, cmds[i].cmd, cmds[i].len) != REDIS_OK)
             return io_failure(r, "EVALSHA", errstr, errstr_size);
     }
     for (s = r->scripts; s; s = s->next)
@@ -788,8 +832,8 @@ static int rerun_noscript(core_redis_t *r, redisReply **arr, char *errstr, size_
                            CLF_S("error", rep->str));
         freeReplyObject(rep);
     }
-    for (i = 0; i < r->npending; i++) {
-        if (!r->pending[i].script || !error_word_is(arr[i], "NOSCRIPT"))
+    for (i = 0; i < n; i++) {
+        if (!cmds[i].script || !error_word_is(arr[i], "NOSCRIPT"))
             continue;
         vp = NULL;
         if (redisGetReply(r->c, &vp) != REDIS_OK)
@@ -797,6 +841,186 @@ static int rerun_noscript(core_redis_t *r, redisReply **arr, char *errstr, size_
         freeReplyObject(arr[i]);
         arr[i] = vp;
     }
+    return CORE_OK;
+}
+
+/* A "busy" reply among arr[0..n): CORE_ERR_TRANSIENT (the connection is
+ * dropped after READONLY, or when other groups are in flight: their
+ * replies would be as doubtful). */
+static int busy_check(core_redis_t *r, redisReply **arr, size_t n, char *errstr,
+                      size_t errstr_size)
+{
+    for (size_t i = 0; i < n; i++) {
+        bool drop;
+
+        if (transient_reply(arr[i], &drop)) {
+            core_metric_inc(r->m_err_busy);
+            fail(r, CORE_ERR_TRANSIENT, errstr, errstr_size,
+                 "pipeline reply %zu of %zu: server busy: %.200s%s", i + 1, n, arr[i]->str,
+                 drop ? " (connection dropped)" : "");
+            if (drop)
+                drop_connection(r);
+            return CORE_ERR_TRANSIENT;
+        }
+    }
+    return CORE_OK;
+}
+
+/* Read the replies of group g (the oldest unread one) off the socket. On
+ * failure the connection and every group are dropped. Caller holds the
+ * SIGPIPE guard. */
+static int group_read(core_redis_t *r, group_t *g, char *errstr, size_t errstr_size)
+{
+    if (!(g->arr = calloc(g->n, sizeof(*g->arr)))) {
+        drop_connection(r);
+        return fail(r, CORE_ERR_NOMEM, errstr, errstr_size, "pipeline of %zu: out of memory",
+                    g->n);
+    }
+    for (size_t i = 0; i < g->n; i++) {
+        void *vp = NULL;
+
+        if (redisGetReply(r->c, &vp) != REDIS_OK) {
+            char what[80];
+
+            snprintf(what, sizeof(what), "pipeline reply %zu of %zu", i + 1, g->n);
+            return io_failure(r, what, errstr, errstr_size);
+        }
+        g->arr[i] = vp;
+    }
+    return CORE_OK;
+}
+
+/* Read every group still on the socket, so the connection has no reply
+ * outstanding. The replies are kept for core_redis_pipeline_recv. */
+static int drain(core_redis_t *r, char *errstr, size_t errstr_size)
+{
+    sigpipe_guard g;
+    int rc = CORE_OK;
+
+    sigpipe_block(&g);
+    for (size_t i = 0; i < r->ngroups && rc == CORE_OK; i++)
+        if (!r->groups[i].arr)
+            rc = group_read(r, &r->groups[i], errstr, errstr_size);
+    sigpipe_unblock(&g);
+    return rc;
+}
+
+int core_redis_pipeline_send(core_redis_t *r, char *errstr, size_t errstr_size)
+{
+    sigpipe_guard sg;
+    group_t *g;
+    int done = 0, rc;
+
+    if (!r) {
+        core_errstr(errstr, errstr_size, "redis: no handle");
+        return CORE_ERR_INVALID;
+    }
+    if (r->npending == 0) {
+        r->last_err = CORE_OK;
+        return CORE_OK;
+    }
+    if (!r->c && (rc = connect_internal(r, r->connect_timeout_ms, errstr, errstr_size)) != CORE_OK) {
+        pending_clear(r);
+        return rc;
+    }
+    if (r->ngroups == r->capgroups) {
+        size_t cap = r->capgroups ? r->capgroups * 2 : 8;
+        group_t *ng = realloc(r->groups, cap * sizeof(*ng));
+
+        if (!ng) {
+            pending_clear(r);
+            return fail(r, CORE_ERR_NOMEM, errstr, errstr_size, "pipeline: out of memory");
+        }
+        r->groups = ng;
+        r->capgroups = cap;
+    }
+    for (size_t i = 0; i < r->npending; i++) {
+        if (redisAppendFormattedCommand(r->c, r->pending[i].cmd, r->pending[i].len) != REDIS_OK) {
+            pending_clear(r);
+            return io_failure(r, "pipeline", errstr, errstr_size);
+        }
+    }
+    /* the commands move to the group (kept for a NOSCRIPT re-run) */
+    g = &r->groups[r->ngroups++];
+    memset(g, 0, sizeof(*g));
+    g->cmds = r->pending;
+    g->n = r->npending;
+    g->cap = r->cappending;
+    g->t_sent = core_mono_s();
+    r->pending = NULL;
+    r->npending = r->cappending = 0;
+    sigpipe_block(&sg);
+    while (!done) {
+        if (redisBufferWrite(r->c, &done) != REDIS_OK) {
+            rc = io_failure(r, "pipeline send", errstr, errstr_size);
+            sigpipe_unblock(&sg);
+            return rc;
+        }
+    }
+    sigpipe_unblock(&sg);
+    r->last_err = CORE_OK;
+    return CORE_OK;
+}
+
+size_t core_redis_inflight(const core_redis_t *r)
+{
+    return r ? r->ngroups : 0;
+}
+
+int core_redis_pipeline_recv(core_redis_t *r, redisReply ***replies, size_t *n, char *errstr,
+                             size_t errstr_size)
+{
+    sigpipe_guard sg;
+    group_t g;
+    bool noscript = false;
+    int rc = CORE_OK;
+
+    if (replies)
+        *replies = NULL;
+    if (n)
+        *n = 0;
+    if (!r) {
+        core_errstr(errstr, errstr_size, "redis: no handle");
+        return CORE_ERR_INVALID;
+    }
+    if (r->ngroups == 0)
+        return fail(r, CORE_ERR_STATE, errstr, errstr_size, "no pipeline in flight");
+    if (!r->groups[0].arr && !r->c) /* cannot happen: a drop clears the groups */
+        return fail(r, CORE_ERR_STATE, errstr, errstr_size, "pipeline lost with the connection");
+    sigpipe_block(&sg);
+    if (!r->groups[0].arr)
+        rc = group_read(r, &r->groups[0], errstr, errstr_size);
+    for (size_t i = 0; rc == CORE_OK && i < r->groups[0].n && !noscript; i++)
+        noscript = r->groups[0].cmds[i].script && error_word_is(r->groups[0].arr[i], "NOSCRIPT");
+    if (rc == CORE_OK && noscript) {
+        /* the re-run goes after the groups sent since: read theirs first */
+        sigpipe_unblock(&sg);
+        rc = drain(r, errstr, errstr_size);
+        sigpipe_block(&sg);
+        if (rc == CORE_OK)
+            rc = rerun_noscript(r, r->groups[0].cmds, r->groups[0].n, r->groups[0].arr, errstr,
+                                errstr_size);
+    }
+    sigpipe_unblock(&sg);
+    if (rc != CORE_OK)
+        return rc; /* the connection and every group are gone */
+    g = r->groups[0];
+    memmove(&r->groups[0], &r->groups[1], (r->ngroups - 1) * sizeof(*r->groups));
+    r->ngroups--;
+    core_metric_observe(r->m_rtt_pipeline, core_mono_s() - g.t_sent);
+    if ((rc = busy_check(r, g.arr, g.n, errstr, errstr_size)) != CORE_OK) {
+        if (r->ngroups > 0)
+            drop_connection(r); /* the rest is to be sent again too */
+        group_free(&g);
+        return rc;
+    }
+    r->last_err = CORE_OK;
+    if (replies && n) {
+        *replies = g.arr;
+        *n = g.n;
+        g.arr = NULL;
+    }
+    group_free(&g);
     return CORE_OK;
 }
 
@@ -822,6 +1046,8 @@ int core_redis_pipeline_exec(core_redis_t *r, redisReply ***replies, size_t *n, 
         r->last_err = CORE_OK;
         return CORE_OK;
     }
+    if (r->ngroups > 0 && (rc = drain(r, errstr, errstr_size)) != CORE_OK)
+        goto out;
     if (!r->c) {
         rc = connect_internal(r, r->connect_timeout_ms, errstr, errstr_size);
         if (rc != CORE_OK)
@@ -854,24 +1080,13 @@ int core_redis_pipeline_exec(core_redis_t *r, redisReply ***replies, size_t *n, 
         arr[got] = vp;
     }
     if (rc == CORE_OK)
-        rc = rerun_noscript(r, arr, errstr, errstr_size);
+        rc = rerun_noscript(r, r->pending, count, arr, errstr, errstr_size);
     sigpipe_unblock(&g);
     if (rc != CORE_OK)
         goto out;
     core_metric_observe(r->m_rtt_pipeline, core_mono_s() - t0);
-    for (i = 0; i < count; i++) {
-        bool drop;
-
-        if (transient_reply(arr[i], &drop)) {
-            core_metric_inc(r->m_err_busy);
-            rc = fail(r, CORE_ERR_TRANSIENT, errstr, errstr_size,
-                      "pipeline reply %zu of %zu: server busy: %.200s%s", i + 1, count,
-                      arr[i]->str, drop ? " (connection dropped)" : "");
-            if (drop)
-                drop_connection(r);
-            goto out;
-        }
-    }
+    if ((rc = busy_check(r, arr, count, errstr, errstr_size)) != CORE_OK)
+        goto out;
     r->last_err = CORE_OK;
     if (replies && n) {
         *replies = arr;

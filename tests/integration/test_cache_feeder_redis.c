@@ -402,6 +402,104 @@ START_TEST(one_refused_record_does_not_take_its_script_down)
 }
 END_TEST
 
+/* Batches in flight when the connection dies: the one answered before is
+ * done; the ones behind a blocked command never ran and are lost with the
+ * connection (feeder_recv: TRANSIENT, nothing in flight any more). Redone
+ * in their order they give the state a single pass gives, and redoing them
+ * again (a batch that may or may not have run) changes nothing. */
+START_TEST(in_flight_batches_are_redone_after_the_connection_dies)
+{
+    char err[512];
+    feeder_record a[2], b[2], c[3];
+    struct { feeder_record *recs; const char *op[3]; const char *key[3]; int64_t ver[3]; size_t n; } bt[3] = {
+        { a, { "ADD", "ADD" }, { "f1", "f2" }, { 1, 1 }, 2 },
+        { b, { "ADD", "ADD" }, { "f1", "f3" }, { 3, 1 }, 2 },
+        { c, { "ADD", "ADD", "DELETE" }, { "f1", "f2", "f3" }, { 2, 5, 2 }, 3 },
+    };
+    redisReply *rep;
+    long long id;
+    core_redis_t *admin;
+    core_redis_opts o = { 0 };
+    const char *h = getenv("TB_REDIS_HOST"), *p = getenv("TB_REDIS_PORT");
+    char blk[128];
+
+    for (int k = 0; k < 3; k++)
+        for (size_t i = 0; i < bt[k].n; i++) {
+            size_t len;
+            void *buf = make(bt[k].op[i], "CHANGE", bt[k].key[i], bt[k].ver[i], NULL, "chg", 1, &len);
+            ck_assert(feeder_prepare(f, &ds, cat, buf, len, &bt[k].recs[i], err, sizeof(err)) == CORE_OK);
+            free(buf);
+        }
+    o.host = h && *h ? h : "127.0.0.1";
+    o.port = p && *p ? atoi(p) : 6379;
+    o.password = getenv("TB_REDIS_PASSWORD");
+    admin = core_redis_new(&o, err, sizeof(err));
+    ck_assert_ptr_nonnull(admin);
+    rep = core_redis_command(r, err, sizeof(err), "CLIENT ID");
+    ck_assert_msg(rep && rep->type == REDIS_REPLY_INTEGER, "CLIENT ID: %s", err);
+    id = rep->integer;
+    freeReplyObject(rep);
+
+    /* a runs; a blocking command holds b and c back in Redis's input */
+    ck_assert_msg(feeder_send(f, a, 2, err, sizeof(err)) == CORE_OK, "%s", err);
+    snprintf(blk, sizeof(blk), "%s:never", prefix);
+    ck_assert_int_eq(core_redis_append_argv(r, 3, (const char *[]){ "BLPOP", blk, "10" }, NULL), CORE_OK);
+    ck_assert_int_eq(core_redis_pipeline_send(r, err, sizeof(err)), CORE_OK);
+    ck_assert_msg(feeder_send(f, b, 2, err, sizeof(err)) == CORE_OK, "%s", err);
+    ck_assert_msg(feeder_send(f, c, 3, err, sizeof(err)) == CORE_OK, "%s", err);
+    ck_assert_uint_eq(core_redis_inflight(r), 4);
+    for (int tries = 0;; tries++) { /* wait until the feeder's connection is blocked */
+        rep = core_redis_command(admin, err, sizeof(err), "CLIENT LIST ID %lld", id);
+        ck_assert_msg(rep && rep->type == REDIS_REPLY_STRING, "CLIENT LIST: %s", err);
+        bool blocked = strstr(rep->str, "cmd=blpop") != NULL;
+        freeReplyObject(rep);
+        if (blocked)
+            break;
+        ck_assert_msg(tries < 200, "the feeder's connection never blocked");
+        usleep(10000);
+    }
+    rep = core_redis_command(admin, err, sizeof(err), "CLIENT KILL ID %lld", id);
+    ck_assert_msg(rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 1, "CLIENT KILL: %s", err);
+    freeReplyObject(rep);
+
+    ck_assert_msg(feeder_recv(f, a, 2, err, sizeof(err)) == CORE_OK, "%s", err);
+    ck_assert_int_eq(a[0].result, FEEDER_RES_CACHED);
+    ck_assert_int_eq(a[1].result, FEEDER_RES_CACHED);
+    ck_assert_int_eq(core_redis_pipeline_recv(r, NULL, NULL, err, sizeof(err)), CORE_ERR_TRANSIENT);
+    ck_assert_uint_eq(core_redis_inflight(r), 0); /* b and c went with the connection */
+    ASSERT_VALUE("f1", "v1");
+    ASSERT_VALUE("f3", "");
+
+    /* redo b and c, in order (feeder_exec reconnects) */
+    ck_assert_msg(feeder_exec(f, b, 2, err, sizeof(err)) == CORE_OK, "%s", err);
+    ck_assert_msg(feeder_exec(f, c, 3, err, sizeof(err)) == CORE_OK, "%s", err);
+    ck_assert_int_eq(b[0].result, FEEDER_RES_CACHED);
+    ck_assert_int_eq(b[1].result, FEEDER_RES_CACHED);
+    ck_assert_int_eq(c[0].result, FEEDER_RES_STALE); /* v2 after v3: older */
+    ck_assert(!c[0].duplicate);
+    ck_assert_int_eq(c[1].result, FEEDER_RES_CACHED);
+    ck_assert_int_eq(c[2].result, FEEDER_RES_DELETED);
+    ASSERT_VALUE("f1", "v3");
+    ASSERT_VALUE("f2", "v5");
+    ASSERT_VALUE("f3", "");
+
+    /* all three again, pipelined (a redo after a crash): nothing changes */
+    for (int k = 0; k < 3; k++)
+        ck_assert_msg(feeder_send(f, bt[k].recs, bt[k].n, err, sizeof(err)) == CORE_OK, "%s", err);
+    for (int k = 0; k < 3; k++) {
+        ck_assert_msg(feeder_recv(f, bt[k].recs, bt[k].n, err, sizeof(err)) == CORE_OK, "%s", err);
+        for (size_t i = 0; i < bt[k].n; i++) {
+            ck_assert_int_eq(bt[k].recs[i].result, FEEDER_RES_STALE);
+            feeder_record_clear(&bt[k].recs[i]);
+        }
+    }
+    ASSERT_VALUE("f1", "v3");
+    ASSERT_VALUE("f2", "v5");
+    ASSERT_VALUE("f3", "");
+    core_redis_free(admin);
+}
+END_TEST
+
 START_TEST(bulk_reload_purge)
 {
     char err[512];
@@ -630,6 +728,7 @@ int main(void)
     tcase_add_test(tc, hash_and_avro_formats);
     tcase_add_test(tc, script_reloaded_after_noscript_in_a_pipeline);
     tcase_add_test(tc, one_refused_record_does_not_take_its_script_down);
+    tcase_add_test(tc, in_flight_batches_are_redone_after_the_connection_dies);
     tcase_add_test(tc, bulk_reload_purge);
     tcase_add_test(tc, bad_input_is_refused_with_a_clear_error);
     tcase_add_test(tc, versions_compare_exactly_over_64_bits);

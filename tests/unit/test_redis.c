@@ -655,6 +655,99 @@ START_TEST(test_evalsha_append_resp)
 }
 END_TEST
 
+/* Several pipelines in flight on one connection: replies in the order sent,
+ * a command in between waits for them (they stay for pipeline_recv),
+ * NOSCRIPT re-runs across groups, and a dropped connection takes every
+ * group with it. */
+START_TEST(test_pipelines_in_flight)
+{
+    char err[512] = "", k[300];
+    core_metrics_t *m = core_metrics_new();
+    core_redis_t *admin = connect_real(m), *r = connect_real(m);
+    core_redis_script_t *s = core_redis_script_new(r, GUARD_LUA);
+    redisReply **reps = NULL, *rep;
+    size_t n = 0;
+
+    snprintf(k, sizeof(k), "%s", key("ctr"));
+    ck_assert_int_eq(core_redis_pipeline_recv(r, &reps, &n, err, sizeof(err)), CORE_ERR_STATE);
+    ck_assert_int_eq(core_redis_pipeline_send(r, err, sizeof(err)), CORE_OK); /* nothing */
+    ck_assert_uint_eq(core_redis_inflight(r), 0);
+    for (int g = 0; g < 3; g++) {
+        for (int i = 0; i < 100; i++)
+            ck_assert_int_eq(core_redis_append_argv(r, 2, (const char *[]){ "INCR", k }, NULL), CORE_OK);
+        ck_assert_msg(core_redis_pipeline_send(r, err, sizeof(err)) == CORE_OK, "%s", err);
+        ck_assert_uint_eq(core_redis_pending(r), 0);
+    }
+    ck_assert_uint_eq(core_redis_inflight(r), 3);
+    /* a command now: the groups' replies are read first and kept */
+    rep = core_redis_command(r, err, sizeof(err), "GET %s", k);
+    cmd_ok(r, rep, "GET", err);
+    ck_assert_str_eq(rep->str, "300");
+    freeReplyObject(rep);
+    ck_assert_uint_eq(core_redis_inflight(r), 3);
+    for (int g = 0; g < 3; g++) {
+        ck_assert_msg(core_redis_pipeline_recv(r, &reps, &n, err, sizeof(err)) == CORE_OK, "%s", err);
+        ck_assert_uint_eq(n, 100);
+        for (int i = 0; i < 100; i++)
+            ck_assert_int_eq(reps[i]->integer, g * 100 + i + 1);
+        core_redis_replies_free(reps, n);
+    }
+    ck_assert_uint_eq(core_redis_inflight(r), 0);
+
+    /* NOSCRIPT in two groups in flight: both re-run, versions only grow */
+    script_flush(r);
+    for (int g = 0; g < 2; g++) {
+        for (int i = 0; i < 10; i++) {
+            char kk[128], v[16];
+            snprintf(kk, sizeof(kk), "%sif%d", g_prefix, i % 3);
+            snprintf(v, sizeof(v), "%d", g * 10 + i + 1);
+            ck_assert_int_eq(core_redis_evalsha_append(r, s, 1, 3, (const char *[]){ kk, v, "d" }, NULL),
+                             CORE_OK);
+        }
+        ck_assert_msg(core_redis_pipeline_send(r, err, sizeof(err)) == CORE_OK, "%s", err);
+    }
+    for (int g = 0; g < 2; g++) {
+        ck_assert_msg(core_redis_pipeline_recv(r, &reps, &n, err, sizeof(err)) == CORE_OK, "%s", err);
+        ck_assert_uint_eq(n, 10);
+        for (size_t i = 0; i < n; i++)
+            ck_assert_msg(reps[i]->type == REDIS_REPLY_INTEGER, "group %d reply %zu: type %d %s", g, i,
+                          reps[i]->type, reps[i]->str ? reps[i]->str : "");
+        core_redis_replies_free(reps, n);
+    }
+    for (int i = 0; i < 3; i++) {
+        char kk[128];
+        snprintf(kk, sizeof(kk), "%sif%d", g_prefix, i);
+        rep = core_redis_command(r, err, sizeof(err), "HGET %s v", kk);
+        cmd_ok(r, rep, "HGET", err);
+        static const int want[3] = { 20, 18, 19 }; /* the newest version of each key */
+        ck_assert_int_eq(atoi(rep->str), want[i]);
+        freeReplyObject(rep);
+    }
+
+    /* the connection dies with groups in flight: every group is gone */
+    long long id = client_id(r);
+    ck_assert_int_eq(core_redis_append_argv(r, 3, (const char *[]){ "BLPOP", key("never"), "5" }, NULL),
+                     CORE_OK);
+    ck_assert_int_eq(core_redis_pipeline_send(r, err, sizeof(err)), CORE_OK);
+    ck_assert_int_eq(core_redis_append_argv(r, 2, (const char *[]){ "INCR", k }, NULL), CORE_OK);
+    ck_assert_int_eq(core_redis_pipeline_send(r, err, sizeof(err)), CORE_OK);
+    ck_assert_uint_eq(core_redis_inflight(r), 2);
+    kill_client(admin, id);
+    ck_assert_int_eq(core_redis_pipeline_recv(r, &reps, &n, err, sizeof(err)), CORE_ERR_TRANSIENT);
+    ck_assert_ptr_null(reps);
+    ck_assert_uint_eq(core_redis_inflight(r), 0);
+    ck_assert(!core_redis_connected(r));
+    ck_assert_int_eq(core_redis_pipeline_recv(r, &reps, &n, err, sizeof(err)), CORE_ERR_STATE);
+    rep = core_redis_command(r, err, sizeof(err), "GET %s", k);
+    cmd_ok(r, rep, "GET after the drop", err);
+    ck_assert_str_eq(rep->str, "300"); /* the INCR behind the blocked BLPOP never ran */
+    freeReplyObject(rep);
+    core_redis_free(r);
+    core_redis_free(admin);
+    core_metrics_free(m);
+}
+END_TEST
+
 START_TEST(test_big_value)
 {
     char err[512] = "";
@@ -965,6 +1058,7 @@ static Suite *redis_suite(void)
     tcase_add_test(real, test_unreachable);
     tcase_add_test(real, test_scripts_noscript);
     tcase_add_test(real, test_evalsha_append_resp);
+    tcase_add_test(real, test_pipelines_in_flight);
     tcase_add_test(real, test_big_value);
     tcase_add_test(real, test_command_timeout);
     suite_add_tcase(s, real);

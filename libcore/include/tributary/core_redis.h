@@ -150,6 +150,51 @@ size_t core_redis_pending(const core_redis_t *r);
 int core_redis_pipeline_exec(core_redis_t *r, redisReply ***replies, size_t *n,
                              char *errstr, size_t errstr_size);
 
+/* ---- pipelines in flight ---------------------------------------------------
+ * For overlapping the caller's work with the server's: send a pipeline now,
+ * read its replies later; several may be in flight on one connection, their
+ * replies come back in the order sent.
+ *
+ *   append ... ; core_redis_pipeline_send()   (group 1 in flight)
+ *   append ... ; core_redis_pipeline_send()   (group 2 in flight)
+ *   core_redis_pipeline_recv()                (the replies of group 1)
+ *
+ * A command, core_redis_pipeline_exec() or a NOSCRIPT re-run while groups
+ * are in flight first reads their replies off the socket and keeps them for
+ * core_redis_pipeline_recv(); so mixing is allowed, but it waits for them.
+ * When the connection is dropped (an I/O error or timeout on any call, a
+ * READONLY reply, a busy reply in a group received while others are in
+ * flight, core_redis_disconnect, a (re)connect), every group not yet
+ * received is gone with it (core_redis_inflight() is 0): send them again
+ * after reconnecting. Whether any of their commands ran is unknown. */
+
+/**
+ * @brief Send every appended command to the server now as one group,
+ * without reading a reply. Connects first when not connected (a connect
+ * drops nothing in flight: there is nothing when not connected).
+ * @returns CORE_OK (the group is in flight; nothing appended any more);
+ * CORE_ERR_TRANSIENT (connect or write failed: the connection and every
+ * group are dropped, and so is what was appended); CORE_ERR_INVALID /
+ * CORE_ERR_NOMEM. Nothing appended: CORE_OK and no group.
+ */
+int core_redis_pipeline_send(core_redis_t *r, char *errstr, size_t errstr_size);
+
+/* Number of groups sent and not yet received. */
+size_t core_redis_inflight(const core_redis_t *r);
+
+/**
+ * @brief Read the replies of the oldest group in flight, as
+ * core_redis_pipeline_exec does (NOSCRIPT re-run included: after the groups
+ * sent since, which are read first).
+ * @returns CORE_OK with *replies / *n (replies may be NULL to discard);
+ * CORE_ERR_TRANSIENT (I/O error, timeout: the connection and every group are
+ * gone; a busy reply: this group is gone, and so is every other one when
+ * others were in flight); CORE_ERR_STATE (no group in flight);
+ * CORE_ERR_NOMEM.
+ */
+int core_redis_pipeline_recv(core_redis_t *r, redisReply ***replies, size_t *n,
+                             char *errstr, size_t errstr_size);
+
 /* Free n replies and the array; NULL ok. */
 void core_redis_replies_free(redisReply **replies, size_t n);
 
