@@ -159,13 +159,11 @@ static void version_key(int64_t version, char out[20])
 /* Records per EVALSHA: bounds how long one script holds the server. */
 #define WRITE_CHUNK 500
 
-/* A schema seen by this feeder: its decoded value, reused from record to
- * record (avro-c keeps the storage of strings and arrays), and its JSON
- * plan. */
+/* A schema seen by this feeder: its JSON plan, and the record just decoded
+ * (the decoder's value, reused from record to record). */
 typedef struct schema_slot {
     const core_avro_schema_t *schema;
-    avro_value_t value;
-    bool has_value;
+    avro_value_t *value;
     feeder_jplan *plan;
     bool plan_tried;   /* plan built (or found unusable) */
     bool plan_checked; /* first output compared with the cJSON path */
@@ -175,7 +173,7 @@ struct feeder {
     core_redis_t *r;
     core_redis_script_t *write;
     core_redis_script_t *purge;
-    avro_reader_t reader;
+    core_avro_decoder_t *dec; /* made on the first record (it needs the catalogue) */
     schema_slot *slots;
     size_t nslots;
     feeder_buf args;  /* one record's script arguments (RESP) */
@@ -279,14 +277,10 @@ void feeder_free(feeder_t *f)
         return;
     core_redis_script_free(f->write);
     core_redis_script_free(f->purge);
-    for (size_t i = 0; i < f->nslots; i++) {
-        if (f->slots[i].has_value)
-            avro_value_decref(&f->slots[i].value);
+    for (size_t i = 0; i < f->nslots; i++)
         feeder_jplan_free(f->slots[i].plan);
-    }
     free(f->slots);
-    if (f->reader)
-        avro_reader_free(f->reader);
+    core_avro_decoder_free(f->dec);
     feeder_buf_free(&f->args);
     feeder_buf_free(&f->val);
     feeder_buf_free(&f->cmd);
@@ -349,45 +343,27 @@ static schema_slot *slot_for(feeder_t *f, const core_avro_schema_t *schema)
     return s;
 }
 
-/* core_avro_decode() into the schema's reused value: the same checks (the
- * body is bound-checked before avro-c reads a byte) and the same messages,
- * without a new value per record. The value belongs to the slot. */
+/* Decode with the feeder's reusable decoder (core_avro_decoder: the
+ * checks and messages of core_avro_decode, no new value per record); the
+ * slot of the record's schema points at the value until the next record. */
 static int decode(feeder_t *f, const core_avro_catalog_t *cat, const void *buf, size_t len,
                   schema_slot **slotp, char *errstr, size_t errstr_size)
 {
     const core_avro_schema_t *schema;
-    const uint8_t *body = (const uint8_t *)buf + CORE_AVRO_WIRE_HEADER;
+    avro_value_t *v;
     schema_slot *s;
-    uint32_t id;
     int rc;
 
-    if ((rc = core_avro_wire_id(buf, len, &id, errstr, errstr_size)) != CORE_OK)
+    if (!f->dec && !(f->dec = core_avro_decoder_new(cat, errstr, errstr_size)))
+        return CORE_ERR_NOMEM;
+    if ((rc = core_avro_decoder_decode(f->dec, buf, len, &schema, &v, errstr, errstr_size)) !=
+        CORE_OK)
         return rc;
-    if (!(schema = core_avro_catalog_by_id(cat, id))) {
-        core_errstr(errstr, errstr_size, "unknown schema id %u", id);
-        return CORE_ERR_NOTFOUND;
-    }
-    len -= CORE_AVRO_WIRE_HEADER;
-    if ((rc = core_avro_check_body(schema, body, len, core_avro_catalog_max_record(cat), errstr,
-                                   errstr_size)) != CORE_OK)
-        return rc;
-    if (!(s = slot_for(f, schema)) ||
-        (!s->has_value && core_avro_value_new(schema, &s->value) != CORE_OK)) {
-        core_errstr(errstr, errstr_size, "%s: cannot allocate a value", core_avro_schema_name(schema));
+    if (!(s = slot_for(f, schema))) {
+        core_errstr(errstr, errstr_size, "out of memory");
         return CORE_ERR_NOMEM;
     }
-    s->has_value = true;
-    if (!f->reader && !(f->reader = avro_reader_memory((const char *)body, (int64_t)len))) {
-        core_errstr(errstr, errstr_size, "%s: cannot allocate a reader", core_avro_schema_name(schema));
-        return CORE_ERR_NOMEM;
-    }
-    avro_reader_memory_set_source(f->reader, len ? (const char *)body : "", (int64_t)len);
-    if (avro_value_read(f->reader, &s->value) != 0) {
-        /* copy the message out at once: it is not thread-safe */
-        core_errstr(errstr, errstr_size, "%s: avro-c: %s", core_avro_schema_name(schema),
-                    avro_strerror());
-        return CORE_ERR_INVALID;
-    }
+    s->value = v;
     *slotp = s;
     return CORE_OK;
 }
@@ -490,12 +466,12 @@ static int put_values(feeder_t *f, const feeder_dataset *ds, schema_slot *s, int
         int pnv = 0, cnv = 0;
         size_t plen = 0, clen = 0, pend;
 
-        rc = values_plan(f, ds, s->plan, &s->value, &pnv, &plen);
+        rc = values_plan(f, ds, s->plan, s->value, &pnv, &plen);
         pend = f->args.len;
         if (rc == CORE_ERR_NOMEM)
             return rc;
         if (rc == CORE_OK)
-            rc = values_cjson(f, ds, s->schema, &s->value, &cnv, &clen, errstr, errstr_size);
+            rc = values_cjson(f, ds, s->schema, s->value, &cnv, &clen, errstr, errstr_size);
         if (rc == CORE_OK && (pnv != cnv || pend - mark != f->args.len - pend ||
                               memcmp(f->args.p + mark, f->args.p + pend, pend - mark) != 0)) {
             core_log_warn("cache document writer differs from cJSON: using cJSON for this schema",
@@ -514,14 +490,14 @@ static int put_values(feeder_t *f, const feeder_dataset *ds, schema_slot *s, int
         if (rc != CORE_ERR_INVALID)
             return rc;
     } else if (s->plan) {
-        rc = values_plan(f, ds, s->plan, &s->value, nv, vlen);
+        rc = values_plan(f, ds, s->plan, s->value, nv, vlen);
         if (rc != CORE_ERR_INVALID)
             return rc;
         f->args.len = mark; /* the cJSON path names what is wrong */
         *nv = 0;
         *vlen = 0;
     }
-    return values_cjson(f, ds, s->schema, &s->value, nv, vlen, errstr, errstr_size);
+    return values_cjson(f, ds, s->schema, s->value, nv, vlen, errstr, errstr_size);
 }
 
 int feeder_prepare(feeder_t *f, feeder_dataset *ds, const core_avro_catalog_t *cat,
@@ -548,8 +524,8 @@ int feeder_prepare(feeder_t *f, feeder_dataset *ds, const core_avro_catalog_t *c
                     core_avro_schema_name(schema), core_avro_schema_id(schema), ds->name);
         return CORE_ERR_INVALID;
     }
-    if ((rc = core_avro_get_meta(schema, &slot->value, &meta, errstr, errstr_size)) ||
-        (rc = core_avro_get_key(schema, &slot->value, &key, &keylen, errstr, errstr_size)))
+    if ((rc = core_avro_get_meta(schema, slot->value, &meta, errstr, errstr_size)) ||
+        (rc = core_avro_get_key(schema, slot->value, &key, &keylen, errstr, errstr_size)))
         return rc;
     if (keylen == 0) {
         core_errstr(errstr, errstr_size, "%s: empty business key", core_avro_schema_key_field(schema));
