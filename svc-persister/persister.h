@@ -123,10 +123,6 @@ typedef struct pers_op {
     bool primary;     /* false for the old-key delete of a moved record */
     pers_fate_t fate;
     char *error;
-    /* sink scratch: what the database holds for the key now */
-    bool stored, tombed;
-    int64_t stored_version, tomb_version;
-    bool insert_dup; /* MongoDB: an insert of it met E11000 */
 } pers_op;
 
 /** Result class of one sink call (Fluent Bit style). */

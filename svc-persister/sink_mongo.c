@@ -1,9 +1,9 @@
 /* sink_mongo.c — the MongoDB sink (libmongoc 1.23): a collection per
- * dataset, _id = key, unordered bulk replaces with upsert guarded by
- * {_id: key, tb_version: {$lt: v}} (a newer stored document makes the
- * upsert's insert collide on _id: E11000 = stale), deletes guarded the same
- * way and remembered in <dataset>_tombstone. Works on MongoDB and on
- * FerretDB (no transactions are used: every write is idempotent). */
+ * dataset, _id = key; replaces and removes guarded by {_id: key,
+ * tb_version: {$lte: v}}, new keys inserted in unordered bulks (an insert
+ * never overwrites: E11000 = a newer document), deletes remembered in
+ * <dataset>_tombstone. Works on MongoDB and on FerretDB (no transactions
+ * are used: every write is idempotent; see mongo_write). */
 #include "persister.h"
 
 #include "tributary/core_log.h"
@@ -84,23 +84,6 @@ static void build_doc(bson_t *doc, const pers_dataset *ds, const pers_op *op, bo
     BSON_APPEND_UTF8(doc, "tb_batch", op->rec->batch_id ? op->rec->batch_id : "");
 }
 
-/* Ops are sorted by key (pers_reduce): find one. */
-static pers_op *find_op(pers_op *ops, size_t n, const char *key)
-{
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(ops[mid].key, key);
-        if (c == 0)
-            return &ops[mid];
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return NULL;
-}
-
 static pers_res_t mongo_connect(pers_sink *base, char *errstr, size_t errstr_size)
 {
     mongo_sink *s = (mongo_sink *)base;
@@ -139,37 +122,6 @@ static bool mongo_ping(pers_sink *base)
     return ok;
 }
 
-/* Add one op to a bulk: the guarded replace (upsert) or remove on the
- * dataset's collection, or the guarded tombstone upsert. */
-static bool bulk_add(mongoc_bulk_operation_t *bulk, const pers_dataset *ds, const pers_op *op,
-                     bool tomb, bool dec128, bson_error_t *err)
-{
-    /* a key the database holds is replaced only under the version guard (no
-     * upsert: a guard that does not match is a no-op, never an error); a key
-     * it does not hold is inserted by an upsert on _id alone */
-    bool exists = tomb ? op->tombed : op->stored;
-    bson_t *sel = exists ? BCON_NEW("_id", BCON_UTF8(op->key), "tb_version", "{", "$lte",
-                                    BCON_INT64(op->version), "}")
-                         : BCON_NEW("_id", BCON_UTF8(op->key));
-    bson_t *o = BCON_NEW("upsert", BCON_BOOL(!exists));
-    bool ok;
-    if (tomb) {
-        bson_t *doc = BCON_NEW("_id", BCON_UTF8(op->key), "tb_version", BCON_INT64(op->version));
-        ok = mongoc_bulk_operation_replace_one_with_opts(bulk, sel, doc, o, err);
-        bson_destroy(doc);
-    } else if (op->kind == PERS_UPSERT) {
-        bson_t doc = BSON_INITIALIZER;
-        build_doc(&doc, ds, op, dec128);
-        ok = mongoc_bulk_operation_replace_one_with_opts(bulk, sel, &doc, o, err);
-        bson_destroy(&doc);
-    } else {
-        ok = mongoc_bulk_operation_remove_one_with_opts(bulk, sel, NULL, err);
-    }
-    bson_destroy(o);
-    bson_destroy(sel);
-    return ok;
-}
-
 static int64_t reply_int(const bson_t *reply, const char *name)
 {
     bson_iter_t it;
@@ -188,104 +140,268 @@ static void mark_dead(pers_op *op, const char *prefix, int32_t code, const char 
     op->error = strdup(buf);
 }
 
+/* What one op needs from the database in this round. */
+typedef enum step {
+    STEP_NONE = 0,
+    STEP_INSERT,  /* the key is absent: insert (never overwrites) */
+    STEP_REPLACE, /* the key is stored at a version <= ours: guarded replace */
+    STEP_REMOVE,  /* stored at a version <= ours: guarded remove */
+} step_t;
+
+/* One chunk of one kind of write, and what became of each op of it. */
+typedef struct chunk {
+    pers_op **ops;
+    size_t n;
+    step_t step;
+    bool tomb;
+} chunk;
+
+/* Per-op result of a chunk: 0 done, 1 to plan again (the database changed
+ * under us, or an insert met an existing _id), -1 dead (marked). */
+#define R_DONE 0
+#define R_AGAIN 1
+#define R_DEAD (-1)
+
 /*
- * Run list[0..m) as unordered bulks. A write error on one op marks that op
- * (E11000: the guard did not match, a newer version is stored: STALE; any
- * other: DEAD). MongoDB goes on after an error in an unordered bulk;
- * FerretDB 1.24 stops at the first one and reports nothing for the rest, so
- * when the reply does not account for every op, the ops after the first
- * error are sent again (they are idempotent).
+ * FerretDB 1.24 limits (found in its source, v1.24.0):
+ *  - `update` runs its statements one by one and stops at the first error,
+ *    reporting it as writeErrors[{index: 0}] whatever the statement (and no
+ *    counts); so an update command with an error is run again one op at a
+ *    time to know which op failed (a single op's answer is exact);
+ *  - `update` keeps every statement's query open until the command ends: on
+ *    the PostgreSQL backend, commands holding more statements than its
+ *    connection pool (about 50) in all wait forever (two commands of 25 do:
+ *    a killed client's command still running and its successor's); so one
+ *    statement per update command (measured no slower on FerretDB);
+ *  - `insert` and `delete` report per-op errors with the right index.
  */
-static pers_res_t bulk_ops(mongo_sink *s, mongoc_collection_t *coll, const pers_dataset *ds,
-                           pers_op **list, size_t m, bool tomb, const bson_t *bopts,
-                           char *errstr, size_t errstr_size)
+#define UPDATE_CHUNK 1
+#define INSERT_CHUNK 1000
+
+static bool doc_for(bson_t *doc, const pers_dataset *ds, const pers_op *op, bool tomb,
+                    bool dec128)
 {
-    while (m > 0) {
-        mongoc_bulk_operation_t *bulk = mongoc_collection_create_bulk_operation_with_opts(coll, bopts);
-        pers_op **map = calloc(m, sizeof(*map));
-        size_t k = 0;
-        bson_error_t err;
-        if (!map) {
-            mongoc_bulk_operation_destroy(bulk);
-            core_errstr(errstr, errstr_size, "out of memory");
-            return PERS_RETRY;
-        }
-        for (size_t i = 0; i < m; i++) {
-            if (bulk_add(bulk, ds, list[i], tomb, s->conf->mongo_decimal128, &err))
-                map[k++] = list[i];
-            else /* refused before it was sent: the document itself */
-                mark_dead(list[i], "mongodb", 0, err.message);
-        }
-        if (k == 0) {
-            free(map);
-            mongoc_bulk_operation_destroy(bulk);
-            return PERS_OK;
-        }
-        bson_t reply;
-        uint32_t ok = mongoc_bulk_operation_execute(bulk, &reply, &err);
+    if (tomb) {
+        BSON_APPEND_UTF8(doc, "_id", op->key);
+        BSON_APPEND_INT64(doc, "tb_version", op->version);
+    } else {
+        build_doc(doc, ds, op, dec128);
+    }
+    return true;
+}
+
+/* Run one chunk as one command (unordered); res[i] gets R_DONE / R_AGAIN /
+ * R_DEAD. @returns PERS_RETRY when the command itself failed (connection,
+ * timeout, write concern): nothing is known about the ops. */
+static pers_res_t run_chunk(mongo_sink *s, mongoc_collection_t *coll, const pers_dataset *ds,
+                            chunk *c, int *res, const bson_t *bopts, char *errstr,
+                            size_t errstr_size)
+{
+    bson_error_t err;
+    mongoc_bulk_operation_t *bulk = mongoc_collection_create_bulk_operation_with_opts(coll, bopts);
+    size_t *map = calloc(c->n ? c->n : 1, sizeof(*map));
+    size_t k = 0;
+    if (!map) {
         mongoc_bulk_operation_destroy(bulk);
-        size_t nerr = 0, first_err = k;
-        bson_iter_t it, arr;
-        if (bson_iter_init_find(&it, &reply, "writeErrors") && BSON_ITER_HOLDS_ARRAY(&it) &&
-            bson_iter_recurse(&it, &arr)) {
-            while (bson_iter_next(&arr)) {
-                bson_iter_t e;
-                if (!BSON_ITER_HOLDS_DOCUMENT(&arr) || !bson_iter_recurse(&arr, &e))
-                    continue;
-                int64_t idx = -1;
-                int32_t code = 0;
-                const char *msg = "";
-                while (bson_iter_next(&e)) {
-                    const char *key = bson_iter_key(&e);
-                    if (!strcmp(key, "index"))
-                        idx = bson_iter_as_int64(&e);
-                    else if (!strcmp(key, "code"))
-                        code = (int32_t)bson_iter_as_int64(&e);
-                    else if (!strcmp(key, "errmsg") && BSON_ITER_HOLDS_UTF8(&e))
-                        msg = bson_iter_utf8(&e, NULL);
-                }
-                if (idx < 0 || (size_t)idx >= k)
-                    continue;
-                nerr++;
-                if ((size_t)idx < first_err)
-                    first_err = (size_t)idx;
-                if (code == 11000)
-                    map[idx]->fate = PERS_STALE;
-                else
-                    mark_dead(map[idx], "mongodb", code, msg);
+        core_errstr(errstr, errstr_size, "out of memory");
+        return PERS_RETRY;
+    }
+    for (size_t i = 0; i < c->n; i++) {
+        pers_op *op = c->ops[i];
+        bool ok;
+        bson_t *sel = NULL;
+        res[i] = R_DONE;
+        if (c->step != STEP_INSERT)
+            sel = BCON_NEW("_id", BCON_UTF8(op->key), "tb_version", "{", "$lte",
+                           BCON_INT64(op->version), "}");
+        if (c->step == STEP_REMOVE) {
+            ok = mongoc_bulk_operation_remove_one_with_opts(bulk, sel, NULL, &err);
+        } else {
+            bson_t doc = BSON_INITIALIZER;
+            doc_for(&doc, ds, op, c->tomb, s->conf->mongo_decimal128);
+            ok = c->step == STEP_INSERT
+                     ? mongoc_bulk_operation_insert_with_opts(bulk, &doc, NULL, &err)
+                     : mongoc_bulk_operation_replace_one_with_opts(bulk, sel, &doc, NULL, &err);
+            bson_destroy(&doc);
+        }
+        if (sel)
+            bson_destroy(sel);
+        if (ok) {
+            map[k++] = i;
+        } else { /* refused before it was sent: the document itself */
+            mark_dead(op, "mongodb", 0, err.message);
+            res[i] = R_DEAD;
+        }
+    }
+    if (k == 0) {
+        free(map);
+        mongoc_bulk_operation_destroy(bulk);
+        return PERS_OK;
+    }
+    bson_t reply;
+    uint32_t ok = mongoc_bulk_operation_execute(bulk, &reply, &err);
+    mongoc_bulk_operation_destroy(bulk);
+    size_t nerr = 0;
+    bson_iter_t it, arr;
+    if (bson_iter_init_find(&it, &reply, "writeErrors") && BSON_ITER_HOLDS_ARRAY(&it) &&
+        bson_iter_recurse(&it, &arr)) {
+        while (bson_iter_next(&arr)) {
+            bson_iter_t e;
+            if (!BSON_ITER_HOLDS_DOCUMENT(&arr) || !bson_iter_recurse(&arr, &e))
+                continue;
+            int64_t idx = -1;
+            int32_t code = 0;
+            const char *msg = "";
+            while (bson_iter_next(&e)) {
+                const char *key = bson_iter_key(&e);
+                if (!strcmp(key, "index"))
+                    idx = bson_iter_as_int64(&e);
+                else if (!strcmp(key, "code"))
+                    code = (int32_t)bson_iter_as_int64(&e);
+                else if (!strcmp(key, "errmsg") && BSON_ITER_HOLDS_UTF8(&e))
+                    msg = bson_iter_utf8(&e, NULL);
+            }
+            if (idx < 0 || (size_t)idx >= k)
+                continue;
+            nerr++;
+            if (c->step == STEP_REPLACE && k > 1) {
+                /* FerretDB: the index is always 0 and the rest was not run;
+                 * the caller runs the ops one by one */
+                continue;
+            }
+            size_t i = map[idx];
+            if (code == 11000 && c->step == STEP_INSERT) {
+                /* the _id exists (a writer got there first, or the read
+                 * missed it), or a unique index of the operator's refused
+                 * the document: the next round reads the key again */
+                res[i] = R_AGAIN;
+            } else {
+                /* a guarded replace or remove cannot meet an existing _id:
+                 * any error (E11000 of a unique index, validation) is the
+                 * document's */
+                mark_dead(c->ops[i], "mongodb", code, msg);
+                res[i] = R_DEAD;
             }
         }
-        bool wc_error = bson_iter_init_find(&it, &reply, "writeConcernErrors") &&
-                        BSON_ITER_HOLDS_ARRAY(&it) && bson_iter_recurse(&it, &arr) &&
-                        bson_iter_next(&arr);
-        int64_t done = reply_int(&reply, "nMatched") + reply_int(&reply, "nUpserted") +
-                       reply_int(&reply, "nRemoved") + reply_int(&reply, "nInserted") +
-                       (int64_t)nerr;
-        core_log_debug("mongodb bulk", CLF_S("collection", mongoc_collection_get_name(coll)),
-                       CLF_I("ops", k), CLF_I("errors", nerr), CLF_I("accounted", done),
-                       CLF_I("first_error", first_err), CLF_B("ok", ok));
-        bson_destroy(&reply);
-        if ((!ok && nerr == 0) || wc_error) {
-            core_errstr(errstr, errstr_size, "mongodb: %s", err.message);
-            free(map);
-            return PERS_RETRY;
+    }
+    bool wc_error = bson_iter_init_find(&it, &reply, "writeConcernErrors") &&
+                    BSON_ITER_HOLDS_ARRAY(&it) && bson_iter_recurse(&it, &arr) &&
+                    bson_iter_next(&arr);
+    int64_t matched = reply_int(&reply, "nMatched"), removed = reply_int(&reply, "nRemoved");
+    bson_destroy(&reply);
+    free(map);
+    if ((!ok && nerr == 0) || wc_error) {
+        core_errstr(errstr, errstr_size, "mongodb: %s", err.message);
+        return PERS_RETRY;
+    }
+    if (nerr > 0 && c->step == STEP_REPLACE && k > 1) {
+        /* which op failed is unknown: one command per op */
+        for (size_t i = 0; i < c->n; i++) {
+            if (res[i] == R_DEAD)
+                continue;
+            chunk one = { &c->ops[i], 1, c->step, c->tomb };
+            pers_res_t r = run_chunk(s, coll, ds, &one, &res[i], bopts, errstr, errstr_size);
+            if (r != PERS_OK)
+                return r;
         }
-        /* every op accounted for, or no error at all: done */
-        if (nerr == 0 || done >= (int64_t)k) {
-            free(map);
-            return PERS_OK;
-        }
-        /* again with the ops after the first error that got no answer */
-        size_t w = 0;
-        for (size_t i = first_err + 1; i < k; i++)
-            if (map[i]->fate == PERS_PENDING)
-                list[w++] = map[i];
-        m = w;
-        free(map);
+        return PERS_OK;
+    }
+    /* a guarded replace or remove that matched less than it was given: the
+     * stored version changed since the read; plan those keys again (the
+     * counts do not say which: all the chunk's ops, they are idempotent) */
+    int64_t want = (int64_t)(k - nerr);
+    int64_t got = c->step == STEP_REPLACE ? matched : c->step == STEP_REMOVE ? removed : want;
+    if (got < want)
+        for (size_t i = 0; i < c->n; i++)
+            if (res[i] == R_DONE)
+                res[i] = R_AGAIN;
+    return PERS_OK;
+}
+
+/* What the database holds for one key: one point read by _id (FerretDB 1.x
+ * pushes an _id equality down to its index; it does not push $in down, so
+ * a read of many keys would scan the whole collection). */
+static pers_res_t read_one(mongoc_collection_t *coll, const char *key, bool *exists,
+                           int64_t *version, char *errstr, size_t errstr_size)
+{
+    bson_error_t err;
+    bson_t *filter = BCON_NEW("_id", BCON_UTF8(key));
+    bson_t *opts = BCON_NEW("projection", "{", "tb_version", BCON_INT32(1), "}", "limit",
+                            BCON_INT64(1));
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter, opts, NULL);
+    const bson_t *d;
+    *exists = false;
+    *version = INT64_MIN;
+    if (mongoc_cursor_next(cur, &d)) {
+        bson_iter_t it;
+        *exists = true;
+        if (bson_iter_init_find(&it, d, "tb_version"))
+            *version = bson_iter_as_int64(&it);
+    }
+    bool failed = mongoc_cursor_error(cur, &err);
+    mongoc_cursor_destroy(cur);
+    bson_destroy(opts);
+    bson_destroy(filter);
+    if (failed) {
+        core_errstr(errstr, errstr_size, "mongodb: %s", err.message);
+        return PERS_RETRY;
     }
     return PERS_OK;
 }
 
+/* One op as one command (FerretDB runs an update's statements one by one
+ * anyway, and a command of many holds as many connections: see above). */
+static pers_res_t run_one(mongo_sink *s, mongoc_collection_t *coll, const pers_dataset *ds,
+                          pers_op *op, step_t step, bool tomb, const bson_t *bopts, int *res,
+                          char *errstr, size_t errstr_size)
+{
+    chunk one = { &op, 1, step, tomb };
+    return run_chunk(s, coll, ds, &one, res, bopts, errstr, errstr_size);
+}
+
+/* Remember a delete: the tombstone at the op's version, never lowered (an
+ * upsert guarded by {_id, tb_version $lte v}; a newer tombstone makes it
+ * collide on _id, which is fine). */
+static pers_res_t remember_delete(mongo_sink *s, mongoc_collection_t *tomb, pers_op *op,
+                                  char *errstr, size_t errstr_size)
+{
+    bson_error_t err;
+    bson_t reply;
+    bson_t *sel = BCON_NEW("_id", BCON_UTF8(op->key), "tb_version", "{", "$lte",
+                           BCON_INT64(op->version), "}");
+    bson_t *upd = BCON_NEW("$set", "{", "tb_version", BCON_INT64(op->version), "}");
+    bson_t opts = BSON_INITIALIZER;
+    BSON_APPEND_BOOL(&opts, "upsert", true);
+    mongoc_write_concern_append(s->wc, &opts);
+    bool ok = mongoc_collection_update_one(tomb, sel, upd, &opts, &reply, &err);
+    bson_destroy(&reply);
+    bson_destroy(&opts);
+    bson_destroy(upd);
+    bson_destroy(sel);
+    if (ok || err.code == 11000)
+        return PERS_OK;
+    core_errstr(errstr, errstr_size, "mongodb: %s", err.message);
+    return PERS_RETRY;
+}
+
+/*
+ * The batch, without reading first (FerretDB 1.x cannot read many keys
+ * without a full scan). Every write is guarded, so the order of the steps
+ * below never lets an older version win, and a crash anywhere is repaired
+ * by the replay:
+ *  1. an upsert replaces the stored document under {_id, tb_version $lte v}
+ *     (no upsert flag): a match is written; no match means absent or newer;
+ *  2. a delete removes under the same guard; no match means absent or
+ *     newer: one read tells (newer: stale, nothing remembered);
+ *  3. an upsert that matched nothing: its tombstone is read (a key deleted
+ *     at a newer version stays deleted), then the document is inserted, in
+ *     bulk: an insert never overwrites, so E11000 means a newer document
+ *     (stale) — or, when the _id is not there, a unique index of the
+ *     operator's refusing the document (dead);
+ *  4. deletes that removed a document, or found none, leave a tombstone.
+ * A stored document makes its key's tombstones irrelevant: a delete only
+ * removes a document at least as old as itself.
+ */
 static pers_res_t mongo_write(pers_sink *base, pers_dataset *ds, pers_op *ops, size_t n,
                               char *errstr, size_t errstr_size)
 {
@@ -299,117 +415,114 @@ static pers_res_t mongo_write(pers_sink *base, pers_dataset *ds, pers_op *ops, s
         mongoc_client_get_collection(s->client, s->conf->mongo_database, ds->name);
     mongoc_collection_t *tomb =
         mongoc_client_get_collection(s->client, s->conf->mongo_database, tname);
-    pers_op **map = calloc(n ? n : 1, sizeof(*map));
+    pers_op **ins = calloc(n ? n : 1, sizeof(*ins));
+    int *res = calloc(n ? n : 1, sizeof(*res));
     bson_t bopts = BSON_INITIALIZER;
     BSON_APPEND_BOOL(&bopts, "ordered", false);
     mongoc_write_concern_append(s->wc, &bopts);
-    bson_error_t err;
+    size_t nins = 0;
 
-    if (!map) {
+    if (!ins || !res) {
         core_errstr(errstr, errstr_size, "out of memory");
         r = PERS_RETRY;
         goto out;
     }
     for (size_t i = 0; i < n; i++)
         ops[i].fate = PERS_PENDING;
-
-    /* 1. what the database holds for the batch's keys: the stored version
-     * and the tombstone (queries of at most 200 keys each) */
-    for (size_t i = 0; i < n; i++)
-        ops[i].stored = ops[i].tombed = false;
-    for (size_t from = 0; from < n; from += 200) {
-        bson_t filter = BSON_INITIALIZER, idq, in;
-        char idx[16];
-        int k = 0;
-        BSON_APPEND_DOCUMENT_BEGIN(&filter, "_id", &idq);
-        BSON_APPEND_ARRAY_BEGIN(&idq, "$in", &in);
-        for (size_t i = from; i < n && i < from + 200; i++) {
-            snprintf(idx, sizeof(idx), "%d", k++);
-            bson_append_utf8(&in, idx, -1, ops[i].key, -1);
+    /* 1 and 2: guarded replaces and removes */
+    for (size_t i = 0; i < n && r == PERS_OK; i++) {
+        pers_op *op = &ops[i];
+        bool del = op->kind == PERS_DELETE;
+        int rr = R_DONE;
+        r = run_one(s, coll, ds, op, del ? STEP_REMOVE : STEP_REPLACE, false, &bopts, &rr, errstr,
+                    errstr_size);
+        if (r != PERS_OK || rr == R_DEAD)
+            continue;
+        if (rr == R_DONE) {
+            op->fate = del ? PERS_PENDING : PERS_WRITTEN; /* deletes: tombstone below */
+            continue;
         }
-        bson_append_array_end(&idq, &in);
-        bson_append_document_end(&filter, &idq);
-        /* the stored versions too: stale upserts are skipped before the bulk
-         * (the guard in the bulk still decides; this spares FerretDB, which
-         * stops an unordered bulk at its first error, a round per stale op) */
-        for (int pass = 0; pass < 2 && k > 0; pass++) {
-            bson_t *proj = BCON_NEW("projection", "{", "tb_version", BCON_INT32(1), "}");
-            mongoc_cursor_t *cur =
-                mongoc_collection_find_with_opts(pass ? coll : tomb, &filter, proj, NULL);
-            bson_destroy(proj);
-            const bson_t *d;
-            while (mongoc_cursor_next(cur, &d)) {
-                bson_iter_t it;
-                const char *key = NULL;
-                int64_t v = INT64_MIN;
-                if (bson_iter_init_find(&it, d, "_id") && BSON_ITER_HOLDS_UTF8(&it))
-                    key = bson_iter_utf8(&it, NULL);
-                if (bson_iter_init_find(&it, d, "tb_version"))
-                    v = bson_iter_as_int64(&it);
-                pers_op *op = key ? find_op(ops, n, key) : NULL;
-                if (op && pass) {
-                    op->stored = true;
-                    op->stored_version = v;
-                } else if (op) {
-                    op->tombed = true;
-                    op->tomb_version = v;
+        if (!del) {
+            ins[nins++] = op;
+            continue;
+        }
+        bool exists;
+        int64_t v;
+        r = read_one(coll, op->key, &exists, &v, errstr, errstr_size);
+        if (r == PERS_OK && exists && v > op->version)
+            op->fate = PERS_STALE; /* a newer document is stored */
+    }
+    /* 3: inserts of keys not stored, unless deleted at a newer version */
+    size_t m = 0;
+    for (size_t i = 0; i < nins && r == PERS_OK; i++) {
+        bool exists;
+        int64_t v;
+        r = read_one(tomb, ins[i]->key, &exists, &v, errstr, errstr_size);
+        if (r == PERS_OK && exists && v >= ins[i]->version)
+            ins[i]->fate = PERS_STALE;
+        else if (r == PERS_OK)
+            ins[m++] = ins[i];
+    }
+    for (size_t from = 0; from < m && r == PERS_OK; from += INSERT_CHUNK) {
+        chunk c = { ins + from, m - from < INSERT_CHUNK ? m - from : INSERT_CHUNK, STEP_INSERT,
+                    false };
+        r = run_chunk(s, coll, ds, &c, res, &bopts, errstr, errstr_size);
+        for (size_t i = 0; r == PERS_OK && i < c.n; i++) {
+            pers_op *op = c.ops[i];
+            if (res[i] == R_DONE) {
+                op->fate = PERS_WRITTEN;
+            } else if (res[i] == R_AGAIN) { /* E11000 */
+                bool exists;
+                int64_t v;
+                r = read_one(coll, op->key, &exists, &v, errstr, errstr_size);
+                if (r != PERS_OK)
+                    break;
+                if (!exists) {
+                    mark_dead(op, "mongodb", 11000, "duplicate key (unique index)");
+                } else if (v > op->version) {
+                    op->fate = PERS_STALE;
+                } else {
+                    /* stored meanwhile at an older or equal version (another
+                     * writer): the guarded replace settles it */
+                    int rr = R_DONE;
+                    r = run_one(s, coll, ds, op, STEP_REPLACE, false, &bopts, &rr, errstr,
+                                errstr_size);
+                    if (r == PERS_OK && rr == R_DONE)
+                        op->fate = PERS_WRITTEN;
+                    else if (r == PERS_OK && rr == R_AGAIN) {
+                        core_errstr(errstr, errstr_size,
+                                    "mongodb: %s changes under this writer: another writer?",
+                                    op->key);
+                        r = PERS_RETRY;
+                    }
                 }
             }
-            bool cerr = mongoc_cursor_error(cur, &err);
-            mongoc_cursor_destroy(cur);
-            if (cerr) {
-                bson_destroy(&filter);
-                core_errstr(errstr, errstr_size, "mongodb: %s", err.message);
-                r = PERS_RETRY;
-                goto out;
-            }
-        }
-        bson_destroy(&filter);
-    }
-    {
-        for (size_t i = 0; i < n; i++) {
-            pers_op *op = &ops[i];
-            bool newer_row = op->stored && op->stored_version > op->version;
-            bool newer_tomb = op->tombed && (op->kind == PERS_UPSERT
-                                                 ? op->tomb_version >= op->version
-                                                 : op->tomb_version > op->version);
-            if (newer_row || newer_tomb)
-                op->fate = PERS_STALE;
         }
     }
-
-    /* 2. upserts and deletes, unordered */
-    {
-        size_t m = 0;
-        for (size_t i = 0; i < n; i++)
-            if (ops[i].fate == PERS_PENDING)
-                map[m++] = &ops[i];
-        r = bulk_ops(s, coll, ds, map, m, false, &bopts, errstr, errstr_size);
-        if (r != PERS_OK)
-            goto out;
+    /* 4: tombstones */
+    for (size_t i = 0; i < n && r == PERS_OK; i++) {
+        pers_op *op = &ops[i];
+        if (op->kind != PERS_DELETE || op->fate != PERS_PENDING)
+            continue;
+        r = remember_delete(s, tomb, op, errstr, errstr_size);
+        if (r == PERS_OK)
+            op->fate = PERS_WRITTEN;
     }
-    /* 3. remember deletes: tombstone with the version, never lowered */
-    {
-        size_t m = 0;
-        for (size_t i = 0; i < n; i++)
-            if (ops[i].kind == PERS_DELETE && ops[i].fate == PERS_PENDING)
-                map[m++] = &ops[i];
-        r = bulk_ops(s, tomb, ds, map, m, true, &bopts, errstr, errstr_size);
-        if (r != PERS_OK)
-            goto out;
-    }
-    for (size_t i = 0; i < n; i++)
-        if (ops[i].fate == PERS_PENDING)
-            ops[i].fate = PERS_WRITTEN;
 out:
-    if (r != PERS_OK)
+    if (r != PERS_OK) {
         for (size_t i = 0; i < n; i++) {
             ops[i].fate = PERS_PENDING;
             free(ops[i].error);
             ops[i].error = NULL;
         }
+        if (s->client && !mongo_ping(base)) {
+            mongoc_client_destroy(s->client); /* reconnect on the next try */
+            s->client = NULL;
+        }
+    }
     bson_destroy(&bopts);
-    free(map);
+    free(ins);
+    free(res);
     mongoc_collection_destroy(coll);
     mongoc_collection_destroy(tomb);
     return r;
@@ -465,7 +578,8 @@ pers_sink *pers_mongo_new(const struct persister_conf *conf, char *errstr, size_
     return &s->base;
 }
 
-/* mongodb.indexes entries: "dataset:field[+field...]" (ascending). */
+/* mongodb.indexes entries: "dataset:field[+field...][:unique]" (ascending).
+ * A document a unique index refuses goes to the DLQ. */
 int pers_mongo_create_indexes(pers_sink *base, pers_dataset *ds, size_t nds, char *errstr,
                               size_t errstr_size)
 {
@@ -477,12 +591,25 @@ int pers_mongo_create_indexes(pers_sink *base, pers_dataset *ds, size_t nds, cha
         const char *colon = strchr(spec, ':');
         if (!colon || colon == spec || !colon[1]) {
             core_errstr(errstr, errstr_size,
-                        "mongodb.indexes: \"%s\" is not dataset:field[+field...]", spec);
+                        "mongodb.indexes: \"%s\" is not dataset:field[+field...][:unique]",
+                        spec);
             return -1;
         }
         char dsname[128], fields[256];
         snprintf(dsname, sizeof(dsname), "%.*s", (int)(colon - spec), spec);
         snprintf(fields, sizeof(fields), "%s", colon + 1);
+        bool unique = false;
+        char *opt = strchr(fields, ':');
+        if (opt) {
+            if (strcmp(opt, ":unique") != 0 || opt == fields) {
+                core_errstr(errstr, errstr_size,
+                            "mongodb.indexes: \"%s\" is not dataset:field[+field...][:unique]",
+                            spec);
+                return -1;
+            }
+            *opt = '\0';
+            unique = true;
+        }
         bool known = false;
         for (size_t d = 0; d < nds; d++)
             known |= !strcmp(ds[d].name, dsname);
@@ -490,7 +617,7 @@ int pers_mongo_create_indexes(pers_sink *base, pers_dataset *ds, size_t nds, cha
             continue; /* an index of a dataset this instance does not persist */
         bson_t cmd = BSON_INITIALIZER, arr, idx, key;
         char name[300];
-        snprintf(name, sizeof(name), "tb_%s", fields);
+        snprintf(name, sizeof(name), "tb_%s%s", fields, unique ? "_unique" : "");
         for (char *p = name; *p; p++)
             if (*p == '+')
                 *p = '_';
@@ -503,6 +630,8 @@ int pers_mongo_create_indexes(pers_sink *base, pers_dataset *ds, size_t nds, cha
             BSON_APPEND_INT32(&key, f, 1);
         bson_append_document_end(&idx, &key);
         BSON_APPEND_UTF8(&idx, "name", name);
+        if (unique)
+            BSON_APPEND_BOOL(&idx, "unique", true);
         bson_append_document_end(&arr, &idx);
         bson_append_array_end(&cmd, &arr);
         bson_error_t err;

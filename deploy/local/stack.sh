@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # deploy/local/stack.sh — the local stack of real servers on loopback:
 # Kafka (KRaft, 1 or 3 nodes), Redis, PostgreSQL and FerretDB (MongoDB wire
-# protocol, SQLite backend). No containers: Debian's binaries, Kafka's jars
-# from Maven Central, FerretDB built from its Go module.
+# protocol, stored in that PostgreSQL: database ferretdb). No containers:
+# Debian's binaries, Kafka's jars from Maven Central, FerretDB built from its
+# Go module.
 #
 # Usage: stack.sh up [--kafka-nodes N]     start what is not running, wait until all answer
 #        stack.sh down [--purge]           stop all (data kept; --purge removes it)
@@ -735,17 +736,80 @@ ferretdb_answers() {
     fi
 }
 
+# FerretDB keeps its data in the stack's PostgreSQL, database ferretdb
+# (its PostgreSQL handler). Not SQLite: FerretDB 1.24 on SQLite commits
+# every statement on its own and was found to leave a database locked after
+# a client died in the middle of a write. Consequence: `stack.sh pg-stop`
+# also takes FerretDB's storage away (FerretDB answers, its queries fail).
+FERRETDB_PG_DB=ferretdb
+
+# ferretdb_provision: the database for FerretDB (idempotent), and three
+# settings on it, all for FerretDB 1.24's PostgreSQL backend:
+#  - it looks documents up by _id as `_jsonb->'_id' @> $2`, which its own
+#    btree index on (_jsonb->'_id') cannot serve: every update, delete and
+#    find by _id scans the collection. An event trigger gives each table it
+#    creates a GIN index on that expression (jsonb_path_ops serves @>);
+#  - plan_cache_mode=force_custom_plan: the key is a parameter
+#    (`_jsonb->$1`); only a custom plan matches the index expression;
+#  - synchronous_commit=off: FerretDB commits each updated document on its
+#    own; like MongoDB's default (w:1 without j) a crash of PostgreSQL may
+#    lose the last fraction of a second of acknowledged writes, never
+#    corrupt them. A local test stack only.
+ferretdb_provision() {
+    pg_setup_paths
+    if [ "$(pg_superuser_psql -c "SELECT 1 FROM pg_database WHERE datname = '$FERRETDB_PG_DB'")" != 1 ]; then
+        pg_superuser_psql -c "CREATE DATABASE $FERRETDB_PG_DB OWNER $PG_USER" >/dev/null
+    fi
+    pg_superuser_psql -c "ALTER DATABASE $FERRETDB_PG_DB SET synchronous_commit = off" >/dev/null
+    pg_superuser_psql -c "ALTER DATABASE $FERRETDB_PG_DB SET plan_cache_mode = force_custom_plan" >/dev/null
+    pg_superuser_psql -d "$FERRETDB_PG_DB" >/dev/null <<'EOF'
+CREATE OR REPLACE FUNCTION tb_ferretdb_id_index() RETURNS event_trigger LANGUAGE plpgsql AS $f$
+DECLARE r record;
+BEGIN
+  FOR r IN SELECT c.oid, c.relname, n.nspname FROM pg_event_trigger_ddl_commands() d
+           JOIN pg_class c ON c.oid = d.objid JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE d.command_tag = 'CREATE TABLE' AND c.relkind = 'r'
+  LOOP
+    IF EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = r.oid AND attname = '_jsonb') THEN
+      EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %I.%I USING gin ((_jsonb -> ''_id'') jsonb_path_ops)',
+                     left(r.relname, 52) || '_tb_id_gin', r.nspname, r.relname);
+    END IF;
+  END LOOP;
+END $f$;
+DO $d$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_event_trigger WHERE evtname = 'tb_ferretdb_id_index') THEN
+    CREATE EVENT TRIGGER tb_ferretdb_id_index ON ddl_command_end WHEN TAG IN ('CREATE TABLE')
+      EXECUTE FUNCTION tb_ferretdb_id_index();
+  END IF;
+END $d$;
+EOF
+}
+
+# ferretdb_old_handler: the running FerretDB was started with another
+# backend (an earlier stack.sh ran it on SQLite).
+ferretdb_old_handler() {
+    local pid
+    pid=$(ferretdb_pid) || return 1
+    ! tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "--handler=postgresql"
+}
+
 ferretdb_start() {
+    if ferretdb_alive && ferretdb_old_handler; then
+        say "ferretdb: running on another backend (SQLite): restarting it on PostgreSQL"
+        ferretdb_stop
+    fi
     if ferretdb_alive; then FERRETDB_STARTED=0; return 0; fi
     if port_open "$MONGO_PORT"; then
         warn "mongo: 127.0.0.1:$MONGO_PORT is already served by $(port_owner "$MONGO_PORT"), not started by stack.sh: left alone"
         FERRETDB_STARTED=0; return 0
     fi
     ferretdb_binary_ok || die "FerretDB binary missing: $FERRETDB_BIN"
-    mkdir -p "$FERRETDB_DIR/data" "$FERRETDB_DIR/state"
+    ferretdb_provision || die "ferretdb: could not prepare database $FERRETDB_PG_DB in PostgreSQL"
+    mkdir -p "$FERRETDB_DIR/state"
     start_bg "$FERRETDB_PIDFILE" "$LOG_DIR/ferretdb.log" \
-        "$FERRETDB_BIN" --listen-addr="127.0.0.1:$MONGO_PORT" --handler=sqlite \
-        --sqlite-url="file:$FERRETDB_DIR/data/" --state-dir="$FERRETDB_DIR/state" \
+        "$FERRETDB_BIN" --listen-addr="127.0.0.1:$MONGO_PORT" --handler=postgresql \
+        --postgresql-url="postgres://$PG_USER:$PG_PASSWORD@127.0.0.1:$PG_PORT/$FERRETDB_PG_DB" \
+        --state-dir="$FERRETDB_DIR/state" \
         --telemetry=disable --debug-addr=- --log-level=warn --no-log-uuid
     FERRETDB_STARTED=1
 }
@@ -811,9 +875,9 @@ cmd_up() {
     if [ -n "$build_pid" ]; then
         wait "$build_pid" || die "FerretDB build failed (log: $LOG_DIR/ferretdb-build.log)"
     fi
-    ferretdb_start
     redis_wait
     pg_wait
+    ferretdb_start # on PostgreSQL: after pg_wait
     ferretdb_wait
     kafka_wait "$nodes"
     say "up in $(( $(now) - t0 ))s; 'stack.sh env' prints the connection settings"
@@ -889,7 +953,7 @@ main() {
         pg-stop)        pg_stop ;;
         pg-start)       prepare_dirs; pg_start; pg_wait ;;
         ferretdb-stop)  ferretdb_stop ;;
-        ferretdb-start) prepare_dirs; ferretdb_build; ferretdb_start; ferretdb_wait ;;
+        ferretdb-start) prepare_dirs; ferretdb_build; pg_setup_paths; pg_wait; ferretdb_start; ferretdb_wait ;;
         -h|--help|help) usage 0 ;;
         "")             usage 2 ;;
         *)              printf 'stack: unknown command: %s\n\n' "$cmd" >&2; usage 2 >&2 ;;
