@@ -229,6 +229,15 @@ static void pg_exec(PGconn *c, const char *sql)
     PQclear(r);
 }
 
+static void pg_drop_schema(const char *schema)
+{
+    PGconn *c = pg(PG_MAIN);
+    char sql[128];
+    snprintf(sql, sizeof(sql), "DROP SCHEMA \"%s\" CASCADE", schema);
+    pg_exec(c, sql);
+    PQfinish(c);
+}
+
 /* Differences between the table and the model (0: exactly equal). -1 when
  * the table cannot be read now (server down). */
 static int pg_diff(const char *conninfo, const char *schema, const model *m, char *why,
@@ -474,11 +483,7 @@ START_TEST(pg_final_state_exact)
     ck_assert_int_eq(stop_persister(pid), 0);
     core_kafka_producer_free(p);
     model_free(&m);
-    PGconn *c = pg(PG_MAIN);
-    char sql[128];
-    snprintf(sql, sizeof(sql), "DROP SCHEMA \"%s\" CASCADE", schema);
-    pg_exec(c, sql);
-    PQfinish(c);
+    pg_drop_schema(schema);
 }
 END_TEST
 
@@ -545,11 +550,7 @@ START_TEST(pg_kill9_ten_times_exact)
     ck_assert_int_eq(stop_persister(pid), 0);
     core_kafka_producer_free(p);
     model_free(&m);
-    PGconn *c = pg(PG_MAIN);
-    char sql[128];
-    snprintf(sql, sizeof(sql), "DROP SCHEMA \"%s\" CASCADE", schema);
-    pg_exec(c, sql);
-    PQfinish(c);
+    pg_drop_schema(schema);
 }
 END_TEST
 
@@ -587,11 +588,7 @@ START_TEST(pg_rebalance_with_batches_in_flight_exact)
     ck_assert_int_eq(stop_persister(pb), 0);
     core_kafka_producer_free(p);
     model_free(&m);
-    PGconn *c = pg(PG_MAIN);
-    char sql[128];
-    snprintf(sql, sizeof(sql), "DROP SCHEMA \"%s\" CASCADE", schema);
-    pg_exec(c, sql);
-    PQfinish(c);
+    pg_drop_schema(schema);
 }
 END_TEST
 
@@ -995,11 +992,7 @@ START_TEST(pg_redis_backup_restored_after_kill9)
 
     core_kafka_producer_free(p);
     model_free(&m);
-    PGconn *c = pg(PG_MAIN);
-    char sql[128];
-    snprintf(sql, sizeof(sql), "DROP SCHEMA \"%s\" CASCADE", schema);
-    pg_exec(c, sql);
-    PQfinish(c);
+    pg_drop_schema(schema);
 }
 END_TEST
 
