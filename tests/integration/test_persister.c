@@ -319,7 +319,10 @@ static pid_t start_persister(const run_opts *o)
     snprintf(port, sizeof(port), "%d", o->http_port);
     char pw[256];
     snprintf(pw, sizeof(pw), "TB_PG_PASSWORD=%s", o->password ? o->password : "");
-    char *envp[] = { proto, "PATH=/usr/bin:/bin", pw, (char *) getenv("PERSISTER_DEBUG") ? "TB_LOG_LEVEL=debug" : "TB_LOG_LEVEL=warn", NULL };
+    char *envp[] = { proto, "PATH=/usr/bin:/bin", pw,
+                     getenv("PERSISTER_DEBUG") ? "TB_LOG_LEVEL=debug" : "TB_LOG_LEVEL=warn",
+                     "MONGOC_DISABLE_SHM=1", /* as the images: kill -9 leaves no shm file */
+                     NULL };
     char *argv[64];
     int n = 0;
     argv[n++] = bin;

@@ -30,7 +30,11 @@ static void setup(void)
     env_proto = proto;
     base_env[0] = env_proto;
     base_env[1] = "PATH=/usr/bin:/bin";
-    base_env[2] = NULL;
+    /* as the images run them: no /dev/shm counters file from libmongoc,
+     * whose "Falling back to malloc" warning a stale file of a killed
+     * process with the same pid would add to stderr */
+    base_env[2] = "MONGOC_DISABLE_SHM=1";
+    base_env[3] = NULL;
 }
 
 static char *bin_path(const char *svc)
