@@ -7,7 +7,6 @@
 #include "tributary/core_log.h"
 
 #include <libpq-fe.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,56 +23,11 @@ typedef struct pg_sink {
     bool staged;
 } pg_sink;
 
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-} sbuf;
-
-static void sb_addn(sbuf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = (b->cap + n + 1) * 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void sb_add(sbuf *b, const char *s)
-{
-    sb_addn(b, s, strlen(s));
-}
-
-static void sb_addf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_addf(sbuf *b, const char *fmt, ...)
-{
-    char tmp[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= sizeof(tmp)) {
-        b->oom = true;
-        return;
-    }
-    sb_addn(b, tmp, (size_t)n);
-}
-
 /* COPY text format: backslash, tab, newline and carriage return escaped. */
-static void sb_copy_text(sbuf *b, const char *s)
+static void sb_copy_text(core_strbuf *b, const char *s)
 {
     if (!s) {
-        sb_add(b, "\\N");
+        core_strbuf_add(b, "\\N");
         return;
     }
     const char *start = s;
@@ -87,12 +41,12 @@ static void sb_copy_text(sbuf *b, const char *s)
         default: break;
         }
         if (esc) {
-            sb_addn(b, start, (size_t)(s - start));
-            sb_add(b, esc);
+            core_strbuf_addn(b, start, (size_t)(s - start));
+            core_strbuf_add(b, esc);
             start = s + 1;
         }
     }
-    sb_addn(b, start, (size_t)(s - start));
+    core_strbuf_addn(b, start, (size_t)(s - start));
 }
 
 /* ---- COPY rows straight from the Avro value -------------------------------- */
@@ -124,12 +78,12 @@ int pers_pg_rows_init(pers_dataset *ds, size_t nds, char *errstr, size_t errstr_
 /* One field's COPY text, the text pers_column_text gives for its natural
  * JSON: strings, enums, decimals and times as shown, true/false, numbers
  * as JSON prints them, \N for null. */
-static void sb_natural(sbuf *b, const core_avro_natural *n)
+static void sb_natural(core_strbuf *b, const core_avro_natural *n)
 {
     char num[40];
     switch (n->kind) {
     case CORE_AVRO_NAT_BOOL:
-        sb_add(b, n->boolean ? "true" : "false");
+        core_strbuf_add(b, n->boolean ? "true" : "false");
         break;
     case CORE_AVRO_NAT_NUMBER:
         if (n->number == (double)(long long)n->number && n->number > -9007199254740992.0 &&
@@ -137,7 +91,7 @@ static void sb_natural(sbuf *b, const core_avro_natural *n)
             snprintf(num, sizeof(num), "%lld", (long long)n->number);
         else
             snprintf(num, sizeof(num), "%.17g", n->number);
-        sb_add(b, num);
+        core_strbuf_add(b, num);
         break;
     case CORE_AVRO_NAT_RAW:
     case CORE_AVRO_NAT_STRING:
@@ -152,7 +106,7 @@ static void sb_natural(sbuf *b, const core_avro_natural *n)
 core_err_t pers_pg_row(const pers_dataset *ds, avro_value_t *value, char **row, size_t *len,
                        char *errstr, size_t errstr_size)
 {
-    sbuf b = { 0 };
+    core_strbuf b = { 0 };
     char small[512];
     char *buf = small;
     size_t size = sizeof(small);
@@ -161,7 +115,7 @@ core_err_t pers_pg_row(const pers_dataset *ds, avro_value_t *value, char **row, 
     for (size_t c = 0; c < ds->ncols && e == CORE_OK; c++) {
         core_avro_natural n;
         if (c)
-            sb_addn(&b, "\t", 1);
+            core_strbuf_addn(&b, "\t", 1);
         e = core_avro_path_get(ds->row_paths[c], value, &n, buf, size, errstr, errstr_size);
         if (e == CORE_ERR_TOOBIG) { /* a long text: a buffer of its size */
             char *big = malloc(n.need);
@@ -180,7 +134,7 @@ core_err_t pers_pg_row(const pers_dataset *ds, avro_value_t *value, char **row, 
     }
     if (buf != small)
         free(buf);
-    if (e == CORE_OK && b.oom)
+    if (e == CORE_OK && b.failed)
         e = CORE_ERR_NOMEM;
     if (e != CORE_OK) {
         free(b.p);
@@ -306,7 +260,7 @@ static bool pg_ping(pers_sink *base)
 
 /* Prepare b's text as the statement <prefix><dataset>; frees b's text.
  * Returns false (errstr says why) when the server refused it. */
-static bool prepare_stmt(pg_sink *s, const char *prefix, const char *dataset, sbuf *b,
+static bool prepare_stmt(pg_sink *s, const char *prefix, const char *dataset, core_strbuf *b,
                          char *errstr, size_t errstr_size)
 {
     char name[200];
@@ -314,9 +268,8 @@ static bool prepare_stmt(pg_sink *s, const char *prefix, const char *dataset, sb
     bool ok;
 
     snprintf(name, sizeof(name), "%s%s", prefix, dataset);
-    res = b->oom ? NULL : PQprepare(s->conn, name, b->p, 0, NULL);
-    free(b->p);
-    *b = (sbuf){ 0 };
+    res = b->failed ? NULL : PQprepare(s->conn, name, b->p, 0, NULL);
+    core_strbuf_free(b);
     ok = PQresultStatus(res) == PGRES_COMMAND_OK;
     if (!ok)
         classify(s->conn, res, errstr, errstr_size);
@@ -332,16 +285,16 @@ static pers_res_t prepare_ds(pg_sink *s, pers_dataset *ds, char *errstr, size_t 
             return PERS_OK;
     const char *sc = s->conf->pg_schema;
     const char *key = ds->cols[ds->key_col].name;
-    sbuf b = { 0 };
-    sb_addf(&b,
+    core_strbuf b = { 0 };
+    core_strbuf_addf(&b,
             "CREATE TEMP TABLE IF NOT EXISTS \"tb_stage_%s\" (LIKE \"%s\".\"%s\") ON COMMIT "
             "DELETE ROWS;",
             ds->name, sc, ds->name);
-    sb_addf(&b,
+    core_strbuf_addf(&b,
             "CREATE TEMP TABLE IF NOT EXISTS \"tb_stage_del_%s\" (key text NOT NULL, "
             "v bigint NOT NULL) ON COMMIT DELETE ROWS;",
             ds->name);
-    if (b.oom) {
+    if (b.failed) {
         free(b.p);
         core_errstr(errstr, errstr_size, "out of memory");
         return PERS_RETRY;
@@ -352,22 +305,22 @@ static pers_res_t prepare_ds(pg_sink *s, pers_dataset *ds, char *errstr, size_t 
         return PERS_RETRY; /* a missing table is the operator's to fix, never the row's */
 
     /* merge: rows newer than the stored ones and than any tombstone */
-    b = (sbuf){ 0 };
-    sb_addf(&b, "INSERT INTO \"%s\".\"%s\" AS t (", sc, ds->name);
+    b = (core_strbuf){ 0 };
+    core_strbuf_addf(&b, "INSERT INTO \"%s\".\"%s\" AS t (", sc, ds->name);
     for (size_t i = 0; i < ds->ncols; i++)
-        sb_addf(&b, "\"%s\", ", ds->cols[i].name);
-    sb_add(&b, "tb_version, tb_id, tb_batch) SELECT ");
+        core_strbuf_addf(&b, "\"%s\", ", ds->cols[i].name);
+    core_strbuf_add(&b, "tb_version, tb_id, tb_batch) SELECT ");
     for (size_t i = 0; i < ds->ncols; i++)
-        sb_addf(&b, "s.\"%s\", ", ds->cols[i].name);
-    sb_addf(&b,
+        core_strbuf_addf(&b, "s.\"%s\", ", ds->cols[i].name);
+    core_strbuf_addf(&b,
             "s.tb_version, s.tb_id, s.tb_batch FROM \"tb_stage_%s\" s WHERE NOT EXISTS "
             "(SELECT 1 FROM \"%s\".\"%s_tombstone\" d WHERE d.key = s.\"%s\" AND "
             "d.tb_version >= s.tb_version) ON CONFLICT (\"%s\") DO UPDATE SET ",
             ds->name, sc, ds->name, key, key);
     for (size_t i = 0; i < ds->ncols; i++)
         if (i != ds->key_col)
-            sb_addf(&b, "\"%s\" = EXCLUDED.\"%s\", ", ds->cols[i].name, ds->cols[i].name);
-    sb_addf(&b,
+            core_strbuf_addf(&b, "\"%s\" = EXCLUDED.\"%s\", ", ds->cols[i].name, ds->cols[i].name);
+    core_strbuf_addf(&b,
             "tb_version = EXCLUDED.tb_version, tb_id = EXCLUDED.tb_id, tb_batch = "
             "EXCLUDED.tb_batch, tb_persisted_at = now() WHERE t.tb_version <= EXCLUDED.tb_version "
             "RETURNING t.\"%s\"",
@@ -377,13 +330,13 @@ static pers_res_t prepare_ds(pg_sink *s, pers_dataset *ds, char *errstr, size_t 
 
     /* deletes: remove older rows, then remember the version deleted
      * (unless a newer row is stored) */
-    sb_addf(&b,
+    core_strbuf_addf(&b,
             "DELETE FROM \"%s\".\"%s\" t USING \"tb_stage_del_%s\" d WHERE t.\"%s\" = d.key AND "
             "t.tb_version <= d.v",
             sc, ds->name, ds->name, key);
     if (!prepare_stmt(s, "tb_delete_", ds->name, &b, errstr, errstr_size))
         return PERS_RETRY;
-    sb_addf(&b,
+    core_strbuf_addf(&b,
             "INSERT INTO \"%s\".\"%s_tombstone\" AS o (key, tb_version) SELECT d.key, d.v FROM "
             "\"tb_stage_del_%s\" d WHERE NOT EXISTS (SELECT 1 FROM \"%s\".\"%s\" t WHERE "
             "t.\"%s\" = d.key AND t.tb_version >= d.v) ON CONFLICT (key) DO UPDATE SET "
@@ -419,7 +372,7 @@ static pers_op *find_op(pers_op *ops, size_t n, const char *key, pers_kind_t kin
     return NULL;
 }
 
-static pers_res_t copy_in(pg_sink *s, const char *sql, const sbuf *data, char *errstr,
+static pers_res_t copy_in(pg_sink *s, const char *sql, const core_strbuf *data, char *errstr,
                           size_t errstr_size)
 {
     PGresult *res = PQexec(s->conn, sql);
@@ -474,7 +427,7 @@ static pers_res_t write_range(pg_sink *s, pers_dataset *ds, pers_op *ops, size_t
                               char *errstr, size_t errstr_size)
 {
     char sql[512];
-    sbuf up = { 0 }, del = { 0 };
+    core_strbuf up = { 0 }, del = { 0 };
     size_t nup = 0, ndel = 0;
     pers_res_t r;
 
@@ -483,29 +436,29 @@ static pers_res_t write_range(pg_sink *s, pers_dataset *ds, pers_op *ops, size_t
         op->fate = PERS_PENDING;
         if (op->kind == PERS_DELETE) {
             sb_copy_text(&del, op->key);
-            sb_addf(&del, "\t%lld\n", (long long)op->version);
+            core_strbuf_addf(&del, "\t%lld\n", (long long)op->version);
             ndel++;
             continue;
         }
         if (op->rec->row) {
-            sb_addn(&up, op->rec->row, op->rec->rowlen);
-            sb_add(&up, "\t");
+            core_strbuf_addn(&up, op->rec->row, op->rec->rowlen);
+            core_strbuf_add(&up, "\t");
         } else {
             for (size_t c = 0; c < ds->ncols; c++) {
                 char *tmp;
                 sb_copy_text(&up, pers_column_text(op->rec, &ds->cols[c], &tmp));
                 free(tmp);
-                sb_add(&up, "\t");
+                core_strbuf_add(&up, "\t");
             }
         }
-        sb_addf(&up, "%lld\t", (long long)op->version);
+        core_strbuf_addf(&up, "%lld\t", (long long)op->version);
         sb_copy_text(&up, op->rec->id);
-        sb_add(&up, "\t");
+        core_strbuf_add(&up, "\t");
         sb_copy_text(&up, op->rec->batch_id);
-        sb_add(&up, "\tnow\n");
+        core_strbuf_add(&up, "\tnow\n");
         nup++;
     }
-    if (up.oom || del.oom) {
+    if (up.failed || del.failed) {
         free(up.p);
         free(del.p);
         core_errstr(errstr, errstr_size, "out of memory");

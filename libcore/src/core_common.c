@@ -64,6 +64,72 @@ char *core_asprintf(const char *fmt, ...)
     return s;
 }
 
+static bool strbuf_reserve(core_strbuf *b, size_t extra)
+{
+    size_t cap;
+    char *p;
+
+    if (b->failed)
+        return false;
+    if (b->p && extra < b->cap - b->len)
+        return true;
+    if (extra > SIZE_MAX / 4 - b->len) {
+        b->failed = true;
+        return false;
+    }
+    cap = b->cap ? b->cap : 256;
+    while (cap - b->len <= extra)
+        cap *= 2;
+    if (!(p = realloc(b->p, cap))) {
+        b->failed = true;
+        return false;
+    }
+    b->p = p;
+    b->cap = cap;
+    return true;
+}
+
+void core_strbuf_addn(core_strbuf *b, const char *s, size_t n)
+{
+    if (!strbuf_reserve(b, n))
+        return;
+    if (n)
+        memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+void core_strbuf_add(core_strbuf *b, const char *s)
+{
+    core_strbuf_addn(b, s, strlen(s));
+}
+
+void core_strbuf_addf(core_strbuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        b->failed = true;
+        return;
+    }
+    if (!strbuf_reserve(b, (size_t)n))
+        return;
+    va_start(ap, fmt);
+    vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+void core_strbuf_free(core_strbuf *b)
+{
+    free(b->p);
+    memset(b, 0, sizeof(*b));
+}
+
 int core_hex_value(int c)
 {
     if (c >= '0' && c <= '9')

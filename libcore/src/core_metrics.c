@@ -621,48 +621,8 @@ double core_metric_sum(const core_metric_t *s)
 
 /* ---- rendering ------------------------------------------------------------ */
 
-typedef struct buf {
-    char *p;
-    size_t len, cap;
-    bool failed;
-} buf_t;
-
-static void buf_reserve(buf_t *b, size_t extra)
-{
-    size_t cap;
-    char *np;
-
-    if (b->failed || b->len + extra + 1 <= b->cap)
-        return;
-    cap = b->cap ? b->cap : 4096;
-    while (cap < b->len + extra + 1)
-        cap *= 2;
-    np = realloc(b->p, cap);
-    if (!np) {
-        b->failed = true;
-        return;
-    }
-    b->p = np;
-    b->cap = cap;
-}
-
-static void buf_add(buf_t *b, const char *s, size_t n)
-{
-    buf_reserve(b, n);
-    if (b->failed)
-        return;
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void buf_str(buf_t *b, const char *s)
-{
-    buf_add(b, s, strlen(s));
-}
-
 /* Escape for label values (quote too) or HELP text (no quote). */
-static void buf_escaped(buf_t *b, const char *s, bool quote)
+static void buf_escaped(core_strbuf *b, const char *s, bool quote)
 {
     const char *start = s;
 
@@ -676,12 +636,12 @@ static void buf_escaped(buf_t *b, const char *s, bool quote)
         else if (*s == '"' && quote)
             rep = "\\\"";
         if (rep) {
-            buf_add(b, start, (size_t)(s - start));
-            buf_str(b, rep);
+            core_strbuf_addn(b, start, (size_t)(s - start));
+            core_strbuf_add(b, rep);
             start = s + 1;
         }
     }
-    buf_add(b, start, (size_t)(s - start));
+    core_strbuf_addn(b, start, (size_t)(s - start));
 }
 
 /* Shortest text that reads back as the same double (as the Prometheus
@@ -712,45 +672,45 @@ static void fmt_double(char *out, size_t size, double v)
         snprintf(out, size, "%.*f", prec - 1 - exp10 > 0 ? prec - 1 - exp10 : 0, v);
 }
 
-static void buf_labels(buf_t *b, const core_metric_family_t *f, const core_metric_t *s,
+static void buf_labels(core_strbuf *b, const core_metric_family_t *f, const core_metric_t *s,
                        const char *le)
 {
     size_t i;
 
     if (f->nlabels == 0 && !le)
         return;
-    buf_str(b, "{");
+    core_strbuf_add(b, "{");
     for (i = 0; i < f->nlabels; i++) {
         if (i > 0)
-            buf_str(b, ",");
-        buf_str(b, f->labels[i]);
-        buf_str(b, "=\"");
+            core_strbuf_add(b, ",");
+        core_strbuf_add(b, f->labels[i]);
+        core_strbuf_add(b, "=\"");
         buf_escaped(b, s->values[i], true);
-        buf_str(b, "\"");
+        core_strbuf_add(b, "\"");
     }
     if (le) {
         if (f->nlabels > 0)
-            buf_str(b, ",");
-        buf_str(b, "le=\"");
-        buf_str(b, le);
-        buf_str(b, "\"");
+            core_strbuf_add(b, ",");
+        core_strbuf_add(b, "le=\"");
+        core_strbuf_add(b, le);
+        core_strbuf_add(b, "\"");
     }
-    buf_str(b, "}");
+    core_strbuf_add(b, "}");
 }
 
-static void buf_sample(buf_t *b, const core_metric_family_t *f, const core_metric_t *s,
+static void buf_sample(core_strbuf *b, const core_metric_family_t *f, const core_metric_t *s,
                        const char *suffix, const char *le, const char *value)
 {
-    buf_str(b, f->name);
+    core_strbuf_add(b, f->name);
     if (suffix)
-        buf_str(b, suffix);
+        core_strbuf_add(b, suffix);
     buf_labels(b, f, s, le);
-    buf_str(b, " ");
-    buf_str(b, value);
-    buf_str(b, "\n");
+    core_strbuf_add(b, " ");
+    core_strbuf_add(b, value);
+    core_strbuf_add(b, "\n");
 }
 
-static void render_family(buf_t *b, const core_metric_family_t *f)
+static void render_family(core_strbuf *b, const core_metric_family_t *f)
 {
     const core_metric_t *s;
     char num[64], le[64];
@@ -760,15 +720,15 @@ static void render_family(buf_t *b, const core_metric_family_t *f)
         ;
     if (!s)
         return; /* nothing to show */
-    buf_str(b, "# HELP ");
-    buf_str(b, f->name);
-    buf_str(b, " ");
+    core_strbuf_add(b, "# HELP ");
+    core_strbuf_add(b, f->name);
+    core_strbuf_add(b, " ");
     buf_escaped(b, f->help, false);
-    buf_str(b, "\n# TYPE ");
-    buf_str(b, f->name);
-    buf_str(b, " ");
-    buf_str(b, kind_name(f->kind));
-    buf_str(b, "\n");
+    core_strbuf_add(b, "\n# TYPE ");
+    core_strbuf_add(b, f->name);
+    core_strbuf_add(b, " ");
+    core_strbuf_add(b, kind_name(f->kind));
+    core_strbuf_add(b, "\n");
     for (s = f->head; s; s = s->next) {
         if (s->hidden)
             continue;
@@ -798,17 +758,16 @@ static void render_family(buf_t *b, const core_metric_family_t *f)
 
 char *core_metrics_render(core_metrics_t *m, size_t *lenp)
 {
-    buf_t b = { 0 };
+    core_strbuf b = { 0 };
     size_t i;
 
     if (lenp)
         *lenp = 0;
     if (!m)
         return NULL;
-    buf_reserve(&b, 0);
+    core_strbuf_addn(&b, "", 0); /* an empty registry renders "" */
     if (b.failed)
         return NULL;
-    b.p[0] = '\0';
     pthread_mutex_lock(&m->lock);
     for (i = 0; i < m->nfams; i++)
         render_family(&b, m->fams[i]);

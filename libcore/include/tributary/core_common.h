@@ -46,6 +46,20 @@ char *core_read_file(const char *path, size_t max_size, size_t *lenp,
 char *core_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 char *core_vasprintf(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
 
+/* A growing NUL-terminated string. A failed allocation sticks (failed):
+ * later appends do nothing, so the builder checks once at the end. Start
+ * from { 0 }; p is non-NULL after the first append that succeeded. */
+typedef struct core_strbuf {
+    char *p;
+    size_t len, cap;
+    bool failed;
+} core_strbuf;
+
+void core_strbuf_addn(core_strbuf *b, const char *s, size_t n);
+void core_strbuf_add(core_strbuf *b, const char *s);
+void core_strbuf_addf(core_strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void core_strbuf_free(core_strbuf *b);
+
 /* Value of one hexadecimal digit (either case), -1 if c is not one. */
 int core_hex_value(int c);
 
