@@ -140,12 +140,11 @@ static void mark_dead(pers_op *op, const char *prefix, int32_t code, const char 
     op->error = strdup(buf);
 }
 
-/* What one op needs from the database in this round. */
+/* The kinds of write (see mongo_write). */
 typedef enum step {
-    STEP_NONE = 0,
-    STEP_INSERT,  /* the key is absent: insert (never overwrites) */
-    STEP_REPLACE, /* the key is stored at a version <= ours: guarded replace */
-    STEP_REMOVE,  /* stored at a version <= ours: guarded remove */
+    STEP_INSERT,  /* insert (never overwrites) */
+    STEP_REPLACE, /* replace under {_id, tb_version $lte v} */
+    STEP_REMOVE,  /* remove under the same guard */
 } step_t;
 
 /* One chunk of one kind of write, and what became of each op of it. */
@@ -153,42 +152,28 @@ typedef struct chunk {
     pers_op **ops;
     size_t n;
     step_t step;
-    bool tomb;
 } chunk;
 
-/* Per-op result of a chunk: 0 done, 1 to plan again (the database changed
- * under us, or an insert met an existing _id), -1 dead (marked). */
+/* Per-op result of a chunk: 0 done, 1 not done (an insert met an existing
+ * _id, a guarded replace or remove matched nothing), -1 dead (marked). */
 #define R_DONE 0
 #define R_AGAIN 1
 #define R_DEAD (-1)
 
 /*
- * FerretDB 1.24 limits (found in its source, v1.24.0):
+ * FerretDB 1.24 limits (found in its source, v1.24.0), why replaces and
+ * removes go one per command (run_one) and only inserts in bulk:
  *  - `update` runs its statements one by one and stops at the first error,
  *    reporting it as writeErrors[{index: 0}] whatever the statement (and no
- *    counts); so an update command with an error is run again one op at a
- *    time to know which op failed (a single op's answer is exact);
+ *    counts): only a single op's answer is exact;
  *  - `update` keeps every statement's query open until the command ends: on
  *    the PostgreSQL backend, commands holding more statements than its
  *    connection pool (about 50) in all wait forever (two commands of 25 do:
- *    a killed client's command still running and its successor's); so one
- *    statement per update command (measured no slower on FerretDB);
+ *    a killed client's command still running and its successor's); one
+ *    statement per command measured no slower on FerretDB;
  *  - `insert` and `delete` report per-op errors with the right index.
  */
-#define UPDATE_CHUNK 1
 #define INSERT_CHUNK 1000
-
-static bool doc_for(bson_t *doc, const pers_dataset *ds, const pers_op *op, bool tomb,
-                    bool dec128)
-{
-    if (tomb) {
-        BSON_APPEND_UTF8(doc, "_id", op->key);
-        BSON_APPEND_INT64(doc, "tb_version", op->version);
-    } else {
-        build_doc(doc, ds, op, dec128);
-    }
-    return true;
-}
 
 /* Run one chunk as one command (unordered); res[i] gets R_DONE / R_AGAIN /
  * R_DEAD. @returns PERS_RETRY when the command itself failed (connection,
@@ -218,7 +203,7 @@ static pers_res_t run_chunk(mongo_sink *s, mongoc_collection_t *coll, const pers
             ok = mongoc_bulk_operation_remove_one_with_opts(bulk, sel, NULL, &err);
         } else {
             bson_t doc = BSON_INITIALIZER;
-            doc_for(&doc, ds, op, c->tomb, s->conf->mongo_decimal128);
+            build_doc(&doc, ds, op, s->conf->mongo_decimal128);
             ok = c->step == STEP_INSERT
                      ? mongoc_bulk_operation_insert_with_opts(bulk, &doc, NULL, &err)
                      : mongoc_bulk_operation_replace_one_with_opts(bulk, sel, &doc, NULL, &err);
@@ -264,16 +249,11 @@ static pers_res_t run_chunk(mongo_sink *s, mongoc_collection_t *coll, const pers
             if (idx < 0 || (size_t)idx >= k)
                 continue;
             nerr++;
-            if (c->step == STEP_REPLACE && k > 1) {
-                /* FerretDB: the index is always 0 and the rest was not run;
-                 * the caller runs the ops one by one */
-                continue;
-            }
             size_t i = map[idx];
             if (code == 11000 && c->step == STEP_INSERT) {
-                /* the _id exists (a writer got there first, or the read
-                 * missed it), or a unique index of the operator's refused
-                 * the document: the next round reads the key again */
+                /* the _id exists (a newer document), or a unique index of
+                 * the operator's refused the document: the caller reads
+                 * the key to tell */
                 res[i] = R_AGAIN;
             } else {
                 /* a guarded replace or remove cannot meet an existing _id:
@@ -294,21 +274,8 @@ static pers_res_t run_chunk(mongo_sink *s, mongoc_collection_t *coll, const pers
         core_errstr(errstr, errstr_size, "mongodb: %s", err.message);
         return PERS_RETRY;
     }
-    if (nerr > 0 && c->step == STEP_REPLACE && k > 1) {
-        /* which op failed is unknown: one command per op */
-        for (size_t i = 0; i < c->n; i++) {
-            if (res[i] == R_DEAD)
-                continue;
-            chunk one = { &c->ops[i], 1, c->step, c->tomb };
-            pers_res_t r = run_chunk(s, coll, ds, &one, &res[i], bopts, errstr, errstr_size);
-            if (r != PERS_OK)
-                return r;
-        }
-        return PERS_OK;
-    }
-    /* a guarded replace or remove that matched less than it was given: the
-     * stored version changed since the read; plan those keys again (the
-     * counts do not say which: all the chunk's ops, they are idempotent) */
+    /* a guarded replace or remove that matched less than it was given:
+     * absent or newer (run_one sends one op, so the count says which) */
     int64_t want = (int64_t)(k - nerr);
     int64_t got = c->step == STEP_REPLACE ? matched : c->step == STEP_REMOVE ? removed : want;
     if (got < want)
@@ -352,10 +319,10 @@ static pers_res_t read_one(mongoc_collection_t *coll, const char *key, bool *exi
 /* One op as one command (FerretDB runs an update's statements one by one
  * anyway, and a command of many holds as many connections: see above). */
 static pers_res_t run_one(mongo_sink *s, mongoc_collection_t *coll, const pers_dataset *ds,
-                          pers_op *op, step_t step, bool tomb, const bson_t *bopts, int *res,
+                          pers_op *op, step_t step, const bson_t *bopts, int *res,
                           char *errstr, size_t errstr_size)
 {
-    chunk one = { &op, 1, step, tomb };
+    chunk one = { &op, 1, step };
     return run_chunk(s, coll, ds, &one, res, bopts, errstr, errstr_size);
 }
 
@@ -434,7 +401,7 @@ static pers_res_t mongo_write(pers_sink *base, pers_dataset *ds, pers_op *ops, s
         pers_op *op = &ops[i];
         bool del = op->kind == PERS_DELETE;
         int rr = R_DONE;
-        r = run_one(s, coll, ds, op, del ? STEP_REMOVE : STEP_REPLACE, false, &bopts, &rr, errstr,
+        r = run_one(s, coll, ds, op, del ? STEP_REMOVE : STEP_REPLACE, &bopts, &rr, errstr,
                     errstr_size);
         if (r != PERS_OK || rr == R_DEAD)
             continue;
@@ -464,8 +431,7 @@ static pers_res_t mongo_write(pers_sink *base, pers_dataset *ds, pers_op *ops, s
             ins[m++] = ins[i];
     }
     for (size_t from = 0; from < m && r == PERS_OK; from += INSERT_CHUNK) {
-        chunk c = { ins + from, m - from < INSERT_CHUNK ? m - from : INSERT_CHUNK, STEP_INSERT,
-                    false };
+        chunk c = { ins + from, m - from < INSERT_CHUNK ? m - from : INSERT_CHUNK, STEP_INSERT };
         r = run_chunk(s, coll, ds, &c, res, &bopts, errstr, errstr_size);
         for (size_t i = 0; r == PERS_OK && i < c.n; i++) {
             pers_op *op = c.ops[i];
@@ -485,7 +451,7 @@ static pers_res_t mongo_write(pers_sink *base, pers_dataset *ds, pers_op *ops, s
                     /* stored meanwhile at an older or equal version (another
                      * writer): the guarded replace settles it */
                     int rr = R_DONE;
-                    r = run_one(s, coll, ds, op, STEP_REPLACE, false, &bopts, &rr, errstr,
+                    r = run_one(s, coll, ds, op, STEP_REPLACE, &bopts, &rr, errstr,
                                 errstr_size);
                     if (r == PERS_OK && rr == R_DONE)
                         op->fate = PERS_WRITTEN;
