@@ -27,6 +27,9 @@ for bin in "$@"; do
     if [ "$rc" -ne 0 ] || [ "$bad" -ne 0 ]; then
         broken+=("$name")
         echo "FAIL $name (exit $rc, ${secs}s)"
+        # Check's own verdicts first (file:line:F|E:tcase:test:...), so that
+        # services' log lines printed after them cannot push them out of view.
+        grep -E '^[^ :]+:[0-9]+:[FE]:' "$out" | sed 's/^/  > /'
         sed 's/^/    /' "$out" | tail -n 60
     else
         echo "ok   $name: ${line#*: } (${secs}s)"
