@@ -4,6 +4,7 @@
  * core_kafka_consumer.c, core_kafka_txn.c and core_kafka_stats.c. */
 #include "core_kafka_int.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,27 +83,146 @@ bool core_kafka_conf_get(const rd_kafka_conf_t *conf, const char *name, char *bu
     return rd_kafka_conf_get(conf, name, buf, &n) == RD_KAFKA_CONF_OK;
 }
 
-static const char *user_value(const core_config_t *cfg, const core_kafka_prop *ov, size_t nov,
-                              const char *name)
+/* Which client each property is for, as librdkafka itself documents it:
+ * the "C/P" column of rd_kafka_conf_properties_show(), read once. Only
+ * properties of one kind are kept ('C' or 'P'); the rest are for both. */
+struct prop_scope {
+    char name[64];
+    char scope;
+};
+
+static struct prop_scope *scopes;
+static size_t nscopes;
+static pthread_once_t scopes_once = PTHREAD_ONCE_INIT;
+
+static void scopes_load(void)
 {
-    const char *v = NULL;
+    char *text = NULL, *line, *save = NULL;
+    size_t len = 0, cap = 0;
+    FILE *f = open_memstream(&text, &len);
+
+    if (!f)
+        return;
+    rd_kafka_conf_properties_show(f);
+    if (fclose(f) != 0 || !text) {
+        free(text);
+        return;
+    }
+    for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char name[64], scope;
+        struct prop_scope *grown;
+
+        /* "session.timeout.ms                       |  C  | 1 .. 3600000 | ..." */
+        if (sscanf(line, "%63s | %c |", name, &scope) != 2 || (scope != 'C' && scope != 'P'))
+            continue;
+        if (nscopes == cap) {
+            cap = cap ? cap * 2 : 128;
+            grown = realloc(scopes, cap * sizeof(*grown));
+            if (!grown)
+                break;
+            scopes = grown;
+        }
+        memcpy(scopes[nscopes].name, name, sizeof(name));
+        scopes[nscopes++].scope = scope;
+    }
+    free(text);
+}
+
+/* 'C', 'P', or '*' (both, or unknown to this librdkafka: rd_kafka_conf_set()
+ * then names it). */
+static char prop_scope(const char *name)
+{
+    pthread_once(&scopes_once, scopes_load);
+    for (size_t i = 0; i < nscopes; i++)
+        if (strcmp(scopes[i].name, name) == 0)
+            return scopes[i].scope;
+    return '*';
+}
+
+/* "producer.linger.ms" → 'P' and *rest "linger.ms"; unscoped → 0. */
+static char key_scope(const char *name, const char **rest)
+{
+    if (strncmp(name, "producer.", 9) == 0 && name[9]) {
+        *rest = name + 9;
+        return 'P';
+    }
+    if (strncmp(name, "consumer.", 9) == 0 && name[9]) {
+        *rest = name + 9;
+        return 'C';
+    }
+    *rest = name;
+    return 0;
+}
+
+static bool scope_fits(char scope, core_kafka_kind kind)
+{
+    return kind == CORE_KAFKA_ANY || scope == '*' ||
+           scope == (kind == CORE_KAFKA_PRODUCER ? 'P' : 'C');
+}
+
+/* The value the user set for a property this client receives (a built-in
+ * override, else the scoped key, else the unscoped one), or NULL. */
+static const char *user_value(const core_config_t *cfg, core_kafka_kind kind,
+                              const core_kafka_prop *ov, size_t nov, const char *name)
+{
+    const char *v = NULL, *scoped = NULL, *plain = NULL;
+    size_t n = cfg ? core_config_kafka_count(cfg) : 0;
 
     for (size_t i = 0; i < nov; i++)
         if (ov[i].name && strcmp(ov[i].name, name) == 0)
             v = ov[i].value;
-    if (!v && cfg)
-        v = core_config_kafka_lookup(cfg, name);
-    return v;
+    if (v)
+        return v;
+    for (size_t i = 0; i < n; i++) {
+        const char *key = NULL, *value = NULL, *prop;
+        char scope;
+
+        core_config_kafka_get(cfg, i, &key, &value);
+        scope = key_scope(key, &prop);
+        if (strcmp(prop, name) != 0 || !scope_fits(scope ? scope : prop_scope(prop), kind))
+            continue;
+        if (scope)
+            scoped = value;
+        else
+            plain = value;
+    }
+    return scoped ? scoped : plain;
 }
 
-rd_kafka_conf_t *core_kafka_conf_build(const core_config_t *cfg,
+/* cfg's kafka.* keys for a client of kind: unscoped ones first, then
+ * kafka.producer.* / kafka.consumer.* (so that they win). */
+static core_err_t conf_set_user(rd_kafka_conf_t *conf, const core_config_t *cfg,
+                                core_kafka_kind kind, char *errstr, size_t errstr_size)
+{
+    size_t n = cfg ? core_config_kafka_count(cfg) : 0;
+
+    for (int scoped = 0; scoped < 2; scoped++) {
+        for (size_t i = 0; i < n; i++) {
+            const char *key = NULL, *value = NULL, *prop;
+            char scope, shown[32];
+
+            core_config_kafka_get(cfg, i, &key, &value);
+            scope = key_scope(key, &prop);
+            if ((scope != 0) != scoped)
+                continue;
+            if (!scope_fits(scope ? scope : prop_scope(prop), kind))
+                continue;
+            snprintf(shown, sizeof(shown), "kafka.%s",
+                     scope == 'P' ? "producer." : scope == 'C' ? "consumer." : "");
+            if (conf_set1(conf, shown, "", prop, value, errstr, errstr_size) != CORE_OK)
+                return CORE_ERR_INVALID;
+        }
+    }
+    return CORE_OK;
+}
+
+rd_kafka_conf_t *core_kafka_conf_build(const core_config_t *cfg, core_kafka_kind kind,
                                        const core_kafka_prop *defaults, size_t ndefaults,
                                        const core_kafka_prop *overrides, size_t noverrides,
                                        const core_kafka_prop *enforced, size_t nenforced,
                                        char *errstr, size_t errstr_size)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    size_t n;
 
     if (!conf) {
         core_errstr(errstr, errstr_size, "kafka: out of memory");
@@ -116,14 +236,8 @@ rd_kafka_conf_t *core_kafka_conf_build(const core_config_t *cfg,
                       errstr_size) != CORE_OK)
             goto fail;
 
-    n = cfg ? core_config_kafka_count(cfg) : 0;
-    for (size_t i = 0; i < n; i++) {
-        const char *name = NULL, *value = NULL;
-
-        core_config_kafka_get(cfg, i, &name, &value);
-        if (conf_set1(conf, "kafka.", "", name, value, errstr, errstr_size) != CORE_OK)
-            goto fail;
-    }
+    if (conf_set_user(conf, cfg, kind, errstr, errstr_size) != CORE_OK)
+        goto fail;
     for (size_t i = 0; i < noverrides; i++)
         if (conf_set1(conf, "", " (built-in)", overrides[i].name, overrides[i].value, errstr,
                       errstr_size) != CORE_OK)
@@ -132,7 +246,8 @@ rd_kafka_conf_t *core_kafka_conf_build(const core_config_t *cfg,
     for (size_t i = 0; i < nenforced; i++) {
         char before[256] = "", after[256] = "";
         const char *uv = enforced[i].name
-                             ? user_value(cfg, overrides, noverrides, enforced[i].name)
+                             ? user_value(cfg, kind, overrides, noverrides,
+                                          enforced[i].name)
                              : NULL;
         bool had = uv && core_kafka_conf_get(conf, enforced[i].name, before, sizeof(before));
 
@@ -161,14 +276,14 @@ rd_kafka_conf_t *core_kafka_conf_new(const core_config_t *cfg,
                                      const core_kafka_prop *enforced, size_t nenforced,
                                      char *errstr, size_t errstr_size)
 {
-    return core_kafka_conf_build(cfg, defaults, ndefaults, NULL, 0, enforced, nenforced,
-                                 errstr, errstr_size);
+    return core_kafka_conf_build(cfg, CORE_KAFKA_ANY, defaults, ndefaults, NULL, 0, enforced,
+                                 nenforced, errstr, errstr_size);
 }
 
 core_err_t core_kafka_conf_check(const core_config_t *cfg, char *errstr, size_t errstr_size)
 {
-    rd_kafka_conf_t *conf = core_kafka_conf_build(cfg, NULL, 0, NULL, 0, NULL, 0, errstr,
-                                                  errstr_size);
+    rd_kafka_conf_t *conf = core_kafka_conf_build(cfg, CORE_KAFKA_ANY, NULL, 0, NULL, 0, NULL,
+                                                  0, errstr, errstr_size);
 
     if (!conf)
         return CORE_ERR_INVALID;
@@ -527,8 +642,8 @@ core_kafka_producer_t *core_kafka_producer_new(const core_kafka_producer_opts *o
         enforced[nenforced++].value = o.transactional_id;
     }
 
-    conf = core_kafka_conf_build(o.cfg, defaults, ndefaults, o.overrides, o.noverrides,
-                                 enforced, nenforced, errstr, errstr_size);
+    conf = core_kafka_conf_build(o.cfg, CORE_KAFKA_PRODUCER, defaults, ndefaults, o.overrides,
+                                 o.noverrides, enforced, nenforced, errstr, errstr_size);
     if (!conf)
         return NULL;
     if (o.transactional_id && txn_timeouts(conf, &o, errstr, errstr_size) != CORE_OK) {

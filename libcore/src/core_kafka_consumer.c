@@ -159,8 +159,8 @@ core_kafka_consumer_t *core_kafka_consumer_new(const core_kafka_consumer_opts *o
         enforced[nenforced++].value = o.group_id;
     }
 
-    conf = core_kafka_conf_build(o.cfg, defaults, ndefaults, o.overrides, o.noverrides,
-                                 enforced, nenforced, errstr, errstr_size);
+    conf = core_kafka_conf_build(o.cfg, CORE_KAFKA_CONSUMER, defaults, ndefaults, o.overrides,
+                                 o.noverrides, enforced, nenforced, errstr, errstr_size);
     if (!conf)
         return NULL;
     if (!core_kafka_conf_get(conf, "group.id", buf, sizeof(buf)) || !buf[0]) {

@@ -20,8 +20,8 @@ typedef struct core_kafka_fams {
 } core_kafka_fams;
 
 /* Which kind of client an rd_kafka_t opaque points to: both structs start
- * with a core_kafka_common. */
-typedef enum { CORE_KAFKA_PRODUCER, CORE_KAFKA_CONSUMER } core_kafka_kind;
+ * with a core_kafka_common. CORE_KAFKA_ANY only builds confs (checks). */
+typedef enum { CORE_KAFKA_PRODUCER, CORE_KAFKA_CONSUMER, CORE_KAFKA_ANY } core_kafka_kind;
 
 typedef struct core_kafka_common {
     core_kafka_kind kind;
@@ -103,8 +103,12 @@ core_metric_family_t *core_kafka_family(core_metrics_t *m, core_metric_kind_t ki
 /* rd_kafka_fatal_error() into errstr, or "" when none. */
 bool core_kafka_common_fatal(core_kafka_common *cc, char *errstr, size_t errstr_size);
 
-/* Build a conf for a client: defaults, cfg, overrides, then enforced. */
-rd_kafka_conf_t *core_kafka_conf_build(const core_config_t *cfg,
+/* Build a conf for a client of \p kind: defaults, cfg, overrides, then
+ * enforced. Of cfg's kafka.* keys, a property librdkafka scopes to the other
+ * kind of client is left out (kafka.session.timeout.ms reaches consumers
+ * only), and kafka.producer.X / kafka.consumer.X reach one kind only, after
+ * the unscoped keys (they win). */
+rd_kafka_conf_t *core_kafka_conf_build(const core_config_t *cfg, core_kafka_kind kind,
                                        const core_kafka_prop *defaults, size_t ndefaults,
                                        const core_kafka_prop *overrides, size_t noverrides,
                                        const core_kafka_prop *enforced, size_t nenforced,

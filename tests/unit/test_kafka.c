@@ -421,6 +421,71 @@ START_TEST(test_conf_layers_and_enforced_warning)
 }
 END_TEST
 
+/* A property librdkafka scopes to one kind of client reaches that kind only
+ * (no CONFWARN from the other), and kafka.producer.X / kafka.consumer.X
+ * reach one kind and win over kafka.X. */
+static void conf_scoped(void *arg)
+{
+    core_config_t *cfg = arg;
+    core_kafka_producer_opts po = { .cfg = cfg, .metrics = g_reg };
+    core_kafka_consumer_opts co = { .cfg = cfg, .group_id = "g-scope", .metrics = g_reg };
+    char err[512] = "", buf[64];
+    size_t n;
+    core_kafka_producer_t *p = core_kafka_producer_new(&po, err, sizeof(err));
+    core_kafka_consumer_t *c;
+    const rd_kafka_conf_t *pc, *cc;
+
+    ck_assert_msg(p, "%s", err);
+    c = core_kafka_consumer_new(&co, err, sizeof(err));
+    ck_assert_msg(c, "%s", err);
+    pc = rd_kafka_conf(core_kafka_producer_handle(p));
+    cc = rd_kafka_conf(core_kafka_consumer_handle(c));
+    n = sizeof(buf);
+    ck_assert(rd_kafka_conf_get(cc, "session.timeout.ms", buf, &n) == RD_KAFKA_CONF_OK);
+    ck_assert_str_eq(buf, "12000");
+    n = sizeof(buf);
+    ck_assert(rd_kafka_conf_get(pc, "session.timeout.ms", buf, &n) == RD_KAFKA_CONF_OK);
+    ck_assert_str_eq(buf, "45000"); /* librdkafka's default: never set */
+    n = sizeof(buf);
+    ck_assert(rd_kafka_conf_get(pc, "linger.ms", buf, &n) == RD_KAFKA_CONF_OK);
+    ck_assert_str_eq(buf, "9"); /* kafka.producer.linger.ms beats kafka.linger.ms */
+    n = sizeof(buf);
+    ck_assert(rd_kafka_conf_get(cc, "client.id", buf, &n) == RD_KAFKA_CONF_OK);
+    ck_assert_str_eq(buf, "tb-consumer");
+    n = sizeof(buf);
+    ck_assert(rd_kafka_conf_get(pc, "client.id", buf, &n) == RD_KAFKA_CONF_OK);
+    ck_assert_str_eq(buf, "tb-common");
+    core_kafka_consumer_free(c);
+    core_kafka_producer_free(p);
+}
+
+START_TEST(test_conf_scoped_by_client_kind)
+{
+    core_config_t *cfg = config_from("kafka.bootstrap.servers = 127.0.0.1:9\n"
+                                     "kafka.producer.linger.ms = 9\n"
+                                     "kafka.linger.ms = 3\n"
+                                     "kafka.session.timeout.ms = 12000\n"
+                                     "kafka.group.instance.id = inst-1\n"
+                                     "kafka.client.id = tb-common\n"
+                                     "kafka.consumer.client.id = tb-consumer\n");
+    char *log = tu_capture_log(conf_scoped, cfg);
+    char err[512] = "";
+
+    ck_assert(log);
+    ck_assert_msg(!strstr(log, "CONFWARN"), "log: %s", log);
+    free(log);
+    ck_assert_int_eq(core_kafka_conf_check(cfg, err, sizeof(err)), CORE_OK);
+    core_config_free(cfg);
+
+    /* A scoped key is checked and named as written. */
+    cfg = config_from("kafka.producer.linger.ms = soon\n");
+    ck_assert_int_eq(core_kafka_conf_check(cfg, err, sizeof(err)), CORE_ERR_INVALID);
+    ck_assert_msg(strncmp(err, "kafka.producer.linger.ms: Invalid value \"soon\"", 45) == 0,
+                  "got: %s", err);
+    core_config_free(cfg);
+}
+END_TEST
+
 START_TEST(test_conf_txn_timeouts)
 {
     core_kafka_prop bad[] = { { "bootstrap.servers", "127.0.0.1:9" },
@@ -1522,6 +1587,7 @@ int main(void)
     tcase_add_test(tc, test_conf_unknown_key_names_key);
     tcase_add_test(tc, test_conf_layers_and_enforced_warning);
     tcase_add_test(tc, test_conf_txn_timeouts);
+    tcase_add_test(tc, test_conf_scoped_by_client_kind);
     suite_add_tcase(s[0], tc);
 
     s[1] = suite_create("kafka_producer");

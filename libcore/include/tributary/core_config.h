@@ -14,7 +14,9 @@
  *
  * Keys starting with "kafka." are not declared: they are collected in order
  * and handed to librdkafka as they are (kafka.linger.ms → linger.ms); the
- * environment form TB_KAFKA_LINGER_MS maps to kafka.linger.ms.
+ * environment form TB_KAFKA_LINGER_MS maps to kafka.linger.ms. core_kafka
+ * gives each client the properties of its kind (kafka.producer.X and
+ * kafka.consumer.X reach one kind only).
  *
  * An unknown key, a value that does not parse or lies outside its range, or
  * a missing required key is refused with one line naming the key; services
