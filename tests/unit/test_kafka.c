@@ -372,28 +372,29 @@ START_TEST(test_conf_unknown_key_names_key)
 }
 END_TEST
 
+/* Assert a conf property's value as librdkafka reads it back. */
+#define ck_assert_conf(conf, name, want)                                                   \
+    do {                                                                                   \
+        char buf_[256];                                                                    \
+        size_t n_ = sizeof(buf_);                                                          \
+        ck_assert_msg(rd_kafka_conf_get(conf, name, buf_, &n_) == RD_KAFKA_CONF_OK, "%s", \
+                      name);                                                               \
+        ck_assert_str_eq(buf_, want);                                                      \
+    } while (0)
+
 static void conf_enforced(void *arg)
 {
     core_config_t *cfg = arg;
     static const core_kafka_prop defs[] = { { "linger.ms", "7" }, { "batch.size", "1000" } };
     static const core_kafka_prop enforced[] = { { "acks", "all" } };
-    char err[512] = "", buf[64];
-    size_t n = sizeof(buf);
+    char err[512] = "";
     rd_kafka_conf_t *conf;
 
     conf = core_kafka_conf_new(cfg, defs, 2, enforced, 1, err, sizeof(err));
     ck_assert_msg(conf, "%s", err);
-    /* user beats default */
-    ck_assert(rd_kafka_conf_get(conf, "linger.ms", buf, &n) == RD_KAFKA_CONF_OK);
-    ck_assert_str_eq(buf, "20");
-    /* default applies where the user said nothing */
-    n = sizeof(buf);
-    ck_assert(rd_kafka_conf_get(conf, "batch.size", buf, &n) == RD_KAFKA_CONF_OK);
-    ck_assert_str_eq(buf, "1000");
-    /* enforced beats user */
-    n = sizeof(buf);
-    ck_assert(rd_kafka_conf_get(conf, "acks", buf, &n) == RD_KAFKA_CONF_OK);
-    ck_assert_str_eq(buf, "-1");
+    ck_assert_conf(conf, "linger.ms", "20");    /* user beats default */
+    ck_assert_conf(conf, "batch.size", "1000"); /* default where the user said nothing */
+    ck_assert_conf(conf, "acks", "-1");         /* enforced beats user */
     rd_kafka_conf_destroy(conf);
 
     /* A bad default is named as built-in. */
@@ -429,8 +430,7 @@ static void conf_scoped(void *arg)
     core_config_t *cfg = arg;
     core_kafka_producer_opts po = { .cfg = cfg, .metrics = g_reg };
     core_kafka_consumer_opts co = { .cfg = cfg, .group_id = "g-scope", .metrics = g_reg };
-    char err[512] = "", buf[64];
-    size_t n;
+    char err[512] = "";
     core_kafka_producer_t *p = core_kafka_producer_new(&po, err, sizeof(err));
     core_kafka_consumer_t *c;
     const rd_kafka_conf_t *pc, *cc;
@@ -440,21 +440,11 @@ static void conf_scoped(void *arg)
     ck_assert_msg(c, "%s", err);
     pc = rd_kafka_conf(core_kafka_producer_handle(p));
     cc = rd_kafka_conf(core_kafka_consumer_handle(c));
-    n = sizeof(buf);
-    ck_assert(rd_kafka_conf_get(cc, "session.timeout.ms", buf, &n) == RD_KAFKA_CONF_OK);
-    ck_assert_str_eq(buf, "12000");
-    n = sizeof(buf);
-    ck_assert(rd_kafka_conf_get(pc, "session.timeout.ms", buf, &n) == RD_KAFKA_CONF_OK);
-    ck_assert_str_eq(buf, "45000"); /* librdkafka's default: never set */
-    n = sizeof(buf);
-    ck_assert(rd_kafka_conf_get(pc, "linger.ms", buf, &n) == RD_KAFKA_CONF_OK);
-    ck_assert_str_eq(buf, "9"); /* kafka.producer.linger.ms beats kafka.linger.ms */
-    n = sizeof(buf);
-    ck_assert(rd_kafka_conf_get(cc, "client.id", buf, &n) == RD_KAFKA_CONF_OK);
-    ck_assert_str_eq(buf, "tb-consumer");
-    n = sizeof(buf);
-    ck_assert(rd_kafka_conf_get(pc, "client.id", buf, &n) == RD_KAFKA_CONF_OK);
-    ck_assert_str_eq(buf, "tb-common");
+    ck_assert_conf(cc, "session.timeout.ms", "12000");
+    ck_assert_conf(pc, "session.timeout.ms", "45000"); /* librdkafka's default: never set */
+    ck_assert_conf(pc, "linger.ms", "9"); /* kafka.producer.linger.ms beats kafka.linger.ms */
+    ck_assert_conf(cc, "client.id", "tb-consumer");
+    ck_assert_conf(pc, "client.id", "tb-common");
     core_kafka_consumer_free(c);
     core_kafka_producer_free(p);
 }
