@@ -280,6 +280,15 @@ static void emit_audit(pstate *st, pers_record *r)
         core_log_error("audit produce failed", CLF_S("error", err));
 }
 
+bool pers_give_up(char *errstr, size_t errstr_size)
+{
+    if (!core_lifecycle_stopping() || core_lifecycle_remaining_ms() > 0)
+        return false;
+    core_errstr(errstr, errstr_size,
+                "stopping: shutdown.grace.ms is over, the batch is abandoned");
+    return true;
+}
+
 /* Write every dataset's part of recs[0..n). PERS_RETRY: nothing may be
  * committed (the database writes done are idempotent and will be redone).
  * The thread that owns the sink. */
@@ -538,6 +547,12 @@ static void job_done(pstate *st, bool resume)
     memcpy(err, st->jerr, sizeof(err));
     st->jstate = r == PERS_OK ? J_IDLE : J_HELD;
     pthread_mutex_unlock(&st->mu);
+    if (r != PERS_OK && pers_give_up(NULL, 0)) {
+        /* given up at the end of the grace period: not the database's fault */
+        core_log_warn("batch not written before the stop: it will be redelivered",
+                      CLF_S("sink", st->sink->name), CLF_S("error", err));
+        return;
+    }
     if (r != PERS_OK) {
         core_breaker_failure(st->breaker, core_mono_ms());
         flush_failed(st, err);
@@ -572,7 +587,7 @@ static void on_revoke(core_kafka_consumer_t *c, const rd_kafka_topic_partition_l
     pstate *st = user;
     /* what the writer has is written (or failed) before the partitions go */
     job_finish(st, false);
-    if (!lost && !st->paused && job_state(st) == J_IDLE && st->n > 0) {
+    if (!lost && !st->paused && job_state(st) == J_IDLE && st->n > 0 && !pers_give_up(NULL, 0)) {
         job_submit(st);
         job_finish(st, false);
     }

@@ -169,6 +169,12 @@ pers_op *pers_reduce(pers_record **recs, size_t n, size_t *nops);
  * malloc'd buffer to free when one was needed. */
 const char *pers_column_text(const pers_record *rec, const pers_column *col, char **tmp);
 
+/* persister.c: true once the service is stopping and its grace period
+ * (shutdown.grace.ms) is over: a sink abandons the batch it is writing
+ * between two statements (PERS_RETRY; every write is idempotent and the
+ * offsets are not committed, so the records are redelivered). */
+bool pers_give_up(char *errstr, size_t errstr_size);
+
 /* persister.c: the work loop until stopped; returns the exit code. */
 struct core_service;
 int persister_loop(struct core_service *svc, const struct persister_conf *conf, pers_dataset *ds,

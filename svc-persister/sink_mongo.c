@@ -396,9 +396,14 @@ static pers_res_t mongo_write(pers_sink *base, pers_dataset *ds, pers_op *ops, s
     }
     for (size_t i = 0; i < n; i++)
         ops[i].fate = PERS_PENDING;
-    /* 1 and 2: guarded replaces and removes */
+    /* 1 and 2: guarded replaces and removes (one command each: a batch can
+     * outlast the grace period of a stop, so it is given up between two) */
     for (size_t i = 0; i < n && r == PERS_OK; i++) {
         pers_op *op = &ops[i];
+        if (pers_give_up(errstr, errstr_size)) {
+            r = PERS_RETRY;
+            break;
+        }
         bool del = op->kind == PERS_DELETE;
         int rr = R_DONE;
         r = run_one(s, coll, ds, op, del ? STEP_REMOVE : STEP_REPLACE, &bopts, &rr, errstr,
@@ -424,6 +429,10 @@ static pers_res_t mongo_write(pers_sink *base, pers_dataset *ds, pers_op *ops, s
     for (size_t i = 0; i < nins && r == PERS_OK; i++) {
         bool exists;
         int64_t v;
+        if (pers_give_up(errstr, errstr_size)) {
+            r = PERS_RETRY;
+            break;
+        }
         r = read_one(tomb, ins[i]->key, &exists, &v, errstr, errstr_size);
         if (r == PERS_OK && exists && v >= ins[i]->version)
             ins[i]->fate = PERS_STALE;
@@ -431,6 +440,10 @@ static pers_res_t mongo_write(pers_sink *base, pers_dataset *ds, pers_op *ops, s
             ins[m++] = ins[i];
     }
     for (size_t from = 0; from < m && r == PERS_OK; from += INSERT_CHUNK) {
+        if (pers_give_up(errstr, errstr_size)) {
+            r = PERS_RETRY;
+            break;
+        }
         chunk c = { ins + from, m - from < INSERT_CHUNK ? m - from : INSERT_CHUNK, STEP_INSERT };
         r = run_chunk(s, coll, ds, &c, res, &bopts, errstr, errstr_size);
         for (size_t i = 0; r == PERS_OK && i < c.n; i++) {
@@ -470,6 +483,10 @@ static pers_res_t mongo_write(pers_sink *base, pers_dataset *ds, pers_op *ops, s
         pers_op *op = &ops[i];
         if (op->kind != PERS_DELETE || op->fate != PERS_PENDING)
             continue;
+        if (pers_give_up(errstr, errstr_size)) {
+            r = PERS_RETRY;
+            break;
+        }
         r = remember_delete(s, tomb, op, errstr, errstr_size);
         if (r == PERS_OK)
             op->fate = PERS_WRITTEN;

@@ -535,6 +535,8 @@ static pers_res_t write_isolating(pg_sink *s, pers_dataset *ds, pers_op *ops, si
     if (depth == 0)
         core_log_warn("batch refused by the database: isolating the row",
                       CLF_S("dataset", ds->name), CLF_S("error", err), CLF_I("rows", n));
+    if (pers_give_up(errstr, errstr_size))
+        return PERS_RETRY;
     size_t half = n / 2;
     r = write_isolating(s, ds, ops, half, depth + 1, errstr, errstr_size);
     if (r != PERS_OK)
