@@ -286,59 +286,6 @@ static void parse_ckpt(const char *text, size_t len, struct ckpt *ck)
     cJSON_Delete(j);
 }
 
-/* Errors of a topic that was created a moment ago: the broker asked has not
- * learnt of it or of its partitions' leaders yet. */
-static bool ckpt_err_settling(rd_kafka_resp_err_t err)
-{
-    return err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
-           err == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE ||
-           err == RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION ||
-           err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION ||
-           err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
-}
-
-/* The checkpoint topic's metadata once every partition has a leader:
- * CreateTopics answers when the controller has the topic, and a broker can
- * still answer "Unknown topic or partition" for a moment after.
- * @returns 0 (*mdp set) or -1 + errstr. */
-static int ckpt_metadata(rd_kafka_t *rk, const char *topic, int timeout_ms,
-                         const struct rd_kafka_metadata **mdp, char *errstr, size_t errstr_size)
-{
-    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-    int64_t until = core_mono_ms() + timeout_ms;
-    rd_kafka_resp_err_t err;
-
-    if (!rkt) {
-        core_errstr(errstr, errstr_size, "checkpoint.topic %s: %s", topic,
-                    rd_kafka_err2str(rd_kafka_last_error()));
-        return -1;
-    }
-    for (;;) {
-        const struct rd_kafka_metadata *md = NULL;
-
-        err = rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms);
-        if (!err && (!md || md->topic_cnt != 1))
-            err = RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
-        if (!err)
-            err = md->topics[0].err;
-        for (int i = 0; !err && i < md->topics[0].partition_cnt; i++)
-            if (md->topics[0].partitions[i].leader < 0)
-                err = RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE;
-        if (!err && md->topics[0].partition_cnt > 0) {
-            *mdp = md;
-            rd_kafka_topic_destroy(rkt);
-            return 0;
-        }
-        if (md)
-            rd_kafka_metadata_destroy(md);
-        if (!ckpt_err_settling(err) || core_mono_ms() >= until || core_lifecycle_wait(200))
-            break;
-    }
-    rd_kafka_topic_destroy(rkt);
-    core_errstr(errstr, errstr_size, "checkpoint.topic %s: %s", topic, rd_kafka_err2str(err));
-    return -1;
-}
-
 /* Read the last committed checkpoint of batch_id (read_committed, to the
  * high watermark of every partition). @returns 0 or -1 + errstr. */
 static int load_checkpoint(ingest_ctx *ctx, const char *topic, const char *batch_id,
@@ -360,7 +307,7 @@ static int load_checkpoint(ingest_ctx *ctx, const char *topic, const char *batch
     rd_kafka_topic_partition_list_t *parts = NULL;
     int64_t *hw = NULL;
     size_t nparts = 0, ndone = 0;
-    char group[INGEST_MAX_BATCH_ID + 64];
+    char group[INGEST_MAX_BATCH_ID + 64], e[512];
     int64_t deadline;
     int rc = -1;
     size_t blen = strlen(batch_id);
@@ -386,9 +333,12 @@ static int load_checkpoint(ingest_ctx *ctx, const char *topic, const char *batch
     cw = core_kafka_consumer_new(&o, errstr, errstr_size);
     if (!cw)
         goto out;
-    if (ckpt_metadata(core_kafka_consumer_handle(c), topic, timeout_ms, &md, errstr,
-                      errstr_size) != 0)
+    /* the topic may have been created a moment ago: wait for its leaders */
+    if (core_kafka_topic_metadata(core_kafka_consumer_handle(c), topic, timeout_ms, &md, e,
+                                  sizeof(e)) != CORE_OK) {
+        core_errstr(errstr, errstr_size, "checkpoint.%s", e);
         goto out;
+    }
     nparts = (size_t)md->topics[0].partition_cnt;
     hw = calloc(nparts ? nparts : 1, sizeof(*hw));
     parts = rd_kafka_topic_partition_list_new((int)nparts);
@@ -404,7 +354,8 @@ static int load_checkpoint(ingest_ctx *ctx, const char *topic, const char *batch
         /* a leader just elected may not answer for its partition yet */
         while ((err = rd_kafka_query_watermark_offsets(core_kafka_consumer_handle(cw), topic, pid,
                                                        &lo, &hi, timeout_ms)) != 0 &&
-               ckpt_err_settling(err) && core_mono_ms() < until && !core_lifecycle_wait(100))
+               core_kafka_err_topic_settling(err) && core_mono_ms() < until &&
+               !core_lifecycle_wait(100))
             ;
         if (err) {
             core_errstr(errstr, errstr_size, "checkpoint.topic %s [%d]: %s", topic, (int)pid,

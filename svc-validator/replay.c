@@ -54,22 +54,10 @@ static int partitions_of(rd_kafka_t *rk, const char *topic, int *np, char *errst
                          size_t errstr_size)
 {
     const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-    rd_kafka_resp_err_t err;
+    char e[512];
 
-    if (!rkt) {
-        core_errstr(errstr, errstr_size, "replay: %s: bad topic", topic);
-        return -1;
-    }
-    err = rd_kafka_metadata(rk, 0, rkt, &md, 10000);
-    rd_kafka_topic_destroy(rkt);
-    if (err || !md || md->topic_cnt != 1 || md->topics[0].err) {
-        core_errstr(errstr, errstr_size, "replay: metadata of %s: %s", topic,
-                    err ? rd_kafka_err2str(err)
-                        : md && md->topic_cnt == 1 ? rd_kafka_err2str(md->topics[0].err)
-                                                   : "no answer");
-        if (md)
-            rd_kafka_metadata_destroy(md);
+    if (core_kafka_topic_metadata(rk, topic, 10000, &md, e, sizeof(e)) != CORE_OK) {
+        core_errstr(errstr, errstr_size, "replay: %s", e);
         return -1;
     }
     *np = md->topics[0].partition_cnt;

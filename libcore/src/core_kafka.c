@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tributary/core_lifecycle.h"
 #include "tributary/core_log.h"
 
 /* ------------------------------------------------------------------------ */
@@ -289,6 +290,61 @@ core_err_t core_kafka_conf_check(const core_config_t *cfg, char *errstr, size_t 
         return CORE_ERR_INVALID;
     rd_kafka_conf_destroy(conf);
     return CORE_OK;
+}
+
+bool core_kafka_err_topic_settling(rd_kafka_resp_err_t err)
+{
+    return err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+           err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
+           err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION ||
+           err == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE ||
+           err == RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION;
+}
+
+core_err_t core_kafka_topic_metadata(rd_kafka_t *rk, const char *topic, int timeout_ms,
+                                     const struct rd_kafka_metadata **mdp, char *errstr,
+                                     size_t errstr_size)
+{
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    int64_t until = core_mono_ms() + timeout_ms;
+    rd_kafka_resp_err_t err;
+
+    *mdp = NULL;
+    if (!rkt) {
+        core_errstr(errstr, errstr_size, "topic %s: %s", topic,
+                    rd_kafka_err2str(rd_kafka_last_error()));
+        return CORE_ERR_INVALID;
+    }
+    for (;;) {
+        const struct rd_kafka_metadata *md = NULL;
+        int64_t left = until - core_mono_ms();
+
+        err = rd_kafka_metadata(rk, 0, rkt, &md, left > 100 ? (int)left : 100);
+        if (!err && (!md || md->topic_cnt != 1))
+            err = RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+        if (!err)
+            err = md->topics[0].err;
+        for (int i = 0; !err && i < md->topics[0].partition_cnt; i++)
+            if (md->topics[0].partitions[i].leader < 0)
+                err = RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE;
+        if (!err && md->topics[0].partition_cnt == 0)
+            err = RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION;
+        if (!err) {
+            *mdp = md;
+            rd_kafka_topic_destroy(rkt);
+            return CORE_OK;
+        }
+        if (md)
+            rd_kafka_metadata_destroy(md);
+        if ((!core_kafka_err_topic_settling(err) && err != RD_KAFKA_RESP_ERR__TIMED_OUT) ||
+            core_mono_ms() >= until || core_lifecycle_wait(200))
+            break;
+    }
+    rd_kafka_topic_destroy(rkt);
+    core_errstr(errstr, errstr_size, "topic %s: %s", topic, rd_kafka_err2str(err));
+    return core_kafka_err_topic_settling(err) || err == RD_KAFKA_RESP_ERR__TIMED_OUT
+               ? CORE_ERR_TRANSIENT
+               : CORE_ERR_INVALID;
 }
 
 core_err_t core_kafka_err_class(rd_kafka_resp_err_t err)

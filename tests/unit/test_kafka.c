@@ -10,6 +10,7 @@
  * debug level), TK_TIMING=1 (each test's duration on stderr). */
 #include <check.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -543,6 +544,72 @@ START_TEST(test_produce_delivery_reports)
     ck_assert_int_eq(topic_records(&m, "orders", 3), N);
     core_kafka_producer_free(p);
     free(d.seen);
+    mock_stop(&m);
+}
+END_TEST
+
+/* A topic the broker does not know yet, or without leaders yet, is asked
+ * for again until it settles; another error is returned at once. */
+struct settle {
+    mock_t *m;
+    const char *topic;
+    int after_ms;
+};
+
+static void *settle_later(void *arg)
+{
+    struct settle *s = arg;
+
+    usleep((useconds_t)s->after_ms * 1000);
+    rd_kafka_mock_topic_set_error(s->m->mc, s->topic, RD_KAFKA_RESP_ERR_NO_ERROR);
+    return NULL;
+}
+
+START_TEST(test_topic_metadata_waits_for_a_new_topic)
+{
+    mock_t m = { 0 };
+    core_kafka_producer_t *p;
+    const struct rd_kafka_metadata *md = NULL;
+    char err[512] = "";
+    struct settle s = { &m, "fresh", 700 };
+    pthread_t th;
+    int64_t t0;
+
+    mock_start(&m, 3);
+    mock_topic(&m, "fresh", 4);
+    p = producer(&m, NULL, 0, NULL, NULL);
+
+    /* unknown to the broker for 700 ms, then known: waited for */
+    rd_kafka_mock_topic_set_error(m.mc, "fresh", RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
+    ck_assert_int_eq(pthread_create(&th, NULL, settle_later, &s), 0);
+    t0 = core_mono_ms();
+    ck_assert_msg(core_kafka_topic_metadata(core_kafka_producer_handle(p), "fresh", 10000, &md,
+                                            err, sizeof(err)) == CORE_OK,
+                  "%s", err);
+    pthread_join(th, NULL);
+    ck_assert_int_ge(core_mono_ms() - t0, 600);
+    ck_assert_int_eq(md->topics[0].partition_cnt, 4);
+    rd_kafka_metadata_destroy(md);
+
+    /* never settles: the last answer, named, after the timeout */
+    rd_kafka_mock_topic_set_error(m.mc, "fresh", RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE);
+    ck_assert_int_eq(core_kafka_topic_metadata(core_kafka_producer_handle(p), "fresh", 800, &md,
+                                               err, sizeof(err)),
+                     CORE_ERR_TRANSIENT);
+    ck_assert_ptr_null(md);
+    ck_assert_msg(strstr(err, "topic fresh: ") && strstr(err, "eader not available"), "got: %s",
+                  err);
+
+    /* not a settling error: at once */
+    rd_kafka_mock_topic_set_error(m.mc, "fresh", RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+    t0 = core_mono_ms();
+    ck_assert_int_eq(core_kafka_topic_metadata(core_kafka_producer_handle(p), "fresh", 5000, &md,
+                                               err, sizeof(err)),
+                     CORE_ERR_INVALID);
+    ck_assert_int_lt(core_mono_ms() - t0, 2000);
+    ck_assert_msg(strstr(err, "uthorization"), "got: %s", err);
+
+    core_kafka_producer_free(p);
     mock_stop(&m);
 }
 END_TEST
@@ -1585,6 +1652,7 @@ int main(void)
     tcase_set_timeout(tc, 60);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_produce_delivery_reports);
+    tcase_add_test(tc, test_topic_metadata_waits_for_a_new_topic);
     tcase_add_test(tc, test_idempotent_survives_produce_errors);
     tcase_add_test(tc, test_produce_too_large_and_bad_args);
     tcase_add_test(tc, test_too_large_for_broker_reported_in_delivery);

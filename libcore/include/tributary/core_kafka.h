@@ -108,6 +108,28 @@ core_err_t core_kafka_conf_check(const core_config_t *cfg, char *errstr, size_t 
  */
 core_err_t core_kafka_err_class(rd_kafka_resp_err_t err);
 
+/**
+ * @brief Whether \p err is what a broker answers for a topic created a
+ * moment ago: not known to it yet (UNKNOWN_TOPIC_OR_PART), or a partition
+ * without a leader yet (LEADER_NOT_AVAILABLE, NOT_LEADER_FOR_PARTITION).
+ * CreateTopics answers once the controller has the topic; the other
+ * brokers learn of it shortly after.
+ */
+bool core_kafka_err_topic_settling(rd_kafka_resp_err_t err);
+
+/**
+ * @brief Metadata of one topic once it can be used: known to the broker
+ * asked, every partition with a leader. Settling answers (above) are asked
+ * again every 200 ms until \p timeout_ms, or until the service stops; any
+ * other error is returned at once.
+ * @returns CORE_OK and *mdp (the caller rd_kafka_metadata_destroy()s it), or
+ *          CORE_ERR_TRANSIENT / CORE_ERR_INVALID with errstr
+ *          "topic NAME: <the broker's last answer>".
+ */
+core_err_t core_kafka_topic_metadata(rd_kafka_t *rk, const char *topic, int timeout_ms,
+                                     const struct rd_kafka_metadata **mdp, char *errstr,
+                                     size_t errstr_size);
+
 /* ------------------------------------------------------------------------ */
 /* Producer                                                                 */
 /* ------------------------------------------------------------------------ */
