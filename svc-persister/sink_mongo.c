@@ -522,10 +522,27 @@ static void mongo_free(pers_sink *base)
     free(s);
 }
 
+/* libmongoc's own log lines (its default handler writes plain text to
+ * stderr) into the service's JSON log. Runs on any thread. */
+static void mongoc_log_cb(mongoc_log_level_t level, const char *domain, const char *message,
+                          void *user)
+{
+    (void)user;
+    core_log_level_t lvl = level <= MONGOC_LOG_LEVEL_CRITICAL ? CORE_LOG_ERROR
+                           : level == MONGOC_LOG_LEVEL_WARNING ? CORE_LOG_WARN
+                           : level <= MONGOC_LOG_LEVEL_INFO   ? CORE_LOG_INFO
+                                                                : CORE_LOG_DEBUG;
+    if (level == MONGOC_LOG_LEVEL_TRACE || lvl < core_log_level())
+        return;
+    core_log_(lvl, message, CLF_S("component", "libmongoc"),
+              CLF_S("domain", domain ? domain : ""));
+}
+
 pers_sink *pers_mongo_new(const struct persister_conf *conf, char *errstr, size_t errstr_size)
 {
     static bool inited;
     if (!inited) {
+        mongoc_log_set_handler(mongoc_log_cb, NULL);
         mongoc_init();
         inited = true;
     }

@@ -6,6 +6,7 @@
 #include "../../svc-persister/persister.h"
 
 #include <cjson/cJSON.h>
+#include <mongoc/mongoc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -169,6 +170,35 @@ START_TEST(undecodable_bytes_are_dead_not_rows)
 }
 END_TEST
 
+/* libmongoc's own log lines come out as the service's JSON lines. */
+static void mongoc_says(void *arg)
+{
+    (void)arg;
+    char err[256] = "";
+    struct persister_conf mc = conf;
+    mc.mongo_write_concern = "1";
+    mc.mongo_uri = "mongodb://127.0.0.1:1";
+    pers_sink *sink = pers_mongo_new(&mc, err, sizeof(err));
+    ck_assert_msg(sink, "%s", err);
+    mongoc_log(MONGOC_LOG_LEVEL_WARNING, "client", "Couldn't send \"%s\"", "endSessions");
+    sink->free(sink);
+}
+
+START_TEST(mongoc_log_lines_are_json)
+{
+    char *log = tu_capture_log(mongoc_says, NULL);
+    ck_assert(log);
+    cJSON *j = cJSON_Parse(log);
+    ck_assert_msg(j, "not one JSON line: %s", log);
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "level")->valuestring, "warn");
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "component")->valuestring, "libmongoc");
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "domain")->valuestring, "client");
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "msg")->valuestring, "Couldn't send \"endSessions\"");
+    cJSON_Delete(j);
+    free(log);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("persister_row");
@@ -177,6 +207,7 @@ int main(void)
     tcase_add_test(tc, row_reads_as_the_natural_json_path);
     tcase_add_test(tc, row_escapes_what_copy_must_escape);
     tcase_add_test(tc, undecodable_bytes_are_dead_not_rows);
+    tcase_add_test(tc, mongoc_log_lines_are_json);
     suite_add_tcase(s, tc);
     return tu_run(&s, 1);
 }
