@@ -866,7 +866,8 @@ static int feed(core_service_t *svc, feeder_dataset *ds, size_t nds, core_redis_
     co.cfg = core_service_config(svc);
     co.defaults = cdefaults;
     co.ndefaults = CORE_ARRAY_SIZE(cdefaults);
-    co.group_id = core_config_kafka_lookup(core_service_config(svc), "group.id") ? NULL : conf.group_id;
+    co.group_id = core_kafka_consumer_config(core_service_config(svc), "group.id") ? NULL
+                                                                                  : conf.group_id;
     co.on_revoke = on_revoke;
     co.hook_user = &L;
     if (!(L.c = core_kafka_consumer_new(&co, err, sizeof(err)))) {

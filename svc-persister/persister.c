@@ -810,7 +810,7 @@ int persister_loop(core_service_t *svc, const struct persister_conf *conf, pers_
         snprintf(group, sizeof(group), "svc-persister-%s", sink->name);
     core_kafka_consumer_opts co = { .cfg = cfg, .defaults = kdefaults, .ndefaults = 1,
                                     .on_revoke = on_revoke, .hook_user = &st };
-    if (!core_config_kafka_lookup(cfg, "group.id"))
+    if (!core_kafka_consumer_config(cfg, "group.id"))
         co.group_id = group;
     st.consumer = core_kafka_consumer_new(&co, err, sizeof(err));
     if (!st.consumer) {

@@ -190,6 +190,11 @@ static const char *user_value(const core_config_t *cfg, core_kafka_kind kind,
     return scoped ? scoped : plain;
 }
 
+const char *core_kafka_consumer_config(const core_config_t *cfg, const char *name)
+{
+    return user_value(cfg, CORE_KAFKA_CONSUMER, NULL, 0, name);
+}
+
 /* cfg's kafka.* keys for a client of kind: unscoped ones first, then
  * kafka.producer.* / kafka.consumer.* (so that they win). */
 static core_err_t conf_set_user(rd_kafka_conf_t *conf, const core_config_t *cfg,
@@ -644,7 +649,7 @@ static core_err_t txn_timeouts(rd_kafka_conf_t *conf, const core_kafka_producer_
     for (size_t i = 0; i < CORE_ARRAY_SIZE(names); i++)
         if (prop_named(o->defaults, o->ndefaults, names[i]) ||
             prop_named(o->overrides, o->noverrides, names[i]) ||
-            (o->cfg && core_config_kafka_lookup(o->cfg, names[i])))
+            user_value(o->cfg, CORE_KAFKA_PRODUCER, NULL, 0, names[i]))
             explicit = true;
     if (msg_ms < txn_ms && msg_ms > 0)
         return CORE_OK;

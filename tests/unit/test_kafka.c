@@ -466,6 +466,10 @@ START_TEST(test_conf_scoped_by_client_kind)
     ck_assert_msg(!strstr(log, "CONFWARN"), "log: %s", log);
     free(log);
     ck_assert_int_eq(core_kafka_conf_check(cfg, err, sizeof(err)), CORE_OK);
+    ck_assert_str_eq(core_kafka_consumer_config(cfg, "client.id"), "tb-consumer");
+    ck_assert_str_eq(core_kafka_consumer_config(cfg, "session.timeout.ms"), "12000");
+    ck_assert_ptr_null(core_kafka_consumer_config(cfg, "linger.ms")); /* a producer's */
+    ck_assert_ptr_null(core_kafka_consumer_config(cfg, "group.id"));
     core_config_free(cfg);
 
     /* A scoped key is checked and named as written. */
@@ -490,6 +494,18 @@ START_TEST(test_conf_txn_timeouts)
 
     ck_assert_ptr_null(core_kafka_producer_new(&o, err, sizeof(err)));
     ck_assert_msg(strstr(err, "kafka.message.timeout.ms") && strstr(err, "lower"), "got: %s", err);
+
+    /* Set for producers only, it is as explicit. */
+    {
+        core_config_t *cfg = config_from("kafka.producer.message.timeout.ms = 60000\n");
+
+        o.cfg = cfg;
+        o.noverrides = 2;
+        ck_assert_ptr_null(core_kafka_producer_new(&o, err, sizeof(err)));
+        ck_assert_msg(strstr(err, "lower"), "got: %s", err);
+        o.cfg = NULL;
+        core_config_free(cfg);
+    }
 
     /* Unset: made lower than the transaction timeout. */
     o.noverrides = 2;

@@ -89,6 +89,13 @@ rd_kafka_conf_t *core_kafka_conf_new(const core_config_t *cfg,
                                      char *errstr, size_t errstr_size);
 
 /**
+ * @brief The value a consumer built from \p cfg gets for librdkafka property
+ * \p name ("group.id"): kafka.consumer.NAME, else kafka.NAME; NULL when
+ * the user set neither.
+ */
+const char *core_kafka_consumer_config(const core_config_t *cfg, const char *name);
+
+/**
  * @brief Check every kafka.* key of \p cfg (names and values) without
  * creating a client: for start-up checks, before anything is touched
  * (services exit CORE_EX_CONFIG on failure). Only what rd_kafka_conf_set()
