@@ -316,6 +316,29 @@ static pers_res_t read_one(mongoc_collection_t *coll, const char *key, bool *exi
     return PERS_OK;
 }
 
+/* Whether the dataset has any tombstone (one read, whatever the size of
+ * the collection: it stops at the first document). */
+static pers_res_t tombstones_any(mongoc_collection_t *tomb, bool *any, char *errstr,
+                                 size_t errstr_size)
+{
+    bson_error_t err;
+    bson_t filter = BSON_INITIALIZER;
+    bson_t *opts = BCON_NEW("projection", "{", "_id", BCON_INT32(1), "}", "limit",
+                            BCON_INT64(1));
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(tomb, &filter, opts, NULL);
+    const bson_t *d;
+    *any = mongoc_cursor_next(cur, &d);
+    bool failed = mongoc_cursor_error(cur, &err);
+    mongoc_cursor_destroy(cur);
+    bson_destroy(opts);
+    bson_destroy(&filter);
+    if (failed) {
+        core_errstr(errstr, errstr_size, "mongodb: %s", err.message);
+        return PERS_RETRY;
+    }
+    return PERS_OK;
+}
+
 /* One op as one command (FerretDB runs an update's statements one by one
  * anyway, and a command of many holds as many connections: see above). */
 static pers_res_t run_one(mongo_sink *s, mongoc_collection_t *coll, const pers_dataset *ds,
@@ -368,6 +391,11 @@ static pers_res_t remember_delete(mongo_sink *s, mongoc_collection_t *tomb, pers
  *  4. deletes that removed a document, or found none, leave a tombstone.
  * A stored document makes its key's tombstones irrelevant: a delete only
  * removes a document at least as old as itself.
+ * While the dataset has no tombstone at all (a bulk load, a feed without
+ * deletes) no key can have been deleted at a newer version: upserts skip 1
+ * and the tombstone reads of 3 and are inserted first; an insert that meets
+ * the _id falls back to the guarded replace. A new key then costs its share
+ * of a bulk insert instead of a replace that matches nothing and a read.
  */
 static pers_res_t mongo_write(pers_sink *base, pers_dataset *ds, pers_op *ops, size_t n,
                               char *errstr, size_t errstr_size)
@@ -396,6 +424,8 @@ static pers_res_t mongo_write(pers_sink *base, pers_dataset *ds, pers_op *ops, s
     }
     for (size_t i = 0; i < n; i++)
         ops[i].fate = PERS_PENDING;
+    bool tombs = true;
+    r = tombstones_any(tomb, &tombs, errstr, errstr_size);
     /* 1 and 2: guarded replaces and removes (one command each: a batch can
      * outlast the grace period of a stop, so it is given up between two) */
     for (size_t i = 0; i < n && r == PERS_OK; i++) {
@@ -405,6 +435,10 @@ static pers_res_t mongo_write(pers_sink *base, pers_dataset *ds, pers_op *ops, s
             break;
         }
         bool del = op->kind == PERS_DELETE;
+        if (!del && !tombs) {
+            ins[nins++] = op; /* inserted first (see above) */
+            continue;
+        }
         int rr = R_DONE;
         r = run_one(s, coll, ds, op, del ? STEP_REMOVE : STEP_REPLACE, &bopts, &rr, errstr,
                     errstr_size);
@@ -427,13 +461,14 @@ static pers_res_t mongo_write(pers_sink *base, pers_dataset *ds, pers_op *ops, s
     /* 3: inserts of keys not stored, unless deleted at a newer version */
     size_t m = 0;
     for (size_t i = 0; i < nins && r == PERS_OK; i++) {
-        bool exists;
-        int64_t v;
+        bool exists = false;
+        int64_t v = INT64_MIN;
         if (pers_give_up(errstr, errstr_size)) {
             r = PERS_RETRY;
             break;
         }
-        r = read_one(tomb, ins[i]->key, &exists, &v, errstr, errstr_size);
+        if (tombs)
+            r = read_one(tomb, ins[i]->key, &exists, &v, errstr, errstr_size);
         if (r == PERS_OK && exists && v >= ins[i]->version)
             ins[i]->fate = PERS_STALE;
         else if (r == PERS_OK)
@@ -451,8 +486,22 @@ static pers_res_t mongo_write(pers_sink *base, pers_dataset *ds, pers_op *ops, s
             if (res[i] == R_DONE) {
                 op->fate = PERS_WRITTEN;
             } else if (res[i] == R_AGAIN) { /* E11000 */
+                /* the _id is stored (inserted first, or stored meanwhile by
+                 * another writer): the guarded replace settles it; when it
+                 * matches nothing, one read tells a newer document from a
+                 * unique index of the operator's refusing this one */
+                int rr = R_DONE;
                 bool exists;
                 int64_t v;
+                r = run_one(s, coll, ds, op, STEP_REPLACE, &bopts, &rr, errstr, errstr_size);
+                if (r != PERS_OK)
+                    break;
+                if (rr == R_DONE) {
+                    op->fate = PERS_WRITTEN;
+                    continue;
+                }
+                if (rr == R_DEAD)
+                    continue;
                 r = read_one(coll, op->key, &exists, &v, errstr, errstr_size);
                 if (r != PERS_OK)
                     break;
@@ -461,19 +510,10 @@ static pers_res_t mongo_write(pers_sink *base, pers_dataset *ds, pers_op *ops, s
                 } else if (v > op->version) {
                     op->fate = PERS_STALE;
                 } else {
-                    /* stored meanwhile at an older or equal version (another
-                     * writer): the guarded replace settles it */
-                    int rr = R_DONE;
-                    r = run_one(s, coll, ds, op, STEP_REPLACE, &bopts, &rr, errstr,
-                                errstr_size);
-                    if (r == PERS_OK && rr == R_DONE)
-                        op->fate = PERS_WRITTEN;
-                    else if (r == PERS_OK && rr == R_AGAIN) {
-                        core_errstr(errstr, errstr_size,
-                                    "mongodb: %s changes under this writer: another writer?",
-                                    op->key);
-                        r = PERS_RETRY;
-                    }
+                    core_errstr(errstr, errstr_size,
+                                "mongodb: %s changes under this writer: another writer?",
+                                op->key);
+                    r = PERS_RETRY;
                 }
             }
         }

@@ -1243,6 +1243,62 @@ START_TEST(mongo_kill9_ten_times_exact)
 }
 END_TEST
 
+/* A dataset without deletes has no tombstone: upserts are inserted first.
+ * New keys, then newer versions of half of them and older ones (stale) of
+ * the other half, so that most inserts meet their _id; then a second group
+ * replays the whole topic over the collection: exact both times. */
+START_TEST(mongo_without_deletes_inserted_first_exact)
+{
+    enum { NK = 1500 };
+    char u[48], u2[56], topic[128], db[64];
+    snprintf(u, sizeof(u), "w%s", tu_unique());
+    snprintf(u2, sizeof(u2), "%s_again", u);
+    snprintf(topic, sizeof(topic), "payee.valid_%s", u);
+    snprintf(db, sizeof(db), "t_%s", u);
+    mongoc_init();
+    core_kafka_producer_t *p = new_producer();
+    create_topic(p, topic, 2);
+    model m = { .nkeys_max = NK, .nkeys = NK };
+    m.best = calloc(NK, sizeof(int64_t));
+    m.present = calloc(NK, sizeof(bool));
+    m.rowver = calloc(NK, sizeof(int64_t));
+    int seq = 0;
+    for (int k = 0; k < NK; k++, seq++) {
+        produce_event(p, topic, seq, k, (int64_t)seq * 16 + 16, "ADD", -1, "10.00");
+        model_apply(&m, k, (int64_t)seq * 16 + 16, true);
+    }
+    for (int k = 0; k < NK; k++, seq++) {
+        int64_t v = k % 2 ? m.best[k] - 1 : (int64_t)seq * 16 + 16;
+        produce_event(p, topic, seq, k, v, "UPDATE", -1, "10.00");
+        model_apply(&m, k, v, true);
+    }
+    ck_assert_int_eq((int)core_kafka_producer_flush(p, 60000), 0);
+    run_opts o = { .suffix = u, .sink = "mongodb", .mongo_db = db,
+                   .http_port = http_port() + 9, .batch_size = "500", .timeout_ms = "100" };
+    pid_t pid = start_persister(&o);
+    wait_mongo_equal(pid, o.http_port, db, &m, 120000);
+    ck_assert_int_eq(stop_persister(pid), 0);
+    run_opts again = o; /* another group: every event once more */
+    again.suffix = u2;
+    again.topic_suffix = u;
+    again.http_port = o.http_port + 1;
+    pid = start_persister(&again);
+    long want = 2 * NK, done = 0;
+    int64_t end = core_mono_ms() + 120000;
+    while ((done = run_progress(&again.http_port)) < want && core_mono_ms() < end) {
+        assert_alive(pid);
+        sleep_ms(200);
+    }
+    ck_assert_msg(done >= want, "the replay handled %ld of %ld events", done, want);
+    wait_mongo_equal(pid, again.http_port, db, &m, 60000);
+    ck_assert_int_eq(stop_persister(pid), 0);
+    core_kafka_producer_free(p);
+    model_free(&m);
+    mongo_drop_db(db);
+    mongoc_cleanup();
+}
+END_TEST
+
 /* The operator's unique index on name (mongodb.indexes payee:name:unique)
  * and a document of the test's already holding the name the planted event
  * carries: FerretDB refuses that one document (E11000 on the index); it
@@ -1319,6 +1375,7 @@ int main(void)
     ADD(tm, mongo_final_state_exact_across_restart);
     ADD(tm, mongo_kill9_ten_times_exact);
     ADD(tm, mongo_bad_row_to_dlq_rest_written);
+    ADD(tm, mongo_without_deletes_inserted_first_exact);
     suite_add_tcase(s, tm);
     return tu_run(&s, 1);
 }
