@@ -967,14 +967,10 @@ size_t core_redis_inflight(const core_redis_t *r)
     return r ? r->ngroups : 0;
 }
 
-int core_redis_pipeline_recv(core_redis_t *r, redisReply ***replies, size_t *n, char *errstr,
-                             size_t errstr_size)
+/* The replies of a pipeline call start empty; a NULL handle is refused. */
+static int replies_init(core_redis_t *r, redisReply ***replies, size_t *n, char *errstr,
+                        size_t errstr_size)
 {
-    sigpipe_guard sg;
-    group_t g;
-    bool noscript = false;
-    int rc = CORE_OK;
-
     if (replies)
         *replies = NULL;
     if (n)
@@ -983,6 +979,19 @@ int core_redis_pipeline_recv(core_redis_t *r, redisReply ***replies, size_t *n, 
         core_errstr(errstr, errstr_size, "redis: no handle");
         return CORE_ERR_INVALID;
     }
+    return CORE_OK;
+}
+
+int core_redis_pipeline_recv(core_redis_t *r, redisReply ***replies, size_t *n, char *errstr,
+                             size_t errstr_size)
+{
+    sigpipe_guard sg;
+    group_t g;
+    bool noscript = false;
+    int rc = CORE_OK;
+
+    if (replies_init(r, replies, n, errstr, errstr_size) != CORE_OK)
+        return CORE_ERR_INVALID;
     if (r->ngroups == 0)
         return fail(r, CORE_ERR_STATE, errstr, errstr_size, "no pipeline in flight");
     if (!r->groups[0].arr && !r->c) /* cannot happen: a drop clears the groups */
@@ -1033,14 +1042,8 @@ int core_redis_pipeline_exec(core_redis_t *r, redisReply ***replies, size_t *n, 
     size_t i, got = 0, count;
     int rc = CORE_OK;
 
-    if (replies)
-        *replies = NULL;
-    if (n)
-        *n = 0;
-    if (!r) {
-        core_errstr(errstr, errstr_size, "redis: no handle");
+    if (replies_init(r, replies, n, errstr, errstr_size) != CORE_OK)
         return CORE_ERR_INVALID;
-    }
     count = r->npending;
     if (count == 0) {
         r->last_err = CORE_OK;
