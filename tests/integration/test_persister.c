@@ -444,24 +444,37 @@ static int http_port(void)
 
 /* ---- tests -------------------------------------------------------------- */
 
+/* A test's names: a unique suffix, its input and DLQ topics, and the
+ * schema (PostgreSQL) or database (MongoDB) it writes to. tag tells the
+ * tests apart in the broker's and the databases' listings. */
+typedef struct names {
+    char u[48], topic[128], dlq[128], store[64];
+} names;
+
+static void names_init(names *n, char tag)
+{
+    snprintf(n->u, sizeof(n->u), "%c%s", tag, tu_unique());
+    snprintf(n->topic, sizeof(n->topic), "payee.valid_%s", n->u);
+    snprintf(n->dlq, sizeof(n->dlq), "payee.dlq_%s", n->u);
+    snprintf(n->store, sizeof(n->store), "t_%s", n->u);
+}
+
 #define N_MAIN 100000
 #define N_KILL 100000
 
 START_TEST(pg_final_state_exact)
 {
-    char u[48], topic[128], schema[64];
-    snprintf(u, sizeof(u), "p%s", tu_unique());
-    snprintf(topic, sizeof(topic), "payee.valid_%s", u);
-    snprintf(schema, sizeof(schema), "t_%s", u);
+    names nm;
+    names_init(&nm, 'p');
     core_kafka_producer_t *p = new_producer();
-    create_topic(p, topic, 3);
+    create_topic(p, nm.topic, 3);
     model m = { 0 };
     int bad_key = -1;
-    produce_workload(p, topic, N_MAIN, N_MAIN / 4, 42, &m, 0, -1, &bad_key);
-    run_opts o = { .suffix = u, .schema = schema, .password = "tributary",
+    produce_workload(p, nm.topic, N_MAIN, N_MAIN / 4, 42, &m, 0, -1, &bad_key);
+    run_opts o = { .suffix = nm.u, .schema = nm.store, .password = "tributary",
                    .http_port = http_port() };
     pid_t pid = start_persister(&o);
-    wait_pg_equal(pid, PG_MAIN, schema, &m, 120000);
+    wait_pg_equal(pid, PG_MAIN, nm.store, &m, 120000);
     ck_assert_int_eq(stop_persister(pid), 0);
     /* every column as the events carry it, not only key, version, name */
     PGconn *pc = pg(PG_MAIN);
@@ -472,7 +485,7 @@ START_TEST(pg_final_state_exact)
              "'USD' AND email IS NULL AND amount_limit = 10.00 AND status = 'ACTIVE' AND "
              "updated_at = '2026-11-22T08:30:00Z' AND tb_batch = 'b1' AND tb_id LIKE "
              "'00000000-0000-4000-8000-%%')",
-             schema);
+             nm.store);
     PGresult *qr = PQexec(pc, q);
     ck_assert_int_eq(PQresultStatus(qr), PGRES_TUPLES_OK);
     ck_assert_str_eq(PQgetvalue(qr, 0, 0), "0");
@@ -482,11 +495,11 @@ START_TEST(pg_final_state_exact)
     pid = start_persister(&o);
     sleep_ms(1000);
     char why[256];
-    ck_assert_int_eq(pg_diff(PG_MAIN, schema, &m, why, sizeof(why)), 0);
+    ck_assert_int_eq(pg_diff(PG_MAIN, nm.store, &m, why, sizeof(why)), 0);
     ck_assert_int_eq(stop_persister(pid), 0);
     core_kafka_producer_free(p);
     model_free(&m);
-    pg_drop_schema(schema);
+    pg_drop_schema(nm.store);
 }
 END_TEST
 
@@ -536,24 +549,22 @@ static void kill9_loop(const run_opts *o, long (*prog)(const void *), const void
 
 START_TEST(pg_kill9_ten_times_exact)
 {
-    char u[48], topic[128], schema[64];
-    snprintf(u, sizeof(u), "k%s", tu_unique());
-    snprintf(topic, sizeof(topic), "payee.valid_%s", u);
-    snprintf(schema, sizeof(schema), "t_%s", u);
+    names nm;
+    names_init(&nm, 'k');
     core_kafka_producer_t *p = new_producer();
-    create_topic(p, topic, 3);
+    create_topic(p, nm.topic, 3);
     model m = { 0 };
     int bad_key = -1;
-    produce_workload(p, topic, N_KILL, N_KILL / 4, 7, &m, 0, -1, &bad_key);
-    run_opts o = { .suffix = u, .schema = schema, .password = "tributary",
+    produce_workload(p, nm.topic, N_KILL, N_KILL / 4, 7, &m, 0, -1, &bad_key);
+    run_opts o = { .suffix = nm.u, .schema = nm.store, .password = "tributary",
                    .http_port = http_port() + 1, .batch_size = "200", .timeout_ms = "100" };
-    kill9_loop(&o, pg_progress, schema, 10);
+    kill9_loop(&o, pg_progress, nm.store, 10);
     pid_t pid = start_persister(&o);
-    wait_pg_equal(pid, PG_MAIN, schema, &m, 120000);
+    wait_pg_equal(pid, PG_MAIN, nm.store, &m, 120000);
     ck_assert_int_eq(stop_persister(pid), 0);
     core_kafka_producer_free(p);
     model_free(&m);
-    pg_drop_schema(schema);
+    pg_drop_schema(nm.store);
 }
 END_TEST
 
@@ -561,37 +572,35 @@ END_TEST
  * happens with batches in flight on the writer threads. */
 START_TEST(pg_rebalance_with_batches_in_flight_exact)
 {
-    char u[48], topic[128], schema[64];
-    snprintf(u, sizeof(u), "g%s", tu_unique());
-    snprintf(topic, sizeof(topic), "payee.valid_%s", u);
-    snprintf(schema, sizeof(schema), "t_%s", u);
+    names nm;
+    names_init(&nm, 'g');
     core_kafka_producer_t *p = new_producer();
-    create_topic(p, topic, 4);
+    create_topic(p, nm.topic, 4);
     model m = { 0 };
     int bad_key = -1;
-    produce_workload(p, topic, 60000, 15000, 21, &m, 0, -1, &bad_key);
-    run_opts a = { .suffix = u, .schema = schema, .password = "tributary",
+    produce_workload(p, nm.topic, 60000, 15000, 21, &m, 0, -1, &bad_key);
+    run_opts a = { .suffix = nm.u, .schema = nm.store, .password = "tributary",
                    .http_port = http_port() + 7, .batch_size = "300", .timeout_ms = "50",
                    .instance = "a" };
     run_opts b = a;
     b.instance = "b";
     b.http_port = a.http_port + 1;
     pid_t pa = start_persister(&a);
-    long last = progress(PG_MAIN, schema);
+    long last = progress(PG_MAIN, nm.store);
     int64_t end = core_mono_ms() + 30000;
-    while (progress(PG_MAIN, schema) <= last + 1000 && core_mono_ms() < end)
+    while (progress(PG_MAIN, nm.store) <= last + 1000 && core_mono_ms() < end)
         sleep_ms(20);
     pid_t pb = start_persister(&b); /* A gives up half its partitions */
-    last = progress(PG_MAIN, schema);
+    last = progress(PG_MAIN, nm.store);
     end = core_mono_ms() + 30000;
-    while (progress(PG_MAIN, schema) <= last + 5000 && core_mono_ms() < end)
+    while (progress(PG_MAIN, nm.store) <= last + 5000 && core_mono_ms() < end)
         sleep_ms(20);
     ck_assert_int_eq(stop_persister(pa), 0); /* B takes them all */
-    wait_pg_equal(pb, PG_MAIN, schema, &m, 120000);
+    wait_pg_equal(pb, PG_MAIN, nm.store, &m, 120000);
     ck_assert_int_eq(stop_persister(pb), 0);
     core_kafka_producer_free(p);
     model_free(&m);
-    pg_drop_schema(schema);
+    pg_drop_schema(nm.store);
 }
 END_TEST
 
@@ -730,53 +739,51 @@ static void audit_read(const char *topic, int want, int deadline_ms, audit_tally
 
 START_TEST(pg_bad_row_to_dlq_rest_written)
 {
-    char u[48], topic[128], schema[64], dlq[128], sql[512];
-    snprintf(u, sizeof(u), "b%s", tu_unique());
-    snprintf(topic, sizeof(topic), "payee.valid_%s", u);
-    snprintf(dlq, sizeof(dlq), "payee.dlq_%s", u);
-    snprintf(schema, sizeof(schema), "t_%s", u);
+    char sql[512];
+    names nm;
+    names_init(&nm, 'b');
     /* the table from `svc-persister schema-sql`, plus a constraint of the
      * operator's that one row breaks */
     char bin[1024], proto[1100], *out = NULL, *err = NULL;
     snprintf(bin, sizeof(bin), "%s/bin/svc-persister", tu_build_dir());
     snprintf(proto, sizeof(proto), "TB_PROTO_DIR=%s", tu_proto_dir());
-    char *argv[] = { bin, "schema-sql", "--dataset", "payee", "--pg.schema", schema, NULL };
+    char *argv[] = { bin, "schema-sql", "--dataset", "payee", "--pg.schema", nm.store, NULL };
     char *envp[] = { proto, NULL };
     ck_assert_int_eq(tu_run_cmd(argv, envp, &out, &err, 20000), 0);
     ck_assert_ptr_nonnull(strstr(out, "CREATE TABLE IF NOT EXISTS"));
     PGconn *c = pg(PG_MAIN);
-    snprintf(sql, sizeof(sql), "CREATE SCHEMA \"%s\"", schema);
+    snprintf(sql, sizeof(sql), "CREATE SCHEMA \"%s\"", nm.store);
     pg_exec(c, sql);
     pg_exec(c, out);
     snprintf(sql, sizeof(sql),
              "ALTER TABLE \"%s\".payee ADD CONSTRAINT amount_below_million CHECK (amount_limit "
              "< 1000000)",
-             schema);
+             nm.store);
     pg_exec(c, sql);
     free(out);
     free(err);
 
     core_kafka_producer_t *p = new_producer();
-    create_topic(p, topic, 3);
-    create_topic(p, dlq, 1); /* as deployments do: no wait for its metadata */
+    create_topic(p, nm.topic, 3);
+    create_topic(p, nm.dlq, 1); /* as deployments do: no wait for its metadata */
     model m = { 0 };
     int bad_key = -1;
-    produce_workload(p, topic, 5000, 1000, 11, &m, 0, 2500, &bad_key);
+    produce_workload(p, nm.topic, 5000, 1000, 11, &m, 0, 2500, &bad_key);
     ck_assert_int_ge(bad_key, 0);
-    run_opts o = { .suffix = u, .schema = schema, .password = "tributary",
+    run_opts o = { .suffix = nm.u, .schema = nm.store, .password = "tributary",
                    .http_port = http_port() + 2 };
     pid_t pid = start_persister(&o);
-    wait_pg_equal(pid, PG_MAIN, schema, &m, 60000);
+    wait_pg_equal(pid, PG_MAIN, nm.store, &m, 60000);
     char key[32], msg[512] = "";
     key_name(bad_key, key, sizeof(key));
-    int n = count_topic(dlq, key, msg, sizeof(msg), 1, 30000);
+    int n = count_topic(nm.dlq, key, msg, sizeof(msg), 1, 30000);
     ck_assert_msg(n == 1, "dlq holds %d records (want exactly the bad one)", n);
     ck_assert_msg(strstr(msg, "amount_below_million") != NULL, "DLQ reason: %s", msg);
     ck_assert_int_eq(stop_persister(pid), 0);
     /* audit: one event per record, exactly; the bad row is the one dead */
     char aud[128];
     audit_tally t;
-    snprintf(aud, sizeof(aud), "audit_%s", u);
+    snprintf(aud, sizeof(aud), "audit_%s", nm.u);
     audit_read(aud, 5000, 30000, &t);
     ck_assert_int_eq(t.events, 5000);
     ck_assert_int_eq(t.dup_ids, 0);
@@ -791,7 +798,7 @@ START_TEST(pg_bad_row_to_dlq_rest_written)
     ck_assert_int_eq(t.wrong_stage, 0);
     core_kafka_producer_free(p);
     model_free(&m);
-    snprintf(sql, sizeof(sql), "DROP SCHEMA \"%s\" CASCADE", schema);
+    snprintf(sql, sizeof(sql), "DROP SCHEMA \"%s\" CASCADE", nm.store);
     pg_exec(c, sql);
     PQfinish(c);
 }
@@ -809,11 +816,11 @@ static size_t metric_value(int port, const char *name, double *out);
 
 START_TEST(pg_outage_exact_memory_bounded)
 {
-    char u[48], topic[128], dir[256], cmd[1024], conninfo[256];
+    char dir[256], cmd[1024], conninfo[256];
     int port = 25000 + (int)(getpid() % 5000);
-    snprintf(u, sizeof(u), "o%s", tu_unique());
-    snprintf(topic, sizeof(topic), "payee.valid_%s", u);
-    snprintf(dir, sizeof(dir), "/tmp/tb_pg_%s", u);
+    names nm;
+    names_init(&nm, 'o');
+    snprintf(dir, sizeof(dir), "/tmp/tb_pg_%s", nm.u);
     snprintf(conninfo, sizeof(conninfo), "host=127.0.0.1 port=%d dbname=postgres user=postgres",
              port);
     const char *bin = "/usr/lib/postgresql/15/bin";
@@ -833,19 +840,19 @@ START_TEST(pg_outage_exact_memory_bounded)
     ck_assert_int_eq(run_sh(start), 0);
 
     core_kafka_producer_t *p = new_producer();
-    create_topic(p, topic, 3);
+    create_topic(p, nm.topic, 3);
     model m = { 0 };
     int bad_key = -1;
-    produce_workload(p, topic, 10000, 2500, 5, &m, 0, -1, &bad_key);
+    produce_workload(p, nm.topic, 10000, 2500, 5, &m, 0, -1, &bad_key);
     int hport = http_port() + 3;
-    run_opts o = { .suffix = u, .conninfo = conninfo, .schema = "public",
+    run_opts o = { .suffix = nm.u, .conninfo = conninfo, .schema = "public",
                    .http_port = hport, .batch_size = "500", .timeout_ms = "100" };
     pid_t pid = start_persister(&o);
     wait_pg_equal(pid, conninfo, "public", &m, 60000);
 
     /* the database goes away; records keep arriving */
     ck_assert_int_eq(run_sh(stop), 0);
-    produce_workload(p, topic, 10000, 2500, 6, &m, 10000, -1, &bad_key);
+    produce_workload(p, nm.topic, 10000, 2500, 6, &m, 10000, -1, &bad_key);
     int64_t end = core_mono_ms() + 30000; /* 30 s down, as the issue asks */
     double depth_max = 0, retries = 0;
     while (core_mono_ms() < end) {
@@ -922,21 +929,20 @@ static long pg_count(const char *schema)
 
 START_TEST(pg_redis_backup_restored_after_kill9)
 {
-    char u[48], topic[128], schema[64], inst[96], why[256];
-    snprintf(u, sizeof(u), "r%s", tu_unique());
-    snprintf(topic, sizeof(topic), "payee.valid_%s", u);
-    snprintf(schema, sizeof(schema), "t_%s", u);
-    snprintf(inst, sizeof(inst), "persister-bk-%s", u);
+    char inst[96], why[256];
+    names nm;
+    names_init(&nm, 'r');
+    snprintf(inst, sizeof(inst), "persister-bk-%s", nm.u);
     core_kafka_producer_t *p = new_producer();
-    create_topic(p, topic, 2);
+    create_topic(p, nm.topic, 2);
     model m = { 0 };
     int bad_key = -1;
-    produce_workload(p, topic, 1500, 400, 13, &m, 0, -1, &bad_key);
+    produce_workload(p, nm.topic, 1500, 400, 13, &m, 0, -1, &bad_key);
 
     /* 1. a batch far from full and a timeout far away: everything consumed
      *    sits in the buffer, mirrored in Redis, nothing in the table */
     int hport = http_port() + 5;
-    run_opts o = { .suffix = u, .schema = schema, .password = "tributary", .http_port = hport,
+    run_opts o = { .suffix = nm.u, .schema = nm.store, .password = "tributary", .http_port = hport,
                    .batch_size = "5000", .timeout_ms = "600000",
                    .extra = { "--buffer.backup", "--instance.id", inst } };
     pid_t pid = start_persister(&o);
@@ -950,7 +956,7 @@ START_TEST(pg_redis_backup_restored_after_kill9)
     ck_assert_int_eq(nk, 1500);
     ck_assert_int_eq(backup_keys(inst, &hash_ok), 1500);
     ck_assert_msg(hash_ok, "a backup hash lacks a field");
-    ck_assert_int_eq(pg_count(schema), 0);
+    ck_assert_int_eq(pg_count(nm.store), 0);
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
 
@@ -959,15 +965,15 @@ START_TEST(pg_redis_backup_restored_after_kill9)
      *    which is emptied once written */
     run_opts o2 = o;
     char u2[64];
-    snprintf(u2, sizeof(u2), "%s_2", u);
-    o2.suffix = u2;       /* another group, audit and DLQ topic */
-    o2.topic_suffix = u;  /* the same records topic */
+    snprintf(u2, sizeof(u2), "%s_2", nm.u);
+    o2.suffix = u2;         /* another group, audit and DLQ topic */
+    o2.topic_suffix = nm.u; /* the same records topic */
     o2.timeout_ms = "100";
     o2.batch_size = "1000"; /* the 1,500 restored records take two batches */
     o2.extra[3] = "--kafka.auto.offset.reset";
     o2.extra[4] = "latest";
     pid = start_persister(&o2);
-    wait_pg_equal(pid, PG_MAIN, schema, &m, 60000);
+    wait_pg_equal(pid, PG_MAIN, nm.store, &m, 60000);
     end = core_mono_ms() + 20000;
     while ((nk = backup_keys(inst, NULL)) > 0 && core_mono_ms() < end)
         sleep_ms(100);
@@ -981,9 +987,9 @@ START_TEST(pg_redis_backup_restored_after_kill9)
     o3.http_port = hport + 1;
     o3.extra[3] = "--redis.port";
     o3.extra[4] = "1";
-    produce_workload(p, topic, 500, 400, 14, &m, 1500, -1, &bad_key); /* more to write */
+    produce_workload(p, nm.topic, 500, 400, 14, &m, 1500, -1, &bad_key); /* more to write */
     pid = start_persister(&o3);
-    wait_pg_equal(pid, PG_MAIN, schema, &m, 60000);
+    wait_pg_equal(pid, PG_MAIN, nm.store, &m, 60000);
     double errs = 0;
     end = core_mono_ms() + 10000;
     while ((!metric_value(o3.http_port, "tributary_persister_backup_errors_total", &errs) ||
@@ -991,11 +997,11 @@ START_TEST(pg_redis_backup_restored_after_kill9)
         sleep_ms(100);
     ck_assert_msg(errs >= 1, "backup errors counted: %.0f", errs);
     ck_assert_int_eq(stop_persister(pid), 0);
-    ck_assert_int_eq(pg_diff(PG_MAIN, schema, &m, why, sizeof(why)), 0);
+    ck_assert_int_eq(pg_diff(PG_MAIN, nm.store, &m, why, sizeof(why)), 0);
 
     core_kafka_producer_free(p);
     model_free(&m);
-    pg_drop_schema(schema);
+    pg_drop_schema(nm.store);
 }
 END_TEST
 
@@ -1176,19 +1182,18 @@ static void mongo_drop_db(const char *db)
  * version), then once more after the end: exact, and nothing changes. */
 START_TEST(mongo_final_state_exact_across_restart)
 {
-    char u[48], topic[128], db[64], why[512] = "";
-    snprintf(u, sizeof(u), "m%s", tu_unique());
-    snprintf(topic, sizeof(topic), "payee.valid_%s", u);
-    snprintf(db, sizeof(db), "t_%s", u);
+    char why[512] = "";
+    names nm;
+    names_init(&nm, 'm');
     mongoc_init();
     core_kafka_producer_t *p = new_producer();
-    create_topic(p, topic, 3);
+    create_topic(p, nm.topic, 3);
     model m = { 0 };
     int bad_key = -1;
-    produce_workload(p, topic, N_MONGO, N_MONGO_KEYS, 3, &m, 0, -1, &bad_key);
+    produce_workload(p, nm.topic, N_MONGO, N_MONGO_KEYS, 3, &m, 0, -1, &bad_key);
     /* a batch takes FerretDB longer than the grace period of a stop: the
      * batch being written is given up (its records come again) */
-    run_opts o = { .suffix = u, .sink = "mongodb", .mongo_db = db,
+    run_opts o = { .suffix = nm.u, .sink = "mongodb", .mongo_db = nm.store,
                    .http_port = http_port() + 4, .batch_size = "10000", .timeout_ms = "200",
                    .extra = { "--shutdown.grace.ms", "2000" } };
     pid_t pid = start_persister(&o);
@@ -1204,41 +1209,39 @@ START_TEST(mongo_final_state_exact_across_restart)
                   "a stop with shutdown.grace.ms=2000 took %lld ms",
                   (long long)(core_mono_ms() - t0));
     pid = start_persister(&o);
-    wait_mongo_equal(pid, o.http_port, db, &m, 550000);
+    wait_mongo_equal(pid, o.http_port, nm.store, &m, 550000);
     ck_assert_int_eq(stop_persister(pid), 0);
     /* nothing more arrives after a clean stop and a restart: idempotent */
     pid = start_persister(&o);
     sleep_ms(1000);
-    ck_assert_msg(mongo_diff(db, &m, why, sizeof(why)) == 0, "after restart: %s", why);
+    ck_assert_msg(mongo_diff(nm.store, &m, why, sizeof(why)) == 0, "after restart: %s", why);
     ck_assert_int_eq(stop_persister(pid), 0);
     core_kafka_producer_free(p);
     model_free(&m);
-    mongo_drop_db(db);
+    mongo_drop_db(nm.store);
     mongoc_cleanup();
 }
 END_TEST
 
 START_TEST(mongo_kill9_ten_times_exact)
 {
-    char u[48], topic[128], db[64];
-    snprintf(u, sizeof(u), "q%s", tu_unique());
-    snprintf(topic, sizeof(topic), "payee.valid_%s", u);
-    snprintf(db, sizeof(db), "t_%s", u);
+    names nm;
+    names_init(&nm, 'q');
     mongoc_init();
     core_kafka_producer_t *p = new_producer();
-    create_topic(p, topic, 3);
+    create_topic(p, nm.topic, 3);
     model m = { 0 };
     int bad_key = -1;
-    produce_workload(p, topic, N_MONGO, N_MONGO_KEYS, 8, &m, 0, -1, &bad_key);
-    run_opts o = { .suffix = u, .sink = "mongodb", .mongo_db = db,
+    produce_workload(p, nm.topic, N_MONGO, N_MONGO_KEYS, 8, &m, 0, -1, &bad_key);
+    run_opts o = { .suffix = nm.u, .sink = "mongodb", .mongo_db = nm.store,
                    .http_port = http_port() + 5, .batch_size = "5000", .timeout_ms = "200" };
     kill9_loop(&o, run_progress, &o.http_port, 10);
     pid_t pid = start_persister(&o);
-    wait_mongo_equal(pid, o.http_port, db, &m, 550000);
+    wait_mongo_equal(pid, o.http_port, nm.store, &m, 550000);
     ck_assert_int_eq(stop_persister(pid), 0);
     core_kafka_producer_free(p);
     model_free(&m);
-    mongo_drop_db(db);
+    mongo_drop_db(nm.store);
     mongoc_cleanup();
 }
 END_TEST
@@ -1250,37 +1253,36 @@ END_TEST
 START_TEST(mongo_without_deletes_inserted_first_exact)
 {
     enum { NK = 1500 };
-    char u[48], u2[56], topic[128], db[64];
-    snprintf(u, sizeof(u), "w%s", tu_unique());
-    snprintf(u2, sizeof(u2), "%s_again", u);
-    snprintf(topic, sizeof(topic), "payee.valid_%s", u);
-    snprintf(db, sizeof(db), "t_%s", u);
+    char u2[56];
+    names nm;
+    names_init(&nm, 'w');
+    snprintf(u2, sizeof(u2), "%s_again", nm.u);
     mongoc_init();
     core_kafka_producer_t *p = new_producer();
-    create_topic(p, topic, 2);
+    create_topic(p, nm.topic, 2);
     model m = { .nkeys_max = NK, .nkeys = NK };
     m.best = calloc(NK, sizeof(int64_t));
     m.present = calloc(NK, sizeof(bool));
     m.rowver = calloc(NK, sizeof(int64_t));
     int seq = 0;
     for (int k = 0; k < NK; k++, seq++) {
-        produce_event(p, topic, seq, k, (int64_t)seq * 16 + 16, "ADD", -1, "10.00");
+        produce_event(p, nm.topic, seq, k, (int64_t)seq * 16 + 16, "ADD", -1, "10.00");
         model_apply(&m, k, (int64_t)seq * 16 + 16, true);
     }
     for (int k = 0; k < NK; k++, seq++) {
         int64_t v = k % 2 ? m.best[k] - 1 : (int64_t)seq * 16 + 16;
-        produce_event(p, topic, seq, k, v, "UPDATE", -1, "10.00");
+        produce_event(p, nm.topic, seq, k, v, "UPDATE", -1, "10.00");
         model_apply(&m, k, v, true);
     }
     ck_assert_int_eq((int)core_kafka_producer_flush(p, 60000), 0);
-    run_opts o = { .suffix = u, .sink = "mongodb", .mongo_db = db,
+    run_opts o = { .suffix = nm.u, .sink = "mongodb", .mongo_db = nm.store,
                    .http_port = http_port() + 9, .batch_size = "500", .timeout_ms = "100" };
     pid_t pid = start_persister(&o);
-    wait_mongo_equal(pid, o.http_port, db, &m, 120000);
+    wait_mongo_equal(pid, o.http_port, nm.store, &m, 120000);
     ck_assert_int_eq(stop_persister(pid), 0);
     run_opts again = o; /* another group: every event once more */
     again.suffix = u2;
-    again.topic_suffix = u;
+    again.topic_suffix = nm.u;
     again.http_port = o.http_port + 1;
     pid = start_persister(&again);
     long want = 2 * NK, done = 0;
@@ -1290,11 +1292,11 @@ START_TEST(mongo_without_deletes_inserted_first_exact)
         sleep_ms(200);
     }
     ck_assert_msg(done >= want, "the replay handled %ld of %ld events", done, want);
-    wait_mongo_equal(pid, again.http_port, db, &m, 60000);
+    wait_mongo_equal(pid, again.http_port, nm.store, &m, 60000);
     ck_assert_int_eq(stop_persister(pid), 0);
     core_kafka_producer_free(p);
     model_free(&m);
-    mongo_drop_db(db);
+    mongo_drop_db(nm.store);
     mongoc_cleanup();
 }
 END_TEST
@@ -1305,18 +1307,15 @@ END_TEST
  * goes to the DLQ, every other one is written. */
 START_TEST(mongo_bad_row_to_dlq_rest_written)
 {
-    char u[48], topic[128], db[64], dlq[128];
-    snprintf(u, sizeof(u), "r%s", tu_unique());
-    snprintf(topic, sizeof(topic), "payee.valid_%s", u);
-    snprintf(dlq, sizeof(dlq), "payee.dlq_%s", u);
-    snprintf(db, sizeof(db), "t_%s", u);
+    names nm;
+    names_init(&nm, 'r');
     mongoc_init();
     const int nev = 5000, bad = 2500;
     /* the planted event is the bad-th: version bad * 16 + 16, name "n<version>" */
     char blocker_name[32];
     snprintf(blocker_name, sizeof(blocker_name), "n%d", bad * 16 + 16);
     mongoc_client_t *cl = mongoc_client_new(MONGO_URI);
-    mongoc_collection_t *coll = mongoc_client_get_collection(cl, db, "payee");
+    mongoc_collection_t *coll = mongoc_client_get_collection(cl, nm.store, "payee");
     bson_t *blocker = BCON_NEW("_id", BCON_UTF8("blocker"), "name", BCON_UTF8(blocker_name));
     bson_error_t err;
     ck_assert_msg(mongoc_collection_insert_one(coll, blocker, NULL, NULL, &err), "%s", err.message);
@@ -1325,24 +1324,24 @@ START_TEST(mongo_bad_row_to_dlq_rest_written)
     mongoc_client_destroy(cl);
 
     core_kafka_producer_t *p = new_producer();
-    create_topic(p, topic, 3);
+    create_topic(p, nm.topic, 3);
     model m = { 0 };
     int bad_key = -1;
-    produce_workload(p, topic, nev, nev / 5, 11, &m, 0, bad, &bad_key);
+    produce_workload(p, nm.topic, nev, nev / 5, 11, &m, 0, bad, &bad_key);
     ck_assert_int_ge(bad_key, 0);
-    run_opts o = { .suffix = u, .sink = "mongodb", .mongo_db = db,
+    run_opts o = { .suffix = nm.u, .sink = "mongodb", .mongo_db = nm.store,
                    .mongo_indexes = "payee:name:unique", .http_port = http_port() + 6 };
     pid_t pid = start_persister(&o);
-    wait_mongo_equal(pid, o.http_port, db, &m, 90000);
+    wait_mongo_equal(pid, o.http_port, nm.store, &m, 90000);
     char key[32], msg[512] = "";
     key_name(bad_key, key, sizeof(key));
-    int n = count_topic(dlq, key, msg, sizeof(msg), 1, 30000);
+    int n = count_topic(nm.dlq, key, msg, sizeof(msg), 1, 30000);
     ck_assert_msg(n == 1, "dlq holds %d records (want exactly the bad one)", n);
     ck_assert_msg(strstr(msg, "11000") != NULL, "DLQ reason: %s", msg);
     ck_assert_int_eq(stop_persister(pid), 0);
     core_kafka_producer_free(p);
     model_free(&m);
-    mongo_drop_db(db);
+    mongo_drop_db(nm.store);
     mongoc_cleanup();
 }
 END_TEST
