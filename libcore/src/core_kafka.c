@@ -521,8 +521,7 @@ static int stats_cb(rd_kafka_t *rk, char *json, size_t json_len, void *opaque)
     if (cc->kind == CORE_KAFKA_CONSUMER) {
         struct core_kafka_consumer *c = (struct core_kafka_consumer *)cc;
 
-        if (rd_kafka_assignment(rk, &assigned) != RD_KAFKA_RESP_ERR_NO_ERROR)
-            assigned = NULL;
+        assigned = core_kafka_consumer_assignment(c);
         if (!assigned)
             return 0; /* lag is only meaningful for assigned partitions */
         if (atomic_load(&c->lag_from_position))

@@ -9,16 +9,46 @@
 
 #include "tributary/core_log.h"
 
-static size_t assignment_count(rd_kafka_t *rk)
-{
-    rd_kafka_topic_partition_list_t *l = NULL;
-    size_t n = 0;
+enum assignment_change { ASSIGNMENT_SET, ASSIGNMENT_ADD, ASSIGNMENT_REMOVE };
 
-    if (rd_kafka_assignment(rk, &l) == RD_KAFKA_RESP_ERR_NO_ERROR && l) {
-        n = (size_t)l->cnt;
-        rd_kafka_topic_partition_list_destroy(l);
+/* Track what librdkafka was told: SET replaces the assignment (EAGER, or a
+ * manual assign; NULL clears it), ADD and REMOVE apply an incremental
+ * (COOPERATIVE) change. */
+static void assignment_change(core_kafka_consumer_t *c, enum assignment_change how,
+                              const rd_kafka_topic_partition_list_t *parts)
+{
+    rd_kafka_topic_partition_list_t *a;
+
+    pthread_mutex_lock(&c->assignment_lock);
+    a = c->assignment;
+    if (how == ASSIGNMENT_SET) {
+        rd_kafka_topic_partition_list_destroy(a);
+        a = parts ? rd_kafka_topic_partition_list_copy(parts)
+                  : rd_kafka_topic_partition_list_new(0);
+    } else {
+        for (int i = 0; parts && i < parts->cnt; i++) {
+            const rd_kafka_topic_partition_t *tp = &parts->elems[i];
+            bool have = rd_kafka_topic_partition_list_find(a, tp->topic, tp->partition) != NULL;
+
+            if (how == ASSIGNMENT_ADD && !have)
+                rd_kafka_topic_partition_list_add(a, tp->topic, tp->partition);
+            else if (how == ASSIGNMENT_REMOVE && have)
+                rd_kafka_topic_partition_list_del(a, tp->topic, tp->partition);
+        }
     }
-    return n;
+    c->assignment = a;
+    atomic_store(&c->assigned, (size_t)a->cnt);
+    pthread_mutex_unlock(&c->assignment_lock);
+}
+
+rd_kafka_topic_partition_list_t *core_kafka_consumer_assignment(core_kafka_consumer_t *c)
+{
+    rd_kafka_topic_partition_list_t *l;
+
+    pthread_mutex_lock(&c->assignment_lock);
+    l = rd_kafka_topic_partition_list_copy(c->assignment);
+    pthread_mutex_unlock(&c->assignment_lock);
+    return l;
 }
 
 void core_kafka_offsets_merge_max(rd_kafka_topic_partition_list_t *dst,
@@ -57,8 +87,9 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
     core_kafka_consumer_t *c = opaque;
-    const char *proto = rd_kafka_rebalance_protocol(rk);
-    bool coop = proto && strcmp(proto, "COOPERATIVE") == 0;
+    /* never rd_kafka_rebalance_protocol() here: see assignment_lock */
+    bool coop = c->cooperative;
+    const char *proto = coop ? "COOPERATIVE" : "EAGER";
     rd_kafka_error_t *e = NULL;
     rd_kafka_resp_err_t re = RD_KAFKA_RESP_ERR_NO_ERROR;
     const char *what;
@@ -72,10 +103,10 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         if (!e && !re) {
             if (c->paused_all && parts->cnt > 0)
                 rd_kafka_pause_partitions(rk, parts);
-            atomic_store(&c->assigned, assignment_count(rk));
+            assignment_change(c, coop ? ASSIGNMENT_ADD : ASSIGNMENT_SET, parts);
             count_rebalance(c, "assign");
             core_log_info("kafka partitions assigned", CLF_S("client", rd_kafka_name(rk)),
-                          CLF_S("protocol", proto ? proto : "NONE"), CLF_I("count", parts->cnt),
+                          CLF_S("protocol", proto), CLF_I("count", parts->cnt),
                           CLF_I("assigned", atomic_load(&c->assigned)));
             if (c->hooks_enabled && c->on_assign && parts->cnt > 0)
                 c->on_assign(c, parts, false, c->hook_user);
@@ -91,21 +122,21 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         else
             re = rd_kafka_assign(rk, NULL);
         forget_txn_committed(c, parts);
-        atomic_store(&c->assigned, assignment_count(rk));
+        assignment_change(c, coop ? ASSIGNMENT_REMOVE : ASSIGNMENT_SET, coop ? parts : NULL);
         /* The registry cannot drop one series: clear the family, the next
          * statistics callback sets the partitions still assigned again. */
         core_metrics_family_clear(c->common.fams.lag);
         count_rebalance(c, lost ? "lost" : "revoke");
         core_log_(lost ? CORE_LOG_WARN : CORE_LOG_INFO,
                   lost ? "kafka partitions lost" : "kafka partitions revoked",
-                  CLF_S("client", rd_kafka_name(rk)), CLF_S("protocol", proto ? proto : "NONE"),
+                  CLF_S("client", rd_kafka_name(rk)), CLF_S("protocol", proto),
                   CLF_I("count", parts->cnt), CLF_I("assigned", atomic_load(&c->assigned)));
     } else {
         what = "error";
         core_log_error("kafka rebalance error", CLF_S("client", rd_kafka_name(rk)),
                        CLF_S("error", rd_kafka_err2name(err)));
         re = rd_kafka_assign(rk, NULL);
-        atomic_store(&c->assigned, assignment_count(rk));
+        assignment_change(c, ASSIGNMENT_SET, NULL);
     }
     if (e || re) {
         core_log_error("kafka rebalance: assignment change failed",
@@ -115,6 +146,15 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         if (e)
             rd_kafka_error_destroy(e);
     }
+}
+
+static void consumer_struct_free(core_kafka_consumer_t *c)
+{
+    if (c->txn_committed)
+        rd_kafka_topic_partition_list_destroy(c->txn_committed);
+    rd_kafka_topic_partition_list_destroy(c->assignment);
+    pthread_mutex_destroy(&c->assignment_lock);
+    free(c);
 }
 
 core_kafka_consumer_t *core_kafka_consumer_new(const core_kafka_consumer_opts *opts,
@@ -183,9 +223,14 @@ core_kafka_consumer_t *core_kafka_consumer_new(const core_kafka_consumer_opts *o
     if (core_kafka_conf_get(conf, "auto.offset.reset", buf, sizeof(buf)))
         c->reset_latest = strcmp(buf, "latest") == 0 || strcmp(buf, "largest") == 0 ||
                           strcmp(buf, "end") == 0;
+    /* librdkafka refuses a list that mixes the protocols */
+    if (core_kafka_conf_get(conf, "partition.assignment.strategy", buf, sizeof(buf)))
+        c->cooperative = strstr(buf, "cooperative") != NULL;
+    c->assignment = rd_kafka_topic_partition_list_new(0);
+    pthread_mutex_init(&c->assignment_lock, NULL);
     if (core_kafka_fams_init(&c->common.fams, o.metrics, errstr, errstr_size) != CORE_OK) {
         rd_kafka_conf_destroy(conf);
-        free(c);
+        consumer_struct_free(c);
         return NULL;
     }
     c->commit_errors_fam = core_kafka_family(c->common.fams.m, CORE_METRIC_COUNTER,
@@ -201,7 +246,7 @@ core_kafka_consumer_t *core_kafka_consumer_new(const core_kafka_consumer_opts *o
     if (!c->common.rk) {
         rd_kafka_conf_destroy(conf);
         core_errstr(errstr, errstr_size, "kafka consumer: %s", buf);
-        free(c);
+        consumer_struct_free(c);
         return NULL;
     }
     rd_kafka_poll_set_consumer(c->common.rk);
@@ -217,9 +262,7 @@ void core_kafka_consumer_free(core_kafka_consumer_t *c)
         core_kafka_consumer_close(c, NULL, 0);
     }
     rd_kafka_destroy(c->common.rk);
-    if (c->txn_committed)
-        rd_kafka_topic_partition_list_destroy(c->txn_committed);
-    free(c);
+    consumer_struct_free(c);
 }
 
 core_err_t core_kafka_consumer_subscribe(core_kafka_consumer_t *c,
@@ -271,7 +314,8 @@ core_err_t core_kafka_consumer_assign(core_kafka_consumer_t *c,
         }
     }
     err = rd_kafka_assign(c->common.rk, parts && parts->cnt > 0 ? parts : NULL);
-    atomic_store(&c->assigned, assignment_count(c->common.rk));
+    if (!err)
+        assignment_change(c, ASSIGNMENT_SET, parts && parts->cnt > 0 ? parts : NULL);
     if (err) {
         core_errstr(errstr, errstr_size, "kafka assign: %s", rd_kafka_err2str(err));
         return core_kafka_err_class(err) == CORE_ERR_FATAL ? CORE_ERR_FATAL : CORE_ERR_STATE;
@@ -330,7 +374,7 @@ core_err_t core_kafka_consumer_close(core_kafka_consumer_t *c, char *errstr, siz
         rd_kafka_topic_partition_list_destroy(c->txn_committed);
         c->txn_committed = NULL;
     }
-    atomic_store(&c->assigned, 0);
+    assignment_change(c, ASSIGNMENT_SET, NULL);
     core_metrics_family_clear(c->common.fams.lag);
     if (err) {
         core_errstr(errstr, errstr_size, "kafka close: %s", rd_kafka_err2str(err));
@@ -508,8 +552,8 @@ static rd_kafka_topic_partition_list_t *target(core_kafka_consumer_t *c, const c
     if (topic) {
         l = rd_kafka_topic_partition_list_new(1);
         rd_kafka_topic_partition_list_add(l, topic, partition);
-    } else if (rd_kafka_assignment(c->common.rk, &l) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        l = NULL;
+    } else {
+        l = core_kafka_consumer_assignment(c);
     }
     return l;
 }

@@ -76,7 +76,17 @@ struct core_kafka_consumer {
     bool paused_all;                   /* pause partitions assigned later too */
     bool reset_latest;                 /* auto.offset.reset is latest/end */
     atomic_bool lag_from_position;     /* offsets go through transactions */
-    atomic_size_t assigned;
+    atomic_size_t assigned;            /* assignment->cnt, for any thread */
+    /* The assignment as the rebalance callback and assign() left it.
+     * rd_kafka_assignment() and rd_kafka_rebalance_protocol() are round
+     * trips through librdkafka's group thread, which stops answering once
+     * rd_kafka_consumer_close() has unassigned the last partition: called
+     * from a callback that the close serves (rebalance, statistics), they
+     * block forever (librdkafka#4041; seen with 2.0.2 after the revoke's
+     * unassign). So callbacks read this copy. Guarded by assignment_lock. */
+    pthread_mutex_t assignment_lock;
+    rd_kafka_topic_partition_list_t *assignment;
+    bool cooperative;                  /* partition.assignment.strategy */
     /* Offsets committed through transactions, for assigned partitions only
      * (dropped on revoke). core_kafka_consumer_rewind() never goes below
      * them: the broker's answer may lag behind the transaction markers (and
@@ -87,6 +97,10 @@ struct core_kafka_consumer {
     core_metric_family_t *commit_errors_fam;  /* {error} */
     core_metric_family_t *rebalances_fam;     /* {event} */
 };
+
+/* A copy of the consumer's assignment (empty when none; NULL only when out
+ * of memory), safe from any thread and from librdkafka's callbacks. */
+rd_kafka_topic_partition_list_t *core_kafka_consumer_assignment(core_kafka_consumer_t *c);
 
 /* Installs the log, error and stats callbacks and the opaque. */
 void core_kafka_conf_set_common_cbs(rd_kafka_conf_t *conf, core_kafka_common *cc);

@@ -103,14 +103,16 @@ static rd_kafka_topic_partition_list_t *positions(core_kafka_consumer_t *c, char
     rd_kafka_topic_partition_list_t *all = NULL, *l;
     rd_kafka_resp_err_t err;
 
-    err = rd_kafka_assignment(c->common.rk, &all);
-    if (!err && all)
-        err = rd_kafka_position(c->common.rk, all);
+    all = core_kafka_consumer_assignment(c);
+    if (!all) {
+        core_errstr(errstr, errstr_size, "kafka transaction send_offsets: out of memory");
+        return NULL;
+    }
+    err = rd_kafka_position(c->common.rk, all);
     if (err) {
         core_errstr(errstr, errstr_size, "kafka transaction send_offsets: positions: %s",
                     rd_kafka_err2str(err));
-        if (all)
-            rd_kafka_topic_partition_list_destroy(all);
+        rd_kafka_topic_partition_list_destroy(all);
         return NULL;
     }
     l = rd_kafka_topic_partition_list_new(all->cnt > 0 ? all->cnt : 1);

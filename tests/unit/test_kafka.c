@@ -11,6 +11,7 @@
 #include <check.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1023,6 +1024,100 @@ static rd_kafka_message_t *poll_records(core_kafka_consumer_t *c, size_t n, int 
     return last;
 }
 
+/* rd_kafka_consumer_close() serves the last revoke and the statistics
+ * callbacks itself. A callback that asks librdkafka's group thread anything
+ * (rd_kafka_assignment(), rd_kafka_rebalance_protocol()) once the revoke's
+ * unassign is done can wait forever: the group may have terminated
+ * (librdkafka#4041; seen once in ~40 stops of svc-persister on 2.0.2).
+ * Many consumers closing at once, with statistics every 10 ms: every close
+ * ends, with the revoke seen and nothing left assigned. */
+enum { CLOSERS = 32 };
+
+typedef struct closer {
+    mock_t *m;
+    const char *strategy;
+    char group[64];
+    atomic_int *assigned_all, *go;
+    hooks_t h;
+    atomic_int state; /* 0 joining, 1 assigned, 2 closed, -1 no assignment */
+    core_err_t rc;
+    size_t left_assigned;
+} closer_t;
+
+static void *closer_main(void *arg)
+{
+    closer_t *t = arg;
+    core_kafka_prop props[] = { { "partition.assignment.strategy", t->strategy },
+                                { "statistics.interval.ms", "10" } };
+    core_kafka_consumer_opts base = { .on_assign = on_assign, .on_revoke = on_revoke,
+                                      .hook_user = &t->h };
+    core_kafka_consumer_t *c = consumer(t->m, t->group, props, 2, &base);
+    int64_t dl = deadline_in(DEADLINE_MS);
+    rd_kafka_message_t *rkm;
+
+    subscribe1(c, "cls");
+    while (core_kafka_consumer_assigned(c) == 0 && before(dl))
+        if ((rkm = core_kafka_consumer_poll(c, 50)))
+            rd_kafka_message_destroy(rkm);
+    atomic_store(&t->state, core_kafka_consumer_assigned(c) > 0 ? 1 : -1);
+    atomic_fetch_add(t->assigned_all, 1);
+    /* statistics keep coming while the others join */
+    while (!atomic_load(t->go))
+        if ((rkm = core_kafka_consumer_poll(c, 10)))
+            rd_kafka_message_destroy(rkm);
+    t->rc = core_kafka_consumer_close(c, NULL, 0);
+    t->left_assigned = core_kafka_consumer_assigned(c);
+    atomic_store(&t->state, 2);
+    core_kafka_consumer_free(c);
+    return NULL;
+}
+
+START_TEST(test_close_never_blocks)
+{
+    mock_t m = { 0 };
+    closer_t t[CLOSERS];
+    pthread_t th[CLOSERS];
+    atomic_int assigned_all = 0, go = 0;
+    int64_t dl;
+    int closed = 0;
+
+    mock_start(&m, 1);
+    mock_topic(&m, "cls", 4);
+    for (int i = 0; i < CLOSERS; i++) {
+        t[i] = (closer_t){ .m = &m, .strategy = strategies[_i], .assigned_all = &assigned_all,
+                           .go = &go };
+        snprintf(t[i].group, sizeof(t[i].group), "cls-%s-%d", tu_unique(), i);
+        ck_assert_int_eq(pthread_create(&th[i], NULL, closer_main, &t[i]), 0);
+    }
+    dl = deadline_in(DEADLINE_MS + 5000);
+    while (atomic_load(&assigned_all) < CLOSERS && before(dl))
+        usleep(20000);
+    ck_assert_int_eq(atomic_load(&assigned_all), CLOSERS);
+    atomic_store(&go, 1);
+    dl = deadline_in(15000);
+    while (before(dl)) {
+        closed = 0;
+        for (int i = 0; i < CLOSERS; i++)
+            closed += atomic_load(&t[i].state) == 2;
+        if (closed == CLOSERS)
+            break;
+        usleep(20000);
+    }
+    /* a thread stuck in the close cannot be joined: fail (the fork ends it) */
+    ck_assert_msg(closed == CLOSERS, "%d of %d consumer closes still blocked after 15 s",
+                  CLOSERS - closed, CLOSERS);
+    for (int i = 0; i < CLOSERS; i++) {
+        pthread_join(th[i], NULL);
+        ck_assert_int_eq(t[i].rc, CORE_OK);
+        ck_assert_uint_eq(t[i].left_assigned, 0);
+        ck_assert_int_eq(t[i].h.assigned, 1);
+        ck_assert_int_eq(t[i].h.revoked, 1);
+        ck_assert_int_eq(t[i].h.revoked_parts, 4);
+    }
+    mock_stop(&m);
+}
+END_TEST
+
 START_TEST(test_commit_failure_reported)
 {
     mock_t m = { 0 };
@@ -1681,6 +1776,7 @@ int main(void)
     tcase_set_timeout(tc, 60);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_loop_test(tc, test_group_commit_then_resume, 0, 2);
+    tcase_add_loop_test(tc, test_close_never_blocks, 0, 2);
     suite_add_tcase(s[2], tc);
     tc = tcase_create("offsets");
     tcase_set_timeout(tc, 60);
