@@ -914,6 +914,7 @@ int persister_loop(core_service_t *svc, const struct persister_conf *conf, pers_
     }
 
     /* drain: write what is buffered within the grace period */
+    core_lifecycle_stage("writing the buffered records to the database");
     while (core_lifecycle_remaining_ms() > 0) {
         int js = job_state(&st);
         if (js == J_PENDING) {
@@ -940,7 +941,9 @@ int persister_loop(core_service_t *svc, const struct persister_conf *conf, pers_
     }
     /* a job still inside the database finishes, so nothing it uses is
      * freed under it (a statement is bounded by pg.statement.timeout.ms) */
+    core_lifecycle_stage("waiting for the batch inside the database");
     job_finish(&st, false);
+    core_lifecycle_stage(NULL);
     if (st.n > 0 || job_state(&st) == J_HELD)
         core_log_warn("stopping with records not written: they will be redelivered",
                       CLF_I("records", st.n + st.jn));

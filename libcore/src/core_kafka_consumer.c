@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tributary/core_lifecycle.h"
 #include "tributary/core_log.h"
 
 enum assignment_change { ASSIGNMENT_SET, ASSIGNMENT_ADD, ASSIGNMENT_REMOVE };
@@ -361,6 +362,7 @@ rd_kafka_message_t *core_kafka_consumer_poll(core_kafka_consumer_t *c, int timeo
 core_err_t core_kafka_consumer_close(core_kafka_consumer_t *c, char *errstr, size_t errstr_size)
 {
     rd_kafka_resp_err_t err;
+    const char *stage;
 
     if (!c) {
         core_errstr(errstr, errstr_size, "kafka close: no consumer");
@@ -368,7 +370,9 @@ core_err_t core_kafka_consumer_close(core_kafka_consumer_t *c, char *errstr, siz
     }
     if (c->closed)
         return CORE_OK;
+    stage = core_lifecycle_stage("closing the Kafka consumer (last revoke, commits, leaving)");
     err = rd_kafka_consumer_close(c->common.rk);
+    core_lifecycle_stage(stage);
     c->closed = true;
     if (c->txn_committed) {
         rd_kafka_topic_partition_list_destroy(c->txn_committed);

@@ -1,13 +1,17 @@
-/* core_lifecycle.c — signal flags, a self-pipe, and the grace-period clock. */
+/* core_lifecycle.c — signal flags, a self-pipe, the grace-period clock, and
+ * a watchdog for stops that overrun it. */
 #include "tributary/core_lifecycle.h"
 #include "tributary/core_common.h"
+#include "tributary/core_log.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static volatile sig_atomic_t g_stop;      /* number of stop requests */
@@ -17,6 +21,11 @@ static int64_t g_grace_ms = 30000;
 static int g_pipe[2] = { -1, -1 };
 static bool g_installed;
 static struct sigaction g_old_term, g_old_int, g_old_pipe;
+static _Atomic(const char *) g_stage;
+static pthread_t g_wd;
+static bool g_wd_on;
+static atomic_bool g_wd_quit;
+static int64_t g_wd_overrun_ms;
 
 static void on_signal(int sig)
 {
@@ -55,6 +64,8 @@ int core_lifecycle_install(int64_t grace_ms, char *errstr, size_t errstr_size)
 
 void core_lifecycle_reset(void)
 {
+    core_lifecycle_watchdog_stop();
+    atomic_store(&g_stage, NULL);
     if (g_installed) {
         sigaction(SIGTERM, &g_old_term, NULL);
         sigaction(SIGINT, &g_old_int, NULL);
@@ -139,4 +150,64 @@ bool core_lifecycle_wait(int64_t timeout_ms)
 int core_lifecycle_fd(void)
 {
     return g_pipe[0];
+}
+
+const char *core_lifecycle_stage(const char *what)
+{
+    return atomic_exchange(&g_stage, what);
+}
+
+static void *watchdog_main(void *arg)
+{
+    int64_t next = 0;
+
+    (void)arg;
+    while (!atomic_load(&g_wd_quit)) {
+        struct timespec ts = { 0, 100 * 1000000L };
+        int64_t at, now;
+        const char *stage;
+
+        nanosleep(&ts, NULL);
+        if (!core_lifecycle_stopping())
+            continue;
+        at = (int64_t)atomic_load(&g_stop_at);
+        now = core_mono_ms();
+        if (next == 0)
+            next = at + g_grace_ms + g_wd_overrun_ms;
+        if (now < next)
+            continue;
+        stage = atomic_load(&g_stage);
+        core_log_warn("stop overruns shutdown.grace.ms: still busy",
+                      CLF_S("stage", stage ? stage : "the service's own shutdown"),
+                      CLF_I("stopping_for_ms", now - at), CLF_I("grace_ms", g_grace_ms),
+                      CLF_B("forced", core_lifecycle_forced()));
+        next = now + g_wd_overrun_ms;
+    }
+    return NULL;
+}
+
+int core_lifecycle_watchdog_start(int64_t overrun_ms, char *errstr, size_t errstr_size)
+{
+    int err;
+
+    if (g_wd_on)
+        return CORE_OK;
+    g_wd_overrun_ms = overrun_ms > 0 ? overrun_ms : 1;
+    atomic_store(&g_wd_quit, false);
+    err = pthread_create(&g_wd, NULL, watchdog_main, NULL);
+    if (err) {
+        core_errstr(errstr, errstr_size, "lifecycle: watchdog thread: %s", strerror(err));
+        return CORE_ERR_IO;
+    }
+    g_wd_on = true;
+    return CORE_OK;
+}
+
+void core_lifecycle_watchdog_stop(void)
+{
+    if (!g_wd_on)
+        return;
+    atomic_store(&g_wd_quit, true);
+    pthread_join(g_wd, NULL);
+    g_wd_on = false;
 }

@@ -166,7 +166,10 @@ int core_service_init(core_service_t **svcp, const core_service_def *def,
         core_service_free(svc);
         return rc;
     }
-    if (core_lifecycle_install(svc->common.shutdown_grace_ms, errstr, sizeof(errstr)) != CORE_OK) {
+    /* a stop still busy 5 s past its grace says where, before the kubelet's
+     * SIGKILL (terminationGracePeriodSeconds 45 vs 30 s of grace) */
+    if (core_lifecycle_install(svc->common.shutdown_grace_ms, errstr, sizeof(errstr)) != CORE_OK ||
+        core_lifecycle_watchdog_start(5000, errstr, sizeof(errstr)) != CORE_OK) {
         fprintf(stderr, "%s: %s\n", def->name, errstr);
         core_service_free(svc);
         return CORE_EX_SOFTWARE;
@@ -186,6 +189,7 @@ void core_service_free(core_service_t *svc)
 {
     if (!svc)
         return;
+    core_lifecycle_watchdog_stop();
     core_http_free(svc->http); /* first: the readiness callback uses the probe */
     core_kafka_producer_free(svc->probe);
     core_avro_catalog_free(svc->catalog);

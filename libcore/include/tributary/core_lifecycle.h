@@ -37,4 +37,16 @@ bool core_lifecycle_wait(int64_t timeout_ms);
  * poll loops); -1 before install. */
 int core_lifecycle_fd(void);
 
+/* Name what may hold a stop up ("closing the Kafka consumer"), for the
+ * watchdog; what a string literal, NULL for nothing in particular. Returns
+ * the stage it replaces, to be put back when done. */
+const char *core_lifecycle_stage(const char *what);
+
+/* Start a thread that warns while a stop overruns: grace_ms + overrun_ms
+ * after the request, and every overrun_ms after that, it logs the stage the
+ * service is still in (a stuck main thread cannot say it). Idempotent. */
+int core_lifecycle_watchdog_start(int64_t overrun_ms, char *errstr, size_t errstr_size);
+/* Stop and join that thread (core_lifecycle_reset() does it too). */
+void core_lifecycle_watchdog_stop(void);
+
 #endif
