@@ -289,6 +289,56 @@ bool pers_give_up(char *errstr, size_t errstr_size)
     return true;
 }
 
+/* Give the fates of one sink write to the records. @returns how many of
+ * the winning primary ops the database refused (their keys in dead[]). */
+static size_t apply_fates(pers_op *ops, size_t nops, const char **dead)
+{
+    size_t ndead = 0;
+    for (size_t i = 0; i < nops; i++) {
+        pers_op *op = &ops[i];
+        if (!op->primary) {
+            if (op->fate == PERS_DEAD && op->rec->fate != PERS_DEAD) {
+                op->rec->fate = PERS_DEAD;
+                snprintf(op->rec->error_class, sizeof(op->rec->error_class), "invalid");
+                op->rec->error = op->error;
+                op->error = NULL;
+            }
+            continue;
+        }
+        if (op->rec->fate == PERS_DEAD)
+            continue;
+        op->rec->fate = op->fate;
+        if (op->fate == PERS_DEAD) {
+            snprintf(op->rec->error_class, sizeof(op->rec->error_class), "invalid");
+            free(op->rec->error);
+            op->rec->error = op->error;
+            op->error = NULL;
+            dead[ndead++] = op->key;
+        }
+    }
+    return ndead;
+}
+
+/* The records of a key whose winner the database refused were only stale
+ * because of it: they go again (the next version down wins), so the final
+ * state does not depend on which events shared a batch. @returns how many. */
+static size_t repend_under_dead(pers_record **sub, size_t m, const char **dead, size_t ndead)
+{
+    size_t again = 0;
+    for (size_t i = 0; i < m; i++) {
+        if (sub[i]->fate != PERS_STALE || !sub[i]->key)
+            continue;
+        for (size_t d = 0; d < ndead; d++) {
+            if (strcmp(sub[i]->key, dead[d]) == 0) {
+                sub[i]->fate = PERS_PENDING;
+                again++;
+                break;
+            }
+        }
+    }
+    return again;
+}
+
 /* Write every dataset's part of recs[0..n). PERS_RETRY: nothing may be
  * committed (the database writes done are idempotent and will be redone).
  * The thread that owns the sink. */
@@ -296,7 +346,10 @@ static pers_res_t write_all(pstate *st, pers_record **recs, size_t n, char *errs
                             size_t errstr_size)
 {
     pers_record **sub = malloc((n ? n : 1) * sizeof(*sub));
-    if (!sub) {
+    const char **dead = malloc((n ? 2 * n : 1) * sizeof(*dead));
+    if (!sub || !dead) {
+        free(sub);
+        free(dead);
         core_errstr(errstr, errstr_size, "out of memory");
         return PERS_RETRY;
     }
@@ -314,46 +367,31 @@ static pers_res_t write_all(pstate *st, pers_record **recs, size_t n, char *errs
             }
             sub[m++] = r;
         }
-        size_t nops = 0;
-        pers_op *ops = pers_reduce(sub, m, &nops);
-        if (nops && !ops) {
-            res = PERS_RETRY;
-            core_errstr(errstr, errstr_size, "out of memory");
-            break;
-        }
-        if (nops)
-            res = st->sink->write(st->sink, &st->ds[d], ops, nops, errstr, errstr_size);
-        if (res == PERS_OK) {
-            for (size_t i = 0; i < nops; i++) {
-                pers_op *op = &ops[i];
-                if (!op->primary) {
-                    if (op->fate == PERS_DEAD && op->rec->fate != PERS_DEAD) {
-                        op->rec->fate = PERS_DEAD;
-                        snprintf(op->rec->error_class, sizeof(op->rec->error_class), "invalid");
-                        op->rec->error = op->error;
-                        op->error = NULL;
-                    }
-                    continue;
-                }
-                if (op->rec->fate == PERS_DEAD)
-                    continue;
-                op->rec->fate = op->fate;
-                if (op->fate == PERS_DEAD) {
-                    snprintf(op->rec->error_class, sizeof(op->rec->error_class), "invalid");
-                    free(op->rec->error);
-                    op->rec->error = op->error;
-                    op->error = NULL;
-                }
+        for (;;) {
+            size_t nops = 0, ndead = 0;
+            pers_op *ops = pers_reduce(sub, m, &nops);
+            if (nops && !ops) {
+                res = PERS_RETRY;
+                core_errstr(errstr, errstr_size, "out of memory");
+                break;
             }
-            for (size_t i = 0; i < m; i++)
-                if (sub[i]->fate == PERS_PENDING)
-                    sub[i]->fate = PERS_WRITTEN; /* its winning op was the moved-key delete */
+            if (nops)
+                res = st->sink->write(st->sink, &st->ds[d], ops, nops, errstr, errstr_size);
+            if (res == PERS_OK) {
+                ndead = apply_fates(ops, nops, dead);
+                for (size_t i = 0; i < m; i++)
+                    if (sub[i]->fate == PERS_PENDING)
+                        sub[i]->fate = PERS_WRITTEN; /* its winning op was the moved-key delete */
+            }
+            for (size_t i = 0; i < nops; i++)
+                free(ops[i].error);
+            free(ops);
+            if (res != PERS_OK || ndead == 0 || repend_under_dead(sub, m, dead, ndead) == 0)
+                break;
         }
-        for (size_t i = 0; i < nops; i++)
-            free(ops[i].error);
-        free(ops);
     }
     free(sub);
+    free(dead);
     return res;
 }
 

@@ -144,7 +144,8 @@ static void produce_event(core_kafka_producer_t *p, const char *topic, int seq, 
 
 /* nevents events over about nkeys keys: adds, updates, deletes, moves,
  * out-of-order versions; bad: index of an event given an amount the test's
- * CHECK constraint refuses (-1: none). Versions of one key are unique. */
+ * CHECK constraint refuses (-1: none): the last event of its key, right after
+ * a valid update of it. Versions of one key are unique. */
 static void produce_workload(core_kafka_producer_t *p, const char *topic, int nevents,
                              int nkeys, unsigned seed, model *m, int seq0, int bad, int *bad_key)
 {
@@ -156,12 +157,24 @@ static void produce_workload(core_kafka_producer_t *p, const char *topic, int ne
         m->nkeys = nkeys;
     }
     int *ooo = calloc((size_t)m->nkeys_max, sizeof(int));
+    int last_k = 0;
     srand(seed);
     for (int j = 0; j < nevents; j++) {
         int seq = seq0 + j;
         int64_t v = (int64_t)seq * 16 + 16;
         int k = rand() % m->nkeys;
         int r = rand() % 100;
+        /* the refused event follows a valid update of its key, which must
+         * still be written though the two share a batch ... */
+        if (bad >= 0 && j == bad - 1)
+            r = 0;
+        if (j == bad)
+            k = last_k;
+        /* ... and stays the last of its key: a newer event in the same
+         * batch would make it stale (not tried, no DLQ), as it should */
+        if (bad >= 0 && j > bad && k == *bad_key)
+            k = (k + 1) % m->nkeys;
+        last_k = k;
         if (j == bad) {
             produce_event(p, topic, seq, k, v, "UPDATE", -1, "9999999.00");
             *bad_key = k; /* refused: the model does not change */
