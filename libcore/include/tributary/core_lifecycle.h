@@ -38,7 +38,7 @@ bool core_lifecycle_wait(int64_t timeout_ms);
 int core_lifecycle_fd(void);
 
 /* Name what may hold a stop up ("closing the Kafka consumer"), for the
- * watchdog; what a string literal, NULL for nothing in particular. Returns
+ * watchdog; what: a string literal, NULL for nothing in particular. Returns
  * the stage it replaces, to be put back when done. */
 const char *core_lifecycle_stage(const char *what);
 
