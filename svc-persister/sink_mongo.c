@@ -175,6 +175,21 @@ typedef struct chunk {
  */
 #define INSERT_CHUNK 1000
 
+/* Whether a failed command was refused for the data it carries. MongoDB
+ * says so per op (writeErrors); FerretDB 1.24 fails a whole `update` whose
+ * replacement breaks a unique index with InternalError (code 1) and the
+ * PostgreSQL error in the message: SQLSTATE class 23 (integrity
+ * constraint) or 22 (data exception) is the document's fault, as in the
+ * PostgreSQL sink. Probed on the stack: a replace onto another document's
+ * unique name. */
+static bool refused_data(const bson_error_t *err)
+{
+    if (err->domain != MONGOC_ERROR_SERVER)
+        return false;
+    return err->code == 11000 || strstr(err->message, "(SQLSTATE 23") != NULL ||
+           strstr(err->message, "(SQLSTATE 22") != NULL;
+}
+
 /* Run one chunk as one command (unordered); res[i] gets R_DONE / R_AGAIN /
  * R_DEAD. @returns PERS_RETRY when the command itself failed (connection,
  * timeout, write concern): nothing is known about the ops. */
@@ -269,7 +284,20 @@ static pers_res_t run_chunk(mongo_sink *s, mongoc_collection_t *coll, const pers
                     bson_iter_next(&arr);
     int64_t matched = reply_int(&reply, "nMatched"), removed = reply_int(&reply, "nRemoved");
     bson_destroy(&reply);
+    size_t only = map[0];
     free(map);
+    if (!ok && nerr == 0 && !wc_error && k == 1 && refused_data(&err)) {
+        /* one op, refused for its document by FerretDB's whole-command
+         * error (see refused_data): that op is dead */
+        const char *why = strstr(err.message, "ERROR: ");
+        why = why ? why + strlen("ERROR: ") : err.message;
+        if (strstr(err.message, "(SQLSTATE 23505)"))
+            mark_dead(c->ops[only], "mongodb", 11000, why); /* as MongoDB says it */
+        else
+            mark_dead(c->ops[only], "mongodb", (int32_t)err.code, why);
+        res[only] = R_DEAD;
+        return PERS_OK;
+    }
     if ((!ok && nerr == 0) || wc_error) {
         core_errstr(errstr, errstr_size, "mongodb: %s", err.message);
         return PERS_RETRY;

@@ -1351,6 +1351,32 @@ START_TEST(mongo_bad_row_to_dlq_rest_written)
     int n = count_topic(nm.dlq, key, msg, sizeof(msg), 1, 30000);
     ck_assert_msg(n == 1, "dlq holds %d records (want exactly the bad one)", n);
     ck_assert_msg(strstr(msg, "11000") != NULL, "DLQ reason: %s", msg);
+
+    /* the same refusal on a guarded replace: a stored key updated onto a
+     * second blocker's name (FerretDB fails the whole update command, not
+     * one op; it must not pass for an outage) */
+    int kp = -1;
+    for (int k = 0; k < m.nkeys && kp < 0; k++)
+        if (m.present[k] && k != bad_key)
+            kp = k;
+    ck_assert_int_ge(kp, 0);
+    int64_t v2 = (int64_t)(nev + 100) * 16 + 16;
+    snprintf(blocker_name, sizeof(blocker_name), "n%lld", (long long)v2);
+    cl = mongoc_client_new(MONGO_URI);
+    coll = mongoc_client_get_collection(cl, nm.store, "payee");
+    blocker = BCON_NEW("_id", BCON_UTF8("blocker2"), "name", BCON_UTF8(blocker_name));
+    ck_assert_msg(mongoc_collection_insert_one(coll, blocker, NULL, NULL, &err), "%s", err.message);
+    bson_destroy(blocker);
+    mongoc_collection_destroy(coll);
+    mongoc_client_destroy(cl);
+    produce_event(p, nm.topic, nev + 100, kp, v2, "UPDATE", -1, "10.00");
+    ck_assert_int_eq((int)core_kafka_producer_flush(p, 30000), 0);
+    key_name(kp, key, sizeof(key));
+    msg[0] = '\0';
+    n = count_topic(nm.dlq, key, msg, sizeof(msg), 2, 60000);
+    ck_assert_msg(n == 2, "dlq holds %d records (want the two refused ones)", n);
+    ck_assert_msg(strstr(msg, "11000") != NULL, "DLQ reason: %s", msg);
+    wait_mongo_equal(pid, o.http_port, nm.store, &m, 30000); /* kp unchanged */
     ck_assert_int_eq(stop_persister(pid), 0);
     core_kafka_producer_free(p);
     model_free(&m);
