@@ -289,6 +289,16 @@ bool pers_give_up(char *errstr, size_t errstr_size)
     return true;
 }
 
+/* The record takes its op's refusal: dead, with the database's error. */
+static void rec_refused(pers_op *op)
+{
+    op->rec->fate = PERS_DEAD;
+    snprintf(op->rec->error_class, sizeof(op->rec->error_class), "invalid");
+    free(op->rec->error);
+    op->rec->error = op->error;
+    op->error = NULL;
+}
+
 /* Give the fates of one sink write to the records. @returns how many of
  * the winning primary ops the database refused (their keys in dead[]). */
 static size_t apply_fates(pers_op *ops, size_t nops, const char **dead)
@@ -296,24 +306,19 @@ static size_t apply_fates(pers_op *ops, size_t nops, const char **dead)
     size_t ndead = 0;
     for (size_t i = 0; i < nops; i++) {
         pers_op *op = &ops[i];
-        if (!op->primary) {
-            if (op->fate == PERS_DEAD && op->rec->fate != PERS_DEAD) {
-                op->rec->fate = PERS_DEAD;
-                snprintf(op->rec->error_class, sizeof(op->rec->error_class), "invalid");
-                op->rec->error = op->error;
-                op->error = NULL;
-            }
-            continue;
-        }
         if (op->rec->fate == PERS_DEAD)
             continue;
-        op->rec->fate = op->fate;
+        if (!op->primary) {
+            /* the old key's delete of a moved record: only a refusal counts */
+            if (op->fate == PERS_DEAD)
+                rec_refused(op);
+            continue;
+        }
         if (op->fate == PERS_DEAD) {
-            snprintf(op->rec->error_class, sizeof(op->rec->error_class), "invalid");
-            free(op->rec->error);
-            op->rec->error = op->error;
-            op->error = NULL;
+            rec_refused(op);
             dead[ndead++] = op->key;
+        } else {
+            op->rec->fate = op->fate;
         }
     }
     return ndead;
@@ -346,7 +351,7 @@ static pers_res_t write_all(pstate *st, pers_record **recs, size_t n, char *errs
                             size_t errstr_size)
 {
     pers_record **sub = malloc((n ? n : 1) * sizeof(*sub));
-    const char **dead = malloc((n ? 2 * n : 1) * sizeof(*dead));
+    const char **dead = malloc((n ? n : 1) * sizeof(*dead)); /* one per primary op at most */
     if (!sub || !dead) {
         free(sub);
         free(dead);

@@ -315,12 +315,11 @@ core_err_t core_kafka_consumer_assign(core_kafka_consumer_t *c,
         }
     }
     err = rd_kafka_assign(c->common.rk, parts && parts->cnt > 0 ? parts : NULL);
-    if (!err)
-        assignment_change(c, ASSIGNMENT_SET, parts && parts->cnt > 0 ? parts : NULL);
     if (err) {
         core_errstr(errstr, errstr_size, "kafka assign: %s", rd_kafka_err2str(err));
         return core_kafka_err_class(err) == CORE_ERR_FATAL ? CORE_ERR_FATAL : CORE_ERR_STATE;
     }
+    assignment_change(c, ASSIGNMENT_SET, parts && parts->cnt > 0 ? parts : NULL);
     if (c->paused_all && parts && parts->cnt > 0) {
         rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_copy(parts);
 
