@@ -641,6 +641,41 @@ static const vrules_bound_t *rules_for(validator_t *v, int ds, const core_avro_s
     return b->bound;
 }
 
+/* The sinks key a record by its business key, while Kafka keeps order per
+ * Kafka key: a record whose Kafka key is null or differs from its business
+ * key (byte for byte) would be written out of order with the other events
+ * of its key, so it is invalid. The reason names the key field, never
+ * either key's value. @returns true when w is refused. */
+static bool key_refused(work *w, const core_avro_schema_t *schema, avro_value_t *val)
+{
+    const rd_kafka_message_t *rkm = w->rkm;
+    const char *field = core_avro_schema_key_field(schema), *bk = NULL;
+    size_t bklen = 0;
+    char err[256];
+
+    if (!field)
+        return false; /* a schema without tb.key: nothing to compare */
+    if (core_avro_get_key(schema, val, &bk, &bklen, err, sizeof(err)) != CORE_OK) {
+        set_reason(w, VO_POISON, field, "cannot read the business key: %s", err);
+        return true;
+    }
+    if (!rkm->key) {
+        w->out = VO_INVALID;
+        snprintf(w->field, sizeof(w->field), "%s", field);
+        snprintf(w->reason, sizeof(w->reason),
+                 "Kafka key is null; it must be the business key (%s)", field);
+        return true;
+    }
+    if (rkm->key_len != bklen || memcmp(rkm->key, bk, bklen) != 0) {
+        w->out = VO_INVALID;
+        snprintf(w->field, sizeof(w->field), "%s", field);
+        snprintf(w->reason, sizeof(w->reason),
+                 "Kafka key differs from the business key (%s)", field);
+        return true;
+    }
+    return false;
+}
+
 /* Decode and check the local rules; list external checks in *items. */
 static void validate_local(validator_t *v, work *w, int64_t now_ms, vv_item **items,
                            size_t *nitems, size_t *cap)
@@ -684,6 +719,13 @@ static void validate_local(validator_t *v, work *w, int64_t now_ms, vv_item **it
         w->version = meta.version;
     } else {
         ids_from_headers(w);
+    }
+    if (key_refused(w, schema, val)) {
+        if (w->out == VO_INVALID)
+            core_metric_inc(core_metrics_series(v->f_rules, (const char *const[]){
+                                                                d->name, w->field, "key",
+                                                                NULL }));
+        return;
     }
     bound = rules_for(v, w->ds, schema);
     if (bound) {

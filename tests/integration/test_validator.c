@@ -687,6 +687,260 @@ START_TEST(exactly_once_with_kill_and_replay)
 }
 END_TEST
 
+/* ---- small runs: a few records, every output read back ------------------ */
+
+/* One record of a small run: its Kafka key (NULL: null; keylen bytes, so a
+ * key may hold a NUL) and its natural JSON. */
+typedef struct small_rec {
+    const char *key;
+    size_t keylen;
+    char *json;
+} small_rec;
+
+/* What a small run put out: the DLQ records' headers (every header of
+ * every record, "name=value\n"), the audit events' reasons (one a line),
+ * the counts, and the validator's log. */
+typedef struct small_out {
+    core_strbuf dlq_headers;
+    core_strbuf audit_reasons;
+    size_t nvalid, ndlq, naudit, ninvalid;
+    char *log;
+} small_out;
+
+/* The payee record i of payee_json() with payee_id bk and the given fields
+ * replaced (name/value pairs, NULL-terminated). */
+static char *payee_with(size_t i, const char *run, const char *bk, const char *const *kv)
+{
+    char *js = payee_json(i, run, K_VALID), *out;
+    cJSON *j = cJSON_Parse(js);
+
+    free(js);
+    ck_assert_ptr_nonnull(j);
+    cJSON_ReplaceItemInObjectCaseSensitive(j, "payee_id", cJSON_CreateString(bk));
+    for (size_t k = 0; kv && kv[k]; k += 2)
+        cJSON_ReplaceItemInObjectCaseSensitive(j, kv[k], cJSON_CreateString(kv[k + 1]));
+    out = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    return out;
+}
+
+static void small_run(const small_rec *recs, size_t n, small_out *out)
+{
+    char errstr[256], prefix[128], group[128], inst[128];
+    char raw[192], valid[192], retry[192], dlq[192], audit[192];
+    const char *topics[5] = { raw, valid, retry, dlq, audit };
+    const char *const extra[] = { "--audit.topic", audit, "--log.level", "debug",
+                                  "--commit.interval.ms", "100", NULL };
+    core_avro_catalog_t *cat = core_avro_catalog_load(tu_proto_dir(), errstr, sizeof(errstr));
+    core_avro_decoder_t *dec;
+    const core_avro_schema_t *s;
+    core_kafka_producer_opts po = { 0 };
+    core_kafka_producer_t *p;
+    counter cv, cd, ca;
+    vproc vp;
+    int64_t deadline;
+    int st;
+
+    ck_assert_msg(cat != NULL, "%s", errstr);
+    dec = core_avro_decoder_new(cat, errstr, sizeof(errstr));
+    ck_assert_msg(dec != NULL, "%s", errstr);
+    s = core_avro_catalog_by_dataset(cat, "payee");
+    memset(out, 0, sizeof(*out));
+    core_strbuf_add(&out->dlq_headers, "");
+    core_strbuf_add(&out->audit_reasons, "");
+    snprintf(prefix, sizeof(prefix), "tvs%s.", tu_unique());
+    snprintf(group, sizeof(group), "tvs-group-%s", tu_unique());
+    snprintf(inst, sizeof(inst), "tvs-%s", tu_unique());
+    snprintf(raw, sizeof(raw), "%spayee.raw", prefix);
+    snprintf(valid, sizeof(valid), "%spayee.valid", prefix);
+    snprintf(retry, sizeof(retry), "%spayee.retry", prefix);
+    snprintf(dlq, sizeof(dlq), "%spayee.dlq", prefix);
+    snprintf(audit, sizeof(audit), "%saudit.events", prefix);
+    create_topics(topics, 5);
+
+    po.defaults = kdefaults;
+    po.ndefaults = 1;
+    p = core_kafka_producer_new(&po, errstr, sizeof(errstr));
+    ck_assert_msg(p != NULL, "%s", errstr);
+    for (size_t i = 0; i < n; i++) {
+        cJSON *j = cJSON_Parse(recs[i].json);
+        avro_value_t v;
+        void *buf = NULL;
+        size_t len = 0;
+
+        ck_assert_ptr_nonnull(j);
+        ck_assert_msg(core_avro_from_json(s, j, &v, errstr, sizeof(errstr)) == CORE_OK, "%s",
+                      errstr);
+        ck_assert_int_eq(core_avro_encode(s, &v, &buf, &len, errstr, sizeof(errstr)), CORE_OK);
+        ck_assert_int_eq(core_kafka_produce(p, raw, recs[i].key, recs[i].keylen, buf, len, NULL,
+                                            0, NULL, errstr, sizeof(errstr)),
+                         CORE_OK);
+        avro_value_decref(&v);
+        cJSON_Delete(j);
+        free(buf);
+    }
+    ck_assert_int_eq(core_kafka_producer_flush(p, 30000), 0);
+    ck_assert_int_eq(core_kafka_producer_failed(p), 0);
+    core_kafka_producer_free(p);
+
+    spawn(&vp, tu_proto_dir(), prefix, group, inst, NULL, extra, NULL);
+    counter_open(&cv, valid, "valid", 0);
+    counter_open(&cd, dlq, "dlq", 0);
+    counter_open(&ca, audit, "audit", 0);
+    /* One audit event per record: then every output is there. */
+    deadline = core_mono_ms() + 90000;
+    while (out->naudit < n && core_mono_ms() < deadline) {
+        rd_kafka_message_t *m = core_kafka_consumer_poll(ca.c, 100);
+        const core_avro_schema_t *as;
+        avro_value_t *av;
+        cJSON *ej, *r;
+
+        if (!m)
+            continue;
+        if (m->err) {
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        ck_assert_msg(core_avro_decoder_decode(dec, m->payload, m->len, &as, &av, errstr,
+                                               sizeof(errstr)) == CORE_OK,
+                      "audit event: %s", errstr);
+        ej = core_avro_to_json(as, av, errstr, sizeof(errstr));
+        ck_assert_msg(ej != NULL, "%s", errstr);
+        r = cJSON_GetObjectItemCaseSensitive(ej, "reason");
+        if (cJSON_IsObject(r))
+            r = cJSON_GetObjectItemCaseSensitive(r, "string");
+        if (cJSON_IsString(r))
+            core_strbuf_addf(&out->audit_reasons, "%s\n", r->valuestring);
+        cJSON_Delete(ej);
+        rd_kafka_message_destroy(m);
+        out->naudit++;
+    }
+    ck_assert_msg(out->naudit == n, "%zu audit events of %zu (log %s)", out->naudit, n, vp.log);
+    counter_drain(&cv, 1000);
+    deadline = core_mono_ms() + 10000;
+    while (core_mono_ms() < deadline) {
+        rd_kafka_message_t *m = core_kafka_consumer_poll(cd.c, 100);
+        rd_kafka_headers_t *h = NULL;
+        const char *name;
+        const void *val;
+        size_t len;
+
+        if (!m) {
+            if (out->ndlq + cv.n >= n)
+                break;
+            continue;
+        }
+        if (!m->err) {
+            out->ndlq++;
+            if (rd_kafka_message_headers(m, &h) == 0)
+                for (size_t i = 0; rd_kafka_header_get_all(h, i, &name, &val, &len) == 0; i++) {
+                    core_strbuf_addf(&out->dlq_headers, "%s=%.*s\n", name, (int)len,
+                                     val ? (const char *)val : "");
+                    if (!strcmp(name, "tb.error.class") && len == 7 && !memcmp(val, "invalid", 7))
+                        out->ninvalid++;
+                }
+        }
+        rd_kafka_message_destroy(m);
+    }
+    out->nvalid = cv.n;
+    st = stop(&vp, SIGTERM);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "validator exit status %d (log %s)", st,
+                  vp.log);
+    out->log = core_read_file(vp.log, 64 << 20, NULL, errstr, sizeof(errstr));
+    ck_assert_ptr_nonnull(out->log);
+    counter_close(&cv);
+    counter_close(&cd);
+    counter_close(&ca);
+    core_avro_decoder_free(dec);
+    core_avro_catalog_free(cat);
+    unlink(vp.log);
+    delete_topics(topics, 5);
+}
+
+static void small_out_free(small_out *o)
+{
+    core_strbuf_free(&o->dlq_headers);
+    core_strbuf_free(&o->audit_reasons);
+    free(o->log);
+}
+
+/* Issue 15 item 9: the sinks key by the business key and Kafka orders per
+ * Kafka key, so a .raw record whose Kafka key is null or is not its
+ * business key (another text, the same with a NUL after it, empty) goes to
+ * the DLQ as invalid, with a reason naming the mismatch and neither key. */
+START_TEST(raw_key_null_or_not_business_key_to_dlq)
+{
+    char run[32];
+    small_rec r[5];
+    small_out o;
+
+    snprintf(run, sizeof(run), "k%dx%" PRId64, (int)getpid(), core_now_ms() % 1000000);
+    r[0] = (small_rec){ NULL, 0, payee_with(0, run, "BKSECRET0", NULL) };
+    r[1] = (small_rec){ "KKSECRET1", 9, payee_with(1, run, "BKSECRET1", NULL) };
+    r[2] = (small_rec){ "BKSECRET2\0", 10, payee_with(2, run, "BKSECRET2", NULL) };
+    r[3] = (small_rec){ "", 0, payee_with(3, run, "BKSECRET3", NULL) };
+    r[4] = (small_rec){ "BKSECRET4", 9, payee_with(4, run, "BKSECRET4", NULL) };
+    small_run(r, 5, &o);
+    ck_assert_uint_eq(o.nvalid, 1); /* only the record keyed by its business key */
+    ck_assert_uint_eq(o.ndlq, 4);
+    ck_assert_uint_eq(o.ninvalid, 4);
+    ck_assert_msg(strstr(o.dlq_headers.p, "__connect.errors.exception.message=Kafka key is null;"),
+                  "%s", o.dlq_headers.p);
+    ck_assert_msg(strstr(o.dlq_headers.p,
+                         "__connect.errors.exception.message=Kafka key differs from the business "
+                         "key (payee_id)"),
+                  "%s", o.dlq_headers.p);
+    ck_assert_msg(strstr(o.dlq_headers.p, "tb.error.field=payee_id\n"), "%s", o.dlq_headers.p);
+    ck_assert_msg(strstr(o.audit_reasons.p, "Kafka key differs from the business key"), "%s",
+                  o.audit_reasons.p);
+    ck_assert_msg(!strstr(o.dlq_headers.p, "SECRET"), "a key in the DLQ headers: %s",
+                  o.dlq_headers.p);
+    ck_assert_msg(!strstr(o.audit_reasons.p, "SECRET"), "a key in an audit reason: %s",
+                  o.audit_reasons.p);
+    for (size_t i = 0; i < 5; i++)
+        free(r[i].json);
+    small_out_free(&o);
+}
+END_TEST
+
+/* Issue 15 item 8: personal fields (tb.personal: email, account_number,
+ * name) that fail a rule: the DLQ headers, the audit event's reason and the
+ * log lines (at debug) name the field and the rule, never the value. */
+START_TEST(personal_value_failing_a_rule_never_quoted)
+{
+    char run[32], longname[160];
+    small_rec r[2];
+    small_out o;
+    const char *const bad1[] = { "email", "PIISECRET.mail.example", "account_number",
+                                 "PII-SECRET-ACCT", NULL };
+    const char *const bad2[] = { "name", longname, NULL };
+
+    snprintf(run, sizeof(run), "p%dx%" PRId64, (int)getpid(), core_now_ms() % 1000000);
+    memset(longname, 'x', 141); /* length max 140 */
+    memcpy(longname, "PIISECRET", 9);
+    longname[141] = '\0';
+    r[0] = (small_rec){ "PK1", 3, payee_with(0, run, "PK1", bad1) };
+    r[1] = (small_rec){ "PK2", 3, payee_with(1, run, "PK2", bad2) };
+    small_run(r, 2, &o);
+    ck_assert_uint_eq(o.nvalid, 0);
+    ck_assert_uint_eq(o.ninvalid, 2);
+    ck_assert_msg(strstr(o.dlq_headers.p, "tb.error.field=account_number,email\n") ||
+                      strstr(o.dlq_headers.p, "tb.error.field=email,account_number\n"),
+                  "%s", o.dlq_headers.p);
+    ck_assert_msg(strstr(o.dlq_headers.p, "tb.error.field=name\n"), "%s", o.dlq_headers.p);
+    ck_assert_msg(strstr(o.audit_reasons.p, "email fails the email check"), "%s",
+                  o.audit_reasons.p);
+    ck_assert_msg(!strstr(o.dlq_headers.p, "SECRET"), "a value in the DLQ headers: %s",
+                  o.dlq_headers.p);
+    ck_assert_msg(!strstr(o.audit_reasons.p, "SECRET"), "a value in an audit reason: %s",
+                  o.audit_reasons.p);
+    ck_assert_msg(!strstr(o.log, "SECRET"), "a value in the log: %s", o.log);
+    for (size_t i = 0; i < 2; i++)
+        free(r[i].json);
+    small_out_free(&o);
+}
+END_TEST
+
 /* A bad rules file stops the service at start-up with one line naming it. */
 START_TEST(refuses_unknown_dataset)
 {
@@ -711,6 +965,8 @@ int main(void)
     tcase_set_timeout(tc, 400);
     tcase_add_test(tc, exactly_once_with_kill_and_replay);
     tcase_add_test(tc, refuses_unknown_dataset);
+    tcase_add_test(tc, raw_key_null_or_not_business_key_to_dlq);
+    tcase_add_test(tc, personal_value_failing_a_rule_never_quoted);
     suite_add_tcase(s, tc);
     return tu_run(&s, 1);
 }
