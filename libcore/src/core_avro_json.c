@@ -393,7 +393,7 @@ static core_err_t time_parse(const char *text, int64_t units, int64_t *outp,
     }
     return CORE_OK;
 bad:
-    core_errstr(errstr, errstr_size, "bad date-time '%.40s': %s", text ? text : "", why);
+    core_errstr(errstr, errstr_size, "bad date-time: %s", why); /* never the text */
     return CORE_ERR_INVALID;
 }
 
@@ -1270,7 +1270,7 @@ static int json_integer(struct jctx *c, const cJSON *j, int64_t lo, int64_t hi,
         errno = 0;
         v = strtoll(j->valuestring, &end, 10);
         if (errno || *end || end == j->valuestring || v < lo || v > hi)
-            return jerr(c, "%.32s is not a %s", j->valuestring, what);
+            return jerr(c, "not a %s", what);
         *out = v;
         return 0;
     }
@@ -1280,15 +1280,15 @@ static int json_integer(struct jctx *c, const cJSON *j, int64_t lo, int64_t hi,
         double d = j->valuedouble;
 
         if (d != d || d != floor(d))
-            return jerr(c, "%g is not an integer", d);
+            return jerr(c, "not an integer");
         /* -2^63 is exact; 2^63 is the first double past INT64_MAX */
         if (d < (double)lo || d >= 9223372036854775808.0 || (hi < INT64_MAX && d > (double)hi))
-            return jerr(c, "%.15g is out of range for %s", d, what);
+            return jerr(c, "out of range for %s", what);
         /* A JSON number was parsed into a double: beyond 2^53 its digits are
          * already rounded, so refuse it rather than store another value. */
         if (d >= (double)EXACT_DOUBLE_MAX || d <= -(double)EXACT_DOUBLE_MAX)
-            return jerr(c, "%.17g is at or beyond 2^53, not exact as a JSON number: give it as "
-                        "a string", d);
+            return jerr(c, "at or beyond 2^53, not exact as a JSON number: give it as a "
+                        "string");
         *out = (int64_t)d;
     }
     return 0;
@@ -1302,7 +1302,7 @@ static int json_double(struct jctx *c, const cJSON *j, double *out)
         errno = 0;
         *out = strtod(j->valuestring, &end);
         if (*end || end == j->valuestring)
-            return jerr(c, "%.32s is not a number", j->valuestring);
+            return jerr(c, "not a number");
         return 0;
     }
     if (!cJSON_IsNumber(j))
@@ -1361,8 +1361,12 @@ static int json_bytes(struct jctx *c, const cJSON *j, uint8_t **out, size_t *len
         } else if (*s >= 0x20 && *s < 0x7f) {
             b[n++] = *s++;
         } else {
+            size_t at = (size_t)(s - (const uint8_t *)j->valuestring) + 1;
+
             free(b);
-            return jerr(c, "bytes: write byte 0x%02x as \\x%02x", *s, *s);
+            /* the position, not the byte: the value may be personal */
+            return jerr(c, "bytes: byte %zu is outside printable ASCII: write it as \\xHH",
+                        at);
         }
     }
     *out = b;
@@ -1606,8 +1610,7 @@ static int from_json(struct jctx *c, const struct avn *n, const cJSON *j,
             int64_t days;
 
             if (parse_date(&p, &days, &why) != 0 || *p)
-                return jerr(c, "bad date '%.40s': %s", j->valuestring,
-                            why ? why : "unexpected text after the date");
+                return jerr(c, "bad date: %s", why ? why : "unexpected text after the date");
             if (days < INT32_MIN || days > INT32_MAX)
                 return jerr(c, "date out of range");
             iv = days;
@@ -1632,7 +1635,7 @@ static int from_json(struct jctx *c, const struct avn *n, const cJSON *j,
         if (json_double(c, j, &dv) != 0)
             return -1;
         if (isfinite(dv) && fabs(dv) > FLT_MAX)
-            return jerr(c, "%g is out of range for float", dv);
+            return jerr(c, "out of range for float");
         return avro_value_set_float(dst, (float)dv) ? set_failed(c, "float") : 0;
     case AVN_DOUBLE:
         if (json_double(c, j, &dv) != 0)
@@ -1672,7 +1675,7 @@ static int from_json(struct jctx *c, const struct avn *n, const cJSON *j,
         for (i = 0; i < n->nsymbols; i++)
             if (strcmp(n->symbols[i], j->valuestring) == 0)
                 return avro_value_set_enum(dst, (int)i) ? set_failed(c, "enum") : 0;
-        return jerr(c, "'%.40s' is not a symbol of enum %s", j->valuestring, n->fullname);
+        return jerr(c, "not a symbol of enum %s", n->fullname);
     }
     case AVN_UNION:
         return set_union(c, n, j, dst);
@@ -1699,13 +1702,16 @@ static int from_json(struct jctx *c, const struct avn *n, const cJSON *j,
     }
     case AVN_MAP: {
         const cJSON *e;
+        size_t i = 0;
 
         if (!cJSON_IsObject(j))
             return jerr(c, "expected an object (map), got %s", jtype(j));
         cJSON_ArrayForEach(e, j) {
             avro_value_t ev;
 
-            if (push(c, e->string, 0) != 0)
+            /* A map key is data (it may be personal): the path shows the
+             * entry's position, as for an array item. */
+            if (push(c, NULL, i++) != 0)
                 return -1;
             if (!core_avro_utf8_valid((const uint8_t *)e->string, strlen(e->string)))
                 return jerr(c, "map key is not valid UTF-8");

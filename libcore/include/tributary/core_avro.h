@@ -356,8 +356,13 @@ core_err_t core_avro_path_get(const core_avro_path_t *p, avro_value_t *record,
  * A missing field takes its default; a missing field whose type is a union
  * with null becomes null; any other missing field is an error. Keys that
  * are not fields of the record are an error (unless
- * CORE_AVRO_JSON_IGNORE_UNKNOWN). Every error names the field path:
- * "amount_limit: decimal has 3 decimals, scale is 2".
+ * CORE_AVRO_JSON_IGNORE_UNKNOWN). Every error names the field path and
+ * the fault, never the value (it may be personal, and errors become audit
+ * reasons, log fields and DLQ headers): "amount_limit: decimal has 3
+ * decimals, scale is 2", "updated_at: bad date-time: day out of range". A
+ * map entry is named by its position ("attrs[2]"), not by its key, which is
+ * data. A caller that may show the value (svc-ingest's errors file, for
+ * fields not marked tb.personal) takes it from its own input.
  *
  * @param out  receives a new value (avro_value_decref()) on success only.
  * @returns CORE_OK, CORE_ERR_INVALID or CORE_ERR_NOMEM.
@@ -423,6 +428,8 @@ core_err_t core_avro_set_meta(const core_avro_schema_t *schema,
                               char *errstr, size_t errstr_size);
 
 /* ---- decimal and time helpers (for mappers) ---------------------------- */
+
+/* The parsers' errors say what is wrong with the text, never the text. */
 
 /**
  * @brief Decimal text ("-1234.5", "1e3", "+0.10") to the two's complement
