@@ -476,9 +476,12 @@ struct run {
     core_metric_t *m_read, *m_pub, *m_bytes, *m_depth, *m_commit;
 };
 
-/* The file cannot be used at all: a header refused. Reported like a bad
- * line, in the errors file. */
-static void write_error_line(struct run *r, uint64_t line, const char *column, const char *reason)
+/* One line of the errors file: a refused line, or a refused header (the
+ * file cannot be used at all). The only place a refused value is printed
+ * (reasons, audit events and logs never hold one): le->value, and only
+ * when its field is not marked tb.personal in the dataset's schema. */
+static void write_error_line(struct run *r, uint64_t line, const char *column, const char *reason,
+                             const ingest_line_error *le)
 {
     cJSON *j = cJSON_CreateObject();
     char *s;
@@ -491,6 +494,8 @@ static void write_error_line(struct run *r, uint64_t line, const char *column, c
     else
         cJSON_AddNullToObject(j, "column");
     cJSON_AddStringToObject(j, "reason", reason);
+    if (le && le->has_value && !core_avro_schema_path_personal(r->schema, le->value_field))
+        cJSON_AddStringToObject(j, "value", le->value);
     s = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
     if (s) {
@@ -676,7 +681,7 @@ static int handle_row(struct run *r, const ingest_row *row, char *errstr, size_t
     if (mr == 1) {
         char id[37];
         ingest_make_id(r->st->batch_id, row->line, id);
-        write_error_line(r, row->line, le.column, le.reason);
+        write_error_line(r, row->line, le.column, le.reason, &le);
         r->cur.rejected++;
         core_metric_inc(core_metrics_series2(r->ctx->f_rej, r->dataset,
                                              le.category ? le.category : "other"));
@@ -953,7 +958,7 @@ int ingest_file(ingest_ctx *ctx, const ingest_job *job, ingest_status *st,
         }
         if (ingest_mapper_header(r.map, &row, err, sizeof(err))) {
             if (ftruncate(fileno(r.errf), 0) == 0)
-                write_error_line(&r, row.line, NULL, err);
+                write_error_line(&r, row.line, NULL, err, NULL);
             fflush(r.errf);
             rc = finish(&r, CORE_EX_DATAERR, "%s: %s", job->path, err);
             goto out;

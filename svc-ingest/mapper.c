@@ -9,6 +9,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <float.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -418,6 +419,29 @@ static void lerr(ingest_line_error *e, const char *column, const char *category,
     e->category = category;
 }
 
+/* Keep the refused value beside the reason (never in it): the text of
+ * s[0..len), cut at a UTF-8 boundary. field: the path whose tb.personal
+ * marking decides whether the errors file may show it. */
+static void lval(ingest_line_error *e, const char *field, const char *s, size_t len)
+{
+    size_t max = sizeof(e->value) - 4, n = len;
+
+    if (!s || !field)
+        return;
+    if (n > max) {
+        n = max;
+        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+            n--; /* do not cut a character in two */
+    }
+    memcpy(e->value, s, n);
+    if (n < len)
+        memcpy(e->value + n, "...", 4);
+    else
+        e->value[n] = '\0';
+    snprintf(e->value_field, sizeof(e->value_field), "%s", field);
+    e->has_value = true;
+}
+
 /* Strip ASCII blanks around a number; copies into tmp. */
 static const char *trimmed(const char *s, size_t len, char *tmp, size_t tmpsize)
 {
@@ -723,6 +747,7 @@ static int fill_meta(ingest_mapper *m, avro_value_t *v, const struct meta_in *mi
     meta.op = m->o.op;
     if (has_op && parse_op(mi->op, &meta.op)) {
         lerr(e, m->o.op_column, "type", "not an operation (ADD, UPDATE or DELETE)");
+        lval(e, "meta.op", mi->op, strlen(mi->op));
         return 1;
     }
     if (m->o.kind >= 0)
@@ -738,11 +763,13 @@ static int fill_meta(ingest_mapper *m, avro_value_t *v, const struct meta_in *mi
         if (t && all_int(t)) {
             if (!parse_ll(t, &ll)) {
                 lerr(e, m->o.event_time_column, "range", "timestamp out of range");
+                lval(e, "meta.event_time", mi->event_time, strlen(mi->event_time));
                 return 1;
             }
             et = ll;
         } else if (!t || core_avro_time_parse(t, &et, err, sizeof(err)) != CORE_OK) {
             lerr(e, m->o.event_time_column, "type", "%s", t ? err : "not a timestamp");
+            lval(e, "meta.event_time", mi->event_time, strlen(mi->event_time));
             return 1;
         }
     }
@@ -753,6 +780,7 @@ static int fill_meta(ingest_mapper *m, avro_value_t *v, const struct meta_in *mi
         if (!t || !all_int(t) || !parse_ll(t, &ll)) {
             lerr(e, m->o.version_column, t && all_int(t) ? "range" : "type",
                  "version is not a long integer");
+            lval(e, "meta.version", mi->version, strlen(mi->version));
             return 1;
         }
         meta.version = ll;
@@ -832,6 +860,8 @@ static int row_csv(ingest_mapper *m, const ingest_row *row, const char *batch_id
         bool present = l->col >= 0;
         rc = set_leaf(l, &m->value, present ? row->fields[l->col] : NULL,
                       present ? row->lens[l->col] : 0, present, e);
+        if (rc == 1 && present && row->lens[l->col] > 0)
+            lval(e, l->name, row->fields[l->col], row->lens[l->col]);
         if (rc)
             return rc;
     }
@@ -883,6 +913,51 @@ static bool is_top_field(const ingest_mapper *m, const char *name)
     return false;
 }
 
+/* The scalar at a conversion error's path ("a.b", "tags[2]", "m[1]": a map
+ * entry by its position) of obj, kept beside the reason (lval()). Objects
+ * and arrays are not kept. */
+static void json_value(ingest_line_error *e, const cJSON *obj, const char *path)
+{
+    const cJSON *it = obj;
+    const char *p = path;
+    char name[128], *txt;
+
+    if (!strcmp(path, "record"))
+        return; /* the whole line */
+    while (*p && it) {
+        size_t n = strcspn(p, ".[");
+
+        if (n) {
+            if (n >= sizeof(name))
+                return;
+            memcpy(name, p, n);
+            name[n] = '\0';
+            it = cJSON_GetObjectItemCaseSensitive(it, name);
+            p += n;
+        } else if (*p == '[') {
+            char *end;
+            unsigned long idx = strtoul(p + 1, &end, 10);
+
+            if (*end != ']' || idx > INT_MAX)
+                return;
+            it = cJSON_GetArrayItem(it, (int)idx); /* arrays and objects alike */
+            p = end + 1;
+        }
+        if (*p == '.')
+            p++;
+    }
+    if (!it || cJSON_IsObject(it) || cJSON_IsArray(it))
+        return;
+    if (cJSON_IsString(it)) {
+        lval(e, path, it->valuestring, strlen(it->valuestring));
+        return;
+    }
+    txt = cJSON_PrintUnformatted(it);
+    if (txt)
+        lval(e, path, txt, strlen(txt));
+    free(txt);
+}
+
 static int row_jsonl(ingest_mapper *m, const ingest_row *row, const char *batch_id,
                      const char *source, ingest_record *rec, ingest_line_error *e)
 {
@@ -923,11 +998,11 @@ static int row_jsonl(ingest_mapper *m, const ingest_row *row, const char *batch_
     }
     rc = core_avro_from_json_opts(m->schema, obj, m->o.refuse_extra ? 0 : CORE_AVRO_JSON_IGNORE_UNKNOWN,
                                   &m->jvalue, err, sizeof(err));
-    cJSON_Delete(obj);
     if (rc != CORE_OK) {
         char *colon = strstr(err, ": ");
         free(op); free(ver); free(et); free(ok);
         if (rc == CORE_ERR_NOMEM) {
+            cJSON_Delete(obj);
             lerr(e, "", "internal", "out of memory");
             return -1;
         }
@@ -936,11 +1011,14 @@ static int row_jsonl(ingest_mapper *m, const ingest_row *row, const char *batch_
             lerr(e, err, strstr(colon + 2, "unknown") || strstr(colon + 2, "not a field") ? "extra"
                          : strstr(colon + 2, "missing") ? "missing"
                          : strstr(colon + 2, "range") ? "range" : "type", "%s", colon + 2);
+            json_value(e, obj, e->column);
         } else {
             lerr(e, "", "type", "%s", err);
         }
+        cJSON_Delete(obj);
         return 1;
     }
+    cJSON_Delete(obj);
     m->have_jvalue = true;
     mi.op = op;
     mi.version = ver;
@@ -960,6 +1038,9 @@ int ingest_mapper_row(ingest_mapper *m, const ingest_row *row, const char *batch
     e->column[0] = '\0';
     e->reason[0] = '\0';
     e->category = NULL;
+    e->has_value = false;
+    e->value[0] = '\0';
+    e->value_field[0] = '\0';
     if (row->error) {
         const char *col = "";
         if (m->o.fmt == INGEST_FMT_CSV && row->error_col > 0) {

@@ -26,7 +26,8 @@
  * SHA-256("tributary.ingest" NUL batch_id NUL decimal line), with the
  * version and variant bits set. seq is the line number.
  *
- * Error texts never hold a field's value (values may be personal data). */
+ * Error reasons never hold a field's value (values may be personal data);
+ * the value travels beside the reason (ingest_line_error.value). */
 #ifndef SVC_INGEST_MAPPER_H
 #define SVC_INGEST_MAPPER_H
 
@@ -57,11 +58,19 @@ typedef struct ingest_map_opts {
 } ingest_map_opts;
 
 /** Why a line was refused: the column (name, or "" when the whole line),
- * the reason, and a short category for metrics labels. */
+ * the reason, and a short category for metrics labels. The reason names
+ * the column and the fault, never the value: it goes to the audit event
+ * and the metrics. The refused value itself, when one cell or JSON value is
+ * to blame, is kept apart in value; only the errors-file writer may print
+ * it, and only when value_field (the field path whose tb.personal marking
+ * governs it) is not personal (core_avro_schema_path_personal()). */
 typedef struct ingest_line_error {
     char column[128];
     char reason[320];
     const char *category; /* csv_syntax utf8 field_count json type range missing too_big extra */
+    bool has_value;
+    char value[100];       /* the value's text, cut at a UTF-8 boundary; "..." when cut */
+    char value_field[128]; /* field path deciding whether value may be shown */
 } ingest_line_error;
 
 /** A mapped record. Pointers are owned by the mapper, valid until the next

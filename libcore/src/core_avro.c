@@ -929,6 +929,34 @@ bool core_avro_schema_is_personal(const core_avro_schema_t *s, const char *field
     return false;
 }
 
+bool core_avro_schema_path_personal(const core_avro_schema_t *s, const char *path)
+{
+    char part[256];
+
+    if (!path || !*path)
+        return true;
+    while (*path) {
+        size_t n = strcspn(path, ".[");
+
+        if (n >= sizeof(part))
+            return true; /* no field name is that long: not a path we know */
+        memcpy(part, path, n);
+        part[n] = '\0';
+        if (n && core_avro_schema_is_personal(s, part))
+            return true;
+        path += n;
+        if (*path == '[') {
+            path = strchr(path, ']');
+            if (!path)
+                return true;
+            path++;
+        }
+        if (*path == '.')
+            path++;
+    }
+    return false;
+}
+
 core_err_t core_avro_value_new(const core_avro_schema_t *s, avro_value_t *out)
 {
     if (avro_generic_value_new(s->iface, out) != 0)

@@ -991,6 +991,169 @@ START_TEST(jsonl_gzip_change_feed)
 }
 END_TEST
 
+/* The audit events' reasons, one a line. */
+struct reasons {
+    core_avro_catalog_t *cat;
+    core_strbuf text;
+    size_t n;
+};
+
+static void collect_reason(const rd_kafka_message_t *m, void *user)
+{
+    struct reasons *r = user;
+    const core_avro_schema_t *s;
+    avro_value_t v;
+    char err[256];
+    cJSON *j, *reason;
+
+    ck_assert_msg(core_avro_decode(r->cat, m->payload, m->len, &s, &v, err, sizeof(err)) ==
+                      CORE_OK, "audit event: %s", err);
+    j = core_avro_to_json(s, &v, err, sizeof(err));
+    ck_assert_msg(j != NULL, "%s", err);
+    reason = cJSON_GetObjectItemCaseSensitive(j, "reason");
+    if (cJSON_IsObject(reason))
+        reason = cJSON_GetObjectItemCaseSensitive(reason, "string");
+    if (cJSON_IsString(reason)) {
+        core_strbuf_addf(&r->text, "%s\n", reason->valuestring);
+        r->n++;
+    }
+    cJSON_Delete(j);
+    avro_value_decref(&v);
+}
+
+/* The errors-file line of a line number, as parsed JSON (or NULL). */
+static cJSON *error_line(const char *text, int line)
+{
+    char want[32];
+    const char *at;
+
+    snprintf(want, sizeof(want), "{\"line\":%d,", line);
+    at = strstr(text, want);
+    if (!at)
+        return NULL;
+    return cJSON_ParseWithOpts(at, NULL, 0);
+}
+
+static void check_value(const char *text, int line, const char *column, const char *value)
+{
+    cJSON *j = error_line(text, line);
+    const cJSON *c, *v;
+
+    ck_assert_msg(j != NULL, "no errors-file line %d: %s", line, text);
+    c = cJSON_GetObjectItemCaseSensitive(j, "column");
+    v = cJSON_GetObjectItemCaseSensitive(j, "value");
+    ck_assert_msg(cJSON_IsString(c) && !strcmp(c->valuestring, column), "line %d column: %s",
+                  line, text);
+    if (value)
+        ck_assert_msg(cJSON_IsString(v) && !strcmp(v->valuestring, value),
+                      "line %d: want value %s: %s", line, value, text);
+    else
+        ck_assert_msg(v == NULL, "line %d: a personal value is shown: %s", line, text);
+    cJSON_Delete(j);
+}
+
+/* Issue 15 item 8: a refused line's reason (errors file, audit event, log)
+ * never holds the value; the errors file alone shows it, beside the
+ * reason, and only for a field not marked tb.personal (account_number,
+ * email, name are; updated_at, status, amount_limit, op are not). */
+START_TEST(errors_file_quotes_only_non_personal_values)
+{
+    struct names n;
+    char jpath[256], cpath[256], errors[300], e2[256], *out = NULL, *err = NULL, *text;
+    static const char good[] =
+        "\"payee_id\":\"P%d\",\"name\":\"Name %d\",\"account_number\":\"0001\","
+        "\"routing_number\":\"021000021\",\"country\":\"US\",\"currency\":\"USD\","
+        "\"amount_limit\":\"1.50\",\"status\":\"ACTIVE\"";
+    struct reasons r = { 0 };
+    FILE *f;
+    int rc;
+
+    make_names(&n);
+    snprintf(jpath, sizeof(jpath), "/tmp/it-ingest-pii-%s.jsonl", tu_unique());
+    f = fopen(jpath, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "{");
+    fprintf(f, good, 1, 1);
+    fprintf(f, ",\"updated_at\":\"2026-11-22T08:30:00Z\"}\n"); /* 1: good */
+    fprintf(f, "{\"payee_id\":\"P2\",\"name\":\"N\",\"account_number\":975310001,"
+               "\"routing_number\":\"021000021\",\"country\":\"US\",\"currency\":\"USD\","
+               "\"amount_limit\":\"1.50\",\"status\":\"ACTIVE\",\"updated_at\":0}\n");
+    fprintf(f, "{");
+    fprintf(f, good, 3, 3);
+    fprintf(f, ",\"email\":975320002,\"updated_at\":0}\n"); /* 3: personal, union */
+    fprintf(f, "{");
+    fprintf(f, good, 4, 4);
+    fprintf(f, ",\"updated_at\":\"yesterdayPUB\"}\n"); /* 4: shown */
+    fprintf(f, "{\"payee_id\":\"P5\",\"name\":\"N\",\"account_number\":\"1\","
+               "\"routing_number\":\"021000021\",\"country\":\"US\",\"currency\":\"USD\","
+               "\"amount_limit\":\"1.50\",\"status\":\"GONEPUB\",\"updated_at\":0}\n");
+    fprintf(f, "{");
+    fprintf(f, good, 6, 6);
+    fprintf(f, ",\"op\":\"UPSERTPUB\",\"updated_at\":0}\n"); /* 6: a meta column */
+    fclose(f);
+    rc = run_ingest(&n, jpath, NULL, &out, &err, 60000);
+    ck_assert_msg(rc == 65, "exit %d: %s", rc, err);
+    ck_assert_msg(!strstr(err, "PUB") && !strstr(err, "97531") && !strstr(err, "97532"),
+                  "a value in the log: %s", err);
+    free(out);
+    free(err);
+    out = err = NULL;
+    snprintf(errors, sizeof(errors), "%s.errors.jsonl", jpath);
+    text = core_read_file(errors, 1 << 20, NULL, e2, sizeof(e2));
+    ck_assert_msg(text != NULL, "%s", e2);
+    check_value(text, 2, "account_number", NULL);
+    check_value(text, 3, "email", NULL);
+    check_value(text, 4, "updated_at", "yesterdayPUB");
+    check_value(text, 5, "status", "GONEPUB");
+    check_value(text, 6, "op", "UPSERTPUB");
+    ck_assert_msg(!strstr(text, "97531") && !strstr(text, "97532"),
+                  "a personal value in the errors file: %s", text);
+    /* the reasons themselves quote nothing */
+    ck_assert_msg(strstr(text, "\"reason\":\"bad date-time: ") &&
+                      !strstr(text, "\"reason\":\"bad date-time: yesterday"), "%s", text);
+    free(text);
+    unlink(errors);
+
+    /* CSV: a cell's value beside the reason */
+    snprintf(cpath, sizeof(cpath), "/tmp/it-ingest-pii-%s.csv", tu_unique());
+    f = fopen(cpath, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "payee_id,name,account_number,routing_number,country,currency,amount_limit,"
+               "status,updated_at\n"
+               "C1,Ann,0001,021000021,US,USD,12.345,ACTIVE,2026-11-22T08:30:00Z\n"
+               "C2,Bob,0002,021000021,US,USD,1.00,ACTIVE,tomorrowPUB\n");
+    fclose(f);
+    rc = run_ingest(&n, cpath, NULL, &out, &err, 60000);
+    ck_assert_msg(rc == 65, "exit %d: %s", rc, err);
+    ck_assert_msg(!strstr(err, "PUB") && !strstr(err, "12.345"), "a value in the log: %s", err);
+    snprintf(errors, sizeof(errors), "%s.errors.jsonl", cpath);
+    text = core_read_file(errors, 1 << 20, NULL, e2, sizeof(e2));
+    ck_assert_msg(text != NULL, "%s", e2);
+    check_value(text, 2, "amount_limit", "12.345");
+    check_value(text, 3, "updated_at", "tomorrowPUB");
+    free(text);
+    unlink(errors);
+
+    /* the audit events: one reason per refused line, none with a value */
+    r.cat = core_avro_catalog_load(tu_proto_dir(), e2, sizeof(e2));
+    ck_assert_ptr_nonnull(r.cat);
+    core_strbuf_add(&r.text, "");
+    ck_assert_int_eq(read_topic(n.audit, collect_reason, &r), 6 + 2);
+    ck_assert_int_eq(r.n, 5 + 2);
+    ck_assert_msg(strstr(r.text.p, "bad date-time: "), "%s", r.text.p);
+    ck_assert_msg(!strstr(r.text.p, "PUB") && !strstr(r.text.p, "97531") &&
+                      !strstr(r.text.p, "97532") && !strstr(r.text.p, "12.345"),
+                  "a value in an audit reason: %s", r.text.p);
+    core_strbuf_free(&r.text);
+    core_avro_catalog_free(r.cat);
+    free(out);
+    free(err);
+    unlink(jpath);
+    unlink(cpath);
+    delete_topics(&n);
+}
+END_TEST
+
 /* SIGTERM mid-file: the transaction in flight is committed, exit 75
  * (resumable), and the next run completes with exactly one record per
  * good line. */
@@ -1054,6 +1217,7 @@ int main(void)
     tcase_add_test(tc, exit_codes_usage_config_unreachable_missing);
     tcase_add_test(tc, serve_spool_and_batches_api);
     tcase_add_test(tc, jsonl_gzip_change_feed);
+    tcase_add_test(tc, errors_file_quotes_only_non_personal_values);
     tcase_add_test(tc, sigterm_commits_in_flight_then_resume);
     tcase_add_test(tc, planted_bad_lines_exact_counts_and_no_republish);
     tcase_add_test(tc, kill9_mid_file_then_resume_exactly_once);

@@ -736,6 +736,30 @@ START_TEST(test_json_errors_never_quote_the_value)
 }
 END_TEST
 
+/* Which refused values svc-ingest's errors file may show: a path through a
+ * personal field is personal; an unknown (empty) path is too. */
+START_TEST(test_path_personal)
+{
+    core_avro_catalog_t *cat = load();
+    const core_avro_schema_t *s = core_avro_catalog_by_dataset(cat, "payee");
+
+    ck_assert(core_avro_schema_path_personal(s, "name"));
+    ck_assert(core_avro_schema_path_personal(s, "email"));
+    ck_assert(core_avro_schema_path_personal(s, "account_number"));
+    ck_assert(core_avro_schema_path_personal(s, "name.first"));
+    ck_assert(core_avro_schema_path_personal(s, "name[2]"));
+    ck_assert(core_avro_schema_path_personal(s, "x[1].iban"));
+    ck_assert(core_avro_schema_path_personal(s, ""));
+    ck_assert(core_avro_schema_path_personal(s, NULL));
+    ck_assert(core_avro_schema_path_personal(s, "tags[1"));
+    ck_assert(!core_avro_schema_path_personal(s, "updated_at"));
+    ck_assert(!core_avro_schema_path_personal(s, "meta.op"));
+    ck_assert(!core_avro_schema_path_personal(s, "m[1]"));
+    ck_assert(!core_avro_schema_path_personal(s, "names")); /* a whole name, not a prefix */
+    core_avro_catalog_free(cat);
+}
+END_TEST
+
 /* ---- hostile wire input ------------------------------------------------- */
 
 START_TEST(test_wire_header_errors)
@@ -1825,6 +1849,7 @@ static Suite *avro_suite(void)
     tcase_add_test(tc, test_json_all_types);
     tcase_add_test(tc, test_json_bad);
     tcase_add_test(tc, test_json_errors_never_quote_the_value);
+    tcase_add_test(tc, test_path_personal);
     tcase_add_test(tc, test_decimal_helpers);
     tcase_add_test(tc, test_time_helpers);
     suite_add_tcase(s, tc);

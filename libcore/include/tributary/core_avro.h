@@ -155,6 +155,12 @@ const char *const *core_avro_schema_personal(const core_avro_schema_t *schema,
                                              size_t *np);
 bool core_avro_schema_is_personal(const core_avro_schema_t *schema,
                                   const char *field);
+/** Whether a value at \p path ("name", "address.city", "tags[2]", as the
+ * conversion errors name a field) may hold personal data: any field name
+ * along the path is marked tb.personal (a record or array inside a personal
+ * field is personal too). A NULL or empty path answers true: a value whose
+ * field is not known is treated as personal. */
+bool core_avro_schema_path_personal(const core_avro_schema_t *schema, const char *path);
 /** The avro-c schema (owned by the handle: incref to keep it longer). */
 avro_schema_t core_avro_schema_avro(const core_avro_schema_t *schema);
 /** The generic value class, created once at load (owned by the handle). */
