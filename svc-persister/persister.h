@@ -180,7 +180,18 @@ struct core_service;
 int persister_loop(struct core_service *svc, const struct persister_conf *conf, pers_dataset *ds,
                    size_t nds, pers_sink *sink);
 
+/* A database's reason for refusing a record reaches the DLQ headers, the
+ * audit event and the logs, so it never carries the record's values:
+ * PostgreSQL's DETAIL ("Key (name)=(John Smith) already exists", "Failing
+ * row contains (...)") and the primary text of a data error ('invalid input
+ * syntax for type integer: "x"') are left out, as is MongoDB's E11000
+ * "dup key: { name: \"John Smith\" }". What stays: the SQLSTATE or code,
+ * its condition name, and the constraint, index or column it names. */
+
 /* sink_pg.c */
+/** The condition name of a SQLSTATE of class 22 or 23 ("unique_violation",
+ * "data_exception" for a code of those classes not listed), else NULL. */
+const char *pers_sqlstate_name(const char *sqlstate);
 pers_sink *pers_pg_new(const struct persister_conf *conf, char *errstr, size_t errstr_size);
 /** Compile the datasets' row paths (a dataset with a jsonb column keeps
  * natural JSON). @returns 0, or -1 with errstr (out of memory). */
@@ -194,6 +205,11 @@ core_err_t pers_pg_row(const pers_dataset *ds, avro_value_t *value, char **row, 
 int pers_pg_create_tables(pers_sink *s, pers_dataset *ds, size_t nds, char *errstr,
                           size_t errstr_size);
 /* sink_mongo.c */
+/** A MongoDB or FerretDB refusal message without values, into buf:
+ * "duplicate key (index name_1)", "SQLSTATE 23505 unique_violation
+ * (constraint payee_name_idx)", or the message's text before the first
+ * quote or brace. */
+void pers_mongo_reason(const char *msg, char *buf, size_t size);
 pers_sink *pers_mongo_new(const struct persister_conf *conf, char *errstr, size_t errstr_size);
 int pers_mongo_create_indexes(pers_sink *s, pers_dataset *ds, size_t nds, char *errstr,
                               size_t errstr_size);

@@ -128,9 +128,68 @@ static int64_t reply_int(const bson_t *reply, const char *name)
     return bson_iter_init_find(&it, reply, name) ? bson_iter_as_int64(&it) : 0;
 }
 
+/* Copy the name that follows \p after in msg (up to a quote, a blank or a
+ * comma) into out; @returns whether there was one. */
+static bool name_after(const char *msg, const char *after, char *out, size_t size)
+{
+    const char *p = strstr(msg, after);
+    size_t n;
+    if (!p || size == 0)
+        return false;
+    p += strlen(after);
+    n = strcspn(p, "\" ,{}()");
+    if (n == 0 || n >= size)
+        return false;
+    memcpy(out, p, n);
+    out[n] = '\0';
+    return true;
+}
+
+void pers_mongo_reason(const char *msg, char *buf, size_t size)
+{
+    char name[128];
+    const char *st = msg ? strstr(msg, "(SQLSTATE ") : NULL;
+    if (!msg || size == 0) {
+        if (size)
+            buf[0] = '\0';
+        return;
+    }
+    if (st) {
+        /* FerretDB relays PostgreSQL: the SQLSTATE and the constraint */
+        char code[6] = "";
+        const char *dname;
+        if (strlen(st) >= 15)
+            memcpy(code, st + 10, 5);
+        dname = pers_sqlstate_name(code);
+        if (name_after(msg, "constraint \"", name, sizeof(name)))
+            snprintf(buf, size, "SQLSTATE %s %s (constraint %s)", code, dname ? dname : "error",
+                     name);
+        else
+            snprintf(buf, size, "SQLSTATE %s %s", code, dname ? dname : "error");
+        return;
+    }
+    if (strstr(msg, "E11000") || strstr(msg, "duplicate key")) {
+        /* MongoDB: "E11000 duplicate key error collection: db.c index:
+         * name_1 dup key: { name: \"John Smith\" }": the index, not the key */
+        if (name_after(msg, "index: ", name, sizeof(name)))
+            snprintf(buf, size, "duplicate key (index %s)", name);
+        else
+            snprintf(buf, size, "duplicate key");
+        return;
+    }
+    /* anything else: its text up to the first quote or brace, where a
+     * value or a document would begin */
+    size_t n = strcspn(msg, "\"'{}");
+    while (n > 0 && (msg[n - 1] == ' ' || msg[n - 1] == ':'))
+        n--;
+    snprintf(buf, size, "%.*s", (int)n, msg);
+}
+
 static void mark_dead(pers_op *op, const char *prefix, int32_t code, const char *msg)
 {
-    char buf[700];
+    char buf[700], why[400];
+    pers_mongo_reason(msg, why, sizeof(why));
+    msg = why;
     if (code)
         snprintf(buf, sizeof(buf), "%s %d: %s", prefix, (int)code, msg);
     else
@@ -299,7 +358,11 @@ static pers_res_t run_chunk(mongo_sink *s, mongoc_collection_t *coll, const pers
         return PERS_OK;
     }
     if ((!ok && nerr == 0) || wc_error) {
-        core_errstr(errstr, errstr_size, "mongodb: %s", err.message);
+        char why[400];
+        if (refused_data(&err)) /* a document's fault, retried one op at a time: no values */
+            pers_mongo_reason(err.message, why, sizeof(why));
+        core_errstr(errstr, errstr_size, "mongodb: %s",
+                    refused_data(&err) ? why : err.message);
         return PERS_RETRY;
     }
     /* a guarded replace or remove that matched less than it was given:

@@ -147,6 +147,44 @@ core_err_t pers_pg_row(const pers_dataset *ds, avro_value_t *value, char **row, 
     return CORE_OK;
 }
 
+/* Class 22 (data exception) and 23 (integrity constraint violation): the
+ * conditions PostgreSQL raises for a row's data (Appendix A of its manual). */
+static const struct { const char *code, *name; } sqlstates[] = {
+    { "22000", "data_exception" },
+    { "22001", "string_data_right_truncation" },
+    { "22003", "numeric_value_out_of_range" },
+    { "22004", "null_value_not_allowed" },
+    { "22007", "invalid_datetime_format" },
+    { "22008", "datetime_field_overflow" },
+    { "22012", "division_by_zero" },
+    { "22021", "character_not_in_repertoire" },
+    { "22023", "invalid_parameter_value" },
+    { "22026", "string_data_length_mismatch" },
+    { "22P02", "invalid_text_representation" },
+    { "22P05", "untranslatable_character" },
+    { "23000", "integrity_constraint_violation" },
+    { "23001", "restrict_violation" },
+    { "23502", "not_null_violation" },
+    { "23503", "foreign_key_violation" },
+    { "23505", "unique_violation" },
+    { "23514", "check_violation" },
+    { "23P01", "exclusion_violation" },
+};
+
+const char *pers_sqlstate_name(const char *sqlstate)
+{
+    if (!sqlstate || strlen(sqlstate) != 5)
+        return NULL;
+    for (size_t i = 0; i < sizeof(sqlstates) / sizeof(sqlstates[0]); i++)
+        if (!strcmp(sqlstates[i].code, sqlstate))
+            return sqlstates[i].name;
+    if (!strncmp(sqlstate, "22", 2))
+        return "data_exception";
+    if (!strncmp(sqlstate, "23", 2))
+        return "integrity_constraint_violation";
+    return NULL;
+}
+
 /* Is this error the data's fault (isolate the row) or the server's (retry)? */
 static pers_res_t classify(PGconn *conn, const PGresult *res, char *errstr, size_t errstr_size)
 {
@@ -154,14 +192,24 @@ static pers_res_t classify(PGconn *conn, const PGresult *res, char *errstr, size
     const char *prim = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
     const char *cons = res ? PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME) : NULL;
     const char *col = res ? PQresultErrorField(res, PG_DIAG_COLUMN_NAME) : NULL;
+    const char *dname = pers_sqlstate_name(state);
     if (!prim) {
         /* strip the trailing newline of libpq's message */
         char m[400];
         snprintf(m, sizeof(m), "%s", PQerrorMessage(conn));
         m[strcspn(m, "\n")] = '\0';
         core_errstr(errstr, errstr_size, "postgres: %s", m[0] ? m : "no answer");
+    } else if (dname) {
+        /* the row's fault: this goes to the DLQ and the audit event, so
+         * never the DETAIL ("Key (name)=(John Smith) already exists") nor
+         * the primary text, which quotes values for class 22 ('invalid
+         * input syntax for type integer: "x"'): the condition and the
+         * constraint or column it names */
+        core_errstr(errstr, errstr_size, "postgres %s %s%s%s%s%s%s", state, dname,
+                    cons ? " (constraint " : "", cons ? cons : "", cons ? ")" : "",
+                    col ? " column " : "", col ? col : "");
     } else {
-        /* never the DETAIL: it quotes the row's values (personal data) */
+        /* the server's: its primary text (never the DETAIL) */
         core_errstr(errstr, errstr_size, "postgres %s: %s%s%s%s%s%s", state ? state : "?", prim,
                     cons ? " (constraint " : "", cons ? cons : "", cons ? ")" : "",
                     col ? " column " : "", col ? col : "");

@@ -792,6 +792,10 @@ START_TEST(pg_bad_row_to_dlq_rest_written)
     int n = count_topic(nm.dlq, key, msg, sizeof(msg), 1, 30000);
     ck_assert_msg(n == 1, "dlq holds %d records (want exactly the bad one)", n);
     ck_assert_msg(strstr(msg, "amount_below_million") != NULL, "DLQ reason: %s", msg);
+    /* the condition and the constraint, never the row (issue 15 item 8):
+     * PostgreSQL's DETAIL says "Failing row contains (..., 9999999.00, ...)" */
+    ck_assert_msg(strstr(msg, "postgres 23514 check_violation") != NULL, "DLQ reason: %s", msg);
+    ck_assert_msg(!strstr(msg, "9999999") && !strstr(msg, "Failing row"), "DLQ reason: %s", msg);
     ck_assert_int_eq(stop_persister(pid), 0);
     /* audit: one event per record, exactly; the bad row is the one dead */
     char aud[128];
@@ -804,6 +808,7 @@ START_TEST(pg_bad_row_to_dlq_rest_written)
     ck_assert_str_eq(t.dead_key, key);
     ck_assert_msg(strstr(t.dead_reason, "amount_below_million") != NULL, "reason: %s",
                   t.dead_reason);
+    ck_assert_msg(!strstr(t.dead_reason, "9999999"), "reason: %s", t.dead_reason);
     ck_assert_int_eq(t.persisted + t.stale, 4999);
     ck_assert_int_ge(t.stale, 1); /* the workload has late, older versions */
     ck_assert_int_eq(t.other, 0);
@@ -1351,6 +1356,9 @@ START_TEST(mongo_bad_row_to_dlq_rest_written)
     int n = count_topic(nm.dlq, key, msg, sizeof(msg), 1, 30000);
     ck_assert_msg(n == 1, "dlq holds %d records (want exactly the bad one)", n);
     ck_assert_msg(strstr(msg, "11000") != NULL, "DLQ reason: %s", msg);
+    /* the code and the index, never the duplicate name (issue 15 item 8) */
+    ck_assert_msg(strstr(msg, "duplicate key") != NULL && !strstr(msg, blocker_name),
+                  "DLQ reason: %s", msg);
 
     /* the same refusal on a guarded replace: a stored key updated onto a
      * second blocker's name (FerretDB fails the whole update command, not
@@ -1376,6 +1384,8 @@ START_TEST(mongo_bad_row_to_dlq_rest_written)
     n = count_topic(nm.dlq, key, msg, sizeof(msg), 2, 60000);
     ck_assert_msg(n == 2, "dlq holds %d records (want the two refused ones)", n);
     ck_assert_msg(strstr(msg, "11000") != NULL, "DLQ reason: %s", msg);
+    ck_assert_msg(strstr(msg, "unique_violation") != NULL && !strstr(msg, blocker_name),
+                  "DLQ reason: %s", msg);
     wait_mongo_equal(pid, o.http_port, nm.store, &m, 30000); /* kp unchanged */
     ck_assert_int_eq(stop_persister(pid), 0);
     core_kafka_producer_free(p);

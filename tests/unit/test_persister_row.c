@@ -199,6 +199,45 @@ START_TEST(mongoc_log_lines_are_json)
 }
 END_TEST
 
+/* Issue 15 item 8: a database's refusal reaches the DLQ headers and the
+ * audit event without the record's values: MongoDB's E11000 quotes the
+ * duplicate key, FerretDB relays PostgreSQL's text. */
+START_TEST(db_refusal_reasons_hold_no_value)
+{
+    char buf[256];
+    static const struct { const char *msg, *want; } cases[] = {
+        { "E11000 duplicate key error collection: tb.payee index: name_1 dup key: { name: "
+          "\"John Smith\" }",
+          "duplicate key (index name_1)" },
+        { "E11000 duplicate key error collection: vprobe.p", "duplicate key" },
+        { "[msg_update.go:133 handler.(*Handler).updateDocument] ERROR: duplicate key value "
+          "violates unique constraint \"p_f50c43ef_name___318aadbe_idx\" (SQLSTATE 23505)",
+          "SQLSTATE 23505 unique_violation (constraint p_f50c43ef_name___318aadbe_idx)" },
+        { "ERROR: invalid input syntax for type integer: \"John Smith\" (SQLSTATE 22P02)",
+          "SQLSTATE 22P02 invalid_text_representation" },
+        { "Document failed validation: { name: \"John Smith\" }", "Document failed validation" },
+        { "invalid document for insert: keys cannot contain \".\": \"John.Smith\"",
+          "invalid document for insert: keys cannot contain" },
+        { "", "" },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        pers_mongo_reason(cases[i].msg, buf, sizeof(buf));
+        ck_assert_str_eq(buf, cases[i].want);
+        ck_assert_msg(!strstr(buf, "John"), "a value in: %s", buf);
+    }
+    pers_mongo_reason("E11000 x index: name_1 dup key: {}", buf, 4); /* bounded */
+    ck_assert_uint_le(strlen(buf), 3);
+    ck_assert_str_eq(pers_sqlstate_name("23505"), "unique_violation");
+    ck_assert_str_eq(pers_sqlstate_name("23514"), "check_violation");
+    ck_assert_str_eq(pers_sqlstate_name("22P02"), "invalid_text_representation");
+    ck_assert_str_eq(pers_sqlstate_name("22999"), "data_exception");
+    ck_assert_str_eq(pers_sqlstate_name("23999"), "integrity_constraint_violation");
+    ck_assert_ptr_null(pers_sqlstate_name("08006")); /* the server's, not the row's */
+    ck_assert_ptr_null(pers_sqlstate_name("2350"));
+    ck_assert_ptr_null(pers_sqlstate_name(NULL));
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("persister_row");
@@ -208,6 +247,7 @@ int main(void)
     tcase_add_test(tc, row_escapes_what_copy_must_escape);
     tcase_add_test(tc, undecodable_bytes_are_dead_not_rows);
     tcase_add_test(tc, mongoc_log_lines_are_json);
+    tcase_add_test(tc, db_refusal_reasons_hold_no_value);
     suite_add_tcase(s, tc);
     return tu_run(&s, 1);
 }
