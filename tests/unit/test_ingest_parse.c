@@ -558,6 +558,53 @@ START_TEST(map_csv_bad_values)
 }
 END_TEST
 
+/* Issue 15 item 8: the reason never holds the refused value; the value is
+ * kept beside it (for the errors file), cut at a UTF-8 boundary. */
+START_TEST(map_line_error_value_apart_from_reason)
+{
+    char text[1024], herr[256], cell[200];
+    ingest_line_error e;
+    int hrc;
+    size_t bad;
+
+    snprintf(text, sizeof(text), HDR "K1,1,1,1,true,RED,1,yesterday\n");
+    ck_assert_int_eq(map_csv(text, false, 0, &e, NULL, &hrc, herr, sizeof(herr)), 1);
+    ck_assert_msg(!strstr(e.reason, "yesterday"), "reason: %s", e.reason);
+    ck_assert(e.has_value);
+    ck_assert_str_eq(e.value, "yesterday");
+    ck_assert_str_eq(e.value_field, "ts");
+    /* 96 bytes: kept whole */
+    memset(cell, 'x', 96);
+    cell[96] = '\0';
+    snprintf(text, sizeof(text), HDR "K1,1,1,1,true,%s,1,0\n", cell);
+    ck_assert_int_eq(map_csv(text, false, 0, &e, NULL, &hrc, herr, sizeof(herr)), 1);
+    ck_assert_str_eq(e.column, "e");
+    ck_assert_str_eq(e.value, cell);
+    /* 97 bytes, an é across the cut: cut before it, marked */
+    memset(cell, 'x', 95);
+    memcpy(cell + 95, "\xc3\xa9y", 4);
+    snprintf(text, sizeof(text), HDR "K1,1,1,1,true,%s,1,0\n", cell);
+    ck_assert_int_eq(map_csv(text, false, 0, &e, NULL, &hrc, herr, sizeof(herr)), 1);
+    ck_assert_uint_eq(strlen(e.value), 95 + 3);
+    ck_assert_str_eq(e.value + 95, "...");
+    ck_assert(ingest_utf8_valid(e.value, strlen(e.value), &bad));
+    /* a meta column: its meta field decides */
+    ck_assert_int_eq(map_csv("k,i,l,d,b,e,amt,ts,op\nK1,1,1,1,true,RED,1,0,UPSERT\n", false, 0,
+                             &e, NULL, &hrc, herr, sizeof(herr)),
+                     1);
+    ck_assert_str_eq(e.value, "UPSERT");
+    ck_assert_str_eq(e.value_field, "meta.op");
+    ck_assert_msg(!strstr(e.reason, "UPSERT"), "reason: %s", e.reason);
+    /* nothing to show: an empty required cell, a wrong field count */
+    snprintf(text, sizeof(text), HDR "K1,,1,1,true,RED,1,0\n");
+    ck_assert_int_eq(map_csv(text, false, 0, &e, NULL, &hrc, herr, sizeof(herr)), 1);
+    ck_assert(!e.has_value);
+    snprintf(text, sizeof(text), HDR "K1,1,1,1,true,RED,1\n");
+    ck_assert_int_eq(map_csv(text, false, 0, &e, NULL, &hrc, herr, sizeof(herr)), 1);
+    ck_assert(!e.has_value);
+}
+END_TEST
+
 START_TEST(map_csv_header_errors)
 {
     char herr[256];
@@ -675,6 +722,7 @@ int main(void)
     tcase_add_test(tm, map_csv_types_defaults_meta);
     tcase_add_test(tm, map_csv_change_feed_meta_columns);
     tcase_add_test(tm, map_csv_bad_values);
+    tcase_add_test(tm, map_line_error_value_apart_from_reason);
     tcase_add_test(tm, map_csv_header_errors);
     tcase_add_test(tm, map_record_too_big);
     tcase_add_test(tm, map_jsonl);
