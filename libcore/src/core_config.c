@@ -299,8 +299,10 @@ static int parse_file(core_config_t *c, const char *path, char *errstr, size_t e
             continue;
         sep = strpbrk(s, "=:");
         if (!sep) {
-            core_errstr(errstr, errstr_size, "config file %s line %d: expected 'key = value', got '%.60s'",
-                        path, lineno, s);
+            /* not the line itself: "pg.password hunter2" is a secret */
+            core_errstr(errstr, errstr_size,
+                        "config file %s line %d: expected 'key = value' (no '=' or ':' on the line)",
+                        path, lineno);
             free(buf);
             return CORE_EX_CONFIG;
         }

@@ -157,6 +157,22 @@ START_TEST(malformed_file_lines)
 }
 END_TEST
 
+/* A line without '=' is not shown: it may be a secret with its '=' lost. */
+START_TEST(malformed_line_not_quoted)
+{
+    core_config_t *c;
+    struct conf k;
+    char *path = tu_write_temp("# settings\npg.password hunter2\n");
+    char *argv[] = { "prog", "--config", path, NULL };
+    char *envp[] = { NULL };
+    ck_assert_int_eq(load(&c, &k, argv, envp), CORE_EX_CONFIG);
+    ck_assert_msg(strstr(errstr, "line 2") && !strstr(errstr, "hunter2"), "%s", errstr);
+    core_config_free(c);
+    unlink(path);
+    free(path);
+}
+END_TEST
+
 START_TEST(missing_config_file)
 {
     core_config_t *c;
@@ -340,6 +356,7 @@ int main(void)
     tcase_add_test(tc, unknown_key_in_file_is_refused);
     tcase_add_test(tc, bad_values_are_refused_naming_the_key);
     tcase_add_test(tc, malformed_file_lines);
+    tcase_add_test(tc, malformed_line_not_quoted);
     tcase_add_test(tc, missing_config_file);
     tcase_add_test(tc, unknown_env_and_flag);
     tcase_add_test(tc, required_key_missing);
