@@ -684,6 +684,47 @@ START_TEST(map_jsonl)
 }
 END_TEST
 
+/* JSON Lines: the scalar at the error's path is kept beside the reason. */
+START_TEST(map_jsonl_value_beside_reason)
+{
+    const char *text =
+        "{\"k\":\"K1\",\"i\":\"five\",\"l\":6,\"d\":1.5,\"b\":true,\"e\":\"RED\","
+        "\"amt\":\"3.10\",\"ts\":0,\"sub\":{}}\n"
+        "{\"k\":\"K1\",\"i\":5,\"l\":6,\"d\":1.5,\"b\":true,\"e\":\"RED\",\"amt\":\"3.10\","
+        "\"ts\":0,\"sub\":{\"x\":7}}\n"
+        "{\"k\":\"K1\",\"i\":5,\"l\":6,\"d\":1.5,\"b\":true,\"e\":\"PURPLE\","
+        "\"amt\":\"3.10\",\"ts\":0}\n"
+        "{\"k\":\"K1\",\"i\":5,\"l\":6,\"d\":1.5,\"b\":true,\"e\":\"RED\",\"amt\":\"3.10\","
+        "\"ts\":0,\"sub\":[1]}\n";
+    static const struct { const char *column, *value; } want[] = {
+        { "i", "five" }, { "sub.x", "7" }, { "e", "PURPLE" }, { "sub", NULL },
+    };
+    char *path;
+    ingest_reader *r = open_text(text, INGEST_FMT_JSONL, 0, &path);
+    ingest_mapper *m = new_mapper(INGEST_FMT_JSONL, false, 0);
+    ingest_row row;
+    ingest_record rec;
+    ingest_line_error e;
+
+    for (size_t i = 0; i < CORE_ARRAY_SIZE(want); i++) {
+        next_ok(r, &row);
+        ck_assert_int_eq(ingest_mapper_row(m, &row, "b", "s", &rec, &e), 1);
+        ck_assert_msg(!strcmp(e.column, want[i].column), "line %zu: column %s", i + 1, e.column);
+        if (want[i].value) {
+            ck_assert_msg(e.has_value, "line %zu: no value", i + 1);
+            ck_assert_str_eq(e.value, want[i].value);
+            ck_assert_str_eq(e.value_field, want[i].column);
+            ck_assert_msg(!strstr(e.reason, want[i].value), "line %zu: reason %s", i + 1,
+                          e.reason);
+        } else {
+            ck_assert_msg(!e.has_value, "line %zu: a container kept as value", i + 1);
+        }
+    }
+    ingest_mapper_free(m);
+    close_text(r, path);
+}
+END_TEST
+
 START_TEST(ids_are_deterministic_uuid_v8)
 {
     char a[37], b[37], c[37], d[37];
@@ -726,6 +767,7 @@ int main(void)
     tcase_add_test(tm, map_csv_header_errors);
     tcase_add_test(tm, map_record_too_big);
     tcase_add_test(tm, map_jsonl);
+    tcase_add_test(tm, map_jsonl_value_beside_reason);
     tcase_add_test(tm, ids_are_deterministic_uuid_v8);
     suite_add_tcase(s2, tm);
     suites[0] = s1;
