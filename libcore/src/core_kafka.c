@@ -195,6 +195,11 @@ const char *core_kafka_consumer_config(const core_config_t *cfg, const char *nam
     return user_value(cfg, CORE_KAFKA_CONSUMER, NULL, 0, name);
 }
 
+const char *core_kafka_producer_config(const core_config_t *cfg, const char *name)
+{
+    return user_value(cfg, CORE_KAFKA_PRODUCER, NULL, 0, name);
+}
+
 /* cfg's kafka.* keys for a client of kind: unscoped ones first, then
  * kafka.producer.* / kafka.consumer.* (so that they win). */
 static core_err_t conf_set_user(rd_kafka_conf_t *conf, const core_config_t *cfg,
