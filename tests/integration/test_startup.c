@@ -506,6 +506,120 @@ START_TEST(persister_restart_after_kill9_writes_within_5s)
 }
 END_TEST
 
+static int pg_count_prefix(const char *schema, const char *prefix)
+{
+    PGconn *c = PQconnectdb(PG_MAIN);
+    char sql[256];
+    int n = -1;
+
+    if (PQstatus(c) == CONNECTION_OK) {
+        snprintf(sql, sizeof(sql), "SELECT count(*) FROM \"%s\".payee WHERE payee_id LIKE '%s%%'",
+                 schema, prefix);
+        PGresult *r = PQexec(c, sql);
+        if (PQresultStatus(r) == PGRES_TUPLES_OK)
+            n = atoi(PQgetvalue(r, 0, 0));
+        PQclear(r);
+    }
+    PQfinish(c);
+    return n;
+}
+
+/* ms until n keys "<prefix>NN" are in the table, or -1 after within_ms. */
+static int64_t wait_rows(pid_t pid, const char *log, const char *schema, const char *prefix,
+                         int n, int within_ms)
+{
+    int64_t t0 = core_mono_ms();
+    while (core_mono_ms() - t0 < within_ms) {
+        if (pg_count_prefix(schema, prefix) == n)
+            return core_mono_ms() - t0;
+        assert_alive(pid, log);
+        sleep_ms(50);
+    }
+    return -1;
+}
+
+static void produce_keys(core_kafka_producer_t *p, const char *topic, const char *prefix, int n,
+                         int v)
+{
+    for (int i = 0; i < n; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "%s%02d", prefix, i);
+        produce_payee(p, topic, key, v);
+    }
+}
+
+static bool log_has(const char *log, const char *text)
+{
+    char *t = core_read_file(log, 1 << 22, NULL, NULL, 0);
+    bool has = t && strstr(t, text);
+    free(t);
+    return has;
+}
+
+/* Static membership's catch (librdkafka 2.0.2 sends no LeaveGroup for a
+ * static member that closes): a member stopped by SIGTERM leaves the group
+ * all the same, so the others take its partitions at once instead of after
+ * its session (45 s). Two persisters share four partitions; one stops; the
+ * other writes what comes next on all four within 5 s. */
+START_TEST(static_member_stopped_by_sigterm_hands_its_partitions_over_at_once)
+{
+    char u[48], topic[128], suffix[128], dlq[128], schema[64], s_schema[80], group[80];
+    char audit[80], log_a[256], log_b[256];
+    core_kafka_producer_t *p = new_producer();
+
+    snprintf(u, sizeof(u), "h%s", tu_unique());
+    snprintf(suffix, sizeof(suffix), "--topic.valid.suffix=.valid_%s", u);
+    snprintf(topic, sizeof(topic), "payee.valid_%s", u);
+    snprintf(dlq, sizeof(dlq), "--topic.dlq.suffix=.dlq_%s", u);
+    snprintf(schema, sizeof(schema), "t_%s", u);
+    snprintf(s_schema, sizeof(s_schema), "--pg.schema=%s", schema);
+    snprintf(group, sizeof(group), "--group.id=persister_%s", u);
+    snprintf(audit, sizeof(audit), "--audit.topic=audit_%s", u);
+    snprintf(log_a, sizeof(log_a), "/tmp/tb_startup_a_%s.log", u);
+    snprintf(log_b, sizeof(log_b), "/tmp/tb_startup_b_%s.log", u);
+    create_topic(p, topic, 4);
+    const char *a_args[] = { "--dataset=payee", "--http.port=0", "--pg.password=tributary",
+                             "--create-tables", s_schema, suffix, dlq, group, audit,
+                             "--batch.timeout.ms=50", "--instance.id=a", NULL };
+    const char *b_args[] = { "--dataset=payee", "--http.port=0", "--pg.password=tributary",
+                             "--create-tables", s_schema, suffix, dlq, group, audit,
+                             "--batch.timeout.ms=50", "--instance.id=b", NULL };
+    pid_t a = spawn("svc-persister", a_args, log_a);
+    produce_keys(p, topic, "A", 16, 1);
+    ck_assert_msg(wait_rows(a, log_a, schema, "A", 16, 60000) >= 0, "A never written");
+    pid_t b = spawn("svc-persister", b_args, log_b);
+    int64_t deadline = core_mono_ms() + 60000;
+    while (core_mono_ms() < deadline && !log_has(log_b, "\"msg\":\"kafka partitions assigned\""))
+        sleep_ms(50);
+    ck_assert_msg(log_has(log_b, "\"msg\":\"kafka partitions assigned\""),
+                  "b never got partitions; see %s", log_b);
+    produce_keys(p, topic, "B", 16, 2);
+    ck_assert_msg(wait_rows(b, log_b, schema, "B", 16, 60000) >= 0, "B never written");
+
+    ck_assert_int_eq(stop(a, SIGTERM), 0);
+    int64_t t0 = core_mono_ms();
+    produce_keys(p, topic, "C", 16, 3);
+    int64_t ms = wait_rows(b, log_b, schema, "C", 16, 60000);
+    ck_assert_msg(ms >= 0, "C never written; see %s", log_b);
+    ms = core_mono_ms() - t0;
+    printf("svc-persister: SIGTERM of a static member to all its partitions written by the "
+           "other: %lld ms\n", (long long)ms);
+    fflush(stdout);
+    ck_assert_msg(ms < 10000, "%lld ms until the stopped member's partitions were taken over",
+                  (long long)ms);
+    ck_assert_int_eq(stop(b, SIGTERM), 0);
+    core_kafka_producer_free(p);
+    PGconn *c = PQconnectdb(PG_MAIN);
+    char sql[128];
+    snprintf(sql, sizeof(sql), "SET client_min_messages = warning; DROP SCHEMA \"%s\" CASCADE",
+             schema);
+    PQclear(PQexec(c, sql));
+    PQfinish(c);
+    unlink(log_a);
+    unlink(log_b);
+}
+END_TEST
+
 START_TEST(feeder_restart_after_kill9_writes_within_5s)
 {
     char u[48], topic[128], tmpl[160], prefix[64], s_prefix[80], group[80], inst[80], audit[80];
@@ -543,6 +657,7 @@ int main(void)
     tcase_set_timeout(tr, 180);
     tcase_add_test(tr, persister_restart_after_kill9_writes_within_5s);
     tcase_add_test(tr, feeder_restart_after_kill9_writes_within_5s);
+    tcase_add_test(tr, static_member_stopped_by_sigterm_hands_its_partitions_over_at_once);
     suite_add_tcase(s, tc);
     suite_add_tcase(s, tr);
     int rc = tu_run(&s, 1);
