@@ -299,6 +299,17 @@ core_err_t core_kafka_conf_check(const core_config_t *cfg, char *errstr, size_t 
     if (!conf)
         return CORE_ERR_INVALID;
     rd_kafka_conf_destroy(conf);
+    /* an empty broker list is taken, and then nothing is ever reached */
+    static const char *const scoped[] = { "bootstrap.servers", "producer.bootstrap.servers",
+                                          "consumer.bootstrap.servers" };
+    for (size_t i = 0; i < CORE_ARRAY_SIZE(scoped); i++) {
+        const char *v = core_config_kafka_lookup(cfg, scoped[i]);
+        if (v && !v[strspn(v, " \t,")]) {
+            core_errstr(errstr, errstr_size, "kafka.%s: empty (host:port[,host:port...])",
+                        scoped[i]);
+            return CORE_ERR_INVALID;
+        }
+    }
     return CORE_OK;
 }
 

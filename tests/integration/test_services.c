@@ -106,6 +106,8 @@ START_TEST(bad_config_exits_78_naming_the_key)
         { "dataset = payee\nlog.level = loud\n", "log.level" },
         { "dataset = payee\nshutdown.grace.ms = soon\n", "shutdown.grace.ms" },
         { "dataset = payee\nstartup.timeout.ms = 0\n", "startup.timeout.ms" },
+        /* an empty broker list: nothing would ever be reached */
+        { "dataset = payee\nkafka.bootstrap.servers =\n", "kafka.bootstrap.servers" },
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char *path = tu_write_temp(needs_dataset(svc) ? cases[i].file : strchr(cases[i].file, '\n') + 1);
