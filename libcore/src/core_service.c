@@ -413,7 +413,7 @@ const char *core_service_group_instance_id(const core_service_t *svc, const char
         return NULL;
     n = (size_t)snprintf(buf, max, "%s-%s", svc->def->name, svc->common.instance_id);
     for (size_t i = 0; datasets && i < datasets->n && n + 1 < max; i++)
-        n += (size_t)snprintf(buf + n, max - n, "%s%s", i ? "+" : "-", datasets->v[i]);
+        n += (size_t)snprintf(buf + n, max - n, "%s%s", i ? "." : "-", datasets->v[i]);
     for (char *p = buf; *p; p++)
         if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
               *p == '.' || *p == '_' || *p == '-'))

@@ -166,7 +166,7 @@ int core_service_await_kafka(core_service_t *svc);
 /**
  * @brief The group.instance.id (static membership) of a consumer service's
  * member: @p configured when set (empty: NULL, a dynamic member), else
- * "<service>-<instance.id>-<dataset>[+<dataset>...]", every byte Kafka does
+ * "<service>-<instance.id>-<dataset>[.<dataset>...]", every byte Kafka does
  * not allow in an id ([A-Za-z0-9._-]) as '_', cut to 249 bytes. Stable per
  * instance, so a restarted member gets its partitions back at once; a
  * kafka.group.instance.id the user set still wins (kafka.* over defaults).
