@@ -58,6 +58,7 @@ struct feeder_conf {
     int64_t commit_interval_ms;
     char *topic_template;
     char *group_id;
+    char *group_instance_id;
     bool audit_enabled;
     char *audit_topic;
 };
@@ -112,6 +113,9 @@ static const core_config_key feeder_keys[] = {
       "Input topic of a dataset", 0, 0, NULL),
     K("group.id", CORE_CFG_STR, "tributary-cache-feeder", 0, group_id, "Kafka consumer group", 0, 0,
       NULL),
+    K("group.instance.id", CORE_CFG_STR, NULL, 0, group_instance_id,
+      "Static member id in the group (default svc-cache-feeder-<instance.id>-<datasets>; empty: a "
+      "dynamic member)", 0, 0, NULL),
     K("audit.enabled", CORE_CFG_BOOL, "true", 0, audit_enabled,
       "Publish cached / deleted / stale_skipped / rejected events", 0, 0, NULL),
     K("audit.topic", CORE_CFG_STR, CORE_AUDIT_TOPIC, 0, audit_topic, "Audit topic", 0, 0, NULL),
@@ -802,11 +806,35 @@ static void handle_message(loop *L, rd_kafka_message_t *m)
                    CLF_I("offset", m->offset), CLF_S("reason", it->reason));
 }
 
+/* The start-up probe of Redis: one connection attempt. A refusal names the
+ * key to fix. */
+static core_err_t probe_redis(void *opaque, int timeout_ms, char *errstr, size_t errstr_size)
+{
+    char err[400];
+    int rc;
+
+    (void)timeout_ms; /* redis.connect.timeout.ms bounds the attempt */
+    rc = core_redis_connect(opaque, err, sizeof(err));
+    if (rc == CORE_ERR_INVALID)
+        core_errstr(errstr, errstr_size, "%s: %s",
+                    strstr(err, "SELECT") ? "redis.db"
+                    : conf.redis_user     ? "redis.user / redis.password"
+                                          : "redis.password",
+                    err);
+    else if (rc != CORE_OK)
+        core_errstr(errstr, errstr_size, "%s", err);
+    if (rc == CORE_OK)
+        atomic_store(&ready_redis, true);
+    return rc == CORE_OK || rc == CORE_ERR_INVALID ? (core_err_t)rc : CORE_ERR_TRANSIENT;
+}
+
 static int feed(core_service_t *svc, feeder_dataset *ds, size_t nds, core_redis_t *r, feeder_t *f)
 {
-    static const core_kafka_prop cdefaults[] = {
+    core_kafka_prop cdefaults[] = {
         { "bootstrap.servers", "127.0.0.1:9092" },
+        { "group.instance.id", NULL }, /* static membership: set below */
     };
+    char member[256], raddr[300];
     static const core_kafka_prop pdefaults[] = {
         { "bootstrap.servers", "127.0.0.1:9092" },
         { "linger.ms", "5" },
@@ -849,6 +877,18 @@ static int feed(core_service_t *svc, feeder_dataset *ds, size_t nds, core_redis_
         goto out;
     }
     ds_metrics_init(&L);
+    /* the start-up policy (docs/OPERATIONS.md): Redis, then the brokers;
+     * /readyz says which one is awaited */
+    core_http_set_ready(core_service_http(svc), feeder_ready, NULL);
+    if (conf.redis_host[0] == '/')
+        snprintf(raddr, sizeof(raddr), "%s", conf.redis_host);
+    else
+        snprintf(raddr, sizeof(raddr), "%s:%lld", conf.redis_host, (long long)conf.redis_port);
+    if ((rc = core_service_await(svc, "redis", raddr, probe_redis, r)) != CORE_SERVICE_CONTINUE ||
+        (rc = core_service_await_kafka(svc)) != CORE_SERVICE_CONTINUE) {
+        L.status = rc;
+        goto out;
+    }
     if (conf.audit_enabled) {
         po.cfg = core_service_config(svc);
         po.defaults = pdefaults;
@@ -863,9 +903,11 @@ static int feed(core_service_t *svc, feeder_dataset *ds, size_t nds, core_redis_
             goto out;
         }
     }
+    cdefaults[1].value = core_service_group_instance_id(svc, conf.group_instance_id,
+                                                        &conf.datasets, member, sizeof(member));
     co.cfg = core_service_config(svc);
     co.defaults = cdefaults;
-    co.ndefaults = CORE_ARRAY_SIZE(cdefaults);
+    co.ndefaults = cdefaults[1].value ? 2 : 1;
     co.group_id = core_kafka_consumer_config(core_service_config(svc), "group.id") ? NULL
                                                                                   : conf.group_id;
     co.on_revoke = on_revoke;
@@ -881,18 +923,6 @@ static int feed(core_service_t *svc, feeder_dataset *ds, size_t nds, core_redis_
         goto out;
     }
     ready_set_kafka(core_kafka_consumer_handle(L.c));
-    core_http_set_ready(core_service_http(svc), feeder_ready, NULL);
-
-    rc = core_redis_ensure(r, core_mono_ms() + conf.redis_connect_timeout_ms, err, sizeof(err));
-    if (rc == CORE_ERR_INVALID) {
-        core_log_error("redis refused the connection", CLF_S("error", err));
-        L.status = CORE_EX_CONFIG;
-        goto out;
-    }
-    if (rc == CORE_OK)
-        atomic_store(&ready_redis, true);
-    else
-        core_log_warn("redis not reachable yet: records wait until it is", CLF_S("error", err));
     core_log_info("started", CLF_S("version", TB_VERSION),
                   CLF_I("http_port", core_http_port(core_service_http(svc))),
                   CLF_S("topic", ds[0].topic), CLF_I("datasets", (int64_t)nds),

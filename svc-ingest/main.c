@@ -79,7 +79,8 @@ static const core_config_key ingest_keys[] = {
       "Column holding meta.old_key (an UPDATE that moves a record)", 0, 0, NULL),
     K("source", CORE_CFG_STR, NULL, source, "meta.source (default: the file's name)", 0, 0, NULL),
     K("broker.timeout.ms", CORE_CFG_INT, "30000", broker_timeout_ms,
-      "How long the broker may be unreachable before giving up (exit 69; resumable)", 100,
+      "How long the broker may be unreachable in the middle of a file before giving up (exit "
+      "69; resumable); at start startup.timeout.ms applies", 100,
       3600000, NULL),
     K("txn.id.prefix", CORE_CFG_STR, "tributary-ingest-", txn_id_prefix,
       "Prefix of the transactional.id (followed by the batch id)", 0, 0, NULL),
@@ -234,13 +235,15 @@ static int run(core_service_t *svc, void *unused)
             fprintf(stderr, "svc-ingest: usage error: serve takes no file (drop files into "
                             "spool.dir or POST /batches)\n");
             rc = CORE_EX_USAGE;
-        } else {
+        } else if ((rc = core_service_await_kafka(svc)) == CORE_SERVICE_CONTINUE) {
             rc = ingest_serve(svc, ctx, &conf);
         }
     } else if (conf.datasets.n != 1) {
         fprintf(stderr, "svc-ingest: usage error: one-shot mode takes exactly one --dataset\n");
         rc = CORE_EX_USAGE;
-    } else {
+    } else if ((rc = core_service_await_kafka(svc)) == CORE_SERVICE_CONTINUE) {
+        /* the start-up policy first; broker.timeout.ms then bounds an
+         * outage in the middle of a file */
         rc = run_files(svc, ctx);
     }
     ingest_ctx_free(ctx);

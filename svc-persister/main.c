@@ -31,6 +31,9 @@ static const core_config_key persister_keys[] = {
       "Longest a record waits in the buffer before its batch is written", 1, 86400000, NULL },
     { "group.id", CORE_CFG_STR, NULL, 0, OFF(group_id),
       "Consumer group (default svc-persister-<sink>; kafka.group.id also works)", 0, 0, NULL },
+    { "group.instance.id", CORE_CFG_STR, NULL, 0, OFF(group_instance_id),
+      "Static member id in the group (default svc-persister-<instance.id>-<datasets>; empty: a "
+      "dynamic member)", 0, 0, NULL },
     { "topic.valid.suffix", CORE_CFG_STR, ".valid", 0, OFF(topic_valid_suffix),
       "Input topic of a dataset: <dataset><suffix>", 0, 0, NULL },
     { "topic.dlq.suffix", CORE_CFG_STR, ".dlq", 0, OFF(topic_dlq_suffix),
@@ -89,6 +92,19 @@ static const core_config_key persister_keys[] = {
 
 static const char *const subcommands[] = { "schema-sql", NULL };
 
+/* The start-up probe of the database: connect and ping (main thread, the
+ * writer thread does not exist yet); readiness says what it answered. */
+static core_err_t probe_db(void *opaque, int timeout_ms, char *errstr, size_t errstr_size)
+{
+    pers_sink *sink = opaque;
+    pers_res_t r;
+
+    (void)timeout_ms; /* the sinks bound an attempt themselves (5 s) */
+    r = sink->ping(sink, errstr, errstr_size);
+    pers_ready_set(r == PERS_OK, errstr);
+    return r == PERS_OK ? CORE_OK : r == PERS_ERROR ? CORE_ERR_INVALID : CORE_ERR_TRANSIENT;
+}
+
 static int run(core_service_t *svc, void *vconf)
 {
     struct persister_conf *c = vconf;
@@ -128,6 +144,16 @@ static int run(core_service_t *svc, void *vconf)
         rc = core_service_config_error(svc, err);
         goto out;
     }
+    /* the start-up policy (docs/OPERATIONS.md): the database first (a
+     * refused password is found at once), then the brokers */
+    snprintf(err, sizeof(err), "%s at %s: not connected yet", sink->name, sink->addr);
+    pers_ready_set(false, err);
+    pers_ready_install(svc);
+    if ((rc = core_service_await(svc, sink->name, sink->addr, probe_db, sink)) !=
+            CORE_SERVICE_CONTINUE ||
+        (rc = core_service_await_kafka(svc)) != CORE_SERVICE_CONTINUE)
+        goto out;
+    rc = 0;
     if (pg && pers_pg_rows_init(ds, nds, err, sizeof(err)) != 0) {
         core_log_error("cannot prepare the datasets", CLF_S("error", err));
         rc = CORE_EX_SOFTWARE;

@@ -15,6 +15,7 @@
 #include "persister.h"
 
 #include "tributary/core_audit.h"
+#include "tributary/core_http.h"
 #include "tributary/core_kafka.h"
 #include "tributary/core_lifecycle.h"
 #include "tributary/core_log.h"
@@ -67,6 +68,7 @@ typedef struct pstate {
     bool paused;
     int attempt;
     int64_t next_try_ms;
+    int64_t db_seen_ms; /* the last job done: an idle database is pinged after READY_PING_MS */
     core_redis_t *redis;
     bool redis_ok;
     /* metrics */
@@ -75,6 +77,43 @@ typedef struct pstate {
 } pstate;
 
 static const double batch_buckets[] = { 1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000 };
+
+/* ---- readiness (static: the HTTP thread may ask after the loop returned) - */
+
+/* How long an idle persister goes without a word from the database before
+ * it pings it (the readiness of Kafka is checked as often). */
+#define READY_PING_MS 2000
+
+static struct {
+    pthread_mutex_t mu;
+    bool db_ok;
+    char reason[320];
+} ready = { PTHREAD_MUTEX_INITIALIZER, false, "database: not connected yet" };
+
+static bool ready_cb(void *opaque, char *reason, size_t reason_size)
+{
+    bool ok;
+
+    pthread_mutex_lock(&ready.mu);
+    ok = ready.db_ok;
+    if (!ok)
+        snprintf(reason, reason_size, "%s", ready.reason);
+    pthread_mutex_unlock(&ready.mu);
+    return ok && core_service_kafka_ready(opaque, reason, reason_size);
+}
+
+void pers_ready_install(core_service_t *svc)
+{
+    core_http_set_ready(core_service_http(svc), ready_cb, svc);
+}
+
+void pers_ready_set(bool ok, const char *reason)
+{
+    pthread_mutex_lock(&ready.mu);
+    ready.db_ok = ok;
+    snprintf(ready.reason, sizeof(ready.reason), "%s", ok || !reason ? "" : reason);
+    pthread_mutex_unlock(&ready.mu);
+}
 
 static void metrics_init(pstate *st)
 {
@@ -482,9 +521,7 @@ static void *writer_main(void *arg)
         char err[512] = "";
         pers_res_t r;
         if (st->jn == 0) {
-            r = st->sink->ping(st->sink) ? PERS_OK : PERS_RETRY;
-            if (r != PERS_OK)
-                snprintf(err, sizeof(err), "database unreachable");
+            r = st->sink->ping(st->sink, err, sizeof(err)) == PERS_OK ? PERS_OK : PERS_RETRY;
         } else {
             r = flush_batch(st, st->jrecs, st->jn, err, sizeof(err));
         }
@@ -557,6 +594,14 @@ static void flush_failed(pstate *st, const char *err)
     if (w > d)
         d = w;
     st->next_try_ms = core_mono_ms() + d;
+    size_t nl = strlen(st->sink->name);
+    if (strncmp(err, st->sink->name, nl) == 0 && (err[nl] == ' ' || err[nl] == ':'))
+        pers_ready_set(false, err);
+    else {
+        char why[320];
+        snprintf(why, sizeof(why), "%s: %s", st->sink->name, err);
+        pers_ready_set(false, why);
+    }
     core_metric_inc(core_metrics_series1(st->m_retries, st->sink->name));
     core_log_warn("database write failed: consumption paused, retrying", CLF_S("sink", st->sink->name),
                   CLF_S("error", err), CLF_I("attempt", st->attempt), CLF_I("retry_in_ms", d));
@@ -590,6 +635,7 @@ static void job_done(pstate *st, bool resume)
     memcpy(err, st->jerr, sizeof(err));
     st->jstate = r == PERS_OK ? J_IDLE : J_HELD;
     pthread_mutex_unlock(&st->mu);
+    st->db_seen_ms = core_mono_ms();
     if (r != PERS_OK && pers_give_up(NULL, 0)) {
         /* given up at the end of the grace period: not the database's fault */
         core_log_warn("batch not written before the stop: it will be redelivered",
@@ -602,6 +648,7 @@ static void job_done(pstate *st, bool resume)
         return;
     }
     core_breaker_success(st->breaker, core_mono_ms());
+    pers_ready_set(true, NULL);
     commit_batch(st, st->jrecs, st->jn);
     if (st->jkeys)
         backup_del_keys(st, st->jkeys, st->jn);
@@ -822,6 +869,15 @@ int persister_loop(core_service_t *svc, const struct persister_conf *conf, pers_
 
     /* the same default as the readiness check (ARCHITECTURE.md) */
     static const core_kafka_prop kdefaults[] = { { "bootstrap.servers", "127.0.0.1:9092" } };
+    /* static membership: a restarted instance takes its partitions back at
+     * once instead of after the dead member's session (docs/svc-persister.md) */
+    char member[256];
+    core_kafka_prop cdefaults[] = {
+        kdefaults[0],
+        { "group.instance.id", core_service_group_instance_id(svc, conf->group_instance_id,
+                                                              &conf->datasets, member,
+                                                              sizeof(member)) },
+    };
     core_kafka_producer_opts po = { .cfg = cfg, .defaults = kdefaults, .ndefaults = 1 };
     st.producer = core_kafka_producer_new(&po, err, sizeof(err));
     if (!st.producer) {
@@ -851,7 +907,8 @@ int persister_loop(core_service_t *svc, const struct persister_conf *conf, pers_
         snprintf(group, sizeof(group), "%s", conf->group_id);
     else
         snprintf(group, sizeof(group), "svc-persister-%s", sink->name);
-    core_kafka_consumer_opts co = { .cfg = cfg, .defaults = kdefaults, .ndefaults = 1,
+    core_kafka_consumer_opts co = { .cfg = cfg, .defaults = cdefaults,
+                                    .ndefaults = cdefaults[1].value ? 2 : 1,
                                     .on_revoke = on_revoke, .hook_user = &st };
     if (!core_kafka_consumer_config(cfg, "group.id"))
         co.group_id = group;
@@ -885,6 +942,7 @@ int persister_loop(core_service_t *svc, const struct persister_conf *conf, pers_
         goto out;
     }
     st.writer_on = true;
+    st.db_seen_ms = core_mono_ms(); /* reached at start (main.c) */
 
     while (!core_lifecycle_stopping()) {
         int64_t now = core_mono_ms();
@@ -911,6 +969,10 @@ int persister_loop(core_service_t *svc, const struct persister_conf *conf, pers_
         bool due = st.n > 0 && (full || now - st.first_ms >= conf->batch_timeout_ms);
         if (js == J_IDLE && due && !st.paused) {
             job_submit(&st);
+            continue;
+        }
+        if (js == J_IDLE && st.n == 0 && !st.paused && now - st.db_seen_ms >= READY_PING_MS) {
+            job_submit(&st); /* idle: a ping, so readiness notices an outage */
             continue;
         }
         if (full && js == J_PENDING) {
@@ -964,7 +1026,8 @@ int persister_loop(core_service_t *svc, const struct persister_conf *conf, pers_
             job_wait(&st, core_lifecycle_remaining_ms());
         } else if (js == J_DONE) {
             job_done(&st, false);
-        } else if (js == J_HELD || st.n > 0) {
+        } else if (st.n > 0 || (js == J_HELD && st.jn > 0)) {
+            /* (a held ping with nothing buffered has nothing to drain) */
             if (js == J_HELD) {
                 if (core_lifecycle_forced())
                     break;
@@ -987,7 +1050,7 @@ int persister_loop(core_service_t *svc, const struct persister_conf *conf, pers_
     core_lifecycle_stage("waiting for the batch inside the database");
     job_finish(&st, false);
     core_lifecycle_stage(NULL);
-    if (st.n > 0 || job_state(&st) == J_HELD)
+    if (st.n > 0 || (job_state(&st) == J_HELD && st.jn > 0))
         core_log_warn("stopping with records not written: they will be redelivered",
                       CLF_I("records", st.n + st.jn));
     core_kafka_consumer_close(st.consumer, err, sizeof(err));

@@ -20,6 +20,7 @@ struct persister_conf {
     int64_t batch_size;
     int64_t batch_timeout_ms;
     char *group_id;
+    char *group_instance_id;
     char *topic_valid_suffix;
     char *topic_dlq_suffix;
     char *audit_topic;
@@ -135,14 +136,19 @@ typedef enum pers_res {
 typedef struct pers_sink pers_sink;
 struct pers_sink {
     const char *name; /* "postgres" | "mongodb" */
-    /* (Re)connect when not connected. */
+    char addr[256];   /* where it connects (host:port, never a credential) */
+    /* (Re)connect when not connected. PERS_RETRY: unreachable (errstr says
+     * why); PERS_ERROR: the server refused the configuration (a password,
+     * a database name): errstr names the key. */
     pers_res_t (*connect)(pers_sink *s, char *errstr, size_t errstr_size);
     /* Write the ops of one dataset (unique keys): sets each op's fate to
      * WRITTEN, STALE or DEAD (with error); PERS_RETRY leaves fates PENDING
      * and nothing written. Whole batch in one transaction. */
     pers_res_t (*write)(pers_sink *s, pers_dataset *ds, pers_op *ops, size_t n,
                         char *errstr, size_t errstr_size);
-    bool (*ping)(pers_sink *s);
+    /* Connect when needed and check the database answers: results as
+     * connect's. */
+    pers_res_t (*ping)(pers_sink *s, char *errstr, size_t errstr_size);
     void (*free)(pers_sink *s);
 };
 
@@ -174,6 +180,14 @@ const char *pers_column_text(const pers_record *rec, const pers_column *col, cha
  * between two statements (PERS_RETRY; every write is idempotent and the
  * offsets are not committed, so the records are redelivered). */
 bool pers_give_up(char *errstr, size_t errstr_size);
+
+/* persister.c: readiness. /readyz answers 503 with the reason while the
+ * database is not known to answer (at start until it does, after a failed
+ * write or ping, while the circuit is open), else as Kafka's readiness.
+ * pers_ready_set(): any thread. */
+struct core_service;
+void pers_ready_install(struct core_service *svc);
+void pers_ready_set(bool ok, const char *reason);
 
 /* persister.c: the work loop until stopped; returns the exit code. */
 struct core_service;

@@ -93,7 +93,7 @@ static pers_res_t mongo_connect(pers_sink *base, char *errstr, size_t errstr_siz
     mongoc_uri_t *uri = mongoc_uri_new_with_error(s->conf->mongo_uri, &err);
     if (!uri) {
         core_errstr(errstr, errstr_size, "mongodb.uri: %s", err.message);
-        return PERS_RETRY;
+        return PERS_ERROR;
     }
     if (!mongoc_uri_get_option_as_int32(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, 0))
         mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, 5000);
@@ -108,18 +108,29 @@ static pers_res_t mongo_connect(pers_sink *base, char *errstr, size_t errstr_siz
     return PERS_OK;
 }
 
-static bool mongo_ping(pers_sink *base)
+static pers_res_t mongo_ping(pers_sink *base, char *errstr, size_t errstr_size)
 {
     mongo_sink *s = (mongo_sink *)base;
-    char e[256];
-    if (mongo_connect(base, e, sizeof(e)) != PERS_OK)
-        return false;
+    pers_res_t r = mongo_connect(base, errstr, errstr_size);
+    if (r != PERS_OK)
+        return r;
     bson_t *cmd = BCON_NEW("ping", BCON_INT32(1));
     bson_error_t err;
     bool ok = mongoc_client_command_simple(s->client, s->conf->mongo_database, cmd, NULL, NULL,
                                            &err);
     bson_destroy(cmd);
-    return ok;
+    if (ok)
+        return PERS_OK;
+    /* a refused login is the configuration's (the credentials are in the
+     * URI), not an outage: 18 AuthenticationFailed, 13 Unauthorized */
+    if ((err.domain == MONGOC_ERROR_CLIENT && err.code == MONGOC_ERROR_CLIENT_AUTHENTICATE) ||
+        (err.domain == MONGOC_ERROR_SERVER && (err.code == 18 || err.code == 13))) {
+        core_errstr(errstr, errstr_size, "mongodb.uri: mongodb at %s refused the login: %s",
+                    s->base.addr, err.message);
+        return PERS_ERROR;
+    }
+    core_errstr(errstr, errstr_size, "mongodb at %s: %s", s->base.addr, err.message);
+    return PERS_RETRY;
 }
 
 static int64_t reply_int(const bson_t *reply, const char *name)
@@ -494,7 +505,7 @@ static pers_res_t mongo_write(pers_sink *base, pers_dataset *ds, pers_op *ops, s
     mongo_sink *s = (mongo_sink *)base;
     pers_res_t r = mongo_connect(base, errstr, errstr_size);
     if (r != PERS_OK)
-        return r;
+        return PERS_RETRY; /* a refusal too: nothing the rows can change */
     char tname[300];
     snprintf(tname, sizeof(tname), "%s_tombstone", ds->name);
     mongoc_collection_t *coll =
@@ -629,7 +640,8 @@ out:
             free(ops[i].error);
             ops[i].error = NULL;
         }
-        if (s->client && !mongo_ping(base)) {
+        char e2[300];
+        if (s->client && mongo_ping(base, e2, sizeof(e2)) != PERS_OK) {
             mongoc_client_destroy(s->client); /* reconnect on the next try */
             s->client = NULL;
         }
@@ -701,6 +713,22 @@ pers_sink *pers_mongo_new(const struct persister_conf *conf, char *errstr, size_
     }
     if (conf->mongo_wtimeout_ms > 0)
         mongoc_write_concern_set_wtimeout_int64(s->wc, conf->mongo_wtimeout_ms);
+    bson_error_t uerr;
+    mongoc_uri_t *uri = mongoc_uri_new_with_error(conf->mongo_uri, &uerr);
+    if (!uri) {
+        core_errstr(errstr, errstr_size, "mongodb.uri: %s", uerr.message);
+        mongoc_write_concern_destroy(s->wc);
+        free(s);
+        return NULL;
+    }
+    size_t at = 0; /* the hosts only: the URI may hold a password */
+    for (const mongoc_host_list_t *h = mongoc_uri_get_hosts(uri);
+         h && at < sizeof(s->base.addr) - 1; h = h->next)
+        at += (size_t)snprintf(s->base.addr + at, sizeof(s->base.addr) - at, "%s%s",
+                               at ? "," : "", h->host_and_port);
+    if (!at)
+        snprintf(s->base.addr, sizeof(s->base.addr), "(mongodb+srv)");
+    mongoc_uri_destroy(uri);
     s->base.name = "mongodb";
     s->base.connect = mongo_connect;
     s->base.write = mongo_write;

@@ -4,9 +4,12 @@
  * per batch; a refused row isolated by bisection under savepoints. */
 #include "persister.h"
 
+#include "tributary/core_common.h"
 #include "tributary/core_log.h"
 
+#include <errno.h>
 #include <libpq-fe.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -255,6 +258,56 @@ static void pg_notice(void *arg, const char *message)
     core_log_debug("postgres notice", CLF_S("notice", m));
 }
 
+/* The SQLSTATE of a connection failure: libpq keeps no result for it, but
+ * in verbose mode its message carries the code ("FATAL:  28P01: ..."). */
+static bool conn_sqlstate(const char *msg, char state[6])
+{
+    for (const char *p = strstr(msg, ":  "); p; p = strstr(p + 1, ":  ")) {
+        const char *c = p + 3;
+        size_t i = 0;
+        while (i < 5 && ((c[i] >= '0' && c[i] <= '9') || (c[i] >= 'A' && c[i] <= 'Z')))
+            i++;
+        if (i == 5 && c[5] == ':') {
+            memcpy(state, c, 5);
+            state[5] = '\0';
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Why the connection failed, and whose fault: PERS_ERROR when the server
+ * refused the configuration (the key to fix is named), else PERS_RETRY. */
+static pers_res_t conn_failed(pg_sink *s, char *errstr, size_t errstr_size)
+{
+    char m[400], state[6] = "";
+    const char *key = NULL;
+
+    snprintf(m, sizeof(m), "%s", s->conn ? PQerrorMessage(s->conn) : "out of memory");
+    conn_sqlstate(m, state);
+    m[strcspn(m, "\n")] = '\0';
+    if (s->conn && PQconnectionNeedsPassword(s->conn)) {
+        core_errstr(errstr, errstr_size,
+                    "pg.password: postgres at %s asks for a password and none is set "
+                    "(pg.password, pg.password_file or TB_PG_PASSWORD_FILE)",
+                    s->base.addr);
+        return PERS_ERROR;
+    }
+    if (!strcmp(state, "28P01")) /* invalid_password */
+        key = "pg.password";
+    else if (!strcmp(state, "28000") || !strcmp(state, "3D000")) /* role, pg_hba; database */
+        key = "pg.conninfo";
+    if (key) {
+        core_errstr(errstr, errstr_size, "%s: postgres at %s refused the connection: %s", key,
+                    s->base.addr, m);
+        return PERS_ERROR;
+    }
+    core_errstr(errstr, errstr_size, "postgres connect: %s", m);
+    return PERS_RETRY;
+}
+
+#define PG_CONNECT_TIMEOUT_MS 5000
+
 static pers_res_t pg_connect(pers_sink *base, char *errstr, size_t errstr_size)
 {
     pg_sink *s = (pg_sink *)base;
@@ -271,17 +324,43 @@ static pers_res_t pg_connect(pers_sink *base, char *errstr, size_t errstr_size)
     if (s->conf->pg_sslrootcert && *s->conf->pg_sslrootcert)
         keys[n] = "sslrootcert", vals[n++] = s->conf->pg_sslrootcert;
     keys[n] = "application_name", vals[n++] = "svc-persister";
-    keys[n] = "connect_timeout", vals[n++] = "5";
     keys[n] = NULL, vals[n] = NULL;
-    s->conn = PQconnectdbParams(keys, vals, 1);
-    if (!s->conn || PQstatus(s->conn) != CONNECTION_OK) {
+    /* non-blocking, so the message of a refusal can carry its SQLSTATE */
+    s->conn = PQconnectStartParams(keys, vals, 1);
+    if (s->conn && PQstatus(s->conn) == CONNECTION_BAD) {
+        /* refused before any I/O: an option libpq cannot use */
         char m[400];
-        snprintf(m, sizeof(m), "%s", s->conn ? PQerrorMessage(s->conn) : "out of memory");
+        snprintf(m, sizeof(m), "%s", PQerrorMessage(s->conn));
         m[strcspn(m, "\n")] = '\0';
-        core_errstr(errstr, errstr_size, "postgres connect: %s", m);
+        core_errstr(errstr, errstr_size, "pg.conninfo: %s", m);
         drop_conn(s);
-        return PERS_RETRY;
+        return PERS_ERROR;
     }
+    if (s->conn)
+        PQsetErrorVerbosity(s->conn, PQERRORS_VERBOSE);
+    int64_t deadline = core_mono_ms() + PG_CONNECT_TIMEOUT_MS;
+    PostgresPollingStatusType ps = PGRES_POLLING_WRITING;
+    while (s->conn && PQstatus(s->conn) != CONNECTION_BAD && ps != PGRES_POLLING_OK &&
+           ps != PGRES_POLLING_FAILED) {
+        int64_t left = deadline - core_mono_ms();
+        if (left <= 0) {
+            core_errstr(errstr, errstr_size, "postgres connect: no answer from %s within %d ms",
+                        s->base.addr, PG_CONNECT_TIMEOUT_MS);
+            drop_conn(s);
+            return PERS_RETRY;
+        }
+        struct pollfd pfd = { PQsocket(s->conn), ps == PGRES_POLLING_READING ? POLLIN : POLLOUT,
+                              0 };
+        if (pfd.fd >= 0 && poll(&pfd, 1, (int)left) < 0 && errno != EINTR)
+            break;
+        ps = PQconnectPoll(s->conn);
+    }
+    if (!s->conn || PQstatus(s->conn) != CONNECTION_OK) {
+        pers_res_t r = conn_failed(s, errstr, errstr_size);
+        drop_conn(s);
+        return r;
+    }
+    PQsetErrorVerbosity(s->conn, PQERRORS_DEFAULT);
     PQsetNoticeProcessor(s->conn, pg_notice, NULL);
     char sql[128];
     snprintf(sql, sizeof(sql), "SET statement_timeout = %lld",
@@ -293,17 +372,17 @@ static pers_res_t pg_connect(pers_sink *base, char *errstr, size_t errstr_size)
     return PERS_OK;
 }
 
-static bool pg_ping(pers_sink *base)
+static pers_res_t pg_ping(pers_sink *base, char *errstr, size_t errstr_size)
 {
     pg_sink *s = (pg_sink *)base;
-    char err[256];
-    if (pg_connect(base, err, sizeof(err)) != PERS_OK)
-        return false;
-    if (exec_ok(s, "SELECT 1", err, sizeof(err)) != PERS_OK) {
+    pers_res_t r = pg_connect(base, errstr, errstr_size);
+    if (r != PERS_OK)
+        return r;
+    if (exec_ok(s, "SELECT 1", errstr, errstr_size) != PERS_OK) {
         drop_conn(s);
-        return false;
+        return PERS_RETRY;
     }
-    return true;
+    return PERS_OK;
 }
 
 /* Prepare b's text as the statement <prefix><dataset>; frees b's text.
@@ -596,9 +675,9 @@ static pers_res_t pg_write(pers_sink *base, pers_dataset *ds, pers_op *ops, size
                            char *errstr, size_t errstr_size)
 {
     pg_sink *s = (pg_sink *)base;
-    pers_res_t r = pg_connect(base, errstr, errstr_size);
-    if (r != PERS_OK)
-        return r;
+    if (pg_connect(base, errstr, errstr_size) != PERS_OK)
+        return PERS_RETRY; /* a refusal too: nothing the rows can change */
+    pers_res_t r;
     if (exec_ok(s, "BEGIN", errstr, errstr_size) != PERS_OK)
         goto retry;
     s->staged = false;
@@ -636,11 +715,80 @@ static void pg_free(pers_sink *base)
     free(s);
 }
 
+/* pg.conninfo as libpq reads it (a "key=value ..." string, a URI, or else
+ * a database name): refused when libpq cannot parse it or a key has an
+ * empty value (libpq would silently use its default: port 5432, the user
+ * the process runs as). addr gets host:port. */
+static int check_conninfo(const char *ci, char *addr, size_t addr_size, char *errstr,
+                          size_t errstr_size)
+{
+    const char *host = NULL, *hostaddr = NULL, *port = NULL;
+    PQconninfoOption *opts = NULL;
+    char *perr = NULL;
+    int rc = 0;
+
+    if (!ci || !*ci) {
+        core_errstr(errstr, errstr_size, "pg.conninfo: empty (give at least host and dbname)");
+        return -1;
+    }
+    if (strchr(ci, '=') || !strncmp(ci, "postgresql://", 13) || !strncmp(ci, "postgres://", 11)) {
+        opts = PQconninfoParse(ci, &perr);
+        if (!opts) {
+            char m[300];
+            snprintf(m, sizeof(m), "%s", perr ? perr : "out of memory");
+            m[strcspn(m, "\n")] = '\0';
+            core_errstr(errstr, errstr_size, "pg.conninfo: %s", m);
+            PQfreemem(perr);
+            return -1;
+        }
+        for (PQconninfoOption *o = opts; o->keyword && rc == 0; o++) {
+            if (o->val && !*o->val) {
+                core_errstr(errstr, errstr_size,
+                            "pg.conninfo: %s has an empty value (leave it out for libpq's "
+                            "default)",
+                            o->keyword);
+                rc = -1;
+                break;
+            }
+            /* "port= dbname=x": libpq skips the blank and reads dbname=x
+             * as the port's value */
+            for (PQconninfoOption *k = opts; o->val && k->keyword; k++) {
+                size_t kl = strlen(k->keyword);
+                if (!strncmp(o->val, k->keyword, kl) && o->val[kl] == '=') {
+                    core_errstr(errstr, errstr_size,
+                                "pg.conninfo: %s has an empty value (libpq would read "
+                                "'%s=...' as its value)",
+                                o->keyword, k->keyword);
+                    rc = -1;
+                    break;
+                }
+            }
+            if (rc)
+                break;
+            if (!strcmp(o->keyword, "host"))
+                host = o->val;
+            else if (!strcmp(o->keyword, "hostaddr"))
+                hostaddr = o->val;
+            else if (!strcmp(o->keyword, "port"))
+                port = o->val;
+        }
+    }
+    snprintf(addr, addr_size, "%s:%s", host ? host : hostaddr ? hostaddr : "localhost",
+             port ? port : "5432");
+    PQconninfoFree(opts);
+    return rc;
+}
+
 pers_sink *pers_pg_new(const struct persister_conf *conf, char *errstr, size_t errstr_size)
 {
     pg_sink *s = calloc(1, sizeof(*s));
     if (!s) {
         core_errstr(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    if (check_conninfo(conf->pg_conninfo, s->base.addr, sizeof(s->base.addr), errstr,
+                       errstr_size) != 0) {
+        free(s);
         return NULL;
     }
     s->conf = conf;

@@ -26,6 +26,7 @@ extern char **environ;
 struct validator_conf {
     core_cfg_list datasets;
     char *group_id;
+    char *group_instance_id;
     char *transactional_id;
     char *topic_prefix;
     char *audit_topic;
@@ -61,6 +62,9 @@ static const core_config_key validator_keys[] = {
       "Datasets to validate (repeat the flag or comma-separate)", 0, 0, NULL },
     { "group.id", CORE_CFG_STR, "tributary-validator", 0, OFF(group_id),
       "Consumer group of the validator instances", 0, 0, NULL },
+    { "group.instance.id", CORE_CFG_STR, NULL, 0, OFF(group_instance_id),
+      "Static member id in the group (default svc-validator-<instance.id>-<datasets>; empty: "
+      "a dynamic member)", 0, 0, NULL },
     { "transactional.id", CORE_CFG_STR, NULL, 0, OFF(transactional_id),
       "Transactional id of this instance (default svc-validator-<instance.id>); stable per "
       "instance, unique across instances", 0, 0, NULL },
@@ -218,8 +222,8 @@ static int run_validate(core_service_t *svc, struct validator_conf *c)
     p.audit_topic = c->audit_topic;
     p.group_id = c->group_id;
     p.transactional_id = txn_id;
-    snprintf(member_id, sizeof(member_id), "svc-validator-%s", common->instance_id);
-    p.group_instance_id = member_id;
+    p.group_instance_id = core_service_group_instance_id(svc, c->group_instance_id, &c->datasets,
+                                                         member_id, sizeof(member_id));
     p.batch_max = (int)c->batch_max;
     p.commit_interval_ms = (int)c->commit_interval_ms;
     p.retry.base_ms = c->retry_base_ms;
@@ -230,6 +234,11 @@ static int run_validate(core_service_t *svc, struct validator_conf *c)
     p.clock_skew_ms = c->clock_skew_ms;
     verify_opts(c, &p.verify);
 
+    /* the start-up policy (docs/OPERATIONS.md): the brokers first; the
+     * verification cache in Redis is optional (skipped while it fails) */
+    rc = core_service_await_kafka(svc);
+    if (rc != CORE_SERVICE_CONTINUE)
+        return rc;
     cr.conf = c;
     cr.verifier = verifier_new(&p.verify, errstr, sizeof(errstr));
     if (!cr.verifier)

@@ -195,6 +195,11 @@ const char *core_kafka_consumer_config(const core_config_t *cfg, const char *nam
     return user_value(cfg, CORE_KAFKA_CONSUMER, NULL, 0, name);
 }
 
+const char *core_kafka_producer_config(const core_config_t *cfg, const char *name)
+{
+    return user_value(cfg, CORE_KAFKA_PRODUCER, NULL, 0, name);
+}
+
 /* cfg's kafka.* keys for a client of kind: unscoped ones first, then
  * kafka.producer.* / kafka.consumer.* (so that they win). */
 static core_err_t conf_set_user(rd_kafka_conf_t *conf, const core_config_t *cfg,
@@ -294,6 +299,17 @@ core_err_t core_kafka_conf_check(const core_config_t *cfg, char *errstr, size_t 
     if (!conf)
         return CORE_ERR_INVALID;
     rd_kafka_conf_destroy(conf);
+    /* an empty broker list is taken, and then nothing is ever reached */
+    static const char *const scoped[] = { "bootstrap.servers", "producer.bootstrap.servers",
+                                          "consumer.bootstrap.servers" };
+    for (size_t i = 0; i < CORE_ARRAY_SIZE(scoped); i++) {
+        const char *v = core_config_kafka_lookup(cfg, scoped[i]);
+        if (v && !v[strspn(v, " \t,")]) {
+            core_errstr(errstr, errstr_size, "kafka.%s: empty (host:port[,host:port...])",
+                        scoped[i]);
+            return CORE_ERR_INVALID;
+        }
+    }
     return CORE_OK;
 }
 

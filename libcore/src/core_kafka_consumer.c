@@ -358,6 +358,51 @@ rd_kafka_message_t *core_kafka_consumer_poll(core_kafka_consumer_t *c, int timeo
     return rkm;
 }
 
+/* True while this consumer is a member of its group (has a member id).
+ * A round trip to the group thread: never from a callback of the close. */
+static bool group_member(rd_kafka_t *rk)
+{
+    char *mid = rd_kafka_memberid(rk);
+    bool in = mid && *mid;
+
+    if (mid)
+        rd_kafka_mem_free(rk, mid);
+    return in;
+}
+
+/* KIP-345: librdkafka (2.0.2) sends no LeaveGroup when a static member
+ * (group.instance.id) closes, so the group would leave its partitions with
+ * it until its session times out (session.timeout.ms, 45 s by default): a
+ * scale-down would stall them that long. A member that stops on purpose
+ * leaves all the same: unsubscribe (its revoke runs here, served by the
+ * poll; librdkafka leaves the group once the unassign is done, which
+ * clears the member id), then close. A member killed with -9 sends
+ * nothing: the same instance restarted takes its partitions back at once. */
+static void leave_static_group(core_kafka_consumer_t *c, int64_t timeout_ms)
+{
+    rd_kafka_t *rk = c->common.rk;
+    char iid[256];
+    size_t n = sizeof(iid);
+    int64_t deadline = core_mono_ms() + timeout_ms;
+
+    if (rd_kafka_conf_get(rd_kafka_conf(rk), "group.instance.id", iid, &n) != RD_KAFKA_CONF_OK ||
+        !*iid || !group_member(rk) || rd_kafka_unsubscribe(rk) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return;
+    while (core_mono_ms() < deadline && !core_lifecycle_forced()) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 50);
+
+        if (m) /* not handed out, not committed: the next owner reads it */
+            rd_kafka_message_destroy(m);
+        if (atomic_load(&c->assigned) == 0 && !group_member(rk)) {
+            core_log_info("kafka group left (static member)", CLF_S("client", rd_kafka_name(rk)),
+                          CLF_S("group_instance_id", iid));
+            return;
+        }
+    }
+    core_log_warn("kafka group not left in time: the group waits for this member's session",
+                  CLF_S("client", rd_kafka_name(rk)), CLF_S("group_instance_id", iid));
+}
+
 core_err_t core_kafka_consumer_close(core_kafka_consumer_t *c, char *errstr, size_t errstr_size)
 {
     rd_kafka_resp_err_t err;
@@ -370,6 +415,11 @@ core_err_t core_kafka_consumer_close(core_kafka_consumer_t *c, char *errstr, siz
     if (c->closed)
         return CORE_OK;
     stage = core_lifecycle_stage("closing the Kafka consumer (last revoke, commits, leaving)");
+    if (!core_lifecycle_forced()) {
+        int64_t left = core_lifecycle_stopping() ? core_lifecycle_remaining_ms() : 5000;
+
+        leave_static_group(c, left > 5000 ? 5000 : left < 500 ? 500 : left);
+    }
     err = rd_kafka_consumer_close(c->common.rk);
     core_lifecycle_stage(stage);
     c->closed = true;

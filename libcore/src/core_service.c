@@ -5,6 +5,7 @@
 #include "tributary/core_lifecycle.h"
 #include "tributary/core_log.h"
 #include "tributary/core_metrics.h"
+#include "tributary/core_retry.h"
 
 #include <pthread.h>
 #include <stddef.h>
@@ -38,6 +39,10 @@ static const core_config_key common_keys[] = {
       "Folder of the Avro schemas, rules and catalogue", 0, 0, NULL },
     { "instance.id", CORE_CFG_STR, NULL, 0, offsetof(struct core_service_common, instance_id),
       "Name of this instance (default: the host name)", 0, 0, NULL },
+    { "startup.timeout.ms", CORE_CFG_INT, "30000", 0,
+      offsetof(struct core_service_common, startup_timeout_ms),
+      "Longest wait at start for a dependency (broker, Redis, database) that never answered: "
+      "then exit 69", 1, 86400000, NULL },
     CORE_CFG_END
 };
 
@@ -51,6 +56,7 @@ struct core_service {
     core_http_t *http;
     const char *subcommand;
     size_t first_file;
+    int64_t start_ms; /* core_mono_ms() at init: startup.timeout.ms counts from it */
 
     /* Readiness probe (HTTP thread). */
     pthread_mutex_t probe_lock;
@@ -91,6 +97,7 @@ int core_service_init(core_service_t **svcp, const core_service_def *def,
         return CORE_EX_SOFTWARE;
     }
     svc->def = def;
+    svc->start_ms = core_mono_ms();
     pthread_mutex_init(&svc->probe_lock, NULL);
     memcpy(svc->common_table, common_keys, sizeof(common_keys));
     for (size_t i = 0; svc->common_table[i].key; i++)
@@ -260,13 +267,15 @@ int core_service_check_datasets(core_service_t *svc, const char *key,
 }
 
 /* /readyz: a metadata request answered by the brokers, cached briefly. */
-static bool ready_on_kafka(void *opaque, char *reason, size_t reason_size)
+bool core_service_kafka_ready(core_service_t *svc, char *reason, size_t reason_size)
 {
-    core_service_t *svc = opaque;
     bool ok;
 
     pthread_mutex_lock(&svc->probe_lock);
-    if (core_mono_ms() - svc->probe_at >= READY_CACHE_MS) {
+    if (!svc->probe) {
+        svc->probe_ok = false;
+        snprintf(svc->probe_reason, sizeof(svc->probe_reason), "kafka: no client");
+    } else if (core_mono_ms() - svc->probe_at >= READY_CACHE_MS) {
         const struct rd_kafka_metadata *md = NULL;
         rd_kafka_resp_err_t err = rd_kafka_metadata(core_kafka_producer_handle(svc->probe), 0, NULL,
                                                     &md, READY_TIMEOUT_MS);
@@ -289,6 +298,11 @@ static bool ready_on_kafka(void *opaque, char *reason, size_t reason_size)
     return ok;
 }
 
+static bool ready_on_kafka(void *opaque, char *reason, size_t reason_size)
+{
+    return core_service_kafka_ready(opaque, reason, reason_size);
+}
+
 int core_service_ready_on_kafka(core_service_t *svc, char *errstr, size_t errstr_size)
 {
     core_kafka_producer_opts o = { 0 };
@@ -302,8 +316,117 @@ int core_service_ready_on_kafka(core_service_t *svc, char *errstr, size_t errstr
     return 0;
 }
 
+int core_service_await(core_service_t *svc, const char *dependency, const char *address,
+                       core_service_probe_fn probe, void *opaque)
+{
+    const core_backoff bo = { 100, 2000, 2.0, 0.5, 0 };
+    int64_t deadline = svc->start_ms + svc->common.startup_timeout_ms;
+    char err[512];
+    bool warned = false;
+
+    for (int attempt = 1;; attempt++) {
+        int64_t left = deadline - core_mono_ms();
+        int timeout = left > 5000 ? 5000 : left < 100 ? 100 : (int)left;
+        core_err_t e;
+
+        err[0] = '\0';
+        e = probe(opaque, timeout, err, sizeof(err));
+        if (e == CORE_OK) {
+            if (warned)
+                core_log_info("dependency reached", CLF_S("dependency", dependency),
+                              CLF_S("address", address),
+                              CLF_I("after_ms", core_mono_ms() - svc->start_ms));
+            return CORE_SERVICE_CONTINUE;
+        }
+        for (char *p = err; *p; p++) /* one line, whatever the library said */
+            if (*p == '\n' || *p == '\r' || *p == '\t')
+                *p = ' ';
+        if (e == CORE_ERR_INVALID)
+            return core_service_config_error(svc, err);
+        if (core_lifecycle_stopping())
+            return 0;
+        left = deadline - core_mono_ms();
+        if (left <= 0) {
+            fprintf(stderr, "%s: %s at %s unreachable for startup.timeout.ms (%lld ms): %s\n",
+                    svc->def->name, dependency, address,
+                    (long long)svc->common.startup_timeout_ms, err[0] ? err : "no answer");
+            return CORE_EX_UNAVAILABLE;
+        }
+        if (!warned) {
+            core_log_warn("waiting for a dependency at start", CLF_S("dependency", dependency),
+                          CLF_S("address", address), CLF_S("error", err),
+                          CLF_I("startup_timeout_ms", svc->common.startup_timeout_ms));
+            warned = true;
+        }
+        int64_t d = core_backoff_delay_ms(&bo, attempt);
+        if (core_lifecycle_wait(d < left ? d : left))
+            return 0;
+    }
+}
+
+/* One metadata request on the readiness probe's producer. */
+static core_err_t probe_kafka(void *opaque, int timeout_ms, char *errstr, size_t errstr_size)
+{
+    core_service_t *svc = opaque;
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t err;
+    core_err_t rc;
+
+    if (!svc->probe) {
+        core_errstr(errstr, errstr_size, "no client (core_service_ready_on_kafka not called)");
+        return CORE_ERR_STATE;
+    }
+    err = rd_kafka_metadata(core_kafka_producer_handle(svc->probe), 0, NULL, &md, timeout_ms);
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR && md && md->broker_cnt > 0) {
+        rc = CORE_OK;
+    } else {
+        core_errstr(errstr, errstr_size, "%s", err ? rd_kafka_err2str(err) : "no broker in metadata");
+        rc = CORE_ERR_TRANSIENT;
+    }
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    pthread_mutex_lock(&svc->probe_lock); /* what readiness answers next */
+    svc->probe_ok = rc == CORE_OK;
+    snprintf(svc->probe_reason, sizeof(svc->probe_reason), "kafka: %s", rc ? errstr : "");
+    svc->probe_at = core_mono_ms();
+    pthread_mutex_unlock(&svc->probe_lock);
+    return rc;
+}
+
+int core_service_await_kafka(core_service_t *svc)
+{
+    const char *addr = core_kafka_producer_config(svc->cfg, "bootstrap.servers");
+
+    return core_service_await(svc, "kafka", addr ? addr : CORE_KAFKA_DEFAULT_BOOTSTRAP,
+                              probe_kafka, svc);
+}
+
+const char *core_service_group_instance_id(const core_service_t *svc, const char *configured,
+                                           const core_cfg_list *datasets, char *buf,
+                                           size_t size)
+{
+    size_t n, max = size < 250 ? size : 250; /* Kafka: at most 249 bytes */
+
+    if (configured)
+        return *configured ? configured : NULL;
+    if (size == 0)
+        return NULL;
+    n = (size_t)snprintf(buf, max, "%s-%s", svc->def->name, svc->common.instance_id);
+    for (size_t i = 0; datasets && i < datasets->n && n + 1 < max; i++)
+        n += (size_t)snprintf(buf + n, max - n, "%s%s", i ? "." : "-", datasets->v[i]);
+    for (char *p = buf; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '.' || *p == '_' || *p == '-'))
+            *p = '_';
+    return buf;
+}
+
 int core_service_idle(core_service_t *svc)
 {
+    int rc = core_service_await_kafka(svc);
+
+    if (rc != CORE_SERVICE_CONTINUE)
+        return rc;
     core_log_info("started", CLF_S("version", TB_VERSION),
                   CLF_I("http_port", core_http_port(svc->http)),
                   CLF_S("instance", svc->common.instance_id));

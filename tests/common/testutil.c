@@ -3,13 +3,16 @@
 #include "tributary/core_common.h"
 #include "tributary/core_log.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -188,4 +191,111 @@ const char *tu_unique(void)
 
     snprintf(buf, sizeof(buf), "%d_%d", (int)getpid(), ++counter);
     return buf;
+}
+
+/* ---- a TCP forwarder: a server that comes and goes ------------------------ */
+
+/* One connection: bytes both ways until either side closes. */
+static void proxy_pipe(int a, int b)
+{
+    struct pollfd pfd[2] = { { a, POLLIN, 0 }, { b, POLLIN, 0 } };
+    char buf[16384];
+
+    for (;;) {
+        if (poll(pfd, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            return;
+        }
+        for (int i = 0; i < 2; i++) {
+            if (!(pfd[i].revents & (POLLIN | POLLHUP | POLLERR)))
+                continue;
+            ssize_t n = read(pfd[i].fd, buf, sizeof(buf));
+            if (n <= 0)
+                return;
+            for (ssize_t off = 0; off < n;) {
+                ssize_t w = write(pfd[1 - i].fd, buf + off, (size_t)(n - off));
+                if (w <= 0)
+                    return;
+                off += w;
+            }
+        }
+    }
+}
+
+int tu_free_port(void)
+{
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = 0 };
+    socklen_t len = sizeof(sa);
+    int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
+
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+        getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
+        port = ntohs(sa.sin_port);
+    if (fd >= 0)
+        close(fd);
+    return port;
+}
+
+pid_t tu_proxy_start(int listen_port, int target_port)
+{
+    struct sockaddr_in sa = { .sin_family = AF_INET };
+    int one = 1, fd, ready[2];
+    char ok = 0;
+    pid_t pid;
+
+    if (pipe(ready) != 0)
+        return -1;
+    pid = fork();
+    if (pid < 0) {
+        close(ready[0]);
+        close(ready[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        setpgid(0, 0); /* tu_proxy_stop kills the group: every connection too */
+        signal(SIGCHLD, SIG_IGN);
+        close(ready[0]);
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        sa.sin_port = htons((uint16_t)listen_port);
+        fd = socket(AF_INET, SOCK_STREAM, 0);
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        ok = fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 && listen(fd, 64) == 0;
+        if (write(ready[1], &ok, 1) != 1 || !ok)
+            _exit(1);
+        close(ready[1]);
+        for (;;) {
+            int c = accept(fd, NULL, NULL);
+            if (c < 0)
+                continue;
+            if (fork() == 0) {
+                struct sockaddr_in t = { .sin_family = AF_INET };
+                int s = socket(AF_INET, SOCK_STREAM, 0);
+                close(fd);
+                t.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+                t.sin_port = htons((uint16_t)target_port);
+                if (s >= 0 && connect(s, (struct sockaddr *)&t, sizeof(t)) == 0)
+                    proxy_pipe(c, s);
+                _exit(0);
+            }
+            close(c);
+        }
+    }
+    close(ready[1]);
+    if (read(ready[0], &ok, 1) != 1 || !ok) {
+        close(ready[0]);
+        waitpid(pid, NULL, 0);
+        return -1;
+    }
+    close(ready[0]);
+    return pid;
+}
+
+void tu_proxy_stop(pid_t pid)
+{
+    if (pid <= 0)
+        return;
+    kill(-pid, SIGKILL);
+    waitpid(pid, NULL, 0);
 }

@@ -4,6 +4,7 @@
 
 #include <check.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 /* Run the suites, print Check's summary, return the process exit status. */
 int tu_run(Suite **suites, size_t n);
@@ -25,5 +26,15 @@ int tu_run_cmd(char *const argv[], char *const envp[], char **out, char **err, i
 
 /* A unique suffix for names in this run: "<pid>_<counter>". */
 const char *tu_unique(void);
+
+/* A loopback port nothing listens on right now (-1 on failure). */
+int tu_free_port(void);
+
+/* A TCP forwarder from 127.0.0.1:listen_port to 127.0.0.1:target_port, in
+ * a child process group: a server that can be taken away and brought back
+ * (tu_proxy_stop cuts every connection through it). @returns its pid once
+ * it listens, or -1. */
+pid_t tu_proxy_start(int listen_port, int target_port);
+void tu_proxy_stop(pid_t pid);
 
 #endif

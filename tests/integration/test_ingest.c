@@ -705,11 +705,12 @@ START_TEST(exit_codes_usage_config_unreachable_missing)
     ck_assert_ptr_nonnull(strstr(err, "checkpoint.records"));
     free(out);
     free(err);
-    /* broker unreachable: 69 */
+    /* broker unreachable at start: 69 after startup.timeout.ms */
     rc = run_ingest(&n, path, (const char *const[]){ "--kafka.bootstrap.servers", "127.0.0.1:1",
-                                                     "--broker.timeout.ms", "1500", NULL },
+                                                     "--startup.timeout.ms", "1500", NULL },
                     &out, &err, 30000);
     ck_assert_msg(rc == 69, "exit %d: %s", rc, err);
+    ck_assert_ptr_nonnull(strstr(err, "kafka at 127.0.0.1:1 unreachable"));
     free(out);
     free(err);
     /* a missing file: 66, named */

@@ -105,6 +105,9 @@ START_TEST(bad_config_exits_78_naming_the_key)
         { "dataset = payee\nhttp.port = 99999\n", "http.port" },
         { "dataset = payee\nlog.level = loud\n", "log.level" },
         { "dataset = payee\nshutdown.grace.ms = soon\n", "shutdown.grace.ms" },
+        { "dataset = payee\nstartup.timeout.ms = 0\n", "startup.timeout.ms" },
+        /* an empty broker list: nothing would ever be reached */
+        { "dataset = payee\nkafka.bootstrap.servers =\n", "kafka.bootstrap.servers" },
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char *path = tu_write_temp(needs_dataset(svc) ? cases[i].file : strchr(cases[i].file, '\n') + 1);
@@ -207,6 +210,9 @@ START_TEST(serves_health_ready_metrics_and_stops_on_sigterm)
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
         char *argv[] = { bin_path(svc), portflag, "--shutdown.grace.ms=5000",
+                         /* the persister is ready once its database answers */
+                         strcmp(svc, "svc-persister") == 0 ? "--pg.password=tributary"
+                                                           : "--log.level=info",
                          needs_dataset(svc) ? "--dataset=payee" : NULL, NULL };
         int devnull = open("/dev/null", 1);
         dup2(devnull, 2);
@@ -277,6 +283,151 @@ START_TEST(readyz_fails_without_broker)
 }
 END_TEST
 
+/* ---- the start-up policy (docs/OPERATIONS.md) -------------------------- */
+
+/* The lines of text that are not JSON log lines: what a person reads. */
+static int count_plain_lines(const char *s)
+{
+    int n = 0;
+    for (const char *l = s; *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : l + strlen(l))
+        n += *l != '{' && *l != '\n';
+    return n;
+}
+
+/* Run svc with args until it exits; assert exit 69 with one plain line
+ * that starts "<svc>: <want>", after at least min_ms. */
+static void expect_69(const char *svc, char **args, const char *want, int64_t min_ms)
+{
+    char *err = NULL, *out = NULL, line[512];
+    int64_t t0 = core_mono_ms(), took;
+    int rc = run(svc, args, &err, &out);
+
+    took = core_mono_ms() - t0;
+    snprintf(line, sizeof(line), "%s: %s", svc, want);
+    ck_assert_msg(rc == 69, "%s: exit %d, not 69; stderr: %s", svc, rc, err);
+    ck_assert_msg(strstr(err, line) != NULL, "%s: no line '%s' in: %s", svc, line, err);
+    ck_assert_msg(count_plain_lines(err) == 1, "%s: expected one plain line: %s", svc, err);
+    ck_assert_msg(took >= min_ms, "%s: gave up after %lld ms, before startup.timeout.ms", svc,
+                  (long long)took);
+    ck_assert_msg(took < min_ms + 15000, "%s: took %lld ms", svc, (long long)took);
+    free(err);
+    free(out);
+}
+
+/* Every service, started with a broker address where nothing listens,
+ * gives up after startup.timeout.ms (not 30 s, 60 s or never), exit 69,
+ * naming the dependency and its address. */
+START_TEST(unreachable_broker_at_start_exits_69_naming_it)
+{
+    const char *svc = services[_i];
+    char *args[] = { "--http.port=0", "--startup.timeout.ms=1500",
+                     "--kafka.bootstrap.servers=127.0.0.1:1",
+                     /* the persister reaches its database first */
+                     strcmp(svc, "svc-persister") == 0 ? "--pg.password=tributary"
+                                                       : "--log.level=info",
+                     needs_dataset(svc) ? "--dataset=payee" : NULL, NULL };
+
+    expect_69(svc, args, "kafka at 127.0.0.1:1 unreachable for startup.timeout.ms (1500 ms)",
+              1500);
+}
+END_TEST
+
+/* svc-ingest's one-shot run of a file follows the same rule. */
+START_TEST(ingest_file_with_unreachable_broker_exits_69_naming_it)
+{
+    char *path = tu_write_temp("payee_id,name\nP1,x\n");
+    char *args[] = { "--http.port=0", "--startup.timeout.ms=1000",
+                     "--kafka.bootstrap.servers=127.0.0.1:1", "--dataset=payee", path, NULL };
+
+    expect_69("svc-ingest", args,
+              "kafka at 127.0.0.1:1 unreachable for startup.timeout.ms (1000 ms)", 1000);
+    unlink(path);
+    free(path);
+}
+END_TEST
+
+/* The feeder waited for an unreachable Redis forever: now startup.timeout.ms,
+ * then 69 naming it (the edge: 1 ms still tries once). */
+START_TEST(feeder_unreachable_redis_at_start_exits_69_naming_it)
+{
+    char *args[] = { "--http.port=0", "--startup.timeout.ms=1200", "--redis.port=1",
+                     "--dataset=payee", NULL };
+    char *args1[] = { "--http.port=0", "--startup.timeout.ms=1", "--redis.host=127.0.0.1",
+                      "--redis.port=1", "--dataset=payee", NULL };
+
+    expect_69("svc-cache-feeder", args,
+              "redis at 127.0.0.1:1 unreachable for startup.timeout.ms (1200 ms)", 1200);
+    expect_69("svc-cache-feeder", args1,
+              "redis at 127.0.0.1:1 unreachable for startup.timeout.ms (1 ms): redis "
+              "127.0.0.1:1: connect: Connection refused",
+              0);
+}
+END_TEST
+
+/* A refused Redis password is a configuration error: 78 at once. */
+START_TEST(feeder_refused_redis_password_exits_78_naming_it)
+{
+    char *err = NULL, *out = NULL;
+    char *args[] = { "--http.port=0", "--redis.password=not-the-password", "--dataset=payee",
+                     NULL };
+    int rc = run("svc-cache-feeder", args, &err, &out);
+
+    ck_assert_msg(rc == 78, "exit %d; stderr: %s", rc, err);
+    ck_assert_ptr_nonnull(strstr(err, "svc-cache-feeder: configuration error: redis.password: "));
+    ck_assert_msg(strstr(err, "not-the-password") == NULL, "the password is printed: %s", err);
+    ck_assert_int_eq(count_plain_lines(err), 1);
+    free(err);
+    free(out);
+}
+END_TEST
+
+/* A dependency that answers within startup.timeout.ms is waited for: the
+ * feeder with Redis behind a forwarder that opens 1.5 s after the start
+ * gets ready (and /readyz says what it waits for meanwhile). */
+START_TEST(feeder_waits_for_redis_that_comes_up_in_time)
+{
+    int port = 18198, rport = tu_free_port();
+    char portflag[32], rflag[32];
+    struct body b;
+    pid_t pid, proxy;
+    int status = 0;
+    int64_t deadline;
+    long code = 0;
+
+    ck_assert_int_gt(rport, 0);
+    snprintf(portflag, sizeof(portflag), "--http.port=%d", port);
+    snprintf(rflag, sizeof(rflag), "--redis.port=%d", rport);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        char *argv[] = { bin_path("svc-cache-feeder"), portflag, rflag, "--dataset=payee",
+                         "--startup.timeout.ms=60000", "--shutdown.grace.ms=5000", NULL };
+        int devnull = open("/dev/null", 1);
+        dup2(devnull, 2);
+        execve(argv[0], argv, base_env);
+        _exit(127);
+    }
+    deadline = core_mono_ms() + 20000;
+    while (core_mono_ms() < deadline && (code = http_get(port, "/healthz", &b)) != 200)
+        usleep(50000);
+    ck_assert_int_eq(code, 200);
+    ck_assert_int_eq(http_get(port, "/readyz", &b), 503);
+    ck_assert_msg(strstr(b.buf, "redis") != NULL, "reason: %s", b.buf);
+    usleep(1500000); /* the outage being tested: Redis absent for a while */
+    ck_assert_int_eq(waitpid(pid, &status, WNOHANG), 0);
+    proxy = tu_proxy_start(rport, 6379);
+    ck_assert_int_gt(proxy, 0);
+    deadline = core_mono_ms() + 20000;
+    while (core_mono_ms() < deadline && (code = http_get(port, "/readyz", &b)) != 200)
+        usleep(100000);
+    ck_assert_msg(code == 200, "never ready: %s", b.buf);
+    kill(pid, SIGTERM);
+    waitpid(pid, &status, 0);
+    tu_proxy_stop(proxy);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("services");
@@ -292,6 +443,14 @@ int main(void)
     tcase_set_timeout(th, 60);
     tcase_add_loop_test(th, serves_health_ready_metrics_and_stops_on_sigterm, 0, NSERVICES);
     tcase_add_test(th, readyz_fails_without_broker);
+    tcase_add_test(th, feeder_waits_for_redis_that_comes_up_in_time);
+    TCase *ts = tcase_create("startup");
+    tcase_set_timeout(ts, 60);
+    tcase_add_loop_test(ts, unreachable_broker_at_start_exits_69_naming_it, 0, NSERVICES);
+    tcase_add_test(ts, ingest_file_with_unreachable_broker_exits_69_naming_it);
+    tcase_add_test(ts, feeder_unreachable_redis_at_start_exits_69_naming_it);
+    tcase_add_test(ts, feeder_refused_redis_password_exits_78_naming_it);
+    suite_add_tcase(s, ts);
     suite_add_tcase(s, tc);
     suite_add_tcase(s, th);
     int rc = tu_run(&s, 1);

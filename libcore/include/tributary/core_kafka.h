@@ -95,6 +95,9 @@ rd_kafka_conf_t *core_kafka_conf_new(const core_config_t *cfg,
  */
 const char *core_kafka_consumer_config(const core_config_t *cfg, const char *name);
 
+/** @brief The same for a producer: kafka.producer.NAME, else kafka.NAME. */
+const char *core_kafka_producer_config(const core_config_t *cfg, const char *name);
+
 /**
  * @brief Check every kafka.* key of \p cfg (names and values) without
  * creating a client: for start-up checks, before anything is touched

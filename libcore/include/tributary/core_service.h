@@ -1,7 +1,7 @@
 /* core_service.h — the common start and stop of every tributary service.
  *
  * core_service_init() declares the common keys (log.level, http.*,
- * shutdown.grace.ms, proto.dir, instance.id) next to the service's own
+ * shutdown.grace.ms, startup.timeout.ms, proto.dir, instance.id) next to the service's own
  * table, loads the configuration (defaults < file < env < flags), answers
  * --help and --version, checks the kafka.* keys and the datasets named
  * (def->datasets),
@@ -21,6 +21,7 @@
 #define TRIBUTARY_CORE_SERVICE_H
 
 #include "tributary/core_avro.h"
+#include "tributary/core_common.h"
 #include "tributary/core_config.h"
 #include "tributary/core_http.h"
 
@@ -38,6 +39,7 @@ struct core_service_common {
     int64_t shutdown_grace_ms;
     char *proto_dir;
     char *instance_id;
+    int64_t startup_timeout_ms;
 };
 
 typedef struct core_service core_service_t;
@@ -120,8 +122,64 @@ int core_service_config_error(const core_service_t *svc, const char *errstr);
 int core_service_ready_on_kafka(core_service_t *svc, char *errstr, size_t errstr_size);
 
 /**
+ * @brief The Kafka part of readiness, for a service's own readiness
+ * callback: what core_service_ready_on_kafka() serves (a metadata request,
+ * at most every 2 s). Thread-safe (HTTP threads).
+ * @returns true while the brokers answer; else false with the reason
+ * ("kafka: ...").
+ */
+bool core_service_kafka_ready(core_service_t *svc, char *reason, size_t reason_size);
+
+/**
+ * @brief One attempt to reach a dependency, for core_service_await().
+ * @p timeout_ms bounds the attempt (the time left, at most 5 s).
+ * @returns CORE_OK (it answered), CORE_ERR_INVALID (it answered and refused
+ * the configuration: errstr names the key, "pg.password: ..."), anything
+ * else (not reachable yet: errstr says why).
+ */
+typedef core_err_t (*core_service_probe_fn)(void *opaque, int timeout_ms, char *errstr,
+                                            size_t errstr_size);
+
+/**
+ * @brief The start-up policy for a dependency (docs/OPERATIONS.md): try
+ * @p probe, backing off from 100 ms to 2 s, until it answers or
+ * startup.timeout.ms has passed since core_service_init(). One warning is
+ * logged while it waits. Main thread; the HTTP server answers meanwhile
+ * (readiness says what the service waits for).
+ * @returns CORE_SERVICE_CONTINUE once the dependency answered; otherwise
+ * the exit code, its reason printed as one line on stderr:
+ * CORE_EX_UNAVAILABLE ("<service>: <dependency> at <address> unreachable
+ * for startup.timeout.ms (N ms): <reason>"), CORE_EX_CONFIG ("<service>:
+ * configuration error: <errstr>"), or 0 when SIGTERM/SIGINT came first
+ * (nothing printed).
+ */
+int core_service_await(core_service_t *svc, const char *dependency, const char *address,
+                       core_service_probe_fn probe, void *opaque);
+
+/**
+ * @brief core_service_await() on the Kafka brokers (kafka.bootstrap.servers):
+ * a metadata request they answer. Needs core_service_ready_on_kafka()
+ * (core_service_main() calls it before def->run).
+ */
+int core_service_await_kafka(core_service_t *svc);
+
+/**
+ * @brief The group.instance.id (static membership) of a consumer service's
+ * member: @p configured when set (empty: NULL, a dynamic member), else
+ * "<service>-<instance.id>-<dataset>[.<dataset>...]", every byte Kafka does
+ * not allow in an id ([A-Za-z0-9._-]) as '_', cut to 249 bytes. Stable per
+ * instance, so a restarted member gets its partitions back at once; a
+ * kafka.group.instance.id the user set still wins (kafka.* over defaults).
+ * @returns buf, or NULL for a dynamic member.
+ */
+const char *core_service_group_instance_id(const core_service_t *svc, const char *configured,
+                                           const core_cfg_list *datasets, char *buf,
+                                           size_t size);
+
+/**
  * @brief Wait until SIGTERM/SIGINT (the work loop of a service that has
- * nothing else to do yet). Logs start and stop. Returns 0.
+ * nothing else to do yet), after core_service_await_kafka(). Logs start
+ * and stop. @returns 0, or the exit code of core_service_await_kafka().
  */
 int core_service_idle(core_service_t *svc);
 

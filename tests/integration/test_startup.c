@@ -1,0 +1,711 @@
+/* test_startup.c — how the services start and restart against the real
+ * local stack: svc-persister's database checked at start (a refused
+ * password or database is a configuration error, exit 78; an unreachable
+ * one is waited for up to startup.timeout.ms, then 69), its readiness while
+ * the database is away (at start and during an outage), and how fast a
+ * consumer service killed with -9 writes again after its restart (static
+ * membership: no wait for the dead member's session). */
+#include "testutil.h"
+#include "tributary/core_avro.h"
+#include "tributary/core_common.h"
+#include "tributary/core_kafka.h"
+
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <hiredis/hiredis.h>
+#include <libpq-fe.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PG_MAIN "host=127.0.0.1 port=5432 dbname=tributary user=tributary password=tributary"
+
+static core_avro_catalog_t *cat;
+static const core_avro_schema_t *payee;
+
+static void setup(void)
+{
+    char err[512];
+    cat = core_avro_catalog_load(tu_proto_dir(), err, sizeof(err));
+    ck_assert_msg(cat != NULL, "catalogue: %s", err);
+    payee = core_avro_catalog_by_dataset(cat, "payee");
+    ck_assert_ptr_nonnull(payee);
+}
+
+static void teardown(void)
+{
+    core_avro_catalog_free(cat);
+    cat = NULL;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+    nanosleep(&ts, NULL);
+}
+
+/* ---- running a service ---------------------------------------------------- */
+
+static char env_proto[1100];
+static char *base_env[] = { env_proto, "PATH=/usr/bin:/bin", "MONGOC_DISABLE_SHM=1", NULL };
+
+static const char *bin_path(const char *svc)
+{
+    static char path[1024];
+    snprintf(path, sizeof(path), "%s/bin/%s", tu_build_dir(), svc);
+    return path;
+}
+
+/* Run svc with args (NULL-terminated) to its end: exit status, stderr. */
+static int run(const char *svc, const char *const *args, char **err)
+{
+    char *argv[32];
+    int n = 0;
+
+    snprintf(env_proto, sizeof(env_proto), "TB_PROTO_DIR=%s", tu_proto_dir());
+    argv[n++] = (char *)bin_path(svc);
+    for (; args[n - 1] && n < 31; n++)
+        argv[n] = (char *)args[n - 1];
+    argv[n] = NULL;
+    return tu_run_cmd(argv, base_env, NULL, err, 30000);
+}
+
+/* Start svc in the background, stderr into log. */
+static pid_t spawn(const char *svc, const char *const *args, const char *log)
+{
+    char *argv[48];
+    int n = 0;
+    pid_t pid;
+
+    snprintf(env_proto, sizeof(env_proto), "TB_PROTO_DIR=%s", tu_proto_dir());
+    argv[n++] = (char *)bin_path(svc);
+    for (; args[n - 1] && n < 47; n++)
+        argv[n] = (char *)args[n - 1];
+    argv[n] = NULL;
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fd, 2);
+        execve(argv[0], argv, base_env);
+        _exit(127);
+    }
+    return pid;
+}
+
+static int stop(pid_t pid, int sig)
+{
+    int st = 0;
+    int64_t deadline = core_mono_ms() + 30000;
+
+    kill(pid, sig);
+    while (core_mono_ms() < deadline)
+        if (waitpid(pid, &st, WNOHANG) == pid)
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        else
+            sleep_ms(20);
+    kill(pid, SIGKILL);
+    waitpid(pid, &st, 0);
+    return -1;
+}
+
+static void assert_alive(pid_t pid, const char *log)
+{
+    int st;
+    if (waitpid(pid, &st, WNOHANG) == pid)
+        ck_abort_msg("the service exited early (status %d); see %s", st, log);
+}
+
+/* The lines of text that are not JSON log lines: what a person reads. */
+static int count_plain_lines(const char *s)
+{
+    int n = 0;
+    for (const char *l = s; *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : l + strlen(l))
+        n += *l != '{' && *l != '\n';
+    return n;
+}
+
+/* svc-persister with args exits code with one plain line holding want,
+ * and never prints secret. */
+static void persister_refuses(const char *const *args, int code, const char *want,
+                              const char *secret)
+{
+    char *err = NULL;
+    int rc = run("svc-persister", args, &err);
+
+    ck_assert_msg(rc == code, "exit %d, not %d; stderr: %s", rc, code, err);
+    ck_assert_msg(strstr(err, want) != NULL, "no '%s' in: %s", want, err);
+    ck_assert_msg(count_plain_lines(err) == 1, "expected one plain line: %s", err);
+    ck_assert_msg(!secret || strstr(err, secret) == NULL, "the secret is printed: %s", err);
+    free(err);
+}
+
+/* ---- HTTP ----------------------------------------------------------------- */
+
+struct body {
+    char buf[1 << 18];
+    size_t len;
+};
+
+static size_t on_body(char *p, size_t size, size_t n, void *ud)
+{
+    struct body *b = ud;
+    size_t len = size * n, room = sizeof(b->buf) - 1 - b->len;
+    memcpy(b->buf + b->len, p, len < room ? len : room);
+    b->len += len < room ? len : room;
+    b->buf[b->len] = '\0';
+    return len;
+}
+
+static long http_get(int port, const char *path, struct body *b)
+{
+    char url[256];
+    long code = 0;
+    CURL *h = curl_easy_init();
+
+    b->len = 0;
+    b->buf[0] = '\0';
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, b);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 5000L);
+    if (curl_easy_perform(h) == CURLE_OK)
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+    curl_easy_cleanup(h);
+    return code;
+}
+
+/* Wait until /readyz answers want (and its body holds has, if set). */
+static void wait_readyz(pid_t pid, const char *log, int port, long want, const char *has,
+                        int within_ms)
+{
+    static struct body b;
+    long code = 0;
+    int64_t deadline = core_mono_ms() + within_ms;
+
+    while (core_mono_ms() < deadline) {
+        code = http_get(port, "/readyz", &b);
+        if (code == want && (!has || strstr(b.buf, has)))
+            return;
+        assert_alive(pid, log);
+        sleep_ms(100);
+    }
+    ck_abort_msg("/readyz: %ld '%s' after %d ms, expected %ld with '%s'", code, b.buf, within_ms,
+                 want, has ? has : "");
+}
+
+/* ---- svc-persister: the database at start --------------------------------- */
+
+START_TEST(wrong_pg_password_exits_78_naming_pg_password)
+{
+    const char *args[] = { "--dataset=payee", "--http.port=0", "--pg.password=not-the-password",
+                           NULL };
+    persister_refuses(args, 78, "svc-persister: configuration error: pg.password: ",
+                      "not-the-password");
+    /* none set while the server asks for one: the same key */
+    const char *none[] = { "--dataset=payee", "--http.port=0", NULL };
+    persister_refuses(none, 78, "svc-persister: configuration error: pg.password: ", NULL);
+}
+END_TEST
+
+START_TEST(unknown_pg_database_exits_78_naming_pg_conninfo)
+{
+    const char *args[] = { "--dataset=payee", "--http.port=0", "--pg.password=tributary",
+                           "--pg.conninfo=host=127.0.0.1 dbname=tb_no_such_db user=tributary",
+                           NULL };
+    persister_refuses(args, 78, "svc-persister: configuration error: pg.conninfo: ", NULL);
+    persister_refuses(args, 78, "tb_no_such_db", NULL);
+}
+END_TEST
+
+/* libpq takes an empty value for its default (port 5432, the user the
+ * process runs as), and "port= dbname=x" for port "dbname=x": refused,
+ * before any server is asked. */
+START_TEST(pg_conninfo_empty_value_exits_78)
+{
+    static const struct { const char *conninfo, *want; } cases[] = {
+        { "host=127.0.0.1 dbname=tributary user=tributary port=", "pg.conninfo: port has an empty value" },
+        { "host=127.0.0.1 port= dbname=tributary user=tributary", "pg.conninfo: port has an empty value" },
+        { "host=127.0.0.1 port=5432 dbname=tributary user=''", "pg.conninfo: user has an empty value" },
+        { "host= port=5432 dbname=tributary", "pg.conninfo: host has an empty value" },
+        { "", "pg.conninfo: empty" },
+        { "host=127.0.0.1 port=5432x", "pg.conninfo: invalid integer value \"5432x\"" },
+        { "host=127.0.0.1 no_such_option=1", "pg.conninfo: invalid connection option" },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char flag[256];
+        snprintf(flag, sizeof(flag), "--pg.conninfo=%s", cases[i].conninfo);
+        const char *args[] = { "--dataset=payee", "--http.port=0", "--pg.password=tributary",
+                               flag, "--kafka.bootstrap.servers=127.0.0.1:1", NULL };
+        int64_t t0 = core_mono_ms();
+        persister_refuses(args, 78, cases[i].want, NULL);
+        ck_assert_msg(core_mono_ms() - t0 < 10000, "%s: refused only after %lld ms",
+                      cases[i].conninfo, (long long)(core_mono_ms() - t0));
+    }
+}
+END_TEST
+
+/* FerretDB refuses SCRAM logins (it knows PLAIN only): a refused login at
+ * start is the configuration's. */
+START_TEST(mongodb_login_refused_exits_78_naming_mongodb_uri)
+{
+    const char *args[] = { "--dataset=payee", "--http.port=0", "--sink=mongodb",
+                           "--mongodb.uri=mongodb://someone:s3cret-pw@127.0.0.1:27017/", NULL };
+    persister_refuses(args, 78, "svc-persister: configuration error: mongodb.uri: ", "s3cret-pw");
+}
+END_TEST
+
+START_TEST(unreachable_database_at_start_exits_69_naming_it)
+{
+    const char *pgargs[] = { "--dataset=payee", "--http.port=0", "--pg.password=tributary",
+                             "--pg.conninfo=host=127.0.0.1 port=1 dbname=tributary user=tributary",
+                             "--startup.timeout.ms=1500", NULL };
+    int64_t t0 = core_mono_ms();
+    persister_refuses(pgargs, 69,
+                      "svc-persister: postgres at 127.0.0.1:1 unreachable for startup.timeout.ms "
+                      "(1500 ms)",
+                      NULL);
+    ck_assert_int_ge(core_mono_ms() - t0, 1500);
+    const char *margs[] = { "--dataset=payee", "--http.port=0", "--sink=mongodb",
+                            "--mongodb.uri=mongodb://127.0.0.1:1", "--startup.timeout.ms=1500",
+                            NULL };
+    persister_refuses(margs, 69,
+                      "svc-persister: mongodb at 127.0.0.1:1 unreachable for startup.timeout.ms "
+                      "(1500 ms)",
+                      NULL);
+}
+END_TEST
+
+/* PostgreSQL behind a forwarder: absent at start (the persister waits,
+ * /readyz 503 naming it), then there (200), then gone with nothing to
+ * write (503 again: the idle persister pings it), then back (200). */
+START_TEST(persister_readyz_503_while_database_away)
+{
+    int pgport = tu_free_port(), hport = 21000 + (int)(getpid() % 5000);
+    char conninfo[200], hflag[32], log[256];
+    pid_t proxy, pid;
+
+    ck_assert_int_gt(pgport, 0);
+    snprintf(conninfo, sizeof(conninfo),
+             "--pg.conninfo=host=127.0.0.1 port=%d dbname=tributary user=tributary", pgport);
+    snprintf(hflag, sizeof(hflag), "--http.port=%d", hport);
+    snprintf(log, sizeof(log), "/tmp/tb_startup_ready_%s.log", tu_unique());
+    const char *args[] = { "--dataset=payee", hflag, "--pg.password=tributary", conninfo,
+                           "--startup.timeout.ms=120000", "--shutdown.grace.ms=5000",
+                           "--retry.base.ms=100", "--retry.max.ms=500", NULL };
+    pid = spawn("svc-persister", args, log);
+    wait_readyz(pid, log, hport, 503, "postgres", 20000);
+    static struct body hb;
+    ck_assert_int_eq(http_get(hport, "/healthz", &hb), 200);
+
+    proxy = tu_proxy_start(pgport, 5432);
+    ck_assert_int_gt(proxy, 0);
+    wait_readyz(pid, log, hport, 200, NULL, 30000);
+
+    tu_proxy_stop(proxy); /* the outage: every connection cut */
+    wait_readyz(pid, log, hport, 503, "postgres", 15000);
+
+    proxy = tu_proxy_start(pgport, 5432);
+    ck_assert_int_gt(proxy, 0);
+    wait_readyz(pid, log, hport, 200, NULL, 30000);
+    ck_assert_int_eq(stop(pid, SIGTERM), 0);
+    tu_proxy_stop(proxy);
+
+    char *text = core_read_file(log, 1 << 22, NULL, NULL, 0);
+    char addr[64];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", pgport);
+    ck_assert_msg(text && strstr(text, "waiting for a dependency at start") && strstr(text, addr),
+                  "the wait at start is not reported: %s", text ? text : "");
+    free(text);
+    unlink(log);
+}
+END_TEST
+
+/* ---- restarts after kill -9: static membership ---------------------------- */
+
+static core_kafka_producer_t *new_producer(void)
+{
+    char err[512];
+    core_kafka_producer_opts po = { 0 };
+    core_kafka_prop props[] = { { "bootstrap.servers", "127.0.0.1:9092" },
+                                { "linger.ms", "0" } };
+    po.defaults = props;
+    po.ndefaults = 2;
+    core_kafka_producer_t *p = core_kafka_producer_new(&po, err, sizeof(err));
+    ck_assert_msg(p != NULL, "producer: %s", err);
+    return p;
+}
+
+static void create_topic(core_kafka_producer_t *p, const char *name, int partitions)
+{
+    rd_kafka_t *rk = core_kafka_producer_handle(p);
+    char err[256];
+    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(name, partitions, 1, err, sizeof(err));
+    ck_assert_ptr_nonnull(nt);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 20000);
+    ck_assert_msg(ev != NULL, "CreateTopics timed out");
+    size_t n;
+    const rd_kafka_topic_result_t **tr =
+        rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
+    ck_assert_int_eq((int)n, 1);
+    rd_kafka_resp_err_t e = rd_kafka_topic_result_error(tr[0]);
+    ck_assert_msg(e == 0 || e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS, "create %s: %s", name,
+                  rd_kafka_err2str(e));
+    rd_kafka_event_destroy(ev);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_NewTopic_destroy(nt);
+}
+
+/* One payee ADD of key (version v) onto topic, delivered. */
+static void produce_payee(core_kafka_producer_t *p, const char *topic, const char *key, int v)
+{
+    char text[2048], err[512];
+    snprintf(text, sizeof(text),
+             "{\"meta\":{\"id\":\"00000000-0000-4000-8000-%012d\",\"op\":\"ADD\",\"kind\":"
+             "\"CHANGE\",\"source\":\"test\",\"batch_id\":\"b1\",\"seq\":%d,"
+             "\"event_time\":\"2026-11-22T10:00:00.000Z\",\"version\":%d,\"old_key\":null},"
+             "\"payee_id\":\"%s\",\"name\":\"n\",\"account_number\":\"0000000001\","
+             "\"routing_number\":\"021000021\",\"iban\":null,\"country\":\"US\","
+             "\"currency\":\"USD\",\"email\":null,\"amount_limit\":\"1.00\",\"status\":\"ACTIVE\","
+             "\"updated_at\":\"2026-11-22T08:30:00.000Z\"}",
+             v, v, v, key);
+    cJSON *j = cJSON_Parse(text);
+    ck_assert_ptr_nonnull(j);
+    avro_value_t val;
+    ck_assert_msg(core_avro_from_json(payee, j, &val, err, sizeof(err)) == CORE_OK, "%s", err);
+    void *buf = NULL;
+    size_t len = 0;
+    ck_assert_int_eq(core_avro_encode(payee, &val, &buf, &len, err, sizeof(err)), CORE_OK);
+    ck_assert_int_eq(core_kafka_produce(p, topic, key, strlen(key), buf, len, NULL, 0, NULL, err,
+                                        sizeof(err)),
+                     CORE_OK);
+    ck_assert_uint_eq(core_kafka_producer_flush(p, 20000), 0);
+    free(buf);
+    avro_value_decref(&val);
+    cJSON_Delete(j);
+}
+
+typedef bool (*written_fn)(const char *where, const char *key);
+
+static bool pg_has(const char *schema, const char *key)
+{
+    PGconn *c = PQconnectdb(PG_MAIN);
+    char sql[256];
+    bool found = false;
+
+    if (PQstatus(c) == CONNECTION_OK) {
+        snprintf(sql, sizeof(sql), "SELECT 1 FROM \"%s\".payee WHERE payee_id = '%s'", schema,
+                 key);
+        PGresult *r = PQexec(c, sql);
+        found = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
+        PQclear(r);
+    }
+    PQfinish(c);
+    return found;
+}
+
+static bool redis_has(const char *prefix, const char *key)
+{
+    struct timeval tv = { 2, 0 };
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", 6379, tv);
+    bool found = false;
+
+    if (c && !c->err) {
+        redisReply *r = redisCommand(c, "EXISTS %s:payee:%s", prefix, key);
+        found = r && r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+        if (r)
+            freeReplyObject(r);
+    }
+    if (c)
+        redisFree(c);
+    return found;
+}
+
+/* ms until key is written (where), or -1 after within_ms. */
+static int64_t wait_written(pid_t pid, const char *log, written_fn has, const char *where,
+                            const char *key, int within_ms)
+{
+    int64_t t0 = core_mono_ms();
+    while (core_mono_ms() - t0 < within_ms) {
+        if (has(where, key))
+            return core_mono_ms() - t0;
+        assert_alive(pid, log);
+        sleep_ms(50);
+    }
+    return -1;
+}
+
+/* A service consumes topic: written, kill -9, restarted with the same
+ * arguments at t0, a new record produced: written again within 5 s of t0
+ * (the dead member's session, 45 s by default, is not waited out). */
+static void restart_after_kill9(const char *svc, const char *const *args, const char *topic,
+                                written_fn has, const char *where)
+{
+    char log[256];
+    core_kafka_producer_t *p = new_producer();
+    pid_t pid;
+    int64_t t0, ms;
+
+    snprintf(log, sizeof(log), "/tmp/tb_startup_%s_%s.log", svc, tu_unique());
+    create_topic(p, topic, 3);
+    pid = spawn(svc, args, log);
+    /* a group without offsets may start at the end (the validator): the
+     * first record again until the service has its partitions */
+    ms = -1;
+    for (int v = 1; v <= 12 && ms < 0; v++) {
+        produce_payee(p, topic, "R0000001", v);
+        ms = wait_written(pid, log, has, where, "R0000001", 5000);
+    }
+    ck_assert_msg(ms >= 0, "%s: the first record never written; see %s", svc, log);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+
+    t0 = core_mono_ms();
+    pid = spawn(svc, args, log);
+    produce_payee(p, topic, "R0000002", 100);
+    ms = wait_written(pid, log, has, where, "R0000002", 60000);
+    ck_assert_msg(ms >= 0, "%s: nothing written after the restart; see %s", svc, log);
+    ms = core_mono_ms() - t0;
+    printf("%s: restart after kill -9 to the first write: %lld ms\n", svc, (long long)ms);
+    fflush(stdout);
+    ck_assert_msg(ms < 5000, "%s: %lld ms from the restart to the first write", svc,
+                  (long long)ms);
+    ck_assert_int_eq(stop(pid, SIGTERM), 0);
+    core_kafka_producer_free(p);
+    unlink(log);
+}
+
+START_TEST(persister_restart_after_kill9_writes_within_5s)
+{
+    char u[48], topic[128], suffix[128], dlq[128], schema[64], group[80], inst[80], audit[80];
+    char s_schema[80];
+
+    snprintf(u, sizeof(u), "r%s", tu_unique());
+    snprintf(suffix, sizeof(suffix), "--topic.valid.suffix=.valid_%s", u);
+    snprintf(topic, sizeof(topic), "payee.valid_%s", u);
+    snprintf(dlq, sizeof(dlq), "--topic.dlq.suffix=.dlq_%s", u);
+    snprintf(schema, sizeof(schema), "t_%s", u);
+    snprintf(s_schema, sizeof(s_schema), "--pg.schema=%s", schema);
+    snprintf(group, sizeof(group), "--group.id=persister_%s", u);
+    snprintf(inst, sizeof(inst), "--instance.id=inst_%s", u);
+    snprintf(audit, sizeof(audit), "--audit.topic=audit_%s", u);
+    /* no group.instance.id, no session.timeout.ms: the defaults */
+    const char *args[] = { "--dataset=payee", "--http.port=0", "--pg.password=tributary",
+                           "--create-tables", s_schema, suffix, dlq, group, inst, audit,
+                           "--batch.timeout.ms=50", NULL };
+    restart_after_kill9("svc-persister", args, topic, pg_has, schema);
+
+    PGconn *c = PQconnectdb(PG_MAIN);
+    char sql[128];
+    snprintf(sql, sizeof(sql), "SET client_min_messages = warning; DROP SCHEMA \"%s\" CASCADE",
+             schema);
+    PQclear(PQexec(c, sql));
+    PQfinish(c);
+}
+END_TEST
+
+/* where: the validator's HTTP port; key: unused (a restarted process
+ * counts from 0: any record routed in a committed transaction). */
+static bool validator_routed(const char *where, const char *key)
+{
+    static struct body b;
+    double sum = 0;
+
+    (void)key;
+    if (http_get(atoi(where), "/metrics", &b) != 200)
+        return false;
+    for (const char *l = b.buf; (l = strstr(l, "\ntributary_validator_records_total{")); l++) {
+        const char *v = strchr(l + 1, '}');
+        if (v)
+            sum += atof(v + 1);
+    }
+    return sum > 0;
+}
+
+START_TEST(validator_restart_after_kill9_writes_within_5s)
+{
+    char u[48], topic[128], prefix[80], s_prefix[100], group[80], inst[80], audit[80];
+    char port[16], s_port[32];
+
+    snprintf(u, sizeof(u), "v%s", tu_unique());
+    snprintf(prefix, sizeof(prefix), "%s.", u);
+    snprintf(s_prefix, sizeof(s_prefix), "--topic.prefix=%s", prefix);
+    snprintf(topic, sizeof(topic), "%spayee.raw", prefix);
+    snprintf(group, sizeof(group), "--group.id=validator_%s", u);
+    snprintf(inst, sizeof(inst), "--instance.id=inst_%s", u);
+    snprintf(audit, sizeof(audit), "--audit.topic=audit_%s", u);
+    snprintf(port, sizeof(port), "%d", 26000 + (int)(getpid() % 4000));
+    snprintf(s_port, sizeof(s_port), "--http.port=%s", port);
+    const char *args[] = { "--dataset=payee", s_port, s_prefix, group, inst, audit,
+                           "--commit.interval.ms=50", NULL };
+    restart_after_kill9("svc-validator", args, topic, validator_routed, port);
+}
+END_TEST
+
+static int pg_count_prefix(const char *schema, const char *prefix)
+{
+    PGconn *c = PQconnectdb(PG_MAIN);
+    char sql[256];
+    int n = -1;
+
+    if (PQstatus(c) == CONNECTION_OK) {
+        snprintf(sql, sizeof(sql), "SELECT count(*) FROM \"%s\".payee WHERE payee_id LIKE '%s%%'",
+                 schema, prefix);
+        PGresult *r = PQexec(c, sql);
+        if (PQresultStatus(r) == PGRES_TUPLES_OK)
+            n = atoi(PQgetvalue(r, 0, 0));
+        PQclear(r);
+    }
+    PQfinish(c);
+    return n;
+}
+
+/* ms until n keys "<prefix>NN" are in the table, or -1 after within_ms. */
+static int64_t wait_rows(pid_t pid, const char *log, const char *schema, const char *prefix,
+                         int n, int within_ms)
+{
+    int64_t t0 = core_mono_ms();
+    while (core_mono_ms() - t0 < within_ms) {
+        if (pg_count_prefix(schema, prefix) == n)
+            return core_mono_ms() - t0;
+        assert_alive(pid, log);
+        sleep_ms(50);
+    }
+    return -1;
+}
+
+static void produce_keys(core_kafka_producer_t *p, const char *topic, const char *prefix, int n,
+                         int v)
+{
+    for (int i = 0; i < n; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "%s%02d", prefix, i);
+        produce_payee(p, topic, key, v);
+    }
+}
+
+static bool log_has(const char *log, const char *text)
+{
+    char *t = core_read_file(log, 1 << 22, NULL, NULL, 0);
+    bool has = t && strstr(t, text);
+    free(t);
+    return has;
+}
+
+/* Static membership's catch (librdkafka 2.0.2 sends no LeaveGroup for a
+ * static member that closes): a member stopped by SIGTERM leaves the group
+ * all the same, so the others take its partitions at once instead of after
+ * its session (45 s). Two persisters share four partitions; one stops; the
+ * other writes what comes next on all four within 5 s. */
+START_TEST(static_member_stopped_by_sigterm_hands_its_partitions_over_at_once)
+{
+    char u[48], topic[128], suffix[128], dlq[128], schema[64], s_schema[80], group[80];
+    char audit[80], log_a[256], log_b[256];
+    core_kafka_producer_t *p = new_producer();
+
+    snprintf(u, sizeof(u), "h%s", tu_unique());
+    snprintf(suffix, sizeof(suffix), "--topic.valid.suffix=.valid_%s", u);
+    snprintf(topic, sizeof(topic), "payee.valid_%s", u);
+    snprintf(dlq, sizeof(dlq), "--topic.dlq.suffix=.dlq_%s", u);
+    snprintf(schema, sizeof(schema), "t_%s", u);
+    snprintf(s_schema, sizeof(s_schema), "--pg.schema=%s", schema);
+    snprintf(group, sizeof(group), "--group.id=persister_%s", u);
+    snprintf(audit, sizeof(audit), "--audit.topic=audit_%s", u);
+    snprintf(log_a, sizeof(log_a), "/tmp/tb_startup_a_%s.log", u);
+    snprintf(log_b, sizeof(log_b), "/tmp/tb_startup_b_%s.log", u);
+    create_topic(p, topic, 4);
+    const char *a_args[] = { "--dataset=payee", "--http.port=0", "--pg.password=tributary",
+                             "--create-tables", s_schema, suffix, dlq, group, audit,
+                             "--batch.timeout.ms=50", "--instance.id=a", NULL };
+    const char *b_args[] = { "--dataset=payee", "--http.port=0", "--pg.password=tributary",
+                             "--create-tables", s_schema, suffix, dlq, group, audit,
+                             "--batch.timeout.ms=50", "--instance.id=b", NULL };
+    pid_t a = spawn("svc-persister", a_args, log_a);
+    produce_keys(p, topic, "A", 16, 1);
+    ck_assert_msg(wait_rows(a, log_a, schema, "A", 16, 60000) >= 0, "A never written");
+    pid_t b = spawn("svc-persister", b_args, log_b);
+    int64_t deadline = core_mono_ms() + 60000;
+    while (core_mono_ms() < deadline && !log_has(log_b, "\"msg\":\"kafka partitions assigned\""))
+        sleep_ms(50);
+    ck_assert_msg(log_has(log_b, "\"msg\":\"kafka partitions assigned\""),
+                  "b never got partitions; see %s", log_b);
+    produce_keys(p, topic, "B", 16, 2);
+    ck_assert_msg(wait_rows(b, log_b, schema, "B", 16, 60000) >= 0, "B never written");
+
+    ck_assert_int_eq(stop(a, SIGTERM), 0);
+    int64_t t0 = core_mono_ms();
+    produce_keys(p, topic, "C", 16, 3);
+    int64_t ms = wait_rows(b, log_b, schema, "C", 16, 60000);
+    ck_assert_msg(ms >= 0, "C never written; see %s", log_b);
+    ms = core_mono_ms() - t0;
+    printf("svc-persister: SIGTERM of a static member to all its partitions written by the "
+           "other: %lld ms\n", (long long)ms);
+    fflush(stdout);
+    ck_assert_msg(ms < 10000, "%lld ms until the stopped member's partitions were taken over",
+                  (long long)ms);
+    ck_assert_int_eq(stop(b, SIGTERM), 0);
+    core_kafka_producer_free(p);
+    PGconn *c = PQconnectdb(PG_MAIN);
+    char sql[128];
+    snprintf(sql, sizeof(sql), "SET client_min_messages = warning; DROP SCHEMA \"%s\" CASCADE",
+             schema);
+    PQclear(PQexec(c, sql));
+    PQfinish(c);
+    unlink(log_a);
+    unlink(log_b);
+}
+END_TEST
+
+START_TEST(feeder_restart_after_kill9_writes_within_5s)
+{
+    char u[48], topic[128], tmpl[160], prefix[64], s_prefix[80], group[80], inst[80], audit[80];
+
+    snprintf(u, sizeof(u), "f%s", tu_unique());
+    snprintf(topic, sizeof(topic), "payee.valid_%s", u);
+    snprintf(tmpl, sizeof(tmpl), "--topic.template={dataset}.valid_%s", u);
+    snprintf(prefix, sizeof(prefix), "p_%s", u);
+    snprintf(s_prefix, sizeof(s_prefix), "--cache.prefix=%s", prefix);
+    snprintf(group, sizeof(group), "--group.id=feeder_%s", u);
+    snprintf(inst, sizeof(inst), "--instance.id=inst_%s", u);
+    snprintf(audit, sizeof(audit), "--audit.topic=audit_%s", u);
+    const char *args[] = { "--dataset=payee", "--http.port=0", tmpl, s_prefix, group, inst,
+                           audit, "--commit.interval.ms=100", NULL };
+    restart_after_kill9("svc-cache-feeder", args, topic, redis_has, prefix);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("startup");
+    TCase *tc = tcase_create("persister_database");
+    TCase *tr = tcase_create("restart");
+
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, wrong_pg_password_exits_78_naming_pg_password);
+    tcase_add_test(tc, unknown_pg_database_exits_78_naming_pg_conninfo);
+    tcase_add_test(tc, pg_conninfo_empty_value_exits_78);
+    tcase_add_test(tc, mongodb_login_refused_exits_78_naming_mongodb_uri);
+    tcase_add_test(tc, unreachable_database_at_start_exits_69_naming_it);
+    tcase_add_test(tc, persister_readyz_503_while_database_away);
+    tcase_add_checked_fixture(tr, setup, teardown);
+    tcase_set_timeout(tr, 180);
+    tcase_add_test(tr, persister_restart_after_kill9_writes_within_5s);
+    tcase_add_test(tr, feeder_restart_after_kill9_writes_within_5s);
+    tcase_add_test(tr, validator_restart_after_kill9_writes_within_5s);
+    tcase_add_test(tr, static_member_stopped_by_sigterm_hands_its_partitions_over_at_once);
+    suite_add_tcase(s, tc);
+    suite_add_tcase(s, tr);
+    int rc = tu_run(&s, 1);
+    curl_global_cleanup();
+    return rc;
+}

@@ -1,0 +1,244 @@
+/* test_service.c — core_service's start-up policy (core_service_await) and
+ * the default static member id of a consumer, without any server. */
+#include "testutil.h"
+#include "tributary/core_common.h"
+#include "tributary/core_config.h"
+#include "tributary/core_lifecycle.h"
+#include "tributary/core_service.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const core_service_def def = {
+    .name = "svc-test",
+    .summary = "test",
+    .usage = "svc-test",
+    .http_port_default = "0",
+};
+
+/* A service started with these flags (HTTP on a free port). */
+static core_service_t *start(const char *const *flags)
+{
+    char *argv[16] = { "svc-test", "--http.port=0", "--http.bind=127.0.0.1" };
+    char *envp[] = { NULL };
+    core_service_t *svc = NULL;
+    int argc = 3;
+
+    for (; flags && *flags && argc < 15; flags++)
+        argv[argc++] = (char *)*flags;
+    argv[argc] = NULL;
+    ck_assert_int_eq(core_service_init(&svc, &def, argc, argv, envp), CORE_SERVICE_CONTINUE);
+    return svc;
+}
+
+static void finish(core_service_t *svc)
+{
+    core_service_free(svc);
+    core_lifecycle_reset();
+}
+
+/* A probe answering as told: fail `failures` times (TRANSIENT, or INVALID
+ * when refuse is set), then CORE_OK. */
+struct probe {
+    int calls, failures;
+    bool refuse;
+    int last_timeout;
+};
+
+static core_err_t probe(void *opaque, int timeout_ms, char *errstr, size_t errstr_size)
+{
+    struct probe *p = opaque;
+
+    p->calls++;
+    p->last_timeout = timeout_ms;
+    if (p->calls > p->failures)
+        return CORE_OK;
+    if (p->refuse) {
+        core_errstr(errstr, errstr_size, "db.password: refused");
+        return CORE_ERR_INVALID;
+    }
+    /* a library's multi-line message comes out as one line */
+    core_errstr(errstr, errstr_size, "connection refused\n\tsecond line");
+    return CORE_ERR_TRANSIENT;
+}
+
+/* stderr of fn, as text. */
+static char *stderr_of(int (*fn)(void *), void *arg, int *rc)
+{
+    char path[] = "/tmp/tb_test_service_XXXXXX";
+    int fd = mkstemp(path), saved = dup(2);
+
+    ck_assert_int_ge(fd, 0);
+    fflush(stderr);
+    dup2(fd, 2);
+    *rc = fn(arg);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    close(fd);
+    char *text = core_read_file(path, 1 << 20, NULL, NULL, 0);
+    unlink(path);
+    ck_assert_ptr_nonnull(text);
+    return text;
+}
+
+struct await_args {
+    core_service_t *svc;
+    struct probe *p;
+};
+
+static int do_await(void *arg)
+{
+    struct await_args *a = arg;
+    return core_service_await(a->svc, "db", "10.0.0.1:5432", probe, a->p);
+}
+
+START_TEST(await_gives_up_after_startup_timeout_with_one_line)
+{
+    const char *flags[] = { "--startup.timeout.ms=400", "--log.level=error", NULL };
+    core_service_t *svc = start(flags);
+    struct probe p = { .failures = 1000000 };
+    struct await_args a = { svc, &p };
+    int rc;
+    int64_t t0 = core_mono_ms();
+    char *err = stderr_of(do_await, &a, &rc);
+    int64_t took = core_mono_ms() - t0;
+
+    ck_assert_int_eq(rc, CORE_EX_UNAVAILABLE);
+    ck_assert_str_eq(err, "svc-test: db at 10.0.0.1:5432 unreachable for startup.timeout.ms "
+                          "(400 ms): connection refused  second line\n");
+    ck_assert_int_ge(took, 350); /* counted from init, a little before */
+    ck_assert_int_lt(took, 3000);
+    ck_assert_int_ge(p.calls, 3); /* retried, with backoff */
+    ck_assert_int_le(p.last_timeout, 400);
+    free(err);
+    finish(svc);
+}
+END_TEST
+
+/* The edge: 1 ms still tries once. */
+START_TEST(await_with_1ms_tries_once)
+{
+    const char *flags[] = { "--startup.timeout.ms=1", "--log.level=error", NULL };
+    core_service_t *svc = start(flags);
+    struct probe p = { .failures = 1 };
+    struct await_args a = { svc, &p };
+    int rc;
+
+    usleep(5000); /* the deadline has passed before the first try */
+    char *err = stderr_of(do_await, &a, &rc);
+    ck_assert_int_eq(rc, CORE_EX_UNAVAILABLE);
+    ck_assert_int_eq(p.calls, 1);
+    ck_assert_ptr_nonnull(strstr(err, "(1 ms)"));
+    free(err);
+    /* the same with an answer on the first try: go on */
+    p = (struct probe){ .failures = 0 };
+    ck_assert_int_eq(core_service_await(svc, "db", "x:1", probe, &p), CORE_SERVICE_CONTINUE);
+    ck_assert_int_eq(p.calls, 1);
+    finish(svc);
+}
+END_TEST
+
+START_TEST(await_goes_on_once_reached)
+{
+    const char *flags[] = { "--startup.timeout.ms=20000", "--log.level=error", NULL };
+    core_service_t *svc = start(flags);
+    struct probe p = { .failures = 2 };
+
+    ck_assert_int_eq(core_service_await(svc, "db", "x:1", probe, &p), CORE_SERVICE_CONTINUE);
+    ck_assert_int_eq(p.calls, 3);
+    finish(svc);
+}
+END_TEST
+
+/* A server that answers and refuses the configuration is not waited for. */
+START_TEST(await_refusal_is_a_configuration_error_at_once)
+{
+    const char *flags[] = { "--startup.timeout.ms=20000", "--log.level=error", NULL };
+    core_service_t *svc = start(flags);
+    struct probe p = { .failures = 1000, .refuse = true };
+    struct await_args a = { svc, &p };
+    int rc;
+    char *err = stderr_of(do_await, &a, &rc);
+
+    ck_assert_int_eq(rc, CORE_EX_CONFIG);
+    ck_assert_str_eq(err, "svc-test: configuration error: db.password: refused\n");
+    ck_assert_int_eq(p.calls, 1);
+    free(err);
+    finish(svc);
+}
+END_TEST
+
+/* SIGTERM while waiting: exit 0, nothing printed. */
+START_TEST(await_stops_on_a_stop_request)
+{
+    const char *flags[] = { "--startup.timeout.ms=60000", "--log.level=error", NULL };
+    core_service_t *svc = start(flags);
+    struct probe p = { .failures = 1000000 };
+    struct await_args a = { svc, &p };
+    int rc;
+
+    core_lifecycle_request_stop();
+    int64_t t0 = core_mono_ms();
+    char *err = stderr_of(do_await, &a, &rc);
+    ck_assert_int_eq(rc, 0);
+    ck_assert_str_eq(err, "");
+    ck_assert_int_lt(core_mono_ms() - t0, 5000);
+    free(err);
+    finish(svc);
+}
+END_TEST
+
+START_TEST(group_instance_id_is_stable_per_instance_and_bounded)
+{
+    char long_id[400], flag[420], buf[512];
+    const char *flags[] = { "--instance.id=pod-7", NULL };
+    core_service_t *svc = start(flags);
+    char *v[] = { "payee", "account_setting" };
+    core_cfg_list two = { 2, v }, none = { 0, NULL };
+
+    ck_assert_str_eq(core_service_group_instance_id(svc, NULL, &two, buf, sizeof(buf)),
+                     "svc-test-pod-7-payee.account_setting");
+    ck_assert_str_eq(core_service_group_instance_id(svc, NULL, &none, buf, sizeof(buf)),
+                     "svc-test-pod-7");
+    /* set: as given; empty: a dynamic member */
+    ck_assert_str_eq(core_service_group_instance_id(svc, "mine", &two, buf, sizeof(buf)), "mine");
+    ck_assert_ptr_null(core_service_group_instance_id(svc, "", &two, buf, sizeof(buf)));
+    finish(svc);
+
+    /* bytes Kafka refuses in an id become '_'; at most 249 bytes */
+    const char *odd[] = { "--instance.id=a b/c:d\xc3\xa9", NULL };
+    svc = start(odd);
+    ck_assert_str_eq(core_service_group_instance_id(svc, NULL, &none, buf, sizeof(buf)),
+                     "svc-test-a_b_c_d__");
+    finish(svc);
+    memset(long_id, 'x', 300);
+    long_id[300] = '\0';
+    snprintf(flag, sizeof(flag), "--instance.id=%s", long_id);
+    const char *lng[] = { flag, NULL };
+    svc = start(lng);
+    ck_assert_uint_eq(strlen(core_service_group_instance_id(svc, NULL, &two, buf, sizeof(buf))),
+                      249);
+    /* a small buffer: cut, never overrun */
+    ck_assert_uint_eq(strlen(core_service_group_instance_id(svc, NULL, &two, buf, 10)), 9);
+    finish(svc);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("service");
+    TCase *tc = tcase_create("startup");
+
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, await_gives_up_after_startup_timeout_with_one_line);
+    tcase_add_test(tc, await_with_1ms_tries_once);
+    tcase_add_test(tc, await_goes_on_once_reached);
+    tcase_add_test(tc, await_refusal_is_a_configuration_error_at_once);
+    tcase_add_test(tc, await_stops_on_a_stop_request);
+    tcase_add_test(tc, group_instance_id_is_stable_per_instance_and_bounded);
+    suite_add_tcase(s, tc);
+    return tu_run(&s, 1);
+}
