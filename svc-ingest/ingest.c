@@ -839,9 +839,18 @@ int ingest_file(ingest_ctx *ctx, const ingest_job *job, ingest_status *st,
              r.conf->source && *r.conf->source ? r.conf->source : base ? base + 1 : job->path);
 
     /* Identity of the file and of the batch. */
-    if (stat(job->path, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        rc = finish(&r, 66, "%s: %s", job->path, errno ? strerror(errno) : "not a regular file");
-        goto out;
+    {
+        int serr = stat(job->path, &sb) != 0 ? errno : 0;
+
+        if (serr || !S_ISREG(sb.st_mode)) {
+            /* errno only when stat() failed: a stale one said "Numerical
+             * result out of range" for a directory */
+            rc = finish(&r, 66, "%s: %s", job->path,
+                        serr                  ? strerror(serr)
+                        : S_ISDIR(sb.st_mode) ? "is a directory, not a file"
+                                              : "not a regular file");
+            goto out;
+        }
     }
     {
         char fid[65];

@@ -343,6 +343,242 @@ START_TEST(missing_file)
 }
 END_TEST
 
+
+/* field_end() grew its arrays on nfields + 1 > cap and then wrote
+ * starts[nfields + 1]: one slot past the end for the 32nd field (the
+ * initial capacity) and at every doubling. Under ASan this overflows. */
+START_TEST(csv_wide_records_do_not_overflow_field_arrays)
+{
+    static const size_t widths[] = { 1, 2, 30, 31, 32, 33, 63, 64, 65, 10000 };
+
+    for (size_t w = 0; w < CORE_ARRAY_SIZE(widths); w++) {
+        size_t n = widths[w], cap = n * 16 + 16, off = 0;
+        char *text = malloc(cap), *path;
+        ingest_reader *r;
+        ingest_row row;
+
+        for (int rec = 0; rec < 2; rec++) {
+            for (size_t i = 0; i < n; i++)
+                off += (size_t)snprintf(text + off, cap - off, "%s%zu", i ? "," : "", i + (size_t)rec);
+            text[off++] = '\n';
+        }
+        text[off] = '\0';
+        r = open_text(text, INGEST_FMT_CSV, 0, &path);
+        for (int rec = 0; rec < 2; rec++) {
+            char want[24];
+            next_ok(r, &row);
+            ck_assert_ptr_null(row.error);
+            ck_assert_uint_eq(row.nfields, n);
+            for (size_t i = 0; i < n; i++) {
+                snprintf(want, sizeof(want), "%zu", i + (size_t)rec);
+                ck_assert_str_eq(row.fields[i], want);
+                ck_assert_uint_eq(row.lens[i], strlen(want));
+            }
+        }
+        at_eof(r);
+        close_text(r, path);
+        free(text);
+    }
+}
+END_TEST
+
+/* A NUL byte inside a CSV field was published (the validator then called
+ * the record poison, with no line number). */
+START_TEST(csv_nul_byte_in_field_is_a_line_error)
+{
+    static const char text[] = "a,b,c\n1,x\0y,3\n2,ok,3\n3,\"q\0\",3\n";
+    char *path = write_bytes(text, sizeof(text) - 1), err[256];
+    ingest_reader *r = ingest_reader_open(path, INGEST_FMT_CSV, ',', 0, err, sizeof(err));
+    ingest_row row;
+
+    ck_assert_ptr_nonnull(r);
+    next_ok(r, &row);
+    next_ok(r, &row);
+    ck_assert_int_eq(row.line, 2);
+    ck_assert_ptr_nonnull(row.error);
+    ck_assert_ptr_nonnull(strstr(row.error, "NUL"));
+    ck_assert_uint_eq(row.error_col, 2);
+    next_ok(r, &row);
+    ck_assert_ptr_null(row.error);
+    next_ok(r, &row);
+    ck_assert_int_eq(row.line, 4);
+    ck_assert_ptr_nonnull(row.error); /* quoted: the same */
+    ck_assert_uint_eq(row.error_col, 2);
+    at_eof(r);
+    close_text(r, path);
+    /* A raw NUL in a JSON line too (the line as a whole) */
+    path = write_bytes("{\"a\":\"x\0\"}\n", 11);
+    r = ingest_reader_open(path, INGEST_FMT_JSONL, ',', 0, err, sizeof(err));
+    ck_assert_ptr_nonnull(r);
+    next_ok(r, &row);
+    ck_assert_ptr_nonnull(row.error);
+    ck_assert_ptr_nonnull(strstr(row.error, "NUL"));
+    ck_assert_uint_eq(row.error_col, 0);
+    close_text(r, path);
+}
+END_TEST
+
+/* A byte order mark in the middle of a file (two files concatenated) was
+ * published inside the key; at the very start it stays allowed. */
+START_TEST(bom_in_the_middle_of_a_file_is_a_line_error)
+{
+    const char *csv = "\xEF\xBB\xBF" "a,b\n1,x\n\xEF\xBB\xBF" "2,y\n3,z\xEF\xBB\xBF\n4,w\n";
+    const char *jsonl = "\xEF\xBB\xBF{\"a\":1}\n\xEF\xBB\xBF{\"a\":2}\n{\"a\":3}\n";
+    char *path;
+    ingest_reader *r = open_text(csv, INGEST_FMT_CSV, 0, &path);
+    ingest_row row;
+
+    next_ok(r, &row);
+    ck_assert_ptr_null(row.error);
+    ck_assert_str_eq(row.fields[0], "a");
+    next_ok(r, &row);
+    ck_assert_ptr_null(row.error);
+    next_ok(r, &row);
+    ck_assert_int_eq(row.line, 3);
+    ck_assert_ptr_nonnull(row.error);
+    ck_assert_ptr_nonnull(strstr(row.error, "byte order mark"));
+    ck_assert_uint_eq(row.error_col, 1);
+    next_ok(r, &row);
+    ck_assert_ptr_nonnull(row.error);
+    ck_assert_uint_eq(row.error_col, 2);
+    next_ok(r, &row);
+    ck_assert_ptr_null(row.error);
+    at_eof(r);
+    close_text(r, path);
+
+    r = open_text(jsonl, INGEST_FMT_JSONL, 0, &path);
+    next_ok(r, &row);
+    ck_assert_ptr_null(row.error);
+    ck_assert_str_eq(row.fields[0], "{\"a\":1}");
+    next_ok(r, &row);
+    ck_assert_ptr_nonnull(row.error);
+    ck_assert_ptr_nonnull(strstr(row.error, "byte order mark"));
+    next_ok(r, &row);
+    ck_assert_ptr_null(row.error);
+    close_text(r, path);
+}
+END_TEST
+
+/* Write a gzip file of `rows` CSV lines "i,row number i"; returns its bytes. */
+static unsigned char *gzip_rows(int rows, size_t *lenp)
+{
+    char tmpl[] = "/tmp/tb_ingest_gzr_XXXXXX";
+    int fd = mkstemp(tmpl);
+    gzFile gz;
+    FILE *f;
+    long n;
+    unsigned char *data;
+
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    gz = gzopen(tmpl, "wb");
+    ck_assert_ptr_nonnull(gz);
+    for (int i = 0; i < rows; i++)
+        gzprintf(gz, "%d,row number %d\n", i, i);
+    gzclose(gz);
+    f = fopen(tmpl, "rb");
+    fseek(f, 0, SEEK_END);
+    n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    data = malloc((size_t)n + 64);
+    ck_assert_int_eq((long)fread(data, 1, (size_t)n, f), n);
+    fclose(f);
+    unlink(tmpl);
+    *lenp = (size_t)n;
+    return data;
+}
+
+/* Read to the end: @returns the reader's last answer, rows counted. */
+static int read_all(const char *path, int *rows, char *err, size_t errsize)
+{
+    ingest_reader *r = ingest_reader_open(path, INGEST_FMT_CSV, ',', 0, err, errsize);
+    ingest_row row;
+    int rc;
+
+    ck_assert_msg(r != NULL, "%s", err);
+    *rows = 0;
+    while ((rc = ingest_reader_next(r, &row, err, errsize)) == 1) {
+        ck_assert_ptr_null(row.error);
+        (*rows)++;
+    }
+    ingest_reader_free(r);
+    return rc;
+}
+
+/* A truncated gzip file said only "unexpected end of file": the error now
+ * names the line and the byte where the stream broke. */
+START_TEST(truncated_gzip_names_line_and_byte)
+{
+    size_t len;
+    unsigned char *data = gzip_rows(20000, &len);
+    char *path = write_bytes(data, len / 2), err[512];
+    int rows, rc = read_all(path, &rows, err, sizeof(err));
+    unsigned long long line = 0, byte = 0;
+    const char *at = strstr(err, "at line ");
+
+    ck_assert_int_eq(rc, -1);
+    ck_assert_ptr_nonnull(strstr(err, "truncated"));
+    ck_assert_ptr_nonnull(at);
+    ck_assert_int_eq(sscanf(at, "at line %llu, byte %llu", &line, &byte), 2);
+    /* the rows read end where the break is: a partial last line is not one */
+    ck_assert_int_gt(rows, 0);
+    ck_assert_uint_ge(line, (unsigned long long)rows + 1);
+    ck_assert_uint_le(line, (unsigned long long)rows + 2);
+    ck_assert_uint_gt(byte, 0);
+    unlink(path);
+    free(path);
+    free(data);
+}
+END_TEST
+
+/* Trailing garbage after the last gzip member was accepted in silence (zlib's
+ * gzread ignores it); two members are one stream. */
+START_TEST(gzip_trailing_garbage_is_refused)
+{
+    size_t len;
+    unsigned char *data = gzip_rows(100, &len), *two;
+    char *path, err[512];
+    int rows;
+
+    memcpy(data + len, "garbage\n", 8);
+    path = write_bytes(data, len + 8);
+    ck_assert_int_eq(read_all(path, &rows, err, sizeof(err)), -1);
+    ck_assert_ptr_nonnull(strstr(err, "trailing garbage"));
+    ck_assert_int_eq(rows, 100);
+    unlink(path);
+    free(path);
+    /* a single zero byte (padding) too */
+    data[len] = 0;
+    path = write_bytes(data, len + 1);
+    ck_assert_int_eq(read_all(path, &rows, err, sizeof(err)), -1);
+    ck_assert_ptr_nonnull(strstr(err, "trailing garbage"));
+    unlink(path);
+    free(path);
+    /* concatenated members: read as one */
+    two = malloc(2 * len);
+    memcpy(two, data, len);
+    memcpy(two + len, data, len);
+    path = write_bytes(two, 2 * len);
+    ck_assert_msg(read_all(path, &rows, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_eq(rows, 200);
+    unlink(path);
+    free(path);
+    free(two);
+    free(data);
+}
+END_TEST
+
+/* A directory as the input said "Numerical result out of range". */
+START_TEST(directory_as_input_says_it_is_a_directory)
+{
+    char err[256];
+
+    ck_assert_ptr_null(ingest_reader_open("/tmp", INGEST_FMT_CSV, ',', 0, err, sizeof(err)));
+    ck_assert_ptr_nonnull(strstr(err, "/tmp"));
+    ck_assert_ptr_nonnull(strstr(err, "is a directory"));
+}
+END_TEST
+
 /* ---- mapper ------------------------------------------------------------- */
 
 static const char *test_schema =
@@ -670,6 +906,12 @@ int main(void)
     tcase_add_test(tr, corrupt_gzip_is_a_read_error);
     tcase_add_test(tr, jsonl_lines);
     tcase_add_test(tr, missing_file);
+    tcase_add_test(tr, csv_wide_records_do_not_overflow_field_arrays);
+    tcase_add_test(tr, csv_nul_byte_in_field_is_a_line_error);
+    tcase_add_test(tr, bom_in_the_middle_of_a_file_is_a_line_error);
+    tcase_add_test(tr, truncated_gzip_names_line_and_byte);
+    tcase_add_test(tr, gzip_trailing_garbage_is_refused);
+    tcase_add_test(tr, directory_as_input_says_it_is_a_directory);
     suite_add_tcase(s1, tr);
     tcase_add_checked_fixture(tm, mapper_setup, mapper_teardown);
     tcase_add_test(tm, map_csv_types_defaults_meta);
