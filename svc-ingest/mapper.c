@@ -4,6 +4,7 @@
 
 #include "tributary/core_common.h"
 #include "tributary/core_digest.h"
+#include "tributary/core_json.h"
 
 #include <avro.h>
 #include <cjson/cJSON.h>
@@ -418,7 +419,8 @@ static void lerr(ingest_line_error *e, const char *column, const char *category,
     e->category = category;
 }
 
-/* Strip ASCII blanks around a number; copies into tmp. */
+/* Copy a cell into tmp (NULL when it does not fit), without ASCII blanks
+ * around it (set_text() and fill_meta() refuse those before). */
 static const char *trimmed(const char *s, size_t len, char *tmp, size_t tmpsize)
 {
     while (len && (*s == ' ' || *s == '\t')) {
@@ -468,6 +470,13 @@ static int64_t days_from_civil(int64_t y, unsigned mo, unsigned d)
     return era * 146097 + (int64_t)doe - 719468;
 }
 
+/* A blank at either end of a cell: refused for every kind but text, as a
+ * cell is taken exactly as written (" 10.50" is not silently 10.50). */
+static bool blank_edge(const char *s, size_t len)
+{
+    return len && (s[0] == ' ' || s[0] == '\t' || s[len - 1] == ' ' || s[len - 1] == '\t');
+}
+
 /* Set v (already the value branch) from text. @returns 0 or 1 (line error). */
 static int set_text(const struct leaf *l, avro_value_t *v, const char *s, size_t len,
                     ingest_line_error *e)
@@ -476,6 +485,10 @@ static int set_text(const struct leaf *l, avro_value_t *v, const char *s, size_t
     const char *t;
     long long ll;
 
+    if (l->kind != L_STRING && l->kind != L_BYTES && l->kind != L_ENUM && blank_edge(s, len)) {
+        lerr(e, l->name, "type", "a blank before or after the value");
+        return 1;
+    }
     switch (l->kind) {
     case L_STRING:
         if (avro_value_set_string_len(v, s, len + 1))
@@ -732,6 +745,14 @@ static int fill_meta(ingest_mapper *m, avro_value_t *v, const struct meta_in *mi
     meta.source = source;
     meta.batch_id = batch_id;
     meta.seq = (int64_t)row->line;
+    if (mi->event_time && blank_edge(mi->event_time, strlen(mi->event_time))) {
+        lerr(e, m->o.event_time_column, "type", "a blank before or after the value");
+        return 1;
+    }
+    if (mi->version && blank_edge(mi->version, strlen(mi->version))) {
+        lerr(e, m->o.version_column, "type", "a blank before or after the value");
+        return 1;
+    }
     if (mi->event_time && *mi->event_time) {
         const char *t = trimmed(mi->event_time, strlen(mi->event_time), tmp, sizeof(tmp));
         long long ll;
@@ -859,13 +880,11 @@ static char *take_meta(cJSON *obj, const char *name, bool is_field)
     it = cJSON_DetachItemFromObjectCaseSensitive(obj, name);
     if (!it)
         return NULL;
-    if (cJSON_IsString(it))
+    /* a number's own text (core_json_parse() keeps it): the parsers below
+     * take it exactly or refuse it; printing a double rounded 1.5 to 2 */
+    if (cJSON_IsString(it) || cJSON_IsRaw(it))
         out = strdup(it->valuestring);
-    else if (cJSON_IsNumber(it)) {
-        char buf[64];
-        snprintf(buf, sizeof(buf), "%.0f", it->valuedouble);
-        out = strdup(buf);
-    } else if (cJSON_IsNull(it))
+    else if (cJSON_IsNull(it))
         out = strdup("");
     else
         out = strdup("\x01"); /* refused by every parser below */
@@ -896,10 +915,20 @@ static int row_jsonl(ingest_mapper *m, const ingest_row *row, const char *batch_
         avro_value_decref(&m->jvalue);
         m->have_jvalue = false;
     }
-    obj = cJSON_ParseWithLength(row->fields[0], row->lens[0]);
-    if (!obj) {
-        lerr(e, "", "json", "not valid JSON");
-        return 1;
+    /* Numbers keep their text (never a double); duplicate names, \u0000
+     * and the like are refused, with the byte and the key. */
+    {
+        core_json_error je;
+
+        obj = core_json_parse(row->fields[0], row->lens[0], &je);
+        if (!obj) {
+            if (strcmp(je.reason, "out of memory") == 0) {
+                lerr(e, "", "internal", "out of memory");
+                return -1;
+            }
+            lerr(e, je.path, "json", "not valid JSON at byte %zu: %s", je.offset + 1, je.reason);
+            return 1;
+        }
     }
     if (!cJSON_IsObject(obj)) {
         cJSON_Delete(obj);

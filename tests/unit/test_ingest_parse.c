@@ -598,7 +598,9 @@ static const char *test_schema =
     "{\"name\":\"note\",\"type\":[\"null\",\"string\"],\"default\":null},"
     "{\"name\":\"label\",\"type\":\"string\",\"default\":\"none\"},"
     "{\"name\":\"sub\",\"type\":{\"type\":\"record\",\"name\":\"Sub\",\"fields\":["
-    "{\"name\":\"x\",\"type\":\"string\",\"default\":\"dx\"}]}}"
+    "{\"name\":\"x\",\"type\":\"string\",\"default\":\"dx\"}]}},"
+    "{\"name\":\"big\",\"type\":[\"null\",{\"type\":\"bytes\",\"logicalType\":\"decimal\","
+    "\"precision\":20,\"scale\":2}],\"default\":null}"
     "]}";
 
 static core_avro_catalog_t *cat;
@@ -873,6 +875,200 @@ START_TEST(map_jsonl)
 }
 END_TEST
 
+
+/* Map one JSON line; on success *json is the record as natural JSON. */
+static int map_jsonl_line(const char *line, ingest_record *rec, ingest_line_error *e, cJSON **json)
+{
+    char *path;
+    ingest_reader *r = open_text(line, INGEST_FMT_JSONL, 0, &path);
+    ingest_mapper *m = new_mapper(INGEST_FMT_JSONL, false, 0);
+    ingest_row row;
+    int rc;
+
+    next_ok(r, &row);
+    rc = ingest_mapper_row(m, &row, "batch-1", "test.jsonl", rec, e);
+    if (rc == 0 && json) {
+        avro_value_t v;
+        char err[256];
+        ck_assert_int_eq(core_avro_decode_body(schema, (const char *)rec->value + 5, rec->len - 5,
+                                               0, &v, err, sizeof(err)),
+                         CORE_OK);
+        *json = core_avro_to_json(schema, &v, err, sizeof(err));
+        avro_value_decref(&v);
+    }
+    ingest_mapper_free(m);
+    close_text(r, path);
+    return rc;
+}
+
+/* A JSON line of the test dataset: i, l, d, amt as given, then more keys. */
+#define JLINE(i, l, d, amt, more)                                                              \
+    "{\"k\":\"K1\",\"b\":true,\"e\":\"RED\",\"ts\":0,\"sub\":{},\"i\":" i ",\"l\":" l ",\"d\":" d \
+    ",\"amt\":" amt more "}\n"
+
+/* JSON Lines numbers went through a double: 1234567890123456.78 reached
+ * the record as ...456.80, a meta.version of 9007199254740993 as ...992,
+ * 1.5 in a long became 2, -9223372036854775809 was clamped and
+ * 9223372036854775807 refused. */
+START_TEST(jsonl_numbers_are_taken_exactly_from_their_text)
+{
+    ingest_record rec;
+    ingest_line_error e;
+    cJSON *j = NULL, *meta;
+    int rc;
+
+    rc = map_jsonl_line(JLINE("5", "9223372036854775807", "0.1", "1234567.89",
+                              ",\"big\":1234567890123456.78,\"version\":9007199254740993"),
+                        &rec, &e, &j);
+    ck_assert_msg(rc == 0, "%s: %s", e.column, e.reason);
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "big")->valuestring, "1234567890123456.78");
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "amt")->valuestring, "1234567.89");
+    ck_assert(cJSON_IsRaw(cJSON_GetObjectItem(j, "l")));
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "l")->valuestring, "9223372036854775807");
+    ck_assert(cJSON_GetObjectItem(j, "d")->valuedouble == 0.1);
+    meta = cJSON_GetObjectItem(j, "meta");
+    ck_assert(cJSON_IsRaw(cJSON_GetObjectItem(meta, "version")));
+    ck_assert_str_eq(cJSON_GetObjectItem(meta, "version")->valuestring, "9007199254740993");
+    ck_assert(rec.version == 9007199254740993LL);
+    cJSON_Delete(j);
+
+    /* the other edge of long, and integers written with a point or an exponent */
+    j = NULL;
+    rc = map_jsonl_line(JLINE("1.50e1", "-9223372036854775808", "1", "1", ",\"version\":-0"),
+                        &rec, &e, &j);
+    ck_assert_msg(rc == 0, "%s: %s", e.column, e.reason);
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "l")->valuestring, "-9223372036854775808");
+    ck_assert_int_eq((int)cJSON_GetObjectItem(j, "i")->valuedouble, 15);
+    ck_assert(rec.version == 0);
+    cJSON_Delete(j);
+    j = NULL;
+    rc = map_jsonl_line(JLINE("7.0", "2e3", "1", "1", ""), &rec, &e, &j);
+    ck_assert_msg(rc == 0, "%s: %s", e.column, e.reason);
+    ck_assert_int_eq((int)cJSON_GetObjectItem(j, "l")->valuedouble, 2000);
+    ck_assert_int_eq((int)cJSON_GetObjectItem(j, "i")->valuedouble, 7);
+    cJSON_Delete(j);
+}
+END_TEST
+
+START_TEST(jsonl_inexact_numbers_are_refused_with_a_reason)
+{
+    static const struct {
+        const char *line, *column, *category, *why;
+    } cases[] = {
+        { JLINE("5", "1.5", "1", "1", ""), "l", "type", "fraction" },
+        { JLINE("5", "-9223372036854775809", "1", "1", ""), "l", "range", "range" },
+        { JLINE("5", "9223372036854775808", "1", "1", ""), "l", "range", "range" },
+        { JLINE("5", "1e19", "1", "1", ""), "l", "range", "range" },
+        { JLINE("2147483648", "1", "1", "1", ""), "i", "range", "range" },
+        { JLINE("0.5", "1", "1", "1", ""), "i", "type", "fraction" },
+        { JLINE("5", "1", "1", "1.005", ""), "amt", "type", "decimal" },
+        { JLINE("5", "1", "1e999", "1", ""), "d", "range", "range" },
+        { JLINE("5", "1", "1", "1", ",\"version\":1.5"), "version", "type", "version" },
+        { JLINE("5", "1", "1", "1", ",\"version\":-9223372036854775809"), "version", "range", "version" },
+        { JLINE("5", "01", "1", "1", ""), "l", "json", "leading zero" },
+        { JLINE("5", "\" 42\"", "1", "1", ""), "l", "type", "long" },
+    };
+
+    for (size_t c = 0; c < CORE_ARRAY_SIZE(cases); c++) {
+        ingest_record rec;
+        ingest_line_error e;
+        int rc = map_jsonl_line(cases[c].line, &rec, &e, NULL);
+
+        ck_assert_msg(rc == 1, "case %zu accepted", c);
+        ck_assert_msg(strcmp(e.column, cases[c].column) == 0, "case %zu: column '%s' (%s)", c,
+                      e.column, e.reason);
+        ck_assert_msg(strcmp(e.category, cases[c].category) == 0, "case %zu: category %s (%s)", c,
+                      e.category, e.reason);
+        ck_assert_msg(strstr(e.reason, cases[c].why) != NULL, "case %zu: reason %s", c, e.reason);
+    }
+}
+END_TEST
+
+/* "\u0000nul" was published as an empty name; a name given twice kept the
+ * first value in silence. */
+START_TEST(jsonl_nul_escape_and_duplicate_keys_are_line_errors)
+{
+    char big[2048];
+    size_t off;
+    ingest_record rec;
+    ingest_line_error e;
+
+    ck_assert_int_eq(map_jsonl_line(JLINE("5", "1", "1", "1", ",\"note\":\"\\u0000nul\""), &rec, &e, NULL), 1);
+    ck_assert_str_eq(e.column, "note");
+    ck_assert_str_eq(e.category, "json");
+    ck_assert_ptr_nonnull(strstr(e.reason, "u0000"));
+    ck_assert_ptr_nonnull(strstr(e.reason, "byte "));
+
+    ck_assert_int_eq(map_jsonl_line(JLINE("5", "1", "1", "1", ",\"k\":\"K2\""), &rec, &e, NULL), 1);
+    ck_assert_str_eq(e.column, "k");
+    ck_assert_ptr_nonnull(strstr(e.reason, "twice"));
+
+    ck_assert_int_eq(map_jsonl_line("{\"sub\":{\"x\":\"a\",\"x\":\"b\"}}\n", &rec, &e,
+                                    NULL), 1);
+    ck_assert_str_eq(e.column, "sub.x");
+
+    /* an object of many names (checked by sorting) with one twice */
+    off = (size_t)snprintf(big, sizeof(big), "%s", JLINE("5", "1", "1", "1", ""));
+    off -= 2; /* before the closing brace */
+    for (int i = 0; i < 40; i++)
+        off += (size_t)snprintf(big + off, sizeof(big) - off, ",\"x%d\":%d", i, i);
+    snprintf(big + off, sizeof(big) - off, ",\"x17\":0}\n");
+    ck_assert_int_eq(map_jsonl_line(big, &rec, &e, NULL), 1);
+    ck_assert_str_eq(e.column, "x17");
+    ck_assert_ptr_nonnull(strstr(e.reason, "twice"));
+    /* the same without the duplicate is fine (unknown names ignored) */
+    big[off] = '}';
+    big[off + 1] = '\n';
+    big[off + 2] = '\0';
+    ck_assert_msg(map_jsonl_line(big, &rec, &e, NULL) == 0, "%s: %s", e.column, e.reason);
+
+    /* an escaped character that is not NUL stays fine */
+    ck_assert_msg(map_jsonl_line(JLINE("5", "1", "1", "1", ",\"note\":\"\\u00e9\\ud83d\\ude00\""), &rec, &e,
+                                 NULL) == 0, "%s: %s", e.column, e.reason);
+    ck_assert_int_eq(map_jsonl_line(JLINE("5", "1", "1", "1", ",\"note\":\"\\ud83d\""), &rec, &e, NULL), 1);
+    ck_assert_str_eq(e.column, "note");
+}
+END_TEST
+
+/* " 10.50" for a decimal was trimmed in silence. */
+START_TEST(csv_number_with_a_blank_is_a_line_error)
+{
+    static const struct bad_case cases[] = {
+        { "K1,1,1,1,true,RED, 10.50,0", "amt", "type" },
+        { "K1,1,1,1,true,RED,10.50 ,0", "amt", "type" },
+        { "K1, 1,1,1,true,RED,1,0", "i", "type" },
+        { "K1,1,1\t,1,true,RED,1,0", "l", "type" },
+        { "K1,1,1, 1.5,true,RED,1,0", "d", "type" },
+        { "K1,1,1,1,true,RED,1, 0", "ts", "type" },
+    };
+    for (size_t c = 0; c < CORE_ARRAY_SIZE(cases); c++) {
+        char text[512], herr[256];
+        ingest_line_error e;
+        int hrc, rc;
+
+        snprintf(text, sizeof(text), HDR "%s\n", cases[c].row);
+        rc = map_csv(text, false, 0, &e, NULL, &hrc, herr, sizeof(herr));
+        ck_assert_int_eq(hrc, 0);
+        ck_assert_msg(rc == 1, "case %zu accepted", c);
+        ck_assert_msg(strcmp(e.column, cases[c].column) == 0, "case %zu: column %s", c, e.column);
+        ck_assert_msg(strstr(e.reason, "blank") != NULL, "case %zu: %s", c, e.reason);
+    }
+    /* a string keeps its blanks */
+    {
+        char herr[256];
+        ingest_line_error e;
+        cJSON *j = NULL;
+        int hrc;
+        ck_assert_int_eq(map_csv("k,i,l,d,b,e,amt,ts,note\nK1,1,1,1,1,RED,10.50,0, x \n", false, 0,
+                                 &e, &j, &hrc, herr, sizeof(herr)),
+                         0);
+        ck_assert_str_eq(cJSON_GetObjectItem(j, "note")->valuestring, " x ");
+        ck_assert_str_eq(cJSON_GetObjectItem(j, "amt")->valuestring, "10.50");
+        cJSON_Delete(j);
+    }
+}
+END_TEST
+
 START_TEST(ids_are_deterministic_uuid_v8)
 {
     char a[37], b[37], c[37], d[37];
@@ -921,6 +1117,10 @@ int main(void)
     tcase_add_test(tm, map_record_too_big);
     tcase_add_test(tm, map_jsonl);
     tcase_add_test(tm, ids_are_deterministic_uuid_v8);
+    tcase_add_test(tm, jsonl_numbers_are_taken_exactly_from_their_text);
+    tcase_add_test(tm, jsonl_inexact_numbers_are_refused_with_a_reason);
+    tcase_add_test(tm, jsonl_nul_escape_and_duplicate_keys_are_line_errors);
+    tcase_add_test(tm, csv_number_with_a_blank_is_a_line_error);
     suite_add_tcase(s2, tm);
     suites[0] = s1;
     suites[1] = s2;
