@@ -8,6 +8,7 @@
 
 #include "tributary/core_common.h"
 #include "tributary/core_http.h"
+#include "tributary/core_json.h"
 #include "tributary/core_lifecycle.h"
 #include "tributary/core_log.h"
 
@@ -136,7 +137,8 @@ static char *job_json(const struct job *j)
 static void h_post(const core_http_request *req, core_http_response *resp, void *opaque)
 {
     struct server *s = opaque;
-    cJSON *body = req->body ? cJSON_ParseWithLength(req->body, req->body_len) : NULL;
+    /* strict: a key given twice ("file" twice) is refused, not the first kept */
+    cJSON *body = req->body ? core_json_parse(req->body, req->body_len, NULL) : NULL;
     const cJSON *file, *ds, *fmt, *bid, *force;
     char path[PATH_MAX], hex[65], err[PATH_MAX + 600], id[INGEST_MAX_BATCH_ID + 1];
     struct job *j = NULL;

@@ -833,6 +833,16 @@ START_TEST(serve_spool_and_batches_api)
     ck_assert_int_eq(code, 400);
     ck_assert_ptr_nonnull(strstr(resp, "dataset"));
     free(resp);
+    /* a directory said "Numerical result out of range" */
+    code = http("POST", url, "{\"file\":\"/tmp\",\"dataset\":\"payee\"}", &resp);
+    ck_assert_int_eq(code, 422);
+    ck_assert_msg(strstr(resp, "is a directory") != NULL, "%s", resp);
+    free(resp);
+    /* a key twice kept the first in silence */
+    code = http("POST", url, "{\"file\":\"/tmp\",\"dataset\":\"payee\",\"file\":\"x.csv\"}",
+                &resp);
+    ck_assert_int_eq(code, 400);
+    free(resp);
     snprintf(body, sizeof(body), "{\"file\":\"%s\",\"dataset\":\"payee\"}", g1.path);
     code = http("POST", url, body, &resp);
     ck_assert_msg(code == 202, "POST /batches: %ld %s", code, resp);
