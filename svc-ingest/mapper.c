@@ -611,8 +611,8 @@ static int set_text(const struct leaf *l, avro_value_t *v, const char *s, size_t
                 return 1;
             }
             x = ll;
-        } else if ((l->kind == L_TS_MS ? core_avro_time_parse(t, &x, err, sizeof(err))
-                                       : core_avro_time_parse_us(t, &x, err, sizeof(err))) != CORE_OK) {
+        } else if (core_avro_time_parse_exact(t, l->kind == L_TS_US, &x, err, sizeof(err)) !=
+                   CORE_OK) {
             lerr(e, l->name, "type", "%s", err);
             return 1;
         }
@@ -629,7 +629,11 @@ static int set_text(const struct leaf *l, avro_value_t *v, const char *s, size_t
             unsigned y, mo, d;
             char extra;
             static const unsigned mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
-            if (!t || strlen(t) != 10 || sscanf(t, "%4u-%2u-%2u%c", &y, &mo, &d, &extra) != 3 ||
+            /* digits only: sscanf's %u also takes a sign ("-024-01-01" was
+             * year 4294967272, then truncated to an int) */
+            if (!t || strlen(t) != 10 || strspn(t, "0123456789") != 4 ||
+                strspn(t + 5, "0123456789") != 2 || strspn(t + 8, "0123456789") != 2 ||
+                sscanf(t, "%4u-%2u-%2u%c", &y, &mo, &d, &extra) != 3 ||
                 t[4] != '-' || t[7] != '-' || y < 1 || mo < 1 || mo > 12 || d < 1 ||
                 d > mdays[mo - 1] ||
                 (mo == 2 && d == 29 && !((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))) {
@@ -762,7 +766,7 @@ static int fill_meta(ingest_mapper *m, avro_value_t *v, const struct meta_in *mi
                 return 1;
             }
             et = ll;
-        } else if (!t || core_avro_time_parse(t, &et, err, sizeof(err)) != CORE_OK) {
+        } else if (!t || core_avro_time_parse_exact(t, false, &et, err, sizeof(err)) != CORE_OK) {
             lerr(e, m->o.event_time_column, "type", "%s", t ? err : "not a timestamp");
             return 1;
         }

@@ -303,8 +303,9 @@ static int parse_date(const char **pp, int64_t *days, const char **why)
     return 0;
 }
 
-/* units: 1000 (ms) or 1000000 (us) per second. */
-static core_err_t time_parse(const char *text, int64_t units, int64_t *outp,
+/* units: 1000 (ms) or 1000000 (us) per second. exact: a fraction finer
+ * than the unit is an error (else its extra digits are dropped). */
+static core_err_t time_parse(const char *text, int64_t units, bool exact, int64_t *outp,
                              char *errstr, size_t errstr_size)
 {
     const char *p = text, *why = NULL;
@@ -350,6 +351,10 @@ static core_err_t time_parse(const char *text, int64_t units, int64_t *outp,
             if (fscale >= 10) { /* keep what the unit holds, drop the rest */
                 fscale /= 10;
                 frac += (*p - '0') * fscale;
+            } else if (exact && *p != '0') {
+                why = units == 1000 ? "a fraction finer than the millisecond the field holds"
+                                    : "a fraction finer than the microsecond the field holds";
+                goto bad;
             }
         }
     }
@@ -400,13 +405,19 @@ bad:
 core_err_t core_avro_time_parse(const char *text, int64_t *msp, char *errstr,
                                 size_t errstr_size)
 {
-    return time_parse(text, 1000, msp, errstr, errstr_size);
+    return time_parse(text, 1000, false, msp, errstr, errstr_size);
 }
 
 core_err_t core_avro_time_parse_us(const char *text, int64_t *usp, char *errstr,
                                    size_t errstr_size)
 {
-    return time_parse(text, 1000000, usp, errstr, errstr_size);
+    return time_parse(text, 1000000, false, usp, errstr, errstr_size);
+}
+
+core_err_t core_avro_time_parse_exact(const char *text, bool micros, int64_t *outp,
+                                      char *errstr, size_t errstr_size)
+{
+    return time_parse(text, micros ? 1000000 : 1000, true, outp, errstr, errstr_size);
 }
 
 /* x (0 <= x < 10^n) as exactly n decimal digits. */
@@ -1476,6 +1487,13 @@ static int set_decimal(struct jctx *c, const struct avn *n, const cJSON *j,
             if (strtod(text, NULL) == d)
                 break;
         }
+        /* Beyond 15 significant digits a double may already be another
+         * number than the text it was parsed from (1234567890123456.78
+         * reads as ...456.8): refuse rather than store it. Trees from
+         * core_json_parse() carry the text instead (Raw, above). */
+        if (p > 15)
+            return jerr(c, "decimal given as a JSON number of more than 15 significant digits "
+                        "is not exact as a double: give it as a string");
         t = text;
     } else {
         return jerr(c, "expected a decimal (string or number), got %s", jtype(j));
@@ -1703,7 +1721,7 @@ static int from_json(struct jctx *c, const struct avn *n, const cJSON *j,
             cJSON_IsString(j) && !c->dflt) {
             char e[128];
 
-            if (time_parse(j->valuestring, n->logical == AVL_TS_MILLIS ? 1000 : 1000000,
+            if (time_parse(j->valuestring, n->logical == AVL_TS_MILLIS ? 1000 : 1000000, true,
                            &iv, e, sizeof(e)) != CORE_OK)
                 return jerr(c, "%s", e);
         } else if (json_integer(c, j, INT64_MIN, INT64_MAX,

@@ -1069,6 +1069,46 @@ START_TEST(csv_number_with_a_blank_is_a_line_error)
 }
 END_TEST
 
+/* A timestamp with a fraction finer than the field's unit was truncated,
+ * and a date with a sign in its year ("-024-01-01") became a garbage day. */
+START_TEST(csv_timestamp_finer_than_its_field_and_signed_date_are_line_errors)
+{
+    static const char *const rows[] = {
+        "K1,1,1,1,true,RED,1,2024-03-07T10:00:00.1234Z,",
+        "K1,1,1,1,true,RED,1,2024-03-07T10:00:00.123Z,-024-01-01",
+        "K1,1,1,1,true,RED,1,2024-03-07T10:00:00.123Z,+024-01-01",
+    };
+    static const char *const cols[] = { "ts", "day", "day" };
+    char text[512], herr[256];
+    ingest_line_error e;
+    cJSON *j = NULL;
+    int hrc;
+
+    for (size_t c = 0; c < CORE_ARRAY_SIZE(rows); c++) {
+        snprintf(text, sizeof(text), "k,i,l,d,b,e,amt,ts,day\n%s\n", rows[c]);
+        ck_assert_msg(map_csv(text, false, 0, &e, NULL, &hrc, herr, sizeof(herr)) == 1,
+                      "case %zu accepted", c);
+        ck_assert_str_eq(e.column, cols[c]);
+    }
+    /* trailing zeros of the fraction are fine */
+    ck_assert_int_eq(map_csv("k,i,l,d,b,e,amt,ts\nK1,1,1,1,1,RED,1,2024-03-07T10:00:00.1230000Z\n",
+                             false, 0, &e, &j, &hrc, herr, sizeof(herr)),
+                     0);
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "ts")->valuestring, "2024-03-07T10:00:00.123Z");
+    cJSON_Delete(j);
+    /* and JSON Lines the same */
+    {
+        ingest_record rec;
+        ck_assert_int_eq(map_jsonl_line("{\"k\":\"K1\",\"b\":true,\"e\":\"RED\",\"sub\":{},\"i\":1,"
+                                        "\"l\":1,\"d\":1,\"amt\":1,"
+                                        "\"ts\":\"2024-03-07T10:00:00.0001Z\"}\n",
+                                        &rec, &e, NULL),
+                         1);
+        ck_assert_str_eq(e.column, "ts");
+    }
+}
+END_TEST
+
 START_TEST(ids_are_deterministic_uuid_v8)
 {
     char a[37], b[37], c[37], d[37];
@@ -1121,6 +1161,7 @@ int main(void)
     tcase_add_test(tm, jsonl_inexact_numbers_are_refused_with_a_reason);
     tcase_add_test(tm, jsonl_nul_escape_and_duplicate_keys_are_line_errors);
     tcase_add_test(tm, csv_number_with_a_blank_is_a_line_error);
+    tcase_add_test(tm, csv_timestamp_finer_than_its_field_and_signed_date_are_line_errors);
     suite_add_tcase(s2, tm);
     suites[0] = s1;
     suites[1] = s2;
