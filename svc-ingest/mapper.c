@@ -533,7 +533,9 @@ static int set_text(const struct leaf *l, avro_value_t *v, const char *s, size_t
                  l->kind == L_FLOAT ? "float" : "double");
             return 1;
         }
-        if (l->kind == L_FLOAT ? avro_value_set_float(v, (float)d) : avro_value_set_double(v, d))
+        /* a float rounded once from the text, not through a double */
+        if (l->kind == L_FLOAT ? avro_value_set_float(v, strtof(t, NULL))
+                               : avro_value_set_double(v, d))
             goto avro_fail;
         return 0;
     }
