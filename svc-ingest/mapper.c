@@ -1010,7 +1010,7 @@ int ingest_mapper_row(ingest_mapper *m, const ingest_row *row, const char *batch
                          : "csv_syntax", "%s", row->error);
         } else {
             lerr(e, col, strstr(row->error, "UTF-8") ? "utf8" : strstr(row->error, "longer") ? "too_big"
-                         : "csv_syntax", "%s", row->error);
+                         : strstr(row->error, "gzip") ? "gzip" : "csv_syntax", "%s", row->error);
         }
         return 1;
     }

@@ -61,7 +61,7 @@ typedef struct ingest_map_opts {
 typedef struct ingest_line_error {
     char column[128];
     char reason[320];
-    const char *category; /* csv_syntax utf8 field_count json type range missing too_big extra */
+    const char *category; /* csv_syntax utf8 field_count json type range missing too_big extra gzip */
 } ingest_line_error;
 
 /** A mapped record. Pointers are owned by the mapper, valid until the next

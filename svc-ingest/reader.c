@@ -27,6 +27,9 @@ struct ingest_reader {
     unsigned char *raw; /* compressed input; zs.next_in points into it */
     uint64_t raw_read;  /* file bytes read so far */
     bool raw_eof;
+    bool garbage;          /* bytes after the last gzip member that start none */
+    bool garbage_reported; /* returned as a row (see ingest_reader_next()) */
+    uint64_t garbage_at;   /* compressed offset of its first byte */
     char *path;
     ingest_format fmt;
     char delim;
@@ -244,6 +247,7 @@ static int rewind_input(ingest_reader *r, char *errstr, size_t errstr_size)
     }
     r->raw_read = 0;
     r->raw_eof = false;
+    r->garbage = r->garbage_reported = false;
     r->zs.next_in = r->raw;
     r->zs.avail_in = 0;
     r->member_end = false;
@@ -300,9 +304,15 @@ static ssize_t read_some(ingest_reader *r, char *errstr, size_t errstr_size)
                 if (n > 0)
                     continue;
             }
-            if (r->zs.avail_in < 2 || r->zs.next_in[0] != 0x1f || r->zs.next_in[1] != 0x8b)
-                return read_error(r, errstr, errstr_size,
-                                  "trailing garbage after the last gzip member");
+            if (r->zs.avail_in < 2 || r->zs.next_in[0] != 0x1f || r->zs.next_in[1] != 0x8b) {
+                /* The stream before it is whole (its CRC and length
+                 * checked): the end, reported as one more bad line. */
+                r->garbage = true;
+                r->garbage_at = ingest_reader_raw_pos(r);
+                r->zs.avail_in = 0;
+                r->raw_eof = true;
+                return 0;
+            }
             inflateReset(&r->zs);
             r->member_end = false;
         }
@@ -319,7 +329,8 @@ static ssize_t read_some(ingest_reader *r, char *errstr, size_t errstr_size)
         zrc = inflate(&r->zs, Z_NO_FLUSH);
         if (zrc == Z_STREAM_END)
             r->member_end = true;
-        else if (zrc == Z_NEED_DICT || zrc == Z_DATA_ERROR || zrc == Z_MEM_ERROR)
+        else if (zrc == Z_NEED_DICT || zrc == Z_DATA_ERROR || zrc == Z_MEM_ERROR ||
+                 (zrc == Z_BUF_ERROR && r->zs.avail_in > 0 && r->zs.avail_out == IN_SIZE))
             return read_error(r, errstr, errstr_size,
                               r->zs.msg ? r->zs.msg : "corrupt gzip data");
         if (r->zs.avail_out < IN_SIZE)
@@ -655,9 +666,29 @@ nomem:
 
 int ingest_reader_next(ingest_reader *r, ingest_row *row, char *errstr, size_t errstr_size)
 {
+    int rc;
+
     memset(row, 0, sizeof(*row));
-    return r->fmt == INGEST_FMT_CSV ? next_csv(r, row, errstr, errstr_size)
-                                    : next_jsonl(r, row, errstr, errstr_size);
+    rc = r->fmt == INGEST_FMT_CSV ? next_csv(r, row, errstr, errstr_size)
+                                  : next_jsonl(r, row, errstr, errstr_size);
+    if (rc == 0 && r->garbage && !r->garbage_reported) {
+        /* Trailing garbage: a bad line after the last one, one virtual byte
+         * long, so a checkpoint after it resumes past it (see seek). */
+        r->garbage_reported = true;
+        reset_rec(r);
+        snprintf(r->errbuf, sizeof(r->errbuf),
+                 "trailing garbage after the last gzip member, at compressed byte %llu",
+                 (unsigned long long)r->garbage_at + 1);
+        row->line = r->line;
+        row->nlines = 1;
+        row->offset = r->pos;
+        row->end = ++r->pos;
+        row->fields = r->fields;
+        row->lens = r->lens;
+        row->error = r->errbuf;
+        return 1;
+    }
+    return rc;
 }
 
 int ingest_reader_seek(ingest_reader *r, uint64_t offset, uint64_t line,
@@ -682,6 +713,11 @@ int ingest_reader_seek(ingest_reader *r, uint64_t offset, uint64_t line,
 
         if (f < 0)
             return -1;
+        if (f == 0 && r->garbage && offset == r->pos + 1) {
+            r->garbage_reported = true; /* the checkpoint is after it */
+            r->pos = offset;
+            break;
+        }
         if (f == 0) {
             core_errstr(errstr, errstr_size, "%s: cannot seek to byte %llu: the file is shorter",
                         r->path, (unsigned long long)offset);

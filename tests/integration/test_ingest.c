@@ -1169,6 +1169,46 @@ START_TEST(truncated_gzip_summary_counts_only_committed_records)
 }
 END_TEST
 
+/* Trailing garbage after the last gzip member was accepted in silence: now
+ * the file's records are published and the garbage is one rejected line
+ * (the one after the last), exit 65. */
+START_TEST(gzip_trailing_garbage_is_one_rejected_line)
+{
+    struct names n;
+    char path[256], errors[300], e2[256], *out = NULL, *err = NULL, *text;
+    size_t len;
+    cJSON *sum;
+    FILE *f;
+    int rc;
+
+    make_names(&n);
+    snprintf(path, sizeof(path), "/tmp/it-ingest-garbage-%s.csv.gz", tu_unique());
+    write_truncated_gzip(path, 300, 100);
+    f = fopen(path, "ab");
+    ck_assert_ptr_nonnull(f);
+    fputs("PK\003\004 not gzip", f);
+    fclose(f);
+    rc = run_ingest(&n, path, NULL, &out, &err, 120000);
+    ck_assert_msg(rc == 65, "exit %d: %s", rc, err);
+    sum = parse_summary(out);
+    ck_assert_int_eq((int)jnum(sum, "published"), 300);
+    ck_assert_int_eq((int)jnum(sum, "rejected"), 1);
+    cJSON_Delete(sum);
+    snprintf(errors, sizeof(errors), "%s.errors.jsonl", path);
+    text = core_read_file(errors, 1 << 20, &len, e2, sizeof(e2));
+    ck_assert_msg(text != NULL, "%s", e2);
+    ck_assert_msg(strstr(text, "\"line\":302,\"column\":null,\"reason\":\"trailing garbage"), "%s",
+                  text);
+    free(text);
+    ck_assert_uint_eq(read_topic(n.topic, NULL, NULL), 300);
+    free(out);
+    free(err);
+    unlink(errors);
+    unlink(path);
+    delete_topics(&n);
+}
+END_TEST
+
 struct exact {
     core_avro_catalog_t *cat;
     char amount[4][64];
@@ -1283,6 +1323,7 @@ int main(void)
     tcase_set_timeout(ti, 400);
     tcase_add_test(ti, truncated_gzip_summary_counts_only_committed_records);
     tcase_add_test(ti, jsonl_numbers_reach_the_topic_exactly);
+    tcase_add_test(ti, gzip_trailing_garbage_is_one_rejected_line);
     suite_add_tcase(s, ti);
     suites[0] = s;
     return tu_run(suites, 1);

@@ -532,26 +532,58 @@ START_TEST(truncated_gzip_names_line_and_byte)
 END_TEST
 
 /* Trailing garbage after the last gzip member was accepted in silence (zlib's
- * gzread ignores it); two members are one stream. */
-START_TEST(gzip_trailing_garbage_is_refused)
+ * gzread ignores it): now one more bad line after the last, and a
+ * checkpoint after it resumes past it; two members are one stream. */
+START_TEST(gzip_trailing_garbage_is_a_line_error)
 {
     size_t len;
     unsigned char *data = gzip_rows(100, &len), *two;
     char *path, err[512];
     int rows;
+    ingest_reader *r;
+    ingest_row row;
+    uint64_t off, end, line;
 
     memcpy(data + len, "garbage\n", 8);
     path = write_bytes(data, len + 8);
-    ck_assert_int_eq(read_all(path, &rows, err, sizeof(err)), -1);
-    ck_assert_ptr_nonnull(strstr(err, "trailing garbage"));
-    ck_assert_int_eq(rows, 100);
+    r = ingest_reader_open(path, INGEST_FMT_CSV, ',', 0, err, sizeof(err));
+    ck_assert_ptr_nonnull(r);
+    for (int i = 0; i < 100; i++) {
+        next_ok(r, &row);
+        ck_assert_ptr_null(row.error);
+    }
+    next_ok(r, &row);
+    ck_assert_int_eq(row.line, 101);
+    ck_assert_ptr_nonnull(row.error);
+    ck_assert_ptr_nonnull(strstr(row.error, "trailing garbage"));
+    ck_assert_uint_eq(row.error_col, 0);
+    ck_assert_uint_eq(row.end, row.offset + 1);
+    off = row.offset;
+    end = row.end;
+    line = row.line;
+    at_eof(r);
+    /* resumed after it: not again; resumed before it: again */
+    ck_assert_int_eq(ingest_reader_seek(r, end, line + 1, err, sizeof(err)), 0);
+    at_eof(r);
+    ck_assert_int_eq(ingest_reader_seek(r, off, line, err, sizeof(err)), 0);
+    next_ok(r, &row);
+    ck_assert_ptr_nonnull(row.error);
+    ck_assert_int_eq(row.line, 101);
+    at_eof(r);
+    ingest_reader_free(r);
     unlink(path);
     free(path);
     /* a single zero byte (padding) too */
     data[len] = 0;
     path = write_bytes(data, len + 1);
-    ck_assert_int_eq(read_all(path, &rows, err, sizeof(err)), -1);
-    ck_assert_ptr_nonnull(strstr(err, "trailing garbage"));
+    r = ingest_reader_open(path, INGEST_FMT_JSONL, ',', 0, err, sizeof(err));
+    ck_assert_ptr_nonnull(r);
+    for (int i = 0; i < 100; i++)
+        next_ok(r, &row);
+    next_ok(r, &row);
+    ck_assert_ptr_nonnull(strstr(row.error, "trailing garbage"));
+    at_eof(r);
+    ingest_reader_free(r);
     unlink(path);
     free(path);
     /* concatenated members: read as one */
@@ -1146,7 +1178,7 @@ int main(void)
     tcase_add_test(tr, csv_nul_byte_in_field_is_a_line_error);
     tcase_add_test(tr, bom_in_the_middle_of_a_file_is_a_line_error);
     tcase_add_test(tr, truncated_gzip_names_line_and_byte);
-    tcase_add_test(tr, gzip_trailing_garbage_is_refused);
+    tcase_add_test(tr, gzip_trailing_garbage_is_a_line_error);
     tcase_add_test(tr, directory_as_input_says_it_is_a_directory);
     suite_add_tcase(s1, tr);
     tcase_add_checked_fixture(tm, mapper_setup, mapper_teardown);
