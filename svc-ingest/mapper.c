@@ -120,7 +120,9 @@ static char *default_text(const cJSON *d)
     if (cJSON_IsBool(d))
         return strdup(cJSON_IsTrue(d) ? "true" : "false");
     if (cJSON_IsNumber(d)) {
-        if (d->valuedouble == floor(d->valuedouble) && fabs(d->valuedouble) < 9e15)
+        /* integers as digits up to 2^53 (the schema compiler refuses a
+         * long default beyond: cJSON would have rounded it) */
+        if (d->valuedouble == floor(d->valuedouble) && fabs(d->valuedouble) < 9007199254740992.0)
             snprintf(buf, sizeof(buf), "%.0f", d->valuedouble);
         else
             snprintf(buf, sizeof(buf), "%.17g", d->valuedouble);

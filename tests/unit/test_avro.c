@@ -1494,6 +1494,14 @@ START_TEST(test_schema_new_and_add)
         { "{\"type\":\"fixed\",\"name\":\"F\",\"size\":-1}", "\"size\" must be" },
         { "{\"type\":\"array\"}", "needs \"items\"" },
         { "42", "a schema must be a JSON object" },
+        /* a long default cJSON rounded (9007199254740993 read as ...992),
+         * a fraction or an out-of-range int: refused with the schema */
+        { "{\"type\":\"record\",\"name\":\"R\",\"fields\":[{\"name\":\"a\",\"type\":\"long\","
+          "\"default\":9007199254740993}]}", "2^53" },
+        { "{\"type\":\"record\",\"name\":\"R\",\"fields\":[{\"name\":\"a\",\"type\":\"long\","
+          "\"default\":1.5}]}", "not an integer" },
+        { "{\"type\":\"record\",\"name\":\"R\",\"fields\":[{\"name\":\"a\",\"type\":\"int\","
+          "\"default\":2147483648}]}", "not an integer" },
     };
     size_t i;
     avro_value_t v;
