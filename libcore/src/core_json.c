@@ -4,6 +4,7 @@
 
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,10 +23,11 @@ struct jp {
     const char *s;
     size_t len, pos;
     core_json_error *err;
-    char *buf; /* decoded string */
+    char *buf; /* decoded string: sbuf, or malloc'd when longer */
     size_t bufcap;
     struct seg path[CORE_JSON_MAX_DEPTH + 2];
     int plen;
+    char sbuf[512]; /* last: core_json_parse() zeroes what comes before */
 };
 
 static cJSON *fail(struct jp *p, size_t at, const char *fmt, ...)
@@ -127,8 +129,13 @@ static int buf_reserve(struct jp *p, size_t need)
     cap = p->bufcap ? p->bufcap : 256;
     while (cap < need)
         cap *= 2;
-    if (!(b = realloc(p->buf, cap)))
+    if (p->buf == p->sbuf) {
+        if (!(b = malloc(cap)))
+            return -1;
+        memcpy(b, p->sbuf, sizeof(p->sbuf));
+    } else if (!(b = realloc(p->buf, cap))) {
         return -1;
+    }
     p->buf = b;
     p->bufcap = cap;
     return 0;
@@ -141,13 +148,22 @@ static int parse_string(struct jp *p, size_t *lenp)
     size_t start = p->pos, n = 0;
 
     p->pos++; /* the quote */
-    if (buf_reserve(p, 1)) {
+    /* the decoded text is never longer than what is left of the input */
+    if (buf_reserve(p, p->len - p->pos + 1)) {
         fail(p, start, "out of memory");
         return -1;
     }
     for (;;) {
         unsigned char c;
 
+        /* plain ASCII runs straight through */
+        while (p->pos < p->len) {
+            c = (unsigned char)p->s[p->pos];
+            if (c < 0x20 || c >= 0x80 || c == '"' || c == '\\')
+                break;
+            p->buf[n++] = (char)c;
+            p->pos++;
+        }
         if (p->pos >= p->len) {
             fail(p, start, "unterminated string");
             return -1;
@@ -156,10 +172,6 @@ static int parse_string(struct jp *p, size_t *lenp)
         if (c == '"') {
             p->pos++;
             break;
-        }
-        if (buf_reserve(p, n + 5)) {
-            fail(p, start, "out of memory");
-            return -1;
         }
         if (c == '\\') {
             uint32_t cp;
@@ -301,7 +313,7 @@ static cJSON *parse_value(struct jp *p);
 
 struct name_at {
     const char *name;
-    size_t at;
+    size_t len, at;
 };
 
 static int name_cmp(const void *a, const void *b)
@@ -359,7 +371,7 @@ static cJSON *parse_object(struct jp *p)
         p->plen++;
         if (n < SCAN_NAMES) {
             for (size_t i = 0; i < n; i++)
-                if (strcmp(names[i].name, key) == 0) {
+                if (names[i].len == klen && memcmp(names[i].name, key, klen) == 0) {
                     fail(p, at, "the same name twice in an object");
                     p->plen--;
                     free(key);
@@ -387,6 +399,7 @@ static cJSON *parse_object(struct jp *p)
             cap *= 2;
         }
         names[n].name = key;
+        names[n].len = klen;
         names[n].at = at;
         n++;
         ws(p);
@@ -515,7 +528,9 @@ cJSON *core_json_parse(const char *text, size_t len, core_json_error *err)
     struct jp p;
     cJSON *root;
 
-    memset(&p, 0, sizeof(p));
+    memset(&p, 0, offsetof(struct jp, sbuf));
+    p.buf = p.sbuf;
+    p.bufcap = sizeof(p.sbuf);
     p.s = text;
     p.len = text ? len : 0;
     p.err = err;
@@ -531,6 +546,7 @@ cJSON *core_json_parse(const char *text, size_t len, core_json_error *err)
             root = NULL;
         }
     }
-    free(p.buf);
+    if (p.buf != p.sbuf)
+        free(p.buf);
     return root;
 }
