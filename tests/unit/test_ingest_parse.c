@@ -999,6 +999,8 @@ START_TEST(jsonl_inexact_numbers_are_refused_with_a_reason)
         { JLINE("5", "1", "1", "1", ",\"version\":-9223372036854775809"), "version", "range", "version" },
         { JLINE("5", "01", "1", "1", ""), "l", "json", "leading zero" },
         { JLINE("5", "\" 42\"", "1", "1", ""), "l", "type", "long" },
+        { JLINE("5", "1", "1", "\" 10.50\"", ""), "amt", "type", "decimal" },
+        { JLINE("5", "1", "1", "\"10.50 \"", ""), "amt", "type", "decimal" },
     };
 
     for (size_t c = 0; c < CORE_ARRAY_SIZE(cases); c++) {
