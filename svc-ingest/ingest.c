@@ -647,8 +647,9 @@ static int rewind_to_committed(struct run *r, char *errstr, size_t errstr_size)
 /* Abort the open transaction when the input fails (not the broker).
  * Delivered first: an abort right after the produce calls raced the
  * transaction's AddPartitionsToTxn and got INVALID_TXN_STATE (librdkafka
- * 2.0.2), fatal, leaving the transaction open on the broker and every
- * read_committed consumer of the topic held back until it timed out. */
+ * 2.0.2, 3 runs out of 3; confluentinc/librdkafka#4849), fatal, leaving the
+ * transaction open on the broker and every read_committed consumer of the
+ * topic held back until it timed out. */
 static void abort_open_txn(struct run *r)
 {
     if (!r->txn_open)
