@@ -4,7 +4,7 @@
 #   make test       deps, stack-up, build, unit + integration tests (what CI runs)
 #   make demo       deps, stack-up, build, run the sample through the pipeline
 #   make asan       the test suite under AddressSanitizer and UBSan
-#   make fuzz       libFuzzer on the Avro decoder (FUZZ_TIME seconds)
+#   make fuzz       libFuzzer on the Avro decoder and the JSON parser (FUZZ_TIME seconds each)
 #   make deps       install the Debian packages (root, non-interactive)
 #   make stack-up | stack-down | stack-status   the local servers on loopback
 
@@ -154,6 +154,12 @@ fuzz: deps
 	  $$(pkg-config --cflags --libs avro-c libcjson) -lm -o $(BUILD)/fuzz/fuzz_avro_decode
 	$(BUILD)/fuzz/fuzz_avro_decode -malloc_limit_mb=128 -max_len=65536 \
 	  -max_total_time=$(FUZZ_TIME) $(BUILD)/fuzz/corpus
+	@mkdir -p $(BUILD)/fuzz/corpus-json
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 -D_GNU_SOURCE -Ilibcore/include \
+	  -DTB_PROTO_DIR='"$(CURDIR)/proto"' tests/fuzz/fuzz_json.c libcore/src/core_json.c \
+	  $(FUZZ_SRC) $$(pkg-config --cflags --libs avro-c libcjson) -lm -o $(BUILD)/fuzz/fuzz_json
+	$(BUILD)/fuzz/fuzz_json -malloc_limit_mb=128 -max_len=65536 \
+	  -max_total_time=$(FUZZ_TIME) $(BUILD)/fuzz/corpus-json
 
 # ---- dependencies and the local stack --------------------------------------
 

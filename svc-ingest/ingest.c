@@ -649,6 +649,21 @@ static int rewind_to_committed(struct run *r, char *errstr, size_t errstr_size)
     return 0;
 }
 
+/* Abort the open transaction when the input fails (not the broker).
+ * Delivered first: an abort right after the produce calls raced the
+ * transaction's AddPartitionsToTxn and got INVALID_TXN_STATE (librdkafka
+ * 2.0.2, 3 runs out of 3; confluentinc/librdkafka#4849), fatal, leaving the
+ * transaction open on the broker and every read_committed consumer of the
+ * topic held back until it timed out. */
+static void abort_open_txn(struct run *r)
+{
+    if (!r->txn_open)
+        return;
+    core_kafka_producer_flush(r->prod, (int)r->conf->broker_timeout_ms);
+    core_kafka_txn_abort(r->prod, 10000, NULL, 0);
+    r->txn_open = false;
+}
+
 static int begin_txn(struct run *r, char *errstr, size_t errstr_size)
 {
     if (core_kafka_txn_begin(r->prod, errstr, errstr_size) != CORE_KAFKA_TXN_OK)
@@ -808,6 +823,7 @@ int ingest_file(ingest_ctx *ctx, const ingest_job *job, ingest_status *st,
     double t0 = core_mono_s(), last_cb = 0;
     int rc = 0, attempt = 0;
     int64_t fail_since = 0;
+    bool reading = false; /* the loop began: r.committed is this file's */
     struct stat sb;
     const char *base;
 
@@ -844,9 +860,18 @@ int ingest_file(ingest_ctx *ctx, const ingest_job *job, ingest_status *st,
              r.conf->source && *r.conf->source ? r.conf->source : base ? base + 1 : job->path);
 
     /* Identity of the file and of the batch. */
-    if (stat(job->path, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        rc = finish(&r, 66, "%s: %s", job->path, errno ? strerror(errno) : "not a regular file");
-        goto out;
+    {
+        int serr = stat(job->path, &sb) != 0 ? errno : 0;
+
+        if (serr || !S_ISREG(sb.st_mode)) {
+            /* errno only when stat() failed: a stale one said "Numerical
+             * result out of range" for a directory */
+            rc = finish(&r, 66, "%s: %s", job->path,
+                        serr                  ? strerror(serr)
+                        : S_ISDIR(sb.st_mode) ? "is a directory, not a file"
+                                              : "not a regular file");
+            goto out;
+        }
     }
     {
         char fid[65];
@@ -980,6 +1005,7 @@ int ingest_file(ingest_ctx *ctx, const ingest_job *job, ingest_status *st,
         r.committed.line = 1;
     }
     r.committed.found = true;
+    reading = true;
     if (rewind_to_committed(&r, err, sizeof(err))) {
         rc = finish(&r, 66, "%s", err);
         goto out;
@@ -1011,10 +1037,15 @@ int ingest_file(ingest_ctx *ctx, const ingest_job *job, ingest_status *st,
                                          !core_lifecycle_stopping()))) {
             n = ingest_reader_next(r.rd, &row, err, sizeof(err));
             if (n < 0) {
-                rc = finish(&r, 66, "%s", err);
-                if (r.txn_open)
-                    core_kafka_txn_abort(r.prod, 10000, NULL, 0);
-                r.txn_open = false;
+                /* The stream broke (err names the line and byte): the open
+                 * transaction is aborted, so what was read since the last
+                 * checkpoint is not published, and the summary says so. */
+                uint64_t lost = r.cur.rows_read - r.committed.rows_read;
+                abort_open_txn(&r);
+                rc = finish(&r, 66,
+                            "%s; %llu record(s) read after the last checkpoint (line %llu) were "
+                            "not published", err, (unsigned long long)lost,
+                            (unsigned long long)r.committed.line);
                 goto out;
             }
             if (n == 0) {
@@ -1024,8 +1055,7 @@ int ingest_file(ingest_ctx *ctx, const ingest_job *job, ingest_status *st,
             hr = handle_row(&r, &row, err, sizeof(err));
             if (hr == -3) {
                 rc = finish(&r, CORE_EX_SOFTWARE, "%s", err);
-                core_kafka_txn_abort(r.prod, 10000, NULL, 0);
-                r.txn_open = false;
+                abort_open_txn(&r);
                 goto out;
             }
             if (hr)
@@ -1073,6 +1103,16 @@ failed:
     rc = finish(&r, r.committed.rejected ? CORE_EX_DATAERR : 0, NULL);
 
 out:
+    if (reading) {
+        /* The summary counts only what committed transactions hold: the
+         * progress reports counted lines of a transaction still open. */
+        st_lock(st);
+        st->rows_read = r.committed.rows_read;
+        st->published = r.committed.published;
+        st->rejected = r.committed.rejected;
+        st->bytes = r.committed.bytes;
+        st_unlock(st);
+    }
     st_lock(st);
     st->seconds = core_mono_s() - t0;
     if (rc == 0 || rc == CORE_EX_DATAERR)

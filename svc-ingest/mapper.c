@@ -4,6 +4,7 @@
 
 #include "tributary/core_common.h"
 #include "tributary/core_digest.h"
+#include "tributary/core_json.h"
 
 #include <avro.h>
 #include <cjson/cJSON.h>
@@ -120,7 +121,9 @@ static char *default_text(const cJSON *d)
     if (cJSON_IsBool(d))
         return strdup(cJSON_IsTrue(d) ? "true" : "false");
     if (cJSON_IsNumber(d)) {
-        if (d->valuedouble == floor(d->valuedouble) && fabs(d->valuedouble) < 9e15)
+        /* integers as digits up to 2^53 (the schema compiler refuses a
+         * long default beyond: cJSON would have rounded it) */
+        if (d->valuedouble == floor(d->valuedouble) && fabs(d->valuedouble) < 9007199254740992.0)
             snprintf(buf, sizeof(buf), "%.0f", d->valuedouble);
         else
             snprintf(buf, sizeof(buf), "%.17g", d->valuedouble);
@@ -442,7 +445,8 @@ static void lval(ingest_line_error *e, const char *field, const char *s, size_t 
     e->has_value = true;
 }
 
-/* Strip ASCII blanks around a number; copies into tmp. */
+/* Copy a cell into tmp (NULL when it does not fit), without ASCII blanks
+ * around it (set_text() and fill_meta() refuse those before). */
 static const char *trimmed(const char *s, size_t len, char *tmp, size_t tmpsize)
 {
     while (len && (*s == ' ' || *s == '\t')) {
@@ -492,6 +496,13 @@ static int64_t days_from_civil(int64_t y, unsigned mo, unsigned d)
     return era * 146097 + (int64_t)doe - 719468;
 }
 
+/* A blank at either end of a cell: refused for every kind but text, as a
+ * cell is taken exactly as written (" 10.50" is not silently 10.50). */
+static bool blank_edge(const char *s, size_t len)
+{
+    return len && (s[0] == ' ' || s[0] == '\t' || s[len - 1] == ' ' || s[len - 1] == '\t');
+}
+
 /* Set v (already the value branch) from text. @returns 0 or 1 (line error). */
 static int set_text(const struct leaf *l, avro_value_t *v, const char *s, size_t len,
                     ingest_line_error *e)
@@ -500,6 +511,10 @@ static int set_text(const struct leaf *l, avro_value_t *v, const char *s, size_t
     const char *t;
     long long ll;
 
+    if (l->kind != L_STRING && l->kind != L_BYTES && l->kind != L_ENUM && blank_edge(s, len)) {
+        lerr(e, l->name, "type", "a blank before or after the value");
+        return 1;
+    }
     switch (l->kind) {
     case L_STRING:
         if (avro_value_set_string_len(v, s, len + 1))
@@ -544,7 +559,9 @@ static int set_text(const struct leaf *l, avro_value_t *v, const char *s, size_t
                  l->kind == L_FLOAT ? "float" : "double");
             return 1;
         }
-        if (l->kind == L_FLOAT ? avro_value_set_float(v, (float)d) : avro_value_set_double(v, d))
+        /* a float rounded once from the text, not through a double */
+        if (l->kind == L_FLOAT ? avro_value_set_float(v, strtof(t, NULL))
+                               : avro_value_set_double(v, d))
             goto avro_fail;
         return 0;
     }
@@ -622,8 +639,8 @@ static int set_text(const struct leaf *l, avro_value_t *v, const char *s, size_t
                 return 1;
             }
             x = ll;
-        } else if ((l->kind == L_TS_MS ? core_avro_time_parse(t, &x, err, sizeof(err))
-                                       : core_avro_time_parse_us(t, &x, err, sizeof(err))) != CORE_OK) {
+        } else if (core_avro_time_parse_exact(t, l->kind == L_TS_US, &x, err, sizeof(err)) !=
+                   CORE_OK) {
             lerr(e, l->name, "type", "%s", err);
             return 1;
         }
@@ -640,7 +657,11 @@ static int set_text(const struct leaf *l, avro_value_t *v, const char *s, size_t
             unsigned y, mo, d;
             char extra;
             static const unsigned mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
-            if (!t || strlen(t) != 10 || sscanf(t, "%4u-%2u-%2u%c", &y, &mo, &d, &extra) != 3 ||
+            /* digits only: sscanf's %u also takes a sign ("-024-01-01" was
+             * year 4294967272, then truncated to an int) */
+            if (!t || strlen(t) != 10 || strspn(t, "0123456789") != 4 ||
+                strspn(t + 5, "0123456789") != 2 || strspn(t + 8, "0123456789") != 2 ||
+                sscanf(t, "%4u-%2u-%2u%c", &y, &mo, &d, &extra) != 3 ||
                 t[4] != '-' || t[7] != '-' || y < 1 || mo < 1 || mo > 12 || d < 1 ||
                 d > mdays[mo - 1] ||
                 (mo == 2 && d == 29 && !((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))) {
@@ -757,6 +778,14 @@ static int fill_meta(ingest_mapper *m, avro_value_t *v, const struct meta_in *mi
     meta.source = source;
     meta.batch_id = batch_id;
     meta.seq = (int64_t)row->line;
+    if (mi->event_time && blank_edge(mi->event_time, strlen(mi->event_time))) {
+        lerr(e, m->o.event_time_column, "type", "a blank before or after the value");
+        return 1;
+    }
+    if (mi->version && blank_edge(mi->version, strlen(mi->version))) {
+        lerr(e, m->o.version_column, "type", "a blank before or after the value");
+        return 1;
+    }
     if (mi->event_time && *mi->event_time) {
         const char *t = trimmed(mi->event_time, strlen(mi->event_time), tmp, sizeof(tmp));
         long long ll;
@@ -767,7 +796,7 @@ static int fill_meta(ingest_mapper *m, avro_value_t *v, const struct meta_in *mi
                 return 1;
             }
             et = ll;
-        } else if (!t || core_avro_time_parse(t, &et, err, sizeof(err)) != CORE_OK) {
+        } else if (!t || core_avro_time_parse_exact(t, false, &et, err, sizeof(err)) != CORE_OK) {
             lerr(e, m->o.event_time_column, "type", "%s", t ? err : "not a timestamp");
             lval(e, "meta.event_time", mi->event_time, strlen(mi->event_time));
             return 1;
@@ -889,13 +918,11 @@ static char *take_meta(cJSON *obj, const char *name, bool is_field)
     it = cJSON_DetachItemFromObjectCaseSensitive(obj, name);
     if (!it)
         return NULL;
-    if (cJSON_IsString(it))
+    /* a number's own text (core_json_parse() keeps it): the parsers below
+     * take it exactly or refuse it; printing a double rounded 1.5 to 2 */
+    if (cJSON_IsString(it) || cJSON_IsRaw(it))
         out = strdup(it->valuestring);
-    else if (cJSON_IsNumber(it)) {
-        char buf[64];
-        snprintf(buf, sizeof(buf), "%.0f", it->valuedouble);
-        out = strdup(buf);
-    } else if (cJSON_IsNull(it))
+    else if (cJSON_IsNull(it))
         out = strdup("");
     else
         out = strdup("\x01"); /* refused by every parser below */
@@ -971,10 +998,20 @@ static int row_jsonl(ingest_mapper *m, const ingest_row *row, const char *batch_
         avro_value_decref(&m->jvalue);
         m->have_jvalue = false;
     }
-    obj = cJSON_ParseWithLength(row->fields[0], row->lens[0]);
-    if (!obj) {
-        lerr(e, "", "json", "not valid JSON");
-        return 1;
+    /* Numbers keep their text (never a double); duplicate names, \u0000
+     * and the like are refused, with the byte and the key. */
+    {
+        core_json_error je;
+
+        obj = core_json_parse(row->fields[0], row->lens[0], &je);
+        if (!obj) {
+            if (strcmp(je.reason, "out of memory") == 0) {
+                lerr(e, "", "internal", "out of memory");
+                return -1;
+            }
+            lerr(e, je.path, "json", "not valid JSON at byte %zu: %s", je.offset + 1, je.reason);
+            return 1;
+        }
     }
     if (!cJSON_IsObject(obj)) {
         cJSON_Delete(obj);
@@ -1056,7 +1093,7 @@ int ingest_mapper_row(ingest_mapper *m, const ingest_row *row, const char *batch
                          : "csv_syntax", "%s", row->error);
         } else {
             lerr(e, col, strstr(row->error, "UTF-8") ? "utf8" : strstr(row->error, "longer") ? "too_big"
-                         : "csv_syntax", "%s", row->error);
+                         : strstr(row->error, "gzip") ? "gzip" : "csv_syntax", "%s", row->error);
         }
         return 1;
     }

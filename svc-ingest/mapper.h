@@ -67,7 +67,7 @@ typedef struct ingest_map_opts {
 typedef struct ingest_line_error {
     char column[128];
     char reason[320];
-    const char *category; /* csv_syntax utf8 field_count json type range missing too_big extra */
+    const char *category; /* csv_syntax utf8 field_count json type range missing too_big extra gzip */
     bool has_value;
     char value[100];       /* the value's text, cut at a UTF-8 boundary; "..." when cut */
     char value_field[128]; /* field path deciding whether value may be shown */

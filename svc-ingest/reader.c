@@ -5,18 +5,31 @@
 #include "tributary/core_common.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #define IN_SIZE (256 * 1024)
+#define RAW_SIZE (128 * 1024)
 
 enum csv_state { S_START, S_UNQ, S_QUOTED, S_QQ };
 
 struct ingest_reader {
-    gzFile gz;
+    int fd;
+    bool gzip;          /* the file starts with gzip's magic bytes */
+    z_stream zs;
+    bool zs_init;
+    bool member_end;    /* inflate ended a gzip member: another one, or the end */
+    unsigned char *raw; /* compressed input; zs.next_in points into it */
+    uint64_t raw_read;  /* file bytes read so far */
+    bool raw_eof;
+    bool garbage;          /* bytes after the last gzip member that start none */
+    bool garbage_reported; /* returned as a row (see ingest_reader_next()) */
+    uint64_t garbage_at;   /* compressed offset of its first byte */
     char *path;
     ingest_format fmt;
     char delim;
@@ -45,6 +58,8 @@ struct ingest_reader {
     size_t error_col;
     char errbuf[160];
 };
+
+static int rewind_input(ingest_reader *r, char *errstr, size_t errstr_size);
 
 bool ingest_utf8_valid(const char *str, size_t len, size_t *bad)
 {
@@ -102,7 +117,8 @@ ingest_reader *ingest_reader_open(const char *path, ingest_format fmt, char deli
         return NULL;
     }
     if (!S_ISREG(st.st_mode)) {
-        core_errstr(errstr, errstr_size, "%s: not a regular file", path);
+        core_errstr(errstr, errstr_size, "%s: %s", path,
+                    S_ISDIR(st.st_mode) ? "is a directory, not a file" : "not a regular file");
         return NULL;
     }
     r = calloc(1, sizeof(*r));
@@ -110,6 +126,7 @@ ingest_reader *ingest_reader_open(const char *path, ingest_format fmt, char deli
         core_errstr(errstr, errstr_size, "out of memory");
         return NULL;
     }
+    r->fd = -1;
     r->fmt = fmt;
     r->delim = delimiter ? delimiter : ',';
     r->max_record = max_record ? max_record : 4u << 20;
@@ -117,24 +134,34 @@ ingest_reader *ingest_reader_open(const char *path, ingest_format fmt, char deli
     r->line = 1;
     r->path = strdup(path);
     r->in = malloc(IN_SIZE);
+    r->raw = malloc(RAW_SIZE);
     r->rec_cap = 4096;
     r->rec = malloc(r->rec_cap);
     r->fields_cap = 32;
     r->starts = malloc(r->fields_cap * sizeof(*r->starts));
     r->fields = malloc(r->fields_cap * sizeof(*r->fields));
     r->lens = malloc(r->fields_cap * sizeof(*r->lens));
-    if (!r->path || !r->in || !r->rec || !r->starts || !r->fields || !r->lens) {
+    if (!r->path || !r->in || !r->raw || !r->rec || !r->starts || !r->fields || !r->lens) {
         core_errstr(errstr, errstr_size, "out of memory");
         ingest_reader_free(r);
         return NULL;
     }
-    r->gz = gzopen(path, "rb");
-    if (!r->gz) {
-        core_errstr(errstr, errstr_size, "%s: %s", path, errno ? strerror(errno) : "cannot open");
+    r->fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (r->fd < 0) {
+        core_errstr(errstr, errstr_size, "%s: %s", path, strerror(errno));
         ingest_reader_free(r);
         return NULL;
     }
-    gzbuffer(r->gz, 128 * 1024);
+    if (inflateInit2(&r->zs, 15 + 16) != Z_OK) {
+        core_errstr(errstr, errstr_size, "out of memory");
+        ingest_reader_free(r);
+        return NULL;
+    }
+    r->zs_init = true;
+    if (rewind_input(r, errstr, errstr_size)) {
+        ingest_reader_free(r);
+        return NULL;
+    }
     return r;
 }
 
@@ -142,10 +169,13 @@ void ingest_reader_free(ingest_reader *r)
 {
     if (!r)
         return;
-    if (r->gz)
-        gzclose(r->gz);
+    if (r->zs_init)
+        inflateEnd(&r->zs);
+    if (r->fd >= 0)
+        close(r->fd);
     free(r->path);
     free(r->in);
+    free(r->raw);
     free(r->rec);
     free(r->starts);
     free(r->fields);
@@ -165,34 +195,162 @@ uint64_t ingest_reader_file_size(const ingest_reader *r)
 
 uint64_t ingest_reader_raw_pos(const ingest_reader *r)
 {
-    z_off_t o = gzoffset(r->gz);
-    return o < 0 ? 0 : (uint64_t)o;
+    if (!r->gzip)
+        return r->pos;
+    return r->raw_read - r->zs.avail_in;
+}
+
+/* A read error: where the stream broke (line and uncompressed byte; for
+ * gzip also the compressed byte), then why. */
+static int read_error(ingest_reader *r, char *errstr, size_t errstr_size, const char *why)
+{
+    if (r->gzip)
+        core_errstr(errstr, errstr_size,
+                    "%s: read error at line %llu, byte %llu (compressed byte %llu): %s", r->path,
+                    (unsigned long long)r->line, (unsigned long long)r->pos + 1,
+                    (unsigned long long)ingest_reader_raw_pos(r) + 1, why);
+    else
+        core_errstr(errstr, errstr_size, "%s: read error at line %llu, byte %llu: %s", r->path,
+                    (unsigned long long)r->line, (unsigned long long)r->pos + 1, why);
+    return -1;
+}
+
+/* More compressed input after what zs has not consumed yet.
+ * @returns bytes added (0 at the end of the file) or -1 on an I/O error. */
+static ssize_t raw_more(ingest_reader *r)
+{
+    ssize_t n;
+
+    if (r->raw_eof)
+        return 0;
+    if (r->zs.avail_in > 0 && r->zs.next_in != r->raw)
+        memmove(r->raw, r->zs.next_in, r->zs.avail_in);
+    r->zs.next_in = r->raw;
+    do {
+        n = read(r->fd, r->raw + r->zs.avail_in, RAW_SIZE - r->zs.avail_in);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return -1;
+    if (n == 0)
+        r->raw_eof = true;
+    r->zs.avail_in += (uInt)n;
+    r->raw_read += (uint64_t)n;
+    return n;
+}
+
+/* Back to the first byte of the file (gzip detected again by its magic). */
+static int rewind_input(ingest_reader *r, char *errstr, size_t errstr_size)
+{
+    if (lseek(r->fd, 0, SEEK_SET) != 0) {
+        core_errstr(errstr, errstr_size, "%s: %s", r->path, strerror(errno));
+        return -1;
+    }
+    r->raw_read = 0;
+    r->raw_eof = false;
+    r->garbage = r->garbage_reported = false;
+    r->zs.next_in = r->raw;
+    r->zs.avail_in = 0;
+    r->member_end = false;
+    inflateReset(&r->zs);
+    r->in_pos = r->in_len = 0;
+    r->eof = false;
+    r->pos = 0;
+    r->line = 1;
+    r->prev_cr = false;
+    r->bom_done = false;
+    while (r->zs.avail_in < 2) {
+        ssize_t n = raw_more(r);
+        if (n < 0) {
+            core_errstr(errstr, errstr_size, "%s: %s", r->path, strerror(errno));
+            return -1;
+        }
+        if (n == 0)
+            break;
+    }
+    r->gzip = r->zs.avail_in >= 2 && r->raw[0] == 0x1f && r->raw[1] == 0x8b;
+    return 0;
+}
+
+/* Uncompressed bytes into r->in. @returns bytes (0 at the end), -1 error. */
+static ssize_t read_some(ingest_reader *r, char *errstr, size_t errstr_size)
+{
+    if (!r->gzip) {
+        /* plain: what rewind_input() looked at first, then the file */
+        if (r->zs.avail_in > 0) {
+            size_t n = r->zs.avail_in;
+            memcpy(r->in, r->zs.next_in, n);
+            r->zs.avail_in = 0;
+            return (ssize_t)n;
+        }
+        for (;;) {
+            ssize_t n = read(r->fd, r->in, IN_SIZE);
+            if (n >= 0)
+                return n;
+            if (errno != EINTR)
+                return read_error(r, errstr, errstr_size, strerror(errno));
+        }
+    }
+    for (;;) {
+        int zrc;
+
+        if (r->member_end) {
+            /* After a member: the end of the file, or the next member. */
+            if (r->zs.avail_in < 2) {
+                ssize_t n = raw_more(r);
+                if (n < 0)
+                    return read_error(r, errstr, errstr_size, strerror(errno));
+                if (n == 0 && r->zs.avail_in == 0)
+                    return 0;
+                if (n > 0)
+                    continue;
+            }
+            if (r->zs.avail_in < 2 || r->zs.next_in[0] != 0x1f || r->zs.next_in[1] != 0x8b) {
+                /* The stream before it is whole (its CRC and length
+                 * checked): the end, reported as one more bad line. */
+                r->garbage = true;
+                r->garbage_at = ingest_reader_raw_pos(r);
+                r->zs.avail_in = 0;
+                r->raw_eof = true;
+                return 0;
+            }
+            inflateReset(&r->zs);
+            r->member_end = false;
+        }
+        if (r->zs.avail_in == 0) {
+            ssize_t n = raw_more(r);
+            if (n < 0)
+                return read_error(r, errstr, errstr_size, strerror(errno));
+            if (n == 0)
+                return read_error(r, errstr, errstr_size,
+                                  "unexpected end of file: the gzip stream is truncated");
+        }
+        r->zs.next_out = r->in;
+        r->zs.avail_out = IN_SIZE;
+        zrc = inflate(&r->zs, Z_NO_FLUSH);
+        if (zrc == Z_STREAM_END)
+            r->member_end = true;
+        else if (zrc == Z_NEED_DICT || zrc == Z_DATA_ERROR || zrc == Z_MEM_ERROR ||
+                 (zrc == Z_BUF_ERROR && r->zs.avail_in > 0 && r->zs.avail_out == IN_SIZE))
+            return read_error(r, errstr, errstr_size,
+                              r->zs.msg ? r->zs.msg : "corrupt gzip data");
+        if (r->zs.avail_out < IN_SIZE)
+            return (ssize_t)(IN_SIZE - r->zs.avail_out);
+    }
 }
 
 /* Refill the input buffer. @returns 1 data, 0 end, -1 error. */
 static int fill(ingest_reader *r, char *errstr, size_t errstr_size)
 {
-    int n;
+    ssize_t n;
 
     if (r->in_pos < r->in_len)
         return 1;
     if (r->eof)
         return 0;
-    n = gzread(r->gz, r->in, IN_SIZE);
-    if (n < 0) {
-        int zerr;
-        const char *msg = gzerror(r->gz, &zerr);
-        core_errstr(errstr, errstr_size, "%s: read error: %s", r->path,
-                    zerr == Z_ERRNO ? strerror(errno) : msg);
+    n = read_some(r, errstr, errstr_size);
+    if (n < 0)
         return -1;
-    }
     if (n == 0) {
-        int zerr;
-        const char *msg = gzerror(r->gz, &zerr);
-        if (zerr != Z_OK && zerr != Z_STREAM_END) {
-            core_errstr(errstr, errstr_size, "%s: read error: %s", r->path, msg);
-            return -1;
-        }
         r->eof = true;
         return 0;
     }
@@ -209,8 +367,13 @@ static int fill(ingest_reader *r, char *errstr, size_t errstr_size)
     return r->in_pos < r->in_len ? 1 : fill(r, errstr, errstr_size);
 }
 
+static void set_error(ingest_reader *r, const char *msg, size_t col);
+
 static int rec_put(ingest_reader *r, char c)
 {
+    if (c == '\0')
+        set_error(r, r->fmt == INGEST_FMT_CSV ? "NUL byte in the field" : "NUL byte in the line",
+                  r->fmt == INGEST_FMT_CSV ? r->nfields + 1 : 0);
     if (r->overflow)
         return 0;
     if (r->rec_len - r->nfields >= r->max_record) {
@@ -237,7 +400,8 @@ static int rec_put(ingest_reader *r, char c)
 
 static int field_end(ingest_reader *r)
 {
-    if (r->nfields + 1 > r->fields_cap) {
+    /* Writes starts[nfields + 1] below: that index must exist. */
+    if (r->nfields + 2 > r->fields_cap) {
         size_t cap = r->fields_cap * 2;
         size_t *s = realloc(r->starts, cap * sizeof(*s));
         if (!s)
@@ -307,16 +471,29 @@ static void finish_row(ingest_reader *r, ingest_row *row)
         r->lens[i] = r->starts[i + 1] - r->starts[i] - 1;
     }
     if (!r->error && !r->overflow) {
+        bool csv = r->fmt == INGEST_FMT_CSV;
+
         for (size_t i = 0; i < r->nfields; i++) {
             size_t bad;
+            const char *bom;
             if (!ingest_utf8_valid(r->fields[i], r->lens[i], &bad)) {
-                snprintf(r->errbuf, sizeof(r->errbuf), "invalid UTF-8 at byte %zu of the field",
-                         bad + 1);
+                snprintf(r->errbuf, sizeof(r->errbuf), "invalid UTF-8 at byte %zu of the %s",
+                         bad + 1, csv ? "field" : "line");
                 r->error = r->errbuf;
-                r->error_col = r->fmt == INGEST_FMT_CSV ? i + 1 : 0;
-                if (r->fmt == INGEST_FMT_JSONL)
-                    snprintf(r->errbuf, sizeof(r->errbuf),
-                             "invalid UTF-8 at byte %zu of the line", bad + 1);
+                r->error_col = csv ? i + 1 : 0;
+                break;
+            }
+            /* U+FEFF is a byte order mark only at the very start of the
+             * file (skipped there); anywhere else it is a file pasted into
+             * another, and would end up inside a value. */
+            bom = memmem(r->fields[i], r->lens[i], "\xEF\xBB\xBF", 3);
+            if (bom) {
+                snprintf(r->errbuf, sizeof(r->errbuf),
+                         "byte order mark (U+FEFF) at byte %zu of the %s: only the start of "
+                         "the file may hold one", (size_t)(bom - r->fields[i]) + 1,
+                         csv ? "field" : "line");
+                r->error = r->errbuf;
+                r->error_col = csv ? i + 1 : 0;
                 break;
             }
         }
@@ -489,27 +666,70 @@ nomem:
 
 int ingest_reader_next(ingest_reader *r, ingest_row *row, char *errstr, size_t errstr_size)
 {
+    int rc;
+
     memset(row, 0, sizeof(*row));
-    return r->fmt == INGEST_FMT_CSV ? next_csv(r, row, errstr, errstr_size)
-                                    : next_jsonl(r, row, errstr, errstr_size);
+    rc = r->fmt == INGEST_FMT_CSV ? next_csv(r, row, errstr, errstr_size)
+                                  : next_jsonl(r, row, errstr, errstr_size);
+    if (rc == 0 && r->garbage && !r->garbage_reported) {
+        /* Trailing garbage: a bad line after the last one, one virtual byte
+         * long, so a checkpoint after it resumes past it (see seek). */
+        r->garbage_reported = true;
+        reset_rec(r);
+        snprintf(r->errbuf, sizeof(r->errbuf),
+                 "trailing garbage after the last gzip member, at compressed byte %llu",
+                 (unsigned long long)r->garbage_at + 1);
+        row->line = r->line;
+        row->nlines = 1;
+        row->offset = r->pos;
+        row->end = ++r->pos;
+        row->fields = r->fields;
+        row->lens = r->lens;
+        row->error = r->errbuf;
+        return 1;
+    }
+    return rc;
 }
 
 int ingest_reader_seek(ingest_reader *r, uint64_t offset, uint64_t line,
                        char *errstr, size_t errstr_size)
 {
-    z_off_t o = gzseek(r->gz, (z_off_t)offset, SEEK_SET);
-
-    if (o < 0 || (uint64_t)o != offset) {
-        int zerr;
-        core_errstr(errstr, errstr_size, "%s: cannot seek to byte %llu: %s", r->path,
-                    (unsigned long long)offset, gzerror(r->gz, &zerr));
+    if (rewind_input(r, errstr, errstr_size))
         return -1;
+    if (!r->gzip && offset > 0) {
+        if (lseek(r->fd, (off_t)offset, SEEK_SET) != (off_t)offset) {
+            core_errstr(errstr, errstr_size, "%s: cannot seek to byte %llu: %s", r->path,
+                        (unsigned long long)offset, strerror(errno));
+            return -1;
+        }
+        r->zs.avail_in = 0; /* what rewind_input() read first is behind us */
+        r->pos = offset;
+        r->bom_done = true;
     }
-    r->in_pos = r->in_len = 0;
-    r->eof = false;
-    r->pos = offset;
+    /* gzip: inflate again from the start up to the offset */
+    while (r->pos < offset) {
+        size_t n;
+        int f = fill(r, errstr, errstr_size);
+
+        if (f < 0)
+            return -1;
+        if (f == 0 && r->garbage && offset == r->pos + 1) {
+            r->garbage_reported = true; /* the checkpoint is after it */
+            r->pos = offset;
+            break;
+        }
+        if (f == 0) {
+            core_errstr(errstr, errstr_size, "%s: cannot seek to byte %llu: the file is shorter",
+                        r->path, (unsigned long long)offset);
+            return -1;
+        }
+        n = r->in_len - r->in_pos;
+        if (n > offset - r->pos)
+            n = (size_t)(offset - r->pos);
+        r->in_pos += n;
+        r->pos += n;
+    }
     r->line = line;
     r->prev_cr = false;
-    r->bom_done = offset > 0;
     return 0;
 }

@@ -16,7 +16,15 @@
  * file, a record longer than max_record bytes, invalid UTF-8) is still
  * returned, with row->error set and the column it concerns: the caller
  * reports it and goes on; the parser has already resynchronised on the next
- * record boundary. */
+ * record boundary. A NUL byte, or a byte order mark anywhere but at the very
+ * start of the file, is such an error too.
+ *
+ * gzip: concatenated members are one stream. A truncated or corrupt stream
+ * is a read error naming the line and the byte where it broke. Bytes after
+ * the last member that start no other member (trailing garbage) come back
+ * as one last record with row->error (no fields, its line the one after the
+ * last, one virtual byte long so that a checkpoint after it resumes past
+ * it). */
 #ifndef SVC_INGEST_READER_H
 #define SVC_INGEST_READER_H
 

@@ -8,6 +8,7 @@
 
 #include "tributary/core_common.h"
 #include "tributary/core_http.h"
+#include "tributary/core_json.h"
 #include "tributary/core_lifecycle.h"
 #include "tributary/core_log.h"
 
@@ -136,7 +137,8 @@ static char *job_json(const struct job *j)
 static void h_post(const core_http_request *req, core_http_response *resp, void *opaque)
 {
     struct server *s = opaque;
-    cJSON *body = req->body ? cJSON_ParseWithLength(req->body, req->body_len) : NULL;
+    /* strict: a key given twice ("file" twice) is refused, not the first kept */
+    cJSON *body = req->body ? core_json_parse(req->body, req->body_len, NULL) : NULL;
     const cJSON *file, *ds, *fmt, *bid, *force;
     char path[PATH_MAX], hex[65], err[PATH_MAX + 600], id[INGEST_MAX_BATCH_ID + 1];
     struct job *j = NULL;
@@ -174,11 +176,19 @@ static void h_post(const core_http_request *req, core_http_response *resp, void 
         snprintf(path, sizeof(path), "%s/%s", s->conf->spool_dir, file->valuestring);
     else
         snprintf(path, sizeof(path), "%s", file->valuestring);
-    if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode) || access(path, R_OK) != 0) {
-        snprintf(err, sizeof(err), "file: %s: %s", path,
-                 errno ? strerror(errno) : "not a readable regular file");
-        reply_error(resp, 422, err);
-        goto out;
+    {
+        /* errno only where a call failed: a stale one said "Numerical
+         * result out of range" for a directory */
+        const char *why = stat(path, &sb) != 0      ? strerror(errno)
+                          : S_ISDIR(sb.st_mode)     ? "is a directory, not a file"
+                          : !S_ISREG(sb.st_mode)    ? "not a regular file"
+                          : access(path, R_OK) != 0 ? strerror(errno)
+                                                    : NULL;
+        if (why) {
+            snprintf(err, sizeof(err), "file: %s: %s", path, why);
+            reply_error(resp, 422, err);
+            goto out;
+        }
     }
     if (bid) {
         snprintf(id, sizeof(id), "%s", bid->valuestring);

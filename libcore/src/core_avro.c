@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -386,7 +387,19 @@ static int check_default(struct cctx *c, const struct avn *t, const cJSON *d,
     switch (t->type) {
     case AVN_NULL: ok = cJSON_IsNull(d); break;
     case AVN_BOOLEAN: ok = cJSON_IsBool(d); break;
-    case AVN_INT: case AVN_LONG: case AVN_FLOAT: case AVN_DOUBLE:
+    case AVN_INT: case AVN_LONG:
+        /* an integer, and one a double holds exactly: cJSON read the
+         * schema's digits into one (9007199254740993 would be ...992) */
+        ok = cJSON_IsNumber(d) && d->valuedouble == floor(d->valuedouble) &&
+             fabs(d->valuedouble) < 9007199254740992.0 &&
+             (t->type == AVN_LONG || (d->valuedouble >= INT32_MIN && d->valuedouble <= INT32_MAX));
+        if (cJSON_IsNumber(d) && !ok) {
+            core_errstr(c->err, c->errsz, "%s: %s: default is not an integer of the type, or "
+                        "beyond 2^53 where JSON numbers are not exact", c->file, where);
+            return -1;
+        }
+        break;
+    case AVN_FLOAT: case AVN_DOUBLE:
         ok = cJSON_IsNumber(d); break;
     case AVN_BYTES: case AVN_STRING: case AVN_FIXED:
         ok = cJSON_IsString(d); break;

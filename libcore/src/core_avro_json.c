@@ -303,8 +303,9 @@ static int parse_date(const char **pp, int64_t *days, const char **why)
     return 0;
 }
 
-/* units: 1000 (ms) or 1000000 (us) per second. */
-static core_err_t time_parse(const char *text, int64_t units, int64_t *outp,
+/* units: 1000 (ms) or 1000000 (us) per second. exact: a fraction finer
+ * than the unit is an error (else its extra digits are dropped). */
+static core_err_t time_parse(const char *text, int64_t units, bool exact, int64_t *outp,
                              char *errstr, size_t errstr_size)
 {
     const char *p = text, *why = NULL;
@@ -350,6 +351,10 @@ static core_err_t time_parse(const char *text, int64_t units, int64_t *outp,
             if (fscale >= 10) { /* keep what the unit holds, drop the rest */
                 fscale /= 10;
                 frac += (*p - '0') * fscale;
+            } else if (exact && *p != '0') {
+                why = units == 1000 ? "a fraction finer than the millisecond the field holds"
+                                    : "a fraction finer than the microsecond the field holds";
+                goto bad;
             }
         }
     }
@@ -400,13 +405,19 @@ bad:
 core_err_t core_avro_time_parse(const char *text, int64_t *msp, char *errstr,
                                 size_t errstr_size)
 {
-    return time_parse(text, 1000, msp, errstr, errstr_size);
+    return time_parse(text, 1000, false, msp, errstr, errstr_size);
 }
 
 core_err_t core_avro_time_parse_us(const char *text, int64_t *usp, char *errstr,
                                    size_t errstr_size)
 {
-    return time_parse(text, 1000000, usp, errstr, errstr_size);
+    return time_parse(text, 1000000, false, usp, errstr, errstr_size);
+}
+
+core_err_t core_avro_time_parse_exact(const char *text, bool micros, int64_t *outp,
+                                      char *errstr, size_t errstr_size)
+{
+    return time_parse(text, micros ? 1000000 : 1000, true, outp, errstr, errstr_size);
 }
 
 /* x (0 <= x < 10^n) as exactly n decimal digits. */
@@ -1257,20 +1268,100 @@ static int set_failed(struct jctx *c, const char *what)
     return jerr(c, "cannot set %s: %s", what, avro_strerror());
 }
 
+/* The integer number text s stands for, exactly, never through a double:
+ * [+-]digits[.digits][(e|E)[+-]digits] (JSON's grammar, also with a sign
+ * or leading zeros; no blanks). 1.0 and 1e3 are integers, 1.5 is not.
+ * @returns 0 with *out, 1 not an integer (a fraction), 2 outside [lo, hi],
+ * 3 not a number. */
+static int text_integer(const char *s, int64_t lo, int64_t hi, int64_t *out)
+{
+    const char *a, *b, *fa = NULL, *fb = NULL;
+    int64_t x = 0, e;
+    size_t ni, nd, first, last, i;
+    uint64_t v = 0;
+    bool neg = false, xneg = false;
+
+    if (*s == '+' || *s == '-')
+        neg = *s++ == '-';
+    a = s;
+    while (*s >= '0' && *s <= '9')
+        s++;
+    b = s;
+    if (b == a)
+        return 3;
+    if (*s == '.') {
+        fa = ++s;
+        while (*s >= '0' && *s <= '9')
+            s++;
+        fb = s;
+        if (fb == fa)
+            return 3;
+    }
+    if (*s == 'e' || *s == 'E') {
+        s++;
+        if (*s == '+' || *s == '-')
+            xneg = *s++ == '-';
+        if (!(*s >= '0' && *s <= '9'))
+            return 3;
+        for (; *s >= '0' && *s <= '9'; s++)
+            if (x < 1000000000)
+                x = x * 10 + (*s - '0');
+    }
+    if (*s)
+        return 3;
+    /* digits D = integer part then fraction; value = D * 10^e */
+    ni = (size_t)(b - a);
+    nd = ni + (fa ? (size_t)(fb - fa) : 0);
+#define DIGIT(k) ((k) < ni ? a[(k)] : fa[(k) - ni])
+    e = (xneg ? -x : x) - (int64_t)(nd - ni);
+    for (first = 0; first < nd && DIGIT(first) == '0'; first++)
+        ;
+    if (first == nd) {
+        *out = 0;
+        return lo <= 0 && hi >= 0 ? 0 : 2;
+    }
+    for (last = nd - 1; DIGIT(last) == '0'; last--)
+        e++; /* trailing zeros scale instead */
+    if (e < 0)
+        return 1; /* a nonzero digit right of the point */
+    if ((int64_t)(last - first + 1) + e > 19)
+        return 2;
+    for (i = first; i <= last; i++)
+        v = v * 10 + (uint64_t)(DIGIT(i) - '0');
+#undef DIGIT
+    for (; e > 0; e--)
+        v *= 10; /* at most 19 digits: below 2^64 */
+    if (neg) {
+        if (v > (uint64_t)INT64_MAX + 1)
+            return 2;
+        *out = v == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)v;
+    } else {
+        if (v > (uint64_t)INT64_MAX)
+            return 2;
+        *out = (int64_t)v;
+    }
+    return *out < lo || *out > hi ? 2 : 0;
+}
+
 /* A JSON number, or decimal digits as a string (how 64-bit integers travel
- * exactly in JSON, as in proto3's JSON mapping) or raw number text, as an
- * integer in [lo, hi]. */
+ * exactly in JSON, as in proto3's JSON mapping) or raw number text (as
+ * core_json_parse() keeps every number), as an integer in [lo, hi]. */
 static int json_integer(struct jctx *c, const cJSON *j, int64_t lo, int64_t hi,
                         const char *what, int64_t *out)
 {
     if (cJSON_IsRaw(j) || cJSON_IsString(j)) {
-        char *end;
-        long long v;
+        int64_t v;
 
-        errno = 0;
-        v = strtoll(j->valuestring, &end, 10);
-        if (errno || *end || end == j->valuestring || v < lo || v > hi)
+        switch (text_integer(j->valuestring, lo, hi, &v)) {
+        case 0:
+            break;
+        case 1:
+            return jerr(c, "a number with a fraction is not a %s", what);
+        case 2:
+            return jerr(c, "out of range for %s", what);
+        default:
             return jerr(c, "not a %s", what);
+        }
         *out = v;
         return 0;
     }
@@ -1294,15 +1385,18 @@ static int json_integer(struct jctx *c, const cJSON *j, int64_t lo, int64_t hi,
     return 0;
 }
 
-static int json_double(struct jctx *c, const cJSON *j, double *out)
+/* single: a float, rounded once from the text (strtof), not twice. */
+static int json_double(struct jctx *c, const cJSON *j, bool single, double *out)
 {
     if (cJSON_IsRaw(j)) {
         char *end;
 
         errno = 0;
-        *out = strtod(j->valuestring, &end);
+        *out = single ? (double)strtof(j->valuestring, &end) : strtod(j->valuestring, &end);
         if (*end || end == j->valuestring)
             return jerr(c, "not a number");
+        if (!isfinite(*out))
+            return jerr(c, "number out of range for %s", single ? "float" : "double");
         return 0;
     }
     if (!cJSON_IsNumber(j))
@@ -1397,6 +1491,13 @@ static int set_decimal(struct jctx *c, const struct avn *n, const cJSON *j,
             if (strtod(text, NULL) == d)
                 break;
         }
+        /* Beyond 15 significant digits a double may already be another
+         * number than the text it was parsed from (1234567890123456.78
+         * reads as ...456.8): refuse rather than store it. Trees from
+         * core_json_parse() carry the text instead (Raw, above). */
+        if (p > 15)
+            return jerr(c, "decimal given as a JSON number of more than 15 significant digits "
+                        "is not exact as a double: give it as a string");
         t = text;
     } else {
         return jerr(c, "expected a decimal (string or number), got %s", jtype(j));
@@ -1623,7 +1724,7 @@ static int from_json(struct jctx *c, const struct avn *n, const cJSON *j,
             cJSON_IsString(j) && !c->dflt) {
             char e[128];
 
-            if (time_parse(j->valuestring, n->logical == AVL_TS_MILLIS ? 1000 : 1000000,
+            if (time_parse(j->valuestring, n->logical == AVL_TS_MILLIS ? 1000 : 1000000, true,
                            &iv, e, sizeof(e)) != CORE_OK)
                 return jerr(c, "%s", e);
         } else if (json_integer(c, j, INT64_MIN, INT64_MAX,
@@ -1632,13 +1733,13 @@ static int from_json(struct jctx *c, const struct avn *n, const cJSON *j,
         }
         return avro_value_set_long(dst, iv) ? set_failed(c, "long") : 0;
     case AVN_FLOAT:
-        if (json_double(c, j, &dv) != 0)
+        if (json_double(c, j, true, &dv) != 0)
             return -1;
         if (isfinite(dv) && fabs(dv) > FLT_MAX)
             return jerr(c, "out of range for float");
         return avro_value_set_float(dst, (float)dv) ? set_failed(c, "float") : 0;
     case AVN_DOUBLE:
-        if (json_double(c, j, &dv) != 0)
+        if (json_double(c, j, false, &dv) != 0)
             return -1;
         return avro_value_set_double(dst, dv) ? set_failed(c, "double") : 0;
     case AVN_STRING:

@@ -834,6 +834,16 @@ START_TEST(serve_spool_and_batches_api)
     ck_assert_int_eq(code, 400);
     ck_assert_ptr_nonnull(strstr(resp, "dataset"));
     free(resp);
+    /* a directory said "Numerical result out of range" */
+    code = http("POST", url, "{\"file\":\"/tmp\",\"dataset\":\"payee\"}", &resp);
+    ck_assert_int_eq(code, 422);
+    ck_assert_msg(strstr(resp, "is a directory") != NULL, "%s", resp);
+    free(resp);
+    /* a key twice kept the first in silence */
+    code = http("POST", url, "{\"file\":\"/tmp\",\"dataset\":\"payee\",\"file\":\"x.csv\"}",
+                &resp);
+    ck_assert_int_eq(code, 400);
+    free(resp);
     snprintf(body, sizeof(body), "{\"file\":\"%s\",\"dataset\":\"payee\"}", g1.path);
     code = http("POST", url, body, &resp);
     ck_assert_msg(code == 202, "POST /batches: %ld %s", code, resp);
@@ -1207,10 +1217,261 @@ START_TEST(sigterm_commits_in_flight_then_resume)
 }
 END_TEST
 
+
+/* A gzip payee CSV of `rows` good rows, cut to `keep_pct` percent of its
+ * compressed bytes. */
+static void write_truncated_gzip(const char *path, int rows, int keep_pct)
+{
+    gzFile gz = gzopen(path, "wb");
+    struct stat sb;
+
+    ck_assert_ptr_nonnull(gz);
+    gzputs(gz, "payee_id,name,account_number,routing_number,iban,country,currency,email,"
+               "amount_limit,status,updated_at\n");
+    for (int i = 0; i < rows; i++)
+        gzprintf(gz, "P%d,Name %d,%010d,021000021,,US,USD,,%d.50,ACTIVE,2026-11-22T08:30:00Z\n",
+                 i, i, i, i);
+    gzclose(gz);
+    ck_assert_int_eq(stat(path, &sb), 0);
+    ck_assert_int_eq(truncate(path, sb.st_size * keep_pct / 100), 0);
+}
+
+/* Committed records of a topic, 0 when it was never created (a run that
+ * published nothing may not have created it). */
+static size_t committed_count(const char *topic)
+{
+    static const core_kafka_prop defaults[] = { { "bootstrap.servers", BROKER } };
+    core_kafka_producer_opts o = { 0 };
+    core_kafka_producer_t *p;
+    const struct rd_kafka_metadata *md = NULL;
+    char err[256];
+    bool exists;
+
+    o.defaults = defaults;
+    o.ndefaults = 1;
+    p = core_kafka_producer_new(&o, err, sizeof(err));
+    ck_assert_msg(p != NULL, "%s", err);
+    /* all topics: asking for one would create it */
+    ck_assert_int_eq(rd_kafka_metadata(core_kafka_producer_handle(p), 1, NULL, &md, 10000), 0);
+    exists = false;
+    for (int i = 0; i < md->topic_cnt; i++)
+        exists |= strcmp(md->topics[i].topic, topic) == 0;
+    rd_kafka_metadata_destroy(md);
+    core_kafka_producer_free(p);
+    return exists ? read_topic(topic, NULL, NULL) : 0;
+}
+
+/* A truncated gzip file: exit 66 with "unexpected end of file" and no
+ * line, and a summary of rows_read 256, published 256, while nothing had
+ * reached the topic. Now the summary counts only what committed
+ * transactions hold (the same as a read_committed consumer and the last
+ * checkpoint see), and the error names where the stream broke and what was
+ * not published. */
+START_TEST(truncated_gzip_summary_counts_only_committed_records)
+{
+    struct names n;
+    char path[256], *out = NULL, *err = NULL;
+    const char *args[] = { "--checkpoint.records", "1000", NULL };
+    const cJSON *e;
+    cJSON *sum;
+    size_t published, ckpt_pub = 0;
+    int rc;
+
+    /* Several transactions commit before the break. */
+    make_names(&n);
+    snprintf(path, sizeof(path), "/tmp/it-ingest-trunc-%s.csv.gz", tu_unique());
+    write_truncated_gzip(path, 5000, 60);
+    rc = run_ingest(&n, path, args, &out, &err, 120000);
+    ck_assert_msg(rc == 66, "exit %d: %s", rc, err);
+    sum = parse_summary(out);
+    published = (size_t)jnum(sum, "published");
+    ck_assert_uint_eq((size_t)jnum(sum, "rows_read"), published);
+    ck_assert_msg(published > 0 && published < 5000 && published % 1000 == 0, "published %zu",
+                  published);
+    e = cJSON_GetObjectItem(sum, "error");
+    ck_assert(cJSON_IsString(e));
+    ck_assert_msg(strstr(e->valuestring, "truncated") && strstr(e->valuestring, "at line ") &&
+                      strstr(e->valuestring, "byte ") && strstr(e->valuestring, "not published"),
+                  "%s", e->valuestring);
+    cJSON_Delete(sum);
+    free(out);
+    free(err);
+    out = err = NULL;
+    ck_assert_uint_eq(read_topic(n.topic, NULL, NULL), published);
+    read_topic(n.ckpt, max_published, &ckpt_pub);
+    ck_assert_uint_eq(ckpt_pub, published);
+    /* Again: resumes at the checkpoint, breaks at the same place, adds nothing. */
+    rc = run_ingest(&n, path, args, &out, &err, 120000);
+    ck_assert_msg(rc == 66, "exit %d: %s", rc, err);
+    sum = parse_summary(out);
+    ck_assert_uint_eq((size_t)jnum(sum, "published"), published);
+    ck_assert_uint_eq((size_t)jnum(sum, "resumed_from_line"), published + 2);
+    cJSON_Delete(sum);
+    free(out);
+    free(err);
+    out = err = NULL;
+    ck_assert_uint_eq(read_topic(n.topic, NULL, NULL), published);
+    unlink(path);
+    delete_topics(&n);
+
+    /* The break inside the first transaction: nothing published, and the
+     * summary says 0. */
+    make_names(&n);
+    snprintf(path, sizeof(path), "/tmp/it-ingest-trunc1-%s.csv.gz", tu_unique());
+    write_truncated_gzip(path, 300, 50);
+    rc = run_ingest(&n, path, NULL, &out, &err, 120000);
+    ck_assert_msg(rc == 66, "exit %d: %s", rc, err);
+    sum = parse_summary(out);
+    ck_assert_int_eq((int)jnum(sum, "published"), 0);
+    ck_assert_int_eq((int)jnum(sum, "rows_read"), 0);
+    cJSON_Delete(sum);
+    free(out);
+    free(err);
+    ck_assert_uint_eq(committed_count(n.topic), 0);
+    unlink(path);
+    delete_topics(&n);
+}
+END_TEST
+
+/* Trailing garbage after the last gzip member was accepted in silence: now
+ * the file's records are published and the garbage is one rejected line
+ * (the one after the last), exit 65. */
+START_TEST(gzip_trailing_garbage_is_one_rejected_line)
+{
+    struct names n;
+    char path[256], errors[300], e2[256], *out = NULL, *err = NULL, *text;
+    size_t len;
+    cJSON *sum;
+    FILE *f;
+    int rc;
+
+    make_names(&n);
+    snprintf(path, sizeof(path), "/tmp/it-ingest-garbage-%s.csv.gz", tu_unique());
+    write_truncated_gzip(path, 300, 100);
+    f = fopen(path, "ab");
+    ck_assert_ptr_nonnull(f);
+    fputs("PK\003\004 not gzip", f);
+    fclose(f);
+    rc = run_ingest(&n, path, NULL, &out, &err, 120000);
+    ck_assert_msg(rc == 65, "exit %d: %s", rc, err);
+    sum = parse_summary(out);
+    ck_assert_int_eq((int)jnum(sum, "published"), 300);
+    ck_assert_int_eq((int)jnum(sum, "rejected"), 1);
+    cJSON_Delete(sum);
+    snprintf(errors, sizeof(errors), "%s.errors.jsonl", path);
+    text = core_read_file(errors, 1 << 20, &len, e2, sizeof(e2));
+    ck_assert_msg(text != NULL, "%s", e2);
+    ck_assert_msg(strstr(text, "\"line\":302,\"column\":null,\"reason\":\"trailing garbage"), "%s",
+                  text);
+    free(text);
+    ck_assert_uint_eq(read_topic(n.topic, NULL, NULL), 300);
+    free(out);
+    free(err);
+    unlink(errors);
+    unlink(path);
+    delete_topics(&n);
+}
+END_TEST
+
+struct exact {
+    core_avro_catalog_t *cat;
+    char amount[4][64];
+    int64_t version[4];
+    int n;
+};
+
+static void collect_exact(const rd_kafka_message_t *m, void *user)
+{
+    struct exact *x = user;
+    avro_value_t v;
+    const core_avro_schema_t *s;
+    core_avro_meta meta;
+    char err[256];
+    cJSON *j;
+
+    ck_assert_int_lt(x->n, 4);
+    ck_assert_int_eq(core_avro_decode(x->cat, m->payload, m->len, &s, &v, err, sizeof(err)),
+                     CORE_OK);
+    ck_assert_int_eq(core_avro_get_meta(s, &v, &meta, err, sizeof(err)), CORE_OK);
+    x->version[x->n] = meta.version;
+    j = core_avro_to_json(s, &v, err, sizeof(err));
+    ck_assert_ptr_nonnull(j);
+    snprintf(x->amount[x->n], sizeof(x->amount[0]), "%s",
+             cJSON_GetObjectItem(j, "amount_limit")->valuestring);
+    x->n++;
+    cJSON_Delete(j);
+    avro_value_decref(&v);
+}
+
+/* JSON Lines numbers went through a double: 1234567890123456.78 reached
+ * payee.valid, PostgreSQL and Redis as ...456.80, a meta.version of
+ * 9007199254740993 as ...992, 9223372036854775807 was refused and
+ * -9223372036854775809 clamped. */
+START_TEST(jsonl_numbers_reach_the_topic_exactly)
+{
+    static const char *const lines[] = {
+        "{\"payee_id\":\"P1\",\"version\":9007199254740993,\"amount_limit\":1234567890123456.78",
+        "{\"payee_id\":\"P2\",\"version\":9223372036854775807,\"amount_limit\":0.10",
+        "{\"payee_id\":\"P3\",\"version\":1.5,\"amount_limit\":1",
+        "{\"payee_id\":\"P4\",\"version\":-9223372036854775809,\"amount_limit\":1",
+        "{\"payee_id\":\"P5\",\"version\":1,\"amount_limit\":1,\"name\":\"x\",\"name\":\"y\"",
+    };
+    struct names n;
+    struct exact x = { 0 };
+    char path[256], errors[300], e2[256], *out = NULL, *err = NULL, *text;
+    FILE *f;
+    size_t len;
+    cJSON *sum;
+    int rc;
+
+    make_names(&n);
+    snprintf(path, sizeof(path), "/tmp/it-ingest-exact-%s.jsonl", tu_unique());
+    f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    for (size_t i = 0; i < CORE_ARRAY_SIZE(lines); i++)
+        fprintf(f, "%s,\"name\":\"N\",\"account_number\":\"1\",\"routing_number\":\"021000021\","
+                   "\"country\":\"US\",\"currency\":\"USD\",\"status\":\"ACTIVE\","
+                   "\"updated_at\":0}\n", lines[i]);
+    fclose(f);
+    rc = run_ingest(&n, path, NULL, &out, &err, 60000);
+    ck_assert_msg(rc == 65, "exit %d: %s", rc, err);
+    sum = parse_summary(out);
+    ck_assert_int_eq((int)jnum(sum, "published"), 2);
+    ck_assert_int_eq((int)jnum(sum, "rejected"), 3);
+    cJSON_Delete(sum);
+    snprintf(errors, sizeof(errors), "%s.errors.jsonl", path);
+    text = core_read_file(errors, 1 << 20, &len, e2, sizeof(e2));
+    ck_assert_msg(text != NULL, "%s", e2);
+    ck_assert_msg(strstr(text, "\"line\":3,\"column\":\"version\""), "%s", text);
+    ck_assert_msg(strstr(text, "\"line\":4,\"column\":\"version\""), "%s", text);
+    ck_assert_msg(strstr(text, "\"line\":5,\"column\":\"name\""), "%s", text);
+    free(text);
+    x.cat = core_avro_catalog_load(tu_proto_dir(), e2, sizeof(e2));
+    ck_assert_ptr_nonnull(x.cat);
+    ck_assert_int_eq(read_topic(n.topic, collect_exact, &x), 2);
+    for (int i = 0; i < 2; i++) {
+        if (x.version[i] == 9007199254740993LL)
+            ck_assert_str_eq(x.amount[i], "1234567890123456.78");
+        else if (x.version[i] == INT64_MAX)
+            ck_assert_str_eq(x.amount[i], "0.10");
+        else
+            ck_abort_msg("version %lld altered", (long long)x.version[i]);
+    }
+    ck_assert(x.version[0] != x.version[1]);
+    core_avro_catalog_free(x.cat);
+    free(out);
+    free(err);
+    unlink(errors);
+    unlink(path);
+    delete_topics(&n);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("ingest");
     TCase *tc = tcase_create("broker");
+    TCase *ti = tcase_create("input");
     Suite *suites[1];
 
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -1223,6 +1484,12 @@ int main(void)
     tcase_add_test(tc, planted_bad_lines_exact_counts_and_no_republish);
     tcase_add_test(tc, kill9_mid_file_then_resume_exactly_once);
     suite_add_tcase(s, tc);
+    /* Broken and exact input (issue 15), selectable with CK_RUN_CASE=input. */
+    tcase_set_timeout(ti, 400);
+    tcase_add_test(ti, truncated_gzip_summary_counts_only_committed_records);
+    tcase_add_test(ti, jsonl_numbers_reach_the_topic_exactly);
+    tcase_add_test(ti, gzip_trailing_garbage_is_one_rejected_line);
+    suite_add_tcase(s, ti);
     suites[0] = s;
     return tu_run(suites, 1);
 }

@@ -1,6 +1,7 @@
 /* test_avro.c — the schema catalogue, the wire format, the body checker
  * against hostile bytes, natural JSON, and the decimal/time helpers. */
 #include "tributary/core_avro.h"
+#include "tributary/core_json.h"
 
 #include <check.h>
 #include <cjson/cJSON.h>
@@ -416,6 +417,25 @@ START_TEST(test_json_forms)
     ck_assert_str_eq(str_field(j, "amount_limit"), "9999999999999999.99");
     cJSON_Delete(j);
     free(t);
+    /* as a cJSON number (a double) it read as ...456.80: refused; from
+     * core_json_parse() (the number's text) it is exact */
+    t = subst(PAYEE_JSON, "\"1234.50\"", "1234567890123456.78");
+    from_json_bad(s, t, "string");
+    {
+        core_json_error je;
+        char err[256];
+        avro_value_t v;
+        cJSON *in = core_json_parse(t, strlen(t), &je), *out;
+
+        ck_assert_ptr_nonnull(in);
+        ck_assert_int_eq(core_avro_from_json(s, in, &v, err, sizeof(err)), CORE_OK);
+        out = core_avro_to_json(s, &v, err, sizeof(err));
+        ck_assert_str_eq(str_field(out, "amount_limit"), "1234567890123456.78");
+        cJSON_Delete(out);
+        cJSON_Delete(in);
+        avro_value_decref(&v);
+    }
+    free(t);
 
     /* timestamps: offsets, integers of ms, lower-case t and z */
     t = subst(PAYEE_JSON, "\"2024-03-07T10:00:00.000Z\"", "\"2024-03-07T11:30:00+01:30\"");
@@ -428,10 +448,14 @@ START_TEST(test_json_forms)
     ck_assert_str_eq(str_field(j, "updated_at"), "2024-03-07T10:00:00.000Z");
     cJSON_Delete(j);
     free(t);
-    t = subst(PAYEE_JSON, "\"2024-03-07T10:00:00.000Z\"", "\"2024-03-07t05:00:00.1234-0500\"");
+    t = subst(PAYEE_JSON, "\"2024-03-07T10:00:00.000Z\"", "\"2024-03-07t05:00:00.1230-0500\"");
     j = json_of(s, t);
     ck_assert_str_eq(str_field(j, "updated_at"), "2024-03-07T10:00:00.123Z");
     cJSON_Delete(j);
+    free(t);
+    /* a fraction finer than the field's millisecond was truncated in silence */
+    t = subst(PAYEE_JSON, "\"2024-03-07T10:00:00.000Z\"", "\"2024-03-07t05:00:00.1234-0500\"");
+    from_json_bad(s, t, "millisecond");
     free(t);
 
     /* unions: Avro's wrapped form, and missing optional fields become null */
@@ -1573,6 +1597,14 @@ START_TEST(test_schema_new_and_add)
         { "{\"type\":\"fixed\",\"name\":\"F\",\"size\":-1}", "\"size\" must be" },
         { "{\"type\":\"array\"}", "needs \"items\"" },
         { "42", "a schema must be a JSON object" },
+        /* a long default cJSON rounded (9007199254740993 read as ...992),
+         * a fraction or an out-of-range int: refused with the schema */
+        { "{\"type\":\"record\",\"name\":\"R\",\"fields\":[{\"name\":\"a\",\"type\":\"long\","
+          "\"default\":9007199254740993}]}", "2^53" },
+        { "{\"type\":\"record\",\"name\":\"R\",\"fields\":[{\"name\":\"a\",\"type\":\"long\","
+          "\"default\":1.5}]}", "not an integer" },
+        { "{\"type\":\"record\",\"name\":\"R\",\"fields\":[{\"name\":\"a\",\"type\":\"int\","
+          "\"default\":2147483648}]}", "not an integer" },
     };
     size_t i;
     avro_value_t v;

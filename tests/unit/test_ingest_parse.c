@@ -343,6 +343,274 @@ START_TEST(missing_file)
 }
 END_TEST
 
+
+/* field_end() grew its arrays on nfields + 1 > cap and then wrote
+ * starts[nfields + 1]: one slot past the end for the 32nd field (the
+ * initial capacity) and at every doubling. Under ASan this overflows. */
+START_TEST(csv_wide_records_do_not_overflow_field_arrays)
+{
+    static const size_t widths[] = { 1, 2, 30, 31, 32, 33, 63, 64, 65, 10000 };
+
+    for (size_t w = 0; w < CORE_ARRAY_SIZE(widths); w++) {
+        size_t n = widths[w], cap = n * 16 + 16, off = 0;
+        char *text = malloc(cap), *path;
+        ingest_reader *r;
+        ingest_row row;
+
+        for (int rec = 0; rec < 2; rec++) {
+            for (size_t i = 0; i < n; i++)
+                off += (size_t)snprintf(text + off, cap - off, "%s%zu", i ? "," : "", i + (size_t)rec);
+            text[off++] = '\n';
+        }
+        text[off] = '\0';
+        r = open_text(text, INGEST_FMT_CSV, 0, &path);
+        for (int rec = 0; rec < 2; rec++) {
+            char want[24];
+            next_ok(r, &row);
+            ck_assert_ptr_null(row.error);
+            ck_assert_uint_eq(row.nfields, n);
+            for (size_t i = 0; i < n; i++) {
+                snprintf(want, sizeof(want), "%zu", i + (size_t)rec);
+                ck_assert_str_eq(row.fields[i], want);
+                ck_assert_uint_eq(row.lens[i], strlen(want));
+            }
+        }
+        at_eof(r);
+        close_text(r, path);
+        free(text);
+    }
+}
+END_TEST
+
+/* A NUL byte inside a CSV field was published (the validator then called
+ * the record poison, with no line number). */
+START_TEST(csv_nul_byte_in_field_is_a_line_error)
+{
+    static const char text[] = "a,b,c\n1,x\0y,3\n2,ok,3\n3,\"q\0\",3\n";
+    char *path = write_bytes(text, sizeof(text) - 1), err[256];
+    ingest_reader *r = ingest_reader_open(path, INGEST_FMT_CSV, ',', 0, err, sizeof(err));
+    ingest_row row;
+
+    ck_assert_ptr_nonnull(r);
+    next_ok(r, &row);
+    next_ok(r, &row);
+    ck_assert_int_eq(row.line, 2);
+    ck_assert_ptr_nonnull(row.error);
+    ck_assert_ptr_nonnull(strstr(row.error, "NUL"));
+    ck_assert_uint_eq(row.error_col, 2);
+    next_ok(r, &row);
+    ck_assert_ptr_null(row.error);
+    next_ok(r, &row);
+    ck_assert_int_eq(row.line, 4);
+    ck_assert_ptr_nonnull(row.error); /* quoted: the same */
+    ck_assert_uint_eq(row.error_col, 2);
+    at_eof(r);
+    close_text(r, path);
+    /* A raw NUL in a JSON line too (the line as a whole) */
+    path = write_bytes("{\"a\":\"x\0\"}\n", 11);
+    r = ingest_reader_open(path, INGEST_FMT_JSONL, ',', 0, err, sizeof(err));
+    ck_assert_ptr_nonnull(r);
+    next_ok(r, &row);
+    ck_assert_ptr_nonnull(row.error);
+    ck_assert_ptr_nonnull(strstr(row.error, "NUL"));
+    ck_assert_uint_eq(row.error_col, 0);
+    close_text(r, path);
+}
+END_TEST
+
+/* A byte order mark in the middle of a file (two files concatenated) was
+ * published inside the key; at the very start it stays allowed. */
+START_TEST(bom_in_the_middle_of_a_file_is_a_line_error)
+{
+    const char *csv = "\xEF\xBB\xBF" "a,b\n1,x\n\xEF\xBB\xBF" "2,y\n3,z\xEF\xBB\xBF\n4,w\n";
+    const char *jsonl = "\xEF\xBB\xBF{\"a\":1}\n\xEF\xBB\xBF{\"a\":2}\n{\"a\":3}\n";
+    char *path;
+    ingest_reader *r = open_text(csv, INGEST_FMT_CSV, 0, &path);
+    ingest_row row;
+
+    next_ok(r, &row);
+    ck_assert_ptr_null(row.error);
+    ck_assert_str_eq(row.fields[0], "a");
+    next_ok(r, &row);
+    ck_assert_ptr_null(row.error);
+    next_ok(r, &row);
+    ck_assert_int_eq(row.line, 3);
+    ck_assert_ptr_nonnull(row.error);
+    ck_assert_ptr_nonnull(strstr(row.error, "byte order mark"));
+    ck_assert_uint_eq(row.error_col, 1);
+    next_ok(r, &row);
+    ck_assert_ptr_nonnull(row.error);
+    ck_assert_uint_eq(row.error_col, 2);
+    next_ok(r, &row);
+    ck_assert_ptr_null(row.error);
+    at_eof(r);
+    close_text(r, path);
+
+    r = open_text(jsonl, INGEST_FMT_JSONL, 0, &path);
+    next_ok(r, &row);
+    ck_assert_ptr_null(row.error);
+    ck_assert_str_eq(row.fields[0], "{\"a\":1}");
+    next_ok(r, &row);
+    ck_assert_ptr_nonnull(row.error);
+    ck_assert_ptr_nonnull(strstr(row.error, "byte order mark"));
+    next_ok(r, &row);
+    ck_assert_ptr_null(row.error);
+    close_text(r, path);
+}
+END_TEST
+
+/* Write a gzip file of `rows` CSV lines "i,row number i"; returns its bytes. */
+static unsigned char *gzip_rows(int rows, size_t *lenp)
+{
+    char tmpl[] = "/tmp/tb_ingest_gzr_XXXXXX";
+    int fd = mkstemp(tmpl);
+    gzFile gz;
+    FILE *f;
+    long n;
+    unsigned char *data;
+
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    gz = gzopen(tmpl, "wb");
+    ck_assert_ptr_nonnull(gz);
+    for (int i = 0; i < rows; i++)
+        gzprintf(gz, "%d,row number %d\n", i, i);
+    gzclose(gz);
+    f = fopen(tmpl, "rb");
+    fseek(f, 0, SEEK_END);
+    n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    data = malloc((size_t)n + 64);
+    ck_assert_int_eq((long)fread(data, 1, (size_t)n, f), n);
+    fclose(f);
+    unlink(tmpl);
+    *lenp = (size_t)n;
+    return data;
+}
+
+/* Read to the end: @returns the reader's last answer, rows counted. */
+static int read_all(const char *path, int *rows, char *err, size_t errsize)
+{
+    ingest_reader *r = ingest_reader_open(path, INGEST_FMT_CSV, ',', 0, err, errsize);
+    ingest_row row;
+    int rc;
+
+    ck_assert_msg(r != NULL, "%s", err);
+    *rows = 0;
+    while ((rc = ingest_reader_next(r, &row, err, errsize)) == 1) {
+        ck_assert_ptr_null(row.error);
+        (*rows)++;
+    }
+    ingest_reader_free(r);
+    return rc;
+}
+
+/* A truncated gzip file said only "unexpected end of file": the error now
+ * names the line and the byte where the stream broke. */
+START_TEST(truncated_gzip_names_line_and_byte)
+{
+    size_t len;
+    unsigned char *data = gzip_rows(20000, &len);
+    char *path = write_bytes(data, len / 2), err[512];
+    int rows, rc = read_all(path, &rows, err, sizeof(err));
+    unsigned long long line = 0, byte = 0;
+    const char *at = strstr(err, "at line ");
+
+    ck_assert_int_eq(rc, -1);
+    ck_assert_ptr_nonnull(strstr(err, "truncated"));
+    ck_assert_ptr_nonnull(at);
+    ck_assert_int_eq(sscanf(at, "at line %llu, byte %llu", &line, &byte), 2);
+    /* the rows read end where the break is: a partial last line is not one */
+    ck_assert_int_gt(rows, 0);
+    ck_assert_uint_ge(line, (unsigned long long)rows + 1);
+    ck_assert_uint_le(line, (unsigned long long)rows + 2);
+    ck_assert_uint_gt(byte, 0);
+    unlink(path);
+    free(path);
+    free(data);
+}
+END_TEST
+
+/* Trailing garbage after the last gzip member was accepted in silence (zlib's
+ * gzread ignores it): now one more bad line after the last, and a
+ * checkpoint after it resumes past it; two members are one stream. */
+START_TEST(gzip_trailing_garbage_is_a_line_error)
+{
+    size_t len;
+    unsigned char *data = gzip_rows(100, &len), *two;
+    char *path, err[512];
+    int rows;
+    ingest_reader *r;
+    ingest_row row;
+    uint64_t off, end, line;
+
+    memcpy(data + len, "garbage\n", 8);
+    path = write_bytes(data, len + 8);
+    r = ingest_reader_open(path, INGEST_FMT_CSV, ',', 0, err, sizeof(err));
+    ck_assert_ptr_nonnull(r);
+    for (int i = 0; i < 100; i++) {
+        next_ok(r, &row);
+        ck_assert_ptr_null(row.error);
+    }
+    next_ok(r, &row);
+    ck_assert_int_eq(row.line, 101);
+    ck_assert_ptr_nonnull(row.error);
+    ck_assert_ptr_nonnull(strstr(row.error, "trailing garbage"));
+    ck_assert_uint_eq(row.error_col, 0);
+    ck_assert_uint_eq(row.end, row.offset + 1);
+    off = row.offset;
+    end = row.end;
+    line = row.line;
+    at_eof(r);
+    /* resumed after it: not again; resumed before it: again */
+    ck_assert_int_eq(ingest_reader_seek(r, end, line + 1, err, sizeof(err)), 0);
+    at_eof(r);
+    ck_assert_int_eq(ingest_reader_seek(r, off, line, err, sizeof(err)), 0);
+    next_ok(r, &row);
+    ck_assert_ptr_nonnull(row.error);
+    ck_assert_int_eq(row.line, 101);
+    at_eof(r);
+    ingest_reader_free(r);
+    unlink(path);
+    free(path);
+    /* a single zero byte (padding) too */
+    data[len] = 0;
+    path = write_bytes(data, len + 1);
+    r = ingest_reader_open(path, INGEST_FMT_JSONL, ',', 0, err, sizeof(err));
+    ck_assert_ptr_nonnull(r);
+    for (int i = 0; i < 100; i++)
+        next_ok(r, &row);
+    next_ok(r, &row);
+    ck_assert_ptr_nonnull(strstr(row.error, "trailing garbage"));
+    at_eof(r);
+    ingest_reader_free(r);
+    unlink(path);
+    free(path);
+    /* concatenated members: read as one */
+    two = malloc(2 * len);
+    memcpy(two, data, len);
+    memcpy(two + len, data, len);
+    path = write_bytes(two, 2 * len);
+    ck_assert_msg(read_all(path, &rows, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_eq(rows, 200);
+    unlink(path);
+    free(path);
+    free(two);
+    free(data);
+}
+END_TEST
+
+/* A directory as the input said "Numerical result out of range". */
+START_TEST(directory_as_input_says_it_is_a_directory)
+{
+    char err[256];
+
+    ck_assert_ptr_null(ingest_reader_open("/tmp", INGEST_FMT_CSV, ',', 0, err, sizeof(err)));
+    ck_assert_ptr_nonnull(strstr(err, "/tmp"));
+    ck_assert_ptr_nonnull(strstr(err, "is a directory"));
+}
+END_TEST
+
 /* ---- mapper ------------------------------------------------------------- */
 
 static const char *test_schema =
@@ -362,7 +630,9 @@ static const char *test_schema =
     "{\"name\":\"note\",\"type\":[\"null\",\"string\"],\"default\":null},"
     "{\"name\":\"label\",\"type\":\"string\",\"default\":\"none\"},"
     "{\"name\":\"sub\",\"type\":{\"type\":\"record\",\"name\":\"Sub\",\"fields\":["
-    "{\"name\":\"x\",\"type\":\"string\",\"default\":\"dx\"}]}}"
+    "{\"name\":\"x\",\"type\":\"string\",\"default\":\"dx\"}]}},"
+    "{\"name\":\"big\",\"type\":[\"null\",{\"type\":\"bytes\",\"logicalType\":\"decimal\","
+    "\"precision\":20,\"scale\":2}],\"default\":null}"
     "]}";
 
 static core_avro_catalog_t *cat;
@@ -725,6 +995,241 @@ START_TEST(map_jsonl_value_beside_reason)
 }
 END_TEST
 
+/* Map one JSON line; on success *json is the record as natural JSON. */
+static int map_jsonl_line(const char *line, ingest_record *rec, ingest_line_error *e, cJSON **json)
+{
+    char *path;
+    ingest_reader *r = open_text(line, INGEST_FMT_JSONL, 0, &path);
+    ingest_mapper *m = new_mapper(INGEST_FMT_JSONL, false, 0);
+    ingest_row row;
+    int rc;
+
+    next_ok(r, &row);
+    rc = ingest_mapper_row(m, &row, "batch-1", "test.jsonl", rec, e);
+    if (rc == 0 && json) {
+        avro_value_t v;
+        char err[256];
+        ck_assert_int_eq(core_avro_decode_body(schema, (const char *)rec->value + 5, rec->len - 5,
+                                               0, &v, err, sizeof(err)),
+                         CORE_OK);
+        *json = core_avro_to_json(schema, &v, err, sizeof(err));
+        avro_value_decref(&v);
+    }
+    ingest_mapper_free(m);
+    close_text(r, path);
+    return rc;
+}
+
+/* A JSON line of the test dataset: i, l, d, amt as given, then more keys. */
+#define JLINE(i, l, d, amt, more)                                                              \
+    "{\"k\":\"K1\",\"b\":true,\"e\":\"RED\",\"ts\":0,\"sub\":{},\"i\":" i ",\"l\":" l ",\"d\":" d \
+    ",\"amt\":" amt more "}\n"
+
+/* JSON Lines numbers went through a double: 1234567890123456.78 reached
+ * the record as ...456.80, a meta.version of 9007199254740993 as ...992,
+ * 1.5 in a long became 2, -9223372036854775809 was clamped and
+ * 9223372036854775807 refused. */
+START_TEST(jsonl_numbers_are_taken_exactly_from_their_text)
+{
+    ingest_record rec;
+    ingest_line_error e;
+    cJSON *j = NULL, *meta;
+    int rc;
+
+    rc = map_jsonl_line(JLINE("5", "9223372036854775807", "0.1", "1234567.89",
+                              ",\"big\":1234567890123456.78,\"version\":9007199254740993"),
+                        &rec, &e, &j);
+    ck_assert_msg(rc == 0, "%s: %s", e.column, e.reason);
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "big")->valuestring, "1234567890123456.78");
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "amt")->valuestring, "1234567.89");
+    ck_assert(cJSON_IsRaw(cJSON_GetObjectItem(j, "l")));
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "l")->valuestring, "9223372036854775807");
+    ck_assert(cJSON_GetObjectItem(j, "d")->valuedouble == 0.1);
+    meta = cJSON_GetObjectItem(j, "meta");
+    ck_assert(cJSON_IsRaw(cJSON_GetObjectItem(meta, "version")));
+    ck_assert_str_eq(cJSON_GetObjectItem(meta, "version")->valuestring, "9007199254740993");
+    ck_assert(rec.version == 9007199254740993LL);
+    cJSON_Delete(j);
+
+    /* the other edge of long, and integers written with a point or an exponent */
+    j = NULL;
+    rc = map_jsonl_line(JLINE("1.50e1", "-9223372036854775808", "1", "1", ",\"version\":-0"),
+                        &rec, &e, &j);
+    ck_assert_msg(rc == 0, "%s: %s", e.column, e.reason);
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "l")->valuestring, "-9223372036854775808");
+    ck_assert_int_eq((int)cJSON_GetObjectItem(j, "i")->valuedouble, 15);
+    ck_assert(rec.version == 0);
+    cJSON_Delete(j);
+    j = NULL;
+    rc = map_jsonl_line(JLINE("7.0", "2e3", "1", "1", ""), &rec, &e, &j);
+    ck_assert_msg(rc == 0, "%s: %s", e.column, e.reason);
+    ck_assert_int_eq((int)cJSON_GetObjectItem(j, "l")->valuedouble, 2000);
+    ck_assert_int_eq((int)cJSON_GetObjectItem(j, "i")->valuedouble, 7);
+    cJSON_Delete(j);
+}
+END_TEST
+
+START_TEST(jsonl_inexact_numbers_are_refused_with_a_reason)
+{
+    static const struct {
+        const char *line, *column, *category, *why;
+    } cases[] = {
+        { JLINE("5", "1.5", "1", "1", ""), "l", "type", "fraction" },
+        { JLINE("5", "-9223372036854775809", "1", "1", ""), "l", "range", "range" },
+        { JLINE("5", "9223372036854775808", "1", "1", ""), "l", "range", "range" },
+        { JLINE("5", "1e19", "1", "1", ""), "l", "range", "range" },
+        { JLINE("2147483648", "1", "1", "1", ""), "i", "range", "range" },
+        { JLINE("0.5", "1", "1", "1", ""), "i", "type", "fraction" },
+        { JLINE("5", "1", "1", "1.005", ""), "amt", "type", "decimal" },
+        { JLINE("5", "1", "1e999", "1", ""), "d", "range", "range" },
+        { JLINE("5", "1", "1", "1", ",\"version\":1.5"), "version", "type", "version" },
+        { JLINE("5", "1", "1", "1", ",\"version\":-9223372036854775809"), "version", "range", "version" },
+        { JLINE("5", "01", "1", "1", ""), "l", "json", "leading zero" },
+        { JLINE("5", "\" 42\"", "1", "1", ""), "l", "type", "long" },
+        { JLINE("5", "1", "1", "\" 10.50\"", ""), "amt", "type", "decimal" },
+        { JLINE("5", "1", "1", "\"10.50 \"", ""), "amt", "type", "decimal" },
+    };
+
+    for (size_t c = 0; c < CORE_ARRAY_SIZE(cases); c++) {
+        ingest_record rec;
+        ingest_line_error e;
+        int rc = map_jsonl_line(cases[c].line, &rec, &e, NULL);
+
+        ck_assert_msg(rc == 1, "case %zu accepted", c);
+        ck_assert_msg(strcmp(e.column, cases[c].column) == 0, "case %zu: column '%s' (%s)", c,
+                      e.column, e.reason);
+        ck_assert_msg(strcmp(e.category, cases[c].category) == 0, "case %zu: category %s (%s)", c,
+                      e.category, e.reason);
+        ck_assert_msg(strstr(e.reason, cases[c].why) != NULL, "case %zu: reason %s", c, e.reason);
+    }
+}
+END_TEST
+
+/* "\u0000nul" was published as an empty name; a name given twice kept the
+ * first value in silence. */
+START_TEST(jsonl_nul_escape_and_duplicate_keys_are_line_errors)
+{
+    char big[2048];
+    size_t off;
+    ingest_record rec;
+    ingest_line_error e;
+
+    ck_assert_int_eq(map_jsonl_line(JLINE("5", "1", "1", "1", ",\"note\":\"\\u0000nul\""), &rec, &e, NULL), 1);
+    ck_assert_str_eq(e.column, "note");
+    ck_assert_str_eq(e.category, "json");
+    ck_assert_ptr_nonnull(strstr(e.reason, "u0000"));
+    ck_assert_ptr_nonnull(strstr(e.reason, "byte "));
+
+    ck_assert_int_eq(map_jsonl_line(JLINE("5", "1", "1", "1", ",\"k\":\"K2\""), &rec, &e, NULL), 1);
+    ck_assert_str_eq(e.column, "k");
+    ck_assert_ptr_nonnull(strstr(e.reason, "twice"));
+
+    ck_assert_int_eq(map_jsonl_line("{\"sub\":{\"x\":\"a\",\"x\":\"b\"}}\n", &rec, &e,
+                                    NULL), 1);
+    ck_assert_str_eq(e.column, "sub.x");
+
+    /* an object of many names (checked by sorting) with one twice */
+    off = (size_t)snprintf(big, sizeof(big), "%s", JLINE("5", "1", "1", "1", ""));
+    off -= 2; /* before the closing brace */
+    for (int i = 0; i < 40; i++)
+        off += (size_t)snprintf(big + off, sizeof(big) - off, ",\"x%d\":%d", i, i);
+    snprintf(big + off, sizeof(big) - off, ",\"x17\":0}\n");
+    ck_assert_int_eq(map_jsonl_line(big, &rec, &e, NULL), 1);
+    ck_assert_str_eq(e.column, "x17");
+    ck_assert_ptr_nonnull(strstr(e.reason, "twice"));
+    /* the same without the duplicate is fine (unknown names ignored) */
+    big[off] = '}';
+    big[off + 1] = '\n';
+    big[off + 2] = '\0';
+    ck_assert_msg(map_jsonl_line(big, &rec, &e, NULL) == 0, "%s: %s", e.column, e.reason);
+
+    /* an escaped character that is not NUL stays fine */
+    ck_assert_msg(map_jsonl_line(JLINE("5", "1", "1", "1", ",\"note\":\"\\u00e9\\ud83d\\ude00\""), &rec, &e,
+                                 NULL) == 0, "%s: %s", e.column, e.reason);
+    ck_assert_int_eq(map_jsonl_line(JLINE("5", "1", "1", "1", ",\"note\":\"\\ud83d\""), &rec, &e, NULL), 1);
+    ck_assert_str_eq(e.column, "note");
+}
+END_TEST
+
+/* " 10.50" for a decimal was trimmed in silence. */
+START_TEST(csv_number_with_a_blank_is_a_line_error)
+{
+    static const struct bad_case cases[] = {
+        { "K1,1,1,1,true,RED, 10.50,0", "amt", "type" },
+        { "K1,1,1,1,true,RED,10.50 ,0", "amt", "type" },
+        { "K1, 1,1,1,true,RED,1,0", "i", "type" },
+        { "K1,1,1\t,1,true,RED,1,0", "l", "type" },
+        { "K1,1,1, 1.5,true,RED,1,0", "d", "type" },
+        { "K1,1,1,1,true,RED,1, 0", "ts", "type" },
+    };
+    for (size_t c = 0; c < CORE_ARRAY_SIZE(cases); c++) {
+        char text[512], herr[256];
+        ingest_line_error e;
+        int hrc, rc;
+
+        snprintf(text, sizeof(text), HDR "%s\n", cases[c].row);
+        rc = map_csv(text, false, 0, &e, NULL, &hrc, herr, sizeof(herr));
+        ck_assert_int_eq(hrc, 0);
+        ck_assert_msg(rc == 1, "case %zu accepted", c);
+        ck_assert_msg(strcmp(e.column, cases[c].column) == 0, "case %zu: column %s", c, e.column);
+        ck_assert_msg(strstr(e.reason, "blank") != NULL, "case %zu: %s", c, e.reason);
+    }
+    /* a string keeps its blanks */
+    {
+        char herr[256];
+        ingest_line_error e;
+        cJSON *j = NULL;
+        int hrc;
+        ck_assert_int_eq(map_csv("k,i,l,d,b,e,amt,ts,note\nK1,1,1,1,1,RED,10.50,0, x \n", false, 0,
+                                 &e, &j, &hrc, herr, sizeof(herr)),
+                         0);
+        ck_assert_str_eq(cJSON_GetObjectItem(j, "note")->valuestring, " x ");
+        ck_assert_str_eq(cJSON_GetObjectItem(j, "amt")->valuestring, "10.50");
+        cJSON_Delete(j);
+    }
+}
+END_TEST
+
+/* A timestamp with a fraction finer than the field's unit was truncated,
+ * and a date with a sign in its year ("-024-01-01") became a garbage day. */
+START_TEST(csv_timestamp_finer_than_its_field_and_signed_date_are_line_errors)
+{
+    static const char *const rows[] = {
+        "K1,1,1,1,true,RED,1,2024-03-07T10:00:00.1234Z,",
+        "K1,1,1,1,true,RED,1,2024-03-07T10:00:00.123Z,-024-01-01",
+        "K1,1,1,1,true,RED,1,2024-03-07T10:00:00.123Z,+024-01-01",
+    };
+    static const char *const cols[] = { "ts", "day", "day" };
+    char text[512], herr[256];
+    ingest_line_error e;
+    cJSON *j = NULL;
+    int hrc;
+
+    for (size_t c = 0; c < CORE_ARRAY_SIZE(rows); c++) {
+        snprintf(text, sizeof(text), "k,i,l,d,b,e,amt,ts,day\n%s\n", rows[c]);
+        ck_assert_msg(map_csv(text, false, 0, &e, NULL, &hrc, herr, sizeof(herr)) == 1,
+                      "case %zu accepted", c);
+        ck_assert_str_eq(e.column, cols[c]);
+    }
+    /* trailing zeros of the fraction are fine */
+    ck_assert_int_eq(map_csv("k,i,l,d,b,e,amt,ts\nK1,1,1,1,1,RED,1,2024-03-07T10:00:00.1230000Z\n",
+                             false, 0, &e, &j, &hrc, herr, sizeof(herr)),
+                     0);
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "ts")->valuestring, "2024-03-07T10:00:00.123Z");
+    cJSON_Delete(j);
+    /* and JSON Lines the same */
+    {
+        ingest_record rec;
+        ck_assert_int_eq(map_jsonl_line("{\"k\":\"K1\",\"b\":true,\"e\":\"RED\",\"sub\":{},\"i\":1,"
+                                        "\"l\":1,\"d\":1,\"amt\":1,"
+                                        "\"ts\":\"2024-03-07T10:00:00.0001Z\"}\n",
+                                        &rec, &e, NULL),
+                         1);
+        ck_assert_str_eq(e.column, "ts");
+    }
+}
+END_TEST
+
 START_TEST(ids_are_deterministic_uuid_v8)
 {
     char a[37], b[37], c[37], d[37];
@@ -758,6 +1263,12 @@ int main(void)
     tcase_add_test(tr, corrupt_gzip_is_a_read_error);
     tcase_add_test(tr, jsonl_lines);
     tcase_add_test(tr, missing_file);
+    tcase_add_test(tr, csv_wide_records_do_not_overflow_field_arrays);
+    tcase_add_test(tr, csv_nul_byte_in_field_is_a_line_error);
+    tcase_add_test(tr, bom_in_the_middle_of_a_file_is_a_line_error);
+    tcase_add_test(tr, truncated_gzip_names_line_and_byte);
+    tcase_add_test(tr, gzip_trailing_garbage_is_a_line_error);
+    tcase_add_test(tr, directory_as_input_says_it_is_a_directory);
     suite_add_tcase(s1, tr);
     tcase_add_checked_fixture(tm, mapper_setup, mapper_teardown);
     tcase_add_test(tm, map_csv_types_defaults_meta);
@@ -769,6 +1280,11 @@ int main(void)
     tcase_add_test(tm, map_jsonl);
     tcase_add_test(tm, map_jsonl_value_beside_reason);
     tcase_add_test(tm, ids_are_deterministic_uuid_v8);
+    tcase_add_test(tm, jsonl_numbers_are_taken_exactly_from_their_text);
+    tcase_add_test(tm, jsonl_inexact_numbers_are_refused_with_a_reason);
+    tcase_add_test(tm, jsonl_nul_escape_and_duplicate_keys_are_line_errors);
+    tcase_add_test(tm, csv_number_with_a_blank_is_a_line_error);
+    tcase_add_test(tm, csv_timestamp_finer_than_its_field_and_signed_date_are_line_errors);
     suite_add_tcase(s2, tm);
     suites[0] = s1;
     suites[1] = s2;

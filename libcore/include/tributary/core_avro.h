@@ -476,6 +476,16 @@ core_err_t core_avro_time_parse_us(const char *text, int64_t *usp,
                                    char *errstr, size_t errstr_size);
 
 /**
+ * @brief As core_avro_time_parse() (micros false: ms) or _us() (micros
+ * true), but a fraction finer than the unit ("...00.1234Z" for ms) is an
+ * error instead of being truncated: a value taken into a record is never
+ * altered in silence. Trailing zeros are fine. core_avro_from_json() parses
+ * timestamp strings this way.
+ */
+core_err_t core_avro_time_parse_exact(const char *text, bool micros, int64_t *outp,
+                                      char *errstr, size_t errstr_size);
+
+/**
  * @brief ms since the epoch to "YYYY-MM-DDTHH:MM:SS.mmmZ".
  * @returns the length written, or -1 when the year falls outside 0001-9999
  *          or size is below 25 (CORE_AVRO_TIME_SIZE suffices).
