@@ -2,10 +2,10 @@
  * on a clean table of N payee rows in svc-persister's layout, next to
  * `SELECT count(*)` and a full-table md5 over the same table.
  *
- *   cc -std=c11 -D_GNU_SOURCE -O2 -Ilibcore/include $(pkg-config --cflags libcjson hiredis) \
+ *   cc -std=c11 -D_GNU_SOURCE -O2 -Ilibcore/include $(pkg-config --cflags libcjson hiredis libmongoc-1.0) \
  *      -I/usr/include/postgresql bench/bench_sinkcheck.c svc-recon/sinkcheck.c \
  *      build/lib/libtributary-core.a -lpq $(pkg-config --libs rdkafka hiredis libcjson avro-c \
- *      libcurl libmicrohttpd uuid libcrypto zlib) -lpthread -lm -o build/bench/bench_sinkcheck
+ *      libcurl libmicrohttpd uuid libcrypto zlib libmongoc-1.0) -lpthread -lm -o build/bench/bench_sinkcheck
  *   build/bench/bench_sinkcheck [N]       (default 1000000; stack's PostgreSQL)
  *
  * The rows are generated in SQL from their number i; the expected records

@@ -17,6 +17,8 @@
  * - Redis (svc-cache-feeder's layout, feeder.h: `P:D:<key>` in the json,
  *   hash or avro format, `P#meta:D` versions and tombstones): the expected
  *   keys are read in pipelined MGET / HGETALL / HMGET and hashed here.
+ * - MongoDB (svc-persister's collection `<dataset>`: _id = key, the fields,
+ *   tb_version, tb_id, tb_batch): the documents are read and hashed here.
  *
  * Findings name the key, the id the pipeline expected there, the sink and
  * what was found:
@@ -66,7 +68,7 @@ typedef struct sinkcheck_finding {
     sinkcheck_verdict_t verdict;
     char *key;
     char *id;               /* the expected id; for unexpected the stored id (or NULL) */
-    const char *sink;       /* "postgres" or "redis" (static) */
+    const char *sink;       /* "postgres", "redis" or "mongodb" (static) */
     int64_t stored_version; /* the version the sink holds; SINKCHECK_NONE when it
                              * holds nothing (Redis: a missing record gives the
                              * version its guard, P#meta, still records) */
@@ -152,6 +154,26 @@ typedef struct sinkcheck_redis_conf {
  *          dataset, duplicate keys); CORE_ERR_NOMEM.
  */
 core_err_t sinkcheck_redis(const sinkcheck_redis_conf *conf, const sinkcheck_params *p,
+                           sinkcheck_result *out, char *errstr, size_t errstr_size);
+
+/** MongoDB as svc-persister writes it (its mongodb.* keys): _id = the key,
+ * the fields, tb_version, tb_id, tb_batch (docs/svc-persister.md). */
+typedef struct sinkcheck_mongo_conf {
+    const char *uri;       /* NULL: "mongodb://127.0.0.1:27017" (secret: never in errstr) */
+    const char *database;  /* NULL: "tributary" */
+    int timeout_ms;        /* server selection and socket; 0: 10000 */
+} sinkcheck_mongo_conf;
+
+/**
+ * @brief Check the dataset's collection: every document is read once
+ * (FerretDB 1.x pushes neither $in nor a hash down, so nothing is gained by
+ * asking it for less) and its content digest recomputed here; documents of
+ * p->batches whose key is not expected are unexpected. Findings appended.
+ * @returns CORE_OK; CORE_ERR_TRANSIENT (no server answers: errstr says so
+ *          without the URI); CORE_ERR_INVALID (bad URI, unknown dataset,
+ *          duplicate keys, a server error); CORE_ERR_NOMEM.
+ */
+core_err_t sinkcheck_mongo(const sinkcheck_mongo_conf *conf, const sinkcheck_params *p,
                            sinkcheck_result *out, char *errstr, size_t errstr_size);
 
 #endif

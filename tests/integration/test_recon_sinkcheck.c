@@ -20,6 +20,7 @@
 #include <cjson/cJSON.h>
 #include <hiredis/hiredis.h>
 #include <libpq-fe.h>
+#include <mongoc/mongoc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -287,7 +288,7 @@ static redisContext *rds(void)
     return r;
 }
 
-static void rcmd(redisContext *r, const char *fmt, const char *a, const char *b)
+static void redis_do(redisContext *r, const char *fmt, const char *a, const char *b)
 {
     redisReply *rep = redisCommand(r, fmt, a, b);
 
@@ -451,10 +452,10 @@ static void run_case(const char *format)
     redisContext *r = rds();
     char dk[200], other[200];
     snprintf(dk, sizeof(dk), "%s:payee:K0201", prefix);
-    rcmd(r, "DEL %s%s", dk, "");                                                      /* missing */
+    redis_do(r, "DEL %s%s", dk, "");                                                      /* missing */
     if (!strcmp(format, "hash")) {
         snprintf(dk, sizeof(dk), "%s:payee:K0202", prefix);
-        rcmd(r, "HSET %s name %s", dk, "someone else");                              /* altered */
+        redis_do(r, "HSET %s name %s", dk, "someone else");                              /* altered */
     } else {
         redisReply *g;
         snprintf(dk, sizeof(dk), "%s:payee:K0202", prefix);
@@ -464,7 +465,7 @@ static void run_case(const char *format)
         ck_assert_ptr_nonnull(at);
         at[12] = 'K'; /* "UK" */
         freeReplyObject(g);
-        rcmd(r, "SET %s %s", dk, doc);                                               /* altered */
+        redis_do(r, "SET %s %s", dk, doc);                                               /* altered */
         free(doc);
     }
     /* stale: K0030's record put back to its first version (as the feeder
@@ -475,19 +476,19 @@ static void run_case(const char *format)
         snprintf(dk, sizeof(dk), "%s:payee:K0030", prefix);
         if (!strcmp(format, "hash")) {
             char *meta = cJSON_PrintUnformatted(cJSON_GetObjectItem(j, "meta"));
-            rcmd(r, "HSET %s meta %s", dk, meta);
+            redis_do(r, "HSET %s meta %s", dk, meta);
             free(meta);
-            rcmd(r, "HSET %s name %s", dk, cJSON_GetObjectItem(j, "name")->valuestring);
+            redis_do(r, "HSET %s name %s", dk, cJSON_GetObjectItem(j, "name")->valuestring);
         } else {
             /* the version as a string is what from_json accepts; the feeder
              * writes an exact number, either reads back the same */
-            rcmd(r, "SET %s %s", dk, v1);
+            redis_do(r, "SET %s %s", dk, v1);
         }
         cJSON_Delete(j);
         free(v1);
     }
     snprintf(other, sizeof(other), "%s:payee:K0999", prefix); /* not a key of the pipeline */
-    rcmd(r, "SET %s %s", other, "{}");
+    redis_do(r, "SET %s %s", other, "{}");
     redisFree(r);
 
     ck_assert_msg(sinkcheck_pg(&pgc, &sp, &res, err, sizeof(err)) == CORE_OK, "%s", err);
@@ -524,6 +525,96 @@ END_TEST
 START_TEST(sinks_tampered_behind_the_pipeline_are_named_hash)
 {
     run_case("hash");
+}
+END_TEST
+
+/* MongoDB (FerretDB): the real svc-persister with --sink mongodb; then a
+ * removed, a changed, a lowered and an unexpected document. */
+START_TEST(mongodb_tampered_documents_are_named)
+{
+    char u[48], topic[128], vs[128], db[64], aud[128], grp[128], rgrp[160], bin[1024], err[512];
+    static model m;
+    static audit_seen ap;
+    static char keys[NREC][16];
+    core_kafka_producer_t *p = new_producer();
+
+    memset(&m, 0, sizeof(m));
+    memset(&ap, 0, sizeof(ap));
+    snprintf(u, sizeof(u), "m%s", tu_unique());
+    snprintf(topic, sizeof(topic), "payee.valid_%s", u);
+    snprintf(vs, sizeof(vs), ".valid_%s", u);
+    snprintf(db, sizeof(db), "sc_%s", u);
+    snprintf(aud, sizeof(aud), "audit_m_%s", u);
+    snprintf(grp, sizeof(grp), "persister_%s", u);
+    snprintf(rgrp, sizeof(rgrp), "reader_m_%s", u);
+    for (int k = 0; k < NREC; k++)
+        produce(p, topic, k, base_version(k), "ADD", &m);
+    for (int k = 0; k < NREC; k += 10)
+        produce(p, topic, k, base_version(k) + 2, "UPDATE", &m);
+    for (int k = 5; k < NREC; k += 50)
+        produce(p, topic, k, base_version(k) + 3, "DELETE", &m);
+    ck_assert_uint_eq(core_kafka_producer_flush(p, 30000), 0);
+    core_kafka_producer_free(p);
+    snprintf(bin, sizeof(bin), "%s/bin/svc-persister", tu_build_dir());
+    char *argv[] = { bin, "--dataset", "payee", "--sink", "mongodb", "--topic.valid.suffix", vs,
+                     "--group.id", grp, "--audit.topic", aud, "--http.port", "0",
+                     "--mongodb.database", db, "--mongodb.write.concern", "1",
+                     "--mongodb.decimal128=false", "--batch.size", "500",
+                     "--batch.timeout.ms", "100", NULL };
+    pid_t pp = spawn(argv, false);
+    read_audit(aud, rgrp, "persisted", "persisted", &m, &ap);
+    ck_assert_int_eq(stop(pp), 0);
+
+    sinkcheck_expect *ex = expectations(&m, &ap, keys);
+    const char *batches[] = { "b1" };
+    sinkcheck_params sp = { .cat = cat, .dataset = "payee", .expect = ex, .nexpect = NREC,
+                            .batches = batches, .nbatches = 1 };
+    sinkcheck_mongo_conf mc = { .database = db };
+    sinkcheck_result res = { 0 };
+
+    ck_assert_msg(sinkcheck_mongo(&mc, &sp, &res, err, sizeof(err)) == CORE_OK, "%s", err);
+    dump(&res);
+    ck_assert_uint_eq(res.n, 0);
+
+    mongoc_client_t *c = mongoc_client_new("mongodb://127.0.0.1:27017");
+    mongoc_collection_t *coll = mongoc_client_get_collection(c, db, "payee");
+    bson_error_t be;
+    bson_t *q = BCON_NEW("_id", "K0101");
+    ck_assert_msg(mongoc_collection_delete_one(coll, q, NULL, NULL, &be), "%s", be.message);
+    bson_destroy(q);
+    q = BCON_NEW("_id", "K0102");
+    bson_t *up = BCON_NEW("$set", "{", "country", BCON_UTF8("UK"), "}");
+    ck_assert_msg(mongoc_collection_update_one(coll, q, up, NULL, NULL, &be), "%s", be.message);
+    bson_destroy(q);
+    bson_destroy(up);
+    q = BCON_NEW("_id", "K0020");
+    up = BCON_NEW("$set", "{", "tb_version", BCON_INT64(m.version[20] - 2), "}");
+    ck_assert_msg(mongoc_collection_update_one(coll, q, up, NULL, NULL, &be), "%s", be.message);
+    bson_destroy(q);
+    bson_destroy(up);
+    bson_t *doc = BCON_NEW("_id", "K9999", "name", "x", "tb_version", BCON_INT64(1), "tb_id", "x",
+                           "tb_batch", "b1");
+    ck_assert_msg(mongoc_collection_insert_one(coll, doc, NULL, NULL, &be), "%s", be.message);
+    bson_destroy(doc);
+    mongoc_collection_destroy(coll);
+    mongoc_client_destroy(c);
+
+    ck_assert_msg(sinkcheck_mongo(&mc, &sp, &res, err, sizeof(err)) == CORE_OK, "%s", err);
+    dump(&res);
+    ck_assert(has(&res, "mongodb", SINKCHECK_MISSING, "K0101"));
+    ck_assert(has(&res, "mongodb", SINKCHECK_ALTERED, "K0102"));
+    ck_assert(has(&res, "mongodb", SINKCHECK_STALE, "K0020"));
+    ck_assert(has(&res, "mongodb", SINKCHECK_UNEXPECTED, "K9999"));
+    ck_assert_uint_eq(res.n, 4);
+    sinkcheck_result_clear(&res);
+    free(ex);
+
+    /* unreachable */
+    mc.uri = "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=500";
+    mc.timeout_ms = 500;
+    ck_assert_int_eq(sinkcheck_mongo(&mc, &sp, &res, err, sizeof(err)), CORE_ERR_TRANSIENT);
+    ck_assert_msg(strstr(err, "no server answered"), "%s", err);
+    ck_assert_uint_eq(res.n, 0);
 }
 END_TEST
 
@@ -577,6 +668,7 @@ int main(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, sinks_tampered_behind_the_pipeline_are_named_json);
     tcase_add_test(tc, sinks_tampered_behind_the_pipeline_are_named_hash);
+    tcase_add_test(tc, mongodb_tampered_documents_are_named);
     tcase_add_test(tc, unreachable_sinks_and_unsupported_datasets_are_clear_errors);
     suite_add_tcase(s, tc);
     return tu_run(&s, 1);
