@@ -552,15 +552,26 @@ static char *pg_rows_sql(const pg_plan *pl, const char *pg_schema, const char *t
     core_strbuf_addf(&b, " AS k, t.tb_version AS v, t.tb_id AS id, %s AS bk", bucket.p);
     for (size_t i = 0; i < pl->n; i++)
         core_strbuf_addf(&b, ", %s", pl->cols[i].inner);
-    core_strbuf_add(&b, " FROM ");
+    /* the scope: rows of the expected keys (a semi-join: a hash join that
+     * spills to disk beyond work_mem, where `IN (...) OR ...` would be a
+     * subplan scanned once per row), and rows of the batches whose key is
+     * not expected (an anti-join) */
+    core_strbuf_add(&b, " FROM (SELECT * FROM ");
     sb_ident(&b, pg_schema);
     core_strbuf_add(&b, ".");
     sb_ident(&b, table);
-    core_strbuf_add(&b, " t WHERE (t.");
+    core_strbuf_add(&b, " t WHERE t.");
     sb_ident(&b, pl->key_col);
-    core_strbuf_add(&b, " IN (SELECT unnest($1::text[])) OR t.tb_batch = ANY($2::text[]))");
+    core_strbuf_add(&b, " IN (SELECT unnest($1::text[])) UNION ALL SELECT * FROM ");
+    sb_ident(&b, pg_schema);
+    core_strbuf_add(&b, ".");
+    sb_ident(&b, table);
+    core_strbuf_add(&b, " t WHERE t.tb_batch = ANY($2::text[]) AND NOT EXISTS (SELECT 1 FROM "
+                        "unnest($1::text[]) e(k) WHERE e.k = t.");
+    sb_ident(&b, pl->key_col);
+    core_strbuf_add(&b, ")) t");
     if (with_filter)
-        core_strbuf_addf(&b, " AND %s = ANY($3::int[])", bucket.p);
+        core_strbuf_addf(&b, " WHERE %s = ANY($3::int[])", bucket.p);
     core_strbuf_add(&b, " OFFSET 0) s");
     core_strbuf_free(&bucket);
     if (b.failed) {
