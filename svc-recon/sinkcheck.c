@@ -884,7 +884,7 @@ core_err_t sinkcheck_pg(const sinkcheck_pg_conf *conf, const sinkcheck_params *p
                        errstr_size);
     if (err == CORE_OK)
         err = pg_exec(c, "COMMIT", "closing the snapshot", errstr, errstr_size);
-    if (err == CORE_OK)
+    if (err == CORE_OK && out->n > first)
         qsort(out->findings + first, out->n - first, sizeof(*out->findings), finding_cmp);
 done:
     PQclear(res);
@@ -1249,7 +1249,7 @@ core_err_t sinkcheck_redis(const sinkcheck_redis_conf *conf, const sinkcheck_par
                           ix.by_key + i, ix.n - i < chunk ? ix.n - i : chunk, out, errstr,
                           errstr_size);
     out->expected += ix.n;
-    if (err == CORE_OK)
+    if (err == CORE_OK && out->n > first)
         qsort(out->findings + first, out->n - first, sizeof(*out->findings), finding_cmp);
 done:
     core_redis_free(r);
@@ -1473,7 +1473,7 @@ core_err_t sinkcheck_mongo(const sinkcheck_mongo_conf *conf, const sinkcheck_par
     if (err == CORE_ERR_NOMEM)
         core_errstr(errstr, errstr_size, "sinkcheck: out of memory");
     out->expected += ix.n;
-    if (err == CORE_OK)
+    if (err == CORE_OK && out->n > first)
         qsort(out->findings + first, out->n - first, sizeof(*out->findings), finding_cmp);
 done:
     mongoc_cursor_destroy(cur);

@@ -607,7 +607,6 @@ START_TEST(mongodb_tampered_documents_are_named)
     ck_assert(has(&res, "mongodb", SINKCHECK_UNEXPECTED, "K9999"));
     ck_assert_uint_eq(res.n, 4);
     sinkcheck_result_clear(&res);
-    free(ex);
 
     /* unreachable */
     mc.uri = "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=500";
@@ -615,6 +614,7 @@ START_TEST(mongodb_tampered_documents_are_named)
     ck_assert_int_eq(sinkcheck_mongo(&mc, &sp, &res, err, sizeof(err)), CORE_ERR_TRANSIENT);
     ck_assert_msg(strstr(err, "no server answered"), "%s", err);
     ck_assert_uint_eq(res.n, 0);
+    free(ex);
 }
 END_TEST
 
