@@ -498,6 +498,8 @@ static void emit(loop *L, const item *it, const feeder_record *rec, const char *
         ev.digest = &d;
     }
     ev.dataset = it->ds->name;
+    ev.value = m->payload; /* for the content digest */
+    ev.value_len = m->len;
     ev.outcome = outcome;
     ev.topic = rd_kafka_topic_name(m->rkt);
     ev.partition = m->partition;

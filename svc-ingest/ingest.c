@@ -726,6 +726,8 @@ static int handle_row(struct run *r, const ingest_row *row, char *errstr, size_t
             ev.batch_id = r->st->batch_id;
             ev.outcome = "published";
             ev.digest = &dg;
+            ev.value = rec.value; /* for the content digest */
+            ev.value_len = rec.len;
             ev.topic = r->topic;
             ev.line = (int64_t)row->line;
             ev.version = rec.version;

@@ -310,6 +310,8 @@ static void emit_audit(pstate *st, pers_record *r)
                  : r->fate == PERS_STALE ? "stale_skipped"
                                          : "dead";
     ev.digest = &r->digest;
+    ev.value = r->value; /* for the content digest */
+    ev.value_len = r->vallen;
     ev.topic = r->topic;
     ev.partition = r->partition;
     ev.offset = r->offset;

@@ -1014,6 +1014,8 @@ static core_err_t produce_one(validator_t *v, work *w, int64_t now_ms, char *err
     ev.batch_id = w->batch;
     ev.outcome = validator_outcome_names[w->out];
     ev.digest = rkm->payload ? &dg : NULL;
+    ev.value = rkm->payload; /* for the content digest */
+    ev.value_len = rkm->len;
     ev.topic = topic;
     ev.partition = rkm->partition;
     ev.offset = rkm->offset;

@@ -1,10 +1,11 @@
 /* core_audit.c — AuditEvent records to audit.events.
  *
  * Two encoders giving the same bytes: a direct one for the AuditEvent
- * layout this file knows (proto/audit_event.avsc: checked field by field
- * against the catalogue's schema when the publisher is made), writing into
- * a buffer reused for every event; and avro-c's generic one for any other
- * layout (a catalogue with another version of the schema). */
+ * layouts this file knows (proto/audit_event.avsc, id 201, and
+ * audit_event_v2.avsc, id 202, which appends content_digest: checked field
+ * by field against the catalogue's schema when the publisher is made),
+ * writing into a buffer reused for every event; and avro-c's generic one
+ * for any other layout. */
 #include "tributary/core_audit.h"
 #include "tributary/core_metrics.h"
 
@@ -22,14 +23,18 @@ static const struct {
     { "batch_id", "string" },  { "stage", "string" },   { "outcome", "string" },
     { "digest", "?string" },   { "ts", "long" },        { "topic", "?string" },
     { "partition", "?int" },   { "offset", "?long" },   { "reason", "?string" },
-    { "line", "?long" },       { "version", "?long" },
+    { "line", "?long" },       { "version", "?long" },    { "content_digest", "?string" },
 };
+/* Version 1 (id 201) ends before content_digest. */
+#define AUDIT_V1_FIELDS 14
 
 struct core_audit {
     core_kafka_producer_t *producer;
+    const core_avro_catalog_t *cat;
     const core_avro_schema_t *schema;
     avro_value_t value;       /* reused for every event (generic encoder) */
     bool direct;              /* the schema has audit_layout: encode directly */
+    size_t nfields;           /* of audit_layout the schema has (14 or 15) */
     uint8_t *buf;             /* the direct encoder's buffer, reused */
     size_t cap;
     char *topic;
@@ -47,31 +52,34 @@ static bool type_is(avro_schema_t t, const char *name)
     }
 }
 
-/* Whether the schema is exactly audit_layout. */
-static bool layout_known(avro_schema_t s)
+/* How many leading fields of audit_layout the schema is exactly (version 1
+ * or 2), or 0. */
+static size_t layout_known(avro_schema_t s)
 {
-    size_t i;
+    size_t i, n;
 
-    if (!s || avro_typeof(s) != AVRO_RECORD ||
-        avro_schema_record_size(s) != CORE_ARRAY_SIZE(audit_layout))
-        return false;
-    for (i = 0; i < CORE_ARRAY_SIZE(audit_layout); i++) {
+    if (!s || avro_typeof(s) != AVRO_RECORD)
+        return 0;
+    n = avro_schema_record_size(s);
+    if (n != AUDIT_V1_FIELDS && n != CORE_ARRAY_SIZE(audit_layout))
+        return 0;
+    for (i = 0; i < n; i++) {
         const char *name = avro_schema_record_field_name(s, (int)i);
         const char *type = audit_layout[i].type;
         avro_schema_t t = avro_schema_record_field_get_by_index(s, (int)i);
 
         if (!name || strcmp(name, audit_layout[i].name) != 0 || !t)
-            return false;
+            return 0;
         if (type[0] == '?') {
             if (avro_typeof(t) != AVRO_UNION || avro_schema_union_size(t) != 2 ||
                 avro_typeof(avro_schema_union_branch(t, 0)) != AVRO_NULL ||
                 !type_is(avro_schema_union_branch(t, 1), type + 1))
-                return false;
+                return 0;
         } else if (!type_is(t, type)) {
-            return false;
+            return 0;
         }
     }
-    return true;
+    return n;
 }
 
 core_audit_t *core_audit_new(core_kafka_producer_t *producer, const core_avro_catalog_t *cat,
@@ -87,6 +95,7 @@ core_audit_t *core_audit_new(core_kafka_producer_t *producer, const core_avro_ca
         return NULL;
     }
     a->producer = producer;
+    a->cat = cat;
     a->schema = core_avro_catalog_by_name(cat, "tributary.AuditEvent");
     if (!a->schema) {
         core_errstr(errstr, errstr_size, "audit: the catalogue has no schema tributary.AuditEvent");
@@ -98,7 +107,8 @@ core_audit_t *core_audit_new(core_kafka_producer_t *producer, const core_avro_ca
         free(a);
         return NULL;
     }
-    a->direct = layout_known(core_avro_schema_avro(a->schema));
+    a->nfields = layout_known(core_avro_schema_avro(a->schema));
+    a->direct = a->nfields > 0;
     a->topic = strdup(topic ? topic : CORE_AUDIT_TOPIC);
     a->stage = strdup(stage ? stage : "unknown");
     if (!a->topic || !a->stage) {
@@ -166,6 +176,22 @@ static core_err_t check_event(const core_audit_event *ev, char *errstr, size_t e
     return CORE_OK;
 }
 
+/* The event's content digest into *d: given, or computed from the
+ * record's value. NULL when there is none (no value, undecodable bytes). */
+static const core_digest *content_digest(const core_audit_t *a, const core_audit_event *ev,
+                                         core_digest *d)
+{
+    char err[128];
+
+    if (ev->content_digest)
+        return ev->content_digest;
+    if (!ev->value || !a->cat ||
+        core_avro_content_digest_wire(a->cat, ev->value, ev->value_len, d, err, sizeof(err)) !=
+            CORE_OK)
+        return NULL;
+    return d;
+}
+
 static core_err_t fill(core_audit_t *a, const core_audit_event *ev, char *errstr, size_t errstr_size)
 {
     avro_value_t *rec = &a->value;
@@ -189,6 +215,18 @@ static core_err_t fill(core_audit_t *a, const core_audit_event *ev, char *errstr
         set_opt_long(rec, "version", ev->version, false)) {
         core_errstr(errstr, errstr_size, "audit: cannot fill the event: %s", avro_strerror());
         return CORE_ERR_INVALID;
+    }
+    if (avro_value_get_by_name(rec, "content_digest", &f, NULL) == 0) {
+        core_digest cd;
+        const core_digest *cdp = content_digest(a, ev, &cd);
+
+        if (cdp)
+            core_digest_to_hex(cdp, hex);
+        if (set_opt_str(rec, "content_digest", cdp ? hex : NULL)) {
+            core_errstr(errstr, errstr_size, "audit: cannot fill the event: %s",
+                        avro_strerror());
+            return CORE_ERR_INVALID;
+        }
     }
     return CORE_OK;
 }
@@ -236,8 +274,9 @@ static uint8_t *put_opt_long(uint8_t *p, int64_t v, bool as_int)
 static core_err_t encode_direct(core_audit_t *a, const core_audit_event *ev, size_t *lenp,
                                 char *errstr, size_t errstr_size)
 {
-    char hex[CORE_DIGEST_HEX_LEN + 1];
-    const char *dg = NULL;
+    char hex[CORE_DIGEST_HEX_LEN + 1], chex[CORE_DIGEST_HEX_LEN + 1];
+    const char *dg = NULL, *cdg = NULL;
+    core_digest cd;
     size_t l_id = strlen(ev->id), l_key = ev->key ? strlen(ev->key) : 0;
     size_t l_ds = strlen(ev->dataset), l_batch = strlen(ev->batch_id);
     size_t l_stage = strlen(a->stage), l_out = strlen(ev->outcome);
@@ -251,9 +290,18 @@ static core_err_t encode_direct(core_audit_t *a, const core_audit_event *ev, siz
         core_digest_to_hex(ev->digest, hex);
         dg = hex;
     }
+    if (a->nfields > AUDIT_V1_FIELDS) {
+        const core_digest *cdp = content_digest(a, ev, &cd);
+
+        if (cdp) {
+            core_digest_to_hex(cdp, chex);
+            cdg = chex;
+        }
+    }
     /* Every field: its text plus at most two varints (branch, length). */
     need = CORE_AVRO_WIRE_HEADER + CORE_ARRAY_SIZE(audit_layout) * 2 * VARINT_MAX + l_id +
            l_key + l_ds + l_batch + l_stage + l_out + (dg ? CORE_DIGEST_HEX_LEN : 0) +
+           (cdg ? CORE_DIGEST_HEX_LEN : 0) +
            l_topic + l_reason;
     if (need > a->cap) {
         uint8_t *nb = realloc(a->buf, need);
@@ -285,6 +333,8 @@ static core_err_t encode_direct(core_audit_t *a, const core_audit_event *ev, siz
     p = put_opt_str(p, ev->reason, l_reason);
     p = put_opt_long(p, ev->line, false);
     p = put_opt_long(p, ev->version, false);
+    if (a->nfields > AUDIT_V1_FIELDS)
+        p = put_opt_str(p, cdg, cdg ? CORE_DIGEST_HEX_LEN : 0);
     *lenp = (size_t)(p - a->buf);
     return CORE_OK;
 }

@@ -1247,7 +1247,10 @@ static core_err_t catalog_append(core_avro_catalog_t *cat, core_avro_schema_t *s
                         o->key_field, o->file);
             goto dup;
         }
-        if (!same_ds && *s->name && strcmp(o->name, s->name) == 0) {
+        /* Entries of one named schema that is not a dataset are versions of
+         * it too (tributary.AuditEvent 201, 202): the last one is current. */
+        if (!same_ds && *s->name && strcmp(o->name, s->name) == 0 &&
+            (s->dataset || o->dataset)) {
             core_errstr(errstr, errstr_size, "%s: schema %s is already defined by %s",
                         s->file, s->name, o->file);
             goto dup;

@@ -145,6 +145,7 @@ START_TEST(direct_encoding_is_canonical)
     evs[3].id = "x\xc3\xa9y"; /* UTF-8 */
     evs[3].line = 1LL << 40;
     evs[3].ts = 1763790000123; /* given by the caller (0: now) */
+    evs[3].content_digest = &d;
     for (size_t i = 0; i < 4; i++) {
         void *buf = NULL, *again = NULL;
         size_t len = 0, len2 = 0;
@@ -185,6 +186,73 @@ START_TEST(direct_encoding_is_canonical)
 }
 END_TEST
 
+/* Version 2 (id 202) carries the content digest, computed from the record's
+ * value: equal for two events of a record that differ only in meta, null
+ * for bytes that do not decode; a catalogue without 202 still writes 201. */
+START_TEST(content_digest_in_v2_events)
+{
+    char err[512];
+    core_audit_t *a = core_audit_new(NULL, cat, NULL, "persister", err, sizeof(err));
+    const core_avro_schema_t *ps = core_avro_catalog_by_dataset(cat, "payee");
+    static const char *const metas[2] = {
+        "{\"id\":\"a\",\"op\":\"ADD\",\"kind\":\"BULK\",\"source\":\"s\",\"batch_id\":\"b1\","
+        "\"seq\":1,\"event_time\":1,\"version\":1,\"old_key\":null}",
+        "{\"id\":\"b\",\"op\":\"UPDATE\",\"kind\":\"CHANGE\",\"source\":\"t\",\"batch_id\":\"b9\","
+        "\"seq\":7,\"event_time\":2,\"version\":8,\"old_key\":null}",
+    };
+    char hexes[2][65], whole[65];
+
+    ck_assert_msg(a != NULL, "%s", err);
+    ck_assert_uint_eq(core_avro_schema_id(core_avro_catalog_by_name(cat, "tributary.AuditEvent")),
+                      202);
+    for (int i = 0; i < 2; i++) {
+        char json[1024];
+        cJSON *j, *got;
+        avro_value_t v;
+        void *buf = NULL;
+        size_t len = 0;
+        core_digest cd, d;
+        core_audit_event ev = CORE_AUDIT_EVENT_INIT;
+
+        snprintf(json, sizeof(json),
+                 "{\"meta\":%s,\"payee_id\":\"P1\",\"name\":\"N\",\"account_number\":\"1\","
+                 "\"routing_number\":\"021000021\",\"country\":\"US\",\"currency\":\"USD\","
+                 "\"amount_limit\":\"1.00\",\"status\":\"ACTIVE\",\"updated_at\":0}", metas[i]);
+        j = cJSON_Parse(json);
+        ck_assert_msg(core_avro_from_json(ps, j, &v, err, sizeof(err)) == CORE_OK, "%s", err);
+        ck_assert_msg(core_avro_encode(ps, &v, &buf, &len, err, sizeof(err)) == CORE_OK, "%s", err);
+        ck_assert_int_eq(core_avro_content_digest_value(ps, &v, &cd, err, sizeof(err)), CORE_OK);
+        core_digest_record(buf, len, &d);
+        ev.id = "x";
+        ev.dataset = "payee";
+        ev.batch_id = "b1";
+        ev.outcome = "persisted";
+        ev.digest = &d;
+        ev.value = buf;
+        ev.value_len = len;
+        got = round_trip(a, &ev);
+        ck_assert(cJSON_IsString(cJSON_GetObjectItem(got, "content_digest")));
+        snprintf(hexes[i], sizeof(hexes[i]), "%s",
+                 cJSON_GetObjectItem(got, "content_digest")->valuestring);
+        core_digest_to_hex(&cd, whole);
+        ck_assert_str_eq(hexes[i], whole);
+        /* the payload digest covers meta: it differs from the content digest */
+        ck_assert_str_ne(cJSON_GetObjectItem(got, "digest")->valuestring, hexes[i]);
+        cJSON_Delete(got);
+        /* undecodable bytes: null, and the event is still written */
+        ((uint8_t *)buf)[5] = 0x7f;
+        got = round_trip(a, &ev);
+        ck_assert(cJSON_IsNull(cJSON_GetObjectItem(got, "content_digest")));
+        cJSON_Delete(got);
+        free(buf);
+        avro_value_decref(&v);
+        cJSON_Delete(j);
+    }
+    ck_assert_str_eq(hexes[0], hexes[1]);
+    core_audit_free(a);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("audit");
@@ -192,6 +260,7 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, full_and_sparse_events);
     tcase_add_test(tc, direct_encoding_is_canonical);
+    tcase_add_test(tc, content_digest_in_v2_events);
     suite_add_tcase(s, tc);
     return tu_run(&s, 1);
 }

@@ -1,6 +1,8 @@
 /* core_audit.h — what a stage did with each record, published to
- * audit.events (schema tributary.AuditEvent, proto/audit_event.avsc) for
- * svc-recon: id, key, dataset, batch, stage, outcome, payload digest.
+ * audit.events (schema tributary.AuditEvent, the catalogue's last version:
+ * 202, proto/audit_event_v2.avsc) for svc-recon: id, key, dataset, batch,
+ * stage, outcome, payload digest and content digest (the business fields
+ * alone, core_avro_content_digest()).
  *
  * The events go through a producer the caller owns: a transactional
  * producer puts them in the same transaction as the records they describe,
@@ -36,15 +38,24 @@ typedef struct core_audit_event {
     int64_t ts;            /* event time, ms since the epoch; 0: now. A caller
                             * emitting many events at once may pass one
                             * clock reading for all of them */
+    /* The record's Kafka value (wire format), when the stage has it: the
+     * publisher computes the content digest from it (schema by the wire
+     * id, in the publisher's catalogue); bytes that do not decode give a
+     * null content_digest. NULL: null, unless content_digest is given. */
+    const void *value;
+    size_t value_len;
+    const core_digest *content_digest; /* given: used instead of value */
 } core_audit_event;
 
 /* An event with every optional field absent. */
 #define CORE_AUDIT_EVENT_INIT { NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
-    CORE_AUDIT_NONE, CORE_AUDIT_NONE, NULL, CORE_AUDIT_NONE, CORE_AUDIT_NONE, 0 }
+    CORE_AUDIT_NONE, CORE_AUDIT_NONE, NULL, CORE_AUDIT_NONE, CORE_AUDIT_NONE, 0, NULL, 0, NULL }
 
 /**
  * @brief An audit publisher for one stage ("ingest", "validator", ...).
  * @param producer borrowed; must outlive the publisher.
+ * @param cat borrowed; must outlive the publisher (schema of the events,
+ *        schemas of the records whose content digest it computes).
  * @param topic NULL for CORE_AUDIT_TOPIC.
  * @returns NULL with errstr when the catalogue lacks tributary.AuditEvent.
  */

@@ -48,6 +48,7 @@
 #include <avro.h>
 
 #include "tributary/core_common.h"
+#include "tributary/core_digest.h"
 
 struct cJSON;
 
@@ -274,6 +275,38 @@ core_err_t core_avro_decode_body(const core_avro_schema_t *schema,
                                  const void *body, size_t len,
                                  size_t max_record, avro_value_t *out,
                                  char *errstr, size_t errstr_size);
+
+/* ---- content digest ---------------------------------------------------- */
+
+/**
+ * @brief The content digest of a record: SHA-256 of the canonical Avro
+ * binary of its fields other than the top-level `meta`, in schema order
+ * (docs/ARCHITECTURE.md, Digests). Any stage and any sink can recompute it
+ * from the business fields alone: two events of one record that differ
+ * only in meta (id, version, batch, times) have the same content digest.
+ * Canonical: shortest varints, arrays and maps as one block (map entries
+ * sorted by key bytes), decimals in `bytes` as their shortest two's
+ * complement; anything else as Avro encodes it. The body (no wire header)
+ * is bound-checked first, as core_avro_check_body() does.
+ * @returns CORE_OK; CORE_ERR_INVALID (malformed body, not a record schema);
+ *          CORE_ERR_NOMEM. Thread-safe.
+ */
+core_err_t core_avro_content_digest(const core_avro_schema_t *schema,
+                                    const void *body, size_t len,
+                                    core_digest *out, char *errstr,
+                                    size_t errstr_size);
+
+/** Same for a wire-format value (schema looked up by its id in cat; body
+ * at most the catalogue's maximum). CORE_ERR_NOTFOUND: unknown id. */
+core_err_t core_avro_content_digest_wire(const core_avro_catalog_t *cat,
+                                         const void *value, size_t len,
+                                         core_digest *out, char *errstr,
+                                         size_t errstr_size);
+
+/** Same for a value of the schema (encoded first). */
+core_err_t core_avro_content_digest_value(const core_avro_schema_t *schema,
+                                          avro_value_t *value, core_digest *out,
+                                          char *errstr, size_t errstr_size);
 
 /* ---- natural JSON ------------------------------------------------------ */
 
