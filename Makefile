@@ -47,6 +47,7 @@ TEST_HELPER_OBJ := $(TEST_HELPERS:%.c=$(BUILD)/obj/%.o)
 # Libraries a service needs beyond libcore's own.
 LIBS_svc-ingest       := -lcsv
 LIBS_svc-persister    := $(DB_LIBS)
+LIBS_svc-recon        := $(DB_LIBS)
 
 .PHONY: all lib services tests test unit integration run-tests asan demo deps \
         stack-up stack-down stack-status clean bench fuzz help
