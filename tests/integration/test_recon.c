@@ -12,7 +12,9 @@
  *     and counts the bad input;
  *   - the daemon killed -9 mid-stream and restarted: the same report as a
  *     state built in one go, and no event applied twice;
- *   - the HTTP API of the daemon: /batches, /batches/{id}, /discrepancies. */
+ *   - the HTTP API of the daemon: /batches, /batches/{id}, /discrepancies;
+ *   - the real svc-ingest, svc-validator, svc-cache-feeder and svc-persister
+ *     on a small file: the batch reconciles clean from their own events. */
 #include "testutil.h"
 #include "tributary/core_audit.h"
 #include "tributary/core_avro.h"
@@ -184,6 +186,18 @@ static char *bin(void)
     static char path[1024];
     snprintf(path, sizeof(path), "%s/bin/svc-recon", tu_build_dir());
     return path;
+}
+
+/* The environment of the other services: no TB_PG_PASSWORD (a key they lack). */
+static char **env_plain(void)
+{
+    static char proto[1100];
+    static char *e[3];
+    snprintf(proto, sizeof(proto), "TB_PROTO_DIR=%s", tu_proto_dir());
+    e[0] = proto;
+    e[1] = "PATH=/usr/bin:/bin";
+    e[2] = NULL;
+    return e;
 }
 
 static char **env(void)
@@ -679,6 +693,132 @@ START_TEST(http_api_batches_and_discrepancies)
 }
 END_TEST
 
+/* ---- the real services on a small file ------------------------------------------ */
+
+static pid_t start_service(const char *name, int port, char *const *args)
+{
+    char path[1024], pflag[64];
+    char *argv[24];
+    int n = 0;
+    pid_t pid;
+
+    snprintf(path, sizeof(path), "%s/bin/%s", tu_build_dir(), name);
+    snprintf(pflag, sizeof(pflag), "--http.port=%d", port);
+    argv[n++] = path;
+    argv[n++] = pflag;
+    argv[n++] = "--shutdown.grace.ms=10000";
+    argv[n++] = "--log.level=warn";
+    for (int i = 0; args[i] && n < 23; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        dup2(devnull, 2);
+        execve(argv[0], argv, env_plain());
+        _exit(127);
+    }
+    int64_t deadline = core_mono_ms() + 60000;
+    long code = 0;
+    while (core_mono_ms() < deadline && (code = http_get(port, "/readyz", NULL)) != 200)
+        usleep(100000);
+    ck_assert_msg(code == 200, "%s never ready", name);
+    return pid;
+}
+
+static void stop_service(pid_t pid)
+{
+    int status;
+    kill(pid, SIGTERM);
+    waitpid(pid, &status, 0);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+START_TEST(real_services_small_file_reconciles_clean)
+{
+    stages s;
+    recon_cfg c;
+    char batch[64], aflag[200], bflag[200], *path;
+    core_strbuf csv = { 0 };
+    const int rows = 300;
+    cJSON *j = NULL;
+    int rc = -1;
+
+    stages_open(&s, "real"); /* only for the audit topic */
+    stages_close(&s);
+    cfg_init(&c, &s, "real");
+    snprintf(batch, sizeof(batch), "real%s", tu_unique());
+    snprintf(aflag, sizeof(aflag), "--audit.topic=%s", s.topic);
+    snprintf(bflag, sizeof(bflag), "--batch-id=%s", batch);
+    core_strbuf_add(&csv, "payee_id,name,account_number,routing_number,country,currency,email,"
+                          "amount_limit,status,updated_at\n");
+    for (int i = 1; i <= rows; i++) {
+        if (i == 17) /* a format error */
+            core_strbuf_addf(&csv, "R%s%06d,Acme Ltd,1,021000021,US,USD,,ten,ACTIVE,"
+                                   "2026-11-01T10:00:00Z\n", batch, i);
+        else if (i == 40) /* invalid: a bad routing number */
+            core_strbuf_addf(&csv, "R%s%06d,Acme Ltd,12345678,123456789,US,USD,,1.00,ACTIVE,"
+                                   "2026-11-01T10:00:00Z\n", batch, i);
+        else
+            core_strbuf_addf(&csv, "R%s%06d,Payee %d,%d,021000021,US,USD,p%d@example.com,%d.50,"
+                                   "ACTIVE,2026-11-01T10:00:00Z\n", batch, i, i, 10000000 + i, i,
+                             i);
+    }
+    path = tu_write_temp(csv.p);
+    core_strbuf_free(&csv);
+
+    char *vargs[] = { "--dataset=payee", aflag, "--commit.interval.ms=100", NULL };
+    char *cargs[] = { "--dataset=payee", aflag, NULL };
+    char *pargs[] = { "--dataset=payee", aflag, "--sink=postgres", "--create-tables",
+                      "--batch.timeout.ms=200", "--pg.password=tributary", NULL };
+    pid_t v = start_service("svc-validator", 18391, vargs);
+    pid_t cf = start_service("svc-cache-feeder", 18392, cargs);
+    pid_t ps = start_service("svc-persister", 18393, pargs);
+
+    char ipath[1024];
+    snprintf(ipath, sizeof(ipath), "%s/bin/svc-ingest", tu_build_dir());
+    char *iargv[] = { ipath, "--dataset=payee", bflag, aflag, "--http.port=0", "--log.level=warn",
+                      path, NULL };
+    char *out = NULL, *err = NULL;
+    int irc = tu_run_cmd(iargv, env_plain(), &out, &err, 60000);
+    ck_assert_msg(irc == 65, "svc-ingest exit %d: %s", irc, err); /* 65: a line rejected */
+    free(out);
+    free(err);
+
+    /* the sinks catch up: then every record is delivered, the two rejected accounted for */
+    int64_t deadline = core_mono_ms() + 90000;
+    while (core_mono_ms() < deadline) {
+        rc = report(&c, batch, &j);
+        if (rc == 0 && num(j, "counts", "delivered") == rows - 2)
+            break;
+        cJSON_Delete(j);
+        j = NULL;
+        usleep(500000);
+    }
+    ck_assert_msg(j != NULL, "the batch never reconciled clean (last exit %d)", rc);
+    ck_assert(is_true(j, "clean"));
+    ck_assert_int_eq((int)num(j, "counts", "rejected"), 2);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "discrepancies")), 0);
+    const cJSON *ds = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "datasets"), 0);
+    const cJSON *sinks = cJSON_GetObjectItem(cJSON_GetObjectItem(ds, "totals"), "sinks");
+    ck_assert_int_eq((int)num(sinks, "cache-feeder", "handled"), rows - 2);
+    ck_assert_int_eq((int)num(sinks, "persister", "handled"), rows - 2);
+    ck_assert(!is_true(ds, "drilled_down")); /* the real digests agree stage to stage */
+    cJSON_Delete(j);
+
+    stop_service(ps);
+    stop_service(cf);
+    stop_service(v);
+    char epath[1100];
+    snprintf(epath, sizeof(epath), "%s.errors.jsonl", path);
+    unlink(epath);
+    unlink(path);
+    free(path);
+    pg_drop(c.schema);
+}
+END_TEST
+
 START_TEST(report_without_batch_exits_78)
 {
     char *out = NULL, *err = NULL;
@@ -720,6 +860,7 @@ int main(void)
     tcase_add_test(tc, tampered_batch_names_each_record_at_its_stage);
     tcase_add_test(tc, http_api_batches_and_discrepancies);
     tcase_add_test(tc, kill9_mid_stream_same_report);
+    tcase_add_test(tc, real_services_small_file_reconciles_clean);
     suite_add_tcase(s, tc);
     int rc = tu_run(&s, 1);
     curl_global_cleanup();
