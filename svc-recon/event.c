@@ -227,3 +227,18 @@ void recon_event_element(const recon_event *ev, core_digest *out)
 {
     recon_element(ev->id.p, ev->id.len, ev->has_digest ? &ev->digest : NULL, out);
 }
+
+int recon_bucket(const char *id, size_t idlen)
+{
+    core_digest h;
+    core_digest_sha256(id, idlen, &h);
+    return (h.b[0] << 2) | (h.b[1] >> 6);
+}
+
+int64_t recon_element_prefix(const core_digest *el)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | el->b[i];
+    return (int64_t)v;
+}

@@ -65,4 +65,12 @@ bool recon_str_is(recon_str s, const char *t);
 void recon_event_element(const recon_event *ev, core_digest *out);
 void recon_element(const char *id, size_t idlen, const core_digest *dg, core_digest *out);
 
+/* The drill-down's buckets: the first 10 bits of SHA-256(id), so every
+ * stage's events of one record fall in one bucket; and the first 8 bytes of
+ * an element as a signed big-endian integer, which PostgreSQL sums per
+ * bucket. Both have an SQL twin in state.c's migration 2. */
+#define RECON_BUCKETS 1024
+int recon_bucket(const char *id, size_t idlen);
+int64_t recon_element_prefix(const core_digest *el);
+
 #endif

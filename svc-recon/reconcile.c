@@ -432,23 +432,24 @@ static char *dup_or_null(const char *s)
 }
 
 static int drill(PGconn *c, const recon_reconcile_opts *o, recon_report *rep,
-                 recon_dataset_result *res, char *errstr, size_t errstr_size)
+                 recon_dataset_result *res, const char *buckets, char *errstr,
+                 size_t errstr_size)
 {
     char sql[600];
-    const char *params[2] = { rep->batch, res->dataset };
+    const char *params[3] = { rep->batch, res->dataset, buckets };
     PGresult *r;
     dev *ev = NULL;
     size_t cap = 0;
-    recon_totals exp = res->t, t = { 0 };
+    recon_totals exp = res->t, t = res->t;
     int rc = 0, nrows;
 
-    memcpy(t.sink_expected, exp.sink_expected, sizeof(t.sink_expected));
     snprintf(sql, sizeof(sql),
              "SELECT id, stage, outcome, key, digest, src_topic, src_partition, src_offset, "
              "line, reason FROM %s.events WHERE batch_id = $1 AND dataset = $2 "
-             "ORDER BY id COLLATE \"C\", audit_partition, audit_offset",
+             "AND bucket = ANY ($3::int[]) ORDER BY id COLLATE \"C\", audit_partition, "
+             "audit_offset",
              o->schema);
-    r = PQexecParams(c, sql, 2, NULL, params, NULL, NULL, 0);
+    r = PQexecParams(c, sql, 3, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         pg_fail(c, errstr, errstr_size);
         PQclear(r);
@@ -529,19 +530,101 @@ static int drill(PGconn *c, const recon_reconcile_opts *o, recon_report *rep,
         core_errstr(errstr, errstr_size, "out of memory");
         return -1;
     }
-    check_totals(&t);
     res->t = t;
     res->drilled = true;
     return 0;
 }
 
-/* The rejected records of a dataset proved clean by its aggregates. */
+/* Per bucket, inside PostgreSQL: the counts and sums of element prefixes
+ * the aggregates compare. Buckets that agree are accounted for from their
+ * counts; the others are written to *differ as an int[] literal. */
+static int compare_buckets(PGconn *c, const recon_reconcile_opts *o, const char *batch,
+                           recon_dataset_result *res, core_strbuf *differ, char *errstr,
+                           size_t errstr_size)
+{
+    char sql[2600];
+    const char *params[2] = { batch, res->dataset };
+    PGresult *r;
+    recon_totals *t = &res->t;
+
+#define CNT(w) "count(*) FILTER (WHERE " w ")"
+#define SUM(w) "coalesce(sum(eh::numeric) FILTER (WHERE " w "), 0)::text"
+    snprintf(sql, sizeof(sql),
+             "SELECT bucket, "
+             CNT("stage = 'ingest' AND outcome = 'published'") ", "
+             SUM("stage = 'ingest' AND outcome = 'published'") ", "
+             CNT("stage = 'ingest' AND outcome = 'format_error'") ", "
+             CNT("stage = 'validator'") ", " SUM("stage = 'validator'") ", "
+             CNT("stage = 'validator' AND outcome = 'valid'") ", "
+             SUM("stage = 'validator' AND outcome = 'valid'") ", "
+             CNT("stage = 'validator' AND outcome = 'invalid'") ", "
+             CNT("stage = 'validator' AND outcome = 'poison'") ", "
+             CNT("stage = 'validator' AND outcome = 'exhausted'") ", "
+             CNT("stage = 'validator' AND outcome = 'retrying'") ", "
+             CNT("stage = 'cache-feeder'") ", " SUM("stage = 'cache-feeder'") ", "
+             CNT("stage = 'cache-feeder' AND outcome = 'rejected'") ", "
+             CNT("stage = 'persister'") ", " SUM("stage = 'persister'") ", "
+             CNT("stage = 'persister' AND outcome = 'dead'")
+             " FROM %s.events WHERE batch_id = $1 AND dataset = $2 GROUP BY bucket",
+             o->schema);
+#undef CNT
+#undef SUM
+    r = PQexecParams(c, sql, 2, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        pg_fail(c, errstr, errstr_size);
+        PQclear(r);
+        return -1;
+    }
+    core_strbuf_add(differ, "{");
+    for (int i = 0; i < PQntuples(r); i++) {
+#define N(col) strtoll(PQgetvalue(r, i, (col)), NULL, 10)
+#define S(col) PQgetvalue(r, i, (col))
+        int64_t n_pub = N(1), n_fe = N(3), n_v = N(4), n_valid = N(6);
+        int64_t n_inv = N(8), n_poi = N(9), n_exh = N(10), n_retry = N(11);
+        static const int sink_col[RS_COUNT] = { 0, 0, 12, 15 };
+        bool clean = n_v == n_pub && !strcmp(S(5), S(2)) && n_retry == 0;
+        for (int s = RS_CACHE; s < RS_COUNT && clean; s++)
+            if (t->sink_expected[s])
+                clean = N(sink_col[s]) == n_valid && !strcmp(S(sink_col[s] + 1), S(7)) &&
+                        N(sink_col[s] + 2) == 0;
+        if (!clean) {
+            core_strbuf_addf(differ, "%s%s", res->buckets_drilled ? "," : "", S(0));
+            res->buckets_drilled++;
+            continue;
+        }
+        t->lines += n_fe + n_pub;
+        t->format_errors += n_fe;
+        t->published += n_pub;
+        t->valid += n_valid;
+        t->invalid += n_inv;
+        t->poison += n_poi;
+        t->exhausted += n_exh;
+        for (int s = RS_CACHE; s < RS_COUNT; s++)
+            if (t->sink_expected[s])
+                t->sink_handled[s] += N(sink_col[s]);
+        res->counts[RV_DELIVERED] += n_valid;
+        res->counts[RV_REJECTED] += n_fe + n_inv + n_poi + n_exh;
+#undef N
+#undef S
+    }
+    core_strbuf_add(differ, "}");
+    PQclear(r);
+    if (differ->failed) {
+        core_errstr(errstr, errstr_size, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+/* The rejected records of a dataset (or of its buckets proved clean by
+ * their aggregates: skip_buckets, an int[] literal, are left out). */
 static int list_rejected(PGconn *c, const recon_reconcile_opts *o, recon_report *rep,
-                         const char *dataset, char *errstr, size_t errstr_size)
+                         const char *dataset, const char *skip_buckets, char *errstr,
+                         size_t errstr_size)
 {
     size_t max = o->rejected_max ? o->rejected_max : 1000;
-    char sql[600], lim[32];
-    const char *params[3] = { rep->batch, dataset, lim };
+    char sql[700], lim[32];
+    const char *params[4] = { rep->batch, dataset, lim, skip_buckets };
     PGresult *r;
     int rc = 0;
 
@@ -553,9 +636,9 @@ static int list_rejected(PGconn *c, const recon_reconcile_opts *o, recon_report 
     snprintf(sql, sizeof(sql),
              "SELECT id, key, stage, outcome, reason FROM %s.events WHERE batch_id = $1 AND "
              "dataset = $2 AND outcome IN ('format_error', 'invalid', 'poison', 'exhausted') "
-             "ORDER BY id COLLATE \"C\" LIMIT $3",
+             "AND NOT (bucket = ANY ($4::int[])) ORDER BY id COLLATE \"C\" LIMIT $3",
              o->schema);
-    r = PQexecParams(c, sql, 3, NULL, params, NULL, NULL, 0);
+    r = PQexecParams(c, sql, 4, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         pg_fail(c, errstr, errstr_size);
         PQclear(r);
@@ -659,10 +742,24 @@ int recon_reconcile_batch(PGconn *c, const recon_reconcile_opts *o, const char *
             res->counts[RV_DELIVERED] = res->t.valid;
             res->counts[RV_REJECTED] =
                 res->t.format_errors + res->t.invalid + res->t.poison + res->t.exhausted;
-            if (list_rejected(c, o, rep, res->dataset, errstr, errstr_size) != 0)
+            if (list_rejected(c, o, rep, res->dataset, "{}", errstr, errstr_size) != 0)
                 goto done;
-        } else if (drill(c, o, rep, res, errstr, errstr_size) != 0) {
-            goto done;
+        } else {
+            /* start again from zero, bucket by bucket */
+            core_strbuf differ = { 0 };
+            bool exp[RS_COUNT];
+            memcpy(exp, res->t.sink_expected, sizeof(exp));
+            memset(&res->t, 0, sizeof(res->t));
+            memcpy(res->t.sink_expected, exp, sizeof(exp));
+            int e = compare_buckets(c, o, batch, res, &differ, errstr, errstr_size);
+            if (e == 0)
+                e = list_rejected(c, o, rep, res->dataset, differ.p, errstr, errstr_size);
+            if (e == 0 && res->buckets_drilled)
+                e = drill(c, o, rep, res, differ.p, errstr, errstr_size);
+            core_strbuf_free(&differ);
+            if (e != 0)
+                goto done;
+            check_totals(&res->t);
         }
         for (int v = 0; v < RV_COUNT; v++)
             rep->counts[v] += res->counts[v];

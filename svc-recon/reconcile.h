@@ -6,9 +6,11 @@
  * everything each expected sink reported. When all agree, no retry is
  * pending and no sink refused a record, the dataset is clean without
  * reading one id: every valid record is delivered, every rejection is
- * counted from the aggregates. Only a dataset whose aggregates differ is
- * drilled down: its events are read, grouped by record id, and each record
- * gets a verdict:
+ * counted from the aggregates. A dataset whose aggregates differ is
+ * compared again per bucket of ids (RECON_BUCKETS by a hash of the id),
+ * with counts and sums computed inside PostgreSQL; only the buckets that
+ * differ are read, grouped by record id, and each of their records gets a
+ * verdict:
  *
  *   delivered   published, valid, reached every expected sink unaltered, once;
  *   rejected    a format error (ingest), invalid / poison / exhausted
@@ -72,6 +74,7 @@ typedef struct recon_totals {
 typedef struct recon_dataset_result {
     char *dataset;
     bool drilled;                 /* ids were read */
+    int buckets_drilled;          /* of RECON_BUCKETS: those whose sums differed */
     int64_t counts[RV_COUNT];
     recon_totals t;
 } recon_dataset_result;

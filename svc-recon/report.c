@@ -88,6 +88,7 @@ cJSON *recon_report_json(const recon_report *r)
             break;
         cJSON_AddStringToObject(d, "dataset", r->ds[i].dataset);
         cJSON_AddBoolToObject(d, "drilled_down", r->ds[i].drilled);
+        cJSON_AddNumberToObject(d, "buckets_drilled", r->ds[i].buckets_drilled);
         cJSON_AddItemToObject(d, "counts", counts_json(r->ds[i].counts));
         cJSON_AddItemToObject(d, "totals", totals_json(&r->ds[i].t));
         cJSON_AddItemToArray(a, d);

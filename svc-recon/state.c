@@ -40,7 +40,21 @@ static const char *const migrations[] = {
     " audit_topic text NOT NULL, audit_partition int NOT NULL, audit_offset bigint NOT NULL,"
     " reason text NOT NULL, detail text, seen_ms bigint NOT NULL,"
     " PRIMARY KEY (audit_topic, audit_partition, audit_offset));",
+    /* 2: each event's drill-down bucket and element prefix (event.h), so
+     * PostgreSQL compares the stages bucket by bucket; rows of version 1
+     * get them computed in SQL, as recon_bucket() and
+     * recon_element_prefix() compute them */
+    "ALTER TABLE @S.events ADD COLUMN bucket int, ADD COLUMN eh bigint;"
+    "UPDATE @S.events SET"
+    " bucket = (get_byte(sha256(convert_to(id, 'UTF8')), 0) << 2)"
+    "        | (get_byte(sha256(convert_to(id, 'UTF8')), 1) >> 6),"
+    " eh = ('x' || encode(substr(sha256(convert_to(id, 'UTF8') || '\\x00'::bytea"
+    "        || coalesce(digest, decode(repeat('00', 32), 'hex'))), 1, 8), 'hex'))::bit(64)::bigint;"
+    "ALTER TABLE @S.events ALTER COLUMN bucket SET NOT NULL, ALTER COLUMN eh SET NOT NULL;",
 };
+
+_Static_assert(CORE_ARRAY_SIZE(migrations) == RECON_SCHEMA_VERSION,
+               "one migration per schema version");
 
 bool recon_schema_name_ok(const char *s)
 {
@@ -354,7 +368,8 @@ static void copy_num(core_strbuf *b, int64_t v)
         core_strbuf_addf(b, "%" PRId64, v);
 }
 
-static void copy_event(core_strbuf *b, const recon_input *in, const recon_event *ev)
+static void copy_event(core_strbuf *b, const recon_input *in, const recon_event *ev,
+                       const core_digest *el)
 {
     core_strbuf_addf(b, "%" PRId32 "\t%" PRId64 "\t", in->partition, in->offset);
     copy_text(b, ev->batch_id.p, ev->batch_id.len);
@@ -389,7 +404,8 @@ static void copy_event(core_strbuf *b, const recon_input *in, const recon_event 
     copy_num(b, ev->line);
     core_strbuf_add(b, "\t");
     copy_text(b, ev->reason.p, ev->reason.len);
-    core_strbuf_addf(b, "\t%" PRId64 "\n", ev->ts);
+    core_strbuf_addf(b, "\t%" PRId64 "\t%d\t%" PRId64 "\n", ev->ts,
+                     recon_bucket(ev->id.p, ev->id.len), recon_element_prefix(el));
 }
 
 static void copy_bad(core_strbuf *b, const char *topic, const recon_input *in, const char *reason,
@@ -685,7 +701,7 @@ core_err_t recon_state_apply(recon_state_t *st, const recon_input *in, size_t n,
                 g->first_ts = ev.ts;
             if (ev.ts > g->last_ts)
                 g->last_ts = ev.ts;
-            copy_event(&a.events, &in[i], &ev);
+            copy_event(&a.events, &in[i], &ev, &el);
             s.applied++;
         }
     }
@@ -698,7 +714,7 @@ core_err_t recon_state_apply(recon_state_t *st, const recon_input *in, size_t n,
         snprintf(sql, sizeof(sql),
                  "COPY %s.events (audit_partition, audit_offset, batch_id, dataset, stage, "
                  "outcome, id, key, digest, version, src_topic, src_partition, src_offset, line, "
-                 "reason, ts_ms) FROM STDIN",
+                 "reason, ts_ms, bucket, eh) FROM STDIN",
                  st->schema);
         if ((e = copy_in(st->conn, sql, &a.events, errstr, errstr_size)) != CORE_OK)
             goto rollback;

@@ -6,7 +6,8 @@
  *   events      one row per audit event applied: record id, key, dataset,
  *               batch, stage, outcome, digest, version, where the record
  *               was (src_topic/partition/offset), line, reason, event time,
- *               and which audit.events partition/offset it came from;
+ *               which audit.events partition/offset it came from, and
+ *               its drill-down bucket and element prefix (event.h);
  *   aggregates  per (batch, dataset, stage, outcome): count, the
  *               order-independent aggregate (sum mod 2^256 of
  *               recon_event_element()), first and last event time;
@@ -32,7 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RECON_SCHEMA_VERSION 1
+#define RECON_SCHEMA_VERSION 2
 
 typedef struct recon_state recon_state_t;
 
