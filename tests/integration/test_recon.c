@@ -513,6 +513,29 @@ static long applied(const char *schema)
     return pg_long(sql);
 }
 
+/* The audit offsets the topic holds: the sum of its high watermarks. */
+static long topic_total(const char *topic)
+{
+    core_kafka_producer_opts po = { 0 };
+    core_kafka_prop props[] = { { "bootstrap.servers", "127.0.0.1:9092" } };
+    char err[256];
+    long total = 0;
+
+    po.defaults = props;
+    po.ndefaults = 1;
+    core_kafka_producer_t *p = core_kafka_producer_new(&po, err, sizeof(err));
+    ck_assert_ptr_nonnull(p);
+    for (int part = 0; part < 3; part++) {
+        int64_t lo, hi;
+        ck_assert_int_eq(rd_kafka_query_watermark_offsets(core_kafka_producer_handle(p), topic,
+                                                          part, &lo, &hi, 10000),
+                         0);
+        total += hi;
+    }
+    core_kafka_producer_free(p);
+    return total;
+}
+
 /* A cJSON copy without the fields that differ between two runs. */
 static char *stable_json(const cJSON *j)
 {
@@ -538,24 +561,7 @@ START_TEST(kill9_mid_stream_same_report)
     emit_tampered(&s, batch, n);
     stages_close(&s);
     cfg_init(&c, &s, "kill");
-    /* the total of audit offsets the topic holds */
-    {
-        core_kafka_producer_opts po = { 0 };
-        core_kafka_prop props[] = { { "bootstrap.servers", "127.0.0.1:9092" } };
-        char err[256];
-        po.defaults = props;
-        po.ndefaults = 1;
-        core_kafka_producer_t *p = core_kafka_producer_new(&po, err, sizeof(err));
-        total = 0;
-        for (int part = 0; part < 3; part++) {
-            int64_t lo, hi;
-            ck_assert_int_eq(rd_kafka_query_watermark_offsets(core_kafka_producer_handle(p),
-                                                              s.topic, part, &lo, &hi, 10000),
-                             0);
-            total += hi;
-        }
-        core_kafka_producer_free(p);
-    }
+    total = topic_total(s.topic);
 
     /* kill -9 twice while it applies, each time with work left */
     for (int round = 0; round < 2; round++) {
@@ -599,6 +605,51 @@ START_TEST(kill9_mid_stream_same_report)
     cJSON_Delete(j2);
     pg_drop(c.schema);
     pg_drop(fresh.schema);
+}
+END_TEST
+
+/* The daemon's PostgreSQL connection dropped again and again mid-stream:
+ * every batch is applied again after a reconnect, nothing lost or doubled. */
+START_TEST(postgres_connection_dropped_mid_stream_loses_nothing)
+{
+    stages s;
+    recon_cfg c;
+    cJSON *j;
+    char batch[64], sql[400];
+    const int n = 10000;
+    int status, drops = 0;
+    long total = 0;
+
+    stages_open(&s, "drop");
+    snprintf(batch, sizeof(batch), "drop%s", tu_unique());
+    emit_tampered(&s, batch, n);
+    stages_close(&s);
+    cfg_init(&c, &s, "drop");
+    total = topic_total(s.topic);
+    pid_t pid = start_daemon(&c, 18387, "200");
+    snprintf(sql, sizeof(sql),
+             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
+             "application_name = 'svc-recon' AND pid <> pg_backend_pid()");
+    int64_t deadline = core_mono_ms() + 120000;
+    long now = 0;
+    while (core_mono_ms() < deadline && (now = applied(c.schema)) < total) {
+        if (now > 0 && pg_long(sql) > 0)
+            drops++;
+        usleep(150000);
+    }
+    ck_assert_msg(now == total, "%ld of %ld applied", now, total);
+    ck_assert_msg(drops >= 2, "only %d connections dropped", drops);
+    kill(pid, SIGTERM);
+    waitpid(pid, &status, 0);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    snprintf(sql, sizeof(sql),
+             "SELECT (SELECT count(*) FROM %s.events) + (SELECT count(*) FROM %s.bad_events)",
+             c.schema, c.schema);
+    ck_assert_int_eq(pg_long(sql), total);
+    ck_assert_int_eq(report(&c, batch, &j), 1);
+    assert_tampered_report(j, batch, n);
+    cJSON_Delete(j);
+    pg_drop(c.schema);
 }
 END_TEST
 
@@ -881,6 +932,7 @@ int main(void)
     tcase_add_test(tc, tampered_batch_names_each_record_at_its_stage);
     tcase_add_test(tc, http_api_batches_and_discrepancies);
     tcase_add_test(tc, kill9_mid_stream_same_report);
+    tcase_add_test(tc, postgres_connection_dropped_mid_stream_loses_nothing);
     tcase_add_test(tc, real_services_small_file_reconciles_clean);
     suite_add_tcase(s, tc);
     int rc = tu_run(&s, 1);
