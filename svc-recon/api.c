@@ -198,6 +198,57 @@ static void h_discrepancies(const core_http_request *req, core_http_response *re
     recon_report_free(rep);
 }
 
+void recon_api_init(recon_api *api)
+{
+    pthread_mutex_init(&api->ready_lock, NULL);
+}
+
+bool recon_api_ready(void *opaque, char *reason, size_t reason_size)
+{
+    recon_api *api = opaque;
+    bool ok;
+
+    pthread_mutex_lock(&api->ready_lock);
+    if (api->closed) {
+        snprintf(api->ready_reason, sizeof(api->ready_reason), "stopping");
+        api->ready_ok = false;
+    } else if (!api->ready_at || core_mono_ms() - api->ready_at >= 2000) {
+        PGresult *r = NULL;
+        if (!api->ready_conn || PQstatus(api->ready_conn) != CONNECTION_OK) {
+            PQfinish(api->ready_conn);
+            api->ready_conn = recon_pg_connect(&api->pg, "svc-recon-ready", api->ready_reason,
+                                               sizeof(api->ready_reason));
+        }
+        if (api->ready_conn)
+            r = PQexec(api->ready_conn, "SELECT 1");
+        api->ready_ok = r && PQresultStatus(r) == PGRES_TUPLES_OK;
+        if (api->ready_conn && !api->ready_ok) {
+            snprintf(api->ready_reason, sizeof(api->ready_reason), "postgres: %s",
+                     PQerrorMessage(api->ready_conn));
+            api->ready_reason[strcspn(api->ready_reason, "\n")] = '\0';
+            PQfinish(api->ready_conn);
+            api->ready_conn = NULL;
+        }
+        PQclear(r);
+        api->ready_at = core_mono_ms();
+    }
+    ok = api->ready_ok;
+    if (!ok)
+        snprintf(reason, reason_size, "%s", api->ready_reason);
+    pthread_mutex_unlock(&api->ready_lock);
+    return ok;
+}
+
+void recon_api_close(recon_api *api)
+{
+    pthread_mutex_lock(&api->ready_lock);
+    PQfinish(api->ready_conn);
+    api->ready_conn = NULL;
+    api->ready_ok = false;
+    api->closed = true;
+    pthread_mutex_unlock(&api->ready_lock);
+}
+
 int recon_api_register(core_http_t *h, recon_api *api)
 {
     int rc;

@@ -214,16 +214,21 @@ static int run_daemon(core_service_t *svc, struct recon_conf *c, unsigned sinks)
     int rc, attempt = 0;
 
     state_opts(svc, c, &so);
-    while (!(st = recon_state_open(&so, err, sizeof(err)))) {
-        core_log_warn("state unavailable; retrying", CLF_S("reason", err),
-                      CLF_I("attempt", attempt));
-        if (core_lifecycle_wait(core_backoff_delay_ms(&bo, attempt++)))
-            return 0;
-    }
     api.pg = so.pg;
     api.rec.schema = c->state_schema;
     api.rec.sinks = sinks;
     api.page_size = (int)c->page_size;
+    recon_api_init(&api);
+    /* /readyz: Kafka, then PostgreSQL */
+    core_service_ready_also(svc, recon_api_ready, &api);
+    while (!(st = recon_state_open(&so, err, sizeof(err)))) {
+        core_log_warn("state unavailable; retrying", CLF_S("reason", err),
+                      CLF_I("attempt", attempt));
+        if (core_lifecycle_wait(core_backoff_delay_ms(&bo, attempt++))) {
+            recon_api_close(&api);
+            return 0;
+        }
+    }
     recon_api_register(core_service_http(svc), &api);
     core_log_info("started", CLF_S("version", TB_VERSION),
                   CLF_I("http_port", core_http_port(core_service_http(svc))),
@@ -237,6 +242,7 @@ static int run_daemon(core_service_t *svc, struct recon_conf *c, unsigned sinks)
                   CLF_I("skipped", (int64_t)cs.skipped),
                   CLF_I("transactions", (int64_t)cs.transactions));
     recon_state_free(st);
+    recon_api_close(&api);
     return rc;
 }
 

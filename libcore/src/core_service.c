@@ -58,6 +58,8 @@ struct core_service {
     int64_t probe_at;
     bool probe_ok;
     char probe_reason[256];
+    core_http_ready_cb also;   /* core_service_ready_also(): asked after Kafka */
+    void *also_opaque;
 };
 
 static void print_usage(const core_service_def *def, const core_config_t *cfg)
@@ -285,8 +287,20 @@ static bool ready_on_kafka(void *opaque, char *reason, size_t reason_size)
     ok = svc->probe_ok;
     if (!ok)
         snprintf(reason, reason_size, "%s", svc->probe_reason);
+    core_http_ready_cb also = svc->also;
+    void *also_opaque = svc->also_opaque;
     pthread_mutex_unlock(&svc->probe_lock);
+    if (ok && also)
+        ok = also(also_opaque, reason, reason_size);
     return ok;
+}
+
+void core_service_ready_also(core_service_t *svc, core_http_ready_cb cb, void *opaque)
+{
+    pthread_mutex_lock(&svc->probe_lock);
+    svc->also = cb;
+    svc->also_opaque = opaque;
+    pthread_mutex_unlock(&svc->probe_lock);
 }
 
 int core_service_ready_on_kafka(core_service_t *svc, char *errstr, size_t errstr_size)

@@ -763,6 +763,25 @@ START_TEST(http_api_batches_and_discrepancies)
 }
 END_TEST
 
+static long http_get_text(int port, const char *path, char **text)
+{
+    char url[512];
+    long code = 0;
+    body b = { 0 };
+    CURL *h = curl_easy_init();
+
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 20000L);
+    if (curl_easy_perform(h) == CURLE_OK)
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+    curl_easy_cleanup(h);
+    *text = b.p;
+    return code;
+}
+
 /* ---- the real services on a small file ------------------------------------------ */
 
 static pid_t start_service(const char *name, int port, char *const *args)
@@ -891,6 +910,41 @@ START_TEST(real_services_small_file_reconciles_clean)
 }
 END_TEST
 
+START_TEST(readyz_names_postgres_when_state_unreachable)
+{
+    int port = 18388, status;
+    long code = 0;
+    pid_t pid = fork();
+
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        char *argv[] = { bin(), "--http.port=18388", "--pg.conninfo=host=127.0.0.1 port=1",
+                         NULL };
+        int devnull = open("/dev/null", O_WRONLY);
+        dup2(devnull, 2);
+        execve(argv[0], argv, env());
+        _exit(127);
+    }
+    int64_t deadline = core_mono_ms() + 20000;
+    while (core_mono_ms() < deadline && (code = http_get(port, "/healthz", NULL)) != 200)
+        usleep(50000);
+    ck_assert_int_eq(code, 200);
+    char *text = NULL;
+    deadline = core_mono_ms() + 20000;
+    do { /* 503 from the start; the reason names postgres once Kafka answers */
+        free(text);
+        text = NULL;
+        code = http_get_text(port, "/readyz", &text);
+        ck_assert_int_eq(code, 503);
+    } while (core_mono_ms() < deadline && !(text && strstr(text, "postgres")));
+    ck_assert_msg(text && strstr(text, "postgres"), "readyz: %s", text ? text : "");
+    free(text);
+    kill(pid, SIGTERM);
+    waitpid(pid, &status, 0);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+END_TEST
+
 START_TEST(report_without_batch_exits_78)
 {
     char *out = NULL, *err = NULL;
@@ -928,6 +982,7 @@ int main(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, report_without_batch_exits_78);
     tcase_add_test(tc, report_without_postgres_exits_69);
+    tcase_add_test(tc, readyz_names_postgres_when_state_unreachable);
     tcase_add_test(tc, clean_batch_every_record_delivered);
     tcase_add_test(tc, tampered_batch_names_each_record_at_its_stage);
     tcase_add_test(tc, http_api_batches_and_discrepancies);

@@ -206,8 +206,10 @@ START_TEST(serves_health_ready_metrics_and_stops_on_sigterm)
     pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
+        /* svc-recon is ready when its state (PostgreSQL) answers too */
         char *argv[] = { bin_path(svc), portflag, "--shutdown.grace.ms=5000",
-                         needs_dataset(svc) ? "--dataset=payee" : NULL, NULL };
+                         needs_dataset(svc) ? "--dataset=payee" : "--pg.password=tributary",
+                         NULL };
         int devnull = open("/dev/null", 1);
         dup2(devnull, 2);
         execve(argv[0], argv, base_env);

@@ -120,6 +120,14 @@ int core_service_config_error(const core_service_t *svc, const char *errstr);
 int core_service_ready_on_kafka(core_service_t *svc, char *errstr, size_t errstr_size);
 
 /**
+ * @brief A further readiness check of the service's own dependencies
+ * (a database), asked from the HTTP thread after the Kafka check passed:
+ * /readyz is 200 only when both are. NULL removes it. cb must be quick and
+ * thread-safe; opaque must outlive the HTTP server.
+ */
+void core_service_ready_also(core_service_t *svc, core_http_ready_cb cb, void *opaque);
+
+/**
  * @brief Wait until SIGTERM/SIGINT (the work loop of a service that has
  * nothing else to do yet). Logs start and stop. Returns 0.
  */
