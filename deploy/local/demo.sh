@@ -3,7 +3,8 @@
 # pipeline. svc-validator, svc-cache-feeder and svc-persister run as
 # services; svc-ingest publishes the file; then the script shows where every
 # line went — the errors file, .valid, .dlq, Redis, PostgreSQL — reads one
-# payee back the way a client would, and stops the services with SIGTERM.
+# payee back the way a client would, ends with svc-recon's verdict on the
+# batch, and stops the services with SIGTERM.
 #
 # Usage: deploy/local/demo.sh [BUILD_DIR]   (make demo does deps, stack-up, build first)
 set -euo pipefail
@@ -94,6 +95,20 @@ while [ "$SECONDS" -lt "$deadline" ]; do
     sleep 0.5
 done
 
+# Counts alone can be fooled (a re-run finds the keys of the last run in
+# place): wait until svc-recon has every stage's account of this batch.
+recon() { # svc-recon SUBCOMMAND [args...]: catches up, then answers for the demo batch
+    local sub=$1
+    shift
+    "$build/bin/svc-recon" "$sub" --batch "demo-$run" --sinks cache-feeder,persister \
+        --pg.password_file "$pgpass" "$@" 2>>"$work/svc-recon-$run.log"
+}
+deadline=$((SECONDS + 120))
+while [ "$SECONDS" -lt "$deadline" ]; do
+    recon report --json >/dev/null && break
+    sleep 1
+done
+
 echo
 printf '%-40s %6s %6s\n' "where the $rows lines went" expected found
 printf '%-40s %6s %6s\n' "format errors (errors file)" "$bad_lines" "$(wc -l < "$file.errors.jsonl")"
@@ -108,6 +123,12 @@ echo "a client reads payee DEMO000001 from Redis:"
 "$build/bin/svc-cache-feeder" get --dataset payee DEMO000001 2>/dev/null | sed 's/^/  /'
 echo "and from PostgreSQL:"
 psql "$pgconn" -c "SELECT payee_id, routing_number, country, amount_limit, status FROM payee WHERE payee_id = 'DEMO000001'" | sed 's/^/  /'
+
+echo
+echo "svc-recon report --batch demo-$run (every stage's own audit events, reconciled):"
+rrc=0
+recon report | sed 's/^/  /' || rrc=$?
+echo "svc-recon exit code $rrc (0: clean; the rejected lines are accounted for)"
 
 echo
 echo "stopping the services with SIGTERM:"

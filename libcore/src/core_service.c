@@ -64,6 +64,8 @@ struct core_service {
     int64_t probe_at;
     bool probe_ok;
     char probe_reason[256];
+    core_http_ready_cb also;   /* core_service_ready_also(): asked after Kafka */
+    void *also_opaque;
 };
 
 static void print_usage(const core_service_def *def, const core_config_t *cfg)
@@ -298,9 +300,28 @@ bool core_service_kafka_ready(core_service_t *svc, char *reason, size_t reason_s
     return ok;
 }
 
+/* The default /readyz: Kafka, then the service's further check, if any. */
 static bool ready_on_kafka(void *opaque, char *reason, size_t reason_size)
 {
-    return core_service_kafka_ready(opaque, reason, reason_size);
+    core_service_t *svc = opaque;
+    core_http_ready_cb also;
+    void *also_opaque;
+
+    if (!core_service_kafka_ready(svc, reason, reason_size))
+        return false;
+    pthread_mutex_lock(&svc->probe_lock);
+    also = svc->also;
+    also_opaque = svc->also_opaque;
+    pthread_mutex_unlock(&svc->probe_lock);
+    return also ? also(also_opaque, reason, reason_size) : true;
+}
+
+void core_service_ready_also(core_service_t *svc, core_http_ready_cb cb, void *opaque)
+{
+    pthread_mutex_lock(&svc->probe_lock);
+    svc->also = cb;
+    svc->also_opaque = opaque;
+    pthread_mutex_unlock(&svc->probe_lock);
 }
 
 int core_service_ready_on_kafka(core_service_t *svc, char *errstr, size_t errstr_size)

@@ -209,10 +209,12 @@ START_TEST(serves_health_ready_metrics_and_stops_on_sigterm)
     pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
+        /* svc-recon is ready when its state (PostgreSQL) answers too */
         char *argv[] = { bin_path(svc), portflag, "--shutdown.grace.ms=5000",
-                         /* the persister is ready once its database answers */
-                         strcmp(svc, "svc-persister") == 0 ? "--pg.password=tributary"
-                                                           : "--log.level=info",
+                         /* the persister and svc-recon are ready once their database answers */
+                         strcmp(svc, "svc-persister") == 0 || strcmp(svc, "svc-recon") == 0
+                             ? "--pg.password=tributary"
+                             : "--log.level=info",
                          needs_dataset(svc) ? "--dataset=payee" : NULL, NULL };
         int devnull = open("/dev/null", 1);
         dup2(devnull, 2);

@@ -177,6 +177,14 @@ const char *core_service_group_instance_id(const core_service_t *svc, const char
                                            size_t size);
 
 /**
+ * @brief A further readiness check of the service's own dependencies
+ * (a database), asked from the HTTP thread after the Kafka check passed:
+ * /readyz is 200 only when both are. NULL removes it. cb must be quick and
+ * thread-safe; opaque must outlive the HTTP server.
+ */
+void core_service_ready_also(core_service_t *svc, core_http_ready_cb cb, void *opaque);
+
+/**
  * @brief Wait until SIGTERM/SIGINT (the work loop of a service that has
  * nothing else to do yet), after core_service_await_kafka(). Logs start
  * and stop. @returns 0, or the exit code of core_service_await_kafka().

@@ -1,0 +1,43 @@
+/* api.h — svc-recon's HTTP API (JSON) on the service's port:
+ *
+ *   GET /batches                      batches known, newest first (?page=)
+ *   GET /batches/{id}                 the batch's reconciliation (report.h)
+ *   GET /discrepancies?batch=ID[&verdict=V][&page=N]
+ *                                     the batch's discrepant records, paged
+ *
+ * Handlers run on libmicrohttpd's connection threads: each request opens its
+ * own PostgreSQL connection (libpq connections are not shared across
+ * threads) and reconciles from the state as it is now. */
+#ifndef SVC_RECON_API_H
+#define SVC_RECON_API_H
+
+#include "reconcile.h"
+#include "state.h"
+
+#include "tributary/core_http.h"
+
+#include <pthread.h>
+
+typedef struct recon_api {
+    recon_pg_opts pg;              /* borrowed: must outlive the server */
+    recon_reconcile_opts rec;
+    int page_size;
+    /* readiness: a connection of its own, asked at most every 2 s */
+    pthread_mutex_t ready_lock;
+    PGconn *ready_conn;
+    int64_t ready_at;
+    bool ready_ok, closed;
+    char ready_reason[300];
+} recon_api;
+
+/* Start ready_lock before use (PTHREAD_MUTEX_INITIALIZER or this). */
+void recon_api_init(recon_api *api);
+/* Readiness callback (core_http_ready_cb): PostgreSQL answers SELECT 1. */
+bool recon_api_ready(void *opaque, char *reason, size_t reason_size);
+/* Close the readiness connection (after the server stopped). */
+void recon_api_close(recon_api *api);
+
+/* Add the routes; api must outlive the server. @returns CORE_OK or an error. */
+int recon_api_register(core_http_t *h, recon_api *api);
+
+#endif
