@@ -1024,6 +1024,8 @@ static void sink_loop(core_sink_t *s)
         } else if (s->nfly > 0) {
             timeout = o->writer_thread ? 5 : 0; /* answers are due */
         }
+        if (timeout > 200) /* notice a stop */
+            timeout = 200;
         if (s->pending->cnt > 0 && timeout > 50)
             timeout = 50;
         m = core_kafka_consumer_poll(s->c, 0);
@@ -1058,7 +1060,7 @@ static void sink_loop(core_sink_t *s)
             handle_message(s, m);
         }
         b = cur(s);
-        if (b->nitems > 0 && ((int64_t)b->nitems >= o->batch_size || !m ||
+        if (b->nitems > 0 && ((int64_t)b->nitems >= o->batch_size ||
                               now - s->batch_start >= o->batch_wait_ms)) {
             pipeline_step(s, (size_t)o->batch_inflight);
             now = core_mono_ms();
