@@ -153,7 +153,7 @@ int recon_event_decode(const void *buf, size_t len, recon_event *ev, const char 
 {
     const uint8_t *b = buf;
     rd r;
-    recon_str dg;
+    recon_str dg, cdg = { 0 };
     uint32_t id;
 
     memset(ev, 0, sizeof(*ev));
@@ -162,7 +162,7 @@ int recon_event_decode(const void *buf, size_t len, recon_event *ev, const char 
         return -1;
     }
     id = (uint32_t)b[1] << 24 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 8 | b[4];
-    if (id != RECON_AUDIT_SCHEMA_ID) {
+    if (id != RECON_AUDIT_SCHEMA_ID && id != RECON_AUDIT_SCHEMA_ID_V2) {
         *why = "schema id is not tributary.AuditEvent's";
         return -1;
     }
@@ -191,6 +191,8 @@ int recon_event_decode(const void *buf, size_t len, recon_event *ev, const char 
     NEED(get_opt_str(&r, &ev->reason), "reason");
     NEED(get_opt_long(&r, &ev->line), "line");
     NEED(get_opt_long(&r, &ev->version), "version");
+    if (id == RECON_AUDIT_SCHEMA_ID_V2)
+        NEED(get_opt_str(&r, &cdg), "content_digest");
     NEED(r.p != r.end, "trailing bytes after the event");
     ev->stage_ix = recon_stage_index(ev->stage.p, ev->stage.len);
     NEED(ev->stage_ix < 0, "unknown stage");
@@ -203,6 +205,14 @@ int recon_event_decode(const void *buf, size_t len, recon_event *ev, const char 
         hex[CORE_DIGEST_HEX_LEN] = '\0';
         NEED(core_digest_from_hex(hex, &ev->digest) != 0, "digest");
         ev->has_digest = true;
+    }
+    if (cdg.p) {
+        char hex[CORE_DIGEST_HEX_LEN + 1];
+        NEED(cdg.len != CORE_DIGEST_HEX_LEN, "content_digest");
+        memcpy(hex, cdg.p, CORE_DIGEST_HEX_LEN);
+        hex[CORE_DIGEST_HEX_LEN] = '\0';
+        NEED(core_digest_from_hex(hex, &ev->content) != 0, "content_digest");
+        ev->has_content = true;
     }
 #undef NEED
     return 0;

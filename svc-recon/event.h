@@ -18,7 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RECON_AUDIT_SCHEMA_ID 201
+#define RECON_AUDIT_SCHEMA_ID 201    /* AuditEvent v1 */
+#define RECON_AUDIT_SCHEMA_ID_V2 202 /* v2: appends content_digest */
 #define RECON_FIELD_MAX 4096  /* longest string field accepted */
 #define RECON_NONE INT64_MIN  /* an absent number */
 
@@ -43,6 +44,8 @@ typedef struct recon_str {
 typedef struct recon_event {
     recon_str id, key, dataset, batch_id, stage, outcome, topic, reason;
     bool has_digest;
+    core_digest content;  /* v2's content_digest, when has_content */
+    bool has_content;
     core_digest digest;
     int64_t ts;                 /* ms since the epoch */
     int64_t partition, offset;  /* of the record the stage read or wrote; RECON_NONE */
