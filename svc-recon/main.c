@@ -253,6 +253,9 @@ static int run(core_service_t *svc, void *confp)
     unsigned sinks = 0;
     int rc;
 
+    /* the start-up policy: the brokers first, as every service (OPERATIONS.md) */
+    if ((rc = core_service_await_kafka(svc)) != CORE_SERVICE_CONTINUE)
+        return rc;
     if ((rc = check_conf(svc, c, &sinks)) != 0)
         return rc;
     if (sub && strcmp(sub, "report") == 0)
