@@ -5,6 +5,7 @@
 #include "tributary/core_audit.h"
 #include "tributary/core_common.h"
 #include "tributary/core_digest.h"
+#include "tributary/core_json.h"
 #include "tributary/core_kafka.h"
 #include "tributary/core_lifecycle.h"
 #include "tributary/core_log.h"
@@ -105,14 +106,14 @@ char *ingest_status_json(const ingest_status *st, const char *file, const char *
         cJSON_AddStringToObject(j, "file", file);
     if (dataset)
         cJSON_AddStringToObject(j, "dataset", dataset);
-    cJSON_AddNumberToObject(j, "rows_read", (double)st->rows_read);
-    cJSON_AddNumberToObject(j, "published", (double)st->published);
-    cJSON_AddNumberToObject(j, "rejected", (double)st->rejected);
-    cJSON_AddNumberToObject(j, "bytes", (double)st->bytes);
+    cJSON_AddItemToObject(j, "rows_read", core_json_int((int64_t)st->rows_read));
+    cJSON_AddItemToObject(j, "published", core_json_int((int64_t)st->published));
+    cJSON_AddItemToObject(j, "rejected", core_json_int((int64_t)st->rejected));
+    cJSON_AddItemToObject(j, "bytes", core_json_int((int64_t)st->bytes));
     cJSON_AddNumberToObject(j, "seconds", st->seconds);
     cJSON_AddNumberToObject(j, "percent",
                             st->file_size ? 100.0 * (double)st->pos / (double)st->file_size : 0.0);
-    cJSON_AddNumberToObject(j, "resumed_from_line", (double)st->resumed_line);
+    cJSON_AddItemToObject(j, "resumed_from_line", core_json_int((int64_t)st->resumed_line));
     cJSON_AddBoolToObject(j, "skipped", st->skipped);
     cJSON_AddBoolToObject(j, "interrupted", st->interrupted);
     if (st->errors_path[0])
@@ -259,13 +260,17 @@ static int ensure_checkpoint_topic(core_kafka_producer_t *p, const char *topic, 
 
 static uint64_t jnum(const cJSON *o, const char *k)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    return cJSON_IsNumber(v) && v->valuedouble > 0 ? (uint64_t)v->valuedouble : 0;
+/* A count or an offset of the checkpoint, exactly from its digits. */
+    int64_t v;
+
+    return core_json_int_get(cJSON_GetObjectItemCaseSensitive(o, k), 0, INT64_MAX, &v)
+               ? (uint64_t)v
+               : 0;
 }
 
 static void parse_ckpt(const char *text, size_t len, struct ckpt *ck)
 {
-    cJSON *j = cJSON_ParseWithLength(text, len);
+    cJSON *j = core_json_parse(text, len, NULL);
     const cJSON *fid;
 
     memset(ck, 0, sizeof(*ck));
@@ -488,7 +493,7 @@ static void write_error_line(struct run *r, uint64_t line, const char *column, c
 
     if (!j)
         return;
-    cJSON_AddNumberToObject(j, "line", (double)line);
+    cJSON_AddItemToObject(j, "line", core_json_int((int64_t)line));
     if (column && *column)
         cJSON_AddStringToObject(j, "column", column);
     else
@@ -590,13 +595,13 @@ static core_kafka_txn_res_t commit_txn(struct run *r, bool done, char *errstr,
     cJSON_AddStringToObject(j, "dataset", r->dataset);
     cJSON_AddStringToObject(j, "file", r->path);
     cJSON_AddStringToObject(j, "file_id", r->st->file_id);
-    cJSON_AddNumberToObject(j, "offset", (double)r->cur.offset);
-    cJSON_AddNumberToObject(j, "line", (double)r->cur.line);
-    cJSON_AddNumberToObject(j, "rows_read", (double)r->cur.rows_read);
-    cJSON_AddNumberToObject(j, "published", (double)r->cur.published);
-    cJSON_AddNumberToObject(j, "rejected", (double)r->cur.rejected);
-    cJSON_AddNumberToObject(j, "bytes", (double)r->cur.bytes);
-    cJSON_AddNumberToObject(j, "errors_bytes", (double)r->cur.errors_bytes);
+    cJSON_AddItemToObject(j, "offset", core_json_int((int64_t)r->cur.offset));
+    cJSON_AddItemToObject(j, "line", core_json_int((int64_t)r->cur.line));
+    cJSON_AddItemToObject(j, "rows_read", core_json_int((int64_t)r->cur.rows_read));
+    cJSON_AddItemToObject(j, "published", core_json_int((int64_t)r->cur.published));
+    cJSON_AddItemToObject(j, "rejected", core_json_int((int64_t)r->cur.rejected));
+    cJSON_AddItemToObject(j, "bytes", core_json_int((int64_t)r->cur.bytes));
+    cJSON_AddItemToObject(j, "errors_bytes", core_json_int((int64_t)r->cur.errors_bytes));
     cJSON_AddBoolToObject(j, "done", done);
     cJSON_AddNumberToObject(j, "ts", (double)core_now_ms());
     val = cJSON_PrintUnformatted(j);

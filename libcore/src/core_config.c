@@ -585,7 +585,7 @@ static int fill_entry(struct cfg_entry *e, char *errstr, size_t errstr_size)
                             d->key, v, from);
                 return CORE_EX_CONFIG;
             }
-            if (d->min < d->max && ((double)n < d->min || (double)n > d->max)) {
+            if (d->min < d->max && !int_in_range(n, d->min, d->max)) {
                 core_errstr(errstr, errstr_size, "%s: value %lld (from %s) out of range [%.0f, %.0f]",
                             d->key, n, from, d->min, d->max);
                 return CORE_EX_CONFIG;
@@ -595,6 +595,23 @@ static int fill_entry(struct cfg_entry *e, char *errstr, size_t errstr_size)
         break;
     }
     case CORE_CFG_DOUBLE: {
+
+/* Whether n lies in [lo, hi] (the table's bounds, doubles), compared as
+ * integers: (double)n would round n past 2^53 and let 2^53 + 1 through a
+ * maximum of 2^53. */
+static bool int_in_range(long long n, double lo, double hi)
+{
+    if (lo > -9223372036854775808.0) {
+        if (lo >= 9223372036854775808.0 || n < (long long)ceil(lo))
+            return false;
+    }
+    if (hi < 9223372036854775808.0) {
+        if (hi < -9223372036854775808.0 || n > (long long)floor(hi))
+            return false;
+    }
+    return true;
+}
+
         char *end;
         double x = 0;
         if (v) {

@@ -346,6 +346,41 @@ START_TEST(huge_config_file_refused)
 }
 END_TEST
 
+/* An integer key's range is compared as integers: through a double,
+ * 2^53 + 1 would pass a maximum of 2^53 (issue 15's class). */
+START_TEST(int_range_2p53_plus_1_refused)
+{
+    struct big { int64_t n; } b;
+    static const core_config_key big_keys[] = {
+        { "n", CORE_CFG_INT, "0", 0, offsetof(struct big, n), "n", -9007199254740992.0,
+          9007199254740992.0, NULL },
+        CORE_CFG_END
+    };
+    static const struct { const char *flag; int rc; int64_t v; } cases[] = {
+        { "--n=9007199254740992", 0, 9007199254740992LL },
+        { "--n=9007199254740993", CORE_EX_CONFIG, 0 },
+        { "--n=-9007199254740992", 0, -9007199254740992LL },
+        { "--n=-9007199254740993", CORE_EX_CONFIG, 0 },
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        core_config_t *c = core_config_new("test");
+        char *argv[] = { "prog", (char *)cases[i].flag, NULL };
+        char *envp[] = { NULL };
+
+        memset(&b, 0, sizeof(b));
+        ck_assert_int_eq(core_config_add_table(c, big_keys, &b), 0);
+        ck_assert_msg(core_config_load(c, 2, argv, envp, errstr, sizeof(errstr)) == cases[i].rc,
+                      "%s: %s", cases[i].flag, errstr);
+        if (cases[i].rc == 0)
+            ck_assert(b.n == cases[i].v);
+        else
+            ck_assert_ptr_nonnull(strstr(errstr, "out of range"));
+        core_config_free(c);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("config");
@@ -365,6 +400,7 @@ int main(void)
     tcase_add_test(tc, help_and_version);
     tcase_add_test(tc, env_names);
     tcase_add_test(tc, huge_config_file_refused);
+    tcase_add_test(tc, int_range_2p53_plus_1_refused);
     suite_add_tcase(s, tc);
     return tu_run(&s, 1);
 }
