@@ -5,6 +5,7 @@
 #include "tributary/core_audit.h"
 #include "tributary/core_common.h"
 #include "tributary/core_digest.h"
+#include "tributary/core_exit.h"
 #include "tributary/core_json.h"
 #include "tributary/core_kafka.h"
 #include "tributary/core_lifecycle.h"
@@ -258,9 +259,9 @@ static int ensure_checkpoint_topic(core_kafka_producer_t *p, const char *topic, 
     return rc;
 }
 
+/* A count or an offset of the checkpoint, exactly from its digits. */
 static uint64_t jnum(const cJSON *o, const char *k)
 {
-/* A count or an offset of the checkpoint, exactly from its digits. */
     int64_t v;
 
     return core_json_int_get(cJSON_GetObjectItemCaseSensitive(o, k), 0, INT64_MAX, &v)
@@ -678,8 +679,15 @@ static int begin_txn(struct run *r, char *errstr, size_t errstr_size)
     return 0;
 }
 
-/* One line: record + audit, or error line + audit. @returns 0, or -1 when
- * the transaction must be aborted (errstr), -2 on a fatal producer. */
+/* What became of one line (handle_row()) or of a transaction. */
+enum row_res {
+    ROW_OK = 0,
+    ROW_ABORT = -1,  /* the transaction must be aborted (errstr) */
+    ROW_FATAL = -2,  /* the producer is unusable: rebuild it */
+    ROW_BROKEN = -3, /* the mapper failed, not the line: internal error */
+};
+
+/* One line: record + audit, or error line + audit. @returns an enum row_res. */
 static int handle_row(struct run *r, const ingest_row *row, char *errstr, size_t errstr_size)
 {
     ingest_record rec;
@@ -692,7 +700,7 @@ static int handle_row(struct run *r, const ingest_row *row, char *errstr, size_t
     mr = ingest_mapper_row(r->map, row, r->st->batch_id, r->source, &rec, &le);
     if (mr < 0) {
         core_errstr(errstr, errstr_size, "%s", le.reason);
-        return -3;
+        return ROW_BROKEN;
     }
     r->cur.rows_read++;
     r->cur.bytes += row->end - row->offset;
@@ -743,8 +751,8 @@ static int handle_row(struct run *r, const ingest_row *row, char *errstr, size_t
     r->cur.line = row->line + row->nlines;
     r->in_txn++;
     if (perr == CORE_ERR_FATAL)
-        return -2;
-    return perr == CORE_OK ? 0 : -1;
+        return ROW_FATAL;
+    return perr == CORE_OK ? ROW_OK : ROW_ABORT;
 }
 
 /* Abort (or rebuild) after a failure and go back to the checkpoint.
@@ -873,7 +881,7 @@ int ingest_file(ingest_ctx *ctx, const ingest_job *job, ingest_status *st,
         if (serr || !S_ISREG(sb.st_mode)) {
             /* errno only when stat() failed: a stale one said "Numerical
              * result out of range" for a directory */
-            rc = finish(&r, 66, "%s: %s", job->path,
+            rc = finish(&r, CORE_EX_NOINPUT, "%s: %s", job->path,
                         serr                  ? strerror(serr)
                         : S_ISDIR(sb.st_mode) ? "is a directory, not a file"
                                               : "not a regular file");
@@ -883,7 +891,7 @@ int ingest_file(ingest_ctx *ctx, const ingest_job *job, ingest_status *st,
     {
         char fid[65];
         if (ingest_file_digest(job->path, fid, err, sizeof(err))) {
-            rc = finish(&r, 66, "%s", err);
+            rc = finish(&r, CORE_EX_NOINPUT, "%s", err);
             goto out;
         }
         st_lock(st);
@@ -919,7 +927,7 @@ int ingest_file(ingest_ctx *ctx, const ingest_job *job, ingest_status *st,
     if (r.committed.found && strcmp(r.committed.file_id, st->file_id) != 0 && !job->force) {
         rc = finish(&r, CORE_EX_DATAERR,
                     "batch %s was used for another file (digest %.16s, this file %.16s): "
-                    "choose another --batch-id, or --force", st->batch_id, r.committed.file_id,
+                    "choose another --batch.id, or --force", st->batch_id, r.committed.file_id,
                     st->file_id);
         goto out;
     }
@@ -945,7 +953,7 @@ int ingest_file(ingest_ctx *ctx, const ingest_job *job, ingest_status *st,
     r.rd = ingest_reader_open(job->path, r.fmt, r.conf->delimiter[0],
                               (size_t)r.conf->max_line_bytes, err, sizeof(err));
     if (!r.rd) {
-        rc = finish(&r, 66, "%s", err);
+        rc = finish(&r, CORE_EX_NOINPUT, "%s", err);
         goto out;
     }
     memset(&mo, 0, sizeof(mo));
@@ -971,7 +979,7 @@ int ingest_file(ingest_ctx *ctx, const ingest_job *job, ingest_status *st,
     }
     r.errfd = open(st->errors_path, O_RDWR | O_CREAT, 0644);
     if (r.errfd < 0 || !(r.errf = fdopen(r.errfd, "r+"))) {
-        rc = finish(&r, 66, "errors file %s: %s", st->errors_path, strerror(errno));
+        rc = finish(&r, CORE_EX_NOINPUT, "errors file %s: %s", st->errors_path, strerror(errno));
         if (r.errfd >= 0)
             close(r.errfd);
         goto out;
@@ -981,7 +989,7 @@ int ingest_file(ingest_ctx *ctx, const ingest_job *job, ingest_status *st,
     if (r.fmt == INGEST_FMT_CSV) {
         int n = ingest_reader_next(r.rd, &row, err, sizeof(err));
         if (n < 0) {
-            rc = finish(&r, 66, "%s", err);
+            rc = finish(&r, CORE_EX_NOINPUT, "%s", err);
             goto out;
         }
         if (n == 0) {
@@ -1014,7 +1022,7 @@ int ingest_file(ingest_ctx *ctx, const ingest_job *job, ingest_status *st,
     r.committed.found = true;
     reading = true;
     if (rewind_to_committed(&r, err, sizeof(err))) {
-        rc = finish(&r, 66, "%s", err);
+        rc = finish(&r, CORE_EX_NOINPUT, "%s", err);
         goto out;
     }
     core_log_info("ingesting", CLF_S("file", job->path), CLF_S("dataset", r.dataset),
@@ -1030,12 +1038,12 @@ int ingest_file(ingest_ctx *ctx, const ingest_job *job, ingest_status *st,
             st_lock(st);
             st->interrupted = true;
             st_unlock(st);
-            rc = finish(&r, 75, "stopped by a signal at line %llu: run again to resume",
+            rc = finish(&r, CORE_EX_TEMPFAIL, "stopped by a signal at line %llu: run again to resume",
                         (unsigned long long)r.committed.line);
             goto out;
         }
         if (!r.txn_open && begin_txn(&r, err, sizeof(err))) {
-            hr = -2;
+            hr = ROW_FATAL;
             goto failed;
         }
         /* The clock and the stop flag are looked at every 64 lines. */
@@ -1049,7 +1057,7 @@ int ingest_file(ingest_ctx *ctx, const ingest_job *job, ingest_status *st,
                  * checkpoint is not published, and the summary says so. */
                 uint64_t lost = r.cur.rows_read - r.committed.rows_read;
                 abort_open_txn(&r);
-                rc = finish(&r, 66,
+                rc = finish(&r, CORE_EX_NOINPUT,
                             "%s; %llu record(s) read after the last checkpoint (line %llu) were "
                             "not published", err, (unsigned long long)lost,
                             (unsigned long long)r.committed.line);
@@ -1060,7 +1068,7 @@ int ingest_file(ingest_ctx *ctx, const ingest_job *job, ingest_status *st,
                 break;
             }
             hr = handle_row(&r, &row, err, sizeof(err));
-            if (hr == -3) {
+            if (hr == ROW_BROKEN) {
                 rc = finish(&r, CORE_EX_SOFTWARE, "%s", err);
                 abort_open_txn(&r);
                 goto out;
@@ -1085,7 +1093,7 @@ int ingest_file(ingest_ctx *ctx, const ingest_job *job, ingest_status *st,
                     break;
                 continue;
             }
-            hr = tr == CORE_KAFKA_TXN_FATAL ? -2 : -1;
+            hr = tr == CORE_KAFKA_TXN_FATAL ? ROW_FATAL : ROW_ABORT;
         }
 failed:
         if (!fail_since)
@@ -1100,7 +1108,7 @@ failed:
                         (unsigned long long)r.committed.line, err);
             goto out;
         }
-        rc = recover(&r, hr == -2, ++attempt, err, sizeof(err));
+        rc = recover(&r, hr == ROW_FATAL, ++attempt, err, sizeof(err));
         if (rc) {
             rc = finish(&r, rc, "%s", err);
             goto out;
@@ -1128,7 +1136,7 @@ out:
     if (ctx->f_files && r.dataset)
         core_metric_inc(core_metrics_series2(ctx->f_files, r.dataset,
                                              rc == 0 ? "ok" : rc == CORE_EX_DATAERR ? "rejected_lines"
-                                             : rc == 75 ? "interrupted" : "failed"));
+                                             : rc == CORE_EX_TEMPFAIL ? "interrupted" : "failed"));
     if (r.errf) {
         fclose(r.errf);
         /* No bad line: no errors file left behind. */
