@@ -147,7 +147,10 @@ bench: all
 # libFuzzer on the decoder of untrusted Kafka bytes (clang from make deps).
 FUZZ_TIME ?= 60
 FUZZ_SRC  := libcore/src/core_avro.c libcore/src/core_avro_json.c libcore/src/core_avro_wire.c \
-             libcore/src/core_common.c libcore/src/core_json.c libcore/src/core_number.c
+             libcore/src/core_avro_from_json.c libcore/src/core_avro_path.c \
+             libcore/src/core_avro_decimal.c libcore/src/core_avro_time.c \
+             libcore/src/core_avro_utf8.c libcore/src/core_common.c libcore/src/core_json.c \
+             libcore/src/core_number.c
 fuzz: deps
 	@mkdir -p $(BUILD)/fuzz/corpus
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 -D_GNU_SOURCE -Ilibcore/include \
