@@ -147,7 +147,10 @@ bench: all
 # libFuzzer on the decoder of untrusted Kafka bytes (clang from make deps).
 FUZZ_TIME ?= 60
 FUZZ_SRC  := libcore/src/core_avro.c libcore/src/core_avro_json.c libcore/src/core_avro_wire.c \
-             libcore/src/core_common.c
+             libcore/src/core_avro_from_json.c libcore/src/core_avro_path.c \
+             libcore/src/core_avro_decimal.c libcore/src/core_avro_time.c \
+             libcore/src/core_avro_utf8.c libcore/src/core_common.c libcore/src/core_json.c \
+             libcore/src/core_number.c
 fuzz: deps
 	@mkdir -p $(BUILD)/fuzz/corpus
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 -D_GNU_SOURCE -Ilibcore/include \
@@ -157,7 +160,7 @@ fuzz: deps
 	  -max_total_time=$(FUZZ_TIME) $(BUILD)/fuzz/corpus
 	@mkdir -p $(BUILD)/fuzz/corpus-json
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 -D_GNU_SOURCE -Ilibcore/include \
-	  -DTB_PROTO_DIR='"$(CURDIR)/proto"' tests/fuzz/fuzz_json.c libcore/src/core_json.c \
+	  -DTB_PROTO_DIR='"$(CURDIR)/proto"' tests/fuzz/fuzz_json.c \
 	  $(FUZZ_SRC) $$(pkg-config --cflags --libs avro-c libcjson) -lm -o $(BUILD)/fuzz/fuzz_json
 	$(BUILD)/fuzz/fuzz_json -malloc_limit_mb=128 -max_len=65536 \
 	  -max_total_time=$(FUZZ_TIME) $(BUILD)/fuzz/corpus-json

@@ -255,9 +255,9 @@ if [ "$ONLY" = ingest ]; then
     n_kc=$(awk '$1=="records"{print $2}' "$RUN/ingest-kcat.txt")
     csv_bytes=$(stat -c %s "$CSV")
     TIMEFORMAT='%R %U %S'
-    { time "$BUILD/bin/svc-ingest" --dataset payee --batch-id "$IP" --topic "$IP.raw" \
+    { time "$BUILD/bin/svc-ingest" --dataset payee --batch.id "$IP" --topic "$IP.raw" \
             --audit.topic "$IP.audit" --checkpoint.topic "$IP.ckpt" --http.port 0 --progress never \
-            --summary-json --log.level warn --kafka.bootstrap.servers "$BROKER" "$CSV" \
+            --summary.json --log.level warn --kafka.bootstrap.servers "$BROKER" "$CSV" \
             > "$RUN/ingest-summary.json" 2>"$RUN/ingest-svc.err"; } 2>"$RUN/ingest-time.txt"
     rc=$?
     read -r i_wall i_user i_sys < <(tail -n1 "$RUN/ingest-time.txt")

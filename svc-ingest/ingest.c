@@ -5,6 +5,8 @@
 #include "tributary/core_audit.h"
 #include "tributary/core_common.h"
 #include "tributary/core_digest.h"
+#include "tributary/core_exit.h"
+#include "tributary/core_json.h"
 #include "tributary/core_kafka.h"
 #include "tributary/core_lifecycle.h"
 #include "tributary/core_log.h"
@@ -105,14 +107,14 @@ char *ingest_status_json(const ingest_status *st, const char *file, const char *
         cJSON_AddStringToObject(j, "file", file);
     if (dataset)
         cJSON_AddStringToObject(j, "dataset", dataset);
-    cJSON_AddNumberToObject(j, "rows_read", (double)st->rows_read);
-    cJSON_AddNumberToObject(j, "published", (double)st->published);
-    cJSON_AddNumberToObject(j, "rejected", (double)st->rejected);
-    cJSON_AddNumberToObject(j, "bytes", (double)st->bytes);
+    cJSON_AddItemToObject(j, "rows_read", core_json_int((int64_t)st->rows_read));
+    cJSON_AddItemToObject(j, "published", core_json_int((int64_t)st->published));
+    cJSON_AddItemToObject(j, "rejected", core_json_int((int64_t)st->rejected));
+    cJSON_AddItemToObject(j, "bytes", core_json_int((int64_t)st->bytes));
     cJSON_AddNumberToObject(j, "seconds", st->seconds);
     cJSON_AddNumberToObject(j, "percent",
                             st->file_size ? 100.0 * (double)st->pos / (double)st->file_size : 0.0);
-    cJSON_AddNumberToObject(j, "resumed_from_line", (double)st->resumed_line);
+    cJSON_AddItemToObject(j, "resumed_from_line", core_json_int((int64_t)st->resumed_line));
     cJSON_AddBoolToObject(j, "skipped", st->skipped);
     cJSON_AddBoolToObject(j, "interrupted", st->interrupted);
     if (st->errors_path[0])
@@ -257,15 +259,19 @@ static int ensure_checkpoint_topic(core_kafka_producer_t *p, const char *topic, 
     return rc;
 }
 
+/* A count or an offset of the checkpoint, exactly from its digits. */
 static uint64_t jnum(const cJSON *o, const char *k)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    return cJSON_IsNumber(v) && v->valuedouble > 0 ? (uint64_t)v->valuedouble : 0;
+    int64_t v;
+
+    return core_json_int_get(cJSON_GetObjectItemCaseSensitive(o, k), 0, INT64_MAX, &v)
+               ? (uint64_t)v
+               : 0;
 }
 
 static void parse_ckpt(const char *text, size_t len, struct ckpt *ck)
 {
-    cJSON *j = cJSON_ParseWithLength(text, len);
+    cJSON *j = core_json_parse(text, len, NULL);
     const cJSON *fid;
 
     memset(ck, 0, sizeof(*ck));
@@ -488,7 +494,7 @@ static void write_error_line(struct run *r, uint64_t line, const char *column, c
 
     if (!j)
         return;
-    cJSON_AddNumberToObject(j, "line", (double)line);
+    cJSON_AddItemToObject(j, "line", core_json_int((int64_t)line));
     if (column && *column)
         cJSON_AddStringToObject(j, "column", column);
     else
@@ -590,13 +596,13 @@ static core_kafka_txn_res_t commit_txn(struct run *r, bool done, char *errstr,
     cJSON_AddStringToObject(j, "dataset", r->dataset);
     cJSON_AddStringToObject(j, "file", r->path);
     cJSON_AddStringToObject(j, "file_id", r->st->file_id);
-    cJSON_AddNumberToObject(j, "offset", (double)r->cur.offset);
-    cJSON_AddNumberToObject(j, "line", (double)r->cur.line);
-    cJSON_AddNumberToObject(j, "rows_read", (double)r->cur.rows_read);
-    cJSON_AddNumberToObject(j, "published", (double)r->cur.published);
-    cJSON_AddNumberToObject(j, "rejected", (double)r->cur.rejected);
-    cJSON_AddNumberToObject(j, "bytes", (double)r->cur.bytes);
-    cJSON_AddNumberToObject(j, "errors_bytes", (double)r->cur.errors_bytes);
+    cJSON_AddItemToObject(j, "offset", core_json_int((int64_t)r->cur.offset));
+    cJSON_AddItemToObject(j, "line", core_json_int((int64_t)r->cur.line));
+    cJSON_AddItemToObject(j, "rows_read", core_json_int((int64_t)r->cur.rows_read));
+    cJSON_AddItemToObject(j, "published", core_json_int((int64_t)r->cur.published));
+    cJSON_AddItemToObject(j, "rejected", core_json_int((int64_t)r->cur.rejected));
+    cJSON_AddItemToObject(j, "bytes", core_json_int((int64_t)r->cur.bytes));
+    cJSON_AddItemToObject(j, "errors_bytes", core_json_int((int64_t)r->cur.errors_bytes));
     cJSON_AddBoolToObject(j, "done", done);
     cJSON_AddNumberToObject(j, "ts", (double)core_now_ms());
     val = cJSON_PrintUnformatted(j);
@@ -673,8 +679,15 @@ static int begin_txn(struct run *r, char *errstr, size_t errstr_size)
     return 0;
 }
 
-/* One line: record + audit, or error line + audit. @returns 0, or -1 when
- * the transaction must be aborted (errstr), -2 on a fatal producer. */
+/* What became of one line (handle_row()) or of a transaction. */
+enum row_res {
+    ROW_OK = 0,
+    ROW_ABORT = -1,  /* the transaction must be aborted (errstr) */
+    ROW_FATAL = -2,  /* the producer is unusable: rebuild it */
+    ROW_BROKEN = -3, /* the mapper failed, not the line: internal error */
+};
+
+/* One line: record + audit, or error line + audit. @returns an enum row_res. */
 static int handle_row(struct run *r, const ingest_row *row, char *errstr, size_t errstr_size)
 {
     ingest_record rec;
@@ -687,7 +700,7 @@ static int handle_row(struct run *r, const ingest_row *row, char *errstr, size_t
     mr = ingest_mapper_row(r->map, row, r->st->batch_id, r->source, &rec, &le);
     if (mr < 0) {
         core_errstr(errstr, errstr_size, "%s", le.reason);
-        return -3;
+        return ROW_BROKEN;
     }
     r->cur.rows_read++;
     r->cur.bytes += row->end - row->offset;
@@ -738,8 +751,8 @@ static int handle_row(struct run *r, const ingest_row *row, char *errstr, size_t
     r->cur.line = row->line + row->nlines;
     r->in_txn++;
     if (perr == CORE_ERR_FATAL)
-        return -2;
-    return perr == CORE_OK ? 0 : -1;
+        return ROW_FATAL;
+    return perr == CORE_OK ? ROW_OK : ROW_ABORT;
 }
 
 /* Abort (or rebuild) after a failure and go back to the checkpoint.
@@ -868,7 +881,7 @@ int ingest_file(ingest_ctx *ctx, const ingest_job *job, ingest_status *st,
         if (serr || !S_ISREG(sb.st_mode)) {
             /* errno only when stat() failed: a stale one said "Numerical
              * result out of range" for a directory */
-            rc = finish(&r, 66, "%s: %s", job->path,
+            rc = finish(&r, CORE_EX_NOINPUT, "%s: %s", job->path,
                         serr                  ? strerror(serr)
                         : S_ISDIR(sb.st_mode) ? "is a directory, not a file"
                                               : "not a regular file");
@@ -878,7 +891,7 @@ int ingest_file(ingest_ctx *ctx, const ingest_job *job, ingest_status *st,
     {
         char fid[65];
         if (ingest_file_digest(job->path, fid, err, sizeof(err))) {
-            rc = finish(&r, 66, "%s", err);
+            rc = finish(&r, CORE_EX_NOINPUT, "%s", err);
             goto out;
         }
         st_lock(st);
@@ -914,7 +927,7 @@ int ingest_file(ingest_ctx *ctx, const ingest_job *job, ingest_status *st,
     if (r.committed.found && strcmp(r.committed.file_id, st->file_id) != 0 && !job->force) {
         rc = finish(&r, CORE_EX_DATAERR,
                     "batch %s was used for another file (digest %.16s, this file %.16s): "
-                    "choose another --batch-id, or --force", st->batch_id, r.committed.file_id,
+                    "choose another --batch.id, or --force", st->batch_id, r.committed.file_id,
                     st->file_id);
         goto out;
     }
@@ -940,7 +953,7 @@ int ingest_file(ingest_ctx *ctx, const ingest_job *job, ingest_status *st,
     r.rd = ingest_reader_open(job->path, r.fmt, r.conf->delimiter[0],
                               (size_t)r.conf->max_line_bytes, err, sizeof(err));
     if (!r.rd) {
-        rc = finish(&r, 66, "%s", err);
+        rc = finish(&r, CORE_EX_NOINPUT, "%s", err);
         goto out;
     }
     memset(&mo, 0, sizeof(mo));
@@ -966,7 +979,7 @@ int ingest_file(ingest_ctx *ctx, const ingest_job *job, ingest_status *st,
     }
     r.errfd = open(st->errors_path, O_RDWR | O_CREAT, 0644);
     if (r.errfd < 0 || !(r.errf = fdopen(r.errfd, "r+"))) {
-        rc = finish(&r, 66, "errors file %s: %s", st->errors_path, strerror(errno));
+        rc = finish(&r, CORE_EX_NOINPUT, "errors file %s: %s", st->errors_path, strerror(errno));
         if (r.errfd >= 0)
             close(r.errfd);
         goto out;
@@ -976,7 +989,7 @@ int ingest_file(ingest_ctx *ctx, const ingest_job *job, ingest_status *st,
     if (r.fmt == INGEST_FMT_CSV) {
         int n = ingest_reader_next(r.rd, &row, err, sizeof(err));
         if (n < 0) {
-            rc = finish(&r, 66, "%s", err);
+            rc = finish(&r, CORE_EX_NOINPUT, "%s", err);
             goto out;
         }
         if (n == 0) {
@@ -1009,7 +1022,7 @@ int ingest_file(ingest_ctx *ctx, const ingest_job *job, ingest_status *st,
     r.committed.found = true;
     reading = true;
     if (rewind_to_committed(&r, err, sizeof(err))) {
-        rc = finish(&r, 66, "%s", err);
+        rc = finish(&r, CORE_EX_NOINPUT, "%s", err);
         goto out;
     }
     core_log_info("ingesting", CLF_S("file", job->path), CLF_S("dataset", r.dataset),
@@ -1025,12 +1038,12 @@ int ingest_file(ingest_ctx *ctx, const ingest_job *job, ingest_status *st,
             st_lock(st);
             st->interrupted = true;
             st_unlock(st);
-            rc = finish(&r, 75, "stopped by a signal at line %llu: run again to resume",
+            rc = finish(&r, CORE_EX_TEMPFAIL, "stopped by a signal at line %llu: run again to resume",
                         (unsigned long long)r.committed.line);
             goto out;
         }
         if (!r.txn_open && begin_txn(&r, err, sizeof(err))) {
-            hr = -2;
+            hr = ROW_FATAL;
             goto failed;
         }
         /* The clock and the stop flag are looked at every 64 lines. */
@@ -1044,7 +1057,7 @@ int ingest_file(ingest_ctx *ctx, const ingest_job *job, ingest_status *st,
                  * checkpoint is not published, and the summary says so. */
                 uint64_t lost = r.cur.rows_read - r.committed.rows_read;
                 abort_open_txn(&r);
-                rc = finish(&r, 66,
+                rc = finish(&r, CORE_EX_NOINPUT,
                             "%s; %llu record(s) read after the last checkpoint (line %llu) were "
                             "not published", err, (unsigned long long)lost,
                             (unsigned long long)r.committed.line);
@@ -1055,7 +1068,7 @@ int ingest_file(ingest_ctx *ctx, const ingest_job *job, ingest_status *st,
                 break;
             }
             hr = handle_row(&r, &row, err, sizeof(err));
-            if (hr == -3) {
+            if (hr == ROW_BROKEN) {
                 rc = finish(&r, CORE_EX_SOFTWARE, "%s", err);
                 abort_open_txn(&r);
                 goto out;
@@ -1080,7 +1093,7 @@ int ingest_file(ingest_ctx *ctx, const ingest_job *job, ingest_status *st,
                     break;
                 continue;
             }
-            hr = tr == CORE_KAFKA_TXN_FATAL ? -2 : -1;
+            hr = tr == CORE_KAFKA_TXN_FATAL ? ROW_FATAL : ROW_ABORT;
         }
 failed:
         if (!fail_since)
@@ -1095,7 +1108,7 @@ failed:
                         (unsigned long long)r.committed.line, err);
             goto out;
         }
-        rc = recover(&r, hr == -2, ++attempt, err, sizeof(err));
+        rc = recover(&r, hr == ROW_FATAL, ++attempt, err, sizeof(err));
         if (rc) {
             rc = finish(&r, rc, "%s", err);
             goto out;
@@ -1123,7 +1136,7 @@ out:
     if (ctx->f_files && r.dataset)
         core_metric_inc(core_metrics_series2(ctx->f_files, r.dataset,
                                              rc == 0 ? "ok" : rc == CORE_EX_DATAERR ? "rejected_lines"
-                                             : rc == 75 ? "interrupted" : "failed"));
+                                             : rc == CORE_EX_TEMPFAIL ? "interrupted" : "failed"));
     if (r.errf) {
         fclose(r.errf);
         /* No bad line: no errors file left behind. */

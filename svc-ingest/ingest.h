@@ -86,7 +86,7 @@ typedef struct ingest_status {
     double seconds;
     bool skipped;              /* already ingested: nothing published */
     bool interrupted;          /* stopped by a signal: resume by running again */
-    int exit_code;             /* 0, 65, 66, 69, 70, 75, 78 */
+    int exit_code;             /* CORE_EX_* (core_exit.h) */
     char error[512];           /* why the file failed, "" when it did not */
 } ingest_status;
 
@@ -101,15 +101,16 @@ void ingest_ctx_free(ingest_ctx *ctx);
 
 /**
  * @brief Ingest one file. Fills *st as it goes (progress) and at the end.
- * @returns the file's exit code (also in st->exit_code): 0 all published,
- *          65 some lines rejected or the header refused, 66 the file cannot
- *          be read, 69 broker unreachable, 70 internal error, 75 stopped by
- *          a signal (resumable), 78 bad configuration.
+ * @returns the file's exit code (also in st->exit_code), a CORE_EX_*:
+ *          OK all published, DATAERR some lines rejected or the header
+ *          refused, NOINPUT the file cannot be read, UNAVAILABLE broker
+ *          unreachable, SOFTWARE internal error, TEMPFAIL stopped by a signal
+ *          (resumable), CONFIG bad configuration.
  */
 int ingest_file(ingest_ctx *ctx, const ingest_job *job, ingest_status *st,
                 ingest_progress_cb *cb, void *cb_user);
 
-/** The summary as one JSON object (malloc'd) for --summary-json and the API. */
+/** The summary as one JSON object (malloc'd) for --summary.json and the API. */
 char *ingest_status_json(const ingest_status *st, const char *file, const char *dataset,
                          const char *state);
 

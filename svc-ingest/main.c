@@ -1,12 +1,13 @@
 /* svc-ingest — batch files (CSV, JSON Lines, gzip) into Avro records on Kafka.
  *
- *   svc-ingest --dataset payee [--format csv|jsonl] [--batch-id ID] FILE...
+ *   svc-ingest --dataset payee [--format csv|jsonl] [--batch.id ID] FILE...
  *   svc-ingest serve        (spool folder + POST /batches, GET /batches/{id})
  *
  * See docs/svc-ingest.md. */
 #include "ingest.h"
 #include "serve.h"
 
+#include "tributary/core_exit.h"
 #include "tributary/core_lifecycle.h"
 #include "tributary/core_log.h"
 #include "tributary/core_service.h"
@@ -31,7 +32,7 @@ static const core_config_key ingest_keys[] = {
     K("format", CORE_CFG_ENUM, "auto", format,
       "Input format; auto: .jsonl/.ndjson/.json(.gz) are JSON Lines, anything else CSV", 0, 0,
       "auto|csv|jsonl"),
-    K("batch-id", CORE_CFG_STR, NULL, batch_id,
+    K("batch.id", CORE_CFG_STR, NULL, batch_id,
       "Batch id (default: <dataset>-<16 hex digits of the file's SHA-256>); with several "
       "files, file n gets <ID>.<n>", 0, 0, NULL),
     K("errors", CORE_CFG_STR, NULL, errors,
@@ -39,7 +40,7 @@ static const core_config_key ingest_keys[] = {
     K("force", CORE_CFG_BOOL, "false", force,
       "Publish a file again although its batch is finished (ids repeat: a re-delivery)", 0, 0,
       NULL),
-    K("summary-json", CORE_CFG_BOOL, "false", summary_json,
+    K("summary.json", CORE_CFG_BOOL, "false", summary_json,
       "Print the summary of each file as one JSON object on stdout", 0, 0, NULL),
     K("progress", CORE_CFG_ENUM, "auto", progress,
       "Progress bar on stderr: auto (when stderr is a terminal), always, never", 0, 0,
@@ -91,6 +92,13 @@ static const core_config_key ingest_keys[] = {
     CORE_CFG_END
 };
 
+/* The dashed names of 0.1, accepted one release with a warning. */
+static const core_config_alias ingest_aliases[] = {
+    { "batch-id", "batch.id" },
+    { "summary-json", "summary.json" },
+    CORE_CFG_ALIAS_END
+};
+
 static const char *const subcommands[] = { "serve", NULL };
 
 /* ---- terminal progress ------------------------------------------------- */
@@ -131,13 +139,13 @@ static void draw_bar(const ingest_status *st, void *user)
 static int severity(int code)
 {
     switch (code) {
-    case 0: return 0;
+    case CORE_EX_OK: return 0;
     case CORE_EX_DATAERR: return 1;
-    case 75: return 2;
-    case 66: return 3;
+    case CORE_EX_TEMPFAIL: return 2;
+    case CORE_EX_NOINPUT: return 3;
     case CORE_EX_UNAVAILABLE: return 4;
     case CORE_EX_SOFTWARE: return 5;
-    default: return 6; /* 78 */
+    default: return 6; /* CORE_EX_CONFIG */
     }
 }
 
@@ -222,7 +230,7 @@ static int run(core_service_t *svc, void *unused)
         return core_service_config_error(svc, "csv.delimiter: must be one byte other than a quote "
                                               "or a line break (or 'tab')");
     if (conf.batch_id && (strlen(conf.batch_id) == 0 || strlen(conf.batch_id) > INGEST_MAX_BATCH_ID - 12))
-        return core_service_config_error(svc, "batch-id: must hold 1 to 188 bytes");
+        return core_service_config_error(svc, "batch.id: must hold 1 to 188 bytes");
     if (!conf.checkpoint_topic || !*conf.checkpoint_topic || !conf.audit_topic || !*conf.audit_topic)
         return core_service_config_error(svc, "checkpoint.topic / audit.topic: must not be empty");
     ctx = ingest_ctx_new(svc, &conf, errstr, sizeof(errstr));
@@ -254,10 +262,11 @@ static int run(core_service_t *svc, void *unused)
 static const core_service_def def = {
     .name = "svc-ingest",
     .summary = "batch files and change feeds into Avro records on Kafka",
-    .usage = "svc-ingest --dataset NAME [--format csv|jsonl] [--batch-id ID] [--errors PATH] "
-             "[--summary-json] [--force] FILE...  |  svc-ingest serve [options]",
+    .usage = "svc-ingest --dataset NAME [--format csv|jsonl] [--batch.id ID] [--errors PATH] "
+             "[--summary.json] [--force] FILE...  |  svc-ingest serve [options]",
     .http_port_default = "8081",
     .keys = ingest_keys,
+    .aliases = ingest_aliases,
     .conf = &conf,
     .subcommands = subcommands,
     .takes_files = true,

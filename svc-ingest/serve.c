@@ -7,6 +7,7 @@
 #include "serve.h"
 
 #include "tributary/core_common.h"
+#include "tributary/core_exit.h"
 #include "tributary/core_http.h"
 #include "tributary/core_json.h"
 #include "tributary/core_lifecycle.h"
@@ -438,7 +439,7 @@ static void run_job(struct server *s, struct job *j)
     job.batch_id = j->batch_id;
     job.force = j->force;
     rc = ingest_file(s->ctx, &job, &j->st, NULL, NULL);
-    if (rc == 75 || rc == CORE_EX_UNAVAILABLE) {
+    if (rc == CORE_EX_TEMPFAIL || rc == CORE_EX_UNAVAILABLE) {
         /* stopped or broker away: the file stays; it resumes from its checkpoint */
         end = J_WAITING;
     } else if (rc == 0 || (rc == CORE_EX_DATAERR && !j->st.error[0])) {

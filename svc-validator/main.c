@@ -2,7 +2,7 @@
  * success, retry or dead-letter topics, exactly once.
  *
  *   svc-validator --dataset NAME [--dataset NAME2 ...] [options]
- *   svc-validator replay --dataset NAME [--class C] [--reason R] [--since T] [--dry-run]
+ *   svc-validator replay --dataset NAME [--class C] [--reason R] [--since T] [--dry.run]
  *   svc-validator invalidate --dataset NAME --field F [--value V]
  *
  * docs/svc-validator.md is the operator's guide. */
@@ -10,6 +10,7 @@
 #include "validator.h"
 #include "verify.h"
 
+#include "tributary/core_exit.h"
 #include "tributary/core_http.h"
 #include "tributary/core_log.h"
 #include "tributary/core_service.h"
@@ -110,7 +111,7 @@ static const core_config_key validator_keys[] = {
     { "since", CORE_CFG_STR, NULL, 0, OFF(replay_since),
       "replay: only DLQ records written at or after (ISO 8601 or ms since the epoch)", 0, 0,
       NULL },
-    { "dry-run", CORE_CFG_BOOL, "false", 0, OFF(dry_run),
+    { "dry.run", CORE_CFG_BOOL, "false", 0, OFF(dry_run),
       "replay: count what would be replayed, publish nothing", 0, 0, NULL },
     { "field", CORE_CFG_STR, NULL, 0, OFF(field),
       "invalidate: the field whose cached verifications are dropped", 0, 0, NULL },
@@ -118,6 +119,12 @@ static const core_config_key validator_keys[] = {
       "invalidate: only this value's cached verifications (default: all of the field)", 0, 0,
       NULL },
     CORE_CFG_END
+};
+
+/* The dashed name of 0.1, accepted one release with a warning. */
+static const core_config_alias validator_aliases[] = {
+    { "dry-run", "dry.run" },
+    CORE_CFG_ALIAS_END
 };
 
 static const char *const subcommands[] = { "replay", "invalidate", NULL };
@@ -360,10 +367,11 @@ static const core_service_def def = {
     .summary = "rules and cached external checks; success, retry and dead-letter routing",
     .usage = "svc-validator --dataset NAME [options]\n"
              "       svc-validator replay --dataset NAME [--class C] [--reason R] [--since T] "
-             "[--dry-run]\n"
+             "[--dry.run]\n"
              "       svc-validator invalidate --dataset NAME --field F [--value V]",
     .http_port_default = "8082",
     .keys = validator_keys,
+    .aliases = validator_aliases,
     .conf = &conf,
     .subcommands = subcommands,
     .oneshot_subcommands = subcommands,

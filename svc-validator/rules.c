@@ -5,6 +5,7 @@
 #include "tributary/core_avro.h"
 #include "tributary/core_common.h"
 #include "tributary/core_httpc.h"
+#include "tributary/core_number.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -181,6 +182,16 @@ static const char *const rule_checks[] = { "aba", "luhn", "iban", "iso3166_alpha
 enum { VC_REQUIRED, VC_TYPE, VC_PATTERN, VC_MIN, VC_MAX, VC_LENGTH, VC_ENUM, VC_CHECK,
        VC__COUNT };
 
+/* A min, max or numeric enum entry, read once from the rules file's number
+ * text (core_json keeps it), never through a double: exact, plus the value
+ * nearest to it in the field's floating-point type for values that are
+ * floats or doubles (compared in that type: the field's own precision). */
+typedef struct vbound {
+    core_number n;
+    double d;
+    char text[40]; /* for the failure message, shortened */
+} vbound;
+
 typedef struct vrule {
     const char *field;
     const char *message;
@@ -189,8 +200,11 @@ typedef struct vrule {
     bool has_re;
     regex_t re;
     vsimple_re *fast; /* the same pattern, matched without regexec; or NULL */
+    core_avro_num_type ntype; /* the field's type; NONE without a schema */
     bool has_min, has_max;
-    double min, max;
+    vbound min, max;
+    vbound *enum_num; /* the enum's numbers, in order */
+    size_t nenum_num;
     bool has_len;
     int64_t len_min, len_max;
     const cJSON *enumv;
@@ -210,27 +224,6 @@ struct vrules {
     size_t next;
     int64_t skew_ms;
 };
-
-/* A number in a rules file (a number, or a decimal string). */
-static bool number_of(const cJSON *j, double *out)
-{
-    char *end;
-
-    if (cJSON_IsNumber(j)) {
-        *out = j->valuedouble;
-        return true;
-    }
-    if (cJSON_IsRaw(j) || cJSON_IsString(j)) {
-        const char *s = j->valuestring;
-
-        if (!s || !*s)
-            return false;
-        errno = 0;
-        *out = strtod(s, &end);
-        return *end == '\0' && errno == 0 && isfinite(*out);
-    }
-    return false;
-}
 
 /* A record's value as its natural JSON shows it: from a cJSON tree or from
  * an Avro value (core_avro_path_get()); every check below reads this. */
@@ -269,24 +262,49 @@ static const char *vval_str(const vval *v)
     return v->kind == CORE_AVRO_NAT_STRING ? v->text : NULL;
 }
 
-static bool vval_number(const vval *v, double *out)
-{
-    char *end;
+/* A value as a number for min, max and a numeric enum: exact (integers,
+ * decimals, numeric text, times as ms), or, for a value that is a float or
+ * a double, that double. */
+typedef struct vnum {
+    bool dbl;
+    double d;
+    core_number n;
+} vnum;
 
+/* 2^53: a cJSON double beyond it may stand for several integers' texts. */
+#define EXACT_DOUBLE_INT 9007199254740992.0
+
+/* @returns whether v is a number (a number, or number text): *out set. A
+ * number is a double, and compared as one, when the field is a float or a
+ * double, or (no schema known) when it is not an integer of 64 bits; an
+ * int or a long shown as a number is that integer exactly. */
+static bool vval_number(const vrule *r, const vval *v, vnum *out)
+{
+    out->dbl = false;
     if (v->kind == CORE_AVRO_NAT_NUMBER) {
-        *out = v->number;
+        double d = v->number;
+
+        if (d != d)
+            return false; /* NaN is within no bounds */
+        if (r->ntype.kind == CORE_AVRO_NUM_FLOAT || r->ntype.kind == CORE_AVRO_NUM_DOUBLE ||
+            d != floor(d) || d < -9223372036854775808.0 || d >= 9223372036854775808.0) {
+            out->dbl = true;
+            out->d = d;
+        } else {
+            core_number_from_int64((int64_t)d, &out->n);
+        }
         return true;
     }
-    if (v->kind == CORE_AVRO_NAT_RAW || v->kind == CORE_AVRO_NAT_STRING) {
-        const char *s = v->text;
-
-        if (!s || !*s)
-            return false;
-        errno = 0;
-        *out = strtod(s, &end);
-        return *end == '\0' && errno == 0 && isfinite(*out);
-    }
+    if (v->kind == CORE_AVRO_NAT_RAW || v->kind == CORE_AVRO_NAT_STRING)
+        return v->text && core_number_parse(v->text, &out->n) == CORE_OK;
     return false;
+}
+
+static int vnum_cmp(const vnum *x, const vbound *b)
+{
+    if (x->dbl)
+        return x->d < b->d ? -1 : x->d > b->d ? 1 : 0;
+    return core_number_cmp(&x->n, &b->n);
 }
 
 void vrules_free(vrules_t *r)
@@ -297,6 +315,7 @@ void vrules_free(vrules_t *r)
         if (r->rules[i].has_re)
             regfree(&r->rules[i].re);
         free(r->rules[i].fast);
+        free(r->rules[i].enum_num);
         for (int c = 0; c < VC__COUNT; c++)
             free(r->rules[i].msg[c]);
     }
@@ -313,11 +332,131 @@ static const char *str_item(const cJSON *o, const char *k)
     return cJSON_IsString(j) ? j->valuestring : NULL;
 }
 
+/* An int setting of a rule (core_avro checked its range at load). */
 static int int_item(const cJSON *o, const char *k, int def)
 {
     const cJSON *j = cJSON_GetObjectItemCaseSensitive(o, k);
+    core_number n;
+    int64_t v;
 
+    if (cJSON_IsRaw(j))
+        return core_number_parse(j->valuestring, &n) == CORE_OK &&
+                       core_number_int64(&n, INT32_MIN, INT32_MAX, &v)
+                   ? (int)v
+                   : def;
     return cJSON_IsNumber(j) ? (int)j->valuedouble : def;
+}
+
+/* Read bound j (min, max or an enum entry; what) of rule idx into *b, and
+ * check that the field's type can hold it. @returns 0, or -1 with errstr
+ * naming the rule. */
+static int bound_of(const vrule *v, size_t idx, const char *what, const cJSON *j, vbound *b,
+                    char *errstr, size_t errstr_size)
+{
+    const core_avro_num_type *t = &v->ntype;
+    char buf[32];
+    const char *text, *why = NULL;
+    char *end;
+
+    if (cJSON_IsRaw(j) || cJSON_IsString(j)) {
+        text = j->valuestring ? j->valuestring : "";
+    } else if (cJSON_IsNumber(j)) {
+        /* cJSON's double: exact only for an integer below 2^53 */
+        if (j->valuedouble != floor(j->valuedouble) || fabs(j->valuedouble) >= EXACT_DOUBLE_INT) {
+            core_errstr(errstr, errstr_size, "rules: rule %zu (%s): %s was read into a double "
+                        "and its digits are lost (read rules files with core_json_parse())",
+                        idx, v->field, what);
+            return -1;
+        }
+        snprintf(buf, sizeof(buf), "%.0f", j->valuedouble);
+        text = buf;
+    } else {
+        core_errstr(errstr, errstr_size, "rules: rule %zu (%s): %s is not a number", idx,
+                    v->field, what);
+        return -1;
+    }
+    if (core_number_parse(text, &b->n) != CORE_OK || b->n.inexact) {
+        core_errstr(errstr, errstr_size, "rules: rule %zu (%s): %s '%.40s' is not a number of "
+                    "at most %d digits", idx, v->field, what, text, CORE_NUMBER_MAX_DIGITS);
+        return -1;
+    }
+    snprintf(b->text, sizeof(b->text), "%s", text);
+    errno = 0;
+    if (t->kind == CORE_AVRO_NUM_FLOAT)
+        b->d = strtof(text, &end);
+    else
+        b->d = strtod(text, &end);
+    switch (t->kind) {
+    case CORE_AVRO_NUM_INT:
+        if (!core_number_int64(&b->n, INT32_MIN, INT32_MAX, NULL))
+            why = "is not an int (a 32-bit integer)";
+        break;
+    case CORE_AVRO_NUM_LONG:
+    case CORE_AVRO_NUM_TIME:
+        if (!core_number_int64(&b->n, INT64_MIN, INT64_MAX, NULL))
+            why = t->kind == CORE_AVRO_NUM_TIME ? "is not a time in ms (a 64-bit integer)"
+                                                : "is not a long (a 64-bit integer)";
+        break;
+    case CORE_AVRO_NUM_FLOAT:
+    case CORE_AVRO_NUM_DOUBLE:
+        if (isinf(b->d) || (b->d == 0 && b->n.nd != 0))
+            why = t->kind == CORE_AVRO_NUM_FLOAT ? "is out of range for a float"
+                                                 : "is out of range for a double";
+        break;
+    case CORE_AVRO_NUM_DECIMAL:
+        if (core_number_decimals(&b->n) > t->scale ||
+            core_number_int_digits(&b->n) > t->precision - t->scale) {
+            snprintf(buf, sizeof(buf), "decimal(%d, %d)", t->precision, t->scale);
+            why = buf;
+        }
+        break;
+    default:
+        break;
+    }
+    if (why) {
+        core_errstr(errstr, errstr_size, "rules: rule %zu (%s): %s %.40s %s%s", idx, v->field,
+                    what, text, t->kind == CORE_AVRO_NUM_DECIMAL ? "does not fit the field's " : "",
+                    why);
+        return -1;
+    }
+    return 0;
+}
+
+/* The bounds of rule v (index idx) in rule object it, checked against the
+ * field's type. @returns 0, or -1 with errstr. */
+static int bounds_of(vrule *v, size_t idx, const cJSON *it, char *errstr, size_t errstr_size)
+{
+    const cJSON *k, *e;
+    size_t n = 0;
+
+    if ((k = cJSON_GetObjectItemCaseSensitive(it, "min"))) {
+        if (bound_of(v, idx, "min", k, &v->min, errstr, errstr_size) != 0)
+            return -1;
+        v->has_min = true;
+    }
+    if ((k = cJSON_GetObjectItemCaseSensitive(it, "max"))) {
+        if (bound_of(v, idx, "max", k, &v->max, errstr, errstr_size) != 0)
+            return -1;
+        v->has_max = true;
+    }
+    if (!v->enumv)
+        return 0;
+    cJSON_ArrayForEach(e, v->enumv)
+        n += cJSON_IsNumber(e) || cJSON_IsRaw(e);
+    if (n == 0)
+        return 0;
+    if (!(v->enum_num = calloc(n, sizeof(*v->enum_num)))) {
+        core_errstr(errstr, errstr_size, "rules: out of memory");
+        return -1;
+    }
+    cJSON_ArrayForEach(e, v->enumv) {
+        if (!cJSON_IsNumber(e) && !cJSON_IsRaw(e))
+            continue;
+        if (bound_of(v, idx, "enum", e, &v->enum_num[v->nenum_num], errstr, errstr_size) != 0)
+            return -1;
+        v->nenum_num++;
+    }
+    return 0;
 }
 
 /* The failure messages of v's constraints: its own message, or the field
@@ -331,8 +470,8 @@ static int make_messages(vrule *v)
     snprintf(generic[VC_TYPE], sizeof(generic[0]), "is not of type %s",
              v->type ? v->type : "");
     snprintf(generic[VC_PATTERN], sizeof(generic[0]), "does not match the pattern");
-    snprintf(generic[VC_MIN], sizeof(generic[0]), "is below the minimum %g", v->min);
-    snprintf(generic[VC_MAX], sizeof(generic[0]), "is above the maximum %g", v->max);
+    snprintf(generic[VC_MIN], sizeof(generic[0]), "is below the minimum %s", v->min.text);
+    snprintf(generic[VC_MAX], sizeof(generic[0]), "is above the maximum %s", v->max.text);
     snprintf(generic[VC_LENGTH], sizeof(generic[0]), "has a length out of bounds");
     snprintf(generic[VC_ENUM], sizeof(generic[0]), "is not one of the allowed values");
     snprintf(generic[VC_CHECK], sizeof(generic[0]), "fails the %s check",
@@ -348,7 +487,8 @@ static int make_messages(vrule *v)
     return 0;
 }
 
-vrules_t *vrules_new(const cJSON *rules, int64_t clock_skew_ms, char *errstr, size_t errstr_size)
+vrules_t *vrules_new(const cJSON *rules, const core_avro_schema_t *schema, int64_t clock_skew_ms,
+                     char *errstr, size_t errstr_size)
 {
     vrules_t *r = calloc(1, sizeof(*r));
     const cJSON *arr, *it;
@@ -397,10 +537,6 @@ vrules_t *vrules_new(const cJSON *rules, int64_t clock_skew_ms, char *errstr, si
             v->has_re = true;
             v->fast = vsimple_compile(cJSON_GetStringValue(k) ? k->valuestring : "");
         }
-        if ((k = cJSON_GetObjectItemCaseSensitive(it, "min")))
-            v->has_min = number_of(k, &v->min);
-        if ((k = cJSON_GetObjectItemCaseSensitive(it, "max")))
-            v->has_max = number_of(k, &v->max);
         if ((k = cJSON_GetObjectItemCaseSensitive(it, "length"))) {
             v->has_len = true;
             v->len_min = int_item(k, "min", 0);
@@ -408,6 +544,10 @@ vrules_t *vrules_new(const cJSON *rules, int64_t clock_skew_ms, char *errstr, si
                                                                      : INT64_MAX;
         }
         v->enumv = cJSON_GetObjectItemCaseSensitive(it, "enum");
+        if (schema)
+            (void)core_avro_schema_path_num_type(schema, v->field, &v->ntype);
+        if (bounds_of(v, i, it, errstr, errstr_size) != 0)
+            goto fail;
         if ((v->check = str_item(it, "check"))) {
             bool known = false;
 
@@ -714,9 +854,11 @@ static bool type_ok(const char *type, const vval *v)
         return *end == '\0' && errno == 0;
     }
     if (strcmp(type, "number") == 0) {
-        double d;
+        core_number n;
 
-        return vval_number(v, &d);
+        if (v->kind == CORE_AVRO_NAT_NUMBER)
+            return true;
+        return s && core_number_parse(s, &n) == CORE_OK;
     }
     if (strcmp(type, "boolean") == 0)
         return v->kind == CORE_AVRO_NAT_BOOL ||
@@ -742,31 +884,34 @@ static bool type_ok(const char *type, const vval *v)
     return false;
 }
 
-static bool value_number(const vval *v, double *d)
+/* The value for min and max: a number, or a time as ms. */
+static bool value_number(const vrule *r, const vval *v, vnum *x)
 {
     int64_t ms;
 
-    if (vval_number(v, d))
+    if (vval_number(r, v, x))
         return true;
     if (vval_time_ms(v, &ms)) {
-        *d = (double)ms;
+        x->dbl = false;
+        core_number_from_int64(ms, &x->n);
         return true;
     }
     return false;
 }
 
-static bool enum_ok(const cJSON *enumv, const vval *v)
+static bool enum_ok(const vrule *r, const vval *v)
 {
     const cJSON *e;
     const char *s = vval_str(v);
-    double d;
+    vnum x;
 
-    cJSON_ArrayForEach(e, enumv) {
+    cJSON_ArrayForEach(e, r->enumv)
         if (cJSON_IsString(e) && s && strcmp(e->valuestring, s) == 0)
             return true;
-        if (cJSON_IsNumber(e) && vval_number(v, &d) && d == e->valuedouble)
-            return true;
-    }
+    if (r->nenum_num && vval_number(r, v, &x))
+        for (size_t i = 0; i < r->nenum_num; i++)
+            if (vnum_cmp(&x, &r->enum_num[i]) == 0)
+                return true;
     return false;
 }
 
@@ -813,7 +958,7 @@ static void eval_rule(const vrules_t *r, const vrule *v, const vval *val, int64_
     bool absent = val->kind == CORE_AVRO_NAT_ABSENT || val->kind == CORE_AVRO_NAT_NULL ||
                   (val->kind == CORE_AVRO_NAT_STRING && val->text[0] == '\0');
     const char *s = vval_str(val);
-    double d;
+    vnum d;
 
     if (absent) {
         if (v->required)
@@ -826,11 +971,11 @@ static void eval_rule(const vrules_t *r, const vrule *v, const vval *val, int64_
                                       : regexec(&v->re, s, 0, NULL, 0) == 0)))
         fail(out, max, nf, v, "pattern", VC_PATTERN);
     if (v->has_min || v->has_max) {
-        bool num = value_number(val, &d);
+        bool num = value_number(v, val, &d);
 
-        if (v->has_min && (!num || d < v->min))
+        if (v->has_min && (!num || vnum_cmp(&d, &v->min) < 0))
             fail(out, max, nf, v, "min", VC_MIN);
-        if (v->has_max && (!num || d > v->max))
+        if (v->has_max && (!num || vnum_cmp(&d, &v->max) > 0))
             fail(out, max, nf, v, "max", VC_MAX);
     }
     if (v->has_len) {
@@ -839,7 +984,7 @@ static void eval_rule(const vrules_t *r, const vrule *v, const vval *val, int64_
         if (len < v->len_min || len > v->len_max)
             fail(out, max, nf, v, "length", VC_LENGTH);
     }
-    if (v->enumv && !enum_ok(v->enumv, val))
+    if (v->enumv && !enum_ok(v, val))
         fail(out, max, nf, v, "enum", VC_ENUM);
     if (v->check && !check_ok(v->check_id, val, now_ms, r->skew_ms))
         fail(out, max, nf, v, v->check, VC_CHECK);
@@ -985,10 +1130,17 @@ static const char *scalar_text(const cJSON *v, char *buf, size_t size)
     if (cJSON_IsString(v) || cJSON_IsRaw(v))
         return v->valuestring && v->valuestring[0] ? v->valuestring : NULL;
     if (cJSON_IsNumber(v)) {
-        if (v->valuedouble == floor(v->valuedouble) && fabs(v->valuedouble) < 9e15)
+        /* an integer as its digits (a long shown as a number is below 2^53);
+         * a double as the shortest text that reads back as it */
+        if (v->valuedouble == floor(v->valuedouble) && fabs(v->valuedouble) < 9007199254740992.0) {
             snprintf(buf, size, "%.0f", v->valuedouble);
-        else
-            snprintf(buf, size, "%.17g", v->valuedouble);
+        } else {
+            for (int prec = 15; prec <= 17; prec++) {
+                snprintf(buf, size, "%.*g", prec, v->valuedouble);
+                if (strtod(buf, NULL) == v->valuedouble)
+                    break;
+            }
+        }
         return buf;
     }
     if (cJSON_IsBool(v))

@@ -41,11 +41,24 @@ typedef struct vrules vrules_t;
 
 /**
  * @brief Compile a rules file (as core_avro_schema_rules() returns it).
+ *
+ * Bounds (min, max, the numbers of an enum) are read from the rules file's
+ * number text (core_json_parse() keeps it; a cJSON double is taken only
+ * when it is an integer below 2^53, the rest of its digits being lost) and
+ * compared exactly, never through a double: integers over the whole 64
+ * bits and past them, decimals whatever their scale (10.5 == 10.50),
+ * -0 == 0. A value that is a float or a double is compared with the bound
+ * rounded once to that type.
+ * @param schema the dataset's schema, or NULL: each bound must fit the type
+ *        of its rule's field (an int, a long, a time in ms, decimal(p, s)
+ *        with at most s decimals, a finite float or double).
  * @param clock_skew_ms tolerance of the not_future check.
- * @returns the rule set or NULL with errstr (a pattern that does not
- *          compile, an unknown check). A NULL \p rules gives an empty set.
+ * @returns the rule set or NULL with errstr naming the rule (a pattern that
+ *          does not compile, an unknown check, a bound the field's type
+ *          cannot hold). A NULL \p rules gives an empty set.
  */
-vrules_t *vrules_new(const cJSON *rules, int64_t clock_skew_ms, char *errstr, size_t errstr_size);
+vrules_t *vrules_new(const cJSON *rules, const core_avro_schema_t *schema, int64_t clock_skew_ms,
+                     char *errstr, size_t errstr_size);
 void vrules_free(vrules_t *r);
 
 /** Number of rules (local and external). */

@@ -271,7 +271,7 @@ validator_t *validator_new(const validator_params *p, char *errstr, size_t errst
             goto fail;
         }
         v->nds++;
-        d->rules = vrules_new(core_avro_schema_rules(d->schema), p->clock_skew_ms, errstr,
+        d->rules = vrules_new(core_avro_schema_rules(d->schema), d->schema, p->clock_skew_ms, errstr,
                               errstr_size);
         if (!d->rules)
             goto fail;

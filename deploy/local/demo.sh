@@ -77,7 +77,7 @@ done
 echo
 echo "svc-ingest --dataset payee $file"
 rc=0
-"$build/bin/svc-ingest" --dataset payee --http.port 0 --batch-id "demo-$run" "$file" 2>"$work/svc-ingest-$run.log" || rc=$?
+"$build/bin/svc-ingest" --dataset payee --http.port 0 --batch.id "demo-$run" "$file" 2>"$work/svc-ingest-$run.log" || rc=$?
 echo "svc-ingest exit code $rc (65: some lines rejected, as planted)"
 echo "bad lines reported in $file.errors.jsonl:"
 sed 's/^/  /' "$file.errors.jsonl"

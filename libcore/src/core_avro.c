@@ -2,6 +2,8 @@
  * rules files, lookups, and the key/meta helpers of dataset records.
  * Wire format: core_avro_wire.c. Natural JSON: core_avro_json.c. */
 #include "core_avro_int.h"
+#include "tributary/core_json.h"
+#include "tributary/core_number.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -87,6 +89,12 @@ static bool json_int(const cJSON *j, int64_t lo, int64_t hi, int64_t *out)
 {
     double d;
 
+    if (cJSON_IsRaw(j)) { /* a number as core_json_parse() keeps it: its text */
+        core_number n;
+
+        return core_number_parse(j->valuestring, &n) == CORE_OK &&
+               core_number_int64(&n, lo, hi, out);
+    }
     if (!cJSON_IsNumber(j))
         return false;
     d = j->valuedouble;
@@ -1025,17 +1033,55 @@ static const struct avn *rule_field(const struct avn *rec, const char *path)
     return n;
 }
 
+bool core_avro_schema_path_num_type(const core_avro_schema_t *s, const char *path,
+                                    core_avro_num_type *out)
+{
+    const struct avn *n = path ? rule_field(s->root, path) : NULL;
+
+    memset(out, 0, sizeof(*out));
+    if (!n)
+        return false;
+    if (n->type == AVN_UNION) {
+        const struct avn *only = NULL;
+        size_t i, other = 0;
+
+        for (i = 0; i < n->nbranches; i++)
+            if (n->branches[i]->type != AVN_NULL) {
+                only = n->branches[i];
+                other++;
+            }
+        if (other != 1)
+            return true; /* several types: none to check against */
+        n = only;
+    }
+    if (n->logical == AVL_DECIMAL) {
+        out->kind = CORE_AVRO_NUM_DECIMAL;
+        out->precision = n->precision;
+        out->scale = n->scale;
+    } else if (n->logical != AVL_NONE) {
+        out->kind = CORE_AVRO_NUM_TIME;
+    } else {
+        switch (n->type) {
+        case AVN_INT: out->kind = CORE_AVRO_NUM_INT; break;
+        case AVN_LONG: out->kind = CORE_AVRO_NUM_LONG; break;
+        case AVN_FLOAT: out->kind = CORE_AVRO_NUM_FLOAT; break;
+        case AVN_DOUBLE: out->kind = CORE_AVRO_NUM_DOUBLE; break;
+        case AVN_STRING: out->kind = CORE_AVRO_NUM_STRING; break;
+        default: break;
+        }
+    }
+    return true;
+}
+
+/* A number, or its text (a raw number, a decimal string), read exactly. */
 static bool json_number_like(const cJSON *j)
 {
-    char *end;
+    core_number n;
 
     if (cJSON_IsNumber(j))
         return true;
-    if (!cJSON_IsString(j) || !*j->valuestring)
-        return false;
-    errno = 0;
-    (void)strtod(j->valuestring, &end);
-    return *end == '\0' && errno == 0;
+    return (cJSON_IsRaw(j) || cJSON_IsString(j)) &&
+           core_number_parse(j->valuestring, &n) == CORE_OK;
 }
 
 static int check_rule(const core_avro_schema_t *s, const char *file, const cJSON *r,
@@ -1122,7 +1168,8 @@ static int check_rule(const core_avro_schema_t *s, const char *file, const cJSON
             if (!cJSON_IsArray(k) || cJSON_GetArraySize(k) == 0)
                 goto bad;
             cJSON_ArrayForEach(e, k)
-                if (!cJSON_IsString(e) && !cJSON_IsNumber(e))
+                if (!cJSON_IsString(e) && !(cJSON_IsRaw(e) && json_number_like(e)) &&
+                    !cJSON_IsNumber(e))
                     goto bad;
         } else if (strcmp(key, "external") == 0) {
             const cJSON *e;
@@ -1392,7 +1439,15 @@ static core_err_t load_entry(core_avro_catalog_t *cat, const char *dir,
         snprintf(rpath, sizeof(rpath), "%s/%s", dir, jrules->valuestring);
         if (!(text = core_read_file(rpath, CORE_AVRO_MAX_FILE, &len, errstr, errstr_size)))
             return CORE_ERR_IO;
-        s->rules = parse_json(text, len, rpath, errstr, errstr_size);
+        {
+            /* core_json keeps each number's text: rule bounds compare exactly */
+            core_json_error je;
+
+            s->rules = core_json_parse(text, len, &je);
+            if (!s->rules)
+                core_errstr(errstr, errstr_size, "%s: JSON: %s at byte %zu%s%s", rpath,
+                            je.reason, je.offset, je.path[0] ? " at " : "", je.path);
+        }
         free(text);
         if (!s->rules || rules_check(s, rpath, s->rules, errstr, errstr_size) != 0)
             return CORE_ERR_INVALID;

@@ -101,7 +101,15 @@ struct core_avro_catalog {
     size_t max_record;
 };
 
-/* core_avro_json.c: UTF-8 validation (no NUL allowed). */
+/* core_avro_utf8.c: UTF-8 validation (no NUL allowed). */
 bool core_avro_utf8_valid(const uint8_t *s, size_t len);
+
+/* core_avro_time.c, for core_avro_json.c. "YYYY-MM-DD" at *pp: days since
+ * the epoch (*pp moved past it), or -1 with *why. */
+int core_avro_parse_date_(const char **pp, int64_t *days, const char **why);
+/* ISO 8601 text in units (1000: ms, 1000000: us) per second since the
+ * epoch; exact: a fraction finer than the unit is an error. */
+core_err_t core_avro_time_parse_(const char *text, int64_t units, bool exact, int64_t *outp,
+                                  char *errstr, size_t errstr_size);
 
 #endif

@@ -43,6 +43,10 @@ struct core_config {
     size_t nkafka;
     char **args;
     size_t nargs;
+    char **warnings;
+    size_t nwarnings;
+    const core_config_alias *aliases[CFG_MAX_TABLES];
+    size_t naliases;
     bool help, version;
 };
 
@@ -86,6 +90,9 @@ void core_config_free(core_config_t *c)
     for (size_t i = 0; i < c->nargs; i++)
         free(c->args[i]);
     free(c->args);
+    for (size_t i = 0; i < c->nwarnings; i++)
+        free(c->warnings[i]);
+    free(c->warnings);
     free(c->program);
     free(c);
 }
@@ -116,12 +123,68 @@ int core_config_add_table(core_config_t *c, const core_config_key *table, void *
     return CORE_OK;
 }
 
-static struct cfg_entry *find_entry(core_config_t *c, const char *key)
+/* Record the warning once (a key set in the file and again as a flag warns
+ * once). Out of memory loses the warning only. */
+static void warn_once(core_config_t *c, const char *text)
+{
+    char **grown;
+
+    for (size_t i = 0; i < c->nwarnings; i++)
+        if (strcmp(c->warnings[i], text) == 0)
+            return;
+    grown = realloc(c->warnings, (c->nwarnings + 1) * sizeof(*grown));
+    if (!grown)
+        return;
+    c->warnings = grown;
+    if ((c->warnings[c->nwarnings] = strdup(text)))
+        c->nwarnings++;
+}
+
+/* The entry of key, or of the key whose former name (alias) it is: then a
+ * warning names the new key when warn is set. */
+static struct cfg_entry *find_entry_warn(core_config_t *c, const char *key, bool warn)
 {
     for (size_t i = 0; i < c->nentries; i++)
         if (strcmp(c->entries[i].decl->key, key) == 0)
             return &c->entries[i];
+    for (size_t t = 0; t < c->naliases; t++)
+        for (const core_config_alias *a = c->aliases[t]; a->old_key; a++) {
+            if (strcmp(a->old_key, key) != 0)
+                continue;
+            for (size_t i = 0; i < c->nentries; i++) {
+                if (strcmp(c->entries[i].decl->key, a->key) != 0)
+                    continue;
+                if (warn) {
+                    char w[512];
+
+                    snprintf(w, sizeof(w), "%s is deprecated: use %s (the old name goes in "
+                             "the next release)", a->old_key, a->key);
+                    warn_once(c, w);
+                }
+                return &c->entries[i];
+            }
+        }
     return NULL;
+}
+
+int core_config_add_aliases(core_config_t *c, const core_config_alias *aliases)
+{
+    if (c->naliases == CFG_MAX_TABLES)
+        return CORE_ERR_STATE;
+    c->aliases[c->naliases++] = aliases;
+    return CORE_OK;
+}
+
+static struct cfg_entry *find_entry(core_config_t *c, const char *key)
+{
+    return find_entry_warn(c, key, false);
+}
+
+size_t core_config_nwarnings(const core_config_t *c) { return c ? c->nwarnings : 0; }
+
+const char *core_config_warning(const core_config_t *c, size_t i)
+{
+    return c && i < c->nwarnings ? c->warnings[i] : NULL;
 }
 
 void core_config_env_name(const char *key, char *buf, size_t size)
@@ -239,7 +302,7 @@ static int set_key(core_config_t *c, const char *key, const char *value,
         }
         return 0;
     }
-    e = find_entry(c, key);
+    e = find_entry_warn(c, key, true);
     if (!e && klen > 5 && strcmp(key + klen - 5, "_file") == 0) {
         char base[256];
         char *secret;
@@ -253,7 +316,7 @@ static int set_key(core_config_t *c, const char *key, const char *value,
             free(secret);
             return rc == CORE_OK ? 0 : CORE_EX_CONFIG;
         }
-        e = find_entry(c, base);
+        e = find_entry_warn(c, base, true);
         if (e) {
             if (!(secret = read_secret(base, value, errstr, errstr_size)))
                 return CORE_EX_CONFIG;
@@ -545,6 +608,23 @@ static int parse_list(const char *v, core_cfg_list *out)
 }
 
 /* Convert an entry's text into its typed field. */
+
+/* Whether n lies in [lo, hi] (the table's bounds, doubles), compared as
+ * integers: (double)n would round n past 2^53 and let 2^53 + 1 through a
+ * maximum of 2^53. */
+static bool int_in_range(long long n, double lo, double hi)
+{
+    if (lo > -9223372036854775808.0) {
+        if (lo >= 9223372036854775808.0 || n < (long long)ceil(lo))
+            return false;
+    }
+    if (hi < 9223372036854775808.0) {
+        if (hi < -9223372036854775808.0 || n > (long long)floor(hi))
+            return false;
+    }
+    return true;
+}
+
 static int fill_entry(struct cfg_entry *e, char *errstr, size_t errstr_size)
 {
     const core_config_key *d = e->decl;
@@ -585,7 +665,7 @@ static int fill_entry(struct cfg_entry *e, char *errstr, size_t errstr_size)
                             d->key, v, from);
                 return CORE_EX_CONFIG;
             }
-            if (d->min < d->max && ((double)n < d->min || (double)n > d->max)) {
+            if (d->min < d->max && !int_in_range(n, d->min, d->max)) {
                 core_errstr(errstr, errstr_size, "%s: value %lld (from %s) out of range [%.0f, %.0f]",
                             d->key, n, from, d->min, d->max);
                 return CORE_EX_CONFIG;

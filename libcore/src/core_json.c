@@ -1,6 +1,7 @@
 /* core_json.c — strict JSON parser into cJSON trees whose numbers keep
  * their text (see core_json.h). */
 #include "tributary/core_json.h"
+#include "tributary/core_number.h"
 
 #include <stdarg.h>
 #include <stdbool.h>
@@ -549,4 +550,29 @@ cJSON *core_json_parse(const char *text, size_t len, core_json_error *err)
     if (p.buf != p.sbuf)
         free(p.buf);
     return root;
+}
+
+cJSON *core_json_int(int64_t v)
+{
+    char buf[24];
+
+    /* always as text: cJSON prints a double with 15 digits when that reads
+     * back "close enough" (9007199254740991 as 9.00719925474099e+15) */
+    snprintf(buf, sizeof(buf), "%lld", (long long)v);
+    return cJSON_CreateRaw(buf);
+}
+
+bool core_json_int_get(const cJSON *j, int64_t lo, int64_t hi, int64_t *out)
+{
+    core_number n;
+
+    if (cJSON_IsRaw(j))
+        return j->valuestring && core_number_parse(j->valuestring, &n) == CORE_OK &&
+               core_number_int64(&n, lo, hi, out);
+    if (!cJSON_IsNumber(j) || j->valuedouble != j->valuedouble ||
+        j->valuedouble <= -9007199254740992.0 || j->valuedouble >= 9007199254740992.0 ||
+        j->valuedouble != (double)(int64_t)j->valuedouble)
+        return false;
+    core_number_from_int64((int64_t)j->valuedouble, &n);
+    return core_number_int64(&n, lo, hi, out);
 }

@@ -1,6 +1,7 @@
 /* core_log.c — JSON-lines logger on stderr with masking of personal fields. */
 #include "tributary/core_log.h"
 #include "tributary/core_common.h"
+#include "tributary/core_json.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -136,7 +137,7 @@ static void add_field(cJSON *root, const core_log_field *f)
         v = f->v.s ? cJSON_CreateString(f->v.s) : cJSON_CreateNull();
         break;
     case CORE_LOG_T_INT:
-        v = cJSON_CreateNumber((double)f->v.i);
+        v = core_json_int(f->v.i); /* every digit, past 2^53 too */
         break;
     case CORE_LOG_T_DBL:
         v = cJSON_CreateNumber(f->v.d);

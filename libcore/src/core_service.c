@@ -108,7 +108,8 @@ int core_service_init(core_service_t **svcp, const core_service_def *def,
 
     svc->cfg = core_config_new(def->name);
     if (!svc->cfg || core_config_add_table(svc->cfg, svc->common_table, &svc->common) ||
-        (def->keys && core_config_add_table(svc->cfg, def->keys, def->conf))) {
+        (def->keys && core_config_add_table(svc->cfg, def->keys, def->conf)) ||
+        (def->aliases && core_config_add_aliases(svc->cfg, def->aliases))) {
         fprintf(stderr, "%s: out of memory\n", def->name);
         core_service_free(svc);
         return CORE_EX_SOFTWARE;
@@ -150,6 +151,8 @@ int core_service_init(core_service_t **svcp, const core_service_def *def,
 
     core_log_level_parse(svc->common.log_level, &level);
     core_log_init(def->name, level);
+    for (size_t i = 0; i < core_config_nwarnings(svc->cfg); i++)
+        core_log_warn("configuration", CLF_S("warning", core_config_warning(svc->cfg, i)));
     if (!svc->common.instance_id) {
         if (gethostname(svc->hostname, sizeof(svc->hostname) - 1) != 0)
             snprintf(svc->hostname, sizeof(svc->hostname), "%s-%d", def->name, (int)getpid());

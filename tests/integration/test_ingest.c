@@ -201,7 +201,7 @@ static int run_ingest(const struct names *n, const char *file, const char *const
     argv[k++] = (char *)n->ckpt;
     argv[k++] = "--http.port";
     argv[k++] = "0";
-    argv[k++] = "--summary-json";
+    argv[k++] = "--summary.json";
     argv[k++] = "--log.level";
     argv[k++] = "warn";
     for (size_t i = 0; extra && extra[i] && k < 38; i++)

@@ -593,13 +593,13 @@ START_TEST(exactly_once_with_kill_and_replay)
     atomic_store(&exhausted_recovered, true);
     {
         char *out = NULL;
-        const char *const dry[] = { "--class", "exhausted", "--dry-run", NULL };
+        const char *const dry[] = { "--class", "exhausted", "--dry.run", NULL };
         const char *const real[] = { "--class", "exhausted", NULL };
         char expect[128];
 
         spawn(NULL, proto, prefix, group, inst, "replay", dry, &out);
         snprintf(expect, sizeof(expect), "%zu of %zu DLQ records match", want[K_EXHAUSTED], cd.n);
-        ck_assert_msg(strstr(out, expect) != NULL, "replay --dry-run said: %s", out);
+        ck_assert_msg(strstr(out, expect) != NULL, "replay --dry.run said: %s", out);
         free(out);
         out = NULL;
         spawn(NULL, proto, prefix, group, inst, "replay", real, &out);

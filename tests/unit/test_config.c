@@ -1,6 +1,7 @@
 /* test_config.c — layered configuration: defaults < file < env < flags. */
 #include "testutil.h"
 #include "tributary/core_config.h"
+#include "tributary/core_exit.h"
 
 #include <stddef.h>
 #include <stdlib.h>
@@ -346,6 +347,150 @@ START_TEST(huge_config_file_refused)
 }
 END_TEST
 
+/* An integer key's range is compared as integers: through a double,
+ * 2^53 + 1 would pass a maximum of 2^53 (issue 15's class). */
+START_TEST(int_range_2p53_plus_1_refused)
+{
+    struct big { int64_t n; } b;
+    static const core_config_key big_keys[] = {
+        { "n", CORE_CFG_INT, "0", 0, offsetof(struct big, n), "n", -9007199254740992.0,
+          9007199254740992.0, NULL },
+        CORE_CFG_END
+    };
+    static const struct { const char *flag; int rc; int64_t v; } cases[] = {
+        { "--n=9007199254740992", 0, 9007199254740992LL },
+        { "--n=9007199254740993", CORE_EX_CONFIG, 0 },
+        { "--n=-9007199254740992", 0, -9007199254740992LL },
+        { "--n=-9007199254740993", CORE_EX_CONFIG, 0 },
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        core_config_t *c = core_config_new("test");
+        char *argv[] = { "prog", (char *)cases[i].flag, NULL };
+        char *envp[] = { NULL };
+
+        memset(&b, 0, sizeof(b));
+        ck_assert_int_eq(core_config_add_table(c, big_keys, &b), 0);
+        ck_assert_msg(core_config_load(c, 2, argv, envp, errstr, sizeof(errstr)) == cases[i].rc,
+                      "%s: %s", cases[i].flag, errstr);
+        if (cases[i].rc == 0)
+            ck_assert(b.n == cases[i].v);
+        else
+            ck_assert_ptr_nonnull(strstr(errstr, "out of range"));
+        core_config_free(c);
+    }
+}
+END_TEST
+
+/* A former (dashed) key name still works one release, in the file and as a
+ * flag (a bool flag alone too), landing on the new key, with one warning
+ * per old name that names the new key. The new names warn nothing. */
+START_TEST(dashed_alias_accepted_with_warning)
+{
+    struct al { int64_t batch; bool dry; char *tables; } a;
+    static const core_config_key al_keys[] = {
+        { "batch.size", CORE_CFG_INT, "10", 0, offsetof(struct al, batch), "batch", 1, 1000,
+          NULL },
+        { "dry.run", CORE_CFG_BOOL, "false", 0, offsetof(struct al, dry), "dry", 0, 0, NULL },
+        { "create.tables", CORE_CFG_STR, NULL, 0, offsetof(struct al, tables), "tables", 0, 0,
+          NULL },
+        CORE_CFG_END
+    };
+    static const core_config_alias al_aliases[] = {
+        { "batch-size", "batch.size" },
+        { "dry-run", "dry.run" },
+        { "create-tables", "create.tables" },
+        CORE_CFG_ALIAS_END
+    };
+    char *path = tu_write_temp("batch-size = 7\ncreate-tables = yes\n");
+    char cfgflag[512];
+    core_config_t *c;
+
+    snprintf(cfgflag, sizeof(cfgflag), "--config=%s", path);
+    {
+        char *argv[] = { "prog", cfgflag, "--dry-run", NULL };
+        char *envp[] = { NULL };
+
+        memset(&a, 0, sizeof(a));
+        c = core_config_new("test");
+        ck_assert_int_eq(core_config_add_table(c, al_keys, &a), 0);
+        ck_assert_int_eq(core_config_add_aliases(c, al_aliases), 0);
+        ck_assert_msg(core_config_load(c, 3, argv, envp, errstr, sizeof(errstr)) == 0, "%s",
+                      errstr);
+        ck_assert_int_eq(a.batch, 7);
+        ck_assert(a.dry);
+        ck_assert_str_eq(a.tables, "yes");
+        ck_assert_str_eq(core_config_source(c, "batch.size"), "file");
+        ck_assert_uint_eq(core_config_nwarnings(c), 3);
+        ck_assert_str_eq(core_config_warning(c, 0), "batch-size is deprecated: use batch.size "
+                                                    "(the old name goes in the next release)");
+        ck_assert_ptr_nonnull(strstr(core_config_warning(c, 1), "use create.tables"));
+        ck_assert_ptr_nonnull(strstr(core_config_warning(c, 2), "use dry.run"));
+        ck_assert_ptr_null(core_config_warning(c, 3));
+        core_config_free(c);
+    }
+    {
+        /* the old name twice (file, then flag) warns once; the flag wins */
+        char *argv[] = { "prog", cfgflag, "--batch-size", "9", "--create.tables=no", NULL };
+        char *envp[] = { NULL };
+
+        memset(&a, 0, sizeof(a));
+        c = core_config_new("test");
+        ck_assert_int_eq(core_config_add_table(c, al_keys, &a), 0);
+        ck_assert_int_eq(core_config_add_aliases(c, al_aliases), 0);
+        ck_assert_msg(core_config_load(c, 5, argv, envp, errstr, sizeof(errstr)) == 0, "%s",
+                      errstr);
+        ck_assert_int_eq(a.batch, 9);
+        ck_assert_str_eq(a.tables, "no");
+        ck_assert_uint_eq(core_config_nwarnings(c), 2);
+        core_config_free(c);
+    }
+    {
+        /* the new names: no warning; an old name out of range is refused by it */
+        char *argv[] = { "prog", "--batch.size=5", "--dry.run", NULL };
+        char *bad[] = { "prog", "--batch-size=0", NULL };
+        char *envp[] = { "TB_BATCH_SIZE=3", NULL };
+
+        c = core_config_new("test");
+        ck_assert_int_eq(core_config_add_table(c, al_keys, &a), 0);
+        ck_assert_int_eq(core_config_add_aliases(c, al_aliases), 0);
+        ck_assert_int_eq(core_config_load(c, 3, argv, envp, errstr, sizeof(errstr)), 0);
+        ck_assert_int_eq(a.batch, 5);
+        ck_assert_uint_eq(core_config_nwarnings(c), 0);
+        core_config_free(c);
+        c = core_config_new("test");
+        ck_assert_int_eq(core_config_add_table(c, al_keys, &a), 0);
+        ck_assert_int_eq(core_config_add_aliases(c, al_aliases), 0);
+        ck_assert_int_eq(core_config_load(c, 2, bad, envp, errstr, sizeof(errstr)),
+                         CORE_EX_CONFIG);
+        ck_assert_ptr_nonnull(strstr(errstr, "batch.size"));
+        core_config_free(c);
+    }
+    unlink(path);
+    free(path);
+}
+END_TEST
+
+/* The exit codes come from one table with their names. */
+START_TEST(exit_codes_one_table)
+{
+    static const struct { int code; const char *name; } t[] = {
+        { CORE_EX_OK, "ok" }, { CORE_EX_USAGE, "usage" }, { CORE_EX_DATAERR, "dataerr" },
+        { CORE_EX_NOINPUT, "noinput" }, { CORE_EX_UNAVAILABLE, "unavailable" },
+        { CORE_EX_SOFTWARE, "software" }, { CORE_EX_TEMPFAIL, "tempfail" },
+        { CORE_EX_CONFIG, "config" },
+    };
+    static const int sysexits[] = { 0, 64, 65, 66, 69, 70, 75, 78 };
+
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        ck_assert_int_eq(t[i].code, sysexits[i]);
+        ck_assert_str_eq(core_exit_name(t[i].code), t[i].name);
+    }
+    ck_assert_str_eq(core_exit_name(1), "unknown");
+    ck_assert_str_eq(core_exit_name(-1), "unknown");
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("config");
@@ -365,6 +510,9 @@ int main(void)
     tcase_add_test(tc, help_and_version);
     tcase_add_test(tc, env_names);
     tcase_add_test(tc, huge_config_file_refused);
+    tcase_add_test(tc, int_range_2p53_plus_1_refused);
+    tcase_add_test(tc, dashed_alias_accepted_with_warning);
+    tcase_add_test(tc, exit_codes_one_table);
     suite_add_tcase(s, tc);
     return tu_run(&s, 1);
 }

@@ -4,6 +4,7 @@
 #include "testutil.h"
 #include "tributary/core_common.h"
 #include "tributary/core_json.h"
+#include "tributary/core_number.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -152,6 +153,113 @@ START_TEST(json_nesting_is_bounded)
 }
 END_TEST
 
+/* core_number: exact comparisons from the text (issue 15). */
+START_TEST(number_text_compares_exactly)
+{
+    static const struct { const char *a, *b; int cmp; } cases[] = {
+        { "9007199254740993", "9007199254740992", 1 },
+        { "9223372036854775807", "9223372036854775806", 1 },
+        { "-9223372036854775808", "-9223372036854775807", -1 },
+        { "9223372036854775808", "9223372036854775807", 1 },
+        { "-0", "0", 0 },
+        { "-0.00", "0e5", 0 },
+        { "10.5", "10.50", 0 },
+        { "10.5", "1.05e1", 0 },
+        { "+007", "7", 0 },
+        { "0.1", "0.10000000000000001", -1 },
+        { "-1e-400", "0", -1 },
+        { "1e400", "9e399", 1 },
+        { "-10.51", "-10.5", -1 },
+        /* 70 significant digits: the dropped ones still order */
+        { "1.000000000000000000000000000000000000000000000000000000000000000000001", "1", 1 },
+        { "1.000000000000000000000000000000000000000000000000000000000000000000001",
+          "1.000000000000000000000000000000000000000000000000000000000000001", -1 },
+        { "1.000000000000000000000000000000000000000000000000000000000000000000001",
+          "1.00000000000000000000000000000000000000000000000000000000000000000000", 1 },
+    };
+    static const char *const bad[] = { "", "-", ".5", "1.", "1e", "0x10", " 1", "1 ", "inf",
+                                       "nan", "1e+", "--1", "1.2.3" };
+    core_number a, b;
+    int64_t v;
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int c;
+
+        ck_assert_int_eq(core_number_parse(cases[i].a, &a), CORE_OK);
+        ck_assert_int_eq(core_number_parse(cases[i].b, &b), CORE_OK);
+        c = core_number_cmp(&a, &b);
+        ck_assert_msg((c > 0) - (c < 0) == cases[i].cmp, "%s vs %s: %d", cases[i].a, cases[i].b, c);
+        c = core_number_cmp(&b, &a);
+        ck_assert_msg((c > 0) - (c < 0) == -cases[i].cmp, "%s vs %s", cases[i].b, cases[i].a);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        ck_assert_msg(core_number_parse(bad[i], &a) == CORE_ERR_INVALID, "'%s'", bad[i]);
+    ck_assert_int_eq(core_number_parse("1e9999999999", &a), CORE_ERR_TOOBIG);
+    /* the 64-bit edges and what lies past them */
+    ck_assert_int_eq(core_number_parse("9223372036854775807", &a), CORE_OK);
+    ck_assert(core_number_int64(&a, INT64_MIN, INT64_MAX, &v) && v == INT64_MAX);
+    ck_assert_int_eq(core_number_parse("-9223372036854775808", &a), CORE_OK);
+    ck_assert(core_number_int64(&a, INT64_MIN, INT64_MAX, &v) && v == INT64_MIN);
+    ck_assert_int_eq(core_number_parse("9223372036854775808", &a), CORE_OK);
+    ck_assert(!core_number_int64(&a, INT64_MIN, INT64_MAX, &v));
+    ck_assert_int_eq(core_number_parse("-9223372036854775809", &a), CORE_OK);
+    ck_assert(!core_number_int64(&a, INT64_MIN, INT64_MAX, &v));
+    ck_assert_int_eq(core_number_parse("1.5", &a), CORE_OK);
+    ck_assert(!core_number_int64(&a, INT64_MIN, INT64_MAX, &v));
+    ck_assert_int_eq(core_number_parse("1.50e1", &a), CORE_OK);
+    ck_assert(core_number_int64(&a, INT64_MIN, INT64_MAX, &v) && v == 15);
+    ck_assert_int_eq(core_number_decimals(&a), 0);
+    ck_assert_int_eq(core_number_parse("10.50", &a), CORE_OK);
+    ck_assert_int_eq(core_number_decimals(&a), 1);
+    ck_assert_int_eq(core_number_int_digits(&a), 2);
+    core_number_from_int64(INT64_MIN, &b);
+    ck_assert_int_eq(core_number_parse("-9223372036854775808", &a), CORE_OK);
+    ck_assert_int_eq(core_number_cmp(&a, &b), 0);
+    core_number_from_int64(0, &b);
+    ck_assert_int_eq(core_number_parse("-0.0", &a), CORE_OK);
+    ck_assert_int_eq(core_number_cmp(&a, &b), 0);
+}
+END_TEST
+
+/* core_json_int() keeps every digit; core_json_int_get() reads them back. */
+START_TEST(json_int_round_trip_past_2p53)
+{
+    static const int64_t vals[] = { 0, -1, 999999999999999LL, 1000000000000001LL,
+                                    9007199254740991LL, 9007199254740993LL,
+                                    -9007199254740993LL, INT64_MAX, INT64_MIN };
+
+    for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
+        cJSON *o = cJSON_CreateObject(), *back;
+        char *text;
+        int64_t v = 0;
+
+        cJSON_AddItemToObject(o, "n", core_json_int(vals[i]));
+        text = cJSON_PrintUnformatted(o);
+        back = core_json_parse(text, strlen(text), NULL);
+        ck_assert_ptr_nonnull(back);
+        ck_assert(core_json_int_get(cJSON_GetObjectItemCaseSensitive(back, "n"), INT64_MIN,
+                                    INT64_MAX, &v));
+        ck_assert_msg(v == vals[i], "%s", text);
+        free(text);
+        cJSON_Delete(back);
+        cJSON_Delete(o);
+    }
+    {
+        /* a cJSON double is taken only below 2^53, where it is exact */
+        cJSON *d = cJSON_CreateNumber(9007199254740992.0);
+        int64_t v;
+
+        ck_assert(!core_json_int_get(d, INT64_MIN, INT64_MAX, &v));
+        cJSON_SetNumberValue(d, 9007199254740991.0);
+        ck_assert(core_json_int_get(d, INT64_MIN, INT64_MAX, &v) && v == 9007199254740991LL);
+        ck_assert(!core_json_int_get(d, 0, 10, &v));
+        cJSON_SetNumberValue(d, 1.5);
+        ck_assert(!core_json_int_get(d, INT64_MIN, INT64_MAX, &v));
+        cJSON_Delete(d);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("json");
@@ -161,6 +269,8 @@ int main(void)
     tcase_add_test(tc, json_refusals_name_byte_and_path);
     tcase_add_test(tc, json_duplicate_among_many_names);
     tcase_add_test(tc, json_nesting_is_bounded);
+    tcase_add_test(tc, number_text_compares_exactly);
+    tcase_add_test(tc, json_int_round_trip_past_2p53);
     suite_add_tcase(s, tc);
     return tu_run(&s, 1);
 }

@@ -7,6 +7,8 @@
 #include "../../svc-validator/rules.h"
 #include "tributary/core_avro.h"
 #include "tributary/core_common.h"
+#include "tributary/core_json.h"
+#include "tributary/core_number.h"
 
 #include <cjson/cJSON.h>
 #include <regex.h>
@@ -146,7 +148,7 @@ static vrules_t *compile(void)
     vrules_t *r;
 
     ck_assert_ptr_nonnull(j);
-    r = vrules_new(j, 60000, errstr, sizeof(errstr));
+    r = vrules_new(j, NULL, 60000, errstr, sizeof(errstr));
     ck_assert_msg(r != NULL, "%s", errstr);
     cJSON_Delete(j);
     return r;
@@ -276,7 +278,7 @@ START_TEST(patterns_as_regexec)
         cJSON_AddStringToObject(rule, "pattern", pats[p]);
         cJSON_AddItemToArray(arr, rule);
         ck_assert_int_eq(regcomp(&re, pats[p], REG_EXTENDED | REG_NOSUB), 0);
-        r = vrules_new(rj, 0, errstr, sizeof(errstr));
+        r = vrules_new(rj, NULL, 0, errstr, sizeof(errstr));
         ck_assert_msg(r != NULL, "%s", errstr);
         for (size_t i = 0; i < CORE_ARRAY_SIZE(strs); i++) {
             cJSON *rec = cJSON_CreateObject();
@@ -299,16 +301,16 @@ START_TEST(bad_rules_refused)
 {
     char errstr[256];
     cJSON *j = cJSON_Parse("{\"rules\":[{\"field\":\"a\",\"pattern\":\"([a-\"}]}");
-    vrules_t *r = vrules_new(j, 0, errstr, sizeof(errstr));
+    vrules_t *r = vrules_new(j, NULL, 0, errstr, sizeof(errstr));
 
     ck_assert_ptr_null(r);
     ck_assert_ptr_nonnull(strstr(errstr, "a: pattern"));
     cJSON_Delete(j);
     j = cJSON_Parse("{\"rules\":[{\"field\":\"a\",\"check\":\"crc32\"}]}");
-    ck_assert_ptr_null(vrules_new(j, 0, errstr, sizeof(errstr)));
+    ck_assert_ptr_null(vrules_new(j, NULL, 0, errstr, sizeof(errstr)));
     ck_assert_ptr_nonnull(strstr(errstr, "crc32"));
     cJSON_Delete(j);
-    r = vrules_new(NULL, 0, errstr, sizeof(errstr)); /* no rules file: nothing to check */
+    r = vrules_new(NULL, NULL, 0, errstr, sizeof(errstr)); /* no rules file: nothing to check */
     ck_assert_ptr_nonnull(r);
     ck_assert_uint_eq(vrules_count(r), 0);
     vrules_free(r);
@@ -335,7 +337,7 @@ START_TEST(payee_rules)
 
     ck_assert_msg(cat != NULL, "%s", errstr);
     s = core_avro_catalog_by_dataset(cat, "payee");
-    r = vrules_new(core_avro_schema_rules(s), 300000, errstr, sizeof(errstr));
+    r = vrules_new(core_avro_schema_rules(s), s, 300000, errstr, sizeof(errstr));
     ck_assert_msg(r != NULL, "%s", errstr);
     snprintf(rec, sizeof(rec), good, "021000021", "\"DE89370400440532013000\"", "US", "USD",
              "\"a@example.com\"", "10.00");
@@ -438,7 +440,7 @@ static size_t eval_both(const core_avro_schema_t *s, vrules_t *r, avro_value_t *
 static void value_of(const core_avro_schema_t *s, const char *json, avro_value_t *v)
 {
     char err[256];
-    cJSON *j = cJSON_Parse(json);
+    cJSON *j = core_json_parse(json, strlen(json), NULL); /* numbers exact, as ingest reads them */
 
     ck_assert_ptr_nonnull(j);
     ck_assert_msg(core_avro_from_json(s, j, v, err, sizeof(err)) == CORE_OK, "%s", err);
@@ -471,14 +473,14 @@ START_TEST(rules_on_avro_values)
     char errstr[256];
     core_avro_schema_t *s = core_avro_schema_new(avro_schema_text, strlen(avro_schema_text), 7,
                                                  errstr, sizeof(errstr));
-    cJSON *rj = cJSON_Parse(avro_rules_text);
+    cJSON *rj = core_json_parse(avro_rules_text, strlen(avro_rules_text), NULL);
     vrules_t *r;
     vr_failure f[32];
     size_t total = 0;
 
     ck_assert_msg(s != NULL, "%s", errstr);
     ck_assert_ptr_nonnull(rj);
-    r = vrules_new(rj, 60000, errstr, sizeof(errstr));
+    r = vrules_new(rj, s, 60000, errstr, sizeof(errstr));
     ck_assert_msg(r != NULL, "%s", errstr);
     for (size_t i = 0; i < CORE_ARRAY_SIZE(recs); i++) {
         avro_value_t v;
@@ -548,9 +550,9 @@ START_TEST(rules_on_avro_unreadable_and_unbound)
     size_t n = 0;
 
     ck_assert_msg(s != NULL, "%s", errstr);
-    r = vrules_new(rj, 0, errstr, sizeof(errstr));
-    r2 = vrules_new(rj2, 0, errstr, sizeof(errstr));
-    r3 = vrules_new(rj3, 0, errstr, sizeof(errstr));
+    r = vrules_new(rj, NULL, 0, errstr, sizeof(errstr));
+    r2 = vrules_new(rj2, NULL, 0, errstr, sizeof(errstr));
+    r3 = vrules_new(rj3, NULL, 0, errstr, sizeof(errstr));
     ck_assert(r && r2 && r3);
     value_of(s, "{\"a\":\"abc\",\"n\":2,\"big\":0,\"s\":\"x\",\"e\":\"X\",\"d\":\"1.00\","
                 "\"t\":0,\"day\":0,\"f\":0,\"b\":true,\"raw\":\"\",\"tags\":{},\"list\":[]}", &v);
@@ -608,7 +610,7 @@ START_TEST(payee_rules_on_avro)
 
     ck_assert_msg(cat != NULL, "%s", errstr);
     s = core_avro_catalog_by_dataset(cat, "payee");
-    r = vrules_new(core_avro_schema_rules(s), 300000, errstr, sizeof(errstr));
+    r = vrules_new(core_avro_schema_rules(s), s, 300000, errstr, sizeof(errstr));
     ck_assert_msg(r != NULL, "%s", errstr);
     for (size_t i = 0; i < CORE_ARRAY_SIZE(v); i++) {
         avro_value_t val;
@@ -626,6 +628,296 @@ START_TEST(payee_rules_on_avro)
     }
     vrules_free(r);
     core_avro_catalog_free(cat);
+}
+END_TEST
+
+/* ---- bounds compared exactly (issue 15): never through a double -------- */
+
+static const char *exact_schema_text =
+    "{\"type\":\"record\",\"name\":\"X\",\"namespace\":\"t\",\"fields\":["
+    "{\"name\":\"l\",\"type\":\"long\"},"
+    "{\"name\":\"i\",\"type\":\"int\"},"
+    "{\"name\":\"d\",\"type\":{\"type\":\"bytes\",\"logicalType\":\"decimal\","
+    "\"precision\":10,\"scale\":2}},"
+    "{\"name\":\"x\",\"type\":\"double\"},"
+    "{\"name\":\"s\",\"type\":[\"null\",\"string\"],\"default\":null}]}";
+
+/* The rules in text (read as the catalogue reads them: core_json_parse())
+ * compiled for exact_schema_text; NULL with errstr when refused. */
+static vrules_t *exact_rules(const core_avro_schema_t *s, const char *rules, char *errstr,
+                             size_t size)
+{
+    cJSON *j = core_json_parse(rules, strlen(rules), NULL);
+    vrules_t *r;
+
+    ck_assert_msg(j != NULL, "%s", rules);
+    r = vrules_new(j, s, 0, errstr, size);
+    cJSON_Delete(j);
+    return r;
+}
+
+/* Failures of the record (JSON text, with l, i, d, x and s) on both paths;
+ * the natural JSON read by core_json_parse() too (numbers as text). */
+static size_t exact_eval(const core_avro_schema_t *s, vrules_t *r, const char *rec,
+                         vr_failure *f, size_t max)
+{
+    avro_value_t v;
+    cJSON *j = core_json_parse(rec, strlen(rec), NULL);
+    size_t n, n2;
+
+    ck_assert_ptr_nonnull(j);
+    value_of(s, rec, &v);
+    n = eval_both(s, r, &v, 0, f, max);
+    n2 = vrules_eval(r, j, 0, f, max); /* the record's own text: the same */
+    ck_assert_uint_eq(n, n2);
+    avro_value_decref(&v);
+    cJSON_Delete(j);
+    return n;
+}
+
+static core_avro_schema_t *exact_schema(void)
+{
+    char errstr[256];
+    core_avro_schema_t *s = core_avro_schema_new(exact_schema_text, strlen(exact_schema_text), 9,
+                                                 errstr, sizeof(errstr));
+
+    ck_assert_msg(s != NULL, "%s", errstr);
+    return s;
+}
+
+#define EXACT_REC(l, i, d, x, s)                                                              \
+    "{\"l\":" l ",\"i\":" i ",\"d\":\"" d "\",\"x\":" x ",\"s\":" s "}"
+
+START_TEST(max_2p53_refuses_2p53_plus_1)
+{
+    char errstr[256];
+    core_avro_schema_t *s = exact_schema();
+    vrules_t *r = exact_rules(s, "{\"rules\":[{\"field\":\"l\",\"max\":9007199254740992},"
+                                 "{\"field\":\"s\",\"max\":9007199254740992}]}",
+                              errstr, sizeof(errstr));
+    vr_failure f[4];
+    size_t n;
+
+    ck_assert_msg(r != NULL, "%s", errstr);
+    n = exact_eval(s, r, EXACT_REC("9007199254740992", "0", "0.00", "0", "\"9007199254740992\""),
+                   f, 4);
+    ck_assert_uint_eq(n, 0);
+    n = exact_eval(s, r, EXACT_REC("9007199254740993", "0", "0.00", "0", "\"9007199254740993\""),
+                   f, 4);
+    ck_assert_uint_eq(n, 2);
+    ck_assert(has(f, n, "l", "max"));
+    ck_assert(has(f, n, "s", "max"));
+    ck_assert_str_eq(f[0].message, "l is above the maximum 9007199254740992");
+    /* and below: -2^53 - 1 under a min of -2^53 */
+    vrules_free(r);
+    r = exact_rules(s, "{\"rules\":[{\"field\":\"l\",\"min\":-9007199254740992}]}", errstr,
+                    sizeof(errstr));
+    ck_assert_msg(r != NULL, "%s", errstr);
+    ck_assert_uint_eq(exact_eval(s, r, EXACT_REC("-9007199254740992", "0", "0.00", "0", "null"),
+                                 f, 4), 0);
+    ck_assert_uint_eq(exact_eval(s, r, EXACT_REC("-9007199254740993", "0", "0.00", "0", "null"),
+                                 f, 4), 1);
+    vrules_free(r);
+    core_avro_schema_free(s);
+}
+END_TEST
+
+START_TEST(int64_edges_exact_and_out_of_range_refused)
+{
+    char errstr[256];
+    core_avro_schema_t *s = exact_schema();
+    vrules_t *r = exact_rules(s, "{\"rules\":[{\"field\":\"l\",\"min\":-9223372036854775808,"
+                                 "\"max\":9223372036854775807},"
+                                 "{\"field\":\"i\",\"min\":-2147483648,\"max\":2147483647}]}",
+                              errstr, sizeof(errstr));
+    vr_failure f[4];
+
+    ck_assert_msg(r != NULL, "%s", errstr);
+    ck_assert_uint_eq(exact_eval(s, r, EXACT_REC("9223372036854775807", "2147483647", "0.00", "0",
+                                                 "null"), f, 4), 0);
+    ck_assert_uint_eq(exact_eval(s, r, EXACT_REC("-9223372036854775808", "-2147483648", "0.00",
+                                                 "0", "null"), f, 4), 0);
+    vrules_free(r);
+    /* one inside each edge: the edge value itself fails */
+    r = exact_rules(s, "{\"rules\":[{\"field\":\"l\",\"max\":9223372036854775806},"
+                       "{\"field\":\"i\",\"min\":-2147483647}]}", errstr, sizeof(errstr));
+    ck_assert_msg(r != NULL, "%s", errstr);
+    ck_assert_uint_eq(exact_eval(s, r, EXACT_REC("9223372036854775807", "-2147483648", "0.00",
+                                                 "0", "null"), f, 4), 2);
+    ck_assert_uint_eq(exact_eval(s, r, EXACT_REC("9223372036854775806", "-2147483647", "0.00",
+                                                 "0", "null"), f, 4), 0);
+    vrules_free(r);
+    /* bounds the field's type cannot hold: a rules-file error naming the rule */
+    {
+        static const char *const bad[][2] = {
+            { "{\"rules\":[{\"field\":\"s\",\"required\":true},"
+              "{\"field\":\"l\",\"max\":9223372036854775808}]}", "rule 1 (l): max" },
+            { "{\"rules\":[{\"field\":\"l\",\"min\":-9223372036854775809}]}", "rule 0 (l): min" },
+            { "{\"rules\":[{\"field\":\"i\",\"max\":2147483648}]}", "rule 0 (i): max" },
+            { "{\"rules\":[{\"field\":\"i\",\"min\":-2147483649}]}", "rule 0 (i): min" },
+            { "{\"rules\":[{\"field\":\"l\",\"max\":1.5}]}", "not a long" },
+            { "{\"rules\":[{\"field\":\"l\",\"enum\":[1,18446744073709551616]}]}",
+              "rule 0 (l): enum" },
+            { "{\"rules\":[{\"field\":\"x\",\"max\":1e400}]}", "out of range for a double" },
+        };
+
+        for (size_t k = 0; k < CORE_ARRAY_SIZE(bad); k++) {
+            errstr[0] = '\0';
+            ck_assert_ptr_null(exact_rules(s, bad[k][0], errstr, sizeof(errstr)));
+            ck_assert_msg(strstr(errstr, bad[k][1]) != NULL, "%s: %s", bad[k][0], errstr);
+        }
+    }
+    /* without a schema, the same bounds are kept exactly (the 2^63 edge) */
+    {
+        const char *rt = "{\"rules\":[{\"field\":\"n\",\"max\":9223372036854775807}]}";
+        cJSON *j = core_json_parse(rt, strlen(rt), NULL);
+        cJSON *rec;
+
+        ck_assert_ptr_nonnull(j);
+        r = vrules_new(j, NULL, 0, errstr, sizeof(errstr));
+        ck_assert_msg(r != NULL, "%s", errstr);
+        rec = core_json_parse("{\"n\":9223372036854775808}", 25, NULL);
+        ck_assert_uint_eq(vrules_eval(r, rec, 0, f, 4), 1);
+        cJSON_Delete(rec);
+        rec = core_json_parse("{\"n\":9223372036854775807}", 25, NULL);
+        ck_assert_uint_eq(vrules_eval(r, rec, 0, f, 4), 0);
+        cJSON_Delete(rec);
+        vrules_free(r);
+        cJSON_Delete(j);
+    }
+    core_avro_schema_free(s);
+}
+END_TEST
+
+START_TEST(negative_zero_equals_zero)
+{
+    char errstr[256];
+    core_avro_schema_t *s = exact_schema();
+    vrules_t *r = exact_rules(s, "{\"rules\":[{\"field\":\"l\",\"min\":-0,\"max\":0},"
+                                 "{\"field\":\"d\",\"min\":\"-0.00\",\"max\":-0},"
+                                 "{\"field\":\"x\",\"min\":0,\"max\":-0.0},"
+                                 "{\"field\":\"s\",\"enum\":[-0]}]}",
+                              errstr, sizeof(errstr));
+    vr_failure f[8];
+
+    ck_assert_msg(r != NULL, "%s", errstr);
+    ck_assert_uint_eq(exact_eval(s, r, EXACT_REC("0", "0", "0.00", "-0.0", "\"0\""), f, 8), 0);
+    ck_assert_uint_eq(exact_eval(s, r, EXACT_REC("-0", "0", "-0.00", "0", "\"-0.000\""), f, 8), 0);
+    ck_assert_uint_eq(exact_eval(s, r, EXACT_REC("1", "0", "0.01", "5e-324", "\"1e-9\""), f, 8),
+                      4);
+    ck_assert_uint_eq(exact_eval(s, r, EXACT_REC("-1", "0", "-0.01", "-5e-324", "\"-1e-9\""), f,
+                                 8), 4);
+    vrules_free(r);
+    core_avro_schema_free(s);
+}
+END_TEST
+
+START_TEST(decimals_compare_across_scales)
+{
+    char errstr[256];
+    core_avro_schema_t *s = exact_schema();
+    vrules_t *r = exact_rules(s, "{\"rules\":[{\"field\":\"d\",\"min\":\"10.50\",\"max\":10.5},"
+                                 "{\"field\":\"s\",\"min\":10.5,\"max\":\"10.500\"}]}",
+                              errstr, sizeof(errstr));
+    vr_failure f[4];
+    size_t n;
+
+    ck_assert_msg(r != NULL, "%s", errstr);
+    /* 10.5 == 10.50 == 10.500 == 1.05e1 */
+    ck_assert_uint_eq(exact_eval(s, r, EXACT_REC("0", "0", "10.50", "0", "\"1.05e1\""), f, 4), 0);
+    ck_assert_uint_eq(exact_eval(s, r, EXACT_REC("0", "0", "10.50", "0", "\"10.5000000\""), f, 4),
+                      0);
+    n = exact_eval(s, r, EXACT_REC("0", "0", "10.51", "0", "\"10.50000000000000000001\""), f, 4);
+    ck_assert_uint_eq(n, 2);
+    ck_assert(has(f, n, "d", "max") && has(f, n, "s", "max"));
+    n = exact_eval(s, r, EXACT_REC("0", "0", "10.49", "0", "\"10.49999999999999999999\""), f, 4);
+    ck_assert_uint_eq(n, 2);
+    ck_assert(has(f, n, "d", "min") && has(f, n, "s", "min"));
+    /* 70 digits in a string value: still ordered exactly */
+    n = exact_eval(s, r, EXACT_REC("0", "0", "10.50", "0",
+                                   "\"10.50000000000000000000000000000000000000000000000000000000"
+                                   "000000000001\""), f, 4);
+    ck_assert_uint_eq(n, 1);
+    ck_assert(has(f, n, "s", "max"));
+    vrules_free(r);
+    /* bounds decimal(10, 2) cannot hold; a trailing zero is no decimal */
+    ck_assert_ptr_null(exact_rules(s, "{\"rules\":[{\"field\":\"d\",\"max\":10.505}]}", errstr,
+                                   sizeof(errstr)));
+    ck_assert_msg(strstr(errstr, "rule 0 (d): max 10.505 does not fit the field's "
+                                 "decimal(10, 2)") != NULL, "%s", errstr);
+    ck_assert_ptr_null(exact_rules(s, "{\"rules\":[{\"field\":\"d\",\"min\":\"-100000000\"}]}",
+                                   errstr, sizeof(errstr)));
+    ck_assert_msg(strstr(errstr, "rule 0 (d): min") != NULL, "%s", errstr);
+    r = exact_rules(s, "{\"rules\":[{\"field\":\"d\",\"max\":99999999.990,\"min\":\"-1e2\"}]}",
+                    errstr, sizeof(errstr));
+    ck_assert_msg(r != NULL, "%s", errstr);
+    ck_assert_uint_eq(exact_eval(s, r, EXACT_REC("0", "0", "99999999.99", "0", "null"), f, 4), 0);
+    ck_assert_uint_eq(exact_eval(s, r, EXACT_REC("0", "0", "-100.01", "0", "null"), f, 4), 1);
+    vrules_free(r);
+    /* a double field: the bound rounded once to a double, as the value was */
+    r = exact_rules(s, "{\"rules\":[{\"field\":\"x\",\"max\":0.1}]}", errstr, sizeof(errstr));
+    ck_assert_msg(r != NULL, "%s", errstr);
+    ck_assert_uint_eq(exact_eval(s, r, EXACT_REC("0", "0", "0.00", "0.1", "null"), f, 4), 0);
+    ck_assert_uint_eq(exact_eval(s, r, EXACT_REC("0", "0", "0.00", "0.10000000000000002", "null"),
+                                 f, 4), 1);
+    vrules_free(r);
+    core_avro_schema_free(s);
+}
+END_TEST
+
+START_TEST(numeric_enum_with_big_integers)
+{
+    char errstr[256];
+    core_avro_schema_t *s = exact_schema();
+    vrules_t *r = exact_rules(s, "{\"rules\":[{\"field\":\"l\",\"enum\":[9007199254740993,"
+                                 "-9223372036854775808,9223372036854775807,\"x\"]},"
+                                 "{\"field\":\"d\",\"enum\":[10.5,\"-0.01\"]}]}",
+                              errstr, sizeof(errstr));
+    vr_failure f[4];
+    size_t n;
+
+    ck_assert_msg(r != NULL, "%s", errstr);
+    ck_assert_uint_eq(exact_eval(s, r, EXACT_REC("9007199254740993", "0", "10.50", "0", "null"),
+                                 f, 4), 0);
+    ck_assert_uint_eq(exact_eval(s, r, EXACT_REC("-9223372036854775808", "0", "-0.01", "0",
+                                                 "null"), f, 4), 0);
+    ck_assert_uint_eq(exact_eval(s, r, EXACT_REC("9223372036854775807", "0", "10.50", "0",
+                                                 "null"), f, 4), 0);
+    /* 2^53 is the double 2^53 + 1 rounds to: not in the enum */
+    n = exact_eval(s, r, EXACT_REC("9007199254740992", "0", "10.51", "0", "null"), f, 4);
+    ck_assert_uint_eq(n, 2);
+    ck_assert(has(f, n, "l", "enum") && has(f, n, "d", "enum"));
+    ck_assert_uint_eq(exact_eval(s, r, EXACT_REC("9223372036854775806", "0", "10.5", "0", "null"),
+                                 f, 4), 1);
+    vrules_free(r);
+    core_avro_schema_free(s);
+}
+END_TEST
+
+/* A bound cJSON already read into a double has lost its digits: refused
+ * unless it is an integer a double holds exactly. */
+START_TEST(bound_read_into_double_refused)
+{
+    char errstr[256];
+    cJSON *j = cJSON_Parse("{\"rules\":[{\"field\":\"n\",\"max\":9007199254740993}]}");
+    vrules_t *r;
+
+    ck_assert_ptr_null(vrules_new(j, NULL, 0, errstr, sizeof(errstr)));
+    ck_assert_msg(strstr(errstr, "rule 0 (n): max was read into a double") != NULL, "%s", errstr);
+    cJSON_Delete(j);
+    j = cJSON_Parse("{\"rules\":[{\"field\":\"n\",\"min\":0.1}]}");
+    ck_assert_ptr_null(vrules_new(j, NULL, 0, errstr, sizeof(errstr)));
+    cJSON_Delete(j);
+    j = cJSON_Parse("{\"rules\":[{\"field\":\"n\",\"min\":-9007199254740991}]}");
+    r = vrules_new(j, NULL, 0, errstr, sizeof(errstr));
+    ck_assert_msg(r != NULL, "%s", errstr);
+    vrules_free(r);
+    cJSON_Delete(j);
+    /* and a number as text that is none */
+    j = cJSON_Parse("{\"rules\":[{\"field\":\"n\",\"min\":\" 1\"}]}");
+    ck_assert_ptr_null(vrules_new(j, NULL, 0, errstr, sizeof(errstr)));
+    ck_assert_msg(strstr(errstr, "rule 0 (n): min") != NULL, "%s", errstr);
+    cJSON_Delete(j);
 }
 END_TEST
 
@@ -673,6 +965,12 @@ int main(void)
     tcase_add_test(tr, rules_on_avro_unreadable_and_unbound);
     tcase_add_test(tr, payee_rules_on_avro);
     tcase_add_test(tc, codes_all_found);
+    tcase_add_test(tr, max_2p53_refuses_2p53_plus_1);
+    tcase_add_test(tr, int64_edges_exact_and_out_of_range_refused);
+    tcase_add_test(tr, negative_zero_equals_zero);
+    tcase_add_test(tr, decimals_compare_across_scales);
+    tcase_add_test(tr, numeric_enum_with_big_integers);
+    tcase_add_test(tr, bound_read_into_double_refused);
     suite_add_tcase(s, tc);
     suite_add_tcase(s, tr);
     return tu_run(&s, 1);

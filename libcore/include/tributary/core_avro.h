@@ -162,6 +162,32 @@ bool core_avro_schema_is_personal(const core_avro_schema_t *schema,
  * field is personal too). A NULL or empty path answers true: a value whose
  * field is not known is treated as personal. */
 bool core_avro_schema_path_personal(const core_avro_schema_t *schema, const char *path);
+/** What the values at a field path are as numbers, so that a bound can be
+ * checked against the field's type and compared exactly (svc-validator). */
+typedef enum core_avro_num_kind {
+    CORE_AVRO_NUM_NONE,    /* not a number type, or a union of several types */
+    CORE_AVRO_NUM_INT,     /* int */
+    CORE_AVRO_NUM_LONG,    /* long */
+    CORE_AVRO_NUM_FLOAT,
+    CORE_AVRO_NUM_DOUBLE,
+    CORE_AVRO_NUM_DECIMAL, /* precision and scale set */
+    CORE_AVRO_NUM_TIME,    /* timestamp-millis/-micros, date: compared as ms (a long) */
+    CORE_AVRO_NUM_STRING,  /* a string: its text may be a number */
+} core_avro_num_kind;
+
+typedef struct core_avro_num_type {
+    core_avro_num_kind kind;
+    int precision, scale; /* CORE_AVRO_NUM_DECIMAL */
+} core_avro_num_type;
+
+/**
+ * @brief The number type of the field at dotted \p path ("meta.version"),
+ * through records and unions holding one record; a union of null and one
+ * other type is that type.
+ * @returns false when the path names no such field (then *out is NONE).
+ */
+bool core_avro_schema_path_num_type(const core_avro_schema_t *schema, const char *path,
+                                    core_avro_num_type *out);
 /** The avro-c schema (owned by the handle: incref to keep it longer). */
 avro_schema_t core_avro_schema_avro(const core_avro_schema_t *schema);
 /** The generic value class, created once at load (owned by the handle). */

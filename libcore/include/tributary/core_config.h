@@ -18,6 +18,11 @@
  * gives each client the properties of its kind (kafka.producer.X and
  * kafka.consumer.X reach one kind only).
  *
+ * A key's former name (core_config_add_aliases()) still works, in the file and as
+ * a flag, for one release: the value lands on the new key and a warning
+ * names the new key (core_config_warning()). Its environment name is the
+ * same whenever the names differ only by '.' against '-'.
+ *
  * An unknown key, a value that does not parse or lies outside its range, or
  * a missing required key is refused with one line naming the key; services
  * exit 78 (EX_CONFIG) on it before touching anything.
@@ -30,11 +35,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 
-#define CORE_EX_USAGE 64
-#define CORE_EX_DATAERR 65
-#define CORE_EX_UNAVAILABLE 69
-#define CORE_EX_SOFTWARE 70
-#define CORE_EX_CONFIG 78
+#include "tributary/core_exit.h" /* CORE_EX_CONFIG, CORE_EX_USAGE */
 
 typedef enum core_cfg_type {
     CORE_CFG_STR,    /* char * (owned by the config; valid until core_config_free) */
@@ -68,6 +69,15 @@ typedef struct core_config_key {
 
 #define CORE_CFG_END { NULL, 0, NULL, 0, 0, NULL, 0, 0, NULL }
 
+/* A key's former name ("batch-size" for "batch.size"), still accepted as a
+ * file key or a flag for one release, with a warning naming the new key. */
+typedef struct core_config_alias {
+    const char *old_key;
+    const char *key;       /* a key of a registered table */
+} core_config_alias;
+
+#define CORE_CFG_ALIAS_END { NULL, NULL }
+
 typedef struct core_config core_config_t;
 
 /**
@@ -79,6 +89,10 @@ void core_config_free(core_config_t *c);
 
 /* Add a table whose keys land in dst (offsets relative to dst). */
 int core_config_add_table(core_config_t *c, const core_config_key *table, void *dst);
+
+/* Add former key names (a CORE_CFG_ALIAS_END-terminated list, kept by
+ * pointer). @returns 0, or CORE_ERR_STATE when too many lists are added. */
+int core_config_add_aliases(core_config_t *c, const core_config_alias *aliases);
 
 /**
  * @brief Parse the layers and fill every registered struct.
@@ -104,6 +118,12 @@ bool core_config_version_requested(const core_config_t *c);
 /* Non-flag words of the command line, in order. */
 size_t core_config_nargs(const core_config_t *c);
 const char *core_config_arg(const core_config_t *c, size_t i);
+
+/* Warnings of the last load, one line each: a former key name that was used
+ * ("batch-size is deprecated: use batch.size (the old name goes in the next
+ * release)"), each name once. core_service logs them once logging is set. */
+size_t core_config_nwarnings(const core_config_t *c);
+const char *core_config_warning(const core_config_t *c, size_t i);
 
 /* Where a key's value came from: "default", "file", "env", "flag" or NULL. */
 const char *core_config_source(const core_config_t *c, const char *key);

@@ -23,7 +23,9 @@
 #define TRIBUTARY_CORE_JSON_H
 
 #include <cjson/cJSON.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define CORE_JSON_MAX_DEPTH 64
 
@@ -39,5 +41,21 @@ typedef struct core_json_error {
  *          memory is reported as NULL with reason "out of memory".
  */
 cJSON *core_json_parse(const char *text, size_t len, core_json_error *err);
+
+/**
+ * @brief A JSON number item for the 64-bit integer v, printed with every
+ * digit: a cJSON Raw item holding its text (cJSON prints a double with 15
+ * significant digits when they read back close enough, so from 10^15 on a
+ * cJSON number loses digits). @returns the item, or NULL when out of memory.
+ */
+cJSON *core_json_int(int64_t v);
+
+/**
+ * @brief The integer a number item stands for, exactly: a Raw item
+ * (core_json_parse(), core_json_int()) read from its text; a cJSON number
+ * only while a double holds it exactly (below 2^53).
+ * @returns whether j is such an integer within [lo, hi] (*out set then).
+ */
+bool core_json_int_get(const cJSON *j, int64_t lo, int64_t hi, int64_t *out);
 
 #endif
