@@ -88,12 +88,12 @@ struct core_sink {
 
 /* ---- readiness: the process's (the HTTP thread may ask after run) ------ */
 
+/* The probe named after the plugin, beside the others of the HTTP server
+ * (the service's "kafka" among them): the plugin's ready(), then whether
+ * writes are failing. */
 static pthread_mutex_t ready_mu = PTHREAD_MUTEX_INITIALIZER;
 static core_sink_t *ready_sink;
 static atomic_bool ready_paused;
-static int64_t ready_probe_at;
-static bool ready_kafka;
-static char ready_kafka_reason[160];
 
 static bool sink_ready(void *opaque, char *reason, size_t reason_size)
 {
@@ -101,32 +101,14 @@ static bool sink_ready(void *opaque, char *reason, size_t reason_size)
 
     (void)opaque;
     pthread_mutex_lock(&ready_mu);
-    if (!ready_sink) {
-        snprintf(reason, reason_size, "sink: not running");
-        goto out;
-    }
-    if (atomic_load(&ready_paused)) {
-        snprintf(reason, reason_size, "%s: writes failing, consumption paused",
-                 ready_sink->pl->name);
-        goto out;
-    }
-    if (ready_sink->pl->ready && !ready_sink->pl->ready(ready_sink->ctx, reason, reason_size))
-        goto out;
-    if (core_mono_ms() - ready_probe_at >= 2000) {
-        const struct rd_kafka_metadata *md = NULL;
-        rd_kafka_resp_err_t e =
-            rd_kafka_metadata(core_kafka_consumer_handle(ready_sink->c), 0, NULL, &md, 1500);
-        ready_kafka = e == RD_KAFKA_RESP_ERR_NO_ERROR && md && md->broker_cnt > 0;
-        snprintf(ready_kafka_reason, sizeof(ready_kafka_reason), "kafka: %s",
-                 e ? rd_kafka_err2str(e) : "no broker in metadata");
-        if (md)
-            rd_kafka_metadata_destroy(md);
-        ready_probe_at = core_mono_ms();
-    }
-    ok = ready_kafka;
-    if (!ok)
-        snprintf(reason, reason_size, "%s", ready_kafka_reason);
-out:
+    if (!ready_sink)
+        snprintf(reason, reason_size, "not running");
+    else if (ready_sink->pl->ready && !ready_sink->pl->ready(ready_sink->ctx, reason, reason_size))
+        ok = false;
+    else if (atomic_load(&ready_paused))
+        snprintf(reason, reason_size, "writes failing, consumption paused");
+    else
+        ok = true;
     pthread_mutex_unlock(&ready_mu);
     return ok;
 }
@@ -135,8 +117,6 @@ static void ready_publish(core_sink_t *s)
 {
     pthread_mutex_lock(&ready_mu);
     ready_sink = s;
-    ready_probe_at = 0;
-    ready_kafka = false;
     atomic_store(&ready_paused, false);
     pthread_mutex_unlock(&ready_mu);
 }
@@ -1148,8 +1128,8 @@ int core_sink_run(const core_sink_opts *o, char *errstr, size_t errstr_size)
     if ((rc = sink_subscribe(&s, errstr, errstr_size)))
         goto out;
     ready_publish(&s);
-    if (o->http)
-        core_http_set_ready(o->http, sink_ready, NULL);
+    if (o->http && core_http_add_ready(o->http, s.pl->name, sink_ready, NULL) != CORE_OK)
+        core_log_warn("readiness probe not added", CLF_S("sink", s.pl->name));
     core_log_info("sink started", CLF_S("sink", s.pl->name), CLF_I("datasets", o->ndatasets),
                   CLF_I("batch_size", o->batch_size), CLF_I("batch_inflight", o->batch_inflight),
                   CLF_B("writer_thread", o->writer_thread));

@@ -23,6 +23,8 @@
 
 #include "testutil.h"
 #include "tributary/core_audit.h"
+#include "tributary/core_http.h"
+#include "tributary/core_httpc.h"
 #include "tributary/core_kafka.h"
 #include "tributary/core_lifecycle.h"
 #include "tributary/core_log.h"
@@ -779,6 +781,97 @@ START_TEST(test_shutdown_retry_gives_up_at_grace)
 }
 END_TEST
 
+/* ---- readiness ----------------------------------------------------------------------- */
+
+static int readyz_of(core_http_t *h, char *body, size_t size)
+{
+    char url[64], err[256];
+    core_httpc_opts o = { .timeout_ms = 10000, .metrics = g_reg };
+    core_httpc_t *c = core_httpc_new(&o, err, sizeof(err));
+    core_httpc_req q = { 0 };
+    int status;
+
+    ck_assert_msg(c, "%s", err);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/readyz", core_http_port(h));
+    q.url = url;
+    ck_assert_int_eq(core_httpc_perform(c, &q, 1), CORE_OK);
+    ck_assert_msg(q.err == CORE_OK, "%s", q.errstr);
+    snprintf(body, size, "%s", q.resp ? q.resp : "");
+    status = q.status;
+    core_httpc_req_clear(&q);
+    core_httpc_free(c);
+    return status;
+}
+
+static struct {
+    atomic_bool up;
+} R;
+
+static bool rp_ready(void *ctx, char *reason, size_t reason_size)
+{
+    (void)ctx;
+    if (!atomic_load(&R.up))
+        snprintf(reason, reason_size, "not connected");
+    return atomic_load(&R.up);
+}
+
+static bool other_ready(void *opaque, char *reason, size_t reason_size)
+{
+    (void)opaque;
+    snprintf(reason, reason_size, "down");
+    return false;
+}
+
+/* The engine's readiness is one probe named after the plugin, beside the
+ * HTTP server's others (none replaced): the plugin's ready(), then
+ * "writes failing" while RETRYs last, "not running" after the run. */
+START_TEST(test_readiness_probe_named_after_the_plugin)
+{
+    core_sink_plugin pl = plugin_inline;
+    char err[256], body[512];
+    core_http_t *h = core_http_new("127.0.0.1", 0, g_reg, err, sizeof(err));
+    run_t r;
+    int n = 4, one = 1;
+
+    ck_assert_msg(h, "%s", err);
+    plugin_reset();
+    atomic_store(&R.up, true);
+    pl.ready = rp_ready;
+    ck_assert_int_eq(core_http_add_ready(h, "other", other_ready, NULL), CORE_OK);
+    run_init(&r, MODE_INLINE, 2, 10);
+    r.o.plugin = &pl;
+    r.o.http = h;
+    produce_n(0, 4);
+    run_start(&r);
+    wait_for(written_reaches, &n, "4 records written");
+    ck_assert_int_eq(readyz_of(h, body, sizeof(body)), 503);
+    ck_assert_str_eq(body, "not ready: other: down\n");
+    ck_assert_int_eq(core_http_add_ready(h, "other", NULL, NULL), CORE_OK);
+    ck_assert_int_eq(readyz_of(h, body, sizeof(body)), 200);
+    atomic_store(&R.up, false);
+    ck_assert_int_eq(readyz_of(h, body, sizeof(body)), 503);
+    ck_assert_str_eq(body, "not ready: test: not connected\n");
+    atomic_store(&R.up, true);
+    atomic_store(&P.retries_left, -1); /* writes fail from now on */
+    produce_n(4, 2);
+    wait_for(retried_reaches, &one, "a RETRY");
+    int64_t dl = core_mono_ms() + DEADLINE_MS;
+    while (readyz_of(h, body, sizeof(body)) == 200) /* paused just after the answer */
+        ck_assert_msg(core_mono_ms() < dl, "never paused");
+    ck_assert_str_eq(body, "not ready: test: writes failing, consumption paused\n");
+    atomic_store(&P.retries_left, 0);
+    n = 6;
+    wait_for(written_reaches, &n, "6 records written");
+    dl = core_mono_ms() + DEADLINE_MS;
+    while (readyz_of(h, body, sizeof(body)) != 200)
+        ck_assert_msg(core_mono_ms() < dl, "still %s", body);
+    run_stop(&r);
+    ck_assert_int_eq(readyz_of(h, body, sizeof(body)), 503);
+    ck_assert_str_eq(body, "not ready: test: not running\n");
+    core_http_free(h);
+}
+END_TEST
+
 START_TEST(test_bad_plugin_refused)
 {
     core_sink_plugin pl = plugin_inline;
@@ -817,6 +910,7 @@ int main(void)
     tcase_add_loop_test(tc, test_shutdown_retry_gives_up_at_grace, MODE_INLINE,
                         MODE_WRITER + 1);
     tcase_add_test(tc, test_bad_plugin_refused);
+    tcase_add_test(tc, test_readiness_probe_named_after_the_plugin);
     suite_add_tcase(s, tc);
     return tu_run(&s, 1);
 }

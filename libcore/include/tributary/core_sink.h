@@ -51,7 +51,12 @@
  *     dropped): the record's data, set by prepare(), is the plugin's until
  *     then, and must be freed by release().
  *   - ready() runs on an HTTP thread, at any time between init() and exit()
- *     (never during exit()): it must be thread-safe.
+ *     (never during exit()): it must be thread-safe. It is part of the
+ *     engine's /readyz probe (opts.http), named after the plugin: ready()
+ *     first (its reason without the plugin's name: "not connected"), then
+ *     "writes failing, consumption paused" while RETRYs last, "not running"
+ *     before and after the run. The brokers are the service's own "kafka"
+ *     probe (core_service), beside it: the engine has no copy of it.
  *   - The core_sink_record structs, their rkm and the pointer arrays given
  *     to flush belong to the engine; the plugin may keep nothing of them
  *     past the call, except between send() and its recv() (the same array,
@@ -199,7 +204,7 @@ typedef struct core_sink_opts {
     core_backoff backoff;               /* between RETRYs; {0}: CORE_BACKOFF_DEFAULT */
     int breaker_threshold;              /* 0: 5 */
     int64_t breaker_open_ms;            /* 0: 10000 */
-    core_http_t *http;                  /* /readyz answered by the engine; may be NULL */
+    core_http_t *http;                  /* /readyz probe named after the plugin; may be NULL */
     core_metrics_t *metrics;            /* NULL: core_metrics_global() */
 } core_sink_opts;
 
