@@ -781,7 +781,114 @@ START_TEST(test_shutdown_retry_gives_up_at_grace)
 }
 END_TEST
 
-/* ---- readiness ----------------------------------------------------------------------- */
+/* ---- engine-kept plugin data, the accounted callback, readiness ------------------ */
+
+typedef struct dslot {
+    char v[24];
+    int64_t pad; /* a size that is not a power of two */
+} dslot;
+
+static struct {
+    atomic_int contiguous_bad; /* flush calls whose data was not one array */
+    atomic_int accounted;      /* records seen by accounted() */
+    atomic_int accounted_poison;
+    atomic_int accounted_calls;
+} D;
+
+static core_sink_res_t dp_prepare(void *ctx, core_sink_record *rec, char *errstr,
+                                  size_t errstr_size)
+{
+    const rd_kafka_message_t *m = rec->rkm;
+    dslot *d = rec->data;
+
+    (void)ctx;
+    ck_assert_ptr_nonnull(d);
+    for (size_t i = 0; i < sizeof(*d); i++) /* zeroed by the engine */
+        ck_assert_int_eq(((const char *)d)[i], 0);
+    if (m->len >= 6 && memcmp(m->payload, "poison", 6) == 0) {
+        snprintf(errstr, errstr_size, "test: poison value");
+        snprintf(d->v, sizeof(d->v), "dirty"); /* the slot is the next record's */
+        return CORE_SINK_ERROR;
+    }
+    snprintf(d->v, sizeof(d->v), "%.*s", (int)m->len, (const char *)m->payload);
+    rec->id = d->v;
+    rec->batch_id = "b1";
+    atomic_fetch_add(&P.prepared, 1);
+    return CORE_SINK_OK;
+}
+
+static core_sink_res_t dp_flush(void *ctx, core_sink_record *const *recs, size_t n,
+                                char *errstr, size_t errstr_size)
+{
+    dslot *arr = recs[0]->data;
+
+    (void)ctx;
+    for (size_t i = 0; i < n; i++)
+        if (recs[i]->data != &arr[i] || strncmp(arr[i].v, recs[i]->rkm->payload,
+                                                recs[i]->rkm->len) != 0)
+            atomic_fetch_add(&D.contiguous_bad, 1);
+    return tp_write(recs, n, errstr, errstr_size); /* a dslot starts with its text */
+}
+
+static void dp_release(void *ctx, core_sink_record *rec)
+{
+    (void)ctx;
+    (void)rec; /* nothing of its own: the slot is the engine's */
+    atomic_fetch_add(&P.released, 1);
+}
+
+static void dp_accounted(void *ctx, const core_sink_record *recs, size_t n)
+{
+    ck_assert_ptr_eq(ctx, &P);
+    atomic_fetch_add(&D.accounted_calls, 1);
+    for (size_t i = 0; i < n; i++) {
+        atomic_fetch_add(&D.accounted, 1);
+        if (recs[i].poison) {
+            ck_assert_ptr_null(recs[i].data);
+            atomic_fetch_add(&D.accounted_poison, 1);
+        } else {
+            ck_assert_ptr_nonnull(recs[i].data);
+        }
+    }
+}
+
+static const core_sink_plugin plugin_slots = {
+    .name = "test", .outcome_ok = "persisted", .outcome_dead = "dead",
+    .init = tp_init, .prepare = dp_prepare, .flush = dp_flush, .release = dp_release,
+    .exit = tp_exit, .data_size = sizeof(dslot), .accounted = dp_accounted,
+};
+
+/* data_size: every record's slot zeroed before prepare, one array per
+ * batch (a poison record's slot reused), nothing to free; accounted()
+ * sees every record once, poison ones included. */
+START_TEST(test_plugin_data_kept_by_the_engine)
+{
+    static const char *const vals[] = { "v-0", "v-1", "poison-2", "v-3", NULL,
+                                        "v-5", "v-6", "v-7", "v-8", "v-9" };
+    run_t r;
+    int n = 8;
+    int64_t want = 10;
+
+    plugin_reset();
+    memset(&D, 0, sizeof(D));
+    run_init(&r, _i, 3, 20);
+    r.o.plugin = &plugin_slots;
+    produce(vals, 10);
+    run_start(&r);
+    wait_for(written_reaches, &n, "8 records written");
+    wait_for(committed_reaches, &want, "offset 10 committed");
+    run_stop(&r);
+    ck_assert_int_eq(atomic_load(&D.contiguous_bad), 0);
+    ck_assert_int_eq(atomic_load(&D.accounted), 10);
+    ck_assert_int_eq(atomic_load(&D.accounted_poison), 2);
+    ck_assert_int_ge(atomic_load(&D.accounted_calls), 4); /* batches of at most 3 */
+    for (int i = 0; i < 10; i++)
+        ck_assert_int_eq(P.written[i], i == 2 || i == 4 ? 0 : 1);
+    ck_assert_int_eq(watermark(DLQ), 2);
+    /* the poison record's slot too: prepare() may have left something in it */
+    ck_assert_int_eq(P.released, P.prepared + 1);
+}
+END_TEST
 
 static int readyz_of(core_http_t *h, char *body, size_t size)
 {
@@ -910,6 +1017,7 @@ int main(void)
     tcase_add_loop_test(tc, test_shutdown_retry_gives_up_at_grace, MODE_INLINE,
                         MODE_WRITER + 1);
     tcase_add_test(tc, test_bad_plugin_refused);
+    tcase_add_loop_test(tc, test_plugin_data_kept_by_the_engine, MODE_INLINE, MODE_WRITER + 1);
     tcase_add_test(tc, test_readiness_probe_named_after_the_plugin);
     suite_add_tcase(s, tc);
     return tu_run(&s, 1);
