@@ -221,6 +221,12 @@ static int run(core_service_t *svc, void *unused)
     int rc;
 
     (void)unused;
+    /* serve: the /batches routes first, before anything slow (the
+     * catalogue, the producer, the broker wait), as /healthz answers from
+     * core_service_start on */
+    if (core_service_nfiles(svc) == 0 &&
+        (rc = ingest_serve_open(svc, &conf)) != CORE_SERVICE_CONTINUE)
+        return rc;
     if (strcmp(conf.delimiter, "tab") == 0 || strcmp(conf.delimiter, "\\t") == 0) {
         conf.delimiter[0] = '\t';
         conf.delimiter[1] = '\0';
@@ -243,8 +249,7 @@ static int run(core_service_t *svc, void *unused)
             fprintf(stderr, "svc-ingest: usage error: serve takes no file (drop files into "
                             "spool.dir or POST /batches)\n");
             rc = CORE_EX_USAGE;
-        } else if ((rc = ingest_serve_open(svc, ctx, &conf)) == CORE_SERVICE_CONTINUE &&
-                   (rc = core_service_await_kafka(svc)) == CORE_SERVICE_CONTINUE) {
+        } else if ((rc = core_service_await_kafka(svc)) == CORE_SERVICE_CONTINUE) {
             rc = ingest_serve(svc, ctx, &conf);
         }
     } else if (conf.datasets.n != 1) {

@@ -458,13 +458,12 @@ static void run_job(struct server *s, struct job *j)
         settle_spool_file(s, j, end == J_DONE);
 }
 
-int ingest_serve_open(core_service_t *svc, ingest_ctx *ctx, const ingest_conf *conf)
+int ingest_serve_open(core_service_t *svc, const ingest_conf *conf)
 {
     struct server *s = &server;
     core_http_t *h = core_service_http(svc);
 
     s->svc = svc;
-    s->ctx = ctx;
     s->conf = conf;
     s->closed = false;
     if (conf->spool_dir) {
@@ -485,7 +484,9 @@ int ingest_serve(core_service_t *svc, ingest_ctx *ctx, const ingest_conf *conf)
     core_http_t *h = core_service_http(svc);
     int64_t next_scan = 0;
 
-    (void)ctx;
+    pthread_mutex_lock(&s->lock);
+    s->ctx = ctx; /* jobs run on this thread only, from here on */
+    pthread_mutex_unlock(&s->lock);
     core_log_info("serving", CLF_I("http_port", core_http_port(h)),
                   CLF_S("spool", conf->spool_dir ? conf->spool_dir : "(none)"));
     while (!core_lifecycle_stopping()) {

@@ -13,7 +13,7 @@
  * once the broker answers), never a 404.
  * @returns CORE_SERVICE_CONTINUE, or the exit code of a refused setting.
  */
-int ingest_serve_open(core_service_t *svc, ingest_ctx *ctx, const ingest_conf *conf);
+int ingest_serve_open(core_service_t *svc, const ingest_conf *conf);
 
 /**
  * @brief After ingest_serve_open(), run until SIGTERM/SIGINT: files dropped into spool.dir and
