@@ -3,7 +3,8 @@
  * missing, altered, duplicated or unexpected.
  *
  *   svc-recon [options]                       consume audit.events, serve the API
- *   svc-recon report --batch ID [--json]      catch up, reconcile, answer, exit
+ *   svc-recon report --batch ID [--json] [--verify-sinks]
+ *                                             catch up, reconcile, answer, exit
  *
  * docs/svc-recon.md is the operator's guide. */
 #include "api.h"
@@ -11,6 +12,7 @@
 #include "reconcile.h"
 #include "report.h"
 #include "state.h"
+#include "verify.h"
 
 #include "tributary/core_lifecycle.h"
 #include "tributary/core_log.h"
@@ -40,6 +42,23 @@ struct recon_conf {
     bool json;
     int64_t catchup_timeout_ms;
     int64_t page_size;
+    /* report --verify-sinks: the sinks as their services write them */
+    bool verify_sinks;
+    core_cfg_list coverage;
+    char *v_persister_sink;
+    char *v_pg_conninfo;
+    char *v_pg_password;
+    char *v_pg_schema;
+    int64_t v_pg_timeout_ms;
+    char *v_redis_host;
+    int64_t v_redis_port;
+    char *v_redis_user;
+    char *v_redis_password;
+    int64_t v_redis_db;
+    char *v_cache_prefix;
+    char *v_cache_format;
+    char *v_mongo_uri;
+    char *v_mongo_database;
 };
 
 static struct recon_conf conf;
@@ -81,6 +100,42 @@ static const core_config_key recon_keys[] = {
       86400000, NULL },
     { "page.size", CORE_CFG_INT, "100", 0, OFF(page_size),
       "HTTP API: records or batches per page", 1, 10000, NULL },
+    { "verify-sinks", CORE_CFG_BOOL, "false", 0, OFF(verify_sinks),
+      "report: also check the sinks' own stored state (docs/svc-recon-sinkcheck.md)", 0, 0,
+      NULL },
+    { "coverage", CORE_CFG_LIST, NULL, 0, OFF(coverage),
+      "Stores each dataset feeds, DATASET:STORE (postgres, redis, mongodb; * for every "
+      "dataset); default: from sinks, else the sinks that ever reported on the dataset", 0, 0,
+      NULL },
+    { "verify.persister.sink", CORE_CFG_ENUM, "postgres", 0, OFF(v_persister_sink),
+      "The database svc-persister writes (its sink key)", 0, 0, "postgres|mongodb" },
+    { "verify.pg.conninfo", CORE_CFG_STR,
+      "host=127.0.0.1 port=5432 dbname=tributary user=tributary", 0, OFF(v_pg_conninfo),
+      "svc-persister's PostgreSQL (its pg.conninfo; no password here)", 0, 0, NULL },
+    { "verify.pg.password", CORE_CFG_STR, NULL, CORE_CFG_SECRET, OFF(v_pg_password),
+      "Its password; default: pg.password", 0, 0, NULL },
+    { "verify.pg.schema", CORE_CFG_STR, "public", 0, OFF(v_pg_schema),
+      "svc-persister's pg.schema", 0, 0, NULL },
+    { "verify.pg.statement.timeout.ms", CORE_CFG_INT, "60000", 0, OFF(v_pg_timeout_ms),
+      "Longest query of the PostgreSQL sink check", 100, 86400000, NULL },
+    { "verify.redis.host", CORE_CFG_STR, "127.0.0.1", 0, OFF(v_redis_host),
+      "svc-cache-feeder's redis.host (/path: unix socket)", 0, 0, NULL },
+    { "verify.redis.port", CORE_CFG_INT, "6379", 0, OFF(v_redis_port),
+      "svc-cache-feeder's redis.port", 1, 65535, NULL },
+    { "verify.redis.user", CORE_CFG_STR, NULL, 0, OFF(v_redis_user),
+      "svc-cache-feeder's redis.user", 0, 0, NULL },
+    { "verify.redis.password", CORE_CFG_STR, NULL, CORE_CFG_SECRET, OFF(v_redis_password),
+      "svc-cache-feeder's redis.password", 0, 0, NULL },
+    { "verify.redis.db", CORE_CFG_INT, "0", 0, OFF(v_redis_db), "svc-cache-feeder's redis.db",
+      0, 65535, NULL },
+    { "verify.cache.prefix", CORE_CFG_STR, "tb", 0, OFF(v_cache_prefix),
+      "svc-cache-feeder's cache.prefix", 0, 0, NULL },
+    { "verify.cache.format", CORE_CFG_ENUM, "json", 0, OFF(v_cache_format),
+      "svc-cache-feeder's cache.format", 0, 0, "json|hash|avro" },
+    { "verify.mongodb.uri", CORE_CFG_STR, "mongodb://127.0.0.1:27017", CORE_CFG_SECRET,
+      OFF(v_mongo_uri), "svc-persister's mongodb.uri", 0, 0, NULL },
+    { "verify.mongodb.database", CORE_CFG_STR, "tributary", 0, OFF(v_mongo_database),
+      "svc-persister's mongodb.database", 0, 0, NULL },
     CORE_CFG_END
 };
 
@@ -110,7 +165,39 @@ static int check_conf(core_service_t *svc, const struct recon_conf *c, unsigned 
         }
         *sinks |= 1u << s;
     }
+    for (size_t i = 0; i < c->coverage.n; i++)
+        if (recon_coverage_check(c->coverage.v[i], core_service_catalog(svc), err,
+                                 sizeof(err)) != 0)
+            return core_service_config_error(svc, err);
     return 0;
+}
+
+static void verify_opts(core_service_t *svc, const struct recon_conf *c, unsigned sinks,
+                        recon_verify_opts *vo)
+{
+    memset(vo, 0, sizeof(*vo));
+    vo->schema = c->state_schema;
+    vo->cat = core_service_catalog(svc);
+    vo->sinks = sinks;
+    vo->coverage = (const char *const *)c->coverage.v;
+    vo->ncoverage = c->coverage.n;
+    vo->persister_store = strcmp(c->v_persister_sink, "mongodb") == 0 ? RECON_STORE_MONGODB
+                                                                       : RECON_STORE_POSTGRES;
+    vo->pg.conninfo = c->v_pg_conninfo;
+    vo->pg.password = c->v_pg_password ? c->v_pg_password : c->pg_password;
+    vo->pg.schema = c->v_pg_schema;
+    vo->pg.statement_timeout_ms = c->v_pg_timeout_ms;
+    vo->redis.host = c->v_redis_host;
+    vo->redis.port = (int)c->v_redis_port;
+    vo->redis.user = c->v_redis_user;
+    vo->redis.password = c->v_redis_password;
+    vo->redis.db = (int)c->v_redis_db;
+    vo->redis.prefix = c->v_cache_prefix;
+    vo->redis.format = !strcmp(c->v_cache_format, "hash")   ? SINKCHECK_REDIS_HASH
+                       : !strcmp(c->v_cache_format, "avro") ? SINKCHECK_REDIS_AVRO
+                                                            : SINKCHECK_REDIS_JSON;
+    vo->mongo.uri = c->v_mongo_uri;
+    vo->mongo.database = c->v_mongo_database;
 }
 
 static void state_opts(core_service_t *svc, const struct recon_conf *c, recon_state_opts *so)
@@ -175,6 +262,16 @@ static int run_report(core_service_t *svc, struct recon_conf *c, unsigned sinks)
         fprintf(stderr, "svc-recon: report: %s\n", err);
         recon_state_free(st);
         return CORE_EX_UNAVAILABLE;
+    }
+    if (c->verify_sinks) {
+        recon_verify_opts vo;
+        verify_opts(svc, c, sinks, &vo);
+        if (recon_verify_sinks(recon_state_conn(st), &vo, rep, err, sizeof(err)) != CORE_OK) {
+            fprintf(stderr, "svc-recon: report: %s\n", err);
+            recon_report_free(rep);
+            recon_state_free(st);
+            return CORE_EX_UNAVAILABLE;
+        }
     }
     if (c->json) {
         cJSON *o = recon_report_json(rep);
@@ -267,7 +364,7 @@ static const core_service_def def = {
     .name = "svc-recon",
     .summary = "reconciliation of every stage from audit.events",
     .usage = "svc-recon [options]\n"
-             "       svc-recon report --batch ID [--json] [options]",
+             "       svc-recon report --batch ID [--json] [--verify-sinks] [options]",
     .http_port_default = "8085",
     .keys = recon_keys,
     .conf = &conf,

@@ -51,6 +51,10 @@ static const char *const migrations[] = {
     " eh = ('x' || encode(substr(sha256(convert_to(id, 'UTF8') || '\\x00'::bytea"
     "        || coalesce(digest, decode(repeat('00', 32), 'hex'))), 1, 8), 'hex'))::bit(64)::bigint;"
     "ALTER TABLE @S.events ALTER COLUMN bucket SET NOT NULL, ALTER COLUMN eh SET NOT NULL;",
+    /* the content digest of AuditEvent v2 (NULL for v1 events and where
+     * the stage had no decodable record): what --verify-sinks compares the
+     * sinks' stored state with */
+    "ALTER TABLE @S.events ADD COLUMN content bytea;",
 };
 
 _Static_assert(CORE_ARRAY_SIZE(migrations) == RECON_SCHEMA_VERSION,
@@ -404,8 +408,17 @@ static void copy_event(core_strbuf *b, const recon_input *in, const recon_event 
     copy_num(b, ev->line);
     core_strbuf_add(b, "\t");
     copy_text(b, ev->reason.p, ev->reason.len);
-    core_strbuf_addf(b, "\t%" PRId64 "\t%d\t%" PRId64 "\n", ev->ts,
+    core_strbuf_addf(b, "\t%" PRId64 "\t%d\t%" PRId64 "\t", ev->ts,
                      recon_bucket(ev->id.p, ev->id.len), recon_element_prefix(el));
+    if (ev->has_content) {
+        char hex[CORE_DIGEST_HEX_LEN + 1];
+        core_digest_to_hex(&ev->content, hex);
+        core_strbuf_add(b, "\\\\x");
+        core_strbuf_add(b, hex);
+        core_strbuf_add(b, "\n");
+    } else {
+        core_strbuf_add(b, "\\N\n");
+    }
 }
 
 static void copy_bad(core_strbuf *b, const char *topic, const recon_input *in, const char *reason,
@@ -714,7 +727,7 @@ core_err_t recon_state_apply(recon_state_t *st, const recon_input *in, size_t n,
         snprintf(sql, sizeof(sql),
                  "COPY %s.events (audit_partition, audit_offset, batch_id, dataset, stage, "
                  "outcome, id, key, digest, version, src_topic, src_partition, src_offset, line, "
-                 "reason, ts_ms, bucket, eh) FROM STDIN",
+                 "reason, ts_ms, bucket, eh, content) FROM STDIN",
                  st->schema);
         if ((e = copy_in(st->conn, sql, &a.events, errstr, errstr_size)) != CORE_OK)
             goto rollback;

@@ -33,7 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RECON_SCHEMA_VERSION 2
+#define RECON_SCHEMA_VERSION 3
 
 typedef struct recon_state recon_state_t;
 
