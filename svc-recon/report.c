@@ -135,8 +135,10 @@ cJSON *recon_report_json(const recon_report *r)
             cJSON_AddNumberToObject(bad, recon_bad_reasons[k], (double)r->bad[k]);
     }
     cJSON_AddNumberToObject(o, "seconds", r->seconds);
-    if (r->verified)
+    if (r->verified) {
         cJSON_AddItemToObject(o, "sinks_verified", checks_json(r));
+        cJSON_AddNumberToObject(o, "verify_seconds", r->verify_seconds);
+    }
     return o;
 }
 
