@@ -11,9 +11,16 @@
  * The rows are generated in SQL from their number i; the expected records
  * (the content digests) are built here from the same i through the payee
  * schema, as a stage would, so a clean check proves the two agree. Prints
- * figures; exits 1 when the check is not clean. */
+ * figures; exits 1 when the check is not clean.
+ *
+ * BENCH_AUDIT_TOPIC=T: also publish the four stages' audit events of every
+ * row (batch "bench", the same ids, versions and content digests) to T, so
+ * `svc-recon report --batch bench [--verify-sinks]` can be timed on them
+ * (bench/bench_recon.sh's verify part); BENCH_KEEP=1 keeps the table. */
+#include "tributary/core_audit.h"
 #include "tributary/core_avro.h"
 #include "tributary/core_common.h"
+#include "tributary/core_kafka.h"
 
 #include "../svc-recon/sinkcheck.h"
 
@@ -45,6 +52,66 @@ static double timed_sql(PGconn *c, const char *sql)
     }
     PQclear(r);
     return now_s() - t0;
+}
+
+/* The four stages' audit events of every expected record, to topic. */
+static int publish_audit(const core_avro_catalog_t *cat, const char *topic,
+                         const sinkcheck_expect *ex, long n)
+{
+    static const char *const stages[4] = { "ingest", "validator", "cache-feeder", "persister" };
+    static const char *const outcomes[4] = { "published", "valid", "cached", "persisted" };
+    char err[512];
+    core_kafka_prop props[] = { { "bootstrap.servers", "127.0.0.1:9092" }, { "linger.ms", "20" },
+                                { "batch.num.messages", "10000" },
+                                { "queue.buffering.max.messages", "1000000" } };
+    core_kafka_producer_opts po = { 0 };
+    po.defaults = props;
+    po.ndefaults = 4;
+    core_kafka_producer_t *p = core_kafka_producer_new(&po, err, sizeof(err));
+    core_audit_t *a[4] = { NULL };
+    double t = now_s();
+
+    if (!p) {
+        fprintf(stderr, "bench: %s\n", err);
+        return -1;
+    }
+    for (int s = 0; s < 4; s++)
+        if (!(a[s] = core_audit_new(p, cat, topic, stages[s], err, sizeof(err)))) {
+            fprintf(stderr, "bench: %s\n", err);
+            return -1;
+        }
+    int64_t now = core_now_ms();
+    for (long i = 0; i < n; i++) {
+        core_audit_event ev = CORE_AUDIT_EVENT_INIT;
+        ev.id = ex[i].id;
+        ev.key = ex[i].key;
+        ev.dataset = "payee";
+        ev.batch_id = "bench";
+        ev.digest = &ex[i].content;
+        ev.content_digest = &ex[i].content;
+        ev.version = ex[i].version;
+        ev.ts = now;
+        for (int s = 0; s < 4; s++) {
+            ev.outcome = outcomes[s];
+            ev.topic = s < 2 ? "payee.raw" : "payee.valid";
+            ev.partition = s ? 0 : CORE_AUDIT_NONE;
+            ev.offset = s ? i : CORE_AUDIT_NONE;
+            ev.line = s ? CORE_AUDIT_NONE : i + 2;
+            if (core_audit_emit(a[s], &ev, err, sizeof(err)) != CORE_OK) {
+                fprintf(stderr, "bench: %s\n", err);
+                return -1;
+            }
+        }
+    }
+    if (core_kafka_producer_flush(p, 300000) != 0 || core_kafka_producer_failed(p) != 0) {
+        fprintf(stderr, "bench: audit events not delivered\n");
+        return -1;
+    }
+    for (int s = 0; s < 4; s++)
+        core_audit_free(a[s]);
+    core_kafka_producer_free(p);
+    printf("audit events: %ld published to %s in %.2f s\n", n * 4, topic, now_s() - t);
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -130,6 +197,8 @@ int main(int argc, char **argv)
     printf("expected records built in %.2f s (JSON -> Avro -> content digest, as a stage)\n",
            now_s() - t);
 
+    if (getenv("BENCH_AUDIT_TOPIC") && publish_audit(cat, getenv("BENCH_AUDIT_TOPIC"), ex, n) != 0)
+        return 2;
     sinkcheck_params p = { .cat = cat, .dataset = "payee", .expect = ex, .nexpect = (size_t)n };
     sinkcheck_pg_conf pc = { .password = "tributary", .schema = "bench_sinkcheck",
                              .statement_timeout_ms = 600000 };

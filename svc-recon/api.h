@@ -4,6 +4,7 @@
  *   GET /batches/{id}                 the batch's reconciliation (report.h)
  *   GET /discrepancies?batch=ID[&verdict=V][&page=N]
  *                                     the batch's discrepant records, paged
+ *   GET /windows, POST /reconcile     api_windows.c
  *
  * Handlers run on libmicrohttpd's connection threads: each request opens its
  * own PostgreSQL connection (libpq connections are not shared across
@@ -22,6 +23,9 @@ typedef struct recon_api {
     recon_pg_opts pg;              /* borrowed: must outlive the server */
     recon_reconcile_opts rec;
     int page_size;
+    /* api_windows.c */
+    const core_avro_catalog_t *cat;
+    int64_t window_ms, grace_ms, idle_ms;
     /* readiness: a connection of its own, asked at most every 2 s */
     pthread_mutex_t ready_lock;
     PGconn *ready_conn;
@@ -39,5 +43,7 @@ void recon_api_close(recon_api *api);
 
 /* Add the routes; api must outlive the server. @returns CORE_OK or an error. */
 int recon_api_register(core_http_t *h, recon_api *api);
+/* GET /windows and POST /reconcile (api_windows.c); called by recon_api_register. */
+int recon_api_register_windows(core_http_t *h, recon_api *api);
 
 #endif

@@ -250,8 +250,13 @@ int recon_consume_run(recon_state_t *st, const recon_consume_opts *o, recon_cons
         goto out;
     }
 
+    int64_t next_tick = core_mono_ms() + o->tick_ms;
     while (!core_lifecycle_stopping()) {
         int wait = 100;
+        if (o->tick && !o->catch_up && !L.n && core_mono_ms() >= next_tick) {
+            o->tick(st, o->tick_arg);
+            next_tick = core_mono_ms() + o->tick_ms;
+        }
         if (L.n)
             wait = (int)(first_ms + o->batch_ms - core_mono_ms());
         rd_kafka_message_t *m = core_kafka_consumer_poll(L.c, wait > 0 ? wait : 0);

@@ -38,6 +38,11 @@ typedef struct recon_consume_opts {
     int batch_ms;                         /* longest a batch collects */
     bool catch_up;                        /* read to the end and return */
     int catch_up_timeout_ms;              /* catch-up: give up after this */
+    /* daemon: called between batches at most every tick_ms (closing due
+     * batches and windows); NULL: none */
+    void (*tick)(recon_state_t *st, void *arg);
+    void *tick_arg;
+    int tick_ms;
 } recon_consume_opts;
 
 typedef struct recon_consume_stats {

@@ -3,7 +3,8 @@
  * missing, altered, duplicated or unexpected.
  *
  *   svc-recon [options]                       consume audit.events, serve the API
- *   svc-recon report --batch ID [--json]      catch up, reconcile, answer, exit
+ *   svc-recon report --batch ID [--json] [--verify-sinks]
+ *                                             catch up, reconcile, answer, exit
  *
  * docs/svc-recon.md is the operator's guide. */
 #include "api.h"
@@ -11,12 +12,16 @@
 #include "reconcile.h"
 #include "report.h"
 #include "state.h"
+#include "statement.h"
+#include "verify.h"
+#include "winreport.h"
 
 #include "tributary/core_lifecycle.h"
 #include "tributary/core_log.h"
 #include "tributary/core_retry.h"
 #include "tributary/core_service.h"
 
+#include <inttypes.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +45,30 @@ struct recon_conf {
     bool json;
     int64_t catchup_timeout_ms;
     int64_t page_size;
+    int64_t window_ms;
+    int64_t grace_ms;
+    int64_t close_idle_ms;
+    int64_t close_interval_ms;
+    char *dataset;
+    char *from;
+    char *to;
+    /* report --verify-sinks: the sinks as their services write them */
+    bool verify_sinks;
+    core_cfg_list coverage;
+    char *v_persister_sink;
+    char *v_pg_conninfo;
+    char *v_pg_password;
+    char *v_pg_schema;
+    int64_t v_pg_timeout_ms;
+    char *v_redis_host;
+    int64_t v_redis_port;
+    char *v_redis_user;
+    char *v_redis_password;
+    int64_t v_redis_db;
+    char *v_cache_prefix;
+    char *v_cache_format;
+    char *v_mongo_uri;
+    char *v_mongo_database;
 };
 
 static struct recon_conf conf;
@@ -81,10 +110,66 @@ static const core_config_key recon_keys[] = {
       86400000, NULL },
     { "page.size", CORE_CFG_INT, "100", 0, OFF(page_size),
       "HTTP API: records or batches per page", 1, 10000, NULL },
+    { "window.ms", CORE_CFG_INT, "600000", 0, OFF(window_ms),
+      "Event-time window of the per-dataset, per-stage counts (fixed for a state schema)", 1000,
+      86400000, NULL },
+    { "grace.ms", CORE_CFG_INT, "60000", 0, OFF(grace_ms),
+      "An event older than its stage's watermark minus this is late (counted, reopens a closed "
+      "window); a window closes when every expected stage's watermark passed its end plus this",
+      0, 86400000, NULL },
+    { "close.idle.ms", CORE_CFG_INT, "600000", 0, OFF(close_idle_ms),
+      "A batch or window whose stages' watermarks stay short of its end + grace.ms closes "
+      "anyway this long after (unclean where an expected stage never reported)", 0,
+      604800000, NULL },
+    { "close.interval.ms", CORE_CFG_INT, "5000", 0, OFF(close_interval_ms),
+      "daemon: how often due batches and windows are closed into statements", 100, 3600000,
+      NULL },
+    { "dataset", CORE_CFG_STR, NULL, 0, OFF(dataset),
+      "report: the dataset whose windows to report (with from and to)", 0, 0, NULL },
+    { "from", CORE_CFG_STR, NULL, 0, OFF(from),
+      "report --dataset: from this time (ms since the epoch or ISO-8601)", 0, 0, NULL },
+    { "to", CORE_CFG_STR, NULL, 0, OFF(to),
+      "report --dataset: to this time, exclusive (ms since the epoch or ISO-8601)", 0, 0, NULL },
+    { "verify-sinks", CORE_CFG_BOOL, "false", 0, OFF(verify_sinks),
+      "report: also check the sinks' own stored state (docs/svc-recon-sinkcheck.md)", 0, 0,
+      NULL },
+    { "coverage", CORE_CFG_LIST, NULL, 0, OFF(coverage),
+      "Stores each dataset feeds, DATASET:STORE (postgres, redis, mongodb; * for every "
+      "dataset); default: from sinks, else the sinks that ever reported on the dataset", 0, 0,
+      NULL },
+    { "verify.persister.sink", CORE_CFG_ENUM, "postgres", 0, OFF(v_persister_sink),
+      "The database svc-persister writes (its sink key)", 0, 0, "postgres|mongodb" },
+    { "verify.pg.conninfo", CORE_CFG_STR,
+      "host=127.0.0.1 port=5432 dbname=tributary user=tributary", 0, OFF(v_pg_conninfo),
+      "svc-persister's PostgreSQL (its pg.conninfo; no password here)", 0, 0, NULL },
+    { "verify.pg.password", CORE_CFG_STR, NULL, CORE_CFG_SECRET, OFF(v_pg_password),
+      "Its password; default: pg.password", 0, 0, NULL },
+    { "verify.pg.schema", CORE_CFG_STR, "public", 0, OFF(v_pg_schema),
+      "svc-persister's pg.schema", 0, 0, NULL },
+    { "verify.pg.statement.timeout.ms", CORE_CFG_INT, "60000", 0, OFF(v_pg_timeout_ms),
+      "Longest query of the PostgreSQL sink check", 100, 86400000, NULL },
+    { "verify.redis.host", CORE_CFG_STR, "127.0.0.1", 0, OFF(v_redis_host),
+      "svc-cache-feeder's redis.host (/path: unix socket)", 0, 0, NULL },
+    { "verify.redis.port", CORE_CFG_INT, "6379", 0, OFF(v_redis_port),
+      "svc-cache-feeder's redis.port", 1, 65535, NULL },
+    { "verify.redis.user", CORE_CFG_STR, NULL, 0, OFF(v_redis_user),
+      "svc-cache-feeder's redis.user", 0, 0, NULL },
+    { "verify.redis.password", CORE_CFG_STR, NULL, CORE_CFG_SECRET, OFF(v_redis_password),
+      "svc-cache-feeder's redis.password", 0, 0, NULL },
+    { "verify.redis.db", CORE_CFG_INT, "0", 0, OFF(v_redis_db), "svc-cache-feeder's redis.db",
+      0, 65535, NULL },
+    { "verify.cache.prefix", CORE_CFG_STR, "tb", 0, OFF(v_cache_prefix),
+      "svc-cache-feeder's cache.prefix", 0, 0, NULL },
+    { "verify.cache.format", CORE_CFG_ENUM, "json", 0, OFF(v_cache_format),
+      "svc-cache-feeder's cache.format", 0, 0, "json|hash|avro" },
+    { "verify.mongodb.uri", CORE_CFG_STR, "mongodb://127.0.0.1:27017", CORE_CFG_SECRET,
+      OFF(v_mongo_uri), "svc-persister's mongodb.uri", 0, 0, NULL },
+    { "verify.mongodb.database", CORE_CFG_STR, "tributary", 0, OFF(v_mongo_database),
+      "svc-persister's mongodb.database", 0, 0, NULL },
     CORE_CFG_END
 };
 
-static const char *const subcommands[] = { "report", NULL };
+static const char *const subcommands[] = { "report", "close", "verify-chain", NULL };
 
 static const core_kafka_prop kafka_defaults[] = {
     { "bootstrap.servers", "127.0.0.1:9092" },
@@ -110,7 +195,39 @@ static int check_conf(core_service_t *svc, const struct recon_conf *c, unsigned 
         }
         *sinks |= 1u << s;
     }
+    for (size_t i = 0; i < c->coverage.n; i++)
+        if (recon_coverage_check(c->coverage.v[i], core_service_catalog(svc), err,
+                                 sizeof(err)) != 0)
+            return core_service_config_error(svc, err);
     return 0;
+}
+
+static void verify_opts(core_service_t *svc, const struct recon_conf *c, unsigned sinks,
+                        recon_verify_opts *vo)
+{
+    memset(vo, 0, sizeof(*vo));
+    vo->schema = c->state_schema;
+    vo->cat = core_service_catalog(svc);
+    vo->sinks = sinks;
+    vo->coverage = (const char *const *)c->coverage.v;
+    vo->ncoverage = c->coverage.n;
+    vo->persister_store = strcmp(c->v_persister_sink, "mongodb") == 0 ? RECON_STORE_MONGODB
+                                                                       : RECON_STORE_POSTGRES;
+    vo->pg.conninfo = c->v_pg_conninfo;
+    vo->pg.password = c->v_pg_password ? c->v_pg_password : c->pg_password;
+    vo->pg.schema = c->v_pg_schema;
+    vo->pg.statement_timeout_ms = c->v_pg_timeout_ms;
+    vo->redis.host = c->v_redis_host;
+    vo->redis.port = (int)c->v_redis_port;
+    vo->redis.user = c->v_redis_user;
+    vo->redis.password = c->v_redis_password;
+    vo->redis.db = (int)c->v_redis_db;
+    vo->redis.prefix = c->v_cache_prefix;
+    vo->redis.format = !strcmp(c->v_cache_format, "hash")   ? SINKCHECK_REDIS_HASH
+                       : !strcmp(c->v_cache_format, "avro") ? SINKCHECK_REDIS_AVRO
+                                                            : SINKCHECK_REDIS_JSON;
+    vo->mongo.uri = c->v_mongo_uri;
+    vo->mongo.database = c->v_mongo_database;
 }
 
 static void state_opts(core_service_t *svc, const struct recon_conf *c, recon_state_opts *so)
@@ -124,6 +241,8 @@ static void state_opts(core_service_t *svc, const struct recon_conf *c, recon_st
     so->audit_topic = c->audit_topic;
     so->cat = core_service_catalog(svc);
     so->future_ms = c->future_ms;
+    so->window_ms = c->window_ms;
+    so->grace_ms = c->grace_ms;
 }
 
 static void consume_opts(core_service_t *svc, const struct recon_conf *c, bool catch_up,
@@ -141,6 +260,31 @@ static void consume_opts(core_service_t *svc, const struct recon_conf *c, bool c
     co->catch_up_timeout_ms = (int)c->catchup_timeout_ms;
 }
 
+/* report --dataset NAME --from T --to T: the windows, exit 0 when all are clean. */
+static int window_report(core_service_t *svc, struct recon_conf *c, unsigned sinks,
+                         recon_state_t *st, int64_t from, int64_t to)
+{
+    recon_win_query q = { c->state_schema, c->dataset, c->window_ms, from, to, sinks };
+    cJSON *o = NULL;
+    char err[512];
+    char *s;
+    int rc;
+
+    (void)svc;
+    if (recon_windows_json(recon_state_conn(st), &q, &o, err, sizeof(err)) != CORE_OK) {
+        fprintf(stderr, "svc-recon: report: %s\n", err);
+        return CORE_EX_UNAVAILABLE;
+    }
+    s = c->json ? cJSON_PrintUnformatted(o) : recon_windows_text(o);
+    rc = !s ? CORE_EX_SOFTWARE : cJSON_IsTrue(cJSON_GetObjectItem(o, "clean")) ? 0 : 1;
+    if (s)
+        printf(c->json ? "%s\n" : "%s", s);
+    fflush(stdout);
+    free(s);
+    cJSON_Delete(o);
+    return rc;
+}
+
 static int run_report(core_service_t *svc, struct recon_conf *c, unsigned sinks)
 {
     recon_state_opts so;
@@ -152,8 +296,18 @@ static int run_report(core_service_t *svc, struct recon_conf *c, unsigned sinks)
     char err[512];
     int rc;
 
-    if (!c->batch || !*c->batch)
-        return core_service_config_error(svc, "batch: required by report");
+    int64_t from = 0, to = 0;
+    bool windows = c->dataset && *c->dataset;
+    if (windows) {
+        if (!core_avro_catalog_by_dataset(core_service_catalog(svc), c->dataset))
+            return core_service_config_error(svc, "dataset: not in the catalogue");
+        if (!c->from || recon_parse_time(c->from, &from) != 0 || !c->to ||
+            recon_parse_time(c->to, &to) != 0 || to <= from)
+            return core_service_config_error(
+                svc, "from, to: required with dataset, ms since the epoch or ISO-8601, from < to");
+    } else if (!c->batch || !*c->batch) {
+        return core_service_config_error(svc, "batch: required by report (or dataset, from, to)");
+    }
     state_opts(svc, c, &so);
     if (!(st = recon_state_open(&so, err, sizeof(err)))) {
         fprintf(stderr, "svc-recon: report: %s\n", err);
@@ -168,6 +322,11 @@ static int run_report(core_service_t *svc, struct recon_conf *c, unsigned sinks)
     }
     core_log_info("audit events caught up", CLF_I("applied", (int64_t)cs.applied),
                   CLF_I("bad", (int64_t)cs.bad), CLF_I("skipped", (int64_t)cs.skipped));
+    if (windows) {
+        rc = window_report(svc, c, sinks, st, from, to);
+        recon_state_free(st);
+        return rc;
+    }
     ro.schema = c->state_schema;
     ro.sinks = sinks;
     if (recon_reconcile_batch(recon_state_conn(st), &ro, c->batch, &rep, err, sizeof(err)) !=
@@ -175,6 +334,16 @@ static int run_report(core_service_t *svc, struct recon_conf *c, unsigned sinks)
         fprintf(stderr, "svc-recon: report: %s\n", err);
         recon_state_free(st);
         return CORE_EX_UNAVAILABLE;
+    }
+    if (c->verify_sinks) {
+        recon_verify_opts vo;
+        verify_opts(svc, c, sinks, &vo);
+        if (recon_verify_sinks(recon_state_conn(st), &vo, rep, err, sizeof(err)) != CORE_OK) {
+            fprintf(stderr, "svc-recon: report: %s\n", err);
+            recon_report_free(rep);
+            recon_state_free(st);
+            return CORE_EX_UNAVAILABLE;
+        }
     }
     if (c->json) {
         cJSON *o = recon_report_json(rep);
@@ -199,6 +368,111 @@ static int run_report(core_service_t *svc, struct recon_conf *c, unsigned sinks)
     return rc;
 }
 
+static void close_opts(const struct recon_conf *c, unsigned sinks, recon_close_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->schema = c->state_schema;
+    o->rec.schema = c->state_schema;
+    o->rec.sinks = sinks;
+    o->window_ms = c->window_ms;
+    o->grace_ms = c->grace_ms;
+    o->idle_ms = c->close_idle_ms;
+    o->batches = true;
+    o->windows = true;
+}
+
+/* The daemon's tick: close what is due. */
+static void close_tick(recon_state_t *st, void *arg)
+{
+    const recon_close_opts *o = arg;
+    recon_close_stats cs;
+    char err[512];
+
+    if (recon_close_due(recon_state_conn(st), o, &cs, err, sizeof(err)) != CORE_OK)
+        core_log_warn("closing batches and windows failed; retried later", CLF_S("reason", err));
+}
+
+/* svc-recon close: catch up, close every due batch and window, exit. */
+static int run_close(core_service_t *svc, struct recon_conf *c, unsigned sinks)
+{
+    recon_state_opts so;
+    recon_consume_opts co;
+    recon_consume_stats cs;
+    recon_close_opts clo;
+    recon_close_stats st;
+    recon_state_t *state;
+    char err[512];
+    int rc;
+
+    state_opts(svc, c, &so);
+    if (!(state = recon_state_open(&so, err, sizeof(err)))) {
+        fprintf(stderr, "svc-recon: close: %s\n", err);
+        return CORE_EX_UNAVAILABLE;
+    }
+    consume_opts(svc, c, true, &co);
+    if ((rc = recon_consume_run(state, &co, &cs, err, sizeof(err))) != 0) {
+        fprintf(stderr, "svc-recon: close: %s\n", err);
+        recon_state_free(state);
+        return rc;
+    }
+    close_opts(c, sinks, &clo);
+    if (recon_close_due(recon_state_conn(state), &clo, &st, err, sizeof(err)) != CORE_OK) {
+        fprintf(stderr, "svc-recon: close: %s\n", err);
+        recon_state_free(state);
+        return CORE_EX_UNAVAILABLE;
+    }
+    printf("closed: %d batches, %d windows (%d unclean, %d amended)\n", st.batches, st.windows,
+           st.unclean, st.amended);
+    recon_state_free(state);
+    return 0;
+}
+
+/* svc-recon verify-chain: check the statements offline (no Kafka). */
+static int run_verify_chain(core_service_t *svc, struct recon_conf *c)
+{
+    recon_state_opts so;
+    recon_chain_result res;
+    recon_state_t *state;
+    char err[512];
+
+    state_opts(svc, c, &so);
+    if (!(state = recon_state_open(&so, err, sizeof(err)))) {
+        fprintf(stderr, "svc-recon: verify-chain: %s\n", err);
+        return CORE_EX_UNAVAILABLE;
+    }
+    if (recon_chain_verify(recon_state_conn(state), c->state_schema, &res, err, sizeof(err)) !=
+        CORE_OK) {
+        fprintf(stderr, "svc-recon: verify-chain: %s\n", err);
+        recon_state_free(state);
+        return CORE_EX_UNAVAILABLE;
+    }
+    recon_state_free(state);
+    if (c->json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddBoolToObject(o, "ok", res.ok);
+        cJSON_AddNumberToObject(o, "statements", (double)res.statements);
+        if (res.ok) {
+            cJSON_AddStringToObject(o, "head", res.head);
+        } else {
+            cJSON_AddNumberToObject(o, "broken_seq", (double)res.broken_seq);
+            cJSON_AddStringToObject(o, "broken_subject", res.broken_subject);
+            cJSON_AddStringToObject(o, "reason", res.reason);
+        }
+        char *s = cJSON_PrintUnformatted(o);
+        if (s)
+            printf("%s\n", s);
+        free(s);
+        cJSON_Delete(o);
+    } else if (res.ok) {
+        printf("chain intact: %" PRId64 " statements, head %s\n", res.statements,
+               res.statements ? res.head : "(none)");
+    } else {
+        printf("chain BROKEN at statement %" PRId64 " (%s): %s\n", res.broken_seq,
+               res.broken_subject, res.reason);
+    }
+    return res.ok ? 0 : 1;
+}
+
 static int run_daemon(core_service_t *svc, struct recon_conf *c, unsigned sinks)
 {
     const struct core_service_common *common = core_service_common(svc);
@@ -218,6 +492,10 @@ static int run_daemon(core_service_t *svc, struct recon_conf *c, unsigned sinks)
     api.rec.schema = c->state_schema;
     api.rec.sinks = sinks;
     api.page_size = (int)c->page_size;
+    api.cat = core_service_catalog(svc);
+    api.window_ms = c->window_ms;
+    api.grace_ms = c->grace_ms;
+    api.idle_ms = c->close_idle_ms;
     recon_api_init(&api);
     /* /readyz: Kafka, then PostgreSQL */
     core_service_ready_also(svc, recon_api_ready, &api);
@@ -235,6 +513,11 @@ static int run_daemon(core_service_t *svc, struct recon_conf *c, unsigned sinks)
                   CLF_S("instance", common->instance_id), CLF_S("group", c->group_id),
                   CLF_S("topic", c->audit_topic), CLF_S("schema", c->state_schema));
     consume_opts(svc, c, false, &co);
+    static recon_close_opts clo; /* read by the tick during the loop */
+    close_opts(c, sinks, &clo);
+    co.tick = close_tick;
+    co.tick_arg = &clo;
+    co.tick_ms = (int)c->close_interval_ms;
     rc = recon_consume_run(st, &co, &cs, err, sizeof(err));
     if (rc != 0)
         core_log_error("audit consumer stopped", CLF_S("reason", err));
@@ -253,6 +536,9 @@ static int run(core_service_t *svc, void *confp)
     unsigned sinks = 0;
     int rc;
 
+    /* verify-chain reads recon's state only: offline, no broker needed */
+    if (sub && strcmp(sub, "verify-chain") == 0)
+        return (rc = check_conf(svc, c, &sinks)) != 0 ? rc : run_verify_chain(svc, c);
     /* the start-up policy: the brokers first, as every service (OPERATIONS.md) */
     if ((rc = core_service_await_kafka(svc)) != CORE_SERVICE_CONTINUE)
         return rc;
@@ -260,6 +546,8 @@ static int run(core_service_t *svc, void *confp)
         return rc;
     if (sub && strcmp(sub, "report") == 0)
         return run_report(svc, c, sinks);
+    if (sub && strcmp(sub, "close") == 0)
+        return run_close(svc, c, sinks);
     return run_daemon(svc, c, sinks);
 }
 
@@ -267,7 +555,10 @@ static const core_service_def def = {
     .name = "svc-recon",
     .summary = "reconciliation of every stage from audit.events",
     .usage = "svc-recon [options]\n"
-             "       svc-recon report --batch ID [--json] [options]",
+             "       svc-recon report --batch ID [--json] [--verify-sinks] [options]\n"
+             "       svc-recon report --dataset NAME --from T --to T [--json] [options]\n"
+             "       svc-recon close [options]\n"
+             "       svc-recon verify-chain [--json] [options]",
     .http_port_default = "8085",
     .keys = recon_keys,
     .conf = &conf,

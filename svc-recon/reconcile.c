@@ -10,6 +10,7 @@
 
 const char *const recon_verdict_names[RV_COUNT] = {
     "delivered", "rejected", "retrying", "missing", "altered", "duplicated", "unexpected",
+    "stale",
 };
 const char *const recon_bad_reasons[3] = { "malformed", "unknown_dataset", "future_timestamp" };
 
@@ -29,7 +30,8 @@ int recon_verdict_index(const char *s)
 
 bool recon_verdict_is_discrepancy(int v)
 {
-    return v == RV_MISSING || v == RV_ALTERED || v == RV_DUPLICATED || v == RV_UNEXPECTED;
+    return v == RV_MISSING || v == RV_ALTERED || v == RV_DUPLICATED || v == RV_UNEXPECTED ||
+           v == RV_STALE;
 }
 
 static bool is_sink(int stage)
@@ -77,6 +79,11 @@ void recon_report_free(recon_report *r)
     for (size_t i = 0; i < r->nrejected; i++)
         record_free(&r->rejected[i]);
     free(r->rejected);
+    for (size_t i = 0; i < r->nchecks; i++) {
+        free(r->checks[i].dataset);
+        free(r->checks[i].error);
+    }
+    free(r->checks);
     free(r->batch);
     free(r);
 }

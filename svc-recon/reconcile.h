@@ -21,7 +21,8 @@
  *   duplicated  one stage applied it twice from different source offsets or
  *               with different digests (the same offset again is a
  *               redelivery, not a duplicate);
- *   unexpected  a stage saw an id that ingest never published.
+ *   unexpected  a stage saw an id that ingest never published;
+ *   stale       (--verify-sinks, verify.h) a sink holds an older version.
  *
  * A record with several problems gets the first in pipeline order as its
  * verdict; the others are listed in its detail. Expected sinks: the
@@ -44,6 +45,7 @@ typedef enum recon_verdict {
     RV_ALTERED,
     RV_DUPLICATED,
     RV_UNEXPECTED,
+    RV_STALE,      /* --verify-sinks: a sink holds an older version */
     RV_COUNT
 } recon_verdict;
 extern const char *const recon_verdict_names[RV_COUNT];
@@ -59,6 +61,7 @@ typedef struct recon_record {
     int stage;     /* RS_* where it happened */
     char *detail;  /* why: the reason, or what differs; every problem found */
     char *went;    /* rejected: where the record went; else NULL */
+    const char *sink; /* --verify-sinks: "postgres", "redis", "mongodb" (static); else NULL */
 } recon_record;
 
 /* Control totals of one dataset of the batch. Drilled down: records (one
@@ -79,6 +82,17 @@ typedef struct recon_dataset_result {
     recon_totals t;
 } recon_dataset_result;
 
+/* One sink checked for one dataset (--verify-sinks, verify.h). */
+typedef struct recon_sink_check {
+    char *dataset;
+    const char *sink;           /* "postgres", "redis", "mongodb" (static) */
+    const char *why;            /* why it was expected: "coverage", "sinks", "observed" */
+    uint64_t expected;          /* keys the pipeline accepted last */
+    uint64_t buckets, buckets_differ, rows_fetched;
+    uint64_t findings;
+    char *error;                /* the sink could not be verified (unclean); else NULL */
+} recon_sink_check;
+
 typedef struct recon_report {
     char *batch;
     bool known;                   /* any event of the batch */
@@ -94,6 +108,10 @@ typedef struct recon_report {
     int64_t bad_total;            /* audit events refused as bad input (all batches) */
     int64_t bad[3];               /* malformed, unknown_dataset, future_timestamp */
     double seconds;               /* time the reconciliation took */
+    bool verified;                /* --verify-sinks ran: checks below */
+    recon_sink_check *checks;
+    size_t nchecks;
+    double verify_seconds;
 } recon_report;
 
 extern const char *const recon_bad_reasons[3];

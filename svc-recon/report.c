@@ -23,6 +23,8 @@ cJSON *recon_record_json(const recon_record *r)
         cJSON_AddStringToObject(o, "stage", recon_stage_names[r->stage]);
     else
         cJSON_AddNullToObject(o, "stage");
+    if (r->sink)
+        cJSON_AddStringToObject(o, "sink", r->sink);
     if (r->detail)
         cJSON_AddStringToObject(o, r->verdict == RV_REJECTED ? "reason" : "detail", r->detail);
     if (r->went)
@@ -71,6 +73,32 @@ static cJSON *totals_json(const recon_totals *t)
     return o;
 }
 
+/* --verify-sinks: one object per sink checked for a dataset. */
+static cJSON *checks_json(const recon_report *r)
+{
+    cJSON *a = cJSON_CreateArray();
+
+    for (size_t i = 0; a && i < r->nchecks; i++) {
+        const recon_sink_check *k = &r->checks[i];
+        cJSON *o = cJSON_CreateObject();
+        if (!o)
+            break;
+        cJSON_AddStringToObject(o, "dataset", k->dataset);
+        cJSON_AddStringToObject(o, "sink", k->sink);
+        cJSON_AddStringToObject(o, "expected_because", k->why);
+        cJSON_AddBoolToObject(o, "verified", k->error == NULL);
+        cJSON_AddNumberToObject(o, "records", (double)k->expected);
+        cJSON_AddNumberToObject(o, "findings", (double)k->findings);
+        cJSON_AddNumberToObject(o, "buckets", (double)k->buckets);
+        cJSON_AddNumberToObject(o, "buckets_differ", (double)k->buckets_differ);
+        cJSON_AddNumberToObject(o, "rows_fetched", (double)k->rows_fetched);
+        if (k->error)
+            cJSON_AddStringToObject(o, "error", k->error);
+        cJSON_AddItemToArray(a, o);
+    }
+    return a;
+}
+
 cJSON *recon_report_json(const recon_report *r)
 {
     cJSON *o = cJSON_CreateObject(), *a, *bad;
@@ -107,6 +135,10 @@ cJSON *recon_report_json(const recon_report *r)
             cJSON_AddNumberToObject(bad, recon_bad_reasons[k], (double)r->bad[k]);
     }
     cJSON_AddNumberToObject(o, "seconds", r->seconds);
+    if (r->verified) {
+        cJSON_AddItemToObject(o, "sinks_verified", checks_json(r));
+        cJSON_AddNumberToObject(o, "verify_seconds", r->verify_seconds);
+    }
     return o;
 }
 
@@ -118,9 +150,10 @@ static void list_text(core_strbuf *b, const char *title, const recon_record *v, 
     core_strbuf_addf(b, "%s (%zu):\n", title, n);
     for (size_t i = 0; i < n && i < max; i++) {
         const recon_record *r = &v[i];
-        core_strbuf_addf(b, "  %-10s %-12s %s  id=%s key=%s%s%s%s%s\n",
+        core_strbuf_addf(b, "  %-10s %-12s%s%s %s  id=%s key=%s%s%s%s%s\n",
                          recon_verdict_names[r->verdict],
                          r->stage >= 0 && r->stage < RS_COUNT ? recon_stage_names[r->stage] : "-",
+                         r->sink ? " sink=" : "", r->sink ? r->sink : "",
                          r->dataset, r->id, r->key ? r->key : "-", r->detail ? "  " : "",
                          r->detail ? r->detail : "", r->went ? " -> " : "",
                          r->went ? r->went : "");
@@ -156,6 +189,18 @@ char *recon_report_text(const recon_report *r, size_t max_list)
                 core_strbuf_addf(&b, "; %s %" PRId64 " + refused %" PRId64, recon_stage_names[s],
                                  t->sink_handled[s], t->sink_refused[s]);
         core_strbuf_addf(&b, " [%s]\n", t->sinks_ok ? "ok" : "MISMATCH");
+    }
+    for (size_t i = 0; r->verified && i < r->nchecks; i++) {
+        const recon_sink_check *k = &r->checks[i];
+        if (k->error)
+            core_strbuf_addf(&b, "sink %s for %s (%s): NOT VERIFIED: %s\n", k->sink, k->dataset,
+                             k->why, k->error);
+        else
+            core_strbuf_addf(&b,
+                             "sink %s for %s (%s): %" PRIu64 " records checked, %" PRIu64
+                             " findings (%" PRIu64 " of %" PRIu64 " buckets differ)\n",
+                             k->sink, k->dataset, k->why, k->expected, k->findings,
+                             k->buckets_differ, k->buckets);
     }
     list_text(&b, "discrepancies", r->disc, r->ndisc, max_list);
     list_text(&b, "rejected", r->rejected, r->nrejected, max_list);

@@ -2,6 +2,7 @@
  * one-transaction apply of a batch of audit events (state.h). */
 #include "state.h"
 #include "event.h"
+#include "window.h"
 
 #include "tributary/core_log.h"
 
@@ -16,6 +17,7 @@ struct recon_state {
     char schema[64];
     char *audit_topic;
     PGconn *conn;
+    recon_lat_cache *lat; /* window.h: the latency cache */
 };
 
 /* Each migration, in order; "@S" stands for the schema. Never edit one that
@@ -51,6 +53,35 @@ static const char *const migrations[] = {
     " eh = ('x' || encode(substr(sha256(convert_to(id, 'UTF8') || '\\x00'::bytea"
     "        || coalesce(digest, decode(repeat('00', 32), 'hex'))), 1, 8), 'hex'))::bit(64)::bigint;"
     "ALTER TABLE @S.events ALTER COLUMN bucket SET NOT NULL, ALTER COLUMN eh SET NOT NULL;",
+    /* the content digest of AuditEvent v2 (NULL for v1 events and where
+     * the stage had no decodable record): what --verify-sinks compares the
+     * sinks' stored state with */
+    "ALTER TABLE @S.events ADD COLUMN content bytea;",
+    /* event-time windows, latency histograms, watermarks (window.h);
+     * closings and the hash-chained statements (statement.h) */
+    "CREATE TABLE @S.windows ("
+    " dataset text NOT NULL, window_ms bigint NOT NULL, window_start bigint NOT NULL,"
+    " stage text NOT NULL, outcome text NOT NULL, n bigint NOT NULL, bytes bigint NOT NULL,"
+    " late bigint NOT NULL, agg numeric NOT NULL, first_ts_ms bigint NOT NULL,"
+    " last_ts_ms bigint NOT NULL,"
+    " PRIMARY KEY (dataset, window_ms, window_start, stage, outcome));"
+    "CREATE TABLE @S.window_latency ("
+    " dataset text NOT NULL, window_ms bigint NOT NULL, window_start bigint NOT NULL,"
+    " hop text NOT NULL, bucket int NOT NULL, n bigint NOT NULL,"
+    " PRIMARY KEY (dataset, window_ms, window_start, hop, bucket));"
+    "CREATE TABLE @S.watermarks ("
+    " stage text NOT NULL, partition int NOT NULL, ts_ms bigint NOT NULL,"
+    " PRIMARY KEY (stage, partition));"
+    "CREATE TABLE @S.closings ("
+    " kind text NOT NULL, subject text NOT NULL, window_ms bigint NOT NULL,"
+    " window_start bigint NOT NULL, state text NOT NULL, version int NOT NULL,"
+    " last_seq bigint, closed_ms bigint, reopened_ms bigint,"
+    " PRIMARY KEY (kind, subject, window_ms, window_start));"
+    "CREATE TABLE @S.statements ("
+    " seq bigint PRIMARY KEY, kind text NOT NULL, subject text NOT NULL,"
+    " window_ms bigint NOT NULL, window_start bigint NOT NULL, version int NOT NULL,"
+    " clean boolean NOT NULL, created_ms bigint NOT NULL, body text NOT NULL,"
+    " prev_hash bytea NOT NULL, hash bytea NOT NULL);",
 };
 
 _Static_assert(CORE_ARRAY_SIZE(migrations) == RECON_SCHEMA_VERSION,
@@ -240,7 +271,13 @@ recon_state_t *recon_state_open(const recon_state_opts *o, char *errstr, size_t 
     st->o = *o;
     snprintf(st->schema, sizeof(st->schema), "%s", o->pg.schema);
     st->audit_topic = strdup(o->audit_topic ? o->audit_topic : "audit.events");
-    if (!st->audit_topic || ensure_conn(st, errstr, errstr_size) != CORE_OK ||
+    st->lat = recon_lat_cache_new();
+    if (!st->audit_topic || !st->lat) {
+        core_errstr(errstr, errstr_size, "out of memory");
+        recon_state_free(st);
+        return NULL;
+    }
+    if (ensure_conn(st, errstr, errstr_size) != CORE_OK ||
         migrate(st, errstr, errstr_size) != CORE_OK) {
         recon_state_free(st);
         return NULL;
@@ -254,6 +291,7 @@ void recon_state_free(recon_state_t *st)
         return;
     PQfinish(st->conn);
     free(st->audit_topic);
+    recon_lat_cache_free(st->lat);
     free(st);
 }
 
@@ -404,8 +442,17 @@ static void copy_event(core_strbuf *b, const recon_input *in, const recon_event 
     copy_num(b, ev->line);
     core_strbuf_add(b, "\t");
     copy_text(b, ev->reason.p, ev->reason.len);
-    core_strbuf_addf(b, "\t%" PRId64 "\t%d\t%" PRId64 "\n", ev->ts,
+    core_strbuf_addf(b, "\t%" PRId64 "\t%d\t%" PRId64 "\t", ev->ts,
                      recon_bucket(ev->id.p, ev->id.len), recon_element_prefix(el));
+    if (ev->has_content) {
+        char hex[CORE_DIGEST_HEX_LEN + 1];
+        core_digest_to_hex(&ev->content, hex);
+        core_strbuf_add(b, "\\\\x");
+        core_strbuf_add(b, hex);
+        core_strbuf_add(b, "\n");
+    } else {
+        core_strbuf_add(b, "\\N\n");
+    }
 }
 
 static void copy_bad(core_strbuf *b, const char *topic, const recon_input *in, const char *reason,
@@ -651,6 +698,7 @@ core_err_t recon_state_apply(recon_state_t *st, const recon_input *in, size_t n,
 {
     apply_ctx a = { 0 };
     recon_apply_stats s = { 0 };
+    recon_win_acc *win = NULL;
     int64_t now = core_now_ms();
     core_err_t e;
     char sql[300];
@@ -662,6 +710,11 @@ core_err_t recon_state_apply(recon_state_t *st, const recon_input *in, size_t n,
     if ((e = lock_schema(st, errstr, errstr_size)) != CORE_OK ||
         (e = read_offsets(st, &a, errstr, errstr_size)) != CORE_OK)
         goto rollback;
+    if (!(win = recon_win_begin(st->conn, st->schema, st->o.window_ms, st->o.grace_ms, st->lat,
+                                errstr, errstr_size))) {
+        e = CORE_ERR_TRANSIENT;
+        goto rollback;
+    }
     for (size_t i = 0; i < n; i++) {
         part_off *po = part_get(&a, in[i].partition);
         recon_event ev;
@@ -702,6 +755,11 @@ core_err_t recon_state_apply(recon_state_t *st, const recon_input *in, size_t n,
             if (ev.ts > g->last_ts)
                 g->last_ts = ev.ts;
             copy_event(&a.events, &in[i], &ev, &el);
+            if (recon_win_add(win, &ev, in[i].partition, in[i].len, &el) != 0) {
+                e = CORE_ERR_NOMEM;
+                core_errstr(errstr, errstr_size, "out of memory");
+                goto rollback;
+            }
             s.applied++;
         }
     }
@@ -714,7 +772,7 @@ core_err_t recon_state_apply(recon_state_t *st, const recon_input *in, size_t n,
         snprintf(sql, sizeof(sql),
                  "COPY %s.events (audit_partition, audit_offset, batch_id, dataset, stage, "
                  "outcome, id, key, digest, version, src_topic, src_partition, src_offset, line, "
-                 "reason, ts_ms, bucket, eh) FROM STDIN",
+                 "reason, ts_ms, bucket, eh, content) FROM STDIN",
                  st->schema);
         if ((e = copy_in(st->conn, sql, &a.events, errstr, errstr_size)) != CORE_OK)
             goto rollback;
@@ -728,6 +786,7 @@ core_err_t recon_state_apply(recon_state_t *st, const recon_input *in, size_t n,
             goto rollback;
     }
     if ((e = write_groups(st, &a, errstr, errstr_size)) != CORE_OK ||
+        (e = recon_win_write(win, now, errstr, errstr_size)) != CORE_OK ||
         (e = write_offsets(st, &a, now, errstr, errstr_size)) != CORE_OK ||
         (e = exec(st->conn, "COMMIT", errstr, errstr_size)) != CORE_OK)
         goto rollback;
@@ -743,6 +802,7 @@ rollback:
     if (e != CORE_ERR_NOMEM)
         e = CORE_ERR_TRANSIENT;
 out:
+    recon_win_free(win);
     apply_ctx_free(&a);
     return e;
 }

@@ -13,7 +13,9 @@
  *               recon_event_element()), first and last event time;
  *   offsets     per audit.events partition: the next offset to apply;
  *   bad_events  audit events refused (malformed, unknown dataset, a
- *               timestamp far in the future), with the reason.
+ *               timestamp far in the future), with the reason;
+ *   windows, window_latency, watermarks  (window.h), in the same transaction;
+ *   closings, statements                 (statement.h).
  *
  * Exactly once: one apply is one transaction that writes the events, the
  * aggregates and the offsets together, under a transaction-level advisory
@@ -33,7 +35,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RECON_SCHEMA_VERSION 2
+#define RECON_SCHEMA_VERSION 4
 
 typedef struct recon_state recon_state_t;
 
@@ -50,6 +52,8 @@ typedef struct recon_state_opts {
     const char *audit_topic;          /* the topic the offsets belong to */
     const core_avro_catalog_t *cat;   /* datasets known: others are bad input */
     int64_t future_ms;                /* an event time later than now + this is bad input */
+    int64_t window_ms;                /* event-time window (window.h); 0: 600000 */
+    int64_t grace_ms;                 /* later than a stage's watermark - this: late */
 } recon_state_opts;
 
 /* One audit record handed over by the consumer loop (borrowed). */

@@ -21,6 +21,8 @@
 #include "tributary/core_common.h"
 #include "tributary/core_kafka.h"
 
+#include "../../svc-recon/state.h"
+
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <fcntl.h>
@@ -344,7 +346,7 @@ START_TEST(clean_batch_every_record_delivered)
              c.schema);
     ck_assert_int_eq(pg_long(sql), 0);
     snprintf(sql, sizeof(sql), "SELECT max(version) FROM %s.schema_version", c.schema);
-    ck_assert_int_eq(pg_long(sql), 2);
+    ck_assert_int_eq(pg_long(sql), RECON_SCHEMA_VERSION);
     pg_drop(c.schema);
 }
 END_TEST
