@@ -4,9 +4,11 @@
  *
  *   svc-recon [options]                       consume audit.events, serve the API
  *   svc-recon report --batch ID [--json]      catch up, reconcile, answer, exit
+ *   svc-recon token add --id NAME --role ROLE --file F   a new API token
  *
  * docs/svc-recon.md is the operator's guide. */
 #include "api.h"
+#include "auth.h"
 #include "consume.h"
 #include "reconcile.h"
 #include "report.h"
@@ -40,6 +42,7 @@ struct recon_conf {
     bool json;
     int64_t catchup_timeout_ms;
     int64_t page_size;
+    char *auth_tokens_file;
 };
 
 static struct recon_conf conf;
@@ -81,8 +84,14 @@ static const core_config_key recon_keys[] = {
       86400000, NULL },
     { "page.size", CORE_CFG_INT, "100", 0, OFF(page_size),
       "HTTP API: records or batches per page", 1, 10000, NULL },
+    { "auth.tokens.file", CORE_CFG_STR, NULL, 0, OFF(auth_tokens_file),
+      "HTTP API: token file (id role sha256, from `svc-recon token add`); unset: the API is open",
+      0, 0, NULL },
     CORE_CFG_END
 };
+
+/* The API's token table: the HTTP server outlives run(), main frees it. */
+static recon_auth *auth;
 
 static const char *const subcommands[] = { "report", NULL };
 
@@ -213,6 +222,11 @@ static int run_daemon(core_service_t *svc, struct recon_conf *c, unsigned sinks)
     char err[512];
     int rc, attempt = 0;
 
+    if (!(auth = recon_auth_new(c->auth_tokens_file, err, sizeof(err))))
+        return core_service_config_error(svc, err);
+    if (!recon_auth_enabled(auth))
+        core_log_warn("auth.tokens.file not set: the HTTP API is open to every caller");
+    core_http_set_guard(core_service_http(svc), recon_auth_guard, auth);
     state_opts(svc, c, &so);
     api.pg = so.pg;
     api.rec.schema = c->state_schema;
@@ -267,7 +281,8 @@ static const core_service_def def = {
     .name = "svc-recon",
     .summary = "reconciliation of every stage from audit.events",
     .usage = "svc-recon [options]\n"
-             "       svc-recon report --batch ID [--json] [options]",
+             "       svc-recon report --batch ID [--json] [options]\n"
+             "       svc-recon token add --id NAME --role viewer|operator|admin --file FILE",
     .http_port_default = "8085",
     .keys = recon_keys,
     .conf = &conf,
@@ -278,5 +293,12 @@ static const core_service_def def = {
 
 int main(int argc, char **argv)
 {
-    return core_service_main(&def, argc, argv, environ);
+    int rc;
+
+    /* a file tool: no broker, no state, no configuration */
+    if (argc >= 2 && strcmp(argv[1], "token") == 0)
+        return recon_token_main(argc, argv);
+    rc = core_service_main(&def, argc, argv, environ);
+    recon_auth_free(auth);
+    return rc;
 }
