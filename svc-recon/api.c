@@ -1,5 +1,6 @@
 /* api.c — the JSON routes of svc-recon (api.h). */
 #include "api.h"
+#include "replay.h"
 #include "report.h"
 
 #include "tributary/core_common.h"
@@ -198,6 +199,51 @@ static void h_discrepancies(const core_http_request *req, core_http_response *re
     recon_report_free(rep);
 }
 
+/* POST /replay?batch=ID[&verdict=missing|altered][&dry_run=true] */
+static void h_replay(const core_http_request *req, core_http_response *resp, void *opaque)
+{
+    recon_api *api = opaque;
+    char batch[512], verdict[32], dry[8], err[512];
+    recon_replay_opts ro = { 0 };
+    cJSON *out = NULL;
+    PGconn *c;
+    int rc;
+
+    if (core_http_query_param(req, "batch", batch, sizeof(batch)) != CORE_OK || !*batch) {
+        error_reply(resp, 400, "batch: required");
+        return;
+    }
+    rc = core_http_query_param(req, "verdict", verdict, sizeof(verdict));
+    ro.verdict = rc == CORE_ERR_NOTFOUND ? RV_MISSING
+                 : rc == CORE_OK        ? recon_verdict_index(verdict)
+                                        : -1;
+    if (ro.verdict != RV_MISSING && ro.verdict != RV_ALTERED) {
+        error_reply(resp, 400, "verdict: missing or altered");
+        return;
+    }
+    rc = core_http_query_param(req, "dry_run", dry, sizeof(dry));
+    if (rc == CORE_ERR_NOTFOUND)
+        snprintf(dry, sizeof(dry), "false");
+    else if (rc != CORE_OK || (strcmp(dry, "true") != 0 && strcmp(dry, "false") != 0)) {
+        error_reply(resp, 400, "dry_run: true or false");
+        return;
+    }
+    ro.dry_run = strcmp(dry, "true") == 0;
+    ro.cfg = api->cfg;
+    ro.kafka_defaults = api->kafka_defaults;
+    ro.nkafka_defaults = api->nkafka_defaults;
+    if (!(c = connect_or_503(api, resp)))
+        return;
+    rc = recon_replay_batch(c, &api->rec, &ro, batch, &out, err, sizeof(err));
+    PQfinish(c);
+    if (rc == CORE_ERR_NOTFOUND)
+        error_reply(resp, 404, err);
+    else if (rc != CORE_OK)
+        error_reply(resp, 503, err);
+    else
+        json_reply(resp, 200, out);
+}
+
 void recon_api_init(recon_api *api)
 {
     pthread_mutex_init(&api->ready_lock, NULL);
@@ -254,7 +300,8 @@ int recon_api_register(core_http_t *h, recon_api *api)
     int rc;
     if ((rc = core_http_route(h, "GET", "/batches", h_batches, api)) != CORE_OK ||
         (rc = core_http_route(h, "GET", "/batches/*", h_batch, api)) != CORE_OK ||
-        (rc = core_http_route(h, "GET", "/discrepancies", h_discrepancies, api)) != CORE_OK)
+        (rc = core_http_route(h, "GET", "/discrepancies", h_discrepancies, api)) != CORE_OK ||
+        (rc = core_http_route(h, "POST", "/replay", h_replay, api)) != CORE_OK)
         return rc;
     return CORE_OK;
 }

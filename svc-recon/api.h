@@ -4,6 +4,8 @@
  *   GET /batches/{id}                 the batch's reconciliation (report.h)
  *   GET /discrepancies?batch=ID[&verdict=V][&page=N]
  *                                     the batch's discrepant records, paged
+ *   POST /replay?batch=ID[&verdict=missing|altered][&dry_run=true]
+ *                                     re-publish them to .raw (replay.h)
  *
  * Handlers run on libmicrohttpd's connection threads: each request opens its
  * own PostgreSQL connection (libpq connections are not shared across
@@ -14,7 +16,9 @@
 #include "reconcile.h"
 #include "state.h"
 
+#include "tributary/core_config.h"
 #include "tributary/core_http.h"
+#include "tributary/core_kafka.h"
 
 #include <pthread.h>
 
@@ -22,6 +26,10 @@ typedef struct recon_api {
     recon_pg_opts pg;              /* borrowed: must outlive the server */
     recon_reconcile_opts rec;
     int page_size;
+    /* replay: the Kafka settings of its consumer and producer */
+    const core_config_t *cfg;
+    const core_kafka_prop *kafka_defaults;
+    size_t nkafka_defaults;
     /* readiness: a connection of its own, asked at most every 2 s */
     pthread_mutex_t ready_lock;
     PGconn *ready_conn;

@@ -4,6 +4,8 @@
  *
  *   svc-recon [options]                       consume audit.events, serve the API
  *   svc-recon report --batch ID [--json]      catch up, reconcile, answer, exit
+ *   svc-recon replay --batch ID [--verdict missing|altered] [--dry-run]
+ *                                             re-publish them to .raw, exit
  *   svc-recon token add --id NAME --role ROLE --file F   a new API token
  *
  * docs/svc-recon.md is the operator's guide. */
@@ -11,6 +13,7 @@
 #include "auth.h"
 #include "consume.h"
 #include "reconcile.h"
+#include "replay.h"
 #include "report.h"
 #include "state.h"
 
@@ -43,6 +46,8 @@ struct recon_conf {
     int64_t catchup_timeout_ms;
     int64_t page_size;
     char *auth_tokens_file;
+    char *verdict;
+    bool dry_run;
 };
 
 static struct recon_conf conf;
@@ -84,6 +89,10 @@ static const core_config_key recon_keys[] = {
       86400000, NULL },
     { "page.size", CORE_CFG_INT, "100", 0, OFF(page_size),
       "HTTP API: records or batches per page", 1, 10000, NULL },
+    { "verdict", CORE_CFG_ENUM, "missing", 0, OFF(verdict),
+      "replay: the records to re-publish", 0, 0, "missing|altered" },
+    { "dry.run", CORE_CFG_BOOL, "false", 0, OFF(dry_run),
+      "replay: find the records, publish nothing", 0, 0, NULL },
     { "auth.tokens.file", CORE_CFG_STR, NULL, 0, OFF(auth_tokens_file),
       "HTTP API: token file (id role sha256, from `svc-recon token add`); unset: the API is open",
       0, 0, NULL },
@@ -93,7 +102,7 @@ static const core_config_key recon_keys[] = {
 /* The API's token table: the HTTP server outlives run(), main frees it. */
 static recon_auth *auth;
 
-static const char *const subcommands[] = { "report", NULL };
+static const char *const subcommands[] = { "report", "replay", NULL };
 
 static const core_kafka_prop kafka_defaults[] = {
     { "bootstrap.servers", "127.0.0.1:9092" },
@@ -208,6 +217,58 @@ static int run_report(core_service_t *svc, struct recon_conf *c, unsigned sinks)
     return rc;
 }
 
+/* svc-recon replay: catch up, re-publish the batch's records of the verdict,
+ * print what was done (one JSON object); exit 0, or 1 when some record is no
+ * longer on its topic. */
+static int run_replay(core_service_t *svc, struct recon_conf *c, unsigned sinks)
+{
+    recon_state_opts so;
+    recon_consume_opts co;
+    recon_consume_stats cs;
+    recon_reconcile_opts ro = { 0 };
+    recon_replay_opts rp = { 0 };
+    recon_state_t *st;
+    cJSON *out = NULL;
+    char err[512];
+    int rc;
+
+    if (!c->batch || !*c->batch)
+        return core_service_config_error(svc, "batch: required by replay");
+    state_opts(svc, c, &so);
+    if (!(st = recon_state_open(&so, err, sizeof(err)))) {
+        fprintf(stderr, "svc-recon: replay: %s\n", err);
+        return CORE_EX_UNAVAILABLE;
+    }
+    consume_opts(svc, c, true, &co);
+    if ((rc = recon_consume_run(st, &co, &cs, err, sizeof(err))) != 0) {
+        fprintf(stderr, "svc-recon: replay: %s\n", err);
+        recon_state_free(st);
+        return rc;
+    }
+    ro.schema = c->state_schema;
+    ro.sinks = sinks;
+    rp.cfg = core_service_config(svc);
+    rp.kafka_defaults = kafka_defaults;
+    rp.nkafka_defaults = CORE_ARRAY_SIZE(kafka_defaults);
+    rp.verdict = recon_verdict_index(c->verdict);
+    rp.dry_run = c->dry_run;
+    rc = recon_replay_batch(recon_state_conn(st), &ro, &rp, c->batch, &out, err, sizeof(err));
+    recon_state_free(st);
+    if (rc != CORE_OK) {
+        fprintf(stderr, "svc-recon: replay: %s\n", err);
+        return rc == CORE_ERR_NOTFOUND ? CORE_EX_DATAERR : CORE_EX_UNAVAILABLE;
+    }
+    char *s = cJSON_PrintUnformatted(out);
+    if (s)
+        printf("%s\n", s);
+    fflush(stdout);
+    rc = !s ? CORE_EX_SOFTWARE
+            : cJSON_GetArraySize(cJSON_GetObjectItem(out, "not_found")) ? 1 : 0;
+    free(s);
+    cJSON_Delete(out);
+    return rc;
+}
+
 static int run_daemon(core_service_t *svc, struct recon_conf *c, unsigned sinks)
 {
     const struct core_service_common *common = core_service_common(svc);
@@ -232,6 +293,9 @@ static int run_daemon(core_service_t *svc, struct recon_conf *c, unsigned sinks)
     api.rec.schema = c->state_schema;
     api.rec.sinks = sinks;
     api.page_size = (int)c->page_size;
+    api.cfg = core_service_config(svc);
+    api.kafka_defaults = kafka_defaults;
+    api.nkafka_defaults = CORE_ARRAY_SIZE(kafka_defaults);
     recon_api_init(&api);
     /* /readyz: Kafka, then PostgreSQL */
     core_service_ready_also(svc, recon_api_ready, &api);
@@ -274,6 +338,8 @@ static int run(core_service_t *svc, void *confp)
         return rc;
     if (sub && strcmp(sub, "report") == 0)
         return run_report(svc, c, sinks);
+    if (sub && strcmp(sub, "replay") == 0)
+        return run_replay(svc, c, sinks);
     return run_daemon(svc, c, sinks);
 }
 
@@ -282,6 +348,8 @@ static const core_service_def def = {
     .summary = "reconciliation of every stage from audit.events",
     .usage = "svc-recon [options]\n"
              "       svc-recon report --batch ID [--json] [options]\n"
+             "       svc-recon replay --batch ID [--verdict missing|altered] [--dry.run] "
+             "[options]\n"
              "       svc-recon token add --id NAME --role viewer|operator|admin --file FILE",
     .http_port_default = "8085",
     .keys = recon_keys,

@@ -119,7 +119,7 @@ static long http_call(int port, const char *method, const char *path, const char
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 60000L);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 150000L);
     if (curl_easy_perform(h) == CURLE_OK)
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
     curl_easy_cleanup(h);
@@ -356,7 +356,7 @@ typedef struct route_case {
 START_TEST(every_route_no_token_wrong_token_each_role)
 {
     daemon_t d = { 0 };
-    char batch[64], p_batch[200], p_disc[200], *tok[4] = { 0 };
+    char batch[64], p_batch[200], p_disc[200], p_replay[250], *tok[4] = { 0 };
     static const char *const ids[4] = { NULL, "view-1", "oper-1", "admin-1" };
 
     snprintf(d.tokens, sizeof(d.tokens), "/tmp/recon_api_tokens_%s", tu_unique());
@@ -368,6 +368,8 @@ START_TEST(every_route_no_token_wrong_token_each_role)
     emit_batch(d.topic, batch, 5);
     snprintf(p_batch, sizeof(p_batch), "/batches/%s", batch);
     snprintf(p_disc, sizeof(p_disc), "/discrepancies?batch=%s", batch);
+    /* nothing altered: the replay has nothing to read (the route and its role are tested) */
+    snprintf(p_replay, sizeof(p_replay), "/replay?batch=%s&verdict=altered", batch);
 
     /* wait until the daemon has applied the batch (an admin asks) */
     char auth[4][200], *text = NULL;
@@ -384,6 +386,7 @@ START_TEST(every_route_no_token_wrong_token_each_role)
         { "GET", "/batches", NULL, RECON_ROLE_VIEWER, 200 },
         { "GET", p_batch, NULL, RECON_ROLE_VIEWER, 200 },
         { "GET", p_disc, NULL, RECON_ROLE_VIEWER, 200 },
+        { "POST", p_replay, NULL, RECON_ROLE_OPERATOR, 200 },
     };
     char wrong[200];
     snprintf(wrong, sizeof(wrong), "Bearer tbr_%064d", 7);
@@ -440,6 +443,253 @@ START_TEST(every_route_no_token_wrong_token_each_role)
 }
 END_TEST
 
+/* ---- replay ------------------------------------------------------------------------- */
+
+/* The raw records of a batch on a topic of one partition: offset i is record i. */
+static void produce_raw(const char *topic, const char *batch, int n)
+{
+    char err[512], id[128], key[32], val[64], ts[32];
+    core_kafka_producer_t *p = producer();
+    create_topic(p, topic, 1);
+    for (int i = 0; i < n; i++) {
+        snprintf(id, sizeof(id), "%s-%04d", batch, i);
+        snprintf(key, sizeof(key), "K%04d", i);
+        snprintf(val, sizeof(val), "record %d", i);
+        snprintf(ts, sizeof(ts), "%d", 1700000000 + i);
+        core_kafka_header h[3] = { { "tb.id", id, strlen(id) },
+                                   { "tb.batch", batch, strlen(batch) },
+                                   { "tb.ingest.ts", ts, strlen(ts) } };
+        ck_assert_msg(core_kafka_produce(p, topic, key, strlen(key), val, strlen(val), h, 3, NULL,
+                                         err, sizeof(err)) == CORE_OK,
+                      "%s", err);
+        ck_assert_int_eq((int)core_kafka_producer_flush(p, 30000), 0); /* in order */
+    }
+    ck_assert_int_eq((int)core_kafka_producer_failed(p), 0);
+    core_kafka_producer_free(p);
+}
+
+/* One stage's event of record i of the batch (digest of "record i"). */
+static void emit1(core_audit_t *a, const char *batch, int i, const char *outcome,
+                  const char *topic, int64_t offset)
+{
+    char err[512], id[128], key[32], text[64];
+    core_digest d;
+    core_audit_event ev = CORE_AUDIT_EVENT_INIT;
+    snprintf(id, sizeof(id), "%s-%04d", batch, i);
+    snprintf(key, sizeof(key), "K%04d", i);
+    snprintf(text, sizeof(text), "record %d", i);
+    core_digest_sha256(text, strlen(text), &d);
+    ev.id = id;
+    ev.key = key;
+    ev.dataset = "payee";
+    ev.batch_id = batch;
+    ev.outcome = outcome;
+    ev.digest = &d;
+    ev.version = 1;
+    ev.topic = topic;
+    if (offset != CORE_AUDIT_NONE) {
+        ev.partition = 0;
+        ev.offset = offset;
+    }
+    ck_assert_msg(core_audit_emit(a, &ev, err, sizeof(err)) == CORE_OK, "%s", err);
+}
+
+static long high_watermark(const char *topic)
+{
+    core_kafka_producer_t *p = producer();
+    int64_t lo, hi;
+    ck_assert_int_eq(rd_kafka_query_watermark_offsets(core_kafka_producer_handle(p), topic, 0,
+                                                      &lo, &hi, 10000),
+                     0);
+    core_kafka_producer_free(p);
+    return (long)hi;
+}
+
+static const char *hdr(const rd_kafka_message_t *m, const char *name, char *buf, size_t n)
+{
+    rd_kafka_headers_t *h = NULL;
+    const void *v;
+    size_t len;
+    if (rd_kafka_message_headers(m, &h) || rd_kafka_header_get_last(h, name, &v, &len) ||
+        len >= n)
+        return NULL;
+    memcpy(buf, v, len);
+    buf[len] = '\0';
+    return buf;
+}
+
+/* A tamperer drops records 1 and 3 between ingest and the validator; the
+ * replay finds them on .raw, re-publishes them with their ids, key, value
+ * and headers; the test, as validator and persister, handles what arrives;
+ * the batch is clean. */
+START_TEST(replay_missing_records_batch_becomes_clean)
+{
+    daemon_t d = { 0 };
+    char batch[64], raw[128], path[300], *op = NULL, *vw = NULL, auth[200], vauth[200], *text;
+    const int n = 8;
+    char err[512];
+
+    snprintf(d.tokens, sizeof(d.tokens), "/tmp/recon_api_tokens_%s", tu_unique());
+    unlink(d.tokens);
+    ck_assert_int_eq(token_add(d.tokens, "op", "operator", &op), 0);
+    ck_assert_int_eq(token_add(d.tokens, "vw", "viewer", &vw), 0);
+    snprintf(auth, sizeof(auth), "Bearer %s", op);
+    snprintf(vauth, sizeof(vauth), "Bearer %s", vw);
+    daemon_start(&d, "replay", NULL);
+    snprintf(batch, sizeof(batch), "replay-%s", tu_unique());
+    snprintf(raw, sizeof(raw), "payee_%s.raw", tu_unique());
+    produce_raw(raw, batch, n);
+
+    core_kafka_producer_t *p = producer();
+    core_audit_t *ing = core_audit_new(p, cat, d.topic, "ingest", err, sizeof(err));
+    core_audit_t *val = core_audit_new(p, cat, d.topic, "validator", err, sizeof(err));
+    core_audit_t *per = core_audit_new(p, cat, d.topic, "persister", err, sizeof(err));
+    ck_assert(ing && val && per);
+    for (int i = 0; i < n; i++) {
+        emit1(ing, batch, i, "published", raw, CORE_AUDIT_NONE);
+        if (i == 1 || i == 3)
+            continue;
+        emit1(val, batch, i, "valid", raw, i);
+        emit1(per, batch, i, "persisted", "payee.valid", i);
+    }
+    ck_assert_int_eq((int)core_kafka_producer_flush(p, 30000), 0);
+
+    /* the daemon names the two records missing at the validator */
+    snprintf(path, sizeof(path), "/discrepancies?batch=%s&verdict=missing", batch);
+    int64_t deadline = core_mono_ms() + 60000;
+    cJSON *j = NULL;
+    for (;;) {
+        ck_assert_int_eq(http_call(d.port, "GET", path, vauth, NULL, &text), 200);
+        j = cJSON_Parse(text);
+        free(text);
+        if (cJSON_GetObjectItem(j, "total")->valuedouble == 2 || core_mono_ms() > deadline)
+            break;
+        cJSON_Delete(j);
+        usleep(200 * 1000);
+    }
+    ck_assert_int_eq((int)cJSON_GetObjectItem(j, "total")->valuedouble, 2);
+    cJSON_Delete(j);
+
+    long hi0 = high_watermark(raw);
+    ck_assert_int_eq(hi0, n);
+    /* a viewer may not replay; a bad verdict is refused; an unknown batch is 404 */
+    snprintf(path, sizeof(path), "/replay?batch=%s", batch);
+    ck_assert_int_eq(http_call(d.port, "POST", path, vauth, NULL, NULL), 403);
+    snprintf(path, sizeof(path), "/replay?batch=%s&verdict=delivered", batch);
+    ck_assert_int_eq(http_call(d.port, "POST", path, auth, NULL, NULL), 400);
+    ck_assert_int_eq(http_call(d.port, "POST", "/replay", auth, NULL, NULL), 400);
+    ck_assert_int_eq(http_call(d.port, "POST", "/replay?batch=no-such", auth, NULL, NULL), 404);
+    /* dry run: found, nothing published */
+    snprintf(path, sizeof(path), "/replay?batch=%s&dry_run=true", batch);
+    ck_assert_int_eq(http_call(d.port, "POST", path, auth, NULL, &text), 200);
+    j = cJSON_Parse(text);
+    ck_assert_msg(cJSON_GetObjectItem(j, "found")->valuedouble == 2, "dry run: %s", text);
+    ck_assert_int_eq((int)cJSON_GetObjectItem(j, "published")->valuedouble, 0);
+    free(text);
+    cJSON_Delete(j);
+    ck_assert_int_eq(high_watermark(raw), hi0);
+    /* the CLI's dry run agrees */
+    {
+        char tflag[200], sflag[200], bflag[200], *out = NULL, *e2 = NULL;
+        snprintf(tflag, sizeof(tflag), "--audit.topic=%s", d.topic);
+        snprintf(sflag, sizeof(sflag), "--state.schema=%s", d.schema);
+        snprintf(bflag, sizeof(bflag), "--batch=%s", batch);
+        char *argv[] = { bin(), "replay", bflag, "--dry.run=true", tflag, sflag,
+                         "--group.id=replay-cli-test", "--log.level=warn", NULL };
+        ck_assert_int_eq(tu_run_cmd(argv, env(), &out, &e2, 120000), 0);
+        cJSON *cj = cJSON_Parse(out);
+        ck_assert_msg(cj && cJSON_GetObjectItem(cj, "found")->valuedouble == 2, "cli: %s / %s",
+                      out, e2);
+        cJSON_Delete(cj);
+        free(out);
+        free(e2);
+        ck_assert_int_eq(high_watermark(raw), hi0);
+    }
+
+    /* the replay */
+    snprintf(path, sizeof(path), "/replay?batch=%s", batch);
+    ck_assert_int_eq(http_call(d.port, "POST", path, auth, NULL, &text), 200);
+    j = cJSON_Parse(text);
+    ck_assert_msg(cJSON_GetObjectItem(j, "published")->valuedouble == 2, "replay: %s", text);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "not_found")), 0);
+    char replay_id[64];
+    snprintf(replay_id, sizeof(replay_id), "%s", cJSON_GetObjectItem(j, "replay_id")->valuestring);
+    free(text);
+    cJSON_Delete(j);
+    ck_assert_int_eq(high_watermark(raw), hi0 + 2);
+
+    /* what arrived on .raw: records 1 and 3 as they were, with the replay's id */
+    core_kafka_consumer_opts co = { 0 };
+    core_kafka_prop props[] = { { "bootstrap.servers", "127.0.0.1:9092" } };
+    co.defaults = props;
+    co.ndefaults = 1;
+    co.group_id = "test-replay-reader";
+    core_kafka_consumer_t *kc = core_kafka_consumer_new(&co, err, sizeof(err));
+    ck_assert_msg(kc != NULL, "%s", err);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, raw, 0)->offset = hi0;
+    ck_assert_int_eq(core_kafka_consumer_assign(kc, l, err, sizeof(err)), CORE_OK);
+    rd_kafka_topic_partition_list_destroy(l);
+    int got = 0;
+    deadline = core_mono_ms() + 30000;
+    while (got < 2 && core_mono_ms() < deadline) {
+        rd_kafka_message_t *m = core_kafka_consumer_poll(kc, 200);
+        if (!m)
+            continue;
+        if (m->err) {
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        char b1[200], b2[200], b3[64], want_id[128], want_key[32], want_val[32], want_ts[32];
+        int i = got == 0 ? 1 : 3;
+        snprintf(want_id, sizeof(want_id), "%s-%04d", batch, i);
+        snprintf(want_key, sizeof(want_key), "K%04d", i);
+        snprintf(want_val, sizeof(want_val), "record %d", i);
+        snprintf(want_ts, sizeof(want_ts), "%d", 1700000000 + i);
+        ck_assert_str_eq(hdr(m, "tb.id", b1, sizeof(b1)), want_id);
+        ck_assert_str_eq(hdr(m, "tb.batch", b2, sizeof(b2)), batch);
+        ck_assert_str_eq(hdr(m, "tb.ingest.ts", b3, sizeof(b3)), want_ts);
+        ck_assert_str_eq(hdr(m, "tb.replay", b1, sizeof(b1)), replay_id);
+        ck_assert_int_eq((int)m->key_len, (int)strlen(want_key));
+        ck_assert(memcmp(m->key, want_key, m->key_len) == 0);
+        ck_assert_int_eq((int)m->len, (int)strlen(want_val));
+        ck_assert(memcmp(m->payload, want_val, m->len) == 0);
+        /* the test plays the validator and the persister for it */
+        emit1(val, batch, i, "valid", raw, m->offset);
+        emit1(per, batch, i, "persisted", "payee.valid", 100 + i);
+        rd_kafka_message_destroy(m);
+        got++;
+    }
+    ck_assert_int_eq(got, 2);
+    core_kafka_consumer_free(kc);
+    ck_assert_int_eq((int)core_kafka_producer_flush(p, 30000), 0);
+    core_audit_free(ing);
+    core_audit_free(val);
+    core_audit_free(per);
+    core_kafka_producer_free(p);
+
+    /* the batch is clean now */
+    snprintf(path, sizeof(path), "/batches/%s", batch);
+    deadline = core_mono_ms() + 60000;
+    bool clean = false;
+    while (!clean && core_mono_ms() < deadline) {
+        ck_assert_int_eq(http_call(d.port, "GET", path, vauth, NULL, &text), 200);
+        j = cJSON_Parse(text);
+        clean = cJSON_IsTrue(cJSON_GetObjectItem(j, "clean"));
+        free(text);
+        cJSON_Delete(j);
+        if (!clean)
+            usleep(200 * 1000);
+    }
+    ck_assert_msg(clean, "the batch is not clean after the replay");
+    daemon_stop(&d);
+    unlink(d.log);
+    unlink(d.tokens);
+    free(op);
+    free(vw);
+}
+END_TEST
+
 static void setup(void)
 {
     char err[512];
@@ -462,6 +712,7 @@ static Suite *api_suite(void)
     tcase_add_test(tc, token_tool_stores_only_the_hash);
     tcase_add_test(tc, route_roles);
     tcase_add_test(tc, every_route_no_token_wrong_token_each_role);
+    tcase_add_test(tc, replay_missing_records_batch_becomes_clean);
     suite_add_tcase(s, tc);
     return s;
 }
