@@ -1,5 +1,6 @@
 /* api.c — the JSON routes of svc-recon (api.h). */
 #include "api.h"
+#include "metrics.h"
 #include "replay.h"
 #include "report.h"
 
@@ -131,6 +132,8 @@ static recon_report *reconcile_or_reply(recon_api *api, const char *batch,
     if (recon_reconcile_batch(c, &api->rec, batch, &rep, err, sizeof(err)) != CORE_OK) {
         error_reply(resp, 503, err);
         rep = NULL;
+    } else {
+        recon_metrics_reconciled(rep);
     }
     PQfinish(c);
     return rep;
@@ -240,8 +243,10 @@ static void h_replay(const core_http_request *req, core_http_response *resp, voi
         error_reply(resp, 404, err);
     else if (rc != CORE_OK)
         error_reply(resp, 503, err);
-    else
+    else {
+        recon_metrics_replayed(cJSON_GetNumberValue(cJSON_GetObjectItem(out, "published")));
         json_reply(resp, 200, out);
+    }
 }
 
 void recon_api_init(recon_api *api)

@@ -12,6 +12,7 @@
 #include "api.h"
 #include "auth.h"
 #include "consume.h"
+#include "metrics.h"
 #include "reconcile.h"
 #include "replay.h"
 #include "report.h"
@@ -368,5 +369,6 @@ int main(int argc, char **argv)
         return recon_token_main(argc, argv);
     rc = core_service_main(&def, argc, argv, environ);
     recon_auth_free(auth);
+    recon_metrics_free();
     return rc;
 }

@@ -682,6 +682,18 @@ START_TEST(replay_missing_records_batch_becomes_clean)
             usleep(200 * 1000);
     }
     ck_assert_msg(clean, "the batch is not clean after the replay");
+    /* the metrics: the batch now counted clean, the replayed records, the reconciliations */
+    ck_assert_int_eq(http_call(d.port, "GET", "/metrics", NULL, NULL, &text), 200);
+    ck_assert_msg(strstr(text, "tributary_recon_batches{state=\"clean\"} 1\n") != NULL &&
+                      strstr(text, "tributary_recon_batches{state=\"unclean\"} 0\n") != NULL,
+                  "batches: %s", text);
+    ck_assert_msg(strstr(text, "tributary_recon_replayed_records_total 2\n") != NULL, "%s", text);
+    ck_assert_msg(strstr(text, "tributary_recon_records{verdict=\"delivered\"} 8\n") != NULL,
+                  "%s", text);
+    ck_assert_msg(strstr(text, "tributary_recon_discrepancies{verdict=\"missing\",stage=\"validator\"} 0\n") != NULL,
+                  "%s", text);
+    ck_assert_ptr_nonnull(strstr(text, "tributary_recon_reconcile_seconds_count "));
+    free(text);
     daemon_stop(&d);
     unlink(d.log);
     unlink(d.tokens);
