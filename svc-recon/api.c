@@ -2,6 +2,7 @@
 #include "api.h"
 #include "metrics.h"
 #include "replay.h"
+#include "webhook.h"
 #include "report.h"
 
 #include "tributary/core_common.h"
@@ -133,7 +134,10 @@ static recon_report *reconcile_or_reply(recon_api *api, const char *batch,
         error_reply(resp, 503, err);
         rep = NULL;
     } else {
-        recon_metrics_reconciled(rep);
+        int turned = recon_metrics_reconciled(rep);
+        if (turned != RECON_TURNED_NONE)
+            recon_webhook_batch(api->webhook,
+                                turned == RECON_TURNED_CLEAN ? "batch.clean" : "batch.unclean", rep);
     }
     PQfinish(c);
     return rep;

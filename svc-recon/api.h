@@ -30,6 +30,7 @@ typedef struct recon_api {
     const core_config_t *cfg;
     const core_kafka_prop *kafka_defaults;
     size_t nkafka_defaults;
+    struct recon_webhook *webhook; /* alerts (webhook.h); NULL: none */
     /* readiness: a connection of its own, asked at most every 2 s */
     pthread_mutex_t ready_lock;
     PGconn *ready_conn;

@@ -17,6 +17,7 @@
 #include "replay.h"
 #include "report.h"
 #include "state.h"
+#include "webhook.h"
 
 #include "tributary/core_lifecycle.h"
 #include "tributary/core_log.h"
@@ -49,6 +50,9 @@ struct recon_conf {
     char *auth_tokens_file;
     char *verdict;
     bool dry_run;
+    char *webhook_url;
+    int64_t webhook_attempts;
+    int64_t webhook_timeout_ms;
 };
 
 static struct recon_conf conf;
@@ -94,6 +98,13 @@ static const core_config_key recon_keys[] = {
       "replay: the records to re-publish", 0, 0, "missing|altered" },
     { "dry.run", CORE_CFG_BOOL, "false", 0, OFF(dry_run),
       "replay: find the records, publish nothing", 0, 0, NULL },
+    { "alert.webhook.url", CORE_CFG_STR, NULL, 0, OFF(webhook_url),
+      "Alerts: URL a JSON POST goes to when a batch turns unclean or clean again", 0, 0, NULL },
+    { "alert.webhook.attempts", CORE_CFG_INT, "5", 0, OFF(webhook_attempts),
+      "Alerts: attempts per alert (5xx, timeouts and refused connections are retried)", 1, 100,
+      NULL },
+    { "alert.webhook.timeout.ms", CORE_CFG_INT, "5000", 0, OFF(webhook_timeout_ms),
+      "Alerts: longest one attempt takes", 100, 600000, NULL },
     { "auth.tokens.file", CORE_CFG_STR, NULL, 0, OFF(auth_tokens_file),
       "HTTP API: token file (id role sha256, from `svc-recon token add`); unset: the API is open",
       0, 0, NULL },
@@ -102,6 +113,7 @@ static const core_config_key recon_keys[] = {
 
 /* The API's token table: the HTTP server outlives run(), main frees it. */
 static recon_auth *auth;
+static recon_webhook *webhook;
 
 static const char *const subcommands[] = { "report", "replay", NULL };
 
@@ -289,6 +301,10 @@ static int run_daemon(core_service_t *svc, struct recon_conf *c, unsigned sinks)
     if (!recon_auth_enabled(auth))
         core_log_warn("auth.tokens.file not set: the HTTP API is open to every caller");
     core_http_set_guard(core_service_http(svc), recon_auth_guard, auth);
+    webhook = recon_webhook_new(c->webhook_url, (int)c->webhook_attempts,
+                                (int)c->webhook_timeout_ms, err, sizeof(err));
+    if (!webhook && *err)
+        return core_service_config_error(svc, err);
     state_opts(svc, c, &so);
     api.pg = so.pg;
     api.rec.schema = c->state_schema;
@@ -297,6 +313,7 @@ static int run_daemon(core_service_t *svc, struct recon_conf *c, unsigned sinks)
     api.cfg = core_service_config(svc);
     api.kafka_defaults = kafka_defaults;
     api.nkafka_defaults = CORE_ARRAY_SIZE(kafka_defaults);
+    api.webhook = webhook;
     recon_api_init(&api);
     /* /readyz: Kafka, then PostgreSQL */
     core_service_ready_also(svc, recon_api_ready, &api);
@@ -368,6 +385,7 @@ int main(int argc, char **argv)
     if (argc >= 2 && strcmp(argv[1], "token") == 0)
         return recon_token_main(argc, argv);
     rc = core_service_main(&def, argc, argv, environ);
+    recon_webhook_free(webhook);
     recon_auth_free(auth);
     recon_metrics_free();
     return rc;

@@ -60,14 +60,15 @@ static void publish(void)
     }
 }
 
-void recon_metrics_reconciled(const recon_report *rep)
+int recon_metrics_reconciled(const recon_report *rep)
 {
+    int turned = RECON_TURNED_NONE;
     core_metric_family_t *fs = family(CORE_METRIC_HISTOGRAM, "tributary_recon_reconcile_seconds",
                                       "Time to reconcile one batch", NULL);
     if (fs)
         core_metric_observe(core_metrics_series(fs, NULL), rep->seconds);
     if (!rep->known)
-        return;
+        return turned;
     pthread_mutex_lock(&lock);
     size_t i = 0;
     while (i < nfigs && strcmp(figs[i].batch, rep->batch) != 0)
@@ -76,7 +77,7 @@ void recon_metrics_reconciled(const recon_report *rep)
         char *b = strdup(rep->batch);
         if (!b) {
             pthread_mutex_unlock(&lock);
-            return;
+            return turned;
         }
         if (nfigs < RECON_METRICS_BATCHES) {
             i = nfigs++;
@@ -87,7 +88,12 @@ void recon_metrics_reconciled(const recon_report *rep)
         }
         memset(&figs[i], 0, sizeof(figs[i]));
         figs[i].batch = b;
+        figs[i].clean = true; /* a batch first seen unclean turns unclean */
     }
+    if (figs[i].clean && !rep->clean)
+        turned = RECON_TURNED_UNCLEAN;
+    else if (!figs[i].clean && rep->clean)
+        turned = RECON_TURNED_CLEAN;
     figs[i].clean = rep->clean;
     memcpy(figs[i].records, rep->counts, sizeof(figs[i].records));
     memset(figs[i].disc, 0, sizeof(figs[i].disc));
@@ -98,6 +104,7 @@ void recon_metrics_reconciled(const recon_report *rep)
     }
     publish();
     pthread_mutex_unlock(&lock);
+    return turned;
 }
 
 void recon_metrics_replayed(double records)

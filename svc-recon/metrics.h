@@ -17,7 +17,12 @@
 
 #define RECON_METRICS_BATCHES 1000
 
-void recon_metrics_reconciled(const recon_report *rep);
+/* What a reconciliation changed about its batch's state. */
+enum { RECON_TURNED_NONE, RECON_TURNED_UNCLEAN, RECON_TURNED_CLEAN };
+/* Record the batch's figures. @returns RECON_TURNED_UNCLEAN when the batch
+ * is unclean and was clean or not seen before, RECON_TURNED_CLEAN when it
+ * was unclean and is clean now, else RECON_TURNED_NONE. */
+int recon_metrics_reconciled(const recon_report *rep);
 void recon_metrics_replayed(double records);
 /* Free the batch table (at exit). */
 void recon_metrics_free(void);
