@@ -21,6 +21,7 @@ REQUIRED_PKGS=(
     libcsv-dev uuid-dev libssl-dev zlib1g-dev libpq-dev
     redis-server redis-tools postgresql postgresql-client kcat
     procps psmisc iproute2 ca-certificates
+    chromium chromium-driver
 )
 # Nice to have: clang + its runtime for libFuzzer / LeakSanitizer targets;
 # prometheus for promtool (deploy/check.sh checks and unit-tests the alert rules).

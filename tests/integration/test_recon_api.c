@@ -773,6 +773,91 @@ START_TEST(replay_missing_records_batch_becomes_clean)
 }
 END_TEST
 
+/* ---- the dashboard in headless Chromium ---------------------------------------------- */
+
+static int chromium(const char *mode, const char *url, char **out)
+{
+    char home[128], homeenv[160], *err = NULL;
+    snprintf(home, sizeof(home), "/tmp/recon_chromium_%s", tu_unique());
+    mkdir(home, 0700);
+    snprintf(homeenv, sizeof(homeenv), "HOME=%s", home);
+    char *envp[] = { homeenv, "PATH=/usr/bin:/bin", NULL };
+    char *argv[] = { "/usr/bin/chromium", "--headless", "--no-sandbox", "--disable-gpu",
+                     "--disable-dev-shm-usage", "--no-first-run", "--window-size=1100,900",
+                     "--virtual-time-budget=20000", (char *)mode, (char *)url, NULL };
+    int rc = tu_run_cmd(argv, envp, out, &err, 180000);
+    free(err);
+    return rc;
+}
+
+START_TEST(dashboard_shows_planted_records)
+{
+    daemon_t d = { 0 };
+    char batch[64], path[200], *tok = NULL, auth[200], *text = NULL, url[600];
+
+    ck_assert_msg(access("/usr/bin/chromium", X_OK) == 0,
+                  "chromium missing: apt-get install chromium chromium-driver (deploy/local/deps.sh)");
+    snprintf(d.tokens, sizeof(d.tokens), "/tmp/recon_api_tokens_%s", tu_unique());
+    unlink(d.tokens);
+    ck_assert_int_eq(token_add(d.tokens, "dash-viewer", "viewer", &tok), 0);
+    snprintf(auth, sizeof(auth), "Bearer %s", tok);
+    daemon_start(&d, "dash", NULL);
+    snprintf(batch, sizeof(batch), "dash-%s", tu_unique());
+    emit_batch(d.topic, batch, 6); /* record 0 never persisted */
+    snprintf(path, sizeof(path), "/discrepancies?batch=%s", batch);
+    int64_t deadline = core_mono_ms() + 60000;
+    bool seen = false;
+    while (!seen && core_mono_ms() < deadline) {
+        if (http_call(d.port, "GET", path, auth, NULL, &text) == 200)
+            seen = strstr(text, "\"total\":1") != NULL;
+        free(text);
+        if (!seen)
+            usleep(200 * 1000);
+    }
+    ck_assert(seen);
+    /* the page and its script are open and come from the binary: no CDN */
+    ck_assert_int_eq(http_call(d.port, "GET", "/dashboard", NULL, NULL, &text), 200);
+    ck_assert_ptr_nonnull(strstr(text, "/dashboard/app.js"));
+    ck_assert_ptr_null(strstr(text, "http://"));
+    ck_assert_ptr_null(strstr(text, "https://"));
+    free(text);
+    ck_assert_int_eq(http_call(d.port, "GET", "/dashboard/app.js", NULL, NULL, &text), 200);
+    ck_assert_ptr_null(strstr(text, "https://"));
+    free(text);
+
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/dashboard#token=%s&batch=%s", d.port, tok,
+             batch);
+    char *dom = NULL, rec[128];
+    ck_assert_int_eq(chromium("--dump-dom", url, &dom), 0);
+    snprintf(rec, sizeof(rec), "<td>%s-0000</td>", batch);
+    ck_assert_msg(dom && strstr(dom, rec) != NULL, "record %s not on the page: %s", rec, dom);
+    ck_assert_ptr_nonnull(strstr(dom, "<td>missing</td><td>persister</td>"));
+    ck_assert_ptr_nonnull(strstr(dom, "class=\"unclean\""));
+    snprintf(rec, sizeof(rec), "<a>%s</a>", batch);
+    ck_assert_msg(strstr(dom, rec) != NULL, "batch not listed");
+    snprintf(rec, sizeof(rec), "<td>%s-0001</td>", batch); /* a delivered record is not listed */
+    ck_assert_ptr_null(strstr(dom, rec));
+    free(dom);
+    /* a screenshot into the build folder */
+    char shot[600], flag[700];
+    snprintf(shot, sizeof(shot), "%s/recon-dashboard.png", tu_build_dir());
+    if (shot[0] != '/') {
+        char cwd[400];
+        ck_assert_ptr_nonnull(getcwd(cwd, sizeof(cwd)));
+        snprintf(shot, sizeof(shot), "%s/%s/recon-dashboard.png", cwd, tu_build_dir());
+    }
+    unlink(shot);
+    snprintf(flag, sizeof(flag), "--screenshot=%s", shot);
+    ck_assert_int_eq(chromium(flag, url, NULL), 0);
+    struct stat st;
+    ck_assert_msg(stat(shot, &st) == 0 && st.st_size > 1000, "no screenshot at %s", shot);
+    daemon_stop(&d);
+    unlink(d.log);
+    unlink(d.tokens);
+    free(tok);
+}
+END_TEST
+
 static void setup(void)
 {
     char err[512];
@@ -796,6 +881,7 @@ static Suite *api_suite(void)
     tcase_add_test(tc, route_roles);
     tcase_add_test(tc, every_route_no_token_wrong_token_each_role);
     tcase_add_test(tc, replay_missing_records_batch_becomes_clean);
+    tcase_add_test(tc, dashboard_shows_planted_records);
     suite_add_tcase(s, tc);
     return s;
 }
