@@ -299,7 +299,8 @@ static int plan(PGconn *c, const recon_reconcile_opts *ro, const recon_report *r
         }
     }
     for (size_t k = 0; k < nsrc; k++)
-        qsort(src[k].w, src[k].nw, sizeof(want), cmp_want);
+        if (src[k].nw > 1) /* qsort(NULL, 0, ...) is undefined */
+            qsort(src[k].w, src[k].nw, sizeof(want), cmp_want);
     *out = src;
     *nout = nsrc;
     return CORE_OK;
