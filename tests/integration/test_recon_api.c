@@ -560,7 +560,9 @@ static const char *hdr(const rd_kafka_message_t *m, const char *name, char *buf,
 /* A tamperer drops records 1 and 3 between ingest and the validator; the
  * replay finds them on .raw, re-publishes them with their ids, key, value
  * and headers; the test, as validator and persister, handles what arrives;
- * the batch is clean. */
+ * the batch is clean; the webhook and the metrics are checked on the way.
+ * Long on purpose: one story, each step needing the state the one before
+ * left (a daemon start costs seconds on this machine). */
 START_TEST(replay_missing_records_batch_becomes_clean)
 {
     daemon_t d = { 0 };
