@@ -337,6 +337,11 @@ static void daemon_start(daemon_t *d, const char *tag, const char *extra)
     while (core_mono_ms() < deadline && http_call(d->port, "GET", "/readyz", NULL, NULL, NULL) != 200)
         usleep(100 * 1000);
     ck_assert_int_eq(http_call(d->port, "GET", "/readyz", NULL, NULL, NULL), 200);
+    /* ready can come before the routes (the state is opened and migrated in
+     * between): wait until /batches is routed (401 without a token) */
+    while (core_mono_ms() < deadline && http_call(d->port, "GET", "/batches", NULL, NULL, NULL) == 404)
+        usleep(100 * 1000);
+    ck_assert_int_ne(http_call(d->port, "GET", "/batches", NULL, NULL, NULL), 404);
 }
 
 static void daemon_stop(daemon_t *d)
