@@ -110,6 +110,9 @@ $(BUILD)/tests/integration/$(call svc_test,$(1))_%: $(BUILD)/obj/tests/integrati
 endef
 $(foreach s,$(SERVICES),$(eval $(call SVC_TEST_RULES,$(s))))
 
+# svc-recon's dashboard assembles its assets in (.incbin).
+$(BUILD)/obj/svc-recon/dashboard.o: $(wildcard svc-recon/assets/*)
+
 tests: $(UNIT_BINS) $(INT_BINS) services
 
 # ---- running tests ---------------------------------------------------------

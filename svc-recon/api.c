@@ -1,5 +1,8 @@
 /* api.c — the JSON routes of svc-recon (api.h). */
 #include "api.h"
+#include "metrics.h"
+#include "replay.h"
+#include "webhook.h"
 #include "report.h"
 
 #include "tributary/core_common.h"
@@ -130,6 +133,11 @@ static recon_report *reconcile_or_reply(recon_api *api, const char *batch,
     if (recon_reconcile_batch(c, &api->rec, batch, &rep, err, sizeof(err)) != CORE_OK) {
         error_reply(resp, 503, err);
         rep = NULL;
+    } else {
+        int turned = recon_metrics_reconciled(rep);
+        if (turned != RECON_TURNED_NONE)
+            recon_webhook_batch(api->webhook,
+                                turned == RECON_TURNED_CLEAN ? "batch.clean" : "batch.unclean", rep);
     }
     PQfinish(c);
     return rep;
@@ -198,6 +206,53 @@ static void h_discrepancies(const core_http_request *req, core_http_response *re
     recon_report_free(rep);
 }
 
+/* POST /replay?batch=ID[&verdict=missing|altered][&dry_run=true] */
+static void h_replay(const core_http_request *req, core_http_response *resp, void *opaque)
+{
+    recon_api *api = opaque;
+    char batch[512], verdict[32], dry[8], err[512];
+    recon_replay_opts ro = { 0 };
+    cJSON *out = NULL;
+    PGconn *c;
+    int rc;
+
+    if (core_http_query_param(req, "batch", batch, sizeof(batch)) != CORE_OK || !*batch) {
+        error_reply(resp, 400, "batch: required");
+        return;
+    }
+    rc = core_http_query_param(req, "verdict", verdict, sizeof(verdict));
+    ro.verdict = rc == CORE_ERR_NOTFOUND ? RV_MISSING
+                 : rc == CORE_OK        ? recon_verdict_index(verdict)
+                                        : -1;
+    if (ro.verdict != RV_MISSING && ro.verdict != RV_ALTERED) {
+        error_reply(resp, 400, "verdict: missing or altered");
+        return;
+    }
+    rc = core_http_query_param(req, "dry_run", dry, sizeof(dry));
+    if (rc == CORE_ERR_NOTFOUND)
+        snprintf(dry, sizeof(dry), "false");
+    else if (rc != CORE_OK || (strcmp(dry, "true") != 0 && strcmp(dry, "false") != 0)) {
+        error_reply(resp, 400, "dry_run: true or false");
+        return;
+    }
+    ro.dry_run = strcmp(dry, "true") == 0;
+    ro.cfg = api->cfg;
+    ro.kafka_defaults = api->kafka_defaults;
+    ro.nkafka_defaults = api->nkafka_defaults;
+    if (!(c = connect_or_503(api, resp)))
+        return;
+    rc = recon_replay_batch(c, &api->rec, &ro, batch, &out, err, sizeof(err));
+    PQfinish(c);
+    if (rc == CORE_ERR_NOTFOUND)
+        error_reply(resp, 404, err);
+    else if (rc != CORE_OK)
+        error_reply(resp, 503, err);
+    else {
+        recon_metrics_replayed(cJSON_GetNumberValue(cJSON_GetObjectItem(out, "published")));
+        json_reply(resp, 200, out);
+    }
+}
+
 void recon_api_init(recon_api *api)
 {
     pthread_mutex_init(&api->ready_lock, NULL);
@@ -255,7 +310,8 @@ int recon_api_register(core_http_t *h, recon_api *api)
     if ((rc = core_http_route(h, "GET", "/batches", h_batches, api)) != CORE_OK ||
         (rc = core_http_route(h, "GET", "/batches/*", h_batch, api)) != CORE_OK ||
         (rc = core_http_route(h, "GET", "/discrepancies", h_discrepancies, api)) != CORE_OK ||
-        (rc = recon_api_register_windows(h, api)) != CORE_OK)
+        (rc = recon_api_register_windows(h, api)) != CORE_OK ||
+        (rc = core_http_route(h, "POST", "/replay", h_replay, api)) != CORE_OK)
         return rc;
     return CORE_OK;
 }

@@ -5,6 +5,8 @@
  *   GET /discrepancies?batch=ID[&verdict=V][&page=N]
  *                                     the batch's discrepant records, paged
  *   GET /windows, POST /reconcile     api_windows.c
+ *   POST /replay?batch=ID[&verdict=missing|altered][&dry_run=true]
+ *                                     re-publish them to .raw (replay.h)
  *
  * Handlers run on libmicrohttpd's connection threads: each request opens its
  * own PostgreSQL connection (libpq connections are not shared across
@@ -15,7 +17,9 @@
 #include "reconcile.h"
 #include "state.h"
 
+#include "tributary/core_config.h"
 #include "tributary/core_http.h"
+#include "tributary/core_kafka.h"
 
 #include <pthread.h>
 
@@ -26,6 +30,11 @@ typedef struct recon_api {
     /* api_windows.c */
     const core_avro_catalog_t *cat;
     int64_t window_ms, grace_ms, idle_ms;
+    /* replay: the Kafka settings of its consumer and producer */
+    const core_config_t *cfg;
+    const core_kafka_prop *kafka_defaults;
+    size_t nkafka_defaults;
+    struct recon_webhook *webhook; /* alerts (webhook.h); NULL: none */
     /* readiness: a connection of its own, asked at most every 2 s */
     pthread_mutex_t ready_lock;
     PGconn *ready_conn;

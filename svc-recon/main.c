@@ -5,16 +5,24 @@
  *   svc-recon [options]                       consume audit.events, serve the API
  *   svc-recon report --batch ID [--json] [--verify-sinks]
  *                                             catch up, reconcile, answer, exit
+ *   svc-recon replay --batch ID [--verdict missing|altered] [--dry-run]
+ *                                             re-publish them to .raw, exit
+ *   svc-recon token add --id NAME --role ROLE --file F   a new API token
  *
  * docs/svc-recon.md is the operator's guide. */
 #include "api.h"
+#include "auth.h"
 #include "consume.h"
+#include "dashboard.h"
+#include "metrics.h"
 #include "reconcile.h"
+#include "replay.h"
 #include "report.h"
 #include "state.h"
 #include "statement.h"
 #include "verify.h"
 #include "winreport.h"
+#include "webhook.h"
 
 #include "tributary/core_lifecycle.h"
 #include "tributary/core_log.h"
@@ -69,6 +77,12 @@ struct recon_conf {
     char *v_cache_format;
     char *v_mongo_uri;
     char *v_mongo_database;
+    char *auth_tokens_file;
+    char *verdict;
+    bool dry_run;
+    char *webhook_url;
+    int64_t webhook_attempts;
+    int64_t webhook_timeout_ms;
 };
 
 static struct recon_conf conf;
@@ -166,10 +180,28 @@ static const core_config_key recon_keys[] = {
       OFF(v_mongo_uri), "svc-persister's mongodb.uri", 0, 0, NULL },
     { "verify.mongodb.database", CORE_CFG_STR, "tributary", 0, OFF(v_mongo_database),
       "svc-persister's mongodb.database", 0, 0, NULL },
+    { "verdict", CORE_CFG_ENUM, "missing", 0, OFF(verdict),
+      "replay: the records to re-publish", 0, 0, "missing|altered" },
+    { "dry.run", CORE_CFG_BOOL, "false", 0, OFF(dry_run),
+      "replay: find the records, publish nothing", 0, 0, NULL },
+    { "alert.webhook.url", CORE_CFG_STR, NULL, 0, OFF(webhook_url),
+      "Alerts: URL a JSON POST goes to when a batch turns unclean or clean again", 0, 0, NULL },
+    { "alert.webhook.attempts", CORE_CFG_INT, "5", 0, OFF(webhook_attempts),
+      "Alerts: attempts per alert (5xx, timeouts and refused connections are retried)", 1, 100,
+      NULL },
+    { "alert.webhook.timeout.ms", CORE_CFG_INT, "5000", 0, OFF(webhook_timeout_ms),
+      "Alerts: longest one attempt takes", 100, 600000, NULL },
+    { "auth.tokens.file", CORE_CFG_STR, NULL, 0, OFF(auth_tokens_file),
+      "HTTP API: token file (id role sha256, from `svc-recon token add`); unset: the API is open",
+      0, 0, NULL },
     CORE_CFG_END
 };
 
-static const char *const subcommands[] = { "report", "close", "verify-chain", NULL };
+/* The API's token table: the HTTP server outlives run(), main frees it. */
+static recon_auth *auth;
+static recon_webhook *webhook;
+
+static const char *const subcommands[] = { "report", "close", "verify-chain", "replay", NULL };
 
 static const core_kafka_prop kafka_defaults[] = {
     { "bootstrap.servers", "127.0.0.1:9092" },
@@ -473,6 +505,58 @@ static int run_verify_chain(core_service_t *svc, struct recon_conf *c)
     return res.ok ? 0 : 1;
 }
 
+/* svc-recon replay: catch up, re-publish the batch's records of the verdict,
+ * print what was done (one JSON object); exit 0, or 1 when some record is no
+ * longer on its topic. */
+static int run_replay(core_service_t *svc, struct recon_conf *c, unsigned sinks)
+{
+    recon_state_opts so;
+    recon_consume_opts co;
+    recon_consume_stats cs;
+    recon_reconcile_opts ro = { 0 };
+    recon_replay_opts rp = { 0 };
+    recon_state_t *st;
+    cJSON *out = NULL;
+    char err[512];
+    int rc;
+
+    if (!c->batch || !*c->batch)
+        return core_service_config_error(svc, "batch: required by replay");
+    state_opts(svc, c, &so);
+    if (!(st = recon_state_open(&so, err, sizeof(err)))) {
+        fprintf(stderr, "svc-recon: replay: %s\n", err);
+        return CORE_EX_UNAVAILABLE;
+    }
+    consume_opts(svc, c, true, &co);
+    if ((rc = recon_consume_run(st, &co, &cs, err, sizeof(err))) != 0) {
+        fprintf(stderr, "svc-recon: replay: %s\n", err);
+        recon_state_free(st);
+        return rc;
+    }
+    ro.schema = c->state_schema;
+    ro.sinks = sinks;
+    rp.cfg = core_service_config(svc);
+    rp.kafka_defaults = kafka_defaults;
+    rp.nkafka_defaults = CORE_ARRAY_SIZE(kafka_defaults);
+    rp.verdict = recon_verdict_index(c->verdict);
+    rp.dry_run = c->dry_run;
+    rc = recon_replay_batch(recon_state_conn(st), &ro, &rp, c->batch, &out, err, sizeof(err));
+    recon_state_free(st);
+    if (rc != CORE_OK) {
+        fprintf(stderr, "svc-recon: replay: %s\n", err);
+        return rc == CORE_ERR_NOTFOUND ? CORE_EX_DATAERR : CORE_EX_UNAVAILABLE;
+    }
+    char *s = cJSON_PrintUnformatted(out);
+    if (s)
+        printf("%s\n", s);
+    fflush(stdout);
+    rc = !s ? CORE_EX_SOFTWARE
+            : cJSON_GetArraySize(cJSON_GetObjectItem(out, "not_found")) ? 1 : 0;
+    free(s);
+    cJSON_Delete(out);
+    return rc;
+}
+
 static int run_daemon(core_service_t *svc, struct recon_conf *c, unsigned sinks)
 {
     const struct core_service_common *common = core_service_common(svc);
@@ -487,6 +571,15 @@ static int run_daemon(core_service_t *svc, struct recon_conf *c, unsigned sinks)
     char err[512];
     int rc, attempt = 0;
 
+    if (!(auth = recon_auth_new(c->auth_tokens_file, err, sizeof(err))))
+        return core_service_config_error(svc, err);
+    if (!recon_auth_enabled(auth))
+        core_log_warn("auth.tokens.file not set: the HTTP API is open to every caller");
+    core_http_set_guard(core_service_http(svc), recon_auth_guard, auth);
+    webhook = recon_webhook_new(c->webhook_url, (int)c->webhook_attempts,
+                                (int)c->webhook_timeout_ms, err, sizeof(err));
+    if (!webhook && *err)
+        return core_service_config_error(svc, err);
     state_opts(svc, c, &so);
     api.pg = so.pg;
     api.rec.schema = c->state_schema;
@@ -496,6 +589,10 @@ static int run_daemon(core_service_t *svc, struct recon_conf *c, unsigned sinks)
     api.window_ms = c->window_ms;
     api.grace_ms = c->grace_ms;
     api.idle_ms = c->close_idle_ms;
+    api.cfg = core_service_config(svc);
+    api.kafka_defaults = kafka_defaults;
+    api.nkafka_defaults = CORE_ARRAY_SIZE(kafka_defaults);
+    api.webhook = webhook;
     recon_api_init(&api);
     /* /readyz: Kafka, then PostgreSQL */
     core_service_ready_also(svc, recon_api_ready, &api);
@@ -508,6 +605,7 @@ static int run_daemon(core_service_t *svc, struct recon_conf *c, unsigned sinks)
         }
     }
     recon_api_register(core_service_http(svc), &api);
+    recon_dashboard_register(core_service_http(svc));
     core_log_info("started", CLF_S("version", TB_VERSION),
                   CLF_I("http_port", core_http_port(core_service_http(svc))),
                   CLF_S("instance", common->instance_id), CLF_S("group", c->group_id),
@@ -548,6 +646,8 @@ static int run(core_service_t *svc, void *confp)
         return run_report(svc, c, sinks);
     if (sub && strcmp(sub, "close") == 0)
         return run_close(svc, c, sinks);
+    if (sub && strcmp(sub, "replay") == 0)
+        return run_replay(svc, c, sinks);
     return run_daemon(svc, c, sinks);
 }
 
@@ -558,7 +658,10 @@ static const core_service_def def = {
              "       svc-recon report --batch ID [--json] [--verify-sinks] [options]\n"
              "       svc-recon report --dataset NAME --from T --to T [--json] [options]\n"
              "       svc-recon close [options]\n"
-             "       svc-recon verify-chain [--json] [options]",
+             "       svc-recon verify-chain [--json] [options]\n"
+             "       svc-recon replay --batch ID [--verdict missing|altered] [--dry.run] "
+             "[options]\n"
+             "       svc-recon token add --id NAME --role viewer|operator|admin --file FILE",
     .http_port_default = "8085",
     .keys = recon_keys,
     .conf = &conf,
@@ -569,5 +672,14 @@ static const core_service_def def = {
 
 int main(int argc, char **argv)
 {
-    return core_service_main(&def, argc, argv, environ);
+    int rc;
+
+    /* a file tool: no broker, no state, no configuration */
+    if (argc >= 2 && strcmp(argv[1], "token") == 0)
+        return recon_token_main(argc, argv);
+    rc = core_service_main(&def, argc, argv, environ);
+    recon_webhook_free(webhook);
+    recon_auth_free(auth);
+    recon_metrics_free();
+    return rc;
 }

@@ -21,9 +21,11 @@ REQUIRED_PKGS=(
     libcsv-dev uuid-dev libssl-dev zlib1g-dev libpq-dev
     redis-server redis-tools postgresql postgresql-client kcat
     procps psmisc iproute2 ca-certificates
+    chromium chromium-driver
 )
-# Nice to have: clang + its runtime for libFuzzer / LeakSanitizer targets.
-OPTIONAL_PKGS=(clang libclang-rt-14-dev)
+# Nice to have: clang + its runtime for libFuzzer / LeakSanitizer targets;
+# prometheus for promtool (deploy/check.sh checks and unit-tests the alert rules).
+OPTIONAL_PKGS=(clang libclang-rt-14-dev prometheus)
 
 # Minimum Go to build FerretDB v1.x (go.mod says go 1.22).
 GO_MIN_MINOR=22

@@ -57,6 +57,8 @@ struct core_http {
     void *ready_opaque;
     probe_t probes[CORE_HTTP_MAX_PROBES];
     size_t nprobes;
+    core_http_guard guard;           /* under lock, as ready_cb */
+    void *guard_opaque;
     atomic_bool healthy;
     _Atomic size_t max_body;
     int port;
@@ -343,6 +345,16 @@ int core_http_route(core_http_t *h, const char *method, const char *path,
     return CORE_OK;
 }
 
+void core_http_set_guard(core_http_t *h, core_http_guard fn, void *opaque)
+{
+    if (!h)
+        return;
+    pthread_rwlock_wrlock(&h->lock);
+    h->guard = fn;
+    h->guard_opaque = opaque;
+    pthread_rwlock_unlock(&h->lock);
+}
+
 void core_http_set_ready(core_http_t *h, core_http_ready_cb cb, void *opaque)
 {
     if (!h)
@@ -532,6 +544,23 @@ static enum MHD_Result send_too_big(core_http_t *h, struct MHD_Connection *conn,
                          body ? strlen(body) : 0, NULL);
 }
 
+/* The service's guard, asked before every route but the built-in ones
+ * (/healthz, /readyz, /metrics stay open). */
+static bool guard_allows(core_http_t *h, const route_t *r, const core_http_request *req,
+                         core_http_response *resp)
+{
+    core_http_guard g;
+    void *opaque;
+
+    if (r->fn == on_healthz || r->fn == on_readyz || r->fn == on_metrics)
+        return true;
+    pthread_rwlock_rdlock(&h->lock);
+    g = h->guard;
+    opaque = h->guard_opaque;
+    pthread_rwlock_unlock(&h->lock);
+    return !g || g(req, r->pattern, resp, opaque);
+}
+
 static enum MHD_Result dispatch(core_http_t *h, struct MHD_Connection *conn, req_state_t *st,
                                 const char *method, const char *url)
 {
@@ -569,7 +598,8 @@ static enum MHD_Result dispatch(core_http_t *h, struct MHD_Connection *conn, req
     memset(&resp, 0, sizeof(resp));
     resp.status = 200;
 
-    r->fn(&req, &resp, r->opaque);
+    if (guard_allows(h, r, &req, &resp))
+        r->fn(&req, &resp, r->opaque);
 
     if (resp.status < 100 || resp.status > 599) {
         core_log_warn("http: handler returned an invalid status", CLF_S("path", r->pattern),

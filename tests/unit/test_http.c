@@ -385,6 +385,63 @@ START_TEST(test_get_route_query)
 }
 END_TEST
 
+/* The guard: asked with the route's pattern before a service route, never
+ * before /healthz, /readyz, /metrics; a refusal is sent as the guard wrote it. */
+static bool guard_cb(const core_http_request *req, const char *pattern,
+                     core_http_response *resp, void *opaque)
+{
+    int *calls = opaque;
+    (*calls)++;
+    ck_assert_str_eq(pattern, "/items/*");
+    if (req->query && strstr(req->query, "let=1"))
+        return true;
+    resp->status = 401;
+    resp->content_type = "application/json";
+    resp->body = core_http_printf("{\"error\":\"no\"}");
+    return false;
+}
+
+START_TEST(test_guard)
+{
+    core_metrics_t *m = core_metrics_new();
+    core_http_t *h = start(m);
+    http_resp r;
+    int calls = 0;
+
+    ck_assert_int_eq(core_http_route(h, "GET", "/items/*", h_item, NULL), CORE_OK);
+    core_http_set_guard(h, guard_cb, &calls);
+    get(core_http_port(h), "/items/1", &r);
+    ck_assert_int_eq(r.code, 401);
+    ck_assert_str_eq(r.body, "{\"error\":\"no\"}");
+    free(r.body);
+    get(core_http_port(h), "/items/1?let=1&name=x", &r);
+    ck_assert_int_eq(r.code, 200);
+    ck_assert_ptr_nonnull(strstr(r.body, "\"name\":\"x\""));
+    free(r.body);
+    ck_assert_int_eq(calls, 2);
+    get(core_http_port(h), "/healthz", &r);
+    ck_assert_int_eq(r.code, 200);
+    free(r.body);
+    get(core_http_port(h), "/readyz", &r);
+    ck_assert_int_eq(r.code, 200);
+    free(r.body);
+    get(core_http_port(h), "/metrics", &r);
+    ck_assert_int_eq(r.code, 200);
+    free(r.body);
+    get(core_http_port(h), "/nothing", &r); /* no route: 404, the guard not asked */
+    ck_assert_int_eq(r.code, 404);
+    free(r.body);
+    ck_assert_int_eq(calls, 2);
+    core_http_set_guard(h, NULL, NULL); /* removed: open again */
+    get(core_http_port(h), "/items/1", &r);
+    ck_assert_int_eq(r.code, 200);
+    free(r.body);
+    ck_assert_int_eq(calls, 2);
+    core_http_free(h);
+    core_metrics_free(m);
+}
+END_TEST
+
 START_TEST(test_post_echo)
 {
     core_metrics_t *m = core_metrics_new();
@@ -755,6 +812,7 @@ static Suite *http_suite(void)
     tcase_add_test(tc, test_readyz_probes);
     tcase_add_test(tc, test_metrics_endpoint);
     tcase_add_test(tc, test_get_route_query);
+    tcase_add_test(tc, test_guard);
     tcase_add_test(tc, test_post_echo);
     tcase_add_test(tc, test_404_405);
     tcase_add_test(tc, test_413);

@@ -94,6 +94,15 @@ core_http_t *core_http_new(const char *bind_addr, int port, core_metrics_t *metr
 int core_http_route(core_http_t *h, const char *method, const char *path,
                     core_http_handler fn, void *opaque);
 
+/* A guard asked before every handler of a route the service added (never
+ * for /healthz, /readyz, /metrics): return true to run the handler; false
+ * after filling resp (a 401 or 403, say), which is then sent as is. pattern
+ * is the route's pattern ("/batches/" + '*'). Runs on connection threads:
+ * thread-safe. NULL removes it; opaque must outlive the server. */
+typedef bool (*core_http_guard)(const core_http_request *req, const char *pattern,
+                                core_http_response *resp, void *opaque);
+void core_http_set_guard(core_http_t *h, core_http_guard fn, void *opaque);
+
 /* Readiness callback for /readyz (NULL: none), asked before the named
  * probes; its reason is shown as it wrote it. It runs on a connection
  * thread; keep it quick and thread-safe. Prefer core_http_add_ready(). */
