@@ -69,17 +69,30 @@ def csv_cell(s):
     return s
 
 
+POOL = {}
+
+
+def pools(rng):
+    """Names and routing numbers drawn once (a million draws of each is slow)."""
+    if not POOL:
+        POOL["names"] = [name(rng, i) for i in range(7 * 1000)]
+        POOL["aba"] = [aba(rng) for _ in range(4096)]
+    return POOL
+
+
 def payee(rng, key, i, amount_scale=1):
     country, currency = COUNTRIES[i % len(COUNTRIES)]
+    pool = pools(rng)
+    r = rng.getrandbits(48)
     return {
         "payee_id": key,
-        "name": name(rng, i),
-        "account_number": str(10000000 + rng.randrange(90000000)),
-        "routing_number": aba(rng),
+        "name": pool["names"][(r & 0x3ff) * 7 % 7000 + i % 7],
+        "account_number": str(10000000 + (r >> 12) % 90000000),
+        "routing_number": pool["aba"][(r >> 10) & 4095],
         "country": country,
         "currency": currency,
         "email": "" if i % 5 == 0 else f"p{i}@example.com",
-        "amount_limit": f"{rng.randrange(1, 1000000) * amount_scale}.{rng.randrange(100):02d}",
+        "amount_limit": f"{1 + (r >> 20) % 999999}.{(r >> 40) % 100:02d}",
         "status": ["ACTIVE", "ACTIVE", "ACTIVE", "INACTIVE", "BLOCKED"][i % 5],
         "updated_at": f"2026-11-{1 + i % 28:02d}T{i % 24:02d}:{i % 60:02d}:{(i // 7) % 60:02d}Z",
     }
