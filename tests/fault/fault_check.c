@@ -301,15 +301,19 @@ static int cmd_seed(int argc, char **argv)
         }
         for (int p = 0; p < n && rc == 0; p++) {
             int64_t lo, hi;
-            if (rd_kafka_query_watermark_offsets(rk, argv[i], p, &lo, &hi, 10000)) {
+            rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(rk, argv[i], p, &lo, &hi, 10000);
+            if (e) {
+                fprintf(stderr, "fault_check: end offset of %s [%d]: %s\n", argv[i], p,
+                        rd_kafka_err2str(e));
                 rc = 2;
                 break;
             }
             rd_kafka_topic_partition_list_add(l, argv[i], p)->offset = hi;
         }
     }
-    if (rc == 0 && rd_kafka_commit(rk, l, 0) != 0) {
-        fprintf(stderr, "fault_check: commit for %s failed\n", group);
+    rd_kafka_resp_err_t ce = rc == 0 ? rd_kafka_commit(rk, l, 0) : RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (ce) {
+        fprintf(stderr, "fault_check: commit for %s failed: %s\n", group, rd_kafka_err2str(ce));
         rc = 2;
     }
     rd_kafka_topic_partition_list_destroy(l);

@@ -96,14 +96,24 @@ supervise() {
 
 svc_pid() { cat "$sdir/$1.pid" 2>/dev/null; }
 
+seed() { # GROUP TOPIC...: fault_check seed-group, again while a new cluster settles
+    local i
+    for i in $(seq 1 30); do
+        "$check" seed-group --brokers "$brokers" --group "$@" 2>>"$sdir/seed.log" && return 0
+        sleep 1
+    done
+    log "FAIL: seed-group $1: $(tail -n 1 "$sdir/seed.log")"
+    return 1
+}
+
 start_services() {
     local common=(--instance.id "fault-$scn" --audit.topic "$audit" --startup.timeout.ms 300000
                   --shutdown.grace.ms 5000 --log.level warn)
     local poll=(--kafka.max.poll.interval.ms "$POLL_MS" --kafka.session.timeout.ms 6000)
     [ "$nodes" = 3 ] && common+=(--kafka.bootstrap.servers "$brokers")
-    "$check" seed-group --brokers "$brokers" --group "$grp-validator" payee.raw payee.retry || return 1
-    "$check" seed-group --brokers "$brokers" --group "$grp-feeder" payee.valid || return 1
-    "$check" seed-group --brokers "$brokers" --group "$grp-persister" payee.valid || return 1
+    seed "$grp-validator" payee.raw payee.retry || return 1
+    seed "$grp-feeder" payee.valid || return 1
+    seed "$grp-persister" payee.valid || return 1
     supervise validator "$build/bin/svc-validator" "${common[@]}" "${poll[@]}" --dataset payee \
         --http.port 18082 --group.id "$grp-validator" --transactional.id "$grp-validator" \
         --commit.interval.ms 200
