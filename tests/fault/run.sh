@@ -57,6 +57,9 @@ else
 fi
 SEED=${FAULT_SEED:-$RANDOM}
 RANDOM=$SEED
+# A broker restarted under load recovers every partition's log first: give
+# stack.sh's start commands time for that (its default is 90 s).
+export STACK_WAIT_SECS=${STACK_WAIT_SECS:-300}
 kport=${STACK_KAFKA_PORT:-9092}
 brokers=127.0.0.1:$kport
 rport=${STACK_REDIS_PORT:-6379}
@@ -174,9 +177,9 @@ ingest_all() {
 declare -A faults
 fault() { faults[$1]=$(( ${faults[$1]:-0} + 1 )); }
 
-kill9_loop() { # kill -9 random services until KILLS kills and ingest is done
+kill9_loop() { # kill -9 random services: KILLS kills (the soak: also until ingest is done)
     local kills=0 victims=(validator feeder persister recon ingest) v pid
-    while [ $kills -lt "$KILLS" ] || [ ! -e "$sdir/ingest.done" ]; do
+    while [ $kills -lt "$KILLS" ] || { [ "$mode" = soak ] && [ ! -e "$sdir/ingest.done" ]; }; do
         sleep "0.$((RANDOM % 10))"
         sleep $((RANDOM % 2 + 0))
         v=${victims[RANDOM % ${#victims[@]}]}
