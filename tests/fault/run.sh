@@ -134,6 +134,12 @@ start_services() {
 stop_services() {
     touch "$sdir/stop"
     local n pid
+    # a scenario that failed may leave svc-ingest running: it must not publish
+    # into the next scenario's topics
+    pid=$(cat "$sdir/ingest.loop" 2>/dev/null)
+    [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
+    pid=$(svc_pid ingest)
+    [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
     for n in validator feeder persister recon; do
         pid=$(svc_pid $n)
         [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null
@@ -235,6 +241,7 @@ outages_loop() {
     [ "$mode" = soak ] && kafka_stop="$stack kafka-stop 1 --kill"
     ingest_file "$bfile" "$bbatch" >/dev/null &
     local ing=$!
+    echo $ing >"$sdir/ingest.loop"
     sleep 1
     if [ "$nodes" = 3 ]; then
         outage "broker 2 (kill -9)" "$stack kafka-stop 2 --kill" "$stack kafka-start 2" || return 1
@@ -245,6 +252,7 @@ outages_loop() {
     pid=$(svc_pid validator)
     ingest_file "$cfile" "$cbatch" >/dev/null &
     ing=$!
+    echo $ing >"$sdir/ingest.loop"
     sleep 0.5
     kill -STOP "$pid"
     local stop_s=$(( POLL_MS / 1000 + 6 ))
@@ -338,6 +346,7 @@ scenario() {
     case $scn in
     kill9)
         ingest_all &
+        echo $! >"$sdir/ingest.loop"
         kill9_loop
         ;;
     outages | brokers3)
