@@ -4,6 +4,7 @@
 #   make test       deps, stack-up, build, unit + integration tests (what CI runs)
 #   make demo       deps, stack-up, build, run the sample through the pipeline
 #   make asan       the test suite under AddressSanitizer and UBSan
+#   make fault      the fault soak over the whole pipeline (tests/fault/, ~15 min; 3 brokers too)
 #   make fuzz       libFuzzer on the Avro decoder and the JSON parser (FUZZ_TIME seconds each)
 #   make deps       install the Debian packages (root, non-interactive)
 #   make stack-up | stack-down | stack-status   the local servers on loopback
@@ -50,7 +51,7 @@ LIBS_svc-persister    := $(DB_LIBS)
 LIBS_svc-recon        := $(DB_LIBS)
 
 .PHONY: all lib services tests test unit integration run-tests asan demo deps \
-        stack-up stack-down stack-status clean bench fuzz help
+        stack-up stack-down stack-status clean bench fuzz help fault fault-quick
 
 all: lib services
 
@@ -113,7 +114,13 @@ $(foreach s,$(SERVICES),$(eval $(call SVC_TEST_RULES,$(s))))
 # svc-recon's dashboard assembles its assets in (.incbin).
 $(BUILD)/obj/svc-recon/dashboard.o: $(wildcard svc-recon/assets/*)
 
-tests: $(UNIT_BINS) $(INT_BINS) services
+# The fault suite's checker (tests/fault/run.sh drives the pipeline).
+FAULT_CHECK := $(BUILD)/tests/fault/fault_check
+$(FAULT_CHECK): $(BUILD)/obj/tests/fault/fault_check.o $(BUILD)/obj/tests/fault/fault_model.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcsv $(DB_LIBS) $(PKG_LIBS)
+
+tests: $(UNIT_BINS) $(INT_BINS) $(FAULT_CHECK) services
 
 # ---- running tests ---------------------------------------------------------
 
@@ -128,6 +135,14 @@ integration: $(INT_BINS) services
 
 run-tests: tests
 	@$(TEST_ENV) tests/run-suite.sh $(notdir $(BUILD)) $(UNIT_BINS) $(INT_BINS)
+	@$(TEST_ENV) tests/fault/run.sh --quick
+
+# The bounded fault suite alone (part of run-tests), and the long soak.
+fault-quick: tests
+	@$(TEST_ENV) tests/fault/run.sh --quick
+
+fault: tests
+	@$(TEST_ENV) tests/fault/run.sh --soak
 
 test: deps
 	$(MAKE) stack-up

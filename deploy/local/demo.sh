@@ -1,142 +1,185 @@
 #!/usr/bin/env bash
-# The demo on the local stack: a sample payee file through the whole
-# pipeline. svc-validator, svc-cache-feeder and svc-persister run as
-# services; svc-ingest publishes the file; then the script shows where every
-# line went — the errors file, .valid, .dlq, Redis, PostgreSQL — reads one
-# payee back the way a client would, ends with svc-recon's verdict on the
-# batch, and stops the services with SIGTERM.
+# The demo on the local stack (make demo): a realistic payee batch of
+# DEMO_ROWS rows (1,000,000 by default: a small share of format errors and
+# rule breaks; names with commas, quotes, line breaks and non-Latin scripts)
+# and a change file (updates, moved keys, deletes, out-of-order versions),
+# made by deploy/local/gen_payees.py, through all five services at once:
+# svc-validator, svc-cache-feeder, svc-persister (PostgreSQL) and the
+# svc-recon daemon as services, svc-ingest on the batch and then the change
+# file. One progress line per stage while it runs, then one summary (rows per
+# stage, throughput, p50/p99 latency from line read to row committed, recon's
+# verdict for the batch and the change file). The stack and the services
+# stay up; the summary ends with where to look and the one command that
+# stops everything:
+#
+#   deploy/local/demo.sh stop        (SIGTERM to the services, then stack.sh down)
 #
 # Usage: deploy/local/demo.sh [BUILD_DIR]   (make demo does deps, stack-up, build first)
+# Env: DEMO_ROWS (1000000), DEMO_CHANGES (20000), STACK_* ports as stack.sh.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+repo=$PWD
+demo_root=${STACK_DIR:-$PWD/.stack}/demo
+pidfile=$demo_root/services.pids
+
+if [ "${1:-}" = stop ]; then
+    if [ -f "$pidfile" ]; then
+        while read -r pid name; do
+            kill -TERM "$pid" 2>/dev/null && echo "stopping $name (pid $pid)"
+        done <"$pidfile"
+        sleep 2
+        rm -f "$pidfile"
+    fi
+    exec deploy/local/stack.sh down
+fi
+
 build=${1:-build}
 export TB_PROTO_DIR="$PWD/proto"
-work=${STACK_DIR:-$PWD/.stack}/demo
-mkdir -p "$work"
+rows=${DEMO_ROWS:-1000000}
+changes=${DEMO_CHANGES:-20000}
 run=$(date +%Y%m%d%H%M%S)
-file="$work/payees-$run.csv"
-rows=1000
-pgconn="host=127.0.0.1 port=${STACK_PG_PORT:-5432} user=tributary password=tributary dbname=tributary"
-# The local stack's development password, handed over as services take
-# secrets: from a file.
-pgpass="$work/pg.password"
-printf 'tributary\n' > "$pgpass"
+work=$demo_root/$run
+mkdir -p "$work"
+kport=${STACK_KAFKA_PORT:-9092}
+pgconn="host=127.0.0.1 port=${STACK_PG_PORT:-5432} dbname=tributary user=tributary"
+pgpass="$work/pg.password" # the local stack's development password, as a secret file
+printf 'tributary\n' >"$pgpass"
+psqlc() { PGPASSWORD=tributary psql "$pgconn" -Atc "$1" 2>/dev/null; }
+bbatch=demo-$run-batch cbatch=demo-$run-change
+rschema=tributary_recon # the daemon's default state schema
+t_start=$SECONDS
 
-# ---- the sample: 1000 payees, a few bad lines, a few that break a rule ----
-{
-    echo "payee_id,name,account_number,routing_number,country,currency,email,amount_limit,status,updated_at"
-    for i in $(seq 1 $rows); do
-        id=$(printf 'DEMO%06d' "$i")
-        case $i in
-        17)  echo "$id,\"Acme\" Ltd,12345678,021000021,US,USD,,10.00,ACTIVE,2026-11-01T10:00:00Z" ;;
-        99)  echo "$id,Acme Ltd,12345678,021000021,US,USD,,ten,ACTIVE,2026-11-01T10:00:00Z" ;;
-        250) echo "$id,Acme Ltd,12345678,021000021,US,USD,,10.00,SLEEPING,2026-11-01T10:00:00Z" ;;
-        400) echo "$id,Bad Routing Inc,12345678,123456789,US,USD,,10.00,ACTIVE,2026-11-01T10:00:00Z" ;;
-        401) echo "$id,Nowhere GmbH,12345678,021000021,XX,EUR,,10.00,ACTIVE,2026-11-01T10:00:00Z" ;;
-        402) echo "$id,Minus Corp,12345678,021000021,US,USD,,-5.00,ACTIVE,2026-11-01T10:00:00Z" ;;
-        *)   echo "$id,\"Payee $i, \"\"the\"\" best\",$((10000000 + i)),021000021,US,USD,p$i@example.com,$((i * 10)).50,ACTIVE,2026-11-01T10:00:00Z" ;;
-        esac
-    done
-} > "$file"
-bad_lines=3
-invalid=3
-valid=$((rows - bad_lines - invalid))
+# ---- the input -----------------------------------------------------------------
+t0=$SECONDS
+echo "generating $rows payees and $changes changed keys (deploy/local/gen_payees.py) ..."
+python3 deploy/local/gen_payees.py --rows "$rows" --changes "$changes" --prefix "D$run-" \
+    --seed "${run: -6}" "$work/payees.csv" "$work/changes.csv"
+t_gen=$((SECONDS - t0))
+echo "  $work/payees.csv ($(du -h "$work/payees.csv" | cut -f1)), $work/changes.csv, ${t_gen}s"
 
-pids=()
-names=()
-stop_all() {
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-}
-trap stop_all EXIT
-
+# ---- the services, left running ------------------------------------------------
+if [ -f "$pidfile" ]; then # a previous demo's services: stopped, the stack kept
+    while read -r pid _; do kill -TERM "$pid" 2>/dev/null || true; done <"$pidfile"
+    sleep 2
+fi
+: >"$pidfile"
 start() { # name port args...
     local name=$1 port=$2
     shift 2
-    "$build/bin/$name" --http.port "$port" --shutdown.grace.ms 10000 "$@" 2>"$work/$name-$run.log" &
-    pids+=($!)
-    names+=("$name")
+    setsid "$build/bin/$name" --http.port "$port" --shutdown.grace.ms 10000 "$@" \
+        </dev/null >/dev/null 2>"$work/$name.log" &
+    echo "$! $name" >>"$pidfile"
 }
-start svc-validator 8082 --dataset payee --commit.interval.ms 200
+start svc-validator 8082 --dataset payee --commit.interval.ms 500 --batch.max 5000
 start svc-cache-feeder 8083 --dataset payee
 start svc-persister 8084 --dataset payee --sink postgres --create-tables --batch.timeout.ms 500 \
-    --pg.conninfo "host=127.0.0.1 port=${STACK_PG_PORT:-5432} dbname=tributary user=tributary" \
+    --batch.size 5000 --pg.conninfo "$pgconn" --pg.password_file "$pgpass"
+start svc-recon 8085 --sinks cache-feeder,persister --pg.conninfo "$pgconn" \
     --pg.password_file "$pgpass"
-
-printf '\n%-18s %-6s %s\n' service port readyz
-for i in "${!names[@]}"; do
-    port=$((8082 + i))
-    ready=""
-    for _ in $(seq 1 150); do
-        ready=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/readyz" || true)
-        [ "$ready" = 200 ] && break
+for port in 8082 8083 8084 8085; do
+    for _ in $(seq 1 300); do
+        [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/readyz")" = 200 ] && break
         sleep 0.2
     done
-    printf '%-18s %-6s %s\n' "${names[$i]}" "$port" "$ready"
 done
+echo "services ready: validator :8082, cache-feeder :8083, persister :8084, recon :8085"
 
-echo
-echo "svc-ingest --dataset payee $file"
-rc=0
-"$build/bin/svc-ingest" --dataset payee --http.port 0 --batch.id "demo-$run" "$file" 2>"$work/svc-ingest-$run.log" || rc=$?
-echo "svc-ingest exit code $rc (65: some lines rejected, as planted)"
-echo "bad lines reported in $file.errors.jsonl:"
-sed 's/^/  /' "$file.errors.jsonl"
-
-# ---- wait until every valid payee is in Redis and in PostgreSQL ----------
-count_redis() {
-    redis-cli -p "${STACK_REDIS_PORT:-6379}" --scan --pattern 'tb:payee:DEMO*' | wc -l
+# ---- progress ---------------------------------------------------------------------
+metric() { # PORT NAME [LABEL-FILTER]: the sum of a metric's samples
+    curl -s --max-time 2 "http://127.0.0.1:$1/metrics" 2>/dev/null |
+        awk -v n="$2" -v f="${3:-}" '$1 ~ "^"n"({|$)" && index($1, f) {s += $NF} END {printf "%d", s}'
 }
-count_pg() {
-    psql "$pgconn" -Atc "SELECT count(*) FROM payee WHERE payee_id LIKE 'DEMO%'" 2>/dev/null || echo 0
+pg_rows() { psqlc "SELECT count(*) FROM payee WHERE payee_id LIKE 'D$run-%'" || echo 0; }
+tty=0
+[ -t 1 ] && tty=1
+progress() { # one line per stage
+    local lines=("ingest       lines read $(metric 8081 tributary_ingest_lines_read_total) published $(metric 8081 tributary_ingest_records_published_total)"
+                 "validator    records    $(metric 8082 tributary_validator_records_total)"
+                 "cache-feeder operations $(metric 8083 tributary_cache_operations_total)"
+                 "persister    rows       $(metric 8084 tributary_persister_rows_total)   (payee rows of this run in PostgreSQL: $(pg_rows))"
+                 "recon        audit events applied $(metric 8085 tributary_recon_audit_events_total)")
+    if [ $tty = 1 ]; then
+        [ "${drawn:-0}" = 1 ] && printf '\033[5A'
+        printf '\033[K  %s\n' "${lines[@]}"
+        drawn=1
+    else
+        printf '  [%3ds] %s\n' $((SECONDS - t_start)) "${lines[*]}"
+    fi
 }
-deadline=$((SECONDS + 120))
-while [ "$SECONDS" -lt "$deadline" ]; do
-    [ "$(count_redis)" -ge "$valid" ] && [ "$(count_pg)" -ge "$valid" ] && break
-    sleep 0.5
-done
 
-# Counts alone can be fooled (a re-run finds the keys of the last run in
-# place): wait until svc-recon has every stage's account of this batch.
-recon() { # svc-recon SUBCOMMAND [args...]: catches up, then answers for the demo batch
-    local sub=$1
-    shift
-    "$build/bin/svc-recon" "$sub" --batch "demo-$run" --sinks cache-feeder,persister \
-        --pg.password_file "$pgpass" "$@" 2>>"$work/svc-recon-$run.log"
+ingest() { # FILE BATCH: one-shot svc-ingest on port 8081 (its /metrics while it runs)
+    "$build/bin/svc-ingest" --dataset payee --http.port 8081 --batch.id "$2" --progress never \
+        --summary-json "$1" >"$work/$(basename "$1").summary.json" 2>>"$work/svc-ingest.log" || true
 }
-deadline=$((SECONDS + 120))
-while [ "$SECONDS" -lt "$deadline" ]; do
-    recon report --json >/dev/null && break
-    sleep 1
+
+echo
+echo "svc-ingest: $work/payees.csv, then $work/changes.csv"
+t_ingest=$SECONDS
+( ingest "$work/payees.csv" "$bbatch"; ingest "$work/changes.csv" "$cbatch" ) &
+ingest_pid=$!
+recon_clean() { # BATCH: svc-recon report, exit 0 when the batch is clean
+    "$build/bin/svc-recon" report --batch "$1" --json --sinks cache-feeder,persister \
+        --pg.conninfo "$pgconn" --pg.password_file "$pgpass" --log.level warn \
+        >"$work/recon-$1.json" 2>>"$work/svc-recon-report.log"
+}
+deadline=$((SECONDS + ${DEMO_TIMEOUT:-900}))
+done_ingest=0
+while [ $SECONDS -lt $deadline ]; do
+    progress
+    if [ $done_ingest = 0 ] && ! kill -0 $ingest_pid 2>/dev/null; then
+        done_ingest=1
+        t_ingested=$SECONDS
+    fi
+    if [ $done_ingest = 1 ]; then
+        # everything the validator called valid is in PostgreSQL and in Redis
+        # when the recon daemon's state says so for both batches
+        if recon_clean "$bbatch" && recon_clean "$cbatch"; then break; fi
+    fi
+    sleep 2
 done
+progress
+t_done=$SECONDS
 
+# ---- the summary --------------------------------------------------------------------
+tot() { jq -r "[.datasets[].totals$2] | add // 0" "$work/recon-$1.json" 2>/dev/null || echo "?"; }
+verdict() { jq -r 'if .clean then "clean" else "NOT clean: " + (.counts | tostring) end' \
+                "$work/recon-$1.json" 2>/dev/null || echo "no report"; }
+# Latency from line read to row committed: the persister's audit event of a
+# record (emitted after its database commit) minus ingest's (emitted as the
+# line is read and published), from recon's state (table events,
+# docs/svc-recon.md), over every record of both batches.
+lat=$(psqlc "SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY p.ts_ms - i.ts_ms))::bigint || ' ' ||
+                    round(percentile_cont(0.99) WITHIN GROUP (ORDER BY p.ts_ms - i.ts_ms))::bigint
+             FROM $rschema.events i JOIN $rschema.events p ON p.id = i.id AND p.batch_id = i.batch_id
+             WHERE i.batch_id IN ('$bbatch', '$cbatch') AND p.batch_id IN ('$bbatch', '$cbatch')
+               AND i.stage = 'ingest' AND i.outcome = 'published' AND p.stage = 'persister'" || true)
+secs=$((t_done - t_ingest))
+[ $secs -gt 0 ] || secs=1
 echo
-printf '%-40s %6s %6s\n' "where the $rows lines went" expected found
-printf '%-40s %6s %6s\n' "format errors (errors file)" "$bad_lines" "$(wc -l < "$file.errors.jsonl")"
-printf '%-40s %6s %6s\n' "payees in Redis (tb:payee:DEMO*)" "$valid" "$(count_redis)"
-printf '%-40s %6s %6s\n' "payees in PostgreSQL (table payee)" "$valid" "$(count_pg)"
-dlq=$(kcat -C -b "127.0.0.1:${STACK_KAFKA_PORT:-9092}" -t payee.dlq -o beginning -e -q \
-          -f '%h\n' 2>/dev/null | grep -c "demo-$run" || true)
-printf '%-40s %6s %6s\n' "invalid payees on payee.dlq" "$invalid" "$dlq"
-
+echo "==================== tributary demo: summary ===================="
+printf '%-34s %12s %12s\n' "" "batch" "change file"
+row() { printf '%-34s %12s %12s\n' "$1" "$(tot "$bbatch" "$2")" "$(tot "$cbatch" "$2")"; }
+row "lines read (ingest)" .lines
+row "format errors (errors file)" .format_errors
+row "published to payee.raw" .published
+row "valid (validator)" .valid
+row "invalid, to payee.dlq" .invalid
+row "cached in Redis (cache-feeder)" '.sinks["cache-feeder"].handled'
+row "written to PostgreSQL (persister)" '.sinks.persister.handled'
+printf '%-34s %12s %12s\n' "svc-recon verdict" "$(verdict "$bbatch")" "$(verdict "$cbatch")"
 echo
-echo "a client reads payee DEMO000001 from Redis:"
-"$build/bin/svc-cache-feeder" get --dataset payee DEMO000001 2>/dev/null | sed 's/^/  /'
-echo "and from PostgreSQL:"
-psql "$pgconn" -c "SELECT payee_id, routing_number, country, amount_limit, status FROM payee WHERE payee_id = 'DEMO000001'" | sed 's/^/  /'
-
+total=$(( $(tot "$bbatch" .lines) + $(tot "$cbatch" .lines) ))
+printf 'throughput: %d lines in %d s from the first line read to recon clean = %d lines/s end to end\n' \
+    "$total" "$secs" $((total / secs))
+printf '            (ingest alone: %d s for both files)\n' $((t_ingested - t_ingest))
+echo "latency line read -> row committed in PostgreSQL: p50 ${lat%% *} ms, p99 ${lat##* } ms"
+echo "wall time: generator ${t_gen}s, pipeline ${secs}s, whole script $((SECONDS - t_start))s"
 echo
-echo "svc-recon report --batch demo-$run (every stage's own audit events, reconciled):"
-rrc=0
-recon report | sed 's/^/  /' || rrc=$?
-echo "svc-recon exit code $rrc (0: clean; the rejected lines are accounted for)"
-
-echo
-echo "stopping the services with SIGTERM:"
-trap - EXIT
-for i in "${!names[@]}"; do
-    kill -TERM "${pids[$i]}"
-    code=0
-    wait "${pids[$i]}" || code=$?
-    printf '  %-18s exit %d\n' "${names[$i]}" "$code"
-done
-echo "logs (JSON lines): $work"
+echo "the services keep running:"
+echo "  metrics  http://127.0.0.1:8082/metrics (validator)  :8083 (cache-feeder)  :8084 (persister)  :8085 (recon)"
+echo "  recon    http://127.0.0.1:8085/batches   http://127.0.0.1:8085/batches/$bbatch"
+echo "           http://127.0.0.1:8085/batches/$cbatch   (svc-recon report --batch ID for the same on the command line)"
+echo "  a payee  $build/bin/svc-cache-feeder get --dataset payee D$run-00000001"
+echo "  data     PostgreSQL table payee (payee_id LIKE 'D$run-%'), Redis tb:payee:D$run-*"
+echo "  logs     $work"
+echo "stop everything (services and stack):  deploy/local/demo.sh stop"
