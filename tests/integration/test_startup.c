@@ -290,6 +290,20 @@ START_TEST(mongodb_login_refused_exits_78_naming_mongodb_uri)
 }
 END_TEST
 
+/* Issue 15: FerretDB 1.24 with PLAIN passes the login on to its
+ * PostgreSQL and answers a wrong password with InternalError (code 1):
+ * refused configuration too, the password never printed. */
+START_TEST(ferretdb_plain_wrong_password_exits_78_naming_mongodb_uri)
+{
+    const char *args[] = { "--dataset=payee", "--http.port=0", "--sink=mongodb",
+                           "--mongodb.uri=mongodb://tributary:not-the-pw@127.0.0.1:27017/"
+                           "?authMechanism=PLAIN",
+                           NULL };
+    persister_refuses(args, 78, "svc-persister: configuration error: mongodb.uri: ", "not-the-pw");
+    persister_refuses(args, 78, "refused the user or password (SQLSTATE 28P01)", "not-the-pw");
+}
+END_TEST
+
 START_TEST(unreachable_database_at_start_exits_69_naming_it)
 {
     const char *pgargs[] = { "--dataset=payee", "--http.port=0", "--pg.password=tributary",
@@ -725,6 +739,7 @@ int main(void)
     tcase_add_test(tc, pg_conninfo_empty_value_exits_78);
     tcase_add_test(tc, pg_conninfo_uri_empty_port_exits_78);
     tcase_add_test(tc, mongodb_login_refused_exits_78_naming_mongodb_uri);
+    tcase_add_test(tc, ferretdb_plain_wrong_password_exits_78_naming_mongodb_uri);
     tcase_add_test(tc, unreachable_database_at_start_exits_69_naming_it);
     tcase_add_test(tc, persister_readyz_503_while_database_away);
     tcase_add_checked_fixture(tr, setup, teardown);
