@@ -29,6 +29,7 @@
 typedef struct batch {
     core_sink_record *items; /* nitems, consumption order */
     core_sink_record **prep; /* the prepared ones (given to the plugin) */
+    char *pdata;             /* plugin.data_size bytes per prepared record */
     size_t nitems, nprep;
     double t_sent;
     /* writer thread: guarded by the sink's mu */
@@ -72,6 +73,7 @@ struct core_sink {
     bool in_outage;           /* the revoke hook must not touch the batches */
     bool batch_lost;          /* partitions went during an outage */
     bool need_rewind;         /* records were dropped: back to committed */
+    int rewind_failures;      /* consecutive failed rewinds */
     bool paused;
     int status;
     /* writer thread */
@@ -447,6 +449,8 @@ static void emit_audit(core_sink_t *s, const core_sink_record *r, const char *ou
         ev.digest = &d;
     }
     ev.dataset = s->o->datasets[r->dataset].name;
+    ev.value = m->payload; /* for the content digest */
+    ev.value_len = m->len;
     ev.outcome = outcome;
     ev.topic = rd_kafka_topic_name(m->rkt);
     ev.partition = m->partition;
@@ -481,7 +485,9 @@ static void batch_account(core_sink_t *s, batch *b, core_sink_res_t res, const c
         }
         if (r->res == CORE_SINK_ERROR) {
             if (!poison)
-                core_log_error("record refused: to the dead-letter topic",
+                core_log_error(s->o->datasets[r->dataset].dlq_topic
+                                   ? "record refused: to the dead-letter topic"
+                                   : "record refused",
                                CLF_S("sink", s->pl->name),
                                CLF_S("dataset", s->o->datasets[r->dataset].name),
                                CLF_S("topic", rd_kafka_topic_name(r->rkm->rkt)),
@@ -498,6 +504,8 @@ static void batch_account(core_sink_t *s, batch *b, core_sink_res_t res, const c
         core_kafka_offsets_add_message(s->pending, r->rkm);
     }
     counts_flush(s);
+    if (s->pl->accounted)
+        s->pl->accounted(s->ctx, b->items, b->nitems);
     batch_clear(s, b);
 }
 
@@ -594,9 +602,21 @@ static void rewind_if_needed(core_sink_t *s)
     s->need_rewind = false;
     if (core_kafka_consumer_assigned(s->c) == 0)
         return;
-    if (core_kafka_consumer_rewind(s->c, 10000, err, sizeof(err)) != CORE_OK)
-        core_log_warn("rewind to the committed offsets failed", CLF_S("sink", s->pl->name),
-                      CLF_S("error", err));
+    if (core_kafka_consumer_rewind(s->c, 10000, err, sizeof(err)) != CORE_OK) {
+        /* the position is past records that were dropped: nothing more is
+         * taken (what comes is dropped) until a rewind succeeds, or the
+         * records after them would be committed over the gap */
+        s->need_rewind = true;
+        s->rewind_failures++;
+        core_log_warn("rewind to the committed offsets failed: retried, records meanwhile "
+                      "dropped",
+                      CLF_S("sink", s->pl->name), CLF_S("error", err),
+                      CLF_I("attempt", s->rewind_failures));
+        int64_t d = core_backoff_delay_ms(&s->bo, s->rewind_failures);
+        (void)core_lifecycle_wait(d < 1000 ? d : 1000);
+        return;
+    }
+    s->rewind_failures = 0;
 }
 
 /* ---- outages ------------------------------------------------------------------ */
@@ -822,6 +842,10 @@ static void handle_message(core_sink_t *s, rd_kafka_message_t *m)
             goto poison;
         }
     }
+    if (s->pl->data_size) { /* the slot of the next prepared record */
+        r->data = b->pdata + b->nprep * s->pl->data_size;
+        memset(r->data, 0, s->pl->data_size);
+    }
     res = s->pl->prepare(s->ctx, r, r->reason, sizeof(r->reason));
     r->value = NULL;
     if (res == CORE_SINK_OK) {
@@ -843,7 +867,8 @@ static void handle_message(core_sink_t *s, rd_kafka_message_t *m)
 poison:
     r->res = CORE_SINK_ERROR;
     r->poison = true;
-    core_log_error("record cannot be written: to the dead-letter topic",
+    core_log_error(s->o->datasets[d].dlq_topic ? "record cannot be written: to the dead-letter topic"
+                                               : "record rejected",
                    CLF_S("sink", s->pl->name), CLF_S("dataset", s->o->datasets[d].name),
                    CLF_S("topic", rd_kafka_topic_name(m->rkt)), CLF_I("partition", m->partition),
                    CLF_I("offset", m->offset), CLF_S("reason", r->reason));
@@ -952,6 +977,9 @@ static int sink_setup(core_sink_t *s, char *errstr, size_t errstr_size)
     for (size_t i = 0; i < s->nb; i++) {
         s->bs[i].items = calloc((size_t)o->batch_size, sizeof(*s->bs[i].items));
         s->bs[i].prep = calloc((size_t)o->batch_size, sizeof(*s->bs[i].prep));
+        if (s->pl->data_size &&
+            !(s->bs[i].pdata = calloc((size_t)o->batch_size, s->pl->data_size)))
+            goto nomem;
         if (!s->bs[i].items || !s->bs[i].prep)
             goto nomem;
     }
@@ -977,6 +1005,11 @@ static int sink_setup(core_sink_t *s, char *errstr, size_t errstr_size)
                                     .metrics = o->metrics };
     if (!o->cfg || !core_kafka_consumer_config(o->cfg, "group.id"))
         co.group_id = o->group_id;
+    const core_kafka_prop cdefaults[] = { { "group.instance.id", o->group_instance_id } };
+    if (o->group_instance_id) { /* under kafka.* (defaults) */
+        co.defaults = cdefaults;
+        co.ndefaults = 1;
+    }
     if (!(s->c = core_kafka_consumer_new(&co, errstr, errstr_size)))
         return CORE_EX_CONFIG;
     return 0;
@@ -1030,6 +1063,8 @@ static void sink_loop(core_sink_t *s)
             timeout = 50;
         m = core_kafka_consumer_poll(s->c, 0);
         if (!m && timeout > 0) {
+            if (s->pl->waiting)
+                s->pl->waiting(s->ctx);
             m = core_kafka_consumer_poll(s->c, timeout);
             waited = true;
         }
@@ -1062,6 +1097,8 @@ static void sink_loop(core_sink_t *s)
         b = cur(s);
         if (b->nitems > 0 && ((int64_t)b->nitems >= o->batch_size ||
                               now - s->batch_start >= o->batch_wait_ms)) {
+            if (s->pl->waiting)
+                s->pl->waiting(s->ctx);
             pipeline_step(s, (size_t)o->batch_inflight);
             now = core_mono_ms();
         } else if (!m && s->nfly > 0) {
@@ -1095,6 +1132,7 @@ static void sink_free(core_sink_t *s)
             batch_clear(s, &s->bs[i]);
         free(s->bs[i].items);
         free(s->bs[i].prep);
+        free(s->bs[i].pdata);
     }
     ready_publish(NULL);
     if (s->ctx_on && s->pl->exit)

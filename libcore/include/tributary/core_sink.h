@@ -176,6 +176,26 @@ typedef struct core_sink_plugin {
     bool (*ready)(void *ctx, char *reason, size_t reason_size);
     /* Optional: free ctx. */
     void (*exit)(void *ctx);
+    /* Optional: the engine keeps data_size bytes per record for the
+     * plugin: before prepare() rec->data points to them, zeroed (release()
+     * frees only what they hold). Laid out contiguously per batch in the
+     * order given to flush/send/recv: recs[i]->data is
+     * (char *)recs[0]->data + i * data_size, so a plugin whose writer takes
+     * an array of its own records needs no copy. 0: prepare() sets data. */
+    size_t data_size;
+    /* Optional: a batch was accounted for (its DLQ records and audit events
+     * queued, its offsets pending): every record of it, in consumption
+     * order, poison ones included (data NULL), with its final res, outcome
+     * and reason; data still set for the others. Main thread, before
+     * release(). For the plugin's own metrics and logs. */
+    void (*accounted)(void *ctx, const core_sink_record *recs, size_t n);
+    /* Optional: main thread, when the engine has taken every record
+     * fetched so far and is about to wait for more, and before it hands a
+     * filled batch over; never inside a rebalance or while retrying. For
+     * work the plugin keeps aside from prepare() (a pipeline of its own to
+     * send, a ping while idle); with writer_thread, flush() may run
+     * meanwhile on the writer thread. */
+    void (*waiting)(void *ctx);
 } core_sink_plugin;
 
 typedef struct core_sink_opts {
@@ -187,6 +207,8 @@ typedef struct core_sink_opts {
     const core_kafka_prop *kafka_overrides; /* after cfg (tests: the mock's bootstrap) */
     size_t nkafka_overrides;
     const char *group_id;               /* unless kafka[.consumer].group.id is set */
+    const char *group_instance_id;      /* static membership, unless kafka[.consumer].
+                                         * group.instance.id is set; NULL: dynamic */
     const core_avro_catalog_t *catalog; /* for audit events and DECODE_AVRO */
     bool audit;                         /* publish audit events (needs catalog) */
     const char *audit_topic;            /* NULL: CORE_AUDIT_TOPIC */
