@@ -112,6 +112,12 @@ int core_service_init(core_service_t **svcp, const core_service_def *def,
         core_service_free(svc);
         return CORE_EX_SOFTWARE;
     }
+    for (const core_service_table *t = def->tables; t && t->keys; t++)
+        if (core_config_add_table(svc->cfg, t->keys, t->conf)) {
+            fprintf(stderr, "%s: out of memory\n", def->name);
+            core_service_free(svc);
+            return CORE_EX_SOFTWARE;
+        }
     rc = core_config_load(svc->cfg, argc, argv, envp, errstr, sizeof(errstr));
     if (rc == 0 && core_config_help_requested(svc->cfg)) {
         print_usage(def, svc->cfg);

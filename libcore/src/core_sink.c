@@ -73,6 +73,7 @@ struct core_sink {
     bool in_outage;           /* the revoke hook must not touch the batches */
     bool batch_lost;          /* partitions went during an outage */
     bool need_rewind;         /* records were dropped: back to committed */
+    int rewind_failures;      /* consecutive failed rewinds */
     bool paused;
     int status;
     /* writer thread */
@@ -581,9 +582,21 @@ static void rewind_if_needed(core_sink_t *s)
     s->need_rewind = false;
     if (core_kafka_consumer_assigned(s->c) == 0)
         return;
-    if (core_kafka_consumer_rewind(s->c, 10000, err, sizeof(err)) != CORE_OK)
-        core_log_warn("rewind to the committed offsets failed", CLF_S("sink", s->pl->name),
-                      CLF_S("error", err));
+    if (core_kafka_consumer_rewind(s->c, 10000, err, sizeof(err)) != CORE_OK) {
+        /* the position is past records that were dropped: nothing more is
+         * taken (what comes is dropped) until a rewind succeeds, or the
+         * records after them would be committed over the gap */
+        s->need_rewind = true;
+        s->rewind_failures++;
+        core_log_warn("rewind to the committed offsets failed: retried, records meanwhile "
+                      "dropped",
+                      CLF_S("sink", s->pl->name), CLF_S("error", err),
+                      CLF_I("attempt", s->rewind_failures));
+        int64_t d = core_backoff_delay_ms(&s->bo, s->rewind_failures);
+        (void)core_lifecycle_wait(d < 1000 ? d : 1000);
+        return;
+    }
+    s->rewind_failures = 0;
 }
 
 /* ---- outages ------------------------------------------------------------------ */
@@ -1030,6 +1043,8 @@ static void sink_loop(core_sink_t *s)
             timeout = 50;
         m = core_kafka_consumer_poll(s->c, 0);
         if (!m && timeout > 0) {
+            if (s->pl->waiting)
+                s->pl->waiting(s->ctx);
             m = core_kafka_consumer_poll(s->c, timeout);
             waited = true;
         }
@@ -1062,6 +1077,8 @@ static void sink_loop(core_sink_t *s)
         b = cur(s);
         if (b->nitems > 0 && ((int64_t)b->nitems >= o->batch_size ||
                               now - s->batch_start >= o->batch_wait_ms)) {
+            if (s->pl->waiting)
+                s->pl->waiting(s->ctx);
             pipeline_step(s, (size_t)o->batch_inflight);
             now = core_mono_ms();
         } else if (!m && s->nfly > 0) {

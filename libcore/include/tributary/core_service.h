@@ -44,6 +44,12 @@ struct core_service_common {
 
 typedef struct core_service core_service_t;
 
+/* A further configuration table (a plugin's), filling its own struct. */
+typedef struct core_service_table {
+    const core_config_key *keys;
+    void *conf;
+} core_service_table;
+
 typedef struct core_service_def {
     const char *name;              /* "svc-ingest" */
     const char *summary;           /* one line for --help */
@@ -68,6 +74,9 @@ typedef struct core_service_def {
     /* The work of the service: runs until done or stopped; returns the
      * process exit code. */
     int (*run)(core_service_t *svc, void *conf);
+    /* Further tables (each plugin's own keys and struct), ended by one
+     * whose keys are NULL; may be NULL. */
+    const core_service_table *tables;
 } core_service_def;
 
 /**

@@ -194,6 +194,13 @@ typedef struct core_sink_plugin {
      * and reason; data still set for the others. Main thread, before
      * release(). For the plugin's own metrics and logs. */
     void (*accounted)(void *ctx, const core_sink_record *recs, size_t n);
+    /* Optional: main thread, when the engine has taken every record
+     * fetched so far and is about to wait for more, and before it hands a
+     * filled batch over; never inside a rebalance or while retrying. For
+     * work the plugin keeps aside from prepare() (a pipeline of its own to
+     * send, a ping while idle); with writer_thread, flush() may run
+     * meanwhile on the writer thread. */
+    void (*waiting)(void *ctx);
 } core_sink_plugin;
 
 typedef struct core_sink_opts {
