@@ -112,15 +112,7 @@ char *vrules_external_url(const vrules_t *r, size_t i, const cJSON *rec, bool *s
 /** The value at a dotted path ("meta.id") of a natural-JSON record, or NULL. */
 const cJSON *vrules_lookup(const cJSON *rec, const char *path);
 
-/* ---- checks (public for tests) ----------------------------------------- */
-bool vcheck_aba(const char *s);
-bool vcheck_luhn(const char *s);
-bool vcheck_iban(const char *s);
-bool vcheck_iso3166_alpha2(const char *s);
-bool vcheck_iso4217(const char *s);
-bool vcheck_email(const char *s);
-bool vcheck_uuid(const char *s);
 /** Timestamp text (ISO 8601, or a date YYYY-MM-DD) or ms number → ms. */
-bool vcheck_time_ms(const cJSON *v, int64_t *msp);
+bool vrules_time_ms(const cJSON *v, int64_t *msp);
 
 #endif

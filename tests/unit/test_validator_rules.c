@@ -4,6 +4,7 @@
  * real payee rules on good and bad payees. */
 #include "testutil.h"
 
+#include "../../svc-validator/checks.h"
 #include "../../svc-validator/rules.h"
 #include "tributary/core_avro.h"
 #include "tributary/core_common.h"
@@ -113,15 +114,15 @@ START_TEST(uuid_and_time)
     ck_assert(!vcheck_uuid("123e4567e89b12d3a456426614174000"));
     ck_assert(!vcheck_uuid("123e4567-e89b-12d3-a456-42661417400g"));
     j = cJSON_CreateString("2024-03-07T10:00:00.000Z");
-    ck_assert(vcheck_time_ms(j, &ms));
+    ck_assert(vrules_time_ms(j, &ms));
     ck_assert_int_eq(ms, 1709805600000LL);
     cJSON_Delete(j);
     j = cJSON_CreateString("2024-03-07");
-    ck_assert(vcheck_time_ms(j, &ms));
+    ck_assert(vrules_time_ms(j, &ms));
     ck_assert_int_eq(ms, 1709769600000LL);
     cJSON_Delete(j);
     j = cJSON_CreateString("yesterday");
-    ck_assert(!vcheck_time_ms(j, &ms));
+    ck_assert(!vrules_time_ms(j, &ms));
     cJSON_Delete(j);
 }
 END_TEST
