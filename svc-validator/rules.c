@@ -18,10 +18,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The checks, in the order of rule_checks[]. */
+/* The checks, in the order of vrules_checks[]. */
 enum { VK_ABA, VK_LUHN, VK_IBAN, VK_ISO3166, VK_ISO4217, VK_EMAIL, VK_NOT_FUTURE };
-static const char *const rule_checks[] = { "aba", "luhn", "iban", "iso3166_alpha2", "iso4217",
-                                           "email", "not_future" };
+const char *const vrules_checks[] = { "aba", "luhn", "iban", "iso3166_alpha2", "iso4217",
+                                     "email", "not_future" };
+const size_t vrules_nchecks = CORE_ARRAY_SIZE(vrules_checks);
+const char *const vrules_types[] = { "integer", "number", "boolean", "uuid", "json",
+                                     "json_object", "timestamp" };
+const size_t vrules_ntypes = CORE_ARRAY_SIZE(vrules_types);
 
 /* A rule's constraints, for its failure messages. */
 enum { VC_REQUIRED, VC_TYPE, VC_PATTERN, VC_MIN, VC_MAX, VC_LENGTH, VC_ENUM, VC_CHECK,
@@ -280,8 +284,8 @@ vrules_t *vrules_new(const cJSON *rules, const core_avro_schema_t *schema, int64
         if ((v->check = str_item(it, "check"))) {
             bool known = false;
 
-            for (size_t c = 0; c < CORE_ARRAY_SIZE(rule_checks) && !known; c++)
-                if (strcmp(rule_checks[c], v->check) == 0) {
+            for (size_t c = 0; c < vrules_nchecks && !known; c++)
+                if (strcmp(vrules_checks[c], v->check) == 0) {
                     known = true;
                     v->check_id = (int)c;
                 }

@@ -987,13 +987,6 @@ core_err_t core_avro_value_new(const core_avro_schema_t *s, avro_value_t *out)
 
 /* ---- rules files -------------------------------------------------------- */
 
-static const char *const rule_checks[] = {
-    "aba", "luhn", "iban", "iso3166_alpha2", "iso4217", "email", "not_future",
-};
-static const char *const rule_types[] = {
-    "integer", "number", "boolean", "uuid", "json", "json_object", "timestamp",
-};
-
 static bool in_list(const char *s, const char *const *list, size_t n)
 {
     size_t i;
@@ -1073,142 +1066,21 @@ bool core_avro_schema_path_num_type(const core_avro_schema_t *s, const char *pat
     return true;
 }
 
-/* A number, or its text (a raw number, a decimal string), read exactly. */
-static bool json_number_like(const cJSON *j)
+/* One rule's shape: an object whose "field" names a path of the schema.
+ * What its other keys say is the business of the program that applies the
+ * rules (svc-validator registers its check: core_avro_catalog_load_checked()). */
+static int check_rule_shape(const core_avro_schema_t *s, const char *file, const cJSON *r,
+                            size_t idx, char *errstr, size_t errstr_size)
 {
-    core_number n;
-
-    if (cJSON_IsNumber(j))
-        return true;
-    return (cJSON_IsRaw(j) || cJSON_IsString(j)) &&
-           core_number_parse(j->valuestring, &n) == CORE_OK;
-}
-
-static int check_rule(const core_avro_schema_t *s, const char *file, const cJSON *r,
-                      size_t idx, char *errstr, size_t errstr_size)
-{
-    static const char *const keys[] = {
-        "field", "required", "type", "pattern", "min", "max", "length", "enum",
-        "check", "external", "doc", "message",
-    };
     const cJSON *field = cJSON_GetObjectItemCaseSensitive(r, "field");
-    const cJSON *k;
-    int constraints = 0;
-    const char *fname;
 
     if (!cJSON_IsObject(r) || !cJSON_IsString(field)) {
         core_errstr(errstr, errstr_size, "%s: rule %zu needs a \"field\"", file, idx);
         return -1;
     }
-    fname = field->valuestring;
-    if (!rule_field(s->root, fname)) {
+    if (!rule_field(s->root, field->valuestring)) {
         core_errstr(errstr, errstr_size, "%s: rule %zu: field '%s' is not in schema %s",
-                    file, idx, fname, s->name);
-        return -1;
-    }
-    cJSON_ArrayForEach(k, r) {
-        const char *key = k->string;
-
-        if (!in_list(key, keys, CORE_ARRAY_SIZE(keys))) {
-            core_errstr(errstr, errstr_size, "%s: rule %zu (%s): unknown key \"%s\"",
-                        file, idx, fname, key);
-            return -1;
-        }
-        if (strcmp(key, "field") == 0)
-            continue;
-        if (strcmp(key, "doc") == 0 || strcmp(key, "message") == 0) {
-            if (!cJSON_IsString(k))
-                goto bad;
-            continue;
-        }
-        constraints++;
-        if (strcmp(key, "required") == 0) {
-            if (!cJSON_IsBool(k))
-                goto bad;
-        } else if (strcmp(key, "type") == 0) {
-            if (!cJSON_IsString(k) || !in_list(k->valuestring, rule_types,
-                                               CORE_ARRAY_SIZE(rule_types)))
-                goto bad;
-        } else if (strcmp(key, "check") == 0) {
-            if (!cJSON_IsString(k) || !in_list(k->valuestring, rule_checks,
-                                               CORE_ARRAY_SIZE(rule_checks)))
-                goto bad;
-        } else if (strcmp(key, "pattern") == 0) {
-            regex_t re;
-            int rc;
-
-            if (!cJSON_IsString(k))
-                goto bad;
-            rc = regcomp(&re, k->valuestring, REG_EXTENDED | REG_NOSUB);
-            if (rc != 0) {
-                char msg[128];
-
-                regerror(rc, &re, msg, sizeof(msg));
-                core_errstr(errstr, errstr_size, "%s: rule %zu (%s): pattern: %s",
-                            file, idx, fname, msg);
-                return -1;
-            }
-            regfree(&re);
-        } else if (strcmp(key, "min") == 0 || strcmp(key, "max") == 0) {
-            if (!json_number_like(k))
-                goto bad;
-        } else if (strcmp(key, "length") == 0) {
-            const cJSON *mn = cJSON_GetObjectItemCaseSensitive(k, "min");
-            const cJSON *mx = cJSON_GetObjectItemCaseSensitive(k, "max");
-            int64_t a = 0, b = INT64_MAX;
-
-            if (!cJSON_IsObject(k) || (!mn && !mx) ||
-                (mn && !json_int(mn, 0, INT32_MAX, &a)) ||
-                (mx && !json_int(mx, 0, INT32_MAX, &b)) || a > b ||
-                cJSON_GetArraySize(k) != (mn != NULL) + (mx != NULL))
-                goto bad;
-        } else if (strcmp(key, "enum") == 0) {
-            const cJSON *e;
-
-            if (!cJSON_IsArray(k) || cJSON_GetArraySize(k) == 0)
-                goto bad;
-            cJSON_ArrayForEach(e, k)
-                if (!cJSON_IsString(e) && !(cJSON_IsRaw(e) && json_number_like(e)) &&
-                    !cJSON_IsNumber(e))
-                    goto bad;
-        } else if (strcmp(key, "external") == 0) {
-            const cJSON *e;
-            const cJSON *url = cJSON_GetObjectItemCaseSensitive(k, "url");
-
-            if (!cJSON_IsObject(k) || !cJSON_IsString(url) ||
-                (strncmp(url->valuestring, "http://", 7) != 0 &&
-                 strncmp(url->valuestring, "https://", 8) != 0))
-                goto bad;
-            cJSON_ArrayForEach(e, k) {
-                int64_t v;
-
-                if (strcmp(e->string, "url") == 0)
-                    continue;
-                if (strcmp(e->string, "cache_ttl_s") == 0 ||
-                    strcmp(e->string, "negative_ttl_s") == 0) {
-                    if (!json_int(e, 0, INT32_MAX, &v))
-                        goto bad;
-                } else if (strcmp(e->string, "timeout_ms") == 0) {
-                    if (!json_int(e, 1, INT32_MAX, &v))
-                        goto bad;
-                } else if (strcmp(e->string, "method") == 0) {
-                    if (!cJSON_IsString(e) || (strcmp(e->valuestring, "GET") != 0 &&
-                                               strcmp(e->valuestring, "POST") != 0))
-                        goto bad;
-                } else {
-                    goto bad;
-                }
-            }
-        }
-        continue;
-bad:
-        core_errstr(errstr, errstr_size, "%s: rule %zu (%s): invalid \"%s\" (see proto/README.md)",
-                    file, idx, fname, key);
-        return -1;
-    }
-    if (constraints == 0) {
-        core_errstr(errstr, errstr_size, "%s: rule %zu (%s) has no constraint", file,
-                    idx, fname);
+                    file, idx, field->valuestring, s->name);
         return -1;
     }
     return 0;
@@ -1241,7 +1113,7 @@ static int rules_check(const core_avro_schema_t *s, const char *file, const cJSO
         return -1;
     }
     cJSON_ArrayForEach(r, rules)
-        if (check_rule(s, file, r, i++, errstr, errstr_size) != 0)
+        if (check_rule_shape(s, file, r, i++, errstr, errstr_size) != 0)
             return -1;
     return 0;
 }
@@ -1354,8 +1226,8 @@ static bool catalog_file_ok(const char *f)
 }
 
 static core_err_t load_entry(core_avro_catalog_t *cat, const char *dir,
-                             const cJSON *e, size_t idx, char *errstr,
-                             size_t errstr_size)
+                             const cJSON *e, size_t idx, core_avro_rules_check_fn *check,
+                             char *errstr, size_t errstr_size)
 {
     static const char *const keys[] = { "id", "name", "dataset", "file", "rules", "doc" };
     const cJSON *jid = cJSON_GetObjectItemCaseSensitive(e, "id");
@@ -1449,7 +1321,8 @@ static core_err_t load_entry(core_avro_catalog_t *cat, const char *dir,
                             je.reason, je.offset, je.path[0] ? " at " : "", je.path);
         }
         free(text);
-        if (!s->rules || rules_check(s, rpath, s->rules, errstr, errstr_size) != 0)
+        if (!s->rules || rules_check(s, rpath, s->rules, errstr, errstr_size) != 0 ||
+            (check && check(s, strrchr(rpath, '/') + 1, s->rules, errstr, errstr_size) != 0))
             return CORE_ERR_INVALID;
     }
     return CORE_OK;
@@ -1457,6 +1330,13 @@ static core_err_t load_entry(core_avro_catalog_t *cat, const char *dir,
 
 core_avro_catalog_t *core_avro_catalog_load(const char *proto_dir, char *errstr,
                                             size_t errstr_size)
+{
+    return core_avro_catalog_load_checked(proto_dir, NULL, errstr, errstr_size);
+}
+
+core_avro_catalog_t *core_avro_catalog_load_checked(const char *proto_dir,
+                                                    core_avro_rules_check_fn *check,
+                                                    char *errstr, size_t errstr_size)
 {
     core_avro_catalog_t *cat;
     char path[4096];
@@ -1499,7 +1379,7 @@ core_avro_catalog_t *core_avro_catalog_load(const char *proto_dir, char *errstr,
                 goto fail;
             }
             if (is_ds == (pass == 1) &&
-                load_entry(cat, proto_dir, e, idx, errstr, errstr_size) != CORE_OK)
+                load_entry(cat, proto_dir, e, idx, check, errstr, errstr_size) != CORE_OK)
                 goto fail;
             idx++;
         }
