@@ -243,7 +243,8 @@ static int run(core_service_t *svc, void *unused)
             fprintf(stderr, "svc-ingest: usage error: serve takes no file (drop files into "
                             "spool.dir or POST /batches)\n");
             rc = CORE_EX_USAGE;
-        } else if ((rc = core_service_await_kafka(svc)) == CORE_SERVICE_CONTINUE) {
+        } else if ((rc = ingest_serve_open(svc, ctx, &conf)) == CORE_SERVICE_CONTINUE &&
+                   (rc = core_service_await_kafka(svc)) == CORE_SERVICE_CONTINUE) {
             rc = ingest_serve(svc, ctx, &conf);
         }
     } else if (conf.datasets.n != 1) {

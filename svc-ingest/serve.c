@@ -458,11 +458,10 @@ static void run_job(struct server *s, struct job *j)
         settle_spool_file(s, j, end == J_DONE);
 }
 
-int ingest_serve(core_service_t *svc, ingest_ctx *ctx, const ingest_conf *conf)
+int ingest_serve_open(core_service_t *svc, ingest_ctx *ctx, const ingest_conf *conf)
 {
     struct server *s = &server;
     core_http_t *h = core_service_http(svc);
-    int64_t next_scan = 0;
 
     s->svc = svc;
     s->ctx = ctx;
@@ -477,6 +476,16 @@ int ingest_serve(core_service_t *svc, ingest_ctx *ctx, const ingest_conf *conf)
         core_http_route(h, "GET", "/batches", h_list, s) ||
         core_http_route(h, "GET", "/batches/*", h_get, s))
         return core_service_config_error(svc, "http: cannot add the /batches routes");
+    return CORE_SERVICE_CONTINUE;
+}
+
+int ingest_serve(core_service_t *svc, ingest_ctx *ctx, const ingest_conf *conf)
+{
+    struct server *s = &server;
+    core_http_t *h = core_service_http(svc);
+    int64_t next_scan = 0;
+
+    (void)ctx;
     core_log_info("serving", CLF_I("http_port", core_http_port(h)),
                   CLF_S("spool", conf->spool_dir ? conf->spool_dir : "(none)"));
     while (!core_lifecycle_stopping()) {

@@ -8,7 +8,15 @@
 #include "tributary/core_service.h"
 
 /**
- * @brief Run until SIGTERM/SIGINT: files dropped into spool.dir and
+ * @brief Add the /batches routes and check spool.dir, before the broker is
+ * awaited: from the first /healthz on, a posted batch is queued (and runs
+ * once the broker answers), never a 404.
+ * @returns CORE_SERVICE_CONTINUE, or the exit code of a refused setting.
+ */
+int ingest_serve_open(core_service_t *svc, ingest_ctx *ctx, const ingest_conf *conf);
+
+/**
+ * @brief After ingest_serve_open(), run until SIGTERM/SIGINT: files dropped into spool.dir and
  * batches posted to the API are ingested one at a time, in arrival order.
  * A spool file moves to done/ (ingested; lines may have been rejected) or
  * failed/ (the file could not be ingested) with <name>.summary.json and its

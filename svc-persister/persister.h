@@ -224,6 +224,9 @@ int pers_pg_create_tables(pers_sink *s, pers_dataset *ds, size_t nds, char *errs
  * (constraint payee_name_idx)", or the message's text before the first
  * quote or brace. */
 void pers_mongo_reason(const char *msg, char *buf, size_t size);
+/** Is a failed command's error (bson_error_t domain, code, message) a
+ * refused login (the configuration's), not an outage? */
+bool pers_mongo_login_refused(uint32_t domain, uint32_t code, const char *msg);
 pers_sink *pers_mongo_new(const struct persister_conf *conf, char *errstr, size_t errstr_size);
 int pers_mongo_create_indexes(pers_sink *s, pers_dataset *ds, size_t nds, char *errstr,
                               size_t errstr_size);

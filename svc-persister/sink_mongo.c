@@ -9,6 +9,7 @@
 #include "tributary/core_log.h"
 
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <mongoc/mongoc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,6 +109,26 @@ static pers_res_t mongo_connect(pers_sink *base, char *errstr, size_t errstr_siz
     return PERS_OK;
 }
 
+/* MongoDB: 18 AuthenticationFailed, 13 Unauthorized, or the client's own
+ * authentication error. FerretDB 1.24 with PLAIN hands the credentials to
+ * its PostgreSQL, and a refusal comes back as InternalError (code 1) with
+ * PostgreSQL's text: "... failed SASL auth: FATAL: password authentication
+ * failed for user \"u\" (SQLSTATE 28P01)" — class 28 (invalid
+ * authorization) only; FerretDB's other InternalErrors (its PostgreSQL
+ * unreachable, 08xxx) are outages. */
+bool pers_mongo_login_refused(uint32_t domain, uint32_t code, const char *msg)
+{
+    if (domain == MONGOC_ERROR_CLIENT && code == MONGOC_ERROR_CLIENT_AUTHENTICATE)
+        return true;
+    if (domain != MONGOC_ERROR_SERVER)
+        return false;
+    if (code == 18 || code == 13)
+        return true;
+    const char *st = code == 1 && msg ? strstr(msg, "(SQLSTATE 28") : NULL;
+    return st && isalnum((unsigned char)st[12]) && isalnum((unsigned char)st[13]) &&
+           isalnum((unsigned char)st[14]) && st[15] == ')';
+}
+
 static pers_res_t mongo_ping(pers_sink *base, char *errstr, size_t errstr_size)
 {
     mongo_sink *s = (mongo_sink *)base;
@@ -115,21 +136,37 @@ static pers_res_t mongo_ping(pers_sink *base, char *errstr, size_t errstr_size)
     if (r != PERS_OK)
         return r;
     bson_t *cmd = BCON_NEW("ping", BCON_INT32(1));
+    bson_t reply;
     bson_error_t err;
-    bool ok = mongoc_client_command_simple(s->client, s->conf->mongo_database, cmd, NULL, NULL,
+    bool ok = mongoc_client_command_simple(s->client, s->conf->mongo_database, cmd, NULL, &reply,
                                            &err);
     bson_destroy(cmd);
-    if (ok)
+    if (ok) {
+        bson_destroy(&reply);
         return PERS_OK;
+    }
+    /* err.message is cut at 504 bytes, before the SQLSTATE at the end of
+     * FerretDB's long messages: the reply's errmsg is whole */
+    bson_iter_t it;
+    const char *msg = bson_iter_init_find(&it, &reply, "errmsg") && BSON_ITER_HOLDS_UTF8(&it)
+                          ? bson_iter_utf8(&it, NULL)
+                          : err.message;
     /* a refused login is the configuration's (the credentials are in the
-     * URI), not an outage: 18 AuthenticationFailed, 13 Unauthorized */
-    if ((err.domain == MONGOC_ERROR_CLIENT && err.code == MONGOC_ERROR_CLIENT_AUTHENTICATE) ||
-        (err.domain == MONGOC_ERROR_SERVER && (err.code == 18 || err.code == 13))) {
-        core_errstr(errstr, errstr_size, "mongodb.uri: mongodb at %s refused the login: %s",
-                    s->base.addr, err.message);
+     * URI), not an outage */
+    if (pers_mongo_login_refused(err.domain, err.code, msg)) {
+        if (err.domain == MONGOC_ERROR_SERVER && err.code == 1) /* FerretDB: not its Go trace */
+            core_errstr(errstr, errstr_size,
+                        "mongodb.uri: mongodb at %s refused the login: its PostgreSQL refused "
+                        "the user or password (SQLSTATE %.5s)",
+                        s->base.addr, strstr(msg, "(SQLSTATE 28") + 10);
+        else
+            core_errstr(errstr, errstr_size, "mongodb.uri: mongodb at %s refused the login: %s",
+                        s->base.addr, msg);
+        bson_destroy(&reply);
         return PERS_ERROR;
     }
     core_errstr(errstr, errstr_size, "mongodb at %s: %s", s->base.addr, err.message);
+    bson_destroy(&reply);
     return PERS_RETRY;
 }
 

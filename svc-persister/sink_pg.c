@@ -715,6 +715,40 @@ static void pg_free(pers_sink *base)
     free(s);
 }
 
+/* A URI's empty port ("postgresql://h:/db", "postgres://a:5432,b:/db"):
+ * libpq drops it before PQconninfoParse() shows it (the host then gets
+ * port 5432), so the URI's text is read here. @returns the host spec of
+ * the first empty port (its length in *len), or NULL. */
+static const char *uri_empty_port(const char *ci, size_t *len)
+{
+    const char *p = strstr(ci, "://") + 3, *end = p + strcspn(p, "/?");
+    const char *at = NULL;
+
+    for (const char *q = p; q < end; q++)
+        if (*q == '@')
+            at = q;
+    if (at)
+        p = at + 1;
+    while (p < end) {
+        const char *spec = p, *stop = memchr(p, ',', (size_t)(end - p));
+        if (!stop)
+            stop = end;
+        const char *colon = NULL;
+        if (*spec == '[') { /* [IPv6]:port */
+            const char *rb = memchr(spec, ']', (size_t)(stop - spec));
+            colon = rb && rb + 1 < stop && rb[1] == ':' ? rb + 1 : NULL;
+        } else {
+            colon = memchr(spec, ':', (size_t)(stop - spec));
+        }
+        if (colon && colon + 1 == stop) {
+            *len = (size_t)(stop - spec);
+            return spec;
+        }
+        p = stop < end ? stop + 1 : end;
+    }
+    return NULL;
+}
+
 /* pg.conninfo as libpq reads it (a "key=value ..." string, a URI, or else
  * a database name): refused when libpq cannot parse it or a key has an
  * empty value (libpq would silently use its default: port 5432, the user
@@ -731,7 +765,17 @@ static int check_conninfo(const char *ci, char *addr, size_t addr_size, char *er
         core_errstr(errstr, errstr_size, "pg.conninfo: empty (give at least host and dbname)");
         return -1;
     }
-    if (strchr(ci, '=') || !strncmp(ci, "postgresql://", 13) || !strncmp(ci, "postgres://", 11)) {
+    bool uri = !strncmp(ci, "postgresql://", 13) || !strncmp(ci, "postgres://", 11);
+    size_t speclen = 0;
+    const char *spec = uri ? uri_empty_port(ci, &speclen) : NULL;
+    if (spec) {
+        core_errstr(errstr, errstr_size,
+                    "pg.conninfo: port has an empty value in '%.*s' (libpq would use 5432; "
+                    "leave the ':' out for its default)",
+                    (int)(speclen > 200 ? 200 : speclen), spec);
+        return -1;
+    }
+    if (strchr(ci, '=') || uri) {
         opts = PQconninfoParse(ci, &perr);
         if (!opts) {
             char m[300];

@@ -39,10 +39,7 @@ struct validator_conf {
     double retry_jitter;
     int64_t retry_max_attempts;
     int64_t clock_skew_ms;
-    char *redis_host;
-    int64_t redis_port;
-    char *redis_password;
-    int64_t redis_db;
+    core_redis_config redis; /* libcore's redis.* keys */
     int64_t verify_concurrency;
     int64_t verify_timeout_ms;
     int64_t breaker_failures;
@@ -89,12 +86,7 @@ static const core_config_key validator_keys[] = {
       "Retries before a record goes to the DLQ as exhausted", 0, 1000, NULL },
     { "clock.skew.ms", CORE_CFG_INT, "300000", 0, OFF(clock_skew_ms),
       "Tolerance of the not_future check", 0, 86400000, NULL },
-    { "redis.host", CORE_CFG_STR, "127.0.0.1", 0, OFF(redis_host),
-      "Redis holding the verification cache", 0, 0, NULL },
-    { "redis.port", CORE_CFG_INT, "6379", 0, OFF(redis_port), "Redis port", 1, 65535, NULL },
-    { "redis.password", CORE_CFG_STR, NULL, CORE_CFG_SECRET, OFF(redis_password),
-      "Redis password (or redis.password_file)", 0, 0, NULL },
-    { "redis.db", CORE_CFG_INT, "0", 0, OFF(redis_db), "Redis database", 0, 15, NULL },
+    CORE_REDIS_CONFIG_KEYS(struct validator_conf, redis), /* the verification cache */
     { "verify.concurrency", CORE_CFG_INT, "16", 0, OFF(verify_concurrency),
       "External verifier requests in flight at once", 1, 1024, NULL },
     { "verify.timeout.ms", CORE_CFG_INT, "2000", 0, OFF(verify_timeout_ms),
@@ -136,10 +128,7 @@ static const core_kafka_prop kafka_defaults[] = {
 static void verify_opts(const struct validator_conf *c, verifier_opts *o)
 {
     memset(o, 0, sizeof(*o));
-    o->redis_host = c->redis_host;
-    o->redis_port = (int)c->redis_port;
-    o->redis_password = c->redis_password;
-    o->redis_db = (int)c->redis_db;
+    o->redis = &c->redis;
     o->concurrency = (int)c->verify_concurrency;
     o->timeout_ms = (int)c->verify_timeout_ms;
     o->breaker_failures = (int)c->breaker_failures;

@@ -38,20 +38,14 @@ verifier_t *verifier_new(const verifier_opts *o, char *errstr, size_t errstr_siz
     static const char *const l_call[] = { "dataset", "field", "result", NULL };
     core_metrics_t *m = core_metrics_global();
     verifier_t *v = calloc(1, sizeof(*v));
-    core_redis_opts ro = { 0 };
+    static const core_redis_config defaults = { 0 };
     core_httpc_opts ho = { 0 };
 
     if (!v) {
         core_errstr(errstr, errstr_size, "verifier: out of memory");
         return NULL;
     }
-    ro.host = o->redis_host;
-    ro.port = o->redis_port;
-    ro.password = o->redis_password;
-    ro.db = o->redis_db;
-    ro.connect_timeout_ms = 1000;
-    ro.command_timeout_ms = 2000;
-    v->redis = core_redis_new(&ro, errstr, errstr_size);
+    v->redis = core_redis_config_new(o->redis ? o->redis : &defaults, NULL, errstr, errstr_size);
     ho.max_concurrency = o->concurrency > 0 ? o->concurrency : 16;
     ho.timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 2000;
     ho.connect_timeout_ms = ho.timeout_ms < 2000 ? ho.timeout_ms : 2000;

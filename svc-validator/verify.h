@@ -23,16 +23,14 @@
 
 #include "rules.h"
 #include "tributary/core_common.h"
+#include "tributary/core_redis.h"
 
 typedef enum vverdict { VV_OK = 0, VV_INVALID = 1, VV_TRANSIENT = 2 } vverdict;
 
 typedef struct verifier verifier_t;
 
 typedef struct verifier_opts {
-    const char *redis_host;     /* NULL: 127.0.0.1 */
-    int redis_port;             /* 0: 6379 */
-    const char *redis_password; /* NULL: none */
-    int redis_db;
+    const core_redis_config *redis; /* libcore's redis.* settings; NULL: the defaults */
     int concurrency;            /* HTTP requests in flight; 0: 16 */
     int timeout_ms;             /* default per request; 0: 2000 */
     /* Circuit breaker per (dataset, field): after this many transient

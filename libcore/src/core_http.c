@@ -3,9 +3,9 @@
  *
  * Threading: libmicrohttpd runs a listening thread plus one thread per
  * connection (MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION).
- * h->lock (a rwlock) guards the route table and the ready callback: request
- * threads take it for reading only long enough to copy what they need, so a
- * handler may itself add routes. Routes are never removed before
+ * h->lock (a rwlock) guards the route table, the ready callback and the
+ * named readiness probes: request threads take it for reading only long
+ * enough to copy what they need, so a handler may itself add routes. Routes are never removed before
  * core_http_free(), so a route pointer stays valid after the lock is
  * released. healthy and max_body are atomics. */
 #include "tributary/core_http.h"
@@ -41,13 +41,22 @@ typedef struct route {
     void *opaque;
 } route_t;
 
+/* A named readiness probe (core_http_add_ready). */
+typedef struct probe {
+    char name[CORE_HTTP_PROBE_NAME_MAX + 1];
+    core_http_ready_cb cb;
+    void *opaque;
+} probe_t;
+
 struct core_http {
     struct MHD_Daemon *daemon;
-    pthread_rwlock_t lock;           /* routes, ready_cb, ready_opaque */
+    pthread_rwlock_t lock;           /* routes, ready_cb, ready_opaque, probes */
     route_t **routes;
     size_t nroutes, caproutes;
     core_http_ready_cb ready_cb;
     void *ready_opaque;
+    probe_t probes[CORE_HTTP_MAX_PROBES];
+    size_t nprobes;
     atomic_bool healthy;
     _Atomic size_t max_body;
     int port;
@@ -344,6 +353,34 @@ void core_http_set_ready(core_http_t *h, core_http_ready_cb cb, void *opaque)
     pthread_rwlock_unlock(&h->lock);
 }
 
+int core_http_add_ready(core_http_t *h, const char *name, core_http_ready_cb cb, void *opaque)
+{
+    size_t i;
+    int rc = CORE_OK;
+
+    if (!h || !name || !*name || strlen(name) > CORE_HTTP_PROBE_NAME_MAX)
+        return CORE_ERR_INVALID;
+    pthread_rwlock_wrlock(&h->lock);
+    for (i = 0; i < h->nprobes && strcmp(h->probes[i].name, name) != 0; i++)
+        ;
+    if (i < h->nprobes && !cb) { /* removed: the others keep their order */
+        memmove(&h->probes[i], &h->probes[i + 1], (h->nprobes - i - 1) * sizeof(h->probes[0]));
+        h->nprobes--;
+    } else if (i < h->nprobes) {
+        h->probes[i].cb = cb;
+        h->probes[i].opaque = opaque;
+    } else if (cb && h->nprobes == CORE_HTTP_MAX_PROBES) {
+        rc = CORE_ERR_TOOBIG;
+    } else if (cb) {
+        snprintf(h->probes[i].name, sizeof(h->probes[i].name), "%s", name);
+        h->probes[i].cb = cb;
+        h->probes[i].opaque = opaque;
+        h->nprobes++;
+    }
+    pthread_rwlock_unlock(&h->lock);
+    return rc;
+}
+
 void core_http_set_healthy(core_http_t *h, bool healthy)
 {
     if (h)
@@ -376,25 +413,57 @@ static void on_healthz(const core_http_request *req, core_http_response *resp, v
     }
 }
 
+/* Append one failed check to the answer ("; " between two), unless the
+ * same text is there already (a service's own callback that repeats a
+ * probe's check). */
+static void ready_note(char *out, size_t size, const char *name, const char *reason)
+{
+    char one[CORE_HTTP_PROBE_NAME_MAX + 520];
+    size_t len = strlen(out);
+
+    snprintf(one, sizeof(one), "%s%s%s", name ? name : "", name ? ": " : "",
+             reason[0] ? reason : "no reason given");
+    if (strstr(out, one))
+        return;
+    snprintf(out + len, size - len, "%s%s", len ? "; " : "", one);
+}
+
+/* /readyz: the ready callback, then every named probe in the order added;
+ * 503 names each that failed. */
 static void on_readyz(const core_http_request *req, core_http_response *resp, void *opaque)
 {
     core_http_t *h = opaque;
     core_http_ready_cb cb;
     void *cb_opaque;
-    char reason[512] = "";
+    probe_t probes[CORE_HTTP_MAX_PROBES];
+    size_t n;
+    char reason[512], out[2048] = "";
 
     (void)req;
     pthread_rwlock_rdlock(&h->lock);
     cb = h->ready_cb;
     cb_opaque = h->ready_opaque;
+    n = h->nprobes;
+    memcpy(probes, h->probes, n * sizeof(probes[0]));
     pthread_rwlock_unlock(&h->lock);
-    if (!cb || cb(cb_opaque, reason, sizeof(reason))) {
+    reason[0] = '\0';
+    if (cb && !cb(cb_opaque, reason, sizeof(reason))) {
+        reason[sizeof(reason) - 1] = '\0';
+        ready_note(out, sizeof(out), NULL, reason);
+    }
+    for (size_t i = 0; i < n; i++) {
+        reason[0] = '\0';
+        if (probes[i].cb(probes[i].opaque, reason, sizeof(reason)))
+            continue;
+        reason[sizeof(reason) - 1] = '\0';
+        ready_note(out, sizeof(out), probes[i].name, reason);
+    }
+    if (!out[0]) {
         resp->body = strdup("ready\n");
         return;
     }
-    reason[sizeof(reason) - 1] = '\0';
     resp->status = 503;
-    resp->body = core_http_printf("not ready: %s\n", reason[0] ? reason : "no reason given");
+    resp->body = core_http_printf("not ready: %s\n", out);
 }
 
 static void on_metrics(const core_http_request *req, core_http_response *resp, void *opaque)

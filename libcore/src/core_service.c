@@ -64,8 +64,6 @@ struct core_service {
     int64_t probe_at;
     bool probe_ok;
     char probe_reason[256];
-    core_http_ready_cb also;   /* core_service_ready_also(): asked after Kafka */
-    void *also_opaque;
 };
 
 static void print_usage(const core_service_def *def, const core_config_t *cfg)
@@ -304,28 +302,29 @@ bool core_service_kafka_ready(core_service_t *svc, char *reason, size_t reason_s
     return ok;
 }
 
-/* The default /readyz: Kafka, then the service's further check, if any. */
+/* The "kafka" probe of /readyz (core_http names it: the reason without
+ * the "kafka: " of core_service_kafka_ready). */
 static bool ready_on_kafka(void *opaque, char *reason, size_t reason_size)
 {
-    core_service_t *svc = opaque;
-    core_http_ready_cb also;
-    void *also_opaque;
+    char r[300];
 
-    if (!core_service_kafka_ready(svc, reason, reason_size))
-        return false;
-    pthread_mutex_lock(&svc->probe_lock);
-    also = svc->also;
-    also_opaque = svc->also_opaque;
-    pthread_mutex_unlock(&svc->probe_lock);
-    return also ? also(also_opaque, reason, reason_size) : true;
+    if (core_service_kafka_ready(opaque, r, sizeof(r)))
+        return true;
+    snprintf(reason, reason_size, "%s", strncmp(r, "kafka: ", 7) == 0 ? r + 7 : r);
+    return false;
 }
 
+/* Kept for the services that use it: their own check is the HTTP server's
+ * unnamed ready callback, asked beside the probes. */
 void core_service_ready_also(core_service_t *svc, core_http_ready_cb cb, void *opaque)
 {
-    pthread_mutex_lock(&svc->probe_lock);
-    svc->also = cb;
-    svc->also_opaque = opaque;
-    pthread_mutex_unlock(&svc->probe_lock);
+    core_http_set_ready(svc->http, cb, opaque);
+}
+
+int core_service_ready_add(core_service_t *svc, const char *name, core_http_ready_cb cb,
+                           void *opaque)
+{
+    return core_http_add_ready(svc->http, name, cb, opaque);
 }
 
 int core_service_ready_on_kafka(core_service_t *svc, char *errstr, size_t errstr_size)
@@ -337,7 +336,10 @@ int core_service_ready_on_kafka(core_service_t *svc, char *errstr, size_t errstr
     svc->probe = core_kafka_producer_new(&o, errstr, errstr_size);
     if (!svc->probe)
         return CORE_EX_CONFIG;
-    core_http_set_ready(svc->http, ready_on_kafka, svc);
+    if (core_http_add_ready(svc->http, "kafka", ready_on_kafka, svc) != CORE_OK) {
+        core_errstr(errstr, errstr_size, "http: no room for the kafka readiness probe");
+        return CORE_EX_SOFTWARE;
+    }
     return 0;
 }
 

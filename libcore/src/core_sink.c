@@ -29,6 +29,7 @@
 typedef struct batch {
     core_sink_record *items; /* nitems, consumption order */
     core_sink_record **prep; /* the prepared ones (given to the plugin) */
+    char *pdata;             /* plugin.data_size bytes per prepared record */
     size_t nitems, nprep;
     double t_sent;
     /* writer thread: guarded by the sink's mu */
@@ -88,12 +89,12 @@ struct core_sink {
 
 /* ---- readiness: the process's (the HTTP thread may ask after run) ------ */
 
+/* The probe named after the plugin, beside the others of the HTTP server
+ * (the service's "kafka" among them): the plugin's ready(), then whether
+ * writes are failing. */
 static pthread_mutex_t ready_mu = PTHREAD_MUTEX_INITIALIZER;
 static core_sink_t *ready_sink;
 static atomic_bool ready_paused;
-static int64_t ready_probe_at;
-static bool ready_kafka;
-static char ready_kafka_reason[160];
 
 static bool sink_ready(void *opaque, char *reason, size_t reason_size)
 {
@@ -101,32 +102,14 @@ static bool sink_ready(void *opaque, char *reason, size_t reason_size)
 
     (void)opaque;
     pthread_mutex_lock(&ready_mu);
-    if (!ready_sink) {
-        snprintf(reason, reason_size, "sink: not running");
-        goto out;
-    }
-    if (atomic_load(&ready_paused)) {
-        snprintf(reason, reason_size, "%s: writes failing, consumption paused",
-                 ready_sink->pl->name);
-        goto out;
-    }
-    if (ready_sink->pl->ready && !ready_sink->pl->ready(ready_sink->ctx, reason, reason_size))
-        goto out;
-    if (core_mono_ms() - ready_probe_at >= 2000) {
-        const struct rd_kafka_metadata *md = NULL;
-        rd_kafka_resp_err_t e =
-            rd_kafka_metadata(core_kafka_consumer_handle(ready_sink->c), 0, NULL, &md, 1500);
-        ready_kafka = e == RD_KAFKA_RESP_ERR_NO_ERROR && md && md->broker_cnt > 0;
-        snprintf(ready_kafka_reason, sizeof(ready_kafka_reason), "kafka: %s",
-                 e ? rd_kafka_err2str(e) : "no broker in metadata");
-        if (md)
-            rd_kafka_metadata_destroy(md);
-        ready_probe_at = core_mono_ms();
-    }
-    ok = ready_kafka;
-    if (!ok)
-        snprintf(reason, reason_size, "%s", ready_kafka_reason);
-out:
+    if (!ready_sink)
+        snprintf(reason, reason_size, "not running");
+    else if (ready_sink->pl->ready && !ready_sink->pl->ready(ready_sink->ctx, reason, reason_size))
+        ok = false;
+    else if (atomic_load(&ready_paused))
+        snprintf(reason, reason_size, "writes failing, consumption paused");
+    else
+        ok = true;
     pthread_mutex_unlock(&ready_mu);
     return ok;
 }
@@ -135,8 +118,6 @@ static void ready_publish(core_sink_t *s)
 {
     pthread_mutex_lock(&ready_mu);
     ready_sink = s;
-    ready_probe_at = 0;
-    ready_kafka = false;
     atomic_store(&ready_paused, false);
     pthread_mutex_unlock(&ready_mu);
 }
@@ -447,6 +428,8 @@ static void emit_audit(core_sink_t *s, const core_sink_record *r, const char *ou
         ev.digest = &d;
     }
     ev.dataset = s->o->datasets[r->dataset].name;
+    ev.value = m->payload; /* for the content digest */
+    ev.value_len = m->len;
     ev.outcome = outcome;
     ev.topic = rd_kafka_topic_name(m->rkt);
     ev.partition = m->partition;
@@ -481,7 +464,9 @@ static void batch_account(core_sink_t *s, batch *b, core_sink_res_t res, const c
         }
         if (r->res == CORE_SINK_ERROR) {
             if (!poison)
-                core_log_error("record refused: to the dead-letter topic",
+                core_log_error(s->o->datasets[r->dataset].dlq_topic
+                                   ? "record refused: to the dead-letter topic"
+                                   : "record refused",
                                CLF_S("sink", s->pl->name),
                                CLF_S("dataset", s->o->datasets[r->dataset].name),
                                CLF_S("topic", rd_kafka_topic_name(r->rkm->rkt)),
@@ -498,6 +483,8 @@ static void batch_account(core_sink_t *s, batch *b, core_sink_res_t res, const c
         core_kafka_offsets_add_message(s->pending, r->rkm);
     }
     counts_flush(s);
+    if (s->pl->accounted)
+        s->pl->accounted(s->ctx, b->items, b->nitems);
     batch_clear(s, b);
 }
 
@@ -822,6 +809,10 @@ static void handle_message(core_sink_t *s, rd_kafka_message_t *m)
             goto poison;
         }
     }
+    if (s->pl->data_size) { /* the slot of the next prepared record */
+        r->data = b->pdata + b->nprep * s->pl->data_size;
+        memset(r->data, 0, s->pl->data_size);
+    }
     res = s->pl->prepare(s->ctx, r, r->reason, sizeof(r->reason));
     r->value = NULL;
     if (res == CORE_SINK_OK) {
@@ -843,7 +834,8 @@ static void handle_message(core_sink_t *s, rd_kafka_message_t *m)
 poison:
     r->res = CORE_SINK_ERROR;
     r->poison = true;
-    core_log_error("record cannot be written: to the dead-letter topic",
+    core_log_error(s->o->datasets[d].dlq_topic ? "record cannot be written: to the dead-letter topic"
+                                               : "record rejected",
                    CLF_S("sink", s->pl->name), CLF_S("dataset", s->o->datasets[d].name),
                    CLF_S("topic", rd_kafka_topic_name(m->rkt)), CLF_I("partition", m->partition),
                    CLF_I("offset", m->offset), CLF_S("reason", r->reason));
@@ -952,6 +944,9 @@ static int sink_setup(core_sink_t *s, char *errstr, size_t errstr_size)
     for (size_t i = 0; i < s->nb; i++) {
         s->bs[i].items = calloc((size_t)o->batch_size, sizeof(*s->bs[i].items));
         s->bs[i].prep = calloc((size_t)o->batch_size, sizeof(*s->bs[i].prep));
+        if (s->pl->data_size &&
+            !(s->bs[i].pdata = calloc((size_t)o->batch_size, s->pl->data_size)))
+            goto nomem;
         if (!s->bs[i].items || !s->bs[i].prep)
             goto nomem;
     }
@@ -977,6 +972,11 @@ static int sink_setup(core_sink_t *s, char *errstr, size_t errstr_size)
                                     .metrics = o->metrics };
     if (!o->cfg || !core_kafka_consumer_config(o->cfg, "group.id"))
         co.group_id = o->group_id;
+    const core_kafka_prop cdefaults[] = { { "group.instance.id", o->group_instance_id } };
+    if (o->group_instance_id) { /* under kafka.* (defaults) */
+        co.defaults = cdefaults;
+        co.ndefaults = 1;
+    }
     if (!(s->c = core_kafka_consumer_new(&co, errstr, errstr_size)))
         return CORE_EX_CONFIG;
     return 0;
@@ -1095,6 +1095,7 @@ static void sink_free(core_sink_t *s)
             batch_clear(s, &s->bs[i]);
         free(s->bs[i].items);
         free(s->bs[i].prep);
+        free(s->bs[i].pdata);
     }
     ready_publish(NULL);
     if (s->ctx_on && s->pl->exit)
@@ -1148,8 +1149,8 @@ int core_sink_run(const core_sink_opts *o, char *errstr, size_t errstr_size)
     if ((rc = sink_subscribe(&s, errstr, errstr_size)))
         goto out;
     ready_publish(&s);
-    if (o->http)
-        core_http_set_ready(o->http, sink_ready, NULL);
+    if (o->http && core_http_add_ready(o->http, s.pl->name, sink_ready, NULL) != CORE_OK)
+        core_log_warn("readiness probe not added", CLF_S("sink", s.pl->name));
     core_log_info("sink started", CLF_S("sink", s.pl->name), CLF_I("datasets", o->ndatasets),
                   CLF_I("batch_size", o->batch_size), CLF_I("batch_inflight", o->batch_inflight),
                   CLF_B("writer_thread", o->writer_thread));

@@ -251,6 +251,35 @@ START_TEST(pg_conninfo_empty_value_exits_78)
 }
 END_TEST
 
+/* Issue 15: libpq drops an empty port in a URI ("postgresql://h:/db"), so
+ * the host silently got 5432: refused from the URI's text, before any
+ * server is asked; the password in a URI's user info is never quoted. */
+START_TEST(pg_conninfo_uri_empty_port_exits_78)
+{
+    static const struct { const char *conninfo, *want; } cases[] = {
+        { "postgresql://127.0.0.1:/tributary", "pg.conninfo: port has an empty value in '127.0.0.1:'" },
+        { "postgres://127.0.0.1:/tributary", "pg.conninfo: port has an empty value in '127.0.0.1:'" },
+        { "postgresql://tributary:pw-in-uri@127.0.0.1:?dbname=tributary",
+          "pg.conninfo: port has an empty value in '127.0.0.1:'" },
+        { "postgresql://127.0.0.1:5432,localhost:/tributary",
+          "pg.conninfo: port has an empty value in 'localhost:'" },
+        { "postgresql://[::1]:/tributary", "pg.conninfo: port has an empty value in '[::1]:'" },
+        { "postgresql://127.0.0.1:", "pg.conninfo: port has an empty value in '127.0.0.1:'" },
+        { "postgresql://127.0.0.1/tributary?port=", "pg.conninfo: port has an empty value" },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char flag[256];
+        snprintf(flag, sizeof(flag), "--pg.conninfo=%s", cases[i].conninfo);
+        const char *args[] = { "--dataset=payee", "--http.port=0", "--pg.password=tributary",
+                               flag, "--kafka.bootstrap.servers=127.0.0.1:1", NULL };
+        int64_t t0 = core_mono_ms();
+        persister_refuses(args, 78, cases[i].want, "pw-in-uri");
+        ck_assert_msg(core_mono_ms() - t0 < 10000, "%s: refused only after %lld ms",
+                      cases[i].conninfo, (long long)(core_mono_ms() - t0));
+    }
+}
+END_TEST
+
 /* FerretDB refuses SCRAM logins (it knows PLAIN only): a refused login at
  * start is the configuration's. */
 START_TEST(mongodb_login_refused_exits_78_naming_mongodb_uri)
@@ -258,6 +287,20 @@ START_TEST(mongodb_login_refused_exits_78_naming_mongodb_uri)
     const char *args[] = { "--dataset=payee", "--http.port=0", "--sink=mongodb",
                            "--mongodb.uri=mongodb://someone:s3cret-pw@127.0.0.1:27017/", NULL };
     persister_refuses(args, 78, "svc-persister: configuration error: mongodb.uri: ", "s3cret-pw");
+}
+END_TEST
+
+/* Issue 15: FerretDB 1.24 with PLAIN passes the login on to its
+ * PostgreSQL and answers a wrong password with InternalError (code 1):
+ * refused configuration too, the password never printed. */
+START_TEST(ferretdb_plain_wrong_password_exits_78_naming_mongodb_uri)
+{
+    const char *args[] = { "--dataset=payee", "--http.port=0", "--sink=mongodb",
+                           "--mongodb.uri=mongodb://tributary:not-the-pw@127.0.0.1:27017/"
+                           "?authMechanism=PLAIN",
+                           NULL };
+    persister_refuses(args, 78, "svc-persister: configuration error: mongodb.uri: ", "not-the-pw");
+    persister_refuses(args, 78, "refused the user or password (SQLSTATE 28P01)", "not-the-pw");
 }
 END_TEST
 
@@ -694,7 +737,9 @@ int main(void)
     tcase_add_test(tc, wrong_pg_password_exits_78_naming_pg_password);
     tcase_add_test(tc, unknown_pg_database_exits_78_naming_pg_conninfo);
     tcase_add_test(tc, pg_conninfo_empty_value_exits_78);
+    tcase_add_test(tc, pg_conninfo_uri_empty_port_exits_78);
     tcase_add_test(tc, mongodb_login_refused_exits_78_naming_mongodb_uri);
+    tcase_add_test(tc, ferretdb_plain_wrong_password_exits_78_naming_mongodb_uri);
     tcase_add_test(tc, unreachable_database_at_start_exits_69_naming_it);
     tcase_add_test(tc, persister_readyz_503_while_database_away);
     tcase_add_checked_fixture(tr, setup, teardown);

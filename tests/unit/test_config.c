@@ -2,6 +2,7 @@
 #include "testutil.h"
 #include "tributary/core_config.h"
 #include "tributary/core_exit.h"
+#include "tributary/core_redis.h"
 
 #include <stddef.h>
 #include <stdlib.h>
@@ -288,6 +289,135 @@ START_TEST(secrets_from_files)
 }
 END_TEST
 
+/* libcore's redis.* keys in a service's table (CORE_REDIS_CONFIG_KEYS):
+ * the same defaults and ranges for every service, the password from a
+ * file, the checks between keys naming them. */
+struct svc_conf {
+    char *own;
+    core_redis_config redis;
+};
+
+static const core_config_key svc_keys[] = {
+    { "own", CORE_CFG_STR, "x", 0, offsetof(struct svc_conf, own), "own key", 0, 0, NULL },
+    CORE_REDIS_CONFIG_KEYS(struct svc_conf, redis),
+    CORE_CFG_END
+};
+
+static int load_svc(struct svc_conf *k, const char *flag1, const char *flag2)
+{
+    char *argv[] = { "prog", (char *)flag1, (char *)flag2, NULL };
+    char *envp[] = { NULL };
+    int argc = flag1 ? (flag2 ? 3 : 2) : 1;
+    core_config_t *c = core_config_new("test");
+    int rc;
+
+    memset(k, 0, sizeof(*k));
+    ck_assert_int_eq(core_config_add_table(c, svc_keys, k), 0);
+    errstr[0] = '\0';
+    rc = core_config_load(c, argc, argv, envp, errstr, sizeof(errstr));
+    /* the strings live in the config: keep what the checks below read */
+    static char host[64], user[64], pw[64];
+    snprintf(host, sizeof(host), "%s", k->redis.host ? k->redis.host : "(null)");
+    snprintf(user, sizeof(user), "%s", k->redis.user ? k->redis.user : "");
+    snprintf(pw, sizeof(pw), "%s", k->redis.password ? k->redis.password : "");
+    k->redis.host = host;
+    k->redis.user = user[0] ? user : NULL;
+    k->redis.password = pw[0] ? pw : NULL;
+    k->own = NULL;
+    core_config_free(c);
+    return rc;
+}
+
+START_TEST(redis_keys_shared_with_their_ranges)
+{
+    static const struct {
+        const char *flag;
+        bool ok;
+    } edges[] = {
+        { "--redis.port=0", false },      { "--redis.port=1", true },
+        { "--redis.port=65535", true },   { "--redis.port=65536", false },
+        { "--redis.db=-1", false },       { "--redis.db=0", true },
+        { "--redis.db=65535", true },     { "--redis.db=65536", false },
+        { "--redis.connect.timeout.ms=0", false },
+        { "--redis.connect.timeout.ms=1", true },
+        { "--redis.command.timeout.ms=600000", true },
+        { "--redis.command.timeout.ms=600001", false },
+        { "--redis.backoff.base.ms=0", false },
+        { "--redis.backoff.max.ms=600000", true },
+        { "--redis.db=9223372036854775808", false },
+        { "--redis.host=", true },
+    };
+    struct svc_conf k;
+    core_redis_opts o;
+    char addr[64];
+
+    ck_assert_int_eq(load_svc(&k, NULL, NULL), 0);
+    ck_assert_str_eq(k.redis.host, "127.0.0.1");
+    ck_assert_int_eq(k.redis.port, 6379);
+    ck_assert_ptr_null(k.redis.user);
+    ck_assert_ptr_null(k.redis.password);
+    ck_assert_int_eq(k.redis.db, 0);
+    ck_assert_int_eq(k.redis.connect_timeout_ms, 2000);
+    ck_assert_int_eq(k.redis.command_timeout_ms, 5000);
+    ck_assert_int_eq(k.redis.backoff_base_ms, 100);
+    ck_assert_int_eq(k.redis.backoff_max_ms, 5000);
+    core_redis_config_opts(&k.redis, &o);
+    ck_assert_str_eq(o.host, "127.0.0.1");
+    ck_assert_int_eq(o.port, 6379);
+    ck_assert_int_eq(o.command_timeout_ms, 5000);
+    core_redis_config_address(&k.redis, addr, sizeof(addr));
+    ck_assert_str_eq(addr, "127.0.0.1:6379");
+    for (size_t i = 0; i < sizeof(edges) / sizeof(edges[0]); i++) {
+        int rc = load_svc(&k, edges[i].flag, NULL);
+        ck_assert_msg((rc == 0) == edges[i].ok, "%s: %d %s", edges[i].flag, rc, errstr);
+        if (!edges[i].ok) { /* the refusal names the key */
+            char key[64];
+            snprintf(key, sizeof(key), "%.*s", (int)strcspn(edges[i].flag + 2, "="),
+                     edges[i].flag + 2);
+            ck_assert_msg(strstr(errstr, key), "%s: %s", edges[i].flag, errstr);
+        }
+    }
+
+    /* the password from a file (its newline dropped) */
+    char *pw = tu_write_temp("s3cret\n");
+    char flag[512];
+    snprintf(flag, sizeof(flag), "--redis.password_file=%s", pw);
+    ck_assert_msg(load_svc(&k, flag, "--redis.user=feeder") == 0, "%s", errstr);
+    ck_assert_str_eq(k.redis.password, "s3cret");
+    ck_assert_str_eq(core_redis_config_refused_key(&k.redis, "WRONGPASS"),
+                     "redis.user / redis.password");
+    ck_assert_str_eq(core_redis_config_refused_key(&k.redis, "SELECT 3: ERR DB index"),
+                     "redis.db");
+    core_redis_t *r = core_redis_config_new(&k.redis, NULL, errstr, sizeof(errstr));
+    ck_assert_msg(r != NULL, "%s", errstr);
+    core_redis_free(r);
+    unlink(pw);
+    free(pw);
+
+    /* checks between keys, naming them */
+    ck_assert_int_eq(load_svc(&k, "--redis.user=feeder", NULL), 0);
+    ck_assert_str_eq(core_redis_config_refused_key(&k.redis, "WRONGPASS"),
+                     "redis.user / redis.password");
+    ck_assert_ptr_null(core_redis_config_new(&k.redis, NULL, errstr, sizeof(errstr)));
+    ck_assert_msg(strstr(errstr, "redis.user") && strstr(errstr, "redis.password"), "%s",
+                  errstr);
+    ck_assert_int_eq(load_svc(&k, "--redis.backoff.base.ms=5001", NULL), 0);
+    ck_assert_ptr_null(core_redis_config_new(&k.redis, NULL, errstr, sizeof(errstr)));
+    ck_assert_msg(strstr(errstr, "redis.backoff.base.ms"), "%s", errstr);
+    ck_assert_int_eq(load_svc(&k, "--redis.backoff.base.ms=5000", NULL), 0); /* base = max */
+    r = core_redis_config_new(&k.redis, NULL, errstr, sizeof(errstr));
+    ck_assert_msg(r != NULL, "%s", errstr);
+    core_redis_free(r);
+    ck_assert_int_eq(load_svc(&k, "--redis.host=/run/redis.sock", NULL), 0);
+    core_redis_config_address(&k.redis, addr, sizeof(addr));
+    ck_assert_str_eq(addr, "/run/redis.sock");
+    ck_assert_int_eq(load_svc(&k, "--redis.host=::1", "--redis.port=6380"), 0);
+    core_redis_config_address(&k.redis, addr, sizeof(addr));
+    ck_assert_str_eq(addr, "[::1]:6380");
+    ck_assert_str_eq(core_redis_config_refused_key(&k.redis, "WRONGPASS"), "redis.password");
+}
+END_TEST
+
 START_TEST(help_and_version)
 {
     core_config_t *c;
@@ -507,6 +637,7 @@ int main(void)
     tcase_add_test(tc, required_key_missing);
     tcase_add_test(tc, lists_and_bool_flags);
     tcase_add_test(tc, secrets_from_files);
+    tcase_add_test(tc, redis_keys_shared_with_their_ranges);
     tcase_add_test(tc, help_and_version);
     tcase_add_test(tc, env_names);
     tcase_add_test(tc, huge_config_file_refused);

@@ -249,6 +249,84 @@ START_TEST(test_readyz)
 }
 END_TEST
 
+/* Named probes: each failing one named in the 503, in the order added,
+ * after the set_ready callback; a repeated text once; replace, remove, and
+ * the edges of a name's length and of the table's size. */
+START_TEST(test_readyz_probes)
+{
+    core_metrics_t *m = core_metrics_new();
+    core_http_t *h = start(m);
+    ready_state kafka = { false, "Local: Broker transport failure" };
+    ready_state redis = { false, "not connected" };
+    ready_state own = { false, "kafka: Local: Broker transport failure" };
+    ready_state ok = { true, "" };
+    char name[64];
+    http_resp r;
+
+    ck_assert_int_eq(core_http_add_ready(h, "kafka", ready_cb, &kafka), CORE_OK);
+    ck_assert_int_eq(core_http_add_ready(h, "redis", ready_cb, &redis), CORE_OK);
+    get(core_http_port(h), "/readyz", &r);
+    ck_assert_int_eq(r.code, 503);
+    ck_assert_str_eq(r.body,
+                     "not ready: kafka: Local: Broker transport failure; redis: not connected\n");
+    free(r.body);
+    /* a service's own callback repeating the kafka check: said once */
+    core_http_set_ready(h, ready_cb, &own);
+    get(core_http_port(h), "/readyz", &r);
+    ck_assert_str_eq(r.body,
+                     "not ready: kafka: Local: Broker transport failure; redis: not connected\n");
+    free(r.body);
+    core_http_set_ready(h, NULL, NULL);
+    kafka.ready = true;
+    get(core_http_port(h), "/readyz", &r);
+    ck_assert_int_eq(r.code, 503);
+    ck_assert_str_eq(r.body, "not ready: redis: not connected\n");
+    free(r.body);
+    /* the same name takes the new callback in its place */
+    ck_assert_int_eq(core_http_add_ready(h, "redis", ready_cb, &ok), CORE_OK);
+    get(core_http_port(h), "/readyz", &r);
+    ck_assert_int_eq(r.code, 200);
+    ck_assert_str_eq(r.body, "ready\n");
+    free(r.body);
+    redis.reason = ""; /* no reason given */
+    ck_assert_int_eq(core_http_add_ready(h, "redis", ready_cb, &redis), CORE_OK);
+    get(core_http_port(h), "/readyz", &r);
+    ck_assert_str_eq(r.body, "not ready: redis: no reason given\n");
+    free(r.body);
+    ck_assert_int_eq(core_http_add_ready(h, "redis", NULL, NULL), CORE_OK); /* removed */
+    ck_assert_int_eq(core_http_add_ready(h, "absent", NULL, NULL), CORE_OK);
+    get(core_http_port(h), "/readyz", &r);
+    ck_assert_int_eq(r.code, 200);
+    free(r.body);
+
+    /* names: 1..CORE_HTTP_PROBE_NAME_MAX bytes */
+    ck_assert_int_eq(core_http_add_ready(h, "", ready_cb, &ok), CORE_ERR_INVALID);
+    ck_assert_int_eq(core_http_add_ready(h, NULL, ready_cb, &ok), CORE_ERR_INVALID);
+    memset(name, 'n', CORE_HTTP_PROBE_NAME_MAX + 1);
+    name[CORE_HTTP_PROBE_NAME_MAX + 1] = '\0';
+    ck_assert_int_eq(core_http_add_ready(h, name, ready_cb, &ok), CORE_ERR_INVALID);
+    name[CORE_HTTP_PROBE_NAME_MAX] = '\0';
+    ck_assert_int_eq(core_http_add_ready(h, name, ready_cb, &ok), CORE_OK);
+    /* the table: CORE_HTTP_MAX_PROBES (kafka and the long name are two) */
+    for (int i = 2; i < CORE_HTTP_MAX_PROBES; i++) {
+        snprintf(name, sizeof(name), "p%d", i);
+        ck_assert_int_eq(core_http_add_ready(h, name, ready_cb, &ok), CORE_OK);
+    }
+    ck_assert_int_eq(core_http_add_ready(h, "one-too-many", ready_cb, &ok), CORE_ERR_TOOBIG);
+    ck_assert_int_eq(core_http_add_ready(h, "kafka", ready_cb, &redis), CORE_OK); /* replace */
+    snprintf(name, sizeof(name), "p%d", CORE_HTTP_MAX_PROBES - 1);
+    ck_assert_int_eq(core_http_add_ready(h, name, ready_cb, &kafka), CORE_OK);
+    kafka.ready = false;
+    get(core_http_port(h), "/readyz", &r);
+    ck_assert_int_eq(r.code, 503);
+    ck_assert_str_eq(r.body, "not ready: kafka: no reason given; p15: Local: Broker transport "
+                             "failure\n");
+    free(r.body);
+    core_http_free(h);
+    core_metrics_free(m);
+}
+END_TEST
+
 START_TEST(test_metrics_endpoint)
 {
     core_metrics_t *m = core_metrics_new();
@@ -674,6 +752,7 @@ static Suite *http_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_healthz);
     tcase_add_test(tc, test_readyz);
+    tcase_add_test(tc, test_readyz_probes);
     tcase_add_test(tc, test_metrics_endpoint);
     tcase_add_test(tc, test_get_route_query);
     tcase_add_test(tc, test_post_echo);

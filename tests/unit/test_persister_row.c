@@ -238,6 +238,44 @@ START_TEST(db_refusal_reasons_hold_no_value)
 }
 END_TEST
 
+/* Issue 15: FerretDB 1.24 with PLAIN relays its PostgreSQL's refusal of
+ * the login as InternalError (code 1): refused configuration (78), while
+ * its other InternalErrors, its PostgreSQL away among them, stay outages. */
+START_TEST(ferretdb_plain_login_refused_is_config_not_outage)
+{
+    static const char refused[] =
+        "[msg_ping.go:55 handler.(*Handler).MsgPing] [pool.go:129 pool.(*Pool).Get] failed to "
+        "connect to `user=tributary database=ferretdb`:\n\t127.0.0.1:5432 (127.0.0.1): failed "
+        "SASL auth: FATAL: password authentication failed for user \"tributary\" (SQLSTATE 28P01)";
+    static const char no_hba[] =
+        "failed to connect to `user=x database=ferretdb`: FATAL: no pg_hba.conf entry for host "
+        "(SQLSTATE 28000)";
+    static const char pg_down[] =
+        "[msg_ping.go:55 handler.(*Handler).MsgPing] failed to connect to `user=tributary "
+        "database=ferretdb`: 127.0.0.1:5432 (127.0.0.1): dial error: dial tcp 127.0.0.1:5432: "
+        "connect: connection refused";
+    static const char pg_starting[] =
+        "failed to connect: FATAL: the database system is starting up (SQLSTATE 57P03)";
+
+    ck_assert(pers_mongo_login_refused(MONGOC_ERROR_SERVER, 1, refused));
+    ck_assert(pers_mongo_login_refused(MONGOC_ERROR_SERVER, 1, no_hba));
+    ck_assert(pers_mongo_login_refused(MONGOC_ERROR_SERVER, 18, "Authentication failed."));
+    ck_assert(pers_mongo_login_refused(MONGOC_ERROR_SERVER, 13, "not authorized"));
+    ck_assert(pers_mongo_login_refused(MONGOC_ERROR_CLIENT, MONGOC_ERROR_CLIENT_AUTHENTICATE,
+                                       "Authentication failed"));
+    /* outages and other failures */
+    ck_assert(!pers_mongo_login_refused(MONGOC_ERROR_SERVER, 1, pg_down));
+    ck_assert(!pers_mongo_login_refused(MONGOC_ERROR_SERVER, 1, pg_starting));
+    ck_assert(!pers_mongo_login_refused(MONGOC_ERROR_SERVER, 1, "(SQLSTATE 23505)"));
+    ck_assert(!pers_mongo_login_refused(MONGOC_ERROR_SERVER, 1, "cut (SQLSTATE 28P0"));
+    ck_assert(!pers_mongo_login_refused(MONGOC_ERROR_SERVER, 1, ""));
+    ck_assert(!pers_mongo_login_refused(MONGOC_ERROR_SERVER, 1, NULL));
+    ck_assert(!pers_mongo_login_refused(MONGOC_ERROR_SERVER, 2, refused));
+    ck_assert(!pers_mongo_login_refused(MONGOC_ERROR_SERVER_SELECTION,
+                                        MONGOC_ERROR_SERVER_SELECTION_FAILURE, refused));
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("persister_row");
@@ -248,6 +286,7 @@ int main(void)
     tcase_add_test(tc, undecodable_bytes_are_dead_not_rows);
     tcase_add_test(tc, mongoc_log_lines_are_json);
     tcase_add_test(tc, db_refusal_reasons_hold_no_value);
+    tcase_add_test(tc, ferretdb_plain_login_refused_is_config_not_outage);
     suite_add_tcase(s, tc);
     return tu_run(&s, 1);
 }

@@ -3,6 +3,7 @@
 #include "testutil.h"
 #include "tributary/core_common.h"
 #include "tributary/core_config.h"
+#include "tributary/core_httpc.h"
 #include "tributary/core_lifecycle.h"
 #include "tributary/core_service.h"
 
@@ -227,6 +228,95 @@ START_TEST(group_instance_id_is_stable_per_instance_and_bounded)
 }
 END_TEST
 
+/* GET /readyz of the service: the status, the body in body. */
+static int readyz(core_service_t *svc, char *body, size_t size)
+{
+    char url[64], err[256];
+    core_httpc_opts o = { .timeout_ms = 10000 };
+    core_httpc_t *h = core_httpc_new(&o, err, sizeof(err));
+    core_httpc_req r = { 0 };
+    int status;
+
+    ck_assert_msg(h, "%s", err);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/readyz", core_http_port(core_service_http(svc)));
+    r.url = url;
+    ck_assert_int_eq(core_httpc_perform(h, &r, 1), CORE_OK);
+    ck_assert_msg(r.err == CORE_OK, "%s", r.errstr);
+    snprintf(body, size, "%s", r.resp ? r.resp : "");
+    status = r.status;
+    core_httpc_req_clear(&r);
+    core_httpc_free(h);
+    return status;
+}
+
+struct dep {
+    bool up;
+    const char *why;
+};
+
+static bool dep_ready(void *opaque, char *reason, size_t reason_size)
+{
+    const struct dep *d = opaque;
+    if (!d->up)
+        snprintf(reason, reason_size, "%s", d->why);
+    return d->up;
+}
+
+/* Readiness composed: the "kafka" probe (a mock cluster answers it), a
+ * service's own named probe beside it, and the older ready_also callback;
+ * a 503 names each one that failed. */
+START_TEST(readiness_probes_are_composed_and_named)
+{
+    const char *flags[] = { "--kafka.test.mock.num.brokers=1", "--log.level=error", NULL };
+    core_service_t *svc = start(flags);
+    struct dep redis = { false, "not connected" }, pg = { false, "postgres: down" };
+    char body[1024], err[256];
+
+    ck_assert_int_eq(core_service_ready_on_kafka(svc, err, sizeof(err)), 0);
+    ck_assert_int_eq(readyz(svc, body, sizeof(body)), 200);
+    ck_assert_str_eq(body, "ready\n");
+    ck_assert_int_eq(core_service_ready_add(svc, "redis", dep_ready, &redis), CORE_OK);
+    ck_assert_int_eq(readyz(svc, body, sizeof(body)), 503);
+    ck_assert_str_eq(body, "not ready: redis: not connected\n");
+    core_service_ready_also(svc, dep_ready, &pg);
+    ck_assert_int_eq(readyz(svc, body, sizeof(body)), 503);
+    ck_assert_str_eq(body, "not ready: postgres: down; redis: not connected\n");
+    redis.up = true;
+    ck_assert_int_eq(readyz(svc, body, sizeof(body)), 503);
+    ck_assert_str_eq(body, "not ready: postgres: down\n");
+    core_service_ready_also(svc, NULL, NULL);
+    ck_assert_int_eq(readyz(svc, body, sizeof(body)), 200);
+    /* the same name replaces, NULL removes, a bad name is refused */
+    redis.up = false;
+    ck_assert_int_eq(core_service_ready_add(svc, "redis", dep_ready, &pg), CORE_OK);
+    ck_assert_int_eq(readyz(svc, body, sizeof(body)), 503);
+    ck_assert_str_eq(body, "not ready: redis: postgres: down\n");
+    ck_assert_int_eq(core_service_ready_add(svc, "redis", NULL, NULL), CORE_OK);
+    ck_assert_int_eq(readyz(svc, body, sizeof(body)), 200);
+    ck_assert_int_eq(core_service_ready_add(svc, "", dep_ready, &pg), CORE_ERR_INVALID);
+    finish(svc);
+}
+END_TEST
+
+/* No broker at the address: the "kafka" probe says so under its name. */
+START_TEST(readiness_names_kafka_when_the_brokers_are_away)
+{
+    const char *flags[] = { "--kafka.bootstrap.servers=127.0.0.1:1", "--log.level=error",
+                            "--kafka.log_level=0", NULL };
+    core_service_t *svc = start(flags);
+    struct dep redis = { false, "not connected" };
+    char body[1024], err[256];
+
+    ck_assert_int_eq(core_service_ready_on_kafka(svc, err, sizeof(err)), 0);
+    ck_assert_int_eq(core_service_ready_add(svc, "redis", dep_ready, &redis), CORE_OK);
+    ck_assert_int_eq(readyz(svc, body, sizeof(body)), 503);
+    ck_assert_msg(strncmp(body, "not ready: kafka: ", 18) == 0, "%s", body);
+    ck_assert_msg(strstr(body, "; redis: not connected\n") != NULL, "%s", body);
+    ck_assert_msg(strstr(body, "kafka: kafka:") == NULL, "%s", body);
+    finish(svc);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("service");
@@ -239,6 +329,8 @@ int main(void)
     tcase_add_test(tc, await_refusal_is_a_configuration_error_at_once);
     tcase_add_test(tc, await_stops_on_a_stop_request);
     tcase_add_test(tc, group_instance_id_is_stable_per_instance_and_bounded);
+    tcase_add_test(tc, readiness_probes_are_composed_and_named);
+    tcase_add_test(tc, readiness_names_kafka_when_the_brokers_are_away);
     suite_add_tcase(s, tc);
     return tu_run(&s, 1);
 }

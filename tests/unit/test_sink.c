@@ -23,6 +23,8 @@
 
 #include "testutil.h"
 #include "tributary/core_audit.h"
+#include "tributary/core_http.h"
+#include "tributary/core_httpc.h"
 #include "tributary/core_kafka.h"
 #include "tributary/core_lifecycle.h"
 #include "tributary/core_log.h"
@@ -779,6 +781,204 @@ START_TEST(test_shutdown_retry_gives_up_at_grace)
 }
 END_TEST
 
+/* ---- engine-kept plugin data, the accounted callback, readiness ------------------ */
+
+typedef struct dslot {
+    char v[24];
+    int64_t pad; /* a size that is not a power of two */
+} dslot;
+
+static struct {
+    atomic_int contiguous_bad; /* flush calls whose data was not one array */
+    atomic_int accounted;      /* records seen by accounted() */
+    atomic_int accounted_poison;
+    atomic_int accounted_calls;
+} D;
+
+static core_sink_res_t dp_prepare(void *ctx, core_sink_record *rec, char *errstr,
+                                  size_t errstr_size)
+{
+    const rd_kafka_message_t *m = rec->rkm;
+    dslot *d = rec->data;
+
+    (void)ctx;
+    ck_assert_ptr_nonnull(d);
+    for (size_t i = 0; i < sizeof(*d); i++) /* zeroed by the engine */
+        ck_assert_int_eq(((const char *)d)[i], 0);
+    if (m->len >= 6 && memcmp(m->payload, "poison", 6) == 0) {
+        snprintf(errstr, errstr_size, "test: poison value");
+        snprintf(d->v, sizeof(d->v), "dirty"); /* the slot is the next record's */
+        return CORE_SINK_ERROR;
+    }
+    snprintf(d->v, sizeof(d->v), "%.*s", (int)m->len, (const char *)m->payload);
+    rec->id = d->v;
+    rec->batch_id = "b1";
+    atomic_fetch_add(&P.prepared, 1);
+    return CORE_SINK_OK;
+}
+
+static core_sink_res_t dp_flush(void *ctx, core_sink_record *const *recs, size_t n,
+                                char *errstr, size_t errstr_size)
+{
+    dslot *arr = recs[0]->data;
+
+    (void)ctx;
+    for (size_t i = 0; i < n; i++)
+        if (recs[i]->data != &arr[i] || strncmp(arr[i].v, recs[i]->rkm->payload,
+                                                recs[i]->rkm->len) != 0)
+            atomic_fetch_add(&D.contiguous_bad, 1);
+    return tp_write(recs, n, errstr, errstr_size); /* a dslot starts with its text */
+}
+
+static void dp_release(void *ctx, core_sink_record *rec)
+{
+    (void)ctx;
+    (void)rec; /* nothing of its own: the slot is the engine's */
+    atomic_fetch_add(&P.released, 1);
+}
+
+static void dp_accounted(void *ctx, const core_sink_record *recs, size_t n)
+{
+    ck_assert_ptr_eq(ctx, &P);
+    atomic_fetch_add(&D.accounted_calls, 1);
+    for (size_t i = 0; i < n; i++) {
+        atomic_fetch_add(&D.accounted, 1);
+        if (recs[i].poison) {
+            ck_assert_ptr_null(recs[i].data);
+            atomic_fetch_add(&D.accounted_poison, 1);
+        } else {
+            ck_assert_ptr_nonnull(recs[i].data);
+        }
+    }
+}
+
+static const core_sink_plugin plugin_slots = {
+    .name = "test", .outcome_ok = "persisted", .outcome_dead = "dead",
+    .init = tp_init, .prepare = dp_prepare, .flush = dp_flush, .release = dp_release,
+    .exit = tp_exit, .data_size = sizeof(dslot), .accounted = dp_accounted,
+};
+
+/* data_size: every record's slot zeroed before prepare, one array per
+ * batch (a poison record's slot reused), nothing to free; accounted()
+ * sees every record once, poison ones included. */
+START_TEST(test_plugin_data_kept_by_the_engine)
+{
+    static const char *const vals[] = { "v-0", "v-1", "poison-2", "v-3", NULL,
+                                        "v-5", "v-6", "v-7", "v-8", "v-9" };
+    run_t r;
+    int n = 8;
+    int64_t want = 10;
+
+    plugin_reset();
+    memset(&D, 0, sizeof(D));
+    run_init(&r, _i, 3, 20);
+    r.o.plugin = &plugin_slots;
+    produce(vals, 10);
+    run_start(&r);
+    wait_for(written_reaches, &n, "8 records written");
+    wait_for(committed_reaches, &want, "offset 10 committed");
+    run_stop(&r);
+    ck_assert_int_eq(atomic_load(&D.contiguous_bad), 0);
+    ck_assert_int_eq(atomic_load(&D.accounted), 10);
+    ck_assert_int_eq(atomic_load(&D.accounted_poison), 2);
+    ck_assert_int_ge(atomic_load(&D.accounted_calls), 4); /* batches of at most 3 */
+    for (int i = 0; i < 10; i++)
+        ck_assert_int_eq(P.written[i], i == 2 || i == 4 ? 0 : 1);
+    ck_assert_int_eq(watermark(DLQ), 2);
+    /* the poison record's slot too: prepare() may have left something in it */
+    ck_assert_int_eq(P.released, P.prepared + 1);
+}
+END_TEST
+
+static int readyz_of(core_http_t *h, char *body, size_t size)
+{
+    char url[64], err[256];
+    core_httpc_opts o = { .timeout_ms = 10000, .metrics = g_reg };
+    core_httpc_t *c = core_httpc_new(&o, err, sizeof(err));
+    core_httpc_req q = { 0 };
+    int status;
+
+    ck_assert_msg(c, "%s", err);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/readyz", core_http_port(h));
+    q.url = url;
+    ck_assert_int_eq(core_httpc_perform(c, &q, 1), CORE_OK);
+    ck_assert_msg(q.err == CORE_OK, "%s", q.errstr);
+    snprintf(body, size, "%s", q.resp ? q.resp : "");
+    status = q.status;
+    core_httpc_req_clear(&q);
+    core_httpc_free(c);
+    return status;
+}
+
+static struct {
+    atomic_bool up;
+} R;
+
+static bool rp_ready(void *ctx, char *reason, size_t reason_size)
+{
+    (void)ctx;
+    if (!atomic_load(&R.up))
+        snprintf(reason, reason_size, "not connected");
+    return atomic_load(&R.up);
+}
+
+static bool other_ready(void *opaque, char *reason, size_t reason_size)
+{
+    (void)opaque;
+    snprintf(reason, reason_size, "down");
+    return false;
+}
+
+/* The engine's readiness is one probe named after the plugin, beside the
+ * HTTP server's others (none replaced): the plugin's ready(), then
+ * "writes failing" while RETRYs last, "not running" after the run. */
+START_TEST(test_readiness_probe_named_after_the_plugin)
+{
+    core_sink_plugin pl = plugin_inline;
+    char err[256], body[512];
+    core_http_t *h = core_http_new("127.0.0.1", 0, g_reg, err, sizeof(err));
+    run_t r;
+    int n = 4, one = 1;
+
+    ck_assert_msg(h, "%s", err);
+    plugin_reset();
+    atomic_store(&R.up, true);
+    pl.ready = rp_ready;
+    ck_assert_int_eq(core_http_add_ready(h, "other", other_ready, NULL), CORE_OK);
+    run_init(&r, MODE_INLINE, 2, 10);
+    r.o.plugin = &pl;
+    r.o.http = h;
+    produce_n(0, 4);
+    run_start(&r);
+    wait_for(written_reaches, &n, "4 records written");
+    ck_assert_int_eq(readyz_of(h, body, sizeof(body)), 503);
+    ck_assert_str_eq(body, "not ready: other: down\n");
+    ck_assert_int_eq(core_http_add_ready(h, "other", NULL, NULL), CORE_OK);
+    ck_assert_int_eq(readyz_of(h, body, sizeof(body)), 200);
+    atomic_store(&R.up, false);
+    ck_assert_int_eq(readyz_of(h, body, sizeof(body)), 503);
+    ck_assert_str_eq(body, "not ready: test: not connected\n");
+    atomic_store(&R.up, true);
+    atomic_store(&P.retries_left, -1); /* writes fail from now on */
+    produce_n(4, 2);
+    wait_for(retried_reaches, &one, "a RETRY");
+    int64_t dl = core_mono_ms() + DEADLINE_MS;
+    while (readyz_of(h, body, sizeof(body)) == 200) /* paused just after the answer */
+        ck_assert_msg(core_mono_ms() < dl, "never paused");
+    ck_assert_str_eq(body, "not ready: test: writes failing, consumption paused\n");
+    atomic_store(&P.retries_left, 0);
+    n = 6;
+    wait_for(written_reaches, &n, "6 records written");
+    dl = core_mono_ms() + DEADLINE_MS;
+    while (readyz_of(h, body, sizeof(body)) != 200)
+        ck_assert_msg(core_mono_ms() < dl, "still %s", body);
+    run_stop(&r);
+    ck_assert_int_eq(readyz_of(h, body, sizeof(body)), 503);
+    ck_assert_str_eq(body, "not ready: test: not running\n");
+    core_http_free(h);
+}
+END_TEST
+
 START_TEST(test_bad_plugin_refused)
 {
     core_sink_plugin pl = plugin_inline;
@@ -817,6 +1017,8 @@ int main(void)
     tcase_add_loop_test(tc, test_shutdown_retry_gives_up_at_grace, MODE_INLINE,
                         MODE_WRITER + 1);
     tcase_add_test(tc, test_bad_plugin_refused);
+    tcase_add_loop_test(tc, test_plugin_data_kept_by_the_engine, MODE_INLINE, MODE_WRITER + 1);
+    tcase_add_test(tc, test_readiness_probe_named_after_the_plugin);
     suite_add_tcase(s, tc);
     return tu_run(&s, 1);
 }

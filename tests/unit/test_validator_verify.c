@@ -45,13 +45,14 @@ static void setup_fx(fixture *f, int breaker_failures)
 {
     char err[256];
     verifier_opts o = { 0 };
+    /* nothing listens on port 1: the cache is unusable */
+    static const core_redis_config redis = { .host = "127.0.0.1", .port = 1 };
 
     memset(f, 0, sizeof(*f));
     f->http = core_http_new("127.0.0.1", 0, NULL, err, sizeof(err));
     ck_assert_msg(f->http != NULL, "%s", err);
     core_http_route(f->http, "GET", "/v/*", h_verify, NULL);
-    o.redis_host = "127.0.0.1";
-    o.redis_port = 1; /* nothing listens: the cache is unusable */
+    o.redis = &redis;
     o.concurrency = 4;
     o.timeout_ms = 2000;
     o.breaker_failures = breaker_failures;

@@ -8,7 +8,7 @@
  * holds up /healthz or a Prometheus scrape. At most 64 connections at once;
  * an idle connection is closed after 30 s.
  *
- * Threads: handlers and the ready callback run on connection threads,
+ * Threads: handlers, the ready callback and the probes run on connection threads,
  * several at once; they must be thread-safe. Every other function may be
  * called from any thread; routes may be added while serving. */
 #ifndef TRIBUTARY_CORE_HTTP_H
@@ -66,7 +66,7 @@ typedef bool (*core_http_ready_cb)(void *opaque, char *reason, size_t reason_siz
  *
  * Serves /healthz (200 "ok\n", or 503 after core_http_set_healthy(false)),
  * /readyz (200 "ready\n" or 503 "not ready: <reason>\n"; ready when no
- * callback is set) and /metrics (text/plain; version=0.0.4), GET and HEAD.
+ * callback or probe is set) and /metrics (text/plain; version=0.0.4), GET and HEAD.
  *
  * Counts tributary_http_requests_total{path,code} and observes
  * tributary_http_request_duration_seconds{path}; the path label is the
@@ -94,9 +94,29 @@ core_http_t *core_http_new(const char *bind_addr, int port, core_metrics_t *metr
 int core_http_route(core_http_t *h, const char *method, const char *path,
                     core_http_handler fn, void *opaque);
 
-/* Readiness callback for /readyz (NULL: always ready). It runs on a
- * connection thread; keep it quick and thread-safe. */
+/* Readiness callback for /readyz (NULL: none), asked before the named
+ * probes; its reason is shown as it wrote it. It runs on a connection
+ * thread; keep it quick and thread-safe. Prefer core_http_add_ready(). */
 void core_http_set_ready(core_http_t *h, core_http_ready_cb cb, void *opaque);
+
+#define CORE_HTTP_MAX_PROBES 16
+#define CORE_HTTP_PROBE_NAME_MAX 47
+
+/**
+ * @brief Add a named readiness probe ("kafka", "redis", "postgres"): /readyz
+ * is 200 "ready" only when the set_ready callback (if any) and every probe
+ * answer true, else 503 "not ready: <name>: <reason>[; <name>: <reason>]"
+ * naming each probe that failed (the set_ready callback's reason first, as
+ * it wrote it; a text already in the answer is not repeated). Every probe
+ * is asked on each request, in the order added, from a connection thread:
+ * each must be quick and thread-safe, and its opaque valid until
+ * core_http_free(). The reason a probe writes should not repeat its name.
+ * A name already added gets the new callback in its place (in its order);
+ * cb NULL removes it.
+ * @returns CORE_OK; CORE_ERR_INVALID (no name, or longer than
+ * CORE_HTTP_PROBE_NAME_MAX); CORE_ERR_TOOBIG (CORE_HTTP_MAX_PROBES already).
+ */
+int core_http_add_ready(core_http_t *h, const char *name, core_http_ready_cb cb, void *opaque);
 
 /* /healthz answer: true (the default) 200 "ok", false 503. */
 void core_http_set_healthy(core_http_t *h, bool healthy);

@@ -42,6 +42,7 @@
 #include <hiredis/hiredis.h>
 
 #include "tributary/core_common.h"
+#include "tributary/core_config.h"
 #include "tributary/core_metrics.h"
 
 typedef struct core_redis core_redis_t;
@@ -253,5 +254,82 @@ int core_redis_evalsha_append(core_redis_t *r, core_redis_script_t *s, int numke
  */
 int core_redis_evalsha_append_resp(core_redis_t *r, core_redis_script_t *s, int nargs,
                                    const char *resp, size_t len);
+
+/* ---- the Redis settings of a service -----------------------------------------
+ * Declared once here, taken by every service that talks to Redis: its key
+ * table includes CORE_REDIS_CONFIG_KEYS(its conf struct, its
+ * core_redis_config member), so the keys, defaults, ranges and help are the
+ * same everywhere:
+ *
+ *   redis.host                "127.0.0.1"  name, address or /path of a unix socket
+ *   redis.port                6379         1..65535
+ *   redis.user                none         ACL user (needs redis.password)
+ *   redis.password            none         secret; redis.password_file /
+ *                                          TB_REDIS_PASSWORD_FILE read it from a file
+ *   redis.db                  0            0..65535 (SELECT)
+ *   redis.connect.timeout.ms  2000         1..600000
+ *   redis.command.timeout.ms  5000         1..600000, each write and read
+ *   redis.backoff.base.ms     100          1..600000, first reconnect delay
+ *   redis.backoff.max.ms      5000         1..600000, its cap (>= base)
+ */
+typedef struct core_redis_config {
+    char *host;
+    int64_t port;
+    char *user;
+    char *password;
+    int64_t db;
+    int64_t connect_timeout_ms;
+    int64_t command_timeout_ms;
+    int64_t backoff_base_ms;
+    int64_t backoff_max_ms;
+} core_redis_config;
+
+#define CORE_REDIS_CFG_KEY_(key, type, def, flags, type_, member, f, help, lo, hi)            \
+    { key, type, def, flags, offsetof(type_, member.f), help, lo, hi, NULL }
+#define CORE_REDIS_CONFIG_KEYS(type_, member)                                                 \
+    CORE_REDIS_CFG_KEY_("redis.host", CORE_CFG_STR, "127.0.0.1", 0, type_, member, host,      \
+                        "Redis host name or address, or /path of a unix socket (no TLS: put " \
+                        "a TLS proxy in front)", 0, 0),                                        \
+    CORE_REDIS_CFG_KEY_("redis.port", CORE_CFG_INT, "6379", 0, type_, member, port,           \
+                        "Redis port", 1, 65535),                                               \
+    CORE_REDIS_CFG_KEY_("redis.user", CORE_CFG_STR, NULL, 0, type_, member, user,             \
+                        "Redis ACL user (needs redis.password)", 0, 0),                        \
+    CORE_REDIS_CFG_KEY_("redis.password", CORE_CFG_STR, NULL, CORE_CFG_SECRET, type_, member, \
+                        password, "Redis AUTH password (or redis.password_file / "             \
+                        "TB_REDIS_PASSWORD_FILE)", 0, 0),                                      \
+    CORE_REDIS_CFG_KEY_("redis.db", CORE_CFG_INT, "0", 0, type_, member, db,                  \
+                        "Redis database number (SELECT)", 0, 65535),                           \
+    CORE_REDIS_CFG_KEY_("redis.connect.timeout.ms", CORE_CFG_INT, "2000", 0, type_, member,   \
+                        connect_timeout_ms, "Timeout of one Redis connection attempt", 1,      \
+                        600000),                                                               \
+    CORE_REDIS_CFG_KEY_("redis.command.timeout.ms", CORE_CFG_INT, "5000", 0, type_, member,   \
+                        command_timeout_ms, "Timeout of each write and read on the Redis "     \
+                        "connection", 1, 600000),                                              \
+    CORE_REDIS_CFG_KEY_("redis.backoff.base.ms", CORE_CFG_INT, "100", 0, type_, member,       \
+                        backoff_base_ms, "First delay before reconnecting to Redis (doubles, " \
+                        "with jitter)", 1, 600000),                                            \
+    CORE_REDIS_CFG_KEY_("redis.backoff.max.ms", CORE_CFG_INT, "5000", 0, type_, member,       \
+                        backoff_max_ms, "Cap of the Redis reconnect delay", 1, 600000)
+
+/**
+ * @brief The handle of a service's redis.* settings (no I/O): the checks
+ * between keys name them (redis.user without redis.password,
+ * redis.backoff.base.ms above redis.backoff.max.ms). metrics: as
+ * core_redis_opts.metrics.
+ * @returns the handle, or NULL with errstr.
+ */
+core_redis_t *core_redis_config_new(const core_redis_config *c, core_metrics_t *metrics,
+                                    char *errstr, size_t errstr_size);
+
+/* The settings as core_redis_opts (strings borrowed from c). */
+void core_redis_config_opts(const core_redis_config *c, core_redis_opts *o);
+
+/* "host:port" or the socket's path, for messages. */
+void core_redis_config_address(const core_redis_config *c, char *buf, size_t size);
+
+/* The key to name when the server refused the connection's handshake
+ * (core_redis_connect's CORE_ERR_INVALID, its errstr err): "redis.db" for
+ * a refused SELECT, else "redis.user / redis.password" or "redis.password". */
+const char *core_redis_config_refused_key(const core_redis_config *c, const char *err);
 
 #endif

@@ -115,10 +115,11 @@ int core_service_check_datasets(core_service_t *svc, const char *key,
 int core_service_config_error(const core_service_t *svc, const char *errstr);
 
 /**
- * @brief Readiness by Kafka reachability: /readyz answers 200 only while a
- * metadata request to the brokers succeeds (checked at most every 2 s,
- * from the HTTP thread). Services with more dependencies set their own
- * callback with core_http_set_ready().
+ * @brief Readiness by Kafka reachability: the /readyz probe "kafka", true
+ * only while a metadata request to the brokers succeeds (checked at most
+ * every 2 s, from the HTTP thread). core_service_main() calls it before
+ * def->run. Services add a probe per further dependency beside it
+ * (core_service_ready_add), never a copy of this one.
  * @returns 0 or CORE_EX_CONFIG (the kafka.* keys could not build a client).
  */
 int core_service_ready_on_kafka(core_service_t *svc, char *errstr, size_t errstr_size);
@@ -179,10 +180,22 @@ const char *core_service_group_instance_id(const core_service_t *svc, const char
                                            size_t size);
 
 /**
- * @brief A further readiness check of the service's own dependencies
- * (a database), asked from the HTTP thread after the Kafka check passed:
- * /readyz is 200 only when both are. NULL removes it. cb must be quick and
- * thread-safe; opaque must outlive the HTTP server.
+ * @brief A readiness probe of one of the service's own dependencies, named
+ * after it ("redis", "postgres"), asked beside the "kafka" probe: /readyz
+ * is 200 only when every probe is, and a 503 names each that failed
+ * (core_http_add_ready). The same name replaces its callback; cb NULL
+ * removes it. cb must be quick and thread-safe; opaque must outlive the
+ * HTTP server.
+ * @returns CORE_OK, CORE_ERR_INVALID (bad name), CORE_ERR_TOOBIG (full).
+ */
+int core_service_ready_add(core_service_t *svc, const char *name, core_http_ready_cb cb,
+                           void *opaque);
+
+/**
+ * @brief Older form of core_service_ready_add, kept for the services that
+ * still use it: a further check (its reason shown as written), asked beside
+ * the "kafka" probe; /readyz is 200 only when both are. NULL removes it.
+ * cb must be quick and thread-safe; opaque must outlive the HTTP server.
  */
 void core_service_ready_also(core_service_t *svc, core_http_ready_cb cb, void *opaque);
 

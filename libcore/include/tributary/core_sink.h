@@ -51,7 +51,12 @@
  *     dropped): the record's data, set by prepare(), is the plugin's until
  *     then, and must be freed by release().
  *   - ready() runs on an HTTP thread, at any time between init() and exit()
- *     (never during exit()): it must be thread-safe.
+ *     (never during exit()): it must be thread-safe. It is part of the
+ *     engine's /readyz probe (opts.http), named after the plugin: ready()
+ *     first (its reason without the plugin's name: "not connected"), then
+ *     "writes failing, consumption paused" while RETRYs last, "not running"
+ *     before and after the run. The brokers are the service's own "kafka"
+ *     probe (core_service), beside it: the engine has no copy of it.
  *   - The core_sink_record structs, their rkm and the pointer arrays given
  *     to flush belong to the engine; the plugin may keep nothing of them
  *     past the call, except between send() and its recv() (the same array,
@@ -176,6 +181,19 @@ typedef struct core_sink_plugin {
     bool (*ready)(void *ctx, char *reason, size_t reason_size);
     /* Optional: free ctx. */
     void (*exit)(void *ctx);
+    /* Optional: the engine keeps data_size bytes per record for the
+     * plugin: before prepare() rec->data points to them, zeroed (release()
+     * frees only what they hold). Laid out contiguously per batch in the
+     * order given to flush/send/recv: recs[i]->data is
+     * (char *)recs[0]->data + i * data_size, so a plugin whose writer takes
+     * an array of its own records needs no copy. 0: prepare() sets data. */
+    size_t data_size;
+    /* Optional: a batch was accounted for (its DLQ records and audit events
+     * queued, its offsets pending): every record of it, in consumption
+     * order, poison ones included (data NULL), with its final res, outcome
+     * and reason; data still set for the others. Main thread, before
+     * release(). For the plugin's own metrics and logs. */
+    void (*accounted)(void *ctx, const core_sink_record *recs, size_t n);
 } core_sink_plugin;
 
 typedef struct core_sink_opts {
@@ -187,6 +205,8 @@ typedef struct core_sink_opts {
     const core_kafka_prop *kafka_overrides; /* after cfg (tests: the mock's bootstrap) */
     size_t nkafka_overrides;
     const char *group_id;               /* unless kafka[.consumer].group.id is set */
+    const char *group_instance_id;      /* static membership, unless kafka[.consumer].
+                                         * group.instance.id is set; NULL: dynamic */
     const core_avro_catalog_t *catalog; /* for audit events and DECODE_AVRO */
     bool audit;                         /* publish audit events (needs catalog) */
     const char *audit_topic;            /* NULL: CORE_AUDIT_TOPIC */
@@ -199,7 +219,7 @@ typedef struct core_sink_opts {
     core_backoff backoff;               /* between RETRYs; {0}: CORE_BACKOFF_DEFAULT */
     int breaker_threshold;              /* 0: 5 */
     int64_t breaker_open_ms;            /* 0: 10000 */
-    core_http_t *http;                  /* /readyz answered by the engine; may be NULL */
+    core_http_t *http;                  /* /readyz probe named after the plugin; may be NULL */
     core_metrics_t *metrics;            /* NULL: core_metrics_global() */
 } core_sink_opts;
 
