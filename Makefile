@@ -166,6 +166,7 @@ bench: all
 FUZZ_TIME ?= 60
 FUZZ_SRC  := libcore/src/core_avro.c libcore/src/core_avro_json.c libcore/src/core_avro_wire.c \
              libcore/src/core_avro_from_json.c libcore/src/core_avro_path.c \
+             libcore/src/core_avro_schema.c libcore/src/core_avro_record.c \
              libcore/src/core_avro_decimal.c libcore/src/core_avro_time.c \
              libcore/src/core_avro_utf8.c libcore/src/core_common.c libcore/src/core_json.c \
              libcore/src/core_number.c

@@ -361,6 +361,7 @@ static const core_service_def def = {
     .http_port_default = "8082",
     .keys = validator_keys,
     .aliases = validator_aliases,
+    .rules_check = vrules_file_check,
     .conf = &conf,
     .subcommands = subcommands,
     .oneshot_subcommands = subcommands,

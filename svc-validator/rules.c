@@ -1,6 +1,9 @@
-/* rules.c — compile and evaluate a dataset's validation rules; the
- * checksums and code lists the seeds' datasets need. */
+/* rules.c — compile and evaluate a dataset's validation rules (rules.h):
+ * bounds, types, patterns (pattern.c), checks (checks.c), externals. */
 #include "rules.h"
+#include "bounds.h"
+#include "checks.h"
+#include "pattern.h"
 
 #include "tributary/core_avro.h"
 #include "tributary/core_common.h"
@@ -15,182 +18,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- simple anchored patterns --------------------------------------------
-
- * Rule patterns are mostly "^<atoms>$" where each atom is one character set
- * (a bracket expression of ASCII characters and ranges, or one literal
- * character) with a bound (none, ?, *, +, {n}, {n,}, {n,m}). Those are
- * matched here in one pass, without regexec(); anything else (and the same
- * patterns, for the error of a bad pattern) goes to regcomp()/regexec().
- * One pass is exact only when no atom of varying length shares a character
- * with a later atom (then each takes the longest run it can: no later atom
- * could have taken any of it); vsimple_compile() accepts nothing else. */
-
-#define VSIMPLE_MAX_ATOMS 32
-
-typedef struct vsimple_re vsimple_re;
-
-typedef struct vsimple_atom {
-    uint8_t set[32]; /* bitmap of the bytes it matches (ASCII only) */
-    unsigned min, max;
-} vsimple_atom;
-
-struct vsimple_re {
-    vsimple_atom atom[VSIMPLE_MAX_ATOMS];
-    size_t n;
-};
-
-static void vs_set(vsimple_atom *a, unsigned c) { a->set[c >> 3] |= (uint8_t)(1u << (c & 7)); }
-static bool vs_has(const vsimple_atom *a, unsigned char c)
-{
-    return (a->set[c >> 3] >> (c & 7)) & 1;
-}
-
-/* Parses a decimal bound at *p; @returns false when there is none. */
-static bool vs_number(const char **p, unsigned *out)
-{
-    unsigned x = 0;
-
-    if (!isdigit((unsigned char)**p))
-        return false;
-    while (isdigit((unsigned char)**p)) {
-        x = x * 10 + (unsigned)(**p - '0');
-        if (x > 255) /* RE_DUP_MAX is 255 with glibc; regcomp decides beyond */
-            return false;
-        (*p)++;
-    }
-    *out = x;
-    return true;
-}
-
-/** @returns the pattern compiled for vsimple_match(), or NULL when it is not
- * one of the simple ones (or out of memory): then use regexec(). */
-static vsimple_re *vsimple_compile(const char *pat)
-{
-    vsimple_re re;
-    const char *p = pat;
-    vsimple_re *out;
-
-    memset(&re, 0, sizeof(re));
-    if (*p++ != '^')
-        return NULL;
-    while (*p && !(p[0] == '$' && p[1] == '\0')) {
-        vsimple_atom *a;
-
-        if (re.n == VSIMPLE_MAX_ATOMS)
-            return NULL;
-        a = &re.atom[re.n++];
-        if (*p == '[') {
-            p++;
-            if (*p == '^' || *p == ']')
-                return NULL; /* negated sets and a leading ']': regexec */
-            while (*p && *p != ']') {
-                unsigned lo = (unsigned char)*p, hi = lo;
-
-                if (lo == '[' || lo == '\\' || lo < 0x20 || lo >= 0x7f)
-                    return NULL; /* classes, collating elements, non-ASCII */
-                if (p[1] == '-' && p[2] && p[2] != ']') {
-                    hi = (unsigned char)p[2];
-                    if (hi == '[' || hi == '\\' || hi < 0x20 || hi >= 0x7f || hi < lo)
-                        return NULL;
-                    p += 3;
-                    if (*p == '-' && p[1] != ']')
-                        return NULL; /* a-c-e: left to regcomp */
-                } else {
-                    p++;
-                }
-                for (unsigned c = lo; c <= hi; c++)
-                    vs_set(a, c);
-            }
-            if (*p++ != ']')
-                return NULL;
-        } else if (isalnum((unsigned char)*p) || *p == '_' || *p == '-' || *p == ':' ||
-                   *p == '@' || *p == '/' || *p == ' ' || *p == ',' || *p == '=') {
-            vs_set(a, (unsigned char)*p++);
-        } else if (*p == '\\' && p[1] && strchr(".[](){}*+?|^$\\/-", p[1])) {
-            vs_set(a, (unsigned char)p[1]);
-            p += 2;
-        } else {
-            return NULL;
-        }
-        a->min = a->max = 1;
-        switch (*p) {
-        case '?': a->min = 0; p++; break;
-        case '*': a->min = 0; a->max = UINT32_MAX; p++; break;
-        case '+': a->max = UINT32_MAX; p++; break;
-        case '{':
-            p++;
-            if (!vs_number(&p, &a->min))
-                return NULL;
-            if (*p == ',') {
-                p++;
-                a->max = UINT32_MAX;
-                if (*p != '}' && !vs_number(&p, &a->max))
-                    return NULL;
-            } else {
-                a->max = a->min;
-            }
-            if (*p++ != '}' || a->max < a->min)
-                return NULL;
-            break;
-        default: break;
-        }
-        if (*p == '?' || *p == '*' || *p == '+' || *p == '{')
-            return NULL; /* a bound on a bound */
-    }
-    if (*p != '$')
-        return NULL;
-    for (size_t i = 0; i < re.n; i++) {
-        if (re.atom[i].min == re.atom[i].max)
-            continue;
-        for (size_t k = i + 1; k < re.n; k++)
-            for (size_t b = 0; b < sizeof(re.atom[i].set); b++)
-                if (re.atom[i].set[b] & re.atom[k].set[b])
-                    return NULL; /* would need backtracking */
-    }
-    out = malloc(sizeof(*out));
-    if (out)
-        *out = re;
-    return out;
-}
-
-/** @returns whether s matches (as regexec() would with the same pattern). */
-static bool vsimple_match(const vsimple_re *re, const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s;
-
-    for (size_t i = 0; i < re->n; i++) {
-        const vsimple_atom *a = &re->atom[i];
-        unsigned k = 0;
-
-        while (k < a->max && *p && vs_has(a, *p)) {
-            p++;
-            k++;
-        }
-        if (k < a->min)
-            return false;
-    }
-    return *p == '\0';
-}
-
-/* The checks, in the order of rule_checks[]. */
+/* The checks, in the order of vrules_checks[]. */
 enum { VK_ABA, VK_LUHN, VK_IBAN, VK_ISO3166, VK_ISO4217, VK_EMAIL, VK_NOT_FUTURE };
-static const char *const rule_checks[] = { "aba", "luhn", "iban", "iso3166_alpha2", "iso4217",
-                                           "email", "not_future" };
+const char *const vrules_checks[] = { "aba", "luhn", "iban", "iso3166_alpha2", "iso4217",
+                                     "email", "not_future" };
+const size_t vrules_nchecks = CORE_ARRAY_SIZE(vrules_checks);
+const char *const vrules_types[] = { "integer", "number", "boolean", "uuid", "json",
+                                     "json_object", "timestamp" };
+const size_t vrules_ntypes = CORE_ARRAY_SIZE(vrules_types);
 
 /* A rule's constraints, for its failure messages. */
 enum { VC_REQUIRED, VC_TYPE, VC_PATTERN, VC_MIN, VC_MAX, VC_LENGTH, VC_ENUM, VC_CHECK,
        VC__COUNT };
-
-/* A min, max or numeric enum entry, read once from the rules file's number
- * text (core_json keeps it), never through a double: exact, plus the value
- * nearest to it in the field's floating-point type for values that are
- * floats or doubles (compared in that type: the field's own precision). */
-typedef struct vbound {
-    core_number n;
-    double d;
-    char text[40]; /* for the failure message, shortened */
-} vbound;
 
 typedef struct vrule {
     const char *field;
@@ -199,7 +38,7 @@ typedef struct vrule {
     const char *type;
     bool has_re;
     regex_t re;
-    vsimple_re *fast; /* the same pattern, matched without regexec; or NULL */
+    vpattern *fast; /* the same pattern, matched without regexec; or NULL */
     core_avro_num_type ntype; /* the field's type; NONE without a schema */
     bool has_min, has_max;
     vbound min, max;
@@ -262,51 +101,6 @@ static const char *vval_str(const vval *v)
     return v->kind == CORE_AVRO_NAT_STRING ? v->text : NULL;
 }
 
-/* A value as a number for min, max and a numeric enum: exact (integers,
- * decimals, numeric text, times as ms), or, for a value that is a float or
- * a double, that double. */
-typedef struct vnum {
-    bool dbl;
-    double d;
-    core_number n;
-} vnum;
-
-/* 2^53: a cJSON double beyond it may stand for several integers' texts. */
-#define EXACT_DOUBLE_INT 9007199254740992.0
-
-/* @returns whether v is a number (a number, or number text): *out set. A
- * number is a double, and compared as one, when the field is a float or a
- * double, or (no schema known) when it is not an integer of 64 bits; an
- * int or a long shown as a number is that integer exactly. */
-static bool vval_number(const vrule *r, const vval *v, vnum *out)
-{
-    out->dbl = false;
-    if (v->kind == CORE_AVRO_NAT_NUMBER) {
-        double d = v->number;
-
-        if (d != d)
-            return false; /* NaN is within no bounds */
-        if (r->ntype.kind == CORE_AVRO_NUM_FLOAT || r->ntype.kind == CORE_AVRO_NUM_DOUBLE ||
-            d != floor(d) || d < -9223372036854775808.0 || d >= 9223372036854775808.0) {
-            out->dbl = true;
-            out->d = d;
-        } else {
-            core_number_from_int64((int64_t)d, &out->n);
-        }
-        return true;
-    }
-    if (v->kind == CORE_AVRO_NAT_RAW || v->kind == CORE_AVRO_NAT_STRING)
-        return v->text && core_number_parse(v->text, &out->n) == CORE_OK;
-    return false;
-}
-
-static int vnum_cmp(const vnum *x, const vbound *b)
-{
-    if (x->dbl)
-        return x->d < b->d ? -1 : x->d > b->d ? 1 : 0;
-    return core_number_cmp(&x->n, &b->n);
-}
-
 void vrules_free(vrules_t *r)
 {
     if (!r)
@@ -314,7 +108,7 @@ void vrules_free(vrules_t *r)
     for (size_t i = 0; i < r->n; i++) {
         if (r->rules[i].has_re)
             regfree(&r->rules[i].re);
-        free(r->rules[i].fast);
+        vpattern_free(r->rules[i].fast);
         free(r->rules[i].enum_num);
         for (int c = 0; c < VC__COUNT; c++)
             free(r->rules[i].msg[c]);
@@ -353,73 +147,12 @@ static int int_item(const cJSON *o, const char *k, int def)
 static int bound_of(const vrule *v, size_t idx, const char *what, const cJSON *j, vbound *b,
                     char *errstr, size_t errstr_size)
 {
-    const core_avro_num_type *t = &v->ntype;
-    char buf[32];
-    const char *text, *why = NULL;
-    char *end;
+    char why[160];
 
-    if (cJSON_IsRaw(j) || cJSON_IsString(j)) {
-        text = j->valuestring ? j->valuestring : "";
-    } else if (cJSON_IsNumber(j)) {
-        /* cJSON's double: exact only for an integer below 2^53 */
-        if (j->valuedouble != floor(j->valuedouble) || fabs(j->valuedouble) >= EXACT_DOUBLE_INT) {
-            core_errstr(errstr, errstr_size, "rules: rule %zu (%s): %s was read into a double "
-                        "and its digits are lost (read rules files with core_json_parse())",
-                        idx, v->field, what);
-            return -1;
-        }
-        snprintf(buf, sizeof(buf), "%.0f", j->valuedouble);
-        text = buf;
-    } else {
-        core_errstr(errstr, errstr_size, "rules: rule %zu (%s): %s is not a number", idx,
-                    v->field, what);
-        return -1;
-    }
-    if (core_number_parse(text, &b->n) != CORE_OK || b->n.inexact) {
-        core_errstr(errstr, errstr_size, "rules: rule %zu (%s): %s '%.40s' is not a number of "
-                    "at most %d digits", idx, v->field, what, text, CORE_NUMBER_MAX_DIGITS);
-        return -1;
-    }
-    snprintf(b->text, sizeof(b->text), "%s", text);
-    errno = 0;
-    if (t->kind == CORE_AVRO_NUM_FLOAT)
-        b->d = strtof(text, &end);
-    else
-        b->d = strtod(text, &end);
-    switch (t->kind) {
-    case CORE_AVRO_NUM_INT:
-        if (!core_number_int64(&b->n, INT32_MIN, INT32_MAX, NULL))
-            why = "is not an int (a 32-bit integer)";
-        break;
-    case CORE_AVRO_NUM_LONG:
-    case CORE_AVRO_NUM_TIME:
-        if (!core_number_int64(&b->n, INT64_MIN, INT64_MAX, NULL))
-            why = t->kind == CORE_AVRO_NUM_TIME ? "is not a time in ms (a 64-bit integer)"
-                                                : "is not a long (a 64-bit integer)";
-        break;
-    case CORE_AVRO_NUM_FLOAT:
-    case CORE_AVRO_NUM_DOUBLE:
-        if (isinf(b->d) || (b->d == 0 && b->n.nd != 0))
-            why = t->kind == CORE_AVRO_NUM_FLOAT ? "is out of range for a float"
-                                                 : "is out of range for a double";
-        break;
-    case CORE_AVRO_NUM_DECIMAL:
-        if (core_number_decimals(&b->n) > t->scale ||
-            core_number_int_digits(&b->n) > t->precision - t->scale) {
-            snprintf(buf, sizeof(buf), "decimal(%d, %d)", t->precision, t->scale);
-            why = buf;
-        }
-        break;
-    default:
-        break;
-    }
-    if (why) {
-        core_errstr(errstr, errstr_size, "rules: rule %zu (%s): %s %.40s %s%s", idx, v->field,
-                    what, text, t->kind == CORE_AVRO_NUM_DECIMAL ? "does not fit the field's " : "",
-                    why);
-        return -1;
-    }
-    return 0;
+    if (vbound_parse(&v->ntype, what, j, b, why, sizeof(why)) == 0)
+        return 0;
+    core_errstr(errstr, errstr_size, "rules: rule %zu (%s): %s", idx, v->field, why);
+    return -1;
 }
 
 /* The bounds of rule v (index idx) in rule object it, checked against the
@@ -535,7 +268,7 @@ vrules_t *vrules_new(const cJSON *rules, const core_avro_schema_t *schema, int64
                 goto fail;
             }
             v->has_re = true;
-            v->fast = vsimple_compile(cJSON_GetStringValue(k) ? k->valuestring : "");
+            v->fast = vpattern_compile(cJSON_GetStringValue(k) ? k->valuestring : "");
         }
         if ((k = cJSON_GetObjectItemCaseSensitive(it, "length"))) {
             v->has_len = true;
@@ -551,8 +284,8 @@ vrules_t *vrules_new(const cJSON *rules, const core_avro_schema_t *schema, int64
         if ((v->check = str_item(it, "check"))) {
             bool known = false;
 
-            for (size_t c = 0; c < CORE_ARRAY_SIZE(rule_checks) && !known; c++)
-                if (strcmp(rule_checks[c], v->check) == 0) {
+            for (size_t c = 0; c < vrules_nchecks && !known; c++)
+                if (strcmp(vrules_checks[c], v->check) == 0) {
                     known = true;
                     v->check_id = (int)c;
                 }
@@ -623,188 +356,6 @@ const cJSON *vrules_lookup(const cJSON *rec, const char *path)
     return cur;
 }
 
-/* ---- checks ------------------------------------------------------------- */
-
-bool vcheck_aba(const char *s)
-{
-    static const int w[9] = { 3, 7, 1, 3, 7, 1, 3, 7, 1 };
-    int sum = 0;
-
-    if (!s || strlen(s) != 9)
-        return false;
-    for (int i = 0; i < 9; i++) {
-        if (!isdigit((unsigned char)s[i]))
-            return false;
-        sum += (s[i] - '0') * w[i];
-    }
-    return sum % 10 == 0 && strcmp(s, "000000000") != 0;
-}
-
-bool vcheck_luhn(const char *s)
-{
-    size_t n = s ? strlen(s) : 0;
-    int sum = 0;
-
-    if (n < 2)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        int d;
-        char c = s[n - 1 - i];
-
-        if (!isdigit((unsigned char)c))
-            return false;
-        d = c - '0';
-        if (i % 2 == 1) {
-            d *= 2;
-            if (d > 9)
-                d -= 9;
-        }
-        sum += d;
-    }
-    return sum % 10 == 0;
-}
-
-static const char iban_len[] =
-    "AD24AE23AL28AT20AZ28BA20BE16BG22BH22BI27BR29BY28CH21CR22CY28CZ24DE22DJ27DK18DO28"
-    "EE20EG29ES24FI18FK18FO18FR27GB22GE22GI23GL18GR27GT28HR21HU28IE22IL23IQ23IS26IT27"
-    "JO30KW30KZ20LB28LC32LI21LT20LU20LV21LY25MC27MD24ME22MK19MN20MR27MT31MU30NI28NL18"
-    "NO15OM23PK24PL28PS29PT25QA29RO24RS22RU33SA24SC31SD18SE24SI19SK24SM27SO23ST25SV28"
-    "TL23TN24TR26UA29VA22VG24XK20YE30";
-
-bool vcheck_iban(const char *s)
-{
-    size_t n = s ? strlen(s) : 0;
-    int want = 0;
-    unsigned rem = 0;
-
-    if (n < 15 || n > 34 || !isupper((unsigned char)s[0]) || !isupper((unsigned char)s[1]) ||
-        !isdigit((unsigned char)s[2]) || !isdigit((unsigned char)s[3]))
-        return false;
-    for (size_t i = 0; i + 4 <= sizeof(iban_len) - 1; i += 4)
-        if (iban_len[i] == s[0] && iban_len[i + 1] == s[1]) {
-            want = (iban_len[i + 2] - '0') * 10 + (iban_len[i + 3] - '0');
-            break;
-        }
-    if (want == 0 || (size_t)want != n)
-        return false;
-    /* Move the first four characters to the end; letters are 10..35. */
-    for (size_t k = 0; k < n; k++) {
-        char c = s[(k + 4) % n];
-
-        if (isdigit((unsigned char)c))
-            rem = (rem * 10 + (unsigned)(c - '0')) % 97;
-        else if (isupper((unsigned char)c))
-            rem = (rem * 100 + (unsigned)(c - 'A' + 10)) % 97;
-        else
-            return false;
-    }
-    return rem == 1;
-}
-
-/* Whether s is one of codes: codes of len upper-case letters, sorted, each
- * followed by one space (the last by the NUL). Binary search. */
-static bool in_codes(const char *codes, size_t ncodes_bytes, const char *s, size_t len)
-{
-    size_t lo = 0, hi = (ncodes_bytes + 1) / (len + 1);
-
-    if (!s || strnlen(s, len + 1) != len)
-        return false;
-    for (size_t i = 0; i < len; i++)
-        if (!isupper((unsigned char)s[i]))
-            return false;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = memcmp(codes + mid * (len + 1), s, len);
-
-        if (c == 0)
-            return true;
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return false;
-}
-
-/* ISO 3166-1 alpha-2, officially assigned codes. */
-static const char iso3166[] =
-    "AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO "
-    "BQ BR BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ "
-    "DK DM DO DZ EC EE EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP "
-    "GQ GR GS GT GU GW GY HK HM HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG "
-    "KH KI KM KN KP KR KW KY KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML "
-    "MM MN MO MP MQ MR MS MT MU MV MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE "
-    "PF PG PH PK PL PM PN PR PS PT PW PY QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL "
-    "SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM "
-    "US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW";
-
-/* ISO 4217 active codes (list one, 2024), without XTS and XXX (testing, none). */
-static const char iso4217[] =
-    "AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BOV BRL BSD "
-    "BTN BWP BYN BZD CAD CDF CHE CHF CHW CLF CLP CNY COP COU CRC CUC CUP CVE CZK DJF DKK DOP "
-    "DZD EGP ERN ETB EUR FJD FKP GBP GEL GHS GIP GMD GNF GTQ GYD HKD HNL HTG HUF IDR ILS INR "
-    "IQD IRR ISK JMD JOD JPY KES KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD MAD "
-    "MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MXV MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB "
-    "PEN PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SLL SOS SRD "
-    "SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX USD USN UYI UYU UYW UZS "
-    "VED VES VND VUV WST XAF XAG XAU XBA XBB XBC XBD XCD XDR XOF XPD XPF XPT XSU XUA YER ZAR "
-    "ZMW ZWL";
-
-bool vcheck_iso3166_alpha2(const char *s)
-{
-    return in_codes(iso3166, sizeof(iso3166) - 1, s, 2);
-}
-
-bool vcheck_iso4217(const char *s) { return in_codes(iso4217, sizeof(iso4217) - 1, s, 3); }
-
-bool vcheck_email(const char *s)
-{
-    const char *at, *dom, *dot, *p;
-    size_t n = s ? strlen(s) : 0;
-
-    if (n < 6 || n > 254)
-        return false;
-    at = strchr(s, '@');
-    if (!at || at == s || strchr(at + 1, '@') || (size_t)(at - s) > 64)
-        return false;
-    for (p = s; *p; p++)
-        if ((unsigned char)*p <= ' ' || *p == 0x7f || *p == '<' || *p == '>' || *p == ',' ||
-            *p == ';' || *p == '"' || *p == '(' || *p == ')' || *p == '[' || *p == ']' ||
-            *p == '\\')
-            return false;
-    if (s[0] == '.' || at[-1] == '.' || strstr(s, ".."))
-        return false;
-    dom = at + 1;
-    dot = strrchr(dom, '.');
-    if (!dot || dot == dom || dom[0] == '.' || dom[0] == '-')
-        return false;
-    for (p = dom; *p; p++)
-        if (!isalnum((unsigned char)*p) && *p != '-' && *p != '.')
-            return false;
-    /* The top-level label: two letters or more. */
-    if (strlen(dot + 1) < 2)
-        return false;
-    for (p = dot + 1; *p; p++)
-        if (!isalpha((unsigned char)*p))
-            return false;
-    return true;
-}
-
-bool vcheck_uuid(const char *s)
-{
-    if (!s || strlen(s) != 36)
-        return false;
-    for (int i = 0; i < 36; i++) {
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (s[i] != '-')
-                return false;
-        } else if (!isxdigit((unsigned char)s[i])) {
-            return false;
-        }
-    }
-    return true;
-}
-
 static bool vval_time_ms(const vval *v, int64_t *msp)
 {
     if (v->has_ms) { /* what parsing its text would give */
@@ -830,7 +381,7 @@ static bool vval_time_ms(const vval *v, int64_t *msp)
     return false;
 }
 
-bool vcheck_time_ms(const cJSON *v, int64_t *msp)
+bool vrules_time_ms(const cJSON *v, int64_t *msp)
 {
     vval vv = vval_of(v);
 
@@ -889,7 +440,7 @@ static bool value_number(const vrule *r, const vval *v, vnum *x)
 {
     int64_t ms;
 
-    if (vval_number(r, v, x))
+    if (vbound_value(&r->ntype, v, x))
         return true;
     if (vval_time_ms(v, &ms)) {
         x->dbl = false;
@@ -908,9 +459,9 @@ static bool enum_ok(const vrule *r, const vval *v)
     cJSON_ArrayForEach(e, r->enumv)
         if (cJSON_IsString(e) && s && strcmp(e->valuestring, s) == 0)
             return true;
-    if (r->nenum_num && vval_number(r, v, &x))
+    if (r->nenum_num && vbound_value(&r->ntype, v, &x))
         for (size_t i = 0; i < r->nenum_num; i++)
-            if (vnum_cmp(&x, &r->enum_num[i]) == 0)
+            if (vbound_cmp(&x, &r->enum_num[i]) == 0)
                 return true;
     return false;
 }
@@ -967,15 +518,15 @@ static void eval_rule(const vrules_t *r, const vrule *v, const vval *val, int64_
     }
     if (v->type && !type_ok(v->type, val))
         fail(out, max, nf, v, "type", VC_TYPE);
-    if (v->has_re && (!s || !(v->fast ? vsimple_match(v->fast, s)
+    if (v->has_re && (!s || !(v->fast ? vpattern_match(v->fast, s)
                                       : regexec(&v->re, s, 0, NULL, 0) == 0)))
         fail(out, max, nf, v, "pattern", VC_PATTERN);
     if (v->has_min || v->has_max) {
         bool num = value_number(v, val, &d);
 
-        if (v->has_min && (!num || vnum_cmp(&d, &v->min) < 0))
+        if (v->has_min && (!num || vbound_cmp(&d, &v->min) < 0))
             fail(out, max, nf, v, "min", VC_MIN);
-        if (v->has_max && (!num || vnum_cmp(&d, &v->max) > 0))
+        if (v->has_max && (!num || vbound_cmp(&d, &v->max) > 0))
             fail(out, max, nf, v, "max", VC_MAX);
     }
     if (v->has_len) {

@@ -112,15 +112,24 @@ char *vrules_external_url(const vrules_t *r, size_t i, const cJSON *rec, bool *s
 /** The value at a dotted path ("meta.id") of a natural-JSON record, or NULL. */
 const cJSON *vrules_lookup(const cJSON *rec, const char *path);
 
-/* ---- checks (public for tests) ----------------------------------------- */
-bool vcheck_aba(const char *s);
-bool vcheck_luhn(const char *s);
-bool vcheck_iban(const char *s);
-bool vcheck_iso3166_alpha2(const char *s);
-bool vcheck_iso4217(const char *s);
-bool vcheck_email(const char *s);
-bool vcheck_uuid(const char *s);
+/** The names a rule's "check" and "type" may take. */
+extern const char *const vrules_checks[];
+extern const size_t vrules_nchecks;
+extern const char *const vrules_types[];
+extern const size_t vrules_ntypes;
+
+/**
+ * @brief What the validator checks in a rules file at load (a
+ * core_avro_rules_check_fn for core_avro_catalog_load_checked()): every key
+ * of every rule known and of its form (proto/README.md): a type and a check
+ * by name, a pattern that compiles, numbers for min and max, length bounds
+ * in order, an enum of strings and numbers, an external with an http(s) URL.
+ * @returns 0, or -1 with errstr naming the file, the rule and the key.
+ */
+int vrules_file_check(const core_avro_schema_t *schema, const char *file, const cJSON *rules,
+                      char *errstr, size_t errstr_size);
+
 /** Timestamp text (ISO 8601, or a date YYYY-MM-DD) or ms number → ms. */
-bool vcheck_time_ms(const cJSON *v, int64_t *msp);
+bool vrules_time_ms(const cJSON *v, int64_t *msp);
 
 #endif

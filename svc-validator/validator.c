@@ -1,6 +1,7 @@
 /* validator.c — consume, validate, route and commit in one transaction
  * (see validator.h). */
 #include "validator.h"
+#include "validator_int.h"
 
 #include "rules.h"
 #include "tributary/core_audit.h"
@@ -15,91 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_FAILS 16
-#define TXN_TIMEOUT_MS 30000
-#define MAX_PAUSED 256
-
 const char *const validator_outcome_names[VO_COUNT] = {
     "valid", "invalid", "poison", "retrying", "exhausted",
-};
-
-/* The rules bound to one schema version of the dataset; bound NULL: its
- * records are checked on their natural JSON (a rule names a field the
- * schema does not have as a record path). */
-typedef struct vbinding {
-    const core_avro_schema_t *schema;
-    vrules_bound_t *bound;
-} vbinding;
-#define MAX_BINDINGS 16
-
-typedef struct vdataset {
-    const char *name;
-    const core_avro_schema_t *schema;
-    vrules_t *rules;
-    vbinding bind[MAX_BINDINGS];
-    size_t nbind;
-    char raw[256], valid[256], retry[256], dlq[256];
-} vdataset;
-
-typedef struct paused {
-    char topic[256];
-    int32_t partition;
-    int64_t resume_at; /* wall clock ms */
-} paused;
-
-/* An input whose output Kafka refused (too large, invalid): redone as
- * poison (level 1), then without its value (level 2), so it can never
- * stall its partition. */
-typedef struct refused {
-    char topic[256];
-    int32_t partition;
-    int64_t offset;
-    int level;
-    char reason[256];
-} refused;
-#define MAX_REFUSED 64
-
-/* One input record on its way through a batch. */
-typedef struct work {
-    rd_kafka_message_t *rkm;
-    int ds;
-    bool from_retry;
-    int attempt;          /* of this delivery: 0 from .raw */
-    int out;              /* VO_* */
-    char reason[512];
-    char field[256];
-    char id[128];
-    char *key;            /* NUL-terminated copy of the Kafka key (keybuf, or
-                           * malloc'd when longer), or NULL */
-    char keybuf[64];
-    char batch[128];
-    int64_t version;
-    int64_t not_before;   /* retry: when the next attempt is due */
-    bool drop_value;      /* DLQ without the value (Kafka refused it twice) */
-    size_t ext_first, ext_n;
-    cJSON *json;          /* natural JSON while the batch is validated */
-} work;
-
-struct validator {
-    validator_params p;
-    char *group_id, *txn_id, *prefix, *audit_topic;
-    vdataset *ds;
-    size_t nds;
-    core_kafka_consumer_t *c;
-    core_kafka_producer_t *prod;
-    core_audit_t *audit;
-    core_avro_decoder_t *dec; /* reuses one value per schema */
-    verifier_t *verifier;
-    bool revoked;
-    paused paused[MAX_PAUSED];
-    size_t npaused;
-    refused refused[MAX_REFUSED];
-    size_t nrefused;
-    validator_stats stats;
-    work *batch;
-    size_t nbatch;
-    core_metric_family_t *f_records, *f_rules, *f_retries;
-    core_metric_t *m_batch_seconds;
 };
 
 void validator_topic(const char *prefix, const char *dataset, const char *kind, char *buf,
@@ -176,7 +94,7 @@ static int producer_make(validator_t *v, char *errstr, size_t errstr_size)
 
 /* w->key = a NUL-terminated copy of the record's Kafka key (as strndup():
  * up to its first NUL), in w->keybuf when it fits (no malloc per record). */
-static void key_take(work *w)
+void validator_key_take_(work *w)
 {
     const rd_kafka_message_t *rkm = w->rkm;
     size_t n;
@@ -340,7 +258,7 @@ fail:
 /* snprintf(buf + len, size - len, "%s%s...", parts...) with len < size,
  * without printf's cost: @returns len plus the length of every part, as
  * len += snprintf(...) would. */
-static size_t append_text(char *buf, size_t size, size_t len, const char *const *part,
+size_t validator_append_text_(char *buf, size_t size, size_t len, const char *const *part,
                           size_t nparts)
 {
     size_t at = len;
@@ -362,7 +280,7 @@ static size_t append_text(char *buf, size_t size, size_t len, const char *const 
 }
 
 /* snprintf(buf, size, "%s", s), without printf's cost (hot path). */
-static void copy_text(char *buf, size_t size, const char *s)
+void validator_copy_text_(char *buf, size_t size, const char *s)
 {
     size_t n = strnlen(s, size - 1);
 
@@ -370,7 +288,7 @@ static void copy_text(char *buf, size_t size, const char *s)
     buf[n] = '\0';
 }
 
-static bool header_text(const rd_kafka_message_t *rkm, const char *name, char *buf, size_t size)
+bool validator_header_text_(const rd_kafka_message_t *rkm, const char *name, char *buf, size_t size)
 {
     rd_kafka_headers_t *hdrs = NULL;
     const void *val = NULL;
@@ -391,7 +309,7 @@ static int64_t header_int(const rd_kafka_message_t *rkm, const char *name, int64
     char buf[32], *end;
     long long x;
 
-    if (!header_text(rkm, name, buf, sizeof(buf)))
+    if (!validator_header_text_(rkm, name, buf, sizeof(buf)))
         return def;
     x = strtoll(buf, &end, 10);
     return end != buf && *end == '\0' ? (int64_t)x : def;
@@ -420,7 +338,7 @@ static paused *paused_find(validator_t *v, const char *topic, int32_t partition)
     return NULL;
 }
 
-static refused *refused_find(validator_t *v, const rd_kafka_message_t *rkm)
+refused *validator_refused_find_(validator_t *v, const rd_kafka_message_t *rkm)
 {
     const char *topic = rd_kafka_topic_name(rkm->rkt);
 
@@ -433,7 +351,7 @@ static refused *refused_find(validator_t *v, const rd_kafka_message_t *rkm)
 
 static void refused_note(validator_t *v, const rd_kafka_message_t *rkm, const char *reason)
 {
-    refused *r = refused_find(v, rkm);
+    refused *r = validator_refused_find_(v, rkm);
 
     if (!r) {
         if (v->nrefused >= MAX_REFUSED)
@@ -596,435 +514,6 @@ static int collect(validator_t *v, char *errstr, size_t errstr_size)
     return 0;
 }
 
-/* ---- validating --------------------------------------------------------- */
-
-static void set_reason(work *w, int out, const char *field, const char *fmt, const char *s)
-{
-    w->out = out;
-    snprintf(w->field, sizeof(w->field), "%s", field ? field : "");
-    snprintf(w->reason, sizeof(w->reason), fmt, s);
-}
-
-/* w->id and w->batch from the headers tb.id and tb.batch; an id made of
- * topic/partition/offset when there is no tb.id. */
-static void ids_from_headers(work *w)
-{
-    const rd_kafka_message_t *rkm = w->rkm;
-
-    if (!header_text(rkm, "tb.id", w->id, sizeof(w->id)))
-        snprintf(w->id, sizeof(w->id), "%.100s/%" PRId32 "/%" PRId64,
-                 rd_kafka_topic_name(rkm->rkt), rkm->partition, rkm->offset);
-    if (!header_text(rkm, "tb.batch", w->batch, sizeof(w->batch)))
-        w->batch[0] = '\0';
-}
-
-/* The dataset's rules bound to schema (one of its versions), bound on first
- * use; NULL: evaluate records of this schema on their natural JSON. */
-static const vrules_bound_t *rules_for(validator_t *v, int ds, const core_avro_schema_t *schema)
-{
-    vdataset *d = &v->ds[ds];
-    vbinding *b;
-    char err[256];
-
-    for (size_t i = 0; i < d->nbind; i++)
-        if (d->bind[i].schema == schema)
-            return d->bind[i].bound;
-    if (d->nbind == MAX_BINDINGS)
-        return NULL;
-    b = &d->bind[d->nbind++];
-    b->schema = schema;
-    b->bound = vrules_bind(d->rules, schema, err, sizeof(err));
-    if (!b->bound)
-        core_log_info("rules checked on natural JSON for this schema",
-                      CLF_S("dataset", d->name), CLF_S("schema", core_avro_schema_name(schema)),
-                      CLF_I("schema_id", core_avro_schema_id(schema)), CLF_S("reason", err));
-    return b->bound;
-}
-
-/* The sinks key a record by its business key, while Kafka keeps order per
- * Kafka key: a record whose Kafka key is null or differs from its business
- * key (byte for byte) would be written out of order with the other events
- * of its key, so it is invalid. The reason names the key field, never
- * either key's value. @returns true when w is refused. */
-static bool key_refused(work *w, const core_avro_schema_t *schema, avro_value_t *val)
-{
-    const rd_kafka_message_t *rkm = w->rkm;
-    const char *field = core_avro_schema_key_field(schema), *bk = NULL;
-    size_t bklen = 0;
-    char err[256];
-
-    if (!field)
-        return false; /* a schema without tb.key: nothing to compare */
-    if (core_avro_get_key(schema, val, &bk, &bklen, err, sizeof(err)) != CORE_OK) {
-        set_reason(w, VO_POISON, field, "cannot read the business key: %s", err);
-        return true;
-    }
-    if (!rkm->key) {
-        w->out = VO_INVALID;
-        snprintf(w->field, sizeof(w->field), "%s", field);
-        snprintf(w->reason, sizeof(w->reason),
-                 "Kafka key is null; it must be the business key (%s)", field);
-        return true;
-    }
-    if (rkm->key_len != bklen || memcmp(rkm->key, bk, bklen) != 0) {
-        w->out = VO_INVALID;
-        snprintf(w->field, sizeof(w->field), "%s", field);
-        snprintf(w->reason, sizeof(w->reason),
-                 "Kafka key differs from the business key (%s)", field);
-        return true;
-    }
-    return false;
-}
-
-/* Decode and check the local rules; list external checks in *items. */
-static void validate_local(validator_t *v, work *w, int64_t now_ms, vv_item **items,
-                           size_t *nitems, size_t *cap)
-{
-    const vdataset *d = &v->ds[w->ds];
-    const rd_kafka_message_t *rkm = w->rkm;
-    const core_avro_schema_t *schema = NULL;
-    avro_value_t *val;
-    core_avro_meta meta;
-    char err[384];
-    vr_failure fails[MAX_FAILS];
-    size_t nf = 0;
-    const vrules_bound_t *bound;
-    int rc;
-
-    key_take(w);
-    if (!rkm->payload) {
-        ids_from_headers(w);
-        set_reason(w, VO_POISON, NULL, "%s", "empty value (tombstone)");
-        return;
-    }
-    if (core_avro_decoder_decode(v->dec, rkm->payload, rkm->len, &schema, &val, err,
-                                 sizeof(err)) != CORE_OK) {
-        ids_from_headers(w);
-        set_reason(w, VO_POISON, NULL, "cannot decode: %s", err);
-        return;
-    }
-    if (core_avro_schema_dataset(schema) == NULL ||
-        strcmp(core_avro_schema_dataset(schema), d->name) != 0) {
-        ids_from_headers(w);
-        w->out = VO_POISON;
-        snprintf(w->reason, sizeof(w->reason), "record of schema %s on a topic of dataset %s",
-                 core_avro_schema_name(schema), d->name);
-        return;
-    }
-    /* The record's own id and batch win over the headers: read the headers
-     * only when its meta cannot be read. */
-    if (core_avro_get_meta(schema, val, &meta, err, sizeof(err)) == CORE_OK) {
-        copy_text(w->id, sizeof(w->id), meta.id);
-        copy_text(w->batch, sizeof(w->batch), meta.batch_id);
-        w->version = meta.version;
-    } else {
-        ids_from_headers(w);
-    }
-    if (key_refused(w, schema, val)) {
-        if (w->out == VO_INVALID)
-            core_metric_inc(core_metrics_series(v->f_rules, (const char *const[]){
-                                                                d->name, w->field, "key",
-                                                                NULL }));
-        return;
-    }
-    bound = rules_for(v, w->ds, schema);
-    if (bound) {
-        /* The rules on the Avro value itself: no JSON tree per record. */
-        rc = vrules_eval_avro(bound, val, now_ms, fails, MAX_FAILS, &nf, err,
-                              sizeof(err));
-        /* External checks build their URLs from the natural JSON. */
-        if (rc == 0 && nf == 0 && vrules_nexternal(d->rules) > 0) {
-            w->json = core_avro_to_json(schema, val, err, sizeof(err));
-            rc = w->json ? 0 : -1;
-        }
-    } else {
-        w->json = core_avro_to_json(schema, val, err, sizeof(err));
-        rc = w->json ? 0 : -1;
-        if (w->json)
-            nf = vrules_eval(d->rules, w->json, now_ms, fails, MAX_FAILS);
-    }
-    if (rc != 0) {
-        set_reason(w, VO_POISON, NULL, "cannot read: %s", err);
-        return;
-    }
-    if (nf > 0) {
-        size_t rl = 0, fl = 0;
-
-        w->out = VO_INVALID;
-        for (size_t i = 0; i < nf && i < MAX_FAILS; i++) {
-            core_metric_inc(core_metrics_series(v->f_rules, (const char *const[]){
-                                                                d->name, fails[i].field,
-                                                                fails[i].rule, NULL }));
-            if (rl < sizeof(w->reason)) { /* "%s%s (%s)" */
-                const char *part[] = { i ? "; " : "", fails[i].message, " (", fails[i].rule,
-                                       ")" };
-
-                rl = append_text(w->reason, sizeof(w->reason), rl, part, 5);
-            }
-            if (fl < sizeof(w->field) && !strstr(w->field, fails[i].field)) { /* "%s%s" */
-                const char *part[] = { fl ? "," : "", fails[i].field };
-
-                fl = append_text(w->field, sizeof(w->field), fl, part, 2);
-            }
-        }
-        return;
-    }
-    w->out = VO_VALID;
-    w->ext_first = *nitems;
-    for (size_t e = 0; e < vrules_nexternal(d->rules); e++) {
-        bool skip = false;
-        char *url = vrules_external_url(d->rules, e, w->json, &skip);
-        const vr_external *ext = vrules_external(d->rules, e);
-        const cJSON *fv;
-        vv_item *it;
-
-        if (!url) {
-            if (!skip) {
-                w->out = VO_RETRYING;
-                snprintf(w->reason, sizeof(w->reason), "out of memory");
-            }
-            continue;
-        }
-        if (*nitems == *cap) {
-            size_t nc = *cap ? *cap * 2 : 64;
-            vv_item *ni = realloc(*items, nc * sizeof(**items));
-
-            if (!ni) {
-                free(url);
-                w->out = VO_RETRYING;
-                snprintf(w->reason, sizeof(w->reason), "out of memory");
-                continue;
-            }
-            *items = ni;
-            *cap = nc;
-        }
-        it = &(*items)[(*nitems)++];
-        memset(it, 0, sizeof(*it));
-        it->dataset = d->name;
-        it->ext = ext;
-        fv = vrules_lookup(w->json, ext->field);
-        it->value = cJSON_IsString(fv) ? fv->valuestring : url;
-        it->url = url;
-        w->ext_n++;
-    }
-}
-
-static void route_outcome(validator_t *v, work *w)
-{
-    const core_backoff *b = &v->p.retry;
-
-    if (w->out != VO_RETRYING)
-        return;
-    /* retry.max_attempts is the number of retries (0: none). */
-    if (w->attempt + 1 > b->max_attempts) {
-        w->out = VO_EXHAUSTED;
-        return;
-    }
-    w->not_before = core_now_ms() + core_backoff_delay_ms(b, w->attempt + 1);
-}
-
-static void validate_batch(validator_t *v)
-{
-    vv_item *items = NULL;
-    size_t nitems = 0, cap = 0;
-    int64_t now_ms = core_now_ms(); /* one clock reading for the batch's rules */
-
-    for (size_t i = 0; i < v->nbatch; i++) {
-        work *w = &v->batch[i];
-        refused *r = v->nrefused ? refused_find(v, w->rkm) : NULL;
-
-        if (r) { /* its output was refused before: to the DLQ, no checks */
-            w->id[0] = '\0';
-            header_text(w->rkm, "tb.id", w->id, sizeof(w->id));
-            if (!w->id[0])
-                snprintf(w->id, sizeof(w->id), "%.100s/%" PRId32 "/%" PRId64, r->topic,
-                         r->partition, r->offset);
-            header_text(w->rkm, "tb.batch", w->batch, sizeof(w->batch));
-            key_take(w);
-            w->out = VO_POISON;
-            w->drop_value = r->level >= 2;
-            snprintf(w->reason, sizeof(w->reason), "output refused by Kafka: %s", r->reason);
-            continue;
-        }
-        validate_local(v, w, now_ms, &items, &nitems, &cap);
-    }
-    if (nitems > 0)
-        verifier_run(v->verifier, items, nitems);
-    for (size_t i = 0; i < v->nbatch; i++) {
-        work *w = &v->batch[i];
-
-        for (size_t k = w->ext_first; k < w->ext_first + w->ext_n; k++) {
-            vv_item *it = &items[k];
-
-            if (w->out == VO_VALID && it->verdict == VV_INVALID) {
-                w->out = VO_INVALID;
-                snprintf(w->field, sizeof(w->field), "%s", it->ext->field);
-                snprintf(w->reason, sizeof(w->reason), "%s (external)", it->reason);
-            } else if (w->out == VO_VALID && it->verdict == VV_TRANSIENT) {
-                w->out = VO_RETRYING;
-                snprintf(w->field, sizeof(w->field), "%s", it->ext->field);
-                snprintf(w->reason, sizeof(w->reason), "%s", it->reason);
-            }
-        }
-        route_outcome(v, w);
-        cJSON_Delete(w->json);
-        w->json = NULL;
-    }
-    for (size_t k = 0; k < nitems; k++)
-        free((char *)items[k].url);
-    free(items);
-}
-
-/* ---- producing ---------------------------------------------------------- */
-
-/* Headers every output keeps from its input, in this order. */
-static const char *const hdr_keep_names[] = { "tb.id", "tb.batch", "tb.ingest.ts" };
-
-/* Whether the list holds only kept headers, each at most once, in order. */
-static bool hdr_only_kept(const rd_kafka_headers_t *in)
-{
-    const char *name;
-    const void *val;
-    size_t len, k = 0;
-
-    for (size_t idx = 0; rd_kafka_header_get_all(in, idx, &name, &val, &len) ==
-                         RD_KAFKA_RESP_ERR_NO_ERROR; idx++) {
-        while (k < CORE_ARRAY_SIZE(hdr_keep_names) && strcmp(name, hdr_keep_names[k]) != 0)
-            k++;
-        if (k == CORE_ARRAY_SIZE(hdr_keep_names))
-            return false;
-        k++;
-    }
-    return true;
-}
-
-/* The output's header list, starting with the input's tb.id, tb.batch and
- * tb.ingest.ts as they are (the last of each), nothing else of the input.
- * When the input holds just those (what svc-ingest writes), its own list is
- * taken over (rd_kafka_message_detach_headers(): nothing copied); else a
- * new list of them. @returns the list, or NULL when it would be empty and
- * nothing is to be added. */
-static rd_kafka_headers_t *hdr_start(rd_kafka_message_t *rkm, size_t nadd)
-{
-    rd_kafka_headers_t *in = NULL, *out;
-
-    if (rd_kafka_message_headers(rkm, &in) != RD_KAFKA_RESP_ERR_NO_ERROR)
-        in = NULL;
-    if (in && hdr_only_kept(in) &&
-        rd_kafka_message_detach_headers(rkm, &out) == RD_KAFKA_RESP_ERR_NO_ERROR)
-        return out;
-    if (!in && nadd == 0)
-        return NULL;
-    out = rd_kafka_headers_new(CORE_ARRAY_SIZE(hdr_keep_names) + nadd);
-    for (size_t i = 0; in && i < CORE_ARRAY_SIZE(hdr_keep_names); i++) {
-        const void *val;
-        size_t len;
-
-        if (rd_kafka_header_get_last(in, hdr_keep_names[i], &val, &len) ==
-            RD_KAFKA_RESP_ERR_NO_ERROR)
-            rd_kafka_header_add(out, hdr_keep_names[i], -1, val, val ? (ssize_t)len : 0);
-    }
-    if (nadd == 0 && rd_kafka_header_cnt(out) == 0) {
-        rd_kafka_headers_destroy(out);
-        return NULL;
-    }
-    return out;
-}
-
-static void hdr_str(rd_kafka_headers_t *h, const char *name, const char *s)
-{
-    rd_kafka_header_add(h, name, -1, s, (ssize_t)strlen(s));
-}
-
-static void hdr_int(rd_kafka_headers_t *h, const char *name, int64_t x)
-{
-    char b[24], *p = b + sizeof(b);
-    uint64_t u = x < 0 ? -(uint64_t)x : (uint64_t)x;
-
-    do {
-        *--p = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (x < 0)
-        *--p = '-';
-    rd_kafka_header_add(h, name, -1, p, b + sizeof(b) - p);
-}
-
-static const char *exception_class(int out)
-{
-    switch (out) {
-    case VO_POISON: return "tributary.validator.PoisonRecord";
-    case VO_EXHAUSTED: return "tributary.validator.RetriesExhausted";
-    default: return "tributary.validator.InvalidRecord";
-    }
-}
-
-static core_err_t produce_one(validator_t *v, work *w, int64_t now_ms, char *errstr,
-                              size_t errstr_size)
-{
-    const vdataset *d = &v->ds[w->ds];
-    rd_kafka_message_t *rkm = w->rkm;
-    const char *topic = rd_kafka_topic_name(rkm->rkt);
-    core_audit_event ev = CORE_AUDIT_EVENT_INIT;
-    core_digest dg;
-    rd_kafka_headers_t *h;
-    const char *out_topic;
-    core_err_t rc;
-
-    h = hdr_start(rkm, w->out == VO_VALID ? (size_t)w->drop_value : 12);
-    switch (w->out) {
-    case VO_VALID:
-        out_topic = d->valid;
-        break;
-    case VO_RETRYING:
-        out_topic = d->retry;
-        hdr_int(h, "tb.attempt", w->attempt + 1);
-        hdr_int(h, "tb.not_before", w->not_before);
-        hdr_str(h, "tb.error.field", w->field);
-        hdr_str(h, "tb.error.message", w->reason);
-        break;
-    default:
-        out_topic = d->dlq;
-        hdr_str(h, "__connect.errors.topic", topic);
-        hdr_int(h, "__connect.errors.partition", rkm->partition);
-        hdr_int(h, "__connect.errors.offset", rkm->offset);
-        hdr_str(h, "__connect.errors.stage",
-                w->out == VO_POISON ? "VALUE_CONVERTER" : "TRANSFORMATION");
-        hdr_str(h, "__connect.errors.class.name", "svc-validator");
-        hdr_str(h, "__connect.errors.exception.class.name", exception_class(w->out));
-        hdr_str(h, "__connect.errors.exception.message", w->reason);
-        hdr_str(h, "tb.error.class", validator_outcome_names[w->out]);
-        hdr_str(h, "tb.error.field", w->field);
-        hdr_int(h, "tb.attempt", w->attempt);
-        break;
-    }
-    if (w->drop_value)
-        hdr_str(h, "tb.error.value_dropped", "true");
-    /* h is the output's now, whatever the outcome */
-    rc = core_kafka_produce_hdrs(v->prod, out_topic, rkm->key, rkm->key_len,
-                                 w->drop_value ? NULL : rkm->payload,
-                                 w->drop_value ? 0 : rkm->len, h, NULL, errstr, errstr_size);
-    if (rc != CORE_OK)
-        return rc;
-    if (rkm->payload)
-        core_digest_record(rkm->payload, rkm->len, &dg);
-    ev.id = w->id;
-    ev.key = w->key;
-    ev.dataset = d->name;
-    ev.batch_id = w->batch;
-    ev.outcome = validator_outcome_names[w->out];
-    ev.digest = rkm->payload ? &dg : NULL;
-    ev.value = rkm->payload; /* for the content digest */
-    ev.value_len = rkm->len;
-    ev.topic = topic;
-    ev.partition = rkm->partition;
-    ev.offset = rkm->offset;
-    ev.reason = w->out == VO_VALID ? NULL : w->reason;
-    ev.version = w->version;
-    ev.ts = now_ms;
-    return core_audit_emit(v->audit, &ev, errstr, errstr_size);
-}
-
 /* ---- the transaction ---------------------------------------------------- */
 
 /* After a fatal producer error: a new producer (fences nothing of ours:
@@ -1083,7 +572,7 @@ static int commit_batch(validator_t *v, char *errstr, size_t errstr_size)
         return rebuild(v, errstr, errstr_size);
     offs = rd_kafka_topic_partition_list_new(8); /* grows: one entry per partition */
     for (size_t i = 0; i < v->nbatch && rc == CORE_OK; i++) {
-        rc = produce_one(v, &v->batch[i], now_ms, errstr, errstr_size);
+        rc = validator_produce_one_(v, &v->batch[i], now_ms, errstr, errstr_size);
         if (rc == CORE_ERR_TOOBIG || rc == CORE_ERR_INVALID)
             refused_note(v, v->batch[i].rkm, errstr);
         core_kafka_offsets_add_message(offs, v->batch[i].rkm);
@@ -1107,7 +596,7 @@ static int commit_batch(validator_t *v, char *errstr, size_t errstr_size)
         return abort_batch(v, errstr, errstr_size);
     v->stats.transactions++;
     for (size_t i = 0; i < v->nbatch && v->nrefused > 0; i++) {
-        refused *rf = refused_find(v, v->batch[i].rkm);
+        refused *rf = validator_refused_find_(v, v->batch[i].rkm);
 
         if (rf)
             *rf = v->refused[--v->nrefused];
@@ -1152,7 +641,7 @@ int validator_step(validator_t *v, char *errstr, size_t errstr_size)
     if (v->nbatch == 0)
         return 0;
     t0 = core_mono_s();
-    validate_batch(v);
+    validator_validate_batch_(v);
     if (commit_batch(v, errstr, errstr_size) != 0)
         return -1;
     core_metric_observe(v->m_batch_seconds, core_mono_s() - t0);

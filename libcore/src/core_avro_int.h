@@ -101,6 +101,24 @@ struct core_avro_catalog {
     size_t max_record;
 };
 
+/* Full name of the meta record every dataset starts with. */
+#define META_FULLNAME "tributary.Meta"
+
+/* core_avro.c helpers the schema compiler uses. */
+char *core_avro_xstrdup_(const char *s);
+/* Integer value of a JSON number (or its raw text), when it is one within [lo, hi]. */
+bool core_avro_json_int_(const cJSON *j, int64_t lo, int64_t hi, int64_t *out);
+/* The latest schema of that full name in cat. */
+const core_avro_schema_t *core_avro_catalog_find_name_(const core_avro_catalog_t *cat,
+                                                      const char *fullname);
+
+/* core_avro_schema.c: compile schema json for s (nodes on s->nodes), named
+ * types found in resolver (may be NULL). @returns the root or NULL + errstr. */
+struct avn *core_avro_compile_(core_avro_schema_t *s, const core_avro_catalog_t *resolver,
+                               const char *file, cJSON *json, char *errstr,
+                               size_t errstr_size);
+void core_avro_nodes_free_(struct avn *n);
+
 /* core_avro_utf8.c: UTF-8 validation (no NUL allowed). */
 bool core_avro_utf8_valid(const uint8_t *s, size_t len);
 

@@ -168,7 +168,8 @@ int core_service_init(core_service_t **svcp, const core_service_def *def,
         core_service_free(svc);
         return rc;
     }
-    svc->catalog = core_avro_catalog_load(svc->common.proto_dir, errstr, sizeof(errstr));
+    svc->catalog = core_avro_catalog_load_checked(svc->common.proto_dir, def->rules_check, errstr,
+                                                  sizeof(errstr));
     if (!svc->catalog) {
         char msg[700];
         snprintf(msg, sizeof(msg), "proto.dir: %s", errstr);

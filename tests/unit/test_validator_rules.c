@@ -4,6 +4,7 @@
  * real payee rules on good and bad payees. */
 #include "testutil.h"
 
+#include "../../svc-validator/checks.h"
 #include "../../svc-validator/rules.h"
 #include "tributary/core_avro.h"
 #include "tributary/core_common.h"
@@ -113,15 +114,15 @@ START_TEST(uuid_and_time)
     ck_assert(!vcheck_uuid("123e4567e89b12d3a456426614174000"));
     ck_assert(!vcheck_uuid("123e4567-e89b-12d3-a456-42661417400g"));
     j = cJSON_CreateString("2024-03-07T10:00:00.000Z");
-    ck_assert(vcheck_time_ms(j, &ms));
+    ck_assert(vrules_time_ms(j, &ms));
     ck_assert_int_eq(ms, 1709805600000LL);
     cJSON_Delete(j);
     j = cJSON_CreateString("2024-03-07");
-    ck_assert(vcheck_time_ms(j, &ms));
+    ck_assert(vrules_time_ms(j, &ms));
     ck_assert_int_eq(ms, 1709769600000LL);
     cJSON_Delete(j);
     j = cJSON_CreateString("yesterday");
-    ck_assert(!vcheck_time_ms(j, &ms));
+    ck_assert(!vrules_time_ms(j, &ms));
     cJSON_Delete(j);
 }
 END_TEST
@@ -921,6 +922,68 @@ START_TEST(bound_read_into_double_refused)
 }
 END_TEST
 
+/* What the validator registers with the catalogue (vrules_file_check()):
+ * libcore knows only the shape of a rules file; the rule names, forms and
+ * keys are refused here, naming the file, the rule and the key. */
+START_TEST(rules_file_checked_by_the_validator)
+{
+    static const struct { const char *from, *to, *want; } cases[] = {
+        { "\"check\": \"aba\"", "\"check\": \"abba\"",
+          "payee.rules.json: rule 5 (routing_number): invalid \"check\"" },
+        { "\"pattern\": \"^[0-9]{9}$\"", "\"pattern\": \"^[0-9]{9$\"",
+          "payee.rules.json: rule 5 (routing_number): pattern:" },
+        { "\"length\": {\"min\": 1, \"max\": 140}", "\"length\": {\"min\": 9, \"max\": 1}",
+          "rule 3 (name): invalid \"length\"" },
+        { "{\"field\": \"iban\", \"check\": \"iban\"}",
+          "{\"field\": \"iban\", \"external\": {\"url\": \"ftp://x\"}}",
+          "rule 6 (iban): invalid \"external\"" },
+        { "{\"field\": \"iban\", \"check\": \"iban\"}", "{\"field\": \"iban\"}",
+          "rule 6 (iban) has no constraint" },
+        { "{\"field\": \"iban\", \"check\": \"iban\"}", "{\"field\": \"iban\", \"frobnicate\": 1}",
+          "unknown key \"frobnicate\"" },
+        { "\"type\": \"uuid\"", "\"type\": \"guid\"", "rule 0 (meta.id): invalid \"type\"" },
+        { "{\"field\": \"meta.version\", \"min\": 0}", "{\"field\": \"meta.version\", \"min\": \"x\"}",
+          "rule 1 (meta.version): invalid \"min\"" },
+    };
+    char errstr[512];
+    char path[4096];
+    char *text;
+    size_t len;
+    core_avro_catalog_t *cat = core_avro_catalog_load_checked(tu_proto_dir(), vrules_file_check,
+                                                              errstr, sizeof(errstr));
+    const core_avro_schema_t *s;
+
+    ck_assert_msg(cat != NULL, "the real rules files pass: %s", errstr);
+    s = core_avro_catalog_by_dataset(cat, "payee");
+    ck_assert_int_eq(vrules_file_check(s, "payee.rules.json", core_avro_schema_rules(s), errstr,
+                                       sizeof(errstr)), 0);
+    snprintf(path, sizeof(path), "%s/payee.rules.json", tu_proto_dir());
+    text = core_read_file(path, 1 << 20, &len, errstr, sizeof(errstr));
+    ck_assert_msg(text != NULL, "%s", errstr);
+    for (size_t i = 0; i < CORE_ARRAY_SIZE(cases); i++) {
+        const char *at = strstr(text, cases[i].from);
+        char *edited;
+        cJSON *j;
+
+        ck_assert_msg(at != NULL, "%s", cases[i].from);
+        edited = malloc(len + strlen(cases[i].to) + 1);
+        ck_assert_ptr_nonnull(edited);
+        sprintf(edited, "%.*s%s%s", (int)(at - text), text, cases[i].to,
+                at + strlen(cases[i].from));
+        j = core_json_parse(edited, strlen(edited), NULL);
+        ck_assert_ptr_nonnull(j);
+        errstr[0] = '\0';
+        ck_assert_int_eq(vrules_file_check(s, "payee.rules.json", j, errstr, sizeof(errstr)), -1);
+        ck_assert_msg(strstr(errstr, cases[i].want) != NULL, "'%s' lacks '%s'", errstr,
+                      cases[i].want);
+        cJSON_Delete(j);
+        free(edited);
+    }
+    free(text);
+    core_avro_catalog_free(cat);
+}
+END_TEST
+
 /* Every listed code is found (the binary search needs the lists sorted). */
 START_TEST(codes_all_found)
 {
@@ -971,6 +1034,7 @@ int main(void)
     tcase_add_test(tr, decimals_compare_across_scales);
     tcase_add_test(tr, numeric_enum_with_big_integers);
     tcase_add_test(tr, bound_read_into_double_refused);
+    tcase_add_test(tr, rules_file_checked_by_the_validator);
     suite_add_tcase(s, tc);
     suite_add_tcase(s, tr);
     return tu_run(&s, 1);

@@ -93,6 +93,25 @@ typedef struct core_avro_schema core_avro_schema_t;
 core_avro_catalog_t *core_avro_catalog_load(const char *proto_dir,
                                             char *errstr, size_t errstr_size);
 
+/**
+ * @brief Checks a dataset's rules file beyond its shape (libcore checks the
+ * shape: an object with "dataset" and a "rules" array of objects whose
+ * "field" names a path of the schema). The program that applies the rules
+ * registers what it checks (svc-validator: vrules_file_check()), so that
+ * libcore does not know the rule names.
+ * @param file the rules file's name, for the errors ("payee.rules.json").
+ * @returns 0, or -1 with errstr naming the file and the rule.
+ */
+typedef int core_avro_rules_check_fn(const core_avro_schema_t *schema, const char *file,
+                                     const struct cJSON *rules, char *errstr,
+                                     size_t errstr_size);
+
+/** core_avro_catalog_load(), and every rules file through \p check (NULL:
+ * the shape only). */
+core_avro_catalog_t *core_avro_catalog_load_checked(const char *proto_dir,
+                                                    core_avro_rules_check_fn *check,
+                                                    char *errstr, size_t errstr_size);
+
 /** @brief Free a catalogue and every schema it holds. Accepts NULL. */
 void core_avro_catalog_free(core_avro_catalog_t *cat);
 
