@@ -1,6 +1,6 @@
 /* feeder.h — svc-cache-feeder's Redis side: one dataset record turned into
- * one version-guarded EVALSHA, pipelined batches, the client read path and
- * the bulk-reload purge.
+ * one version-guarded EVALSHA, pipelined batches (feeder.c), the client read
+ * path and the bulk-reload purge (feeder_read.c).
  *
  * Redis layout for dataset D under prefix P (default "tb"):
  *

@@ -456,6 +456,7 @@ static void cleanup_keys(core_redis_t *r)
 
 typedef struct audit_counts {
     int total, cached, deleted, stale, rejected, wrong_stage, no_digest;
+    int no_content; /* decoded records without their content digest */
 } audit_counts;
 
 /* Read the run's audit topic from its start until want events came (or the
@@ -501,6 +502,9 @@ static void read_audit(int want, audit_counts *ac)
             ac->rejected += !strcmp(out, "rejected");
             ac->wrong_stage += strcmp(cJSON_GetObjectItem(j, "stage")->valuestring, "cache-feeder") != 0;
             ac->no_digest += !cJSON_IsString(d) || strlen(d->valuestring) != 64;
+            const cJSON *cd = cJSON_GetObjectItem(j, "content_digest");
+            if (strcmp(out, "rejected") != 0)
+                ac->no_content += !cJSON_IsString(cd) || strlen(cd->valuestring) != 64;
             cJSON_Delete(j);
         }
         avro_value_decref(&v);
@@ -566,6 +570,7 @@ START_TEST(mixed_stream_reaches_exact_state_and_replay_changes_nothing)
         ck_assert_int_ge(ac.stale, (int)ngood);
         ck_assert_int_eq(ac.wrong_stage, 0);
         ck_assert_int_eq(ac.no_digest, 0);
+        ck_assert_int_eq(ac.no_content, 0);
     }
     cleanup_keys(r);
     core_redis_free(r);
