@@ -61,9 +61,6 @@ static int feed(core_service_t *svc, feeder_dataset *ds, core_redis_t *r, feeder
     }
     for (size_t i = 0; i < n; i++)
         sds[i] = (core_sink_dataset){ ds[i].name, ds[i].topic, NULL };
-    /* /readyz "redis" while it is awaited; the sink's probe of the same
-     * name takes over once it runs */
-    core_service_ready_add(svc, "redis", feeder_redis_ready, NULL);
     core_redis_config_address(&conf.redis, raddr, sizeof(raddr));
     if ((rc = core_service_await(svc, "redis", raddr, probe_redis, r)) != CORE_SERVICE_CONTINUE ||
         (rc = core_service_await_kafka(svc)) != CORE_SERVICE_CONTINUE)
@@ -172,6 +169,10 @@ static int run(core_service_t *svc, void *cf)
     int rc;
 
     (void)cf;
+    /* /readyz "redis" from the first answer on (the server is up before
+     * run()), while Redis is awaited; the sink's probe of the same name
+     * takes over once it runs */
+    core_service_ready_add(svc, "redis", feeder_redis_ready, NULL);
     feeder_metrics_init();
     if (!sub && core_service_nfiles(svc) > 0) {
         fprintf(stderr, "svc-cache-feeder: usage error: unexpected argument '%s' (see --help)\n",

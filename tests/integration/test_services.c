@@ -388,7 +388,7 @@ END_TEST
  * gets ready (and /readyz says what it waits for meanwhile). */
 START_TEST(feeder_waits_for_redis_that_comes_up_in_time)
 {
-    int port = 18198, rport = tu_free_port();
+    int port = tu_free_port(), rport = tu_free_port();
     char portflag[32], rflag[32];
     struct body b;
     pid_t pid, proxy;
@@ -396,7 +396,9 @@ START_TEST(feeder_waits_for_redis_that_comes_up_in_time)
     int64_t deadline;
     long code = 0;
 
+    ck_assert_int_gt(port, 0);
     ck_assert_int_gt(rport, 0);
+    ck_assert_int_ne(port, rport);
     snprintf(portflag, sizeof(portflag), "--http.port=%d", port);
     snprintf(rflag, sizeof(rflag), "--redis.port=%d", rport);
     pid = fork();
