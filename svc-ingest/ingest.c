@@ -347,9 +347,17 @@ static core_kafka_txn_res_t commit_txn(struct run *r, bool done, char *errstr,
         return CORE_KAFKA_TXN_ABORT;
     core_metric_set(r->m_depth, (double)core_kafka_producer_outstanding(r->prod));
     t0 = core_mono_s();
+    /* a retriable commit is asked again, within broker.timeout.ms in all:
+     * past it the transaction is aborted (librdkafka allows an abort after
+     * a retriable commit error) and the run goes back to its checkpoint,
+     * where the outage bound of the caller applies (a commit left retrying
+     * against a lost coordinator stalled a file for 95 s) */
     do {
         tr = core_kafka_txn_commit(r->prod, (int)r->conf->broker_timeout_ms, errstr, errstr_size);
-    } while (tr == CORE_KAFKA_TXN_RETRY && !core_lifecycle_forced());
+    } while (tr == CORE_KAFKA_TXN_RETRY && !core_lifecycle_forced() &&
+             (core_mono_s() - t0) * 1000.0 < (double)r->conf->broker_timeout_ms);
+    if (tr == CORE_KAFKA_TXN_RETRY)
+        tr = CORE_KAFKA_TXN_ABORT;
     if (tr == CORE_KAFKA_TXN_OK) {
         uint64_t newly = r->cur.published - r->committed.published;
         core_metric_observe(r->m_commit, core_mono_s() - t0);
