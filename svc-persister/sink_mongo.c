@@ -208,12 +208,15 @@ void pers_mongo_reason(const char *msg, char *buf, size_t size)
         const char *dname;
         if (strlen(st) >= 15)
             memcpy(code, st + 10, 5);
+        /* a unique violation says "duplicate key" as MongoDB's E11000
+         * does: one refusal, one text, whichever write path hit it */
+        const char *dup = strcmp(code, "23505") == 0 ? "duplicate key: " : "";
         dname = pers_sqlstate_name(code);
         if (name_after(msg, "constraint \"", name, sizeof(name)))
-            snprintf(buf, size, "SQLSTATE %s %s (constraint %s)", code, dname ? dname : "error",
-                     name);
+            snprintf(buf, size, "%sSQLSTATE %s %s (constraint %s)", dup, code,
+                     dname ? dname : "error", name);
         else
-            snprintf(buf, size, "SQLSTATE %s %s", code, dname ? dname : "error");
+            snprintf(buf, size, "%sSQLSTATE %s %s", dup, code, dname ? dname : "error");
         return;
     }
     if (strstr(msg, "E11000") || strstr(msg, "duplicate key")) {

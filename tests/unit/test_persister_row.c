@@ -212,7 +212,8 @@ START_TEST(db_refusal_reasons_hold_no_value)
         { "E11000 duplicate key error collection: vprobe.p", "duplicate key" },
         { "[msg_update.go:133 handler.(*Handler).updateDocument] ERROR: duplicate key value "
           "violates unique constraint \"p_f50c43ef_name___318aadbe_idx\" (SQLSTATE 23505)",
-          "SQLSTATE 23505 unique_violation (constraint p_f50c43ef_name___318aadbe_idx)" },
+          "duplicate key: SQLSTATE 23505 unique_violation "
+          "(constraint p_f50c43ef_name___318aadbe_idx)" },
         { "ERROR: invalid input syntax for type integer: \"John Smith\" (SQLSTATE 22P02)",
           "SQLSTATE 22P02 invalid_text_representation" },
         { "Document failed validation: { name: \"John Smith\" }", "Document failed validation" },
