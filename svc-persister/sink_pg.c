@@ -671,6 +671,51 @@ static pers_res_t write_isolating(pg_sink *s, pers_dataset *ds, pers_op *ops, si
     return write_isolating(s, ds, ops + half, n - half, depth + 1, errstr, errstr_size);
 }
 
+/* Lock every key of the batch until the transaction ends, in one order for
+ * every instance (by hash), before any row is read. Without it two
+ * instances race on one key across the two tables: the DELETE of one cannot
+ * see the other's uncommitted row and writes a tombstone, the other's merge
+ * cannot see that uncommitted tombstone and inserts the row; both commit and
+ * a deleted (or moved-away) row survives. With the lock the second
+ * statement runs after the first transaction commits, on a fresh snapshot
+ * (READ COMMITTED), and the version guard sees it. */
+static pers_res_t lock_keys(pg_sink *s, pers_dataset *ds, const pers_op *ops, size_t n,
+                            char *errstr, size_t errstr_size)
+{
+    core_strbuf a = { 0 };
+    core_strbuf_add(&a, "{");
+    for (size_t i = 0; i < n; i++) {
+        core_strbuf_add(&a, i ? ",\"" : "\"");
+        for (const char *k = ops[i].key; *k; k++) {
+            if (*k == '"' || *k == '\\')
+                core_strbuf_add(&a, "\\");
+            core_strbuf_addn(&a, k, 1);
+        }
+        core_strbuf_add(&a, "\"");
+    }
+    core_strbuf_add(&a, "}");
+    if (a.failed) {
+        free(a.p);
+        core_errstr(errstr, errstr_size, "out of memory");
+        return PERS_RETRY;
+    }
+    const char *params[2] = { ds->name, a.p };
+    PGresult *res = PQexecParams(s->conn,
+            "SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT "
+            "hashtextextended($1 || chr(31) || k, 0) AS h FROM unnest($2::text[]) AS k "
+            "ORDER BY h) AS o",
+            2, NULL, params, NULL, NULL, 0);
+    free(a.p);
+    pers_res_t r = PERS_OK;
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        r = classify(s->conn, res, errstr, errstr_size);
+        if (r == PERS_OK)
+            r = PERS_RETRY;
+    }
+    PQclear(res);
+    return r == PERS_OK ? PERS_OK : PERS_RETRY;
+}
+
 static pers_res_t pg_write(pers_sink *base, pers_dataset *ds, pers_op *ops, size_t n,
                            char *errstr, size_t errstr_size)
 {
@@ -686,7 +731,9 @@ static pers_res_t pg_write(pers_sink *base, pers_dataset *ds, pers_op *ops, size
         exec_ok(s, "ROLLBACK", e2, sizeof(e2));
         goto retry;
     }
-    r = write_isolating(s, ds, ops, n, 0, errstr, errstr_size);
+    r = lock_keys(s, ds, ops, n, errstr, errstr_size);
+    if (r == PERS_OK)
+        r = write_isolating(s, ds, ops, n, 0, errstr, errstr_size);
     if (r != PERS_OK) {
         char e2[64];
         exec_ok(s, "ROLLBACK", e2, sizeof(e2));

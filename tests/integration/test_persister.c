@@ -617,6 +617,80 @@ START_TEST(pg_rebalance_with_batches_in_flight_exact)
 }
 END_TEST
 
+/* One value of a query on c ("" when no row). */
+static void pg_value(PGconn *c, const char *sql, char *out, size_t size)
+{
+    PGresult *r = PQexec(c, sql);
+    ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK, "%s: %s", sql, PQerrorMessage(c));
+    snprintf(out, size, "%s", PQntuples(r) ? PQgetvalue(r, 0, 0) : "");
+    PQclear(r);
+}
+
+/* The move of K0000002 to K0000003 (v48) deletes K0000002 while another
+ * instance, in a transaction not yet committed, upserts K0000002 at v32
+ * (the test plays that instance, holding the key lock instances share).
+ * The DELETE cannot see the uncommitted row and the other merge cannot see
+ * the uncommitted tombstone: without the key lock both commit and the
+ * moved-away row survives (K0015675 in pg_rebalance_with_batches_in_flight_
+ * exact). The persister must wait for the other transaction, then delete. */
+START_TEST(pg_moved_key_delete_waits_for_concurrent_upsert)
+{
+    names nm;
+    names_init(&nm, 'm');
+    core_kafka_producer_t *p = new_producer();
+    create_topic(p, nm.topic, 1);
+    int64_t best[8] = { 0 }, rowver[8] = { 0 };
+    bool present[8] = { 0 };
+    model m = { .nkeys_max = 8, .best = best, .present = present, .rowver = rowver, .nkeys = 4 };
+    produce_event(p, nm.topic, 0, 1, 16, "ADD", -1, "10.00");
+    model_apply(&m, 1, 16, true);
+    ck_assert_int_eq((int)core_kafka_producer_flush(p, 60000), 0);
+    run_opts o = { .suffix = nm.u, .schema = nm.store, .password = "tributary",
+                   .http_port = http_port() + 11 };
+    pid_t pid = start_persister(&o);
+    wait_pg_equal(pid, PG_MAIN, nm.store, &m, 60000);
+
+    PGconn *c = pg(PG_MAIN);
+    char sql[1024], v[64];
+    pg_exec(c, "BEGIN");
+    pg_exec(c, "SELECT pg_advisory_xact_lock(hashtextextended('payee' || chr(31) || "
+               "'K0000002', 0))");
+    snprintf(sql, sizeof(sql),
+             "CREATE TEMP TABLE tb_other ON COMMIT DROP AS SELECT * FROM \"%s\".payee WHERE "
+             "payee_id = 'K0000001'; UPDATE tb_other SET payee_id = 'K0000002', tb_version = 32; "
+             "INSERT INTO \"%s\".payee SELECT * FROM tb_other",
+             nm.store, nm.store);
+    pg_exec(c, sql);
+    model_apply(&m, 2, 32, true);
+
+    produce_event(p, nm.topic, 2, 3, 48, "UPDATE", 2, "10.00");
+    model_apply(&m, 3, 48, true);
+    model_apply(&m, 2, 48, false);
+    ck_assert_int_eq((int)core_kafka_producer_flush(p, 60000), 0);
+    /* until the persister either waits for the key or has written the move */
+    PGconn *w = pg(PG_MAIN);
+    snprintf(sql, sizeof(sql),
+             "SELECT (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT "
+             "granted) + (SELECT count(*) FROM \"%s\".payee WHERE payee_id = 'K0000003')",
+             nm.store);
+    int64_t end = core_mono_ms() + 60000;
+    do {
+        assert_alive(pid);
+        sleep_ms(50);
+        pg_value(w, sql, v, sizeof(v));
+    } while (!strcmp(v, "0") && core_mono_ms() < end);
+    ck_assert_str_ne(v, "0");
+    PQfinish(w);
+    pg_exec(c, "COMMIT");
+    PQfinish(c);
+
+    wait_pg_equal(pid, PG_MAIN, nm.store, &m, 60000);
+    ck_assert_int_eq(stop_persister(pid), 0);
+    core_kafka_producer_free(p);
+    pg_drop_schema(nm.store);
+}
+END_TEST
+
 /* Count the records of a topic (from the beginning) and find key. */
 static int count_topic(const char *topic, const char *key, char *hdr_msg, size_t hdr_size,
                        int want, int deadline_ms)
@@ -1416,6 +1490,7 @@ int main(void)
     ADD(tc, pg_outage_exact_memory_bounded);
     ADD(tc, pg_redis_backup_restored_after_kill9);
     ADD(tc, pg_rebalance_with_batches_in_flight_exact);
+    ADD(tc, pg_moved_key_delete_waits_for_concurrent_upsert);
     suite_add_tcase(s, tc);
     TCase *tm = tcase_create("mongodb");
     tcase_add_checked_fixture(tm, setup, teardown);
