@@ -133,8 +133,11 @@ unit: $(UNIT_BINS)
 integration: $(INT_BINS) services
 	@$(TEST_ENV) tests/run-suite.sh integration $(INT_BINS)
 
+# svc-persister's suite (the longest, mostly waiting on its servers) runs in
+# a lane beside the others; the fault suite, which stops servers, after both.
 run-tests: tests
-	@$(TEST_ENV) tests/run-suite.sh $(notdir $(BUILD)) $(UNIT_BINS) $(INT_BINS)
+	@$(TEST_ENV) SUITE_BESIDE="$(filter %/test_persister,$(INT_BINS))" \
+	  tests/run-suite.sh $(notdir $(BUILD)) $(UNIT_BINS) $(INT_BINS)
 	@$(TEST_ENV) tests/fault/run.sh --quick
 
 # The bounded fault suite alone (part of run-tests), and the long soak.
@@ -146,7 +149,8 @@ fault: tests
 
 test: deps
 	$(MAKE) stack-up
-	$(MAKE) all run-tests
+	$(MAKE) -j2 all tests
+	$(MAKE) run-tests
 
 ASAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all
 asan: deps

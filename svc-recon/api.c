@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void json_reply(core_http_response *resp, int status, cJSON *o)
+void recon_api_reply(core_http_response *resp, int status, cJSON *o)
 {
     resp->status = status;
     resp->content_type = "application/json";
@@ -26,12 +26,12 @@ static void json_reply(core_http_response *resp, int status, cJSON *o)
     cJSON_Delete(o);
 }
 
-static void error_reply(core_http_response *resp, int status, const char *msg)
+void recon_api_error(core_http_response *resp, int status, const char *msg)
 {
     cJSON *o = cJSON_CreateObject();
     if (o)
         cJSON_AddStringToObject(o, "error", msg);
-    json_reply(resp, status, o);
+    recon_api_reply(resp, status, o);
     if (resp->status == 500 && status != 500)
         resp->status = status;
 }
@@ -52,12 +52,12 @@ static long page_param(const core_http_request *req)
     return (*buf && !*end && v >= 1 && v <= 1000000) ? v : -1;
 }
 
-static PGconn *connect_or_503(recon_api *api, core_http_response *resp)
+PGconn *recon_api_pg_or_503(recon_api *api, core_http_response *resp)
 {
     char err[512];
     PGconn *c = recon_pg_connect(&api->pg, "svc-recon-api", err, sizeof(err));
     if (!c)
-        error_reply(resp, 503, err);
+        recon_api_error(resp, 503, err);
     return c;
 }
 
@@ -71,10 +71,10 @@ static void h_batches(const core_http_request *req, core_http_response *resp, vo
     PGconn *c;
 
     if (page < 0) {
-        error_reply(resp, 400, "page: a number from 1");
+        recon_api_error(resp, 400, "page: a number from 1");
         return;
     }
-    if (!(c = connect_or_503(api, resp)))
+    if (!(c = recon_api_pg_or_503(api, resp)))
         return;
     snprintf(lim, sizeof(lim), "%d", api->page_size);
     snprintf(off, sizeof(off), "%ld", (page - 1) * api->page_size);
@@ -91,7 +91,7 @@ static void h_batches(const core_http_request *req, core_http_response *resp, vo
         char m[300];
         snprintf(m, sizeof(m), "postgres: %s", PQerrorMessage(c));
         m[strcspn(m, "\n")] = '\0';
-        error_reply(resp, 503, m);
+        recon_api_error(resp, 503, m);
     } else {
         cJSON *o = cJSON_CreateObject(), *a = cJSON_AddArrayToObject(o, "batches");
         cJSON_AddNumberToObject(o, "page", (double)page);
@@ -114,7 +114,7 @@ static void h_batches(const core_http_request *req, core_http_response *resp, vo
             cJSON_AddNumberToObject(b, "format_errors", strtod(PQgetvalue(r, i, 6), NULL));
             cJSON_AddItemToArray(a, b);
         }
-        json_reply(resp, 200, o);
+        recon_api_reply(resp, 200, o);
     }
     PQclear(r);
     PQfinish(c);
@@ -126,12 +126,12 @@ static recon_report *reconcile_or_reply(recon_api *api, const char *batch,
 {
     char err[512];
     recon_report *rep = NULL;
-    PGconn *c = connect_or_503(api, resp);
+    PGconn *c = recon_api_pg_or_503(api, resp);
 
     if (!c)
         return NULL;
     if (recon_reconcile_batch(c, &api->rec, batch, &rep, err, sizeof(err)) != CORE_OK) {
-        error_reply(resp, 503, err);
+        recon_api_error(resp, 503, err);
         rep = NULL;
     } else {
         int turned = recon_metrics_reconciled(rep);
@@ -150,15 +150,15 @@ static void h_batch(const core_http_request *req, core_http_response *resp, void
     recon_report *rep;
 
     if (!*id || strchr(id, '/')) {
-        error_reply(resp, 404, "no such batch");
+        recon_api_error(resp, 404, "no such batch");
         return;
     }
     if (!(rep = reconcile_or_reply(api, id, resp)))
         return;
     if (!rep->known)
-        error_reply(resp, 404, "no audit event of this batch");
+        recon_api_error(resp, 404, "no audit event of this batch");
     else
-        json_reply(resp, 200, recon_report_json(rep));
+        recon_api_reply(resp, 200, recon_report_json(rep));
     recon_report_free(rep);
 }
 
@@ -172,16 +172,16 @@ static void h_discrepancies(const core_http_request *req, core_http_response *re
     recon_report *rep;
 
     if (core_http_query_param(req, "batch", batch, sizeof(batch)) != CORE_OK || !*batch) {
-        error_reply(resp, 400, "batch: required");
+        recon_api_error(resp, 400, "batch: required");
         return;
     }
     if (core_http_query_param(req, "verdict", verdict, sizeof(verdict)) == CORE_OK &&
         ((v = recon_verdict_index(verdict)) < 0 || !recon_verdict_is_discrepancy(v))) {
-        error_reply(resp, 400, "verdict: one of missing, altered, duplicated, unexpected");
+        recon_api_error(resp, 400, "verdict: one of missing, altered, duplicated, unexpected");
         return;
     }
     if (page < 0) {
-        error_reply(resp, 400, "page: a number from 1");
+        recon_api_error(resp, 400, "page: a number from 1");
         return;
     }
     if (!(rep = reconcile_or_reply(api, batch, resp)))
@@ -202,7 +202,7 @@ static void h_discrepancies(const core_http_request *req, core_http_response *re
         total++;
     }
     cJSON_AddNumberToObject(o, "total", (double)total);
-    json_reply(resp, 200, o);
+    recon_api_reply(resp, 200, o);
     recon_report_free(rep);
 }
 
@@ -217,7 +217,7 @@ static void h_replay(const core_http_request *req, core_http_response *resp, voi
     int rc;
 
     if (core_http_query_param(req, "batch", batch, sizeof(batch)) != CORE_OK || !*batch) {
-        error_reply(resp, 400, "batch: required");
+        recon_api_error(resp, 400, "batch: required");
         return;
     }
     rc = core_http_query_param(req, "verdict", verdict, sizeof(verdict));
@@ -225,31 +225,31 @@ static void h_replay(const core_http_request *req, core_http_response *resp, voi
                  : rc == CORE_OK        ? recon_verdict_index(verdict)
                                         : -1;
     if (ro.verdict != RV_MISSING && ro.verdict != RV_ALTERED) {
-        error_reply(resp, 400, "verdict: missing or altered");
+        recon_api_error(resp, 400, "verdict: missing or altered");
         return;
     }
     rc = core_http_query_param(req, "dry_run", dry, sizeof(dry));
     if (rc == CORE_ERR_NOTFOUND)
         snprintf(dry, sizeof(dry), "false");
     else if (rc != CORE_OK || (strcmp(dry, "true") != 0 && strcmp(dry, "false") != 0)) {
-        error_reply(resp, 400, "dry_run: true or false");
+        recon_api_error(resp, 400, "dry_run: true or false");
         return;
     }
     ro.dry_run = strcmp(dry, "true") == 0;
     ro.cfg = api->cfg;
     ro.kafka_defaults = api->kafka_defaults;
     ro.nkafka_defaults = api->nkafka_defaults;
-    if (!(c = connect_or_503(api, resp)))
+    if (!(c = recon_api_pg_or_503(api, resp)))
         return;
     rc = recon_replay_batch(c, &api->rec, &ro, batch, &out, err, sizeof(err));
     PQfinish(c);
     if (rc == CORE_ERR_NOTFOUND)
-        error_reply(resp, 404, err);
+        recon_api_error(resp, 404, err);
     else if (rc != CORE_OK)
-        error_reply(resp, 503, err);
+        recon_api_error(resp, 503, err);
     else {
         recon_metrics_replayed(cJSON_GetNumberValue(cJSON_GetObjectItem(out, "published")));
-        json_reply(resp, 200, out);
+        recon_api_reply(resp, 200, out);
     }
 }
 

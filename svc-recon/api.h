@@ -21,6 +21,7 @@
 #include "tributary/core_http.h"
 #include "tributary/core_kafka.h"
 
+#include <cjson/cJSON.h>
 #include <pthread.h>
 
 typedef struct recon_api {
@@ -52,6 +53,12 @@ void recon_api_close(recon_api *api);
 
 /* Add the routes; api must outlive the server. @returns CORE_OK or an error. */
 int recon_api_register(core_http_t *h, recon_api *api);
+/* The JSON replies every route sends (api.c): o (taken, may be NULL: 500) as
+ * the body with status; {"error": msg} with status; a PostgreSQL connection
+ * of the API's own, or NULL after a 503. */
+void recon_api_reply(core_http_response *resp, int status, cJSON *o);
+void recon_api_error(core_http_response *resp, int status, const char *msg);
+PGconn *recon_api_pg_or_503(recon_api *api, core_http_response *resp);
 /* GET /windows and POST /reconcile (api_windows.c); called by recon_api_register. */
 int recon_api_register_windows(core_http_t *h, recon_api *api);
 

@@ -23,29 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void reply(core_http_response *resp, int status, cJSON *o)
-{
-    resp->status = status;
-    resp->content_type = "application/json";
-    resp->body = o ? cJSON_PrintUnformatted(o) : NULL;
-    if (!resp->body) {
-        resp->status = 500;
-        resp->content_type = NULL;
-        resp->body = core_http_printf("out of memory\n");
-    }
-    cJSON_Delete(o);
-}
-
-static void fail(core_http_response *resp, int status, const char *msg)
-{
-    cJSON *o = cJSON_CreateObject();
-    if (o)
-        cJSON_AddStringToObject(o, "error", msg);
-    reply(resp, status, o);
-    if (resp->status == 500 && status != 500)
-        resp->status = status;
-}
-
 /* A query parameter: 1 present, 0 absent, -1 too long or malformed. */
 static int param(const core_http_request *req, const char *name, char *buf, size_t n)
 {
@@ -60,19 +37,11 @@ static int range(const core_http_request *req, core_http_response *resp, int64_t
     char f[64], t[64];
     if (param(req, "from", f, sizeof(f)) != 1 || param(req, "to", t, sizeof(t)) != 1 ||
         recon_parse_time(f, from) != 0 || recon_parse_time(t, to) != 0 || *to <= *from) {
-        fail(resp, 400, "from and to required: ms since the epoch or ISO-8601, from < to");
+        recon_api_error(resp, 400,
+                        "from and to required: ms since the epoch or ISO-8601, from < to");
         return -1;
     }
     return 0;
-}
-
-static PGconn *conn_or_503(recon_api *api, core_http_response *resp)
-{
-    char err[512];
-    PGconn *c = recon_pg_connect(&api->pg, "svc-recon-api", err, sizeof(err));
-    if (!c)
-        fail(resp, 503, err);
-    return c;
 }
 
 static void h_windows(const core_http_request *req, core_http_response *resp, void *opaque)
@@ -83,23 +52,23 @@ static void h_windows(const core_http_request *req, core_http_response *resp, vo
     cJSON *o = NULL;
 
     if (param(req, "dataset", ds, sizeof(ds)) != 1) {
-        fail(resp, 400, "dataset required");
+        recon_api_error(resp, 400, "dataset required");
         return;
     }
     if (api->cat && !core_avro_catalog_by_dataset(api->cat, ds)) {
-        fail(resp, 400, "unknown dataset");
+        recon_api_error(resp, 400, "unknown dataset");
         return;
     }
     if (range(req, resp, &from, &to) != 0)
         return;
-    PGconn *c = conn_or_503(api, resp);
+    PGconn *c = recon_api_pg_or_503(api, resp);
     if (!c)
         return;
     recon_win_query q = { api->rec.schema, ds, api->window_ms, from, to, api->rec.sinks };
     if (recon_windows_json(c, &q, &o, err, sizeof(err)) != CORE_OK)
-        fail(resp, 503, err);
+        recon_api_error(resp, 503, err);
     else
-        reply(resp, 200, o);
+        recon_api_reply(resp, 200, o);
     PQfinish(c);
 }
 
@@ -119,7 +88,7 @@ static void reconcile_batch(recon_api *api, const char *batch, core_http_respons
     recon_report *rep = NULL;
     recon_close_opts co;
     recon_close_stats cs = { 0 };
-    PGconn *c = conn_or_503(api, resp);
+    PGconn *c = recon_api_pg_or_503(api, resp);
 
     if (!c)
         return;
@@ -128,14 +97,14 @@ static void reconcile_batch(recon_api *api, const char *batch, core_http_respons
     co.only_batch = batch;
     if (recon_close_due(c, &co, &cs, err, sizeof(err)) != CORE_OK ||
         recon_reconcile_batch(c, &api->rec, batch, &rep, err, sizeof(err)) != CORE_OK) {
-        fail(resp, 503, err);
+        recon_api_error(resp, 503, err);
     } else if (!rep->known) {
-        fail(resp, 404, "no audit event of this batch");
+        recon_api_error(resp, 404, "no audit event of this batch");
     } else {
         cJSON *o = recon_report_json(rep);
         if (o)
             cJSON_AddBoolToObject(o, "closed_now", cs.batches > 0);
-        reply(resp, 200, o);
+        recon_api_reply(resp, 200, o);
     }
     recon_report_free(rep);
     PQfinish(c);
@@ -151,18 +120,18 @@ static void reconcile_windows(recon_api *api, const core_http_request *req,
     int has_ds = param(req, "dataset", ds, sizeof(ds));
 
     if (has_ds < 0 || (has_ds && api->cat && !core_avro_catalog_by_dataset(api->cat, ds))) {
-        fail(resp, 400, "unknown dataset");
+        recon_api_error(resp, 400, "unknown dataset");
         return;
     }
     if (range(req, resp, &from, &to) != 0)
         return;
-    PGconn *c = conn_or_503(api, resp);
+    PGconn *c = recon_api_pg_or_503(api, resp);
     if (!c)
         return;
     close_opts(api, &co);
     co.windows = true;
     if (recon_close_due(c, &co, &cs, err, sizeof(err)) != CORE_OK) {
-        fail(resp, 503, err);
+        recon_api_error(resp, 503, err);
         PQfinish(c);
         return;
     }
@@ -170,7 +139,7 @@ static void reconcile_windows(recon_api *api, const core_http_request *req,
              api->rec.schema);
     PGresult *r = has_ds ? NULL : PQexec(c, sql);
     if (!has_ds && PQresultStatus(r) != PGRES_TUPLES_OK) {
-        fail(resp, 503, PQerrorMessage(c));
+        recon_api_error(resp, 503, PQerrorMessage(c));
         PQclear(r);
         PQfinish(c);
         return;
@@ -194,12 +163,12 @@ static void reconcile_windows(recon_api *api, const core_http_request *req,
     PQclear(r);
     PQfinish(c);
     if (!o) {
-        fail(resp, 503, err);
+        recon_api_error(resp, 503, err);
         return;
     }
     cJSON_AddBoolToObject(o, "clean", clean);
     cJSON_AddNumberToObject(o, "windows_closed_now", cs.windows);
-    reply(resp, 200, o);
+    recon_api_reply(resp, 200, o);
 }
 
 static void h_reconcile(const core_http_request *req, core_http_response *resp, void *opaque)
@@ -209,7 +178,7 @@ static void h_reconcile(const core_http_request *req, core_http_response *resp, 
     int b = param(req, "batch", batch, sizeof(batch));
 
     if (b < 0) {
-        fail(resp, 400, "bad batch");
+        recon_api_error(resp, 400, "bad batch");
         return;
     }
     if (b)

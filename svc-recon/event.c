@@ -1,6 +1,8 @@
 /* event.c — the bound-checked direct decoder of AuditEvent wire bytes. */
 #include "event.h"
 
+#include "tributary/core_avro.h"
+
 #include <string.h>
 
 const char *const recon_stage_names[RS_COUNT] = { "ingest", "validator", "cache-feeder",
@@ -68,52 +70,13 @@ static int get_long(rd *r, int64_t *v)
     return -1;
 }
 
-/* Valid UTF-8 (no overlongs, no surrogates, at most U+10FFFF) without NUL. */
-static bool text_ok(const uint8_t *s, size_t n)
-{
-    size_t i = 0;
-
-    while (i < n) {
-        uint8_t c = s[i];
-        size_t k;
-        uint32_t cp;
-
-        if (c == 0)
-            return false;
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        if (c >= 0xc2 && c <= 0xdf)
-            k = 1, cp = c & 0x1f;
-        else if (c >= 0xe0 && c <= 0xef)
-            k = 2, cp = c & 0x0f;
-        else if (c >= 0xf0 && c <= 0xf4)
-            k = 3, cp = c & 0x07;
-        else
-            return false;
-        if (n - i <= k) /* the k continuation bytes must be there */
-            return false;
-        for (size_t j = 1; j <= k; j++) {
-            if ((s[i + j] & 0xc0) != 0x80)
-                return false;
-            cp = (cp << 6) | (s[i + j] & 0x3f);
-        }
-        if ((k == 2 && cp < 0x800) || (k == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
-            (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-        i += k + 1;
-    }
-    return true;
-}
-
 static int get_str(rd *r, recon_str *s)
 {
     int64_t n;
 
     if (get_long(r, &n) || n < 0 || n > RECON_FIELD_MAX || n > r->end - r->p)
         return -1;
-    if (!text_ok(r->p, (size_t)n))
+    if (!core_avro_utf8_valid(r->p, (size_t)n))
         return -1;
     s->p = (const char *)r->p;
     s->len = (size_t)n;

@@ -20,6 +20,19 @@ static void pg_err(PGconn *c, char *errstr, size_t errstr_size)
     core_errstr(errstr, errstr_size, "postgres statements: %s", m);
 }
 
+/* sql with nparams text parameters; the result, or NULL with errstr set
+ * when it returned no rows to read. */
+static PGresult *query(PGconn *c, const char *sql, int nparams, const char *const *params,
+                       char *errstr, size_t errstr_size)
+{
+    PGresult *r = PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) == PGRES_TUPLES_OK)
+        return r;
+    pg_err(c, errstr, errstr_size);
+    PQclear(r);
+    return NULL;
+}
+
 static core_err_t exec(PGconn *c, const char *sql, char *errstr, size_t errstr_size)
 {
     PGresult *r = PQexec(c, sql);
@@ -181,12 +194,9 @@ static core_err_t load_watermarks(PGconn *c, const char *schema, int64_t *wm, ch
         wm[s] = INT64_MIN;
     snprintf(sql, sizeof(sql), "SELECT stage, min(ts_ms) FROM %s.watermarks GROUP BY stage",
              schema);
-    PGresult *r = PQexec(c, sql);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        pg_err(c, errstr, errstr_size);
-        PQclear(r);
+    PGresult *r = query(c, sql, 0, NULL, errstr, errstr_size);
+    if (!r)
         return CORE_ERR_TRANSIENT;
-    }
     for (int i = 0; i < PQntuples(r); i++) {
         const char *st = PQgetvalue(r, i, 0);
         int s = recon_stage_index(st, strlen(st));
@@ -237,12 +247,9 @@ static core_err_t close_batches(PGconn *c, const recon_close_opts *o, const int6
              "a.batch_id AND k.window_ms = 0 AND k.window_start = 0 WHERE (k.state IS NULL OR "
              "k.state = 'reopened') AND ($1::text IS NULL OR a.batch_id = $1) GROUP BY a.batch_id "
              "ORDER BY max(a.last_ts_ms), a.batch_id", o->schema, o->schema);
-    PGresult *r = PQexecParams(c, sql, 1, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        pg_err(c, errstr, errstr_size);
-        PQclear(r);
+    PGresult *r = query(c, sql, 1, params, errstr, errstr_size);
+    if (!r)
         return CORE_ERR_TRANSIENT;
-    }
     core_err_t e = CORE_OK;
     for (int i = 0; i < PQntuples(r) && e == CORE_OK; i++) {
         const char *batch = PQgetvalue(r, i, 0);
@@ -294,12 +301,9 @@ static core_err_t close_windows(PGconn *c, const recon_close_opts *o, const int6
              "ON k.kind = 'window' AND k.subject = w.dataset AND k.window_ms = w.window_ms AND "
              "k.window_start = w.window_start WHERE w.window_ms = $1 AND (k.state IS NULL OR "
              "k.state = 'reopened') ORDER BY w.window_start, w.dataset", o->schema, o->schema);
-    PGresult *r = PQexecParams(c, sql, 1, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        pg_err(c, errstr, errstr_size);
-        PQclear(r);
+    PGresult *r = query(c, sql, 1, params, errstr, errstr_size);
+    if (!r)
         return CORE_ERR_TRANSIENT;
-    }
     core_err_t e = CORE_OK;
     for (int i = 0; i < PQntuples(r) && e == CORE_OK; i++) {
         const char *ds = PQgetvalue(r, i, 0);

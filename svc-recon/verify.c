@@ -2,6 +2,7 @@
  * must reach, what the pipeline accepted last for each key of the batch,
  * and the sinks' findings merged into the report. */
 #include "verify.h"
+#include "winreport.h"
 
 #include "tributary/core_common.h"
 
@@ -75,24 +76,10 @@ static core_err_t expected_stores(PGconn *c, const recon_verify_opts *o, const c
     }
     *why = "sinks";
     if (!stages) {
-        char sql[300];
-        const char *params[1] = { dataset };
-        snprintf(sql, sizeof(sql),
-                 "SELECT DISTINCT stage FROM %s.aggregates WHERE dataset = $1 "
-                 "AND stage IN ('cache-feeder', 'persister')", o->schema);
-        PGresult *r = PQexecParams(c, sql, 1, NULL, params, NULL, NULL, 0);
-        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-            pg_err(c, "query", errstr, errstr_size);
-            PQclear(r);
-            return CORE_ERR_TRANSIENT;
-        }
-        for (int i = 0; i < PQntuples(r); i++) {
-            const char *st = PQgetvalue(r, i, 0);
-            int s = recon_stage_index(st, strlen(st));
-            if (s >= 0)
-                stages |= 1u << s;
-        }
-        PQclear(r);
+        core_err_t e = recon_expected_stages(c, o->schema, dataset, 0, &stages, errstr,
+                                             errstr_size);
+        if (e != CORE_OK)
+            return e;
         *why = "observed";
     }
     if (stages & (1u << RS_CACHE))

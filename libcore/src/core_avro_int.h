@@ -119,9 +119,6 @@ struct avn *core_avro_compile_(core_avro_schema_t *s, const core_avro_catalog_t 
                                size_t errstr_size);
 void core_avro_nodes_free_(struct avn *n);
 
-/* core_avro_utf8.c: UTF-8 validation (no NUL allowed). */
-bool core_avro_utf8_valid(const uint8_t *s, size_t len);
-
 /* core_avro_time.c, for core_avro_json.c. "YYYY-MM-DD" at *pp: days since
  * the epoch (*pp moved past it), or -1 with *why. */
 int core_avro_parse_date_(const char **pp, int64_t *days, const char **why);

@@ -573,4 +573,8 @@ int core_avro_time_format(int64_t ms, char *buf, size_t size);
 /** Same for microseconds: "YYYY-MM-DDTHH:MM:SS.uuuuuuZ". */
 int core_avro_time_format_us(int64_t us, char *buf, size_t size);
 
+/* Valid UTF-8 (no overlongs, no surrogates, at most U+10FFFF) with no NUL
+ * byte: what an Avro string must be here (core_avro_utf8.c). */
+bool core_avro_utf8_valid(const uint8_t *s, size_t len);
+
 #endif
