@@ -173,6 +173,7 @@ static int run(core_service_t *svc, void *cf)
      * run()), while Redis is awaited; the sink's probe of the same name
      * takes over once it runs */
     core_service_ready_add(svc, "redis", feeder_redis_ready, NULL);
+    core_service_open(svc);
     feeder_metrics_init();
     if (!sub && core_service_nfiles(svc) > 0) {
         fprintf(stderr, "svc-cache-feeder: usage error: unexpected argument '%s' (see --help)\n",

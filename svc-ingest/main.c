@@ -227,6 +227,7 @@ static int run(core_service_t *svc, void *unused)
     if (core_service_nfiles(svc) == 0 &&
         (rc = ingest_serve_open(svc, &conf)) != CORE_SERVICE_CONTINUE)
         return rc;
+    core_service_open(svc);
     if (strcmp(conf.delimiter, "tab") == 0 || strcmp(conf.delimiter, "\\t") == 0) {
         conf.delimiter[0] = '\t';
         conf.delimiter[1] = '\0';

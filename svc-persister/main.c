@@ -149,6 +149,7 @@ static int run(core_service_t *svc, void *vconf)
     snprintf(err, sizeof(err), "%s at %s: not connected yet", sink->name, sink->addr);
     pers_ready_set(false, err);
     pers_ready_install(svc);
+    core_service_open(svc);
     if ((rc = core_service_await(svc, sink->name, sink->addr, probe_db, sink)) !=
             CORE_SERVICE_CONTINUE ||
         (rc = core_service_await_kafka(svc)) != CORE_SERVICE_CONTINUE)

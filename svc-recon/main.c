@@ -606,6 +606,7 @@ static int run_daemon(core_service_t *svc, struct recon_conf *c, unsigned sinks)
     }
     recon_api_register(core_service_http(svc), &api);
     recon_dashboard_register(core_service_http(svc));
+    core_service_open(svc);
     core_log_info("started", CLF_S("version", TB_VERSION),
                   CLF_I("http_port", core_http_port(core_service_http(svc))),
                   CLF_S("instance", common->instance_id), CLF_S("group", c->group_id),

@@ -247,6 +247,7 @@ static int run_validate(core_service_t *svc, struct validator_conf *c)
         return CORE_EX_UNAVAILABLE;
     }
     core_http_route(core_service_http(svc), "DELETE", "/cache", h_cache, &cr);
+    core_service_open(svc);
     core_log_info("started", CLF_S("version", TB_VERSION),
                   CLF_I("http_port", core_http_port(core_service_http(svc))),
                   CLF_S("instance", common->instance_id), CLF_S("transactional_id", txn_id),

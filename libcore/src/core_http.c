@@ -60,6 +60,7 @@ struct core_http {
     core_http_guard guard;           /* under lock, as ready_cb */
     void *guard_opaque;
     atomic_bool healthy;
+    atomic_bool set_up;              /* core_http_hold / core_http_open */
     _Atomic size_t max_body;
     int port;
     core_metrics_t *metrics;
@@ -355,6 +356,16 @@ void core_http_set_guard(core_http_t *h, core_http_guard fn, void *opaque)
     pthread_rwlock_unlock(&h->lock);
 }
 
+void core_http_hold(core_http_t *h)
+{
+    atomic_store(&h->set_up, false);
+}
+
+void core_http_open(core_http_t *h)
+{
+    atomic_store(&h->set_up, true);
+}
+
 void core_http_set_ready(core_http_t *h, core_http_ready_cb cb, void *opaque)
 {
     if (!h)
@@ -458,6 +469,8 @@ static void on_readyz(const core_http_request *req, core_http_response *resp, vo
     n = h->nprobes;
     memcpy(probes, h->probes, n * sizeof(probes[0]));
     pthread_rwlock_unlock(&h->lock);
+    if (!atomic_load(&h->set_up))
+        ready_note(out, sizeof(out), "starting", "routes and probes not all set up yet");
     reason[0] = '\0';
     if (cb && !cb(cb_opaque, reason, sizeof(reason))) {
         reason[sizeof(reason) - 1] = '\0';
@@ -519,6 +532,8 @@ static enum MHD_Result send_response(core_http_t *h, struct MHD_Connection *conn
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype ? ctype : TEXT_TYPE);
     if (allow)
         MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
+    if (status == 503)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, "1");
     ret = MHD_queue_response(conn, (unsigned int)status, r);
     MHD_destroy_response(r);
     st->responded = true;
@@ -576,6 +591,12 @@ static enum MHD_Result dispatch(core_http_t *h, struct MHD_Connection *conn, req
     mk = match_route(h, method, url, &r, allow, sizeof(allow));
     pthread_rwlock_unlock(&h->lock);
 
+    if (mk == MATCH_NONE && !atomic_load(&h->set_up)) {
+        /* the route may be one the service has not added yet: not a 404 */
+        body = json_error("starting: %s %s is not served yet, retry", method, url);
+        return send_response(h, conn, st, UNMATCHED, 503, JSON_TYPE, body,
+                             body ? strlen(body) : 0, NULL);
+    }
     if (mk == MATCH_NONE) {
         body = json_error("no route for %s %s", method, url);
         return send_response(h, conn, st, UNMATCHED, 404, JSON_TYPE, body,
@@ -789,6 +810,7 @@ core_http_t *core_http_new(const char *bind_addr, int port, core_metrics_t *metr
         return NULL;
     }
     atomic_init(&h->healthy, true);
+    atomic_init(&h->set_up, true);
     atomic_init(&h->max_body, (size_t)CORE_HTTP_DEFAULT_MAX_BODY);
     h->metrics = metrics ? metrics : core_metrics_global();
     h->req_total = core_metrics_family(h->metrics, CORE_METRIC_COUNTER,

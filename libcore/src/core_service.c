@@ -198,8 +198,14 @@ int core_service_init(core_service_t **svcp, const core_service_def *def,
         core_service_free(svc);
         return CORE_EX_UNAVAILABLE;
     }
+    core_http_hold(svc->http); /* until run() has added its routes and probes */
     *svcp = svc;
     return CORE_SERVICE_CONTINUE;
+}
+
+void core_service_open(core_service_t *svc)
+{
+    core_http_open(svc->http);
 }
 
 void core_service_free(core_service_t *svc)
@@ -456,8 +462,10 @@ const char *core_service_group_instance_id(const core_service_t *svc, const char
 
 int core_service_idle(core_service_t *svc)
 {
-    int rc = core_service_await_kafka(svc);
+    int rc;
 
+    core_service_open(svc);
+    rc = core_service_await_kafka(svc);
     if (rc != CORE_SERVICE_CONTINUE)
         return rc;
     core_log_info("started", CLF_S("version", TB_VERSION),

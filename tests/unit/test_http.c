@@ -23,6 +23,7 @@ typedef struct http_resp {
     size_t len;
     char ctype[128];
     char allow[128];
+    char retry_after[16];
     CURLcode cc;
 } http_resp;
 
@@ -40,20 +41,27 @@ static size_t on_body(char *p, size_t sz, size_t n, void *ud)
     return sz * n;
 }
 
+/* The value of header `name` ("Allow: ") if line p is that header. */
+static void header_value(const char *p, size_t len, const char *name, char *out, size_t size)
+{
+    size_t nl = strlen(name), k;
+
+    if (len <= nl || strncasecmp(p, name, nl) != 0)
+        return;
+    k = len - nl < size ? len - nl : size - 1;
+    memcpy(out, p + nl, k);
+    out[k] = '\0';
+    while (k > 0 && (out[k - 1] == '\r' || out[k - 1] == '\n'))
+        out[--k] = '\0';
+}
+
 static size_t on_header(char *p, size_t sz, size_t n, void *ud)
 {
     http_resp *r = ud;
     size_t len = sz * n;
 
-    if (len > 7 && strncasecmp(p, "Allow: ", 7) == 0) {
-        size_t k = len - 7;
-        if (k >= sizeof(r->allow))
-            k = sizeof(r->allow) - 1;
-        memcpy(r->allow, p + 7, k);
-        r->allow[k] = '\0';
-        while (k > 0 && (r->allow[k - 1] == '\r' || r->allow[k - 1] == '\n'))
-            r->allow[--k] = '\0';
-    }
+    header_value(p, len, "Allow: ", r->allow, sizeof(r->allow));
+    header_value(p, len, "Retry-After: ", r->retry_after, sizeof(r->retry_after));
     return len;
 }
 
@@ -321,6 +329,60 @@ START_TEST(test_readyz_probes)
     ck_assert_int_eq(r.code, 503);
     ck_assert_str_eq(r.body, "not ready: kafka: no reason given; p15: Local: Broker transport "
                              "failure\n");
+    free(r.body);
+    core_http_free(h);
+    core_metrics_free(m);
+}
+END_TEST
+
+/* Held (a service still adding its routes and probes): /readyz 503 names
+ * "starting" beside the probes, an unknown path 503 with Retry-After, not
+ * 404; /healthz answers; open: the probes alone decide, 404 again. */
+START_TEST(test_held_until_open)
+{
+    core_metrics_t *m = core_metrics_new();
+    core_http_t *h = start(m);
+    ready_state kafka = { false, "Local: Broker transport failure" };
+    http_resp r;
+
+    core_http_hold(h);
+    get(core_http_port(h), "/readyz", &r); /* no probe yet: still not ready */
+    ck_assert_int_eq(r.code, 503);
+    ck_assert_str_eq(r.retry_after, "1");
+    ck_assert_str_eq(r.body, "not ready: starting: routes and probes not all set up yet\n");
+    free(r.body);
+    ck_assert_int_eq(core_http_add_ready(h, "kafka", ready_cb, &kafka), CORE_OK);
+    get(core_http_port(h), "/readyz", &r);
+    ck_assert_str_eq(r.body, "not ready: starting: routes and probes not all set up yet; "
+                             "kafka: Local: Broker transport failure\n");
+    free(r.body);
+    get(core_http_port(h), "/batches/b1", &r);
+    ck_assert_int_eq(r.code, 503);
+    ck_assert_str_eq(r.retry_after, "1");
+    ck_assert_str_eq(r.body, "{\"error\": \"starting: GET /batches/b1 is not served yet, "
+                             "retry\"}\n");
+    free(r.body);
+    get(core_http_port(h), "/healthz", &r);
+    ck_assert_int_eq(r.code, 200);
+    free(r.body);
+    ck_assert_int_eq(core_http_route(h, "GET", "/batches/*", h_tag, "batch"), CORE_OK);
+    get(core_http_port(h), "/batches/b1", &r); /* a route added: served while held */
+    ck_assert_int_eq(r.code, 200);
+    free(r.body);
+
+    core_http_open(h);
+    get(core_http_port(h), "/readyz", &r);
+    ck_assert_int_eq(r.code, 503);
+    ck_assert_str_eq(r.body, "not ready: kafka: Local: Broker transport failure\n");
+    free(r.body);
+    kafka.ready = true;
+    get(core_http_port(h), "/readyz", &r);
+    ck_assert_int_eq(r.code, 200);
+    ck_assert_str_eq(r.retry_after, "");
+    free(r.body);
+    get(core_http_port(h), "/nothing", &r);
+    ck_assert_int_eq(r.code, 404);
+    ck_assert_str_eq(r.retry_after, "");
     free(r.body);
     core_http_free(h);
     core_metrics_free(m);
@@ -821,6 +883,7 @@ static Suite *http_suite(void)
     tcase_add_test(tc, test_free_with_client_connected);
     tcase_add_test(tc, test_routes_added_while_serving);
     tcase_add_test(tc, test_helpers);
+    tcase_add_test(tc, test_held_until_open);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -103,6 +103,15 @@ typedef bool (*core_http_guard)(const core_http_request *req, const char *patter
                                 core_http_response *resp, void *opaque);
 void core_http_set_guard(core_http_t *h, core_http_guard fn, void *opaque);
 
+/* While a service is still adding its routes and readiness probes (from
+ * core_http_hold() to core_http_open(); a new server is open): /readyz
+ * answers 503 naming "starting" beside the probes it has, and a path with
+ * no route yet 503 "starting" (Retry-After: 1), not a 404 that says the
+ * resource does not exist. /healthz and /metrics answer throughout.
+ * Thread-safe. */
+void core_http_hold(core_http_t *h);
+void core_http_open(core_http_t *h);
+
 /* Readiness callback for /readyz (NULL: none), asked before the named
  * probes; its reason is shown as it wrote it. It runs on a connection
  * thread; keep it quick and thread-safe. Prefer core_http_add_ready(). */

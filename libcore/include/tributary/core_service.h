@@ -189,6 +189,16 @@ const char *core_service_group_instance_id(const core_service_t *svc, const char
                                            size_t size);
 
 /**
+ * @brief The service has added its routes and readiness probes. The HTTP
+ * server listens from core_service_init on (so /healthz answers during a
+ * slow start), but until this call /readyz is 503 "starting" and a path
+ * with no route 503, not 404 (core_http_hold). Call it in run() once the
+ * routes and probes are in, before any wait for a dependency; the
+ * default run (core_service_idle) calls it.
+ */
+void core_service_open(core_service_t *svc);
+
+/**
  * @brief A readiness probe of one of the service's own dependencies, named
  * after it ("redis", "postgres"), asked beside the "kafka" probe: /readyz
  * is 200 only when every probe is, and a 503 names each that failed
