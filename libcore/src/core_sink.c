@@ -528,11 +528,20 @@ static core_err_t commit_pending(core_sink_t *s, int flush_ms)
         }
     }
     rc = core_kafka_consumer_commit_offsets(s->c, s->pending, err, sizeof(err));
-    if (rc == CORE_OK || rc == CORE_ERR_STATE) {
-        if (rc == CORE_ERR_STATE)
-            core_log_warn("commit refused after a rebalance: the next owner writes the records "
-                          "again (idempotent)",
-                          CLF_S("sink", s->pl->name), CLF_S("error", err));
+    if (rc == CORE_ERR_STATE) {
+        /* A rebalance is under way (or this member's generation is gone).
+         * The offsets stay pending: those of partitions that stay ours are
+         * committed once it is over; the revoke drops those that move (their
+         * next owner writes the records again, idempotent), a loss drops all. */
+        core_metric_inc(s->m_commit_fail);
+        s->commit_attempt++;
+        s->next_commit = core_mono_ms() + core_backoff_delay_ms(&s->bo, s->commit_attempt);
+        core_log_warn("commit refused during a rebalance: retried once it is over",
+                      CLF_S("sink", s->pl->name), CLF_S("error", err),
+                      CLF_I("attempt", s->commit_attempt));
+        return rc;
+    }
+    if (rc == CORE_OK) {
         rd_kafka_topic_partition_list_destroy(s->pending);
         s->pending = rd_kafka_topic_partition_list_new(16);
         s->last_commit = core_mono_ms();
@@ -551,10 +560,19 @@ static core_err_t commit_pending(core_sink_t *s, int flush_ms)
 /* At the end: commit, retrying with backoff while the grace period lasts. */
 static void commit_final(core_sink_t *s)
 {
-    while (commit_pending(s, (int)(core_lifecycle_remaining_ms() > 0
-                                       ? core_lifecycle_remaining_ms() : 1000)) != CORE_OK &&
+    core_err_t rc;
+
+    while ((rc = commit_pending(s, (int)(core_lifecycle_remaining_ms() > 0
+                                             ? core_lifecycle_remaining_ms()
+                                             : 1000))) != CORE_OK &&
            s->pending->cnt > 0 && !core_lifecycle_forced()) {
         int64_t left = core_lifecycle_remaining_ms();
+        if (rc == CORE_ERR_STATE) { /* the close's revoke tries once more */
+            core_log_warn("offsets not committed at the end (a rebalance): the records come "
+                          "again",
+                          CLF_S("sink", s->pl->name));
+            return;
+        }
         int64_t d = s->next_commit - core_mono_ms();
         if (!core_lifecycle_stopping())
             left = 1000;
@@ -737,6 +755,15 @@ static void pipeline_step(core_sink_t *s, size_t keep)
 
 /* ---- rebalances ------------------------------------------------------------------ */
 
+/* Drop the pending offsets of partitions that go: their next owner reads
+ * from the last commit. */
+static void pending_forget(core_sink_t *s, const rd_kafka_topic_partition_list_t *parts)
+{
+    for (int i = 0; i < parts->cnt; i++)
+        rd_kafka_topic_partition_list_del(s->pending, parts->elems[i].topic,
+                                          parts->elems[i].partition);
+}
+
 /* Before partitions go: finish what is in flight and in hand (one try: no
  * backoff inside a rebalance) and commit; drop it all when they are lost. */
 static void on_revoke(core_kafka_consumer_t *c, const rd_kafka_topic_partition_list_t *parts,
@@ -746,7 +773,6 @@ static void on_revoke(core_kafka_consumer_t *c, const rd_kafka_topic_partition_l
     char err[512];
 
     (void)c;
-    (void)parts;
     if (s->in_outage || lost) {
         s->batch_lost = true;
         if (lost) {
@@ -754,6 +780,8 @@ static void on_revoke(core_kafka_consumer_t *c, const rd_kafka_topic_partition_l
                 batches_drop(s, "partitions lost");
             rd_kafka_topic_partition_list_destroy(s->pending);
             s->pending = rd_kafka_topic_partition_list_new(16);
+        } else {
+            pending_forget(s, parts); /* never commit for a partition's next owner */
         }
         return;
     }
@@ -774,10 +802,12 @@ static void on_revoke(core_kafka_consumer_t *c, const rd_kafka_topic_partition_l
         }
         oldest_done(s, r, err);
     }
-    if (commit_pending(s, COMMIT_FLUSH_MS) != CORE_OK)
+    if (commit_pending(s, COMMIT_FLUSH_MS) != CORE_OK) {
         core_log_warn("offsets not committed before a rebalance: the next owner writes the "
                       "records again",
-                      CLF_S("sink", s->pl->name));
+                      CLF_S("sink", s->pl->name), CLF_I("partitions", parts->cnt));
+        pending_forget(s, parts); /* the rest stays ours: committed after the rebalance */
+    }
 }
 
 /* ---- records ------------------------------------------------------------------ */

@@ -11,7 +11,10 @@
  * (and after the audit and DLQ records were delivered), pauses and backs
  * off (jitter, circuit breaker) while the plugin answers RETRY, drains on
  * revoke and on shutdown within the grace period that is left
- * (core_lifecycle), and answers readiness. The plugin, in the shape of a
+ * (core_lifecycle), and answers readiness. A commit the group refuses
+ * during a rebalance keeps its offsets and is retried once the rebalance is
+ * over; the offsets of partitions that are revoked are dropped (never
+ * committed for their next owner), so only those records are written again. The plugin, in the shape of a
  * Fluent Bit output plugin, only says how one record is prepared and how a
  * batch is written: OK, RETRY or ERROR.
  *
