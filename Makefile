@@ -6,7 +6,8 @@
 #   make asan       the test suite under AddressSanitizer and UBSan
 #   make fault      the fault soak over the whole pipeline (tests/fault/, ~15 min; 3 brokers too)
 #   make fuzz       libFuzzer on the Avro decoder and the JSON parser (FUZZ_TIME seconds each)
-#   make deps       install the Debian packages (root, non-interactive)
+#   make deps       install the Debian packages (root, non-interactive) and the deploy tools
+#   make deploy-check  deploy/check.sh + the dashboards' metrics against the running services
 #   make stack-up | stack-down | stack-status   the local servers on loopback
 
 VERSION   := 0.1.0
@@ -51,7 +52,7 @@ LIBS_svc-persister    := $(DB_LIBS)
 LIBS_svc-recon        := $(DB_LIBS)
 
 .PHONY: all lib services tests test unit integration run-tests asan demo deps \
-        stack-up stack-down stack-status clean bench fuzz help fault fault-quick
+        stack-up stack-down stack-status clean bench fuzz help fault fault-quick deploy-check
 
 all: lib services
 
@@ -135,10 +136,18 @@ integration: $(INT_BINS) services
 
 # svc-persister's suite (the longest, mostly waiting on its servers) runs in
 # a lane beside the others; the fault suite, which stops servers, after both.
-run-tests: tests
+run-tests: tests deploy-check
 	@$(TEST_ENV) SUITE_BESIDE="$(filter %/test_persister,$(INT_BINS))" \
 	  tests/run-suite.sh $(notdir $(BUILD)) $(UNIT_BINS) $(INT_BINS)
 	@$(TEST_ENV) tests/fault/run.sh --quick
+
+# deploy/ checked for real (deploy/check.sh: helm lint/template +
+# kubeconform, promtool, compose, workflow, the Dockerfile's packages against
+# ldd; tools from deploy/local/tools.sh, installed by make deps), and every
+# metric the dashboards and alert rules name against the running services.
+deploy-check: services
+	@TRIBUTARY_BUILD=$(BUILD) deploy/check.sh
+	@$(TEST_ENV) tests/integration/metrics_names.sh
 
 # The bounded fault suite alone (part of run-tests), and the long soak.
 fault-quick: tests
@@ -192,6 +201,7 @@ fuzz: deps
 
 deps:
 	@deploy/local/deps.sh
+	@deploy/local/tools.sh install
 
 stack-up:
 	@deploy/local/stack.sh up

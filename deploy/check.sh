@@ -110,43 +110,66 @@ done
 say "shared templates identical across ${#CHARTS[@]} charts"
 
 # ---- helm + kubeconform ----------------------------------------------------
+# The helm runs are independent: up to 4 at a time (each writes its own
+# output; a failure leaves a .fail file with the reason).
+jobs_wait() { while [ "$(jobs -rp | wc -l)" -ge 4 ]; do wait -n || true; done; }
 helm_t() { # NAME OUT CHART ARGS...: helm template into OUT (a file)
     local name=$1 out=$2 chart=$3
     shift 3
-    if ! "$TB_HELM" template tb "$chart" --kube-version "$TB_K8S_VERSION" "$@" >"$out" 2>"$out.err"; then
-        bad "helm template $name: $(cat "$out.err")"
-        return 1
-    fi
+    jobs_wait
+    { "$TB_HELM" template tb "$chart" --kube-version "$TB_K8S_VERSION" "$@" >"$out" 2>"$out.err" ||
+        printf 'helm template %s: %s\n' "$name" "$(cat "$out.err")" >"$out.fail"; } &
 }
 refuse() { # WHAT WANT-IN-ERROR CHART ARGS...: helm template must fail saying WANT
-    local what=$1 want=$2 chart=$3
+    local what=$1 want=$2 chart=$3 n
     shift 3
-    if "$TB_HELM" template tb "$chart" --kube-version "$TB_K8S_VERSION" "$@" >/dev/null 2>"$work/refuse.err"; then
-        bad "$what was accepted"
-    elif ! grep -q -- "$want" "$work/refuse.err"; then
-        bad "$what: refused, but not with '$want': $(cat "$work/refuse.err")"
-    fi
+    n=$work/refuse/$(printf '%s' "$what" | tr -c 'A-Za-z0-9' _)
+    jobs_wait
+    { if "$TB_HELM" template tb "$chart" --kube-version "$TB_K8S_VERSION" "$@" >/dev/null 2>"$n.err"; then
+          echo "$what was accepted" >"$n.fail"
+      elif ! grep -q -- "$want" "$n.err"; then
+          echo "$what: refused, but not with '$want': $(cat "$n.err")" >"$n.fail"
+      fi; } &
 }
-mkdir -p "$work/out"
+mkdir -p "$work/out" "$work/refuse" "$work/lint"
 # The umbrella's file:// dependencies, built in a copy (nothing written to
 # the tree), without any repository or network access.
 cp -r helm "$work/helm"
 "$TB_HELM" dependency build --skip-refresh "$work/helm/tributary" >"$work/dep.log" 2>&1 ||
     bad "helm dependency build helm/tributary: $(cat "$work/dep.log")"
 for c in "${CHARTS[@]}" tributary; do
-    "$TB_HELM" lint --strict "$work/helm/$c" >"$work/lint.log" 2>&1 || bad "helm lint --strict helm/$c: $(cat "$work/lint.log")"
+    jobs_wait
+    { "$TB_HELM" lint --strict "$work/helm/$c" >"$work/lint/$c.log" 2>&1 ||
+        echo "helm lint --strict helm/$c: $(cat "$work/lint/$c.log")" >"$work/lint/$c.fail"; } &
 done
 for c in "${CHARTS[@]}"; do
-    helm_t "$c (defaults)" "$work/out/$c-defaults.yaml" "helm/$c" || true
+    helm_t "$c (defaults)" "$work/out/$c-defaults.yaml" "helm/$c"
 done
 for c in svc-validator svc-cache-feeder svc-persister svc-recon; do
-    helm_t "$c (production, KEDA)" "$work/out/$c-prod.yaml" "helm/$c" -f helm/ci/production.yaml || true
-    helm_t "$c (production, HPA)" "$work/out/$c-hpa.yaml" "helm/$c" -f helm/ci/production.yaml -f helm/ci/production-hpa.yaml || true
+    helm_t "$c (production, KEDA)" "$work/out/$c-prod.yaml" "helm/$c" -f helm/ci/production.yaml
+    helm_t "$c (production, HPA)" "$work/out/$c-hpa.yaml" "helm/$c" -f helm/ci/production.yaml -f helm/ci/production-hpa.yaml
 done
-helm_t "svc-ingest (production)" "$work/out/svc-ingest-prod.yaml" helm/svc-ingest -f helm/ci/production-ingest.yaml || true
-helm_t "svc-ingest spool.type=pvc" "$work/out/svc-ingest-pvc.yaml" helm/svc-ingest --set spool.type=pvc || true
-helm_t "tributary (defaults)" "$work/out/tributary-defaults.yaml" "$work/helm/tributary" || true
-helm_t "tributary (production)" "$work/out/tributary-prod.yaml" "$work/helm/tributary" -f helm/ci/production-umbrella.yaml || true
+helm_t "svc-ingest (production)" "$work/out/svc-ingest-prod.yaml" helm/svc-ingest -f helm/ci/production-ingest.yaml
+helm_t "svc-ingest spool.type=pvc" "$work/out/svc-ingest-pvc.yaml" helm/svc-ingest --set spool.type=pvc
+helm_t "tributary (defaults)" "$work/out/tributary-defaults.yaml" "$work/helm/tributary"
+helm_t "tributary (production)" "$work/out/tributary-prod.yaml" "$work/helm/tributary" -f helm/ci/production-umbrella.yaml
+
+# The checks in _helpers.tpl must refuse these.
+refuse "a grace period shorter than shutdown.grace.ms" "must be longer" helm/svc-validator --set terminationGracePeriodSeconds=30
+refuse "a password in config:" "looks like a secret" helm/svc-cache-feeder --set 'config.redis\.password=x'
+refuse "maxReplicas above the partitions" "above autoscaling.partitions" helm/svc-persister \
+    --set autoscaling.enabled=true --set autoscaling.maxReplicas=12 --set autoscaling.partitions=6
+refuse "maxReplicas above the partitions (KEDA)" "above autoscaling.partitions" helm/svc-validator \
+    -f helm/ci/production.yaml --set autoscaling.partitions=6
+refuse "KEDA for svc-ingest (no consumer group)" "no consumer group" helm/svc-ingest \
+    --set autoscaling.enabled=true --set autoscaling.keda.enabled=true
+refuse "a mongodb.uri with credentials in config:" "holds credentials" helm/svc-persister \
+    --set 'config.mongodb\.uri=mongodb://u:p@h/'
+wait
+for f in "$work"/lint/*.fail "$work"/out/*.fail "$work"/refuse/*.fail; do
+    [ -e "$f" ] && bad "$(cat "$f")"
+done
+rm -f "$work"/out/*.fail
 
 # What the renders must contain: KEDA xor HPA, the umbrella's shared values.
 grep -q '^kind: ScaledObject' "$work/out/svc-validator-prod.yaml" || bad "no ScaledObject with autoscaling.keda.enabled"
@@ -163,21 +186,30 @@ n=$(grep -c 'pg.conninfo = host=pg-rw.data' "$work/out/tributary-prod.yaml" || t
 n=$(grep -c 'name: TB_REDIS_PASSWORD_FILE' "$work/out/tributary-prod.yaml" || true)
 [ "$n" -eq 2 ] || bad "the global redis.password secret reached $n services, want 2 (validator, cache-feeder)"
 
-# The checks in _helpers.tpl must refuse these.
-refuse "a grace period shorter than shutdown.grace.ms" "must be longer" helm/svc-validator --set terminationGracePeriodSeconds=30
-refuse "a password in config:" "looks like a secret" helm/svc-cache-feeder --set 'config.redis\.password=x'
-refuse "maxReplicas above the partitions" "above autoscaling.partitions" helm/svc-persister \
-    --set autoscaling.enabled=true --set autoscaling.maxReplicas=12 --set autoscaling.partitions=6
-refuse "maxReplicas above the partitions (KEDA)" "above autoscaling.partitions" helm/svc-validator \
-    -f helm/ci/production.yaml --set autoscaling.partitions=6
-refuse "KEDA for svc-ingest (no consumer group)" "no consumer group" helm/svc-ingest \
-    --set autoscaling.enabled=true --set autoscaling.keda.enabled=true
-refuse "a mongodb.uri with credentials in config:" "holds credentials" helm/svc-persister \
-    --set 'config.mongodb\.uri=mongodb://u:p@h/'
 "$TB_KUBECONFORM" -strict -summary -output text \
     -kubernetes-version "$TB_K8S_VERSION" \
     -schema-location "$TB_K8S_SCHEMAS/{{ .ResourceKind }}{{ .KindSuffix }}.json" \
     "$work/out"/*.yaml >"$work/kc.log" 2>&1 || { bad "kubeconform:"; cat "$work/kc.log"; }
+# The schemas are strict: a misspelt field and a KEDA trigger without its
+# type must fail (so a clean run above means something).
+cat >"$work/strict-selftest.yaml" <<'EOF2'
+apiVersion: v1
+kind: Service
+metadata: {name: x}
+spec:
+  ports: [{port: 80, targetPortt: 8080}]
+---
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata: {name: x}
+spec:
+  scaleTargetRef: {name: x}
+  triggers: [{metadata: {topic: t}}]
+EOF2
+n=$("$TB_KUBECONFORM" -strict -summary -output text -kubernetes-version "$TB_K8S_VERSION" \
+    -schema-location "$TB_K8S_SCHEMAS/{{ .ResourceKind }}{{ .KindSuffix }}.json" \
+    "$work/strict-selftest.yaml" 2>&1 | grep -c ' is invalid: ' || true)
+[ "$n" -eq 2 ] || bad "kubeconform self-test: $n of 2 broken manifests refused (schemas not strict?)"
 say "helm: $(ls "$work/out"/*.yaml | wc -l) renders of 6 charts; kubeconform (Kubernetes $TB_K8S_VERSION, strict): $(tail -1 "$work/kc.log")"
 
 # ---- promtool and metric names ----------------------------------------------
