@@ -145,7 +145,7 @@ run-tests: tests deploy-check
 # kubeconform, promtool, compose, workflow, the Dockerfile's packages against
 # ldd; tools from deploy/local/tools.sh, installed by make deps), and every
 # metric the dashboards and alert rules name against the running services.
-deploy-check: services
+deploy-check: services $(FAULT_CHECK)
 	@TRIBUTARY_BUILD=$(BUILD) deploy/check.sh
 	@$(TEST_ENV) tests/integration/metrics_names.sh
 

@@ -13,8 +13,10 @@
 # by name; nothing else is.
 #
 # Env: TRIBUTARY_BUILD (build), TB_PROTO_DIR (proto/), STACK_* as stack.sh.
-# Its own consumer groups (tributary-metrics-check-*): on a stack that has
-# carried other runs, the first run reads the topics' history once.
+# Kept apart from every other test, as the fault suite does: its own consumer
+# groups (seeded at the end of payee.raw/.retry/.valid with fault_check, so
+# history is not read), audit topic, Redis key prefix and PostgreSQL schemas
+# (the schemas are dropped at the end).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo=$PWD
@@ -27,10 +29,17 @@ say() { printf 'metrics_names: %s\n' "$*"; }
 eval "$(deploy/local/stack.sh env)"
 work=$(mktemp -d "${TMPDIR:-/tmp}/tributary-metrics.XXXXXX")
 pids=()
+run=tbm$(date +%s)$$
+pgconn="host=127.0.0.1 port=${STACK_PG_PORT:-5432} dbname=tributary user=tributary"
 cleanup() {
     local p
     for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
     for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    PGPASSWORD=tributary psql "$pgconn" -qAtc \
+        "DROP SCHEMA IF EXISTS ${run}_sink CASCADE; DROP SCHEMA IF EXISTS ${run}_recon CASCADE" \
+        >/dev/null 2>&1 || true
+    redis-cli -h "${STACK_REDIS_HOST:-127.0.0.1}" -p "${STACK_REDIS_PORT:-6379}" --scan --pattern "$run*" 2>/dev/null |
+        xargs -r redis-cli -h "${STACK_REDIS_HOST:-127.0.0.1}" -p "${STACK_REDIS_PORT:-6379}" del >/dev/null 2>&1 || true
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -40,10 +49,21 @@ import socket
 ss = [socket.socket() for _ in range(5)]
 for s in ss: s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in ss))')
-pgconn="host=127.0.0.1 port=${STACK_PG_PORT:-5432} dbname=tributary user=tributary"
 printf 'tributary\n' >"$work/pg.password"
-run=m$(date +%s)$$
-group=tributary-metrics-check
+group=tributary-$run
+audit=$run.audit
+for g in "validator payee.raw payee.retry" "feeder payee.valid" "persister payee.valid"; do
+    set -- $g
+    name=$1
+    shift
+    ok=0
+    for _ in $(seq 1 30); do
+        "$build/tests/fault/fault_check" seed-group --brokers "$STACK_KAFKA_BOOTSTRAP" \
+            --group "$group-$name" "$@" 2>>"$work/seed.log" && { ok=1; break; }
+        sleep 1
+    done
+    [ "$ok" = 1 ] || { say "FAIL: seeding $group-$name: $(tail -n 1 "$work/seed.log")"; echo "0 passed, 1 failed"; exit 1; }
+done
 
 start() { # NAME PORT ARGS...  (librdkafka statistics every second: lag, rtt, queue gauges)
     local name=$1 port=$2
@@ -54,18 +74,19 @@ start() { # NAME PORT ARGS...  (librdkafka statistics every second: lag, rtt, qu
     pids+=($!)
 }
 mkdir -p "$work/spool"
+kb=(--kafka.bootstrap.servers "$STACK_KAFKA_BOOTSTRAP" --audit.topic "$audit")
 start svc-ingest "$p_ing" serve --dataset payee --spool.dir "$work/spool" --spool.poll.ms 200 \
-    --kafka.bootstrap.servers "$STACK_KAFKA_BOOTSTRAP"
+    "${kb[@]}"
 start svc-validator "$p_val" --dataset payee --group.id "$group-validator" \
-    --commit.interval.ms 200 --kafka.bootstrap.servers "$STACK_KAFKA_BOOTSTRAP"
+    --transactional.id "$group-validator" --commit.interval.ms 200 "${kb[@]}"
 start svc-cache-feeder "$p_feed" --dataset payee --group.id "$group-feeder" \
-    --kafka.bootstrap.servers "$STACK_KAFKA_BOOTSTRAP"
+    --cache.prefix "$run" "${kb[@]}"
 start svc-persister "$p_pers" --dataset payee --sink postgres --create-tables \
-    --group.id "$group-persister" --batch.timeout.ms 200 --pg.conninfo "$pgconn" \
-    --pg.password_file "$work/pg.password" --kafka.bootstrap.servers "$STACK_KAFKA_BOOTSTRAP"
+    --pg.schema "${run}_sink" --group.id "$group-persister" --batch.timeout.ms 200 \
+    --pg.conninfo "$pgconn" --pg.password_file "$work/pg.password" "${kb[@]}"
 start svc-recon "$p_rec" --group.id "$group-recon" --sinks cache-feeder,persister \
-    --pg.conninfo "$pgconn" --pg.password_file "$work/pg.password" \
-    --kafka.bootstrap.servers "$STACK_KAFKA_BOOTSTRAP"
+    --state.schema "${run}_recon" --pg.conninfo "$pgconn" --pg.password_file "$work/pg.password" \
+    "${kb[@]}"
 
 code() { curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$1$2" 2>/dev/null || true; }
 failed=0
