@@ -56,9 +56,9 @@ mod_dir() {
     echo "$dir"
 }
 
-# go_tool NAME MOD@VER PKG-IN-MOD: $TOOLS/NAME-VER/NAME, built with go install.
+# go_tool NAME MOD@VER PKG-IN-MOD [LDFLAGS]: $TOOLS/NAME-VER/NAME, built once.
 go_tool() {
-    local name=$1 mod=$2 pkg=$3 ver=${2##*@} out dir
+    local name=$1 mod=$2 pkg=$3 ldflags=${4:-} ver=${2##*@} out dir
     out=$TOOLS/$name-$ver
     [ -x "$out/$name" ] && { echo "$out/$name"; return 0; }
     say "building $name $ver from ${mod%@*} (once; minutes)" >&2
@@ -67,7 +67,7 @@ go_tool() {
     dir=$(mod_dir "$mod") || return 1
     mkdir -p "$out"
     (cd "$dir" && GOTOOLCHAIN=local GOFLAGS=-buildvcs=false \
-        "$GO" build -o "$out/$name.tmp" "./$pkg") >&2 || { rm -rf "$out"; return 1; }
+        "$GO" build -ldflags "$ldflags" -o "$out/$name.tmp" "./$pkg") >&2 || { rm -rf "$out"; return 1; }
     mv "$out/$name.tmp" "$out/$name"
     echo "$out/$name"
 }
@@ -75,7 +75,8 @@ go_tool() {
 install_helm() {
     local m
     for m in "${HELM_MODS[@]}"; do
-        if go_tool helm "$m" cmd/helm >/dev/null; then
+        # the version its release builds stamp in (`helm version`)
+        if go_tool helm "$m" cmd/helm "-X ${m%@*}/internal/version.version=${m##*@}" >/dev/null; then
             echo "${m##*@}" >"$TOOLS/helm.version"
             return 0
         fi
