@@ -191,9 +191,11 @@ mongodb.*). The chart's own entry for a key wins.
 {{- toYaml $out -}}
 {{- end -}}
 
-{{/* KEDA: the consumer group whose lag is measured. */}}
+{{/* KEDA: the consumer group whose lag is measured: config group.id, or
+     autoscaling.keda.consumerGroup for a service that derives its group
+     when group.id is not set. */}}
 {{- define "tributary.kedaGroup" -}}
-{{- .Values.autoscaling.keda.consumerGroup | default (index (.Values.config | default dict) "group.id") | default "" -}}
+{{- index (.Values.config | default dict) "group.id" | default .Values.autoscaling.keda.consumerGroup | default "" -}}
 {{- end -}}
 
 {{/* KEDA: the input topics, as a YAML list: autoscaling.keda.topics, or
