@@ -1469,7 +1469,8 @@ END_TEST
 
 /* The /batches routes came after the broker wait: a POST right after the
  * first /healthz got 404 (seen under ASan, where start-up is slow). They are
- * there from the start; while the broker is away a request is answered on its
+ * there before the broker wait (until then the server says 503 "starting",
+ * with Retry-After); while the broker is away a request is answered on its
  * merits (a missing file: 422), never "no such route". */
 START_TEST(serve_batches_route_answers_before_the_broker)
 {
@@ -1502,7 +1503,19 @@ START_TEST(serve_batches_route_answers_before_the_broker)
     }
     free(resp);
     snprintf(url, sizeof(url), "http://127.0.0.1:%s/batches", port);
-    code = http("POST", url, "{\"file\":\"/nonexistent.csv\",\"dataset\":\"payee\"}", &resp);
+    /* /healthz answers from the first moment; until run() has added its
+     * routes the server says 503 "starting" (Retry-After), never 404 */
+    deadline = core_mono_ms() + 15000;
+    for (;;) {
+        code = http("POST", url, "{\"file\":\"/nonexistent.csv\",\"dataset\":\"payee\"}",
+                    &resp);
+        if (code != 503 || !resp || !strstr(resp, "starting"))
+            break;
+        free(resp);
+        resp = NULL;
+        ck_assert_msg(core_mono_ms() < deadline, "POST /batches still 'starting' after 15 s");
+        usleep(20000);
+    }
     ck_assert_msg(code == 422, "POST /batches before the broker answered: %ld %s", code,
                   resp ? resp : "");
     free(resp);
