@@ -3,7 +3,8 @@
 # and the alert rules name (deploy/metric_names.py) exists in what the
 # running services export.
 #
-# Starts the five services against the local stack (make stack-up), sends a
+# Starts the five services against the local stack (make stack-up), each
+# with its configuration from deploy/compose/compose.yaml, sends a
 # small payee batch through them (deploy/local/gen_payees.py: good rows,
 # format errors and rule breaks, so the error metrics have samples too),
 # waits until svc-recon has reconciled it, scrapes /metrics of each service
@@ -65,22 +66,33 @@ for g in "validator payee.raw payee.retry" "feeder payee.valid" "persister payee
     [ "$ok" = 1 ] || { say "FAIL: seeding $group-$name: $(tail -n 1 "$work/seed.log")"; echo "0 passed, 1 failed"; exit 1; }
 done
 
+# Each service runs with its tributary.properties from
+# deploy/compose/compose.yaml, so the compose file's settings are known to
+# start the services; flags override what must differ here (the stack's
+# addresses instead of the compose hosts, free ports, the isolation above).
+python3 - "$work" <<'PY'
+import sys, yaml
+c = yaml.safe_load(open("deploy/compose/compose.yaml"))
+for n in ("svc-ingest", "svc-validator", "svc-cache-feeder", "svc-persister", "svc-recon"):
+    open("%s/%s.properties" % (sys.argv[1], n), "w").write(c["configs"][n + ".properties"]["content"])
+PY
 start() { # NAME PORT ARGS...  (librdkafka statistics every second: lag, rtt, queue gauges)
     local name=$1 port=$2
     shift 2
-    "$build/bin/$name" --http.port "$port" --shutdown.grace.ms 5000 \
+    "$build/bin/$name" --config "$work/$name.properties" --http.port "$port" --shutdown.grace.ms 5000 \
         --kafka.statistics.interval.ms 1000 "$@" \
         </dev/null >/dev/null 2>"$work/$name.log" &
     pids+=($!)
 }
 mkdir -p "$work/spool"
 kb=(--kafka.bootstrap.servers "$STACK_KAFKA_BOOTSTRAP" --audit.topic "$audit")
+redis=(--redis.host "${STACK_REDIS_HOST:-127.0.0.1}" --redis.port "${STACK_REDIS_PORT:-6379}")
 start svc-ingest "$p_ing" serve --dataset payee --spool.dir "$work/spool" --spool.poll.ms 200 \
     "${kb[@]}"
 start svc-validator "$p_val" --dataset payee --group.id "$group-validator" \
-    --transactional.id "$group-validator" --commit.interval.ms 200 "${kb[@]}"
+    --transactional.id "$group-validator" --commit.interval.ms 200 "${redis[@]}" "${kb[@]}"
 start svc-cache-feeder "$p_feed" --dataset payee --group.id "$group-feeder" \
-    --cache.prefix "$run" "${kb[@]}"
+    --cache.prefix "$run" "${redis[@]}" "${kb[@]}"
 start svc-persister "$p_pers" --dataset payee --sink postgres --create-tables \
     --pg.schema "${run}_sink" --group.id "$group-persister" --batch.timeout.ms 200 \
     --pg.conninfo "$pgconn" --pg.password_file "$work/pg.password" "${kb[@]}"
