@@ -1,12 +1,13 @@
 # tributary — one Makefile for libcore, the five services, tests and the local stack.
 #
 #   make            build libcore (static + shared + pkg-config) and every service
-#   make test       deps, stack-up, build, unit + integration tests (what CI runs)
+#   make test       deps, stack-up, build, deploy checks, unit + integration tests (what CI runs)
 #   make demo       deps, stack-up, build, run the sample through the pipeline
 #   make asan       the test suite under AddressSanitizer and UBSan
 #   make fault      the fault soak over the whole pipeline (tests/fault/, ~15 min; 3 brokers too)
 #   make fuzz       libFuzzer on the Avro decoder and the JSON parser (FUZZ_TIME seconds each)
-#   make deps       install the Debian packages (root, non-interactive)
+#   make deps       install the Debian packages (root, non-interactive) and the deploy tools
+#   make deploy-check  deploy/check.sh + the dashboards' metrics against the running services
 #   make stack-up | stack-down | stack-status   the local servers on loopback
 
 VERSION   := 0.1.0
@@ -51,12 +52,12 @@ LIBS_svc-persister    := $(DB_LIBS)
 LIBS_svc-recon        := $(DB_LIBS)
 
 .PHONY: all lib services tests test unit integration run-tests asan demo deps \
-        stack-up stack-down stack-status clean bench fuzz help fault fault-quick
+        stack-up stack-down stack-status clean bench fuzz help fault fault-quick deploy-check
 
 all: lib services
 
 help:
-	@sed -n '2,10p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,12p' Makefile | sed 's/^# \{0,1\}//'
 
 lib: $(CORE_A) $(CORE_SO) $(CORE_PC)
 
@@ -135,10 +136,18 @@ integration: $(INT_BINS) services
 
 # svc-persister's suite (the longest, mostly waiting on its servers) runs in
 # a lane beside the others; the fault suite, which stops servers, after both.
-run-tests: tests
+run-tests: tests deploy-check
 	@$(TEST_ENV) SUITE_BESIDE="$(filter %/test_persister,$(INT_BINS))" \
 	  tests/run-suite.sh $(notdir $(BUILD)) $(UNIT_BINS) $(INT_BINS)
 	@$(TEST_ENV) tests/fault/run.sh --quick
+
+# deploy/ checked for real (deploy/check.sh: helm lint/template +
+# kubeconform, promtool, compose, workflow, the Dockerfile's packages against
+# ldd; tools from deploy/local/tools.sh, installed by make deps), and every
+# metric the dashboards and alert rules name against the running services.
+deploy-check: services $(FAULT_CHECK)
+	@TRIBUTARY_BUILD=$(BUILD) deploy/check.sh
+	@$(TEST_ENV) tests/integration/metrics_names.sh
 
 # The bounded fault suite alone (part of run-tests), and the long soak.
 fault-quick: tests
@@ -192,6 +201,7 @@ fuzz: deps
 
 deps:
 	@deploy/local/deps.sh
+	@deploy/local/tools.sh install
 
 stack-up:
 	@deploy/local/stack.sh up

@@ -73,7 +73,7 @@ typedef struct pstate {
     bool redis_ok;
     /* metrics */
     core_metric_family_t *m_rows, *m_retries, *m_batch, *m_flush, *m_depth, *m_backup_err,
-        *m_dead;
+        *m_dead, *m_e2e;
 } pstate;
 
 static const double batch_buckets[] = { 1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000 };
@@ -146,6 +146,7 @@ static void metrics_init(pstate *st)
     st->m_dead = core_metrics_family(m, CORE_METRIC_COUNTER, "tributary_persister_dlq_total",
                                      "Records sent to the dead-letter topic", ds_l, NULL, 0,
                                      NULL, 0);
+    st->m_e2e = core_kafka_latency_family(m, NULL, 0);
 }
 
 /* ---- Redis backup of the buffer (seed 004) ------------------------------ */
@@ -462,6 +463,13 @@ static pers_res_t flush_batch(pstate *st, pers_record **recs, size_t n, char *er
                                                   : "dead";
         const char *lv[] = { rec->ds->name, st->sink->name, o, NULL };
         core_metric_inc(core_metrics_series(st->m_rows, lv));
+        if (rec->fate == PERS_WRITTEN && rec->ingest_ts > 0) {
+            int64_t now = core_now_ms();
+            if (now >= rec->ingest_ts)
+                core_metric_observe(core_metrics_series2(st->m_e2e, st->sink->name,
+                                                         rec->ds->name),
+                                    (double)(now - rec->ingest_ts) / 1000.0);
+        }
     }
     size_t left = core_kafka_producer_flush(st->producer, 30000);
     if (left > 0 || core_kafka_producer_failed(st->producer) != failed0) {
@@ -825,6 +833,9 @@ static void handle_message(pstate *st, rd_kafka_message_t *m)
                                  sizeof(err));
         return;
     }
+    r->ingest_ts = core_kafka_ingest_ts(m);
+    if (r->ingest_ts < 0)
+        r->ingest_ts = 0;
     if (r->fate == PERS_DEAD)
         core_log_warn("record cannot be decoded: to the dead-letter topic", CLF_S("topic", topic),
                       CLF_I("partition", m->partition), CLF_I("offset", m->offset),

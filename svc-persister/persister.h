@@ -111,6 +111,7 @@ typedef struct pers_record {
     size_t rowlen;
     core_digest digest;
     pers_fate_t fate;
+    int64_t ingest_ts;    /* tb.ingest.ts (ms since the epoch); 0: not known */
     char *error;          /* why it is dead */
     char error_class[16]; /* invalid | poison */
 } pers_record;

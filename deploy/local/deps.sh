@@ -22,10 +22,12 @@ REQUIRED_PKGS=(
     redis-server redis-tools postgresql postgresql-client kcat
     procps psmisc iproute2 ca-certificates
     chromium chromium-driver
+    prometheus
 )
-# Nice to have: clang + its runtime for libFuzzer / LeakSanitizer targets;
-# prometheus for promtool (deploy/check.sh checks and unit-tests the alert rules).
-OPTIONAL_PKGS=(clang libclang-rt-14-dev prometheus)
+# prometheus: for promtool (deploy/check.sh, part of make test, checks and
+# unit-tests the alert rules); its service is kept from starting like the
+# others. Nice to have: clang + its runtime for libFuzzer / LeakSanitizer targets.
+OPTIONAL_PKGS=(clang libclang-rt-14-dev)
 
 # Minimum Go to build FerretDB v1.x (go.mod says go 1.22).
 GO_MIN_MINOR=22

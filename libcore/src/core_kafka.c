@@ -996,3 +996,39 @@ rd_kafka_t *core_kafka_producer_handle(core_kafka_producer_t *p)
 {
     return p ? p->common.rk : NULL;
 }
+
+/* ---- end-to-end latency -------------------------------------------------- */
+
+int64_t core_kafka_ingest_ts(const rd_kafka_message_t *m)
+{
+    rd_kafka_headers_t *hdrs = NULL;
+    const void *val = NULL;
+    size_t size = 0;
+    int64_t ts = 0;
+
+    if (!m || rd_kafka_message_headers(m, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+        rd_kafka_header_get_last(hdrs, "tb.ingest.ts", &val, &size) !=
+            RD_KAFKA_RESP_ERR_NO_ERROR ||
+        !val || size == 0 || size > 18)
+        return -1;
+    for (size_t i = 0; i < size; i++) {
+        char c = ((const char *)val)[i];
+        if (c < '0' || c > '9')
+            return -1;
+        ts = ts * 10 + (c - '0');
+    }
+    return ts;
+}
+
+core_metric_family_t *core_kafka_latency_family(core_metrics_t *m, char *errstr,
+                                                size_t errstr_size)
+{
+    static const char *const labels[] = { "sink", "dataset", NULL };
+    static const double buckets[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                      1,     2.5,  5,     10,   30,  60,   300 };
+
+    return core_metrics_family(m, CORE_METRIC_HISTOGRAM, "tributary_end_to_end_latency_seconds",
+                               "From svc-ingest reading the line (tb.ingest.ts) to the sink's "
+                               "committed write",
+                               labels, buckets, CORE_ARRAY_SIZE(buckets), errstr, errstr_size);
+}

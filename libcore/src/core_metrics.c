@@ -716,10 +716,10 @@ static void render_family(core_strbuf *b, const core_metric_family_t *f)
     char num[64], le[64];
     size_t i;
 
-    for (s = f->head; s && s->hidden; s = s->next)
-        ;
-    if (!s)
-        return; /* nothing to show */
+    /* A declared family is shown (HELP and TYPE) even before its first
+     * series or after core_metrics_family_clear(): a scrape, a dashboard
+     * and tests/integration/metrics_names.sh see every metric the service
+     * has, also the error counters that no error has touched yet. */
     core_strbuf_add(b, "# HELP ");
     core_strbuf_add(b, f->name);
     core_strbuf_add(b, " ");

@@ -49,6 +49,7 @@ typedef struct ds_state {
     outcome_count oc[MAX_OUTCOMES];
     size_t noc;
     core_metric_t *dlq;
+    core_metric_t *e2e; /* tributary_end_to_end_latency_seconds{sink,dataset} */
 } ds_state;
 
 struct core_sink {
@@ -478,6 +479,9 @@ static void batch_account(core_sink_t *s, batch *b, core_sink_res_t res, const c
             count_outcome(s, r->dataset, s->pl->outcome_dead);
         } else {
             const char *oc = r->outcome ? r->outcome : s->pl->outcome_ok;
+            int64_t its = core_kafka_ingest_ts(r->rkm);
+            if (its >= 0 && ts >= its)
+                core_metric_observe(s->dss[r->dataset].e2e, (double)(ts - its) / 1000.0);
             emit_audit(s, r, oc, r->reason, ts);
             count_outcome(s, r->dataset, oc);
         }
@@ -970,8 +974,9 @@ static int sink_setup(core_sink_t *s, char *errstr, size_t errstr_size)
                             "Offset commits that failed and are retried", l_sink, NULL, 0,
                             errstr, errstr_size),
         name);
-    if (!s->f_records || !f_dlq || !s->m_batch || !s->m_flush || !s->m_retries || !s->m_paused ||
-        !s->m_commit_fail)
+    core_metric_family_t *f_e2e = core_kafka_latency_family(m, errstr, errstr_size);
+    if (!s->f_records || !f_dlq || !f_e2e || !s->m_batch || !s->m_flush || !s->m_retries ||
+        !s->m_paused || !s->m_commit_fail)
         return CORE_EX_SOFTWARE;
 
     s->nb = (size_t)o->batch_inflight + 2;
@@ -993,8 +998,10 @@ static int sink_setup(core_sink_t *s, char *errstr, size_t errstr_size)
         if (!s->bs[i].items || !s->bs[i].prep)
             goto nomem;
     }
-    for (size_t d = 0; d < o->ndatasets; d++)
+    for (size_t d = 0; d < o->ndatasets; d++) {
         s->dss[d].dlq = core_metrics_series2(f_dlq, name, o->datasets[d].name);
+        s->dss[d].e2e = core_metrics_series2(f_e2e, name, o->datasets[d].name);
+    }
     if (s->pl->decode == CORE_SINK_DECODE_AVRO &&
         !(s->dec = core_avro_decoder_new(o->catalog, errstr, errstr_size)))
         return CORE_EX_SOFTWARE;

@@ -1024,6 +1024,61 @@ static rd_kafka_message_t *poll_records(core_kafka_consumer_t *c, size_t n, int 
     return last;
 }
 
+/* tb.ingest.ts as the sinks read it for the end-to-end latency: the last
+ * header of that name, decimal ms; none or a bad one is -1. */
+START_TEST(test_ingest_ts_header)
+{
+    mock_t m = { 0 };
+    dr_log d = { .n = 4, .seen = calloc(4, sizeof(unsigned)) };
+    char err[512] = "";
+    const core_kafka_header good[] = { { "tb.ingest.ts", "1700000000123", 13 } };
+    const core_kafka_header bad[] = { { "tb.ingest.ts", "12x", 3 } };
+    const core_kafka_header two[] = { { "tb.ingest.ts", "5", 1 }, { "tb.ingest.ts", "7", 1 } };
+    const struct {
+        const core_kafka_header *h;
+        size_t n;
+        int64_t want;
+    } cases[] = { { good, 1, 1700000000123 }, { NULL, 0, -1 }, { bad, 1, -1 }, { two, 2, 7 } };
+    int64_t got[4] = { 0 };
+    size_t n = 0;
+
+    mock_start(&m, 1);
+    mock_topic(&m, "lat", 1);
+    core_kafka_producer_t *p = producer(&m, NULL, 0, dr_record, &d);
+    for (size_t i = 0; i < 4; i++)
+        ck_assert_msg(core_kafka_produce(p, "lat", "k", 1, "v", 1, cases[i].h, cases[i].n,
+                                         (void *)(uintptr_t)(i + 1), err, sizeof(err)) == CORE_OK,
+                      "%s", err);
+    ck_assert_uint_eq(core_kafka_producer_flush(p, 10000), 0);
+    core_kafka_producer_free(p);
+
+    core_kafka_consumer_t *c = consumer(&m, "lat-g", NULL, 0, NULL);
+    subscribe1(c, "lat");
+    int64_t dl = deadline_in(DEADLINE_MS);
+    while (n < 4 && before(dl)) {
+        rd_kafka_message_t *rkm = core_kafka_consumer_poll(c, 100);
+        if (!rkm)
+            continue;
+        if (!rkm->err)
+            got[n++] = core_kafka_ingest_ts(rkm);
+        rd_kafka_message_destroy(rkm);
+    }
+    ck_assert_uint_eq(n, 4);
+    for (size_t i = 0; i < 4; i++)
+        ck_assert_msg(got[i] == cases[i].want, "record %zu: %" PRId64 ", want %" PRId64, i,
+                      got[i], cases[i].want);
+    ck_assert_int_eq(core_kafka_ingest_ts(NULL), -1);
+    core_kafka_consumer_free(c);
+
+    /* one family, declared again by a second sink in the process */
+    core_metric_family_t *f = core_kafka_latency_family(g_reg, err, sizeof(err));
+    ck_assert_msg(f, "%s", err);
+    ck_assert_ptr_eq(core_kafka_latency_family(g_reg, NULL, 0), f);
+    free(d.seen);
+    mock_stop(&m);
+}
+END_TEST
+
 /* rd_kafka_consumer_close() serves the last revoke and the statistics
  * callbacks itself. A callback that asks librdkafka's group thread anything
  * (rd_kafka_assignment(), rd_kafka_rebalance_protocol()) once the revoke's
@@ -1777,6 +1832,7 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_loop_test(tc, test_group_commit_then_resume, 0, 2);
     tcase_add_loop_test(tc, test_close_never_blocks, 0, 2);
+    tcase_add_test(tc, test_ingest_ts_header);
     suite_add_tcase(s[2], tc);
     tc = tcase_create("offsets");
     tcase_set_timeout(tc, 60);

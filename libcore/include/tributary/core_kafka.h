@@ -504,4 +504,24 @@ core_err_t core_kafka_stats_apply(core_metrics_t *m, const char *json, size_t le
                                   const rd_kafka_topic_partition_list_t *assigned,
                                   int flags, char *errstr, size_t errstr_size);
 
+/* ---- end-to-end latency -------------------------------------------------- */
+
+/**
+ * @brief The record's tb.ingest.ts header: when svc-ingest read its line, in
+ * ms since the Unix epoch (decimal digits, the last such header), or -1 when
+ * the record has none or one that is not a number.
+ */
+int64_t core_kafka_ingest_ts(const rd_kafka_message_t *m);
+
+/**
+ * @brief The histogram family tributary_end_to_end_latency_seconds{sink,
+ * dataset}: from tb.ingest.ts to the record's committed write at a sink
+ * (seconds; buckets 5 ms to 5 min). Each sink observes
+ * core_now_ms() - core_kafka_ingest_ts() of every record it wrote, when the
+ * header is there. Declared once per registry (the same family again on a
+ * second call). NULL on failure, with errstr.
+ */
+core_metric_family_t *core_kafka_latency_family(core_metrics_t *m, char *errstr,
+                                                size_t errstr_size);
+
 #endif
