@@ -556,10 +556,12 @@ static void find_refs(const core_avro_catalog_t *cat, const cJSON *j, bool type_
     }
 }
 
-/* Look up (or register) s under subject, its references first. */
+/* Look up (or register) s under subject, its references first; with
+ * compatp, ask whether it is compatible instead of the last lookup. */
 static core_err_t bind_schema(core_registry_t *r, const core_avro_catalog_t *cat,
                               const core_avro_schema_t *s, const char *subject, int depth,
-                              uint32_t *idp, int *versionp, char *errstr, size_t errstr_size)
+                              uint32_t *idp, int *versionp, bool *compatp, char *errstr,
+                              size_t errstr_size)
 {
     const core_avro_schema_t *used[16];
     core_registry_ref refs[16];
@@ -585,10 +587,13 @@ static core_err_t bind_schema(core_registry_t *r, const core_avro_catalog_t *cat
         snprintf(subjects[i], sizeof(subjects[i]), "%s", core_avro_schema_name(used[i]));
         refs[i].name = core_avro_schema_name(used[i]);
         refs[i].subject = subjects[i];
-        err = bind_schema(r, cat, used[i], subjects[i], depth + 1, &rid, &refs[i].version, errstr,
-                          errstr_size);
+        err = bind_schema(r, cat, used[i], subjects[i], depth + 1, &rid, &refs[i].version, NULL,
+                          errstr, errstr_size);
     }
-    if (err == CORE_OK)
+    if (err == CORE_OK && compatp)
+        err = core_registry_check_compat(r, subject, text, refs, nused, compatp, errstr,
+                                         errstr_size);
+    else if (err == CORE_OK)
         err = core_registry_lookup(r, subject, text, refs, nused, r->auto_register, idp, versionp,
                                    errstr, errstr_size);
     free(text);
@@ -610,12 +615,105 @@ core_err_t core_registry_bind(core_registry_t *r, core_avro_catalog_t *cat,
                     core_avro_schema_name(schema), topic ? topic : "");
         return CORE_ERR_INVALID;
     }
-    if ((err = bind_schema(r, cat, schema, subject, 0, &id, &version, errstr, errstr_size)) !=
-        CORE_OK)
+    if ((err = bind_schema(r, cat, schema, subject, 0, &id, &version, NULL, errstr,
+                           errstr_size)) != CORE_OK)
         return err;
     if ((err = core_avro_catalog_set_id(cat, schema, id, errstr, errstr_size)) != CORE_OK)
         return err;
     if (idp)
         *idp = id;
     return CORE_OK;
+}
+
+core_err_t core_registry_bind_subject(core_registry_t *r, const core_avro_catalog_t *cat,
+                                      const core_avro_schema_t *schema, const char *subject,
+                                      uint32_t *idp, char *errstr, size_t errstr_size)
+{
+    int version = 0;
+
+    return bind_schema(r, cat, schema, subject, 0, idp, &version, NULL, errstr, errstr_size);
+}
+
+core_err_t core_registry_check_schema(core_registry_t *r, const core_avro_catalog_t *cat,
+                                      const core_avro_schema_t *schema, const char *subject,
+                                      bool *compatible, char *errstr, size_t errstr_size)
+{
+    uint32_t id = 0;
+    int version = 0;
+
+    *compatible = false;
+    return bind_schema(r, cat, schema, subject, 0, &id, &version, compatible, errstr,
+                       errstr_size);
+}
+
+/* Under no lock: one request whose answer must be 200 (or 404 when
+ * missing_ok). */
+static core_err_t simple(core_registry_t *r, const char *method, const char *path,
+                         const char *body, const char *what, bool missing_ok, char *errstr,
+                         size_t errstr_size)
+{
+    reg_answer a;
+    core_err_t err;
+
+    pthread_mutex_lock(&r->lock);
+    err = reg_http_do(r->http, method, path, body, &a, &r->stats.requests, errstr, errstr_size);
+    pthread_mutex_unlock(&r->lock);
+    if (err != CORE_OK)
+        return err;
+    if (a.status != 200 && !(missing_ok && a.status == 404))
+        err = refusal(&a, what, errstr, errstr_size);
+    free(a.body);
+    return err;
+}
+
+core_err_t core_registry_set_compat(core_registry_t *r, const char *subject, const char *level,
+                                    char *errstr, size_t errstr_size)
+{
+    char *esc = core_httpc_escape(subject, strlen(subject)), path[600], body[64], what[400];
+    core_err_t err;
+
+    if (!esc || strlen(esc) > 500 || strlen(level) > 32) {
+        free(esc);
+        core_errstr(errstr, errstr_size, "registry: subject or level too long, or out of memory");
+        return CORE_ERR_INVALID;
+    }
+    snprintf(path, sizeof(path), "/config/%s", esc);
+    snprintf(body, sizeof(body), "{\"compatibility\":\"%s\"}", level);
+    snprintf(what, sizeof(what), "registry %s: subject %s: set compatibility %s", r->url, subject,
+             level);
+    err = simple(r, "PUT", path, body, what, false, errstr, errstr_size);
+    free(esc);
+    return err;
+}
+
+core_err_t core_registry_delete_subject(core_registry_t *r, const char *subject, char *errstr,
+                                        size_t errstr_size)
+{
+    char *esc = core_httpc_escape(subject, strlen(subject)), path[600], what[400];
+    core_err_t err;
+
+    if (!esc || strlen(esc) > 500) {
+        free(esc);
+        core_errstr(errstr, errstr_size, "registry: subject too long, or out of memory");
+        return CORE_ERR_INVALID;
+    }
+    snprintf(what, sizeof(what), "registry %s: subject %s: delete", r->url, subject);
+    snprintf(path, sizeof(path), "/subjects/%s", esc);
+    err = simple(r, "DELETE", path, NULL, what, true, errstr, errstr_size);
+    snprintf(path, sizeof(path), "/subjects/%s?permanent=true", esc);
+    if (err == CORE_OK)
+        err = simple(r, "DELETE", path, NULL, what, true, errstr, errstr_size);
+    free(esc);
+    pthread_mutex_lock(&r->lock);
+    for (size_t i = 0; i < r->nsubs;) {
+        if (strcmp(r->subs[i].subject, subject) == 0) {
+            free(r->subs[i].subject);
+            free(r->subs[i].key);
+            r->subs[i] = r->subs[--r->nsubs];
+        } else {
+            i++;
+        }
+    }
+    pthread_mutex_unlock(&r->lock);
+    return err;
 }

@@ -149,6 +149,34 @@ core_err_t core_registry_bind(core_registry_t *r, core_avro_catalog_t *cat,
                               const core_avro_schema_t *schema, const char *topic,
                               uint32_t *idp, char *errstr, size_t errstr_size);
 
+/**
+ * @brief core_registry_bind() under a subject given, without touching the
+ * catalogue's ids: the id the subject gives the schema (registered when
+ * auto_register is set).
+ */
+core_err_t core_registry_bind_subject(core_registry_t *r, const core_avro_catalog_t *cat,
+                                      const core_avro_schema_t *schema, const char *subject,
+                                      uint32_t *idp, char *errstr, size_t errstr_size);
+
+/**
+ * @brief Whether a catalogue schema may follow the latest version of
+ * \p subject (core_registry_check_compat() with the text and references
+ * core_registry_bind() would send; references are looked up or
+ * registered, by auto_register).
+ */
+core_err_t core_registry_check_schema(core_registry_t *r, const core_avro_catalog_t *cat,
+                                      const core_avro_schema_t *schema, const char *subject,
+                                      bool *compatible, char *errstr, size_t errstr_size);
+
+/** Set a subject's compatibility level ("BACKWARD", "NONE"...): PUT /config/S. */
+core_err_t core_registry_set_compat(core_registry_t *r, const char *subject, const char *level,
+                                    char *errstr, size_t errstr_size);
+
+/** Delete a subject and its versions for good (soft, then permanent). A
+ * subject already gone is CORE_OK. Clears the caches of that subject. */
+core_err_t core_registry_delete_subject(core_registry_t *r, const char *subject, char *errstr,
+                                        size_t errstr_size);
+
 /** The request counters since core_registry_new() (tests: the caches). */
 typedef struct core_registry_stats {
     uint64_t requests; /* HTTP requests sent, retries included */
