@@ -1,0 +1,491 @@
+/* test_registry.c — the Schema Registry client (core_registry) and the
+ * services in registry mode, against the real Apicurio Registry of the
+ * local stack (stack.sh: 127.0.0.1:18081, Confluent API under
+ * /apis/ccompat/v7, BACKWARD) and the real broker:
+ *
+ *   - register, look up, fetch by id; what the caches and the negative
+ *     cache save (request counts);
+ *   - an incompatible schema refused with 409 and the registry's message;
+ *   - svc-ingest with a subject the registry lacks (auto.register off):
+ *     exit 78 naming the subject; the registry down at start: exit 69
+ *     naming it after startup.timeout.ms, no hang;
+ *   - svc-ingest → svc-validator in registry mode: the records carry the
+ *     registry's id (not the catalogue's 101), the validator resolves it
+ *     and passes every record to .valid; a record with an id the registry
+ *     does not know goes to .dlq as poison with that reason, the others
+ *     still flow.
+ *
+ * TB_TEST_REGISTRY_URL overrides the registry (default the stack's). */
+#include "testutil.h"
+#include "tributary/core_avro.h"
+#include "tributary/core_common.h"
+#include "tributary/core_kafka.h"
+#include "tributary/core_registry.h"
+
+#include <cjson/cJSON.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define BOOTSTRAP "127.0.0.1:9092"
+
+static const core_kafka_prop kdefaults[] = { { "bootstrap.servers", BOOTSTRAP } };
+
+static const char *registry_url(void)
+{
+    const char *u = getenv("TB_TEST_REGISTRY_URL");
+
+    return u && *u ? u : "http://127.0.0.1:18081/apis/ccompat/v7";
+}
+
+static core_registry_t *registry(bool auto_register)
+{
+    core_registry_conf c = { 0 };
+    core_registry_t *r;
+    char err[512];
+
+    c.url = registry_url();
+    c.auto_register = auto_register;
+    c.retries = 2;
+    r = core_registry_new(&c, err, sizeof(err));
+    ck_assert_msg(r != NULL, "%s", err);
+    return r;
+}
+
+static core_avro_catalog_t *catalog(void)
+{
+    char err[512];
+    core_avro_catalog_t *cat = core_avro_catalog_load(tu_proto_dir(), err, sizeof(err));
+
+    ck_assert_msg(cat != NULL, "%s", err);
+    return cat;
+}
+
+/* ---- the client ---------------------------------------------------------- */
+
+START_TEST(client_registers_looks_up_fetches_and_caches)
+{
+    core_avro_catalog_t *cat = catalog();
+    const core_avro_schema_t *payee = core_avro_catalog_by_dataset(cat, "payee");
+    core_registry_t *r = registry(true), *r2;
+    core_registry_stats st0, st1;
+    char subject[256], err[1024], *text = NULL, *again = NULL;
+    uint32_t id = 0, id2 = 0;
+
+    snprintf(subject, sizeof(subject), "it-registry-%s-value", tu_unique());
+    ck_assert_msg(core_registry_bind_subject(r, cat, payee, subject, &id, err, sizeof(err)) ==
+                      CORE_OK,
+                  "%s", err);
+    ck_assert_uint_gt(id, 0);
+    /* the same schema again: from the cache, no request */
+    core_registry_get_stats(r, &st0);
+    ck_assert_int_eq(core_registry_bind_subject(r, cat, payee, subject, &id2, err, sizeof(err)),
+                     CORE_OK);
+    core_registry_get_stats(r, &st1);
+    ck_assert_uint_eq(id2, id);
+    ck_assert_uint_eq(st1.requests, st0.requests);
+    ck_assert_uint_gt(st1.hits, st0.hits);
+
+    /* another client, registration off: a lookup finds the same id */
+    r2 = registry(false);
+    ck_assert_msg(core_registry_bind_subject(r2, cat, payee, subject, &id2, err, sizeof(err)) ==
+                      CORE_OK,
+                  "%s", err);
+    ck_assert_uint_eq(id2, id);
+
+    /* by id: the text as registered, Meta as a reference by name */
+    ck_assert_msg(core_registry_get(r2, id, &text, err, sizeof(err)) == CORE_OK, "%s", err);
+    ck_assert_ptr_nonnull(strstr(text, "\"tributary.Meta\""));
+    ck_assert_ptr_nonnull(strstr(text, "\"Payee\""));
+    core_registry_get_stats(r2, &st0);
+    ck_assert_int_eq(core_registry_get(r2, id, &again, err, sizeof(err)), CORE_OK);
+    core_registry_get_stats(r2, &st1);
+    ck_assert_str_eq(again, text);
+    ck_assert_uint_eq(st1.requests, st0.requests);
+
+    /* an id it does not know: NOTFOUND, then from the negative cache */
+    free(text);
+    text = NULL;
+    ck_assert_int_eq(core_registry_get(r2, 2147483000u, &text, err, sizeof(err)),
+                     CORE_ERR_NOTFOUND);
+    ck_assert_ptr_nonnull(strstr(err, "2147483000"));
+    core_registry_get_stats(r2, &st0);
+    ck_assert_int_eq(core_registry_get(r2, 2147483000u, &text, err, sizeof(err)),
+                     CORE_ERR_NOTFOUND);
+    core_registry_get_stats(r2, &st1);
+    ck_assert_uint_eq(st1.requests, st0.requests);
+    free(text);
+    free(again);
+
+    /* the catalogue with the registry as id source resolves the id */
+    ck_assert_int_eq(core_avro_catalog_set_fetch(cat, core_registry_fetch, r2), CORE_OK);
+    ck_assert_ptr_null(core_avro_catalog_by_id(cat, 101)); /* fixed ids dropped */
+    {
+        const core_avro_schema_t *w = core_avro_catalog_by_id(cat, id);
+
+        ck_assert_ptr_nonnull(w);
+        ck_assert_str_eq(core_avro_schema_dataset(w), "payee");
+        ck_assert_str_eq(core_avro_schema_name(w), "tributary.dataset.Payee");
+    }
+    /* a subject without the schema, registration off: NOTFOUND naming it */
+    snprintf(subject, sizeof(subject), "it-registry-missing-%s-value", tu_unique());
+    ck_assert_int_eq(core_registry_bind_subject(r2, cat, payee, subject, &id2, err, sizeof(err)),
+                     CORE_ERR_NOTFOUND);
+    ck_assert_ptr_nonnull(strstr(err, subject));
+    ck_assert_ptr_nonnull(strstr(err, "auto.register.schemas"));
+    core_registry_delete_subject(r, subject, err, sizeof(err));
+    core_registry_free(r2);
+    core_registry_free(r);
+    core_avro_catalog_free(cat);
+}
+END_TEST
+
+START_TEST(incompatible_schema_refused_with_409_and_the_registry_message)
+{
+    core_registry_t *r = registry(true);
+    char subject[256], err[1024];
+    const char *v1 = "{\"type\":\"record\",\"name\":\"Thing\",\"namespace\":\"it\",\"fields\":"
+                     "[{\"name\":\"a\",\"type\":\"string\"}]}";
+    /* a new field without a default: old records cannot be read with it */
+    const char *v2 = "{\"type\":\"record\",\"name\":\"Thing\",\"namespace\":\"it\",\"fields\":"
+                     "[{\"name\":\"a\",\"type\":\"string\"},{\"name\":\"b\",\"type\":\"long\"}]}";
+    /* with a default: fine under BACKWARD */
+    const char *v3 = "{\"type\":\"record\",\"name\":\"Thing\",\"namespace\":\"it\",\"fields\":"
+                     "[{\"name\":\"a\",\"type\":\"string\"},{\"name\":\"c\",\"type\":\"long\","
+                     "\"default\":0}]}";
+    uint32_t id1 = 0, id = 0;
+    bool ok = true;
+
+    snprintf(subject, sizeof(subject), "it-registry-compat-%s-value", tu_unique());
+    ck_assert_msg(core_registry_lookup(r, subject, v1, NULL, 0, true, &id1, NULL, err,
+                                       sizeof(err)) == CORE_OK,
+                  "%s", err);
+    ck_assert_msg(core_registry_set_compat(r, subject, "BACKWARD", err, sizeof(err)) == CORE_OK,
+                  "%s", err);
+    ck_assert_int_eq(core_registry_check_compat(r, subject, v2, NULL, 0, &ok, err, sizeof(err)),
+                     CORE_OK);
+    ck_assert(!ok);
+    ck_assert_int_eq(core_registry_lookup(r, subject, v2, NULL, 0, true, &id, NULL, err,
+                                          sizeof(err)),
+                     CORE_ERR_INVALID);
+    ck_assert_msg(strstr(err, "HTTP 409") && strstr(err, subject) && strstr(err, "ncompatible"),
+                  "%s", err);
+    ck_assert_int_eq(core_registry_check_compat(r, subject, v3, NULL, 0, &ok, err, sizeof(err)),
+                     CORE_OK);
+    ck_assert(ok);
+    ck_assert_msg(core_registry_lookup(r, subject, v3, NULL, 0, true, &id, NULL, err,
+                                       sizeof(err)) == CORE_OK,
+                  "%s", err);
+    ck_assert_uint_ne(id, id1);
+    ck_assert_int_eq(core_registry_delete_subject(r, subject, err, sizeof(err)), CORE_OK);
+    core_registry_free(r);
+}
+END_TEST
+
+/* ---- the services -------------------------------------------------------- */
+
+struct run_names {
+    char prefix[96], raw[160], valid[160], retry[160], dlq[160], audit[160], ckpt[160];
+};
+
+static void names_new(struct run_names *n)
+{
+    snprintf(n->prefix, sizeof(n->prefix), "itreg%s.", tu_unique());
+    snprintf(n->raw, sizeof(n->raw), "%spayee.raw", n->prefix);
+    snprintf(n->valid, sizeof(n->valid), "%spayee.valid", n->prefix);
+    snprintf(n->retry, sizeof(n->retry), "%spayee.retry", n->prefix);
+    snprintf(n->dlq, sizeof(n->dlq), "%spayee.dlq", n->prefix);
+    snprintf(n->audit, sizeof(n->audit), "%saudit.events", n->prefix);
+    snprintf(n->ckpt, sizeof(n->ckpt), "%singest.ckpt", n->prefix);
+}
+
+static char *payee_csv(size_t rows)
+{
+    char *path = strdup("/tmp/tb-it-registry-XXXXXX.csv");
+    int fd = mkstemps(path, 4);
+    FILE *f;
+
+    ck_assert_int_ge(fd, 0);
+    f = fdopen(fd, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("payee_id,name,account_number,routing_number,iban,country,currency,email,"
+          "amount_limit,status,updated_at\n", f);
+    for (size_t i = 0; i < rows; i++)
+        fprintf(f, "P%zu,Name %zu,%010zu,021000021,,US,USD,,10.00,ACTIVE,2026-11-22T08:30:00Z\n",
+                i, i, i);
+    fclose(f);
+    return path;
+}
+
+static int run_ingest(const struct run_names *n, const char *url, const char *file,
+                      const char *const *extra, char **out, char **err)
+{
+    char bin[512];
+    const char *argv[40];
+    int k = 0;
+
+    snprintf(bin, sizeof(bin), "%s/bin/svc-ingest", tu_build_dir());
+    argv[k++] = bin;
+    argv[k++] = "--dataset";
+    argv[k++] = "payee";
+    argv[k++] = "--topic";
+    argv[k++] = n->raw;
+    argv[k++] = "--audit.topic";
+    argv[k++] = n->audit;
+    argv[k++] = "--checkpoint.topic";
+    argv[k++] = n->ckpt;
+    argv[k++] = "--http.port";
+    argv[k++] = "0";
+    argv[k++] = "--schema.registry.url";
+    argv[k++] = url;
+    for (size_t i = 0; extra && extra[i]; i++)
+        argv[k++] = extra[i];
+    argv[k++] = file;
+    argv[k] = NULL;
+    return tu_run_cmd((char *const *)argv, environ, out, err, 120000);
+}
+
+static int count_plain_lines(const char *s)
+{
+    int n = 0;
+
+    for (const char *l = s; l && *l;) {
+        const char *e = strchr(l, '\n');
+
+        if (*l != '{')
+            n++;
+        if (!e)
+            break;
+        l = e + 1;
+    }
+    return n;
+}
+
+START_TEST(ingest_subject_not_registered_exits_78_naming_it)
+{
+    struct run_names n;
+    char *file = payee_csv(3), *out = NULL, *err = NULL, subject[256];
+    const char *const extra[] = { "--startup.timeout.ms", "10000", NULL };
+    core_avro_catalog_t *cat = catalog();
+    core_registry_t *r = registry(true);
+    char e[512];
+    uint32_t id;
+    int rc;
+
+    names_new(&n);
+    /* the audit event is there; the dataset's subject is not */
+    ck_assert_msg(core_registry_bind_subject(r, cat,
+                                             core_avro_catalog_by_name(cat, "tributary.AuditEvent"),
+                                             "audit.events-value", &id, e, sizeof(e)) == CORE_OK,
+                  "%s", e);
+    rc = run_ingest(&n, registry_url(), file, extra, &out, &err);
+    snprintf(subject, sizeof(subject), "%s-value", n.raw);
+    ck_assert_msg(rc == 78, "exit %d: %s", rc, err);
+    ck_assert_msg(strstr(err, subject) != NULL, "stderr does not name %s: %s", subject, err);
+    ck_assert_msg(count_plain_lines(err) == 1, "one plain line expected: %s", err);
+    unlink(file);
+    free(file);
+    free(out);
+    free(err);
+    core_registry_free(r);
+    core_avro_catalog_free(cat);
+}
+END_TEST
+
+START_TEST(registry_down_at_start_exits_69_naming_it)
+{
+    struct run_names n;
+    char *file = payee_csv(3), *out = NULL, *err = NULL, url[128];
+    const char *const extra[] = { "--startup.timeout.ms", "2000", "--schema.registry.retries",
+                                  "0", NULL };
+    int64_t t0 = core_mono_ms();
+    int rc;
+
+    names_new(&n);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/apis/ccompat/v7", tu_free_port());
+    rc = run_ingest(&n, url, file, extra, &out, &err);
+    ck_assert_msg(rc == 69, "exit %d: %s", rc, err);
+    ck_assert_msg(strstr(err, "schema registry") && strstr(err, url), "%s", err);
+    ck_assert_msg(core_mono_ms() - t0 < 20000, "took %lld ms", (long long)(core_mono_ms() - t0));
+    unlink(file);
+    free(file);
+    free(out);
+    free(err);
+}
+END_TEST
+
+/* Read a topic from the beginning until want records came or ms passed;
+ * checks every value's schema id against want_id (0: any) and collects
+ * the tb.error exception messages (DLQ). */
+static size_t read_topic(const char *topic, size_t want, int ms, uint32_t want_id,
+                         core_strbuf *messages)
+{
+    static const core_kafka_prop over[] = { { "isolation.level", "read_committed" } };
+    core_kafka_consumer_opts o = { 0 };
+    core_kafka_consumer_t *c;
+    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(6);
+    char errstr[512], group[128];
+    int64_t end = core_mono_ms() + ms;
+    size_t n = 0;
+
+    snprintf(group, sizeof(group), "itreg-read-%s", tu_unique());
+    o.defaults = kdefaults;
+    o.ndefaults = 1;
+    o.overrides = over;
+    o.noverrides = 1;
+    o.group_id = group;
+    c = core_kafka_consumer_new(&o, errstr, sizeof(errstr));
+    ck_assert_msg(c != NULL, "%s", errstr);
+    for (int i = 0; i < 6; i++)
+        rd_kafka_topic_partition_list_add(parts, topic, i)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    ck_assert_int_eq(core_kafka_consumer_assign(c, parts, errstr, sizeof(errstr)), CORE_OK);
+    rd_kafka_topic_partition_list_destroy(parts);
+    while (n < want && core_mono_ms() < end) {
+        rd_kafka_message_t *m = core_kafka_consumer_poll(c, 100);
+        uint32_t id = 0;
+
+        if (!m)
+            continue;
+        if (!m->err) {
+            n++;
+            if (want_id) {
+                ck_assert_int_eq(core_avro_wire_id(m->payload, m->len, &id, errstr,
+                                                   sizeof(errstr)),
+                                 CORE_OK);
+                ck_assert_uint_eq(id, want_id);
+            }
+            if (messages) {
+                rd_kafka_headers_t *h = NULL;
+                const void *v;
+                size_t len;
+
+                if (rd_kafka_message_headers(m, &h) == 0 &&
+                    rd_kafka_header_get_last(h, "__connect.errors.exception.message", &v,
+                                             &len) == 0)
+                    core_strbuf_addf(messages, "%.*s\n", (int)len, (const char *)v);
+            }
+        }
+        rd_kafka_message_destroy(m);
+    }
+    core_kafka_consumer_free(c);
+    return n;
+}
+
+START_TEST(ingest_to_validator_with_registry_ids_and_unknown_id_to_dlq)
+{
+    enum { ROWS = 200 };
+    struct run_names n;
+    char *file = payee_csv(ROWS), *out = NULL, *err = NULL, subject[256], errstr[1024];
+    const char *const auto_reg[] = { "--schema.registry.auto.register.schemas", NULL };
+    core_avro_catalog_t *cat = catalog();
+    core_registry_t *r = registry(false);
+    core_kafka_producer_opts po = { 0 };
+    core_kafka_producer_t *p;
+    core_strbuf msgs = { 0 };
+
+    core_strbuf_add(&msgs, "");
+    uint32_t id = 0;
+    int rc;
+
+    names_new(&n);
+    rc = run_ingest(&n, registry_url(), file, auto_reg, &out, &err);
+    ck_assert_msg(rc == 0, "ingest exit %d: %s", rc, err);
+    ck_assert_msg(strstr(err, "\"source\":\"registry\""), "no schemas line: %s", err);
+    /* the id the registry gave the payee schema under <raw topic>-value */
+    snprintf(subject, sizeof(subject), "%s-value", n.raw);
+    ck_assert_msg(core_registry_bind_subject(r, cat, core_avro_catalog_by_dataset(cat, "payee"),
+                                             subject, &id, errstr, sizeof(errstr)) == CORE_OK,
+                  "%s", errstr);
+    ck_assert_uint_ne(id, 101);
+    ck_assert_uint_eq(read_topic(n.raw, ROWS, 30000, id, NULL), ROWS);
+
+    /* a record whose id the registry does not know, then more good ones */
+    po.defaults = kdefaults;
+    po.ndefaults = 1;
+    p = core_kafka_producer_new(&po, errstr, sizeof(errstr));
+    ck_assert_msg(p != NULL, "%s", errstr);
+    {
+        /* id 2147483000 (0x7ffffd78), then a few body bytes */
+        static const char unknown[] = "\x00\x7f\xff\xfd\x78\x02\x00";
+
+        ck_assert_int_eq(core_kafka_produce(p, n.raw, "X1", 2, unknown, sizeof(unknown) - 1, NULL,
+                                            0, NULL, errstr, sizeof(errstr)),
+                         CORE_OK);
+        ck_assert_int_eq(core_kafka_producer_flush(p, 30000), 0);
+    }
+    core_kafka_producer_free(p);
+
+    /* the validator, registration off: it resolves what it meets */
+    {
+        char bin[512], group[128], inst[128];
+        const char *argv[] = { bin, "--dataset", "payee", "--topic.prefix", n.prefix,
+                               "--audit.topic", n.audit, "--group.id", group, "--instance.id",
+                               inst, "--http.port", "0", "--commit.interval.ms", "100",
+                               "--schema.registry.url", registry_url(), NULL };
+        char log[256];
+        pid_t pid;
+        int st = 0;
+        size_t nvalid, ndlq;
+
+        snprintf(bin, sizeof(bin), "%s/bin/svc-validator", tu_build_dir());
+        snprintf(group, sizeof(group), "itreg-v-%s", tu_unique());
+        snprintf(inst, sizeof(inst), "itreg-%s", tu_unique());
+        snprintf(log, sizeof(log), "/tmp/tb-it-registry-validator-%s.log", tu_unique());
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+            FILE *f = freopen(log, "w", stderr);
+
+            (void)f;
+            execve(bin, (char *const *)argv, environ);
+            _exit(127);
+        }
+        nvalid = read_topic(n.valid, ROWS, 90000, id, NULL);
+        ndlq = read_topic(n.dlq, 1, 30000, 0, &msgs);
+        kill(pid, SIGTERM);
+        ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+        ck_assert_msg(nvalid == ROWS, "%zu of %d on .valid (log %s)", nvalid, ROWS, log);
+        ck_assert_msg(ndlq == 1, "%zu on .dlq (log %s)", ndlq, log);
+        ck_assert_msg(strstr(msgs.p, "2147483000") && strstr(msgs.p, "not in the registry"),
+                      "DLQ reason: %s", msgs.p);
+        ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "validator exit %d (log %s)", st,
+                      log);
+        unlink(log);
+    }
+    core_strbuf_free(&msgs);
+    unlink(file);
+    free(file);
+    free(out);
+    free(err);
+    core_registry_free(r);
+    core_avro_catalog_free(cat);
+}
+END_TEST
+
+static Suite *registry_suite(void)
+{
+    Suite *s = suite_create("registry");
+    TCase *c = tcase_create("client");
+    TCase *v = tcase_create("services");
+
+    tcase_set_timeout(c, 60);
+    tcase_add_test(c, client_registers_looks_up_fetches_and_caches);
+    tcase_add_test(c, incompatible_schema_refused_with_409_and_the_registry_message);
+    suite_add_tcase(s, c);
+    tcase_set_timeout(v, 180);
+    tcase_add_test(v, ingest_subject_not_registered_exits_78_naming_it);
+    tcase_add_test(v, registry_down_at_start_exits_69_naming_it);
+    tcase_add_test(v, ingest_to_validator_with_registry_ids_and_unknown_id_to_dlq);
+    suite_add_tcase(s, v);
+    return s;
+}
+
+int main(void)
+{
+    Suite *s[] = { registry_suite() };
+
+    return tu_run(s, 1);
+}
