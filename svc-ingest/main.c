@@ -235,8 +235,7 @@ static int bind_schemas(core_service_t *svc)
         if (rc != CORE_SERVICE_CONTINUE)
             return rc;
     }
-    return core_service_schema_bind(svc, conf.audit_topic,
-                                    core_avro_catalog_by_name(cat, "tributary.AuditEvent"));
+    return core_service_bind_audit(svc, conf.audit_topic);
 }
 
 static int run(core_service_t *svc, void *unused)

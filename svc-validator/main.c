@@ -210,10 +210,7 @@ static int run_validate(core_service_t *svc, struct validator_conf *c)
         snprintf(txn_id, sizeof(txn_id), "svc-validator-%s", common->instance_id);
     /* with a registry: the audit event's id on the configured audit topic
      * (the records it passes on keep their writer's id) */
-    rc = core_service_schema_bind(svc, c->audit_topic,
-                                  core_avro_catalog_by_name(core_service_catalog(svc),
-                                                            "tributary.AuditEvent"));
-    if (rc != CORE_SERVICE_CONTINUE)
+    if ((rc = core_service_bind_audit(svc, c->audit_topic)) != CORE_SERVICE_CONTINUE)
         return rc;
     p.cfg = core_service_config(svc);
     p.kafka_defaults = kafka_defaults;

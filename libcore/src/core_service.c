@@ -156,6 +156,16 @@ int core_service_schema_bind(core_service_t *svc, const char *topic,
                               &b);
 }
 
+int core_service_bind_audit(core_service_t *svc, const char *audit_topic)
+{
+    const core_avro_schema_t *audit = core_avro_catalog_by_name(svc->catalog,
+                                                                "tributary.AuditEvent");
+
+    if (!svc->registry || !audit || !audit_topic || !*audit_topic)
+        return CORE_SERVICE_CONTINUE;
+    return core_service_schema_bind(svc, audit_topic, audit);
+}
+
 core_registry_t *core_service_registry(const core_service_t *svc)
 {
     return svc->registry;
@@ -167,7 +177,6 @@ static int schemas_init(core_service_t *svc)
 {
     const struct core_service_common *c = &svc->common;
     core_registry_conf rc = { 0 };
-    const core_avro_schema_t *audit;
     char errstr[512];
 
     if (!c->registry_url || !*c->registry_url) {
@@ -197,8 +206,7 @@ static int schemas_init(core_service_t *svc)
     core_log_info("schemas", CLF_S("source", "registry"), CLF_S("url", c->registry_url),
                   CLF_S("strategy", core_registry_strategy_name(rc.strategy)),
                   CLF_B("auto_register", rc.auto_register));
-    audit = core_avro_catalog_by_name(svc->catalog, "tributary.AuditEvent");
-    return audit ? core_service_schema_bind(svc, CORE_AUDIT_TOPIC, audit) : CORE_SERVICE_CONTINUE;
+    return core_service_bind_audit(svc, CORE_AUDIT_TOPIC);
 }
 
 int core_service_init(core_service_t **svcp, const core_service_def *def,

@@ -134,6 +134,11 @@ core_registry_t *core_service_registry(const core_service_t *svc);
 int core_service_schema_bind(core_service_t *svc, const char *topic,
                              const core_avro_schema_t *schema);
 
+/** core_service_schema_bind() of tributary.AuditEvent on the service's
+ * audit topic (init binds it on audit.events; a service whose audit.topic
+ * differs calls this). Same returns. */
+int core_service_bind_audit(core_service_t *svc, const char *audit_topic);
+
 const struct core_service_common *core_service_common(const core_service_t *svc);
 const core_config_t *core_service_config(const core_service_t *svc);
 const core_avro_catalog_t *core_service_catalog(const core_service_t *svc);
