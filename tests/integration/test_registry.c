@@ -13,7 +13,11 @@
  *     registry's id (not the catalogue's 101), the validator resolves it
  *     and passes every record to .valid; a record with an id the registry
  *     does not know goes to .dlq as poison with that reason, the others
- *     still flow.
+ *     still flow; svc-cache-feeder in registry mode then caches every
+ *     .valid record in Redis;
+ *   - the registry restarted (stack.sh registry-stop / registry-start): its
+ *     ids and schemas are still there (SQL storage on PostgreSQL), and a
+ *     client started after the restart resolves them.
  *
  * TB_TEST_REGISTRY_URL overrides the registry (default the stack's). */
 #include "testutil.h"
@@ -23,6 +27,7 @@
 #include "tributary/core_registry.h"
 
 #include <cjson/cJSON.h>
+#include <hiredis/hiredis.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <stdio.h>
@@ -374,6 +379,64 @@ static size_t read_topic(const char *topic, size_t want, int ms, uint32_t want_i
     return n;
 }
 
+/* How many of P0..P(rows-1) are cached under cprefix:payee:. */
+static size_t cached(const char *cprefix, size_t rows)
+{
+    redisContext *c = redisConnect("127.0.0.1", 6379);
+    size_t n = 0;
+
+    ck_assert_msg(c && !c->err, "redis: %s", c ? c->errstr : "no context");
+    for (size_t i = 0; i < rows; i++) {
+        char key[160];
+        redisReply *r;
+
+        snprintf(key, sizeof(key), "%s:payee:P%zu", cprefix, i);
+        r = redisCommand(c, "EXISTS %s", key);
+
+        ck_assert_ptr_nonnull(r);
+        n += r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+        freeReplyObject(r);
+    }
+    redisFree(c);
+    return n;
+}
+
+static void feeder_caches_valid(const struct run_names *n, size_t rows)
+{
+    char bin[512], group[128], inst[128], tmpl[256], cprefix[96], log[256];
+    const char *argv[] = { bin, "--dataset", "payee", "--topic.template", tmpl,
+                           "--cache.prefix", cprefix, "--audit.topic", n->audit,
+                           "--group.id", group, "--instance.id", inst, "--http.port", "0",
+                           "--schema.registry.url", registry_url(), NULL };
+    int64_t deadline = core_mono_ms() + 90000;
+    size_t got = 0;
+    pid_t pid;
+    int st = 0;
+
+    snprintf(bin, sizeof(bin), "%s/bin/svc-cache-feeder", tu_build_dir());
+    snprintf(tmpl, sizeof(tmpl), "%s{dataset}.valid", n->prefix);
+    snprintf(cprefix, sizeof(cprefix), "itreg%s", tu_unique());
+    snprintf(group, sizeof(group), "itreg-f-%s", tu_unique());
+    snprintf(inst, sizeof(inst), "itreg-f-%s", tu_unique());
+    snprintf(log, sizeof(log), "/tmp/tb-it-registry-feeder-%s.log", tu_unique());
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        FILE *f = freopen(log, "w", stderr);
+
+        (void)f;
+        execve(bin, (char *const *)argv, environ);
+        _exit(127);
+    }
+    while ((got = cached(cprefix, rows)) < rows && core_mono_ms() < deadline)
+        usleep(200 * 1000); /* polling Redis for the rows, with a deadline */
+    kill(pid, SIGTERM);
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert_msg(got == rows, "%zu of %zu cached (log %s)", got, rows, log);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "feeder exit %d (log %s)", st, log);
+    unlink(log);
+}
+
 START_TEST(ingest_to_validator_with_registry_ids_and_unknown_id_to_dlq)
 {
     enum { ROWS = 200 };
@@ -455,11 +518,61 @@ START_TEST(ingest_to_validator_with_registry_ids_and_unknown_id_to_dlq)
                       log);
         unlink(log);
     }
+    feeder_caches_valid(&n, ROWS);
     core_strbuf_free(&msgs);
     unlink(file);
     free(file);
     free(out);
     free(err);
+    core_registry_free(r);
+    core_avro_catalog_free(cat);
+}
+END_TEST
+
+/* stack.sh of this checkout, on the stack the tests run against (STACK_DIR). */
+static void stack(const char *cmd)
+{
+    char script[1024], *out = NULL, *err = NULL;
+    char *argv[] = { script, (char *)cmd, NULL };
+    int rc;
+
+    snprintf(script, sizeof(script), "%s/../deploy/local/stack.sh", tu_proto_dir());
+    rc = tu_run_cmd(argv, environ, &out, &err, 120000);
+    ck_assert_msg(rc == 0, "stack.sh %s: exit %d: %s %s", cmd, rc, out, err);
+    free(out);
+    free(err);
+}
+
+START_TEST(registry_restart_keeps_ids_and_schemas)
+{
+    core_avro_catalog_t *cat = catalog();
+    core_registry_t *r = registry(true);
+    char subject[256], err[1024], *before = NULL, *after = NULL;
+    uint32_t id = 0, id2 = 0;
+
+    snprintf(subject, sizeof(subject), "it-registry-restart-%s-value", tu_unique());
+    ck_assert_msg(core_registry_bind_subject(r, cat, core_avro_catalog_by_dataset(cat, "event"),
+                                             subject, &id, err, sizeof(err)) == CORE_OK,
+                  "%s", err);
+    ck_assert_int_eq(core_registry_get(r, id, &before, err, sizeof(err)), CORE_OK);
+    core_registry_free(r);
+
+    stack("registry-stop");
+    stack("registry-start");
+
+    r = registry(false); /* a consumer started after the restart */
+    ck_assert_msg(core_registry_get(r, id, &after, err, sizeof(err)) == CORE_OK, "%s", err);
+    ck_assert_str_eq(after, before);
+    ck_assert_msg(core_registry_bind_subject(r, cat, core_avro_catalog_by_dataset(cat, "event"),
+                                             subject, &id2, err, sizeof(err)) == CORE_OK,
+                  "%s", err);
+    ck_assert_uint_eq(id2, id);
+    ck_assert_int_eq(core_avro_catalog_set_fetch(cat, core_registry_fetch, r), CORE_OK);
+    ck_assert_ptr_nonnull(core_avro_catalog_by_id(cat, id));
+    ck_assert_str_eq(core_avro_schema_dataset(core_avro_catalog_by_id(cat, id)), "event");
+    core_registry_delete_subject(r, subject, err, sizeof(err));
+    free(before);
+    free(after);
     core_registry_free(r);
     core_avro_catalog_free(cat);
 }
@@ -479,6 +592,7 @@ static Suite *registry_suite(void)
     tcase_add_test(v, ingest_subject_not_registered_exits_78_naming_it);
     tcase_add_test(v, registry_down_at_start_exits_69_naming_it);
     tcase_add_test(v, ingest_to_validator_with_registry_ids_and_unknown_id_to_dlq);
+    tcase_add_test(v, registry_restart_keeps_ids_and_schemas);
     suite_add_tcase(s, v);
     return s;
 }
