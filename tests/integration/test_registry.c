@@ -148,6 +148,37 @@ START_TEST(client_registers_looks_up_fetches_and_caches)
 }
 END_TEST
 
+/* RecordNameStrategy: the subject is the record's full name, Meta's its own;
+ * core_registry_bind() gives the catalogue schema the registry's id. */
+START_TEST(record_name_strategy_binds_under_the_full_name)
+{
+    core_avro_catalog_t *cat = catalog();
+    const core_avro_schema_t *ev = core_avro_catalog_by_dataset(cat, "event");
+    core_registry_conf c = { 0 };
+    core_registry_t *r, *r2 = registry(false);
+    char err[1024];
+    uint32_t id = 0, id2 = 0;
+
+    c.url = registry_url();
+    c.strategy = CORE_REGISTRY_RECORD_NAME;
+    c.auto_register = true;
+    r = core_registry_new(&c, err, sizeof(err));
+    ck_assert_msg(r != NULL, "%s", err);
+    ck_assert_int_eq(core_avro_catalog_set_fetch(cat, core_registry_fetch, r), CORE_OK);
+    ck_assert_msg(core_registry_bind(r, cat, ev, "any.topic", &id, err, sizeof(err)) == CORE_OK,
+                  "%s", err);
+    ck_assert_uint_eq(core_avro_schema_id(ev), id);
+    ck_assert_ptr_eq(core_avro_catalog_by_id(cat, id), ev); /* the local schema, rules and all */
+    ck_assert_msg(core_registry_bind_subject(r2, cat, ev, "tributary.dataset.Event", &id2, err,
+                                             sizeof(err)) == CORE_OK,
+                  "%s", err);
+    ck_assert_uint_eq(id2, id);
+    core_registry_free(r2);
+    core_avro_catalog_free(cat); /* before its id source */
+    core_registry_free(r);
+}
+END_TEST
+
 START_TEST(incompatible_schema_refused_with_409_and_the_registry_message)
 {
     core_registry_t *r = registry(true);
@@ -586,6 +617,7 @@ static Suite *registry_suite(void)
 
     tcase_set_timeout(c, 60);
     tcase_add_test(c, client_registers_looks_up_fetches_and_caches);
+    tcase_add_test(c, record_name_strategy_binds_under_the_full_name);
     tcase_add_test(c, incompatible_schema_refused_with_409_and_the_registry_message);
     suite_add_tcase(s, c);
     tcase_set_timeout(v, 180);
