@@ -1,7 +1,7 @@
 # tributary — one Makefile for libcore, the five services, tests and the local stack.
 #
 #   make            build libcore (static + shared + pkg-config) and every service
-#   make test       deps, stack-up, build, unit + integration tests (what CI runs)
+#   make test       deps, stack-up, build, schema-compat, unit + integration tests (what CI runs)
 #   make demo       deps, stack-up, build, run the sample through the pipeline
 #   make asan       the test suite under AddressSanitizer and UBSan
 #   make fault      the fault soak over the whole pipeline (tests/fault/, ~15 min; 3 brokers too)
@@ -57,7 +57,7 @@ LIBS_svc-recon        := $(DB_LIBS)
 all: lib services
 
 help:
-	@sed -n '2,10p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,11p' Makefile | sed 's/^# \{0,1\}//'
 
 lib: $(CORE_A) $(CORE_SO) $(CORE_PC)
 
