@@ -12,6 +12,7 @@
 #include <string.h>
 
 #define MAX_REF_DEPTH 8
+#define MAX_NEGATIVE 1024 /* unknown ids remembered at most */
 
 struct by_id {
     uint32_t id;
@@ -452,8 +453,16 @@ core_err_t core_registry_get(core_registry_t *r, uint32_t id, char **textp, char
 
                 core_errstr(errstr, errstr_size, "schema id %u is not in the registry at %s",
                             id, r->url);
+                /* bounded: ids from untrusted records; expired ones go first */
+                for (i = 0; i < r->nneg;)
+                    if (r->neg[i].until_ms <= now)
+                        r->neg[i] = r->neg[--r->nneg];
+                    else
+                        i++;
                 for (i = 0; i < r->nneg && r->neg[i].id != id; i++)
                     ;
+                if (i == r->nneg && r->nneg == MAX_NEGATIVE)
+                    i = (size_t)id % MAX_NEGATIVE; /* full: replace one */
                 if (i < r->nneg || grow((void **)&r->neg, &r->capneg, r->nneg, sizeof(*r->neg))) {
                     r->neg[i].id = id;
                     r->neg[i].until_ms = now + r->negative_ttl_ms;

@@ -410,6 +410,22 @@ static size_t read_topic(const char *topic, size_t want, int ms, uint32_t want_i
     return n;
 }
 
+/* Start argv[0] with argv, its stderr into log; @returns its pid. */
+static pid_t spawn_logged(const char *const *argv, const char *log)
+{
+    pid_t pid = fork();
+
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        FILE *f = freopen(log, "w", stderr);
+
+        (void)f;
+        execve(argv[0], (char *const *)argv, environ);
+        _exit(127);
+    }
+    return pid;
+}
+
 /* How many of P0..P(rows-1) are cached under cprefix:payee:. */
 static size_t cached(const char *cprefix, size_t rows)
 {
@@ -450,15 +466,7 @@ static void feeder_caches_valid(const struct run_names *n, size_t rows)
     snprintf(group, sizeof(group), "itreg-f-%s", tu_unique());
     snprintf(inst, sizeof(inst), "itreg-f-%s", tu_unique());
     snprintf(log, sizeof(log), "/tmp/tb-it-registry-feeder-%s.log", tu_unique());
-    pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        FILE *f = freopen(log, "w", stderr);
-
-        (void)f;
-        execve(bin, (char *const *)argv, environ);
-        _exit(127);
-    }
+    pid = spawn_logged(argv, log);
     while ((got = cached(cprefix, rows)) < rows && core_mono_ms() < deadline)
         usleep(200 * 1000); /* polling Redis for the rows, with a deadline */
     kill(pid, SIGTERM);
@@ -528,15 +536,7 @@ START_TEST(ingest_to_validator_with_registry_ids_and_unknown_id_to_dlq)
         snprintf(group, sizeof(group), "itreg-v-%s", tu_unique());
         snprintf(inst, sizeof(inst), "itreg-%s", tu_unique());
         snprintf(log, sizeof(log), "/tmp/tb-it-registry-validator-%s.log", tu_unique());
-        pid = fork();
-        ck_assert_int_ge(pid, 0);
-        if (pid == 0) {
-            FILE *f = freopen(log, "w", stderr);
-
-            (void)f;
-            execve(bin, (char *const *)argv, environ);
-            _exit(127);
-        }
+        pid = spawn_logged(argv, log);
         nvalid = read_topic(n.valid, ROWS, 90000, id, NULL);
         ndlq = read_topic(n.dlq, 1, 30000, 0, &msgs);
         kill(pid, SIGTERM);

@@ -17,8 +17,9 @@
  *
  * Caches: by id (schema text, never evicted: an id's schema never
  * changes), by subject + schema text (id and version), and a short-lived
- * negative cache of ids the registry does not know (so a stream of records
- * with an unknown id costs one request per negative_ttl_ms, not one each).
+ * negative cache of ids the registry does not know (at most 1024 ids, so
+ * records with random ids cannot grow it; a stream of records with an
+ * unknown id costs one request per negative_ttl_ms, not one each).
  *
  * Errors (core_err_t, errstr with the registry's own message):
  *   CORE_ERR_NOTFOUND  the registry answered: no such subject, schema or id
