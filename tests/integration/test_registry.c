@@ -609,6 +609,153 @@ START_TEST(registry_restart_keeps_ids_and_schemas)
 }
 END_TEST
 
+/* Produce one payee record (payee_csv's row i as natural JSON) with the
+ * given schema id in its header: the body is the local payee schema's,
+ * with a null union appended when extra_null (a schema with one more
+ * optional field). */
+static void produce_payee(const char *topic, size_t i, uint32_t id, bool extra_null)
+{
+    core_avro_catalog_t *cat = catalog();
+    const core_avro_schema_t *s = core_avro_catalog_by_dataset(cat, "payee");
+    core_kafka_producer_opts po = { 0 };
+    core_kafka_producer_t *p;
+    char js[1024], key[32], errstr[512];
+    cJSON *j;
+    avro_value_t v;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+
+    snprintf(key, sizeof(key), "P%zu", i);
+    snprintf(js, sizeof(js),
+             "{\"meta\":{\"id\":\"00000000-0000-4000-8000-%012zu\",\"op\":\"ADD\","
+             "\"kind\":\"BULK\",\"source\":\"test\",\"batch_id\":\"b-%s\",\"seq\":%zu,"
+             "\"event_time\":1700000000000,\"version\":1,\"old_key\":null},"
+             "\"payee_id\":\"%s\",\"name\":\"Name %zu\",\"account_number\":\"%010zu\","
+             "\"routing_number\":\"021000021\",\"iban\":null,\"country\":\"US\","
+             "\"currency\":\"USD\",\"email\":null,\"amount_limit\":\"10.00\","
+             "\"status\":\"ACTIVE\",\"updated_at\":1700000000000}",
+             i, tu_unique(), i, key, i, i);
+    j = cJSON_Parse(js);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_msg(core_avro_from_json(s, j, &v, errstr, sizeof(errstr)) == CORE_OK, "%s", errstr);
+    ck_assert_int_eq(core_avro_encode(s, &v, (void **)&buf, &len, errstr, sizeof(errstr)), CORE_OK);
+    if (extra_null) {
+        buf = realloc(buf, len + 1);
+        ck_assert_ptr_nonnull(buf);
+        buf[len++] = 0; /* branch 0: null */
+    }
+    buf[1] = (uint8_t)(id >> 24);
+    buf[2] = (uint8_t)(id >> 16);
+    buf[3] = (uint8_t)(id >> 8);
+    buf[4] = (uint8_t)id;
+    po.defaults = kdefaults;
+    po.ndefaults = 1;
+    p = core_kafka_producer_new(&po, errstr, sizeof(errstr));
+    ck_assert_msg(p != NULL, "%s", errstr);
+    ck_assert_int_eq(core_kafka_produce(p, topic, key, strlen(key), buf, len, NULL, 0, NULL, errstr,
+                                        sizeof(errstr)),
+                     CORE_OK);
+    ck_assert_int_eq(core_kafka_producer_flush(p, 30000), 0);
+    ck_assert_int_eq(core_kafka_producer_failed(p), 0);
+    core_kafka_producer_free(p);
+    avro_value_decref(&v);
+    cJSON_Delete(j);
+    free(buf);
+    core_avro_catalog_free(cat);
+}
+
+/* The registry down while the validator meets an id it has not seen yet:
+ * the record goes to .retry (not poison), and through to .valid once the
+ * registry is back. */
+START_TEST(registry_down_at_run_time_retries_not_poison)
+{
+    struct run_names n;
+    core_avro_catalog_t *cat = catalog();
+    const core_avro_schema_t *payee = core_avro_catalog_by_dataset(cat, "payee");
+    const core_avro_schema_t *audit = core_avro_catalog_by_name(cat, "tributary.AuditEvent");
+    core_registry_t *r = registry(true);
+    core_registry_ref ref = { "tributary.Meta", "tributary.Meta", 0 };
+    char subject[256], asub[256], err[1024], *text, *variant, bin[512], group[128], inst[128],
+        log[256];
+    uint32_t id_cur = 0, id_new = 0, mid = 0;
+    cJSON *j;
+    pid_t pid;
+    int st = 0;
+
+    names_new(&n);
+    snprintf(subject, sizeof(subject), "%s-value", n.raw);
+    snprintf(asub, sizeof(asub), "%s-value", n.audit);
+    ck_assert_msg(core_registry_bind_subject(r, cat, payee, subject, &id_cur, err, sizeof(err)) ==
+                      CORE_OK,
+                  "%s", err);
+    ck_assert_msg(core_registry_bind_subject(r, cat, audit, asub, &mid, err, sizeof(err)) ==
+                      CORE_OK &&
+                      core_registry_bind_subject(r, cat, audit, "audit.events-value", &mid, err,
+                                                 sizeof(err)) == CORE_OK,
+                  "%s", err);
+    /* the payee schema with one more field: a new id of the subject */
+    text = core_read_file(core_avro_schema_file(payee), 1 << 20, NULL, err, sizeof(err));
+    ck_assert_ptr_nonnull(text);
+    j = cJSON_Parse(text);
+    free(text);
+    /* a new last field, optional: a later version BACKWARD allows */
+    cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(j, "fields"),
+                         cJSON_Parse("{\"name\":\"tb_test_extra\",\"type\":[\"null\","
+                                     "\"string\"],\"default\":null}"));
+    variant = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    { /* Meta's version under its subject, for the reference */
+        const core_avro_schema_t *meta = core_avro_catalog_by_name(cat, "tributary.Meta");
+        char *mt = core_read_file(core_avro_schema_file(meta), 1 << 20, NULL, err, sizeof(err));
+        cJSON *mj = cJSON_Parse(mt);
+        char *mtext = cJSON_PrintUnformatted(mj);
+
+        ck_assert_int_eq(core_registry_lookup(r, "tributary.Meta", mtext, NULL, 0, true, &mid,
+                                              &ref.version, err, sizeof(err)),
+                         CORE_OK);
+        free(mtext);
+        cJSON_Delete(mj);
+        free(mt);
+    }
+    ck_assert_msg(core_registry_lookup(r, subject, variant, &ref, 1, true, &id_new, NULL, err,
+                                       sizeof(err)) == CORE_OK,
+                  "%s", err);
+    ck_assert_uint_ne(id_new, id_cur);
+    free(variant);
+
+    {
+        const char *argv[] = { bin, "--dataset", "payee", "--topic.prefix", n.prefix,
+                               "--audit.topic", n.audit, "--group.id", group, "--instance.id",
+                               inst, "--http.port", "0", "--commit.interval.ms", "100",
+                               "--retry.base.ms", "300", "--retry.max.ms", "1000",
+                               "--retry.max.attempts", "1000", "--schema.registry.retries", "0",
+                               "--schema.registry.url", registry_url(), NULL };
+
+        snprintf(bin, sizeof(bin), "%s/bin/svc-validator", tu_build_dir());
+        snprintf(group, sizeof(group), "itreg-vd-%s", tu_unique());
+        snprintf(inst, sizeof(inst), "itreg-vd-%s", tu_unique());
+        snprintf(log, sizeof(log), "/tmp/tb-it-registry-down-%s.log", tu_unique());
+        pid = spawn_logged(argv, log);
+    }
+    produce_payee(n.raw, 0, id_cur, false); /* through at once: the validator runs */
+    ck_assert_msg(read_topic(n.valid, 1, 60000, 0, NULL) == 1, "first record (log %s)", log);
+
+    stack("registry-stop");
+    produce_payee(n.raw, 1, id_new, true);
+    ck_assert_msg(read_topic(n.retry, 1, 30000, id_new, NULL) == 1, "no retry (log %s)", log);
+    stack("registry-start");
+    ck_assert_msg(read_topic(n.valid, 2, 60000, 0, NULL) == 2, "not through after the registry "
+                                                               "came back (log %s)", log);
+    ck_assert_msg(read_topic(n.dlq, 1, 3000, 0, NULL) == 0, "a record on .dlq (log %s)", log);
+    kill(pid, SIGTERM);
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "validator exit %d (log %s)", st, log);
+    unlink(log);
+    core_registry_free(r);
+    core_avro_catalog_free(cat);
+}
+END_TEST
+
 static Suite *registry_suite(void)
 {
     Suite *s = suite_create("registry");
@@ -625,6 +772,7 @@ static Suite *registry_suite(void)
     tcase_add_test(v, registry_down_at_start_exits_69_naming_it);
     tcase_add_test(v, ingest_to_validator_with_registry_ids_and_unknown_id_to_dlq);
     tcase_add_test(v, registry_restart_keeps_ids_and_schemas);
+    tcase_add_test(v, registry_down_at_run_time_retries_not_poison);
     suite_add_tcase(s, v);
     return s;
 }
