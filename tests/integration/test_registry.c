@@ -5,6 +5,7 @@
  *
  *   - register, look up, fetch by id; what the caches and the negative
  *     cache save (request counts);
+ *   - RecordNameStrategy: the subject is the record's full name;
  *   - an incompatible schema refused with 409 and the registry's message;
  *   - svc-ingest with a subject the registry lacks (auto.register off):
  *     exit 78 naming the subject; the registry down at start: exit 69
@@ -14,7 +15,11 @@
  *     and passes every record to .valid; a record with an id the registry
  *     does not know goes to .dlq as poison with that reason, the others
  *     still flow; svc-cache-feeder in registry mode then caches every
- *     .valid record in Redis;
+ *     .valid record in Redis; svc-persister in registry mode writes records
+ *     of the current id and of a later version's id (one more optional
+ *     field) to PostgreSQL;
+ *   - the registry down while the validator meets a new id: .retry, not
+ *     poison, then .valid once it is back;
  *   - the registry restarted (stack.sh registry-stop / registry-start): its
  *     ids and schemas are still there (SQL storage on PostgreSQL), and a
  *     client started after the restart resolves them.
@@ -28,6 +33,7 @@
 
 #include <cjson/cJSON.h>
 #include <hiredis/hiredis.h>
+#include <libpq-fe.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <stdio.h>
@@ -609,59 +615,106 @@ START_TEST(registry_restart_keeps_ids_and_schemas)
 }
 END_TEST
 
-/* Produce one payee record (payee_csv's row i as natural JSON) with the
- * given schema id in its header: the body is the local payee schema's,
- * with a null union appended when extra_null (a schema with one more
- * optional field). */
-static void produce_payee(const char *topic, size_t i, uint32_t id, bool extra_null)
+/* Produce payee records first..first+count-1 (payee_csv's rows as natural
+ * JSON) with the given schema id in their header: the body is the local
+ * payee schema's, with a null union appended when extra_null (a schema
+ * with one more optional field). */
+static void produce_payees(const char *topic, size_t first, size_t count, uint32_t id,
+                           bool extra_null)
 {
     core_avro_catalog_t *cat = catalog();
     const core_avro_schema_t *s = core_avro_catalog_by_dataset(cat, "payee");
     core_kafka_producer_opts po = { 0 };
     core_kafka_producer_t *p;
-    char js[1024], key[32], errstr[512];
-    cJSON *j;
-    avro_value_t v;
-    uint8_t *buf = NULL;
-    size_t len = 0;
+    char js[1024], key[32], errstr[512], run[64];
 
-    snprintf(key, sizeof(key), "P%zu", i);
-    snprintf(js, sizeof(js),
-             "{\"meta\":{\"id\":\"00000000-0000-4000-8000-%012zu\",\"op\":\"ADD\","
-             "\"kind\":\"BULK\",\"source\":\"test\",\"batch_id\":\"b-%s\",\"seq\":%zu,"
-             "\"event_time\":1700000000000,\"version\":1,\"old_key\":null},"
-             "\"payee_id\":\"%s\",\"name\":\"Name %zu\",\"account_number\":\"%010zu\","
-             "\"routing_number\":\"021000021\",\"iban\":null,\"country\":\"US\","
-             "\"currency\":\"USD\",\"email\":null,\"amount_limit\":\"10.00\","
-             "\"status\":\"ACTIVE\",\"updated_at\":1700000000000}",
-             i, tu_unique(), i, key, i, i);
-    j = cJSON_Parse(js);
-    ck_assert_ptr_nonnull(j);
-    ck_assert_msg(core_avro_from_json(s, j, &v, errstr, sizeof(errstr)) == CORE_OK, "%s", errstr);
-    ck_assert_int_eq(core_avro_encode(s, &v, (void **)&buf, &len, errstr, sizeof(errstr)), CORE_OK);
-    if (extra_null) {
-        buf = realloc(buf, len + 1);
-        ck_assert_ptr_nonnull(buf);
-        buf[len++] = 0; /* branch 0: null */
-    }
-    buf[1] = (uint8_t)(id >> 24);
-    buf[2] = (uint8_t)(id >> 16);
-    buf[3] = (uint8_t)(id >> 8);
-    buf[4] = (uint8_t)id;
+    snprintf(run, sizeof(run), "%s", tu_unique());
     po.defaults = kdefaults;
     po.ndefaults = 1;
     p = core_kafka_producer_new(&po, errstr, sizeof(errstr));
     ck_assert_msg(p != NULL, "%s", errstr);
-    ck_assert_int_eq(core_kafka_produce(p, topic, key, strlen(key), buf, len, NULL, 0, NULL, errstr,
-                                        sizeof(errstr)),
-                     CORE_OK);
+    for (size_t i = first; i < first + count; i++) {
+        cJSON *j;
+        avro_value_t v;
+        uint8_t *buf = NULL;
+        size_t len = 0;
+
+        snprintf(key, sizeof(key), "P%zu", i);
+        snprintf(js, sizeof(js),
+                 "{\"meta\":{\"id\":\"00000000-0000-4000-8000-%012zu\",\"op\":\"ADD\","
+                 "\"kind\":\"BULK\",\"source\":\"test\",\"batch_id\":\"b-%s\",\"seq\":%zu,"
+                 "\"event_time\":1700000000000,\"version\":1,\"old_key\":null},"
+                 "\"payee_id\":\"%s\",\"name\":\"Name %zu\",\"account_number\":\"%010zu\","
+                 "\"routing_number\":\"021000021\",\"iban\":null,\"country\":\"US\","
+                 "\"currency\":\"USD\",\"email\":null,\"amount_limit\":\"10.00\","
+                 "\"status\":\"ACTIVE\",\"updated_at\":1700000000000}",
+                 i, run, i, key, i, i);
+        j = cJSON_Parse(js);
+        ck_assert_ptr_nonnull(j);
+        ck_assert_msg(core_avro_from_json(s, j, &v, errstr, sizeof(errstr)) == CORE_OK, "%s",
+                      errstr);
+        ck_assert_int_eq(core_avro_encode(s, &v, (void **)&buf, &len, errstr, sizeof(errstr)),
+                         CORE_OK);
+        if (extra_null) {
+            buf = realloc(buf, len + 1);
+            ck_assert_ptr_nonnull(buf);
+            buf[len++] = 0; /* branch 0: null */
+        }
+        buf[1] = (uint8_t)(id >> 24);
+        buf[2] = (uint8_t)(id >> 16);
+        buf[3] = (uint8_t)(id >> 8);
+        buf[4] = (uint8_t)id;
+        ck_assert_int_eq(core_kafka_produce(p, topic, key, strlen(key), buf, len, NULL, 0, NULL,
+                                            errstr, sizeof(errstr)),
+                         CORE_OK);
+        avro_value_decref(&v);
+        cJSON_Delete(j);
+        free(buf);
+    }
     ck_assert_int_eq(core_kafka_producer_flush(p, 30000), 0);
     ck_assert_int_eq(core_kafka_producer_failed(p), 0);
     core_kafka_producer_free(p);
-    avro_value_decref(&v);
-    cJSON_Delete(j);
-    free(buf);
     core_avro_catalog_free(cat);
+}
+
+/* Register under subject a later payee version: payee.avsc with one more
+ * optional field (tb_test_extra), tributary.Meta referenced. @returns its id. */
+static uint32_t register_payee_variant(core_registry_t *r, const core_avro_catalog_t *cat,
+                                       const char *subject)
+{
+    core_registry_ref ref = { "tributary.Meta", "tributary.Meta", 0 };
+    char err[1024], *text, *variant, *mtext;
+    uint32_t id = 0, mid = 0;
+    cJSON *j;
+
+    text = core_read_file(core_avro_schema_file(core_avro_catalog_by_dataset(cat, "payee")),
+                          1 << 20, NULL, err, sizeof(err));
+    ck_assert_msg(text != NULL, "%s", err);
+    j = cJSON_Parse(text);
+    free(text);
+    cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(j, "fields"),
+                         cJSON_Parse("{\"name\":\"tb_test_extra\",\"type\":[\"null\","
+                                     "\"string\"],\"default\":null}"));
+    variant = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    /* Meta's version under its subject, for the reference (the text the
+     * services send: the file minified) */
+    text = core_read_file(core_avro_schema_file(core_avro_catalog_by_name(cat, "tributary.Meta")),
+                          1 << 20, NULL, err, sizeof(err));
+    ck_assert_msg(text != NULL, "%s", err);
+    j = cJSON_Parse(text);
+    free(text);
+    mtext = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    ck_assert_msg(core_registry_lookup(r, "tributary.Meta", mtext, NULL, 0, true, &mid,
+                                       &ref.version, err, sizeof(err)) == CORE_OK,
+                  "%s", err);
+    ck_assert_msg(core_registry_lookup(r, subject, variant, &ref, 1, true, &id, NULL, err,
+                                       sizeof(err)) == CORE_OK,
+                  "%s", err);
+    free(variant);
+    free(mtext);
+    return id;
 }
 
 /* The registry down while the validator meets an id it has not seen yet:
@@ -674,11 +727,8 @@ START_TEST(registry_down_at_run_time_retries_not_poison)
     const core_avro_schema_t *payee = core_avro_catalog_by_dataset(cat, "payee");
     const core_avro_schema_t *audit = core_avro_catalog_by_name(cat, "tributary.AuditEvent");
     core_registry_t *r = registry(true);
-    core_registry_ref ref = { "tributary.Meta", "tributary.Meta", 0 };
-    char subject[256], asub[256], err[1024], *text, *variant, bin[512], group[128], inst[128],
-        log[256];
+    char subject[256], asub[256], err[1024], bin[512], group[128], inst[128], log[256];
     uint32_t id_cur = 0, id_new = 0, mid = 0;
-    cJSON *j;
     pid_t pid;
     int st = 0;
 
@@ -693,35 +743,8 @@ START_TEST(registry_down_at_run_time_retries_not_poison)
                       core_registry_bind_subject(r, cat, audit, "audit.events-value", &mid, err,
                                                  sizeof(err)) == CORE_OK,
                   "%s", err);
-    /* the payee schema with one more field: a new id of the subject */
-    text = core_read_file(core_avro_schema_file(payee), 1 << 20, NULL, err, sizeof(err));
-    ck_assert_ptr_nonnull(text);
-    j = cJSON_Parse(text);
-    free(text);
-    /* a new last field, optional: a later version BACKWARD allows */
-    cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(j, "fields"),
-                         cJSON_Parse("{\"name\":\"tb_test_extra\",\"type\":[\"null\","
-                                     "\"string\"],\"default\":null}"));
-    variant = cJSON_PrintUnformatted(j);
-    cJSON_Delete(j);
-    { /* Meta's version under its subject, for the reference */
-        const core_avro_schema_t *meta = core_avro_catalog_by_name(cat, "tributary.Meta");
-        char *mt = core_read_file(core_avro_schema_file(meta), 1 << 20, NULL, err, sizeof(err));
-        cJSON *mj = cJSON_Parse(mt);
-        char *mtext = cJSON_PrintUnformatted(mj);
-
-        ck_assert_int_eq(core_registry_lookup(r, "tributary.Meta", mtext, NULL, 0, true, &mid,
-                                              &ref.version, err, sizeof(err)),
-                         CORE_OK);
-        free(mtext);
-        cJSON_Delete(mj);
-        free(mt);
-    }
-    ck_assert_msg(core_registry_lookup(r, subject, variant, &ref, 1, true, &id_new, NULL, err,
-                                       sizeof(err)) == CORE_OK,
-                  "%s", err);
+    id_new = register_payee_variant(r, cat, subject);
     ck_assert_uint_ne(id_new, id_cur);
-    free(variant);
 
     {
         const char *argv[] = { bin, "--dataset", "payee", "--topic.prefix", n.prefix,
@@ -737,11 +760,11 @@ START_TEST(registry_down_at_run_time_retries_not_poison)
         snprintf(log, sizeof(log), "/tmp/tb-it-registry-down-%s.log", tu_unique());
         pid = spawn_logged(argv, log);
     }
-    produce_payee(n.raw, 0, id_cur, false); /* through at once: the validator runs */
+    produce_payees(n.raw, 0, 1, id_cur, false); /* through at once: the validator runs */
     ck_assert_msg(read_topic(n.valid, 1, 60000, 0, NULL) == 1, "first record (log %s)", log);
 
     stack("registry-stop");
-    produce_payee(n.raw, 1, id_new, true);
+    produce_payees(n.raw, 1, 1, id_new, true);
     ck_assert_msg(read_topic(n.retry, 1, 30000, id_new, NULL) == 1, "no retry (log %s)", log);
     stack("registry-start");
     ck_assert_msg(read_topic(n.valid, 2, 60000, 0, NULL) == 2, "not through after the registry "
@@ -750,6 +773,92 @@ START_TEST(registry_down_at_run_time_retries_not_poison)
     kill(pid, SIGTERM);
     ck_assert_int_eq(waitpid(pid, &st, 0), pid);
     ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "validator exit %d (log %s)", st, log);
+    unlink(log);
+    core_registry_free(r);
+    core_avro_catalog_free(cat);
+}
+END_TEST
+
+/* svc-persister in registry mode: records with the registry's ids, the
+ * current one and a later version's (one more optional field), all in the
+ * table. */
+START_TEST(persister_writes_records_with_registry_ids)
+{
+    enum { ROWS = 100 };
+    core_avro_catalog_t *cat = catalog();
+    core_registry_t *r = registry(true);
+    char u[64], topic[128], vs[96], ds[96], audit[96], asub[128], store[96], subject[160],
+        group[128], log[256], bin[512], err[1024];
+    uint32_t id_cur = 0, id_new = 0, mid = 0;
+    int64_t deadline;
+    long rows = -1;
+    pid_t pid;
+    int st = 0;
+
+    snprintf(u, sizeof(u), "r%s", tu_unique());
+    snprintf(topic, sizeof(topic), "payee.valid_%s", u);
+    snprintf(vs, sizeof(vs), ".valid_%s", u);
+    snprintf(ds, sizeof(ds), ".dlq_%s", u);
+    snprintf(audit, sizeof(audit), "audit_%s", u);
+    snprintf(asub, sizeof(asub), "%s-value", audit);
+    snprintf(store, sizeof(store), "itreg_%s", u);
+    snprintf(group, sizeof(group), "itreg-p-%s", u);
+    snprintf(subject, sizeof(subject), "%s-value", topic);
+    ck_assert_msg(core_registry_bind_subject(r, cat, core_avro_catalog_by_dataset(cat, "payee"),
+                                             subject, &id_cur, err, sizeof(err)) == CORE_OK &&
+                      core_registry_bind_subject(r, cat,
+                                                 core_avro_catalog_by_name(cat,
+                                                                           "tributary.AuditEvent"),
+                                                 asub, &mid, err, sizeof(err)) == CORE_OK &&
+                      core_registry_bind_subject(r, cat,
+                                                 core_avro_catalog_by_name(cat,
+                                                                           "tributary.AuditEvent"),
+                                                 "audit.events-value", &mid, err,
+                                                 sizeof(err)) == CORE_OK,
+                  "%s", err);
+    id_new = register_payee_variant(r, cat, subject);
+    ck_assert_uint_ne(id_new, id_cur);
+    produce_payees(topic, 0, ROWS / 2, id_cur, false);
+    produce_payees(topic, ROWS / 2, ROWS / 2, id_new, true);
+
+    {
+        const char *argv[] = { bin, "--dataset", "payee", "--sink", "postgres", "--create-tables",
+                               "--topic.valid.suffix", vs, "--topic.dlq.suffix", ds,
+                               "--group.id", group, "--audit.topic", audit, "--http.port", "0",
+                               "--pg.schema", store, "--pg.password", "tributary",
+                               "--batch.timeout.ms", "200",
+                               "--schema.registry.url", registry_url(), NULL };
+
+        snprintf(bin, sizeof(bin), "%s/bin/svc-persister", tu_build_dir());
+        snprintf(log, sizeof(log), "/tmp/tb-it-registry-persister-%s.log", u);
+        pid = spawn_logged(argv, log);
+    }
+    deadline = core_mono_ms() + 90000;
+    {
+        PGconn *c = PQconnectdb("host=127.0.0.1 port=5432 dbname=tributary user=tributary "
+                                "password=tributary");
+        char q[256];
+
+        ck_assert_msg(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+        snprintf(q, sizeof(q), "SELECT count(*) FROM \"%s\".payee", store);
+        while (rows < ROWS && core_mono_ms() < deadline) {
+            PGresult *res = PQexec(c, q);
+
+            if (PQresultStatus(res) == PGRES_TUPLES_OK)
+                rows = atol(PQgetvalue(res, 0, 0));
+            PQclear(res);
+            if (rows < ROWS)
+                usleep(200 * 1000); /* polling the table for the rows, with a deadline */
+        }
+        kill(pid, SIGTERM);
+        ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+        PQclear(PQexec(c, "SET client_min_messages = warning"));
+        snprintf(q, sizeof(q), "DROP SCHEMA IF EXISTS \"%s\" CASCADE", store);
+        PQclear(PQexec(c, q));
+        PQfinish(c);
+    }
+    ck_assert_msg(rows == ROWS, "%ld of %d rows (log %s)", rows, ROWS, log);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "persister exit %d (log %s)", st, log);
     unlink(log);
     core_registry_free(r);
     core_avro_catalog_free(cat);
@@ -773,6 +882,7 @@ static Suite *registry_suite(void)
     tcase_add_test(v, ingest_to_validator_with_registry_ids_and_unknown_id_to_dlq);
     tcase_add_test(v, registry_restart_keeps_ids_and_schemas);
     tcase_add_test(v, registry_down_at_run_time_retries_not_poison);
+    tcase_add_test(v, persister_writes_records_with_registry_ids);
     suite_add_tcase(s, v);
     return s;
 }
