@@ -193,7 +193,7 @@ static core_err_t refusal(const reg_answer *a, const char *what, char *errstr, s
     answer_error(a, &code, msg, sizeof(msg));
     if (a->status == 401 || a->status == 403) {
         core_errstr(errstr, errstr_size, "%s: HTTP %d (check schema.registry.basic.auth.user.info "
-                                         "or schema.registry.bearer.token.file): %s",
+                                         "or schema.registry.bearer.auth.file): %s",
                     what, a->status, msg);
         return CORE_ERR_INVALID;
     }

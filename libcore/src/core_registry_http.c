@@ -98,7 +98,7 @@ reg_http *reg_http_new(const core_registry_conf *c, char *errstr, size_t errstr_
             char why[256];
 
             snprintf(why, sizeof(why), "%s", errstr);
-            core_errstr(errstr, errstr_size, "schema.registry.bearer.token.file: %s", why);
+            core_errstr(errstr, errstr_size, "schema.registry.bearer.auth.file: %s", why);
             reg_http_free(h);
             return NULL;
         }

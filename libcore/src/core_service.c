@@ -59,7 +59,7 @@ static const core_config_key common_keys[] = {
     { "schema.registry.basic.auth.user.info", CORE_CFG_STR, NULL, CORE_CFG_SECRET,
       offsetof(struct core_service_common, registry_basic_auth),
       "user:password for the registry (HTTP basic auth)", 0, 0, NULL },
-    { "schema.registry.bearer.token.file", CORE_CFG_STR, NULL, 0,
+    { "schema.registry.bearer.auth.file", CORE_CFG_STR, NULL, 0,
       offsetof(struct core_service_common, registry_token_file),
       "File holding a bearer token for the registry (read at each request)", 0, 0, NULL },
     { "schema.registry.ssl.ca.location", CORE_CFG_STR, NULL, 0,

@@ -63,7 +63,7 @@ START_TEST(bad_conf_refused_naming_the_key)
     c.url = "http://127.0.0.1:1";
     c.bearer_token_file = "/nonexistent/token";
     ck_assert_ptr_null(core_registry_new(&c, err, sizeof(err)));
-    ck_assert_ptr_nonnull(strstr(err, "schema.registry.bearer.token.file"));
+    ck_assert_ptr_nonnull(strstr(err, "schema.registry.bearer.auth.file"));
     core_registry_free(NULL);
 }
 END_TEST
@@ -229,7 +229,7 @@ START_TEST(refusals_classed_with_the_registry_message)
     ck_assert_int_eq(atomic_load(&n_auth), 1); /* a refusal is not retried */
     ck_assert_str_eq(seen_auth, "Bearer s3cret-token");
     ck_assert_ptr_nonnull(strstr(err, "HTTP 401"));
-    ck_assert_ptr_nonnull(strstr(err, "schema.registry.bearer.token.file"));
+    ck_assert_ptr_nonnull(strstr(err, "schema.registry.bearer.auth.file"));
     ck_assert_ptr_null(strstr(err, "s3cret")); /* never the token */
     core_registry_free(r);
 
