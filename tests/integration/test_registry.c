@@ -15,7 +15,9 @@
  *     and passes every record to .valid; a record with an id the registry
  *     does not know goes to .dlq as poison with that reason, the others
  *     still flow; svc-cache-feeder in registry mode then caches every
- *     .valid record in Redis; svc-persister in registry mode writes records
+ *     .valid record in Redis, and svc-recon reads every audit event of the
+ *     run (the registry's id of AuditEvent) as good input; svc-persister
+ *     in registry mode writes records
  *     of the current id and of a later version's id (one more optional
  *     field) to PostgreSQL;
  *   - the registry down while the validator meets a new id: .retry, not
@@ -482,6 +484,64 @@ static void feeder_caches_valid(const struct run_names *n, size_t rows)
     unlink(log);
 }
 
+static long pg_count(PGconn *c, const char *sql)
+{
+    PGresult *res = PQexec(c, sql);
+    long n = PQresultStatus(res) == PGRES_TUPLES_OK ? atol(PQgetvalue(res, 0, 0)) : -1;
+
+    PQclear(res);
+    return n;
+}
+
+/* svc-recon in registry mode reads every audit event of the run (written
+ * under the registry's id of tributary.AuditEvent): none is bad input. */
+static void recon_reads_audit(const struct run_names *n)
+{
+    char bin[512], topic[256], schema[96], sflag[160], group[160], log[256], q[256];
+    const char *argv[] = { bin, topic, sflag, group, "--http.port=0", "--batch.timeout.ms=50",
+                           "--pg.password=tributary", "--schema.registry.url", registry_url(),
+                           NULL };
+    size_t total = read_topic(n->audit, 1000000, 5000, 0, NULL);
+    int64_t deadline = core_mono_ms() + 60000;
+    long applied = -1, bad = -1;
+    PGconn *c;
+    pid_t pid;
+    int st = 0;
+
+    ck_assert_uint_gt(total, 0);
+    snprintf(bin, sizeof(bin), "%s/bin/svc-recon", tu_build_dir());
+    snprintf(topic, sizeof(topic), "--audit.topic=%s", n->audit);
+    snprintf(schema, sizeof(schema), "itreg_recon_%s", tu_unique());
+    snprintf(sflag, sizeof(sflag), "--state.schema=%s", schema);
+    snprintf(group, sizeof(group), "--group.id=itreg-recon-%s", tu_unique());
+    snprintf(log, sizeof(log), "/tmp/tb-it-registry-recon-%s.log", tu_unique());
+    pid = spawn_logged(argv, log);
+    c = PQconnectdb("host=127.0.0.1 port=5432 dbname=tributary user=tributary password=tributary");
+    ck_assert_msg(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+    /* every event is applied or counted bad (the offsets also count the
+     * transactions' markers, so the rows are compared, not the offsets) */
+    while (core_mono_ms() < deadline) {
+        snprintf(q, sizeof(q), "SELECT count(*) FROM %s.events", schema);
+        applied = pg_count(c, q);
+        snprintf(q, sizeof(q), "SELECT count(*) FROM %s.bad_events", schema);
+        bad = pg_count(c, q);
+        if (applied >= 0 && bad >= 0 && applied + bad >= (long)total)
+            break;
+        usleep(200 * 1000); /* polling recon's state, with a deadline */
+    }
+    kill(pid, SIGTERM);
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    PQclear(PQexec(c, "SET client_min_messages = warning"));
+    snprintf(q, sizeof(q), "DROP SCHEMA IF EXISTS %s CASCADE", schema);
+    PQclear(PQexec(c, q));
+    PQfinish(c);
+    ck_assert_msg(applied == (long)total, "recon applied %ld of %zu events (log %s)", applied,
+                  total, log);
+    ck_assert_msg(bad == 0, "recon counted %ld bad events (log %s)", bad, log);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "recon exit %d (log %s)", st, log);
+    unlink(log);
+}
+
 START_TEST(ingest_to_validator_with_registry_ids_and_unknown_id_to_dlq)
 {
     enum { ROWS = 200 };
@@ -556,6 +616,7 @@ START_TEST(ingest_to_validator_with_registry_ids_and_unknown_id_to_dlq)
         unlink(log);
     }
     feeder_caches_valid(&n, ROWS);
+    recon_reads_audit(&n);
     core_strbuf_free(&msgs);
     unlink(file);
     free(file);
