@@ -7,7 +7,8 @@
  *     cache save (request counts);
  *   - RecordNameStrategy: the subject is the record's full name;
  *   - an incompatible schema refused with 409 and the registry's message;
- *   - svc-ingest with a subject the registry lacks (auto.register off):
+ *   - svc-ingest with a subject the registry lacks (auto.register off), or
+ *     with a schema that breaks BACKWARD (auto.register on, the 409):
  *     exit 78 naming the subject; the registry down at start: exit 69
  *     naming it after startup.timeout.ms, no hang;
  *   - svc-ingest → svc-validator in registry mode: the records carry the
@@ -330,6 +331,74 @@ START_TEST(ingest_subject_not_registered_exits_78_naming_it)
     ck_assert_msg(rc == 78, "exit %d: %s", rc, err);
     ck_assert_msg(strstr(err, subject) != NULL, "stderr does not name %s: %s", subject, err);
     ck_assert_msg(count_plain_lines(err) == 1, "one plain line expected: %s", err);
+    unlink(file);
+    free(file);
+    free(out);
+    free(err);
+    core_registry_free(r);
+    core_avro_catalog_free(cat);
+}
+END_TEST
+
+static size_t read_topic(const char *topic, size_t want, int ms, uint32_t want_id,
+                         core_strbuf *messages);
+
+/* svc-ingest with registration on and a payee schema that breaks BACKWARD
+ * against what the subject holds: the registry's 409, exit 78 naming the
+ * subject, nothing produced. */
+START_TEST(ingest_incompatible_schema_exits_78_with_the_registry_message)
+{
+    struct run_names n;
+    char dir[] = "/tmp/tb-it-registry-proto-XXXXXX", path[1200], *file = payee_csv(3);
+    char *out = NULL, *err = NULL, subject[256], e[1024], *text, *broken;
+    const char *const extra[] = { "--schema.registry.auto.register.schemas", "--proto.dir", dir,
+                                  NULL };
+    core_avro_catalog_t *cat = catalog();
+    core_registry_t *r = registry(true);
+    char *cp[] = { "/bin/cp", "-r", NULL, NULL, NULL };
+    char src[1100];
+    uint32_t id;
+    cJSON *j;
+    FILE *f;
+    int rc;
+
+    names_new(&n);
+    snprintf(subject, sizeof(subject), "%s-value", n.raw);
+    ck_assert_msg(core_registry_bind_subject(r, cat, core_avro_catalog_by_dataset(cat, "payee"),
+                                             subject, &id, e, sizeof(e)) == CORE_OK,
+                  "%s", e);
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(src, sizeof(src), "%s/.", tu_proto_dir());
+    cp[2] = src;
+    cp[3] = dir;
+    ck_assert_int_eq(tu_run_cmd(cp, environ, NULL, NULL, 10000), 0);
+    /* a new field without a default: old records cannot be read with it */
+    snprintf(path, sizeof(path), "%s/payee.avsc", dir);
+    text = core_read_file(path, 1 << 20, NULL, e, sizeof(e));
+    ck_assert_ptr_nonnull(text);
+    j = cJSON_Parse(text);
+    free(text);
+    cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(j, "fields"),
+                         cJSON_Parse("{\"name\":\"must_have\",\"type\":\"string\"}"));
+    broken = cJSON_Print(j);
+    cJSON_Delete(j);
+    f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(broken, f);
+    fclose(f);
+    free(broken);
+
+    rc = run_ingest(&n, registry_url(), file, extra, &out, &err);
+    ck_assert_msg(rc == 78, "exit %d: %s", rc, err);
+    ck_assert_msg(strstr(err, subject) && strstr(err, "HTTP 409") && strstr(err, "must_have"),
+                  "stderr: %s", err);
+    ck_assert_msg(count_plain_lines(err) == 1, "one plain line expected: %s", err);
+    ck_assert_uint_eq(read_topic(n.raw, 1, 3000, 0, NULL), 0);
+    {
+        char *rm[] = { "/bin/rm", "-rf", dir, NULL };
+
+        tu_run_cmd(rm, environ, NULL, NULL, 10000);
+    }
     unlink(file);
     free(file);
     free(out);
@@ -939,6 +1008,7 @@ static Suite *registry_suite(void)
     suite_add_tcase(s, c);
     tcase_set_timeout(v, 180);
     tcase_add_test(v, ingest_subject_not_registered_exits_78_naming_it);
+    tcase_add_test(v, ingest_incompatible_schema_exits_78_with_the_registry_message);
     tcase_add_test(v, registry_down_at_start_exits_69_naming_it);
     tcase_add_test(v, ingest_to_validator_with_registry_ids_and_unknown_id_to_dlq);
     tcase_add_test(v, registry_restart_keeps_ids_and_schemas);
