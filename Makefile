@@ -1,13 +1,14 @@
 # tributary — one Makefile for libcore, the five services, tests and the local stack.
 #
 #   make            build libcore (static + shared + pkg-config) and every service
-#   make test       deps, stack-up, build, deploy checks, unit + integration tests (what CI runs)
+#   make test       deps, stack-up, build, deploy checks, schema-compat, unit + integration tests (what CI runs)
 #   make demo       deps, stack-up, build, run the sample through the pipeline
 #   make asan       the test suite under AddressSanitizer and UBSan
 #   make fault      the fault soak over the whole pipeline (tests/fault/, ~15 min; 3 brokers too)
 #   make fuzz       libFuzzer on the Avro decoder and the JSON parser (FUZZ_TIME seconds each)
 #   make deps       install the Debian packages (root, non-interactive) and the deploy tools
 #   make deploy-check  deploy/check.sh + the dashboards' metrics against the running services
+#   make schema-compat  every schema in proto/ BACKWARD-compatible with its previous entry (registry)
 #   make stack-up | stack-down | stack-status   the local servers on loopback
 
 VERSION   := 0.1.0
@@ -52,12 +53,12 @@ LIBS_svc-persister    := $(DB_LIBS)
 LIBS_svc-recon        := $(DB_LIBS)
 
 .PHONY: all lib services tests test unit integration run-tests asan demo deps \
-        stack-up stack-down stack-status clean bench fuzz help fault fault-quick deploy-check
+        stack-up stack-down stack-status clean bench fuzz help fault fault-quick deploy-check schema-compat
 
 all: lib services
 
 help:
-	@sed -n '2,12p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,13p' Makefile | sed 's/^# \{0,1\}//'
 
 lib: $(CORE_A) $(CORE_SO) $(CORE_PC)
 
@@ -121,7 +122,18 @@ $(FAULT_CHECK): $(BUILD)/obj/tests/fault/fault_check.o $(BUILD)/obj/tests/fault/
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcsv $(DB_LIBS) $(PKG_LIBS)
 
-tests: $(UNIT_BINS) $(INT_BINS) $(FAULT_CHECK) services
+# `make schema-compat`: every schema of proto/ BACKWARD-compatible with its
+# previous entry, asked of the real Schema Registry (the stack's by default).
+SCHEMA_COMPAT := $(BUILD)/tests/tools/schema_compat
+REGISTRY_URL ?= http://127.0.0.1:$(or $(STACK_REGISTRY_PORT),18081)/apis/ccompat/v7
+$(SCHEMA_COMPAT): $(BUILD)/obj/tests/tools/schema_compat.o $(CORE_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+schema-compat: $(SCHEMA_COMPAT)
+	$(SCHEMA_COMPAT) $(REGISTRY_URL) $(CURDIR)/proto
+
+tests: $(UNIT_BINS) $(INT_BINS) $(FAULT_CHECK) $(SCHEMA_COMPAT) services
 
 # ---- running tests ---------------------------------------------------------
 
@@ -137,6 +149,7 @@ integration: $(INT_BINS) services
 # svc-persister's suite (the longest, mostly waiting on its servers) runs in
 # a lane beside the others; the fault suite, which stops servers, after both.
 run-tests: tests deploy-check
+	$(SCHEMA_COMPAT) $(REGISTRY_URL) $(CURDIR)/proto
 	@$(TEST_ENV) SUITE_BESIDE="$(filter %/test_persister,$(INT_BINS))" \
 	  tests/run-suite.sh $(notdir $(BUILD)) $(UNIT_BINS) $(INT_BINS)
 	@$(TEST_ENV) tests/fault/run.sh --quick

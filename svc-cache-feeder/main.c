@@ -63,7 +63,8 @@ static int feed(core_service_t *svc, feeder_dataset *ds, core_redis_t *r, feeder
         sds[i] = (core_sink_dataset){ ds[i].name, ds[i].topic, NULL };
     core_redis_config_address(&conf.redis, raddr, sizeof(raddr));
     if ((rc = core_service_await(svc, "redis", raddr, probe_redis, r)) != CORE_SERVICE_CONTINUE ||
-        (rc = core_service_await_kafka(svc)) != CORE_SERVICE_CONTINUE)
+        (rc = core_service_await_kafka(svc)) != CORE_SERVICE_CONTINUE ||
+        (rc = core_service_bind_audit(svc, conf.audit_topic)) != CORE_SERVICE_CONTINUE)
         goto out;
     o.plugin = &feeder_sink_plugin;
     o.plugin_conf = &pc;

@@ -214,6 +214,30 @@ static int run_files(core_service_t *svc, ingest_ctx *ctx)
     return worst;
 }
 
+/* With a Schema Registry: the registry's id of each dataset's schema on
+ * its output topic, and of the audit event on audit.topic, before any
+ * record is made (the catalogue is shared with the job threads after). */
+static int bind_schemas(core_service_t *svc)
+{
+    const core_avro_catalog_t *cat = core_service_catalog(svc);
+    char topic[512];
+    int rc;
+
+    if (!core_service_registry(svc))
+        return CORE_SERVICE_CONTINUE;
+    for (size_t i = 0; i < conf.datasets.n; i++) {
+        if (conf.topic && *conf.topic)
+            snprintf(topic, sizeof(topic), "%s", conf.topic);
+        else
+            snprintf(topic, sizeof(topic), "%s.raw", conf.datasets.v[i]);
+        rc = core_service_schema_bind(svc, topic,
+                                      core_avro_catalog_by_dataset(cat, conf.datasets.v[i]));
+        if (rc != CORE_SERVICE_CONTINUE)
+            return rc;
+    }
+    return core_service_bind_audit(svc, conf.audit_topic);
+}
+
 static int run(core_service_t *svc, void *unused)
 {
     char errstr[512];
@@ -240,6 +264,8 @@ static int run(core_service_t *svc, void *unused)
         return core_service_config_error(svc, "batch.id: must hold 1 to 188 bytes");
     if (!conf.checkpoint_topic || !*conf.checkpoint_topic || !conf.audit_topic || !*conf.audit_topic)
         return core_service_config_error(svc, "checkpoint.topic / audit.topic: must not be empty");
+    if ((rc = bind_schemas(svc)) != CORE_SERVICE_CONTINUE)
+        return rc;
     ctx = ingest_ctx_new(svc, &conf, errstr, sizeof(errstr));
     if (!ctx)
         return core_service_config_error(svc, errstr);

@@ -152,7 +152,8 @@ static int run(core_service_t *svc, void *vconf)
     core_service_open(svc);
     if ((rc = core_service_await(svc, sink->name, sink->addr, probe_db, sink)) !=
             CORE_SERVICE_CONTINUE ||
-        (rc = core_service_await_kafka(svc)) != CORE_SERVICE_CONTINUE)
+        (rc = core_service_await_kafka(svc)) != CORE_SERVICE_CONTINUE ||
+        (rc = core_service_bind_audit(svc, c->audit_topic)) != CORE_SERVICE_CONTINUE)
         goto out;
     rc = 0;
     if (pg && pers_pg_rows_init(ds, nds, err, sizeof(err)) != 0) {

@@ -112,12 +112,58 @@ static int get_opt_long(rd *r, int64_t *v)
     return b ? get_long(r, v) : 0;
 }
 
+/* The catalogue's AuditEvent of that version (its entries in order). */
+static const core_avro_schema_t *local_audit(const core_avro_catalog_t *cat, int version)
+{
+    int seen = 0;
+
+    for (size_t i = 0; i < core_avro_catalog_count(cat); i++) {
+        const core_avro_schema_t *s = core_avro_catalog_at(cat, i);
+
+        if (strcmp(core_avro_schema_name(s), "tributary.AuditEvent") == 0 && ++seen == version)
+            return s;
+    }
+    return NULL;
+}
+
+int recon_audit_ids_version(recon_audit_ids *a, uint32_t id)
+{
+    const core_avro_schema_t *s;
+    int v = 0;
+
+    if (!a || !a->cat)
+        return id == RECON_AUDIT_SCHEMA_ID ? 1 : id == RECON_AUDIT_SCHEMA_ID_V2 ? 2 : 0;
+    for (size_t i = 0; i < a->n; i++)
+        if (a->id[i] == id)
+            return a->version[i];
+    if (!(s = core_avro_catalog_by_id(a->cat, id)))
+        return 0; /* unknown, or the registry did not answer: asked again next time */
+    for (int k = 1; k <= 2 && !v; k++) {
+        const core_avro_schema_t *l = local_audit(a->cat, k);
+
+        if (l && (l == s || avro_schema_equal(core_avro_schema_avro(l), core_avro_schema_avro(s))))
+            v = k;
+    }
+    if (a->n < RECON_AUDIT_IDS_MAX) {
+        a->id[a->n] = id;
+        a->version[a->n++] = v;
+    }
+    return v;
+}
+
 int recon_event_decode(const void *buf, size_t len, recon_event *ev, const char **why)
+{
+    return recon_event_decode_ids(NULL, buf, len, ev, why);
+}
+
+int recon_event_decode_ids(recon_audit_ids *a, const void *buf, size_t len, recon_event *ev,
+                           const char **why)
 {
     const uint8_t *b = buf;
     rd r;
     recon_str dg, cdg = { 0 };
     uint32_t id;
+    int version;
 
     memset(ev, 0, sizeof(*ev));
     if (!buf || len < 5 || b[0] != 0) {
@@ -125,7 +171,7 @@ int recon_event_decode(const void *buf, size_t len, recon_event *ev, const char 
         return -1;
     }
     id = (uint32_t)b[1] << 24 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 8 | b[4];
-    if (id != RECON_AUDIT_SCHEMA_ID && id != RECON_AUDIT_SCHEMA_ID_V2) {
+    if (!(version = recon_audit_ids_version(a, id))) {
         *why = "schema id is not tributary.AuditEvent's";
         return -1;
     }
@@ -154,7 +200,7 @@ int recon_event_decode(const void *buf, size_t len, recon_event *ev, const char 
     NEED(get_opt_str(&r, &ev->reason), "reason");
     NEED(get_opt_long(&r, &ev->line), "line");
     NEED(get_opt_long(&r, &ev->version), "version");
-    if (id == RECON_AUDIT_SCHEMA_ID_V2)
+    if (version == 2)
         NEED(get_opt_str(&r, &cdg), "content_digest");
     NEED(r.p != r.end, "trailing bytes after the event");
     ev->stage_ix = recon_stage_index(ev->stage.p, ev->stage.len);

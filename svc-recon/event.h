@@ -1,7 +1,8 @@
 /* event.h — one audit event as svc-recon reads it from audit.events.
  *
- * The decoder reads the AuditEvent layout of proto/audit_event.avsc
- * (catalogue id 201) directly from the wire bytes, bound-checked, without
+ * The decoder reads the AuditEvent layouts of proto/audit_event.avsc and
+ * audit_event_v2.avsc (catalogue ids 201, 202; with a Schema Registry the
+ * ids the registry gave them: recon_audit_ids) directly from the wire bytes, bound-checked, without
  * avro-c: no allocation, every string a slice of the Kafka value (valid
  * while the message is). Bytes from Kafka are untrusted: anything that is
  * not exactly one well-formed event (a short buffer, a length beyond the
@@ -54,10 +55,32 @@ typedef struct recon_event {
 } recon_event;
 
 /**
- * @brief Decode one Kafka value (Confluent header + AuditEvent body).
+ * @brief Decode one Kafka value (Confluent header + AuditEvent body) whose
+ * schema id is the catalogue's 201 (v1) or 202 (v2).
  * @returns 0, or -1 with why (a static string naming the field) in *why.
  */
 int recon_event_decode(const void *buf, size_t len, recon_event *ev, const char **why);
+
+/* Which AuditEvent layout each schema id is: with a Schema Registry the ids
+ * are the registry's, so an id is looked up in the catalogue (which fetches
+ * it) and its schema compared with the catalogue's v1 and v2
+ * (avro_schema_equal); answers are kept (ids never change their schema).
+ * One per thread. */
+#define RECON_AUDIT_IDS_MAX 32
+typedef struct recon_audit_ids {
+    const struct core_avro_catalog *cat; /* NULL: 201 and 202 only */
+    uint32_t id[RECON_AUDIT_IDS_MAX];
+    int version[RECON_AUDIT_IDS_MAX];    /* 1, 2; 0: not an AuditEvent layout */
+    size_t n;
+} recon_audit_ids;
+
+/** The layout of id: 1, 2, or 0 (not an AuditEvent this decoder reads, or
+ * the id could not be resolved now: then not remembered). */
+int recon_audit_ids_version(recon_audit_ids *a, uint32_t id);
+
+/** recon_event_decode() for the ids \p a resolves (NULL: 201 and 202). */
+int recon_event_decode_ids(recon_audit_ids *a, const void *buf, size_t len, recon_event *ev,
+                           const char **why);
 
 /* Whether s equals the NUL-terminated t. */
 bool recon_str_is(recon_str s, const char *t);

@@ -18,6 +18,7 @@ struct recon_state {
     char *audit_topic;
     PGconn *conn;
     recon_lat_cache *lat; /* window.h: the latency cache */
+    recon_audit_ids ids;  /* which schema id is which AuditEvent layout */
 };
 
 /* Each migration, in order; "@S" stands for the schema. Never edit one that
@@ -269,6 +270,7 @@ recon_state_t *recon_state_open(const recon_state_opts *o, char *errstr, size_t 
         return NULL;
     }
     st->o = *o;
+    st->ids.cat = o->cat; /* NULL (tests without one): the catalogue's 201 and 202 */
     snprintf(st->schema, sizeof(st->schema), "%s", o->pg.schema);
     st->audit_topic = strdup(o->audit_topic ? o->audit_topic : "audit.events");
     st->lat = recon_lat_cache_new();
@@ -731,7 +733,7 @@ core_err_t recon_state_apply(recon_state_t *st, const recon_input *in, size_t n,
         }
         if (in[i].offset + 1 > po->next)
             po->next = in[i].offset + 1;
-        if (recon_event_decode(in[i].value, in[i].len, &ev, &why) != 0) {
+        if (recon_event_decode_ids(&st->ids, in[i].value, in[i].len, &ev, &why) != 0) {
             copy_bad(&a.bad, st->audit_topic, &in[i], "malformed", why, now);
             s.bad++;
         } else if (!dataset_known(st, ev.dataset)) {

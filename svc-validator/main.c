@@ -208,6 +208,10 @@ static int run_validate(core_service_t *svc, struct validator_conf *c)
         snprintf(txn_id, sizeof(txn_id), "%s", c->transactional_id);
     else
         snprintf(txn_id, sizeof(txn_id), "svc-validator-%s", common->instance_id);
+    /* with a registry: the audit event's id on the configured audit topic
+     * (the records it passes on keep their writer's id) */
+    if ((rc = core_service_bind_audit(svc, c->audit_topic)) != CORE_SERVICE_CONTINUE)
+        return rc;
     p.cfg = core_service_config(svc);
     p.kafka_defaults = kafka_defaults;
     p.nkafka_defaults = CORE_ARRAY_SIZE(kafka_defaults);

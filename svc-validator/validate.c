@@ -120,10 +120,15 @@ static void validate_local(validator_t *v, work *w, int64_t now_ms, vv_item **it
         set_reason(w, VO_POISON, NULL, "%s", "empty value (tombstone)");
         return;
     }
-    if (core_avro_decoder_decode(v->dec, rkm->payload, rkm->len, &schema, &val, err,
-                                 sizeof(err)) != CORE_OK) {
+    if ((rc = core_avro_decoder_decode(v->dec, rkm->payload, rkm->len, &schema, &val, err,
+                                       sizeof(err))) != CORE_OK) {
         ids_from_headers(w);
-        set_reason(w, VO_POISON, NULL, "cannot decode: %s", err);
+        /* the Schema Registry did not answer for the record's id: not the
+         * record's fault, so .retry (then exhausted), never poison */
+        if (rc == CORE_ERR_TRANSIENT)
+            set_reason(w, VO_RETRYING, NULL, "schema registry: %s", err);
+        else
+            set_reason(w, VO_POISON, NULL, "cannot decode: %s", err);
         return;
     }
     if (core_avro_schema_dataset(schema) == NULL ||

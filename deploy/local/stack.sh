@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # deploy/local/stack.sh — the local stack of real servers on loopback:
-# Kafka (KRaft, 1 or 3 nodes), Redis, PostgreSQL and FerretDB (MongoDB wire
-# protocol, stored in that PostgreSQL: database ferretdb). No containers:
-# Debian's binaries, Kafka's jars from Maven Central, FerretDB built from its
-# Go module.
+# Kafka (KRaft, 1 or 3 nodes), Redis, PostgreSQL, FerretDB (MongoDB wire
+# protocol, stored in that PostgreSQL: database ferretdb) and Apicurio
+# Registry (a Schema Registry with the Confluent API, stored in that
+# PostgreSQL: database registry). No containers: Debian's binaries, Kafka's
+# jars and Apicurio's Quarkus app from Maven Central, FerretDB built from
+# its Go module.
 #
 # Usage: stack.sh up [--kafka-nodes N]     start what is not running, wait until all answer
 #        stack.sh down [--purge]           stop all (data kept; --purge removes it)
@@ -12,6 +14,7 @@
 #        stack.sh kafka-stop N [--kill]    stop Kafka node N (1..nodes); --kill = SIGKILL
 #        stack.sh kafka-start N            start Kafka node N again, wait until it answers
 #        stack.sh redis-stop | redis-start | pg-stop | pg-start | ferretdb-stop | ferretdb-start
+#        stack.sh registry-stop | registry-start      the Schema Registry alone
 #        stack.sh kafka-class CLASS [ARGS] run a Kafka tool class with the broker's class path
 #                                          (e.g. org.apache.kafka.tools.TopicCommand --list ...)
 #
@@ -20,6 +23,9 @@
 #   its controller on that +1)  STACK_KAFKA_VERSION (3.9.1)  STACK_KAFKA_HEAP (512m)
 #   STACK_REDIS_PORT (6379)  STACK_PG_PORT (5432)  STACK_MONGO_PORT (27017)
 #   STACK_FERRETDB_VERSION (v1.24.0)  STACK_WAIT_SECS (90)  STACK_PURGE (0)
+#   STACK_REGISTRY (1; 0: `up` leaves the registry out)  STACK_REGISTRY_PORT (18081)
+#   STACK_REGISTRY_MGMT_PORT (18091)  STACK_REGISTRY_VERSION (3.3.3)
+#   STACK_REGISTRY_HEAP (384m)  STACK_REGISTRY_JAVA (Temurin 25's java: Apicurio 3 needs >= 21)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -35,12 +41,19 @@ PG_PORT=${STACK_PG_PORT:-5432}
 MONGO_PORT=${STACK_MONGO_PORT:-27017}
 FERRETDB_VERSION=${STACK_FERRETDB_VERSION:-v1.24.0}
 WAIT_SECS=${STACK_WAIT_SECS:-90}
+REGISTRY_ON=${STACK_REGISTRY:-1}
+REGISTRY_PORT=${STACK_REGISTRY_PORT:-18081}
+REGISTRY_MGMT_PORT=${STACK_REGISTRY_MGMT_PORT:-18091}
+REGISTRY_VERSION=${STACK_REGISTRY_VERSION:-3.3.3}
+REGISTRY_HEAP=${STACK_REGISTRY_HEAP:-384m}
+REGISTRY_JAVA=${STACK_REGISTRY_JAVA:-/usr/lib/jvm/temurin-25-jdk-amd64/bin/java}
 STOP_SECS=${STACK_STOP_SECS:-30}
 
 RUN_DIR=$STACK_DIR/run
 LOG_DIR=$STACK_DIR/logs
 KAFKA_LIBS=$STACK_CACHE_DIR/kafka-$KAFKA_VERSION/libs
 FERRETDB_BIN=$STACK_CACHE_DIR/ferretdb-$FERRETDB_VERSION/ferretdb
+REGISTRY_HOME=$STACK_CACHE_DIR/apicurio-registry-$REGISTRY_VERSION
 
 PG_USER=tributary
 PG_PASSWORD=tributary
@@ -841,6 +854,123 @@ ferretdb_status() {
     fi
 }
 
+# ---- Schema Registry (Apicurio) ---------------------------------------------
+
+# Apicurio Registry 3 (Apache-2.0): the Quarkus app from Maven Central
+# (io.apicurio:apicurio-registry-app, classifier all, a tar.gz), run with a
+# Java >= 21. Its storage is SQL on the stack's PostgreSQL (database
+# registry), so schemas and ids survive a restart; its Confluent-compatible
+# API is under /apis/ccompat/v7; global compatibility BACKWARD (Apicurio's
+# default is NONE).
+REGISTRY_PIDFILE=$RUN_DIR/registry.pid
+REGISTRY_PG_DB=registry
+REGISTRY_API=http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7
+
+registry_fetch() {
+    [ -f "$REGISTRY_HOME/.complete" ] && return 0
+    need mvn
+    local tmp=$REGISTRY_HOME.tmp log=$LOG_DIR/maven-registry.log
+    say "fetching Apicurio Registry $REGISTRY_VERSION from Maven Central (log: $log)"
+    rm -rf "$tmp"
+    mkdir -p "$tmp"
+    if ! mvn -B -q dependency:copy \
+            -Dartifact="io.apicurio:apicurio-registry-app:$REGISTRY_VERSION:tar.gz:all" \
+            -DoutputDirectory="$tmp" >"$log" 2>&1; then
+        tail_log "$log"
+        die "Maven could not fetch io.apicurio:apicurio-registry-app:$REGISTRY_VERSION (tar.gz, all)"
+    fi
+    tar xzf "$tmp/apicurio-registry-app-$REGISTRY_VERSION-all.tar.gz" -C "$tmp" ||
+        die "could not unpack apicurio-registry-app-$REGISTRY_VERSION-all.tar.gz"
+    rm -f "$tmp/apicurio-registry-app-$REGISTRY_VERSION-all.tar.gz"
+    [ -f "$tmp/quarkus-run.jar" ] || die "Apicurio unpacked without quarkus-run.jar in $tmp"
+    rm -rf "$REGISTRY_HOME"
+    mv "$tmp" "$REGISTRY_HOME"
+    touch "$REGISTRY_HOME/.complete"
+}
+
+registry_pid() { pidfile_pid "$REGISTRY_PIDFILE" "$REGISTRY_HOME/quarkus-run.jar"; }
+registry_alive() { registry_pid >/dev/null; }
+registry_alive_or_foreign() { registry_alive || port_open "$REGISTRY_PORT"; }
+# registry_answers: the Confluent API lists subjects.
+registry_answers() {
+    [ "$(timeout 5 curl -s -o /dev/null -w '%{http_code}' "$REGISTRY_API/subjects" 2>/dev/null)" = 200 ]
+}
+
+registry_provision() {
+    pg_setup_paths
+    if [ "$(pg_superuser_psql -c "SELECT 1 FROM pg_database WHERE datname = '$REGISTRY_PG_DB'")" != 1 ]; then
+        pg_superuser_psql -c "CREATE DATABASE $REGISTRY_PG_DB OWNER $PG_USER" >/dev/null
+    fi
+}
+
+registry_start() {
+    if registry_alive; then REGISTRY_STARTED=0; return 0; fi
+    if port_open "$REGISTRY_PORT"; then
+        if registry_answers; then
+            warn "registry: 127.0.0.1:$REGISTRY_PORT already served by $(port_owner "$REGISTRY_PORT"), not started by stack.sh: left alone"
+            REGISTRY_STARTED=0; return 0
+        fi
+        die "port $REGISTRY_PORT (Schema Registry) is used by $(port_owner "$REGISTRY_PORT"); stop it or set STACK_REGISTRY_PORT"
+    fi
+    port_open "$REGISTRY_MGMT_PORT" &&
+        die "port $REGISTRY_MGMT_PORT (the registry's management port) is used by $(port_owner "$REGISTRY_MGMT_PORT"); set STACK_REGISTRY_MGMT_PORT"
+    [ -x "$REGISTRY_JAVA" ] || die "registry: $REGISTRY_JAVA not found (Apicurio 3 needs Java >= 21; set STACK_REGISTRY_JAVA)"
+    registry_fetch
+    registry_provision || die "registry: could not prepare database $REGISTRY_PG_DB in PostgreSQL"
+    # A small pool (its default keeps 20 connections open), C1 only (starts faster).
+    start_bg "$REGISTRY_PIDFILE" "$LOG_DIR/registry.log" \
+        "$REGISTRY_JAVA" -Xms64m -Xmx"$REGISTRY_HEAP" -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
+        -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
+        -Dquarkus.http.host=127.0.0.1 -Dquarkus.http.port="$REGISTRY_PORT" \
+        -Dquarkus.management.host=127.0.0.1 -Dquarkus.management.port="$REGISTRY_MGMT_PORT" \
+        -Dapicurio.storage.kind=sql -Dapicurio.storage.sql.kind=postgresql \
+        -Dapicurio.datasource.url="jdbc:postgresql://127.0.0.1:$PG_PORT/$REGISTRY_PG_DB" \
+        -Dapicurio.datasource.username="$PG_USER" -Dapicurio.datasource.password="$PG_PASSWORD" \
+        -Dapicurio.datasource.jdbc.initial-size=2 -Dapicurio.datasource.jdbc.min-size=2 \
+        -Dapicurio.datasource.jdbc.max-size=10 \
+        -Dquarkus.log.level=WARN -Dquarkus.log.category.io.apicurio.level=INFO \
+        -jar "$REGISTRY_HOME/quarkus-run.jar"
+    REGISTRY_T0=$(now)
+    REGISTRY_STARTED=1
+}
+
+# registry_configure: global compatibility BACKWARD (kept in its storage).
+registry_configure() {
+    local out
+    out=$(timeout 10 curl -s -X PUT -H 'Content-Type: application/vnd.schemaregistry.v1+json' \
+        --data '{"compatibility":"BACKWARD"}' -w ' %{http_code}' "$REGISTRY_API/config" 2>&1) ||
+        die "registry: could not set global compatibility BACKWARD: $out"
+    [[ $out == *' 200' ]] || die "registry: setting compatibility BACKWARD answered: $out"
+}
+
+registry_wait() {
+    wait_until "registry (127.0.0.1:$REGISTRY_PORT)" "$LOG_DIR/registry.log" registry_alive_or_foreign registry_answers
+    registry_configure
+    if [ "${REGISTRY_STARTED:-0}" = 1 ]; then
+        say "registry: started on 127.0.0.1:$REGISTRY_PORT ($REGISTRY_API, BACKWARD; $(( $(now) - REGISTRY_T0 ))s)"
+    else say "registry: already up"; fi
+}
+
+registry_stop() {
+    local pid
+    if pid=$(registry_pid); then
+        stop_pid registry "$pid"
+        say "registry: stopped"
+    fi
+    rm -f "$REGISTRY_PIDFILE"
+}
+
+registry_status() {
+    local pid
+    if pid=$(registry_pid) && registry_answers; then
+        status_line registry up "127.0.0.1:$REGISTRY_PORT" "$pid"
+    elif [ -z "${pid:-}" ] && registry_answers; then
+        status_line registry up "127.0.0.1:$REGISTRY_PORT" "(not started by stack.sh)"
+    else
+        status_line registry down "127.0.0.1:$REGISTRY_PORT" "${pid:-}"; return 1
+    fi
+}
+
 # ---- commands --------------------------------------------------------------
 
 prepare_dirs() { mkdir -p "$STACK_DIR" "$RUN_DIR" "$LOG_DIR" "$STACK_CACHE_DIR"; }
@@ -878,13 +1008,16 @@ cmd_up() {
     redis_wait
     pg_wait
     ferretdb_start # on PostgreSQL: after pg_wait
+    [ "$REGISTRY_ON" = 0 ] || registry_start # on PostgreSQL too; starts while the rest is awaited
     ferretdb_wait
     kafka_wait "$nodes"
+    [ "$REGISTRY_ON" = 0 ] || registry_wait
     say "up in $(( $(now) - t0 ))s; 'stack.sh env' prints the connection settings"
 }
 
 cmd_down() {
     [ -d "$STACK_DIR" ] || { say "nothing to stop ($STACK_DIR does not exist)"; return 0; }
+    registry_stop
     ferretdb_stop
     kafka_stop_all
     redis_stop
@@ -905,6 +1038,7 @@ cmd_status() {
     redis_status || bad=1
     pg_status || bad=1
     ferretdb_status || bad=1
+    if [ "$REGISTRY_ON" != 0 ] || registry_alive; then registry_status || bad=1; fi
     return $bad
 }
 
@@ -918,6 +1052,7 @@ STACK_REDIS_HOST=127.0.0.1
 STACK_REDIS_PORT=$REDIS_PORT
 STACK_PG_CONNINFO='host=127.0.0.1 port=$PG_PORT user=$PG_USER password=$PG_PASSWORD dbname=$PG_DB'
 STACK_MONGO_URI=mongodb://127.0.0.1:$MONGO_PORT/
+STACK_REGISTRY_URL=$REGISTRY_API
 EOF
 }
 
@@ -954,6 +1089,8 @@ main() {
         pg-start)       prepare_dirs; pg_start; pg_wait ;;
         ferretdb-stop)  ferretdb_stop ;;
         ferretdb-start) prepare_dirs; ferretdb_build; pg_setup_paths; pg_wait; ferretdb_start; ferretdb_wait ;;
+        registry-stop)  registry_stop ;;
+        registry-start) prepare_dirs; pg_setup_paths; pg_wait; registry_start; registry_wait ;;
         -h|--help|help) usage 0 ;;
         "")             usage 2 ;;
         *)              printf 'stack: unknown command: %s\n\n' "$cmd" >&2; usage 2 >&2 ;;

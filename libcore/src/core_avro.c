@@ -289,6 +289,7 @@ core_avro_schema_t *core_avro_schema_new(const char *json, size_t json_len,
 uint32_t core_avro_schema_id(const core_avro_schema_t *s) { return s->id; }
 const char *core_avro_schema_name(const core_avro_schema_t *s) { return s->name; }
 const char *core_avro_schema_dataset(const core_avro_schema_t *s) { return s->dataset; }
+const char *core_avro_schema_file(const core_avro_schema_t *s) { return s->file; }
 const char *core_avro_schema_key_field(const core_avro_schema_t *s) { return s->key_field; }
 avro_schema_t core_avro_schema_avro(const core_avro_schema_t *s) { return s->avro; }
 avro_value_iface_t *core_avro_schema_iface(const core_avro_schema_t *s) { return s->iface; }
@@ -502,6 +503,11 @@ void core_avro_catalog_free(core_avro_catalog_t *cat)
     for (i = 0; i < cat->n; i++)
         core_avro_schema_free(cat->schemas[i]);
     free(cat->schemas);
+    for (i = 0; i < cat->nfetched; i++)
+        core_avro_schema_free(cat->fetched[i]);
+    free(cat->fetched);
+    if (cat->lock_init)
+        pthread_mutex_destroy(&cat->lock);
     free(cat);
 }
 
@@ -764,15 +770,142 @@ size_t core_avro_catalog_max_record(const core_avro_catalog_t *cat)
     return cat->max_record;
 }
 
-const core_avro_schema_t *core_avro_catalog_by_id(const core_avro_catalog_t *cat,
-                                                  uint32_t id)
+static const core_avro_schema_t *held_id(const core_avro_catalog_t *cat, uint32_t id)
 {
     size_t i;
 
-    for (i = 0; i < cat->n; i++)
+    for (i = 0; id && i < cat->n; i++) /* id 0: dropped by set_fetch, never a match */
         if (cat->schemas[i]->id == id)
             return cat->schemas[i];
     return NULL;
+}
+
+/* The dataset whose current schema has the full name of the schema text
+ * (a record's "name", with "namespace" unless the name has a dot). */
+static const char *dataset_of_text(const core_avro_catalog_t *cat, const cJSON *j)
+{
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(j, "name");
+    const cJSON *ns = cJSON_GetObjectItemCaseSensitive(j, "namespace");
+    char full[512];
+
+    if (!cJSON_IsString(name))
+        return NULL;
+    if (strchr(name->valuestring, '.') || !cJSON_IsString(ns) || !*ns->valuestring)
+        snprintf(full, sizeof(full), "%s", name->valuestring);
+    else
+        snprintf(full, sizeof(full), "%s.%s", ns->valuestring, name->valuestring);
+    for (size_t i = cat->n; i > 0; i--)
+        if (cat->schemas[i - 1]->dataset && strcmp(cat->schemas[i - 1]->name, full) == 0)
+            return cat->schemas[i - 1]->dataset;
+    return NULL;
+}
+
+/* Under cat->lock: a fetched schema, or fetch it. */
+static core_err_t fetched_id(core_avro_catalog_t *cat, uint32_t id,
+                             const core_avro_schema_t **sp, char *errstr, size_t errstr_size)
+{
+    core_avro_schema_t *s;
+    char *text = NULL, label[64];
+    cJSON *j;
+    core_err_t err;
+
+    for (size_t i = 0; i < cat->nfetched; i++)
+        if (cat->fetched[i]->id == id) {
+            *sp = cat->fetched[i];
+            return CORE_OK;
+        }
+    if ((err = cat->fetch(cat->fetch_opaque, id, &text, errstr, errstr_size)) != CORE_OK)
+        return err;
+    snprintf(label, sizeof(label), "schema id %u", id);
+    j = parse_json(text, strlen(text), label, errstr, errstr_size);
+    free(text);
+    if (!j)
+        return CORE_ERR_INVALID;
+    if (!(s = schema_build(j, label, id, dataset_of_text(cat, j), cat, errstr, errstr_size)))
+        return CORE_ERR_INVALID;
+    if (cat->nfetched == cat->capfetched) {
+        size_t cap = cat->capfetched ? cat->capfetched * 2 : 8;
+        core_avro_schema_t **n = realloc(cat->fetched, cap * sizeof(*n));
+
+        if (!n) {
+            core_avro_schema_free(s);
+            core_errstr(errstr, errstr_size, "%s: out of memory", label);
+            return CORE_ERR_NOMEM;
+        }
+        cat->fetched = n;
+        cat->capfetched = cap;
+    }
+    cat->fetched[cat->nfetched++] = s;
+    *sp = s;
+    return CORE_OK;
+}
+
+core_err_t core_avro_catalog_id_(const core_avro_catalog_t *ccat, uint32_t id,
+                                 const core_avro_schema_t **sp, char *errstr,
+                                 size_t errstr_size)
+{
+    /* the lock and the fetched list are the catalogue's cache: a lookup
+     * stays logically const */
+    core_avro_catalog_t *cat = (core_avro_catalog_t *)ccat;
+    core_err_t err;
+
+    if ((*sp = held_id(cat, id)))
+        return CORE_OK;
+    if (!cat->fetch) {
+        core_errstr(errstr, errstr_size, "unknown schema id %u", id);
+        return CORE_ERR_NOTFOUND;
+    }
+    pthread_mutex_lock(&cat->lock);
+    err = fetched_id(cat, id, sp, errstr, errstr_size);
+    pthread_mutex_unlock(&cat->lock);
+    return err;
+}
+
+const core_avro_schema_t *core_avro_catalog_by_id(const core_avro_catalog_t *cat,
+                                                  uint32_t id)
+{
+    const core_avro_schema_t *s = NULL;
+    char err[256];
+
+    return core_avro_catalog_id_(cat, id, &s, err, sizeof(err)) == CORE_OK ? s : NULL;
+}
+
+core_err_t core_avro_catalog_set_fetch(core_avro_catalog_t *cat, core_avro_fetch_fn *fetch,
+                                       void *opaque)
+{
+    if (!cat->lock_init) {
+        if (pthread_mutex_init(&cat->lock, NULL) != 0)
+            return CORE_ERR_NOMEM;
+        cat->lock_init = true;
+    }
+    cat->fetch = fetch;
+    cat->fetch_opaque = opaque;
+    for (size_t i = 0; i < cat->n; i++)
+        cat->schemas[i]->id = 0;
+    return CORE_OK;
+}
+
+core_err_t core_avro_catalog_set_id(core_avro_catalog_t *cat, const core_avro_schema_t *schema,
+                                    uint32_t id, char *errstr, size_t errstr_size)
+{
+    const core_avro_schema_t *o = held_id(cat, id);
+
+    if (id == 0 || id > INT32_MAX) {
+        core_errstr(errstr, errstr_size, "%s: ids must be in 1..2147483647", schema->file);
+        return CORE_ERR_INVALID;
+    }
+    if (o && o != schema) {
+        core_errstr(errstr, errstr_size, "%s: schema id %u is already held by %s",
+                    schema->file, id, o->file);
+        return CORE_ERR_INVALID;
+    }
+    for (size_t i = 0; i < cat->n; i++)
+        if (cat->schemas[i] == schema) {
+            cat->schemas[i]->id = id;
+            return CORE_OK;
+        }
+    core_errstr(errstr, errstr_size, "%s: not a schema of this catalogue", schema->file);
+    return CORE_ERR_INVALID;
 }
 
 const core_avro_schema_t *core_avro_catalog_by_dataset(const core_avro_catalog_t *cat,

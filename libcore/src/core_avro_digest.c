@@ -320,9 +320,10 @@ core_err_t core_avro_content_digest_wire(const core_avro_catalog_t *cat, const v
 
     if ((err = core_avro_wire_id(value, len, &id, errstr, errstr_size)) != CORE_OK)
         return err;
-    if (!(s = core_avro_catalog_by_id(cat, id))) {
-        core_errstr(errstr, errstr_size, "schema id %u is not in the catalogue", id);
-        return CORE_ERR_NOTFOUND;
+    if ((err = core_avro_catalog_id_(cat, id, &s, errstr, errstr_size)) != CORE_OK) {
+        if (err == CORE_ERR_NOTFOUND && !cat->fetch)
+            core_errstr(errstr, errstr_size, "schema id %u is not in the catalogue", id);
+        return err;
     }
     if (len - CORE_AVRO_WIRE_HEADER > cat->max_record) {
         core_errstr(errstr, errstr_size, "record of %zu bytes exceeds max %zu bytes",

@@ -13,6 +13,7 @@
 #include "tributary/core_avro.h"
 
 #include <cjson/cJSON.h>
+#include <pthread.h>
 
 typedef enum avn_type {
     AVN_NULL,
@@ -99,7 +100,22 @@ struct core_avro_catalog {
     core_avro_schema_t **schemas;
     size_t n, cap;
     size_t max_record;
+    /* An id source (core_avro_catalog_set_fetch): the schemas it gave,
+     * appended under lock and kept until the catalogue is freed. */
+    core_avro_fetch_fn *fetch;
+    void *fetch_opaque;
+    bool lock_init;
+    pthread_mutex_t lock;
+    core_avro_schema_t **fetched;
+    size_t nfetched, capfetched;
 };
+
+/* The schema of an id, from the catalogue or its id source: CORE_OK,
+ * CORE_ERR_NOTFOUND, or the source's error (CORE_ERR_TRANSIENT...), errstr
+ * saying why. Thread-safe. */
+core_err_t core_avro_catalog_id_(const core_avro_catalog_t *cat, uint32_t id,
+                                 const core_avro_schema_t **sp, char *errstr,
+                                 size_t errstr_size);
 
 /* Full name of the meta record every dataset starts with. */
 #define META_FULLNAME "tributary.Meta"

@@ -537,10 +537,8 @@ core_err_t core_avro_decoder_decode(core_avro_decoder_t *d, const void *buf, siz
 
     if ((err = core_avro_wire_id(buf, len, &id, errstr, errstr_size)) != CORE_OK)
         return err;
-    if (!(s = core_avro_catalog_by_id(d->cat, id))) {
-        core_errstr(errstr, errstr_size, "unknown schema id %u", id);
-        return CORE_ERR_NOTFOUND;
-    }
+    if ((err = core_avro_catalog_id_(d->cat, id, &s, errstr, errstr_size)) != CORE_OK)
+        return err;
     len -= CORE_AVRO_WIRE_HEADER;
     if ((err = core_avro_check_body(s, body, len, d->cat->max_record, errstr, errstr_size)) !=
         CORE_OK)
@@ -609,10 +607,8 @@ core_err_t core_avro_decode(const core_avro_catalog_t *cat, const void *buf,
 
     if ((err = core_avro_wire_id(buf, len, &id, errstr, errstr_size)) != CORE_OK)
         return err;
-    if (!(s = core_avro_catalog_by_id(cat, id))) {
-        core_errstr(errstr, errstr_size, "unknown schema id %u", id);
-        return CORE_ERR_NOTFOUND;
-    }
+    if ((err = core_avro_catalog_id_(cat, id, &s, errstr, errstr_size)) != CORE_OK)
+        return err;
     err = core_avro_decode_body(s, (const uint8_t *)buf + CORE_AVRO_WIRE_HEADER,
                                 len - CORE_AVRO_WIRE_HEADER, cat->max_record, out,
                                 errstr, errstr_size);

@@ -1,5 +1,6 @@
 /* core_service.c — common start-up and shutdown of every service. */
 #include "tributary/core_service.h"
+#include "tributary/core_audit.h"
 #include "tributary/core_common.h"
 #include "tributary/core_kafka.h"
 #include "tributary/core_lifecycle.h"
@@ -43,6 +44,40 @@ static const core_config_key common_keys[] = {
       offsetof(struct core_service_common, startup_timeout_ms),
       "Longest wait at start for a dependency (broker, Redis, database) that never answered: "
       "then exit 69", 1, 86400000, NULL },
+    { "schema.registry.url", CORE_CFG_STR, NULL, 0,
+      offsetof(struct core_service_common, registry_url),
+      "Schema Registry (Confluent API), e.g. http://127.0.0.1:18081/apis/ccompat/v7; empty: the "
+      "fixed ids of proto/catalog.json", 0, 0, NULL },
+    { "schema.registry.subject.name.strategy", CORE_CFG_ENUM, "TopicNameStrategy", 0,
+      offsetof(struct core_service_common, registry_strategy),
+      "Subject of a record's schema: <topic>-value, or the record's full name", 0, 0,
+      "TopicNameStrategy|RecordNameStrategy" },
+    { "schema.registry.auto.register.schemas", CORE_CFG_BOOL, "false", 0,
+      offsetof(struct core_service_common, registry_auto_register),
+      "Register a schema the subject lacks (off: a schema the registry does not know stops the "
+      "service at start, exit 78)", 0, 0, NULL },
+    { "schema.registry.basic.auth.user.info", CORE_CFG_STR, NULL, CORE_CFG_SECRET,
+      offsetof(struct core_service_common, registry_basic_auth),
+      "user:password for the registry (HTTP basic auth)", 0, 0, NULL },
+    { "schema.registry.bearer.auth.file", CORE_CFG_STR, NULL, 0,
+      offsetof(struct core_service_common, registry_token_file),
+      "File holding a bearer token for the registry (read at each request)", 0, 0, NULL },
+    { "schema.registry.ssl.ca.location", CORE_CFG_STR, NULL, 0,
+      offsetof(struct core_service_common, registry_ca),
+      "CA bundle (PEM) to verify the registry's certificate with", 0, 0, NULL },
+    { "schema.registry.ssl.certificate.location", CORE_CFG_STR, NULL, 0,
+      offsetof(struct core_service_common, registry_cert),
+      "Client certificate (PEM) for the registry", 0, 0, NULL },
+    { "schema.registry.ssl.key.location", CORE_CFG_STR, NULL, 0,
+      offsetof(struct core_service_common, registry_key),
+      "Key (PEM) of the client certificate", 0, 0, NULL },
+    { "schema.registry.timeout.ms", CORE_CFG_INT, "5000", 0,
+      offsetof(struct core_service_common, registry_timeout_ms),
+      "Longest registry request", 100, 600000, NULL },
+    { "schema.registry.retries", CORE_CFG_INT, "3", 0,
+      offsetof(struct core_service_common, registry_retries),
+      "Retries of a registry request that got no answer or a 5xx (backoff 100 ms doubling to 2 s)",
+      0, 100, NULL },
     CORE_CFG_END
 };
 
@@ -53,6 +88,7 @@ struct core_service {
     char hostname[256];
     core_config_t *cfg;
     core_avro_catalog_t *catalog;
+    core_registry_t *registry;
     core_http_t *http;
     const char *subcommand;
     size_t first_file;
@@ -80,6 +116,97 @@ static bool in_list(const char *const *list, const char *word)
         if (strcmp(*s, word) == 0)
             return true;
     return false;
+}
+
+/* ---- schema ids: the catalogue's, or a registry's ---------------------- */
+
+struct bind_job {
+    core_service_t *svc;
+    const char *topic;
+    const core_avro_schema_t *schema;
+};
+
+/* One attempt to bind (core_service_await's probe): a refusal is a
+ * configuration error (CORE_ERR_INVALID), no answer is retried. */
+static core_err_t probe_bind(void *opaque, int timeout_ms, char *errstr, size_t errstr_size)
+{
+    struct bind_job *b = opaque;
+    uint32_t id = 0;
+    core_err_t e;
+
+    (void)timeout_ms; /* schema.registry.timeout.ms bounds each request */
+    e = core_registry_bind(b->svc->registry, b->svc->catalog, b->schema, b->topic, &id, errstr,
+                           errstr_size);
+    if (e == CORE_OK) {
+        core_log_info("schema bound", CLF_S("schema", core_avro_schema_name(b->schema)),
+                      CLF_S("topic", b->topic), CLF_I("id", id));
+        return CORE_OK;
+    }
+    return e == CORE_ERR_TRANSIENT ? e : CORE_ERR_INVALID;
+}
+
+int core_service_schema_bind(core_service_t *svc, const char *topic,
+                             const core_avro_schema_t *schema)
+{
+    struct bind_job b = { svc, topic, schema };
+
+    if (!svc->registry)
+        return CORE_SERVICE_CONTINUE;
+    return core_service_await(svc, "schema registry", core_registry_url(svc->registry), probe_bind,
+                              &b);
+}
+
+int core_service_bind_audit(core_service_t *svc, const char *audit_topic)
+{
+    const core_avro_schema_t *audit = core_avro_catalog_by_name(svc->catalog,
+                                                                "tributary.AuditEvent");
+
+    if (!svc->registry || !audit || !audit_topic || !*audit_topic)
+        return CORE_SERVICE_CONTINUE;
+    return core_service_schema_bind(svc, audit_topic, audit);
+}
+
+core_registry_t *core_service_registry(const core_service_t *svc)
+{
+    return svc->registry;
+}
+
+/* The id source: without schema.registry.url the catalogue's ids; with it,
+ * the registry's (every fixed id dropped), and the audit event bound. */
+static int schemas_init(core_service_t *svc)
+{
+    const struct core_service_common *c = &svc->common;
+    core_registry_conf rc = { 0 };
+    char errstr[512];
+
+    if (!c->registry_url || !*c->registry_url) {
+        core_log_info("schemas", CLF_S("source", "catalogue"), CLF_S("proto_dir", c->proto_dir));
+        return CORE_SERVICE_CONTINUE;
+    }
+    rc.url = c->registry_url;
+    if (core_registry_strategy_parse(c->registry_strategy, &rc.strategy) != 0)
+        return core_service_config_error(svc, "schema.registry.subject.name.strategy: unknown");
+    rc.auto_register = c->registry_auto_register;
+    rc.basic_auth = c->registry_basic_auth;
+    rc.bearer_token_file = c->registry_token_file;
+    rc.ca_file = c->registry_ca;
+    rc.cert_file = c->registry_cert;
+    rc.key_file = c->registry_key;
+    rc.timeout_ms = (int)c->registry_timeout_ms;
+    rc.retries = (int)c->registry_retries;
+    if (c->registry_basic_auth && !strchr(c->registry_basic_auth, ':'))
+        return core_service_config_error(svc, "schema.registry.basic.auth.user.info: must be "
+                                              "user:password");
+    if (!(svc->registry = core_registry_new(&rc, errstr, sizeof(errstr))))
+        return core_service_config_error(svc, errstr);
+    if (core_avro_catalog_set_fetch(svc->catalog, core_registry_fetch, svc->registry) != CORE_OK) {
+        fprintf(stderr, "%s: out of memory\n", svc->def->name);
+        return CORE_EX_SOFTWARE;
+    }
+    core_log_info("schemas", CLF_S("source", "registry"), CLF_S("url", c->registry_url),
+                  CLF_S("strategy", core_registry_strategy_name(rc.strategy)),
+                  CLF_B("auto_register", rc.auto_register));
+    return core_service_bind_audit(svc, CORE_AUDIT_TOPIC);
 }
 
 int core_service_init(core_service_t **svcp, const core_service_def *def,
@@ -199,6 +326,10 @@ int core_service_init(core_service_t **svcp, const core_service_def *def,
         return CORE_EX_UNAVAILABLE;
     }
     core_http_hold(svc->http); /* until run() has added its routes and probes */
+    if ((rc = schemas_init(svc)) != CORE_SERVICE_CONTINUE) {
+        core_service_free(svc);
+        return rc;
+    }
     *svcp = svc;
     return CORE_SERVICE_CONTINUE;
 }
@@ -216,6 +347,7 @@ void core_service_free(core_service_t *svc)
     core_http_free(svc->http); /* first: the readiness callback uses the probe */
     core_kafka_producer_free(svc->probe);
     core_avro_catalog_free(svc->catalog);
+    core_registry_free(svc->registry); /* after the catalogue: its id source */
     core_config_free(svc->cfg);
     pthread_mutex_destroy(&svc->probe_lock);
     free(svc);

@@ -1848,6 +1848,123 @@ START_TEST(test_decoder_reuse_and_paths)
 }
 END_TEST
 
+/* An id source for the catalogue (what core_registry_fetch() is): 7 is the
+ * payee schema with one more optional field, 8 a schema of no dataset, 9
+ * does not answer, anything else is unknown. */
+static int fetch_calls;
+static core_err_t fetch_ids(void *opaque, uint32_t id, char **json, char *errstr,
+                            size_t errstr_size)
+{
+    (void)opaque;
+    fetch_calls++;
+    if (id == 9) {
+        core_errstr(errstr, errstr_size, "registry at http://r: no answer");
+        return CORE_ERR_TRANSIENT;
+    }
+    if (id == 8) {
+        *json = strdup("{\"type\":\"record\",\"name\":\"Other\",\"namespace\":\"x\","
+                       "\"fields\":[{\"name\":\"a\",\"type\":\"long\"}]}");
+        return CORE_OK;
+    }
+    if (id == 7) {
+        char path[1024], *text;
+        cJSON *j;
+
+        snprintf(path, sizeof(path), "%s/payee.avsc", proto_dir());
+        text = core_read_file(path, 1 << 20, NULL, errstr, errstr_size);
+        j = cJSON_Parse(text);
+        free(text);
+        cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(j, "fields"),
+                             cJSON_Parse("{\"name\":\"extra\",\"type\":[\"null\",\"string\"],"
+                                         "\"default\":null}"));
+        *json = cJSON_PrintUnformatted(j);
+        cJSON_Delete(j);
+        return CORE_OK;
+    }
+    core_errstr(errstr, errstr_size, "schema id %u is not in the registry", id);
+    return CORE_ERR_NOTFOUND;
+}
+
+/* core_avro_catalog_set_fetch(): the fixed ids dropped, set_id, ids
+ * fetched once and kept, a fetched dataset version read, the source's
+ * errors passed on by decode. */
+START_TEST(test_catalog_id_source)
+{
+    core_avro_catalog_t *cat = load();
+    const core_avro_schema_t *payee = core_avro_catalog_by_dataset(cat, "payee");
+    const core_avro_schema_t *w;
+    char err[512];
+    uint8_t wire[] = { 0, 0, 0, 0, 9, 0 };
+    avro_value_t v;
+
+    ck_assert_ptr_eq(core_avro_catalog_by_id(cat, 101), payee);
+    ck_assert_int_eq(core_avro_catalog_set_fetch(cat, fetch_ids, NULL), CORE_OK);
+    fetch_calls = 0;
+    ck_assert_ptr_null(core_avro_catalog_by_id(cat, 101)); /* asked of the source: unknown */
+    ck_assert_int_eq(fetch_calls, 1);
+    ck_assert_int_eq(core_avro_catalog_set_id(cat, payee, 5001, err, sizeof(err)), CORE_OK);
+    ck_assert_ptr_eq(core_avro_catalog_by_id(cat, 5001), payee);
+    ck_assert_uint_eq(core_avro_schema_id(payee), 5001);
+    ck_assert_int_eq(core_avro_catalog_set_id(cat, core_avro_catalog_by_dataset(cat, "event"),
+                                              5001, err, sizeof(err)),
+                     CORE_ERR_INVALID);
+    ck_assert_ptr_nonnull(strstr(err, "5001"));
+    ck_assert_int_eq(core_avro_catalog_set_id(cat, payee, 0, err, sizeof(err)), CORE_ERR_INVALID);
+
+    w = core_avro_catalog_by_id(cat, 7);
+    ck_assert_ptr_nonnull(w);
+    ck_assert_str_eq(core_avro_schema_dataset(w), "payee"); /* a version of payee */
+    ck_assert_str_eq(core_avro_schema_key_field(w), "payee_id");
+    ck_assert_ptr_eq(core_avro_catalog_by_id(cat, 7), w);  /* kept: fetched once */
+    ck_assert_int_eq(fetch_calls, 2);
+    ck_assert_ptr_eq(core_avro_catalog_by_dataset(cat, "payee"), payee); /* still current */
+    w = core_avro_catalog_by_id(cat, 8);
+    ck_assert_ptr_nonnull(w);
+    ck_assert_ptr_null(core_avro_schema_dataset(w));
+
+    /* decode passes the source's class and words on */
+    ck_assert_int_eq(core_avro_decode(cat, wire, sizeof(wire), NULL, &v, err, sizeof(err)),
+                     CORE_ERR_TRANSIENT);
+    ck_assert_ptr_nonnull(strstr(err, "no answer"));
+    wire[4] = 10;
+    ck_assert_int_eq(core_avro_decode(cat, wire, sizeof(wire), NULL, &v, err, sizeof(err)),
+                     CORE_ERR_NOTFOUND);
+    ck_assert_ptr_nonnull(strstr(err, "schema id 10 is not in the registry"));
+    {
+        /* a record written with id 7 (payee + a null "extra") decodes as payee's version */
+        cJSON *j = cJSON_Parse("{" META("ADD", "BULK") ",\"payee_id\":\"P1\",\"name\":\"N\","
+                               "\"account_number\":\"1\",\"routing_number\":\"021000021\","
+                               "\"iban\":null,\"country\":\"US\",\"currency\":\"USD\","
+                               "\"email\":null,\"amount_limit\":\"1.00\",\"status\":\"ACTIVE\","
+                               "\"updated_at\":\"2024-03-07T10:00:00.000Z\"}");
+        const core_avro_schema_t *got = NULL;
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        const char *key;
+
+        ck_assert_ptr_nonnull(j);
+        ck_assert_msg(core_avro_from_json(payee, j, &v, err, sizeof(err)) == CORE_OK, "%s", err);
+        ck_assert_int_eq(core_avro_encode(payee, &v, (void **)&buf, &len, err, sizeof(err)),
+                         CORE_OK);
+        avro_value_decref(&v);
+        ck_assert_uint_eq(buf[4], 5001 & 0xff); /* the id set_id gave */
+        buf = realloc(buf, len + 1);
+        buf[len++] = 0;
+        buf[1] = buf[2] = buf[3] = 0;
+        buf[4] = 7;
+        ck_assert_msg(core_avro_decode(cat, buf, len, &got, &v, err, sizeof(err)) == CORE_OK, "%s",
+                      err);
+        ck_assert_ptr_eq(got, core_avro_catalog_by_id(cat, 7));
+        ck_assert_int_eq(core_avro_get_key(got, &v, &key, NULL, err, sizeof(err)), CORE_OK);
+        ck_assert_str_eq(key, "P1");
+        avro_value_decref(&v);
+        free(buf);
+        cJSON_Delete(j);
+    }
+    core_avro_catalog_free(cat);
+}
+END_TEST
+
 static Suite *avro_suite(void)
 {
     Suite *s = suite_create("avro");
@@ -1873,6 +1990,7 @@ static Suite *avro_suite(void)
     tcase_add_test(tc, test_wire_mutations);
     tcase_add_test(tc, test_decoder_reuse_and_paths);
     tcase_add_test(tc, test_decoder_same_as_avro_read);
+    tcase_add_test(tc, test_catalog_id_source);
     suite_add_tcase(s, tc);
     tc = tcase_create("json");
     tcase_add_test(tc, test_json_forms);

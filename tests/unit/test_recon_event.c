@@ -292,12 +292,88 @@ START_TEST(element_depends_on_id_and_digest_only)
 }
 END_TEST
 
+/* A registry's answers for the test: ids 9001 (v1) and 9002 (v2) of the
+ * audit event, 9003 the payee schema, nothing else. */
+static core_err_t fetch_ids(void *opaque, uint32_t id, char **json, char *errstr,
+                            size_t errstr_size)
+{
+    const char *file = id == 9001 ? "audit_event.avsc" : id == 9002 ? "audit_event_v2.avsc"
+                       : id == 9003 ? "payee.avsc" : NULL;
+    char path[1024];
+
+    (void)opaque;
+    if (!file) {
+        core_errstr(errstr, errstr_size, "schema id %u is not in the registry", id);
+        return CORE_ERR_NOTFOUND;
+    }
+    snprintf(path, sizeof(path), "%s/%s", tu_proto_dir(), file);
+    *json = core_read_file(path, 1 << 20, NULL, errstr, errstr_size);
+    return *json ? CORE_OK : CORE_ERR_IO;
+}
+
+/* With a Schema Registry the ids are the registry's: an id is resolved
+ * (the catalogue fetches it) and its layout found by comparing schemas. */
+START_TEST(registry_ids_resolved_by_layout)
+{
+    char err[512];
+    core_avro_catalog_t *rcat = core_avro_catalog_load(tu_proto_dir(), err, sizeof(err));
+    core_audit_t *ra;
+    core_audit_event in = CORE_AUDIT_EVENT_INIT;
+    recon_audit_ids ids = { 0 };
+    recon_event ev;
+    const char *why = NULL;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+
+    ck_assert_msg(rcat != NULL, "%s", err);
+    ck_assert_int_eq(core_avro_catalog_set_fetch(rcat, fetch_ids, NULL), CORE_OK);
+    /* what core_registry_bind() does for the writer: the current AuditEvent gets 9002 */
+    ck_assert_int_eq(core_avro_catalog_set_id(rcat,
+                                              core_avro_catalog_by_name(rcat,
+                                                                        "tributary.AuditEvent"),
+                                              9002, err, sizeof(err)),
+                     CORE_OK);
+    ra = core_audit_new(NULL, rcat, NULL, "validator", err, sizeof(err));
+    ck_assert_msg(ra != NULL, "%s", err);
+    in.id = "i";
+    in.dataset = "payee";
+    in.batch_id = "b";
+    in.outcome = "valid";
+    ck_assert_int_eq(core_audit_encode(ra, &in, (void **)&buf, &len, err, sizeof(err)), CORE_OK);
+    ck_assert_int_eq(buf[4], 9002 & 0xff);
+    ids.cat = rcat;
+    ck_assert_int_eq(recon_event_decode_ids(&ids, buf, len, &ev, &why), 0);
+    ck_assert(recon_str_is(ev.batch_id, "b"));
+    /* the fixed ids mean nothing here: 202 is refused */
+    ck_assert_int_ne(recon_event_decode(buf, len, &ev, &why), 0);
+    /* v1 under another id: v2's bytes less the null content_digest */
+    buf[3] = 9001 >> 8;
+    buf[4] = 9001 & 0xff;
+    ck_assert_int_eq(buf[len - 1], 0);
+    ck_assert_int_eq(recon_event_decode_ids(&ids, buf, len - 1, &ev, &why), 0);
+    ck_assert_int_ne(recon_event_decode_ids(&ids, buf, len, &ev, &why), 0); /* trailing byte */
+    /* another dataset's schema, an id the registry lacks: refused, named */
+    buf[4] = 9003 & 0xff;
+    ck_assert_int_ne(recon_event_decode_ids(&ids, buf, len, &ev, &why), 0);
+    ck_assert_str_eq(why, "schema id is not tributary.AuditEvent's");
+    buf[4] = 9004 & 0xff;
+    ck_assert_int_ne(recon_event_decode_ids(&ids, buf, len, &ev, &why), 0);
+    ck_assert_int_eq(recon_audit_ids_version(&ids, 9002), 2);
+    ck_assert_int_eq(recon_audit_ids_version(&ids, 9001), 1);
+    ck_assert_int_eq(recon_audit_ids_version(&ids, 9003), 0);
+    free(buf);
+    core_audit_free(ra);
+    core_avro_catalog_free(rcat);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("recon_event");
     TCase *tc = tcase_create("decode");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, decodes_what_core_audit_writes);
+    tcase_add_test(tc, registry_ids_resolved_by_layout);
     tcase_add_test(tc, absent_fields_are_null);
     tcase_add_test(tc, every_truncation_and_a_trailing_byte_are_refused);
     tcase_add_test(tc, untrusted_bytes_are_refused);

@@ -127,13 +127,52 @@ core_err_t core_avro_catalog_add(core_avro_catalog_t *cat, uint32_t id,
                                  size_t json_len, char *errstr,
                                  size_t errstr_size);
 
+/**
+ * @brief Where the schema of an id the catalogue does not hold comes from
+ * (a Schema Registry: core_registry_fetch()). Fills *json with the schema's
+ * text (malloc'd; the caller of the callback frees it); the text may name
+ * the catalogue's named schemas (tributary.Meta) as types, which are
+ * inlined as for catalogue entries.
+ * @returns CORE_OK, CORE_ERR_NOTFOUND (the source does not know the id), or
+ *          another error (CORE_ERR_TRANSIENT: the source did not answer),
+ *          errstr saying why. Called from any thread, one call at a time.
+ */
+typedef core_err_t core_avro_fetch_fn(void *opaque, uint32_t id, char **json,
+                                      char *errstr, size_t errstr_size);
+
+/**
+ * @brief Give the catalogue an id source: from now on the ids are the
+ * source's. Every fixed id of proto/catalog.json is dropped (a schema of
+ * the catalogue answers by id again only once core_avro_catalog_set_id()
+ * gave it the source's id), and an id the catalogue does not hold is asked
+ * of \p fetch once (a schema it gives is kept until the catalogue is
+ * freed; a failure is not kept: the source caches its own answers). A
+ * fetched schema whose full name is that of one of the catalogue's datasets
+ * is a version of that dataset (core_avro_schema_dataset() names it), so
+ * consumers treat it as they treat an older catalogue version.
+ * Not thread-safe: call before the catalogue is shared. Lookups by id are
+ * thread-safe afterwards.
+ * @returns CORE_OK or CORE_ERR_NOMEM.
+ */
+core_err_t core_avro_catalog_set_fetch(core_avro_catalog_t *cat, core_avro_fetch_fn *fetch,
+                                       void *opaque);
+
+/**
+ * @brief Give a schema of the catalogue the id a registry gave it (what
+ * core_avro_encode() then writes). Not thread-safe: before sharing.
+ * @returns CORE_OK, or CORE_ERR_INVALID when another schema holds the id.
+ */
+core_err_t core_avro_catalog_set_id(core_avro_catalog_t *cat, const core_avro_schema_t *schema,
+                                    uint32_t id, char *errstr, size_t errstr_size);
+
 /** @brief Largest Avro body (bytes, without the 5-byte header) decode
  * accepts; default CORE_AVRO_DEFAULT_MAX_RECORD. Set before sharing. */
 void core_avro_catalog_set_max_record(core_avro_catalog_t *cat, size_t max);
 size_t core_avro_catalog_max_record(const core_avro_catalog_t *cat);
 
 /** @brief Lookups. The schema belongs to the catalogue: never free it.
- * By dataset or name: the dataset's current (last) version.
+ * By dataset or name: the dataset's current (last) version. By id: with an
+ * id source (core_avro_catalog_set_fetch), an id not held is fetched.
  * @returns the schema or NULL when there is none. */
 const core_avro_schema_t *core_avro_catalog_by_id(const core_avro_catalog_t *cat,
                                                   uint32_t id);
@@ -165,6 +204,9 @@ void core_avro_schema_free(core_avro_schema_t *schema);
 uint32_t core_avro_schema_id(const core_avro_schema_t *schema);
 /** Full name of the top-level type, e.g. "tributary.dataset.Payee". */
 const char *core_avro_schema_name(const core_avro_schema_t *schema);
+/** The file the schema was read from (catalogue entries: the path in the
+ * proto folder), or a label such as "schema id 7" for the others. */
+const char *core_avro_schema_file(const core_avro_schema_t *schema);
 /** Dataset name ("payee"), or NULL for a schema that is not a dataset. */
 const char *core_avro_schema_dataset(const core_avro_schema_t *schema);
 /** Name of the business key field (tb.key), or NULL. */

@@ -9,6 +9,13 @@
  * HTTP server (/healthz, /readyz, /metrics). Anything wrong is refused
  * before any work starts, with one line naming the key.
  *
+ * Schema ids: without schema.registry.url, the catalogue's fixed ids
+ * (proto/catalog.json). With it, a Schema Registry's (core_registry.h):
+ * init gives the catalogue the registry as its id source (a consumer
+ * resolves any id it meets), binds tributary.AuditEvent on audit.events,
+ * and logs which source it uses ("schemas" line); a producer binds what it
+ * writes with core_service_schema_bind() before producing.
+ *
  * Typical main:
  *
  *     int main(int argc, char **argv)
@@ -24,6 +31,7 @@
 #include "tributary/core_common.h"
 #include "tributary/core_config.h"
 #include "tributary/core_http.h"
+#include "tributary/core_registry.h"
 
 #include <librdkafka/rdkafka.h>
 #include <stdbool.h>
@@ -40,6 +48,15 @@ struct core_service_common {
     char *proto_dir;
     char *instance_id;
     int64_t startup_timeout_ms;
+    /* schema.registry.*: a Schema Registry instead of the catalogue's ids */
+    char *registry_url;
+    char *registry_strategy;
+    bool registry_auto_register;
+    char *registry_basic_auth;
+    char *registry_token_file;
+    char *registry_ca, *registry_cert, *registry_key;
+    int64_t registry_timeout_ms;
+    int64_t registry_retries;
 };
 
 typedef struct core_service core_service_t;
@@ -98,6 +115,29 @@ int core_service_init(core_service_t **svcp, const core_service_def *def,
                       int argc, char **argv, char **envp);
 
 void core_service_free(core_service_t *svc);
+
+/** The Schema Registry client, or NULL when schema.registry.url is unset. */
+core_registry_t *core_service_registry(const core_service_t *svc);
+
+/**
+ * @brief Producer side, registry mode: give \p schema (a schema of the
+ * service's catalogue) the registry's id for records on \p topic (the
+ * subject of the configured strategy: looked up, or registered with
+ * schema.registry.auto.register.schemas). Without a registry: nothing.
+ * Main thread, before the catalogue is used by other threads. The registry
+ * down is waited out up to startup.timeout.ms (core_service_await()).
+ * @returns CORE_SERVICE_CONTINUE; else the exit code, its reason printed:
+ *          78 naming the subject (not registered, refused as incompatible,
+ *          credentials), 69 (the registry did not answer in time), 0 (stop
+ *          asked while waiting).
+ */
+int core_service_schema_bind(core_service_t *svc, const char *topic,
+                             const core_avro_schema_t *schema);
+
+/** core_service_schema_bind() of tributary.AuditEvent on the service's
+ * audit topic (init binds it on audit.events; a service whose audit.topic
+ * differs calls this). Same returns. */
+int core_service_bind_audit(core_service_t *svc, const char *audit_topic);
 
 const struct core_service_common *core_service_common(const core_service_t *svc);
 const core_config_t *core_service_config(const core_service_t *svc);
