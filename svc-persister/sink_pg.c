@@ -328,13 +328,16 @@ static pers_res_t pg_connect(pers_sink *base, char *errstr, size_t errstr_size)
     /* non-blocking, so the message of a refusal can carry its SQLSTATE */
     s->conn = PQconnectStartParams(keys, vals, 1);
     if (s->conn && PQstatus(s->conn) == CONNECTION_BAD) {
-        /* refused before any I/O: an option libpq cannot use */
+        /* refused before any I/O: an option libpq cannot use, or a host
+         * name that does not resolve (yet: DNS of a service being created
+         * is an unreachable dependency, waited for like a closed port) */
         char m[400];
         snprintf(m, sizeof(m), "%s", PQerrorMessage(s->conn));
         m[strcspn(m, "\n")] = '\0';
-        core_errstr(errstr, errstr_size, "pg.conninfo: %s", m);
+        bool dns = strstr(m, "could not translate host name") != NULL;
+        core_errstr(errstr, errstr_size, dns ? "postgres connect: %s" : "pg.conninfo: %s", m);
         drop_conn(s);
-        return PERS_ERROR;
+        return dns ? PERS_RETRY : PERS_ERROR;
     }
     if (s->conn)
         PQsetErrorVerbosity(s->conn, PQERRORS_VERBOSE);
