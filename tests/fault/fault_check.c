@@ -364,9 +364,18 @@ static int cmd_count(int argc, char **argv)
             if (!rd_kafka_message_headers(msg, &h) &&
                 !rd_kafka_header_get_last(h, "tb.batch", &v, &vlen) && vlen == strlen(batch) &&
                 !memcmp(v, batch, vlen) && !rd_kafka_header_get_last(h, "tb.id", &idv, &idlen)) {
-                if (cnt == cap)
-                    ids = realloc(ids, (cap *= 2) * sizeof(*ids));
-                if (ids && (ids[cnt] = strndup(idv, idlen)))
+                if (cnt == cap) {
+                    char **grown = realloc(ids, cap * 2 * sizeof(*ids));
+                    if (!grown) {
+                        fprintf(stderr, "fault_check: out of memory\n");
+                        rc = 2;
+                        rd_kafka_message_destroy(msg);
+                        break;
+                    }
+                    ids = grown;
+                    cap *= 2;
+                }
+                if ((ids[cnt] = strndup(idv, idlen)))
                     cnt++;
             }
         }
@@ -375,10 +384,10 @@ static int cmd_count(int argc, char **argv)
     size_t distinct = 0;
     if (ids) {
         qsort(ids, cnt, sizeof(*ids), cmp_str);
-        for (size_t i = 0; i < cnt; i++) {
+        for (size_t i = 0; i < cnt; i++) /* compare all, then free: [i - 1] is read */
             distinct += i == 0 || strcmp(ids[i], ids[i - 1]);
+        for (size_t i = 0; i < cnt; i++)
             free(ids[i]);
-        }
         free(ids);
     }
     printf("records=%zu distinct=%zu\n", cnt, distinct);
