@@ -814,8 +814,9 @@ START_TEST(serve_spool_and_batches_api)
               (char *)NULL);
         _exit(127);
     }
-    /* ready: /healthz answers */
-    snprintf(url, sizeof(url), "http://127.0.0.1:%s/healthz", port);
+    /* ready: /readyz answers 200 (/healthz does from the first moment,
+     * while the routes may still answer 503 "starting") */
+    snprintf(url, sizeof(url), "http://127.0.0.1:%s/readyz", port);
     deadline = core_mono_ms() + 20000;
     while ((code = http("GET", url, NULL, &resp)) != 200) {
         free(resp);
