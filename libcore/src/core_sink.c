@@ -532,19 +532,6 @@ static core_err_t commit_pending(core_sink_t *s, int flush_ms)
         }
     }
     rc = core_kafka_consumer_commit_offsets(s->c, s->pending, err, sizeof(err));
-    if (rc == CORE_ERR_STATE) {
-        /* A rebalance is under way (or this member's generation is gone).
-         * The offsets stay pending: those of partitions that stay ours are
-         * committed once it is over; the revoke drops those that move (their
-         * next owner writes the records again, idempotent), a loss drops all. */
-        core_metric_inc(s->m_commit_fail);
-        s->commit_attempt++;
-        s->next_commit = core_mono_ms() + core_backoff_delay_ms(&s->bo, s->commit_attempt);
-        core_log_warn("commit refused during a rebalance: retried once it is over",
-                      CLF_S("sink", s->pl->name), CLF_S("error", err),
-                      CLF_I("attempt", s->commit_attempt));
-        return rc;
-    }
     if (rc == CORE_OK) {
         rd_kafka_topic_partition_list_destroy(s->pending);
         s->pending = rd_kafka_topic_partition_list_new(16);
@@ -553,11 +540,19 @@ static core_err_t commit_pending(core_sink_t *s, int flush_ms)
         s->next_commit = 0;
         return CORE_OK;
     }
+    /* The offsets stay pending and are retried with backoff. CORE_ERR_STATE:
+     * a rebalance is under way (or this member's generation is gone); those
+     * of partitions that stay ours are committed once it is over, the revoke
+     * drops those that move (their next owner writes the records again,
+     * idempotent), a loss drops all. */
     core_metric_inc(s->m_commit_fail);
     s->commit_attempt++;
     s->next_commit = core_mono_ms() + core_backoff_delay_ms(&s->bo, s->commit_attempt);
-    core_log_warn("offset commit failed: retried with backoff", CLF_S("sink", s->pl->name),
-                  CLF_S("error", err), CLF_I("attempt", s->commit_attempt));
+    core_log_warn(rc == CORE_ERR_STATE
+                      ? "commit refused during a rebalance: retried once it is over"
+                      : "offset commit failed: retried with backoff",
+                  CLF_S("sink", s->pl->name), CLF_S("error", err),
+                  CLF_I("attempt", s->commit_attempt));
     return rc;
 }
 
