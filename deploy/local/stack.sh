@@ -164,6 +164,30 @@ status_line() {
     printf '%-12s %-5s %-18s %s\n' "$1" "$2" "$3" "$who"
 }
 
+# pidfile_stop NAME PIDFILE: stop the server NAME_pid names (stop_pid) and
+# forget its pid file.
+pidfile_stop() {
+    local name=$1 pidfile=$2 pid
+    if pid=$("${name}_pid"); then
+        stop_pid "$name" "$pid"
+        say "$name: stopped"
+    fi
+    rm -f "$pidfile"
+}
+
+# server_status NAME LABEL PORT: one status line from NAME_pid and
+# NAME_answers (up with its pid, up but not ours, or down); 1 when down.
+server_status() {
+    local name=$1 label=$2 port=$3 pid
+    if pid=$("${name}_pid") && "${name}_answers"; then
+        status_line "$label" up "127.0.0.1:$port" "$pid"
+    elif [ -z "${pid:-}" ] && "${name}_answers"; then
+        status_line "$label" up "127.0.0.1:$port" "(not started by stack.sh)"
+    else
+        status_line "$label" down "127.0.0.1:$port" "${pid:-}"; return 1
+    fi
+}
+
 # start_bg PIDFILE LOG CMD...: start CMD detached (own session, no terminal).
 start_bg() {
     local pidfile=$1 log=$2
@@ -491,25 +515,9 @@ redis_wait() {
 }
 redis_alive_or_foreign() { redis_alive || port_open "$REDIS_PORT"; }
 
-redis_stop() {
-    local pid
-    if pid=$(redis_pid); then
-        stop_pid redis "$pid"
-        say "redis: stopped"
-    fi
-    rm -f "$REDIS_PIDFILE"
-}
+redis_stop() { pidfile_stop redis "$REDIS_PIDFILE"; }
 
-redis_status() {
-    local pid
-    if pid=$(redis_pid) && redis_answers; then
-        status_line redis up "127.0.0.1:$REDIS_PORT" "$pid"
-    elif [ -z "${pid:-}" ] && redis_answers; then
-        status_line redis up "127.0.0.1:$REDIS_PORT" "(not started by stack.sh)"
-    else
-        status_line redis down "127.0.0.1:$REDIS_PORT" "${pid:-}"; return 1
-    fi
-}
+redis_status() { server_status redis redis "$REDIS_PORT"; }
 
 # ---- PostgreSQL ------------------------------------------------------------
 
@@ -643,14 +651,7 @@ pg_stop() {
 
 pg_status() {
     pg_setup_paths
-    local pid
-    if pid=$(pg_pid) && pg_answers; then
-        status_line postgresql up "127.0.0.1:$PG_PORT" "$pid"
-    elif [ -z "${pid:-}" ] && pg_answers; then
-        status_line postgresql up "127.0.0.1:$PG_PORT" "(not started by stack.sh)"
-    else
-        status_line postgresql down "127.0.0.1:$PG_PORT" "${pid:-}"; return 1
-    fi
+    server_status pg postgresql "$PG_PORT"
 }
 
 # ---- FerretDB --------------------------------------------------------------
@@ -834,25 +835,9 @@ ferretdb_wait() {
 }
 ferretdb_alive_or_foreign() { ferretdb_alive || port_open "$MONGO_PORT"; }
 
-ferretdb_stop() {
-    local pid
-    if pid=$(ferretdb_pid); then
-        stop_pid ferretdb "$pid"
-        say "ferretdb: stopped"
-    fi
-    rm -f "$FERRETDB_PIDFILE"
-}
+ferretdb_stop() { pidfile_stop ferretdb "$FERRETDB_PIDFILE"; }
 
-ferretdb_status() {
-    local pid
-    if pid=$(ferretdb_pid) && ferretdb_answers; then
-        status_line ferretdb up "127.0.0.1:$MONGO_PORT" "$pid"
-    elif [ -z "${pid:-}" ] && ferretdb_answers; then
-        status_line ferretdb up "127.0.0.1:$MONGO_PORT" "(not started by stack.sh)"
-    else
-        status_line ferretdb down "127.0.0.1:$MONGO_PORT" "${pid:-}"; return 1
-    fi
-}
+ferretdb_status() { server_status ferretdb ferretdb "$MONGO_PORT"; }
 
 # ---- Schema Registry (Apicurio) ---------------------------------------------
 
@@ -951,25 +936,9 @@ registry_wait() {
     else say "registry: already up"; fi
 }
 
-registry_stop() {
-    local pid
-    if pid=$(registry_pid); then
-        stop_pid registry "$pid"
-        say "registry: stopped"
-    fi
-    rm -f "$REGISTRY_PIDFILE"
-}
+registry_stop() { pidfile_stop registry "$REGISTRY_PIDFILE"; }
 
-registry_status() {
-    local pid
-    if pid=$(registry_pid) && registry_answers; then
-        status_line registry up "127.0.0.1:$REGISTRY_PORT" "$pid"
-    elif [ -z "${pid:-}" ] && registry_answers; then
-        status_line registry up "127.0.0.1:$REGISTRY_PORT" "(not started by stack.sh)"
-    else
-        status_line registry down "127.0.0.1:$REGISTRY_PORT" "${pid:-}"; return 1
-    fi
-}
+registry_status() { server_status registry registry "$REGISTRY_PORT"; }
 
 # ---- commands --------------------------------------------------------------
 
