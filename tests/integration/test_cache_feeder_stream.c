@@ -12,6 +12,7 @@
  * Unique topics, consumer groups and key prefixes per run (tu_unique()). The
  * shared Redis on :6379 is only written under this run's prefix. */
 #include "testutil.h"
+#include "tu_stack.h"
 
 #include "tributary/core_avro.h"
 #include "tributary/core_common.h"
@@ -289,49 +290,12 @@ static int feeder_stop(proc *p, int sig)
     return status;
 }
 
-struct body {
-    char *buf;
-    size_t len;
-};
-
-static size_t on_body(char *ptr, size_t size, size_t n, void *ud)
-{
-    struct body *b = ud;
-    char *nb = realloc(b->buf, b->len + size * n + 1);
-    if (!nb)
-        return 0;
-    memcpy(nb + b->len, ptr, size * n);
-    b->buf = nb;
-    b->len += size * n;
-    b->buf[b->len] = '\0';
-    return size * n;
-}
-
 /* Sum of the samples of a metric whose line contains `filter` (may be ""). */
 static double metric(int port, const char *name, const char *filter)
 {
-    char url[128];
-    struct body b = { NULL, 0 };
-    CURL *h = curl_easy_init();
-    double sum = 0;
+    double sum;
 
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", port);
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 3000L);
-    if (curl_easy_perform(h) == CURLE_OK && b.buf) {
-        for (char *line = strtok(b.buf, "\n"); line; line = strtok(NULL, "\n")) {
-            size_t nl = strlen(name);
-            if (strncmp(line, name, nl) == 0 && (line[nl] == '{' || line[nl] == ' ') &&
-                strstr(line, filter)) {
-                const char *sp = strrchr(line, ' ');
-                sum += sp ? atof(sp + 1) : 0;
-            }
-        }
-    }
-    free(b.buf);
-    curl_easy_cleanup(h);
+    tu_metric_sum(port, name, filter, &sum);
     return sum;
 }
 

@@ -16,6 +16,7 @@
  * Size: INGEST_TEST_ROWS rows (default 1,000,000 for the first test;
  * the kill test uses a third of it). */
 #include "testutil.h"
+#include "tu_stack.h"
 
 #include "tributary/core_avro.h"
 #include "tributary/core_common.h"
@@ -228,100 +229,14 @@ static double jnum(const cJSON *j, const char *k)
 
 /* ---- reading topics ----------------------------------------------------- */
 
-typedef void record_fn(const rd_kafka_message_t *m, void *user);
-
-/* Read every committed record of a topic (read_committed) to the high
- * watermarks; @returns the count. */
-static size_t read_topic_iso(const char *topic, const char *isolation, record_fn *fn, void *user)
+static size_t read_topic(const char *topic, tu_record_fn *fn, void *user)
 {
-    static const core_kafka_prop defaults[] = { { "bootstrap.servers", BROKER } };
-    const core_kafka_prop overrides[] = { { "enable.partition.eof", "true" },
-                                          { "isolation.level", isolation } };
-    static const core_kafka_prop wm_overrides[] = { { "enable.partition.eof", "true" },
-                                                    { "isolation.level", "read_uncommitted" } };
-    core_kafka_consumer_opts o = { 0 };
-    core_kafka_consumer_t *c, *cw;
-    const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_topic_partition_list_t *parts;
-    rd_kafka_topic_t *rkt;
-    char err[512], group[128];
-    int np, ndone = 0;
-    int64_t hw[64] = { 0 };
-    bool done[64] = { false };
-    size_t count = 0;
-    int64_t deadline = core_mono_ms() + 120000;
-
-    snprintf(group, sizeof(group), "it-ingest-count-%s", tu_unique());
-    o.defaults = defaults;
-    o.ndefaults = 1;
-    o.overrides = overrides;
-    o.noverrides = 2;
-    o.group_id = group;
-    c = core_kafka_consumer_new(&o, err, sizeof(err));
-    ck_assert_msg(c != NULL, "consumer: %s", err);
-    /* The real high watermarks (a read_committed client would answer the
-     * last stable offset, which trails a commit until the coordinator has
-     * written the markers): read on until every partition reaches them. */
-    o.overrides = wm_overrides;
-    cw = core_kafka_consumer_new(&o, err, sizeof(err));
-    ck_assert_msg(cw != NULL, "consumer: %s", err);
-    rkt = rd_kafka_topic_new(core_kafka_consumer_handle(c), topic, NULL);
-    ck_assert_int_eq(rd_kafka_metadata(core_kafka_consumer_handle(c), 0, rkt, &md, 10000), 0);
-    rd_kafka_topic_destroy(rkt);
-    ck_assert_int_eq(md->topics[0].err, 0);
-    np = md->topics[0].partition_cnt;
-    ck_assert_int_le(np, 64);
-    parts = rd_kafka_topic_partition_list_new(np);
-    for (int i = 0; i < np; i++) {
-        int64_t lo, hi;
-        int32_t pid = md->topics[0].partitions[i].id;
-        ck_assert_int_eq(rd_kafka_query_watermark_offsets(core_kafka_consumer_handle(cw), topic,
-                                                          pid, &lo, &hi, 10000), 0);
-        ck_assert_int_lt(pid, 64);
-        hw[pid] = hi;
-        if (hi <= lo) {
-            done[pid] = true;
-            ndone++;
-        }
-        rd_kafka_topic_partition_list_add(parts, topic, pid)->offset = RD_KAFKA_OFFSET_BEGINNING;
-    }
-    rd_kafka_metadata_destroy(md);
-    ck_assert_int_eq(core_kafka_consumer_assign(c, parts, err, sizeof(err)), CORE_OK);
-    rd_kafka_topic_partition_list_destroy(parts);
-    while (ndone < np) {
-        rd_kafka_message_t *m = core_kafka_consumer_poll(c, 500);
-        ck_assert_msg(core_mono_ms() < deadline, "reading %s: deadline passed", topic);
-        if (!m)
-            continue;
-        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-            if (m->offset >= hw[m->partition] && !done[m->partition]) {
-                done[m->partition] = true;
-                ndone++;
-            }
-        } else if (!m->err) {
-            count++;
-            if (fn)
-                fn(m, user);
-            if (m->offset + 1 >= hw[m->partition] && !done[m->partition]) {
-                done[m->partition] = true;
-                ndone++;
-            }
-        }
-        rd_kafka_message_destroy(m);
-    }
-    core_kafka_consumer_free(cw);
-    core_kafka_consumer_free(c);
-    return count;
-}
-
-static size_t read_topic(const char *topic, record_fn *fn, void *user)
-{
-    return read_topic_iso(topic, "read_committed", fn, user);
+    return tu_topic_read(topic, "read_committed", fn, user);
 }
 
 static size_t read_topic_isolation(const char *topic, const char *isolation)
 {
-    return read_topic_iso(topic, isolation, NULL, NULL);
+    return tu_topic_read(topic, isolation, NULL, NULL);
 }
 
 struct tally {
@@ -430,31 +345,9 @@ static void check_errors_file(const struct gen *g, const char *path)
 
 static void delete_topics(const struct names *n)
 {
-    static const core_kafka_prop defaults[] = { { "bootstrap.servers", BROKER } };
-    core_kafka_producer_opts o = { 0 };
-    core_kafka_producer_t *p;
-    rd_kafka_DeleteTopic_t *dt[3];
-    rd_kafka_queue_t *q;
-    rd_kafka_event_t *ev;
-    char err[256];
+    const char *names[] = { n->topic, n->audit, n->ckpt };
 
-    o.defaults = defaults;
-    o.ndefaults = 1;
-    p = core_kafka_producer_new(&o, err, sizeof(err));
-    if (!p)
-        return;
-    dt[0] = rd_kafka_DeleteTopic_new(n->topic);
-    dt[1] = rd_kafka_DeleteTopic_new(n->audit);
-    dt[2] = rd_kafka_DeleteTopic_new(n->ckpt);
-    q = rd_kafka_queue_new(core_kafka_producer_handle(p));
-    rd_kafka_DeleteTopics(core_kafka_producer_handle(p), dt, 3, NULL, q);
-    ev = rd_kafka_queue_poll(q, 15000);
-    if (ev)
-        rd_kafka_event_destroy(ev);
-    for (int i = 0; i < 3; i++)
-        rd_kafka_DeleteTopic_destroy(dt[i]);
-    rd_kafka_queue_destroy(q);
-    core_kafka_producer_free(p);
+    tu_topics_delete(names, 3);
 }
 
 /* Sum of a topic's high watermarks, through a client kept by the caller
@@ -738,48 +631,6 @@ END_TEST
 
 /* ---- service mode ------------------------------------------------------- */
 
-struct buf {
-    char *p;
-    size_t n;
-};
-
-static size_t on_body(char *data, size_t size, size_t nmemb, void *user)
-{
-    struct buf *b = user;
-    size_t add = size * nmemb;
-    char *np = realloc(b->p, b->n + add + 1);
-    if (!np)
-        return 0;
-    memcpy(np + b->n, data, add);
-    b->p = np;
-    b->n += add;
-    b->p[b->n] = '\0';
-    return add;
-}
-
-static long http(const char *method, const char *url, const char *body, char **resp)
-{
-    CURL *c = curl_easy_init();
-    struct buf b = { NULL, 0 };
-    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
-    long code = 0;
-
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    if (body)
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-    if (curl_easy_perform(c) == CURLE_OK)
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
-    *resp = b.p;
-    return code;
-}
-
 static int free_port(void)
 {
     return 20000 + (int)(getpid() % 20000);
@@ -816,9 +667,9 @@ START_TEST(serve_spool_and_batches_api)
     }
     /* ready: /readyz answers 200 (/healthz does from the first moment,
      * while the routes may still answer 503 "starting") */
-    snprintf(url, sizeof(url), "http://127.0.0.1:%s/readyz", port);
+    snprintf(url, sizeof(url), "/readyz");
     deadline = core_mono_ms() + 20000;
-    while ((code = http("GET", url, NULL, &resp)) != 200) {
+    while ((code = tu_http(atoi(port), "GET", url, NULL, NULL, &resp)) != 200) {
         free(resp);
         ck_assert_msg(core_mono_ms() < deadline, "svc-ingest serve did not come up");
         ck_assert_msg(waitpid(pid, &status, WNOHANG) == 0, "svc-ingest serve exited");
@@ -827,36 +678,36 @@ START_TEST(serve_spool_and_batches_api)
     free(resp);
 
     /* POST /batches: a bad request names what is wrong */
-    snprintf(url, sizeof(url), "http://127.0.0.1:%s/batches", port);
-    code = http("POST", url, "{\"file\":\"/nonexistent.csv\",\"dataset\":\"payee\"}", &resp);
+    snprintf(url, sizeof(url), "/batches");
+    code = tu_http(atoi(port), "POST", url, NULL, "{\"file\":\"/nonexistent.csv\",\"dataset\":\"payee\"}", &resp);
     ck_assert_int_eq(code, 422);
     free(resp);
-    code = http("POST", url, "{\"file\":\"x.csv\",\"dataset\":\"nope\"}", &resp);
+    code = tu_http(atoi(port), "POST", url, NULL, "{\"file\":\"x.csv\",\"dataset\":\"nope\"}", &resp);
     ck_assert_int_eq(code, 400);
     ck_assert_ptr_nonnull(strstr(resp, "dataset"));
     free(resp);
     /* a directory said "Numerical result out of range" */
-    code = http("POST", url, "{\"file\":\"/tmp\",\"dataset\":\"payee\"}", &resp);
+    code = tu_http(atoi(port), "POST", url, NULL, "{\"file\":\"/tmp\",\"dataset\":\"payee\"}", &resp);
     ck_assert_int_eq(code, 422);
     ck_assert_msg(strstr(resp, "is a directory") != NULL, "%s", resp);
     free(resp);
     /* a key twice kept the first in silence */
-    code = http("POST", url, "{\"file\":\"/tmp\",\"dataset\":\"payee\",\"file\":\"x.csv\"}",
+    code = tu_http(atoi(port), "POST", url, NULL, "{\"file\":\"/tmp\",\"dataset\":\"payee\",\"file\":\"x.csv\"}",
                 &resp);
     ck_assert_int_eq(code, 400);
     free(resp);
     snprintf(body, sizeof(body), "{\"file\":\"%s\",\"dataset\":\"payee\"}", g1.path);
-    code = http("POST", url, body, &resp);
+    code = tu_http(atoi(port), "POST", url, NULL, body, &resp);
     ck_assert_msg(code == 202, "POST /batches: %ld %s", code, resp);
     j = cJSON_Parse(resp);
     snprintf(batch, sizeof(batch), "%s", cJSON_GetObjectItem(j, "batch_id")->valuestring);
     cJSON_Delete(j);
     free(resp);
-    snprintf(url, sizeof(url), "http://127.0.0.1:%s/batches/%s", port, batch);
+    snprintf(url, sizeof(url), "/batches/%s", batch);
     deadline = core_mono_ms() + 60000;
     for (;;) {
         const cJSON *st;
-        code = http("GET", url, NULL, &resp);
+        code = tu_http(atoi(port), "GET", url, NULL, NULL, &resp);
         ck_assert_int_eq(code, 200);
         j = cJSON_Parse(resp);
         st = cJSON_GetObjectItem(j, "state");
@@ -872,8 +723,8 @@ START_TEST(serve_spool_and_batches_api)
     ck_assert_int_eq((size_t)cJSON_GetObjectItem(j, "rejected")->valuedouble, g1.nbad);
     cJSON_Delete(j);
     free(resp);
-    snprintf(url, sizeof(url), "http://127.0.0.1:%s/batches/none-such", port);
-    ck_assert_int_eq(http("GET", url, NULL, &resp), 404);
+    snprintf(url, sizeof(url), "/batches/none-such");
+    ck_assert_int_eq(tu_http(atoi(port), "GET", url, NULL, NULL, &resp), 404);
     free(resp);
 
     /* The spool: a file dropped in ends in done/ with its summary. */
@@ -1493,9 +1344,9 @@ START_TEST(serve_batches_route_answers_before_the_broker)
               "--startup.timeout.ms", "20000", (char *)NULL);
         _exit(127);
     }
-    snprintf(url, sizeof(url), "http://127.0.0.1:%s/healthz", port);
+    snprintf(url, sizeof(url), "/healthz");
     deadline = core_mono_ms() + 15000;
-    while ((code = http("GET", url, NULL, &resp)) != 200) {
+    while ((code = tu_http(atoi(port), "GET", url, NULL, NULL, &resp)) != 200) {
         free(resp);
         resp = NULL;
         ck_assert_msg(core_mono_ms() < deadline, "svc-ingest serve did not come up");
@@ -1503,12 +1354,12 @@ START_TEST(serve_batches_route_answers_before_the_broker)
         usleep(20000);
     }
     free(resp);
-    snprintf(url, sizeof(url), "http://127.0.0.1:%s/batches", port);
+    snprintf(url, sizeof(url), "/batches");
     /* /healthz answers from the first moment; until run() has added its
      * routes the server says 503 "starting" (Retry-After), never 404 */
     deadline = core_mono_ms() + 15000;
     for (;;) {
-        code = http("POST", url, "{\"file\":\"/nonexistent.csv\",\"dataset\":\"payee\"}",
+        code = tu_http(atoi(port), "POST", url, NULL, "{\"file\":\"/nonexistent.csv\",\"dataset\":\"payee\"}",
                     &resp);
         if (code != 503 || !resp || !strstr(resp, "starting"))
             break;

@@ -16,6 +16,7 @@
  *   - the real svc-ingest, svc-validator, svc-cache-feeder and svc-persister
  *     on a small file: the batch reconciles clean from their own events. */
 #include "testutil.h"
+#include "tu_stack.h"
 #include "tributary/core_audit.h"
 #include "tributary/core_avro.h"
 #include "tributary/core_common.h"
@@ -34,7 +35,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define PG "host=127.0.0.1 port=5432 dbname=tributary user=tributary password=tributary"
 
 static core_avro_catalog_t *cat;
 
@@ -63,32 +63,6 @@ typedef struct stages {
     char topic[128];
 } stages;
 
-static void create_topic(core_kafka_producer_t *p, const char *name, int partitions)
-{
-    rd_kafka_t *rk = core_kafka_producer_handle(p);
-    char err[256];
-    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(name, partitions, 1, err, sizeof(err));
-    ck_assert_ptr_nonnull(nt);
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
-    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 20000);
-    ck_assert_msg(ev != NULL, "CreateTopics timed out");
-    size_t n;
-    const rd_kafka_topic_result_t **tr =
-        rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
-    ck_assert_int_eq((int)n, 1);
-    rd_kafka_resp_err_t e = rd_kafka_topic_result_error(tr[0]);
-    ck_assert_msg(e == 0 || e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS, "create %s: %s", name,
-                  rd_kafka_err2str(e));
-    rd_kafka_event_destroy(ev);
-    rd_kafka_queue_destroy(q);
-    rd_kafka_NewTopic_destroy(nt);
-    /* the topic is usable once its partitions have leaders */
-    const struct rd_kafka_metadata *md = NULL;
-    ck_assert_int_eq(core_kafka_topic_metadata(rk, name, 20000, &md, err, sizeof(err)), CORE_OK);
-    rd_kafka_metadata_destroy(md);
-}
-
 static void stages_open(stages *s, const char *tag)
 {
     char err[512];
@@ -101,7 +75,7 @@ static void stages_open(stages *s, const char *tag)
     s->p = core_kafka_producer_new(&po, err, sizeof(err));
     ck_assert_msg(s->p != NULL, "producer: %s", err);
     snprintf(s->topic, sizeof(s->topic), "audit.recon_%s_%s", tag, tu_unique());
-    create_topic(s->p, s->topic, 3);
+    tu_topic_create(s->topic, 3);
     for (int i = 0; i < ST_N; i++) {
         s->a[i] = core_audit_new(s->p, cat, s->topic, stage_names[i], err, sizeof(err));
         ck_assert_msg(s->a[i] != NULL, "audit: %s", err);
@@ -183,37 +157,6 @@ static void emit_delivered(stages *s, const char *batch, int i)
 
 /* ---- running svc-recon -------------------------------------------------------- */
 
-static char *bin(void)
-{
-    static char path[1024];
-    snprintf(path, sizeof(path), "%s/bin/svc-recon", tu_build_dir());
-    return path;
-}
-
-/* The environment of the other services: no TB_PG_PASSWORD (a key they lack). */
-static char **env_plain(void)
-{
-    static char proto[1100];
-    static char *e[3];
-    snprintf(proto, sizeof(proto), "TB_PROTO_DIR=%s", tu_proto_dir());
-    e[0] = proto;
-    e[1] = "PATH=/usr/bin:/bin";
-    e[2] = NULL;
-    return e;
-}
-
-static char **env(void)
-{
-    static char proto[1100];
-    static char *e[4];
-    snprintf(proto, sizeof(proto), "TB_PROTO_DIR=%s", tu_proto_dir());
-    e[0] = proto;
-    e[1] = "PATH=/usr/bin:/bin";
-    e[2] = "TB_PG_PASSWORD=tributary";
-    e[3] = NULL;
-    return e;
-}
-
 typedef struct recon_cfg {
     char topic_flag[200], schema_flag[200], schema[100];
     char sinks_flag[100]; /* "--sinks=..." or "--log.level=warn" (no sinks set) */
@@ -232,9 +175,9 @@ static int report(const recon_cfg *c, const char *batch, cJSON **json)
 {
     char bflag[200], *out = NULL, *err = NULL;
     snprintf(bflag, sizeof(bflag), "--batch=%s", batch);
-    char *argv[] = { bin(), "report", bflag, "--json", (char *)c->topic_flag,
+    char *argv[] = { (char *)tu_bin("svc-recon"), "report", bflag, "--json", (char *)c->topic_flag,
                      (char *)c->schema_flag, "--log.level=warn", (char *)c->sinks_flag, NULL };
-    int rc = tu_run_cmd(argv, env(), &out, &err, 120000);
+    int rc = tu_run_cmd(argv, tu_env(true), &out, &err, 120000);
     *json = cJSON_Parse(out);
     ck_assert_msg(*json != NULL, "report (exit %d) printed no JSON: %s / %s", rc, out, err);
     free(out);
@@ -254,37 +197,6 @@ static double num(const cJSON *o, const char *path1, const char *path2)
 static bool is_true(const cJSON *o, const char *name)
 {
     return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, name));
-}
-
-static void quiet(void *arg, const char *message)
-{
-    (void)arg;
-    (void)message;
-}
-
-static void pg_drop(const char *schema)
-{
-    PGconn *c = PQconnectdb(PG);
-    char sql[256];
-    ck_assert_int_eq(PQstatus(c), CONNECTION_OK);
-    PQsetNoticeProcessor(c, quiet, NULL);
-    snprintf(sql, sizeof(sql), "DROP SCHEMA IF EXISTS %s CASCADE", schema);
-    PQclear(PQexec(c, sql));
-    PQfinish(c);
-}
-
-static long pg_long(const char *sql)
-{
-    PGconn *c = PQconnectdb(PG);
-    PGresult *r;
-    long v = -1;
-    ck_assert_int_eq(PQstatus(c), CONNECTION_OK);
-    r = PQexec(c, sql);
-    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0))
-        v = atol(PQgetvalue(r, 0, 0));
-    PQclear(r);
-    PQfinish(c);
-    return v;
 }
 
 /* ---- tests -------------------------------------------------------------------- */
@@ -335,7 +247,7 @@ START_TEST(clean_batch_every_record_delivered)
     cJSON_Delete(j);
     char sql[1024];
     snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s.events", c.schema);
-    ck_assert_int_eq(pg_long(sql), 200 * 4 + 3); /* + format error, published, invalid */
+    ck_assert_int_eq((long)tu_pg_count(sql), 200 * 4 + 3); /* + format error, published, invalid */
     /* the drill-down columns svc-recon computes are what migration 2 computes in SQL
      * for older rows */
     snprintf(sql, sizeof(sql),
@@ -344,10 +256,10 @@ START_TEST(clean_batch_every_record_delivered)
              "('x' || encode(substr(sha256(convert_to(id, 'UTF8') || '\\x00'::bytea || "
              "coalesce(digest, decode(repeat('00', 32), 'hex'))), 1, 8), 'hex'))::bit(64)::bigint",
              c.schema);
-    ck_assert_int_eq(pg_long(sql), 0);
+    ck_assert_int_eq((long)tu_pg_count(sql), 0);
     snprintf(sql, sizeof(sql), "SELECT max(version) FROM %s.schema_version", c.schema);
-    ck_assert_int_eq(pg_long(sql), RECON_SCHEMA_VERSION);
-    pg_drop(c.schema);
+    ck_assert_int_eq((long)tu_pg_count(sql), RECON_SCHEMA_VERSION);
+    tu_pg_drop_schema(c.schema);
 }
 END_TEST
 
@@ -482,7 +394,7 @@ START_TEST(tampered_batch_names_each_record_at_its_stage)
     ck_assert_int_eq(rc, 1);
     assert_tampered_report(j, batch, n);
     cJSON_Delete(j);
-    pg_drop(c.schema);
+    tu_pg_drop_schema(c.schema);
 }
 END_TEST
 
@@ -498,11 +410,11 @@ static pid_t start_daemon(const recon_cfg *c, int port, const char *batch_max)
     pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
-        char *argv[] = { bin(), (char *)c->topic_flag, (char *)c->schema_flag, pflag, bflag,
+        char *argv[] = { (char *)tu_bin("svc-recon"), (char *)c->topic_flag, (char *)c->schema_flag, pflag, bflag,
                          "--batch.timeout.ms=50", "--log.level=warn", NULL };
         int devnull = open("/dev/null", O_WRONLY);
         dup2(devnull, 2);
-        execve(argv[0], argv, env());
+        execve(argv[0], argv, tu_env(true));
         _exit(127);
     }
     return pid;
@@ -512,7 +424,7 @@ static long applied(const char *schema)
 {
     char sql[300];
     snprintf(sql, sizeof(sql), "SELECT coalesce(sum(next_offset), 0) FROM %s.offsets", schema);
-    return pg_long(sql);
+    return (long)tu_pg_count(sql);
 }
 
 /* The audit offsets the topic holds: the sum of its high watermarks. */
@@ -592,7 +504,7 @@ START_TEST(kill9_mid_stream_same_report)
     snprintf(sql, sizeof(sql),
              "SELECT (SELECT count(*) FROM %s.events) + (SELECT count(*) FROM %s.bad_events)",
              c.schema, c.schema);
-    ck_assert_int_eq(pg_long(sql), total);
+    ck_assert_int_eq((long)tu_pg_count(sql), total);
     ck_assert_int_eq(report(&c, batch, &j1), 1);
     assert_tampered_report(j1, batch, n);
 
@@ -605,8 +517,8 @@ START_TEST(kill9_mid_stream_same_report)
     free(b);
     cJSON_Delete(j1);
     cJSON_Delete(j2);
-    pg_drop(c.schema);
-    pg_drop(fresh.schema);
+    tu_pg_drop_schema(c.schema);
+    tu_pg_drop_schema(fresh.schema);
 }
 END_TEST
 
@@ -635,7 +547,7 @@ START_TEST(postgres_connection_dropped_mid_stream_loses_nothing)
     int64_t deadline = core_mono_ms() + 120000;
     long now = 0;
     while (core_mono_ms() < deadline && (now = applied(c.schema)) < total) {
-        if (now > 0 && pg_long(sql) > 0)
+        if (now > 0 && (long)tu_pg_count(sql) > 0)
             drops++;
         usleep(150000);
     }
@@ -647,54 +559,15 @@ START_TEST(postgres_connection_dropped_mid_stream_loses_nothing)
     snprintf(sql, sizeof(sql),
              "SELECT (SELECT count(*) FROM %s.events) + (SELECT count(*) FROM %s.bad_events)",
              c.schema, c.schema);
-    ck_assert_int_eq(pg_long(sql), total);
+    ck_assert_int_eq((long)tu_pg_count(sql), total);
     ck_assert_int_eq(report(&c, batch, &j), 1);
     assert_tampered_report(j, batch, n);
     cJSON_Delete(j);
-    pg_drop(c.schema);
+    tu_pg_drop_schema(c.schema);
 }
 END_TEST
 
 /* ---- the HTTP API ---------------------------------------------------------------- */
-
-typedef struct body {
-    char *p;
-    size_t len;
-} body;
-
-static size_t on_body(char *p, size_t size, size_t n, void *ud)
-{
-    body *b = ud;
-    char *g = realloc(b->p, b->len + size * n + 1);
-    if (!g)
-        return 0;
-    b->p = g;
-    memcpy(b->p + b->len, p, size * n);
-    b->len += size * n;
-    b->p[b->len] = '\0';
-    return size * n;
-}
-
-static long http_get(int port, const char *path, cJSON **json)
-{
-    char url[512];
-    long code = 0;
-    body b = { 0 };
-    CURL *h = curl_easy_init();
-
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 20000L);
-    if (curl_easy_perform(h) == CURLE_OK)
-        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
-    curl_easy_cleanup(h);
-    if (json)
-        *json = b.p ? cJSON_Parse(b.p) : NULL;
-    free(b.p);
-    return code;
-}
 
 START_TEST(http_api_batches_and_discrepancies)
 {
@@ -717,7 +590,7 @@ START_TEST(http_api_batches_and_discrepancies)
     snprintf(path, sizeof(path), "/batches/%s", batch);
     int64_t deadline = core_mono_ms() + 60000;
     while (core_mono_ms() < deadline) {
-        code = http_get(port, path, &j);
+        code = tu_http_json(port, "GET", path, NULL, &j);
         if (code == 200 && cJSON_GetArraySize(cJSON_GetObjectItem(j, "discrepancies")) == 4 &&
             num(j, "bad_input", "total") == 4)
             break;
@@ -729,7 +602,7 @@ START_TEST(http_api_batches_and_discrepancies)
     assert_tampered_report(j, batch, n);
     cJSON_Delete(j);
 
-    ck_assert_int_eq(http_get(port, "/batches", &j), 200);
+    ck_assert_int_eq(tu_http_json(port, "GET", "/batches", NULL, &j), 200);
     const cJSON *b, *list = cJSON_GetObjectItem(j, "batches");
     bool found = false;
     cJSON_ArrayForEach(b, list)
@@ -743,88 +616,29 @@ START_TEST(http_api_batches_and_discrepancies)
     cJSON_Delete(j);
 
     snprintf(path, sizeof(path), "/discrepancies?batch=%s&verdict=missing", batch);
-    ck_assert_int_eq(http_get(port, path, &j), 200);
+    ck_assert_int_eq(tu_http_json(port, "GET", path, NULL, &j), 200);
     ck_assert_int_eq((int)num(j, "total", NULL), 1);
     const cJSON *d = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "discrepancies"), 0);
     ck_assert_str_eq(cJSON_GetObjectItem(d, "stage")->valuestring, "persister");
     cJSON_Delete(j);
     snprintf(path, sizeof(path), "/discrepancies?batch=%s&page=2", batch);
-    ck_assert_int_eq(http_get(port, path, &j), 200);
+    ck_assert_int_eq(tu_http_json(port, "GET", path, NULL, &j), 200);
     ck_assert_int_eq((int)num(j, "total", NULL), 4);
     ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "discrepancies")), 0);
     cJSON_Delete(j);
-    ck_assert_int_eq(http_get(port, "/discrepancies", NULL), 400);
+    ck_assert_int_eq(tu_http_json(port, "GET", "/discrepancies", NULL, NULL), 400);
     snprintf(path, sizeof(path), "/discrepancies?batch=%s&verdict=lost", batch);
-    ck_assert_int_eq(http_get(port, path, NULL), 400);
-    ck_assert_int_eq(http_get(port, "/batches/no-such-batch", NULL), 404);
+    ck_assert_int_eq(tu_http_json(port, "GET", path, NULL, NULL), 400);
+    ck_assert_int_eq(tu_http_json(port, "GET", "/batches/no-such-batch", NULL, NULL), 404);
 
     kill(pid, SIGTERM);
     waitpid(pid, &status, 0);
     ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    pg_drop(c.schema);
+    tu_pg_drop_schema(c.schema);
 }
 END_TEST
 
-static long http_get_text(int port, const char *path, char **text)
-{
-    char url[512];
-    long code = 0;
-    body b = { 0 };
-    CURL *h = curl_easy_init();
-
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 20000L);
-    if (curl_easy_perform(h) == CURLE_OK)
-        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
-    curl_easy_cleanup(h);
-    *text = b.p;
-    return code;
-}
-
 /* ---- the real services on a small file ------------------------------------------ */
-
-static pid_t start_service(const char *name, int port, char *const *args)
-{
-    char path[1024], pflag[64];
-    char *argv[24];
-    int n = 0;
-    pid_t pid;
-
-    snprintf(path, sizeof(path), "%s/bin/%s", tu_build_dir(), name);
-    snprintf(pflag, sizeof(pflag), "--http.port=%d", port);
-    argv[n++] = path;
-    argv[n++] = pflag;
-    argv[n++] = "--shutdown.grace.ms=10000";
-    argv[n++] = "--log.level=warn";
-    for (int i = 0; args[i] && n < 23; i++)
-        argv[n++] = args[i];
-    argv[n] = NULL;
-    pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        int devnull = open("/dev/null", O_WRONLY);
-        dup2(devnull, 2);
-        execve(argv[0], argv, env_plain());
-        _exit(127);
-    }
-    int64_t deadline = core_mono_ms() + 60000;
-    long code = 0;
-    while (core_mono_ms() < deadline && (code = http_get(port, "/readyz", NULL)) != 200)
-        usleep(100000);
-    ck_assert_msg(code == 200, "%s never ready", name);
-    return pid;
-}
-
-static void stop_service(pid_t pid)
-{
-    int status;
-    kill(pid, SIGTERM);
-    waitpid(pid, &status, 0);
-    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-}
 
 START_TEST(real_services_small_file_reconciles_clean)
 {
@@ -861,20 +675,20 @@ START_TEST(real_services_small_file_reconciles_clean)
     path = tu_write_temp(csv.p);
     core_strbuf_free(&csv);
 
-    char *vargs[] = { "--dataset=payee", aflag, "--commit.interval.ms=100", NULL };
-    char *cargs[] = { "--dataset=payee", aflag, NULL };
-    char *pargs[] = { "--dataset=payee", aflag, "--sink=postgres", "--create-tables",
+    const char *vargs[] = { "--dataset=payee", aflag, "--commit.interval.ms=100", NULL };
+    const char *cargs[] = { "--dataset=payee", aflag, NULL };
+    const char *pargs[] = { "--dataset=payee", aflag, "--sink=postgres", "--create-tables",
                       "--batch.timeout.ms=200", "--pg.password=tributary", NULL };
-    pid_t v = start_service("svc-validator", 18391, vargs);
-    pid_t cf = start_service("svc-cache-feeder", 18392, cargs);
-    pid_t ps = start_service("svc-persister", 18393, pargs);
+    pid_t v = tu_service_start("svc-validator", 18391, vargs, NULL);
+    pid_t cf = tu_service_start("svc-cache-feeder", 18392, cargs, NULL);
+    pid_t ps = tu_service_start("svc-persister", 18393, pargs, NULL);
 
     char ipath[1024];
     snprintf(ipath, sizeof(ipath), "%s/bin/svc-ingest", tu_build_dir());
     char *iargv[] = { ipath, "--dataset=payee", bflag, aflag, "--http.port=0", "--log.level=warn",
                       path, NULL };
     char *out = NULL, *err = NULL;
-    int irc = tu_run_cmd(iargv, env_plain(), &out, &err, 60000);
+    int irc = tu_run_cmd(iargv, tu_env(false), &out, &err, 60000);
     ck_assert_msg(irc == 65, "svc-ingest exit %d: %s", irc, err); /* 65: a line rejected */
     free(out);
     free(err);
@@ -900,15 +714,15 @@ START_TEST(real_services_small_file_reconciles_clean)
     ck_assert(!is_true(ds, "drilled_down")); /* the real digests agree stage to stage */
     cJSON_Delete(j);
 
-    stop_service(ps);
-    stop_service(cf);
-    stop_service(v);
+    tu_service_stop(ps);
+    tu_service_stop(cf);
+    tu_service_stop(v);
     char epath[1100];
     snprintf(epath, sizeof(epath), "%s.errors.jsonl", path);
     unlink(epath);
     unlink(path);
     free(path);
-    pg_drop(c.schema);
+    tu_pg_drop_schema(c.schema);
 }
 END_TEST
 
@@ -920,15 +734,15 @@ START_TEST(readyz_names_postgres_when_state_unreachable)
 
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
-        char *argv[] = { bin(), "--http.port=18388", "--pg.conninfo=host=127.0.0.1 port=1",
+        char *argv[] = { (char *)tu_bin("svc-recon"), "--http.port=18388", "--pg.conninfo=host=127.0.0.1 port=1",
                          NULL };
         int devnull = open("/dev/null", O_WRONLY);
         dup2(devnull, 2);
-        execve(argv[0], argv, env());
+        execve(argv[0], argv, tu_env(true));
         _exit(127);
     }
     int64_t deadline = core_mono_ms() + 20000;
-    while (core_mono_ms() < deadline && (code = http_get(port, "/healthz", NULL)) != 200)
+    while (core_mono_ms() < deadline && (code = tu_http_json(port, "GET", "/healthz", NULL, NULL)) != 200)
         usleep(50000);
     ck_assert_int_eq(code, 200);
     char *text = NULL;
@@ -936,7 +750,7 @@ START_TEST(readyz_names_postgres_when_state_unreachable)
     do { /* 503 from the start; the reason names postgres once Kafka answers */
         free(text);
         text = NULL;
-        code = http_get_text(port, "/readyz", &text);
+        code = tu_http_get(port, "/readyz", &text);
         ck_assert_int_eq(code, 503);
     } while (core_mono_ms() < deadline && !(text && strstr(text, "postgres")));
     ck_assert_msg(text && strstr(text, "postgres"), "readyz: %s", text ? text : "");
@@ -950,13 +764,13 @@ END_TEST
 START_TEST(report_without_batch_exits_78)
 {
     char *out = NULL, *err = NULL;
-    char *argv[] = { bin(), "report", NULL };
-    ck_assert_int_eq(tu_run_cmd(argv, env(), &out, &err, 20000), 78);
+    char *argv[] = { (char *)tu_bin("svc-recon"), "report", NULL };
+    ck_assert_int_eq(tu_run_cmd(argv, tu_env(true), &out, &err, 20000), 78);
     ck_assert_ptr_nonnull(strstr(err, "batch"));
     free(out);
     free(err);
-    char *argv2[] = { bin(), "report", "--batch=x", "--state.schema=Bad-Name", NULL };
-    ck_assert_int_eq(tu_run_cmd(argv2, env(), &out, &err, 20000), 78);
+    char *argv2[] = { (char *)tu_bin("svc-recon"), "report", "--batch=x", "--state.schema=Bad-Name", NULL };
+    ck_assert_int_eq(tu_run_cmd(argv2, tu_env(true), &out, &err, 20000), 78);
     ck_assert_ptr_nonnull(strstr(err, "state.schema"));
     free(out);
     free(err);
@@ -966,8 +780,8 @@ END_TEST
 START_TEST(report_without_postgres_exits_69)
 {
     char *out = NULL, *err = NULL;
-    char *argv[] = { bin(), "report", "--batch=x", "--pg.conninfo=host=127.0.0.1 port=1", NULL };
-    ck_assert_int_eq(tu_run_cmd(argv, env(), &out, &err, 30000), 69);
+    char *argv[] = { (char *)tu_bin("svc-recon"), "report", "--batch=x", "--pg.conninfo=host=127.0.0.1 port=1", NULL };
+    ck_assert_int_eq(tu_run_cmd(argv, tu_env(true), &out, &err, 30000), 69);
     ck_assert_ptr_nonnull(strstr(err, "postgres"));
     free(out);
     free(err);

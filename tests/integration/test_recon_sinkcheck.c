@@ -10,6 +10,7 @@
  * 9999, versions near 2^63). Then rows and keys are tampered with behind
  * the pipeline's back and the check must name exactly those. */
 #include "testutil.h"
+#include "tu_stack.h"
 #include "tributary/core_audit.h"
 #include "tributary/core_avro.h"
 #include "tributary/core_common.h"
@@ -29,7 +30,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PG_MAIN "host=127.0.0.1 port=5432 dbname=tributary user=tributary password=tributary"
 #define NREC 300
 
 static core_avro_catalog_t *cat;
@@ -37,10 +37,7 @@ static const core_avro_schema_t *payee;
 
 static void setup(void)
 {
-    char err[512];
-
-    cat = core_avro_catalog_load(tu_proto_dir(), err, sizeof(err));
-    ck_assert_msg(cat != NULL, "catalogue: %s", err);
+    cat = tu_catalog_load();
     payee = core_avro_catalog_by_dataset(cat, "payee");
     ck_assert_ptr_nonnull(payee);
 }
@@ -48,12 +45,6 @@ static void setup(void)
 static void teardown(void)
 {
     core_avro_catalog_free(cat);
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-    nanosleep(&ts, NULL);
 }
 
 /* ---- the records ---------------------------------------------------------- */
@@ -123,20 +114,6 @@ typedef struct model {
     char id[NREC][64];
 } model;
 
-static core_kafka_producer_t *new_producer(void)
-{
-    char err[512];
-    core_kafka_producer_opts po = { 0 };
-    core_kafka_prop props[] = { { "bootstrap.servers", "127.0.0.1:9092" },
-                                { "linger.ms", "5" } };
-
-    po.defaults = props;
-    po.ndefaults = 2;
-    core_kafka_producer_t *p = core_kafka_producer_new(&po, err, sizeof(err));
-    ck_assert_msg(p != NULL, "producer: %s", err);
-    return p;
-}
-
 static void produce(core_kafka_producer_t *p, const char *topic, int k, int64_t v, const char *op,
                     model *m)
 {
@@ -158,38 +135,6 @@ static void produce(core_kafka_producer_t *p, const char *topic, int k, int64_t 
 }
 
 /* ---- the services --------------------------------------------------------- */
-
-static pid_t spawn(char **argv, bool pg_password)
-{
-    static char proto[1100];
-    char *envp[] = { proto, "PATH=/usr/bin:/bin", "TB_LOG_LEVEL=warn",
-                     pg_password ? "TB_PG_PASSWORD=tributary" : NULL, NULL };
-    pid_t pid;
-
-    snprintf(proto, sizeof(proto), "TB_PROTO_DIR=%s", tu_proto_dir());
-    pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        execve(argv[0], argv, envp);
-        _exit(127);
-    }
-    return pid;
-}
-
-static int stop(pid_t pid)
-{
-    int st = 0;
-
-    kill(pid, SIGTERM);
-    for (int i = 0; i < 600; i++) {
-        if (waitpid(pid, &st, WNOHANG) == pid)
-            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        sleep_ms(100);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, &st, 0);
-    return -1;
-}
 
 /* Audit events of the stages, per key: the content digest of the newest
  * version the stage applied. */
@@ -258,14 +203,6 @@ static void read_audit(const char *topic, const char *group, const char *outcome
     core_kafka_consumer_free(c);
     ck_assert_msg(all_seen(as, mod), "%d audit events on %s: not every key at its version",
                   as->n, topic);
-}
-
-static PGconn *pg(void)
-{
-    PGconn *c = PQconnectdb(PG_MAIN);
-
-    ck_assert_msg(PQstatus(c) == CONNECTION_OK, "postgres: %s", PQerrorMessage(c));
-    return c;
 }
 
 static void pg_do(PGconn *c, const char *fmt, const char *schema)
@@ -340,12 +277,12 @@ static void dump(const sinkcheck_result *r)
 static void run_case(const char *format)
 {
     char u[48], topic[128], tmpl[128], store[64], aud_p[128], aud_c[128], grp_p[128], grp_c[128];
-    char prefix[64], a_tmpl[200], a_prefix[100], a_fmt[64], a_grp[160], a_aud[160], bin_p[1024],
-        bin_c[1024], err[512];
+    char prefix[64], a_tmpl[200], a_prefix[100], a_fmt[64], a_grp[160], a_aud[160],
+        err[512];
     static model m;
     static audit_seen ap, ac;
     static char keys[NREC][16];
-    core_kafka_producer_t *p = new_producer();
+    core_kafka_producer_t *p = tu_producer("5");
 
     memset(&m, 0, sizeof(m));
     memset(&ap, 0, sizeof(ap));
@@ -369,11 +306,9 @@ static void run_case(const char *format)
         produce(p, topic, k, base_version(k) + 3, "DELETE", &m);
     ck_assert_uint_eq(core_kafka_producer_flush(p, 30000), 0);
 
-    snprintf(bin_p, sizeof(bin_p), "%s/bin/svc-persister", tu_build_dir());
-    snprintf(bin_c, sizeof(bin_c), "%s/bin/svc-cache-feeder", tu_build_dir());
     char vs[128];
     snprintf(vs, sizeof(vs), ".valid_%s", u);
-    char *argv_p[] = { bin_p, "--dataset", "payee", "--sink", "postgres", "--create-tables",
+    const char *argv_p[] = { "--log.level=warn", "--dataset", "payee", "--sink", "postgres", "--create-tables",
                        "--topic.valid.suffix", vs, "--group.id", grp_p, "--audit.topic", aud_p,
                        "--http.port", "0", "--pg.schema", store, "--batch.size", "100",
                        "--batch.timeout.ms", "100", NULL };
@@ -382,24 +317,25 @@ static void run_case(const char *format)
     snprintf(a_fmt, sizeof(a_fmt), "--cache.format=%s", format);
     snprintf(a_grp, sizeof(a_grp), "--group.id=%s", grp_c);
     snprintf(a_aud, sizeof(a_aud), "--audit.topic=%s", aud_c);
-    char *argv_c[] = { bin_c, "--dataset=payee", a_tmpl, a_prefix, a_fmt, a_grp, a_aud,
+    const char *argv_c[] = { "--log.level=warn", "--dataset=payee", a_tmpl, a_prefix, a_fmt, a_grp, a_aud,
                        "--http.port=0", "--commit.interval.ms=300", NULL };
     {
-        PGconn *c = pg();
+        PGconn *c = tu_pg_connect();
         char sql[256];
 
         snprintf(sql, sizeof(sql), "CREATE SCHEMA IF NOT EXISTS \"%s\"", store);
         PQclear(PQexec(c, sql));
         PQfinish(c);
     }
-    pid_t pp = spawn(argv_p, true), pc = spawn(argv_c, false);
+    pid_t pp = tu_spawn("svc-persister", argv_p, tu_env(true), NULL);
+    pid_t pc = tu_spawn("svc-cache-feeder", argv_c, NULL, NULL);
     char g1[160], g2[160];
     snprintf(g1, sizeof(g1), "reader_p_%s", u);
     snprintf(g2, sizeof(g2), "reader_c_%s", u);
     read_audit(aud_p, g1, "persisted", "persisted", &m, &ap);
     read_audit(aud_c, g2, "cached", "deleted", &m, &ac);
-    ck_assert_int_eq(stop(pp), 0);
-    ck_assert_int_eq(stop(pc), 0);
+    ck_assert_int_eq(tu_stop(pp, SIGTERM, 60000), 0);
+    ck_assert_int_eq(tu_stop(pc, SIGTERM, 60000), 0);
     core_kafka_producer_free(p);
 
     sinkcheck_expect *ex = expectations(&m, &ap, keys);
@@ -429,7 +365,7 @@ static void run_case(const char *format)
     sinkcheck_result_clear(&res);
 
     /* 2. behind the pipeline's back */
-    PGconn *c = pg();
+    PGconn *c = tu_pg_connect();
     pg_do(c, "DELETE FROM \"%s\".payee WHERE payee_id = 'K0101'", store);            /* missing */
     pg_do(c, "UPDATE \"%s\".payee SET amount_limit = amount_limit + 0.01 "
              "WHERE payee_id = 'K0102'", store);                                      /* altered */
@@ -532,11 +468,11 @@ END_TEST
  * removed, a changed, a lowered and an unexpected document. */
 START_TEST(mongodb_tampered_documents_are_named)
 {
-    char u[48], topic[128], vs[128], db[64], aud[128], grp[128], rgrp[160], bin[1024], err[512];
+    char u[48], topic[128], vs[128], db[64], aud[128], grp[128], rgrp[160], err[512];
     static model m;
     static audit_seen ap;
     static char keys[NREC][16];
-    core_kafka_producer_t *p = new_producer();
+    core_kafka_producer_t *p = tu_producer("5");
 
     memset(&m, 0, sizeof(m));
     memset(&ap, 0, sizeof(ap));
@@ -555,15 +491,14 @@ START_TEST(mongodb_tampered_documents_are_named)
         produce(p, topic, k, base_version(k) + 3, "DELETE", &m);
     ck_assert_uint_eq(core_kafka_producer_flush(p, 30000), 0);
     core_kafka_producer_free(p);
-    snprintf(bin, sizeof(bin), "%s/bin/svc-persister", tu_build_dir());
-    char *argv[] = { bin, "--dataset", "payee", "--sink", "mongodb", "--topic.valid.suffix", vs,
+    const char *argv[] = { "--log.level=warn", "--dataset", "payee", "--sink", "mongodb", "--topic.valid.suffix", vs,
                      "--group.id", grp, "--audit.topic", aud, "--http.port", "0",
                      "--mongodb.database", db, "--mongodb.write.concern", "1",
                      "--mongodb.decimal128=false", "--batch.size", "500",
                      "--batch.timeout.ms", "100", NULL };
-    pid_t pp = spawn(argv, false);
+    pid_t pp = tu_spawn("svc-persister", argv, NULL, NULL);
     read_audit(aud, rgrp, "persisted", "persisted", &m, &ap);
-    ck_assert_int_eq(stop(pp), 0);
+    ck_assert_int_eq(tu_stop(pp, SIGTERM, 60000), 0);
 
     sinkcheck_expect *ex = expectations(&m, &ap, keys);
     const char *batches[] = { "b1" };

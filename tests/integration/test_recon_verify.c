@@ -8,6 +8,7 @@
  * service wrote for the dataset makes every record missing there; a bad
  * coverage entry exits 78. */
 #include "testutil.h"
+#include "tu_stack.h"
 #include "tributary/core_common.h"
 #include "tributary/core_kafka.h"
 
@@ -23,117 +24,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define PG "host=127.0.0.1 port=5432 dbname=tributary user=tributary password=tributary"
 #define ROWS 300
-
-/* The environment of the other services: no TB_PG_PASSWORD (a key they lack). */
-static char **env_plain(void)
-{
-    static char proto[1100];
-    static char *e[3];
-    snprintf(proto, sizeof(proto), "TB_PROTO_DIR=%s", tu_proto_dir());
-    e[0] = proto;
-    e[1] = "PATH=/usr/bin:/bin";
-    e[2] = NULL;
-    return e;
-}
-
-static char **env(void)
-{
-    static char proto[1100];
-    static char *e[4];
-    snprintf(proto, sizeof(proto), "TB_PROTO_DIR=%s", tu_proto_dir());
-    e[0] = proto;
-    e[1] = "PATH=/usr/bin:/bin";
-    e[2] = "TB_PG_PASSWORD=tributary";
-    e[3] = NULL;
-    return e;
-}
-
-static void create_topic(const char *name)
-{
-    char err[512];
-    core_kafka_producer_opts po = { 0 };
-    core_kafka_prop props[] = { { "bootstrap.servers", "127.0.0.1:9092" } };
-    po.defaults = props;
-    po.ndefaults = 1;
-    core_kafka_producer_t *p = core_kafka_producer_new(&po, err, sizeof(err));
-    ck_assert_msg(p != NULL, "producer: %s", err);
-    rd_kafka_t *rk = core_kafka_producer_handle(p);
-    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(name, 3, 1, err, sizeof(err));
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
-    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 20000);
-    ck_assert_msg(ev != NULL, "CreateTopics timed out");
-    rd_kafka_event_destroy(ev);
-    rd_kafka_queue_destroy(q);
-    rd_kafka_NewTopic_destroy(nt);
-    const struct rd_kafka_metadata *md = NULL;
-    ck_assert_int_eq(core_kafka_topic_metadata(rk, name, 20000, &md, err, sizeof(err)), CORE_OK);
-    rd_kafka_metadata_destroy(md);
-    core_kafka_producer_free(p);
-}
-
-static size_t on_body(char *ptr, size_t size, size_t n, void *ud)
-{
-    (void)ptr;
-    (void)ud;
-    return size * n;
-}
-
-static long http_code(int port, const char *path)
-{
-    char url[256];
-    long code = 0;
-    CURL *h = curl_easy_init();
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 5000L);
-    if (curl_easy_perform(h) == CURLE_OK)
-        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
-    curl_easy_cleanup(h);
-    return code;
-}
-
-static pid_t start_service(const char *name, int port, char *const *args)
-{
-    char path[1024], pflag[64];
-    char *argv[24];
-    int n = 0;
-
-    snprintf(path, sizeof(path), "%s/bin/%s", tu_build_dir(), name);
-    snprintf(pflag, sizeof(pflag), "--http.port=%d", port);
-    argv[n++] = path;
-    argv[n++] = pflag;
-    argv[n++] = "--shutdown.grace.ms=10000";
-    argv[n++] = "--log.level=warn";
-    for (int i = 0; args[i] && n < 23; i++)
-        argv[n++] = args[i];
-    argv[n] = NULL;
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        int devnull = open("/dev/null", O_WRONLY);
-        dup2(devnull, 2);
-        execve(argv[0], argv, env_plain());
-        _exit(127);
-    }
-    int64_t deadline = core_mono_ms() + 60000;
-    long code = 0;
-    while (core_mono_ms() < deadline && (code = http_code(port, "/readyz")) != 200)
-        usleep(100000);
-    ck_assert_msg(code == 200, "%s never ready", name);
-    return pid;
-}
-
-static void stop_service(pid_t pid)
-{
-    int status;
-    kill(pid, SIGTERM);
-    waitpid(pid, &status, 0);
-    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-}
 
 typedef struct run {
     char topic[128], schema[100], batch[64];
@@ -149,7 +40,7 @@ static int report(const run *r, const char *extra, cJSON **json)
     char *argv[] = { bin, "report", bflag, "--json", "--verify-sinks", (char *)r->topic_flag,
                      (char *)r->schema_flag, "--log.level=warn",
                      extra ? (char *)extra : "--sinks=cache-feeder,persister", NULL };
-    int rc = tu_run_cmd(argv, env(), &out, &err, 120000);
+    int rc = tu_run_cmd(argv, tu_env(true), &out, &err, 120000);
     *json = cJSON_Parse(out);
     if (!*json && rc != 78)
         ck_abort_msg("report (exit %d) printed no JSON: %s / %s", rc, out, err);
@@ -165,18 +56,6 @@ static double num(const cJSON *o, const char *a, const char *b)
     return x->valuedouble;
 }
 
-static void pg_exec(const char *sql)
-{
-    PGconn *c = PQconnectdb(PG);
-    ck_assert_int_eq(PQstatus(c), CONNECTION_OK);
-    PGresult *r = PQexec(c, sql);
-    ExecStatusType s = PQresultStatus(r);
-    ck_assert_msg(s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK, "%s: %s", sql,
-                  PQerrorMessage(c));
-    PQclear(r);
-    PQfinish(c);
-}
-
 /* Run the file through the four services; the batch reconciles clean with
  * the sinks verified. */
 static void pipeline(run *r)
@@ -189,7 +68,7 @@ static void pipeline(run *r)
     snprintf(r->schema, sizeof(r->schema), "recon_t_vfy_%s", tu_unique());
     snprintf(r->topic_flag, sizeof(r->topic_flag), "--audit.topic=%s", r->topic);
     snprintf(r->schema_flag, sizeof(r->schema_flag), "--state.schema=%s", r->schema);
-    create_topic(r->topic);
+    tu_topic_create(r->topic, 3);
     snprintf(aflag, sizeof(aflag), "--audit.topic=%s", r->topic);
     snprintf(bflag, sizeof(bflag), "--batch-id=%s", r->batch);
     core_strbuf_add(&csv, "payee_id,name,account_number,routing_number,country,currency,email,"
@@ -206,20 +85,20 @@ static void pipeline(run *r)
     path = tu_write_temp(csv.p);
     core_strbuf_free(&csv);
 
-    char *vargs[] = { "--dataset=payee", aflag, "--commit.interval.ms=100", NULL };
-    char *cargs[] = { "--dataset=payee", aflag, NULL };
-    char *pargs[] = { "--dataset=payee", aflag, "--sink=postgres", "--create-tables",
+    const char *vargs[] = { "--dataset=payee", aflag, "--commit.interval.ms=100", NULL };
+    const char *cargs[] = { "--dataset=payee", aflag, NULL };
+    const char *pargs[] = { "--dataset=payee", aflag, "--sink=postgres", "--create-tables",
                       "--batch.timeout.ms=200", "--pg.password=tributary", NULL };
-    pid_t v = start_service("svc-validator", 18491, vargs);
-    pid_t cf = start_service("svc-cache-feeder", 18492, cargs);
-    pid_t ps = start_service("svc-persister", 18493, pargs);
+    pid_t v = tu_service_start("svc-validator", 18491, vargs, NULL);
+    pid_t cf = tu_service_start("svc-cache-feeder", 18492, cargs, NULL);
+    pid_t ps = tu_service_start("svc-persister", 18493, pargs, NULL);
 
     char ipath[1024];
     snprintf(ipath, sizeof(ipath), "%s/bin/svc-ingest", tu_build_dir());
     char *iargv[] = { ipath, "--dataset=payee", bflag, aflag, "--http.port=0",
                       "--log.level=warn", path, NULL };
     char *out = NULL, *err = NULL;
-    int irc = tu_run_cmd(iargv, env_plain(), &out, &err, 60000);
+    int irc = tu_run_cmd(iargv, tu_env(false), &out, &err, 60000);
     ck_assert_msg(irc == 0, "svc-ingest exit %d: %s", irc, err);
     free(out);
     free(err);
@@ -248,21 +127,14 @@ static void pipeline(run *r)
     ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "discrepancies")), 0);
     cJSON_Delete(j);
 
-    stop_service(ps);
-    stop_service(cf);
-    stop_service(v);
+    tu_service_stop(ps);
+    tu_service_stop(cf);
+    tu_service_stop(v);
     char epath[1100];
     snprintf(epath, sizeof(epath), "%s.errors.jsonl", path);
     unlink(epath);
     unlink(path);
     free(path);
-}
-
-static void pg_drop(const char *schema)
-{
-    char sql[256];
-    snprintf(sql, sizeof(sql), "DROP SCHEMA IF EXISTS %s CASCADE", schema);
-    pg_exec(sql);
 }
 
 /* The one discrepancy of key k, or NULL; fails on a second one. */
@@ -310,7 +182,7 @@ START_TEST(verify_sinks_names_records_tampered_in_postgres_and_redis)
              "UPDATE t SET payee_id = '%s';"
              "INSERT INTO public.payee SELECT * FROM t;",
              k[0], k[1], k[2], k[3], k[6]);
-    pg_exec(sql);
+    tu_pg_exec(sql);
     /* Redis: a key deleted, a key's document changed */
     redisContext *rc = redisConnect("127.0.0.1", 6379);
     ck_assert(rc && !rc->err);
@@ -373,8 +245,8 @@ START_TEST(verify_sinks_names_records_tampered_in_postgres_and_redis)
     ck_assert_int_eq(report(&r, bad, &j), 78);
     cJSON_Delete(j);
     snprintf(sql, sizeof(sql), "DELETE FROM public.payee WHERE tb_batch = '%s'", r.batch);
-    pg_exec(sql);
-    pg_drop(r.schema);
+    tu_pg_exec(sql);
+    tu_pg_drop_schema(r.schema);
 }
 END_TEST
 

@@ -16,6 +16,7 @@
  * amended statements (version 2, amends). A statement edited by SQL:
  * `verify-chain` exits 1 naming it; a statement removed: the gap is named. */
 #include "testutil.h"
+#include "tu_stack.h"
 #include "tributary/core_audit.h"
 #include "tributary/core_avro.h"
 #include "tributary/core_common.h"
@@ -33,7 +34,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PG "host=127.0.0.1 port=5432 dbname=tributary user=tributary password=tributary"
 #define WMS 600000LL
 
 static core_avro_catalog_t *cat;
@@ -42,55 +42,17 @@ static core_audit_t *aud[4];
 static const char *const stage_names[4] = { "ingest", "validator", "cache-feeder", "persister" };
 static char topic[128], schema[100], topic_flag[200], schema_flag[200];
 
-static void quiet(void *arg, const char *message)
-{
-    (void)arg;
-    (void)message;
-}
-
-static void pg_exec(const char *sql)
-{
-    PGconn *c = PQconnectdb(PG);
-    ck_assert_int_eq(PQstatus(c), CONNECTION_OK);
-    PQsetNoticeProcessor(c, quiet, NULL);
-    PGresult *r = PQexec(c, sql);
-    ExecStatusType s = PQresultStatus(r);
-    ck_assert_msg(s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK, "%s: %s", sql,
-                  PQerrorMessage(c));
-    PQclear(r);
-    PQfinish(c);
-}
-
 static void setup(void)
 {
     char err[512];
-    core_kafka_producer_opts po = { 0 };
-    core_kafka_prop props[] = { { "bootstrap.servers", "127.0.0.1:9092" },
-                                { "linger.ms", "5" } };
 
-    cat = core_avro_catalog_load(tu_proto_dir(), err, sizeof(err));
-    ck_assert_msg(cat != NULL, "catalogue: %s", err);
-    po.defaults = props;
-    po.ndefaults = 2;
-    prod = core_kafka_producer_new(&po, err, sizeof(err));
-    ck_assert_msg(prod != NULL, "producer: %s", err);
+    cat = tu_catalog_load();
+    prod = tu_producer("5");
     snprintf(topic, sizeof(topic), "audit.recon_win_%s", tu_unique());
     snprintf(schema, sizeof(schema), "recon_t_win_%s", tu_unique());
     snprintf(topic_flag, sizeof(topic_flag), "--audit.topic=%s", topic);
     snprintf(schema_flag, sizeof(schema_flag), "--state.schema=%s", schema);
-    rd_kafka_t *rk = core_kafka_producer_handle(prod);
-    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, 1, 1, err, sizeof(err));
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
-    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 20000);
-    ck_assert_msg(ev != NULL, "CreateTopics timed out");
-    rd_kafka_event_destroy(ev);
-    rd_kafka_queue_destroy(q);
-    rd_kafka_NewTopic_destroy(nt);
-    const struct rd_kafka_metadata *md = NULL;
-    ck_assert_int_eq(core_kafka_topic_metadata(rk, topic, 20000, &md, err, sizeof(err)),
-                     CORE_OK);
-    rd_kafka_metadata_destroy(md);
+    tu_topic_create(topic, 1);
     for (int i = 0; i < 4; i++) {
         aud[i] = core_audit_new(prod, cat, topic, stage_names[i], err, sizeof(err));
         ck_assert_msg(aud[i] != NULL, "audit: %s", err);
@@ -99,13 +61,11 @@ static void setup(void)
 
 static void teardown(void)
 {
-    char sql[200];
     for (int i = 0; i < 4; i++)
         core_audit_free(aud[i]);
     core_kafka_producer_free(prod);
     core_avro_catalog_free(cat);
-    snprintf(sql, sizeof(sql), "DROP SCHEMA IF EXISTS %s CASCADE", schema);
-    pg_exec(sql);
+    tu_pg_drop_schema(schema);
 }
 
 static void emit(int stage, const char *batch, const char *name, const char *outcome,
@@ -284,12 +244,7 @@ START_TEST(windows_close_into_a_hash_chain_amended_after_late_events)
     snprintf(sql, sizeof(sql),
              "SELECT 1 FROM %s.statements WHERE seq = 6 AND version = 2 AND kind = 'window' AND "
              "body LIKE '%%\"amends\":3%%' AND body LIKE '%%\"late\":1%%'", schema);
-    PGconn *c = PQconnectdb(PG);
-    PGresult *r = PQexec(c, sql);
-    ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1,
-                  "no amended window statement 6: %s", PQerrorMessage(c));
-    PQclear(r);
-    PQfinish(c);
+    ck_assert_msg(tu_pg_count(sql) == 1, "no amended window statement 6");
     ck_assert_int_eq(recon(&out, "verify-chain", NULL), 0);
     ck_assert_msg(strstr(out, "chain intact: 6 statements"), "%s", out);
     free(out);
@@ -298,7 +253,7 @@ START_TEST(windows_close_into_a_hash_chain_amended_after_late_events)
     snprintf(sql, sizeof(sql),
              "UPDATE %s.statements SET body = replace(body, '\"clean\":false', '\"clean\":true') "
              "WHERE seq = 4", schema);
-    pg_exec(sql);
+    tu_pg_exec(sql);
     ck_assert_int_eq(recon(&out, "verify-chain", "--json", NULL), 1);
     j = json_of(out);
     ck_assert(!cJSON_IsTrue(get(j, "ok", NULL, NULL)));
@@ -307,58 +262,17 @@ START_TEST(windows_close_into_a_hash_chain_amended_after_late_events)
     cJSON_Delete(j);
     /* a statement removed (the edited one too): the gap is named */
     snprintf(sql, sizeof(sql), "DELETE FROM %s.statements WHERE seq = 4", schema);
-    pg_exec(sql);
+    tu_pg_exec(sql);
     ck_assert_int_eq(recon(&out, "verify-chain", NULL), 1);
     ck_assert_msg(strstr(out, "BROKEN at statement 5") && strstr(out, "missing"), "%s", out);
     free(out);
 }
 END_TEST
 
-typedef struct body {
-    char *p;
-    size_t n;
-} body;
-
-static size_t on_body(char *ptr, size_t size, size_t n, void *ud)
-{
-    body *b = ud;
-    char *np = realloc(b->p, b->n + size * n + 1);
-    if (!np)
-        return 0;
-    memcpy(np + b->n, ptr, size * n);
-    b->n += size * n;
-    np[b->n] = '\0';
-    b->p = np;
-    return size * n;
-}
-
-static long http(int port, const char *method, const char *path, cJSON **json)
-{
-    char url[600];
-    long code = 0;
-    body b = { 0 };
-    CURL *h = curl_easy_init();
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
-    if (!strcmp(method, "POST"))
-        curl_easy_setopt(h, CURLOPT_POSTFIELDS, "");
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 20000L);
-    if (curl_easy_perform(h) == CURLE_OK)
-        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
-    curl_easy_cleanup(h);
-    if (json)
-        *json = b.p ? cJSON_Parse(b.p) : NULL;
-    free(b.p);
-    return code;
-}
-
 START_TEST(http_windows_and_reconcile_on_demand)
 {
     int64_t base = (core_now_ms() - 3 * 3600 * 1000LL) / WMS * WMS;
-    char batch[64], name[96], path[400], bin[1024], proto[1100], pflag[40];
+    char batch[64], name[96], path[400], pflag[40];
     int port = tu_free_port();
     cJSON *j;
 
@@ -368,29 +282,18 @@ START_TEST(http_windows_and_reconcile_on_demand)
         full_record(batch, name, base + 1000 + i);
     }
     flush();
-    snprintf(bin, sizeof(bin), "%s/bin/svc-recon", tu_build_dir());
-    snprintf(proto, sizeof(proto), "TB_PROTO_DIR=%s", tu_proto_dir());
     snprintf(pflag, sizeof(pflag), "--http.port=%d", port);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        char *env[] = { proto, "PATH=/usr/bin:/bin", "TB_PG_PASSWORD=tributary", NULL };
-        char *argv[] = { bin, pflag, topic_flag, schema_flag, "--log.level=error",
-                         "--grace.ms=1000", "--close.idle.ms=86400000",
-                         "--close.interval.ms=3600000", "--sinks=cache-feeder,persister",
-                         "--batch.timeout.ms=50", NULL };
-        int devnull = open("/dev/null", O_WRONLY);
-        dup2(devnull, 2);
-        execve(bin, argv, env);
-        _exit(127);
-    }
+    const char *args[] = { pflag, topic_flag, schema_flag, "--log.level=error", "--grace.ms=1000",
+                           "--close.idle.ms=86400000", "--close.interval.ms=3600000",
+                           "--sinks=cache-feeder,persister", "--batch.timeout.ms=50", NULL };
+    pid_t pid = tu_spawn("svc-recon", args, tu_env(true), NULL);
     /* ready, and the daemon has applied the 40 events */
     int64_t deadline = core_mono_ms() + 60000;
     long code = 0;
     snprintf(path, sizeof(path), "/windows?dataset=payee&from=%lld&to=%lld", (long long)base,
              (long long)(base + WMS));
     while (core_mono_ms() < deadline) {
-        code = http(port, "GET", path, &j);
+        code = tu_http_json(port, "GET", path, NULL, &j);
         if (code == 200 && cJSON_GetArraySize(cJSON_GetObjectItem(j, "windows")) == 1 &&
             cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(
                                     cJSON_GetArrayItem(cJSON_GetObjectItem(j, "windows"), 0),
@@ -406,21 +309,21 @@ START_TEST(http_windows_and_reconcile_on_demand)
     ck_assert(cJSON_IsTrue(get(j, "clean", NULL, NULL)));
     cJSON_Delete(j);
     /* bad input: 400 */
-    ck_assert_int_eq(http(port, "GET", "/windows?dataset=payee&from=x&to=1", NULL), 400);
-    ck_assert_int_eq(http(port, "GET", "/windows?dataset=nosuch&from=1&to=2", NULL), 400);
-    ck_assert_int_eq(http(port, "GET", "/windows?from=1&to=2", NULL), 400);
-    ck_assert_int_eq(http(port, "POST", "/reconcile?from=5&to=1", NULL), 400);
-    ck_assert_int_eq(http(port, "POST", "/reconcile?batch=nosuchbatch", NULL), 404);
+    ck_assert_int_eq(tu_http_json(port, "GET", "/windows?dataset=payee&from=x&to=1", NULL, NULL), 400);
+    ck_assert_int_eq(tu_http_json(port, "GET", "/windows?dataset=nosuch&from=1&to=2", NULL, NULL), 400);
+    ck_assert_int_eq(tu_http_json(port, "GET", "/windows?from=1&to=2", NULL, NULL), 400);
+    ck_assert_int_eq(tu_http_json(port, "POST", "/reconcile?from=5&to=1", NULL, NULL), 400);
+    ck_assert_int_eq(tu_http_json(port, "POST", "/reconcile?batch=nosuchbatch", NULL, NULL), 404);
     /* on demand: the batch (not yet due: close.idle.ms is a day) */
     snprintf(path, sizeof(path), "/reconcile?batch=%s", batch);
-    ck_assert_int_eq(http(port, "POST", path, &j), 200);
+    ck_assert_int_eq(tu_http_json(port, "POST", path, NULL, &j), 200);
     ck_assert(cJSON_IsTrue(get(j, "clean", NULL, NULL)));
     ck_assert_int_eq((int)get(j, "counts", "delivered", NULL)->valuedouble, 10);
     ck_assert(!cJSON_IsTrue(get(j, "closed_now", NULL, NULL)));
     cJSON_Delete(j);
     snprintf(path, sizeof(path), "/reconcile?from=%lld&to=%lld", (long long)base,
              (long long)(base + WMS));
-    ck_assert_int_eq(http(port, "POST", path, &j), 200);
+    ck_assert_int_eq(tu_http_json(port, "POST", path, NULL, &j), 200);
     ck_assert(cJSON_IsTrue(get(j, "clean", NULL, NULL)));
     ck_assert_int_eq(cJSON_GetArraySize(get(j, "datasets", NULL, NULL)), 1);
     cJSON_Delete(j);

@@ -2,6 +2,7 @@
  * configuration (exit 78 with one line naming the key), health, readiness
  * and metrics over HTTP with the real broker, clean exit on SIGTERM. */
 #include "testutil.h"
+#include "tu_stack.h"
 #include "tributary/core_common.h"
 
 #include <curl/curl.h>
@@ -20,28 +21,11 @@ static const char *services[] = {
 #define NSERVICES (sizeof(services) / sizeof(services[0]))
 
 /* The environment the services run with: only what they need. */
-static char *env_proto;
-static char *base_env[4];
+static char **base_env;
 
 static void setup(void)
 {
-    static char proto[1024];
-    snprintf(proto, sizeof(proto), "TB_PROTO_DIR=%s", tu_proto_dir());
-    env_proto = proto;
-    base_env[0] = env_proto;
-    base_env[1] = "PATH=/usr/bin:/bin";
-    /* as the images run them: no /dev/shm counters file from libmongoc,
-     * whose "Falling back to malloc" warning a stale file of a killed
-     * process with the same pid would add to stderr */
-    base_env[2] = "MONGOC_DISABLE_SHM=1";
-    base_env[3] = NULL;
-}
-
-static char *bin_path(const char *svc)
-{
-    static char path[1024];
-    snprintf(path, sizeof(path), "%s/bin/%s", tu_build_dir(), svc);
-    return path;
+    base_env = tu_env(false);
 }
 
 static bool needs_dataset(const char *svc)
@@ -55,7 +39,7 @@ static int run(const char *svc, char **extra, char **err, char **out)
     char *argv[16];
     int n = 0;
 
-    argv[n++] = bin_path(svc);
+    argv[n++] = (char *)tu_bin(svc);
     for (int i = 0; extra && extra[i] && n < 15; i++)
         argv[n++] = extra[i];
     argv[n] = NULL;
@@ -163,32 +147,13 @@ struct body {
     size_t len;
 };
 
-static size_t on_body(char *p, size_t size, size_t n, void *ud)
-{
-    struct body *b = ud;
-    size_t len = size * n, room = sizeof(b->buf) - 1 - b->len;
-    memcpy(b->buf + b->len, p, len < room ? len : room);
-    b->len += len < room ? len : room;
-    b->buf[b->len] = '\0';
-    return len;
-}
-
 static long http_get(int port, const char *path, struct body *b)
 {
-    char url[256];
-    long code = 0;
-    CURL *h = curl_easy_init();
+    char *text = NULL;
+    long code = tu_http_get(port, path, &text);
 
-    b->len = 0;
-    b->buf[0] = '\0';
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, b);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 5000L);
-    if (curl_easy_perform(h) == CURLE_OK)
-        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
-    curl_easy_cleanup(h);
+    b->len = (size_t)snprintf(b->buf, sizeof(b->buf), "%s", text);
+    free(text);
     return code;
 }
 
@@ -206,20 +171,14 @@ START_TEST(serves_health_ready_metrics_and_stops_on_sigterm)
     long code = 0;
 
     snprintf(portflag, sizeof(portflag), "--http.port=%d", port);
-    pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        /* svc-recon is ready when its state (PostgreSQL) answers too */
-        char *argv[] = { bin_path(svc), portflag, "--shutdown.grace.ms=5000",
-                         /* the persister and svc-recon are ready once their database answers */
-                         strcmp(svc, "svc-persister") == 0 || strcmp(svc, "svc-recon") == 0
-                             ? "--pg.password=tributary"
-                             : "--log.level=info",
-                         needs_dataset(svc) ? "--dataset=payee" : NULL, NULL };
-        int devnull = open("/dev/null", 1);
-        dup2(devnull, 2);
-        execve(argv[0], argv, base_env);
-        _exit(127);
+    {
+        const char *args[] = { portflag, "--shutdown.grace.ms=5000",
+                               /* the persister and svc-recon are ready once their database answers */
+                               strcmp(svc, "svc-persister") == 0 || strcmp(svc, "svc-recon") == 0
+                                   ? "--pg.password=tributary"
+                                   : "--log.level=info",
+                               needs_dataset(svc) ? "--dataset=payee" : NULL, NULL };
+        pid = tu_spawn(svc, args, base_env, NULL);
     }
     deadline = core_mono_ms() + 20000;
     while (core_mono_ms() < deadline && (code = http_get(port, "/healthz", &b)) != 200)
@@ -263,15 +222,9 @@ START_TEST(readyz_fails_without_broker)
     long code = 0;
 
     snprintf(portflag, sizeof(portflag), "--http.port=%d", port);
-    pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        char *argv[] = { bin_path("svc-recon"), portflag, "--kafka.bootstrap.servers=127.0.0.1:1",
-                         NULL };
-        int devnull = open("/dev/null", 1);
-        dup2(devnull, 2);
-        execve(argv[0], argv, base_env);
-        _exit(127);
+    {
+        const char *args[] = { portflag, "--kafka.bootstrap.servers=127.0.0.1:1", NULL };
+        pid = tu_spawn("svc-recon", args, base_env, NULL);
     }
     deadline = core_mono_ms() + 20000;
     while (core_mono_ms() < deadline && (code = http_get(port, "/healthz", &b)) != 200)
@@ -287,15 +240,6 @@ END_TEST
 
 /* ---- the start-up policy (docs/OPERATIONS.md) -------------------------- */
 
-/* The lines of text that are not JSON log lines: what a person reads. */
-static int count_plain_lines(const char *s)
-{
-    int n = 0;
-    for (const char *l = s; *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : l + strlen(l))
-        n += *l != '{' && *l != '\n';
-    return n;
-}
-
 /* Run svc with args until it exits; assert exit 69 with one plain line
  * that starts "<svc>: <want>", after at least min_ms. */
 static void expect_69(const char *svc, char **args, const char *want, int64_t min_ms)
@@ -308,7 +252,7 @@ static void expect_69(const char *svc, char **args, const char *want, int64_t mi
     snprintf(line, sizeof(line), "%s: %s", svc, want);
     ck_assert_msg(rc == 69, "%s: exit %d, not 69; stderr: %s", svc, rc, err);
     ck_assert_msg(strstr(err, line) != NULL, "%s: no line '%s' in: %s", svc, line, err);
-    ck_assert_msg(count_plain_lines(err) == 1, "%s: expected one plain line: %s", svc, err);
+    ck_assert_msg(tu_count_plain_lines(err) == 1, "%s: expected one plain line: %s", svc, err);
     ck_assert_msg(took >= min_ms, "%s: gave up after %lld ms, before startup.timeout.ms", svc,
                   (long long)took);
     ck_assert_msg(took < min_ms + 15000, "%s: took %lld ms", svc, (long long)took);
@@ -377,7 +321,7 @@ START_TEST(feeder_refused_redis_password_exits_78_naming_it)
     ck_assert_msg(rc == 78, "exit %d; stderr: %s", rc, err);
     ck_assert_ptr_nonnull(strstr(err, "svc-cache-feeder: configuration error: redis.password: "));
     ck_assert_msg(strstr(err, "not-the-password") == NULL, "the password is printed: %s", err);
-    ck_assert_int_eq(count_plain_lines(err), 1);
+    ck_assert_int_eq(tu_count_plain_lines(err), 1);
     free(err);
     free(out);
 }
@@ -401,15 +345,10 @@ START_TEST(feeder_waits_for_redis_that_comes_up_in_time)
     ck_assert_int_ne(port, rport);
     snprintf(portflag, sizeof(portflag), "--http.port=%d", port);
     snprintf(rflag, sizeof(rflag), "--redis.port=%d", rport);
-    pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        char *argv[] = { bin_path("svc-cache-feeder"), portflag, rflag, "--dataset=payee",
-                         "--startup.timeout.ms=60000", "--shutdown.grace.ms=5000", NULL };
-        int devnull = open("/dev/null", 1);
-        dup2(devnull, 2);
-        execve(argv[0], argv, base_env);
-        _exit(127);
+    {
+        const char *args[] = { portflag, rflag, "--dataset=payee", "--startup.timeout.ms=60000",
+                               "--shutdown.grace.ms=5000", NULL };
+        pid = tu_spawn("svc-cache-feeder", args, base_env, NULL);
     }
     deadline = core_mono_ms() + 20000;
     while (core_mono_ms() < deadline && (code = http_get(port, "/healthz", &b)) != 200)

@@ -17,6 +17,7 @@
  *
  * Size: TB_TEST_VALIDATOR_N records (default 100000). */
 #include "testutil.h"
+#include "tu_stack.h"
 #include "tributary/core_avro.h"
 #include "tributary/core_common.h"
 #include "tributary/core_http.h"
@@ -187,32 +188,6 @@ static void create_topics(const char *const *names, size_t n)
     rd_kafka_event_destroy(ev);
     rd_kafka_queue_destroy(q);
     rd_kafka_NewTopic_destroy_array(nt, n);
-    rd_kafka_destroy(rk);
-}
-
-/* Remove the run's topics (best effort: a failure leaves harmless topics). */
-static void delete_topics(const char *const *names, size_t n)
-{
-    char errstr[512];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_t *rk;
-    rd_kafka_DeleteTopic_t *dt[8];
-    rd_kafka_queue_t *q;
-    rd_kafka_event_t *ev;
-
-    rd_kafka_conf_set(conf, "bootstrap.servers", BOOTSTRAP, errstr, sizeof(errstr));
-    rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
-    if (!rk)
-        return;
-    for (size_t i = 0; i < n; i++)
-        dt[i] = rd_kafka_DeleteTopic_new(names[i]);
-    q = rd_kafka_queue_new(rk);
-    rd_kafka_DeleteTopics(rk, dt, n, NULL, q);
-    ev = rd_kafka_queue_poll(q, 30000);
-    if (ev)
-        rd_kafka_event_destroy(ev);
-    rd_kafka_queue_destroy(q);
-    rd_kafka_DeleteTopic_destroy_array(dt, n);
     rd_kafka_destroy(rk);
 }
 
@@ -683,7 +658,7 @@ START_TEST(exactly_once_with_kill_and_replay)
     core_http_free(http);
     rm_dir(proto);
     unlink(vp.log);
-    delete_topics(topics, 5);
+    tu_topics_delete(topics, 5);
 }
 END_TEST
 
@@ -854,7 +829,7 @@ static void small_run(const small_rec *recs, size_t n, small_out *out)
     core_avro_decoder_free(dec);
     core_avro_catalog_free(cat);
     unlink(vp.log);
-    delete_topics(topics, 5);
+    tu_topics_delete(topics, 5);
 }
 
 static void small_out_free(small_out *o)

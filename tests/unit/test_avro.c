@@ -1,5 +1,6 @@
 /* test_avro.c — the schema catalogue, the wire format, the body checker
  * against hostile bytes, natural JSON, and the decimal/time helpers. */
+#include "testutil.h"
 #include "tributary/core_avro.h"
 #include "tributary/core_json.h"
 
@@ -2006,11 +2007,7 @@ static Suite *avro_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(avro_suite());
-    int failed;
+    Suite *s[] = { avro_suite() };
 
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run(s, 1);
 }

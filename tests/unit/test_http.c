@@ -1,4 +1,5 @@
 /* test_http.c — core_http on an ephemeral loopback port, driven by libcurl. */
+#include "testutil.h"
 #include "tributary/core_common.h"
 #include "tributary/core_http.h"
 #include "tributary/core_metrics.h"
@@ -890,14 +891,11 @@ static Suite *http_suite(void)
 
 int main(void)
 {
-    SRunner *sr;
-    int failed;
+    Suite *s[] = { http_suite() };
+    int rc;
 
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    sr = srunner_create(http_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    rc = tu_run(s, 1);
     curl_global_cleanup();
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return rc;
 }

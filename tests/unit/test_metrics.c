@@ -1,5 +1,6 @@
 /* test_metrics.c — core_metrics: exposition text, escaping, names,
  * concurrency, NULL safety. */
+#include "testutil.h"
 #include "tributary/core_metrics.h"
 
 #include <check.h>
@@ -439,11 +440,7 @@ static Suite *metrics_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(metrics_suite());
-    int failed;
+    Suite *s[] = { metrics_suite() };
 
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run(s, 1);
 }

@@ -5,6 +5,7 @@
  *
  * Redis not answering is a failure, not a skip. Keys live under
  * "tbtest:<pid>:"; the tcase teardown deletes them and the ACL user. */
+#include "testutil.h"
 #include "tributary/core_common.h"
 #include "tributary/core_metrics.h"
 #include "tributary/core_redis.h"
@@ -1073,13 +1074,8 @@ static Suite *redis_suite(void)
 
 int main(void)
 {
-    SRunner *sr;
-    int failed;
+    Suite *s[] = { redis_suite() };
 
     env_init();
-    sr = srunner_create(redis_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run(s, 1);
 }
