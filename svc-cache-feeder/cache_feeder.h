@@ -33,7 +33,8 @@ struct feeder_conf {
     int64_t batch_wait_ms;
     int64_t batch_inflight;
     int64_t commit_interval_ms;
-    char *topic_template;
+    char *topic_prefix;
+    char *topic_template; /* deprecated (topic.prefix): "{dataset}.valid" */
     char *group_id;
     char *group_instance_id;
     bool audit_enabled;

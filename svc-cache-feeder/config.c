@@ -4,6 +4,7 @@
 #include "cache_feeder.h"
 
 #include "tributary/core_audit.h"
+#include "tributary/core_topics.h"
 
 #include <stddef.h>
 #include <stdio.h>
@@ -40,8 +41,10 @@ const core_config_key feeder_keys[] = {
       0, 64, NULL),
     K("commit.interval.ms", CORE_CFG_INT, "1000", 0, commit_interval_ms,
       "How often the offsets of written batches are committed", 0, 600000, NULL),
-    K("topic.template", CORE_CFG_STR, "{dataset}.valid", 0, topic_template,
-      "Input topic of a dataset", 0, 0, NULL),
+    CORE_TOPICS_CONFIG_KEYS(struct feeder_conf, topic_prefix),
+    K("topic.template", CORE_CFG_STR, NULL, 0, topic_template,
+      "Deprecated (use topic.prefix): the input topic of a dataset, {dataset} standing for its "
+      "name", 0, 0, NULL),
     K("group.id", CORE_CFG_STR, "tributary-cache-feeder", 0, group_id, "Kafka consumer group", 0, 0,
       NULL),
     K("group.instance.id", CORE_CFG_STR, NULL, 0, group_instance_id,
@@ -140,8 +143,19 @@ feeder_dataset *feeder_datasets_build(const struct feeder_conf *conf,
                 core_errstr(errstr, errstr_size, "dataset: '%s' named twice", name);
                 goto fail;
             }
+        char topic[CORE_TOPIC_MAX + 1], tmpl[CORE_TOPIC_MAX + 16];
+
+        if (conf->topic_template && *conf->topic_template) {
+            snprintf(tmpl, sizeof(tmpl), "%s", conf->topic_template);
+        } else {
+            if (core_topic_name(conf->topic_prefix, name, CORE_TOPIC_VALID, topic, sizeof(topic),
+                                errstr, errstr_size))
+                goto fail;
+            snprintf(tmpl, sizeof(tmpl), "%s{dataset}.valid",
+                     conf->topic_prefix ? conf->topic_prefix : "");
+        }
         if (feeder_dataset_init(&ds[i], name, core_avro_catalog_by_dataset(cat, name), conf->prefix,
-                                conf->topic_template, errstr, errstr_size))
+                                tmpl, errstr, errstr_size))
             goto fail;
         f = feeder_format_parse(fmt ? fmt : conf->format);
         if (f < 0) {

@@ -205,6 +205,12 @@ out:
     return rc;
 }
 
+/* Keys that still work, to be replaced (a warning names the new one). */
+static const core_config_alias feeder_deprecated[] = {
+    { "topic.template", "topic.prefix" },
+    CORE_CFG_ALIAS_END
+};
+
 static const core_service_def def = {
     .name = "svc-cache-feeder",
     .summary = "bulk, change and delete events into Redis, never stale",
@@ -212,6 +218,7 @@ static const core_service_def def = {
              "  |  svc-cache-feeder purge --dataset NAME BATCH_ID",
     .http_port_default = "8083",
     .keys = feeder_keys,
+    .deprecated = feeder_deprecated,
     .conf = &conf,
     .subcommands = subcommands,
     .oneshot_subcommands = subcommands,

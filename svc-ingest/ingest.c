@@ -1,6 +1,8 @@
 /* ingest.c — one file into records on <dataset>.raw in Kafka transactions
  * that carry their own checkpoint (see ingest.h). */
 #include "ingest.h"
+
+#include "tributary/core_topics.h"
 #include "ingest_int.h"
 
 #include "tributary/core_audit.h"
@@ -27,6 +29,21 @@
 
 
 /* ---- helpers ----------------------------------------------------------- */
+
+int ingest_topic(const ingest_conf *c, const char *dataset, char *buf, size_t size,
+                 char *errstr, size_t errstr_size)
+{
+    if (c->topic && *c->topic) {
+        if (!core_topic_valid(c->topic)) {
+            core_errstr(errstr, errstr_size, "topic: \"%s\" is not a Kafka topic name", c->topic);
+            return CORE_ERR_INVALID;
+        }
+        snprintf(buf, size, "%s", c->topic);
+        return 0;
+    }
+    return core_topic_name(c->topic_prefix, dataset, CORE_TOPIC_RAW, buf, size, errstr,
+                           errstr_size);
+}
 
 static void st_lock(ingest_status *st)
 {
@@ -600,10 +617,7 @@ int ingest_file(ingest_ctx *ctx, const ingest_job *job, ingest_status *st,
     r.m_depth = core_metrics_series(ctx->f_depth, NULL);
     r.m_commit = core_metrics_series(ctx->f_commit, NULL);
     r.fmt = pick_format(job->format, job->path);
-    if (r.conf->topic && *r.conf->topic)
-        snprintf(r.topic, sizeof(r.topic), "%s", r.conf->topic);
-    else
-        snprintf(r.topic, sizeof(r.topic), "%s.raw", r.dataset);
+    ingest_topic(r.conf, r.dataset, r.topic, sizeof(r.topic), NULL, 0); /* checked at start */
     base = strrchr(job->path, '/');
     snprintf(r.source, sizeof(r.source), "%s",
              r.conf->source && *r.conf->source ? r.conf->source : base ? base + 1 : job->path);

@@ -37,7 +37,8 @@ typedef struct ingest_conf {
     bool force;
     bool summary_json;
     char *progress;
-    char *topic;
+    char *topic_prefix;
+    char *topic;             /* deprecated: the whole .raw name (one dataset) */
     char *audit_topic;
     char *checkpoint_topic;
     int64_t checkpoint_records;
@@ -58,6 +59,12 @@ typedef struct ingest_conf {
     char *spool_dir;
     int64_t spool_poll_ms;
 } ingest_conf;
+
+/** The .raw topic of a dataset: {topic.prefix}{dataset}.raw, or the
+ * deprecated `topic` when set. @returns 0, or CORE_ERR_INVALID with errstr
+ * naming the key. */
+int ingest_topic(const ingest_conf *c, const char *dataset, char *buf, size_t size,
+                 char *errstr, size_t errstr_size);
 
 /* One file to ingest. */
 typedef struct ingest_job {

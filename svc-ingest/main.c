@@ -11,6 +11,7 @@
 #include "tributary/core_lifecycle.h"
 #include "tributary/core_log.h"
 #include "tributary/core_service.h"
+#include "tributary/core_topics.h"
 
 #include <stddef.h>
 #include <stdio.h>
@@ -45,7 +46,9 @@ static const core_config_key ingest_keys[] = {
     K("progress", CORE_CFG_ENUM, "auto", progress,
       "Progress bar on stderr: auto (when stderr is a terminal), always, never", 0, 0,
       "auto|always|never"),
-    K("topic", CORE_CFG_STR, NULL, topic, "Output topic (default <dataset>.raw)", 0, 0, NULL),
+    CORE_TOPICS_CONFIG_KEYS(ingest_conf, topic_prefix),
+    K("topic", CORE_CFG_STR, NULL, topic,
+      "Deprecated (use topic.prefix): the whole output topic name, for one dataset", 0, 0, NULL),
     K("audit.topic", CORE_CFG_STR, "audit.events", audit_topic, "Topic of the audit events", 0,
       0, NULL),
     K("checkpoint.topic", CORE_CFG_STR, "tributary.ingest.checkpoints", checkpoint_topic,
@@ -93,6 +96,12 @@ static const core_config_key ingest_keys[] = {
 };
 
 /* The dashed names of 0.1, accepted one release with a warning. */
+/* Keys that still work, to be replaced (a warning names the new one). */
+static const core_config_alias ingest_deprecated[] = {
+    { "topic", "topic.prefix" },
+    CORE_CFG_ALIAS_END
+};
+
 static const core_config_alias ingest_aliases[] = {
     { "batch-id", "batch.id" },
     { "summary-json", "summary.json" },
@@ -226,10 +235,7 @@ static int bind_schemas(core_service_t *svc)
     if (!core_service_registry(svc))
         return CORE_SERVICE_CONTINUE;
     for (size_t i = 0; i < conf.datasets.n; i++) {
-        if (conf.topic && *conf.topic)
-            snprintf(topic, sizeof(topic), "%s", conf.topic);
-        else
-            snprintf(topic, sizeof(topic), "%s.raw", conf.datasets.v[i]);
+        ingest_topic(&conf, conf.datasets.v[i], topic, sizeof(topic), NULL, 0); /* checked */
         rc = core_service_schema_bind(svc, topic,
                                       core_avro_catalog_by_dataset(cat, conf.datasets.v[i]));
         if (rc != CORE_SERVICE_CONTINUE)
@@ -264,6 +270,13 @@ static int run(core_service_t *svc, void *unused)
         return core_service_config_error(svc, "batch.id: must hold 1 to 188 bytes");
     if (!conf.checkpoint_topic || !*conf.checkpoint_topic || !conf.audit_topic || !*conf.audit_topic)
         return core_service_config_error(svc, "checkpoint.topic / audit.topic: must not be empty");
+    for (size_t i = 0; i < conf.datasets.n; i++) {
+        char topic[CORE_TOPIC_MAX + 1];
+
+        if (ingest_topic(&conf, conf.datasets.v[i], topic, sizeof(topic), errstr,
+                         sizeof(errstr)))
+            return core_service_config_error(svc, errstr);
+    }
     if ((rc = bind_schemas(svc)) != CORE_SERVICE_CONTINUE)
         return rc;
     ctx = ingest_ctx_new(svc, &conf, errstr, sizeof(errstr));
@@ -299,6 +312,7 @@ static const core_service_def def = {
     .http_port_default = "8081",
     .keys = ingest_keys,
     .aliases = ingest_aliases,
+    .deprecated = ingest_deprecated,
     .conf = &conf,
     .subcommands = subcommands,
     .takes_files = true,

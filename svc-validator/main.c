@@ -14,6 +14,7 @@
 #include "tributary/core_http.h"
 #include "tributary/core_log.h"
 #include "tributary/core_service.h"
+#include "tributary/core_topics.h"
 
 #include <cjson/cJSON.h>
 #include <pthread.h>
@@ -66,8 +67,7 @@ static const core_config_key validator_keys[] = {
     { "transactional.id", CORE_CFG_STR, NULL, 0, OFF(transactional_id),
       "Transactional id of this instance (default svc-validator-<instance.id>); stable per "
       "instance, unique across instances", 0, 0, NULL },
-    { "topic.prefix", CORE_CFG_STR, "", 0, OFF(topic_prefix),
-      "Prefix of every dataset topic: <prefix><dataset>.raw|valid|retry|dlq", 0, 0, NULL },
+    CORE_TOPICS_CONFIG_KEYS(struct validator_conf, topic_prefix),
     { "audit.topic", CORE_CFG_STR, "audit.events", 0, OFF(audit_topic),
       "Topic of the audit events", 0, 0, NULL },
     { "batch.max", CORE_CFG_INT, "1000", 0, OFF(batch_max),
@@ -204,6 +204,14 @@ static int run_validate(core_service_t *svc, struct validator_conf *c)
     char errstr[512], txn_id[512], member_id[512];
     int rc;
 
+    for (size_t i = 0; i < c->datasets.n; i++) {
+        char topic[CORE_TOPIC_MAX + 1];
+
+        for (int k = 0; k < CORE_TOPIC_NKINDS; k++)
+            if (core_topic_name(c->topic_prefix, c->datasets.v[i], (core_topic_kind)k, topic,
+                                sizeof(topic), errstr, sizeof(errstr)))
+                return core_service_config_error(svc, errstr);
+    }
     if (c->transactional_id)
         snprintf(txn_id, sizeof(txn_id), "%s", c->transactional_id);
     else
@@ -296,8 +304,11 @@ static int run_replay(core_service_t *svc, struct validator_conf *c)
     p.reason = c->replay_reason;
     p.dry_run = c->dry_run;
     for (size_t i = 0; i < c->datasets.n && rc == 0; i++) {
-        validator_topic(c->topic_prefix, c->datasets.v[i], "dlq", dlq, sizeof(dlq));
-        validator_topic(c->topic_prefix, c->datasets.v[i], "raw", raw, sizeof(raw));
+        if (core_topic_name(c->topic_prefix, c->datasets.v[i], CORE_TOPIC_DLQ, dlq, sizeof(dlq),
+                            errstr, sizeof(errstr)) ||
+            core_topic_name(c->topic_prefix, c->datasets.v[i], CORE_TOPIC_RAW, raw, sizeof(raw),
+                            errstr, sizeof(errstr)))
+            return core_service_config_error(svc, errstr);
         p.dlq_topic = dlq;
         p.raw_topic = raw;
         if (replay_run(&p, &res, errstr, sizeof(errstr)) != 0) {

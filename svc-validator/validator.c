@@ -9,6 +9,7 @@
 #include "tributary/core_lifecycle.h"
 #include "tributary/core_log.h"
 #include "tributary/core_metrics.h"
+#include "tributary/core_topics.h"
 
 #include <cjson/cJSON.h>
 #include <inttypes.h>
@@ -19,12 +20,6 @@
 const char *const validator_outcome_names[VO_COUNT] = {
     "valid", "invalid", "poison", "retrying", "exhausted",
 };
-
-void validator_topic(const char *prefix, const char *dataset, const char *kind, char *buf,
-                     size_t size)
-{
-    snprintf(buf, size, "%s%s.%s", prefix ? prefix : "", dataset, kind);
-}
 
 const validator_stats *validator_get_stats(const validator_t *v) { return &v->stats; }
 core_kafka_consumer_t *validator_consumer(validator_t *v) { return v->c; }
@@ -193,10 +188,15 @@ validator_t *validator_new(const validator_params *p, char *errstr, size_t errst
                               errstr_size);
         if (!d->rules)
             goto fail;
-        validator_topic(v->prefix, d->name, "raw", d->raw, sizeof(d->raw));
-        validator_topic(v->prefix, d->name, "valid", d->valid, sizeof(d->valid));
-        validator_topic(v->prefix, d->name, "retry", d->retry, sizeof(d->retry));
-        validator_topic(v->prefix, d->name, "dlq", d->dlq, sizeof(d->dlq));
+        if (core_topic_name(v->prefix, d->name, CORE_TOPIC_RAW, d->raw, sizeof(d->raw), errstr,
+                            errstr_size) ||
+            core_topic_name(v->prefix, d->name, CORE_TOPIC_VALID, d->valid, sizeof(d->valid),
+                            errstr, errstr_size) ||
+            core_topic_name(v->prefix, d->name, CORE_TOPIC_RETRY, d->retry, sizeof(d->retry),
+                            errstr, errstr_size) ||
+            core_topic_name(v->prefix, d->name, CORE_TOPIC_DLQ, d->dlq, sizeof(d->dlq), errstr,
+                            errstr_size))
+            goto fail;
         topics[2 * i] = d->raw;
         topics[2 * i + 1] = d->retry;
     }

@@ -78,8 +78,5 @@ const validator_stats *validator_get_stats(const validator_t *v);
 core_kafka_consumer_t *validator_consumer(validator_t *v);
 core_kafka_producer_t *validator_producer(validator_t *v);
 
-/** Topic name of a dataset: prefix + dataset + "." + kind (raw, valid, retry, dlq). */
-void validator_topic(const char *prefix, const char *dataset, const char *kind, char *buf,
-                     size_t size);
 
 #endif

@@ -47,6 +47,8 @@ struct core_config {
     size_t nwarnings;
     const core_config_alias *aliases[CFG_MAX_TABLES];
     size_t naliases;
+    const core_config_alias *deprecated[CFG_MAX_TABLES];
+    size_t ndeprecated;
     bool help, version;
 };
 
@@ -173,6 +175,30 @@ int core_config_add_aliases(core_config_t *c, const core_config_alias *aliases)
         return CORE_ERR_STATE;
     c->aliases[c->naliases++] = aliases;
     return CORE_OK;
+}
+
+int core_config_add_deprecated(core_config_t *c, const core_config_alias *keys)
+{
+    if (c->ndeprecated == CFG_MAX_TABLES)
+        return CORE_ERR_STATE;
+    c->deprecated[c->ndeprecated++] = keys;
+    return CORE_OK;
+}
+
+/* A warning for each deprecated key given a value (not its default). */
+static void warn_deprecated(core_config_t *c)
+{
+    for (size_t t = 0; t < c->ndeprecated; t++)
+        for (const core_config_alias *a = c->deprecated[t]; a->old_key; a++) {
+            const char *src = core_config_source(c, a->old_key);
+            char w[512];
+
+            if (!src || !strcmp(src, "default"))
+                continue;
+            snprintf(w, sizeof(w), "%s is deprecated: use %s (%s goes in the next release)",
+                     a->old_key, a->key, a->old_key);
+            warn_once(c, w);
+        }
 }
 
 static struct cfg_entry *find_entry(core_config_t *c, const char *key)
@@ -738,6 +764,7 @@ static int fill_all(core_config_t *c, char *errstr, size_t errstr_size)
         if (rc)
             return rc;
     }
+    warn_deprecated(c);
     return 0;
 }
 

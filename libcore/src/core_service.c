@@ -234,7 +234,8 @@ int core_service_init(core_service_t **svcp, const core_service_def *def,
     svc->cfg = core_config_new(def->name);
     if (!svc->cfg || core_config_add_table(svc->cfg, svc->common_table, &svc->common) ||
         (def->keys && core_config_add_table(svc->cfg, def->keys, def->conf)) ||
-        (def->aliases && core_config_add_aliases(svc->cfg, def->aliases))) {
+        (def->aliases && core_config_add_aliases(svc->cfg, def->aliases)) ||
+        (def->deprecated && core_config_add_deprecated(svc->cfg, def->deprecated))) {
         fprintf(stderr, "%s: out of memory\n", def->name);
         core_service_free(svc);
         return CORE_EX_SOFTWARE;

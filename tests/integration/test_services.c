@@ -6,6 +6,7 @@
 #include "tributary/core_common.h"
 
 #include <curl/curl.h>
+#include <hiredis/hiredis.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -376,6 +377,134 @@ START_TEST(feeder_waits_for_redis_that_comes_up_in_time)
 }
 END_TEST
 
+/* ---- topic names: one rule, {topic.prefix}{dataset}.{kind} (core_topics) ---- */
+
+/* A prefix that makes no Kafka topic name is refused at start, naming
+ * topic.prefix, by every service that names dataset topics. */
+START_TEST(bad_topic_prefix_exits_78_naming_it)
+{
+    static const char *const svcs[] = { "svc-ingest", "svc-validator", "svc-cache-feeder" };
+    char *path = tu_write_temp("payee_id,name\nP1,x\n");
+
+    for (size_t i = 0; i < sizeof(svcs) / sizeof(svcs[0]); i++) {
+        char *err = NULL, *out = NULL;
+        char *args[] = { "--http.port=0", "--topic.prefix=no/slash.", "--dataset=payee",
+                         !strcmp(svcs[i], "svc-ingest") ? path : NULL, NULL };
+        int rc = run(svcs[i], args, &err, &out);
+
+        ck_assert_msg(rc == 78, "%s: exit %d; stderr: %s", svcs[i], rc, err);
+        ck_assert_msg(strstr(err, "topic.prefix") != NULL, "%s: %s", svcs[i], err);
+        ck_assert_int_eq(tu_count_plain_lines(err), 1);
+        free(err);
+        free(out);
+    }
+    unlink(path);
+    free(path);
+}
+END_TEST
+
+/* The keys each service had before still work, with a warning naming
+ * topic.prefix (the service then goes on: here to its exit for want of a
+ * broker or a Redis). */
+START_TEST(former_topic_keys_warn_naming_topic_prefix)
+{
+    char *path = tu_write_temp("payee_id,name\nP1,x\n");
+    char *iargs[] = { "--http.port=0", "--topic=some.raw", "--startup.timeout.ms=200",
+                      "--kafka.bootstrap.servers=127.0.0.1:1", "--dataset=payee", path, NULL };
+    char *fargs[] = { "--http.port=0", "--topic.template=x.{dataset}.valid",
+                      "--startup.timeout.ms=200", "--redis.port=1", "--dataset=payee", NULL };
+    struct { const char *svc; char **args; const char *warning; } cases[] = {
+        { "svc-ingest", iargs, "topic is deprecated: use topic.prefix" },
+        { "svc-cache-feeder", fargs, "topic.template is deprecated: use topic.prefix" },
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *err = NULL, *out = NULL;
+        int rc = run(cases[i].svc, cases[i].args, &err, &out);
+
+        ck_assert_msg(rc == 69, "%s: exit %d: %s", cases[i].svc, rc, err);
+        ck_assert_msg(strstr(err, cases[i].warning) != NULL, "%s: no warning: %s", cases[i].svc,
+                      err);
+        free(err);
+        free(out);
+    }
+    unlink(path);
+    free(path);
+}
+END_TEST
+
+/* One --topic.prefix given to each stage carries a file through: ingest
+ * writes <P>payee.raw, the validator reads it and writes <P>payee.valid,
+ * the cache-feeder reads that into Redis. */
+START_TEST(one_topic_prefix_carries_a_file_through_the_stages)
+{
+    const int rows = 40;
+    char u[64], pflag[128], cflag[128], vg[128], fg[128], aflag[160], topic[256], pattern[128];
+    core_strbuf csv = { 0 };
+    char *path;
+
+    snprintf(u, sizeof(u), "%s", tu_unique());
+    snprintf(pflag, sizeof(pflag), "--topic.prefix=tp%s.", u);
+    snprintf(cflag, sizeof(cflag), "--cache.prefix=tp%s", u);
+    snprintf(vg, sizeof(vg), "--group.id=tp_v_%s", u);
+    snprintf(fg, sizeof(fg), "--group.id=tp_f_%s", u);
+    snprintf(aflag, sizeof(aflag), "--audit.topic=audit.tp_%s", u);
+    static const char *const kinds[] = { "raw", "valid", "retry", "dlq" };
+    for (size_t k = 0; k < 4; k++) {
+        snprintf(topic, sizeof(topic), "tp%s.payee.%s", u, kinds[k]);
+        tu_topic_create(topic, 1);
+    }
+    core_strbuf_add(&csv, "payee_id,name,account_number,routing_number,country,currency,email,"
+                          "amount_limit,status,updated_at\n");
+    for (int i = 1; i <= rows; i++)
+        core_strbuf_addf(&csv, "TP%s%04d,Payee %d,%d,021000021,US,USD,p%d@example.com,%d.50,"
+                               "ACTIVE,2026-11-01T10:00:00Z\n", u, i, i, 10000000 + i, i, i);
+    path = tu_write_temp(csv.p);
+    core_strbuf_free(&csv);
+
+    int vport = tu_free_port(), fport = tu_free_port();
+    ck_assert(vport > 0 && fport > 0 && vport != fport);
+    const char *vargs[] = { "--dataset=payee", pflag, vg, aflag, "--commit.interval.ms=100", NULL };
+    const char *fargs[] = { "--dataset=payee", pflag, cflag, fg, aflag, NULL };
+    pid_t v = tu_service_start("svc-validator", vport, vargs, NULL);
+    pid_t f = tu_service_start("svc-cache-feeder", fport, fargs, NULL);
+    char *iargv[] = { (char *)tu_bin("svc-ingest"), "--dataset=payee", pflag, aflag,
+                      "--http.port=0", "--log.level=warn", path, NULL };
+    char *out = NULL, *err = NULL;
+    int irc = tu_run_cmd(iargv, base_env, &out, &err, 60000);
+    ck_assert_msg(irc == 0, "svc-ingest exit %d: %s", irc, err);
+    free(out);
+    free(err);
+
+    snprintf(topic, sizeof(topic), "tp%s.payee.raw", u);
+    ck_assert_uint_eq(tu_topic_read(topic, "read_committed", NULL, NULL), (size_t)rows);
+    redisContext *r = redisConnect("127.0.0.1", 6379);
+    ck_assert_msg(r && !r->err, "redis");
+    snprintf(pattern, sizeof(pattern), "tp%s:payee:*", u);
+    long long keys = 0;
+    int64_t deadline = core_mono_ms() + 60000;
+    while (keys < rows && core_mono_ms() < deadline) {
+        redisReply *rep = redisCommand(r, "KEYS %s", pattern);
+        ck_assert_ptr_nonnull(rep);
+        keys = rep->type == REDIS_REPLY_ARRAY ? (long long)rep->elements : -1;
+        freeReplyObject(rep);
+        if (keys < rows)
+            tu_sleep_ms(200);
+    }
+    ck_assert_msg(keys == rows, "%lld of %d keys in Redis", keys, rows);
+    snprintf(topic, sizeof(topic), "tp%s.payee.valid", u);
+    ck_assert_uint_eq(tu_topic_read(topic, "read_committed", NULL, NULL), (size_t)rows);
+    redisFree(r);
+    tu_service_stop(f);
+    tu_service_stop(v);
+    char epath[1100];
+    snprintf(epath, sizeof(epath), "%s.errors.jsonl", path);
+    unlink(epath);
+    unlink(path);
+    free(path);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("services");
@@ -398,6 +527,9 @@ int main(void)
     tcase_add_test(ts, ingest_file_with_unreachable_broker_exits_69_naming_it);
     tcase_add_test(ts, feeder_unreachable_redis_at_start_exits_69_naming_it);
     tcase_add_test(ts, feeder_refused_redis_password_exits_78_naming_it);
+    tcase_add_test(ts, bad_topic_prefix_exits_78_naming_it);
+    tcase_add_test(ts, former_topic_keys_warn_naming_topic_prefix);
+    tcase_add_test(th, one_topic_prefix_carries_a_file_through_the_stages);
     suite_add_tcase(s, ts);
     suite_add_tcase(s, tc);
     suite_add_tcase(s, th);

@@ -601,6 +601,52 @@ START_TEST(dashed_alias_accepted_with_warning)
 }
 END_TEST
 
+/* A deprecated key keeps its own meaning; a value given to it (in any
+ * layer) warns naming the key to use; its default does not. */
+START_TEST(deprecated_key_works_and_warns_naming_the_new_one)
+{
+    struct dk { char *prefix, *tmpl; } d;
+    static const core_config_key dk_keys[] = {
+        { "topic.prefix", CORE_CFG_STR, "", 0, offsetof(struct dk, prefix), "p", 0, 0, NULL },
+        { "topic.template", CORE_CFG_STR, "{dataset}.valid", 0, offsetof(struct dk, tmpl), "t", 0,
+          0, NULL },
+        CORE_CFG_END
+    };
+    static const core_config_alias dk_deprecated[] = {
+        { "topic.template", "topic.prefix" },
+        CORE_CFG_ALIAS_END
+    };
+    char *set[] = { "prog", "--topic.template=x.{dataset}.valid", NULL };
+    char *unset[] = { "prog", "--topic.prefix=x.", NULL };
+    char *env_only[] = { "prog", NULL };
+    char *envp[] = { NULL };
+    char *envp_set[] = { "TB_TOPIC_TEMPLATE=e.{dataset}", NULL };
+    struct { char **argv; int argc; char **envp; size_t warnings; const char *tmpl; } cases[] = {
+        { set, 2, envp, 1, "x.{dataset}.valid" },
+        { unset, 2, envp, 0, "{dataset}.valid" },
+        { env_only, 1, envp_set, 1, "e.{dataset}" },
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        core_config_t *c = core_config_new("test");
+
+        memset(&d, 0, sizeof(d));
+        ck_assert_int_eq(core_config_add_table(c, dk_keys, &d), 0);
+        ck_assert_int_eq(core_config_add_deprecated(c, dk_deprecated), 0);
+        ck_assert_msg(core_config_load(c, cases[i].argc, cases[i].argv, cases[i].envp, errstr,
+                                       sizeof(errstr)) == 0,
+                      "%s", errstr);
+        ck_assert_str_eq(d.tmpl, cases[i].tmpl);
+        ck_assert_uint_eq(core_config_nwarnings(c), cases[i].warnings);
+        if (cases[i].warnings)
+            ck_assert_str_eq(core_config_warning(c, 0),
+                             "topic.template is deprecated: use topic.prefix (topic.template "
+                             "goes in the next release)");
+        core_config_free(c);
+    }
+}
+END_TEST
+
 /* The exit codes come from one table with their names. */
 START_TEST(exit_codes_one_table)
 {
@@ -644,6 +690,7 @@ int main(void)
     tcase_add_test(tc, int_range_2p53_plus_1_refused);
     tcase_add_test(tc, dashed_alias_accepted_with_warning);
     tcase_add_test(tc, exit_codes_one_table);
+    tcase_add_test(tc, deprecated_key_works_and_warns_naming_the_new_one);
     suite_add_tcase(s, tc);
     return tu_run(&s, 1);
 }

@@ -94,6 +94,13 @@ int core_config_add_table(core_config_t *c, const core_config_key *table, void *
  * pointer). @returns 0, or CORE_ERR_STATE when too many lists are added. */
 int core_config_add_aliases(core_config_t *c, const core_config_alias *aliases);
 
+/* Keys that still work with their own meaning but are to be replaced
+ * (old_key: a declared key; key: what to use instead): a value given to one
+ * (file, environment or flag) adds a warning naming the other. A
+ * CORE_CFG_ALIAS_END-terminated list, kept by pointer. @returns 0, or
+ * CORE_ERR_STATE when too many lists are added. */
+int core_config_add_deprecated(core_config_t *c, const core_config_alias *keys);
+
 /**
  * @brief Parse the layers and fill every registered struct.
  *

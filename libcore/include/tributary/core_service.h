@@ -74,6 +74,8 @@ typedef struct core_service_def {
     const char *http_port_default; /* "8081" */
     const core_config_key *keys;   /* the service's own table (may be NULL) */
     const core_config_alias *aliases; /* former names of its keys (may be NULL) */
+    const core_config_alias *deprecated; /* keys still working, to be replaced by
+                                          * others: a warning names them (may be NULL) */
     core_avro_rules_check_fn *rules_check; /* what it checks in rules files (may be NULL) */
     void *conf;                    /* where its values land */
     /* Subcommands the service accepts as its first word (NULL-terminated);
