@@ -1,6 +1,6 @@
 /* mapper.c — CSV rows and JSON Lines objects to encoded dataset records
  * (see mapper.h for the rules). */
-#include "mapper.h"
+#include "mapper_int.h"
 
 #include "tributary/core_common.h"
 #include "tributary/core_digest.h"
@@ -17,47 +17,6 @@
 #include <string.h>
 #include <stdarg.h>
 #include <strings.h>
-
-#define MAX_DEPTH 8
-
-enum leaf_kind {
-    L_STRING, L_BYTES, L_INT, L_LONG, L_FLOAT, L_DOUBLE, L_BOOL, L_ENUM,
-    L_DECIMAL, L_TS_MS, L_TS_US, L_DATE, L_NULL, L_UNSUPPORTED,
-};
-
-struct leaf {
-    char *name;               /* dotted path */
-    size_t path[MAX_DEPTH];
-    size_t depth;
-    enum leaf_kind kind;
-    bool nullable;
-    int null_branch, val_branch;
-    bool has_default;
-    bool default_null;
-    char *default_text;       /* default as text (non-null defaults) */
-    int precision, scale;
-    size_t fixed_size;        /* decimal on fixed: its size; 0 on bytes */
-    const cJSON *symbols;
-    const char *type_name;    /* for messages */
-    long col;                 /* CSV column, -1 when absent */
-};
-
-struct ingest_mapper {
-    ingest_map_opts o;
-    const core_avro_schema_t *schema;
-    struct leaf *leaves;
-    size_t nleaves, leaves_cap;
-    size_t ncols;
-    long col_op, col_version, col_event_time, col_old_key;
-    avro_value_t value;       /* CSV: reused */
-    bool have_value;
-    avro_value_t jvalue;      /* JSONL: the last record */
-    bool have_jvalue;
-    uint8_t *buf;
-    size_t buf_size;
-    char *key;
-    size_t key_cap;
-};
 
 /* ---- ids --------------------------------------------------------------- */
 
@@ -405,334 +364,6 @@ int ingest_mapper_header(ingest_mapper *m, const ingest_row *hdr, char *errstr, 
     return 0;
 }
 
-/* ---- cells ------------------------------------------------------------- */
-
-static void lerr(ingest_line_error *e, const char *column, const char *category,
-                 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-
-static void lerr(ingest_line_error *e, const char *column, const char *category,
-                 const char *fmt, ...)
-{
-    va_list ap;
-
-    snprintf(e->column, sizeof(e->column), "%s", column ? column : "");
-    va_start(ap, fmt);
-    vsnprintf(e->reason, sizeof(e->reason), fmt, ap);
-    va_end(ap);
-    e->category = category;
-}
-
-/* Keep the refused value beside the reason (never in it): the text of
- * s[0..len), cut at a UTF-8 boundary. field: the path whose tb.personal
- * marking decides whether the errors file may show it. */
-static void lval(ingest_line_error *e, const char *field, const char *s, size_t len)
-{
-    size_t max = sizeof(e->value) - 4, n = len;
-
-    if (!s || !field)
-        return;
-    if (n > max) {
-        n = max;
-        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-            n--; /* do not cut a character in two */
-    }
-    memcpy(e->value, s, n);
-    if (n < len)
-        memcpy(e->value + n, "...", 4);
-    else
-        e->value[n] = '\0';
-    snprintf(e->value_field, sizeof(e->value_field), "%s", field);
-    e->has_value = true;
-}
-
-/* Copy a cell into tmp (NULL when it does not fit), without ASCII blanks
- * around it (set_text() and fill_meta() refuse those before). */
-static const char *trimmed(const char *s, size_t len, char *tmp, size_t tmpsize)
-{
-    while (len && (*s == ' ' || *s == '\t')) {
-        s++;
-        len--;
-    }
-    while (len && (s[len - 1] == ' ' || s[len - 1] == '\t'))
-        len--;
-    if (len >= tmpsize)
-        return NULL;
-    memcpy(tmp, s, len);
-    tmp[len] = '\0';
-    return tmp;
-}
-
-static bool parse_ll(const char *s, long long *out)
-{
-    char *end;
-
-    if (!*s)
-        return false;
-    errno = 0;
-    *out = strtoll(s, &end, 10);
-    return *end == '\0' && errno == 0;
-}
-
-static bool all_int(const char *s)
-{
-    if (*s == '-' || *s == '+')
-        s++;
-    if (!*s)
-        return false;
-    for (; *s; s++)
-        if (*s < '0' || *s > '9')
-            return false;
-    return true;
-}
-
-/* Days since the epoch of a proleptic Gregorian date. */
-static int64_t days_from_civil(int64_t y, unsigned mo, unsigned d)
-{
-    y -= mo <= 2;
-    const int64_t era = (y >= 0 ? y : y - 399) / 400;
-    const unsigned yoe = (unsigned)(y - era * 400);
-    const unsigned doy = (153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + (int64_t)doe - 719468;
-}
-
-/* A blank at either end of a cell: refused for every kind but text, as a
- * cell is taken exactly as written (" 10.50" is not silently 10.50). */
-static bool blank_edge(const char *s, size_t len)
-{
-    return len && (s[0] == ' ' || s[0] == '\t' || s[len - 1] == ' ' || s[len - 1] == '\t');
-}
-
-/* Set v (already the value branch) from text. @returns 0 or 1 (line error). */
-static int set_text(const struct leaf *l, avro_value_t *v, const char *s, size_t len,
-                    ingest_line_error *e)
-{
-    char tmp[128], err[256];
-    const char *t;
-    long long ll;
-
-    if (l->kind != L_STRING && l->kind != L_BYTES && l->kind != L_ENUM && blank_edge(s, len)) {
-        lerr(e, l->name, "type", "a blank before or after the value");
-        return 1;
-    }
-    switch (l->kind) {
-    case L_STRING:
-        if (avro_value_set_string_len(v, s, len + 1))
-            goto avro_fail;
-        return 0;
-    case L_BYTES:
-        if (avro_value_set_bytes(v, (void *)s, len))
-            goto avro_fail;
-        return 0;
-    case L_INT:
-    case L_LONG:
-        t = trimmed(s, len, tmp, sizeof(tmp));
-        if (!t || !all_int(t)) {
-            lerr(e, l->name, "type", "not an integer");
-            return 1;
-        }
-        if (!parse_ll(t, &ll) || (l->kind == L_INT && (ll < INT32_MIN || ll > INT32_MAX))) {
-            lerr(e, l->name, "range", "integer out of range for %s", l->kind == L_INT ? "int" : "long");
-            return 1;
-        }
-        if (l->kind == L_INT ? avro_value_set_int(v, (int32_t)ll) : avro_value_set_long(v, ll))
-            goto avro_fail;
-        return 0;
-    case L_FLOAT:
-    case L_DOUBLE: {
-        char *end;
-        double d;
-        t = trimmed(s, len, tmp, sizeof(tmp));
-        if (!t || !*t) {
-            lerr(e, l->name, "type", "not a number");
-            return 1;
-        }
-        errno = 0;
-        d = strtod(t, &end);
-        if (*end != '\0' || end == t) {
-            lerr(e, l->name, "type", "not a number");
-            return 1;
-        }
-        if (!isfinite(d) || (errno == ERANGE && fabs(d) > 1.0) ||
-            (l->kind == L_FLOAT && fabs(d) > FLT_MAX)) {
-            lerr(e, l->name, "range", "number out of range for %s",
-                 l->kind == L_FLOAT ? "float" : "double");
-            return 1;
-        }
-        /* a float rounded once from the text, not through a double */
-        if (l->kind == L_FLOAT ? avro_value_set_float(v, strtof(t, NULL))
-                               : avro_value_set_double(v, d))
-            goto avro_fail;
-        return 0;
-    }
-    case L_BOOL: {
-        static const char *const yes[] = { "true", "t", "yes", "y", "1" };
-        static const char *const no[] = { "false", "f", "no", "n", "0" };
-        t = trimmed(s, len, tmp, sizeof(tmp));
-        for (size_t i = 0; t && i < CORE_ARRAY_SIZE(yes); i++) {
-            if (strcasecmp(t, yes[i]) == 0)
-                return avro_value_set_boolean(v, 1) ? (lerr(e, l->name, "type", "%s", avro_strerror()), 1) : 0;
-            if (strcasecmp(t, no[i]) == 0)
-                return avro_value_set_boolean(v, 0) ? (lerr(e, l->name, "type", "%s", avro_strerror()), 1) : 0;
-        }
-        lerr(e, l->name, "type", "not a boolean (true/false, yes/no, 1/0)");
-        return 1;
-    }
-    case L_ENUM: {
-        int i = 0;
-        const cJSON *sym;
-        cJSON_ArrayForEach(sym, l->symbols) {
-            if (cJSON_IsString(sym) && strlen(sym->valuestring) == len &&
-                memcmp(sym->valuestring, s, len) == 0)
-                return avro_value_set_enum(v, i) ? (lerr(e, l->name, "type", "%s", avro_strerror()), 1) : 0;
-            i++;
-        }
-        {
-            char list[200] = "";
-            size_t off = 0;
-            cJSON_ArrayForEach(sym, l->symbols) {
-                if (cJSON_IsString(sym) && off < sizeof(list))
-                    off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%s", off ? "|" : "",
-                                            sym->valuestring);
-            }
-            lerr(e, l->name, "type", "not a symbol of %s (%s)", l->type_name, list);
-        }
-        return 1;
-    }
-    case L_DECIMAL: {
-        uint8_t out[16], fx[64];
-        size_t outlen;
-        t = trimmed(s, len, tmp, sizeof(tmp));
-        if (!t) {
-            lerr(e, l->name, "type", "not a decimal number");
-            return 1;
-        }
-        if (core_avro_decimal_parse(t, l->precision, l->scale, out, &outlen, err, sizeof(err))) {
-            lerr(e, l->name, strstr(err, "digits") ? "range" : "type", "%s", err);
-            return 1;
-        }
-        if (l->fixed_size) {
-            if (outlen > l->fixed_size || l->fixed_size > sizeof(fx)) {
-                lerr(e, l->name, "range", "decimal does not fit fixed(%zu)", l->fixed_size);
-                return 1;
-            }
-            memset(fx, (out[0] & 0x80) ? 0xFF : 0x00, l->fixed_size);
-            memcpy(fx + l->fixed_size - outlen, out, outlen);
-            if (avro_value_set_fixed(v, fx, l->fixed_size))
-                goto avro_fail;
-        } else if (avro_value_set_bytes(v, out, outlen)) {
-            goto avro_fail;
-        }
-        return 0;
-    }
-    case L_TS_MS:
-    case L_TS_US: {
-        int64_t x;
-        t = trimmed(s, len, tmp, sizeof(tmp));
-        if (!t) {
-            lerr(e, l->name, "type", "not a timestamp");
-            return 1;
-        }
-        if (all_int(t)) {
-            if (!parse_ll(t, &ll)) {
-                lerr(e, l->name, "range", "timestamp out of range");
-                return 1;
-            }
-            x = ll;
-        } else if (core_avro_time_parse_exact(t, l->kind == L_TS_US, &x, err, sizeof(err)) !=
-                   CORE_OK) {
-            lerr(e, l->name, "type", "%s", err);
-            return 1;
-        }
-        if (avro_value_set_long(v, x))
-            goto avro_fail;
-        return 0;
-    }
-    case L_DATE: {
-        int64_t days;
-        t = trimmed(s, len, tmp, sizeof(tmp));
-        if (t && all_int(t) && parse_ll(t, &ll) && ll >= INT32_MIN && ll <= INT32_MAX) {
-            days = ll;
-        } else {
-            unsigned y, mo, d;
-            char extra;
-            static const unsigned mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
-            /* digits only: sscanf's %u also takes a sign ("-024-01-01" was
-             * year 4294967272, then truncated to an int) */
-            if (!t || strlen(t) != 10 || strspn(t, "0123456789") != 4 ||
-                strspn(t + 5, "0123456789") != 2 || strspn(t + 8, "0123456789") != 2 ||
-                sscanf(t, "%4u-%2u-%2u%c", &y, &mo, &d, &extra) != 3 ||
-                t[4] != '-' || t[7] != '-' || y < 1 || mo < 1 || mo > 12 || d < 1 ||
-                d > mdays[mo - 1] ||
-                (mo == 2 && d == 29 && !((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))) {
-                lerr(e, l->name, "type", "not a date (YYYY-MM-DD)");
-                return 1;
-            }
-            days = days_from_civil(y, mo, d);
-        }
-        if (avro_value_set_int(v, (int32_t)days))
-            goto avro_fail;
-        return 0;
-    }
-    case L_NULL:
-        if (avro_value_set_null(v))
-            goto avro_fail;
-        return 0;
-    case L_UNSUPPORTED:
-        break;
-    }
-    lerr(e, l->name, "type", "type not supported in CSV");
-    return 1;
-avro_fail:
-    lerr(e, l->name, "type", "%s", avro_strerror());
-    return 1;
-}
-
-static int set_leaf(const struct leaf *l, avro_value_t *root, const char *cell, size_t len,
-                    bool present, ingest_line_error *e)
-{
-    avro_value_t cur = *root, child, br;
-
-    for (size_t i = 0; i < l->depth; i++) {
-        if (avro_value_get_by_index(&cur, l->path[i], &child, NULL)) {
-            lerr(e, l->name, "type", "%s", avro_strerror());
-            return 1;
-        }
-        cur = child;
-    }
-    if (l->kind == L_UNSUPPORTED)
-        return 0; /* an absent array or map stays empty */
-    /* An empty or absent cell: null, "" or the default. */
-    if (!present || len == 0) {
-        if (l->nullable && (!present || l->kind != L_STRING || len == 0)) {
-            if (!present && l->has_default && !l->default_null && l->default_text) {
-                /* a union's default is of its first branch */
-                if (avro_value_set_branch(&cur, l->null_branch == 0 ? l->val_branch : 0, &br))
-                    goto avro_fail;
-                return set_text(l, &br, l->default_text, strlen(l->default_text), e);
-            }
-            if (avro_value_set_branch(&cur, l->null_branch, &br) || avro_value_set_null(&br))
-                goto avro_fail;
-            return 0;
-        }
-        if (present && (l->kind == L_STRING || l->kind == L_BYTES))
-            return set_text(l, &cur, "", 0, e);
-        if (l->has_default && l->default_text)
-            return set_text(l, &cur, l->default_text, strlen(l->default_text), e);
-        lerr(e, l->name, "missing", "empty value for a required field");
-        return 1;
-    }
-    if (l->nullable) {
-        if (avro_value_set_branch(&cur, l->val_branch, &br))
-            goto avro_fail;
-        return set_text(l, &br, cell, len, e);
-    }
-    return set_text(l, &cur, cell, len, e);
-avro_fail:
-    lerr(e, l->name, "type", "%s", avro_strerror());
-    return 1;
-}
-
 /* ---- meta -------------------------------------------------------------- */
 
 static int parse_op(const char *s, core_avro_op_t *op)
@@ -767,8 +398,8 @@ static int fill_meta(ingest_mapper *m, avro_value_t *v, const struct meta_in *mi
     meta.id = rec->id;
     meta.op = m->o.op;
     if (has_op && parse_op(mi->op, &meta.op)) {
-        lerr(e, m->o.op_column, "type", "not an operation (ADD, UPDATE or DELETE)");
-        lval(e, "meta.op", mi->op, strlen(mi->op));
+        cell_err(e, m->o.op_column, "type", "not an operation (ADD, UPDATE or DELETE)");
+        cell_val(e, "meta.op", mi->op, strlen(mi->op));
         return 1;
     }
     if (m->o.kind >= 0)
@@ -778,38 +409,38 @@ static int fill_meta(ingest_mapper *m, avro_value_t *v, const struct meta_in *mi
     meta.source = source;
     meta.batch_id = batch_id;
     meta.seq = (int64_t)row->line;
-    if (mi->event_time && blank_edge(mi->event_time, strlen(mi->event_time))) {
-        lerr(e, m->o.event_time_column, "type", "a blank before or after the value");
+    if (mi->event_time && cell_blank_edge(mi->event_time, strlen(mi->event_time))) {
+        cell_err(e, m->o.event_time_column, "type", "a blank before or after the value");
         return 1;
     }
-    if (mi->version && blank_edge(mi->version, strlen(mi->version))) {
-        lerr(e, m->o.version_column, "type", "a blank before or after the value");
+    if (mi->version && cell_blank_edge(mi->version, strlen(mi->version))) {
+        cell_err(e, m->o.version_column, "type", "a blank before or after the value");
         return 1;
     }
     if (mi->event_time && *mi->event_time) {
-        const char *t = trimmed(mi->event_time, strlen(mi->event_time), tmp, sizeof(tmp));
+        const char *t = cell_trimmed(mi->event_time, strlen(mi->event_time), tmp, sizeof(tmp));
         long long ll;
-        if (t && all_int(t)) {
-            if (!parse_ll(t, &ll)) {
-                lerr(e, m->o.event_time_column, "range", "timestamp out of range");
-                lval(e, "meta.event_time", mi->event_time, strlen(mi->event_time));
+        if (t && cell_all_int(t)) {
+            if (!cell_parse_ll(t, &ll)) {
+                cell_err(e, m->o.event_time_column, "range", "timestamp out of range");
+                cell_val(e, "meta.event_time", mi->event_time, strlen(mi->event_time));
                 return 1;
             }
             et = ll;
         } else if (!t || core_avro_time_parse_exact(t, false, &et, err, sizeof(err)) != CORE_OK) {
-            lerr(e, m->o.event_time_column, "type", "%s", t ? err : "not a timestamp");
-            lval(e, "meta.event_time", mi->event_time, strlen(mi->event_time));
+            cell_err(e, m->o.event_time_column, "type", "%s", t ? err : "not a timestamp");
+            cell_val(e, "meta.event_time", mi->event_time, strlen(mi->event_time));
             return 1;
         }
     }
     meta.event_time = et;
     if (mi->version && *mi->version) {
-        const char *t = trimmed(mi->version, strlen(mi->version), tmp, sizeof(tmp));
+        const char *t = cell_trimmed(mi->version, strlen(mi->version), tmp, sizeof(tmp));
         long long ll;
-        if (!t || !all_int(t) || !parse_ll(t, &ll)) {
-            lerr(e, m->o.version_column, t && all_int(t) ? "range" : "type",
-                 "version is not a long integer");
-            lval(e, "meta.version", mi->version, strlen(mi->version));
+        if (!t || !cell_all_int(t) || !cell_parse_ll(t, &ll)) {
+            cell_err(e, m->o.version_column, t && cell_all_int(t) ? "range" : "type",
+                     "version is not a long integer");
+            cell_val(e, "meta.version", mi->version, strlen(mi->version));
             return 1;
         }
         meta.version = ll;
@@ -819,7 +450,7 @@ static int fill_meta(ingest_mapper *m, avro_value_t *v, const struct meta_in *mi
     }
     meta.old_key = mi->old_key && *mi->old_key ? mi->old_key : NULL;
     if (core_avro_set_meta(m->schema, v, &meta, err, sizeof(err)) != CORE_OK) {
-        lerr(e, "meta", "type", "%s", err);
+        cell_err(e, "meta", "type", "%s", err);
         return 1;
     }
     rec->version = meta.version;
@@ -840,26 +471,26 @@ static int encode(ingest_mapper *m, avro_value_t *v, ingest_record *rec, ingest_
 
     rc = core_avro_encode_into(m->schema, v, m->buf, m->buf_size, &len, err, sizeof(err));
     if (rc == CORE_ERR_TOOBIG) {
-        lerr(e, "", "too_big", "record is %zu bytes encoded, above the maximum of %zu (max.record.bytes)",
-             len, m->buf_size);
+        cell_err(e, "", "too_big", "record is %zu bytes encoded, above the maximum of %zu (max.record.bytes)",
+                 len, m->buf_size);
         return 1;
     }
     if (rc != CORE_OK) {
-        lerr(e, "", "type", "%s", err);
+        cell_err(e, "", "type", "%s", err);
         return 1;
     }
     if (core_avro_get_key(m->schema, v, &key, &klen, err, sizeof(err)) != CORE_OK) {
-        lerr(e, core_avro_schema_key_field(m->schema), "missing", "%s", err);
+        cell_err(e, core_avro_schema_key_field(m->schema), "missing", "%s", err);
         return 1;
     }
     if (klen == 0) {
-        lerr(e, core_avro_schema_key_field(m->schema), "missing", "the business key is empty");
+        cell_err(e, core_avro_schema_key_field(m->schema), "missing", "the business key is empty");
         return 1;
     }
     if (klen + 1 > m->key_cap) {
         char *p = realloc(m->key, klen + 1);
         if (!p) {
-            lerr(e, "", "internal", "out of memory");
+            cell_err(e, "", "internal", "out of memory");
             return -1;
         }
         m->key = p;
@@ -881,16 +512,16 @@ static int row_csv(ingest_mapper *m, const ingest_row *row, const char *batch_id
     int rc;
 
     if (row->nfields != m->ncols) {
-        lerr(e, "", "field_count", "line has %zu fields, the header has %zu", row->nfields, m->ncols);
+        cell_err(e, "", "field_count", "line has %zu fields, the header has %zu", row->nfields, m->ncols);
         return 1;
     }
     for (size_t i = 0; i < m->nleaves; i++) {
         const struct leaf *l = &m->leaves[i];
         bool present = l->col >= 0;
-        rc = set_leaf(l, &m->value, present ? row->fields[l->col] : NULL,
-                      present ? row->lens[l->col] : 0, present, e);
+        rc = cell_set_leaf(l, &m->value, present ? row->fields[l->col] : NULL,
+                           present ? row->lens[l->col] : 0, present, e);
         if (rc == 1 && present && row->lens[l->col] > 0)
-            lval(e, l->name, row->fields[l->col], row->lens[l->col]);
+            cell_val(e, l->name, row->fields[l->col], row->lens[l->col]);
         if (rc)
             return rc;
     }
@@ -941,7 +572,7 @@ static bool is_top_field(const ingest_mapper *m, const char *name)
 }
 
 /* The scalar at a conversion error's path ("a.b", "tags[2]", "m[1]": a map
- * entry by its position) of obj, kept beside the reason (lval()). Objects
+ * entry by its position) of obj, kept beside the reason (cell_val()). Objects
  * and arrays are not kept. */
 static void json_value(ingest_line_error *e, const cJSON *obj, const char *path)
 {
@@ -976,12 +607,12 @@ static void json_value(ingest_line_error *e, const cJSON *obj, const char *path)
     if (!it || cJSON_IsObject(it) || cJSON_IsArray(it))
         return;
     if (cJSON_IsString(it)) {
-        lval(e, path, it->valuestring, strlen(it->valuestring));
+        cell_val(e, path, it->valuestring, strlen(it->valuestring));
         return;
     }
     txt = cJSON_PrintUnformatted(it);
     if (txt)
-        lval(e, path, txt, strlen(txt));
+        cell_val(e, path, txt, strlen(txt));
     free(txt);
 }
 
@@ -1006,16 +637,16 @@ static int row_jsonl(ingest_mapper *m, const ingest_row *row, const char *batch_
         obj = core_json_parse(row->fields[0], row->lens[0], &je);
         if (!obj) {
             if (strcmp(je.reason, "out of memory") == 0) {
-                lerr(e, "", "internal", "out of memory");
+                cell_err(e, "", "internal", "out of memory");
                 return -1;
             }
-            lerr(e, je.path, "json", "not valid JSON at byte %zu: %s", je.offset + 1, je.reason);
+            cell_err(e, je.path, "json", "not valid JSON at byte %zu: %s", je.offset + 1, je.reason);
             return 1;
         }
     }
     if (!cJSON_IsObject(obj)) {
         cJSON_Delete(obj);
-        lerr(e, "", "json", "not a JSON object");
+        cell_err(e, "", "json", "not a JSON object");
         return 1;
     }
     op = take_meta(obj, m->o.op_column, is_top_field(m, m->o.op_column ? m->o.op_column : ""));
@@ -1030,7 +661,7 @@ static int row_jsonl(ingest_mapper *m, const ingest_row *row, const char *batch_
         cJSON_Delete(meta);
         cJSON_Delete(obj);
         free(op); free(ver); free(et); free(ok);
-        lerr(e, "", "internal", "out of memory");
+        cell_err(e, "", "internal", "out of memory");
         return -1;
     }
     rc = core_avro_from_json_opts(m->schema, obj, m->o.refuse_extra ? 0 : CORE_AVRO_JSON_IGNORE_UNKNOWN,
@@ -1040,17 +671,17 @@ static int row_jsonl(ingest_mapper *m, const ingest_row *row, const char *batch_
         free(op); free(ver); free(et); free(ok);
         if (rc == CORE_ERR_NOMEM) {
             cJSON_Delete(obj);
-            lerr(e, "", "internal", "out of memory");
+            cell_err(e, "", "internal", "out of memory");
             return -1;
         }
         if (colon && (size_t)(colon - err) < sizeof(e->column)) {
             *colon = '\0';
-            lerr(e, err, strstr(colon + 2, "unknown") || strstr(colon + 2, "not a field") ? "extra"
-                         : strstr(colon + 2, "missing") ? "missing"
-                         : strstr(colon + 2, "range") ? "range" : "type", "%s", colon + 2);
+            cell_err(e, err, strstr(colon + 2, "unknown") || strstr(colon + 2, "not a field") ? "extra"
+                             : strstr(colon + 2, "missing") ? "missing"
+                             : strstr(colon + 2, "range") ? "range" : "type", "%s", colon + 2);
             json_value(e, obj, e->column);
         } else {
-            lerr(e, "", "type", "%s", err);
+            cell_err(e, "", "type", "%s", err);
         }
         cJSON_Delete(obj);
         return 1;
@@ -1089,11 +720,11 @@ int ingest_mapper_row(ingest_mapper *m, const ingest_row *row, const char *batch
         if (!*col && row->error_col > 0) {
             char num[32];
             snprintf(num, sizeof(num), "%zu", row->error_col);
-            lerr(e, num, strstr(row->error, "UTF-8") ? "utf8" : strstr(row->error, "longer") ? "too_big"
-                         : "csv_syntax", "%s", row->error);
+            cell_err(e, num, strstr(row->error, "UTF-8") ? "utf8" : strstr(row->error, "longer") ? "too_big"
+                             : "csv_syntax", "%s", row->error);
         } else {
-            lerr(e, col, strstr(row->error, "UTF-8") ? "utf8" : strstr(row->error, "longer") ? "too_big"
-                         : strstr(row->error, "gzip") ? "gzip" : "csv_syntax", "%s", row->error);
+            cell_err(e, col, strstr(row->error, "UTF-8") ? "utf8" : strstr(row->error, "longer") ? "too_big"
+                             : strstr(row->error, "gzip") ? "gzip" : "csv_syntax", "%s", row->error);
         }
         return 1;
     }

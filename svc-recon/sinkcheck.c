@@ -36,8 +36,8 @@ void sinkcheck_result_clear(sinkcheck_result *r)
 }
 
 core_err_t sinkcheck_add_finding(sinkcheck_result *r, sinkcheck_verdict_t v, const char *sink,
-                              const char *key, const char *id, int64_t stored_version,
-                              const char *fmt, ...)
+                                 const char *key, const char *id, int64_t stored_version,
+                                 const char *fmt, ...)
 {
     sinkcheck_finding *f;
     va_list ap;
@@ -89,7 +89,7 @@ static int exp_cmp(const void *a, const void *b)
 }
 
 core_err_t sinkcheck_exp_build(exp_index *ix, const sinkcheck_params *p, char *errstr,
-                                  size_t errstr_size)
+                               size_t errstr_size)
 {
     ix->n = p->nexpect;
     ix->by_key = malloc((p->nexpect ? p->nexpect : 1) * sizeof(*ix->by_key));

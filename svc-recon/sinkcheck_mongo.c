@@ -182,8 +182,8 @@ core_err_t sinkcheck_mongo(const sinkcheck_mongo_conf *conf, const sinkcheck_par
         if (!(e = sinkcheck_exp_find(&ix, key, &pos))) {
             if (in_list(batch, p->batches, p->nbatches))
                 err = sinkcheck_add_finding(out, SINKCHECK_UNEXPECTED, SINK_MONGO, key, s.id, s.version,
-                                  "a document of the batch the pipeline never wrote (version %"
-                                  PRId64 ")", s.version);
+                                            "a document of the batch the pipeline never wrote (version %"
+                                            PRId64 ")", s.version);
             continue;
         }
         seen[pos] = true;
@@ -200,8 +200,8 @@ core_err_t sinkcheck_mongo(const sinkcheck_mongo_conf *conf, const sinkcheck_par
         }
         if ((v = sinkcheck_judge(e, &s, detail, sizeof(detail))) >= 0)
             err = sinkcheck_add_finding(out, (sinkcheck_verdict_t)v, SINK_MONGO, e->key,
-                              v == SINKCHECK_UNEXPECTED && e->deleted ? s.id : e->id, s.version,
-                              "%s", detail);
+                                        v == SINKCHECK_UNEXPECTED && e->deleted ? s.id : e->id, s.version,
+                                        "%s", detail);
     }
     if (err == CORE_OK && mongoc_cursor_error(cur, &berr)) {
         bool down = berr.domain == MONGOC_ERROR_SERVER_SELECTION ||
@@ -219,7 +219,7 @@ core_err_t sinkcheck_mongo(const sinkcheck_mongo_conf *conf, const sinkcheck_par
 
         if (!seen[i] && (v = sinkcheck_judge(ix.by_key[i], &none, detail, sizeof(detail))) >= 0)
             err = sinkcheck_add_finding(out, (sinkcheck_verdict_t)v, SINK_MONGO, ix.by_key[i]->key,
-                              ix.by_key[i]->id, SINKCHECK_NONE, "%s", detail);
+                                        ix.by_key[i]->id, SINKCHECK_NONE, "%s", detail);
     }
     if (err == CORE_ERR_NOMEM)
         core_errstr(errstr, errstr_size, "sinkcheck: out of memory");

@@ -506,15 +506,15 @@ static core_err_t pg_drill(PGconn *c, const char *sql, const char *keys_arr,
                         core_digest_from_hex(cdv + 2, &s.content) == 0;
         if (!e) {
             err = sinkcheck_add_finding(out, SINKCHECK_UNEXPECTED, SINK_PG, key, s.id, s.version,
-                              "a row of the batch the pipeline never wrote (version %" PRId64 ")",
-                              s.version);
+                                        "a row of the batch the pipeline never wrote (version %" PRId64 ")",
+                                        s.version);
             continue;
         }
         seen[pos] = true;
         if ((v = sinkcheck_judge(e, &s, detail, sizeof(detail))) >= 0)
             err = sinkcheck_add_finding(out, (sinkcheck_verdict_t)v, SINK_PG, e->key,
-                              v == SINKCHECK_UNEXPECTED && e->deleted ? s.id : e->id, s.version,
-                              "%s", detail);
+                                        v == SINKCHECK_UNEXPECTED && e->deleted ? s.id : e->id, s.version,
+                                        "%s", detail);
     }
     /* expected rows of these buckets that the table does not hold */
     for (size_t i = 0; i < ix->n && err == CORE_OK; i++) {
@@ -526,7 +526,7 @@ static core_err_t pg_drill(PGconn *c, const char *sql, const char *keys_arr,
             continue;
         if ((v = sinkcheck_judge(e, &none, detail, sizeof(detail))) >= 0)
             err = sinkcheck_add_finding(out, (sinkcheck_verdict_t)v, SINK_PG, e->key, e->id, SINKCHECK_NONE,
-                              "%s", detail);
+                                        "%s", detail);
     }
     if (err == CORE_ERR_NOMEM)
         core_errstr(errstr, errstr_size, "sinkcheck: out of memory");

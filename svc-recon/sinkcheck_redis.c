@@ -205,15 +205,15 @@ static core_err_t redis_chunk(core_redis_t *r, const sinkcheck_redis_conf *conf,
         if (!s.present && !e->deleted && meta_version != SINKCHECK_NONE &&
             meta_version < e->version) {
             err = sinkcheck_add_finding(out, SINKCHECK_STALE, SINK_REDIS, e->key, e->id, meta_version,
-                              "key left at version %" PRId64 "%s, the pipeline's newest is %"
-                              PRId64, meta_version, meta_deleted ? " (deleted)" : "",
-                              e->version);
+                                        "key left at version %" PRId64 "%s, the pipeline's newest is %"
+                                        PRId64, meta_version, meta_deleted ? " (deleted)" : "",
+                                        e->version);
             continue;
         }
         if ((v = sinkcheck_judge(e, &s, detail, sizeof(detail))) >= 0)
             err = sinkcheck_add_finding(out, (sinkcheck_verdict_t)v, SINK_REDIS, e->key,
-                              v == SINKCHECK_UNEXPECTED && e->deleted ? s.id : e->id,
-                              s.present ? s.version : meta_version, "%s", detail);
+                                        v == SINKCHECK_UNEXPECTED && e->deleted ? s.id : e->id,
+                                        s.present ? s.version : meta_version, "%s", detail);
     }
     if (err == CORE_ERR_NOMEM)
         core_errstr(errstr, errstr_size, "sinkcheck: out of memory");
