@@ -20,8 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-extern char **environ;
-
 static struct feeder_conf conf;
 
 static const char *const subcommands[] = { "get", "purge", NULL };
@@ -227,7 +225,4 @@ static const core_service_def def = {
     .run = run,
 };
 
-int main(int argc, char **argv)
-{
-    return core_service_main(&def, argc, argv, environ);
-}
+CORE_SERVICE_MAIN(def)

@@ -19,8 +19,6 @@
 #include <string.h>
 #include <unistd.h>
 
-extern char **environ;
-
 static ingest_conf conf;
 
 #define K(name, type, def, field, help, mn, mx, ch) \
@@ -320,7 +318,4 @@ static const core_service_def def = {
     .run = run,
 };
 
-int main(int argc, char **argv)
-{
-    return core_service_main(&def, argc, argv, environ);
-}
+CORE_SERVICE_MAIN(def)

@@ -23,8 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-extern char **environ;
-
 struct validator_conf {
     core_cfg_list datasets;
     char *group_id;
@@ -385,7 +383,4 @@ static const core_service_def def = {
     .run = run,
 };
 
-int main(int argc, char **argv)
-{
-    return core_service_main(&def, argc, argv, environ);
-}
+CORE_SERVICE_MAIN(def)

@@ -16,7 +16,7 @@
  * and logs which source it uses ("schemas" line); a producer binds what it
  * writes with core_service_schema_bind() before producing.
  *
- * Typical main:
+ * Typical main (CORE_SERVICE_MAIN(def) writes it):
  *
  *     int main(int argc, char **argv)
  *     {
@@ -105,6 +105,12 @@ typedef struct core_service_def {
  * @returns the process exit code.
  */
 int core_service_main(const core_service_def *def, int argc, char **argv, char **envp);
+
+/* The main() of a service that only runs its definition:
+ * CORE_SERVICE_MAIN(def) at file scope. */
+#define CORE_SERVICE_MAIN(def_)                                                                \
+    extern char **environ;                                                                     \
+    int main(int argc, char **argv) { return core_service_main(&(def_), argc, argv, environ); }
 
 /**
  * @brief Start a service. On CORE_SERVICE_CONTINUE *svcp is the service;
