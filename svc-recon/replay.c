@@ -2,6 +2,7 @@
 #include "replay.h"
 
 #include "tributary/core_common.h"
+#include "tributary/core_dlq.h"
 #include "tributary/core_log.h"
 
 #include <stdio.h>
@@ -184,7 +185,7 @@ static int scan(core_kafka_consumer_t *kc, source *s, const char *batch, int64_t
             left--;
         }
         size_t idlen = 0, blen = 0;
-        const char *id = header(m, "tb.id", &idlen), *b = header(m, "tb.batch", &blen);
+        const char *id = header(m, CORE_HDR_ID, &idlen), *b = header(m, CORE_HDR_BATCH, &blen);
         char idbuf[1024];
         want *w = NULL;
         if (id && b && blen == strlen(batch) && memcmp(b, batch, blen) == 0 &&
@@ -218,8 +219,8 @@ static int republish(core_kafka_producer_t *kp, source *s, const char *replay_id
             snprintf(err, n, "out of memory");
             return CORE_ERR_NOMEM;
         }
-        rd_kafka_header_remove(copy, "tb.replay");
-        rd_kafka_header_add(copy, "tb.replay", -1, replay_id, -1);
+        rd_kafka_header_remove(copy, CORE_HDR_REPLAY);
+        rd_kafka_header_add(copy, CORE_HDR_REPLAY, -1, replay_id, -1);
         if (core_kafka_produce_hdrs(kp, s->topic, m->key, m->keylen, m->val, m->vallen, copy,
                                     NULL, err, n) != CORE_OK)
             return CORE_ERR_TRANSIENT;

@@ -6,6 +6,7 @@
 #include "rules.h"
 #include "tributary/core_audit.h"
 #include "tributary/core_digest.h"
+#include "tributary/core_dlq.h"
 #include "tributary/core_lifecycle.h"
 #include "tributary/core_log.h"
 #include "tributary/core_metrics.h"
@@ -17,79 +18,6 @@
 #include <string.h>
 
 /* ---- producing ---------------------------------------------------------- */
-
-/* Headers every output keeps from its input, in this order. */
-static const char *const hdr_keep_names[] = { "tb.id", "tb.batch", "tb.ingest.ts" };
-
-/* Whether the list holds only kept headers, each at most once, in order. */
-static bool hdr_only_kept(const rd_kafka_headers_t *in)
-{
-    const char *name;
-    const void *val;
-    size_t len, k = 0;
-
-    for (size_t idx = 0; rd_kafka_header_get_all(in, idx, &name, &val, &len) ==
-                         RD_KAFKA_RESP_ERR_NO_ERROR; idx++) {
-        while (k < CORE_ARRAY_SIZE(hdr_keep_names) && strcmp(name, hdr_keep_names[k]) != 0)
-            k++;
-        if (k == CORE_ARRAY_SIZE(hdr_keep_names))
-            return false;
-        k++;
-    }
-    return true;
-}
-
-/* The output's header list, starting with the input's tb.id, tb.batch and
- * tb.ingest.ts as they are (the last of each), nothing else of the input.
- * When the input holds just those (what svc-ingest writes), its own list is
- * taken over (rd_kafka_message_detach_headers(): nothing copied); else a
- * new list of them. @returns the list, or NULL when it would be empty and
- * nothing is to be added. */
-static rd_kafka_headers_t *hdr_start(rd_kafka_message_t *rkm, size_t nadd)
-{
-    rd_kafka_headers_t *in = NULL, *out;
-
-    if (rd_kafka_message_headers(rkm, &in) != RD_KAFKA_RESP_ERR_NO_ERROR)
-        in = NULL;
-    if (in && hdr_only_kept(in) &&
-        rd_kafka_message_detach_headers(rkm, &out) == RD_KAFKA_RESP_ERR_NO_ERROR)
-        return out;
-    if (!in && nadd == 0)
-        return NULL;
-    out = rd_kafka_headers_new(CORE_ARRAY_SIZE(hdr_keep_names) + nadd);
-    for (size_t i = 0; in && i < CORE_ARRAY_SIZE(hdr_keep_names); i++) {
-        const void *val;
-        size_t len;
-
-        if (rd_kafka_header_get_last(in, hdr_keep_names[i], &val, &len) ==
-            RD_KAFKA_RESP_ERR_NO_ERROR)
-            rd_kafka_header_add(out, hdr_keep_names[i], -1, val, val ? (ssize_t)len : 0);
-    }
-    if (nadd == 0 && rd_kafka_header_cnt(out) == 0) {
-        rd_kafka_headers_destroy(out);
-        return NULL;
-    }
-    return out;
-}
-
-static void hdr_str(rd_kafka_headers_t *h, const char *name, const char *s)
-{
-    rd_kafka_header_add(h, name, -1, s, (ssize_t)strlen(s));
-}
-
-static void hdr_int(rd_kafka_headers_t *h, const char *name, int64_t x)
-{
-    char b[24], *p = b + sizeof(b);
-    uint64_t u = x < 0 ? -(uint64_t)x : (uint64_t)x;
-
-    do {
-        *--p = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (x < 0)
-        *--p = '-';
-    rd_kafka_header_add(h, name, -1, p, b + sizeof(b) - p);
-}
 
 static const char *exception_class(int out)
 {
@@ -112,35 +40,35 @@ core_err_t validator_produce_one_(validator_t *v, work *w, int64_t now_ms, char 
     const char *out_topic;
     core_err_t rc;
 
-    h = hdr_start(rkm, w->out == VO_VALID ? (size_t)w->drop_value : 12);
+    h = core_dlq_headers_take(rkm, w->out == VO_VALID ? (size_t)w->drop_value : 12);
     switch (w->out) {
     case VO_VALID:
         out_topic = d->valid;
         break;
     case VO_RETRYING:
         out_topic = d->retry;
-        hdr_int(h, "tb.attempt", w->attempt + 1);
-        hdr_int(h, "tb.not_before", w->not_before);
-        hdr_str(h, "tb.error.field", w->field);
-        hdr_str(h, "tb.error.message", w->reason);
+        core_dlq_add_int(h, CORE_HDR_ATTEMPT, w->attempt + 1);
+        core_dlq_add_int(h, CORE_HDR_NOT_BEFORE, w->not_before);
+        core_dlq_add_str(h, CORE_HDR_ERROR_FIELD, w->field);
+        core_dlq_add_str(h, CORE_HDR_ERROR_MESSAGE, w->reason);
         break;
-    default:
+    default: {
+        const core_dlq_error e = {
+            .stage = w->out == VO_POISON ? "VALUE_CONVERTER" : "TRANSFORMATION",
+            .who = "svc-validator",
+            .exception = exception_class(w->out),
+            .message = w->reason,
+            .error_class = validator_outcome_names[w->out],
+            .field = w->field,
+            .attempt = w->attempt,
+        };
         out_topic = d->dlq;
-        hdr_str(h, "__connect.errors.topic", topic);
-        hdr_int(h, "__connect.errors.partition", rkm->partition);
-        hdr_int(h, "__connect.errors.offset", rkm->offset);
-        hdr_str(h, "__connect.errors.stage",
-                w->out == VO_POISON ? "VALUE_CONVERTER" : "TRANSFORMATION");
-        hdr_str(h, "__connect.errors.class.name", "svc-validator");
-        hdr_str(h, "__connect.errors.exception.class.name", exception_class(w->out));
-        hdr_str(h, "__connect.errors.exception.message", w->reason);
-        hdr_str(h, "tb.error.class", validator_outcome_names[w->out]);
-        hdr_str(h, "tb.error.field", w->field);
-        hdr_int(h, "tb.attempt", w->attempt);
+        core_dlq_headers_add(h, rkm, &e);
         break;
     }
+    }
     if (w->drop_value)
-        hdr_str(h, "tb.error.value_dropped", "true");
+        core_dlq_add_str(h, "tb.error.value_dropped", "true");
     /* h is the output's now, whatever the outcome */
     rc = core_kafka_produce_hdrs(v->prod, out_topic, rkm->key, rkm->key_len,
                                  w->drop_value ? NULL : rkm->payload,

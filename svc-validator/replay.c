@@ -2,6 +2,7 @@
 #include "replay.h"
 
 #include "tributary/core_avro.h"
+#include "tributary/core_dlq.h"
 #include "tributary/core_log.h"
 
 #include <inttypes.h>
@@ -130,34 +131,28 @@ int replay_run(const replay_params *p, replay_result *res, char *errstr, size_t 
             continue;
         }
         res->scanned++;
-        if ((!p->error_class || header_is(rkm, "tb.error.class", p->error_class, false)) &&
+        if ((!p->error_class || header_is(rkm, CORE_HDR_ERROR_CLASS, p->error_class, false)) &&
             (!p->reason ||
              header_is(rkm, "__connect.errors.exception.message", p->reason, true)) &&
             (p->since_ms <= 0 || rd_kafka_message_timestamp(rkm, NULL) >= p->since_ms)) {
             res->matched++;
             if (prod) {
-                static const char *const keep[] = { "tb.id", "tb.batch", "tb.ingest.ts" };
-                core_kafka_header hs[4];
-                size_t nh = 0;
-                rd_kafka_headers_t *in = NULL;
+                /* the kept headers as they were; the error headers go */
+                rd_kafka_headers_t *hs = core_dlq_headers_kept(rkm, 1);
                 char of[300];
                 core_err_t e;
 
-                if (rd_kafka_message_headers(rkm, &in) == RD_KAFKA_RESP_ERR_NO_ERROR)
-                    for (size_t k = 0; k < CORE_ARRAY_SIZE(keep); k++) {
-                        const void *val;
-                        size_t len;
-
-                        if (rd_kafka_header_get_last(in, keep[k], &val, &len) ==
-                            RD_KAFKA_RESP_ERR_NO_ERROR)
-                            hs[nh++] = (core_kafka_header){ keep[k], val, len };
-                    }
+                if (!hs) {
+                    core_errstr(errstr, errstr_size, "replay: out of memory");
+                    rd_kafka_message_destroy(rkm);
+                    goto out;
+                }
                 snprintf(of, sizeof(of), "%s/%" PRId32 "/%" PRId64, p->dlq_topic,
                          rkm->partition, rkm->offset);
-                hs[nh++] = (core_kafka_header){ "tb.replay.of", of, strlen(of) };
-                e = core_kafka_produce(prod, p->raw_topic, rkm->key, rkm->key_len,
-                                       rkm->payload, rkm->len, hs, nh, NULL, errstr,
-                                       errstr_size);
+                core_dlq_add_str(hs, "tb.replay.of", of);
+                e = core_kafka_produce_hdrs(prod, p->raw_topic, rkm->key, rkm->key_len,
+                                            rkm->payload, rkm->len, hs, NULL, errstr,
+                                            errstr_size);
                 if (e != CORE_OK) {
                     rd_kafka_message_destroy(rkm);
                     goto out;

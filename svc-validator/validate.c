@@ -6,6 +6,7 @@
 #include "rules.h"
 #include "tributary/core_audit.h"
 #include "tributary/core_digest.h"
+#include "tributary/core_dlq.h"
 #include "tributary/core_lifecycle.h"
 #include "tributary/core_log.h"
 #include "tributary/core_metrics.h"
@@ -31,10 +32,10 @@ static void ids_from_headers(work *w)
 {
     const rd_kafka_message_t *rkm = w->rkm;
 
-    if (!validator_header_text_(rkm, "tb.id", w->id, sizeof(w->id)))
+    if (!validator_header_text_(rkm, CORE_HDR_ID, w->id, sizeof(w->id)))
         snprintf(w->id, sizeof(w->id), "%.100s/%" PRId32 "/%" PRId64,
                  rd_kafka_topic_name(rkm->rkt), rkm->partition, rkm->offset);
-    if (!validator_header_text_(rkm, "tb.batch", w->batch, sizeof(w->batch)))
+    if (!validator_header_text_(rkm, CORE_HDR_BATCH, w->batch, sizeof(w->batch)))
         w->batch[0] = '\0';
 }
 
@@ -263,11 +264,11 @@ void validator_validate_batch_(validator_t *v)
 
         if (r) { /* its output was refused before: to the DLQ, no checks */
             w->id[0] = '\0';
-            validator_header_text_(w->rkm, "tb.id", w->id, sizeof(w->id));
+            validator_header_text_(w->rkm, CORE_HDR_ID, w->id, sizeof(w->id));
             if (!w->id[0])
                 snprintf(w->id, sizeof(w->id), "%.100s/%" PRId32 "/%" PRId64, r->topic,
                          r->partition, r->offset);
-            validator_header_text_(w->rkm, "tb.batch", w->batch, sizeof(w->batch));
+            validator_header_text_(w->rkm, CORE_HDR_BATCH, w->batch, sizeof(w->batch));
             validator_key_take_(w);
             w->out = VO_POISON;
             w->drop_value = r->level >= 2;

@@ -6,6 +6,7 @@
 #include "rules.h"
 #include "tributary/core_audit.h"
 #include "tributary/core_digest.h"
+#include "tributary/core_dlq.h"
 #include "tributary/core_lifecycle.h"
 #include "tributary/core_log.h"
 #include "tributary/core_metrics.h"
@@ -496,7 +497,7 @@ static int collect(validator_t *v, char *errstr, size_t errstr_size)
             continue;
         }
         if (from_retry) {
-            int64_t nb = header_int(rkm, "tb.not_before", 0);
+            int64_t nb = header_int(rkm, CORE_HDR_NOT_BEFORE, 0);
 
             if (nb > core_now_ms() && hold(v, rkm, nb)) {
                 rd_kafka_message_destroy(rkm);
@@ -508,7 +509,7 @@ static int collect(validator_t *v, char *errstr, size_t errstr_size)
         w->rkm = rkm;
         w->ds = ds;
         w->from_retry = from_retry;
-        w->attempt = from_retry ? (int)header_int(rkm, "tb.attempt", 1) : 0;
+        w->attempt = from_retry ? (int)header_int(rkm, CORE_HDR_ATTEMPT, 1) : 0;
         w->version = CORE_AUDIT_NONE;
     }
     return 0;

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tributary/core_dlq.h"
 #include "tributary/core_lifecycle.h"
 #include "tributary/core_log.h"
 
@@ -1007,7 +1008,7 @@ int64_t core_kafka_ingest_ts(const rd_kafka_message_t *m)
     int64_t ts = 0;
 
     if (!m || rd_kafka_message_headers(m, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR ||
-        rd_kafka_header_get_last(hdrs, "tb.ingest.ts", &val, &size) !=
+        rd_kafka_header_get_last(hdrs, CORE_HDR_INGEST_TS, &val, &size) !=
             RD_KAFKA_RESP_ERR_NO_ERROR ||
         !val || size == 0 || size > 18)
         return -1;

@@ -13,6 +13,7 @@
 #include "tributary/core_sink.h"
 
 #include "tributary/core_audit.h"
+#include "tributary/core_dlq.h"
 #include "tributary/core_lifecycle.h"
 #include "tributary/core_log.h"
 
@@ -246,6 +247,7 @@ static void prep_reset(batch *b)
         b->prep[i]->res = CORE_SINK_OK;
         b->prep[i]->outcome = NULL;
         b->prep[i]->reason[0] = '\0';
+        b->prep[i]->field = NULL;
     }
 }
 
@@ -371,28 +373,23 @@ static void emit_dlq(core_sink_t *s, const core_sink_record *r, bool poison)
 {
     const core_sink_dataset *ds = &s->o->datasets[r->dataset];
     const rd_kafka_message_t *m = r->rkm;
-    const char *topic = rd_kafka_topic_name(m->rkt);
-    const char *cls = poison ? "poison" : "invalid";
-    const char *exc = poison ? "tributary.sink.PoisonRecord" : "tributary.sink.RecordRefused";
-    const char *stage = poison ? "SINK_PREPARE" : "SINK_WRITE";
-    char part[16], off[24], err[256];
+    const core_dlq_error e = {
+        .stage = poison ? "SINK_PREPARE" : "SINK_WRITE",
+        .who = s->pl->name,
+        .exception = poison ? "tributary.sink.PoisonRecord" : "tributary.sink.RecordRefused",
+        .message = r->reason,
+        .error_class = poison ? "poison" : "invalid",
+        .field = r->field,
+        .attempt = -1,
+    };
+    char err[256];
 
     if (!ds->dlq_topic)
         return;
-    snprintf(part, sizeof(part), "%" PRId32, m->partition);
-    snprintf(off, sizeof(off), "%" PRId64, m->offset);
-    core_kafka_header h[] = {
-        { "__connect.errors.topic", topic, strlen(topic) },
-        { "__connect.errors.partition", part, strlen(part) },
-        { "__connect.errors.offset", off, strlen(off) },
-        { "__connect.errors.stage", stage, strlen(stage) },
-        { "__connect.errors.class.name", s->pl->name, strlen(s->pl->name) },
-        { "__connect.errors.exception.class.name", exc, strlen(exc) },
-        { "__connect.errors.exception.message", r->reason, strlen(r->reason) },
-        { "tb.error.class", cls, strlen(cls) },
-    };
-    if (core_kafka_produce(s->p, ds->dlq_topic, m->key, m->key_len, m->payload, m->len, h,
-                           CORE_ARRAY_SIZE(h), NULL, err, sizeof(err)) != CORE_OK) {
+    /* the record's tb.id, tb.batch and tb.ingest.ts go with it: a replay
+     * of the DLQ keeps its id */
+    if (core_kafka_produce_hdrs(s->p, ds->dlq_topic, m->key, m->key_len, m->payload, m->len,
+                                core_dlq_headers(m, &e), NULL, err, sizeof(err)) != CORE_OK) {
         /* not delivered: the batches since the last commit are redone */
         s->failed_seen = UINT64_MAX;
         core_log_error("dead-letter record not produced", CLF_S("topic", ds->dlq_topic),

@@ -143,11 +143,16 @@ static void produce(const char *const *values, size_t n)
 
     ck_assert_msg(p, "%s", err);
     for (size_t i = 0; i < n; i++) {
-        char key[16];
+        char key[16], id[16];
         int kl = snprintf(key, sizeof(key), "k%zu", i);
+        /* what svc-ingest writes, and one header no stage keeps */
+        core_kafka_header h[] = { { "tb.id", id, (size_t)snprintf(id, sizeof(id), "id-%zu", i) },
+                                  { "tb.batch", "b1", 2 },
+                                  { "tb.ingest.ts", "1700000000000", 13 },
+                                  { "x.other", "dropped", 7 } };
         ck_assert_msg(core_kafka_produce(p, TOPIC, key, (size_t)kl, values[i],
-                                         values[i] ? strlen(values[i]) : 0, NULL, 0, NULL, err,
-                                         sizeof(err)) == CORE_OK,
+                                         values[i] ? strlen(values[i]) : 0, h,
+                                         CORE_ARRAY_SIZE(h), NULL, err, sizeof(err)) == CORE_OK,
                       "%s", err);
     }
     ck_assert_int_eq(core_kafka_producer_flush(p, 10000), 0);
@@ -252,6 +257,7 @@ static core_sink_res_t tp_write(core_sink_record *const *recs, size_t n, char *e
         if (strncmp(v, "bad", 3) == 0) {
             recs[i]->res = CORE_SINK_ERROR;
             snprintf(recs[i]->reason, sizeof(recs[i]->reason), "test: refused %s", v);
+            recs[i]->field = "amount";
             refused = true;
             continue;
         }
@@ -491,7 +497,7 @@ static void read_topic(const char *topic, size_t n, char vals[][64], char hdrs[]
             const void *hv = NULL;
             size_t hl = 0;
             snprintf(vals[got], 64, "%.*s", (int)m->len, m->payload ? (char *)m->payload : "");
-            hdrs[got][0] = '\0';
+            snprintf(hdrs[got], 64, "(none)");
             if (hdr && rd_kafka_message_headers(m, &h) == 0 &&
                 rd_kafka_header_get_last(h, hdr, &hv, &hl) == 0)
                 snprintf(hdrs[got], 64, "%.*s", (int)hl, (const char *)hv);
@@ -600,6 +606,25 @@ START_TEST(test_poison_and_error_to_dlq)
     ck_assert_str_eq(msg[0], "test: poison value");
     ck_assert_str_eq(msg[1], "test: refused bad-4");
     ck_assert_ptr_nonnull(strstr(msg[2], "empty record value"));
+    /* the field the plugin named; none for poison */
+    read_topic(DLQ, 3, got, msg, "tb.error.field");
+    ck_assert_str_eq(msg[0], "(none)");
+    ck_assert_str_eq(msg[1], "amount");
+    ck_assert_str_eq(msg[2], "(none)");
+    /* the record's own tb.* headers go with it (a replay keeps its id and
+     * latency), nothing else of its headers */
+    read_topic(DLQ, 3, got, msg, "tb.id");
+    ck_assert_str_eq(msg[0], "id-2");
+    ck_assert_str_eq(msg[1], "id-4");
+    ck_assert_str_eq(msg[2], "id-5");
+    read_topic(DLQ, 3, got, msg, "tb.ingest.ts");
+    for (int i = 0; i < 3; i++)
+        ck_assert_str_eq(msg[i], "1700000000000");
+    read_topic(DLQ, 3, got, msg, "tb.batch");
+    ck_assert_str_eq(msg[1], "b1");
+    read_topic(DLQ, 3, got, msg, "x.other");
+    for (int i = 0; i < 3; i++)
+        ck_assert_str_eq(msg[i], "(none)");
     ck_assert_int_eq(watermark(CORE_AUDIT_TOPIC), 8);
     ck_assert_double_eq(metric3("tributary_sink_records_total", "test", "sinkds", "dead"), 3);
     ck_assert_int_eq(P.released, P.prepared);

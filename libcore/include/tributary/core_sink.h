@@ -142,6 +142,8 @@ typedef struct core_sink_record {
     bool poison;                      /* set by the engine: never reached flush */
     const char *outcome;
     char reason[256];
+    const char *field;                /* with ERROR: the field refused (tb.error.field
+                                       * of the DLQ record; static or in data), or NULL */
 } core_sink_record;
 
 typedef struct core_sink core_sink_t;
