@@ -2,6 +2,7 @@
  * that carry their own checkpoint (see ingest.h). */
 #include "ingest.h"
 
+#include "tributary/core_dlq.h"
 #include "tributary/core_topics.h"
 #include "ingest_int.h"
 
@@ -223,6 +224,12 @@ struct run {
     bool txn_open;
 
     core_metric_t *m_read, *m_pub, *m_bytes, *m_depth, *m_commit;
+
+    struct stat sb;             /* the input file's */
+    double t0, last_cb;         /* start; last progress report */
+    ingest_progress_cb *cb;
+    void *cb_user;
+    bool reading;               /* the loop began: committed is this file's */
 };
 
 /* One line of the errors file: a refused line, or a refused header (the
@@ -476,9 +483,9 @@ static int handle_row(struct run *r, const ingest_row *row, char *errstr, size_t
         core_kafka_header h[3];
         int tslen = snprintf(ts, sizeof(ts), "%lld", (long long)core_now_ms());
 
-        h[0] = (core_kafka_header){ "tb.id", rec.id, strlen(rec.id) };
-        h[1] = (core_kafka_header){ "tb.batch", r->st->batch_id, strlen(r->st->batch_id) };
-        h[2] = (core_kafka_header){ "tb.ingest.ts", ts, (size_t)tslen };
+        h[0] = (core_kafka_header){ CORE_HDR_ID, rec.id, strlen(rec.id) };
+        h[1] = (core_kafka_header){ CORE_HDR_BATCH, r->st->batch_id, strlen(r->st->batch_id) };
+        h[2] = (core_kafka_header){ CORE_HDR_INGEST_TS, ts, (size_t)tslen };
         perr = core_kafka_produce(r->prod, r->topic, rec.key, rec.keylen, rec.value, rec.len, h,
                                   3, NULL, errstr, errstr_size);
         if (perr == CORE_OK) {
@@ -579,261 +586,252 @@ static int finish(struct run *r, int code, const char *fmt, ...)
     return code;
 }
 
-int ingest_file(ingest_ctx *ctx, const ingest_job *job, ingest_status *st,
-                ingest_progress_cb *cb, void *cb_user)
+/* The file and its batch: the schema, the metrics, the format, the topic,
+ * the file's digest (its identity), the batch id and the errors file's
+ * path. @returns 0, or the exit code (finish() said why). */
+static int run_identify(struct run *r)
 {
-    struct run r;
     char err[1024];
-    ingest_map_opts mo;
-    ingest_row row;
-    double t0 = core_mono_s(), last_cb = 0;
-    int rc = 0, attempt = 0;
-    int64_t fail_since = 0;
-    bool reading = false; /* the loop began: r.committed is this file's */
-    struct stat sb;
     const char *base;
 
-    memset(&r, 0, sizeof(r));
-    r.ctx = ctx;
-    r.conf = ctx->conf;
-    r.job = job;
-    r.st = st;
-    r.path = job->path;
-    r.dataset = job->dataset;
-    r.errfd = -1;
-    st_lock(st);
-    st->exit_code = 0;
-    st->error[0] = '\0';
-    st_unlock(st);
-
-    r.schema = core_avro_catalog_by_dataset(ctx->cat, job->dataset);
-    if (!r.schema) {
-        rc = finish(&r, CORE_EX_CONFIG, "dataset: unknown dataset '%s'", job->dataset);
-        goto out;
-    }
-    r.m_read = core_metrics_series1(ctx->f_read, r.dataset);
-    r.m_pub = core_metrics_series1(ctx->f_pub, r.dataset);
-    r.m_bytes = core_metrics_series1(ctx->f_bytes, r.dataset);
-    r.m_depth = core_metrics_series(ctx->f_depth, NULL);
-    r.m_commit = core_metrics_series(ctx->f_commit, NULL);
-    r.fmt = pick_format(job->format, job->path);
-    ingest_topic(r.conf, r.dataset, r.topic, sizeof(r.topic), NULL, 0); /* checked at start */
-    base = strrchr(job->path, '/');
-    snprintf(r.source, sizeof(r.source), "%s",
-             r.conf->source && *r.conf->source ? r.conf->source : base ? base + 1 : job->path);
+    r->schema = core_avro_catalog_by_dataset(r->ctx->cat, r->job->dataset);
+    if (!r->schema)
+        return finish(r, CORE_EX_CONFIG, "dataset: unknown dataset '%s'", r->job->dataset);
+    r->m_read = core_metrics_series1(r->ctx->f_read, r->dataset);
+    r->m_pub = core_metrics_series1(r->ctx->f_pub, r->dataset);
+    r->m_bytes = core_metrics_series1(r->ctx->f_bytes, r->dataset);
+    r->m_depth = core_metrics_series(r->ctx->f_depth, NULL);
+    r->m_commit = core_metrics_series(r->ctx->f_commit, NULL);
+    r->fmt = pick_format(r->job->format, r->job->path);
+    ingest_topic(r->conf, r->dataset, r->topic, sizeof(r->topic), NULL, 0); /* checked at start */
+    base = strrchr(r->job->path, '/');
+    snprintf(r->source, sizeof(r->source), "%s",
+             r->conf->source && *r->conf->source ? r->conf->source : base ? base + 1 : r->job->path);
 
     /* Identity of the file and of the batch. */
     {
-        int serr = stat(job->path, &sb) != 0 ? errno : 0;
+        int serr = stat(r->job->path, &r->sb) != 0 ? errno : 0;
 
-        if (serr || !S_ISREG(sb.st_mode)) {
+        if (serr || !S_ISREG(r->sb.st_mode)) {
             /* errno only when stat() failed: a stale one said "Numerical
              * result out of range" for a directory */
-            rc = finish(&r, CORE_EX_NOINPUT, "%s: %s", job->path,
-                        serr                  ? strerror(serr)
-                        : S_ISDIR(sb.st_mode) ? "is a directory, not a file"
-                                              : "not a regular file");
-            goto out;
+            return finish(r, CORE_EX_NOINPUT, "%s: %s", r->job->path,
+                          serr                     ? strerror(serr)
+                          : S_ISDIR(r->sb.st_mode) ? "is a directory, not a file"
+                                                   : "not a regular file");
         }
     }
     {
         char fid[65];
-        if (ingest_file_digest(job->path, fid, err, sizeof(err))) {
-            rc = finish(&r, CORE_EX_NOINPUT, "%s", err);
-            goto out;
-        }
-        st_lock(st);
-        memcpy(st->file_id, fid, sizeof(fid));
-        st_unlock(st);
+        if (ingest_file_digest(r->job->path, fid, err, sizeof(err)))
+            return finish(r, CORE_EX_NOINPUT, "%s", err);
+        st_lock(r->st);
+        memcpy(r->st->file_id, fid, sizeof(fid));
+        st_unlock(r->st);
     }
-    st_lock(st);
-    if (job->batch_id && *job->batch_id)
-        snprintf(st->batch_id, sizeof(st->batch_id), "%s", job->batch_id);
+    st_lock(r->st);
+    if (r->job->batch_id && *r->job->batch_id)
+        snprintf(r->st->batch_id, sizeof(r->st->batch_id), "%s", r->job->batch_id);
     else
-        snprintf(st->batch_id, sizeof(st->batch_id), "%s-%.16s", r.dataset, st->file_id);
-    if (job->errors && *job->errors)
-        snprintf(st->errors_path, sizeof(st->errors_path), "%s", job->errors);
+        snprintf(r->st->batch_id, sizeof(r->st->batch_id), "%s-%.16s", r->dataset, r->st->file_id);
+    if (r->job->errors && *r->job->errors)
+        snprintf(r->st->errors_path, sizeof(r->st->errors_path), "%s", r->job->errors);
     else
-        snprintf(st->errors_path, sizeof(st->errors_path), "%s.errors.jsonl", job->path);
-    st->file_size = (uint64_t)sb.st_size;
-    st_unlock(st);
-    snprintf(r.txn_id, sizeof(r.txn_id), "%s%s", r.conf->txn_id_prefix, st->batch_id);
+        snprintf(r->st->errors_path, sizeof(r->st->errors_path), "%s.errors.jsonl", r->job->path);
+    r->st->file_size = (uint64_t)r->sb.st_size;
+    st_unlock(r->st);
+    snprintf(r->txn_id, sizeof(r->txn_id), "%s%s", r->conf->txn_id_prefix, r->st->batch_id);
 
-    /* Kafka: reachability, fencing of an older run, the checkpoint. */
-    rc = open_producer(&r, err, sizeof(err));
-    if (rc) {
-        rc = finish(&r, rc, "%s", err);
-        goto out;
-    }
-    if (ingest_kafka_checkpoint_topic(r.prod, r.conf->checkpoint_topic, (int)r.conf->broker_timeout_ms,
+    return 0;
+}
+
+/* Kafka: reachability, fencing of an older run, the checkpoint. *done:
+ * the file is finished already (nothing to publish; the exit code is
+ * returned). @returns 0 to go on, or the exit code. */
+static int run_checkpoint(struct run *r, bool *done)
+{
+    char err[1024];
+    int rc = open_producer(r, err, sizeof(err));
+
+    if (rc)
+        return finish(r, rc, "%s", err);
+    if (ingest_kafka_checkpoint_topic(r->prod, r->conf->checkpoint_topic, (int)r->conf->broker_timeout_ms,
                                 err, sizeof(err)) ||
-        ingest_kafka_load_checkpoint(ctx, r.conf->checkpoint_topic, st->batch_id, &r.committed,
-                        (int)r.conf->broker_timeout_ms, err, sizeof(err))) {
-        rc = finish(&r, CORE_EX_UNAVAILABLE, "%s", err);
-        goto out;
-    }
-    if (r.committed.found && strcmp(r.committed.file_id, st->file_id) != 0 && !job->force) {
-        rc = finish(&r, CORE_EX_DATAERR,
-                    "batch %s was used for another file (digest %.16s, this file %.16s): "
-                    "choose another --batch.id, or --force", st->batch_id, r.committed.file_id,
-                    st->file_id);
-        goto out;
-    }
-    if (r.committed.found && job->force)
-        memset(&r.committed, 0, sizeof(r.committed));
-    if (r.committed.found && r.committed.done) {
-        st_lock(st);
-        st->skipped = true;
-        st->rows_read = r.committed.rows_read;
-        st->published = r.committed.published;
-        st->rejected = r.committed.rejected;
-        st->bytes = r.committed.bytes;
-        st->pos = st->file_size;
-        st->seconds = core_mono_s() - t0;
-        st_unlock(st);
+        ingest_kafka_load_checkpoint(r->ctx, r->conf->checkpoint_topic, r->st->batch_id, &r->committed,
+                        (int)r->conf->broker_timeout_ms, err, sizeof(err)))
+        return finish(r, CORE_EX_UNAVAILABLE, "%s", err);
+    if (r->committed.found && strcmp(r->committed.file_id, r->st->file_id) != 0 && !r->job->force)
+        return finish(r, CORE_EX_DATAERR,
+                      "batch %s was used for another file (digest %.16s, this file %.16s): "
+                      "choose another --batch.id, or --force", r->st->batch_id, r->committed.file_id,
+                      r->st->file_id);
+    if (r->committed.found && r->job->force)
+        memset(&r->committed, 0, sizeof(r->committed));
+    if (r->committed.found && r->committed.done) {
+        st_lock(r->st);
+        r->st->skipped = true;
+        r->st->rows_read = r->committed.rows_read;
+        r->st->published = r->committed.published;
+        r->st->rejected = r->committed.rejected;
+        r->st->bytes = r->committed.bytes;
+        r->st->pos = r->st->file_size;
+        r->st->seconds = core_mono_s() - r->t0;
+        st_unlock(r->st);
         core_log_info("file already ingested: nothing published (use --force to publish it again)",
-                      CLF_S("file", job->path), CLF_S("batch", st->batch_id));
-        rc = finish(&r, r.committed.rejected ? CORE_EX_DATAERR : 0, NULL);
-        goto out;
+                      CLF_S("file", r->job->path), CLF_S("batch", r->st->batch_id));
+        *done = true;
+        return finish(r, r->committed.rejected ? CORE_EX_DATAERR : 0, NULL);
     }
 
-    /* Input, mapper, errors file. */
-    r.rd = ingest_reader_open(job->path, r.fmt, r.conf->delimiter[0],
-                              (size_t)r.conf->max_line_bytes, err, sizeof(err));
-    if (!r.rd) {
-        rc = finish(&r, CORE_EX_NOINPUT, "%s", err);
-        goto out;
-    }
+    return 0;
+}
+
+/* The input, the mapper, the errors file; the CSV header; where to start
+ * (the checkpoint's line or the first). @returns 0, or the exit code. */
+static int run_open_input(struct run *r)
+{
+    char err[1024];
+    ingest_map_opts mo;
+    ingest_row row;
+
+    r->rd = ingest_reader_open(r->job->path, r->fmt, r->conf->delimiter[0],
+                              (size_t)r->conf->max_line_bytes, err, sizeof(err));
+    if (!r->rd)
+        return finish(r, CORE_EX_NOINPUT, "%s", err);
     memset(&mo, 0, sizeof(mo));
-    mo.schema = r.schema;
-    mo.fmt = r.fmt;
-    mo.refuse_extra = strcmp(r.conf->extra_columns, "refuse") == 0;
-    mo.op_column = r.conf->op_column;
-    mo.version_column = r.conf->version_column;
-    mo.event_time_column = r.conf->event_time_column;
-    mo.old_key_column = r.conf->old_key_column;
-    mo.kind = strcmp(r.conf->kind, "bulk") == 0     ? CORE_AVRO_KIND_BULK
-              : strcmp(r.conf->kind, "change") == 0 ? CORE_AVRO_KIND_CHANGE
+    mo.schema = r->schema;
+    mo.fmt = r->fmt;
+    mo.refuse_extra = strcmp(r->conf->extra_columns, "refuse") == 0;
+    mo.op_column = r->conf->op_column;
+    mo.version_column = r->conf->version_column;
+    mo.event_time_column = r->conf->event_time_column;
+    mo.old_key_column = r->conf->old_key_column;
+    mo.kind = strcmp(r->conf->kind, "bulk") == 0     ? CORE_AVRO_KIND_BULK
+              : strcmp(r->conf->kind, "change") == 0 ? CORE_AVRO_KIND_CHANGE
                                                     : -1;
-    mo.op = strcmp(r.conf->op, "UPDATE") == 0   ? CORE_AVRO_OP_UPDATE
-            : strcmp(r.conf->op, "DELETE") == 0 ? CORE_AVRO_OP_DELETE
+    mo.op = strcmp(r->conf->op, "UPDATE") == 0   ? CORE_AVRO_OP_UPDATE
+            : strcmp(r->conf->op, "DELETE") == 0 ? CORE_AVRO_OP_DELETE
                                                 : CORE_AVRO_OP_ADD;
-    mo.event_time = (int64_t)sb.st_mtim.tv_sec * 1000 + sb.st_mtim.tv_nsec / 1000000;
-    mo.max_record = (size_t)r.conf->max_record_bytes;
-    r.map = ingest_mapper_new(&mo, err, sizeof(err));
-    if (!r.map) {
-        rc = finish(&r, CORE_EX_CONFIG, "dataset %s: %s", r.dataset, err);
-        goto out;
-    }
-    r.errfd = open(st->errors_path, O_RDWR | O_CREAT, 0644);
-    if (r.errfd < 0 || !(r.errf = fdopen(r.errfd, "r+"))) {
-        rc = finish(&r, CORE_EX_NOINPUT, "errors file %s: %s", st->errors_path, strerror(errno));
-        if (r.errfd >= 0)
-            close(r.errfd);
-        goto out;
-    }
-    r.errfd = -1; /* owned by errf */
+    mo.event_time = (int64_t)r->sb.st_mtim.tv_sec * 1000 + r->sb.st_mtim.tv_nsec / 1000000;
+    mo.max_record = (size_t)r->conf->max_record_bytes;
+    r->map = ingest_mapper_new(&mo, err, sizeof(err));
+    if (!r->map)
+        return finish(r, CORE_EX_CONFIG, "dataset %s: %s", r->dataset, err);
+    r->errfd = open(r->st->errors_path, O_RDWR | O_CREAT, 0644);
+    if (r->errfd < 0 || !(r->errf = fdopen(r->errfd, "r+"))) {
+        int rc = finish(r, CORE_EX_NOINPUT, "errors file %s: %s", r->st->errors_path,
+                        strerror(errno));
 
-    if (r.fmt == INGEST_FMT_CSV) {
-        int n = ingest_reader_next(r.rd, &row, err, sizeof(err));
-        if (n < 0) {
-            rc = finish(&r, CORE_EX_NOINPUT, "%s", err);
-            goto out;
-        }
-        if (n == 0) {
-            rc = finish(&r, CORE_EX_DATAERR, "%s: empty file (no header row)", job->path);
-            goto out;
-        }
-        if (ingest_mapper_header(r.map, &row, err, sizeof(err))) {
-            if (ftruncate(fileno(r.errf), 0) == 0)
-                write_error_line(&r, row.line, NULL, err, NULL);
-            fflush(r.errf);
-            rc = finish(&r, CORE_EX_DATAERR, "%s: %s", job->path, err);
-            goto out;
-        }
-        if (!r.committed.found) {
-            r.committed.offset = row.end;
-            r.committed.line = row.line + row.nlines;
-        }
+        if (r->errfd >= 0)
+            close(r->errfd);
+        return rc;
     }
-    if (r.committed.found) {
-        st_lock(st);
-        st->resumed_line = r.committed.line;
-        st_unlock(st);
-        core_log_info("resuming from checkpoint", CLF_S("file", job->path),
-                      CLF_S("batch", st->batch_id), CLF_I("line", (int64_t)r.committed.line),
-                      CLF_I("offset", (int64_t)r.committed.offset));
-    } else if (r.fmt == INGEST_FMT_JSONL) {
-        r.committed.offset = 0;
-        r.committed.line = 1;
-    }
-    r.committed.found = true;
-    reading = true;
-    if (rewind_to_committed(&r, err, sizeof(err))) {
-        rc = finish(&r, CORE_EX_NOINPUT, "%s", err);
-        goto out;
-    }
-    core_log_info("ingesting", CLF_S("file", job->path), CLF_S("dataset", r.dataset),
-                  CLF_S("batch", st->batch_id), CLF_S("topic", r.topic),
-                  CLF_S("format", r.fmt == INGEST_FMT_CSV ? "csv" : "jsonl"));
+    r->errfd = -1; /* owned by errf */
 
-    /* The loop: lines into transactions, each closed by its checkpoint. */
+    if (r->fmt == INGEST_FMT_CSV) {
+        int n = ingest_reader_next(r->rd, &row, err, sizeof(err));
+        if (n < 0)
+            return finish(r, CORE_EX_NOINPUT, "%s", err);
+        if (n == 0)
+            return finish(r, CORE_EX_DATAERR, "%s: empty file (no header row)", r->job->path);
+        if (ingest_mapper_header(r->map, &row, err, sizeof(err))) {
+            if (ftruncate(fileno(r->errf), 0) == 0)
+                write_error_line(r, row.line, NULL, err, NULL);
+            fflush(r->errf);
+            return finish(r, CORE_EX_DATAERR, "%s: %s", r->job->path, err);
+        }
+        if (!r->committed.found) {
+            r->committed.offset = row.end;
+            r->committed.line = row.line + row.nlines;
+        }
+    }
+    if (r->committed.found) {
+        st_lock(r->st);
+        r->st->resumed_line = r->committed.line;
+        st_unlock(r->st);
+        core_log_info("resuming from checkpoint", CLF_S("file", r->job->path),
+                      CLF_S("batch", r->st->batch_id), CLF_I("line", (int64_t)r->committed.line),
+                      CLF_I("offset", (int64_t)r->committed.offset));
+    } else if (r->fmt == INGEST_FMT_JSONL) {
+        r->committed.offset = 0;
+        r->committed.line = 1;
+    }
+    r->committed.found = true;
+    r->reading = true;
+    if (rewind_to_committed(r, err, sizeof(err)))
+        return finish(r, CORE_EX_NOINPUT, "%s", err);
+    core_log_info("ingesting", CLF_S("file", r->job->path), CLF_S("dataset", r->dataset),
+                  CLF_S("batch", r->st->batch_id), CLF_S("topic", r->topic),
+                  CLF_S("format", r->fmt == INGEST_FMT_CSV ? "csv" : "jsonl"));
+
+    return 0;
+}
+
+/* Lines into transactions, each closed by its checkpoint, until the end
+ * of the file, a stop, or a failure that outlasts broker.timeout.ms.
+ * @returns the exit code. */
+static int run_loop(struct run *r)
+{
+    char err[1024];
+    ingest_row row;
+    int rc = 0, attempt = 0;
+    int64_t fail_since = 0;
+
     for (;;) {
         int n, hr = 0;
         bool eof = false;
 
-        if (core_lifecycle_stopping() && !r.txn_open) {
-            st_lock(st);
-            st->interrupted = true;
-            st_unlock(st);
-            rc = finish(&r, CORE_EX_TEMPFAIL, "stopped by a signal at line %llu: run again to resume",
-                        (unsigned long long)r.committed.line);
-            goto out;
+        if (core_lifecycle_stopping() && !r->txn_open) {
+            st_lock(r->st);
+            r->st->interrupted = true;
+            st_unlock(r->st);
+            return finish(r, CORE_EX_TEMPFAIL, "stopped by a signal at line %llu: run again to resume",
+                          (unsigned long long)r->committed.line);
         }
-        if (!r.txn_open && begin_txn(&r, err, sizeof(err))) {
+        if (!r->txn_open && begin_txn(r, err, sizeof(err))) {
             hr = ROW_FATAL;
             goto failed;
         }
         /* The clock and the stop flag are looked at every 64 lines. */
-        while (r.in_txn < (uint64_t)r.conf->checkpoint_records &&
-               ((r.in_txn & 63) != 0 || (core_mono_ms() - r.txn_started < r.conf->checkpoint_ms &&
+        while (r->in_txn < (uint64_t)r->conf->checkpoint_records &&
+               ((r->in_txn & 63) != 0 || (core_mono_ms() - r->txn_started < r->conf->checkpoint_ms &&
                                          !core_lifecycle_stopping()))) {
-            n = ingest_reader_next(r.rd, &row, err, sizeof(err));
+            n = ingest_reader_next(r->rd, &row, err, sizeof(err));
             if (n < 0) {
                 /* The stream broke (err names the line and byte): the open
                  * transaction is aborted, so what was read since the last
                  * checkpoint is not published, and the summary says so. */
-                uint64_t lost = r.cur.rows_read - r.committed.rows_read;
-                abort_open_txn(&r);
-                rc = finish(&r, CORE_EX_NOINPUT,
+                uint64_t lost = r->cur.rows_read - r->committed.rows_read;
+                abort_open_txn(r);
+                rc = finish(r, CORE_EX_NOINPUT,
                             "%s; %llu record(s) read after the last checkpoint (line %llu) were "
                             "not published", err, (unsigned long long)lost,
-                            (unsigned long long)r.committed.line);
-                goto out;
+                            (unsigned long long)r->committed.line);
+                return rc;
             }
             if (n == 0) {
                 eof = true;
                 break;
             }
-            hr = handle_row(&r, &row, err, sizeof(err));
+            hr = handle_row(r, &row, err, sizeof(err));
             if (hr == ROW_BROKEN) {
-                rc = finish(&r, CORE_EX_SOFTWARE, "%s", err);
-                abort_open_txn(&r);
-                goto out;
+                rc = finish(r, CORE_EX_SOFTWARE, "%s", err);
+                abort_open_txn(r);
+                return rc;
             }
             if (hr)
                 break;
-            if (cb && (r.in_txn & 255) == 0 && core_mono_s() - last_cb >= 0.25) {
-                last_cb = core_mono_s();
-                publish_status(&r);
-                st_lock(st);
-                st->seconds = last_cb - t0;
-                st_unlock(st);
-                cb(st, cb_user);
+            if (r->cb && (r->in_txn & 255) == 0 && core_mono_s() - r->last_cb >= 0.25) {
+                r->last_cb = core_mono_s();
+                publish_status(r);
+                st_lock(r->st);
+                r->st->seconds = r->last_cb - r->t0;
+                st_unlock(r->st);
+                r->cb(r->st, r->cb_user);
             }
         }
         if (hr == 0) {
-            core_kafka_txn_res_t tr = commit_txn(&r, eof, err, sizeof(err));
+            core_kafka_txn_res_t tr = commit_txn(r, eof, err, sizeof(err));
             if (tr == CORE_KAFKA_TXN_OK) {
                 attempt = 0;
                 fail_since = 0;
@@ -846,59 +844,93 @@ int ingest_file(ingest_ctx *ctx, const ingest_job *job, ingest_status *st,
 failed:
         if (!fail_since)
             fail_since = core_mono_ms();
-        if (core_mono_ms() - fail_since > r.conf->broker_timeout_ms) {
-            if (r.txn_open && r.prod)
-                core_kafka_txn_abort(r.prod, 5000, NULL, 0);
-            r.txn_open = false;
-            rc = finish(&r, CORE_EX_UNAVAILABLE,
-                        "kafka: giving up after %lld ms of failures at line %llu (resumable): %s",
-                        (long long)r.conf->broker_timeout_ms,
-                        (unsigned long long)r.committed.line, err);
-            goto out;
+        if (core_mono_ms() - fail_since > r->conf->broker_timeout_ms) {
+            if (r->txn_open && r->prod)
+                core_kafka_txn_abort(r->prod, 5000, NULL, 0);
+            r->txn_open = false;
+            return finish(r, CORE_EX_UNAVAILABLE,
+                          "kafka: giving up after %lld ms of failures at line %llu (resumable): %s",
+                          (long long)r->conf->broker_timeout_ms,
+                          (unsigned long long)r->committed.line, err);
         }
-        rc = recover(&r, hr == ROW_FATAL, ++attempt, err, sizeof(err));
-        if (rc) {
-            rc = finish(&r, rc, "%s", err);
-            goto out;
-        }
+        rc = recover(r, hr == ROW_FATAL, ++attempt, err, sizeof(err));
+        if (rc)
+            return finish(r, rc, "%s", err);
     }
-    publish_status(&r);
-    rc = finish(&r, r.committed.rejected ? CORE_EX_DATAERR : 0, NULL);
+    publish_status(r);
+    return finish(r, r->committed.rejected ? CORE_EX_DATAERR : 0, NULL);
+}
 
-out:
-    if (reading) {
+/* The summary as committed transactions hold it, the metrics, the errors
+ * file (gone when no line was refused), the clients. */
+static void run_close(struct run *r, int rc)
+{
+    if (r->reading) {
         /* The summary counts only what committed transactions hold: the
          * progress reports counted lines of a transaction still open. */
-        st_lock(st);
-        st->rows_read = r.committed.rows_read;
-        st->published = r.committed.published;
-        st->rejected = r.committed.rejected;
-        st->bytes = r.committed.bytes;
-        st_unlock(st);
+        st_lock(r->st);
+        r->st->rows_read = r->committed.rows_read;
+        r->st->published = r->committed.published;
+        r->st->rejected = r->committed.rejected;
+        r->st->bytes = r->committed.bytes;
+        st_unlock(r->st);
     }
-    st_lock(st);
-    st->seconds = core_mono_s() - t0;
+    st_lock(r->st);
+    r->st->seconds = core_mono_s() - r->t0;
     if (rc == 0 || rc == CORE_EX_DATAERR)
-        st->pos = st->file_size;
-    st_unlock(st);
-    if (ctx->f_files && r.dataset)
-        core_metric_inc(core_metrics_series2(ctx->f_files, r.dataset,
+        r->st->pos = r->st->file_size;
+    st_unlock(r->st);
+    if (r->ctx->f_files && r->dataset)
+        core_metric_inc(core_metrics_series2(r->ctx->f_files, r->dataset,
                                              rc == 0 ? "ok" : rc == CORE_EX_DATAERR ? "rejected_lines"
                                              : rc == CORE_EX_TEMPFAIL ? "interrupted" : "failed"));
-    if (r.errf) {
-        fclose(r.errf);
+    if (r->errf) {
+        fclose(r->errf);
         /* No bad line: no errors file left behind. */
-        if (rc == 0 && st->rejected == 0 && !st->skipped)
-            unlink(st->errors_path);
+        if (rc == 0 && r->st->rejected == 0 && !r->st->skipped)
+            unlink(r->st->errors_path);
     }
-    ingest_mapper_free(r.map);
-    ingest_reader_free(r.rd);
-    if (r.prod) {
-        if (r.txn_open)
-            core_kafka_txn_abort(r.prod, 5000, NULL, 0);
-        core_kafka_producer_flush(r.prod, 5000);
+    ingest_mapper_free(r->map);
+    ingest_reader_free(r->rd);
+    if (r->prod) {
+        if (r->txn_open)
+            core_kafka_txn_abort(r->prod, 5000, NULL, 0);
+        core_kafka_producer_flush(r->prod, 5000);
     }
-    close_producer(&r);
+    close_producer(r);
+}
+
+int ingest_file(ingest_ctx *ctx, const ingest_job *job, ingest_status *st,
+                ingest_progress_cb *cb, void *cb_user)
+{
+    struct run r;
+    bool done = false;
+    int rc;
+
+    memset(&r, 0, sizeof(r));
+    r.ctx = ctx;
+    r.conf = ctx->conf;
+    r.job = job;
+    r.st = st;
+    r.path = job->path;
+    r.dataset = job->dataset;
+    r.errfd = -1;
+    r.t0 = core_mono_s();
+    r.cb = cb;
+    r.cb_user = cb_user;
+    st_lock(st);
+    st->exit_code = 0;
+    st->error[0] = '\0';
+    st_unlock(st);
+
+    rc = run_identify(&r);
+    if (rc == 0)
+        rc = run_checkpoint(&r, &done);
+    if (rc == 0 && !done)
+        rc = run_open_input(&r);
+    if (rc == 0 && !done)
+        rc = run_loop(&r);
+    run_close(&r, rc);
     if (cb)
         cb(st, cb_user);
     return rc;
