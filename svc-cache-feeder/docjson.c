@@ -486,6 +486,8 @@ static int put_bytes(feeder_buf *out, const uint8_t *b, size_t len, bool raw)
     return CORE_OK;
 }
 
+/* Longer than most (about 140 lines) for a reason: one case per Avro type
+ * of the natural JSON writer, in one switch. */
 static int write_value(const jn *n, avro_value_t *v, feeder_buf *out, bool raw, int depth)
 {
     char buf[CORE_AVRO_TIME_SIZE > CORE_AVRO_DECIMAL_SIZE ? CORE_AVRO_TIME_SIZE : CORE_AVRO_DECIMAL_SIZE];

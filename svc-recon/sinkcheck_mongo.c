@@ -107,6 +107,9 @@ static bool in_list(const char *s, const char *const *v, size_t n)
     return false;
 }
 
+/* Longer than most (about 130 lines) for a reason: one cursor over the
+ * collection's documents of the expected keys and the batches, each judged
+ * as it comes, with the client's one cleanup path. */
 core_err_t sinkcheck_mongo(const sinkcheck_mongo_conf *conf, const sinkcheck_params *p,
                            sinkcheck_result *out, char *errstr, size_t errstr_size)
 {

@@ -537,6 +537,9 @@ done:
     return err;
 }
 
+/* Longer than most (about 150 lines) for a reason: one READ ONLY snapshot
+ * from the bucket sums to the drill-down of the buckets that differ; its
+ * statements, arrays and result share one cleanup path. */
 core_err_t sinkcheck_pg(const sinkcheck_pg_conf *conf, const sinkcheck_params *p,
                         sinkcheck_result *out, char *errstr, size_t errstr_size)
 {

@@ -85,7 +85,9 @@ static void stored_from_json(const core_avro_schema_t *schema, const cJSON *doc,
     }
 }
 
-/* One chunk of expected keys: HMGET of their versions, then their records. */
+/* One chunk of expected keys: HMGET of their versions, then their records.
+ * Longer than most (about 145 lines) for a reason: the two pipelined rounds
+ * of a chunk and the verdict of each key read in them share its replies. */
 static core_err_t redis_chunk(core_redis_t *r, const sinkcheck_redis_conf *conf,
                               const core_avro_catalog_t *cat, const core_avro_schema_t *schema,
                               const char *prefix, const char *dataset,

@@ -145,6 +145,10 @@ static void cache_failed(verifier_t *v, const char *err)
     v->redis_retry_at = core_mono_ms() + 5000;
 }
 
+/* Longer than most (about 165 lines) for a reason: the three phases of one
+ * batch's external checks (pipelined cache GETs, the HTTP calls of the
+ * misses through one curl multi, the cache SETs of the answers) share the
+ * batch's arrays and one cleanup path. */
 void verifier_run(verifier_t *v, vv_item *items, size_t n)
 {
     char errstr[256];

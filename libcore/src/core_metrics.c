@@ -250,6 +250,9 @@ static size_t family_pos(const core_metrics_t *m, const char *name, bool *found)
     return lo;
 }
 
+/* Longer than most (about 150 lines) for a reason: every check of a new
+ * family (name, labels, buckets, a family already registered under the
+ * name) comes before anything is allocated, under the registry's lock. */
 core_metric_family_t *core_metrics_family(core_metrics_t *m, core_metric_kind_t kind,
                                           const char *name, const char *help,
                                           const char *const *label_names,

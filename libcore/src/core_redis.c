@@ -212,7 +212,9 @@ int redis_io_failure(core_redis_t *r, const char *what, char *errstr, size_t err
 }
 
 /* Connect and run the handshake in one round trip: AUTH?, SELECT?, PING,
- * SCRIPT LOAD for each script. */
+ * SCRIPT LOAD for each script. Longer than most (about 130 lines) for a
+ * reason: each reply of the pipelined handshake is read in the order its
+ * command was sent, and a refusal names the step that failed. */
 int redis_connect_internal(core_redis_t *r, int timeout_ms, char *errstr, size_t errstr_size)
 {
     enum { STEP_AUTH, STEP_SELECT, STEP_PING, STEP_SCRIPT };

@@ -209,6 +209,10 @@ static int schemas_init(core_service_t *svc)
     return core_service_bind_audit(svc, CORE_AUDIT_TOPIC);
 }
 
+/* Longer than most (about 125 lines) for a reason: the start of every
+ * service in the order the contract gives it (config, --help/--version,
+ * logging, catalogue and schema source, HTTP, signals), each step's
+ * failure being the service's exit code. */
 int core_service_init(core_service_t **svcp, const core_service_def *def,
                       int argc, char **argv, char **envp)
 {
