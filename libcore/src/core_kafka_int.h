@@ -135,4 +135,15 @@ void core_kafka_offsets_merge_max(rd_kafka_topic_partition_list_t *dst,
 /* Read a property back from a conf; false when unknown or too long. */
 bool core_kafka_conf_get(const rd_kafka_conf_t *conf, const char *name, char *buf, size_t size);
 
+/* core_kafka.c: set one property; errstr names it as the user wrote it
+ * (shown_prefix + name + shown_suffix). */
+core_err_t core_kafka_conf_set_one(rd_kafka_conf_t *conf, const char *shown_prefix,
+                                   const char *shown_suffix, const char *name,
+                                   const char *value, char *errstr, size_t errstr_size);
+/* core_kafka.c: the value the user set for a property a client of kind
+ * receives (a built-in override, else the scoped key, else the unscoped
+ * one), or NULL. */
+const char *core_kafka_user_value(const core_config_t *cfg, core_kafka_kind kind,
+                                  const core_kafka_prop *ov, size_t nov, const char *name);
+
 #endif
