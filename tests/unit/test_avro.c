@@ -1543,11 +1543,16 @@ START_TEST(test_catalog_versions)
     ck_assert_ptr_nonnull(v2);
     ck_assert_ptr_eq(core_avro_catalog_by_dataset(cat, "payee"), v2);
     ck_assert_ptr_eq(core_avro_catalog_by_name(cat, "tributary.dataset.Payee"), v2);
-    /* a record written by the real catalogue (id 101) decodes with v1 */
+    /* a record written by the real catalogue (id 101) is read as the
+     * current version v2: nickname, which v1 lacks, at its default */
     old = load();
     wire_of(old, "payee", PAYEE_JSON, &buf, &len);
     ck_assert_int_eq(core_avro_decode(cat, buf, len, &got, &v, err, sizeof(err)), CORE_OK);
-    ck_assert_ptr_eq(got, v1);
+    ck_assert_ptr_eq(got, v2);
+    j = core_avro_to_json(got, &v, err, sizeof(err));
+    ck_assert(cJSON_IsNull(cJSON_GetObjectItem(j, "nickname")));
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "payee_id")->valuestring, "P-0001");
+    cJSON_Delete(j);
     avro_value_decref(&v);
     free(buf);
     /* the current version writes with id 105 */
@@ -1931,7 +1936,8 @@ START_TEST(test_catalog_id_source)
                      CORE_ERR_NOTFOUND);
     ck_assert_ptr_nonnull(strstr(err, "schema id 10 is not in the registry"));
     {
-        /* a record written with id 7 (payee + a null "extra") decodes as payee's version */
+        /* a record written with id 7 (payee + a null "extra") is a version of
+         * payee: read as payee's current schema, "extra" dropped */
         cJSON *j = cJSON_Parse("{" META("ADD", "BULK") ",\"payee_id\":\"P1\",\"name\":\"N\","
                                "\"account_number\":\"1\",\"routing_number\":\"021000021\","
                                "\"iban\":null,\"country\":\"US\",\"currency\":\"USD\","
@@ -1954,7 +1960,9 @@ START_TEST(test_catalog_id_source)
         buf[4] = 7;
         ck_assert_msg(core_avro_decode(cat, buf, len, &got, &v, err, sizeof(err)) == CORE_OK, "%s",
                       err);
-        ck_assert_ptr_eq(got, core_avro_catalog_by_id(cat, 7));
+        ck_assert_ptr_eq(got, payee);
+        ck_assert_ptr_ne(core_avro_catalog_by_id(cat, 7), payee);
+        ck_assert_str_eq(core_avro_schema_dataset(core_avro_catalog_by_id(cat, 7)), "payee");
         ck_assert_int_eq(core_avro_get_key(got, &v, &key, NULL, err, sizeof(err)), CORE_OK);
         ck_assert_str_eq(key, "P1");
         avro_value_decref(&v);
