@@ -146,7 +146,7 @@ int core_avro_fill_node_(core_avro_fill *f, const struct avn *n, avro_value_t *v
 const core_avro_schema_t *core_avro_reader_of_(const core_avro_catalog_t *cat,
                                                const core_avro_schema_t *w);
 /* Whether records of w are read as r without projection (the same schema,
- * or one avro-c finds equal). */
+ * or one of the same JSON text). */
 bool core_avro_same_layout_(const core_avro_schema_t *w, const core_avro_schema_t *r);
 /* Read a body checked against w into rv, a reset value of r, by Avro's
  * resolution rules (docs/ARCHITECTURE.md, Reader's schema). @returns CORE_OK,

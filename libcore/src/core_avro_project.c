@@ -557,7 +557,9 @@ const core_avro_schema_t *core_avro_reader_of_(const core_avro_catalog_t *cat,
 
 bool core_avro_same_layout_(const core_avro_schema_t *w, const core_avro_schema_t *r)
 {
-    return w == r || avro_schema_equal(w->avro, r->avro);
+    /* the same text (avro-c's avro_schema_equal() ignores logical types and
+     * defaults: a decimal of another scale would pass) */
+    return w == r || cJSON_Compare(w->json, r->json, true);
 }
 
 core_err_t core_avro_project_(const core_avro_schema_t *w, const core_avro_schema_t *r,
