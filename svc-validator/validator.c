@@ -20,6 +20,8 @@ const char *const validator_outcome_names[VO_COUNT] = {
     "valid", "invalid", "poison", "retrying", "exhausted",
 };
 
+const char *const validator_out_names[VALIDATOR_OUT_COUNT] = { "valid", "retry", "dlq" };
+
 void validator_topic(const char *prefix, const char *dataset, const char *kind, char *buf,
                      size_t size)
 {
@@ -199,6 +201,8 @@ validator_t *validator_new(const validator_params *p, char *errstr, size_t errst
         validator_topic(v->prefix, d->name, "dlq", d->dlq, sizeof(d->dlq));
         topics[2 * i] = d->raw;
         topics[2 * i + 1] = d->retry;
+        for (size_t k = 0; p->out_ids && k < VALIDATOR_OUT_COUNT; k++)
+            d->out_id[k] = p->out_ids[i * VALIDATOR_OUT_COUNT + k];
     }
     v->verifier = verifier_new(&p->verify, errstr, errstr_size);
     if (!v->verifier)

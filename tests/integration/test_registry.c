@@ -247,6 +247,27 @@ static void names_new(struct run_names *n)
     snprintf(n->ckpt, sizeof(n->ckpt), "%singest.ckpt", n->prefix);
 }
 
+/* Bind payee's current schema of cat under the subjects of the
+ * validator's outputs (<valid|retry|dlq topic>-value); each id into ids
+ * (may be NULL). */
+static void bind_outputs(core_registry_t *r, const core_avro_catalog_t *cat,
+                         const struct run_names *n, uint32_t ids[3])
+{
+    const char *topics[] = { n->valid, n->retry, n->dlq };
+    char subject[256], err[1024];
+
+    for (size_t k = 0; k < 3; k++) {
+        uint32_t id = 0;
+
+        snprintf(subject, sizeof(subject), "%s-value", topics[k]);
+        ck_assert_msg(core_registry_bind_subject(r, cat, core_avro_catalog_by_dataset(cat, "payee"),
+                                                 subject, &id, err, sizeof(err)) == CORE_OK,
+                      "%s", err);
+        if (ids)
+            ids[k] = id;
+    }
+}
+
 static char *payee_csv(size_t rows)
 {
     char *path = strdup("/tmp/tb-it-registry-XXXXXX.csv");
@@ -649,6 +670,16 @@ START_TEST(ingest_to_validator_with_registry_ids_and_unknown_id_to_dlq)
                   "%s", errstr);
     ck_assert_uint_ne(id, 101);
     ck_assert_uint_eq(read_topic(n.raw, ROWS, 30000, id, NULL), ROWS);
+    /* the validator's outputs, registered by someone else (it does not
+     * register: it looks them up at start) */
+    {
+        core_registry_t *reg = registry(true);
+        uint32_t outs[3];
+
+        bind_outputs(reg, cat, &n, outs);
+        ck_assert_uint_eq(outs[0], id); /* the same schema text: the same id */
+        core_registry_free(reg);
+    }
 
     /* a record whose id the registry does not know, then more good ones */
     po.defaults = kdefaults;
@@ -886,6 +917,7 @@ START_TEST(registry_down_at_run_time_retries_not_poison)
                   "%s", err);
     id_new = register_payee_variant(r, cat, subject);
     ck_assert_uint_ne(id_new, id_cur);
+    bind_outputs(r, cat, &n, NULL);
 
     {
         const char *argv[] = { bin, "--dataset", "payee", "--topic.prefix", n.prefix,
@@ -1157,11 +1189,22 @@ START_TEST(old_id_records_read_as_the_new_version_by_validator_and_feeder)
         snprintf(inst, sizeof(inst), "itreg-v2-%s", tu_unique());
         snprintf(log, sizeof(log), "/tmp/tb-it-registry-v2-validator-%s.log", tu_unique());
         pid = spawn_logged(argv, log);
-        nvalid = read_topic(n.valid, ROWS, 90000, 0, NULL);
+        /* the old version's records keep its id: their bytes are its */
+        nvalid = read_topic(n.valid, ROWS, 90000, id_old, NULL);
         kill(pid, SIGTERM);
         ck_assert_int_eq(waitpid(pid, &st, 0), pid);
         ck_assert_msg(nvalid == ROWS, "%zu of %d on .valid (log %s)", nvalid, ROWS, log);
         ck_assert_msg(read_topic(n.dlq, 1, 2000, 0, NULL) == 0, "a record on .dlq (log %s)", log);
+        {
+            /* it registered the current version under its outputs' subjects */
+            core_registry_t *look = registry(false);
+            uint32_t out[3];
+
+            bind_outputs(look, cat2, &n, out);
+            for (int k = 0; k < 3; k++)
+                ck_assert_uint_eq(out[k], id_new);
+            core_registry_free(look);
+        }
         ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "validator exit %d (log %s)", st,
                       log);
         unlink(log);
@@ -1206,6 +1249,82 @@ START_TEST(old_id_records_read_as_the_new_version_by_validator_and_feeder)
 }
 END_TEST
 
+/* svc-validator in registry mode binds the dataset's schema under the
+ * subject of each output at start: registration off and <valid>-value
+ * missing is exit 78 naming it; registration on, it registers all three,
+ * and a record of the current schema leaves on .valid with the id of
+ * <valid>-value (the registry's id of that text: the writer's, so the
+ * header needs no rewrite, and the payload digest covers the body alone). */
+START_TEST(validator_binds_its_output_subjects)
+{
+    enum { ROWS = 5 };
+    struct run_names n;
+    core_avro_catalog_t *cat = catalog();
+    core_registry_t *r = registry(true);
+    char subject[256], vsub[256], asub[256], err[1024], bin[512], group[128], inst[128],
+        log[256];
+    const char *argv[] = { bin, "--dataset", "payee", "--topic.prefix", n.prefix,
+                           "--audit.topic", n.audit, "--group.id", group, "--instance.id",
+                           inst, "--http.port", "0", "--commit.interval.ms", "100",
+                           "--startup.timeout.ms", "10000",
+                           "--schema.registry.url", registry_url(), NULL, NULL };
+    const core_avro_schema_t *audit = core_avro_catalog_by_name(cat, "tributary.AuditEvent");
+    uint32_t id_raw = 0, mid = 0, out[3];
+    char *out_txt = NULL, *err_txt = NULL;
+    int rc, st = 0;
+    pid_t pid;
+
+    names_new(&n);
+    snprintf(subject, sizeof(subject), "%s-value", n.raw);
+    snprintf(vsub, sizeof(vsub), "%s-value", n.valid);
+    snprintf(bin, sizeof(bin), "%s/bin/svc-validator", tu_build_dir());
+    snprintf(group, sizeof(group), "itreg-vo-%s", tu_unique());
+    snprintf(inst, sizeof(inst), "itreg-vo-%s", tu_unique());
+    ck_assert_msg(core_registry_bind_subject(r, cat, core_avro_catalog_by_dataset(cat, "payee"),
+                                             subject, &id_raw, err, sizeof(err)) == CORE_OK,
+                  "%s", err);
+    snprintf(asub, sizeof(asub), "%s-value", n.audit);
+    ck_assert_msg(core_registry_bind_subject(r, cat, audit, asub, &mid, err, sizeof(err)) ==
+                      CORE_OK &&
+                      core_registry_bind_subject(r, cat, audit, "audit.events-value", &mid, err,
+                                                 sizeof(err)) == CORE_OK,
+                  "%s", err);
+
+    /* registration off, the outputs' subjects missing */
+    rc = tu_run_cmd((char *const *)argv, environ, &out_txt, &err_txt, 60000);
+    ck_assert_msg(rc == 78, "exit %d: %s", rc, err_txt);
+    ck_assert_msg(strstr(err_txt, vsub) && strstr(err_txt, "auto.register.schemas"),
+                  "stderr does not name %s: %s", vsub, err_txt);
+    free(out_txt);
+    free(err_txt);
+
+    /* registration on: all three registered, records through with that id */
+    argv[CORE_ARRAY_SIZE(argv) - 2] = "--schema.registry.auto.register.schemas";
+    snprintf(log, sizeof(log), "/tmp/tb-it-registry-vo-%s.log", tu_unique());
+    produce_payees(n.raw, 0, ROWS, id_raw, false);
+    pid = spawn_logged(argv, log);
+    {
+        size_t nvalid = read_topic(n.valid, ROWS, 90000, id_raw, NULL);
+
+        kill(pid, SIGTERM);
+        ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+        ck_assert_msg(nvalid == ROWS, "%zu of %d on .valid (log %s)", nvalid, ROWS, log);
+    }
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "validator exit %d (log %s)", st, log);
+    {
+        core_registry_t *look = registry(false);
+
+        bind_outputs(look, cat, &n, out);
+        core_registry_free(look);
+    }
+    for (int k = 0; k < 3; k++)
+        ck_assert_uint_eq(out[k], id_raw);
+    unlink(log);
+    core_registry_free(r);
+    core_avro_catalog_free(cat);
+}
+END_TEST
+
 static Suite *registry_suite(void)
 {
     Suite *s = suite_create("registry");
@@ -1226,6 +1345,7 @@ static Suite *registry_suite(void)
     tcase_add_test(v, registry_down_at_run_time_retries_not_poison);
     tcase_add_test(v, persister_writes_records_with_registry_ids);
     tcase_add_test(v, old_id_records_read_as_the_new_version_by_validator_and_feeder);
+    tcase_add_test(v, validator_binds_its_output_subjects);
     suite_add_tcase(s, v);
     return s;
 }
