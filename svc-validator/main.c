@@ -200,6 +200,7 @@ static int run_validate(core_service_t *svc, struct validator_conf *c)
     static cache_route cr = { .lock = PTHREAD_MUTEX_INITIALIZER };
     validator_t *v;
     char errstr[512], txn_id[512], member_id[512];
+    uint32_t *out_ids = NULL; /* validator_params.out_ids */
     int rc;
 
     for (size_t i = 0; i < c->datasets.n; i++) {
@@ -214,10 +215,40 @@ static int run_validate(core_service_t *svc, struct validator_conf *c)
         snprintf(txn_id, sizeof(txn_id), "%s", c->transactional_id);
     else
         snprintf(txn_id, sizeof(txn_id), "svc-validator-%s", common->instance_id);
-    /* with a registry: the audit event's id on the configured audit topic
-     * (the records it passes on keep their writer's id) */
+    /* with a registry: the audit event's id on the configured audit topic,
+     * and each dataset's current schema under the subject of each output
+     * (<prefix><dataset>.valid|retry|dlq-value with TopicNameStrategy), as
+     * auto.register says: a Confluent consumer of .valid finds the schema
+     * under the topic's own subject */
     if ((rc = core_service_bind_audit(svc, c->audit_topic)) != CORE_SERVICE_CONTINUE)
         return rc;
+    if (core_service_registry(svc)) {
+        if (!(out_ids = calloc(c->datasets.n * VALIDATOR_OUT_COUNT, sizeof(*out_ids)))) {
+            fprintf(stderr, "svc-validator: out of memory\n");
+            return CORE_EX_SOFTWARE;
+        }
+        for (size_t i = 0; i < c->datasets.n; i++) {
+            const core_avro_schema_t *s = core_avro_catalog_by_dataset(core_service_catalog(svc),
+                                                                       c->datasets.v[i]);
+
+            for (size_t k = 0; k < VALIDATOR_OUT_COUNT; k++) {
+                static const core_topic_kind kinds[VALIDATOR_OUT_COUNT] = {
+                    CORE_TOPIC_VALID, CORE_TOPIC_RETRY, CORE_TOPIC_DLQ
+                };
+                char topic[CORE_TOPIC_MAX + 1];
+
+                /* the prefix was checked above */
+                core_topic_name(c->topic_prefix, c->datasets.v[i], kinds[k], topic, sizeof(topic),
+                                NULL, 0);
+                if ((rc = core_service_schema_bind(svc, topic, s)) != CORE_SERVICE_CONTINUE) {
+                    free(out_ids);
+                    return rc;
+                }
+                out_ids[i * VALIDATOR_OUT_COUNT + k] = core_avro_schema_id(s);
+            }
+        }
+    }
+    p.out_ids = out_ids;
     p.cfg = core_service_config(svc);
     p.kafka_defaults = kafka_defaults;
     p.nkafka_defaults = CORE_ARRAY_SIZE(kafka_defaults);
@@ -243,13 +274,19 @@ static int run_validate(core_service_t *svc, struct validator_conf *c)
     /* the start-up policy (docs/OPERATIONS.md): the brokers first; the
      * verification cache in Redis is optional (skipped while it fails) */
     rc = core_service_await_kafka(svc);
-    if (rc != CORE_SERVICE_CONTINUE)
+    if (rc != CORE_SERVICE_CONTINUE) {
+        free(out_ids);
         return rc;
+    }
     cr.conf = c;
     cr.verifier = verifier_new(&p.verify, errstr, sizeof(errstr));
-    if (!cr.verifier)
+    if (!cr.verifier) {
+        free(out_ids);
         return core_service_config_error(svc, errstr);
+    }
     v = validator_new(&p, errstr, sizeof(errstr));
+    free(out_ids); /* validator_new copied them */
+    p.out_ids = out_ids = NULL;
     if (!v) {
         verifier_free(cr.verifier);
         cr.verifier = NULL;

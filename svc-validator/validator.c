@@ -22,6 +22,8 @@ const char *const validator_outcome_names[VO_COUNT] = {
     "valid", "invalid", "poison", "retrying", "exhausted",
 };
 
+const char *const validator_out_names[VALIDATOR_OUT_COUNT] = { "valid", "retry", "dlq" };
+
 const validator_stats *validator_get_stats(const validator_t *v) { return &v->stats; }
 core_kafka_consumer_t *validator_consumer(validator_t *v) { return v->c; }
 core_kafka_producer_t *validator_producer(validator_t *v) { return v->prod; }
@@ -200,6 +202,8 @@ validator_t *validator_new(const validator_params *p, char *errstr, size_t errst
             goto fail;
         topics[2 * i] = d->raw;
         topics[2 * i + 1] = d->retry;
+        for (size_t k = 0; p->out_ids && k < VALIDATOR_OUT_COUNT; k++)
+            d->out_id[k] = p->out_ids[i * VALIDATOR_OUT_COUNT + k];
     }
     v->verifier = verifier_new(&p->verify, errstr, errstr_size);
     if (!v->verifier)

@@ -47,7 +47,23 @@ typedef struct validator_params {
     core_backoff retry;                   /* max_attempts: retries before exhausted (0: none) */
     int64_t clock_skew_ms;
     verifier_opts verify;
+    /* With a Schema Registry: the id of each dataset's current schema under
+     * the subjects of its outputs, VALIDATOR_OUT_COUNT per dataset in the
+     * order of validator_out_kind (main.c binds them at start). A record
+     * written with that schema's text under another id is passed on with
+     * the output subject's id in its header (the body, and so every
+     * digest, unchanged). NULL: ids are passed on as they are. */
+    const uint32_t *out_ids;
 } validator_params;
+
+/* The outputs of a dataset, in the order of validator_params.out_ids. */
+typedef enum validator_out_kind {
+    VALIDATOR_OUT_VALID,
+    VALIDATOR_OUT_RETRY,
+    VALIDATOR_OUT_DLQ,
+    VALIDATOR_OUT_COUNT
+} validator_out_kind;
+extern const char *const validator_out_names[VALIDATOR_OUT_COUNT]; /* "valid", "retry", "dlq" */
 
 typedef struct validator_stats {
     uint64_t committed[VO_COUNT]; /* records per outcome, in committed transactions */

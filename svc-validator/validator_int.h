@@ -36,6 +36,7 @@ typedef struct vdataset {
     vbinding bind[MAX_BINDINGS];
     size_t nbind;
     char raw[256], valid[256], retry[256], dlq[256];
+    uint32_t out_id[VALIDATOR_OUT_COUNT]; /* validator_params.out_ids; 0: none */
 } vdataset;
 
 typedef struct paused {

@@ -330,6 +330,18 @@ core_err_t core_avro_content_digest_wire(const core_avro_catalog_t *cat, const v
                     len - CORE_AVRO_WIRE_HEADER, cat->max_record);
         return CORE_ERR_TOOBIG;
     }
+    if (!core_avro_same_layout_(s, core_avro_reader_of_(cat, s))) {
+        /* an older version of its dataset: the digest of the record as the
+         * sinks hold it, in the dataset's current schema (its defaults in) */
+        const core_avro_schema_t *r;
+        avro_value_t v;
+
+        if ((err = core_avro_decode(cat, value, len, &r, &v, errstr, errstr_size)) != CORE_OK)
+            return err;
+        err = core_avro_content_digest_value(r, &v, out, errstr, errstr_size);
+        avro_value_decref(&v);
+        return err;
+    }
     return core_avro_content_digest(s, (const uint8_t *)value + CORE_AVRO_WIRE_HEADER,
                                     len - CORE_AVRO_WIRE_HEADER, out, errstr, errstr_size);
 }

@@ -61,6 +61,7 @@ struct avn {
     /* AVN_ENUM */
     size_t nsymbols;
     char **symbols;
+    int enum_default;            /* the enum's "default" symbol index, or -1 */
     /* AVN_ARRAY items, AVN_MAP values */
     struct avn *items;
     /* AVN_UNION */
@@ -116,6 +117,43 @@ struct core_avro_catalog {
 core_err_t core_avro_catalog_id_(const core_avro_catalog_t *cat, uint32_t id,
                                  const core_avro_schema_t **sp, char *errstr,
                                  size_t errstr_size);
+
+/* ---- reading checked bytes into values (core_avro_wire.c) -------------- */
+
+/* A buffer reused from record to record (a string with its NUL). */
+typedef struct core_avro_scratch {
+    char *buf;
+    size_t size;
+} core_avro_scratch;
+
+/* The bytes being read: already checked by core_avro_check_body() against
+ * the schema they are read with, so nothing here checks a length again. */
+typedef struct core_avro_fill {
+    const uint8_t *p;
+    core_avro_scratch *scratch;
+} core_avro_fill;
+
+int64_t core_avro_fill_varint_(core_avro_fill *f);
+/* The next len bytes with a NUL after them, in the scratch; NULL: no memory. */
+const char *core_avro_fill_cstr_(core_avro_fill *f, size_t len);
+/* Fill v (of node n's shape, reset) from the bytes: 0 or an avro-c error. */
+int core_avro_fill_node_(core_avro_fill *f, const struct avn *n, avro_value_t *v);
+
+/* ---- reader's schema projection (core_avro_project.c) ------------------- */
+
+/* The schema a record written with w is read as: the current version of w's
+ * dataset in cat, or w itself (not a dataset, or already the current one). */
+const core_avro_schema_t *core_avro_reader_of_(const core_avro_catalog_t *cat,
+                                               const core_avro_schema_t *w);
+/* Whether records of w are read as r without projection (the same schema,
+ * or one of the same JSON text). */
+bool core_avro_same_layout_(const core_avro_schema_t *w, const core_avro_schema_t *r);
+/* Read a body checked against w into rv, a reset value of r, by Avro's
+ * resolution rules (docs/ARCHITECTURE.md, Reader's schema). @returns CORE_OK,
+ * CORE_ERR_INVALID (errstr names the field path) or CORE_ERR_NOMEM. */
+core_err_t core_avro_project_(const core_avro_schema_t *w, const core_avro_schema_t *r,
+                              const uint8_t *body, avro_value_t *rv,
+                              core_avro_scratch *scratch, char *errstr, size_t errstr_size);
 
 /* Full name of the meta record every dataset starts with. */
 #define META_FULLNAME "tributary.Meta"

@@ -507,6 +507,18 @@ static struct avn *compile_named(struct cctx *c, cJSON *obj, const char *tname,
             }
             n->nsymbols = ++i;
         }
+        /* the symbol a reader takes for a writer's symbol it lacks */
+        n->enum_default = -1;
+        if ((sy = cJSON_GetObjectItemCaseSensitive(obj, "default"))) {
+            for (i = 0; cJSON_IsString(sy) && i < n->nsymbols; i++)
+                if (strcmp(n->symbols[i], sy->valuestring) == 0)
+                    n->enum_default = (int)i;
+            if (n->enum_default < 0) {
+                core_errstr(c->err, c->errsz, "%s: enum %s: \"default\" must be one of its "
+                            "symbols", c->file, full);
+                return NULL;
+            }
+        }
         return n;
     }
     /* fixed */

@@ -322,18 +322,46 @@ core_err_t core_avro_decode_body(const core_avro_schema_t *s, const void *body,
     return read_checked(s, body, len, out, errstr, errstr_size);
 }
 
+core_err_t core_avro_decode_body_as(const core_avro_schema_t *writer,
+                                    const core_avro_schema_t *reader, const void *body,
+                                    size_t len, size_t max_record, avro_value_t *out,
+                                    char *errstr, size_t errstr_size)
+{
+    core_avro_scratch sc = { NULL, 0 };
+    avro_value_t v;
+    core_err_t err;
+
+    if (core_avro_same_layout_(writer, reader))
+        return core_avro_decode_body(writer, body, len, max_record, out, errstr, errstr_size);
+    if ((err = core_avro_check_body(writer, body, len, max_record, errstr, errstr_size)) !=
+        CORE_OK)
+        return err;
+    if (avro_generic_value_new(reader->iface, &v) != 0) {
+        core_errstr(errstr, errstr_size, "%s: cannot allocate a value", reader->name);
+        return CORE_ERR_NOMEM;
+    }
+    err = core_avro_project_(writer, reader, body, &v, &sc, errstr, errstr_size);
+    free(sc.buf);
+    if (err != CORE_OK)
+        avro_value_decref(&v);
+    else
+        *out = v;
+    return err;
+}
+
 /* ---- a decoder reusing its values --------------------------------------- */
 
 #define DECODER_MAX_SCHEMAS 16
 
 struct core_avro_decoder {
     const core_avro_catalog_t *cat;
-    char *scratch;     /* a string with its NUL, for avro_value_set_string_len() */
-    size_t scratch_size;
+    core_avro_scratch scratch; /* a string with its NUL, for avro_value_set_string_len() */
     size_t n;
     struct {
-        const core_avro_schema_t *schema;
-        avro_value_t value;
+        const core_avro_schema_t *schema; /* the writer's */
+        const core_avro_schema_t *reader; /* what it is read as */
+        bool same;                        /* core_avro_same_layout_() */
+        avro_value_t value;               /* a value of the reader's */
     } v[DECODER_MAX_SCHEMAS];
 };
 
@@ -356,7 +384,7 @@ void core_avro_decoder_free(core_avro_decoder_t *d)
         return;
     for (size_t i = 0; i < d->n; i++)
         avro_value_decref(&d->v[i].value);
-    free(d->scratch);
+    free(d->scratch.buf);
     free(d);
 }
 
@@ -373,12 +401,8 @@ void core_avro_decoder_free(core_avro_decoder_t *d)
  * a string's size counts its NUL), which tests/unit/test_avro.c checks with
  * avro_value_equal(). */
 
-struct fill {
-    const uint8_t *p;
-    core_avro_decoder_t *d;
-};
 
-static int64_t fill_varint(struct fill *f)
+int64_t core_avro_fill_varint_(core_avro_fill *f)
 {
     uint64_t u = 0;
 
@@ -393,26 +417,28 @@ static int64_t fill_varint(struct fill *f)
 }
 
 /* A copy of the next len bytes with a NUL after them (the scratch buffer). */
-static const char *fill_cstr(struct fill *f, size_t len)
+const char *core_avro_fill_cstr_(core_avro_fill *f, size_t len)
 {
-    if (len + 1 > f->d->scratch_size) {
-        size_t ns = f->d->scratch_size ? f->d->scratch_size : 256;
+    core_avro_scratch *sc = f->scratch;
+
+    if (len + 1 > sc->size) {
+        size_t ns = sc->size ? sc->size : 256;
         char *nb;
 
         while (ns < len + 1)
             ns *= 2;
-        if (!(nb = realloc(f->d->scratch, ns)))
+        if (!(nb = realloc(sc->buf, ns)))
             return NULL;
-        f->d->scratch = nb;
-        f->d->scratch_size = ns;
+        sc->buf = nb;
+        sc->size = ns;
     }
-    memcpy(f->d->scratch, f->p, len);
-    f->d->scratch[len] = '\0';
+    memcpy(sc->buf, f->p, len);
+    sc->buf[len] = '\0';
     f->p += len;
-    return f->d->scratch;
+    return sc->buf;
 }
 
-static int fill_node(struct fill *f, const struct avn *n, avro_value_t *v)
+int core_avro_fill_node_(core_avro_fill *f, const struct avn *n, avro_value_t *v)
 {
     int64_t x;
 
@@ -422,9 +448,9 @@ static int fill_node(struct fill *f, const struct avn *n, avro_value_t *v)
     case AVN_BOOLEAN:
         return avro_value_set_boolean(v, *f->p++);
     case AVN_INT:
-        return avro_value_set_int(v, (int32_t)fill_varint(f));
+        return avro_value_set_int(v, (int32_t)core_avro_fill_varint_(f));
     case AVN_LONG:
-        return avro_value_set_long(v, fill_varint(f));
+        return avro_value_set_long(v, core_avro_fill_varint_(f));
     case AVN_FLOAT: {
         uint32_t u = (uint32_t)f->p[0] | (uint32_t)f->p[1] << 8 | (uint32_t)f->p[2] << 16 |
                      (uint32_t)f->p[3] << 24;
@@ -445,15 +471,15 @@ static int fill_node(struct fill *f, const struct avn *n, avro_value_t *v)
         return avro_value_set_double(v, db);
     }
     case AVN_BYTES: {
-        size_t len = (size_t)fill_varint(f);
+        size_t len = (size_t)core_avro_fill_varint_(f);
         int rc = avro_value_set_bytes(v, (void *)f->p, len);
 
         f->p += len;
         return rc;
     }
     case AVN_STRING: {
-        size_t len = (size_t)fill_varint(f);
-        const char *str = fill_cstr(f, len);
+        size_t len = (size_t)core_avro_fill_varint_(f);
+        const char *str = core_avro_fill_cstr_(f, len);
 
         if (!str) {
             avro_set_error("out of memory");
@@ -468,15 +494,15 @@ static int fill_node(struct fill *f, const struct avn *n, avro_value_t *v)
         return rc;
     }
     case AVN_ENUM:
-        return avro_value_set_enum(v, (int)fill_varint(f));
+        return avro_value_set_enum(v, (int)core_avro_fill_varint_(f));
     case AVN_UNION: {
         avro_value_t b;
         int rc;
 
-        x = fill_varint(f);
+        x = core_avro_fill_varint_(f);
         if ((rc = avro_value_set_branch(v, (int)x, &b)) != 0)
             return rc;
-        return fill_node(f, n->branches[x], &b);
+        return core_avro_fill_node_(f, n->branches[x], &b);
     }
     case AVN_RECORD:
         for (size_t i = 0; i < n->nfields; i++) {
@@ -484,28 +510,28 @@ static int fill_node(struct fill *f, const struct avn *n, avro_value_t *v)
             int rc;
 
             if ((rc = avro_value_get_by_index(v, i, &fv, NULL)) != 0 ||
-                (rc = fill_node(f, n->fields[i].type, &fv)) != 0)
+                (rc = core_avro_fill_node_(f, n->fields[i].type, &fv)) != 0)
                 return rc;
         }
         return 0;
     case AVN_ARRAY:
     case AVN_MAP:
         for (;;) {
-            int64_t count = fill_varint(f);
+            int64_t count = core_avro_fill_varint_(f);
 
             if (count == 0)
                 return 0;
             if (count < 0) {
                 count = -count;
-                (void)fill_varint(f); /* block size */
+                (void)core_avro_fill_varint_(f); /* block size */
             }
             for (int64_t i = 0; i < count; i++) {
                 avro_value_t item;
                 int rc;
 
                 if (n->type == AVN_MAP) {
-                    size_t klen = (size_t)fill_varint(f);
-                    const char *key = fill_cstr(f, klen);
+                    size_t klen = (size_t)core_avro_fill_varint_(f);
+                    const char *key = core_avro_fill_cstr_(f, klen);
 
                     if (!key) {
                         avro_set_error("out of memory");
@@ -515,7 +541,7 @@ static int fill_node(struct fill *f, const struct avn *n, avro_value_t *v)
                 } else {
                     rc = avro_value_append(v, &item, NULL);
                 }
-                if (rc != 0 || (rc = fill_node(f, n->items, &item)) != 0)
+                if (rc != 0 || (rc = core_avro_fill_node_(f, n->items, &item)) != 0)
                     return rc;
             }
         }
@@ -530,10 +556,10 @@ core_err_t core_avro_decoder_decode(core_avro_decoder_t *d, const void *buf, siz
 {
     const core_avro_schema_t *s;
     const uint8_t *body = (const uint8_t *)buf + CORE_AVRO_WIRE_HEADER;
-    avro_value_t *v = NULL;
+    size_t i, slot = DECODER_MAX_SCHEMAS;
+    avro_value_t *v;
     uint32_t id;
     core_err_t err;
-    size_t i;
 
     if ((err = core_avro_wire_id(buf, len, &id, errstr, errstr_size)) != CORE_OK)
         return err;
@@ -543,37 +569,45 @@ core_err_t core_avro_decoder_decode(core_avro_decoder_t *d, const void *buf, siz
     if ((err = core_avro_check_body(s, body, len, d->cat->max_record, errstr, errstr_size)) !=
         CORE_OK)
         return err;
-    for (i = 0; i < d->n && !v; i++)
+    for (i = 0; i < d->n && slot == DECODER_MAX_SCHEMAS; i++)
         if (d->v[i].schema == s)
-            v = &d->v[i].value;
-    if (!v) {
+            slot = i;
+    if (slot == DECODER_MAX_SCHEMAS) {
+        const core_avro_schema_t *r = core_avro_reader_of_(d->cat, s);
+
         if (d->n == DECODER_MAX_SCHEMAS) { /* every slot taken: drop the oldest */
             avro_value_decref(&d->v[0].value);
             memmove(&d->v[0], &d->v[1], (d->n - 1) * sizeof(d->v[0]));
             d->n--;
         }
-        if (avro_generic_value_new(s->iface, &d->v[d->n].value) != 0) {
-            core_errstr(errstr, errstr_size, "%s: cannot allocate a value", s->name);
+        if (avro_generic_value_new(r->iface, &d->v[d->n].value) != 0) {
+            core_errstr(errstr, errstr_size, "%s: cannot allocate a value", r->name);
             return CORE_ERR_NOMEM;
         }
         d->v[d->n].schema = s;
-        v = &d->v[d->n++].value;
+        d->v[d->n].reader = r;
+        d->v[d->n].same = core_avro_same_layout_(s, r);
+        slot = d->n++;
     }
+    v = &d->v[slot].value;
     /* Arrays and maps would append to what the last record left. */
     if (avro_value_reset(v) != 0) {
         core_errstr(errstr, errstr_size, "%s: avro-c: %s", s->name, avro_strerror());
         return CORE_ERR_INVALID;
     }
-    {
-        struct fill f = { body, d };
+    if (d->v[slot].same) {
+        core_avro_fill f = { body, &d->scratch };
 
-        if (fill_node(&f, s->root, v) != 0) {
+        if (core_avro_fill_node_(&f, s->root, v) != 0) {
             core_errstr(errstr, errstr_size, "%s: avro-c: %s", s->name, avro_strerror());
             return CORE_ERR_INVALID;
         }
+    } else if ((err = core_avro_project_(s, d->v[slot].reader, body, v, &d->scratch, errstr,
+                                         errstr_size)) != CORE_OK) {
+        return err;
     }
     if (schemap)
-        *schemap = s;
+        *schemap = d->v[slot].reader;
     *valuep = v;
     return CORE_OK;
 }
@@ -601,7 +635,8 @@ core_err_t core_avro_decode(const core_avro_catalog_t *cat, const void *buf,
                             size_t len, const core_avro_schema_t **schemap,
                             avro_value_t *out, char *errstr, size_t errstr_size)
 {
-    const core_avro_schema_t *s;
+    const core_avro_schema_t *s, *r;
+    const uint8_t *body = (const uint8_t *)buf + CORE_AVRO_WIRE_HEADER;
     uint32_t id;
     core_err_t err;
 
@@ -609,11 +644,12 @@ core_err_t core_avro_decode(const core_avro_catalog_t *cat, const void *buf,
         return err;
     if ((err = core_avro_catalog_id_(cat, id, &s, errstr, errstr_size)) != CORE_OK)
         return err;
-    err = core_avro_decode_body(s, (const uint8_t *)buf + CORE_AVRO_WIRE_HEADER,
-                                len - CORE_AVRO_WIRE_HEADER, cat->max_record, out,
-                                errstr, errstr_size);
+    /* an older version of its dataset is read as the dataset's current schema */
+    r = core_avro_reader_of_(cat, s);
+    err = core_avro_decode_body_as(s, r, body, len - CORE_AVRO_WIRE_HEADER, cat->max_record, out,
+                                   errstr, errstr_size);
     if (err == CORE_OK && schemap)
-        *schemap = s;
+        *schemap = r;
     return err;
 }
 

@@ -247,6 +247,27 @@ static void names_new(struct run_names *n)
     snprintf(n->ckpt, sizeof(n->ckpt), "%singest.ckpt", n->prefix);
 }
 
+/* Bind payee's current schema of cat under the subjects of the
+ * validator's outputs (<valid|retry|dlq topic>-value); each id into ids
+ * (may be NULL). */
+static void bind_outputs(core_registry_t *r, const core_avro_catalog_t *cat,
+                         const struct run_names *n, uint32_t ids[3])
+{
+    const char *topics[] = { n->valid, n->retry, n->dlq };
+    char subject[256], err[1024];
+
+    for (size_t k = 0; k < 3; k++) {
+        uint32_t id = 0;
+
+        snprintf(subject, sizeof(subject), "%s-value", topics[k]);
+        ck_assert_msg(core_registry_bind_subject(r, cat, core_avro_catalog_by_dataset(cat, "payee"),
+                                                 subject, &id, err, sizeof(err)) == CORE_OK,
+                      "%s", err);
+        if (ids)
+            ids[k] = id;
+    }
+}
+
 static char *payee_csv(size_t rows)
 {
     char *path = strdup("/tmp/tb-it-registry-XXXXXX.csv");
@@ -525,13 +546,17 @@ static size_t cached(const char *cprefix, size_t rows)
     return n;
 }
 
-static void feeder_caches_valid(const struct run_names *n, size_t rows)
+/* svc-cache-feeder caches the rows of .valid (its catalogue from proto_dir,
+ * NULL: the default), under a new prefix (into cprefix). */
+static void feeder_caches_valid_in(const struct run_names *n, size_t rows, const char *proto_dir,
+                                   char *cprefix, size_t cprefix_size)
 {
-    char bin[512], group[128], inst[128], tmpl[256], cprefix[96], log[256];
+    char bin[512], group[128], inst[128], tmpl[256], log[256];
     const char *argv[] = { bin, "--dataset", "payee", "--topic.template", tmpl,
                            "--cache.prefix", cprefix, "--audit.topic", n->audit,
                            "--group.id", group, "--instance.id", inst, "--http.port", "0",
-                           "--schema.registry.url", registry_url(), NULL };
+                           "--schema.registry.url", registry_url(),
+                           proto_dir ? "--proto.dir" : NULL, proto_dir, NULL };
     int64_t deadline = core_mono_ms() + 90000;
     size_t got = 0;
     pid_t pid;
@@ -539,7 +564,7 @@ static void feeder_caches_valid(const struct run_names *n, size_t rows)
 
     snprintf(bin, sizeof(bin), "%s/bin/svc-cache-feeder", tu_build_dir());
     snprintf(tmpl, sizeof(tmpl), "%s{dataset}.valid", n->prefix);
-    snprintf(cprefix, sizeof(cprefix), "itreg%s", tu_unique());
+    snprintf(cprefix, cprefix_size, "itreg%s", tu_unique());
     snprintf(group, sizeof(group), "itreg-f-%s", tu_unique());
     snprintf(inst, sizeof(inst), "itreg-f-%s", tu_unique());
     snprintf(log, sizeof(log), "/tmp/tb-it-registry-feeder-%s.log", tu_unique());
@@ -551,6 +576,13 @@ static void feeder_caches_valid(const struct run_names *n, size_t rows)
     ck_assert_msg(got == rows, "%zu of %zu cached (log %s)", got, rows, log);
     ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "feeder exit %d (log %s)", st, log);
     unlink(log);
+}
+
+static void feeder_caches_valid(const struct run_names *n, size_t rows)
+{
+    char cprefix[96];
+
+    feeder_caches_valid_in(n, rows, NULL, cprefix, sizeof(cprefix));
 }
 
 static long pg_count(PGconn *c, const char *sql)
@@ -638,6 +670,16 @@ START_TEST(ingest_to_validator_with_registry_ids_and_unknown_id_to_dlq)
                   "%s", errstr);
     ck_assert_uint_ne(id, 101);
     ck_assert_uint_eq(read_topic(n.raw, ROWS, 30000, id, NULL), ROWS);
+    /* the validator's outputs, registered by someone else (it does not
+     * register: it looks them up at start) */
+    {
+        core_registry_t *reg = registry(true);
+        uint32_t outs[3];
+
+        bind_outputs(reg, cat, &n, outs);
+        ck_assert_uint_eq(outs[0], id); /* the same schema text: the same id */
+        core_registry_free(reg);
+    }
 
     /* a record whose id the registry does not know, then more good ones */
     po.defaults = kdefaults;
@@ -875,6 +917,7 @@ START_TEST(registry_down_at_run_time_retries_not_poison)
                   "%s", err);
     id_new = register_payee_variant(r, cat, subject);
     ck_assert_uint_ne(id_new, id_cur);
+    bind_outputs(r, cat, &n, NULL);
 
     {
         const char *argv[] = { bin, "--dataset", "payee", "--topic.prefix", n.prefix,
@@ -995,6 +1038,293 @@ START_TEST(persister_writes_records_with_registry_ids)
 }
 END_TEST
 
+/* ---- reader's schema projection (issue 13, part a) ----------------------- */
+
+/* A copy of proto/ in dir (a mkdtemp template) whose payee has a second
+ * version: payee.avsc plus an optional field "tier" with the default
+ * "standard" (BACKWARD-compatible), the dataset's current schema. */
+static void proto_with_payee_v2(char *dir)
+{
+    char path[1200], src[1100], e[512], *text, *v2;
+    char *cp[] = { "/bin/cp", "-r", src, dir, NULL };
+    cJSON *j;
+    FILE *f;
+
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(src, sizeof(src), "%s/.", tu_proto_dir());
+    ck_assert_int_eq(tu_run_cmd(cp, environ, NULL, NULL, 10000), 0);
+    snprintf(path, sizeof(path), "%s/payee.avsc", dir);
+    text = core_read_file(path, 1 << 20, NULL, e, sizeof(e));
+    ck_assert_msg(text != NULL, "%s", e);
+    j = cJSON_Parse(text);
+    free(text);
+    cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(j, "fields"),
+                         cJSON_Parse("{\"name\":\"tier\",\"type\":[\"string\",\"null\"],"
+                                     "\"default\":\"standard\"}"));
+    v2 = cJSON_Print(j);
+    cJSON_Delete(j);
+    snprintf(path, sizeof(path), "%s/payee_v2.avsc", dir);
+    ck_assert_ptr_nonnull(f = fopen(path, "w"));
+    fputs(v2, f);
+    fclose(f);
+    free(v2);
+    snprintf(path, sizeof(path), "%s/catalog.json", dir);
+    text = core_read_file(path, 1 << 20, NULL, e, sizeof(e));
+    ck_assert_msg(text != NULL, "%s", e);
+    j = cJSON_Parse(text);
+    free(text);
+    cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(j, "schemas"),
+                         cJSON_Parse("{\"id\":105,\"dataset\":\"payee\",\"file\":"
+                                     "\"payee_v2.avsc\",\"rules\":\"payee.rules.json\"}"));
+    text = cJSON_Print(j);
+    cJSON_Delete(j);
+    ck_assert_ptr_nonnull(f = fopen(path, "w"));
+    fputs(text, f);
+    fclose(f);
+    free(text);
+}
+
+static void rm_tree(const char *dir)
+{
+    char *rm[] = { "/bin/rm", "-rf", (char *)dir, NULL };
+
+    tu_run_cmd(rm, environ, NULL, NULL, 10000);
+}
+
+/* The content digest the validator's audit event "valid" gives key (hex,
+ * into hex), read from the audit topic with cat (the registry its id source). */
+static bool audit_valid_digest(const char *audit, const core_avro_catalog_t *cat, size_t total,
+                               const char *key, char *hex, size_t hexsize)
+{
+    core_kafka_consumer_opts o = { 0 };
+    core_kafka_consumer_t *c;
+    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(6);
+    char errstr[512], group[128];
+    int64_t end = core_mono_ms() + 30000;
+    bool found = false;
+    size_t n = 0;
+
+    snprintf(group, sizeof(group), "itreg-audit-%s", tu_unique());
+    o.defaults = kdefaults;
+    o.ndefaults = 1;
+    o.group_id = group;
+    c = core_kafka_consumer_new(&o, errstr, sizeof(errstr));
+    ck_assert_msg(c != NULL, "%s", errstr);
+    for (int i = 0; i < 6; i++)
+        rd_kafka_topic_partition_list_add(parts, audit, i)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    ck_assert_int_eq(core_kafka_consumer_assign(c, parts, errstr, sizeof(errstr)), CORE_OK);
+    rd_kafka_topic_partition_list_destroy(parts);
+    while (!found && n < total && core_mono_ms() < end) {
+        rd_kafka_message_t *m = core_kafka_consumer_poll(c, 100);
+        const core_avro_schema_t *s;
+        avro_value_t v;
+
+        if (!m)
+            continue;
+        if (!m->err && ++n &&
+            core_avro_decode(cat, m->payload, m->len, &s, &v, errstr, sizeof(errstr)) ==
+                CORE_OK) {
+            cJSON *j = core_avro_to_json(s, &v, errstr, sizeof(errstr));
+            const cJSON *k = cJSON_GetObjectItem(j, "key"), *o2 = cJSON_GetObjectItem(j, "outcome"),
+                        *d = cJSON_GetObjectItem(j, "content_digest");
+
+            if (cJSON_IsString(k) && strcmp(k->valuestring, key) == 0 && cJSON_IsString(o2) &&
+                strcmp(o2->valuestring, "valid") == 0 && cJSON_IsString(d)) {
+                snprintf(hex, hexsize, "%s", d->valuestring);
+                found = true;
+            }
+            cJSON_Delete(j);
+            avro_value_decref(&v);
+        }
+        rd_kafka_message_destroy(m);
+    }
+    core_kafka_consumer_free(c);
+    return found;
+}
+
+/* A new BACKWARD-compatible version of payee (an added optional field with
+ * a default) registered; records written with the OLD id: the validator
+ * (whose catalogue has the new version as current) validates them as the
+ * new version, and svc-cache-feeder stores them in the new shape, the new
+ * field at its default. The validator's audit content digest is that of the
+ * stored record, so recon sees nothing altered. */
+START_TEST(old_id_records_read_as_the_new_version_by_validator_and_feeder)
+{
+    enum { ROWS = 20 };
+    struct run_names n;
+    char dir[] = "/tmp/tb-it-registry-v2-XXXXXX", subject[256], err[1024], cprefix[96];
+    core_avro_catalog_t *cat = catalog(), *cat2;
+    core_registry_t *r = registry(true);
+    uint32_t id_old = 0, id_new = 0;
+
+    names_new(&n);
+    proto_with_payee_v2(dir);
+    cat2 = core_avro_catalog_load(dir, err, sizeof(err));
+    ck_assert_msg(cat2 != NULL, "%s", err);
+    snprintf(subject, sizeof(subject), "%s-value", n.raw);
+    ck_assert_msg(core_registry_bind_subject(r, cat, core_avro_catalog_by_dataset(cat, "payee"),
+                                             subject, &id_old, err, sizeof(err)) == CORE_OK,
+                  "%s", err);
+    /* the new version, under the subject's BACKWARD check */
+    ck_assert_msg(core_registry_bind_subject(r, cat2, core_avro_catalog_by_dataset(cat2, "payee"),
+                                             subject, &id_new, err, sizeof(err)) == CORE_OK,
+                  "%s", err);
+    ck_assert_msg(id_new != id_old, "%s registered as the old id %u",
+                  core_avro_schema_file(core_avro_catalog_by_dataset(cat2, "payee")), id_old);
+    produce_payees(n.raw, 0, ROWS, id_old, false);
+
+    {
+        char bin[512], group[128], inst[128], log[256];
+        const char *argv[] = { bin, "--dataset", "payee", "--topic.prefix", n.prefix,
+                               "--audit.topic", n.audit, "--group.id", group, "--instance.id",
+                               inst, "--http.port", "0", "--commit.interval.ms", "100",
+                               "--proto.dir", dir, "--schema.registry.auto.register.schemas",
+                               "--schema.registry.url", registry_url(), NULL };
+        pid_t pid;
+        int st = 0;
+        size_t nvalid;
+
+        snprintf(bin, sizeof(bin), "%s/bin/svc-validator", tu_build_dir());
+        snprintf(group, sizeof(group), "itreg-v2-%s", tu_unique());
+        snprintf(inst, sizeof(inst), "itreg-v2-%s", tu_unique());
+        snprintf(log, sizeof(log), "/tmp/tb-it-registry-v2-validator-%s.log", tu_unique());
+        pid = spawn_logged(argv, log);
+        /* the old version's records keep its id: their bytes are its */
+        nvalid = read_topic(n.valid, ROWS, 90000, id_old, NULL);
+        kill(pid, SIGTERM);
+        ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+        ck_assert_msg(nvalid == ROWS, "%zu of %d on .valid (log %s)", nvalid, ROWS, log);
+        ck_assert_msg(read_topic(n.dlq, 1, 2000, 0, NULL) == 0, "a record on .dlq (log %s)", log);
+        {
+            /* it registered the current version under its outputs' subjects */
+            core_registry_t *look = registry(false);
+            uint32_t out[3];
+
+            bind_outputs(look, cat2, &n, out);
+            for (int k = 0; k < 3; k++)
+                ck_assert_uint_eq(out[k], id_new);
+            core_registry_free(look);
+        }
+        ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "validator exit %d (log %s)", st,
+                      log);
+        unlink(log);
+    }
+    feeder_caches_valid_in(&n, ROWS, dir, cprefix, sizeof(cprefix));
+    {
+        /* the stored record: the new shape, tier at its default */
+        redisContext *c = redisConnect("127.0.0.1", 6379);
+        const core_avro_schema_t *v2 = core_avro_catalog_by_dataset(cat2, "payee");
+        redisReply *rep;
+        cJSON *doc;
+        avro_value_t v;
+        core_digest d;
+        char hex[CORE_DIGEST_HEX_LEN + 1], want[CORE_DIGEST_HEX_LEN + 1];
+
+        ck_assert_msg(c && !c->err, "redis");
+        rep = redisCommand(c, "GET %s:payee:P3", cprefix);
+        ck_assert_msg(rep && rep->type == REDIS_REPLY_STRING, "no P3 in redis");
+        doc = cJSON_Parse(rep->str);
+        freeReplyObject(rep);
+        redisFree(c);
+        ck_assert_ptr_nonnull(doc);
+        ck_assert_msg(cJSON_IsString(cJSON_GetObjectItem(doc, "tier")),
+                      "the stored record has no tier: not read as the new version");
+        ck_assert_str_eq(cJSON_GetObjectItem(doc, "tier")->valuestring, "standard");
+        ck_assert_str_eq(cJSON_GetObjectItem(doc, "payee_id")->valuestring, "P3");
+        /* what recon recomputes from it equals the validator's audit digest */
+        ck_assert_msg(core_avro_from_json(v2, doc, &v, err, sizeof(err)) == CORE_OK, "%s", err);
+        ck_assert_int_eq(core_avro_content_digest_value(v2, &v, &d, err, sizeof(err)), CORE_OK);
+        avro_value_decref(&v);
+        cJSON_Delete(doc);
+        core_digest_to_hex(&d, want);
+        ck_assert_int_eq(core_avro_catalog_set_fetch(cat2, core_registry_fetch, r), CORE_OK);
+        ck_assert_msg(audit_valid_digest(n.audit, cat2, 1000, "P3", hex, sizeof(hex)),
+                      "no valid audit event of P3");
+        ck_assert_str_eq(hex, want);
+    }
+    rm_tree(dir);
+    core_avro_catalog_free(cat2);
+    core_avro_catalog_free(cat);
+    core_registry_free(r);
+}
+END_TEST
+
+/* svc-validator in registry mode binds the dataset's schema under the
+ * subject of each output at start: registration off and <valid>-value
+ * missing is exit 78 naming it; registration on, it registers all three,
+ * and a record of the current schema leaves on .valid with the id of
+ * <valid>-value (the registry's id of that text: the writer's, so the
+ * header needs no rewrite, and the payload digest covers the body alone). */
+START_TEST(validator_binds_its_output_subjects)
+{
+    enum { ROWS = 5 };
+    struct run_names n;
+    core_avro_catalog_t *cat = catalog();
+    core_registry_t *r = registry(true);
+    char subject[256], vsub[256], asub[256], err[1024], bin[512], group[128], inst[128],
+        log[256];
+    const char *argv[] = { bin, "--dataset", "payee", "--topic.prefix", n.prefix,
+                           "--audit.topic", n.audit, "--group.id", group, "--instance.id",
+                           inst, "--http.port", "0", "--commit.interval.ms", "100",
+                           "--startup.timeout.ms", "10000",
+                           "--schema.registry.url", registry_url(), NULL, NULL };
+    const core_avro_schema_t *audit = core_avro_catalog_by_name(cat, "tributary.AuditEvent");
+    uint32_t id_raw = 0, mid = 0, out[3];
+    char *out_txt = NULL, *err_txt = NULL;
+    int rc, st = 0;
+    pid_t pid;
+
+    names_new(&n);
+    snprintf(subject, sizeof(subject), "%s-value", n.raw);
+    snprintf(vsub, sizeof(vsub), "%s-value", n.valid);
+    snprintf(bin, sizeof(bin), "%s/bin/svc-validator", tu_build_dir());
+    snprintf(group, sizeof(group), "itreg-vo-%s", tu_unique());
+    snprintf(inst, sizeof(inst), "itreg-vo-%s", tu_unique());
+    ck_assert_msg(core_registry_bind_subject(r, cat, core_avro_catalog_by_dataset(cat, "payee"),
+                                             subject, &id_raw, err, sizeof(err)) == CORE_OK,
+                  "%s", err);
+    snprintf(asub, sizeof(asub), "%s-value", n.audit);
+    ck_assert_msg(core_registry_bind_subject(r, cat, audit, asub, &mid, err, sizeof(err)) ==
+                      CORE_OK &&
+                      core_registry_bind_subject(r, cat, audit, "audit.events-value", &mid, err,
+                                                 sizeof(err)) == CORE_OK,
+                  "%s", err);
+
+    /* registration off, the outputs' subjects missing */
+    rc = tu_run_cmd((char *const *)argv, environ, &out_txt, &err_txt, 60000);
+    ck_assert_msg(rc == 78, "exit %d: %s", rc, err_txt);
+    ck_assert_msg(strstr(err_txt, vsub) && strstr(err_txt, "auto.register.schemas"),
+                  "stderr does not name %s: %s", vsub, err_txt);
+    free(out_txt);
+    free(err_txt);
+
+    /* registration on: all three registered, records through with that id */
+    argv[CORE_ARRAY_SIZE(argv) - 2] = "--schema.registry.auto.register.schemas";
+    snprintf(log, sizeof(log), "/tmp/tb-it-registry-vo-%s.log", tu_unique());
+    produce_payees(n.raw, 0, ROWS, id_raw, false);
+    pid = spawn_logged(argv, log);
+    {
+        size_t nvalid = read_topic(n.valid, ROWS, 90000, id_raw, NULL);
+
+        kill(pid, SIGTERM);
+        ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+        ck_assert_msg(nvalid == ROWS, "%zu of %d on .valid (log %s)", nvalid, ROWS, log);
+    }
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "validator exit %d (log %s)", st, log);
+    {
+        core_registry_t *look = registry(false);
+
+        bind_outputs(look, cat, &n, out);
+        core_registry_free(look);
+    }
+    for (int k = 0; k < 3; k++)
+        ck_assert_uint_eq(out[k], id_raw);
+    unlink(log);
+    core_registry_free(r);
+    core_avro_catalog_free(cat);
+}
+END_TEST
+
 static Suite *registry_suite(void)
 {
     Suite *s = suite_create("registry");
@@ -1014,6 +1344,8 @@ static Suite *registry_suite(void)
     tcase_add_test(v, registry_restart_keeps_ids_and_schemas);
     tcase_add_test(v, registry_down_at_run_time_retries_not_poison);
     tcase_add_test(v, persister_writes_records_with_registry_ids);
+    tcase_add_test(v, old_id_records_read_as_the_new_version_by_validator_and_feeder);
+    tcase_add_test(v, validator_binds_its_output_subjects);
     suite_add_tcase(s, v);
     return s;
 }

@@ -1544,12 +1544,38 @@ START_TEST(test_catalog_versions)
     ck_assert_ptr_nonnull(v2);
     ck_assert_ptr_eq(core_avro_catalog_by_dataset(cat, "payee"), v2);
     ck_assert_ptr_eq(core_avro_catalog_by_name(cat, "tributary.dataset.Payee"), v2);
-    /* a record written by the real catalogue (id 101) decodes with v1 */
+    /* a record written by the real catalogue (id 101) is read as the
+     * current version v2: nickname, which v1 lacks, at its default */
     old = load();
     wire_of(old, "payee", PAYEE_JSON, &buf, &len);
     ck_assert_int_eq(core_avro_decode(cat, buf, len, &got, &v, err, sizeof(err)), CORE_OK);
-    ck_assert_ptr_eq(got, v1);
+    ck_assert_ptr_eq(got, v2);
+    j = core_avro_to_json(got, &v, err, sizeof(err));
+    ck_assert(cJSON_IsNull(cJSON_GetObjectItem(j, "nickname")));
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "payee_id")->valuestring, "P-0001");
+    cJSON_Delete(j);
     avro_value_decref(&v);
+    {
+        /* the reusing decoder reads it the same way; its content digest is
+         * that of the v2 record (nickname null), which the sinks store */
+        core_avro_decoder_t *dec = core_avro_decoder_new(cat, err, sizeof(err));
+        avro_value_t *dv, v2v;
+        core_digest dw, dv2;
+
+        ck_assert_ptr_nonnull(dec);
+        ck_assert_int_eq(core_avro_decoder_decode(dec, buf, len, &got, &dv, err, sizeof(err)),
+                         CORE_OK);
+        ck_assert_ptr_eq(got, v2);
+        ck_assert_ptr_eq(avro_value_get_schema(dv), core_avro_schema_avro(v2));
+        ck_assert_msg(core_avro_content_digest_wire(cat, buf, len, &dw, err, sizeof(err)) ==
+                      CORE_OK, "%s", err);
+        from_json_ok(v2, PAYEE_JSON, &v2v);
+        ck_assert_int_eq(core_avro_content_digest_value(v2, &v2v, &dv2, err, sizeof(err)),
+                         CORE_OK);
+        ck_assert(memcmp(&dw, &dv2, sizeof(dw)) == 0);
+        avro_value_decref(&v2v);
+        core_avro_decoder_free(dec);
+    }
     free(buf);
     /* the current version writes with id 105 */
     from_json_ok(v2, PAYEE_JSON, &v);
@@ -1932,7 +1958,8 @@ START_TEST(test_catalog_id_source)
                      CORE_ERR_NOTFOUND);
     ck_assert_ptr_nonnull(strstr(err, "schema id 10 is not in the registry"));
     {
-        /* a record written with id 7 (payee + a null "extra") decodes as payee's version */
+        /* a record written with id 7 (payee + a null "extra") is a version of
+         * payee: read as payee's current schema, "extra" dropped */
         cJSON *j = cJSON_Parse("{" META("ADD", "BULK") ",\"payee_id\":\"P1\",\"name\":\"N\","
                                "\"account_number\":\"1\",\"routing_number\":\"021000021\","
                                "\"iban\":null,\"country\":\"US\",\"currency\":\"USD\","
@@ -1955,7 +1982,9 @@ START_TEST(test_catalog_id_source)
         buf[4] = 7;
         ck_assert_msg(core_avro_decode(cat, buf, len, &got, &v, err, sizeof(err)) == CORE_OK, "%s",
                       err);
-        ck_assert_ptr_eq(got, core_avro_catalog_by_id(cat, 7));
+        ck_assert_ptr_eq(got, payee);
+        ck_assert_ptr_ne(core_avro_catalog_by_id(cat, 7), payee);
+        ck_assert_str_eq(core_avro_schema_dataset(core_avro_catalog_by_id(cat, 7)), "payee");
         ck_assert_int_eq(core_avro_get_key(got, &v, &key, NULL, err, sizeof(err)), CORE_OK);
         ck_assert_str_eq(key, "P1");
         avro_value_decref(&v);
@@ -1963,6 +1992,314 @@ START_TEST(test_catalog_id_source)
         cJSON_Delete(j);
     }
     core_avro_catalog_free(cat);
+}
+END_TEST
+
+/* ---- reader's schema projection ----------------------------------------- */
+
+#define REC(fields) "{\"type\":\"record\",\"name\":\"R\",\"namespace\":\"t\",\"fields\":[" fields "]}"
+
+/* Write wvalue (natural JSON) with the writer's schema text, read the body
+ * as the reader's: its natural JSON, or NULL with err. */
+static cJSON *project_rc(const char *wschema, const char *wvalue, const char *rschema,
+                         core_err_t *rcp, char *err, size_t errsz)
+{
+    core_avro_schema_t *w = core_avro_schema_new(wschema, strlen(wschema), 1, err, errsz);
+    core_avro_schema_t *r;
+    avro_value_t v, rv;
+    void *buf = NULL;
+    size_t len = 0;
+    cJSON *out = NULL;
+
+    ck_assert_msg(w != NULL, "writer: %s", err);
+    r = core_avro_schema_new(rschema, strlen(rschema), 2, err, errsz);
+    ck_assert_msg(r != NULL, "reader: %s", err);
+    from_json_ok(w, wvalue, &v);
+    encode_ok(w, &v, &buf, &len);
+    avro_value_decref(&v);
+    *rcp = core_avro_decode_body_as(w, r, (uint8_t *)buf + CORE_AVRO_WIRE_HEADER,
+                                    len - CORE_AVRO_WIRE_HEADER, 0, &rv, err, errsz);
+    if (*rcp == CORE_OK) {
+        ck_assert_ptr_eq(avro_value_get_schema(&rv), core_avro_schema_avro(r));
+        out = core_avro_to_json(r, &rv, err, errsz);
+        ck_assert_msg(out != NULL, "to_json: %s", err);
+        avro_value_decref(&rv);
+    }
+    free(buf);
+    core_avro_schema_free(w);
+    core_avro_schema_free(r);
+    return out;
+}
+
+static void project_ok(const char *wschema, const char *wvalue, const char *rschema,
+                       const char *want)
+{
+    char err[512] = "";
+    core_err_t rc;
+    cJSON *j = project_rc(wschema, wvalue, rschema, &rc, err, sizeof(err));
+    char *txt;
+
+    ck_assert_msg(rc == CORE_OK, "projection refused: %s", err);
+    txt = cJSON_PrintUnformatted(j);
+    ck_assert_str_eq(txt, want);
+    free(txt);
+    cJSON_Delete(j);
+}
+
+static void project_bad(const char *wschema, const char *wvalue, const char *rschema,
+                        const char *want)
+{
+    char err[512] = "";
+    core_err_t rc;
+    cJSON *j = project_rc(wschema, wvalue, rschema, &rc, err, sizeof(err));
+
+    cJSON_Delete(j);
+    ck_assert_msg(rc == CORE_ERR_INVALID, "accepted (rc %d), want '%s'", rc, want);
+    ck_assert_msg(strstr(err, want) != NULL, "error '%s' lacks '%s'", err, want);
+}
+
+/* BACKWARD's case: the reader added fields with defaults, of every kind. */
+START_TEST(test_project_reader_defaults)
+{
+    project_ok(REC("{\"name\":\"a\",\"type\":\"int\"}"), "{\"a\":1}",
+               REC("{\"name\":\"a\",\"type\":\"int\"},"
+                   "{\"name\":\"b\",\"type\":\"string\",\"default\":\"x\"},"
+                   "{\"name\":\"c\",\"type\":[\"null\",\"long\"],\"default\":null},"
+                   "{\"name\":\"d\",\"type\":{\"type\":\"record\",\"name\":\"D\",\"fields\":["
+                   "  {\"name\":\"e\",\"type\":\"int\",\"default\":3},"
+                   "  {\"name\":\"f\",\"type\":{\"type\":\"enum\",\"name\":\"E\","
+                   "   \"symbols\":[\"P\",\"Q\"]},\"default\":\"Q\"}]},\"default\":{\"e\":4}},"
+                   "{\"name\":\"g\",\"type\":{\"type\":\"array\",\"items\":\"int\"},"
+                   " \"default\":[1,2]},"
+                   "{\"name\":\"h\",\"type\":{\"type\":\"map\",\"values\":\"long\"},"
+                   " \"default\":{\"k\":1}},"
+                   "{\"name\":\"i\",\"type\":\"bytes\",\"default\":\"A\\u00ff\"},"
+                   "{\"name\":\"j\",\"type\":\"float\",\"default\":1.5},"
+                   "{\"name\":\"k\",\"type\":\"boolean\",\"default\":true},"
+                   "{\"name\":\"l\",\"type\":[\"string\",\"null\"],\"default\":\"s\"},"
+                   "{\"name\":\"m\",\"type\":{\"type\":\"fixed\",\"name\":\"F\",\"size\":2},"
+                   " \"default\":\"ab\"}"),
+               "{\"a\":1,\"b\":\"x\",\"c\":null,\"d\":{\"e\":4,\"f\":\"Q\"},\"g\":[1,2],"
+               "\"h\":{\"k\":1},\"i\":\"A\\\\xff\",\"j\":1.5,\"k\":true,\"l\":\"s\","
+               "\"m\":\"ab\"}");
+    /* a reader's field the writer lacks, without a default: named */
+    project_bad(REC("{\"name\":\"a\",\"type\":\"int\"}"), "{\"a\":1}",
+                REC("{\"name\":\"a\",\"type\":\"int\"},{\"name\":\"q\",\"type\":\"int\"}"),
+                "q: not in the writer's schema, and the reader's has no default");
+}
+END_TEST
+
+/* The reader dropped fields (of every shape, before and after its own) and
+ * reordered the rest. */
+START_TEST(test_project_writer_fields_dropped)
+{
+    project_ok(REC("{\"name\":\"z\",\"type\":\"string\"},{\"name\":\"a\",\"type\":\"int\"},"
+                   "{\"name\":\"y\",\"type\":{\"type\":\"record\",\"name\":\"Y\",\"fields\":["
+                   "  {\"name\":\"q\",\"type\":{\"type\":\"array\",\"items\":\"long\"}}]}},"
+                   "{\"name\":\"m\",\"type\":{\"type\":\"map\",\"values\":\"string\"}},"
+                   "{\"name\":\"f\",\"type\":{\"type\":\"fixed\",\"name\":\"F\",\"size\":3}},"
+                   "{\"name\":\"d\",\"type\":\"double\"},"
+                   "{\"name\":\"u\",\"type\":[\"null\",\"double\"]},"
+                   "{\"name\":\"x\",\"type\":[\"null\",\"Y\"]},{\"name\":\"e\",\"type\":\"float\"}"),
+               "{\"z\":\"zz\",\"a\":7,\"y\":{\"q\":[1,2,3]},\"m\":{\"k\":\"v\",\"l\":\"w\"},"
+               "\"f\":\"abc\",\"d\":0.5,\"u\":2.5,\"x\":{\"q\":[9]},\"e\":1}",
+               REC("{\"name\":\"u\",\"type\":[\"null\",\"double\"]},"
+                   "{\"name\":\"a\",\"type\":\"int\"},{\"name\":\"e\",\"type\":\"float\"}"),
+               "{\"u\":2.5,\"a\":7,\"e\":1}");
+}
+END_TEST
+
+START_TEST(test_project_promotions)
+{
+    project_ok(REC("{\"name\":\"i\",\"type\":\"int\"},{\"name\":\"l\",\"type\":\"long\"},"
+                   "{\"name\":\"f\",\"type\":\"float\"},{\"name\":\"s\",\"type\":\"string\"},"
+                   "{\"name\":\"b\",\"type\":\"bytes\"},{\"name\":\"i2\",\"type\":\"int\"},"
+                   "{\"name\":\"l2\",\"type\":\"long\"},{\"name\":\"i3\",\"type\":\"int\"}"),
+               "{\"i\":-3,\"l\":1099511627776,\"f\":1.5,\"s\":\"h\\u00e9\",\"b\":\"ok\","
+               "\"i2\":4,\"l2\":8,\"i3\":-9}",
+               REC("{\"name\":\"i\",\"type\":\"long\"},{\"name\":\"l\",\"type\":\"double\"},"
+                   "{\"name\":\"f\",\"type\":\"double\"},{\"name\":\"s\",\"type\":\"bytes\"},"
+                   "{\"name\":\"b\",\"type\":\"string\"},{\"name\":\"i2\",\"type\":\"float\"},"
+                   "{\"name\":\"l2\",\"type\":\"float\"},{\"name\":\"i3\",\"type\":\"double\"}"),
+               "{\"i\":-3,\"l\":1099511627776,\"f\":1.5,\"s\":\"h\\\\xc3\\\\xa9\",\"b\":\"ok\","
+               "\"i2\":4,\"l2\":8,\"i3\":-9}");
+    /* no demotion */
+    project_bad(REC("{\"name\":\"n\",\"type\":\"long\"}"), "{\"n\":1}",
+                REC("{\"name\":\"n\",\"type\":\"int\"}"),
+                "n: written as long, the reader's schema has int");
+    project_bad(REC("{\"name\":\"n\",\"type\":\"double\"}"), "{\"n\":1}",
+                REC("{\"name\":\"n\",\"type\":\"float\"}"),
+                "n: written as double, the reader's schema has float");
+    /* bytes read as a string must be a string here: UTF-8 without NUL */
+    project_bad(REC("{\"name\":\"b\",\"type\":\"bytes\"}"), "{\"b\":\"\\\\xff\"}",
+                REC("{\"name\":\"b\",\"type\":\"string\"}"),
+                "b: bytes written are not valid UTF-8");
+}
+END_TEST
+
+START_TEST(test_project_enums)
+{
+#define ENUM_W "{\"name\":\"e\",\"type\":{\"type\":\"enum\",\"name\":\"E\"," \
+               "\"symbols\":[\"A\",\"B\",\"C\"]}}"
+    const char *rdef = REC("{\"name\":\"e\",\"type\":{\"type\":\"enum\",\"name\":\"E\","
+                           "\"symbols\":[\"X\",\"B\",\"A\"],\"default\":\"X\"}}");
+
+    /* by symbol, not by index */
+    project_ok(REC(ENUM_W), "{\"e\":\"A\"}", rdef, "{\"e\":\"A\"}");
+    project_ok(REC(ENUM_W), "{\"e\":\"B\"}", rdef, "{\"e\":\"B\"}");
+    /* a symbol the reader lacks: the reader enum's default */
+    project_ok(REC(ENUM_W), "{\"e\":\"C\"}", rdef, "{\"e\":\"X\"}");
+    /* no default: an error naming the field and the symbol */
+    project_bad(REC(ENUM_W), "{\"e\":\"C\"}",
+                REC("{\"name\":\"e\",\"type\":{\"type\":\"enum\",\"name\":\"E\","
+                    "\"symbols\":[\"A\",\"B\"]}}"),
+                "e: symbol C is not in the reader's enum t.E, which has no default");
+#undef ENUM_W
+}
+END_TEST
+
+START_TEST(test_project_unions)
+{
+    const char *w = REC("{\"name\":\"u\",\"type\":[\"null\",\"int\"]},"
+                        "{\"name\":\"v\",\"type\":\"int\"},"
+                        "{\"name\":\"w\",\"type\":[\"null\",\"string\"]},"
+                        "{\"name\":\"x\",\"type\":[\"int\",\"string\"]}");
+    const char *r = REC("{\"name\":\"u\",\"type\":[\"null\",\"string\",\"long\"]},"
+                        "{\"name\":\"v\",\"type\":[\"null\",\"double\",\"int\"]},"
+                        "{\"name\":\"w\",\"type\":[\"null\",\"string\"]},"
+                        "{\"name\":\"x\",\"type\":[\"string\",\"long\"]}");
+    char err[512] = "";
+    core_err_t rc;
+    cJSON *j;
+
+    /* the writer's branch into the reader's union; a plain writer's type
+     * into the branch of its own type before a promotion (v: int, not double) */
+    project_ok(w, "{\"u\":5,\"v\":6,\"w\":null,\"x\":\"s\"}", r,
+               "{\"u\":5,\"v\":6,\"w\":null,\"x\":\"s\"}");
+    project_ok(w, "{\"u\":null,\"v\":6,\"w\":\"t\",\"x\":3}", r,
+               "{\"u\":null,\"v\":6,\"w\":\"t\",\"x\":3}");
+    /* the branch chosen, seen through the value's type: v went to int */
+    j = project_rc(w, "{\"u\":5,\"v\":6,\"w\":null,\"x\":\"s\"}", r, &rc, err, sizeof(err));
+    ck_assert_int_eq(rc, CORE_OK);
+    ck_assert(cJSON_IsNumber(cJSON_GetObjectItem(j, "v")));
+    cJSON_Delete(j);
+    {
+        core_avro_schema_t *ws = core_avro_schema_new(w, strlen(w), 1, err, sizeof(err));
+        core_avro_schema_t *rs = core_avro_schema_new(r, strlen(r), 2, err, sizeof(err));
+        avro_value_t v, rv, f, b;
+        void *buf = NULL;
+        size_t len = 0;
+        int disc = -1;
+
+        from_json_ok(ws, "{\"u\":5,\"v\":6,\"w\":null,\"x\":\"s\"}", &v);
+        encode_ok(ws, &v, &buf, &len);
+        avro_value_decref(&v);
+        ck_assert_int_eq(core_avro_decode_body_as(ws, rs, (uint8_t *)buf + 5, len - 5, 0, &rv,
+                                                  err, sizeof(err)), CORE_OK);
+        ck_assert_int_eq(avro_value_get_by_name(&rv, "v", &f, NULL), 0);
+        ck_assert_int_eq(avro_value_get_discriminant(&f, &disc), 0);
+        ck_assert_int_eq(disc, 2); /* int */
+        ck_assert_int_eq(avro_value_get_current_branch(&f, &b), 0);
+        ck_assert_int_eq(avro_value_get_type(&b), AVRO_INT32);
+        /* u: int written, the reader has [null, string, long]: long */
+        ck_assert_int_eq(avro_value_get_by_name(&rv, "u", &f, NULL), 0);
+        ck_assert_int_eq(avro_value_get_current_branch(&f, &b), 0);
+        ck_assert_int_eq(avro_value_get_type(&b), AVRO_INT64);
+        avro_value_decref(&rv);
+        free(buf);
+        core_avro_schema_free(ws);
+        core_avro_schema_free(rs);
+    }
+    /* a branch written that the reader cannot take */
+    project_bad(REC("{\"name\":\"w\",\"type\":[\"null\",\"string\"]}"), "{\"w\":null}",
+                REC("{\"name\":\"w\",\"type\":\"string\"}"),
+                "w: written as null, the reader's schema has string");
+    project_bad(REC("{\"name\":\"w\",\"type\":\"boolean\"}"), "{\"w\":true}",
+                REC("{\"name\":\"w\",\"type\":[\"null\",\"string\"]}"),
+                "w: written as boolean, which no branch of the reader's union takes");
+}
+END_TEST
+
+/* Nested records, arrays and maps of records: resolved inside; errors
+ * name the whole path (array items and map entries by position). */
+START_TEST(test_project_nested)
+{
+#define NREC(fields) "{\"type\":\"record\",\"name\":\"N\",\"fields\":[" fields "]}"
+    project_ok(REC("{\"name\":\"r\",\"type\":" NREC("{\"name\":\"x\",\"type\":\"int\"},"
+                                                    "{\"name\":\"y\",\"type\":\"string\"}") "},"
+                   "{\"name\":\"arr\",\"type\":{\"type\":\"array\",\"items\":\"N\"}},"
+                   "{\"name\":\"m\",\"type\":{\"type\":\"map\",\"values\":\"int\"}},"
+                   "{\"name\":\"o\",\"type\":[\"null\",\"N\"]}"),
+               "{\"r\":{\"x\":1,\"y\":\"yy\"},\"arr\":[{\"x\":2,\"y\":\"a\"},{\"x\":3,\"y\":\"b\"}],"
+               "\"m\":{\"k\":4},\"o\":{\"x\":5,\"y\":\"c\"}}",
+               REC("{\"name\":\"r\",\"type\":" NREC("{\"name\":\"x\",\"type\":\"long\"},"
+                                                    "{\"name\":\"z\",\"type\":\"int\","
+                                                    "\"default\":9}") "},"
+                   "{\"name\":\"arr\",\"type\":{\"type\":\"array\",\"items\":\"N\"}},"
+                   "{\"name\":\"m\",\"type\":{\"type\":\"map\",\"values\":\"double\"}},"
+                   "{\"name\":\"o\",\"type\":[\"null\",\"N\"]}"),
+               "{\"r\":{\"x\":1,\"z\":9},\"arr\":[{\"x\":2,\"z\":9},{\"x\":3,\"z\":9}],"
+               "\"m\":{\"k\":4},\"o\":{\"x\":5,\"z\":9}}");
+    project_bad(REC("{\"name\":\"arr\",\"type\":{\"type\":\"array\",\"items\":"
+                    NREC("{\"name\":\"k\",\"type\":\"string\"}") "}}"),
+                "{\"arr\":[{\"k\":\"a\"},{\"k\":\"b\"}]}",
+                REC("{\"name\":\"arr\",\"type\":{\"type\":\"array\",\"items\":"
+                    NREC("{\"name\":\"k\",\"type\":\"int\"}") "}}"),
+                "arr[0].k: written as string, the reader's schema has int");
+    project_bad(REC("{\"name\":\"m\",\"type\":{\"type\":\"map\",\"values\":\"long\"}}"),
+                "{\"m\":{\"a\":1,\"b\":2}}",
+                REC("{\"name\":\"m\",\"type\":{\"type\":\"map\",\"values\":\"string\"}}"),
+                "m[0]: written as long, the reader's schema has string");
+#undef NREC
+}
+END_TEST
+
+/* Logical types: the reader's kept (a timestamp stays a timestamp, a
+ * decimal a decimal); a change of unit or scale is refused. */
+START_TEST(test_project_logical_and_errors)
+{
+#define DEC(s) "{\"type\":\"bytes\",\"logicalType\":\"decimal\",\"precision\":10,\"scale\":" s "}"
+    project_ok(REC("{\"name\":\"d\",\"type\":" DEC("2") "},"
+                   "{\"name\":\"t\",\"type\":{\"type\":\"long\",\"logicalType\":\"timestamp-millis\"}}"),
+               "{\"d\":\"12.30\",\"t\":\"2024-03-07T10:00:00.000Z\"}",
+               REC("{\"name\":\"t\",\"type\":[\"null\",{\"type\":\"long\","
+                   "\"logicalType\":\"timestamp-millis\"}]},{\"name\":\"d\",\"type\":" DEC("2") "}"),
+               "{\"t\":\"2024-03-07T10:00:00.000Z\",\"d\":\"12.30\"}");
+    project_bad(REC("{\"name\":\"d\",\"type\":" DEC("2") "}"), "{\"d\":\"12.30\"}",
+                REC("{\"name\":\"d\",\"type\":" DEC("3") "}"),
+                "d: decimal of scale 2 written, the reader's has scale 3");
+    project_bad(REC("{\"name\":\"t\",\"type\":{\"type\":\"long\",\"logicalType\":\"timestamp-millis\"}}"),
+                "{\"t\":0}",
+                REC("{\"name\":\"t\",\"type\":{\"type\":\"long\",\"logicalType\":\"timestamp-micros\"}}"),
+                "t: timestamp-millis written, the reader's is timestamp-micros");
+    /* a writer's field type the reader cannot take: a clear error naming
+     * both schemas and the field, never the value */
+    {
+        char err[512] = "";
+        core_err_t rc;
+        cJSON *j = project_rc(REC("{\"name\":\"a\",\"type\":\"string\"}"), "{\"a\":\"secret\"}",
+                              REC("{\"name\":\"a\",\"type\":{\"type\":\"array\",\"items\":\"string\"}}"),
+                              &rc, err, sizeof(err));
+
+        ck_assert_ptr_null(j);
+        ck_assert_int_eq(rc, CORE_ERR_INVALID);
+        ck_assert_str_eq(err, "schema read as schema: a: written as string, the reader's schema "
+                              "has array");
+        ck_assert_ptr_null(strstr(err, "secret"));
+    }
+#undef DEC
+}
+END_TEST
+
+/* An enum default that is not one of its symbols is refused at load. */
+START_TEST(test_project_enum_default_checked)
+{
+    char err[512] = "";
+    const char *s = REC("{\"name\":\"e\",\"type\":{\"type\":\"enum\",\"name\":\"E\","
+                        "\"symbols\":[\"A\"],\"default\":\"Z\"}}");
+
+    ck_assert_ptr_null(core_avro_schema_new(s, strlen(s), 1, err, sizeof(err)));
+    ck_assert_ptr_nonnull(strstr(err, "enum t.E: \"default\" must be one of its symbols"));
 }
 END_TEST
 
@@ -1992,6 +2329,16 @@ static Suite *avro_suite(void)
     tcase_add_test(tc, test_decoder_reuse_and_paths);
     tcase_add_test(tc, test_decoder_same_as_avro_read);
     tcase_add_test(tc, test_catalog_id_source);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("project");
+    tcase_add_test(tc, test_project_reader_defaults);
+    tcase_add_test(tc, test_project_writer_fields_dropped);
+    tcase_add_test(tc, test_project_promotions);
+    tcase_add_test(tc, test_project_enums);
+    tcase_add_test(tc, test_project_unions);
+    tcase_add_test(tc, test_project_nested);
+    tcase_add_test(tc, test_project_logical_and_errors);
+    tcase_add_test(tc, test_project_enum_default_checked);
     suite_add_tcase(s, tc);
     tc = tcase_create("json");
     tcase_add_test(tc, test_json_forms);

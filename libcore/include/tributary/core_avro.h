@@ -302,10 +302,21 @@ core_err_t core_avro_wire_id(const void *buf, size_t len, uint32_t *idp,
  * @brief Decode one wire-format record of any schema of the catalogue.
  *
  * Checks, in order: len >= 5, magic byte 0, schema id known, body size at
- * most the catalogue's maximum, body well-formed for the schema (see the
- * file comment); only then avro-c reads it.
+ * most the catalogue's maximum, body well-formed for the writer's schema
+ * (see the file comment); only then avro-c reads it.
  *
- * @param schemap  receives the record's schema (may be NULL).
+ * Reader's schema: a record written with a schema of a dataset that is not
+ * the dataset's current one (an older catalogue entry, a registry id of an
+ * earlier version) is read AS the current schema, by Avro's resolution
+ * rules (core_avro_project.c: fields matched by name, the reader's defaults
+ * for fields the writer lacks, the writer's extra fields dropped,
+ * promotions int->long->float->double and string<->bytes, unions by branch,
+ * enums by symbol with the reader enum's default). A record the reader's
+ * schema cannot take is CORE_ERR_INVALID with errstr naming both schemas
+ * and the field path ("schema id 7 read as payee.avsc: tags: ...").
+ *
+ * @param schemap  receives the schema the value is of: the reader's (the
+ *                 dataset's current one), else the writer's (may be NULL).
  * @param out      receives a new generic value the caller releases with
  *                 avro_value_decref(); untouched on failure.
  * @returns CORE_OK; CORE_ERR_INVALID for malformed input; CORE_ERR_NOTFOUND
@@ -335,8 +346,9 @@ core_avro_decoder_t *core_avro_decoder_new(const core_avro_catalog_t *cat,
 void core_avro_decoder_free(core_avro_decoder_t *d);
 
 /**
- * @brief Decode one wire-format record, with core_avro_decode()'s checks
- * and errors. *valuep receives the decoder's value for the record's schema:
+ * @brief Decode one wire-format record, with core_avro_decode()'s checks,
+ * errors and reader's schema projection (*schemap: the reader's schema).
+ * *valuep receives the decoder's value for the record's schema:
  * valid until the next decode or core_avro_decoder_free(); never release
  * it. On failure that value may hold part of the record.
  */
@@ -363,6 +375,18 @@ core_err_t core_avro_decode_body(const core_avro_schema_t *schema,
                                  size_t max_record, avro_value_t *out,
                                  char *errstr, size_t errstr_size);
 
+/**
+ * @brief Check an Avro body (no header) against the writer's schema, then
+ * read it as the reader's schema by Avro's resolution rules (what
+ * core_avro_decode() does for an older version of a dataset; the same
+ * errors). Same contract as core_avro_decode_body(); *out is a value of
+ * \p reader. Either schema may be outside any catalogue.
+ */
+core_err_t core_avro_decode_body_as(const core_avro_schema_t *writer,
+                                    const core_avro_schema_t *reader, const void *body,
+                                    size_t len, size_t max_record, avro_value_t *out,
+                                    char *errstr, size_t errstr_size);
+
 /* ---- content digest ---------------------------------------------------- */
 
 /**
@@ -384,7 +408,11 @@ core_err_t core_avro_content_digest(const core_avro_schema_t *schema,
                                     size_t errstr_size);
 
 /** Same for a wire-format value (schema looked up by its id in cat; body
- * at most the catalogue's maximum). CORE_ERR_NOTFOUND: unknown id. */
+ * at most the catalogue's maximum). CORE_ERR_NOTFOUND: unknown id. A record
+ * written with an older version of its dataset is digested as the reader's
+ * projection makes it (core_avro_decode()): in the dataset's current
+ * schema, the fields the writer lacked at their defaults, which is what the
+ * sinks store and recon recomputes. */
 core_err_t core_avro_content_digest_wire(const core_avro_catalog_t *cat,
                                          const void *value, size_t len,
                                          core_digest *out, char *errstr,
