@@ -245,6 +245,7 @@ static void prep_reset(batch *b)
     for (size_t i = 0; i < b->nprep; i++) {
         b->prep[i]->res = CORE_SINK_OK;
         b->prep[i]->outcome = NULL;
+        b->prep[i]->error_class = NULL;
         b->prep[i]->reason[0] = '\0';
     }
 }
@@ -372,9 +373,15 @@ static void emit_dlq(core_sink_t *s, const core_sink_record *r, bool poison)
     const core_sink_dataset *ds = &s->o->datasets[r->dataset];
     const rd_kafka_message_t *m = r->rkm;
     const char *topic = rd_kafka_topic_name(m->rkt);
-    const char *cls = poison ? "poison" : "invalid";
-    const char *exc = poison ? "tributary.sink.PoisonRecord" : "tributary.sink.RecordRefused";
-    const char *stage = poison ? "SINK_PREPARE" : "SINK_WRITE";
+    const core_sink_plugin *pl = s->pl;
+    const char *cls = r->error_class ? r->error_class : poison ? "poison" : "invalid";
+    bool cls_poison = strcmp(cls, "poison") == 0;
+    const char *exc = cls_poison ? (pl->dlq_exc_poison ? pl->dlq_exc_poison
+                                                       : "tributary.sink.PoisonRecord")
+                                 : (pl->dlq_exc_refused ? pl->dlq_exc_refused
+                                                        : "tributary.sink.RecordRefused");
+    const char *stage = pl->dlq_stage ? pl->dlq_stage : poison ? "SINK_PREPARE" : "SINK_WRITE";
+    const char *cname = pl->dlq_class_name ? pl->dlq_class_name : pl->name;
     char part[16], off[24], err[256];
 
     if (!ds->dlq_topic)
@@ -386,7 +393,7 @@ static void emit_dlq(core_sink_t *s, const core_sink_record *r, bool poison)
         { "__connect.errors.partition", part, strlen(part) },
         { "__connect.errors.offset", off, strlen(off) },
         { "__connect.errors.stage", stage, strlen(stage) },
-        { "__connect.errors.class.name", s->pl->name, strlen(s->pl->name) },
+        { "__connect.errors.class.name", cname, strlen(cname) },
         { "__connect.errors.exception.class.name", exc, strlen(exc) },
         { "__connect.errors.exception.message", r->reason, strlen(r->reason) },
         { "tb.error.class", cls, strlen(cls) },
@@ -641,8 +648,7 @@ static void set_paused(core_sink_t *s, bool on, const char *err)
 
 static bool give_up(const core_sink_t *s)
 {
-    return s->batch_lost || core_lifecycle_forced() ||
-           (core_lifecycle_stopping() && core_lifecycle_remaining_ms() <= 0);
+    return s->batch_lost || core_lifecycle_give_up(NULL, 0);
 }
 
 /* A batch in flight answered RETRY: pause, back off, write every batch in

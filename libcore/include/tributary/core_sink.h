@@ -142,6 +142,11 @@ typedef struct core_sink_record {
     bool poison;                      /* set by the engine: never reached flush */
     const char *outcome;
     char reason[256];
+    /* set by prepare() (with ERROR) or flush()/recv() on a refused record:
+     * its tb.error.class in the DLQ (a static string, "poison" or
+     * "invalid"); NULL: "poison" when it never reached flush, else
+     * "invalid". Reset before every flush. */
+    const char *error_class;
 } core_sink_record;
 
 typedef struct core_sink core_sink_t;
@@ -204,6 +209,18 @@ typedef struct core_sink_plugin {
      * send, a ping while idle); with writer_thread, flush() may run
      * meanwhile on the writer thread. */
     void (*waiting)(void *ctx);
+    /* Optional: the names in its dead-letter headers. NULL: the defaults.
+     *   dlq_class_name  __connect.errors.class.name   (the plugin's name)
+     *   dlq_stage       __connect.errors.stage        (SINK_PREPARE for a
+     *                   record that never reached flush, else SINK_WRITE)
+     *   dlq_exc_poison  .exception.class.name of tb.error.class poison
+     *                   (tributary.sink.PoisonRecord)
+     *   dlq_exc_refused .exception.class.name of the others
+     *                   (tributary.sink.RecordRefused) */
+    const char *dlq_class_name;
+    const char *dlq_stage;
+    const char *dlq_exc_poison;
+    const char *dlq_exc_refused;
 } core_sink_plugin;
 
 typedef struct core_sink_opts {
