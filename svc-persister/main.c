@@ -110,7 +110,7 @@ static int persist(core_service_t *svc, pers_sink *db, pers_dataset *ds, size_t 
     pers_plugin_conf pc = { db, ds, nds, core_service_catalog(svc), NULL, (size_t)conf.batch_size,
                             { conf.retry_base_ms, conf.retry_max_ms, 2.0, 0.5, 0 } };
     core_sink_opts o = { 0 };
-    char err[512], member[256], group[256];
+    char err[512], member[256], group[256], breaker[64];
     int rc;
 
     if (!sds)
@@ -136,15 +136,14 @@ static int persist(core_service_t *svc, pers_sink *db, pers_dataset *ds, size_t 
         rc = core_service_config_error(svc, err);
         goto out;
     }
-    snprintf(group, sizeof(group), "%s", conf.group_id && *conf.group_id ? conf.group_id : "");
-    if (!*group)
-        snprintf(group, sizeof(group), "svc-persister-%s", db->name);
+    snprintf(group, sizeof(group), "svc-persister-%s", db->name);
+    snprintf(breaker, sizeof(breaker), "persister_%s", db->name);
     o.plugin = pg ? &pers_pg_plugin : &pers_mongo_plugin;
     o.plugin_conf = &pc;
     o.datasets = sds;
     o.ndatasets = nds;
     o.cfg = core_service_config(svc);
-    o.group_id = group;
+    o.group_id = conf.group_id && *conf.group_id ? conf.group_id : group;
     /* static membership: a restarted instance takes its partitions back at
      * once instead of after the dead member's session (docs/svc-persister.md) */
     o.group_instance_id = core_service_group_instance_id(svc, conf.group_instance_id,
@@ -160,6 +159,7 @@ static int persist(core_service_t *svc, pers_sink *db, pers_dataset *ds, size_t 
     o.backoff = pc.backoff;
     o.breaker_threshold = (int)conf.breaker_threshold;
     o.breaker_open_ms = conf.breaker_open_ms;
+    o.breaker_name = breaker;
     o.http = core_service_http(svc);
     core_log_info("started", CLF_S("sink", db->name), CLF_I("datasets", nds),
                   CLF_I("batch_size", conf.batch_size),

@@ -6,9 +6,12 @@
  * (reduce.c) and the Redis buffer backup (backup.c). main.c chooses the
  * plugin. Nothing here is shared with another service.
  *
- * Who calls whom: main.c → persister.c (plugins) → reduce.c, backup.c,
- * record.c; reduce.c → the database through pers_sink's function
- * pointers; sink_pg.c, sink_mongo.c → record.c. */
+ * Who calls whom (no circle): main.c → persister.c, backup.c, schema.c,
+ * sink_pg.c, sink_mongo.c; persister.c → backup.c, reduce.c, record.c;
+ * backup.c → reduce.c, record.c; reduce.c → the database only through
+ * pers_sink's function pointers; sink_pg.c → reduce.c (bisection),
+ * pg_row.c, record.c, schema.c; sink_mongo.c → sink_pg.c (SQLSTATE names);
+ * record.c → the dataset's row function (pg_row.c's, set by sink_pg.c). */
 #ifndef SVC_PERSISTER_H
 #define SVC_PERSISTER_H
 
@@ -259,6 +262,10 @@ extern const core_config_key pers_pg_keys[];
 const char *pers_sqlstate_name(const char *sqlstate);
 /** conf must outlive the sink. NULL with errstr naming the key. */
 pers_sink *pers_pg_new(const struct pers_pg_conf *conf, char *errstr, size_t errstr_size);
+/* pg_row.c */
+/** s in COPY's text format (backslash, tab, newline, carriage return
+ * escaped; NULL: \N). */
+void pers_copy_text(core_strbuf *b, const char *s);
 /** Compile the datasets' row paths (a dataset with a jsonb column keeps
  * natural JSON). @returns 0, or -1 with errstr (out of memory). */
 int pers_pg_rows_init(pers_dataset *ds, size_t nds, char *errstr, size_t errstr_size);

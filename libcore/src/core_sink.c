@@ -985,7 +985,10 @@ static int sink_setup(core_sink_t *s, char *errstr, size_t errstr_size)
     s->wq = calloc(s->nb, sizeof(*s->wq));
     s->dss = calloc(o->ndatasets, sizeof(*s->dss));
     s->pending = rd_kafka_topic_partition_list_new(16);
-    snprintf(bname, sizeof(bname), "sink_%s", name);
+    if (o->breaker_name)
+        snprintf(bname, sizeof(bname), "%s", o->breaker_name);
+    else
+        snprintf(bname, sizeof(bname), "sink_%s", name);
     s->breaker = core_breaker_new(bname, o->breaker_threshold > 0 ? o->breaker_threshold : 5,
                                   o->breaker_open_ms > 0 ? o->breaker_open_ms : 10000, 1);
     if (!s->bs || !s->wq || !s->dss || !s->pending || !s->breaker)

@@ -549,9 +549,15 @@ START_TEST(test_retry_commits_nothing_then_everything)
     plugin_reset();
     atomic_store(&P.retries_left, -1);
     run_init(&r, _i, 4, 10);
+    r.o.breaker_name = "test_sink_breaker"; /* the service's own name for it */
     produce_n(0, 12);
     run_start(&r);
     wait_for(retried_reaches, &three, "three RETRY answers");
+    char *text = core_metrics_render(core_metrics_global(), NULL);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_msg(strstr(text, "tributary_circuit_state{name=\"test_sink_breaker\"}"), "%s",
+                  text);
+    free(text);
     ck_assert_int_eq(committed(), RD_KAFKA_OFFSET_INVALID);
     ck_assert_int_eq(written_total(), 0);
     ck_assert_int_eq(watermark(CORE_AUDIT_TOPIC), 0);

@@ -77,7 +77,7 @@
  *   tributary_sink_retries_total{sink}                  counter, batch writes answered RETRY
  *   tributary_sink_paused{sink}                         gauge, 1 while consumption is paused
  *   tributary_sink_commit_failures_total{sink}          counter, commits to be retried
- *   tributary_circuit_state{name="sink_<name>"}         (core_breaker)
+ *   tributary_circuit_state{name="sink_<name>"}         (core_breaker; opts.breaker_name)
  */
 #ifndef TRIBUTARY_CORE_SINK_H
 #define TRIBUTARY_CORE_SINK_H
@@ -246,6 +246,7 @@ typedef struct core_sink_opts {
     core_backoff backoff;               /* between RETRYs; {0}: CORE_BACKOFF_DEFAULT */
     int breaker_threshold;              /* 0: 5 */
     int64_t breaker_open_ms;            /* 0: 10000 */
+    const char *breaker_name;           /* tributary_circuit_state{name}; NULL: sink_<plugin> */
     core_http_t *http;                  /* /readyz probe named after the plugin; may be NULL */
     core_metrics_t *metrics;            /* NULL: core_metrics_global() */
 } core_sink_opts;
