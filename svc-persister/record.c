@@ -1,5 +1,6 @@
-/* record.c — a Kafka record decoded for the sinks, and a batch reduced to
- * one write per key (the highest version wins). */
+/* record.c — a Kafka record decoded for the sinks (its COPY row through
+ * the dataset's row function, else its natural JSON), and a column's value
+ * as COPY text. */
 #include "persister.h"
 
 #include <cjson/cJSON.h>
@@ -77,8 +78,8 @@ int pers_record_decode(pers_record *rec, pers_dataset *ds, core_avro_decoder_t *
     rec->version = meta.version;
     rec->op = meta.op;
     if (meta.op != CORE_AVRO_OP_DELETE) {
-        if (ds->row_paths && schema == ds->schema) {
-            e = pers_pg_row(ds, v, &rec->row, &rec->rowlen, err, sizeof(err));
+        if (ds->row && ds->row_paths && schema == ds->schema) {
+            e = ds->row(ds, v, &rec->row, &rec->rowlen, err, sizeof(err));
             if (e == CORE_ERR_NOMEM)
                 goto nomem;
         } else {
@@ -111,64 +112,9 @@ void pers_record_clear(pers_record *rec)
     free(rec->old_key);
     free(rec->error);
     free(rec->row);
+    free(rec->backup_key);
     cJSON_Delete(rec->json);
     memset(rec, 0, sizeof(*rec));
-}
-
-/* Sort ops by key, then version, then position (the record's order). */
-static int op_cmp(const void *a, const void *b)
-{
-    const pers_op *x = a, *y = b;
-    int c = strcmp(x->key, y->key);
-    if (c)
-        return c;
-    if (x->version != y->version)
-        return x->version < y->version ? -1 : 1;
-    /* equal versions: records later in the partition win; primary (the
-     * event's own key) beats the delete of a moved key */
-    if (x->rec->offset != y->rec->offset)
-        return x->rec->offset < y->rec->offset ? -1 : 1;
-    return (int)x->primary - (int)y->primary;
-}
-
-pers_op *pers_reduce(pers_record **recs, size_t n, size_t *nops)
-{
-    size_t cap = 0;
-    *nops = 0;
-    for (size_t i = 0; i < n; i++)
-        if (recs[i]->fate == PERS_PENDING)
-            cap += recs[i]->old_key ? 2 : 1;
-    if (cap == 0)
-        return NULL;
-    pers_op *all = calloc(cap, sizeof(*all));
-    if (!all)
-        return NULL;
-    size_t m = 0;
-    for (size_t i = 0; i < n; i++) {
-        pers_record *r = recs[i];
-        if (r->fate != PERS_PENDING)
-            continue;
-        all[m++] = (pers_op){ .kind = r->op == CORE_AVRO_OP_DELETE ? PERS_DELETE : PERS_UPSERT,
-                              .key = r->key, .version = r->version, .rec = r, .primary = true };
-        if (r->old_key)
-            all[m++] = (pers_op){ .kind = PERS_DELETE, .key = r->old_key,
-                                  .version = r->version, .rec = r, .primary = false };
-    }
-    qsort(all, m, sizeof(*all), op_cmp);
-    /* keep the last op of each key; the others' records are stale (unless
-     * the record also has a winning op) */
-    size_t w = 0;
-    for (size_t i = 0; i < m; i++) {
-        bool last = i + 1 == m || strcmp(all[i].key, all[i + 1].key) != 0;
-        if (last)
-            all[w++] = all[i];
-        else if (all[i].primary)
-            all[i].rec->fate = PERS_STALE;
-    }
-    /* a record whose primary op lost is stale even when its old-key delete
-     * won: the delete still runs (the key moved away at that version) */
-    *nops = w;
-    return all;
 }
 
 /* The record's field as text, the way COPY's text format reads it. */

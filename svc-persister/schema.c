@@ -77,7 +77,8 @@ static int pg_type_of(const cJSON *t, char *buf, size_t size, bool *is_time_ms)
 }
 
 int pers_dataset_init(pers_dataset *ds, const char *name, const core_avro_catalog_t *cat,
-                      const struct persister_conf *conf, char *errstr, size_t errstr_size)
+                      const char *valid_suffix, const char *dlq_suffix, char *errstr,
+                      size_t errstr_size)
 {
     memset(ds, 0, sizeof(*ds));
     ds->name = name;
@@ -150,9 +151,9 @@ int pers_dataset_init(pers_dataset *ds, const char *name, const core_avro_catalo
         ds->ncols++;
     }
     char t[512];
-    snprintf(t, sizeof(t), "%s%s", name, conf->topic_valid_suffix);
+    snprintf(t, sizeof(t), "%s%s", name, valid_suffix);
     ds->topic_valid = strdup(t);
-    snprintf(t, sizeof(t), "%s%s", name, conf->topic_dlq_suffix);
+    snprintf(t, sizeof(t), "%s%s", name, dlq_suffix);
     ds->topic_dlq = strdup(t);
     if (!ds->topic_valid || !ds->topic_dlq)
         goto nomem;

@@ -6,18 +6,41 @@
  * are used: every write is idempotent; see mongo_write). */
 #include "persister.h"
 
+#include "tributary/core_lifecycle.h"
 #include "tributary/core_log.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <mongoc/mongoc.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#define K(name, type, def, flags, field, help, lo, hi, ch) \
+    { name, type, def, flags, offsetof(struct pers_mongo_conf, field), help, lo, hi, ch }
+
+const core_config_key pers_mongo_keys[] = {
+    K("mongodb.uri", CORE_CFG_STR, "mongodb://127.0.0.1:27017", CORE_CFG_SECRET, uri,
+      "MongoDB connection string (mongodb.uri_file to read it from a file)", 0, 0, NULL),
+    K("mongodb.database", CORE_CFG_STR, "tributary", 0, database,
+      "Database of the dataset collections", 0, 0, NULL),
+    K("mongodb.write.concern", CORE_CFG_STR, "majority", 0, write_concern,
+      "Write concern w: majority or a number of members", 0, 0, NULL),
+    K("mongodb.wtimeout.ms", CORE_CFG_INT, "10000", 0, wtimeout_ms,
+      "Write concern timeout (0: none)", 0, 3600000, NULL),
+    K("mongodb.indexes", CORE_CFG_LIST, NULL, 0, indexes,
+      "Secondary indexes, dataset:field[+field...][:unique], created with --create-tables", 0, 0,
+      NULL),
+    K("mongodb.decimal128", CORE_CFG_BOOL, "true", 0, decimal128,
+      "Store Avro decimals as Decimal128 (false: as their exact text; FerretDB 1.x has no "
+      "Decimal128)", 0, 0, NULL),
+    CORE_CFG_END
+};
+
 typedef struct mongo_sink {
     pers_sink base;
-    const struct persister_conf *conf;
+    const struct pers_mongo_conf *conf;
     mongoc_client_t *client;
     mongoc_write_concern_t *wc;
 } mongo_sink;
@@ -91,7 +114,7 @@ static pers_res_t mongo_connect(pers_sink *base, char *errstr, size_t errstr_siz
     if (s->client)
         return PERS_OK;
     bson_error_t err;
-    mongoc_uri_t *uri = mongoc_uri_new_with_error(s->conf->mongo_uri, &err);
+    mongoc_uri_t *uri = mongoc_uri_new_with_error(s->conf->uri, &err);
     if (!uri) {
         core_errstr(errstr, errstr_size, "mongodb.uri: %s", err.message);
         return PERS_ERROR;
@@ -138,7 +161,7 @@ static pers_res_t mongo_ping(pers_sink *base, char *errstr, size_t errstr_size)
     bson_t *cmd = BCON_NEW("ping", BCON_INT32(1));
     bson_t reply;
     bson_error_t err;
-    bool ok = mongoc_client_command_simple(s->client, s->conf->mongo_database, cmd, NULL, &reply,
+    bool ok = mongoc_client_command_simple(s->client, s->conf->database, cmd, NULL, &reply,
                                            &err);
     bson_destroy(cmd);
     if (ok) {
@@ -328,7 +351,7 @@ static pers_res_t run_chunk(mongo_sink *s, mongoc_collection_t *coll, const pers
             ok = mongoc_bulk_operation_remove_one_with_opts(bulk, sel, NULL, &err);
         } else {
             bson_t doc = BSON_INITIALIZER;
-            build_doc(&doc, ds, op, s->conf->mongo_decimal128);
+            build_doc(&doc, ds, op, s->conf->decimal128);
             ok = c->step == STEP_INSERT
                      ? mongoc_bulk_operation_insert_with_opts(bulk, &doc, NULL, &err)
                      : mongoc_bulk_operation_replace_one_with_opts(bulk, sel, &doc, NULL, &err);
@@ -549,9 +572,9 @@ static pers_res_t mongo_write(pers_sink *base, pers_dataset *ds, pers_op *ops, s
     char tname[300];
     snprintf(tname, sizeof(tname), "%s_tombstone", ds->name);
     mongoc_collection_t *coll =
-        mongoc_client_get_collection(s->client, s->conf->mongo_database, ds->name);
+        mongoc_client_get_collection(s->client, s->conf->database, ds->name);
     mongoc_collection_t *tomb =
-        mongoc_client_get_collection(s->client, s->conf->mongo_database, tname);
+        mongoc_client_get_collection(s->client, s->conf->database, tname);
     pers_op **ins = calloc(n ? n : 1, sizeof(*ins));
     int *res = calloc(n ? n : 1, sizeof(*res));
     bson_t bopts = BSON_INITIALIZER;
@@ -572,7 +595,7 @@ static pers_res_t mongo_write(pers_sink *base, pers_dataset *ds, pers_op *ops, s
      * outlast the grace period of a stop, so it is given up between two) */
     for (size_t i = 0; i < n && r == PERS_OK; i++) {
         pers_op *op = &ops[i];
-        if (pers_give_up(errstr, errstr_size)) {
+        if (core_lifecycle_give_up(errstr, errstr_size)) {
             r = PERS_RETRY;
             break;
         }
@@ -605,7 +628,7 @@ static pers_res_t mongo_write(pers_sink *base, pers_dataset *ds, pers_op *ops, s
     for (size_t i = 0; i < nins && r == PERS_OK; i++) {
         bool exists = false;
         int64_t v = INT64_MIN;
-        if (pers_give_up(errstr, errstr_size)) {
+        if (core_lifecycle_give_up(errstr, errstr_size)) {
             r = PERS_RETRY;
             break;
         }
@@ -617,7 +640,7 @@ static pers_res_t mongo_write(pers_sink *base, pers_dataset *ds, pers_op *ops, s
             ins[m++] = ins[i];
     }
     for (size_t from = 0; from < m && r == PERS_OK; from += INSERT_CHUNK) {
-        if (pers_give_up(errstr, errstr_size)) {
+        if (core_lifecycle_give_up(errstr, errstr_size)) {
             r = PERS_RETRY;
             break;
         }
@@ -665,7 +688,7 @@ static pers_res_t mongo_write(pers_sink *base, pers_dataset *ds, pers_op *ops, s
         pers_op *op = &ops[i];
         if (op->kind != PERS_DELETE || op->fate != PERS_PENDING)
             continue;
-        if (pers_give_up(errstr, errstr_size)) {
+        if (core_lifecycle_give_up(errstr, errstr_size)) {
             r = PERS_RETRY;
             break;
         }
@@ -721,7 +744,20 @@ static void mongoc_log_cb(mongoc_log_level_t level, const char *domain, const ch
               CLF_S("domain", domain ? domain : ""));
 }
 
-pers_sink *pers_mongo_new(const struct persister_conf *conf, char *errstr, size_t errstr_size)
+static int create_indexes(mongo_sink *s, pers_dataset *ds, size_t nds, char *errstr,
+                          size_t errstr_size);
+
+/* The indexes when asked (collections need no set-up). */
+static int mongo_setup(pers_sink *base, pers_dataset *ds, size_t nds, bool create, char *errstr,
+                       size_t errstr_size)
+{
+    mongo_sink *s = (mongo_sink *)base;
+    if (create && create_indexes(s, ds, nds, errstr, errstr_size) != 0)
+        return CORE_EX_UNAVAILABLE;
+    return 0;
+}
+
+pers_sink *pers_mongo_new(const struct pers_mongo_conf *conf, char *errstr, size_t errstr_size)
 {
     static bool inited;
     if (!inited) {
@@ -736,7 +772,7 @@ pers_sink *pers_mongo_new(const struct persister_conf *conf, char *errstr, size_
     }
     s->conf = conf;
     s->wc = mongoc_write_concern_new();
-    const char *w = conf->mongo_write_concern;
+    const char *w = conf->write_concern;
     if (!strcmp(w, "majority")) {
         mongoc_write_concern_set_w(s->wc, MONGOC_WRITE_CONCERN_W_MAJORITY);
     } else {
@@ -751,10 +787,10 @@ pers_sink *pers_mongo_new(const struct persister_conf *conf, char *errstr, size_
         }
         mongoc_write_concern_set_w(s->wc, (int32_t)v);
     }
-    if (conf->mongo_wtimeout_ms > 0)
-        mongoc_write_concern_set_wtimeout_int64(s->wc, conf->mongo_wtimeout_ms);
+    if (conf->wtimeout_ms > 0)
+        mongoc_write_concern_set_wtimeout_int64(s->wc, conf->wtimeout_ms);
     bson_error_t uerr;
-    mongoc_uri_t *uri = mongoc_uri_new_with_error(conf->mongo_uri, &uerr);
+    mongoc_uri_t *uri = mongoc_uri_new_with_error(conf->uri, &uerr);
     if (!uri) {
         core_errstr(errstr, errstr_size, "mongodb.uri: %s", uerr.message);
         mongoc_write_concern_destroy(s->wc);
@@ -773,20 +809,21 @@ pers_sink *pers_mongo_new(const struct persister_conf *conf, char *errstr, size_
     s->base.connect = mongo_connect;
     s->base.write = mongo_write;
     s->base.ping = mongo_ping;
+    s->base.setup = mongo_setup;
     s->base.free = mongo_free;
     return &s->base;
 }
 
 /* mongodb.indexes entries: "dataset:field[+field...][:unique]" (ascending).
  * A document a unique index refuses goes to the DLQ. */
-int pers_mongo_create_indexes(pers_sink *base, pers_dataset *ds, size_t nds, char *errstr,
-                              size_t errstr_size)
+static int create_indexes(mongo_sink *s, pers_dataset *ds, size_t nds, char *errstr,
+                          size_t errstr_size)
 {
-    mongo_sink *s = (mongo_sink *)base;
+    pers_sink *base = &s->base;
     if (mongo_connect(base, errstr, errstr_size) != PERS_OK)
         return -1;
-    for (size_t i = 0; i < s->conf->mongo_indexes.n; i++) {
-        const char *spec = s->conf->mongo_indexes.v[i];
+    for (size_t i = 0; i < s->conf->indexes.n; i++) {
+        const char *spec = s->conf->indexes.v[i];
         const char *colon = strchr(spec, ':');
         if (!colon || colon == spec || !colon[1]) {
             core_errstr(errstr, errstr_size,
@@ -834,7 +871,7 @@ int pers_mongo_create_indexes(pers_sink *base, pers_dataset *ds, size_t nds, cha
         bson_append_document_end(&arr, &idx);
         bson_append_array_end(&cmd, &arr);
         bson_error_t err;
-        bool ok = mongoc_client_command_simple(s->client, s->conf->mongo_database, &cmd, NULL,
+        bool ok = mongoc_client_command_simple(s->client, s->conf->database, &cmd, NULL,
                                                NULL, &err);
         bson_destroy(&cmd);
         if (!ok) {

@@ -8,15 +8,37 @@
 #include "tributary/core_log.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <libpq-fe.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#define K(name, type, def, flags, field, help, lo, hi, ch) \
+    { name, type, def, flags, offsetof(struct pers_pg_conf, field), help, lo, hi, ch }
+
+const core_config_key pers_pg_keys[] = {
+    K("pg.conninfo", CORE_CFG_STR, "host=127.0.0.1 port=5432 dbname=tributary user=tributary", 0,
+      conninfo, "libpq connection string or URI (no password here: pg.password)", 0, 0, NULL),
+    K("pg.password", CORE_CFG_STR, NULL, CORE_CFG_SECRET, password,
+      "PostgreSQL password (pg.password_file / TB_PG_PASSWORD_FILE to read it from a file)", 0,
+      0, NULL),
+    K("pg.sslmode", CORE_CFG_ENUM, "prefer", 0, sslmode,
+      "TLS to PostgreSQL (verify-full with pg.sslrootcert in production)", 0, 0,
+      "disable|allow|prefer|require|verify-ca|verify-full"),
+    K("pg.sslrootcert", CORE_CFG_STR, NULL, 0, sslrootcert,
+      "CA certificate file that signed the server's certificate", 0, 0, NULL),
+    K("pg.schema", CORE_CFG_STR, "public", 0, schema,
+      "PostgreSQL schema holding the dataset tables", 0, 0, NULL),
+    K("pg.statement.timeout.ms", CORE_CFG_INT, "60000", 0, statement_timeout_ms,
+      "statement_timeout of the persister's session", 0, 3600000, NULL),
+    CORE_CFG_END
+};
+
 typedef struct pg_sink {
     pers_sink base;
-    const struct persister_conf *conf;
+    const struct pers_pg_conf *conf;
     PGconn *conn;
     /* datasets whose staging tables and statements exist on this connection */
     char **prepared;
@@ -25,130 +47,6 @@ typedef struct pg_sink {
      * themselves at commit: ON COMMIT DELETE ROWS) */
     bool staged;
 } pg_sink;
-
-/* COPY text format: backslash, tab, newline and carriage return escaped. */
-static void sb_copy_text(core_strbuf *b, const char *s)
-{
-    if (!s) {
-        core_strbuf_add(b, "\\N");
-        return;
-    }
-    const char *start = s;
-    for (; *s; s++) {
-        const char *esc = NULL;
-        switch (*s) {
-        case '\\': esc = "\\\\"; break;
-        case '\t': esc = "\\t"; break;
-        case '\n': esc = "\\n"; break;
-        case '\r': esc = "\\r"; break;
-        default: break;
-        }
-        if (esc) {
-            core_strbuf_addn(b, start, (size_t)(s - start));
-            core_strbuf_add(b, esc);
-            start = s + 1;
-        }
-    }
-    core_strbuf_addn(b, start, (size_t)(s - start));
-}
-
-/* ---- COPY rows straight from the Avro value -------------------------------- */
-
-int pers_pg_rows_init(pers_dataset *ds, size_t nds, char *errstr, size_t errstr_size)
-{
-    for (size_t d = 0; d < nds; d++) {
-        bool plain = true;
-        for (size_t c = 0; c < ds[d].ncols; c++)
-            if (!strcmp(ds[d].cols[c].pg_type, "jsonb"))
-                plain = false; /* a nested value: its JSON text comes from cJSON */
-        if (!plain)
-            continue;
-        ds[d].row_paths = calloc(ds[d].ncols ? ds[d].ncols : 1, sizeof(*ds[d].row_paths));
-        if (!ds[d].row_paths) {
-            core_errstr(errstr, errstr_size, "out of memory");
-            return -1;
-        }
-        for (size_t c = 0; c < ds[d].ncols; c++) {
-            ds[d].row_paths[c] = core_avro_path_new(ds[d].schema, ds[d].cols[c].name, NULL,
-                                                    errstr, errstr_size);
-            if (!ds[d].row_paths[c])
-                return -1; /* pers_dataset_clear frees the rest */
-        }
-    }
-    return 0;
-}
-
-/* One field's COPY text, the text pers_column_text gives for its natural
- * JSON: strings, enums, decimals and times as shown, true/false, numbers
- * as JSON prints them, \N for null. */
-static void sb_natural(core_strbuf *b, const core_avro_natural *n)
-{
-    char num[40];
-    switch (n->kind) {
-    case CORE_AVRO_NAT_BOOL:
-        core_strbuf_add(b, n->boolean ? "true" : "false");
-        break;
-    case CORE_AVRO_NAT_NUMBER:
-        if (n->number == (double)(long long)n->number && n->number > -9007199254740992.0 &&
-            n->number < 9007199254740992.0)
-            snprintf(num, sizeof(num), "%lld", (long long)n->number);
-        else
-            snprintf(num, sizeof(num), "%.17g", n->number);
-        core_strbuf_add(b, num);
-        break;
-    case CORE_AVRO_NAT_RAW:
-    case CORE_AVRO_NAT_STRING:
-        sb_copy_text(b, n->text);
-        break;
-    default: /* absent, null (objects and arrays never: see pers_pg_rows_init) */
-        sb_copy_text(b, NULL);
-        break;
-    }
-}
-
-core_err_t pers_pg_row(const pers_dataset *ds, avro_value_t *value, char **row, size_t *len,
-                       char *errstr, size_t errstr_size)
-{
-    core_strbuf b = { 0 };
-    char small[512];
-    char *buf = small;
-    size_t size = sizeof(small);
-    core_err_t e = CORE_OK;
-
-    for (size_t c = 0; c < ds->ncols && e == CORE_OK; c++) {
-        core_avro_natural n;
-        if (c)
-            core_strbuf_addn(&b, "\t", 1);
-        e = core_avro_path_get(ds->row_paths[c], value, &n, buf, size, errstr, errstr_size);
-        if (e == CORE_ERR_TOOBIG) { /* a long text: a buffer of its size */
-            char *big = malloc(n.need);
-            if (!big) {
-                e = CORE_ERR_NOMEM;
-                break;
-            }
-            if (buf != small)
-                free(buf);
-            buf = big;
-            size = n.need;
-            e = core_avro_path_get(ds->row_paths[c], value, &n, buf, size, errstr, errstr_size);
-        }
-        if (e == CORE_OK)
-            sb_natural(&b, &n);
-    }
-    if (buf != small)
-        free(buf);
-    if (e == CORE_OK && b.failed)
-        e = CORE_ERR_NOMEM;
-    if (e != CORE_OK) {
-        free(b.p);
-        if (e == CORE_ERR_NOMEM)
-            core_errstr(errstr, errstr_size, "out of memory");
-        return e;
-    }
-    *row = b.p;
-    *len = b.len;
-    return CORE_OK;
-}
 
 /* Class 22 (data exception) and 23 (integrity constraint violation): the
  * conditions PostgreSQL raises for a row's data (Appendix A of its manual). */
@@ -316,13 +214,13 @@ static pers_res_t pg_connect(pers_sink *base, char *errstr, size_t errstr_size)
     drop_conn(s);
     const char *keys[8], *vals[8];
     int n = 0;
-    keys[n] = "dbname", vals[n++] = s->conf->pg_conninfo;
-    if (s->conf->pg_password && *s->conf->pg_password)
-        keys[n] = "password", vals[n++] = s->conf->pg_password;
-    if (s->conf->pg_sslmode && *s->conf->pg_sslmode)
-        keys[n] = "sslmode", vals[n++] = s->conf->pg_sslmode;
-    if (s->conf->pg_sslrootcert && *s->conf->pg_sslrootcert)
-        keys[n] = "sslrootcert", vals[n++] = s->conf->pg_sslrootcert;
+    keys[n] = "dbname", vals[n++] = s->conf->conninfo;
+    if (s->conf->password && *s->conf->password)
+        keys[n] = "password", vals[n++] = s->conf->password;
+    if (s->conf->sslmode && *s->conf->sslmode)
+        keys[n] = "sslmode", vals[n++] = s->conf->sslmode;
+    if (s->conf->sslrootcert && *s->conf->sslrootcert)
+        keys[n] = "sslrootcert", vals[n++] = s->conf->sslrootcert;
     keys[n] = "application_name", vals[n++] = "svc-persister";
     keys[n] = NULL, vals[n] = NULL;
     /* non-blocking, so the message of a refusal can carry its SQLSTATE */
@@ -367,7 +265,7 @@ static pers_res_t pg_connect(pers_sink *base, char *errstr, size_t errstr_size)
     PQsetNoticeProcessor(s->conn, pg_notice, NULL);
     char sql[128];
     snprintf(sql, sizeof(sql), "SET statement_timeout = %lld",
-             (long long)s->conf->pg_statement_timeout_ms);
+             (long long)s->conf->statement_timeout_ms);
     if (exec_ok(s, sql, errstr, errstr_size) != PERS_OK) {
         drop_conn(s);
         return PERS_RETRY;
@@ -413,7 +311,7 @@ static pers_res_t prepare_ds(pg_sink *s, pers_dataset *ds, char *errstr, size_t 
     for (size_t i = 0; i < s->nprepared; i++)
         if (!strcmp(s->prepared[i], ds->name))
             return PERS_OK;
-    const char *sc = s->conf->pg_schema;
+    const char *sc = s->conf->schema;
     const char *key = ds->cols[ds->key_col].name;
     core_strbuf b = { 0 };
     core_strbuf_addf(&b,
@@ -565,7 +463,7 @@ static pers_res_t write_range(pg_sink *s, pers_dataset *ds, pers_op *ops, size_t
         pers_op *op = &ops[i];
         op->fate = PERS_PENDING;
         if (op->kind == PERS_DELETE) {
-            sb_copy_text(&del, op->key);
+            pers_copy_text(&del, op->key);
             core_strbuf_addf(&del, "\t%lld\n", (long long)op->version);
             ndel++;
             continue;
@@ -576,15 +474,15 @@ static pers_res_t write_range(pg_sink *s, pers_dataset *ds, pers_op *ops, size_t
         } else {
             for (size_t c = 0; c < ds->ncols; c++) {
                 char *tmp;
-                sb_copy_text(&up, pers_column_text(op->rec, &ds->cols[c], &tmp));
+                pers_copy_text(&up, pers_column_text(op->rec, &ds->cols[c], &tmp));
                 free(tmp);
                 core_strbuf_add(&up, "\t");
             }
         }
         core_strbuf_addf(&up, "%lld\t", (long long)op->version);
-        sb_copy_text(&up, op->rec->id);
+        pers_copy_text(&up, op->rec->id);
         core_strbuf_add(&up, "\t");
-        sb_copy_text(&up, op->rec->batch_id);
+        pers_copy_text(&up, op->rec->batch_id);
         core_strbuf_add(&up, "\tnow\n");
         nup++;
     }
@@ -630,48 +528,26 @@ static pers_res_t write_range(pg_sink *s, pers_dataset *ds, pers_op *ops, size_t
     return r;
 }
 
-/* Write ops under a savepoint; on a data error split the range in two until
- * the refused rows are alone (they become DEAD). */
-static pers_res_t write_isolating(pg_sink *s, pers_dataset *ds, pers_op *ops, size_t n,
-                                  int depth, char *errstr, size_t errstr_size)
+/* One range of ops under a savepoint, all or nothing (the range function
+ * of pers_bisect, which isolates a refused row): PERS_ERROR after a data
+ * error, rolled back to the savepoint. */
+static pers_res_t write_savepoint(void *ctx, pers_dataset *ds, pers_op *ops, size_t n,
+                                  char *err, size_t err_size)
 {
-    char err[512];
-    if (n == 0)
-        return PERS_OK;
-    pers_res_t r = exec_ok(s, "SAVEPOINT tb_sp", errstr, errstr_size);
+    pg_sink *s = ctx;
+    pers_res_t r = exec_ok(s, "SAVEPOINT tb_sp", err, err_size);
     if (r != PERS_OK)
         return PERS_RETRY;
-    r = write_range(s, ds, ops, n, err, sizeof(err));
+    r = write_range(s, ds, ops, n, err, err_size);
     if (r == PERS_OK)
-        return exec_ok(s, "RELEASE SAVEPOINT tb_sp", errstr, errstr_size) == PERS_OK
-                   ? PERS_OK
-                   : PERS_RETRY;
-    if (r == PERS_RETRY) {
-        core_errstr(errstr, errstr_size, "%s", err);
+        return exec_ok(s, "RELEASE SAVEPOINT tb_sp", err, err_size) == PERS_OK ? PERS_OK
+                                                                               : PERS_RETRY;
+    if (r == PERS_RETRY)
         return PERS_RETRY;
-    }
-    if (exec_ok(s, "ROLLBACK TO SAVEPOINT tb_sp", errstr, errstr_size) != PERS_OK)
+    if (exec_ok(s, "ROLLBACK TO SAVEPOINT tb_sp", err, err_size) != PERS_OK ||
+        exec_ok(s, "RELEASE SAVEPOINT tb_sp", err, err_size) != PERS_OK)
         return PERS_RETRY;
-    if (exec_ok(s, "RELEASE SAVEPOINT tb_sp", errstr, errstr_size) != PERS_OK)
-        return PERS_RETRY;
-    if (n == 1) {
-        ops[0].fate = PERS_DEAD;
-        free(ops[0].error);
-        ops[0].error = strdup(err);
-        core_log_warn("row refused by the database", CLF_S("dataset", ds->name),
-                      CLF_S("error", err), CLF_I("version", ops[0].version));
-        return PERS_OK;
-    }
-    if (depth == 0)
-        core_log_warn("batch refused by the database: isolating the row",
-                      CLF_S("dataset", ds->name), CLF_S("error", err), CLF_I("rows", n));
-    if (pers_give_up(errstr, errstr_size))
-        return PERS_RETRY;
-    size_t half = n / 2;
-    r = write_isolating(s, ds, ops, half, depth + 1, errstr, errstr_size);
-    if (r != PERS_OK)
-        return r;
-    return write_isolating(s, ds, ops + half, n - half, depth + 1, errstr, errstr_size);
+    return PERS_ERROR;
 }
 
 /* Lock every key of the batch until the transaction ends, in one order for
@@ -736,7 +612,7 @@ static pers_res_t pg_write(pers_sink *base, pers_dataset *ds, pers_op *ops, size
     }
     r = lock_keys(s, ds, ops, n, errstr, errstr_size);
     if (r == PERS_OK)
-        r = write_isolating(s, ds, ops, n, 0, errstr, errstr_size);
+        r = pers_bisect(write_savepoint, s, ds, ops, n, errstr, errstr_size);
     if (r != PERS_OK) {
         char e2[64];
         exec_ok(s, "ROLLBACK", e2, sizeof(e2));
@@ -873,14 +749,29 @@ static int check_conninfo(const char *ci, char *addr, size_t addr_size, char *er
     return rc;
 }
 
-pers_sink *pers_pg_new(const struct persister_conf *conf, char *errstr, size_t errstr_size)
+static int create_tables(pg_sink *s, pers_dataset *ds, size_t nds, char *errstr,
+                         size_t errstr_size);
+
+/* COPY rows straight from the Avro values; the tables when asked. */
+static int pg_setup(pers_sink *base, pers_dataset *ds, size_t nds, bool create, char *errstr,
+                    size_t errstr_size)
+{
+    pg_sink *s = (pg_sink *)base;
+    if (pers_pg_rows_init(ds, nds, errstr, errstr_size) != 0)
+        return CORE_EX_SOFTWARE;
+    if (create && create_tables(s, ds, nds, errstr, errstr_size) != 0)
+        return CORE_EX_UNAVAILABLE;
+    return 0;
+}
+
+pers_sink *pers_pg_new(const struct pers_pg_conf *conf, char *errstr, size_t errstr_size)
 {
     pg_sink *s = calloc(1, sizeof(*s));
     if (!s) {
         core_errstr(errstr, errstr_size, "out of memory");
         return NULL;
     }
-    if (check_conninfo(conf->pg_conninfo, s->base.addr, sizeof(s->base.addr), errstr,
+    if (check_conninfo(conf->conninfo, s->base.addr, sizeof(s->base.addr), errstr,
                        errstr_size) != 0) {
         free(s);
         return NULL;
@@ -890,22 +781,23 @@ pers_sink *pers_pg_new(const struct persister_conf *conf, char *errstr, size_t e
     s->base.connect = pg_connect;
     s->base.write = pg_write;
     s->base.ping = pg_ping;
+    s->base.setup = pg_setup;
     s->base.free = pg_free;
     return &s->base;
 }
 
-int pers_pg_create_tables(pers_sink *base, pers_dataset *ds, size_t nds, char *errstr,
-                          size_t errstr_size)
+static int create_tables(pg_sink *s, pers_dataset *ds, size_t nds, char *errstr,
+                         size_t errstr_size)
 {
-    pg_sink *s = (pg_sink *)base;
+    pers_sink *base = &s->base;
     if (pg_connect(base, errstr, errstr_size) != PERS_OK)
         return -1;
     char sql[300];
-    snprintf(sql, sizeof(sql), "CREATE SCHEMA IF NOT EXISTS \"%s\"", s->conf->pg_schema);
+    snprintf(sql, sizeof(sql), "CREATE SCHEMA IF NOT EXISTS \"%s\"", s->conf->schema);
     if (exec_ok(s, sql, errstr, errstr_size) != PERS_OK)
         return -1;
     for (size_t i = 0; i < nds; i++) {
-        char *ddl = pers_schema_sql(&ds[i], s->conf->pg_schema);
+        char *ddl = pers_schema_sql(&ds[i], s->conf->schema);
         if (!ddl) {
             core_errstr(errstr, errstr_size, "out of memory");
             return -1;

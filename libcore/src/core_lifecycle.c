@@ -129,6 +129,14 @@ int64_t core_lifecycle_remaining_ms(void)
     return left > 0 ? left : 0;
 }
 
+bool core_lifecycle_give_up(char *errstr, size_t errstr_size)
+{
+    if (!core_lifecycle_stopping() || core_lifecycle_remaining_ms() > 0)
+        return false;
+    core_errstr(errstr, errstr_size, "stopping: shutdown.grace.ms is over, the batch is abandoned");
+    return true;
+}
+
 bool core_lifecycle_wait(int64_t timeout_ms)
 {
     int64_t deadline = core_mono_ms() + timeout_ms;

@@ -246,6 +246,7 @@ static void prep_reset(batch *b)
     for (size_t i = 0; i < b->nprep; i++) {
         b->prep[i]->res = CORE_SINK_OK;
         b->prep[i]->outcome = NULL;
+        b->prep[i]->error_class = NULL;
         b->prep[i]->reason[0] = '\0';
         b->prep[i]->field = NULL;
     }
@@ -373,12 +374,18 @@ static void emit_dlq(core_sink_t *s, const core_sink_record *r, bool poison)
 {
     const core_sink_dataset *ds = &s->o->datasets[r->dataset];
     const rd_kafka_message_t *m = r->rkm;
+    const core_sink_plugin *pl = s->pl;
+    const char *cls = r->error_class ? r->error_class : poison ? "poison" : "invalid";
+    bool cls_poison = strcmp(cls, "poison") == 0;
     const core_dlq_error e = {
-        .stage = poison ? "SINK_PREPARE" : "SINK_WRITE",
-        .who = s->pl->name,
-        .exception = poison ? "tributary.sink.PoisonRecord" : "tributary.sink.RecordRefused",
+        .stage = pl->dlq_stage ? pl->dlq_stage : poison ? "SINK_PREPARE" : "SINK_WRITE",
+        .who = pl->dlq_class_name ? pl->dlq_class_name : pl->name,
+        .exception = cls_poison ? (pl->dlq_exc_poison ? pl->dlq_exc_poison
+                                                      : "tributary.sink.PoisonRecord")
+                                : (pl->dlq_exc_refused ? pl->dlq_exc_refused
+                                                       : "tributary.sink.RecordRefused"),
         .message = r->reason,
-        .error_class = poison ? "poison" : "invalid",
+        .error_class = cls,
         .field = r->field,
         .attempt = -1,
     };
@@ -638,8 +645,7 @@ static void set_paused(core_sink_t *s, bool on, const char *err)
 
 static bool give_up(const core_sink_t *s)
 {
-    return s->batch_lost || core_lifecycle_forced() ||
-           (core_lifecycle_stopping() && core_lifecycle_remaining_ms() <= 0);
+    return s->batch_lost || core_lifecycle_give_up(NULL, 0);
 }
 
 /* A batch in flight answered RETRY: pause, back off, write every batch in
@@ -976,7 +982,10 @@ static int sink_setup(core_sink_t *s, char *errstr, size_t errstr_size)
     s->wq = calloc(s->nb, sizeof(*s->wq));
     s->dss = calloc(o->ndatasets, sizeof(*s->dss));
     s->pending = rd_kafka_topic_partition_list_new(16);
-    snprintf(bname, sizeof(bname), "sink_%s", name);
+    if (o->breaker_name)
+        snprintf(bname, sizeof(bname), "%s", o->breaker_name);
+    else
+        snprintf(bname, sizeof(bname), "sink_%s", name);
     s->breaker = core_breaker_new(bname, o->breaker_threshold > 0 ? o->breaker_threshold : 5,
                                   o->breaker_open_ms > 0 ? o->breaker_open_ms : 10000, 1);
     if (!s->bs || !s->wq || !s->dss || !s->pending || !s->breaker)

@@ -540,6 +540,72 @@ static void restart_after_kill9(const char *svc, const char *const *args, const 
     unlink(log);
 }
 
+/* Regression (issue 10): with records in its buffer and batch.timeout.ms
+ * not yet due, the hand-written loop never pinged an idle database, so
+ * /readyz stayed 200 through an outage for up to batch.timeout.ms (here
+ * ten minutes). On core_sink the plugin pings while the engine waits. */
+static double buffered_records(int port)
+{
+    static struct body b;
+    const char *name = "\ntributary_persister_buffer_records ";
+    if (http_get(port, "/metrics", &b) != 200)
+        return -1;
+    const char *at = strstr(b.buf, name);
+    return at ? atof(at + strlen(name)) : -1;
+}
+
+START_TEST(persister_readyz_503_while_database_away_records_buffered)
+{
+    int pgport = tu_free_port(), hport = 21000 + (int)((getpid() + 7) % 5000);
+    char conninfo[200], hflag[32], log[256], u[48], topic[128], suffix[128], dlq[128];
+    char schema[80], group[80], audit[80];
+    pid_t proxy, pid;
+
+    ck_assert_int_gt(pgport, 0);
+    snprintf(u, sizeof(u), "b%s", tu_unique());
+    snprintf(conninfo, sizeof(conninfo),
+             "--pg.conninfo=host=127.0.0.1 port=%d dbname=tributary user=tributary", pgport);
+    snprintf(hflag, sizeof(hflag), "--http.port=%d", hport);
+    snprintf(log, sizeof(log), "/tmp/tb_startup_ready_%s.log", u);
+    snprintf(topic, sizeof(topic), "payee.valid_%s", u);
+    snprintf(suffix, sizeof(suffix), "--topic.valid.suffix=.valid_%s", u);
+    snprintf(dlq, sizeof(dlq), "--topic.dlq.suffix=.dlq_%s", u);
+    snprintf(schema, sizeof(schema), "--pg.schema=t_%s", u);
+    snprintf(group, sizeof(group), "--group.id=persister_%s", u);
+    snprintf(audit, sizeof(audit), "--audit.topic=audit_%s", u);
+    core_kafka_producer_t *p = new_producer();
+    create_topic(p, topic, 1);
+    const char *args[] = { "--dataset=payee", hflag, "--pg.password=tributary", conninfo,
+                           "--create-tables", schema, suffix, dlq, group, audit,
+                           "--batch.timeout.ms=600000", "--startup.timeout.ms=120000",
+                           "--shutdown.grace.ms=5000", "--retry.base.ms=100",
+                           "--retry.max.ms=500", NULL };
+    proxy = tu_proxy_start(pgport, 5432);
+    ck_assert_int_gt(proxy, 0);
+    pid = spawn("svc-persister", args, log);
+    wait_readyz(pid, log, hport, 200, NULL, 30000);
+    produce_payee(p, topic, "R0000001", 1);
+    int64_t dl = core_mono_ms() + 30000;
+    while (buffered_records(hport) < 1 && core_mono_ms() < dl) {
+        assert_alive(pid, log);
+        sleep_ms(100);
+    }
+    ck_assert_msg(buffered_records(hport) == 1, "the record is not in the buffer; see %s", log);
+
+    tu_proxy_stop(proxy); /* the outage, the record still waiting for its batch */
+    wait_readyz(pid, log, hport, 503, "postgres", 15000);
+    ck_assert_msg(buffered_records(hport) == 1, "the record left the buffer; see %s", log);
+
+    proxy = tu_proxy_start(pgport, 5432);
+    ck_assert_int_gt(proxy, 0);
+    wait_readyz(pid, log, hport, 200, NULL, 30000);
+    ck_assert_int_eq(stop(pid, SIGTERM), 0); /* the stop writes the record */
+    tu_proxy_stop(proxy);
+    core_kafka_producer_free(p);
+    unlink(log);
+}
+END_TEST
+
 START_TEST(persister_restart_after_kill9_writes_within_5s)
 {
     char u[48], topic[128], suffix[128], dlq[128], schema[64], group[80], inst[80], audit[80];
@@ -756,6 +822,7 @@ int main(void)
     tcase_add_test(tc, ferretdb_plain_wrong_password_exits_78_naming_mongodb_uri);
     tcase_add_test(tc, unreachable_database_at_start_exits_69_naming_it);
     tcase_add_test(tc, persister_readyz_503_while_database_away);
+    tcase_add_test(tc, persister_readyz_503_while_database_away_records_buffered);
     tcase_add_checked_fixture(tr, setup, teardown);
     tcase_set_timeout(tr, 180);
     tcase_add_test(tr, persister_restart_after_kill9_writes_within_5s);

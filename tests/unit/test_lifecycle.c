@@ -35,13 +35,18 @@ END_TEST
 
 START_TEST(grace_period_runs_out)
 {
+    char err[128] = "";
     ck_assert_int_eq(core_lifecycle_install(50, NULL, 0), 0);
+    ck_assert(!core_lifecycle_give_up(err, sizeof(err))); /* not stopping */
     core_lifecycle_request_stop();
     ck_assert(core_lifecycle_stopping());
+    ck_assert(!core_lifecycle_give_up(NULL, 0) || core_lifecycle_remaining_ms() == 0);
     ck_assert(core_lifecycle_wait(100));
     while (core_lifecycle_remaining_ms() > 0)
         usleep(1000);
     ck_assert_int_eq(core_lifecycle_remaining_ms(), 0);
+    ck_assert(core_lifecycle_give_up(err, sizeof(err)));
+    ck_assert_ptr_nonnull(strstr(err, "shutdown.grace.ms is over"));
     core_lifecycle_reset();
 }
 END_TEST

@@ -14,7 +14,6 @@
 static core_avro_catalog_t *cat;
 static core_avro_decoder_t *dec;
 static pers_dataset ds;
-static struct persister_conf conf = { .topic_valid_suffix = ".valid", .topic_dlq_suffix = ".dlq" };
 
 static void setup(void)
 {
@@ -23,7 +22,7 @@ static void setup(void)
     ck_assert_msg(cat != NULL, "%s", err);
     dec = core_avro_decoder_new(cat, err, sizeof(err));
     ck_assert_msg(dec != NULL, "%s", err);
-    ck_assert_msg(pers_dataset_init(&ds, "payee", cat, &conf, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_msg(pers_dataset_init(&ds, "payee", cat, ".valid", ".dlq", err, sizeof(err)) == 0, "%s", err);
 }
 
 static void teardown(void)
@@ -175,9 +174,7 @@ static void mongoc_says(void *arg)
 {
     (void)arg;
     char err[256] = "";
-    struct persister_conf mc = conf;
-    mc.mongo_write_concern = "1";
-    mc.mongo_uri = "mongodb://127.0.0.1:1";
+    struct pers_mongo_conf mc = { .write_concern = "1", .uri = "mongodb://127.0.0.1:1" };
     pers_sink *sink = pers_mongo_new(&mc, err, sizeof(err));
     ck_assert_msg(sink, "%s", err);
     mongoc_log(MONGOC_LOG_LEVEL_WARNING, "client", "Couldn't send \"%s\"", "endSessions");

@@ -555,9 +555,15 @@ START_TEST(test_retry_commits_nothing_then_everything)
     plugin_reset();
     atomic_store(&P.retries_left, -1);
     run_init(&r, _i, 4, 10);
+    r.o.breaker_name = "test_sink_breaker"; /* the service's own name for it */
     produce_n(0, 12);
     run_start(&r);
     wait_for(retried_reaches, &three, "three RETRY answers");
+    char *text = core_metrics_render(core_metrics_global(), NULL);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_msg(strstr(text, "tributary_circuit_state{name=\"test_sink_breaker\"}"), "%s",
+                  text);
+    free(text);
     ck_assert_int_eq(committed(), RD_KAFKA_OFFSET_INVALID);
     ck_assert_int_eq(written_total(), 0);
     ck_assert_int_eq(watermark(CORE_AUDIT_TOPIC), 0);
@@ -627,6 +633,72 @@ START_TEST(test_poison_and_error_to_dlq)
         ck_assert_str_eq(msg[i], "(none)");
     ck_assert_int_eq(watermark(CORE_AUDIT_TOPIC), 8);
     ck_assert_double_eq(metric3("tributary_sink_records_total", "test", "sinkds", "dead"), 3);
+    ck_assert_int_eq(P.released, P.prepared);
+}
+END_TEST
+
+/* A plugin names its dead-letter headers (class name, stage, exception
+ * classes) and a record's tb.error.class: "invalid" from prepare() (a
+ * record of the wrong schema is no poison), "poison" from flush(); the
+ * exception class follows the class, not where the record was refused. */
+static core_sink_res_t named_prepare(void *ctx, core_sink_record *rec, char *errstr,
+                                     size_t errstr_size)
+{
+    core_sink_res_t r = tp_prepare(ctx, rec, errstr, errstr_size);
+    if (r == CORE_SINK_ERROR)
+        rec->error_class = "invalid";
+    return r;
+}
+
+static core_sink_res_t named_flush(void *ctx, core_sink_record *const *recs, size_t n,
+                                   char *errstr, size_t errstr_size)
+{
+    core_sink_res_t r = tp_flush(ctx, recs, n, errstr, errstr_size);
+    for (size_t i = 0; i < n; i++)
+        if (recs[i]->res == CORE_SINK_ERROR)
+            recs[i]->error_class = "poison";
+    return r;
+}
+
+START_TEST(test_dlq_header_names_from_the_plugin)
+{
+    static const char *const vals[] = { "v-0", "poison-1", "bad-2", NULL };
+    core_sink_plugin pl = plugin_inline;
+    char got[3][64], h[3][64];
+    run_t r;
+    int64_t want = 4;
+
+    pl.prepare = named_prepare;
+    pl.flush = named_flush;
+    pl.dlq_class_name = "svc-test";
+    pl.dlq_stage = "SINK_TEST_WRITE";
+    pl.dlq_exc_poison = "test.Poison";
+    pl.dlq_exc_refused = "test.Refused";
+    plugin_reset();
+    run_init(&r, MODE_INLINE, 8, 20);
+    r.o.plugin = &pl;
+    produce(vals, 4);
+    run_start(&r);
+    wait_for(committed_reaches, &want, "offset 4 committed");
+    run_stop(&r);
+    ck_assert_int_eq(watermark(DLQ), 3);
+    read_topic(DLQ, 3, got, h, "tb.error.class");
+    ck_assert_str_eq(got[0], "poison-1");
+    ck_assert_str_eq(h[0], "invalid");
+    ck_assert_str_eq(got[1], "bad-2");
+    ck_assert_str_eq(h[1], "poison");
+    ck_assert_str_eq(got[2], "");
+    ck_assert_str_eq(h[2], "poison"); /* the engine's own: empty value */
+    read_topic(DLQ, 3, got, h, "__connect.errors.exception.class.name");
+    ck_assert_str_eq(h[0], "test.Refused");
+    ck_assert_str_eq(h[1], "test.Poison");
+    ck_assert_str_eq(h[2], "test.Poison");
+    read_topic(DLQ, 3, got, h, "__connect.errors.class.name");
+    for (int i = 0; i < 3; i++)
+        ck_assert_str_eq(h[i], "svc-test");
+    read_topic(DLQ, 3, got, h, "__connect.errors.stage");
+    for (int i = 0; i < 3; i++)
+        ck_assert_str_eq(h[i], "SINK_TEST_WRITE");
     ck_assert_int_eq(P.released, P.prepared);
 }
 END_TEST
@@ -1201,6 +1273,7 @@ int main(void)
                         MODE_WRITER + 1);
     tcase_add_loop_test(tc, test_poison_and_error_to_dlq, MODE_INLINE, MODE_WRITER + 1);
     tcase_add_test(tc, test_batch_error_refuses_every_record);
+    tcase_add_test(tc, test_dlq_header_names_from_the_plugin);
     tcase_add_loop_test(tc, test_batch_capacity_edges, 0, 3);
     tcase_add_loop_test(tc, test_revoke_mid_batch_writes_and_commits, MODE_INLINE,
                         MODE_WRITER + 1);

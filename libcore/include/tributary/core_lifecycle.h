@@ -29,6 +29,13 @@ int core_lifecycle_signal(void);
  * stop is requested; 0 once forced or elapsed). */
 int64_t core_lifecycle_remaining_ms(void);
 
+/* Has the stop's grace period run out (or a second signal forced it)?
+ * For work that can be abandoned between two steps (a batch write: its
+ * offsets are not committed, the records come again). When true and
+ * errstr is set, errstr says so ("stopping: shutdown.grace.ms is over, the
+ * batch is abandoned"). Any thread. */
+bool core_lifecycle_give_up(char *errstr, size_t errstr_size);
+
 /* Sleep up to timeout_ms, waking at once when a stop is requested.
  * Returns true when stopping. */
 bool core_lifecycle_wait(int64_t timeout_ms);

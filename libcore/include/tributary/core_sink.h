@@ -77,7 +77,7 @@
  *   tributary_sink_retries_total{sink}                  counter, batch writes answered RETRY
  *   tributary_sink_paused{sink}                         gauge, 1 while consumption is paused
  *   tributary_sink_commit_failures_total{sink}          counter, commits to be retried
- *   tributary_circuit_state{name="sink_<name>"}         (core_breaker)
+ *   tributary_circuit_state{name="sink_<name>"}         (core_breaker; opts.breaker_name)
  */
 #ifndef TRIBUTARY_CORE_SINK_H
 #define TRIBUTARY_CORE_SINK_H
@@ -142,6 +142,11 @@ typedef struct core_sink_record {
     bool poison;                      /* set by the engine: never reached flush */
     const char *outcome;
     char reason[256];
+    /* set by prepare() (with ERROR) or flush()/recv() on a refused record:
+     * its tb.error.class in the DLQ (a static string, "poison" or
+     * "invalid"); NULL: "poison" when it never reached flush, else
+     * "invalid". Reset before every flush. */
+    const char *error_class;
     const char *field;                /* with ERROR: the field refused (tb.error.field
                                        * of the DLQ record; static or in data), or NULL */
 } core_sink_record;
@@ -206,6 +211,18 @@ typedef struct core_sink_plugin {
      * send, a ping while idle); with writer_thread, flush() may run
      * meanwhile on the writer thread. */
     void (*waiting)(void *ctx);
+    /* Optional: the names in its dead-letter headers. NULL: the defaults.
+     *   dlq_class_name  __connect.errors.class.name   (the plugin's name)
+     *   dlq_stage       __connect.errors.stage        (SINK_PREPARE for a
+     *                   record that never reached flush, else SINK_WRITE)
+     *   dlq_exc_poison  .exception.class.name of tb.error.class poison
+     *                   (tributary.sink.PoisonRecord)
+     *   dlq_exc_refused .exception.class.name of the others
+     *                   (tributary.sink.RecordRefused) */
+    const char *dlq_class_name;
+    const char *dlq_stage;
+    const char *dlq_exc_poison;
+    const char *dlq_exc_refused;
 } core_sink_plugin;
 
 typedef struct core_sink_opts {
@@ -231,6 +248,7 @@ typedef struct core_sink_opts {
     core_backoff backoff;               /* between RETRYs; {0}: CORE_BACKOFF_DEFAULT */
     int breaker_threshold;              /* 0: 5 */
     int64_t breaker_open_ms;            /* 0: 10000 */
+    const char *breaker_name;           /* tributary_circuit_state{name}; NULL: sink_<plugin> */
     core_http_t *http;                  /* /readyz probe named after the plugin; may be NULL */
     core_metrics_t *metrics;            /* NULL: core_metrics_global() */
 } core_sink_opts;
