@@ -14,13 +14,12 @@
 #include "tributary/core_audit.h"
 #include "tributary/core_log.h"
 #include "tributary/core_service.h"
+#include "tributary/core_topics.h"
 
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-extern char **environ;
 
 static struct persister_conf {
     core_cfg_list datasets;
@@ -29,8 +28,8 @@ static struct persister_conf {
     int64_t batch_timeout_ms;
     char *group_id;
     char *group_instance_id;
-    char *topic_valid_suffix;
-    char *topic_dlq_suffix;
+    char *topic_prefix;
+    char *topic_valid_suffix, *topic_dlq_suffix; /* deprecated (topic.prefix) */
     char *audit_topic;
     bool create_tables;
     int64_t retry_base_ms;
@@ -59,10 +58,11 @@ static const core_config_key persister_keys[] = {
     K("group.instance.id", CORE_CFG_STR, NULL, 0, group_instance_id,
       "Static member id in the group (default svc-persister-<instance.id>-<datasets>; empty: a "
       "dynamic member)", 0, 0, NULL),
-    K("topic.valid.suffix", CORE_CFG_STR, ".valid", 0, topic_valid_suffix,
-      "Input topic of a dataset: <dataset><suffix>", 0, 0, NULL),
-    K("topic.dlq.suffix", CORE_CFG_STR, ".dlq", 0, topic_dlq_suffix,
-      "Dead-letter topic of a dataset: <dataset><suffix>", 0, 0, NULL),
+    CORE_TOPICS_CONFIG_KEYS(struct persister_conf, topic_prefix),
+    K("topic.valid.suffix", CORE_CFG_STR, NULL, 0, topic_valid_suffix,
+      "Deprecated (use topic.prefix): input topic <dataset><suffix>", 0, 0, NULL),
+    K("topic.dlq.suffix", CORE_CFG_STR, NULL, 0, topic_dlq_suffix,
+      "Deprecated (use topic.prefix): dead-letter topic <dataset><suffix>", 0, 0, NULL),
     K("audit.topic", CORE_CFG_STR, CORE_AUDIT_TOPIC, 0, audit_topic, "Topic of the audit events",
       0, 0, NULL),
     K("create-tables", CORE_CFG_BOOL, "false", 0, create_tables,
@@ -204,8 +204,8 @@ static int run(core_service_t *svc, void *vconf)
     pers_metrics_init();
     for (; nds < conf.datasets.n; nds++)
         if (pers_dataset_init(&ds[nds], conf.datasets.v[nds], core_service_catalog(svc),
-                              conf.topic_valid_suffix, conf.topic_dlq_suffix, err,
-                              sizeof(err))) {
+                              conf.topic_prefix, conf.topic_valid_suffix,
+                              conf.topic_dlq_suffix, err, sizeof(err))) {
             rc = core_service_config_error(svc, err);
             goto out;
         }
@@ -241,9 +241,9 @@ static const core_service_def def = {
     .datasets = &conf.datasets,
     .run = run,
     .tables = tables,
+    .deprecated = (const core_config_alias[]){ { "topic.valid.suffix", "topic.prefix" },
+                                               { "topic.dlq.suffix", "topic.prefix" },
+                                               CORE_CFG_ALIAS_END },
 };
 
-int main(int argc, char **argv)
-{
-    return core_service_main(&def, argc, argv, environ);
-}
+CORE_SERVICE_MAIN(def)

@@ -143,9 +143,12 @@ struct pers_sink {
 };
 
 /* schema.c */
+/** A dataset's columns and topics: {prefix}{name}.valid and .dlq
+ * (core_topics), or, with the deprecated suffix keys, {prefix}{name}{suffix}.
+ * @returns 0, or -1 with errstr (a bad prefix names topic.prefix). */
 int pers_dataset_init(pers_dataset *ds, const char *name, const core_avro_catalog_t *cat,
-                      const char *valid_suffix, const char *dlq_suffix, char *errstr,
-                      size_t errstr_size);
+                      const char *prefix, const char *valid_suffix, const char *dlq_suffix,
+                      char *errstr, size_t errstr_size);
 void pers_dataset_clear(pers_dataset *ds);
 /** CREATE TABLE ... for the dataset (malloc'd). */
 char *pers_schema_sql(const pers_dataset *ds, const char *pg_schema);

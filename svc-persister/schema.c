@@ -1,6 +1,8 @@
 /* schema.c — a dataset's Avro schema turned into table columns and DDL. */
 #include "persister.h"
 
+#include "tributary/core_topics.h"
+
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,8 +79,8 @@ static int pg_type_of(const cJSON *t, char *buf, size_t size, bool *is_time_ms)
 }
 
 int pers_dataset_init(pers_dataset *ds, const char *name, const core_avro_catalog_t *cat,
-                      const char *valid_suffix, const char *dlq_suffix, char *errstr,
-                      size_t errstr_size)
+                      const char *prefix, const char *valid_suffix, const char *dlq_suffix,
+                      char *errstr, size_t errstr_size)
 {
     memset(ds, 0, sizeof(*ds));
     ds->name = name;
@@ -150,14 +152,26 @@ int pers_dataset_init(pers_dataset *ds, const char *name, const core_avro_catalo
             ds->key_col = ds->ncols;
         ds->ncols++;
     }
-    char t[512];
-    snprintf(t, sizeof(t), "%s%s", name, valid_suffix);
-    ds->topic_valid = strdup(t);
-    snprintf(t, sizeof(t), "%s%s", name, dlq_suffix);
-    ds->topic_dlq = strdup(t);
+    char tv[CORE_TOPIC_MAX + 1], td[CORE_TOPIC_MAX + 1];
+    if (!prefix)
+        prefix = "";
+    if (valid_suffix)
+        snprintf(tv, sizeof(tv), "%s%s%s", prefix, name, valid_suffix);
+    else if (core_topic_name(prefix, name, CORE_TOPIC_VALID, tv, sizeof(tv), errstr,
+                             errstr_size))
+        goto bad;
+    if (dlq_suffix)
+        snprintf(td, sizeof(td), "%s%s%s", prefix, name, dlq_suffix);
+    else if (core_topic_name(prefix, name, CORE_TOPIC_DLQ, td, sizeof(td), errstr, errstr_size))
+        goto bad;
+    ds->topic_valid = strdup(tv);
+    ds->topic_dlq = strdup(td);
     if (!ds->topic_valid || !ds->topic_dlq)
         goto nomem;
     return 0;
+bad:
+    pers_dataset_clear(ds);
+    return -1;
 nomem:
     pers_dataset_clear(ds);
     core_errstr(errstr, errstr_size, "out of memory");

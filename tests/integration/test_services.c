@@ -383,7 +383,8 @@ END_TEST
  * topic.prefix, by every service that names dataset topics. */
 START_TEST(bad_topic_prefix_exits_78_naming_it)
 {
-    static const char *const svcs[] = { "svc-ingest", "svc-validator", "svc-cache-feeder" };
+    static const char *const svcs[] = { "svc-ingest", "svc-validator", "svc-cache-feeder",
+                                        "svc-persister" };
     char *path = tu_write_temp("payee_id,name\nP1,x\n");
 
     for (size_t i = 0; i < sizeof(svcs) / sizeof(svcs[0]); i++) {
@@ -413,9 +414,13 @@ START_TEST(former_topic_keys_warn_naming_topic_prefix)
                       "--kafka.bootstrap.servers=127.0.0.1:1", "--dataset=payee", path, NULL };
     char *fargs[] = { "--http.port=0", "--topic.template=x.{dataset}.valid",
                       "--startup.timeout.ms=200", "--redis.port=1", "--dataset=payee", NULL };
+    char *pargs[] = { "--http.port=0", "--topic.valid.suffix=.v2", "--startup.timeout.ms=200",
+                      "--pg.conninfo=host=127.0.0.1 port=1 dbname=x user=x", "--dataset=payee",
+                      NULL };
     struct { const char *svc; char **args; const char *warning; } cases[] = {
         { "svc-ingest", iargs, "topic is deprecated: use topic.prefix" },
         { "svc-cache-feeder", fargs, "topic.template is deprecated: use topic.prefix" },
+        { "svc-persister", pargs, "topic.valid.suffix is deprecated: use topic.prefix" },
     };
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {

@@ -22,7 +22,7 @@ static void setup(void)
     ck_assert_msg(cat != NULL, "%s", err);
     dec = core_avro_decoder_new(cat, err, sizeof(err));
     ck_assert_msg(dec != NULL, "%s", err);
-    ck_assert_msg(pers_dataset_init(&ds, "payee", cat, ".valid", ".dlq", err, sizeof(err)) == 0, "%s", err);
+    ck_assert_msg(pers_dataset_init(&ds, "payee", cat, NULL, ".valid", ".dlq", err, sizeof(err)) == 0, "%s", err);
 }
 
 static void teardown(void)
