@@ -255,7 +255,7 @@ if [ "$ONLY" = ingest ]; then
     n_kc=$(awk '$1=="records"{print $2}' "$RUN/ingest-kcat.txt")
     csv_bytes=$(stat -c %s "$CSV")
     TIMEFORMAT='%R %U %S'
-    { time "$BUILD/bin/svc-ingest" --dataset payee --batch.id "$IP" --topic "$IP.raw" \
+    { time "$BUILD/bin/svc-ingest" --dataset payee --batch.id "$IP" --topic.prefix "$IP." \
             --audit.topic "$IP.audit" --checkpoint.topic "$IP.ckpt" --http.port 0 --progress never \
             --summary.json --log.level warn --kafka.bootstrap.servers "$BROKER" "$CSV" \
             > "$RUN/ingest-summary.json" 2>"$RUN/ingest-svc.err"; } 2>"$RUN/ingest-time.txt"
@@ -285,7 +285,7 @@ if [ "$ONLY" = ingest ]; then
                n, b, w, u + s, u, s, n / w, w * 1e9 / n, b / w / 1e6, (u + s) * 1e6 / n, kw, w / kw > "/dev/stderr"
     }' 2>>"$RESULTS" | tee -a "$RUN/ingest.txt"
     if [ "$KEEP" != 1 ] && [ "$broken" -eq 0 ]; then
-        "$BUILD/bench/bench_produce" delete --broker "$BROKER" "$IP.raw" "$IP.audit" "$IP.ckpt" "$IP.kcat" \
+        "$BUILD/bench/bench_produce" delete --broker "$BROKER" "$IP.payee.raw" "$IP.audit" "$IP.ckpt" "$IP.kcat" \
             >/dev/null 2>&1 || echo "bench: could not delete topics $IP.* (harmless)" >&2
         rm -f "$CSV" "$RUN/ingest-kcat.bin"
     fi
@@ -338,10 +338,10 @@ if [ "$ONLY" = cache_feeder ]; then
     # timed from start until every record's version is in Redis.
     if [ -x "$BUILD/bin/svc-cache-feeder" ] && wait_broker; then
         CFP=benchcf$STAMP$$
-        "$BUILD/bench/bench_cache_feeder" fill --broker "$BROKER" --topic "account_setting.valid.$CFP" --n "$N_CF" ||
+        "$BUILD/bench/bench_cache_feeder" fill --broker "$BROKER" --topic "$CFP.account_setting.valid" --n "$N_CF" ||
             note_broken "cache_feeder fill"
         t0=$(date +%s.%N)
-        "$BUILD/bin/svc-cache-feeder" --dataset account_setting --topic.template "{dataset}.valid.$CFP" \
+        "$BUILD/bin/svc-cache-feeder" --dataset account_setting --topic.prefix "$CFP." \
             --cache.prefix "$CFP" --group.id "$CFP" --audit.topic "$CFP.audit" --http.port 0 \
             --redis.host "$RH" --redis.port "$RP" --batch.size "$D_CF" --batch.inflight "$K_CF" --log.level warn \
             --kafka.bootstrap.servers "$BROKER" 2>"$RUN/cache_feeder-svc.err" &

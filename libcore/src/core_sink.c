@@ -60,6 +60,8 @@ struct core_sink {
     bool ctx_on;
     core_kafka_consumer_t *c;
     core_kafka_producer_t *p;
+    rd_kafka_topic_t **warm;   /* the audit and DLQ topics, known to the producer from the start */
+    size_t nwarm;
     core_audit_t *audit;
     core_avro_decoder_t *dec;
     core_breaker_t *breaker;
@@ -1013,6 +1015,22 @@ static int sink_setup(core_sink_t *s, char *errstr, size_t errstr_size)
                                     .noverrides = o->nkafka_overrides, .metrics = o->metrics };
     if (!(s->p = core_kafka_producer_new(&po, errstr, errstr_size)))
         return CORE_EX_CONFIG;
+    /* A topic handle makes the producer ask for the topic's metadata now
+     * (and the broker create it, where it creates topics on demand), while
+     * the consumer joins its group: else the first batch's audit and DLQ
+     * records wait for it, and with them the first commit (about 2 s for a
+     * new audit topic). */
+    if (!(s->warm = calloc(o->ndatasets + 1, sizeof(*s->warm))))
+        goto nomem;
+    if (o->audit)
+        s->warm[s->nwarm++] = rd_kafka_topic_new(core_kafka_producer_handle(s->p),
+                                                 o->audit_topic ? o->audit_topic
+                                                                : CORE_AUDIT_TOPIC,
+                                                 NULL);
+    for (size_t d = 0; d < o->ndatasets; d++)
+        if (o->datasets[d].dlq_topic)
+            s->warm[s->nwarm++] = rd_kafka_topic_new(core_kafka_producer_handle(s->p),
+                                                     o->datasets[d].dlq_topic, NULL);
     if (o->audit && !(s->audit = core_audit_new(s->p, o->catalog, o->audit_topic,
                                                 o->stage ? o->stage : name, errstr,
                                                 errstr_size)))
@@ -1157,6 +1175,10 @@ static void sink_free(core_sink_t *s)
         s->pl->exit(s->ctx);
     core_kafka_consumer_free(s->c);
     core_audit_free(s->audit);
+    for (size_t i = 0; i < s->nwarm; i++)
+        if (s->warm[i])
+            rd_kafka_topic_destroy(s->warm[i]);
+    free(s->warm);
     if (s->p) {
         int64_t left = core_lifecycle_remaining_ms();
         size_t n = core_kafka_producer_flush(s->p, (int)(left > 1000 ? left : 1000));
