@@ -190,7 +190,8 @@ bench: all
 
 # libFuzzer on the decoder of untrusted Kafka bytes (clang from make deps).
 FUZZ_TIME ?= 60
-FUZZ_SRC  := libcore/src/core_avro.c libcore/src/core_avro_json.c libcore/src/core_avro_wire.c \
+FUZZ_SRC  := libcore/src/core_avro.c libcore/src/core_avro_catalog.c libcore/src/core_avro_rules.c \
+             libcore/src/core_avro_json.c libcore/src/core_avro_wire.c \
              libcore/src/core_avro_project.c \
              libcore/src/core_avro_from_json.c libcore/src/core_avro_path.c \
              libcore/src/core_avro_schema.c libcore/src/core_avro_record.c \

@@ -181,4 +181,17 @@ int core_avro_parse_date_(const char **pp, int64_t *days, const char **why);
 core_err_t core_avro_time_parse_(const char *text, int64_t units, bool exact, int64_t *outp,
                                   char *errstr, size_t errstr_size);
 
+
+/* core_avro.c, core_avro_rules.c: shared by the catalogue (core_avro_catalog.c) */
+cJSON *core_avro_parse_json_(const char *text, size_t len, const char *file,
+                             char *errstr, size_t errstr_size);
+core_avro_schema_t *core_avro_schema_build_(cJSON *json, const char *file, uint32_t id,
+                                            const char *dataset,
+                                            const core_avro_catalog_t *resolver,
+                                            char *errstr, size_t errstr_size);
+int core_avro_find_field_(const struct avn *rec, const char *name);
+bool core_avro_in_list_(const char *s, const char *const *list, size_t n);
+int core_avro_rules_check_(const core_avro_schema_t *s, const char *file, const cJSON *rj,
+                           char *errstr, size_t errstr_size);
+
 #endif

@@ -422,7 +422,7 @@ static void pending_forget(core_sink_t *s, const rd_kafka_topic_partition_list_t
 /* Before partitions go: finish what is in flight and in hand (one try: no
  * backoff inside a rebalance) and commit; drop it all when they are lost. */
 void sink_on_revoke(core_kafka_consumer_t *c, const rd_kafka_topic_partition_list_t *parts,
-                      bool lost, void *user)
+                           bool lost, void *user)
 {
     core_sink_t *s = user;
     char err[512];
