@@ -38,7 +38,7 @@ count_pg() { psql "$PGC" -Atc "SELECT count(*) FROM \"$1\".payee" 2>/dev/null ||
 WARM=2000
 run_persister() {
     local sink=$1 n=$2 count_cmd=$3; shift 3
-    "$BIN" --dataset payee --sink "$sink" --create-tables --topic.prefix "$TAG." \
+    "$BIN" --dataset payee --sink "$sink" --create.tables --topic.prefix "$TAG." \
         --group.id "bench_${TAG}_$sink" --audit.topic "audit_$TAG" \
         --http.port 0 --batch.size 1000 --batch.timeout.ms 100 "$@" 2>>"$OUT/persister.err" &
     local pid=$! t0="" c0=0 c=0 deadline=$((SECONDS + 600))

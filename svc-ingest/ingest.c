@@ -29,164 +29,7 @@
 #include <unistd.h>
 
 
-/* ---- helpers ----------------------------------------------------------- */
-
-int ingest_topic(const ingest_conf *c, const char *dataset, char *buf, size_t size,
-                 char *errstr, size_t errstr_size)
-{
-    if (c->topic && *c->topic) {
-        if (!core_topic_valid(c->topic)) {
-            core_errstr(errstr, errstr_size, "topic: \"%s\" is not a Kafka topic name", c->topic);
-            return CORE_ERR_INVALID;
-        }
-        snprintf(buf, size, "%s", c->topic);
-        return 0;
-    }
-    return core_topic_name(c->topic_prefix, dataset, CORE_TOPIC_RAW, buf, size, errstr,
-                           errstr_size);
-}
-
-static void st_lock(ingest_status *st)
-{
-    if (st->lock)
-        pthread_mutex_lock(st->lock);
-}
-
-static void st_unlock(ingest_status *st)
-{
-    if (st->lock)
-        pthread_mutex_unlock(st->lock);
-}
-
-int ingest_file_digest(const char *path, char hex[65], char *errstr, size_t errstr_size)
-{
-    unsigned char buf[1 << 16], md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    EVP_MD_CTX *md_ctx;
-    FILE *f;
-    size_t n;
-    int rc = 0;
-
-    f = fopen(path, "rb");
-    if (!f) {
-        core_errstr(errstr, errstr_size, "%s: %s", path, strerror(errno));
-        return -1;
-    }
-    md_ctx = EVP_MD_CTX_new();
-    if (!md_ctx || EVP_DigestInit_ex(md_ctx, EVP_sha256(), NULL) != 1) {
-        core_errstr(errstr, errstr_size, "sha256: cannot initialise");
-        rc = -1;
-        goto out;
-    }
-    while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
-        EVP_DigestUpdate(md_ctx, buf, n);
-    if (ferror(f)) {
-        core_errstr(errstr, errstr_size, "%s: read error: %s", path, strerror(errno));
-        rc = -1;
-        goto out;
-    }
-    EVP_DigestFinal_ex(md_ctx, md, &mdlen);
-    for (unsigned i = 0; i < 32 && i < mdlen; i++)
-        snprintf(hex + 2 * i, 3, "%02x", md[i]);
-out:
-    EVP_MD_CTX_free(md_ctx);
-    fclose(f);
-    return rc;
-}
-
-char *ingest_status_json(const ingest_status *st, const char *file, const char *dataset,
-                         const char *state)
-{
-    cJSON *j = cJSON_CreateObject();
-    char *out;
-
-    if (!j)
-        return NULL;
-    if (state)
-        cJSON_AddStringToObject(j, "state", state);
-    cJSON_AddStringToObject(j, "batch_id", st->batch_id);
-    if (file)
-        cJSON_AddStringToObject(j, "file", file);
-    if (dataset)
-        cJSON_AddStringToObject(j, "dataset", dataset);
-    cJSON_AddItemToObject(j, "rows_read", core_json_int((int64_t)st->rows_read));
-    cJSON_AddItemToObject(j, "published", core_json_int((int64_t)st->published));
-    cJSON_AddItemToObject(j, "rejected", core_json_int((int64_t)st->rejected));
-    cJSON_AddItemToObject(j, "bytes", core_json_int((int64_t)st->bytes));
-    cJSON_AddNumberToObject(j, "seconds", st->seconds);
-    cJSON_AddNumberToObject(j, "percent",
-                            st->file_size ? 100.0 * (double)st->pos / (double)st->file_size : 0.0);
-    cJSON_AddItemToObject(j, "resumed_from_line", core_json_int((int64_t)st->resumed_line));
-    cJSON_AddBoolToObject(j, "skipped", st->skipped);
-    cJSON_AddBoolToObject(j, "interrupted", st->interrupted);
-    if (st->errors_path[0])
-        cJSON_AddStringToObject(j, "errors_file", st->errors_path);
-    cJSON_AddNumberToObject(j, "exit_code", st->exit_code);
-    if (st->error[0])
-        cJSON_AddStringToObject(j, "error", st->error);
-    else
-        cJSON_AddNullToObject(j, "error");
-    out = cJSON_PrintUnformatted(j);
-    cJSON_Delete(j);
-    return out;
-}
-
-ingest_ctx *ingest_ctx_new(core_service_t *svc, const ingest_conf *conf, char *errstr,
-                           size_t errstr_size)
-{
-    static const char *const l_ds[] = { "dataset", NULL };
-    static const char *const l_ds_reason[] = { "dataset", "reason", NULL };
-    static const char *const l_ds_outcome[] = { "dataset", "outcome", NULL };
-    core_metrics_t *m = core_metrics_global();
-    ingest_ctx *ctx = calloc(1, sizeof(*ctx));
-
-    if (!ctx) {
-        core_errstr(errstr, errstr_size, "out of memory");
-        return NULL;
-    }
-    ctx->svc = svc;
-    ctx->conf = conf;
-    ctx->cat = core_service_catalog(svc);
-    ctx->f_read = core_metrics_family(m, CORE_METRIC_COUNTER, "tributary_ingest_lines_read_total",
-                                      "Input records read (published or rejected)", l_ds, NULL, 0,
-                                      errstr, errstr_size);
-    ctx->f_pub = core_metrics_family(m, CORE_METRIC_COUNTER,
-                                     "tributary_ingest_records_published_total",
-                                     "Records published to <dataset>.raw (committed)", l_ds, NULL,
-                                     0, errstr, errstr_size);
-    ctx->f_rej = core_metrics_family(m, CORE_METRIC_COUNTER,
-                                     "tributary_ingest_lines_rejected_total",
-                                     "Input records rejected, by reason", l_ds_reason, NULL, 0,
-                                     errstr, errstr_size);
-    ctx->f_bytes = core_metrics_family(m, CORE_METRIC_COUNTER, "tributary_ingest_bytes_read_total",
-                                       "Uncompressed input bytes read", l_ds, NULL, 0, errstr,
-                                       errstr_size);
-    ctx->f_depth = core_metrics_family(m, CORE_METRIC_GAUGE, "tributary_ingest_queue_depth",
-                                       "Records handed to the producer and not yet acknowledged",
-                                       NULL, NULL, 0, errstr, errstr_size);
-    ctx->f_commit = core_metrics_family(m, CORE_METRIC_HISTOGRAM,
-                                        "tributary_ingest_checkpoint_seconds",
-                                        "Time to commit one transaction (records + checkpoint), "
-                                        "i.e. until the broker acknowledged everything",
-                                        NULL, NULL, 0, errstr, errstr_size);
-    ctx->f_files = core_metrics_family(m, CORE_METRIC_COUNTER, "tributary_ingest_files_total",
-                                       "Files ingested, by outcome", l_ds_outcome, NULL, 0,
-                                       errstr, errstr_size);
-    if (!ctx->f_read || !ctx->f_pub || !ctx->f_rej || !ctx->f_bytes || !ctx->f_depth ||
-        !ctx->f_commit || !ctx->f_files) {
-        free(ctx);
-        return NULL;
-    }
-    return ctx;
-}
-
-void ingest_ctx_free(ingest_ctx *ctx)
-{
-    free(ctx);
-}
-
 static const core_kafka_prop producer_defaults[] = {
-    { "bootstrap.servers", "127.0.0.1:9092" },
     { "compression.codec", "lz4" },
     { "linger.ms", "20" },
     { "batch.num.messages", "10000" },
@@ -309,13 +152,13 @@ static void publish_status(struct run *r)
 {
     ingest_status *st = r->st;
 
-    st_lock(st);
+    ingest_status_lock(st);
     st->rows_read = r->cur.rows_read;
     st->published = r->cur.published;
     st->rejected = r->cur.rejected;
     st->bytes = r->cur.bytes;
     st->pos = r->rd ? ingest_reader_raw_pos(r->rd) : st->pos;
-    st_unlock(st);
+    ingest_status_unlock(st);
 }
 
 /* Produce the checkpoint for r->cur and commit the transaction.
@@ -574,7 +417,7 @@ static int finish(struct run *r, int code, const char *fmt, ...)
 {
     ingest_status *st = r->st;
 
-    st_lock(st);
+    ingest_status_lock(st);
     st->exit_code = code;
     if (fmt) {
         va_list ap;
@@ -582,7 +425,7 @@ static int finish(struct run *r, int code, const char *fmt, ...)
         vsnprintf(st->error, sizeof(st->error), fmt, ap);
         va_end(ap);
     }
-    st_unlock(st);
+    ingest_status_unlock(st);
     return code;
 }
 
@@ -625,11 +468,11 @@ static int run_identify(struct run *r)
         char fid[65];
         if (ingest_file_digest(r->job->path, fid, err, sizeof(err)))
             return finish(r, CORE_EX_NOINPUT, "%s", err);
-        st_lock(r->st);
+        ingest_status_lock(r->st);
         memcpy(r->st->file_id, fid, sizeof(fid));
-        st_unlock(r->st);
+        ingest_status_unlock(r->st);
     }
-    st_lock(r->st);
+    ingest_status_lock(r->st);
     if (r->job->batch_id && *r->job->batch_id)
         snprintf(r->st->batch_id, sizeof(r->st->batch_id), "%s", r->job->batch_id);
     else
@@ -639,7 +482,7 @@ static int run_identify(struct run *r)
     else
         snprintf(r->st->errors_path, sizeof(r->st->errors_path), "%s.errors.jsonl", r->job->path);
     r->st->file_size = (uint64_t)r->sb.st_size;
-    st_unlock(r->st);
+    ingest_status_unlock(r->st);
     snprintf(r->txn_id, sizeof(r->txn_id), "%s%s", r->conf->txn_id_prefix, r->st->batch_id);
 
     return 0;
@@ -668,7 +511,7 @@ static int run_checkpoint(struct run *r, bool *done)
     if (r->committed.found && r->job->force)
         memset(&r->committed, 0, sizeof(r->committed));
     if (r->committed.found && r->committed.done) {
-        st_lock(r->st);
+        ingest_status_lock(r->st);
         r->st->skipped = true;
         r->st->rows_read = r->committed.rows_read;
         r->st->published = r->committed.published;
@@ -676,7 +519,7 @@ static int run_checkpoint(struct run *r, bool *done)
         r->st->bytes = r->committed.bytes;
         r->st->pos = r->st->file_size;
         r->st->seconds = core_mono_s() - r->t0;
-        st_unlock(r->st);
+        ingest_status_unlock(r->st);
         core_log_info("file already ingested: nothing published (use --force to publish it again)",
                       CLF_S("file", r->job->path), CLF_S("batch", r->st->batch_id));
         *done = true;
@@ -746,9 +589,9 @@ static int run_open_input(struct run *r)
         }
     }
     if (r->committed.found) {
-        st_lock(r->st);
+        ingest_status_lock(r->st);
         r->st->resumed_line = r->committed.line;
-        st_unlock(r->st);
+        ingest_status_unlock(r->st);
         core_log_info("resuming from checkpoint", CLF_S("file", r->job->path),
                       CLF_S("batch", r->st->batch_id), CLF_I("line", (int64_t)r->committed.line),
                       CLF_I("offset", (int64_t)r->committed.offset));
@@ -782,9 +625,9 @@ static int run_loop(struct run *r)
         bool eof = false;
 
         if (core_lifecycle_stopping() && !r->txn_open) {
-            st_lock(r->st);
+            ingest_status_lock(r->st);
             r->st->interrupted = true;
-            st_unlock(r->st);
+            ingest_status_unlock(r->st);
             return finish(r, CORE_EX_TEMPFAIL, "stopped by a signal at line %llu: run again to resume",
                           (unsigned long long)r->committed.line);
         }
@@ -824,9 +667,9 @@ static int run_loop(struct run *r)
             if (r->cb && (r->in_txn & 255) == 0 && core_mono_s() - r->last_cb >= 0.25) {
                 r->last_cb = core_mono_s();
                 publish_status(r);
-                st_lock(r->st);
+                ingest_status_lock(r->st);
                 r->st->seconds = r->last_cb - r->t0;
-                st_unlock(r->st);
+                ingest_status_unlock(r->st);
                 r->cb(r->st, r->cb_user);
             }
         }
@@ -868,18 +711,18 @@ static void run_close(struct run *r, int rc)
     if (r->reading) {
         /* The summary counts only what committed transactions hold: the
          * progress reports counted lines of a transaction still open. */
-        st_lock(r->st);
+        ingest_status_lock(r->st);
         r->st->rows_read = r->committed.rows_read;
         r->st->published = r->committed.published;
         r->st->rejected = r->committed.rejected;
         r->st->bytes = r->committed.bytes;
-        st_unlock(r->st);
+        ingest_status_unlock(r->st);
     }
-    st_lock(r->st);
+    ingest_status_lock(r->st);
     r->st->seconds = core_mono_s() - r->t0;
     if (rc == 0 || rc == CORE_EX_DATAERR)
         r->st->pos = r->st->file_size;
-    st_unlock(r->st);
+    ingest_status_unlock(r->st);
     if (r->ctx->f_files && r->dataset)
         core_metric_inc(core_metrics_series2(r->ctx->f_files, r->dataset,
                                              rc == 0 ? "ok" : rc == CORE_EX_DATAERR ? "rejected_lines"
@@ -918,10 +761,10 @@ int ingest_file(ingest_ctx *ctx, const ingest_job *job, ingest_status *st,
     r.t0 = core_mono_s();
     r.cb = cb;
     r.cb_user = cb_user;
-    st_lock(st);
+    ingest_status_lock(st);
     st->exit_code = 0;
     st->error[0] = '\0';
-    st_unlock(st);
+    ingest_status_unlock(st);
 
     rc = run_identify(&r);
     if (rc == 0)

@@ -1,5 +1,5 @@
-/* ingest_int.h — what ingest.c (the run) and kafka.c (its Kafka plumbing)
- * share. Private to svc-ingest. */
+/* ingest_int.h — what ingest.c (the run), kafka.c (its Kafka plumbing) and
+ * status.c (its status and context) share. Private to svc-ingest. */
 #ifndef SVC_INGEST_INGEST_INT_H
 #define SVC_INGEST_INGEST_INT_H
 
@@ -41,5 +41,9 @@ int ingest_kafka_checkpoint_topic(core_kafka_producer_t *p, const char *topic, i
 int ingest_kafka_load_checkpoint(ingest_ctx *ctx, const char *topic, const char *batch_id,
                                  struct ckpt *ck, int timeout_ms, char *errstr,
                                  size_t errstr_size);
+
+/* status.c: the status lock, when the run has one (serve mode). */
+void ingest_status_lock(ingest_status *st);
+void ingest_status_unlock(ingest_status *st);
 
 #endif

@@ -131,7 +131,6 @@ static void parse_ckpt(const char *text, size_t len, struct ckpt *ck)
 int ingest_kafka_load_checkpoint(ingest_ctx *ctx, const char *topic, const char *batch_id,
                            struct ckpt *ck, int timeout_ms, char *errstr, size_t errstr_size)
 {
-    static const core_kafka_prop defaults[] = { { "bootstrap.servers", "127.0.0.1:9092" } };
     static const core_kafka_prop overrides[] = {
         { "enable.partition.eof", "true" },
         { "isolation.level", "read_committed" },
@@ -155,8 +154,6 @@ int ingest_kafka_load_checkpoint(ingest_ctx *ctx, const char *topic, const char 
     memset(ck, 0, sizeof(*ck));
     snprintf(group, sizeof(group), "tributary-ingest-ckpt-%s", batch_id);
     o.cfg = core_service_config(ctx->svc);
-    o.defaults = defaults;
-    o.ndefaults = CORE_ARRAY_SIZE(defaults);
     o.overrides = overrides;
     o.noverrides = CORE_ARRAY_SIZE(overrides);
     o.group_id = group;

@@ -1,6 +1,6 @@
 /* svc-persister — batched, idempotent writes to PostgreSQL or MongoDB.
  *
- *   svc-persister --dataset payee [--sink postgres|mongodb] [--create-tables]
+ *   svc-persister --dataset payee [--sink postgres|mongodb] [--create.tables]
  *   svc-persister schema-sql --dataset payee      print the table's DDL
  *
  * The work is libcore's sink loop (core_sink: batches, a writer thread,
@@ -65,7 +65,7 @@ static const core_config_key persister_keys[] = {
       "Deprecated (use topic.prefix): dead-letter topic <dataset><suffix>", 0, 0, NULL),
     K("audit.topic", CORE_CFG_STR, CORE_AUDIT_TOPIC, 0, audit_topic, "Topic of the audit events",
       0, 0, NULL),
-    K("create-tables", CORE_CFG_BOOL, "false", 0, create_tables,
+    K("create.tables", CORE_CFG_BOOL, "false", 0, create_tables,
       "Create missing tables (PostgreSQL) or indexes (MongoDB) at start", 0, 0, NULL),
     K("retry.base.ms", CORE_CFG_INT, "200", 0, retry_base_ms,
       "First delay after a failed database write (doubles, with jitter)", 1, 600000, NULL),
@@ -241,6 +241,8 @@ static const core_service_def def = {
     .datasets = &conf.datasets,
     .run = run,
     .tables = tables,
+    .aliases = (const core_config_alias[]){ { "create-tables", "create.tables" }, /* 0.1 */
+                                            CORE_CFG_ALIAS_END },
     .deprecated = (const core_config_alias[]){ { "topic.valid.suffix", "topic.prefix" },
                                                { "topic.dlq.suffix", "topic.prefix" },
                                                CORE_CFG_ALIAS_END },

@@ -30,7 +30,7 @@ const core_config_key pers_mongo_keys[] = {
     K("mongodb.wtimeout.ms", CORE_CFG_INT, "10000", 0, wtimeout_ms,
       "Write concern timeout (0: none)", 0, 3600000, NULL),
     K("mongodb.indexes", CORE_CFG_LIST, NULL, 0, indexes,
-      "Secondary indexes, dataset:field[+field...][:unique], created with --create-tables", 0, 0,
+      "Secondary indexes, dataset:field[+field...][:unique], created with --create.tables", 0, 0,
       NULL),
     K("mongodb.decimal128", CORE_CFG_BOOL, "true", 0, decimal128,
       "Store Avro decimals as Decimal128 (false: as their exact text; FerretDB 1.x has no "

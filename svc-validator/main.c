@@ -119,10 +119,6 @@ static const core_config_alias validator_aliases[] = {
 
 static const char *const subcommands[] = { "replay", "invalidate", NULL };
 
-static const core_kafka_prop kafka_defaults[] = {
-    { "bootstrap.servers", "127.0.0.1:9092" },
-};
-
 static void verify_opts(const struct validator_conf *c, verifier_opts *o)
 {
     memset(o, 0, sizeof(*o));
@@ -250,8 +246,6 @@ static int run_validate(core_service_t *svc, struct validator_conf *c)
     }
     p.out_ids = out_ids;
     p.cfg = core_service_config(svc);
-    p.kafka_defaults = kafka_defaults;
-    p.nkafka_defaults = CORE_ARRAY_SIZE(kafka_defaults);
     p.cat = core_service_catalog(svc);
     p.datasets = (const char *const *)c->datasets.v;
     p.ndatasets = c->datasets.n;
@@ -333,8 +327,6 @@ static int run_replay(core_service_t *svc, struct validator_conf *c)
         return core_service_config_error(svc, errstr);
     }
     p.cfg = core_service_config(svc);
-    p.kafka_defaults = kafka_defaults;
-    p.nkafka_defaults = CORE_ARRAY_SIZE(kafka_defaults);
     p.error_class = c->replay_class;
     p.reason = c->replay_reason;
     p.dry_run = c->dry_run;

@@ -233,7 +233,8 @@ validator_t *validator_new(const validator_params *p, char *errstr, size_t errst
         core_errstr(errstr, errstr_size, "validator: out of memory");
         goto fail;
     }
-    memcpy(cdefaults, p->kafka_defaults, p->nkafka_defaults * sizeof(*cdefaults));
+    if (p->nkafka_defaults) /* tests point it at a mock cluster */
+        memcpy(cdefaults, p->kafka_defaults, p->nkafka_defaults * sizeof(*cdefaults));
     co.ndefaults = p->nkafka_defaults;
     if (p->group_instance_id)
         cdefaults[co.ndefaults++] = (core_kafka_prop){ "group.instance.id",

@@ -93,7 +93,7 @@ start svc-validator "$p_val" --dataset payee --group.id "$group-validator" \
     --transactional.id "$group-validator" --commit.interval.ms 200 "${redis[@]}" "${kb[@]}"
 start svc-cache-feeder "$p_feed" --dataset payee --group.id "$group-feeder" \
     --cache.prefix "$run" "${redis[@]}" "${kb[@]}"
-start svc-persister "$p_pers" --dataset payee --sink postgres --create-tables \
+start svc-persister "$p_pers" --dataset payee --sink postgres --create.tables \
     --pg.schema "${run}_sink" --group.id "$group-persister" --batch.timeout.ms 200 \
     --pg.conninfo "$pgconn" --pg.password_file "$work/pg.password" "${kb[@]}"
 start svc-recon "$p_rec" --group.id "$group-recon" --sinks cache-feeder,persister \

@@ -995,7 +995,7 @@ START_TEST(persister_writes_records_with_registry_ids)
     produce_payees(topic, ROWS / 2, ROWS / 2, id_new, true);
 
     {
-        const char *argv[] = { bin, "--dataset", "payee", "--sink", "postgres", "--create-tables",
+        const char *argv[] = { bin, "--dataset", "payee", "--sink", "postgres", "--create.tables",
                                "--topic.valid.suffix", vs, "--topic.dlq.suffix", ds,
                                "--group.id", group, "--audit.topic", audit, "--http.port", "0",
                                "--pg.schema", store, "--pg.password", "tributary",

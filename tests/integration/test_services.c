@@ -416,11 +416,12 @@ START_TEST(former_topic_keys_warn_naming_topic_prefix)
                       "--startup.timeout.ms=200", "--redis.port=1", "--dataset=payee", NULL };
     char *pargs[] = { "--http.port=0", "--topic.valid.suffix=.v2", "--startup.timeout.ms=200",
                       "--pg.conninfo=host=127.0.0.1 port=1 dbname=x user=x", "--dataset=payee",
-                      NULL };
+                      "--create-tables", NULL };
     struct { const char *svc; char **args; const char *warning; } cases[] = {
         { "svc-ingest", iargs, "topic is deprecated: use topic.prefix" },
         { "svc-cache-feeder", fargs, "topic.template is deprecated: use topic.prefix" },
         { "svc-persister", pargs, "topic.valid.suffix is deprecated: use topic.prefix" },
+        { "svc-persister", pargs, "create-tables is deprecated: use create.tables" },
     };
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {

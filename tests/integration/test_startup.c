@@ -576,7 +576,7 @@ START_TEST(persister_readyz_503_while_database_away_records_buffered)
     core_kafka_producer_t *p = new_producer();
     create_topic(p, topic, 1);
     const char *args[] = { "--dataset=payee", hflag, "--pg.password=tributary", conninfo,
-                           "--create-tables", schema, suffix, dlq, group, audit,
+                           "--create.tables", schema, suffix, dlq, group, audit,
                            "--batch.timeout.ms=600000", "--startup.timeout.ms=120000",
                            "--shutdown.grace.ms=5000", "--retry.base.ms=100",
                            "--retry.max.ms=500", NULL };
@@ -622,7 +622,7 @@ START_TEST(persister_restart_after_kill9_writes_within_5s)
     snprintf(audit, sizeof(audit), "--audit.topic=audit_%s", u);
     /* no group.instance.id, no session.timeout.ms: the defaults */
     const char *args[] = { "--dataset=payee", "--http.port=0", "--pg.password=tributary",
-                           "--create-tables", s_schema, suffix, dlq, group, inst, audit,
+                           "--create.tables", s_schema, suffix, dlq, group, inst, audit,
                            "--batch.timeout.ms=50", NULL };
     restart_after_kill9("svc-persister", args, topic, pg_has, schema);
 
@@ -746,10 +746,10 @@ START_TEST(static_member_stopped_by_sigterm_hands_its_partitions_over_at_once)
     snprintf(log_b, sizeof(log_b), "/tmp/tb_startup_b_%s.log", u);
     create_topic(p, topic, 4);
     const char *a_args[] = { "--dataset=payee", "--http.port=0", "--pg.password=tributary",
-                             "--create-tables", s_schema, suffix, dlq, group, audit,
+                             "--create.tables", s_schema, suffix, dlq, group, audit,
                              "--batch.timeout.ms=50", "--instance.id=a", NULL };
     const char *b_args[] = { "--dataset=payee", "--http.port=0", "--pg.password=tributary",
-                             "--create-tables", s_schema, suffix, dlq, group, audit,
+                             "--create.tables", s_schema, suffix, dlq, group, audit,
                              "--batch.timeout.ms=50", "--instance.id=b", NULL };
     pid_t a = spawn("svc-persister", a_args, log_a);
     produce_keys(p, topic, "A", 16, 1);
