@@ -1,6 +1,7 @@
 /* core_config.c — declarative, layered configuration (defaults < file < env < flags). */
 #include "tributary/core_config.h"
 #include "tributary/core_common.h"
+#include "core_config_int.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -13,17 +14,7 @@
 #define CFG_MAX_FILE (1024 * 1024)
 #define CFG_MAX_SECRET (64 * 1024)
 
-enum cfg_source { SRC_UNSET = 0, SRC_DEFAULT, SRC_FILE, SRC_ENV, SRC_FLAG };
-static const char *source_names[] = { NULL, "default", "file", "env", "flag" };
 
-/* One declared key and its current textual value. */
-struct cfg_entry {
-    const core_config_key *decl;
-    void *dst;
-    char *value;            /* NULL = unset */
-    enum cfg_source source;
-    core_cfg_list list;     /* LIST: parsed value, owned */
-};
 
 struct kafka_prop {
     char *name;             /* without "kafka." */
@@ -66,7 +57,7 @@ core_config_t *core_config_new(const char *program)
     return c;
 }
 
-static void list_clear(core_cfg_list *l)
+void core_config_list_clear_(core_cfg_list *l)
 {
     for (size_t i = 0; i < l->n; i++)
         free(l->v[i]);
@@ -81,7 +72,7 @@ void core_config_free(core_config_t *c)
         return;
     for (size_t i = 0; i < c->nentries; i++) {
         free(c->entries[i].value);
-        list_clear(&c->entries[i].list);
+        core_config_list_clear_(&c->entries[i].list);
     }
     free(c->entries);
     for (size_t i = 0; i < c->nkafka; i++) {
@@ -225,7 +216,7 @@ void core_config_env_name(const char *key, char *buf, size_t size)
     buf[o < size ? o : size - 1] = '\0';
 }
 
-static char *trim(char *s)
+char *core_config_trim_(char *s)
 {
     char *end;
 
@@ -382,7 +373,7 @@ static int parse_file(core_config_t *c, const char *path, char *errstr, size_t e
         if (nl)
             *nl = '\0';
         lineno++;
-        s = trim(line);
+        s = core_config_trim_(line);
         line = nl ? nl + 1 : NULL;
         if (*s == '\0' || *s == '#' || *s == '!')
             continue;
@@ -396,8 +387,8 @@ static int parse_file(core_config_t *c, const char *path, char *errstr, size_t e
             return CORE_EX_CONFIG;
         }
         *sep = '\0';
-        key = trim(s);
-        value = trim(sep + 1);
+        key = core_config_trim_(s);
+        value = core_config_trim_(sep + 1);
         if (*key == '\0') {
             core_errstr(errstr, errstr_size, "config file %s line %d: empty key", path, lineno);
             free(buf);
@@ -577,171 +568,6 @@ static int parse_flags(core_config_t *c, int argc, char **argv, bool apply,
     return 0;
 }
 
-static bool parse_bool(const char *s, bool *out)
-{
-    static const char *yes[] = { "true", "yes", "on", "1" };
-    static const char *no[] = { "false", "no", "off", "0" };
-
-    for (size_t i = 0; i < 4; i++) {
-        if (strcasecmp(s, yes[i]) == 0) {
-            *out = true;
-            return true;
-        }
-        if (strcasecmp(s, no[i]) == 0) {
-            *out = false;
-            return true;
-        }
-    }
-    return false;
-}
-
-static bool enum_has(const char *choices, const char *v)
-{
-    size_t vlen = strlen(v);
-
-    for (const char *p = choices; p && *p; ) {
-        const char *bar = strchr(p, '|');
-        size_t len = bar ? (size_t)(bar - p) : strlen(p);
-        if (len == vlen && strncmp(p, v, len) == 0)
-            return true;
-        p = bar ? bar + 1 : NULL;
-    }
-    return false;
-}
-
-static int parse_list(const char *v, core_cfg_list *out)
-{
-    char *copy = strdup(v), *save = NULL, *tok;
-
-    if (!copy)
-        return CORE_ERR_NOMEM;
-    for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        char *t = trim(tok), **grown;
-        if (!*t)
-            continue;
-        grown = realloc(out->v, (out->n + 1) * sizeof(*grown));
-        if (!grown || !(grown[out->n] = strdup(t))) {
-            if (grown)
-                out->v = grown;
-            free(copy);
-            return CORE_ERR_NOMEM;
-        }
-        out->v = grown;
-        out->n++;
-    }
-    free(copy);
-    return CORE_OK;
-}
-
-/* Convert an entry's text into its typed field. */
-
-/* Whether n lies in [lo, hi] (the table's bounds, doubles), compared as
- * integers: (double)n would round n past 2^53 and let 2^53 + 1 through a
- * maximum of 2^53. */
-static bool int_in_range(long long n, double lo, double hi)
-{
-    if (lo > -9223372036854775808.0) {
-        if (lo >= 9223372036854775808.0 || n < (long long)ceil(lo))
-            return false;
-    }
-    if (hi < 9223372036854775808.0) {
-        if (hi < -9223372036854775808.0 || n > (long long)floor(hi))
-            return false;
-    }
-    return true;
-}
-
-static int fill_entry(struct cfg_entry *e, char *errstr, size_t errstr_size)
-{
-    const core_config_key *d = e->decl;
-    char *field = (char *)e->dst + d->offset;
-    const char *v = e->value;
-    const char *from = source_names[e->source] ? source_names[e->source] : "unset";
-
-    if (!v) {
-        if (d->flags & CORE_CFG_REQUIRED) {
-            char env[256];
-            core_config_env_name(d->key, env, sizeof(env));
-            core_errstr(errstr, errstr_size,
-                        "%s: required key is not set (flag --%s, environment %s or config file)",
-                        d->key, d->key, env);
-            return CORE_EX_CONFIG;
-        }
-    }
-    switch (d->type) {
-    case CORE_CFG_STR:
-        *(char **)field = e->value;
-        break;
-    case CORE_CFG_ENUM:
-        if (v && !enum_has(d->choices, v)) {
-            core_errstr(errstr, errstr_size, "%s: invalid value '%s' (from %s): expected one of %s",
-                        d->key, v, from, d->choices);
-            return CORE_EX_CONFIG;
-        }
-        *(char **)field = e->value;
-        break;
-    case CORE_CFG_INT: {
-        char *end;
-        long long n = 0;
-        if (v) {
-            errno = 0;
-            n = strtoll(v, &end, 10);
-            if (errno || end == v || *trim(end) != '\0') {
-                core_errstr(errstr, errstr_size, "%s: invalid value '%s' (from %s): expected an integer",
-                            d->key, v, from);
-                return CORE_EX_CONFIG;
-            }
-            if (d->min < d->max && !int_in_range(n, d->min, d->max)) {
-                core_errstr(errstr, errstr_size, "%s: value %lld (from %s) out of range [%.0f, %.0f]",
-                            d->key, n, from, d->min, d->max);
-                return CORE_EX_CONFIG;
-            }
-        }
-        *(int64_t *)field = n;
-        break;
-    }
-    case CORE_CFG_DOUBLE: {
-        char *end;
-        double x = 0;
-        if (v) {
-            errno = 0;
-            x = strtod(v, &end);
-            if (errno || end == v || *trim(end) != '\0' || !isfinite(x)) {
-                core_errstr(errstr, errstr_size, "%s: invalid value '%s' (from %s): expected a number",
-                            d->key, v, from);
-                return CORE_EX_CONFIG;
-            }
-            if (d->min < d->max && (x < d->min || x > d->max)) {
-                core_errstr(errstr, errstr_size, "%s: value %g (from %s) out of range [%g, %g]",
-                            d->key, x, from, d->min, d->max);
-                return CORE_EX_CONFIG;
-            }
-        }
-        *(double *)field = x;
-        break;
-    }
-    case CORE_CFG_BOOL: {
-        bool b = false;
-        if (v && !parse_bool(v, &b)) {
-            core_errstr(errstr, errstr_size, "%s: invalid value '%s' (from %s): expected true or false",
-                        d->key, v, from);
-            return CORE_EX_CONFIG;
-        }
-        *(bool *)field = b;
-        break;
-    }
-    case CORE_CFG_LIST:
-        list_clear(&e->list);
-        if (v && parse_list(v, &e->list) != CORE_OK) {
-            core_errstr(errstr, errstr_size, "%s: out of memory", d->key);
-            return CORE_EX_CONFIG;
-        }
-        *(core_cfg_list *)field = e->list;
-        break;
-    }
-    return 0;
-}
-
 static int apply_defaults(core_config_t *c, char *errstr, size_t errstr_size)
 {
     for (size_t i = 0; i < c->nentries; i++) {
@@ -760,7 +586,7 @@ static int apply_defaults(core_config_t *c, char *errstr, size_t errstr_size)
 static int fill_all(core_config_t *c, char *errstr, size_t errstr_size)
 {
     for (size_t i = 0; i < c->nentries; i++) {
-        int rc = fill_entry(&c->entries[i], errstr, errstr_size);
+        int rc = core_config_fill_entry_(&c->entries[i], errstr, errstr_size);
         if (rc)
             return rc;
     }
@@ -830,7 +656,7 @@ const char *core_config_source(const core_config_t *c, const char *key)
 {
     for (size_t i = 0; i < c->nentries; i++)
         if (strcmp(c->entries[i].decl->key, key) == 0)
-            return source_names[c->entries[i].source];
+            return core_config_source_name_(c->entries[i].source);
     if (strncmp(key, "kafka.", 6) == 0 && core_config_kafka_lookup(c, key + 6))
         return "set";
     return NULL;
