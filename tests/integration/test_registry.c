@@ -29,6 +29,7 @@
  *
  * TB_TEST_REGISTRY_URL overrides the registry (default the stack's). */
 #include "testutil.h"
+#include "tu_stack.h"
 #include "tributary/core_avro.h"
 #include "tributary/core_common.h"
 #include "tributary/core_kafka.h"
@@ -314,22 +315,6 @@ static int run_ingest(const struct run_names *n, const char *url, const char *fi
     return tu_run_cmd((char *const *)argv, environ, out, err, 120000);
 }
 
-static int count_plain_lines(const char *s)
-{
-    int n = 0;
-
-    for (const char *l = s; l && *l;) {
-        const char *e = strchr(l, '\n');
-
-        if (*l != '{')
-            n++;
-        if (!e)
-            break;
-        l = e + 1;
-    }
-    return n;
-}
-
 START_TEST(ingest_subject_not_registered_exits_78_naming_it)
 {
     struct run_names n;
@@ -351,7 +336,7 @@ START_TEST(ingest_subject_not_registered_exits_78_naming_it)
     snprintf(subject, sizeof(subject), "%s-value", n.raw);
     ck_assert_msg(rc == 78, "exit %d: %s", rc, err);
     ck_assert_msg(strstr(err, subject) != NULL, "stderr does not name %s: %s", subject, err);
-    ck_assert_msg(count_plain_lines(err) == 1, "one plain line expected: %s", err);
+    ck_assert_msg(tu_count_plain_lines(err) == 1, "one plain line expected: %s", err);
     unlink(file);
     free(file);
     free(out);
@@ -413,7 +398,7 @@ START_TEST(ingest_incompatible_schema_exits_78_with_the_registry_message)
     ck_assert_msg(rc == 78, "exit %d: %s", rc, err);
     ck_assert_msg(strstr(err, subject) && strstr(err, "HTTP 409") && strstr(err, "must_have"),
                   "stderr: %s", err);
-    ck_assert_msg(count_plain_lines(err) == 1, "one plain line expected: %s", err);
+    ck_assert_msg(tu_count_plain_lines(err) == 1, "one plain line expected: %s", err);
     ck_assert_uint_eq(read_topic(n.raw, 1, 3000, 0, NULL), 0);
     {
         char *rm[] = { "/bin/rm", "-rf", dir, NULL };
@@ -585,15 +570,6 @@ static void feeder_caches_valid(const struct run_names *n, size_t rows)
     feeder_caches_valid_in(n, rows, NULL, cprefix, sizeof(cprefix));
 }
 
-static long pg_count(PGconn *c, const char *sql)
-{
-    PGresult *res = PQexec(c, sql);
-    long n = PQresultStatus(res) == PGRES_TUPLES_OK ? atol(PQgetvalue(res, 0, 0)) : -1;
-
-    PQclear(res);
-    return n;
-}
-
 /* svc-recon in registry mode reads every audit event of the run (written
  * under the registry's id of tributary.AuditEvent): none is bad input. */
 static void recon_reads_audit(const struct run_names *n)
@@ -605,7 +581,6 @@ static void recon_reads_audit(const struct run_names *n)
     size_t total = read_topic(n->audit, 1000000, 5000, 0, NULL);
     int64_t deadline = core_mono_ms() + 60000;
     long applied = -1, bad = -1;
-    PGconn *c;
     pid_t pid;
     int st = 0;
 
@@ -617,25 +592,20 @@ static void recon_reads_audit(const struct run_names *n)
     snprintf(group, sizeof(group), "--group.id=itreg-recon-%s", tu_unique());
     snprintf(log, sizeof(log), "/tmp/tb-it-registry-recon-%s.log", tu_unique());
     pid = spawn_logged(argv, log);
-    c = PQconnectdb("host=127.0.0.1 port=5432 dbname=tributary user=tributary password=tributary");
-    ck_assert_msg(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
     /* every event is applied or counted bad (the offsets also count the
      * transactions' markers, so the rows are compared, not the offsets) */
     while (core_mono_ms() < deadline) {
         snprintf(q, sizeof(q), "SELECT count(*) FROM %s.events", schema);
-        applied = pg_count(c, q);
+        applied = (long)tu_pg_count(q);
         snprintf(q, sizeof(q), "SELECT count(*) FROM %s.bad_events", schema);
-        bad = pg_count(c, q);
+        bad = (long)tu_pg_count(q);
         if (applied >= 0 && bad >= 0 && applied + bad >= (long)total)
             break;
         usleep(200 * 1000); /* polling recon's state, with a deadline */
     }
     kill(pid, SIGTERM);
     ck_assert_int_eq(waitpid(pid, &st, 0), pid);
-    PQclear(PQexec(c, "SET client_min_messages = warning"));
-    snprintf(q, sizeof(q), "DROP SCHEMA IF EXISTS %s CASCADE", schema);
-    PQclear(PQexec(c, q));
-    PQfinish(c);
+    tu_pg_drop_schema(schema);
     ck_assert_msg(applied == (long)total, "recon applied %ld of %zu events (log %s)", applied,
                   total, log);
     ck_assert_msg(bad == 0, "recon counted %ld bad events (log %s)", bad, log);

@@ -6,6 +6,7 @@
  * consumer service killed with -9 writes again after its restart (static
  * membership: no wait for the dead member's session). */
 #include "testutil.h"
+#include "tu_stack.h"
 #include "tributary/core_avro.h"
 #include "tributary/core_common.h"
 #include "tributary/core_kafka.h"
@@ -43,23 +44,7 @@ static void teardown(void)
     cat = NULL;
 }
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-    nanosleep(&ts, NULL);
-}
-
 /* ---- running a service ---------------------------------------------------- */
-
-static char env_proto[1100];
-static char *base_env[] = { env_proto, "PATH=/usr/bin:/bin", "MONGOC_DISABLE_SHM=1", NULL };
-
-static const char *bin_path(const char *svc)
-{
-    static char path[1024];
-    snprintf(path, sizeof(path), "%s/bin/%s", tu_build_dir(), svc);
-    return path;
-}
 
 /* Run svc with args (NULL-terminated) to its end: exit status, stderr. */
 static int run(const char *svc, const char *const *args, char **err)
@@ -67,67 +52,11 @@ static int run(const char *svc, const char *const *args, char **err)
     char *argv[32];
     int n = 0;
 
-    snprintf(env_proto, sizeof(env_proto), "TB_PROTO_DIR=%s", tu_proto_dir());
-    argv[n++] = (char *)bin_path(svc);
+    argv[n++] = (char *)tu_bin(svc);
     for (; args[n - 1] && n < 31; n++)
         argv[n] = (char *)args[n - 1];
     argv[n] = NULL;
-    return tu_run_cmd(argv, base_env, NULL, err, 30000);
-}
-
-/* Start svc in the background, stderr into log. */
-static pid_t spawn(const char *svc, const char *const *args, const char *log)
-{
-    char *argv[48];
-    int n = 0;
-    pid_t pid;
-
-    snprintf(env_proto, sizeof(env_proto), "TB_PROTO_DIR=%s", tu_proto_dir());
-    argv[n++] = (char *)bin_path(svc);
-    for (; args[n - 1] && n < 47; n++)
-        argv[n] = (char *)args[n - 1];
-    argv[n] = NULL;
-    pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(fd, 2);
-        execve(argv[0], argv, base_env);
-        _exit(127);
-    }
-    return pid;
-}
-
-static int stop(pid_t pid, int sig)
-{
-    int st = 0;
-    int64_t deadline = core_mono_ms() + 30000;
-
-    kill(pid, sig);
-    while (core_mono_ms() < deadline)
-        if (waitpid(pid, &st, WNOHANG) == pid)
-            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        else
-            sleep_ms(20);
-    kill(pid, SIGKILL);
-    waitpid(pid, &st, 0);
-    return -1;
-}
-
-static void assert_alive(pid_t pid, const char *log)
-{
-    int st;
-    if (waitpid(pid, &st, WNOHANG) == pid)
-        ck_abort_msg("the service exited early (status %d); see %s", st, log);
-}
-
-/* The lines of text that are not JSON log lines: what a person reads. */
-static int count_plain_lines(const char *s)
-{
-    int n = 0;
-    for (const char *l = s; *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : l + strlen(l))
-        n += *l != '{' && *l != '\n';
-    return n;
+    return tu_run_cmd(argv, tu_env(false), NULL, err, 30000);
 }
 
 /* svc-persister with args exits code with one plain line holding want,
@@ -140,64 +69,34 @@ static void persister_refuses(const char *const *args, int code, const char *wan
 
     ck_assert_msg(rc == code, "exit %d, not %d; stderr: %s", rc, code, err);
     ck_assert_msg(strstr(err, want) != NULL, "no '%s' in: %s", want, err);
-    ck_assert_msg(count_plain_lines(err) == 1, "expected one plain line: %s", err);
+    ck_assert_msg(tu_count_plain_lines(err) == 1, "expected one plain line: %s", err);
     ck_assert_msg(!secret || strstr(err, secret) == NULL, "the secret is printed: %s", err);
     free(err);
 }
 
 /* ---- HTTP ----------------------------------------------------------------- */
 
-struct body {
-    char buf[1 << 18];
-    size_t len;
-};
-
-static size_t on_body(char *p, size_t size, size_t n, void *ud)
-{
-    struct body *b = ud;
-    size_t len = size * n, room = sizeof(b->buf) - 1 - b->len;
-    memcpy(b->buf + b->len, p, len < room ? len : room);
-    b->len += len < room ? len : room;
-    b->buf[b->len] = '\0';
-    return len;
-}
-
-static long http_get(int port, const char *path, struct body *b)
-{
-    char url[256];
-    long code = 0;
-    CURL *h = curl_easy_init();
-
-    b->len = 0;
-    b->buf[0] = '\0';
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, b);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 5000L);
-    if (curl_easy_perform(h) == CURLE_OK)
-        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
-    curl_easy_cleanup(h);
-    return code;
-}
-
 /* Wait until /readyz answers want (and its body holds has, if set). */
 static void wait_readyz(pid_t pid, const char *log, int port, long want, const char *has,
                         int within_ms)
 {
-    static struct body b;
+    char *body = NULL;
     long code = 0;
     int64_t deadline = core_mono_ms() + within_ms;
 
     while (core_mono_ms() < deadline) {
-        code = http_get(port, "/readyz", &b);
-        if (code == want && (!has || strstr(b.buf, has)))
+        free(body);
+        body = NULL;
+        code = tu_http_get(port, "/readyz", &body);
+        if (code == want && (!has || (body && strstr(body, has)))) {
+            free(body);
             return;
-        assert_alive(pid, log);
-        sleep_ms(100);
+        }
+        tu_assert_alive(pid, log);
+        tu_sleep_ms(100);
     }
-    ck_abort_msg("/readyz: %ld '%s' after %d ms, expected %ld with '%s'", code, b.buf, within_ms,
-                 want, has ? has : "");
+    ck_abort_msg("/readyz: %ld '%s' after %d ms, expected %ld with '%s'", code, body ? body : "",
+                 within_ms, want, has ? has : "");
 }
 
 /* ---- svc-persister: the database at start --------------------------------- */
@@ -356,10 +255,9 @@ START_TEST(persister_readyz_503_while_database_away)
                            group, "--kafka.auto.offset.reset=latest",
                            "--startup.timeout.ms=120000", "--shutdown.grace.ms=5000",
                            "--retry.base.ms=100", "--retry.max.ms=500", NULL };
-    pid = spawn("svc-persister", args, log);
+    pid = tu_spawn("svc-persister", args, NULL, log);
     wait_readyz(pid, log, hport, 503, "postgres", 20000);
-    static struct body hb;
-    ck_assert_int_eq(http_get(hport, "/healthz", &hb), 200);
+    ck_assert_int_eq(tu_http_get(hport, "/healthz", NULL), 200);
 
     proxy = tu_proxy_start(pgport, 5432);
     ck_assert_int_gt(proxy, 0);
@@ -371,7 +269,7 @@ START_TEST(persister_readyz_503_while_database_away)
     proxy = tu_proxy_start(pgport, 5432);
     ck_assert_int_gt(proxy, 0);
     wait_readyz(pid, log, hport, 200, NULL, 30000);
-    ck_assert_int_eq(stop(pid, SIGTERM), 0);
+    ck_assert_int_eq(tu_stop(pid, SIGTERM, 30000), 0);
     tu_proxy_stop(proxy);
 
     char *text = core_read_file(log, 1 << 22, NULL, NULL, 0);
@@ -385,41 +283,6 @@ START_TEST(persister_readyz_503_while_database_away)
 END_TEST
 
 /* ---- restarts after kill -9: static membership ---------------------------- */
-
-static core_kafka_producer_t *new_producer(void)
-{
-    char err[512];
-    core_kafka_producer_opts po = { 0 };
-    core_kafka_prop props[] = { { "bootstrap.servers", "127.0.0.1:9092" },
-                                { "linger.ms", "0" } };
-    po.defaults = props;
-    po.ndefaults = 2;
-    core_kafka_producer_t *p = core_kafka_producer_new(&po, err, sizeof(err));
-    ck_assert_msg(p != NULL, "producer: %s", err);
-    return p;
-}
-
-static void create_topic(core_kafka_producer_t *p, const char *name, int partitions)
-{
-    rd_kafka_t *rk = core_kafka_producer_handle(p);
-    char err[256];
-    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(name, partitions, 1, err, sizeof(err));
-    ck_assert_ptr_nonnull(nt);
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
-    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 20000);
-    ck_assert_msg(ev != NULL, "CreateTopics timed out");
-    size_t n;
-    const rd_kafka_topic_result_t **tr =
-        rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
-    ck_assert_int_eq((int)n, 1);
-    rd_kafka_resp_err_t e = rd_kafka_topic_result_error(tr[0]);
-    ck_assert_msg(e == 0 || e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS, "create %s: %s", name,
-                  rd_kafka_err2str(e));
-    rd_kafka_event_destroy(ev);
-    rd_kafka_queue_destroy(q);
-    rd_kafka_NewTopic_destroy(nt);
-}
 
 /* One payee ADD of key (version v) onto topic, delivered. */
 static void produce_payee(core_kafka_producer_t *p, const char *topic, const char *key, int v)
@@ -494,8 +357,8 @@ static int64_t wait_written(pid_t pid, const char *log, written_fn has, const ch
     while (core_mono_ms() - t0 < within_ms) {
         if (has(where, key))
             return core_mono_ms() - t0;
-        assert_alive(pid, log);
-        sleep_ms(50);
+        tu_assert_alive(pid, log);
+        tu_sleep_ms(50);
     }
     return -1;
 }
@@ -507,13 +370,13 @@ static void restart_after_kill9(const char *svc, const char *const *args, const 
                                 written_fn has, const char *where)
 {
     char log[256];
-    core_kafka_producer_t *p = new_producer();
+    core_kafka_producer_t *p = tu_producer("0");
     pid_t pid;
     int64_t t0, ms;
 
     snprintf(log, sizeof(log), "/tmp/tb_startup_%s_%s.log", svc, tu_unique());
-    create_topic(p, topic, 3);
-    pid = spawn(svc, args, log);
+    tu_topic_create(topic, 3);
+    pid = tu_spawn(svc, args, NULL, log);
     /* a group without offsets may start at the end (the validator): the
      * first record again until the service has its partitions */
     ms = -1;
@@ -526,7 +389,7 @@ static void restart_after_kill9(const char *svc, const char *const *args, const 
     waitpid(pid, NULL, 0);
 
     t0 = core_mono_ms();
-    pid = spawn(svc, args, log);
+    pid = tu_spawn(svc, args, NULL, log);
     produce_payee(p, topic, "R0000002", 100);
     ms = wait_written(pid, log, has, where, "R0000002", 60000);
     ck_assert_msg(ms >= 0, "%s: nothing written after the restart; see %s", svc, log);
@@ -535,7 +398,7 @@ static void restart_after_kill9(const char *svc, const char *const *args, const 
     fflush(stdout);
     ck_assert_msg(ms < 5000, "%s: %lld ms from the restart to the first write", svc,
                   (long long)ms);
-    ck_assert_int_eq(stop(pid, SIGTERM), 0);
+    ck_assert_int_eq(tu_stop(pid, SIGTERM, 30000), 0);
     core_kafka_producer_free(p);
     unlink(log);
 }
@@ -546,12 +409,9 @@ static void restart_after_kill9(const char *svc, const char *const *args, const 
  * ten minutes). On core_sink the plugin pings while the engine waits. */
 static double buffered_records(int port)
 {
-    static struct body b;
-    const char *name = "\ntributary_persister_buffer_records ";
-    if (http_get(port, "/metrics", &b) != 200)
-        return -1;
-    const char *at = strstr(b.buf, name);
-    return at ? atof(at + strlen(name)) : -1;
+    double n;
+
+    return tu_metric_sum(port, "tributary_persister_buffer_records", "", &n) ? n : -1;
 }
 
 START_TEST(persister_readyz_503_while_database_away_records_buffered)
@@ -573,8 +433,8 @@ START_TEST(persister_readyz_503_while_database_away_records_buffered)
     snprintf(schema, sizeof(schema), "--pg.schema=t_%s", u);
     snprintf(group, sizeof(group), "--group.id=persister_%s", u);
     snprintf(audit, sizeof(audit), "--audit.topic=audit_%s", u);
-    core_kafka_producer_t *p = new_producer();
-    create_topic(p, topic, 1);
+    core_kafka_producer_t *p = tu_producer("0");
+    tu_topic_create(topic, 1);
     const char *args[] = { "--dataset=payee", hflag, "--pg.password=tributary", conninfo,
                            "--create.tables", schema, suffix, dlq, group, audit,
                            "--batch.timeout.ms=600000", "--startup.timeout.ms=120000",
@@ -582,13 +442,13 @@ START_TEST(persister_readyz_503_while_database_away_records_buffered)
                            "--retry.max.ms=500", NULL };
     proxy = tu_proxy_start(pgport, 5432);
     ck_assert_int_gt(proxy, 0);
-    pid = spawn("svc-persister", args, log);
+    pid = tu_spawn("svc-persister", args, NULL, log);
     wait_readyz(pid, log, hport, 200, NULL, 30000);
     produce_payee(p, topic, "R0000001", 1);
     int64_t dl = core_mono_ms() + 30000;
     while (buffered_records(hport) < 1 && core_mono_ms() < dl) {
-        assert_alive(pid, log);
-        sleep_ms(100);
+        tu_assert_alive(pid, log);
+        tu_sleep_ms(100);
     }
     ck_assert_msg(buffered_records(hport) == 1, "the record is not in the buffer; see %s", log);
 
@@ -599,7 +459,7 @@ START_TEST(persister_readyz_503_while_database_away_records_buffered)
     proxy = tu_proxy_start(pgport, 5432);
     ck_assert_int_gt(proxy, 0);
     wait_readyz(pid, log, hport, 200, NULL, 30000);
-    ck_assert_int_eq(stop(pid, SIGTERM), 0); /* the stop writes the record */
+    ck_assert_int_eq(tu_stop(pid, SIGTERM, 30000), 0); /* the stop writes the record */
     tu_proxy_stop(proxy);
     core_kafka_producer_free(p);
     unlink(log);
@@ -639,18 +499,10 @@ END_TEST
  * counts from 0: any record routed in a committed transaction). */
 static bool validator_routed(const char *where, const char *key)
 {
-    static struct body b;
     double sum = 0;
 
     (void)key;
-    if (http_get(atoi(where), "/metrics", &b) != 200)
-        return false;
-    for (const char *l = b.buf; (l = strstr(l, "\ntributary_validator_records_total{")); l++) {
-        const char *v = strchr(l + 1, '}');
-        if (v)
-            sum += atof(v + 1);
-    }
-    return sum > 0;
+    return tu_metric_sum(atoi(where), "tributary_validator_records_total", "", &sum) && sum > 0;
 }
 
 START_TEST(validator_restart_after_kill9_writes_within_5s)
@@ -699,8 +551,8 @@ static int64_t wait_rows(pid_t pid, const char *log, const char *schema, const c
     while (core_mono_ms() - t0 < within_ms) {
         if (pg_count_prefix(schema, prefix) == n)
             return core_mono_ms() - t0;
-        assert_alive(pid, log);
-        sleep_ms(50);
+        tu_assert_alive(pid, log);
+        tu_sleep_ms(50);
     }
     return -1;
 }
@@ -732,7 +584,7 @@ START_TEST(static_member_stopped_by_sigterm_hands_its_partitions_over_at_once)
 {
     char u[48], topic[128], suffix[128], dlq[128], schema[64], s_schema[80], group[80];
     char audit[80], log_a[256], log_b[256];
-    core_kafka_producer_t *p = new_producer();
+    core_kafka_producer_t *p = tu_producer("0");
 
     snprintf(u, sizeof(u), "h%s", tu_unique());
     snprintf(suffix, sizeof(suffix), "--topic.valid.suffix=.valid_%s", u);
@@ -744,26 +596,26 @@ START_TEST(static_member_stopped_by_sigterm_hands_its_partitions_over_at_once)
     snprintf(audit, sizeof(audit), "--audit.topic=audit_%s", u);
     snprintf(log_a, sizeof(log_a), "/tmp/tb_startup_a_%s.log", u);
     snprintf(log_b, sizeof(log_b), "/tmp/tb_startup_b_%s.log", u);
-    create_topic(p, topic, 4);
+    tu_topic_create(topic, 4);
     const char *a_args[] = { "--dataset=payee", "--http.port=0", "--pg.password=tributary",
                              "--create.tables", s_schema, suffix, dlq, group, audit,
                              "--batch.timeout.ms=50", "--instance.id=a", NULL };
     const char *b_args[] = { "--dataset=payee", "--http.port=0", "--pg.password=tributary",
                              "--create.tables", s_schema, suffix, dlq, group, audit,
                              "--batch.timeout.ms=50", "--instance.id=b", NULL };
-    pid_t a = spawn("svc-persister", a_args, log_a);
+    pid_t a = tu_spawn("svc-persister", a_args, NULL, log_a);
     produce_keys(p, topic, "A", 16, 1);
     ck_assert_msg(wait_rows(a, log_a, schema, "A", 16, 60000) >= 0, "A never written");
-    pid_t b = spawn("svc-persister", b_args, log_b);
+    pid_t b = tu_spawn("svc-persister", b_args, NULL, log_b);
     int64_t deadline = core_mono_ms() + 60000;
     while (core_mono_ms() < deadline && !log_has(log_b, "\"msg\":\"kafka partitions assigned\""))
-        sleep_ms(50);
+        tu_sleep_ms(50);
     ck_assert_msg(log_has(log_b, "\"msg\":\"kafka partitions assigned\""),
                   "b never got partitions; see %s", log_b);
     produce_keys(p, topic, "B", 16, 2);
     ck_assert_msg(wait_rows(b, log_b, schema, "B", 16, 60000) >= 0, "B never written");
 
-    ck_assert_int_eq(stop(a, SIGTERM), 0);
+    ck_assert_int_eq(tu_stop(a, SIGTERM, 30000), 0);
     int64_t t0 = core_mono_ms();
     produce_keys(p, topic, "C", 16, 3);
     int64_t ms = wait_rows(b, log_b, schema, "C", 16, 60000);
@@ -774,7 +626,7 @@ START_TEST(static_member_stopped_by_sigterm_hands_its_partitions_over_at_once)
     fflush(stdout);
     ck_assert_msg(ms < 10000, "%lld ms until the stopped member's partitions were taken over",
                   (long long)ms);
-    ck_assert_int_eq(stop(b, SIGTERM), 0);
+    ck_assert_int_eq(tu_stop(b, SIGTERM, 30000), 0);
     core_kafka_producer_free(p);
     PGconn *c = PQconnectdb(PG_MAIN);
     char sql[128];
