@@ -78,6 +78,22 @@ static int pg_type_of(const cJSON *t, char *buf, size_t size, bool *is_time_ms)
     return 0;
 }
 
+/* The topic <prefix><dataset><suffix> of the deprecated suffix keys, held
+ * to the same rule as core_topic_name (a Kafka topic name, at most
+ * CORE_TOPIC_MAX bytes); the error names key. buf: CORE_TOPIC_MAX + 1. */
+static int suffixed(const char *prefix, const char *name, const char *suffix, const char *key,
+                    char *buf, char *errstr, size_t errstr_size)
+{
+    int n = snprintf(buf, CORE_TOPIC_MAX + 1, "%s%s%s", prefix, name, suffix);
+
+    if (n < 0 || n > CORE_TOPIC_MAX || !core_topic_valid(buf)) {
+        core_errstr(errstr, errstr_size, "%s: \"%s%s%s\" is not a Kafka topic name", key,
+                    prefix, name, suffix);
+        return -1;
+    }
+    return 0;
+}
+
 int pers_dataset_init(pers_dataset *ds, const char *name, const core_avro_catalog_t *cat,
                       const char *prefix, const char *valid_suffix, const char *dlq_suffix,
                       char *errstr, size_t errstr_size)
@@ -155,14 +171,15 @@ int pers_dataset_init(pers_dataset *ds, const char *name, const core_avro_catalo
     char tv[CORE_TOPIC_MAX + 1], td[CORE_TOPIC_MAX + 1];
     if (!prefix)
         prefix = "";
-    if (valid_suffix)
-        snprintf(tv, sizeof(tv), "%s%s%s", prefix, name, valid_suffix);
-    else if (core_topic_name(prefix, name, CORE_TOPIC_VALID, tv, sizeof(tv), errstr,
-                             errstr_size))
+    if (valid_suffix ? suffixed(prefix, name, valid_suffix, "topic.valid.suffix", tv, errstr,
+                                errstr_size)
+                     : core_topic_name(prefix, name, CORE_TOPIC_VALID, tv, sizeof(tv), errstr,
+                                       errstr_size))
         goto bad;
-    if (dlq_suffix)
-        snprintf(td, sizeof(td), "%s%s%s", prefix, name, dlq_suffix);
-    else if (core_topic_name(prefix, name, CORE_TOPIC_DLQ, td, sizeof(td), errstr, errstr_size))
+    if (dlq_suffix ? suffixed(prefix, name, dlq_suffix, "topic.dlq.suffix", td, errstr,
+                              errstr_size)
+                   : core_topic_name(prefix, name, CORE_TOPIC_DLQ, td, sizeof(td), errstr,
+                                     errstr_size))
         goto bad;
     ds->topic_valid = strdup(tv);
     ds->topic_dlq = strdup(td);

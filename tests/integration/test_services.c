@@ -399,6 +399,20 @@ START_TEST(bad_topic_prefix_exits_78_naming_it)
         free(err);
         free(out);
     }
+    /* the deprecated suffix keys of svc-persister by the same rule */
+    static const char *const suffixes[] = { "--topic.valid.suffix=.v/2", "--topic.dlq.suffix=.d/q" };
+    for (size_t i = 0; i < 2; i++) {
+        char *err = NULL, *out = NULL;
+        char *args[] = { "--http.port=0", (char *)suffixes[i], "--dataset=payee", NULL };
+        int rc = run("svc-persister", args, &err, &out);
+
+        ck_assert_msg(rc == 78, "%s: exit %d; stderr: %s", suffixes[i], rc, err);
+        ck_assert_msg(strstr(err, i ? "topic.dlq.suffix: " : "topic.valid.suffix: "), "%s: %s",
+                      suffixes[i], err);
+        ck_assert_int_eq(tu_count_plain_lines(err), 1);
+        free(err);
+        free(out);
+    }
     unlink(path);
     free(path);
 }
