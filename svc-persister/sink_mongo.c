@@ -325,7 +325,10 @@ static bool refused_data(const bson_error_t *err)
 
 /* Run one chunk as one command (unordered); res[i] gets R_DONE / R_AGAIN /
  * R_DEAD. @returns PERS_RETRY when the command itself failed (connection,
- * timeout, write concern): nothing is known about the ops. */
+ * timeout, write concern): nothing is known about the ops. Longer than
+ * ~120 lines for a reason: the bulk built op by op (insert, guarded
+ * replace, guarded delete) and its reply mapped back to the ops, with one
+ * cleanup path. */
 static pers_res_t run_chunk(mongo_sink *s, mongoc_collection_t *coll, const pers_dataset *ds,
                             chunk *c, int *res, const bson_t *bopts, char *errstr,
                             size_t errstr_size)
@@ -561,6 +564,8 @@ static pers_res_t remember_delete(mongo_sink *s, mongoc_collection_t *tomb, pers
  * and the tombstone reads of 3 and are inserted first; an insert that meets
  * the _id falls back to the guarded replace. A new key then costs its share
  * of a bulk insert instead of a replace that matches nothing and a read.
+ * Longer than ~120 lines for a reason: the four steps above in order, on
+ * one set of chunks, with one cleanup path.
  */
 static pers_res_t mongo_write(pers_sink *base, pers_dataset *ds, pers_op *ops, size_t n,
                               char *errstr, size_t errstr_size)

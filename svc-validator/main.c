@@ -187,6 +187,10 @@ static void h_cache(const core_http_request *req, core_http_response *resp, void
 
 /* ---- modes -------------------------------------------------------------- */
 
+/* The validator's run: topic names checked, the audit and the output
+ * subjects bound, the verifier and the loop made, run until a stop. Longer
+ * than ~120 lines for a reason: the steps of a start in order, each with
+ * its own exit code and one release at the end. */
 static int run_validate(core_service_t *svc, struct validator_conf *c)
 {
     const struct core_service_common *common = core_service_common(svc);

@@ -15,6 +15,9 @@
 
 /* ---- JSON -> Avro ------------------------------------------------------- */
 
+/* One JSON value into the Avro value of node n. Longer than ~120 lines for a
+ * reason: one case per Avro type and logical type, side by side, so that
+ * what each accepts reads as one table. */
 static int from_json(struct jctx *c, const struct avn *n, const cJSON *j,
                      avro_value_t *dst);
 

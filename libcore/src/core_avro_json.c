@@ -143,6 +143,9 @@ static cJSON *bytes_json(const uint8_t *b, size_t len)
     return j;
 }
 
+/* The natural JSON of the Avro value v of node n. Longer than ~120 lines
+ * for a reason: one case per Avro type and logical type, side by side with
+ * from_json's (core_avro_from_json.c). */
 static cJSON *to_json(struct jctx *c, const struct avn *n, avro_value_t *v)
 {
     cJSON *j = NULL;

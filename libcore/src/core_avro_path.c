@@ -143,6 +143,9 @@ static core_err_t nat_short(core_avro_natural *out, size_t need, char *errstr,
     return CORE_ERR_TOOBIG;
 }
 
+/* Longer than ~120 lines for a reason: the walk of the path's segments and
+ * the natural form of the leaf, one case per Avro type, in one pass with one
+ * error path (the hot read of every rule). */
 core_err_t core_avro_path_get(const core_avro_path_t *p, avro_value_t *record,
                               core_avro_natural *out, char *buf, size_t size,
                               char *errstr, size_t errstr_size)

@@ -53,6 +53,9 @@ int sink_check_opts(const core_sink_opts *o, char *errstr, size_t errstr_size)
     return 0;
 }
 
+/* Everything a run needs, made in order (producer, audit, decoder, breaker,
+ * metrics, ring, consumer). Longer than ~120 lines for a reason: a list of
+ * steps, each failing to one exit code, released by sink_free(). */
 int sink_setup(core_sink_t *s, char *errstr, size_t errstr_size)
 {
     static const char *const l_sink[] = { "sink", NULL };
