@@ -7,6 +7,7 @@
 #include "ingest.h"
 #include "serve.h"
 
+#include "tributary/core_audit.h"
 #include "tributary/core_exit.h"
 #include "tributary/core_lifecycle.h"
 #include "tributary/core_log.h"
@@ -47,7 +48,7 @@ static const core_config_key ingest_keys[] = {
     CORE_TOPICS_CONFIG_KEYS(ingest_conf, topic_prefix),
     K("topic", CORE_CFG_STR, NULL, topic,
       "Deprecated (use topic.prefix): the whole output topic name, for one dataset", 0, 0, NULL),
-    K("audit.topic", CORE_CFG_STR, "audit.events", audit_topic, "Topic of the audit events", 0,
+    K("audit.topic", CORE_CFG_STR, CORE_AUDIT_TOPIC, audit_topic, "Topic of the audit events", 0,
       0, NULL),
     K("checkpoint.topic", CORE_CFG_STR, "tributary.ingest.checkpoints", checkpoint_topic,
       "Compacted topic of the checkpoints (created when missing)", 0, 0, NULL),

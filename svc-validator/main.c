@@ -10,6 +10,7 @@
 #include "validator.h"
 #include "verify.h"
 
+#include "tributary/core_audit.h"
 #include "tributary/core_exit.h"
 #include "tributary/core_http.h"
 #include "tributary/core_log.h"
@@ -66,7 +67,7 @@ static const core_config_key validator_keys[] = {
       "Transactional id of this instance (default svc-validator-<instance.id>); stable per "
       "instance, unique across instances", 0, 0, NULL },
     CORE_TOPICS_CONFIG_KEYS(struct validator_conf, topic_prefix),
-    { "audit.topic", CORE_CFG_STR, "audit.events", 0, OFF(audit_topic),
+    { "audit.topic", CORE_CFG_STR, CORE_AUDIT_TOPIC, 0, OFF(audit_topic),
       "Topic of the audit events", 0, 0, NULL },
     { "batch.max", CORE_CFG_INT, "1000", 0, OFF(batch_max),
       "Most records in one transaction", 1, 100000, NULL },
