@@ -5,6 +5,7 @@
  * <dataset>_tombstone. Works on MongoDB and on FerretDB (no transactions
  * are used: every write is idempotent; see mongo_write). */
 #include "persister.h"
+#include "sink_mongo_int.h"
 
 #include "tributary/core_lifecycle.h"
 #include "tributary/core_log.h"
@@ -45,69 +46,6 @@ typedef struct mongo_sink {
     mongoc_write_concern_t *wc;
 } mongo_sink;
 
-static void append_json(bson_t *doc, const char *name, const cJSON *v)
-{
-    if (!v || cJSON_IsNull(v)) {
-        bson_append_null(doc, name, -1);
-    } else if (cJSON_IsString(v)) {
-        bson_append_utf8(doc, name, -1, v->valuestring, -1);
-    } else if (cJSON_IsRaw(v)) {
-        bson_append_int64(doc, name, -1, strtoll(v->valuestring, NULL, 10));
-    } else if (cJSON_IsBool(v)) {
-        bson_append_bool(doc, name, -1, cJSON_IsTrue(v));
-    } else if (cJSON_IsNumber(v)) {
-        double d = v->valuedouble;
-        if (d == (double)(int64_t)d && d < 9.2e18 && d > -9.2e18)
-            bson_append_int64(doc, name, -1, (int64_t)d);
-        else
-            bson_append_double(doc, name, -1, d);
-    } else if (cJSON_IsObject(v)) {
-        bson_t child;
-        bson_append_document_begin(doc, name, -1, &child);
-        const cJSON *c;
-        cJSON_ArrayForEach(c, v) append_json(&child, c->string, c);
-        bson_append_document_end(doc, &child);
-    } else if (cJSON_IsArray(v)) {
-        bson_t child;
-        char idx[16];
-        int i = 0;
-        bson_append_array_begin(doc, name, -1, &child);
-        const cJSON *c;
-        cJSON_ArrayForEach(c, v)
-        {
-            snprintf(idx, sizeof(idx), "%d", i++);
-            append_json(&child, idx, c);
-        }
-        bson_append_array_end(doc, &child);
-    }
-}
-
-/* The stored document: _id = key, the fields (timestamps as dates,
- * decimals as Decimal128), tb_version, tb_id, tb_batch. */
-static void build_doc(bson_t *doc, const pers_dataset *ds, const pers_op *op, bool dec128)
-{
-    BSON_APPEND_UTF8(doc, "_id", op->key);
-    for (size_t i = 0; i < ds->ncols; i++) {
-        const pers_column *c = &ds->cols[i];
-        if (c->is_key)
-            continue;
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(op->rec->json, c->name);
-        int64_t ms;
-        bson_decimal128_t dec;
-        if (c->is_time_ms && cJSON_IsString(v) &&
-            core_avro_time_parse(v->valuestring, &ms, NULL, 0) == CORE_OK)
-            bson_append_date_time(doc, c->name, -1, ms);
-        else if (dec128 && !strncmp(c->pg_type, "numeric", 7) && cJSON_IsString(v) &&
-                 bson_decimal128_from_string(v->valuestring, &dec))
-            bson_append_decimal128(doc, c->name, -1, &dec);
-        else
-            append_json(doc, c->name, v);
-    }
-    BSON_APPEND_INT64(doc, "tb_version", op->version);
-    BSON_APPEND_UTF8(doc, "tb_id", op->rec->id ? op->rec->id : "");
-    BSON_APPEND_UTF8(doc, "tb_batch", op->rec->batch_id ? op->rec->batch_id : "");
-}
-
 static pers_res_t mongo_connect(pers_sink *base, char *errstr, size_t errstr_size)
 {
     mongo_sink *s = (mongo_sink *)base;
@@ -130,26 +68,6 @@ static pers_res_t mongo_connect(pers_sink *base, char *errstr, size_t errstr_siz
     mongoc_client_set_appname(s->client, "svc-persister");
     mongoc_client_set_error_api(s->client, MONGOC_ERROR_API_VERSION_2);
     return PERS_OK;
-}
-
-/* MongoDB: 18 AuthenticationFailed, 13 Unauthorized, or the client's own
- * authentication error. FerretDB 1.24 with PLAIN hands the credentials to
- * its PostgreSQL, and a refusal comes back as InternalError (code 1) with
- * PostgreSQL's text: "... failed SASL auth: FATAL: password authentication
- * failed for user \"u\" (SQLSTATE 28P01)" — class 28 (invalid
- * authorization) only; FerretDB's other InternalErrors (its PostgreSQL
- * unreachable, 08xxx) are outages. */
-bool pers_mongo_login_refused(uint32_t domain, uint32_t code, const char *msg)
-{
-    if (domain == MONGOC_ERROR_CLIENT && code == MONGOC_ERROR_CLIENT_AUTHENTICATE)
-        return true;
-    if (domain != MONGOC_ERROR_SERVER)
-        return false;
-    if (code == 18 || code == 13)
-        return true;
-    const char *st = code == 1 && msg ? strstr(msg, "(SQLSTATE 28") : NULL;
-    return st && isalnum((unsigned char)st[12]) && isalnum((unsigned char)st[13]) &&
-           isalnum((unsigned char)st[14]) && st[15] == ')';
 }
 
 static pers_res_t mongo_ping(pers_sink *base, char *errstr, size_t errstr_size)
@@ -199,80 +117,6 @@ static int64_t reply_int(const bson_t *reply, const char *name)
     return bson_iter_init_find(&it, reply, name) ? bson_iter_as_int64(&it) : 0;
 }
 
-/* Copy the name that follows \p after in msg (up to a quote, a blank or a
- * comma) into out; @returns whether there was one. */
-static bool name_after(const char *msg, const char *after, char *out, size_t size)
-{
-    const char *p = strstr(msg, after);
-    size_t n;
-    if (!p || size == 0)
-        return false;
-    p += strlen(after);
-    n = strcspn(p, "\" ,{}()");
-    if (n == 0 || n >= size)
-        return false;
-    memcpy(out, p, n);
-    out[n] = '\0';
-    return true;
-}
-
-void pers_mongo_reason(const char *msg, char *buf, size_t size)
-{
-    char name[128];
-    const char *st = msg ? strstr(msg, "(SQLSTATE ") : NULL;
-    if (!msg || size == 0) {
-        if (size)
-            buf[0] = '\0';
-        return;
-    }
-    if (st) {
-        /* FerretDB relays PostgreSQL: the SQLSTATE and the constraint */
-        char code[6] = "";
-        const char *dname;
-        if (strlen(st) >= 15)
-            memcpy(code, st + 10, 5);
-        /* a unique violation says "duplicate key" as MongoDB's E11000
-         * does: one refusal, one text, whichever write path hit it */
-        const char *dup = strcmp(code, "23505") == 0 ? "duplicate key: " : "";
-        dname = pers_sqlstate_name(code);
-        if (name_after(msg, "constraint \"", name, sizeof(name)))
-            snprintf(buf, size, "%sSQLSTATE %s %s (constraint %s)", dup, code,
-                     dname ? dname : "error", name);
-        else
-            snprintf(buf, size, "%sSQLSTATE %s %s", dup, code, dname ? dname : "error");
-        return;
-    }
-    if (strstr(msg, "E11000") || strstr(msg, "duplicate key")) {
-        /* MongoDB: "E11000 duplicate key error collection: db.c index:
-         * name_1 dup key: { name: \"John Smith\" }": the index, not the key */
-        if (name_after(msg, "index: ", name, sizeof(name)))
-            snprintf(buf, size, "duplicate key (index %s)", name);
-        else
-            snprintf(buf, size, "duplicate key");
-        return;
-    }
-    /* anything else: its text up to the first quote or brace, where a
-     * value or a document would begin */
-    size_t n = strcspn(msg, "\"'{}");
-    while (n > 0 && (msg[n - 1] == ' ' || msg[n - 1] == ':'))
-        n--;
-    snprintf(buf, size, "%.*s", (int)n, msg);
-}
-
-static void mark_dead(pers_op *op, const char *prefix, int32_t code, const char *msg)
-{
-    char buf[700], why[400];
-    pers_mongo_reason(msg, why, sizeof(why));
-    msg = why;
-    if (code)
-        snprintf(buf, sizeof(buf), "%s %d: %s", prefix, (int)code, msg);
-    else
-        snprintf(buf, sizeof(buf), "%s: %s", prefix, msg);
-    op->fate = PERS_DEAD;
-    free(op->error);
-    op->error = strdup(buf);
-}
-
 /* The kinds of write (see mongo_write). */
 typedef enum step {
     STEP_INSERT,  /* insert (never overwrites) */
@@ -308,21 +152,6 @@ typedef struct chunk {
  */
 #define INSERT_CHUNK 1000
 
-/* Whether a failed command was refused for the data it carries. MongoDB
- * says so per op (writeErrors); FerretDB 1.24 fails a whole `update` whose
- * replacement breaks a unique index with InternalError (code 1) and the
- * PostgreSQL error in the message: SQLSTATE class 23 (integrity
- * constraint) or 22 (data exception) is the document's fault, as in the
- * PostgreSQL sink. Probed on the stack: a replace onto another document's
- * unique name. */
-static bool refused_data(const bson_error_t *err)
-{
-    if (err->domain != MONGOC_ERROR_SERVER)
-        return false;
-    return err->code == 11000 || strstr(err->message, "(SQLSTATE 23") != NULL ||
-           strstr(err->message, "(SQLSTATE 22") != NULL;
-}
-
 /* Run one chunk as one command (unordered); res[i] gets R_DONE / R_AGAIN /
  * R_DEAD. @returns PERS_RETRY when the command itself failed (connection,
  * timeout, write concern): nothing is known about the ops. Longer than
@@ -354,7 +183,7 @@ static pers_res_t run_chunk(mongo_sink *s, mongoc_collection_t *coll, const pers
             ok = mongoc_bulk_operation_remove_one_with_opts(bulk, sel, NULL, &err);
         } else {
             bson_t doc = BSON_INITIALIZER;
-            build_doc(&doc, ds, op, s->conf->decimal128);
+            pers_mongo_doc_build(&doc, ds, op, s->conf->decimal128);
             ok = c->step == STEP_INSERT
                      ? mongoc_bulk_operation_insert_with_opts(bulk, &doc, NULL, &err)
                      : mongoc_bulk_operation_replace_one_with_opts(bulk, sel, &doc, NULL, &err);
@@ -365,7 +194,7 @@ static pers_res_t run_chunk(mongo_sink *s, mongoc_collection_t *coll, const pers
         if (ok) {
             map[k++] = i;
         } else { /* refused before it was sent: the document itself */
-            mark_dead(op, "mongodb", 0, err.message);
+            pers_mongo_mark_dead(op, "mongodb", 0, err.message);
             res[i] = R_DEAD;
         }
     }
@@ -410,7 +239,7 @@ static pers_res_t run_chunk(mongo_sink *s, mongoc_collection_t *coll, const pers
                 /* a guarded replace or remove cannot meet an existing _id:
                  * any error (E11000 of a unique index, validation) is the
                  * document's */
-                mark_dead(c->ops[i], "mongodb", code, msg);
+                pers_mongo_mark_dead(c->ops[i], "mongodb", code, msg);
                 res[i] = R_DEAD;
             }
         }
@@ -422,24 +251,24 @@ static pers_res_t run_chunk(mongo_sink *s, mongoc_collection_t *coll, const pers
     bson_destroy(&reply);
     size_t only = map[0];
     free(map);
-    if (!ok && nerr == 0 && !wc_error && k == 1 && refused_data(&err)) {
+    if (!ok && nerr == 0 && !wc_error && k == 1 && pers_mongo_refused_data(&err)) {
         /* one op, refused for its document by FerretDB's whole-command
-         * error (see refused_data): that op is dead */
+         * error (see pers_mongo_refused_data): that op is dead */
         const char *why = strstr(err.message, "ERROR: ");
         why = why ? why + strlen("ERROR: ") : err.message;
         if (strstr(err.message, "(SQLSTATE 23505)"))
-            mark_dead(c->ops[only], "mongodb", 11000, why); /* as MongoDB says it */
+            pers_mongo_mark_dead(c->ops[only], "mongodb", 11000, why); /* as MongoDB says it */
         else
-            mark_dead(c->ops[only], "mongodb", (int32_t)err.code, why);
+            pers_mongo_mark_dead(c->ops[only], "mongodb", (int32_t)err.code, why);
         res[only] = R_DEAD;
         return PERS_OK;
     }
     if ((!ok && nerr == 0) || wc_error) {
         char why[400];
-        if (refused_data(&err)) /* a document's fault, retried one op at a time: no values */
+        if (pers_mongo_refused_data(&err)) /* a document's fault, retried one op at a time: no values */
             pers_mongo_reason(err.message, why, sizeof(why));
         core_errstr(errstr, errstr_size, "mongodb: %s",
-                    refused_data(&err) ? why : err.message);
+                    pers_mongo_refused_data(&err) ? why : err.message);
         return PERS_RETRY;
     }
     /* a guarded replace or remove that matched less than it was given:
@@ -676,7 +505,7 @@ static pers_res_t mongo_write(pers_sink *base, pers_dataset *ds, pers_op *ops, s
                 if (r != PERS_OK)
                     break;
                 if (!exists) {
-                    mark_dead(op, "mongodb", 11000, "duplicate key (unique index)");
+                    pers_mongo_mark_dead(op, "mongodb", 11000, "duplicate key (unique index)");
                 } else if (v > op->version) {
                     op->fate = PERS_STALE;
                 } else {
