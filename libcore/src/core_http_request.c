@@ -1,6 +1,6 @@
 /* core_http_request.c — what a handler reads from a request and writes into
- * a response: query parameters (percent-decoded), headers, printf into a
- * body, JSON string escaping (core_http.h). */
+ * a response: query parameters (percent-decoded), headers, JSON string
+ * escaping (core_http.h). */
 #include "tributary/core_http.h"
 #include "tributary/core_common.h"
 
@@ -11,17 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-char *core_http_printf(const char *fmt, ...)
-{
-    va_list ap;
-    char *s;
-
-    va_start(ap, fmt);
-    s = core_vasprintf(fmt, ap);
-    va_end(ap);
-    return s;
-}
 
 char *core_http_json_escape(const char *s)
 {

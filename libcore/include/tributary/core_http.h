@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "tributary/core_common.h"
 #include "tributary/core_metrics.h"
 
 typedef struct core_http core_http_t;
@@ -164,8 +165,9 @@ int core_http_query_param(const core_http_request *req, const char *name, char *
  * the handler call. */
 const char *core_http_header(const core_http_request *req, const char *name);
 
-/* printf into a malloc'd buffer (a response body); NULL on ENOMEM. */
-char *core_http_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* printf into a malloc'd buffer (a response body); NULL on ENOMEM: libcore's
+ * core_asprintf under the name the handlers use. */
+#define core_http_printf core_asprintf
 
 /* JSON-escape s (without quotes) into a malloc'd string; NULL on ENOMEM. */
 char *core_http_json_escape(const char *s);
