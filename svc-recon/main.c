@@ -78,6 +78,7 @@ struct recon_conf {
     char *v_mongo_uri;
     char *v_mongo_database;
     char *auth_tokens_file;
+    bool auth_open;
     char *verdict;
     bool dry_run;
     char *webhook_url;
@@ -192,7 +193,11 @@ static const core_config_key recon_keys[] = {
     { "alert.webhook.timeout.ms", CORE_CFG_INT, "5000", 0, OFF(webhook_timeout_ms),
       "Alerts: longest one attempt takes", 100, 600000, NULL },
     { "auth.tokens.file", CORE_CFG_STR, NULL, 0, OFF(auth_tokens_file),
-      "HTTP API: token file (id role sha256, from `svc-recon token add`); unset: the API is open",
+      "HTTP API: token file (id role sha256, from `svc-recon token add`); unset: every API route "
+      "answers 401 unless auth.open=true",
+      0, 0, NULL },
+    { "auth.open", CORE_CFG_BOOL, "false", 0, OFF(auth_open),
+      "HTTP API without a token file: true opens every route to every caller (development only)",
       0, 0, NULL },
     CORE_CFG_END
 };
@@ -571,10 +576,18 @@ static int run_daemon(core_service_t *svc, struct recon_conf *c, unsigned sinks)
     char err[512];
     int rc, attempt = 0;
 
-    if (!(auth = recon_auth_new(c->auth_tokens_file, err, sizeof(err))))
+    if (!(auth = recon_auth_new(c->auth_tokens_file, c->auth_open, err, sizeof(err))))
         return core_service_config_error(svc, err);
-    if (!recon_auth_enabled(auth))
-        core_log_warn("auth.tokens.file not set: the HTTP API is open to every caller");
+    if (recon_auth_open(auth))
+        core_log_warn("auth.open=true and no auth.tokens.file: the HTTP API is open to every "
+                      "caller (development only)",
+                      CLF_S("setting", "auth.open"));
+    else if (!recon_auth_enabled(auth))
+        core_log_warn("auth.tokens.file not set: every API route answers 401 (set "
+                      "auth.tokens.file, or auth.open=true for development)");
+    else if (c->auth_open)
+        core_log_warn("auth.open=true ignored: auth.tokens.file is set",
+                      CLF_S("file", c->auth_tokens_file));
     core_http_set_guard(core_service_http(svc), recon_auth_guard, auth);
     webhook = recon_webhook_new(c->webhook_url, (int)c->webhook_attempts,
                                 (int)c->webhook_timeout_ms, err, sizeof(err));

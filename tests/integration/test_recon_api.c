@@ -98,7 +98,7 @@ START_TEST(token_tool_stores_only_the_hash)
     ck_assert_int_eq(token_add(file, long_id, "admin", NULL), 0);
     /* what the service reads back: each token's role, the id named */
     char err[300], id[80], hdr[120];
-    recon_auth *a = recon_auth_new(file, err, sizeof(err));
+    recon_auth *a = recon_auth_new(file, false, err, sizeof(err));
     ck_assert_msg(a != NULL, "%s", err);
     snprintf(hdr, sizeof(hdr), "Bearer %s", tok);
     ck_assert_int_eq(recon_auth_check(a, hdr, id, sizeof(id)), RECON_ROLE_OPERATOR);
@@ -117,7 +117,7 @@ START_TEST(token_tool_stores_only_the_hash)
     FILE *f = fopen(file, "a");
     fputs("mallory admin nothex\n", f);
     fclose(f);
-    ck_assert_ptr_null(recon_auth_new(file, err, sizeof(err)));
+    ck_assert_ptr_null(recon_auth_new(file, true, err, sizeof(err)));
     ck_assert_msg(strstr(err, "line 4") != NULL, "%s", err);
     unlink(file);
     free(tok);
@@ -199,12 +199,14 @@ static void daemon_start(daemon_t *d, const char *tag, const char *extra)
     snprintf(tflag, sizeof(tflag), "--audit.topic=%s", d->topic);
     snprintf(sflag, sizeof(sflag), "--state.schema=%s", d->schema);
     snprintf(pflag, sizeof(pflag), "--http.port=%d", d->port);
+    /* d->tokens empty: no token file (deny by default, or extra names auth.open) */
     snprintf(aflag, sizeof(aflag), "--auth.tokens.file=%s", d->tokens);
     d->pid = fork();
     ck_assert_int_ge(d->pid, 0);
     if (d->pid == 0) {
-        char *argv[] = { (char *)tu_bin("svc-recon"), tflag, sflag, pflag, aflag, "--batch.timeout.ms=50",
-                         "--log.level=info", (char *)extra, NULL };
+        char *argv[] = { (char *)tu_bin("svc-recon"), tflag, sflag, pflag, "--batch.timeout.ms=50",
+                         "--log.level=info", d->tokens[0] ? aflag : (char *)extra,
+                         d->tokens[0] ? (char *)extra : NULL, NULL };
         int fd = open(d->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         dup2(fd, 2);
         execve(argv[0], argv, tu_env(true));
@@ -237,11 +239,39 @@ typedef struct route_case {
     long ok;    /* the status a caller with the role gets */
 } route_case;
 
+/* The paths of one batch's routes (route_cases()). */
+typedef struct route_paths {
+    char batch[200], disc[200], replay[250], windows[200], reconcile[200];
+} route_paths;
+
+#define NROUTES 6
+/* Every guarded route of the API, for the batch. */
+static void route_cases(const char *batch, route_paths *p, route_case out[NROUTES])
+{
+    snprintf(p->batch, sizeof(p->batch), "/batches/%s", batch);
+    snprintf(p->disc, sizeof(p->disc), "/discrepancies?batch=%s", batch);
+    /* nothing altered: the replay has nothing to read (the route and its role are tested) */
+    snprintf(p->replay, sizeof(p->replay), "/replay?batch=%s&verdict=altered", batch);
+    snprintf(p->windows, sizeof(p->windows), "/windows?dataset=payee&from=0&to=600000");
+    snprintf(p->reconcile, sizeof(p->reconcile), "/reconcile?batch=%s", batch);
+    const route_case cases[NROUTES] = {
+        { "GET", "/batches", NULL, RECON_ROLE_VIEWER, 200 },
+        { "GET", p->batch, NULL, RECON_ROLE_VIEWER, 200 },
+        { "GET", p->disc, NULL, RECON_ROLE_VIEWER, 200 },
+        { "GET", p->windows, NULL, RECON_ROLE_VIEWER, 200 },
+        { "POST", p->replay, NULL, RECON_ROLE_OPERATOR, 200 },
+        { "POST", p->reconcile, NULL, RECON_ROLE_OPERATOR, 200 },
+    };
+    memcpy(out, cases, sizeof(cases));
+}
+
 START_TEST(every_route_no_token_wrong_token_each_role)
 {
     daemon_t d = { 0 };
-    char batch[64], p_batch[200], p_disc[200], p_replay[250], *tok[4] = { 0 };
+    char batch[64], *tok[4] = { 0 };
     static const char *const ids[4] = { NULL, "view-1", "oper-1", "admin-1" };
+    route_paths paths;
+    route_case cases[NROUTES];
 
     snprintf(d.tokens, sizeof(d.tokens), "/tmp/recon_api_tokens_%s", tu_unique());
     unlink(d.tokens);
@@ -250,10 +280,7 @@ START_TEST(every_route_no_token_wrong_token_each_role)
     daemon_start(&d, "rbac", NULL);
     snprintf(batch, sizeof(batch), "rbac-%s", tu_unique());
     emit_batch(d.topic, batch, 5);
-    snprintf(p_batch, sizeof(p_batch), "/batches/%s", batch);
-    snprintf(p_disc, sizeof(p_disc), "/discrepancies?batch=%s", batch);
-    /* nothing altered: the replay has nothing to read (the route and its role are tested) */
-    snprintf(p_replay, sizeof(p_replay), "/replay?batch=%s&verdict=altered", batch);
+    route_cases(batch, &paths, cases);
 
     /* wait until the daemon has applied the batch (an admin asks) */
     char auth[4][200], *text = NULL;
@@ -261,17 +288,10 @@ START_TEST(every_route_no_token_wrong_token_each_role)
         snprintf(auth[r], sizeof(auth[r]), "Bearer %s", tok[r]);
     int64_t deadline = core_mono_ms() + 60000;
     long code;
-    while ((code = tu_http(d.port, "GET", p_batch, auth[3], NULL, NULL)) != 200 &&
+    while ((code = tu_http(d.port, "GET", paths.batch, auth[3], NULL, NULL)) != 200 &&
            core_mono_ms() < deadline)
         usleep(200 * 1000);
     ck_assert_int_eq(code, 200);
-
-    const route_case cases[] = {
-        { "GET", "/batches", NULL, RECON_ROLE_VIEWER, 200 },
-        { "GET", p_batch, NULL, RECON_ROLE_VIEWER, 200 },
-        { "GET", p_disc, NULL, RECON_ROLE_VIEWER, 200 },
-        { "POST", p_replay, NULL, RECON_ROLE_OPERATOR, 200 },
-    };
     char wrong[200];
     snprintf(wrong, sizeof(wrong), "Bearer tbr_%064d", 7);
     for (size_t i = 0; i < CORE_ARRAY_SIZE(cases); i++) {
@@ -324,6 +344,64 @@ START_TEST(every_route_no_token_wrong_token_each_role)
     for (int r = 0; r < 4; r++)
         free(tok[r]);
     free(late);
+}
+END_TEST
+
+/* Deny by default: with no token file every API route is a 401, whatever
+ * the caller sends; auth.open=true opens them all, with a warning naming it.
+ * /healthz, /readyz, /metrics and the dashboard's page stay open either way. */
+START_TEST(no_tokens_file_401_every_route_open_when_asked)
+{
+    char batch[64], *text = NULL;
+    route_paths paths;
+    route_case cases[NROUTES];
+    long code;
+
+    for (int open = 0; open <= 1; open++) {
+        daemon_t d = { 0 }; /* d.tokens empty: no token file */
+        daemon_start(&d, open ? "open" : "deny", open ? "--auth.open=true" : NULL);
+        snprintf(batch, sizeof(batch), "%s-%s", open ? "open" : "deny", tu_unique());
+        emit_batch(d.topic, batch, 5);
+        route_cases(batch, &paths, cases);
+        if (open) { /* wait until the daemon has applied the batch */
+            int64_t deadline = core_mono_ms() + 60000;
+            while ((code = tu_http(d.port, "GET", paths.batch, NULL, NULL, NULL)) != 200 &&
+                   core_mono_ms() < deadline)
+                usleep(200 * 1000);
+            ck_assert_int_eq(code, 200);
+        } else {
+            usleep(1000 * 1000); /* time to apply it: a 401 must not be a 404 in disguise */
+        }
+        for (size_t i = 0; i < NROUTES; i++) {
+            const route_case *c = &cases[i];
+            long want = open ? c->ok : 401;
+            code = tu_http(d.port, c->method, c->path, NULL, c->body, &text);
+            ck_assert_msg(code == want, "%s %s, no token file, auth.open=%d: %ld, not %ld (%s)",
+                          c->method, c->path, open, code, want, text);
+            free(text);
+            /* a token of any shape changes nothing */
+            code = tu_http(d.port, c->method, c->path, "Bearer tbr_0123456789abcdef", c->body,
+                           NULL);
+            ck_assert_msg(code == want, "%s %s with a token, auth.open=%d: %ld", c->method,
+                          c->path, open, code);
+        }
+        ck_assert_int_eq(tu_http(d.port, "GET", "/healthz", NULL, NULL, NULL), 200);
+        ck_assert_int_eq(tu_http(d.port, "GET", "/readyz", NULL, NULL, NULL), 200);
+        ck_assert_int_eq(tu_http(d.port, "GET", "/metrics", NULL, NULL, NULL), 200);
+        ck_assert_int_eq(tu_http(d.port, "GET", "/dashboard", NULL, NULL, NULL), 200);
+        daemon_stop(&d);
+        char *log = slurp(d.log);
+        if (open)
+            ck_assert_msg(strstr(log, "\"setting\":\"auth.open\"") != NULL &&
+                              strstr(log, "development only") != NULL,
+                          "no warning naming auth.open: %s", log);
+        else
+            ck_assert_msg(strstr(log, "every API route answers 401") != NULL &&
+                              strstr(log, "\"token_id\":\"unknown\"") != NULL,
+                          "no start warning or 401 line: %s", log);
+        free(log);
+        unlink(d.log);
+    }
 }
 END_TEST
 
@@ -766,6 +844,7 @@ static Suite *api_suite(void)
     tcase_add_test(tc, token_tool_stores_only_the_hash);
     tcase_add_test(tc, route_roles);
     tcase_add_test(tc, every_route_no_token_wrong_token_each_role);
+    tcase_add_test(tc, no_tokens_file_401_every_route_open_when_asked);
     tcase_add_test(tc, replay_missing_records_batch_becomes_clean);
     tcase_add_test(tc, dashboard_shows_planted_records);
     suite_add_tcase(s, tc);
