@@ -12,6 +12,7 @@
  * docs/svc-recon.md is the operator's guide. */
 #include "api.h"
 #include "auth.h"
+#include "method.h"
 #include "consume.h"
 #include "dashboard.h"
 #include "metrics.h"
@@ -63,6 +64,7 @@ struct recon_conf {
     /* report --verify-sinks: the sinks as their services write them */
     bool verify_sinks;
     core_cfg_list coverage;
+    core_cfg_list method;
     char *v_persister_sink;
     char *v_pg_conninfo;
     char *v_pg_password;
@@ -148,6 +150,10 @@ static const core_config_key recon_keys[] = {
     { "verify-sinks", CORE_CFG_BOOL, "false", 0, OFF(verify_sinks),
       "report: also check the sinks' own stored state (docs/svc-recon-sinkcheck.md)", 0, 0,
       NULL },
+    { "method", CORE_CFG_LIST, NULL, 0, OFF(method),
+      "Reconciliation method per dataset, DATASET:METHOD entries (DATASET * for all; METHOD "
+      "counts, ids or digests); unset: digests",
+      0, 0, NULL },
     { "coverage", CORE_CFG_LIST, NULL, 0, OFF(coverage),
       "Stores each dataset feeds, DATASET:STORE (postgres, redis, mongodb; * for every "
       "dataset); default: from sinks, else the sinks that ever reported on the dataset", 0, 0,
@@ -232,6 +238,9 @@ static int check_conf(core_service_t *svc, const struct recon_conf *c, unsigned 
         }
         *sinks |= 1u << s;
     }
+    for (size_t i = 0; i < c->method.n; i++)
+        if (recon_method_check(c->method.v[i], core_service_catalog(svc), err, sizeof(err)) != 0)
+            return core_service_config_error(svc, err);
     for (size_t i = 0; i < c->coverage.n; i++)
         if (recon_coverage_check(c->coverage.v[i], core_service_catalog(svc), err,
                                  sizeof(err)) != 0)
@@ -280,6 +289,8 @@ static void state_opts(core_service_t *svc, const struct recon_conf *c, recon_st
     so->future_ms = c->future_ms;
     so->window_ms = c->window_ms;
     so->grace_ms = c->grace_ms;
+    so->methods = (const char *const *)c->method.v;
+    so->nmethods = c->method.n;
 }
 
 static void consume_opts(core_service_t *svc, const struct recon_conf *c, bool catch_up,

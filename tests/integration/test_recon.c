@@ -160,6 +160,7 @@ static void emit_delivered(stages *s, const char *batch, int i)
 typedef struct recon_cfg {
     char topic_flag[200], schema_flag[200], schema[100];
     char sinks_flag[100]; /* "--sinks=..." or "--log.level=warn" (no sinks set) */
+    char method_flag[100]; /* "--method=..." or "--log.level=warn" (digests) */
 } recon_cfg;
 
 static void cfg_init(recon_cfg *c, const stages *s, const char *tag)
@@ -168,6 +169,7 @@ static void cfg_init(recon_cfg *c, const stages *s, const char *tag)
     snprintf(c->topic_flag, sizeof(c->topic_flag), "--audit.topic=%s", s->topic);
     snprintf(c->schema_flag, sizeof(c->schema_flag), "--state.schema=%s", c->schema);
     snprintf(c->sinks_flag, sizeof(c->sinks_flag), "--log.level=warn");
+    snprintf(c->method_flag, sizeof(c->method_flag), "--log.level=warn");
 }
 
 /* svc-recon report --batch B --json; returns the exit code, *json the parsed stdout. */
@@ -176,7 +178,8 @@ static int report(const recon_cfg *c, const char *batch, cJSON **json)
     char bflag[200], *out = NULL, *err = NULL;
     snprintf(bflag, sizeof(bflag), "--batch=%s", batch);
     char *argv[] = { (char *)tu_bin("svc-recon"), "report", bflag, "--json", (char *)c->topic_flag,
-                     (char *)c->schema_flag, "--log.level=warn", (char *)c->sinks_flag, NULL };
+                     (char *)c->schema_flag, "--log.level=warn", (char *)c->sinks_flag,
+                     (char *)c->method_flag, NULL };
     int rc = tu_run_cmd(argv, tu_env(true), &out, &err, 120000);
     *json = cJSON_Parse(out);
     ck_assert_msg(*json != NULL, "report (exit %d) printed no JSON: %s / %s", rc, out, err);
@@ -461,6 +464,131 @@ static char *stable_json(const cJSON *j)
     cJSON_Delete(c);
     return s;
 }
+
+/* Seed 001's methods per dataset, on one batch with record 3 never
+ * persisted and record 5 altered at the cache: digests names both; ids names
+ * the missing one only (altered is not detectable without digests); counts
+ * names no record, only the persister's count one short, and keeps no
+ * per-record row. */
+START_TEST(methods_counts_ids_digests)
+{
+    stages s;
+    recon_cfg c[3];
+    static const char *const methods[3] = { "--method=payee:counts", "--method=*:ids",
+                                            "--log.level=warn" /* digests */ };
+    char batch[64], id3[128], sql[512];
+
+    stages_open(&s, "methods");
+    snprintf(batch, sizeof(batch), "methods%s", tu_unique());
+    for (int i = 0; i < 20; i++) {
+        emit(&s, ST_INGEST, batch, "payee", i, "published", 0, CORE_AUDIT_NONE, 0, NULL);
+        emit(&s, ST_VALIDATOR, batch, "payee", i, "valid", 0, i, 0, NULL);
+        emit(&s, ST_CACHE, batch, "payee", i, "cached", i == 5, i, 0, NULL);
+        if (i != 3)
+            emit(&s, ST_PERSISTER, batch, "payee", i, "persisted", 0, i, 0, NULL);
+    }
+    stages_close(&s);
+    rec_id(batch, 3, id3, sizeof(id3));
+    for (int m = 0; m < 3; m++) {
+        static const char *const tags[3] = { "mcounts", "mids", "mdigests" };
+        cfg_init(&c[m], &s, tags[m]);
+        snprintf(c[m].method_flag, sizeof(c[m].method_flag), "%s", methods[m]);
+    }
+
+    /* counts: the persister's count one short, no record named, no row kept */
+    cJSON *j;
+    int rc = report(&c[0], batch, &j);
+    char *txt = cJSON_PrintUnformatted(j);
+    ck_assert_msg(rc == 1, "counts: exit %d: %s", rc, txt);
+    ck_assert(!is_true(j, "clean"));
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "discrepancies")), 0);
+    const cJSON *ds = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "datasets"), 0);
+    ck_assert_str_eq(cJSON_GetObjectItem(ds, "method")->valuestring, "counts");
+    ck_assert_msg(strstr(cJSON_GetObjectItem(ds, "method_limit")->valuestring, "cannot be named"),
+                  "%s", txt);
+    const cJSON *diffs = cJSON_GetObjectItem(ds, "count_differences");
+    ck_assert_msg(cJSON_GetArraySize(diffs) == 1, "counts: %s", txt);
+    const cJSON *d0 = cJSON_GetArrayItem(diffs, 0);
+    ck_assert_str_eq(cJSON_GetObjectItem(d0, "stage")->valuestring, "persister");
+    ck_assert_int_eq((int)num(d0, "expected", NULL), 20);
+    ck_assert_int_eq((int)num(d0, "counted", NULL), 19);
+    ck_assert_int_eq((int)num(d0, "difference", NULL), -1);
+    free(txt);
+    cJSON_Delete(j);
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s.events", c[0].schema);
+    ck_assert_int_eq((long)tu_pg_count(sql), 0);
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM %s.aggregates WHERE method = 'counts' AND "
+             "agg = decode(repeat('00', 32), 'hex')", c[0].schema);
+    ck_assert_int_eq((long)tu_pg_count(sql), 4); /* one row a stage, no id in any */
+
+    /* ids: the missing record named at the persister; the altered one not seen */
+    rc = report(&c[1], batch, &j);
+    txt = cJSON_PrintUnformatted(j);
+    ck_assert_msg(rc == 1, "ids: exit %d: %s", rc, txt);
+    const cJSON *disc = cJSON_GetObjectItem(j, "discrepancies");
+    ck_assert_msg(cJSON_GetArraySize(disc) == 1, "ids: %s", txt);
+    const cJSON *r0 = cJSON_GetArrayItem(disc, 0);
+    ck_assert_str_eq(cJSON_GetObjectItem(r0, "id")->valuestring, id3);
+    ck_assert_str_eq(cJSON_GetObjectItem(r0, "verdict")->valuestring, "missing");
+    ck_assert_str_eq(cJSON_GetObjectItem(r0, "stage")->valuestring, "persister");
+    ck_assert_int_eq((int)num(j, "counts", "altered"), 0);
+    ds = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "datasets"), 0);
+    ck_assert_str_eq(cJSON_GetObjectItem(ds, "method")->valuestring, "ids");
+    ck_assert_msg(strstr(cJSON_GetObjectItem(ds, "method_limit")->valuestring, "not detectable"),
+                  "%s", txt);
+    free(txt);
+    cJSON_Delete(j);
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s.events WHERE digest IS NULL",
+             c[1].schema);
+    ck_assert_int_eq((long)tu_pg_count(sql), 20 * 4 - 1); /* ids and times, no digest */
+
+    /* digests (the default): both named */
+    rc = report(&c[2], batch, &j);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_int_eq((int)num(j, "counts", "missing"), 1);
+    ck_assert_int_eq((int)num(j, "counts", "altered"), 1);
+    ds = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "datasets"), 0);
+    ck_assert_str_eq(cJSON_GetObjectItem(ds, "method")->valuestring, "digests");
+    cJSON_Delete(j);
+
+    /* a clean batch by counts is clean (exit 0) */
+    char clean[64];
+    stages_open(&s, "methods_clean");
+    snprintf(clean, sizeof(clean), "mclean%s", tu_unique());
+    for (int i = 0; i < 10; i++)
+        emit_delivered(&s, clean, i);
+    stages_close(&s);
+    recon_cfg cc;
+    cfg_init(&cc, &s, "mclean");
+    snprintf(cc.method_flag, sizeof(cc.method_flag), "--method=payee:counts");
+    rc = report(&cc, clean, &j);
+    ck_assert_int_eq(rc, 0);
+    ck_assert_int_eq((int)num(j, "counts", "delivered"), 10);
+    cJSON_Delete(j);
+
+    for (int m = 0; m < 3; m++)
+        tu_pg_drop_schema(c[m].schema);
+    tu_pg_drop_schema(cc.schema);
+}
+END_TEST
+
+START_TEST(method_unknown_exits_78)
+{
+    char *argv[] = { (char *)tu_bin("svc-recon"), "report", "--batch=x", "--method=payee:full?",
+                     NULL };
+    char *out = NULL, *err = NULL;
+    ck_assert_int_eq(tu_run_cmd(argv, tu_env(true), &out, &err, 30000), 78);
+    ck_assert_msg(strstr(err, "method") != NULL, "%s", err);
+    free(out);
+    free(err);
+    char *argv2[] = { (char *)tu_bin("svc-recon"), "report", "--batch=x", "--method=nosuch:ids",
+                      NULL };
+    ck_assert_int_eq(tu_run_cmd(argv2, tu_env(true), &out, &err, 30000), 78);
+    free(out);
+    free(err);
+}
+END_TEST
 
 START_TEST(kill9_mid_stream_same_report)
 {
@@ -803,6 +931,8 @@ int main(void)
     tcase_add_test(tc, readyz_names_postgres_when_state_unreachable);
     tcase_add_test(tc, clean_batch_every_record_delivered);
     tcase_add_test(tc, tampered_batch_names_each_record_at_its_stage);
+    tcase_add_test(tc, methods_counts_ids_digests);
+    tcase_add_test(tc, method_unknown_exits_78);
     tcase_add_test(tc, http_api_batches_and_discrepancies);
     tcase_add_test(tc, kill9_mid_stream_same_report);
     tcase_add_test(tc, postgres_connection_dropped_mid_stream_loses_nothing);
