@@ -438,6 +438,9 @@ static void close_tick(recon_state_t *st, void *arg)
 
     if (recon_close_due(recon_state_conn(st), o, &cs, err, sizeof(err)) != CORE_OK)
         core_log_warn("closing batches and windows failed; retried later", CLF_S("reason", err));
+    else if (recon_metrics_windows(recon_state_conn(st), o->schema, o->window_ms, err,
+                                   sizeof(err)) != CORE_OK)
+        core_log_warn("windows gauge not updated", CLF_S("reason", err));
 }
 
 /* svc-recon close: catch up, close every due batch and window, exit. */

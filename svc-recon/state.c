@@ -710,7 +710,7 @@ core_err_t recon_state_apply(recon_state_t *st, const recon_input *in, size_t n,
                              recon_apply_stats *stats, char *errstr, size_t errstr_size)
 {
     apply_ctx a = { 0 };
-    recon_apply_stats s = { 0 };
+    recon_apply_stats s = { 0, 0, 0, RECON_NONE };
     recon_win_acc *win = NULL;
     int64_t now = core_now_ms();
     core_err_t e;
@@ -784,6 +784,8 @@ core_err_t recon_state_apply(recon_state_t *st, const recon_input *in, size_t n,
                 goto rollback;
             }
             s.applied++;
+            if (s.newest_ts == RECON_NONE || ev.ts > s.newest_ts)
+                s.newest_ts = ev.ts;
         }
     }
     if (a.events.failed || a.bad.failed) {

@@ -73,6 +73,7 @@ typedef struct recon_apply_stats {
     size_t applied;  /* events written */
     size_t bad;      /* refused: counted in bad_events */
     size_t skipped;  /* already applied (audit offset below the stored one) */
+    int64_t newest_ts; /* the newest event time applied (ms); RECON_NONE: none */
 } recon_apply_stats;
 
 /** Whether s is a schema name recon accepts ([a-z_][a-z0-9_]{0,62}). */

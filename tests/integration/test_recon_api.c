@@ -14,6 +14,7 @@
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <fcntl.h>
+#include <math.h>
 #include <pthread.h>
 #include <libpq-fe.h>
 #include <signal.h>
@@ -149,7 +150,15 @@ typedef struct daemon_t {
 static core_avro_catalog_t *cat;
 
 /* A batch of n records, each published and valid, record 0 never persisted. */
+static void emit_batch_at(const char *topic, const char *batch, int n, int64_t ts);
+
 static void emit_batch(const char *topic, const char *batch, int n)
+{
+    emit_batch_at(topic, batch, n, 0);
+}
+
+/* emit_batch() with every event at ts (0: now). */
+static void emit_batch_at(const char *topic, const char *batch, int n, int64_t ts)
 {
     static const char *const stage[] = { "ingest", "validator", "persister" };
     static const char *const outcome[] = { "published", "valid", "persisted" };
@@ -170,6 +179,7 @@ static void emit_batch(const char *topic, const char *batch, int n)
             ev.key = key;
             ev.dataset = "payee";
             ev.batch_id = batch;
+            ev.ts = ts;
             ev.outcome = outcome[s];
             ev.digest = &d;
             ev.version = 1;
@@ -402,6 +412,56 @@ START_TEST(no_tokens_file_401_every_route_open_when_asked)
         free(log);
         unlink(d.log);
     }
+}
+END_TEST
+
+/* The value of an unlabelled series (or the first with the prefix) in a
+ * scrape; NAN when absent. */
+static double scrape_value(const char *text, const char *series)
+{
+    size_t n = strlen(series);
+    for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (strncmp(p, series, n) == 0 && (p[n] == ' ' || p[n] == '{'))
+            return strtod(strchr(p + n, ' ') + 1, NULL);
+    return NAN;
+}
+
+/* The daemon's lag gauges: a batch whose events are two hours old, read to
+ * the end: nothing waits (lag_messages 0) and the newest event applied is
+ * two hours old (lag_seconds); the windows gauge counts its window. */
+START_TEST(audit_lag_and_windows_gauges)
+{
+    daemon_t d = { 0 };
+    char batch[64], *text = NULL;
+    int64_t ts = core_now_ms() - 2 * 3600 * 1000;
+    double lag_s = NAN, lag_m = NAN, windows = 0;
+
+    daemon_start(&d, "lag", "--close.interval.ms=200");
+    snprintf(batch, sizeof(batch), "lag-%s", tu_unique());
+    emit_batch_at(d.topic, batch, 20, ts);
+    int64_t deadline = core_mono_ms() + 60000;
+    while (core_mono_ms() < deadline) {
+        ck_assert_int_eq(tu_http(d.port, "GET", "/metrics", NULL, NULL, &text), 200);
+        lag_s = scrape_value(text, "tributary_recon_audit_lag_seconds");
+        lag_m = scrape_value(text, "tributary_recon_audit_lag_messages");
+        windows = 0;
+        static const char *const st[] = { "open", "closed", "reopened" };
+        for (int k = 0; k < 3; k++) {
+            char series[100];
+            snprintf(series, sizeof(series), "tributary_recon_windows{state=\"%s\"}", st[k]);
+            double v = scrape_value(text, series);
+            windows += isnan(v) ? 0 : v;
+        }
+        free(text);
+        if (lag_s >= 7000 && lag_m == 0 && windows >= 1)
+            break;
+        usleep(300 * 1000);
+    }
+    ck_assert_msg(lag_s >= 7190 && lag_s < 7400, "lag_seconds %f (events 2 h old)", lag_s);
+    ck_assert_msg(lag_m == 0, "lag_messages %f after everything was applied", lag_m);
+    ck_assert_msg(windows >= 1, "windows gauge %f", windows);
+    daemon_stop(&d);
+    unlink(d.log);
 }
 END_TEST
 
@@ -845,6 +905,7 @@ static Suite *api_suite(void)
     tcase_add_test(tc, route_roles);
     tcase_add_test(tc, every_route_no_token_wrong_token_each_role);
     tcase_add_test(tc, no_tokens_file_401_every_route_open_when_asked);
+    tcase_add_test(tc, audit_lag_and_windows_gauges);
     tcase_add_test(tc, replay_missing_records_batch_becomes_clean);
     tcase_add_test(tc, dashboard_shows_planted_records);
     suite_add_tcase(s, tc);
