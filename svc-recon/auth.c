@@ -55,8 +55,9 @@ recon_role recon_route_role(const char *method, const char *pattern)
 {
     if (strcmp(pattern, "/dashboard") == 0 || strncmp(pattern, "/dashboard/", 11) == 0)
         return RECON_ROLE_OPEN;
-    if (strncmp(pattern, "/retention", 10) == 0)
-        return RECON_ROLE_ADMIN;
+    if (strncmp(pattern, "/retention", 10) == 0) /* reading it is a viewer's */
+        return strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0 ? RECON_ROLE_VIEWER
+                                                                          : RECON_ROLE_ADMIN;
     if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)
         return RECON_ROLE_VIEWER;
     return RECON_ROLE_OPERATOR; /* POST /reconcile, POST /replay, anything else */

@@ -11,8 +11,8 @@
  * that turns bad keeps the previous table (logged).
  *
  * Every route the service adds is guarded (core_http_set_guard): GET and
- * HEAD need viewer, POST /reconcile and POST /replay operator, /retention
- * admin, any other method operator; the dashboard's page and assets are
+ * HEAD need viewer (GET /retention too), POST /reconcile and POST /replay
+ * operator, PUT /retention admin, any other method operator; the dashboard's page and assets are
  * open (they hold no data; the page asks the API with the token).
  * /healthz, /readyz and /metrics are never guarded. No token or an unknown
  * one: 401; a role too low: 403; both logged with the caller's token id

@@ -5,7 +5,7 @@
 
 #include <string.h>
 
-const char *const recon_method_names[RM_COUNT] = { "counts", "ids", "digests" };
+const char *const recon_method_names[RM_COUNT] = { "counts", "ids", "digests", "full" };
 
 int recon_method_index(const char *s, size_t len)
 {
@@ -24,11 +24,17 @@ int recon_method_check(const char *entry, const core_avro_catalog_t *cat, char *
     if (!colon || colon == entry || (size_t)(colon - entry) >= sizeof(ds) ||
         recon_method_index(colon + 1, strlen(colon + 1)) < 0) {
         core_errstr(errstr, errstr_size,
-                    "method: '%s' is not DATASET:METHOD (METHOD counts, ids or digests)", entry);
+                    "method: '%s' is not DATASET:METHOD (METHOD counts, ids, digests or full)",
+                    entry);
         return -1;
     }
     memcpy(ds, entry, (size_t)(colon - entry));
     ds[colon - entry] = '\0';
+    if (strcmp(ds, "*") == 0 && strcmp(colon + 1, "full") == 0) {
+        core_errstr(errstr, errstr_size,
+                    "method: '%s': full needs a dataset named (its .raw topic is read)", entry);
+        return -1;
+    }
     if (strcmp(ds, "*") != 0 && cat && !core_avro_catalog_by_dataset(cat, ds)) {
         core_errstr(errstr, errstr_size, "method: '%s': no dataset %s in the catalogue", entry,
                     ds);

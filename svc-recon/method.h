@@ -12,6 +12,10 @@
  *            unexpected records are named; an altered record is not
  *            detectable (nor can --verify-sinks check content).
  *   digests  ids and digests (the default): every verdict of reconcile.h.
+ *   full     digests, and the record's bytes as published on .raw kept in
+ *            recon's state with a retention (payload.h), so a replay works
+ *            after .raw's retention dropped the record. Needs the dataset
+ *            named (not "*": its .raw topic is {topic.prefix}{dataset}.raw).
  *
  * The method is fixed per (batch, dataset) by the events as they are
  * applied (aggregates.method); a batch applied under several methods (the
@@ -23,14 +27,14 @@
 
 #include <stddef.h>
 
-typedef enum recon_method { RM_COUNTS, RM_IDS, RM_DIGESTS, RM_COUNT } recon_method;
+typedef enum recon_method { RM_COUNTS, RM_IDS, RM_DIGESTS, RM_FULL, RM_COUNT } recon_method;
 extern const char *const recon_method_names[RM_COUNT];
 
 /* The method named by s (len bytes), or -1. */
 int recon_method_index(const char *s, size_t len);
 
 /* Whether entry is "DATASET:METHOD" with a known method (and a dataset of
- * the catalogue, or "*"). 0, or -1 with errstr. */
+ * the catalogue, or "*" for a method other than full). 0, or -1 with errstr. */
 int recon_method_check(const char *entry, const core_avro_catalog_t *cat, char *errstr,
                        size_t errstr_size);
 

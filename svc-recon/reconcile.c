@@ -133,7 +133,7 @@ static ds_aggs *ds_find(ds_aggs **v, size_t *n, const char *name)
     for (int s = 0; s < RS_COUNT; s++)
         for (int o = 0; o < RECON_OUTCOMES_MAX; o++)
             core_digest_agg_init(&d->a[s][o]);
-    d->method = RM_DIGESTS;
+    d->method = RM_FULL; /* lowered to the weakest of its rows */
     return d;
 }
 

@@ -87,6 +87,16 @@ static const char *const migrations[] = {
     /* 5: the method each aggregate row was applied under (method.h);
      * rows before it were digests, the only method then */
     "ALTER TABLE @S.aggregates ADD COLUMN method text NOT NULL DEFAULT 'digests';",
+    /* 6: method full: the .raw records kept (payload.h), and the retention
+     * of each dataset set by PUT /retention */
+    "CREATE TABLE @S.payloads ("
+    " batch_id text NOT NULL, dataset text NOT NULL, id text NOT NULL, topic text NOT NULL,"
+    " partition int NOT NULL, \"offset\" bigint NOT NULL, key bytea NOT NULL,"
+    " value bytea NOT NULL, headers bytea NOT NULL, ts_ms bigint NOT NULL,"
+    " kept_ms bigint NOT NULL, PRIMARY KEY (batch_id, dataset, id));"
+    "CREATE INDEX payloads_kept ON @S.payloads (kept_ms);"
+    "CREATE TABLE @S.retention ("
+    " dataset text PRIMARY KEY, days int NOT NULL, updated_ms bigint NOT NULL);",
 };
 
 _Static_assert(CORE_ARRAY_SIZE(migrations) == RECON_SCHEMA_VERSION,
@@ -379,7 +389,7 @@ static group *group_get(apply_ctx *a, const recon_event *ev)
     g->dataset = ev->dataset;
     g->stage = ev->stage;
     g->outcome = ev->outcome;
-    g->method = RM_DIGESTS;
+    g->method = RM_FULL;
     core_digest_agg_init(&g->agg);
     g->first_ts = g->last_ts = ev->ts;
     return g;
@@ -614,6 +624,7 @@ static core_err_t write_groups(recon_state_t *st, apply_ctx *a, char *errstr, si
                         "last_ts_ms = EXCLUDED.last_ts_ms, method = CASE "
                         "WHEN 'counts' IN (aggregates.method, EXCLUDED.method) THEN 'counts' "
                         "WHEN 'ids' IN (aggregates.method, EXCLUDED.method) THEN 'ids' "
+                        "WHEN 'digests' IN (aggregates.method, EXCLUDED.method) THEN 'digests' "
                         "ELSE EXCLUDED.method END");
     if (q.failed) {
         core_errstr(errstr, errstr_size, "out of memory");

@@ -587,6 +587,12 @@ START_TEST(method_unknown_exits_78)
     ck_assert_int_eq(tu_run_cmd(argv2, tu_env(true), &out, &err, 30000), 78);
     free(out);
     free(err);
+    /* full reads the dataset's .raw topic: it needs the dataset named */
+    char *argv3[] = { (char *)tu_bin("svc-recon"), "report", "--batch=x", "--method=*:full", NULL };
+    ck_assert_int_eq(tu_run_cmd(argv3, tu_env(true), &out, &err, 30000), 78);
+    ck_assert_msg(strstr(err, "full needs a dataset") != NULL, "%s", err);
+    free(out);
+    free(err);
 }
 END_TEST
 
