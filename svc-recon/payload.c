@@ -81,12 +81,12 @@ bad:
     return NULL;
 }
 
-static const char *header(const rd_kafka_message_t *m, const char *name, size_t *len)
+const char *recon_msg_header(const rd_kafka_message_t *m, const char *name, size_t *len)
 {
     rd_kafka_headers_t *h = NULL;
     const void *v = NULL;
     if (rd_kafka_message_headers(m, &h) != RD_KAFKA_RESP_ERR_NO_ERROR ||
-        rd_kafka_header_get_last(h, name, &v, len) != RD_KAFKA_RESP_ERR_NO_ERROR || !v)
+        rd_kafka_header_get_last(h, name, &v, len) != RD_KAFKA_RESP_ERR_NO_ERROR)
         return NULL;
     return v;
 }
@@ -125,7 +125,8 @@ static bool keep(recon_payload_keeper *k, PGconn *c, rd_kafka_message_t **msgs, 
         rd_kafka_message_t *m = msgs[i];
         const char *topic = rd_kafka_topic_name(m->rkt), *ds = NULL;
         size_t idl = 0, bl = 0;
-        const char *id = header(m, CORE_HDR_ID, &idl), *b = header(m, CORE_HDR_BATCH, &bl);
+        const char *id = recon_msg_header(m, CORE_HDR_ID, &idl);
+        const char *b = recon_msg_header(m, CORE_HDR_BATCH, &bl);
         rd_kafka_headers_t *h = NULL;
         for (size_t t = 0; t < k->o.n; t++)
             if (strcmp(k->o.topics[t], topic) == 0)

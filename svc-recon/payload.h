@@ -54,6 +54,9 @@ recon_payload_keeper *recon_payload_start(const recon_payload_opts *o, char *err
 /* Stop (after the service was told to stop), join, free. NULL: nothing. */
 void recon_payload_stop(recon_payload_keeper *k);
 
+/* The last value of a message's header name (len bytes), or NULL. */
+const char *recon_msg_header(const rd_kafka_message_t *m, const char *name, size_t *len);
+
 /* Headers as bytes: per header a 2-byte big-endian name length, the name,
  * a 4-byte big-endian value length (0xffffffff: null), the value. */
 void recon_headers_encode(const rd_kafka_headers_t *h, core_strbuf *out);

@@ -112,15 +112,6 @@ static int dataset_source(PGconn *c, const char *schema, const char *batch, cons
     return CORE_OK;
 }
 
-static const char *header(const rd_kafka_message_t *m, const char *name, size_t *len)
-{
-    rd_kafka_headers_t *h = NULL;
-    const void *v = NULL;
-    if (rd_kafka_message_headers(m, &h) != RD_KAFKA_RESP_ERR_NO_ERROR ||
-        rd_kafka_header_get_last(h, name, &v, len) != RD_KAFKA_RESP_ERR_NO_ERROR)
-        return NULL;
-    return v;
-}
 
 /* Read every partition of s->topic from s->since_ms to its high watermark
  * now, keeping the first copy of each wanted record of the batch. */
@@ -187,7 +178,8 @@ static int scan(core_kafka_consumer_t *kc, source *s, const char *batch, int64_t
             left--;
         }
         size_t idlen = 0, blen = 0;
-        const char *id = header(m, CORE_HDR_ID, &idlen), *b = header(m, CORE_HDR_BATCH, &blen);
+        const char *id = recon_msg_header(m, CORE_HDR_ID, &idlen);
+        const char *b = recon_msg_header(m, CORE_HDR_BATCH, &blen);
         char idbuf[1024];
         want *w = NULL;
         if (id && b && blen == strlen(batch) && memcmp(b, batch, blen) == 0 &&
