@@ -850,6 +850,76 @@ START_TEST(real_services_small_file_reconciles_clean)
     ck_assert(!is_true(ds, "drilled_down")); /* the real digests agree stage to stage */
     cJSON_Delete(j);
 
+    /* the same real events under the counts and ids methods: clean */
+    recon_cfg cm[2];
+    static const char *const mflags[2] = { "--method=payee:counts", "--method=payee:ids" };
+    static const char *const mnames[2] = { "counts", "ids" };
+    for (int m = 0; m < 2; m++) {
+        cfg_init(&cm[m], &s, mnames[m]);
+        snprintf(cm[m].sinks_flag, sizeof(cm[m].sinks_flag), "--sinks=cache-feeder,persister");
+        snprintf(cm[m].method_flag, sizeof(cm[m].method_flag), "%s", mflags[m]);
+        rc = report(&cm[m], batch, &j);
+        ck_assert_msg(rc == 0, "%s on the real events: exit %d", mnames[m], rc);
+        ck_assert_int_eq((int)num(j, "counts", "delivered"), rows - 2);
+        ds = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "datasets"), 0);
+        ck_assert_str_eq(cJSON_GetObjectItem(ds, "method")->valuestring, mnames[m]);
+        cJSON_Delete(j);
+    }
+    /* a record dropped after ingest (a tamperer publishes one more ingest
+     * event no stage follows): counts names the validator's count one short,
+     * ids names the record missing at the validator */
+    {
+        char e2[512], did[128];
+        core_kafka_producer_t *tp = tu_producer("5");
+        core_audit_t *ta = core_audit_new(tp, cat, s.topic, "ingest", e2, sizeof(e2));
+        ck_assert_msg(ta != NULL, "%s", e2);
+        core_digest dg;
+        core_digest_sha256("dropped", 7, &dg);
+        core_audit_event ev = CORE_AUDIT_EVENT_INIT;
+        snprintf(did, sizeof(did), "%s-dropped", batch);
+        ev.id = did;
+        ev.key = "Rdropped";
+        ev.dataset = "payee";
+        ev.batch_id = batch;
+        ev.outcome = "published";
+        ev.digest = &dg;
+        ev.topic = "payee.raw";
+        ev.line = rows + 2;
+        ck_assert_msg(core_audit_emit(ta, &ev, e2, sizeof(e2)) == CORE_OK, "%s", e2);
+        ck_assert_int_eq((int)core_kafka_producer_flush(tp, 30000), 0);
+        core_audit_free(ta);
+        core_kafka_producer_free(tp);
+
+        rc = report(&cm[0], batch, &j);
+        char *txt = cJSON_PrintUnformatted(j);
+        ck_assert_msg(rc == 1, "counts after the drop: exit %d: %s", rc, txt);
+        ds = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "datasets"), 0);
+        const cJSON *diffs = cJSON_GetObjectItem(ds, "count_differences");
+        ck_assert_msg(cJSON_GetArraySize(diffs) == 1, "%s", txt);
+        const cJSON *d0 = cJSON_GetArrayItem(diffs, 0);
+        ck_assert_str_eq(cJSON_GetObjectItem(d0, "stage")->valuestring, "validator");
+        ck_assert_int_eq((int)num(d0, "expected", NULL), rows);      /* published */
+        ck_assert_int_eq((int)num(d0, "counted", NULL), rows - 1);   /* valid + invalid */
+        ck_assert_int_eq((int)num(d0, "difference", NULL), -1);
+        ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "discrepancies")), 0);
+        free(txt);
+        cJSON_Delete(j);
+
+        rc = report(&cm[1], batch, &j);
+        txt = cJSON_PrintUnformatted(j);
+        ck_assert_msg(rc == 1, "ids after the drop: exit %d: %s", rc, txt);
+        const cJSON *disc = cJSON_GetObjectItem(j, "discrepancies");
+        ck_assert_msg(cJSON_GetArraySize(disc) == 1, "%s", txt);
+        const cJSON *r0 = cJSON_GetArrayItem(disc, 0);
+        ck_assert_str_eq(cJSON_GetObjectItem(r0, "id")->valuestring, did);
+        ck_assert_str_eq(cJSON_GetObjectItem(r0, "verdict")->valuestring, "missing");
+        ck_assert_str_eq(cJSON_GetObjectItem(r0, "stage")->valuestring, "validator");
+        free(txt);
+        cJSON_Delete(j);
+    }
+    for (int m = 0; m < 2; m++)
+        tu_pg_drop_schema(cm[m].schema);
+
     tu_service_stop(ps);
     tu_service_stop(cf);
     tu_service_stop(v);
