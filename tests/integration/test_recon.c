@@ -932,6 +932,146 @@ START_TEST(real_services_small_file_reconciles_clean)
 }
 END_TEST
 
+/* Method full through the real services: svc-ingest publishes a batch while
+ * no validator runs; the recon daemon keeps every .raw record; .raw then
+ * loses them all (DeleteRecords); the validator and both sinks start on an
+ * empty .raw; a replay from recon's state re-publishes every record and the
+ * real pipeline makes the batch clean. */
+START_TEST(real_services_full_replay_from_state)
+{
+    stages s;
+    recon_cfg c;
+    char batch[64], prefix[64], raw[128], aflag[200], bflag[200], xflag[200], mflag[64];
+    char pflag[64], sql[400], path[300], *csvpath;
+    core_strbuf csv = { 0 };
+    const int rows = 60, port = 18394;
+    cJSON *j = NULL;
+
+    stages_open(&s, "realfull"); /* only for the audit topic */
+    stages_close(&s);
+    cfg_init(&c, &s, "realfull");
+    snprintf(batch, sizeof(batch), "rfull%s", tu_unique());
+    snprintf(prefix, sizeof(prefix), "rf%s_", tu_unique());
+    snprintf(raw, sizeof(raw), "%spayee.raw", prefix);
+    tu_topic_create(raw, 1);
+    snprintf(aflag, sizeof(aflag), "--audit.topic=%s", s.topic);
+    snprintf(bflag, sizeof(bflag), "--batch-id=%s", batch);
+    snprintf(xflag, sizeof(xflag), "--topic.prefix=%s", prefix);
+    snprintf(mflag, sizeof(mflag), "--method=payee:full");
+    snprintf(pflag, sizeof(pflag), "--http.port=%d", port);
+    core_strbuf_add(&csv, "payee_id,name,account_number,routing_number,country,currency,email,"
+                          "amount_limit,status,updated_at\n");
+    for (int i = 1; i <= rows; i++)
+        core_strbuf_addf(&csv, "F%s%06d,Payee %d,%d,021000021,US,USD,p%d@example.com,%d.50,"
+                               "ACTIVE,2026-11-01T10:00:00Z\n", batch, i, i, 10000000 + i, i, i);
+    csvpath = tu_write_temp(csv.p);
+    core_strbuf_free(&csv);
+
+    const char *rargs[] = { pflag, c.topic_flag, c.schema_flag, mflag, xflag, "--auth.open=true",
+                            "--sinks=cache-feeder,persister", "--batch.timeout.ms=50",
+                            "--log.level=warn", "--group.id=recon-realfull", NULL };
+    pid_t rp = tu_spawn("svc-recon", rargs, tu_env(true), NULL);
+    char ipath[1024];
+    snprintf(ipath, sizeof(ipath), "%s/bin/svc-ingest", tu_build_dir());
+    char *iargv[] = { ipath, "--dataset=payee", bflag, aflag, xflag, "--http.port=0",
+                      "--log.level=warn", csvpath, NULL };
+    char *out = NULL, *err = NULL;
+    int irc = tu_run_cmd(iargv, tu_env(false), &out, &err, 60000);
+    ck_assert_msg(irc == 0, "svc-ingest exit %d: %s", irc, err);
+    free(out);
+    free(err);
+
+    /* recon keeps every record published */
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s.payloads WHERE batch_id = '%s'",
+             c.schema, batch);
+    int64_t deadline = core_mono_ms() + 60000;
+    while (tu_pg_count(sql) < rows && core_mono_ms() < deadline)
+        usleep(200 * 1000);
+    ck_assert_int_eq((long)tu_pg_count(sql), rows);
+
+    /* .raw loses them all before any validator read them */
+    {
+        core_kafka_producer_t *p = tu_producer("5");
+        rd_kafka_t *rk = core_kafka_producer_handle(p);
+        int64_t lo, hi;
+        ck_assert_int_eq(rd_kafka_query_watermark_offsets(rk, raw, 0, &lo, &hi, 10000), 0);
+        ck_assert_int_ge(hi, rows); /* the records (and whatever else ingest wrote there) */
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(l, raw, 0)->offset = hi;
+        rd_kafka_DeleteRecords_t *dr = rd_kafka_DeleteRecords_new(l);
+        rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+        rd_kafka_DeleteRecords(rk, &dr, 1, NULL, q);
+        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
+        ck_assert_msg(ev && rd_kafka_event_error(ev) == 0, "delete records");
+        rd_kafka_event_destroy(ev);
+        rd_kafka_queue_destroy(q);
+        rd_kafka_DeleteRecords_destroy(dr);
+        rd_kafka_topic_partition_list_destroy(l);
+        ck_assert_int_eq(rd_kafka_query_watermark_offsets(rk, raw, 0, &lo, &hi, 10000), 0);
+        ck_assert_int_eq(lo, hi);
+        core_kafka_producer_free(p);
+    }
+
+    const char *vargs[] = { "--dataset=payee", aflag, xflag, "--commit.interval.ms=100", NULL };
+    const char *cargs[] = { "--dataset=payee", aflag, xflag, NULL };
+    const char *sargs[] = { "--dataset=payee", aflag, xflag, "--sink=postgres", "--create-tables",
+                            "--batch.timeout.ms=200", "--pg.password=tributary", NULL };
+    pid_t v = tu_service_start("svc-validator", 18395, vargs, NULL);
+    pid_t cf = tu_service_start("svc-cache-feeder", 18396, cargs, NULL);
+    pid_t ps = tu_service_start("svc-persister", 18397, sargs, NULL);
+
+    /* every record missing at the validator; the replay takes them from recon's state */
+    snprintf(path, sizeof(path), "/discrepancies?batch=%s&verdict=missing", batch);
+    deadline = core_mono_ms() + 60000;
+    long code = 0;
+    while (core_mono_ms() < deadline) {
+        code = tu_http_json(port, "GET", path, NULL, &j);
+        if (code == 200 && cJSON_GetObjectItem(j, "total")->valuedouble == rows)
+            break;
+        cJSON_Delete(j);
+        j = NULL;
+        usleep(300 * 1000);
+    }
+    ck_assert_msg(j != NULL, "the daemon never named the %d records missing (last %ld)", rows,
+                  code);
+    cJSON_Delete(j);
+    snprintf(path, sizeof(path), "/replay?batch=%s", batch);
+    ck_assert_int_eq(tu_http_json(port, "POST", path, NULL, &j), 200);
+    ck_assert_int_eq((int)num(j, "published", NULL), rows);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "not_found")), 0);
+    const cJSON *recs = cJSON_GetObjectItem(j, "records");
+    for (int k = 0; k < cJSON_GetArraySize(recs); k++)
+        ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(recs, k), "source")->valuestring,
+                         "state");
+    cJSON_Delete(j);
+
+    /* the real validator and sinks take the replayed records: clean */
+    snprintf(path, sizeof(path), "/batches/%s", batch);
+    deadline = core_mono_ms() + 60000;
+    bool clean = false;
+    while (!clean && core_mono_ms() < deadline) {
+        code = tu_http_json(port, "GET", path, NULL, &j);
+        clean = code == 200 && is_true(j, "clean") && num(j, "counts", "delivered") == rows;
+        cJSON_Delete(j);
+        j = NULL;
+        if (!clean)
+            usleep(300 * 1000);
+    }
+    ck_assert_msg(clean, "the batch is not clean after the replay from recon's state");
+
+    tu_service_stop(ps);
+    tu_service_stop(cf);
+    tu_service_stop(v);
+    tu_service_stop(rp);
+    char epath[1100];
+    snprintf(epath, sizeof(epath), "%s.errors.jsonl", csvpath);
+    unlink(epath);
+    unlink(csvpath);
+    free(csvpath);
+    tu_pg_drop_schema(c.schema);
+}
+END_TEST
+
 START_TEST(readyz_names_postgres_when_state_unreachable)
 {
     int port = 18388, status;
@@ -1013,6 +1153,7 @@ int main(void)
     tcase_add_test(tc, kill9_mid_stream_same_report);
     tcase_add_test(tc, postgres_connection_dropped_mid_stream_loses_nothing);
     tcase_add_test(tc, real_services_small_file_reconciles_clean);
+    tcase_add_test(tc, real_services_full_replay_from_state);
     suite_add_tcase(s, tc);
     int rc = tu_run(&s, 1);
     curl_global_cleanup();
