@@ -311,6 +311,7 @@ int recon_api_register(core_http_t *h, recon_api *api)
         (rc = core_http_route(h, "GET", "/batches/*", h_batch, api)) != CORE_OK ||
         (rc = core_http_route(h, "GET", "/discrepancies", h_discrepancies, api)) != CORE_OK ||
         (rc = recon_api_register_windows(h, api)) != CORE_OK ||
+        (rc = recon_api_register_retention(h, api)) != CORE_OK ||
         (rc = core_http_route(h, "POST", "/replay", h_replay, api)) != CORE_OK)
         return rc;
     return CORE_OK;

@@ -5,6 +5,7 @@
  *   GET /discrepancies?batch=ID[&verdict=V][&page=N]
  *                                     the batch's discrepant records, paged
  *   GET /windows, POST /reconcile     api_windows.c
+ *   GET /retention (viewer), PUT /retention (admin)  api_retention.c
  *   POST /replay?batch=ID[&verdict=missing|altered][&dry_run=true]
  *                                     re-publish them to .raw (replay.h)
  *
@@ -31,6 +32,7 @@ typedef struct recon_api {
     /* api_windows.c */
     const core_avro_catalog_t *cat;
     int64_t window_ms, grace_ms, idle_ms;
+    int64_t retention_days;        /* api_retention.c: retention.days */
     /* replay: the Kafka settings of its consumer and producer */
     const core_config_t *cfg;
     const core_kafka_prop *kafka_defaults;
@@ -61,5 +63,7 @@ void recon_api_error(core_http_response *resp, int status, const char *msg);
 PGconn *recon_api_pg_or_503(recon_api *api, core_http_response *resp);
 /* GET /windows and POST /reconcile (api_windows.c); called by recon_api_register. */
 int recon_api_register_windows(core_http_t *h, recon_api *api);
+/* GET and PUT /retention (api_retention.c); called by recon_api_register. */
+int recon_api_register_retention(core_http_t *h, recon_api *api);
 
 #endif

@@ -29,6 +29,7 @@ typedef struct token {
 
 struct recon_auth {
     char *file;
+    bool open;            /* auth.open=true and no file: every route open */
     pthread_mutex_t lock; /* toks, ntoks, the file's identity */
     token *toks;
     size_t ntoks;
@@ -54,8 +55,9 @@ recon_role recon_route_role(const char *method, const char *pattern)
 {
     if (strcmp(pattern, "/dashboard") == 0 || strncmp(pattern, "/dashboard/", 11) == 0)
         return RECON_ROLE_OPEN;
-    if (strncmp(pattern, "/retention", 10) == 0)
-        return RECON_ROLE_ADMIN;
+    if (strncmp(pattern, "/retention", 10) == 0) /* reading it is a viewer's */
+        return strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0 ? RECON_ROLE_VIEWER
+                                                                          : RECON_ROLE_ADMIN;
     if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)
         return RECON_ROLE_VIEWER;
     return RECON_ROLE_OPERATOR; /* POST /reconcile, POST /replay, anything else */
@@ -139,7 +141,7 @@ fail:
     return CORE_ERR_INVALID;
 }
 
-recon_auth *recon_auth_new(const char *file, char *err, size_t errsize)
+recon_auth *recon_auth_new(const char *file, bool open, char *err, size_t errsize)
 {
     recon_auth *a = calloc(1, sizeof(*a));
 
@@ -148,8 +150,10 @@ recon_auth *recon_auth_new(const char *file, char *err, size_t errsize)
         return NULL;
     }
     pthread_mutex_init(&a->lock, NULL);
-    if (!file || !*file)
+    if (!file || !*file) {
+        a->open = open;
         return a;
+    }
     if (!(a->file = strdup(file))) {
         snprintf(err, errsize, "out of memory");
         recon_auth_free(a);
@@ -175,6 +179,11 @@ void recon_auth_free(recon_auth *a)
 bool recon_auth_enabled(const recon_auth *a)
 {
     return a && a->file;
+}
+
+bool recon_auth_open(const recon_auth *a)
+{
+    return a && a->open;
 }
 
 /* Under lock: read the file again when it is not the one read last. */
@@ -243,8 +252,9 @@ bool recon_auth_guard(const core_http_request *req, const char *pattern,
     char id[ID_MAX + 1];
     int role;
 
-    if (need == RECON_ROLE_OPEN || !recon_auth_enabled(a))
+    if (need == RECON_ROLE_OPEN || recon_auth_open(a))
         return true;
+    /* no token file: role 0 for everyone, so every guarded route is a 401 */
     role = recon_auth_check(a, core_http_header(req, "Authorization"), id, sizeof(id));
     if (role >= (int)need)
         return true;

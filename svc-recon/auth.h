@@ -11,13 +11,17 @@
  * that turns bad keeps the previous table (logged).
  *
  * Every route the service adds is guarded (core_http_set_guard): GET and
- * HEAD need viewer, POST /reconcile and POST /replay operator, /retention
- * admin, any other method operator; the dashboard's page and assets are
+ * HEAD need viewer (GET /retention too), POST /reconcile and POST /replay
+ * operator, PUT /retention admin, any other method operator; the dashboard's page and assets are
  * open (they hold no data; the page asks the API with the token).
  * /healthz, /readyz and /metrics are never guarded. No token or an unknown
  * one: 401; a role too low: 403; both logged with the caller's token id
- * ("unknown" when there is none), never the token. Without a token file
- * the API is open (a warning at start says so). */
+ * ("unknown" when there is none), never the token.
+ *
+ * Deny by default: without a token file every guarded route answers 401
+ * (no token can be valid), unless auth.open=true (development only: then
+ * every route is open, and a warning at start names the setting). A token
+ * file, when given, always wins over auth.open. */
 #ifndef SVC_RECON_AUTH_H
 #define SVC_RECON_AUTH_H
 
@@ -42,12 +46,16 @@ const char *recon_role_name(int role);
 recon_role recon_route_role(const char *method, const char *pattern);
 
 /**
- * @brief Load the token file. file NULL or "": no RBAC (every route open).
+ * @brief Load the token file. file NULL or "": no token is valid (every
+ * guarded route 401), unless open (auth.open=true): every route open.
  * @returns the table, or NULL with err naming the file and line.
  */
-recon_auth *recon_auth_new(const char *file, char *err, size_t errsize);
+recon_auth *recon_auth_new(const char *file, bool open, char *err, size_t errsize);
 void recon_auth_free(recon_auth *a);
+/* A token file is in use. */
 bool recon_auth_enabled(const recon_auth *a);
+/* No token file and auth.open=true: every route open. */
+bool recon_auth_open(const recon_auth *a);
 
 /**
  * @brief Who presents this Authorization header value: the role of the

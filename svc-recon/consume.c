@@ -1,5 +1,6 @@
 /* consume.c — poll audit.events, apply in batches, commit (consume.h). */
 #include "consume.h"
+#include "event.h"
 
 #include "tributary/core_config.h"
 #include "tributary/core_lifecycle.h"
@@ -19,6 +20,12 @@ typedef struct loop {
     size_t n;
     recon_consume_stats stats;
     core_metric_t *m_applied, *m_bad, *m_skipped, *m_apply_s, *m_errors;
+    /* audit lag (daemon) */
+    core_metric_t *m_lag_s, *m_lag_msgs;
+    int64_t newest_ts;          /* the newest event time applied; RECON_NONE: none yet */
+    int64_t *applied_next;      /* per partition: the next offset to apply, -1: none yet */
+    int32_t napplied;
+    int64_t lag_at;             /* when the lag gauges were set last (monotonic ms) */
 } loop;
 
 static void metrics_init(loop *L)
@@ -38,6 +45,72 @@ static void metrics_init(loop *L)
     f = core_metrics_family(m, CORE_METRIC_COUNTER, "tributary_recon_apply_errors_total",
                             "Failed state transactions (applied again)", NULL, NULL, 0, NULL, 0);
     L->m_errors = core_metrics_series(f, NULL);
+    f = core_metrics_family(m, CORE_METRIC_GAUGE, "tributary_recon_audit_lag_seconds",
+                            "Now minus the event time of the newest audit event applied", NULL,
+                            NULL, 0, NULL, 0);
+    L->m_lag_s = core_metrics_series(f, NULL);
+    f = core_metrics_family(m, CORE_METRIC_GAUGE, "tributary_recon_audit_lag_messages",
+                            "Audit events not applied yet: high watermark minus the next offset "
+                            "to apply, summed over the assigned partitions",
+                            NULL, NULL, 0, NULL, 0);
+    L->m_lag_msgs = core_metrics_series(f, NULL);
+}
+
+/* Remember the next offset to apply of a partition (after a commit). */
+static void applied_note(loop *L, int32_t p, int64_t next)
+{
+    if (p < 0)
+        return;
+    if (p >= L->napplied) {
+        int32_t n = p + 1;
+        int64_t *v = realloc(L->applied_next, (size_t)n * sizeof(*v));
+        if (!v)
+            return; /* the gauge falls back to the fetch position */
+        for (int32_t i = L->napplied; i < n; i++)
+            v[i] = -1;
+        L->applied_next = v;
+        L->napplied = n;
+    }
+    if (next > L->applied_next[p])
+        L->applied_next[p] = next;
+}
+
+/* The lag gauges (daemon), at most once a second: the newest event time
+ * applied against the clock, and per assigned partition its high watermark
+ * (librdkafka's cached one: no request) minus the next offset to apply
+ * (the state's, else the fetch position). */
+static void lag_update(loop *L)
+{
+    rd_kafka_t *rk = core_kafka_consumer_handle(L->c);
+    rd_kafka_topic_partition_list_t *as = NULL;
+    int64_t now = core_mono_ms();
+    double msgs = 0;
+
+    if (now - L->lag_at < 1000)
+        return;
+    L->lag_at = now;
+    if (L->newest_ts != RECON_NONE) {
+        double lag = (double)(core_now_ms() - L->newest_ts) / 1000.0;
+        core_metric_set(L->m_lag_s, lag > 0 ? lag : 0);
+    }
+    if (rd_kafka_assignment(rk, &as) != RD_KAFKA_RESP_ERR_NO_ERROR || !as)
+        return;
+    rd_kafka_position(rk, as);
+    for (int i = 0; i < as->cnt; i++) {
+        const rd_kafka_topic_partition_t *tp = &as->elems[i];
+        int64_t lo = 0, hi = 0, pos = tp->offset;
+        if (rd_kafka_get_watermark_offsets(rk, tp->topic, tp->partition, &lo, &hi) !=
+                RD_KAFKA_RESP_ERR_NO_ERROR || hi < 0)
+            continue;
+        if (tp->partition < L->napplied && L->applied_next[tp->partition] >= 0)
+            pos = L->applied_next[tp->partition];
+        if (pos < 0)
+            pos = lo; /* nothing fetched yet: all of it is behind */
+        if (hi > pos)
+            msgs += (double)(hi - pos);
+    }
+    rd_kafka_topic_partition_list_destroy(as);
+    core_metric_set(L->m_lag_msgs, msgs);
 }
 
 /* Daemon: seek every partition assigned to its stored offset. */
@@ -117,6 +190,10 @@ static int flush(loop *L, char *errstr, size_t errstr_size)
     L->stats.bad += s.bad;
     L->stats.skipped += s.skipped;
     L->stats.transactions++;
+    if (s.newest_ts != RECON_NONE && (L->newest_ts == RECON_NONE || s.newest_ts > L->newest_ts))
+        L->newest_ts = s.newest_ts;
+    for (size_t i = 0; i < L->n; i++)
+        applied_note(L, L->msgs[i]->partition, L->msgs[i]->offset + 1);
     core_metric_add(L->m_applied, (double)s.applied);
     core_metric_add(L->m_bad, (double)s.bad);
     core_metric_add(L->m_skipped, (double)s.skipped);
@@ -211,6 +288,7 @@ int recon_consume_run(recon_state_t *st, const recon_consume_opts *o, recon_cons
 
     L.st = st;
     L.o = o;
+    L.newest_ts = RECON_NONE;
     metrics_init(&L);
     L.msgs = calloc((size_t)o->batch_max, sizeof(*L.msgs));
     L.in = calloc((size_t)o->batch_max, sizeof(*L.in));
@@ -292,6 +370,8 @@ int recon_consume_run(recon_state_t *st, const recon_consume_opts *o, recon_cons
         }
         if (o->catch_up && eofs == nparts && !L.n)
             break;
+        if (!o->catch_up)
+            lag_update(&L);
         if (o->catch_up && core_mono_ms() > deadline) {
             core_errstr(errstr, errstr_size,
                         "catch-up: %d of %d audit partitions read to their end within %d ms",
@@ -314,6 +394,7 @@ out:
     core_kafka_consumer_free(L.c);
     free(L.msgs);
     free(L.in);
+    free(L.applied_next);
     free(at_end);
     return rc;
 }

@@ -19,7 +19,14 @@
  * Metrics:
  *   tributary_recon_audit_events_total{result}  applied | bad | skipped
  *   tributary_recon_apply_seconds               histogram, one transaction
- *   tributary_recon_apply_errors_total          failed transactions (retried) */
+ *   tributary_recon_apply_errors_total          failed transactions (retried)
+ *   tributary_recon_audit_lag_seconds           daemon: now minus the event time of the
+ *                                               newest audit event applied (grows while
+ *                                               the pipeline is idle: read it with
+ *                                               _audit_lag_messages)
+ *   tributary_recon_audit_lag_messages          daemon: high watermark minus the next
+ *                                               offset to apply, summed over the assigned
+ *                                               partitions (at most every second) */
 #ifndef SVC_RECON_CONSUME_H
 #define SVC_RECON_CONSUME_H
 

@@ -12,6 +12,8 @@
  * docs/svc-recon.md is the operator's guide. */
 #include "api.h"
 #include "auth.h"
+#include "method.h"
+#include "payload.h"
 #include "consume.h"
 #include "dashboard.h"
 #include "metrics.h"
@@ -63,6 +65,9 @@ struct recon_conf {
     /* report --verify-sinks: the sinks as their services write them */
     bool verify_sinks;
     core_cfg_list coverage;
+    core_cfg_list method;
+    char *topic_prefix;
+    int64_t retention_days, purge_interval_ms;
     char *v_persister_sink;
     char *v_pg_conninfo;
     char *v_pg_password;
@@ -78,6 +83,7 @@ struct recon_conf {
     char *v_mongo_uri;
     char *v_mongo_database;
     char *auth_tokens_file;
+    bool auth_open;
     char *verdict;
     bool dry_run;
     char *webhook_url;
@@ -147,6 +153,19 @@ static const core_config_key recon_keys[] = {
     { "verify-sinks", CORE_CFG_BOOL, "false", 0, OFF(verify_sinks),
       "report: also check the sinks' own stored state (docs/svc-recon-sinkcheck.md)", 0, 0,
       NULL },
+    { "method", CORE_CFG_LIST, NULL, 0, OFF(method),
+      "Reconciliation method per dataset, DATASET:METHOD entries (DATASET * for all; METHOD "
+      "counts, ids, digests or full, full for a named dataset only); unset: digests",
+      0, 0, NULL },
+    { "topic.prefix", CORE_CFG_STR, "", 0, OFF(topic_prefix),
+      "Method full: the .raw topic read of a dataset is {topic.prefix}{dataset}.raw (svc-ingest's "
+      "topic.prefix)", 0, 0, NULL },
+    { "retention.days", CORE_CFG_INT, "7", 0, OFF(retention_days),
+      "Method full: days a kept payload stays (a dataset's PUT /retention setting wins)", 1,
+      36500, NULL },
+    { "retention.purge.interval.ms", CORE_CFG_INT, "3600000", 0, OFF(purge_interval_ms),
+      "Method full: how often the daemon deletes the payloads past their retention", 100,
+      86400000, NULL },
     { "coverage", CORE_CFG_LIST, NULL, 0, OFF(coverage),
       "Stores each dataset feeds, DATASET:STORE (postgres, redis, mongodb; * for every "
       "dataset); default: from sinks, else the sinks that ever reported on the dataset", 0, 0,
@@ -192,7 +211,11 @@ static const core_config_key recon_keys[] = {
     { "alert.webhook.timeout.ms", CORE_CFG_INT, "5000", 0, OFF(webhook_timeout_ms),
       "Alerts: longest one attempt takes", 100, 600000, NULL },
     { "auth.tokens.file", CORE_CFG_STR, NULL, 0, OFF(auth_tokens_file),
-      "HTTP API: token file (id role sha256, from `svc-recon token add`); unset: the API is open",
+      "HTTP API: token file (id role sha256, from `svc-recon token add`); unset: every API route "
+      "answers 401 unless auth.open=true",
+      0, 0, NULL },
+    { "auth.open", CORE_CFG_BOOL, "false", 0, OFF(auth_open),
+      "HTTP API without a token file: true opens every route to every caller (development only)",
       0, 0, NULL },
     CORE_CFG_END
 };
@@ -227,6 +250,9 @@ static int check_conf(core_service_t *svc, const struct recon_conf *c, unsigned 
         }
         *sinks |= 1u << s;
     }
+    for (size_t i = 0; i < c->method.n; i++)
+        if (recon_method_check(c->method.v[i], core_service_catalog(svc), err, sizeof(err)) != 0)
+            return core_service_config_error(svc, err);
     for (size_t i = 0; i < c->coverage.n; i++)
         if (recon_coverage_check(c->coverage.v[i], core_service_catalog(svc), err,
                                  sizeof(err)) != 0)
@@ -275,6 +301,8 @@ static void state_opts(core_service_t *svc, const struct recon_conf *c, recon_st
     so->future_ms = c->future_ms;
     so->window_ms = c->window_ms;
     so->grace_ms = c->grace_ms;
+    so->methods = (const char *const *)c->method.v;
+    so->nmethods = c->method.n;
 }
 
 static void consume_opts(core_service_t *svc, const struct recon_conf *c, bool catch_up,
@@ -413,15 +441,93 @@ static void close_opts(const struct recon_conf *c, unsigned sinks, recon_close_o
     o->windows = true;
 }
 
+static void payload_opts_free(recon_payload_opts *po)
+{
+    for (size_t i = 0; i < po->n; i++) {
+        free(po->topics[i]);
+        free(po->datasets[i]);
+    }
+    free(po->topics);
+    free(po->datasets);
+    free((char *)po->group_id);
+    memset(po, 0, sizeof(*po));
+}
+
+/* The keeper's settings: one .raw topic per dataset whose method is full. */
+static int payload_opts(core_service_t *svc, const struct recon_conf *c,
+                        const recon_state_opts *so, recon_payload_opts *po)
+{
+    memset(po, 0, sizeof(*po));
+    po->pg = so->pg;
+    po->cfg = core_service_config(svc);
+    po->kafka_defaults = kafka_defaults;
+    po->nkafka_defaults = CORE_ARRAY_SIZE(kafka_defaults);
+    po->topics = calloc(c->method.n + 1, sizeof(*po->topics));
+    po->datasets = calloc(c->method.n + 1, sizeof(*po->datasets));
+    char *g = malloc(strlen(c->group_id) + sizeof("-payloads"));
+    if (!po->topics || !po->datasets || !g) {
+        free(g);
+        payload_opts_free(po);
+        return core_service_config_error(svc, "out of memory");
+    }
+    sprintf(g, "%s-payloads", c->group_id);
+    po->group_id = g;
+    for (size_t i = 0; i < c->method.n; i++) {
+        char *e = c->method.v[i], *colon = strchr(e, ':');
+        if (!colon || strcmp(colon + 1, "full") != 0)
+            continue;
+        size_t dl = (size_t)(colon - e);
+        char *t = malloc(strlen(c->topic_prefix) + dl + sizeof(".raw")), *d = strndup(e, dl);
+        if (!t || !d) {
+            free(t);
+            free(d);
+            payload_opts_free(po);
+            return core_service_config_error(svc, "out of memory");
+        }
+        sprintf(t, "%s%s.raw", c->topic_prefix, d);
+        po->topics[po->n] = t;
+        po->datasets[po->n++] = d;
+    }
+    return 0;
+}
+
+/* What the daemon's tick does: close what is due, purge old payloads. */
+typedef struct daemon_tick {
+    recon_close_opts clo;
+    int64_t retention_days, purge_ms, next_purge; /* monotonic ms */
+} daemon_tick;
+
+/* Delete the payloads past their retention (method full), at most every purge_ms. */
+static void purge_tick(recon_state_t *st, daemon_tick *t)
+{
+    int64_t deleted = 0;
+    char err[512];
+
+    if (core_mono_ms() < t->next_purge)
+        return;
+    t->next_purge = core_mono_ms() + t->purge_ms;
+    if (recon_payload_purge(recon_state_conn(st), t->clo.schema, t->retention_days,
+                            core_now_ms(), &deleted, err, sizeof(err)) != CORE_OK)
+        core_log_warn("payload purge failed; retried later", CLF_S("reason", err));
+    else if (deleted)
+        core_log_info("payloads past their retention deleted", CLF_I("records", deleted));
+}
+
 /* The daemon's tick: close what is due. */
 static void close_tick(recon_state_t *st, void *arg)
 {
-    const recon_close_opts *o = arg;
+    daemon_tick *t = arg;
+    const recon_close_opts *o = &t->clo;
     recon_close_stats cs;
     char err[512];
 
+    purge_tick(st, t);
+
     if (recon_close_due(recon_state_conn(st), o, &cs, err, sizeof(err)) != CORE_OK)
         core_log_warn("closing batches and windows failed; retried later", CLF_S("reason", err));
+    else if (recon_metrics_windows(recon_state_conn(st), o->schema, o->window_ms, err,
+                                   sizeof(err)) != CORE_OK)
+        core_log_warn("windows gauge not updated", CLF_S("reason", err));
 }
 
 /* svc-recon close: catch up, close every due batch and window, exit. */
@@ -571,10 +677,18 @@ static int run_daemon(core_service_t *svc, struct recon_conf *c, unsigned sinks)
     char err[512];
     int rc, attempt = 0;
 
-    if (!(auth = recon_auth_new(c->auth_tokens_file, err, sizeof(err))))
+    if (!(auth = recon_auth_new(c->auth_tokens_file, c->auth_open, err, sizeof(err))))
         return core_service_config_error(svc, err);
-    if (!recon_auth_enabled(auth))
-        core_log_warn("auth.tokens.file not set: the HTTP API is open to every caller");
+    if (recon_auth_open(auth))
+        core_log_warn("auth.open=true and no auth.tokens.file: the HTTP API is open to every "
+                      "caller (development only)",
+                      CLF_S("setting", "auth.open"));
+    else if (!recon_auth_enabled(auth))
+        core_log_warn("auth.tokens.file not set: every API route answers 401 (set "
+                      "auth.tokens.file, or auth.open=true for development)");
+    else if (c->auth_open)
+        core_log_warn("auth.open=true ignored: auth.tokens.file is set",
+                      CLF_S("file", c->auth_tokens_file));
     core_http_set_guard(core_service_http(svc), recon_auth_guard, auth);
     webhook = recon_webhook_new(c->webhook_url, (int)c->webhook_attempts,
                                 (int)c->webhook_timeout_ms, err, sizeof(err));
@@ -589,6 +703,7 @@ static int run_daemon(core_service_t *svc, struct recon_conf *c, unsigned sinks)
     api.window_ms = c->window_ms;
     api.grace_ms = c->grace_ms;
     api.idle_ms = c->close_idle_ms;
+    api.retention_days = c->retention_days;
     api.cfg = core_service_config(svc);
     api.kafka_defaults = kafka_defaults;
     api.nkafka_defaults = CORE_ARRAY_SIZE(kafka_defaults);
@@ -612,14 +727,34 @@ static int run_daemon(core_service_t *svc, struct recon_conf *c, unsigned sinks)
                   CLF_S("instance", common->instance_id), CLF_S("group", c->group_id),
                   CLF_S("topic", c->audit_topic), CLF_S("schema", c->state_schema));
     consume_opts(svc, c, false, &co);
-    static recon_close_opts clo; /* read by the tick during the loop */
-    close_opts(c, sinks, &clo);
+    static daemon_tick tick; /* read by the tick during the loop */
+    close_opts(c, sinks, &tick.clo);
+    tick.retention_days = c->retention_days;
+    tick.purge_ms = c->purge_interval_ms;
+    tick.next_purge = 0;
     co.tick = close_tick;
-    co.tick_arg = &clo;
+    co.tick_arg = &tick;
     co.tick_ms = (int)c->close_interval_ms;
+    /* method full: the .raw records of its datasets kept (payload.h) */
+    recon_payload_opts po;
+    recon_payload_keeper *keeper = NULL;
+    if ((rc = payload_opts(svc, c, &so, &po)) != 0) {
+        recon_state_free(st);
+        recon_api_close(&api);
+        return rc;
+    }
+    if (po.n && !(keeper = recon_payload_start(&po, err, sizeof(err)))) {
+        core_log_error("payload keeper not started", CLF_S("reason", err));
+        payload_opts_free(&po);
+        recon_state_free(st);
+        recon_api_close(&api);
+        return CORE_EX_SOFTWARE;
+    }
     rc = recon_consume_run(st, &co, &cs, err, sizeof(err));
     if (rc != 0)
         core_log_error("audit consumer stopped", CLF_S("reason", err));
+    recon_payload_stop(keeper);
+    payload_opts_free(&po);
     core_log_info("stopped", CLF_I("applied", (int64_t)cs.applied), CLF_I("bad", (int64_t)cs.bad),
                   CLF_I("skipped", (int64_t)cs.skipped),
                   CLF_I("transactions", (int64_t)cs.transactions));

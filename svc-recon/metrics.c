@@ -3,7 +3,9 @@
 
 #include "tributary/core_metrics.h"
 
+#include <inttypes.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -122,4 +124,39 @@ void recon_metrics_free(void)
         free(figs[i].batch);
     nfigs = next_slot = 0;
     pthread_mutex_unlock(&lock);
+}
+
+core_err_t recon_metrics_windows(PGconn *c, const char *schema, int64_t window_ms, char *errstr,
+                                 size_t errstr_size)
+{
+    static const char *const l_s[] = { "state", NULL };
+    static const char *const states[] = { "open", "closed", "reopened" };
+    core_metric_family_t *f = family(CORE_METRIC_GAUGE, "tributary_recon_windows",
+                                     "Event-time windows with events, by state", l_s);
+    double n[3] = { 0, 0, 0 };
+    char sql[700], wms[24];
+    const char *params[1] = { wms };
+
+    snprintf(wms, sizeof(wms), "%" PRId64, window_ms);
+    snprintf(sql, sizeof(sql),
+             "SELECT coalesce(k.state, 'open'), count(*) FROM (SELECT DISTINCT dataset, "
+             "window_start FROM %s.windows WHERE window_ms = $1) w LEFT JOIN %s.closings k ON "
+             "k.kind = 'window' AND k.subject = w.dataset AND k.window_ms = $1::bigint AND "
+             "k.window_start = w.window_start GROUP BY 1",
+             schema, schema);
+    PGresult *r = PQexecParams(c, sql, 1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        core_errstr(errstr, errstr_size, "postgres: %s", PQerrorMessage(c));
+        errstr[strcspn(errstr, "\n")] = '\0';
+        PQclear(r);
+        return CORE_ERR_TRANSIENT;
+    }
+    for (int i = 0; i < PQntuples(r); i++)
+        for (int k = 0; k < 3; k++)
+            if (strcmp(PQgetvalue(r, i, 0), states[k]) == 0)
+                n[k] = strtod(PQgetvalue(r, i, 1), NULL);
+    PQclear(r);
+    for (int k = 0; f && k < 3; k++)
+        core_metric_set(core_metrics_series1(f, states[k]), n[k]);
+    return CORE_OK;
 }

@@ -1,5 +1,6 @@
 /* reconcile.c — aggregates first, ids where they differ (reconcile.h). */
 #include "reconcile.h"
+#include "method.h"
 
 #include "tributary/core_common.h"
 
@@ -100,6 +101,7 @@ static void pg_fail(PGconn *c, char *errstr, size_t errstr_size)
 
 typedef struct ds_aggs {
     char *dataset;
+    int method; /* the weakest method of its rows (method.h) */
     core_digest_agg a[RS_COUNT][RECON_OUTCOMES_MAX];
     bool sink_seen[RS_COUNT]; /* the sink ever reported on the dataset */
 } ds_aggs;
@@ -131,6 +133,7 @@ static ds_aggs *ds_find(ds_aggs **v, size_t *n, const char *name)
     for (int s = 0; s < RS_COUNT; s++)
         for (int o = 0; o < RECON_OUTCOMES_MAX; o++)
             core_digest_agg_init(&d->a[s][o]);
+    d->method = RM_FULL; /* lowered to the weakest of its rows */
     return d;
 }
 
@@ -142,7 +145,7 @@ static int load_aggs(PGconn *c, const char *schema, const char *batch, ds_aggs *
     PGresult *r;
 
     snprintf(sql, sizeof(sql),
-             "SELECT dataset, stage, outcome, n, agg FROM %s.aggregates WHERE batch_id = $1 "
+             "SELECT dataset, stage, outcome, n, agg, method FROM %s.aggregates WHERE batch_id = $1 "
              "ORDER BY dataset",
              schema);
     r = PQexecParams(c, sql, 1, NULL, params, NULL, NULL, 0);
@@ -164,6 +167,9 @@ static int load_aggs(PGconn *c, const char *schema, const char *batch, ds_aggs *
             return -1;
         }
         d->a[s][o].count = strtoull(PQgetvalue(r, i, 3), NULL, 10);
+        int m = recon_method_index(PQgetvalue(r, i, 5), (size_t)PQgetlength(r, i, 5));
+        if (m >= 0 && m < d->method)
+            d->method = m;
         if (parse_bytea32(PQgetvalue(r, i, 4), d->a[s][o].sum) != 0)
             memset(d->a[s][o].sum, 0, CORE_DIGEST_LEN);
     }
@@ -713,6 +719,26 @@ static int rec_cmp(const void *a, const void *b)
     return strcmp(x->id, y->id);
 }
 
+/* Method counts: which stage's count differs from the count it should
+ * equal (totals filled by fast_path()). */
+static void count_differences(recon_dataset_result *res)
+{
+    const recon_totals *t = &res->t;
+    int64_t validator = t->valid + t->invalid + t->poison + t->exhausted + t->retrying;
+
+    res->count_expected[RS_VALIDATOR] = t->published;
+    res->count_seen[RS_VALIDATOR] = validator;
+    for (int s = 0; s < RS_COUNT; s++)
+        if (t->sink_expected[s]) {
+            res->count_expected[s] = t->valid;
+            res->count_seen[s] = t->sink_handled[s] + t->sink_refused[s];
+        }
+    res->count_differs = t->retrying != 0;
+    for (int s = 0; s < RS_COUNT; s++)
+        if (res->count_seen[s] != res->count_expected[s])
+            res->count_differs = true;
+}
+
 int recon_reconcile_batch(PGconn *c, const recon_reconcile_opts *o, const char *batch,
                           recon_report **out, char *errstr, size_t errstr_size)
 {
@@ -745,7 +771,15 @@ int recon_reconcile_batch(PGconn *c, const recon_reconcile_opts *o, const char *
         for (int s = 0; s < RS_COUNT; s++)
             res->t.sink_expected[s] =
                 is_sink(s) && (o->sinks ? (o->sinks & (1u << s)) != 0 : dsv[i].sink_seen[s]);
-        if (fast_path(&dsv[i], &res->t)) {
+        res->method = dsv[i].method;
+        bool agrees = fast_path(&dsv[i], &res->t);
+        if (res->method == RM_COUNTS) {
+            /* no per-record rows: the counts are the whole verdict */
+            count_differences(res);
+            res->counts[RV_DELIVERED] = res->count_differs ? 0 : res->t.valid;
+            res->counts[RV_REJECTED] =
+                res->t.format_errors + res->t.invalid + res->t.poison + res->t.exhausted;
+        } else if (agrees) {
             res->counts[RV_DELIVERED] = res->t.valid;
             res->counts[RV_REJECTED] =
                 res->t.format_errors + res->t.invalid + res->t.poison + res->t.exhausted;
@@ -772,6 +806,9 @@ int recon_reconcile_batch(PGconn *c, const recon_reconcile_opts *o, const char *
             rep->counts[v] += res->counts[v];
     }
     rep->clean = rep->known; /* a batch nothing reported on is not clean */
+    for (size_t i = 0; i < rep->nds; i++)
+        if (rep->ds[i].count_differs)
+            rep->clean = false;
     for (int v = 0; v < RV_COUNT; v++)
         if (recon_verdict_is_discrepancy(v) && rep->counts[v] > 0)
             rep->clean = false;

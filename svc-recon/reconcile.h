@@ -24,6 +24,11 @@
  *   unexpected  a stage saw an id that ingest never published;
  *   stale       (--verify-sinks, verify.h) a sink holds an older version.
  *
+ * Methods (method.h): a dataset applied by counts is judged by the
+ * aggregates' counts alone (no id to read: a count that differs is named
+ * by its stage, count_differs); by ids, digests are not compared (never
+ * altered).
+ *
  * A record with several problems gets the first in pipeline order as its
  * verdict; the others are listed in its detail. Expected sinks: the
  * configured ones, else every sink stage that has ever reported on the
@@ -76,10 +81,17 @@ typedef struct recon_totals {
 
 typedef struct recon_dataset_result {
     char *dataset;
+    int method;                   /* recon_method (method.h) the batch was applied under */
     bool drilled;                 /* ids were read */
     int buckets_drilled;          /* of RECON_BUCKETS: those whose sums differed */
     int64_t counts[RV_COUNT];
     recon_totals t;
+    /* method counts: per stage, its count minus the count it should equal
+     * (validator: everything it reported against published; each expected
+     * sink: what it reported against valid); any non-zero makes the batch
+     * unclean. No record can be named. */
+    bool count_differs;
+    int64_t count_expected[RS_COUNT], count_seen[RS_COUNT];
 } recon_dataset_result;
 
 /* One sink checked for one dataset (--verify-sinks, verify.h). */
@@ -96,7 +108,8 @@ typedef struct recon_sink_check {
 typedef struct recon_report {
     char *batch;
     bool known;                   /* any event of the batch */
-    bool clean;                   /* no missing, altered, duplicated, unexpected */
+    bool clean;                   /* no missing, altered, duplicated, unexpected;
+                                   * method counts: no stage's count differs */
     int64_t counts[RV_COUNT];
     recon_dataset_result *ds;
     size_t nds;

@@ -1,5 +1,6 @@
 /* replay.c — re-publish a batch's missing records (replay.h). */
 #include "replay.h"
+#include "payload.h"
 
 #include "tributary/core_common.h"
 #include "tributary/core_dlq.h"
@@ -20,6 +21,7 @@ typedef struct found_rec {
     rd_kafka_headers_t *hdrs;
     int32_t partition;
     int64_t offset;
+    bool from_state;       /* kept by method full (payload.h), not read from the topic */
 } found_rec;
 
 typedef struct want {
@@ -110,15 +112,6 @@ static int dataset_source(PGconn *c, const char *schema, const char *batch, cons
     return CORE_OK;
 }
 
-static const char *header(const rd_kafka_message_t *m, const char *name, size_t *len)
-{
-    rd_kafka_headers_t *h = NULL;
-    const void *v = NULL;
-    if (rd_kafka_message_headers(m, &h) != RD_KAFKA_RESP_ERR_NO_ERROR ||
-        rd_kafka_header_get_last(h, name, &v, len) != RD_KAFKA_RESP_ERR_NO_ERROR)
-        return NULL;
-    return v;
-}
 
 /* Read every partition of s->topic from s->since_ms to its high watermark
  * now, keeping the first copy of each wanted record of the batch. */
@@ -185,7 +178,8 @@ static int scan(core_kafka_consumer_t *kc, source *s, const char *batch, int64_t
             left--;
         }
         size_t idlen = 0, blen = 0;
-        const char *id = header(m, CORE_HDR_ID, &idlen), *b = header(m, CORE_HDR_BATCH, &blen);
+        const char *id = recon_msg_header(m, CORE_HDR_ID, &idlen);
+        const char *b = recon_msg_header(m, CORE_HDR_BATCH, &blen);
         char idbuf[1024];
         want *w = NULL;
         if (id && b && blen == strlen(batch) && memcmp(b, batch, blen) == 0 &&
@@ -204,6 +198,92 @@ static int scan(core_kafka_consumer_t *kc, source *s, const char *batch, int64_t
     free(hi);
     core_kafka_consumer_assign(kc, NULL, NULL, 0);
     return rc;
+}
+
+/* Method full: the wanted records recon kept (payload.h), taken first. */
+static int from_state(PGconn *c, const char *schema, const char *batch, source *s, char *err,
+                      size_t n)
+{
+    core_strbuf ids = { 0 };
+    char sql[400];
+
+    core_strbuf_add(&ids, "{");
+    for (size_t i = 0; i < s->nw; i++) {
+        core_strbuf_add(&ids, i ? ",\"" : "\"");
+        for (const char *p = s->w[i].id; *p; p++) {
+            if (*p == '"' || *p == '\\')
+                core_strbuf_add(&ids, "\\");
+            core_strbuf_addn(&ids, p, 1);
+        }
+        core_strbuf_add(&ids, "\"");
+    }
+    core_strbuf_add(&ids, "}");
+    if (ids.failed) {
+        core_strbuf_free(&ids);
+        snprintf(err, n, "out of memory");
+        return CORE_ERR_NOMEM;
+    }
+    snprintf(sql, sizeof(sql),
+             "SELECT id, partition, \"offset\", key, value, headers FROM %s.payloads "
+             "WHERE batch_id = $1 AND id = ANY($2::text[])",
+             schema);
+    const char *params[2] = { batch, ids.p };
+    PGresult *r = PQexecParams(c, sql, 2, NULL, params, NULL, NULL, 1); /* binary */
+    core_strbuf_free(&ids);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        snprintf(err, n, "postgres: %s", PQerrorMessage(c));
+        err[strcspn(err, "\n")] = '\0';
+        PQclear(r);
+        return CORE_ERR_TRANSIENT;
+    }
+    for (int row = 0; row < PQntuples(r); row++) {
+        char id[1024];
+        int idl = PQgetlength(r, row, 0);
+        if (idl >= (int)sizeof(id) || PQgetlength(r, row, 1) != 4 || PQgetlength(r, row, 2) != 8)
+            continue;
+        memcpy(id, PQgetvalue(r, row, 0), (size_t)idl);
+        id[idl] = '\0';
+        want *w = bsearch(id, s->w, s->nw, sizeof(*s->w), cmp_key);
+        if (!w || w->m)
+            continue;
+        found_rec *f = calloc(1, sizeof(*f));
+        const unsigned char *pp = (const unsigned char *)PQgetvalue(r, row, 1);
+        const unsigned char *op = (const unsigned char *)PQgetvalue(r, row, 2);
+        if (!f) {
+            PQclear(r);
+            snprintf(err, n, "out of memory");
+            return CORE_ERR_NOMEM;
+        }
+        f->partition = (int32_t)((uint32_t)pp[0] << 24 | (uint32_t)pp[1] << 16 |
+                                 (uint32_t)pp[2] << 8 | pp[3]);
+        for (int j = 0; j < 8; j++)
+            f->offset = (int64_t)((uint64_t)f->offset << 8 | op[j]);
+        f->keylen = (size_t)PQgetlength(r, row, 3);
+        f->vallen = (size_t)PQgetlength(r, row, 4);
+        f->key = malloc(f->keylen ? f->keylen : 1);
+        f->val = malloc(f->vallen ? f->vallen : 1);
+        f->hdrs = recon_headers_decode(PQgetvalue(r, row, 5), (size_t)PQgetlength(r, row, 5));
+        f->from_state = true;
+        if (!f->key || !f->val || !f->hdrs) {
+            found_free(f);
+            core_log_warn("replay: a kept payload is unusable; the topic is read for it",
+                          CLF_S("id", id));
+            continue;
+        }
+        memcpy(f->key, PQgetvalue(r, row, 3), f->keylen);
+        memcpy(f->val, PQgetvalue(r, row, 4), f->vallen);
+        w->m = f;
+    }
+    PQclear(r);
+    return CORE_OK;
+}
+
+static bool any_missing(const source *s)
+{
+    for (size_t i = 0; i < s->nw; i++)
+        if (!s->w[i].m)
+            return true;
+    return false;
 }
 
 /* Produce the copies found, each with its headers and tb.replay. */
@@ -241,6 +321,7 @@ static void add_records(cJSON *recs, cJSON *nf, const source *s, size_t *found)
         cJSON_AddStringToObject(o, "topic", s->topic);
         cJSON_AddNumberToObject(o, "partition", m->partition);
         cJSON_AddNumberToObject(o, "offset", (double)m->offset);
+        cJSON_AddStringToObject(o, "source", m->from_state ? "state" : "topic");
         cJSON_AddItemToArray(recs, o);
         (*found)++;
     }
@@ -325,7 +406,7 @@ static int run_kafka(const recon_replay_opts *o, source *src, size_t nsrc, const
     if (!(kc = core_kafka_consumer_new(&co, err, n)))
         return CORE_ERR_TRANSIENT;
     for (size_t k = 0; rc == CORE_OK && k < nsrc; k++)
-        if (src[k].nw)
+        if (src[k].nw && any_missing(&src[k])) /* what recon did not keep */
             rc = scan(kc, &src[k], batch, deadline, err, n);
     core_kafka_consumer_free(kc);
     if (rc != CORE_OK || o->dry_run)
@@ -369,6 +450,9 @@ int recon_replay_batch(PGconn *c, const recon_reconcile_opts *ro, const recon_re
     uuid_generate(u);
     uuid_unparse_lower(u, replay_id);
     rc = plan(c, ro, rep, o->verdict, &src, &nsrc, &wanted, errstr, errstr_size);
+    for (size_t k = 0; rc == CORE_OK && k < nsrc; k++)
+        if (src[k].nw)
+            rc = from_state(c, ro->schema, batch, &src[k], errstr, errstr_size);
     if (rc == CORE_OK && wanted)
         rc = run_kafka(o, src, nsrc, batch, replay_id, errstr, errstr_size);
     if (rc == CORE_OK) {

@@ -2,7 +2,10 @@
  *
  * The records to replay are the batch's discrepancies of one verdict
  * (missing by default; altered also makes sense: the original bytes again)
- * as reconcile.h names them now. Each is found on the topic its ingest
+ * as reconcile.h names them now. A dataset of method full has them in
+ * recon's own state (payload.h): those are taken from there first
+ * ("source": "state"), so a replay works after .raw's retention dropped
+ * them; the others are found on the topic its ingest
  * event names (the dataset's .raw, else "<dataset>.raw") while the topic
  * still holds it: every partition is read from the batch's first ingest
  * timestamp minus a minute (offsets for times) to its high watermark at the

@@ -1,5 +1,6 @@
 /* report.c — JSON and text renderings of a recon_report. */
 #include "report.h"
+#include "method.h"
 
 #include "tributary/core_common.h"
 
@@ -99,6 +100,44 @@ static cJSON *checks_json(const recon_report *r)
     return a;
 }
 
+/* What a dataset's method can and cannot say (method.h). */
+static const char *method_limit(int m)
+{
+    return m == RM_COUNTS ? "counts only: a stage whose count differs is named with the "
+                            "difference; the records cannot be named (no ids are kept)"
+           : m == RM_IDS  ? "ids only: missing, duplicated and unexpected records are named; "
+                            "an altered record is not detectable (no digests are kept)"
+                          : NULL;
+}
+
+static void method_json(cJSON *d, const recon_dataset_result *ds)
+{
+    const char *limit = method_limit(ds->method);
+
+    cJSON_AddStringToObject(d, "method",
+                            ds->method >= 0 && ds->method < RM_COUNT
+                                ? recon_method_names[ds->method] : "?");
+    if (limit)
+        cJSON_AddStringToObject(d, "method_limit", limit);
+    if (ds->method != RM_COUNTS)
+        return;
+    cJSON_AddBoolToObject(d, "count_differs", ds->count_differs);
+    cJSON *a = cJSON_AddArrayToObject(d, "count_differences");
+    for (int s = 0; a && s < RS_COUNT; s++) {
+        if (ds->count_seen[s] == ds->count_expected[s])
+            continue;
+        cJSON *x = cJSON_CreateObject();
+        if (!x)
+            return;
+        cJSON_AddStringToObject(x, "stage", recon_stage_names[s]);
+        cJSON_AddNumberToObject(x, "expected", (double)ds->count_expected[s]);
+        cJSON_AddNumberToObject(x, "counted", (double)ds->count_seen[s]);
+        cJSON_AddNumberToObject(x, "difference",
+                                (double)(ds->count_seen[s] - ds->count_expected[s]));
+        cJSON_AddItemToArray(a, x);
+    }
+}
+
 cJSON *recon_report_json(const recon_report *r)
 {
     cJSON *o = cJSON_CreateObject(), *a, *bad;
@@ -115,6 +154,7 @@ cJSON *recon_report_json(const recon_report *r)
         if (!d)
             break;
         cJSON_AddStringToObject(d, "dataset", r->ds[i].dataset);
+        method_json(d, &r->ds[i]);
         cJSON_AddBoolToObject(d, "drilled_down", r->ds[i].drilled);
         cJSON_AddNumberToObject(d, "buckets_drilled", r->ds[i].buckets_drilled);
         cJSON_AddItemToObject(d, "counts", counts_json(r->ds[i].counts));
@@ -189,6 +229,17 @@ char *recon_report_text(const recon_report *r, size_t max_list)
                 core_strbuf_addf(&b, "; %s %" PRId64 " + refused %" PRId64, recon_stage_names[s],
                                  t->sink_handled[s], t->sink_refused[s]);
         core_strbuf_addf(&b, " [%s]\n", t->sinks_ok ? "ok" : "MISMATCH");
+        const recon_dataset_result *ds = &r->ds[i];
+        if (method_limit(ds->method))
+            core_strbuf_addf(&b, "  method %s: %s\n", recon_method_names[ds->method],
+                             method_limit(ds->method));
+        for (int s = 0; ds->method == RM_COUNTS && s < RS_COUNT; s++)
+            if (ds->count_seen[s] != ds->count_expected[s])
+                core_strbuf_addf(&b, "  count differs at %s: %" PRId64 " counted, %" PRId64
+                                     " expected (%+" PRId64 ")\n",
+                                 recon_stage_names[s], ds->count_seen[s],
+                                 ds->count_expected[s],
+                                 ds->count_seen[s] - ds->count_expected[s]);
     }
     for (size_t i = 0; r->verified && i < r->nchecks; i++) {
         const recon_sink_check *k = &r->checks[i];

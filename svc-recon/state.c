@@ -2,6 +2,7 @@
  * one-transaction apply of a batch of audit events (state.h). */
 #include "state.h"
 #include "event.h"
+#include "method.h"
 #include "window.h"
 
 #include "tributary/core_log.h"
@@ -83,6 +84,19 @@ static const char *const migrations[] = {
     " window_ms bigint NOT NULL, window_start bigint NOT NULL, version int NOT NULL,"
     " clean boolean NOT NULL, created_ms bigint NOT NULL, body text NOT NULL,"
     " prev_hash bytea NOT NULL, hash bytea NOT NULL);",
+    /* 5: the method each aggregate row was applied under (method.h);
+     * rows before it were digests, the only method then */
+    "ALTER TABLE @S.aggregates ADD COLUMN method text NOT NULL DEFAULT 'digests';",
+    /* 6: method full: the .raw records kept (payload.h), and the retention
+     * of each dataset set by PUT /retention */
+    "CREATE TABLE @S.payloads ("
+    " batch_id text NOT NULL, dataset text NOT NULL, id text NOT NULL, topic text NOT NULL,"
+    " partition int NOT NULL, \"offset\" bigint NOT NULL, key bytea NOT NULL,"
+    " value bytea NOT NULL, headers bytea NOT NULL, ts_ms bigint NOT NULL,"
+    " kept_ms bigint NOT NULL, PRIMARY KEY (batch_id, dataset, id));"
+    "CREATE INDEX payloads_kept ON @S.payloads (kept_ms);"
+    "CREATE TABLE @S.retention ("
+    " dataset text PRIMARY KEY, days int NOT NULL, updated_ms bigint NOT NULL);",
 };
 
 _Static_assert(CORE_ARRAY_SIZE(migrations) == RECON_SCHEMA_VERSION,
@@ -319,6 +333,7 @@ typedef struct part_off {
 /* One aggregate row touched by this apply. */
 typedef struct group {
     recon_str batch, dataset, stage, outcome;
+    int method; /* recon_method of the events added */
     core_digest_agg agg;
     int64_t first_ts, last_ts;
 } group;
@@ -374,6 +389,7 @@ static group *group_get(apply_ctx *a, const recon_event *ev)
     g->dataset = ev->dataset;
     g->stage = ev->stage;
     g->outcome = ev->outcome;
+    g->method = RM_FULL;
     core_digest_agg_init(&g->agg);
     g->first_ts = g->last_ts = ev->ts;
     return g;
@@ -586,7 +602,7 @@ static core_err_t write_groups(recon_state_t *st, apply_ctx *a, char *errstr, si
     PQclear(r);
 
     core_strbuf_addf(&q, "INSERT INTO %s.aggregates (batch_id, dataset, stage, outcome, n, agg, "
-                         "first_ts_ms, last_ts_ms) VALUES ", st->schema);
+                         "first_ts_ms, last_ts_ms, method) VALUES ", st->schema);
     for (size_t i = 0; i < a->ngroups; i++) {
         group *g = &a->groups[i];
         core_strbuf_add(&q, i ? ",(" : "(");
@@ -599,11 +615,17 @@ static core_err_t write_groups(recon_state_t *st, apply_ctx *a, char *errstr, si
         lit(st->conn, &q, g->outcome.p, g->outcome.len);
         core_strbuf_addf(&q, ",%" PRIu64 ",", g->agg.count);
         bytea_lit(&q, g->agg.sum, CORE_DIGEST_LEN);
-        core_strbuf_addf(&q, ",%" PRId64 ",%" PRId64 ")", g->first_ts, g->last_ts);
+        core_strbuf_addf(&q, ",%" PRId64 ",%" PRId64 ",'%s')", g->first_ts, g->last_ts,
+                         recon_method_names[g->method]);
     }
+    /* the weakest method a row was ever applied under (counts < ids < digests) */
     core_strbuf_add(&q, " ON CONFLICT (batch_id, dataset, stage, outcome) DO UPDATE SET "
                         "n = EXCLUDED.n, agg = EXCLUDED.agg, first_ts_ms = EXCLUDED.first_ts_ms, "
-                        "last_ts_ms = EXCLUDED.last_ts_ms");
+                        "last_ts_ms = EXCLUDED.last_ts_ms, method = CASE "
+                        "WHEN 'counts' IN (aggregates.method, EXCLUDED.method) THEN 'counts' "
+                        "WHEN 'ids' IN (aggregates.method, EXCLUDED.method) THEN 'ids' "
+                        "WHEN 'digests' IN (aggregates.method, EXCLUDED.method) THEN 'digests' "
+                        "ELSE EXCLUDED.method END");
     if (q.failed) {
         core_errstr(errstr, errstr_size, "out of memory");
         e = CORE_ERR_NOMEM;
@@ -699,7 +721,7 @@ core_err_t recon_state_apply(recon_state_t *st, const recon_input *in, size_t n,
                              recon_apply_stats *stats, char *errstr, size_t errstr_size)
 {
     apply_ctx a = { 0 };
-    recon_apply_stats s = { 0 };
+    recon_apply_stats s = { 0, 0, 0, RECON_NONE };
     recon_win_acc *win = NULL;
     int64_t now = core_now_ms();
     core_err_t e;
@@ -744,25 +766,37 @@ core_err_t recon_state_apply(recon_state_t *st, const recon_input *in, size_t n,
             s.bad++;
         } else {
             group *g = group_get(&a, &ev);
+            recon_method m = recon_method_of(st->o.methods, st->o.nmethods, ev.dataset.p,
+                                             ev.dataset.len);
             core_digest el;
             if (!g) {
                 e = CORE_ERR_NOMEM;
                 core_errstr(errstr, errstr_size, "out of memory");
                 goto rollback;
             }
-            recon_event_element(&ev, &el);
+            if (m < RM_DIGESTS) /* counts, ids: no digest is kept */
+                ev.has_digest = ev.has_content = false;
+            if (m == RM_COUNTS) /* counts: the aggregates add no id either */
+                memset(&el, 0, sizeof(el));
+            else
+                recon_event_element(&ev, &el);
+            if ((int)m < g->method)
+                g->method = (int)m;
             core_digest_agg_add(&g->agg, &el);
             if (ev.ts < g->first_ts)
                 g->first_ts = ev.ts;
             if (ev.ts > g->last_ts)
                 g->last_ts = ev.ts;
-            copy_event(&a.events, &in[i], &ev, &el);
+            if (m != RM_COUNTS) /* counts: no per-record row */
+                copy_event(&a.events, &in[i], &ev, &el);
             if (recon_win_add(win, &ev, in[i].partition, in[i].len, &el) != 0) {
                 e = CORE_ERR_NOMEM;
                 core_errstr(errstr, errstr_size, "out of memory");
                 goto rollback;
             }
             s.applied++;
+            if (s.newest_ts == RECON_NONE || ev.ts > s.newest_ts)
+                s.newest_ts = ev.ts;
         }
     }
     if (a.events.failed || a.bad.failed) {

@@ -10,7 +10,10 @@
  *               its drill-down bucket and element prefix (event.h);
  *   aggregates  per (batch, dataset, stage, outcome): count, the
  *               order-independent aggregate (sum mod 2^256 of
- *               recon_event_element()), first and last event time;
+ *               recon_event_element()), first and last event time, and the
+ *               method (method.h) its events were applied under: a
+ *               dataset reconciled by counts writes no events rows and adds
+ *               zero elements; by ids, events rows without digests;
  *   offsets     per audit.events partition: the next offset to apply;
  *   bad_events  audit events refused (malformed, unknown dataset, a
  *               timestamp far in the future), with the reason;
@@ -35,7 +38,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RECON_SCHEMA_VERSION 4
+#define RECON_SCHEMA_VERSION 6
 
 typedef struct recon_state recon_state_t;
 
@@ -54,6 +57,8 @@ typedef struct recon_state_opts {
     int64_t future_ms;                /* an event time later than now + this is bad input */
     int64_t window_ms;                /* event-time window (window.h); 0: 600000 */
     int64_t grace_ms;                 /* later than a stage's watermark - this: late */
+    const char *const *methods;       /* "DATASET:METHOD" entries (method.h); none: digests */
+    size_t nmethods;
 } recon_state_opts;
 
 /* One audit record handed over by the consumer loop (borrowed). */
@@ -68,6 +73,7 @@ typedef struct recon_apply_stats {
     size_t applied;  /* events written */
     size_t bad;      /* refused: counted in bad_events */
     size_t skipped;  /* already applied (audit offset below the stored one) */
+    int64_t newest_ts; /* the newest event time applied (ms); RECON_NONE: none */
 } recon_apply_stats;
 
 /** Whether s is a schema name recon accepts ([a-z_][a-z0-9_]{0,62}). */

@@ -74,8 +74,17 @@ start svc-validator 8082 --dataset payee --commit.interval.ms 500 --batch.max 50
 start svc-cache-feeder 8083 --dataset payee
 start svc-persister 8084 --dataset payee --sink postgres --create-tables --batch.timeout.ms 500 \
     --batch.size 5000 --pg.conninfo "$pgconn" --pg.password_file "$pgpass"
+# svc-recon's API refuses every caller without a token file (deny by
+# default): one viewer and one operator token, each printed once by
+# `svc-recon token add` (only their hashes are kept in the file)
+tokens="$work/recon.tokens"
+viewer_token=$("$build/bin/svc-recon" token add --id demo-viewer --role viewer --file "$tokens")
+operator_token=$("$build/bin/svc-recon" token add --id demo-operator --role operator --file "$tokens")
+printf '%s\n' "$viewer_token" >"$work/viewer.token"
+printf '%s\n' "$operator_token" >"$work/operator.token"
+chmod 600 "$work/viewer.token" "$work/operator.token"
 start svc-recon 8085 --sinks cache-feeder,persister --pg.conninfo "$pgconn" \
-    --pg.password_file "$pgpass"
+    --pg.password_file "$pgpass" --auth.tokens.file "$tokens"
 for port in 8082 8083 8084 8085; do
     for _ in $(seq 1 300); do
         [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/readyz")" = 200 ] && break
@@ -177,8 +186,10 @@ echo "wall time: generator ${t_gen}s, pipeline ${secs}s, whole script $((SECONDS
 echo
 echo "the services keep running:"
 echo "  metrics  http://127.0.0.1:8082/metrics (validator)  :8083 (cache-feeder)  :8084 (persister)  :8085 (recon)"
-echo "  recon    http://127.0.0.1:8085/batches   http://127.0.0.1:8085/batches/$bbatch"
-echo "           http://127.0.0.1:8085/batches/$cbatch   (svc-recon report --batch ID for the same on the command line)"
+echo "  recon    dashboard (viewer token): http://127.0.0.1:8085/dashboard#token=$viewer_token&batch=$bbatch"
+echo "           API: curl -H \"Authorization: Bearer \$(cat $work/viewer.token)\" http://127.0.0.1:8085/batches/$bbatch"
+echo "           operator token (reconcile, replay): $work/operator.token"
+echo "           (svc-recon report --batch ID for the same on the command line)"
 echo "  a payee  $build/bin/svc-cache-feeder get --dataset payee D$run-00000001"
 echo "  data     PostgreSQL table payee (payee_id LIKE 'D$run-%'), Redis tb:payee:D$run-*"
 echo "  logs     $work"

@@ -96,11 +96,15 @@ start svc-cache-feeder "$p_feed" --dataset payee --group.id "$group-feeder" \
 start svc-persister "$p_pers" --dataset payee --sink postgres --create.tables \
     --pg.schema "${run}_sink" --group.id "$group-persister" --batch.timeout.ms 200 \
     --pg.conninfo "$pgconn" --pg.password_file "$work/pg.password" "${kb[@]}"
+# svc-recon's API needs a token (deny by default): a viewer's, from the token tool
+vtok=$("$build/bin/svc-recon" token add --id metrics-viewer --role viewer --file "$work/recon.tokens")
+rauth=(-H "Authorization: Bearer $vtok")
 start svc-recon "$p_rec" --group.id "$group-recon" --sinks cache-feeder,persister \
+    --auth.tokens.file "$work/recon.tokens" \
     --state.schema "${run}_recon" --pg.conninfo "$pgconn" --pg.password_file "$work/pg.password" \
     "${kb[@]}"
 
-code() { curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$1$2" 2>/dev/null || true; }
+code() { curl -s -o /dev/null -w '%{http_code}' --max-time 2 "${@:3}" "http://127.0.0.1:$1$2" 2>/dev/null || true; } # PORT PATH [curl args]
 failed=0
 for sp in "svc-ingest:$p_ing" "svc-validator:$p_val" "svc-cache-feeder:$p_feed" \
           "svc-persister:$p_pers" "svc-recon:$p_rec"; do
@@ -130,7 +134,7 @@ batch=
 recon_asked() { # svc-recon reconciles a batch (and sets its gauges) when asked for it
     [ -n "$batch" ] || batch=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["batch_id"])' \
         "$work/spool/done/$run.csv.summary.json" 2>/dev/null) || return 1
-    [ "$(code "$p_rec" "/batches/$batch")" = 200 ]
+    [ "$(code "$p_rec" "/batches/$batch" "${rauth[@]}")" = 200 ]
 }
 e2e_count() { # PORT SINK: end-to-end latency observations of the sink for payee
     curl -s --max-time 2 "http://127.0.0.1:$1/metrics" 2>/dev/null | awk -v s="$2" '
@@ -158,7 +162,7 @@ until all_there; do
     if [ "$SECONDS" -ge "$deadline" ]; then
         say "FAIL: the batch did not get through within ${METRICS_WAIT_SECS:-120} s (spool: $(ls "$work/spool" "$work/spool"/* 2>/dev/null | tr '\n' ' '))"
         say "  end-to-end observations: cache-feeder $(e2e_count "$p_feed" redis), persister $(e2e_count "$p_pers" postgres)"
-        say "  batch ${batch:-?}: GET /batches/${batch:-?} said $(curl -s --max-time 5 "http://127.0.0.1:$p_rec/batches/$batch" | head -c 300)"
+        say "  batch ${batch:-?}: GET /batches/${batch:-?} said $(curl -s --max-time 5 "${rauth[@]}" "http://127.0.0.1:$p_rec/batches/$batch" | head -c 300)"
         for w in "${waits[@]}"; do
             read -r n port fam <<<"$w"
             has "$port" "$fam" || { say "  $n has no $fam; its log:"; tail -5 "$work/$n.log"; }

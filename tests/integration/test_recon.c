@@ -160,6 +160,7 @@ static void emit_delivered(stages *s, const char *batch, int i)
 typedef struct recon_cfg {
     char topic_flag[200], schema_flag[200], schema[100];
     char sinks_flag[100]; /* "--sinks=..." or "--log.level=warn" (no sinks set) */
+    char method_flag[100]; /* "--method=..." or "--log.level=warn" (digests) */
 } recon_cfg;
 
 static void cfg_init(recon_cfg *c, const stages *s, const char *tag)
@@ -168,6 +169,7 @@ static void cfg_init(recon_cfg *c, const stages *s, const char *tag)
     snprintf(c->topic_flag, sizeof(c->topic_flag), "--audit.topic=%s", s->topic);
     snprintf(c->schema_flag, sizeof(c->schema_flag), "--state.schema=%s", c->schema);
     snprintf(c->sinks_flag, sizeof(c->sinks_flag), "--log.level=warn");
+    snprintf(c->method_flag, sizeof(c->method_flag), "--log.level=warn");
 }
 
 /* svc-recon report --batch B --json; returns the exit code, *json the parsed stdout. */
@@ -176,7 +178,8 @@ static int report(const recon_cfg *c, const char *batch, cJSON **json)
     char bflag[200], *out = NULL, *err = NULL;
     snprintf(bflag, sizeof(bflag), "--batch=%s", batch);
     char *argv[] = { (char *)tu_bin("svc-recon"), "report", bflag, "--json", (char *)c->topic_flag,
-                     (char *)c->schema_flag, "--log.level=warn", (char *)c->sinks_flag, NULL };
+                     (char *)c->schema_flag, "--log.level=warn", (char *)c->sinks_flag,
+                     (char *)c->method_flag, NULL };
     int rc = tu_run_cmd(argv, tu_env(true), &out, &err, 120000);
     *json = cJSON_Parse(out);
     ck_assert_msg(*json != NULL, "report (exit %d) printed no JSON: %s / %s", rc, out, err);
@@ -411,7 +414,9 @@ static pid_t start_daemon(const recon_cfg *c, int port, const char *batch_max)
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
         char *argv[] = { (char *)tu_bin("svc-recon"), (char *)c->topic_flag, (char *)c->schema_flag, pflag, bflag,
-                         "--batch.timeout.ms=50", "--log.level=warn", NULL };
+                         "--batch.timeout.ms=50", "--log.level=warn",
+                         /* the API without tokens (RBAC: test_recon_api) */
+                         "--auth.open=true", NULL };
         int devnull = open("/dev/null", O_WRONLY);
         dup2(devnull, 2);
         execve(argv[0], argv, tu_env(true));
@@ -459,6 +464,137 @@ static char *stable_json(const cJSON *j)
     cJSON_Delete(c);
     return s;
 }
+
+/* Seed 001's methods per dataset, on one batch with record 3 never
+ * persisted and record 5 altered at the cache: digests names both; ids names
+ * the missing one only (altered is not detectable without digests); counts
+ * names no record, only the persister's count one short, and keeps no
+ * per-record row. */
+START_TEST(methods_counts_ids_digests)
+{
+    stages s;
+    recon_cfg c[3];
+    static const char *const methods[3] = { "--method=payee:counts", "--method=*:ids",
+                                            "--log.level=warn" /* digests */ };
+    char batch[64], id3[128], sql[512];
+
+    stages_open(&s, "methods");
+    snprintf(batch, sizeof(batch), "methods%s", tu_unique());
+    for (int i = 0; i < 20; i++) {
+        emit(&s, ST_INGEST, batch, "payee", i, "published", 0, CORE_AUDIT_NONE, 0, NULL);
+        emit(&s, ST_VALIDATOR, batch, "payee", i, "valid", 0, i, 0, NULL);
+        emit(&s, ST_CACHE, batch, "payee", i, "cached", i == 5, i, 0, NULL);
+        if (i != 3)
+            emit(&s, ST_PERSISTER, batch, "payee", i, "persisted", 0, i, 0, NULL);
+    }
+    stages_close(&s);
+    rec_id(batch, 3, id3, sizeof(id3));
+    for (int m = 0; m < 3; m++) {
+        static const char *const tags[3] = { "mcounts", "mids", "mdigests" };
+        cfg_init(&c[m], &s, tags[m]);
+        snprintf(c[m].method_flag, sizeof(c[m].method_flag), "%s", methods[m]);
+    }
+
+    /* counts: the persister's count one short, no record named, no row kept */
+    cJSON *j;
+    int rc = report(&c[0], batch, &j);
+    char *txt = cJSON_PrintUnformatted(j);
+    ck_assert_msg(rc == 1, "counts: exit %d: %s", rc, txt);
+    ck_assert(!is_true(j, "clean"));
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "discrepancies")), 0);
+    const cJSON *ds = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "datasets"), 0);
+    ck_assert_str_eq(cJSON_GetObjectItem(ds, "method")->valuestring, "counts");
+    ck_assert_msg(strstr(cJSON_GetObjectItem(ds, "method_limit")->valuestring, "cannot be named"),
+                  "%s", txt);
+    const cJSON *diffs = cJSON_GetObjectItem(ds, "count_differences");
+    ck_assert_msg(cJSON_GetArraySize(diffs) == 1, "counts: %s", txt);
+    const cJSON *d0 = cJSON_GetArrayItem(diffs, 0);
+    ck_assert_str_eq(cJSON_GetObjectItem(d0, "stage")->valuestring, "persister");
+    ck_assert_int_eq((int)num(d0, "expected", NULL), 20);
+    ck_assert_int_eq((int)num(d0, "counted", NULL), 19);
+    ck_assert_int_eq((int)num(d0, "difference", NULL), -1);
+    free(txt);
+    cJSON_Delete(j);
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s.events", c[0].schema);
+    ck_assert_int_eq((long)tu_pg_count(sql), 0);
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM %s.aggregates WHERE method = 'counts' AND "
+             "agg = decode(repeat('00', 32), 'hex')", c[0].schema);
+    ck_assert_int_eq((long)tu_pg_count(sql), 4); /* one row a stage, no id in any */
+
+    /* ids: the missing record named at the persister; the altered one not seen */
+    rc = report(&c[1], batch, &j);
+    txt = cJSON_PrintUnformatted(j);
+    ck_assert_msg(rc == 1, "ids: exit %d: %s", rc, txt);
+    const cJSON *disc = cJSON_GetObjectItem(j, "discrepancies");
+    ck_assert_msg(cJSON_GetArraySize(disc) == 1, "ids: %s", txt);
+    const cJSON *r0 = cJSON_GetArrayItem(disc, 0);
+    ck_assert_str_eq(cJSON_GetObjectItem(r0, "id")->valuestring, id3);
+    ck_assert_str_eq(cJSON_GetObjectItem(r0, "verdict")->valuestring, "missing");
+    ck_assert_str_eq(cJSON_GetObjectItem(r0, "stage")->valuestring, "persister");
+    ck_assert_int_eq((int)num(j, "counts", "altered"), 0);
+    ds = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "datasets"), 0);
+    ck_assert_str_eq(cJSON_GetObjectItem(ds, "method")->valuestring, "ids");
+    ck_assert_msg(strstr(cJSON_GetObjectItem(ds, "method_limit")->valuestring, "not detectable"),
+                  "%s", txt);
+    free(txt);
+    cJSON_Delete(j);
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s.events WHERE digest IS NULL",
+             c[1].schema);
+    ck_assert_int_eq((long)tu_pg_count(sql), 20 * 4 - 1); /* ids and times, no digest */
+
+    /* digests (the default): both named */
+    rc = report(&c[2], batch, &j);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_int_eq((int)num(j, "counts", "missing"), 1);
+    ck_assert_int_eq((int)num(j, "counts", "altered"), 1);
+    ds = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "datasets"), 0);
+    ck_assert_str_eq(cJSON_GetObjectItem(ds, "method")->valuestring, "digests");
+    cJSON_Delete(j);
+
+    /* a clean batch by counts is clean (exit 0) */
+    char clean[64];
+    stages_open(&s, "methods_clean");
+    snprintf(clean, sizeof(clean), "mclean%s", tu_unique());
+    for (int i = 0; i < 10; i++)
+        emit_delivered(&s, clean, i);
+    stages_close(&s);
+    recon_cfg cc;
+    cfg_init(&cc, &s, "mclean");
+    snprintf(cc.method_flag, sizeof(cc.method_flag), "--method=payee:counts");
+    rc = report(&cc, clean, &j);
+    ck_assert_int_eq(rc, 0);
+    ck_assert_int_eq((int)num(j, "counts", "delivered"), 10);
+    cJSON_Delete(j);
+
+    for (int m = 0; m < 3; m++)
+        tu_pg_drop_schema(c[m].schema);
+    tu_pg_drop_schema(cc.schema);
+}
+END_TEST
+
+START_TEST(method_unknown_exits_78)
+{
+    char *argv[] = { (char *)tu_bin("svc-recon"), "report", "--batch=x", "--method=payee:full?",
+                     NULL };
+    char *out = NULL, *err = NULL;
+    ck_assert_int_eq(tu_run_cmd(argv, tu_env(true), &out, &err, 30000), 78);
+    ck_assert_msg(strstr(err, "method") != NULL, "%s", err);
+    free(out);
+    free(err);
+    char *argv2[] = { (char *)tu_bin("svc-recon"), "report", "--batch=x", "--method=nosuch:ids",
+                      NULL };
+    ck_assert_int_eq(tu_run_cmd(argv2, tu_env(true), &out, &err, 30000), 78);
+    free(out);
+    free(err);
+    /* full reads the dataset's .raw topic: it needs the dataset named */
+    char *argv3[] = { (char *)tu_bin("svc-recon"), "report", "--batch=x", "--method=*:full", NULL };
+    ck_assert_int_eq(tu_run_cmd(argv3, tu_env(true), &out, &err, 30000), 78);
+    ck_assert_msg(strstr(err, "full needs a dataset") != NULL, "%s", err);
+    free(out);
+    free(err);
+}
+END_TEST
 
 START_TEST(kill9_mid_stream_same_report)
 {
@@ -714,6 +850,76 @@ START_TEST(real_services_small_file_reconciles_clean)
     ck_assert(!is_true(ds, "drilled_down")); /* the real digests agree stage to stage */
     cJSON_Delete(j);
 
+    /* the same real events under the counts and ids methods: clean */
+    recon_cfg cm[2];
+    static const char *const mflags[2] = { "--method=payee:counts", "--method=payee:ids" };
+    static const char *const mnames[2] = { "counts", "ids" };
+    for (int m = 0; m < 2; m++) {
+        cfg_init(&cm[m], &s, mnames[m]);
+        snprintf(cm[m].sinks_flag, sizeof(cm[m].sinks_flag), "--sinks=cache-feeder,persister");
+        snprintf(cm[m].method_flag, sizeof(cm[m].method_flag), "%s", mflags[m]);
+        rc = report(&cm[m], batch, &j);
+        ck_assert_msg(rc == 0, "%s on the real events: exit %d", mnames[m], rc);
+        ck_assert_int_eq((int)num(j, "counts", "delivered"), rows - 2);
+        ds = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "datasets"), 0);
+        ck_assert_str_eq(cJSON_GetObjectItem(ds, "method")->valuestring, mnames[m]);
+        cJSON_Delete(j);
+    }
+    /* a record dropped after ingest (a tamperer publishes one more ingest
+     * event no stage follows): counts names the validator's count one short,
+     * ids names the record missing at the validator */
+    {
+        char e2[512], did[128];
+        core_kafka_producer_t *tp = tu_producer("5");
+        core_audit_t *ta = core_audit_new(tp, cat, s.topic, "ingest", e2, sizeof(e2));
+        ck_assert_msg(ta != NULL, "%s", e2);
+        core_digest dg;
+        core_digest_sha256("dropped", 7, &dg);
+        core_audit_event ev = CORE_AUDIT_EVENT_INIT;
+        snprintf(did, sizeof(did), "%s-dropped", batch);
+        ev.id = did;
+        ev.key = "Rdropped";
+        ev.dataset = "payee";
+        ev.batch_id = batch;
+        ev.outcome = "published";
+        ev.digest = &dg;
+        ev.topic = "payee.raw";
+        ev.line = rows + 2;
+        ck_assert_msg(core_audit_emit(ta, &ev, e2, sizeof(e2)) == CORE_OK, "%s", e2);
+        ck_assert_int_eq((int)core_kafka_producer_flush(tp, 30000), 0);
+        core_audit_free(ta);
+        core_kafka_producer_free(tp);
+
+        rc = report(&cm[0], batch, &j);
+        char *txt = cJSON_PrintUnformatted(j);
+        ck_assert_msg(rc == 1, "counts after the drop: exit %d: %s", rc, txt);
+        ds = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "datasets"), 0);
+        const cJSON *diffs = cJSON_GetObjectItem(ds, "count_differences");
+        ck_assert_msg(cJSON_GetArraySize(diffs) == 1, "%s", txt);
+        const cJSON *d0 = cJSON_GetArrayItem(diffs, 0);
+        ck_assert_str_eq(cJSON_GetObjectItem(d0, "stage")->valuestring, "validator");
+        ck_assert_int_eq((int)num(d0, "expected", NULL), rows);      /* published */
+        ck_assert_int_eq((int)num(d0, "counted", NULL), rows - 1);   /* valid + invalid */
+        ck_assert_int_eq((int)num(d0, "difference", NULL), -1);
+        ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "discrepancies")), 0);
+        free(txt);
+        cJSON_Delete(j);
+
+        rc = report(&cm[1], batch, &j);
+        txt = cJSON_PrintUnformatted(j);
+        ck_assert_msg(rc == 1, "ids after the drop: exit %d: %s", rc, txt);
+        const cJSON *disc = cJSON_GetObjectItem(j, "discrepancies");
+        ck_assert_msg(cJSON_GetArraySize(disc) == 1, "%s", txt);
+        const cJSON *r0 = cJSON_GetArrayItem(disc, 0);
+        ck_assert_str_eq(cJSON_GetObjectItem(r0, "id")->valuestring, did);
+        ck_assert_str_eq(cJSON_GetObjectItem(r0, "verdict")->valuestring, "missing");
+        ck_assert_str_eq(cJSON_GetObjectItem(r0, "stage")->valuestring, "validator");
+        free(txt);
+        cJSON_Delete(j);
+    }
+    for (int m = 0; m < 2; m++)
+        tu_pg_drop_schema(cm[m].schema);
+
     tu_service_stop(ps);
     tu_service_stop(cf);
     tu_service_stop(v);
@@ -722,6 +928,146 @@ START_TEST(real_services_small_file_reconciles_clean)
     unlink(epath);
     unlink(path);
     free(path);
+    tu_pg_drop_schema(c.schema);
+}
+END_TEST
+
+/* Method full through the real services: svc-ingest publishes a batch while
+ * no validator runs; the recon daemon keeps every .raw record; .raw then
+ * loses them all (DeleteRecords); the validator and both sinks start on an
+ * empty .raw; a replay from recon's state re-publishes every record and the
+ * real pipeline makes the batch clean. */
+START_TEST(real_services_full_replay_from_state)
+{
+    stages s;
+    recon_cfg c;
+    char batch[64], prefix[64], raw[128], aflag[200], bflag[200], xflag[200], mflag[64];
+    char pflag[64], sql[400], path[300], *csvpath;
+    core_strbuf csv = { 0 };
+    const int rows = 60, port = 18394;
+    cJSON *j = NULL;
+
+    stages_open(&s, "realfull"); /* only for the audit topic */
+    stages_close(&s);
+    cfg_init(&c, &s, "realfull");
+    snprintf(batch, sizeof(batch), "rfull%s", tu_unique());
+    snprintf(prefix, sizeof(prefix), "rf%s_", tu_unique());
+    snprintf(raw, sizeof(raw), "%spayee.raw", prefix);
+    tu_topic_create(raw, 1);
+    snprintf(aflag, sizeof(aflag), "--audit.topic=%s", s.topic);
+    snprintf(bflag, sizeof(bflag), "--batch-id=%s", batch);
+    snprintf(xflag, sizeof(xflag), "--topic.prefix=%s", prefix);
+    snprintf(mflag, sizeof(mflag), "--method=payee:full");
+    snprintf(pflag, sizeof(pflag), "--http.port=%d", port);
+    core_strbuf_add(&csv, "payee_id,name,account_number,routing_number,country,currency,email,"
+                          "amount_limit,status,updated_at\n");
+    for (int i = 1; i <= rows; i++)
+        core_strbuf_addf(&csv, "F%s%06d,Payee %d,%d,021000021,US,USD,p%d@example.com,%d.50,"
+                               "ACTIVE,2026-11-01T10:00:00Z\n", batch, i, i, 10000000 + i, i, i);
+    csvpath = tu_write_temp(csv.p);
+    core_strbuf_free(&csv);
+
+    const char *rargs[] = { pflag, c.topic_flag, c.schema_flag, mflag, xflag, "--auth.open=true",
+                            "--sinks=cache-feeder,persister", "--batch.timeout.ms=50",
+                            "--log.level=warn", "--group.id=recon-realfull", NULL };
+    pid_t rp = tu_spawn("svc-recon", rargs, tu_env(true), NULL);
+    char ipath[1024];
+    snprintf(ipath, sizeof(ipath), "%s/bin/svc-ingest", tu_build_dir());
+    char *iargv[] = { ipath, "--dataset=payee", bflag, aflag, xflag, "--http.port=0",
+                      "--log.level=warn", csvpath, NULL };
+    char *out = NULL, *err = NULL;
+    int irc = tu_run_cmd(iargv, tu_env(false), &out, &err, 60000);
+    ck_assert_msg(irc == 0, "svc-ingest exit %d: %s", irc, err);
+    free(out);
+    free(err);
+
+    /* recon keeps every record published */
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s.payloads WHERE batch_id = '%s'",
+             c.schema, batch);
+    int64_t deadline = core_mono_ms() + 60000;
+    while (tu_pg_count(sql) < rows && core_mono_ms() < deadline)
+        usleep(200 * 1000);
+    ck_assert_int_eq((long)tu_pg_count(sql), rows);
+
+    /* .raw loses them all before any validator read them */
+    {
+        core_kafka_producer_t *p = tu_producer("5");
+        rd_kafka_t *rk = core_kafka_producer_handle(p);
+        int64_t lo, hi;
+        ck_assert_int_eq(rd_kafka_query_watermark_offsets(rk, raw, 0, &lo, &hi, 10000), 0);
+        ck_assert_int_ge(hi, rows); /* the records (and whatever else ingest wrote there) */
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(l, raw, 0)->offset = hi;
+        rd_kafka_DeleteRecords_t *dr = rd_kafka_DeleteRecords_new(l);
+        rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+        rd_kafka_DeleteRecords(rk, &dr, 1, NULL, q);
+        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
+        ck_assert_msg(ev && rd_kafka_event_error(ev) == 0, "delete records");
+        rd_kafka_event_destroy(ev);
+        rd_kafka_queue_destroy(q);
+        rd_kafka_DeleteRecords_destroy(dr);
+        rd_kafka_topic_partition_list_destroy(l);
+        ck_assert_int_eq(rd_kafka_query_watermark_offsets(rk, raw, 0, &lo, &hi, 10000), 0);
+        ck_assert_int_eq(lo, hi);
+        core_kafka_producer_free(p);
+    }
+
+    const char *vargs[] = { "--dataset=payee", aflag, xflag, "--commit.interval.ms=100", NULL };
+    const char *cargs[] = { "--dataset=payee", aflag, xflag, NULL };
+    const char *sargs[] = { "--dataset=payee", aflag, xflag, "--sink=postgres", "--create-tables",
+                            "--batch.timeout.ms=200", "--pg.password=tributary", NULL };
+    pid_t v = tu_service_start("svc-validator", 18395, vargs, NULL);
+    pid_t cf = tu_service_start("svc-cache-feeder", 18396, cargs, NULL);
+    pid_t ps = tu_service_start("svc-persister", 18397, sargs, NULL);
+
+    /* every record missing at the validator; the replay takes them from recon's state */
+    snprintf(path, sizeof(path), "/discrepancies?batch=%s&verdict=missing", batch);
+    deadline = core_mono_ms() + 60000;
+    long code = 0;
+    while (core_mono_ms() < deadline) {
+        code = tu_http_json(port, "GET", path, NULL, &j);
+        if (code == 200 && cJSON_GetObjectItem(j, "total")->valuedouble == rows)
+            break;
+        cJSON_Delete(j);
+        j = NULL;
+        usleep(300 * 1000);
+    }
+    ck_assert_msg(j != NULL, "the daemon never named the %d records missing (last %ld)", rows,
+                  code);
+    cJSON_Delete(j);
+    snprintf(path, sizeof(path), "/replay?batch=%s", batch);
+    ck_assert_int_eq(tu_http_json(port, "POST", path, NULL, &j), 200);
+    ck_assert_int_eq((int)num(j, "published", NULL), rows);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "not_found")), 0);
+    const cJSON *recs = cJSON_GetObjectItem(j, "records");
+    for (int k = 0; k < cJSON_GetArraySize(recs); k++)
+        ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(recs, k), "source")->valuestring,
+                         "state");
+    cJSON_Delete(j);
+
+    /* the real validator and sinks take the replayed records: clean */
+    snprintf(path, sizeof(path), "/batches/%s", batch);
+    deadline = core_mono_ms() + 60000;
+    bool clean = false;
+    while (!clean && core_mono_ms() < deadline) {
+        code = tu_http_json(port, "GET", path, NULL, &j);
+        clean = code == 200 && is_true(j, "clean") && num(j, "counts", "delivered") == rows;
+        cJSON_Delete(j);
+        j = NULL;
+        if (!clean)
+            usleep(300 * 1000);
+    }
+    ck_assert_msg(clean, "the batch is not clean after the replay from recon's state");
+
+    tu_service_stop(ps);
+    tu_service_stop(cf);
+    tu_service_stop(v);
+    tu_service_stop(rp);
+    char epath[1100];
+    snprintf(epath, sizeof(epath), "%s.errors.jsonl", csvpath);
+    unlink(epath);
+    unlink(csvpath);
+    free(csvpath);
     tu_pg_drop_schema(c.schema);
 }
 END_TEST
@@ -801,10 +1147,13 @@ int main(void)
     tcase_add_test(tc, readyz_names_postgres_when_state_unreachable);
     tcase_add_test(tc, clean_batch_every_record_delivered);
     tcase_add_test(tc, tampered_batch_names_each_record_at_its_stage);
+    tcase_add_test(tc, methods_counts_ids_digests);
+    tcase_add_test(tc, method_unknown_exits_78);
     tcase_add_test(tc, http_api_batches_and_discrepancies);
     tcase_add_test(tc, kill9_mid_stream_same_report);
     tcase_add_test(tc, postgres_connection_dropped_mid_stream_loses_nothing);
     tcase_add_test(tc, real_services_small_file_reconciles_clean);
+    tcase_add_test(tc, real_services_full_replay_from_state);
     suite_add_tcase(s, tc);
     int rc = tu_run(&s, 1);
     curl_global_cleanup();

@@ -14,6 +14,7 @@
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <fcntl.h>
+#include <math.h>
 #include <pthread.h>
 #include <libpq-fe.h>
 #include <signal.h>
@@ -98,7 +99,7 @@ START_TEST(token_tool_stores_only_the_hash)
     ck_assert_int_eq(token_add(file, long_id, "admin", NULL), 0);
     /* what the service reads back: each token's role, the id named */
     char err[300], id[80], hdr[120];
-    recon_auth *a = recon_auth_new(file, err, sizeof(err));
+    recon_auth *a = recon_auth_new(file, false, err, sizeof(err));
     ck_assert_msg(a != NULL, "%s", err);
     snprintf(hdr, sizeof(hdr), "Bearer %s", tok);
     ck_assert_int_eq(recon_auth_check(a, hdr, id, sizeof(id)), RECON_ROLE_OPERATOR);
@@ -117,7 +118,7 @@ START_TEST(token_tool_stores_only_the_hash)
     FILE *f = fopen(file, "a");
     fputs("mallory admin nothex\n", f);
     fclose(f);
-    ck_assert_ptr_null(recon_auth_new(file, err, sizeof(err)));
+    ck_assert_ptr_null(recon_auth_new(file, true, err, sizeof(err)));
     ck_assert_msg(strstr(err, "line 4") != NULL, "%s", err);
     unlink(file);
     free(tok);
@@ -132,7 +133,8 @@ START_TEST(route_roles)
     ck_assert_int_eq(recon_route_role("GET", "/windows"), RECON_ROLE_VIEWER);
     ck_assert_int_eq(recon_route_role("POST", "/reconcile"), RECON_ROLE_OPERATOR);
     ck_assert_int_eq(recon_route_role("POST", "/replay"), RECON_ROLE_OPERATOR);
-    ck_assert_int_eq(recon_route_role("GET", "/retention"), RECON_ROLE_ADMIN);
+    ck_assert_int_eq(recon_route_role("GET", "/retention"), RECON_ROLE_VIEWER);
+    ck_assert_int_eq(recon_route_role("PUT", "/retention"), RECON_ROLE_ADMIN);
     ck_assert_int_eq(recon_route_role("GET", "/dashboard"), RECON_ROLE_OPEN);
     ck_assert_int_eq(recon_route_role("DELETE", "/anything"), RECON_ROLE_OPERATOR);
 }
@@ -149,7 +151,15 @@ typedef struct daemon_t {
 static core_avro_catalog_t *cat;
 
 /* A batch of n records, each published and valid, record 0 never persisted. */
+static void emit_batch_at(const char *topic, const char *batch, int n, int64_t ts);
+
 static void emit_batch(const char *topic, const char *batch, int n)
+{
+    emit_batch_at(topic, batch, n, 0);
+}
+
+/* emit_batch() with every event at ts (0: now). */
+static void emit_batch_at(const char *topic, const char *batch, int n, int64_t ts)
 {
     static const char *const stage[] = { "ingest", "validator", "persister" };
     static const char *const outcome[] = { "published", "valid", "persisted" };
@@ -170,6 +180,7 @@ static void emit_batch(const char *topic, const char *batch, int n)
             ev.key = key;
             ev.dataset = "payee";
             ev.batch_id = batch;
+            ev.ts = ts;
             ev.outcome = outcome[s];
             ev.digest = &d;
             ev.version = 1;
@@ -199,12 +210,22 @@ static void daemon_start(daemon_t *d, const char *tag, const char *extra)
     snprintf(tflag, sizeof(tflag), "--audit.topic=%s", d->topic);
     snprintf(sflag, sizeof(sflag), "--state.schema=%s", d->schema);
     snprintf(pflag, sizeof(pflag), "--http.port=%d", d->port);
+    /* d->tokens empty: no token file (deny by default, or extra names auth.open) */
     snprintf(aflag, sizeof(aflag), "--auth.tokens.file=%s", d->tokens);
     d->pid = fork();
     ck_assert_int_ge(d->pid, 0);
     if (d->pid == 0) {
-        char *argv[] = { (char *)tu_bin("svc-recon"), tflag, sflag, pflag, aflag, "--batch.timeout.ms=50",
-                         "--log.level=info", (char *)extra, NULL };
+        /* extra: flags separated by spaces */
+        char *argv[24] = { (char *)tu_bin("svc-recon"), tflag, sflag, pflag,
+                           "--batch.timeout.ms=50", "--log.level=info" };
+        int argc = 6;
+        if (d->tokens[0])
+            argv[argc++] = aflag;
+        char *more = extra ? strdup(extra) : NULL, *save = NULL;
+        for (char *w = more ? strtok_r(more, " ", &save) : NULL; w && argc < 23;
+             w = strtok_r(NULL, " ", &save))
+            argv[argc++] = w;
+        argv[argc] = NULL;
         int fd = open(d->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         dup2(fd, 2);
         execve(argv[0], argv, tu_env(true));
@@ -237,11 +258,41 @@ typedef struct route_case {
     long ok;    /* the status a caller with the role gets */
 } route_case;
 
+/* The paths of one batch's routes (route_cases()). */
+typedef struct route_paths {
+    char batch[200], disc[200], replay[250], windows[200], reconcile[200];
+} route_paths;
+
+#define NROUTES 8
+/* Every guarded route of the API, for the batch. */
+static void route_cases(const char *batch, route_paths *p, route_case out[NROUTES])
+{
+    snprintf(p->batch, sizeof(p->batch), "/batches/%s", batch);
+    snprintf(p->disc, sizeof(p->disc), "/discrepancies?batch=%s", batch);
+    /* nothing altered: the replay has nothing to read (the route and its role are tested) */
+    snprintf(p->replay, sizeof(p->replay), "/replay?batch=%s&verdict=altered", batch);
+    snprintf(p->windows, sizeof(p->windows), "/windows?dataset=payee&from=0&to=600000");
+    snprintf(p->reconcile, sizeof(p->reconcile), "/reconcile?batch=%s", batch);
+    const route_case cases[NROUTES] = {
+        { "GET", "/batches", NULL, RECON_ROLE_VIEWER, 200 },
+        { "GET", p->batch, NULL, RECON_ROLE_VIEWER, 200 },
+        { "GET", p->disc, NULL, RECON_ROLE_VIEWER, 200 },
+        { "GET", p->windows, NULL, RECON_ROLE_VIEWER, 200 },
+        { "POST", p->replay, NULL, RECON_ROLE_OPERATOR, 200 },
+        { "POST", p->reconcile, NULL, RECON_ROLE_OPERATOR, 200 },
+        { "GET", "/retention", NULL, RECON_ROLE_VIEWER, 200 },
+        { "PUT", "/retention", "{\"dataset\":\"payee\",\"days\":7}", RECON_ROLE_ADMIN, 200 },
+    };
+    memcpy(out, cases, sizeof(cases));
+}
+
 START_TEST(every_route_no_token_wrong_token_each_role)
 {
     daemon_t d = { 0 };
-    char batch[64], p_batch[200], p_disc[200], p_replay[250], *tok[4] = { 0 };
+    char batch[64], *tok[4] = { 0 };
     static const char *const ids[4] = { NULL, "view-1", "oper-1", "admin-1" };
+    route_paths paths;
+    route_case cases[NROUTES];
 
     snprintf(d.tokens, sizeof(d.tokens), "/tmp/recon_api_tokens_%s", tu_unique());
     unlink(d.tokens);
@@ -250,10 +301,7 @@ START_TEST(every_route_no_token_wrong_token_each_role)
     daemon_start(&d, "rbac", NULL);
     snprintf(batch, sizeof(batch), "rbac-%s", tu_unique());
     emit_batch(d.topic, batch, 5);
-    snprintf(p_batch, sizeof(p_batch), "/batches/%s", batch);
-    snprintf(p_disc, sizeof(p_disc), "/discrepancies?batch=%s", batch);
-    /* nothing altered: the replay has nothing to read (the route and its role are tested) */
-    snprintf(p_replay, sizeof(p_replay), "/replay?batch=%s&verdict=altered", batch);
+    route_cases(batch, &paths, cases);
 
     /* wait until the daemon has applied the batch (an admin asks) */
     char auth[4][200], *text = NULL;
@@ -261,17 +309,10 @@ START_TEST(every_route_no_token_wrong_token_each_role)
         snprintf(auth[r], sizeof(auth[r]), "Bearer %s", tok[r]);
     int64_t deadline = core_mono_ms() + 60000;
     long code;
-    while ((code = tu_http(d.port, "GET", p_batch, auth[3], NULL, NULL)) != 200 &&
+    while ((code = tu_http(d.port, "GET", paths.batch, auth[3], NULL, NULL)) != 200 &&
            core_mono_ms() < deadline)
         usleep(200 * 1000);
     ck_assert_int_eq(code, 200);
-
-    const route_case cases[] = {
-        { "GET", "/batches", NULL, RECON_ROLE_VIEWER, 200 },
-        { "GET", p_batch, NULL, RECON_ROLE_VIEWER, 200 },
-        { "GET", p_disc, NULL, RECON_ROLE_VIEWER, 200 },
-        { "POST", p_replay, NULL, RECON_ROLE_OPERATOR, 200 },
-    };
     char wrong[200];
     snprintf(wrong, sizeof(wrong), "Bearer tbr_%064d", 7);
     for (size_t i = 0; i < CORE_ARRAY_SIZE(cases); i++) {
@@ -326,6 +367,115 @@ START_TEST(every_route_no_token_wrong_token_each_role)
     free(late);
 }
 END_TEST
+
+/* Deny by default: with no token file every API route is a 401, whatever
+ * the caller sends; auth.open=true opens them all, with a warning naming it.
+ * /healthz, /readyz, /metrics and the dashboard's page stay open either way. */
+START_TEST(no_tokens_file_401_every_route_open_when_asked)
+{
+    char batch[64], *text = NULL;
+    route_paths paths;
+    route_case cases[NROUTES];
+    long code;
+
+    for (int open = 0; open <= 1; open++) {
+        daemon_t d = { 0 }; /* d.tokens empty: no token file */
+        daemon_start(&d, open ? "open" : "deny", open ? "--auth.open=true" : NULL);
+        snprintf(batch, sizeof(batch), "%s-%s", open ? "open" : "deny", tu_unique());
+        emit_batch(d.topic, batch, 5);
+        route_cases(batch, &paths, cases);
+        if (open) { /* wait until the daemon has applied the batch */
+            int64_t deadline = core_mono_ms() + 60000;
+            while ((code = tu_http(d.port, "GET", paths.batch, NULL, NULL, NULL)) != 200 &&
+                   core_mono_ms() < deadline)
+                usleep(200 * 1000);
+            ck_assert_int_eq(code, 200);
+        } else {
+            usleep(1000 * 1000); /* time to apply it: a 401 must not be a 404 in disguise */
+        }
+        for (size_t i = 0; i < NROUTES; i++) {
+            const route_case *c = &cases[i];
+            long want = open ? c->ok : 401;
+            code = tu_http(d.port, c->method, c->path, NULL, c->body, &text);
+            ck_assert_msg(code == want, "%s %s, no token file, auth.open=%d: %ld, not %ld (%s)",
+                          c->method, c->path, open, code, want, text);
+            free(text);
+            /* a token of any shape changes nothing */
+            code = tu_http(d.port, c->method, c->path, "Bearer tbr_0123456789abcdef", c->body,
+                           NULL);
+            ck_assert_msg(code == want, "%s %s with a token, auth.open=%d: %ld", c->method,
+                          c->path, open, code);
+        }
+        ck_assert_int_eq(tu_http(d.port, "GET", "/healthz", NULL, NULL, NULL), 200);
+        ck_assert_int_eq(tu_http(d.port, "GET", "/readyz", NULL, NULL, NULL), 200);
+        ck_assert_int_eq(tu_http(d.port, "GET", "/metrics", NULL, NULL, NULL), 200);
+        ck_assert_int_eq(tu_http(d.port, "GET", "/dashboard", NULL, NULL, NULL), 200);
+        daemon_stop(&d);
+        char *log = slurp(d.log);
+        if (open)
+            ck_assert_msg(strstr(log, "\"setting\":\"auth.open\"") != NULL &&
+                              strstr(log, "development only") != NULL,
+                          "no warning naming auth.open: %s", log);
+        else
+            ck_assert_msg(strstr(log, "every API route answers 401") != NULL &&
+                              strstr(log, "\"token_id\":\"unknown\"") != NULL,
+                          "no start warning or 401 line: %s", log);
+        free(log);
+        unlink(d.log);
+    }
+}
+END_TEST
+
+/* The value of an unlabelled series (or the first with the prefix) in a
+ * scrape; NAN when absent. */
+static double scrape_value(const char *text, const char *series)
+{
+    size_t n = strlen(series);
+    for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (strncmp(p, series, n) == 0 && (p[n] == ' ' || p[n] == '{'))
+            return strtod(strchr(p + n, ' ') + 1, NULL);
+    return NAN;
+}
+
+/* The daemon's lag gauges: a batch whose events are two hours old, read to
+ * the end: nothing waits (lag_messages 0) and the newest event applied is
+ * two hours old (lag_seconds); the windows gauge counts its window. */
+START_TEST(audit_lag_and_windows_gauges)
+{
+    daemon_t d = { 0 };
+    char batch[64], *text = NULL;
+    int64_t ts = core_now_ms() - 2 * 3600 * 1000;
+    double lag_s = NAN, lag_m = NAN, windows = 0;
+
+    daemon_start(&d, "lag", "--close.interval.ms=200");
+    snprintf(batch, sizeof(batch), "lag-%s", tu_unique());
+    emit_batch_at(d.topic, batch, 20, ts);
+    int64_t deadline = core_mono_ms() + 60000;
+    while (core_mono_ms() < deadline) {
+        ck_assert_int_eq(tu_http(d.port, "GET", "/metrics", NULL, NULL, &text), 200);
+        lag_s = scrape_value(text, "tributary_recon_audit_lag_seconds");
+        lag_m = scrape_value(text, "tributary_recon_audit_lag_messages");
+        windows = 0;
+        static const char *const st[] = { "open", "closed", "reopened" };
+        for (int k = 0; k < 3; k++) {
+            char series[100];
+            snprintf(series, sizeof(series), "tributary_recon_windows{state=\"%s\"}", st[k]);
+            double v = scrape_value(text, series);
+            windows += isnan(v) ? 0 : v;
+        }
+        free(text);
+        if (lag_s >= 7000 && lag_m == 0 && windows >= 1)
+            break;
+        usleep(300 * 1000);
+    }
+    ck_assert_msg(lag_s >= 7190 && lag_s < 7400, "lag_seconds %f (events 2 h old)", lag_s);
+    ck_assert_msg(lag_m == 0, "lag_messages %f after everything was applied", lag_m);
+    ck_assert_msg(windows >= 1, "windows gauge %f", windows);
+    daemon_stop(&d);
+    unlink(d.log);
+}
+END_TEST
+
 
 /* ---- a tiny webhook receiver: the first POST gets 503, the others 200 ---------- */
 
@@ -432,6 +582,229 @@ static long high_watermark(const char *topic)
  * the batch is clean; the webhook and the metrics are checked on the way.
  * Long on purpose: one story, each step needing the state the one before
  * left (a daemon start costs seconds on this machine). */
+/* Delete every record of partition 0 of topic below its high watermark
+ * (what .raw's retention does); @returns the high watermark. */
+static long drop_records(const char *topic)
+{
+    core_kafka_producer_t *p = tu_producer("5");
+    rd_kafka_t *rk = core_kafka_producer_handle(p);
+    int64_t lo, hi;
+    ck_assert_int_eq(rd_kafka_query_watermark_offsets(rk, topic, 0, &lo, &hi, 10000), 0);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic, 0)->offset = hi;
+    rd_kafka_DeleteRecords_t *dr = rd_kafka_DeleteRecords_new(l);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_DeleteRecords(rk, &dr, 1, NULL, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
+    ck_assert_msg(ev && rd_kafka_event_error(ev) == 0, "delete records: %s",
+                  ev ? rd_kafka_event_error_string(ev) : "no answer");
+    rd_kafka_event_destroy(ev);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_DeleteRecords_destroy(dr);
+    rd_kafka_topic_partition_list_destroy(l);
+    ck_assert_int_eq(rd_kafka_query_watermark_offsets(rk, topic, 0, &lo, &hi, 10000), 0);
+    ck_assert_int_eq(lo, hi); /* nothing left to read */
+    core_kafka_producer_free(p);
+    return (long)hi;
+}
+
+/* Method full: the daemon keeps the batch's .raw records in its state; after
+ * .raw lost them a replay takes the missing ones from the state and the
+ * batch becomes clean; GET/PUT /retention; the purge deletes what is older
+ * than the dataset's retention and nothing else. */
+START_TEST(full_method_replay_from_state_and_retention)
+{
+    daemon_t d = { 0 };
+    char batch[64], prefix[64], raw[128], extra[300], path[300], sql[600], *text = NULL;
+    char *op = NULL, *vw = NULL, *ad = NULL, oauth[200], vauth[200], aauth[200], err[512];
+    const int n = 6;
+
+    snprintf(d.tokens, sizeof(d.tokens), "/tmp/recon_api_tokens_%s", tu_unique());
+    unlink(d.tokens);
+    ck_assert_int_eq(token_add(d.tokens, "op", "operator", &op), 0);
+    ck_assert_int_eq(token_add(d.tokens, "vw", "viewer", &vw), 0);
+    ck_assert_int_eq(token_add(d.tokens, "ad", "admin", &ad), 0);
+    snprintf(oauth, sizeof(oauth), "Bearer %s", op);
+    snprintf(vauth, sizeof(vauth), "Bearer %s", vw);
+    snprintf(aauth, sizeof(aauth), "Bearer %s", ad);
+    snprintf(prefix, sizeof(prefix), "f%s_", tu_unique());
+    snprintf(raw, sizeof(raw), "%spayee.raw", prefix);
+    tu_topic_create(raw, 1);
+    snprintf(extra, sizeof(extra),
+             "--method=payee:full --topic.prefix=%s --retention.purge.interval.ms=300", prefix);
+    daemon_start(&d, "full", extra);
+    snprintf(batch, sizeof(batch), "full-%s", tu_unique());
+    produce_raw(raw, batch, n);
+
+    core_kafka_producer_t *p = tu_producer("5");
+    core_audit_t *ing = core_audit_new(p, cat, d.topic, "ingest", err, sizeof(err));
+    core_audit_t *val = core_audit_new(p, cat, d.topic, "validator", err, sizeof(err));
+    core_audit_t *per = core_audit_new(p, cat, d.topic, "persister", err, sizeof(err));
+    ck_assert(ing && val && per);
+    for (int i = 0; i < n; i++) {
+        emit1(ing, batch, i, "published", raw, CORE_AUDIT_NONE);
+        if (i == 2 || i == 4)
+            continue;
+        emit1(val, batch, i, "valid", raw, i);
+        emit1(per, batch, i, "persisted", "payee.valid", i);
+    }
+    ck_assert_int_eq((int)core_kafka_producer_flush(p, 30000), 0);
+
+    /* every record of the batch kept, with its bytes */
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s.payloads WHERE batch_id = '%s'",
+             d.schema, batch);
+    int64_t deadline = core_mono_ms() + 60000;
+    while (tu_pg_count(sql) < n && core_mono_ms() < deadline)
+        usleep(200 * 1000);
+    ck_assert_int_eq((long)tu_pg_count(sql), n);
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM %s.payloads WHERE batch_id = '%s' AND value = "
+             "convert_to('record 2', 'UTF8') AND key = convert_to('K0002', 'UTF8') AND topic = '%s'",
+             d.schema, batch, raw);
+    ck_assert_int_eq((long)tu_pg_count(sql), 1);
+
+    /* the daemon names the two missing; then .raw loses every record */
+    snprintf(path, sizeof(path), "/discrepancies?batch=%s&verdict=missing", batch);
+    cJSON *j = NULL;
+    deadline = core_mono_ms() + 60000;
+    for (;;) {
+        ck_assert_int_eq(tu_http(d.port, "GET", path, vauth, NULL, &text), 200);
+        j = cJSON_Parse(text);
+        free(text);
+        if (cJSON_GetObjectItem(j, "total")->valuedouble == 2 || core_mono_ms() > deadline)
+            break;
+        cJSON_Delete(j);
+        usleep(200 * 1000);
+    }
+    ck_assert_int_eq((int)cJSON_GetObjectItem(j, "total")->valuedouble, 2);
+    cJSON_Delete(j);
+    long hi0 = drop_records(raw);
+    ck_assert_int_eq(hi0, n);
+
+    /* the replay takes both from recon's state */
+    snprintf(path, sizeof(path), "/replay?batch=%s", batch);
+    ck_assert_int_eq(tu_http(d.port, "POST", path, oauth, NULL, &text), 200);
+    j = cJSON_Parse(text);
+    ck_assert_msg(cJSON_GetObjectItem(j, "published")->valuedouble == 2, "replay: %s", text);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "not_found")), 0);
+    const cJSON *recs = cJSON_GetObjectItem(j, "records");
+    for (int k = 0; k < cJSON_GetArraySize(recs); k++)
+        ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(recs, k), "source")->valuestring,
+                         "state");
+    free(text);
+    cJSON_Delete(j);
+    ck_assert_int_eq(high_watermark(raw), hi0 + 2);
+
+    /* what arrived: records 2 and 4 as they were published */
+    core_kafka_consumer_opts co = { 0 };
+    core_kafka_prop props[] = { { "bootstrap.servers", "127.0.0.1:9092" } };
+    co.defaults = props;
+    co.ndefaults = 1;
+    co.group_id = "test-full-reader";
+    core_kafka_consumer_t *kc = core_kafka_consumer_new(&co, err, sizeof(err));
+    ck_assert_msg(kc != NULL, "%s", err);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, raw, 0)->offset = hi0;
+    ck_assert_int_eq(core_kafka_consumer_assign(kc, l, err, sizeof(err)), CORE_OK);
+    rd_kafka_topic_partition_list_destroy(l);
+    int got = 0;
+    deadline = core_mono_ms() + 30000;
+    while (got < 2 && core_mono_ms() < deadline) {
+        rd_kafka_message_t *m = core_kafka_consumer_poll(kc, 200);
+        if (!m)
+            continue;
+        if (m->err) {
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        char b1[200], b2[200], want_id[128], want_val[32];
+        int i = got == 0 ? 2 : 4;
+        snprintf(want_id, sizeof(want_id), "%s-%04d", batch, i);
+        snprintf(want_val, sizeof(want_val), "record %d", i);
+        ck_assert_str_eq(tu_header(m, "tb.id", b1, sizeof(b1)), want_id);
+        ck_assert_str_eq(tu_header(m, "tb.batch", b2, sizeof(b2)), batch);
+        ck_assert_ptr_nonnull(tu_header(m, "tb.replay", b1, sizeof(b1)));
+        ck_assert_int_eq((int)m->len, (int)strlen(want_val));
+        ck_assert(memcmp(m->payload, want_val, m->len) == 0);
+        emit1(val, batch, i, "valid", raw, m->offset);
+        emit1(per, batch, i, "persisted", "payee.valid", 100 + i);
+        rd_kafka_message_destroy(m);
+        got++;
+    }
+    ck_assert_int_eq(got, 2);
+    core_kafka_consumer_free(kc);
+    ck_assert_int_eq((int)core_kafka_producer_flush(p, 30000), 0);
+    core_audit_free(ing);
+    core_audit_free(val);
+    core_audit_free(per);
+    core_kafka_producer_free(p);
+    snprintf(path, sizeof(path), "/batches/%s", batch);
+    deadline = core_mono_ms() + 60000;
+    bool clean = false;
+    while (!clean && core_mono_ms() < deadline) {
+        ck_assert_int_eq(tu_http(d.port, "GET", path, vauth, NULL, &text), 200);
+        j = cJSON_Parse(text);
+        clean = cJSON_IsTrue(cJSON_GetObjectItem(j, "clean"));
+        free(text);
+        cJSON_Delete(j);
+        if (!clean)
+            usleep(200 * 1000);
+    }
+    ck_assert_msg(clean, "the batch is not clean after the replay from recon's state");
+
+    /* retention: read by a viewer, set by an admin only, checked */
+    ck_assert_int_eq(tu_http(d.port, "GET", "/retention", vauth, NULL, &text), 200);
+    j = cJSON_Parse(text);
+    ck_assert_int_eq((int)cJSON_GetObjectItem(j, "default_days")->valuedouble, 7);
+    free(text);
+    cJSON_Delete(j);
+    const char *body = "{\"dataset\":\"payee\",\"days\":1}";
+    ck_assert_int_eq(tu_http(d.port, "PUT", "/retention", oauth, body, NULL), 403);
+    ck_assert_int_eq(tu_http(d.port, "PUT", "/retention", aauth, "{\"dataset\":\"payee\"}", NULL),
+                     400);
+    ck_assert_int_eq(tu_http(d.port, "PUT", "/retention", aauth,
+                             "{\"dataset\":\"nosuch\",\"days\":1}", NULL), 400);
+    ck_assert_int_eq(tu_http(d.port, "PUT", "/retention", aauth,
+                             "{\"dataset\":\"payee\",\"days\":0}", NULL), 400);
+    ck_assert_int_eq(tu_http(d.port, "PUT", "/retention", aauth, body, &text), 200);
+    j = cJSON_Parse(text);
+    const cJSON *ds0 = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "datasets"), 0);
+    ck_assert_str_eq(cJSON_GetObjectItem(ds0, "dataset")->valuestring, "payee");
+    ck_assert_int_eq((int)cJSON_GetObjectItem(ds0, "days")->valuedouble, 1);
+    free(text);
+    cJSON_Delete(j);
+    /* the purge: record 0 kept two days ago goes, record 1 kept 12 h ago stays */
+    snprintf(sql, sizeof(sql),
+             "UPDATE %s.payloads SET kept_ms = (extract(epoch from now()) * 1000)::bigint - "
+             "CASE id WHEN '%s-0000' THEN 172800000 ELSE 43200000 END WHERE batch_id = '%s' AND "
+             "id IN ('%s-0000', '%s-0001')",
+             d.schema, batch, batch, batch, batch);
+    PGconn *pg = tu_pg_connect();
+    PQclear(PQexec(pg, sql));
+    PQfinish(pg);
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s.payloads WHERE batch_id = '%s'",
+             d.schema, batch);
+    deadline = core_mono_ms() + 20000;
+    while (tu_pg_count(sql) != n - 1 && core_mono_ms() < deadline)
+        usleep(200 * 1000);
+    ck_assert_int_eq((long)tu_pg_count(sql), n - 1);
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s.payloads WHERE id = '%s-0000'",
+             d.schema, batch);
+    ck_assert_int_eq((long)tu_pg_count(sql), 0);
+    usleep(700 * 1000); /* two more purges: record 1 (12 h, retention 1 day) stays */
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s.payloads WHERE id = '%s-0001'",
+             d.schema, batch);
+    ck_assert_int_eq((long)tu_pg_count(sql), 1);
+
+    daemon_stop(&d);
+    unlink(d.log);
+    unlink(d.tokens);
+    free(op);
+    free(vw);
+    free(ad);
+}
+END_TEST
+
 START_TEST(replay_missing_records_batch_becomes_clean)
 {
     daemon_t d = { 0 };
@@ -766,6 +1139,9 @@ static Suite *api_suite(void)
     tcase_add_test(tc, token_tool_stores_only_the_hash);
     tcase_add_test(tc, route_roles);
     tcase_add_test(tc, every_route_no_token_wrong_token_each_role);
+    tcase_add_test(tc, no_tokens_file_401_every_route_open_when_asked);
+    tcase_add_test(tc, audit_lag_and_windows_gauges);
+    tcase_add_test(tc, full_method_replay_from_state_and_retention);
     tcase_add_test(tc, replay_missing_records_batch_becomes_clean);
     tcase_add_test(tc, dashboard_shows_planted_records);
     suite_add_tcase(s, tc);

@@ -285,7 +285,8 @@ START_TEST(http_windows_and_reconcile_on_demand)
     snprintf(pflag, sizeof(pflag), "--http.port=%d", port);
     const char *args[] = { pflag, topic_flag, schema_flag, "--log.level=error", "--grace.ms=1000",
                            "--close.idle.ms=86400000", "--close.interval.ms=3600000",
-                           "--sinks=cache-feeder,persister", "--batch.timeout.ms=50", NULL };
+                           "--sinks=cache-feeder,persister", "--batch.timeout.ms=50",
+                           "--auth.open=true" /* RBAC: test_recon_api */, NULL };
     pid_t pid = tu_spawn("svc-recon", args, tu_env(true), NULL);
     /* ready, and the daemon has applied the 40 events */
     int64_t deadline = core_mono_ms() + 60000;
