@@ -290,96 +290,70 @@ static long find_op(const my_sink *s, const char *key, size_t len)
 }
 
 /* Read and lock the stored versions of the batch's keys in table+suffix
- * into vers (NONE where nothing is stored). */
+ * into vers (NONE where nothing is stored), LOCK_KEYS keys a statement. */
+#define LOCK_KEYS 1000
 static pers_res_t lock_read(my_sink *s, pers_dataset *ds, const char *suffix,
                             const char *keycol, int64_t *vers, char *errstr, size_t errstr_size)
 {
-    core_strbuf b = { 0 };
-    core_strbuf_add(&b, "SELECT `");
-    core_strbuf_add(&b, keycol);
-    core_strbuf_add(&b, "`, tb_version FROM ");
-    add_ident(&b, ds->name, suffix);
-    core_strbuf_addf(&b, " WHERE `%s` IN (", keycol);
-    for (size_t i = 0; i < s->nops; i++) {
+    for (size_t i = 0; i < s->nops; i++)
         vers[i] = NONE;
-        if (i)
-            core_strbuf_add(&b, ",");
-        add_quoted(s, &b, s->ops[i].key, strlen(s->ops[i].key));
-    }
-    core_strbuf_add(&b, ") FOR UPDATE");
-    if (b.failed) {
+    for (size_t from = 0; from < s->nops; from += LOCK_KEYS) {
+        size_t to = s->nops - from > LOCK_KEYS ? from + LOCK_KEYS : s->nops;
+        core_strbuf b = { 0 };
+        core_strbuf_addf(&b, "SELECT `%s`, tb_version FROM ", keycol);
+        add_ident(&b, ds->name, suffix);
+        core_strbuf_addf(&b, " WHERE `%s` IN (", keycol);
+        for (size_t i = from; i < to; i++) {
+            if (i > from)
+                core_strbuf_add(&b, ",");
+            add_quoted(s, &b, s->ops[i].key, strlen(s->ops[i].key));
+        }
+        core_strbuf_add(&b, ") FOR UPDATE");
+        if (b.failed) {
+            free(b.p);
+            core_errstr(errstr, errstr_size, "out of memory");
+            return PERS_RETRY;
+        }
+        int rc = mysql_real_query(s->conn, b.p, (unsigned long)b.len);
         free(b.p);
-        core_errstr(errstr, errstr_size, "out of memory");
-        return PERS_RETRY;
+        MYSQL_RES *res = rc ? NULL : mysql_store_result(s->conn);
+        if (!res) {
+            pers_res_t r = classify(s, errstr, errstr_size);
+            return r == PERS_OK ? PERS_RETRY : r;
+        }
+        MYSQL_ROW row;
+        while ((row = mysql_fetch_row(res))) {
+            unsigned long *lens = mysql_fetch_lengths(res);
+            long i = row[0] && row[1] ? find_op(s, row[0], lens[0]) : -1;
+            if (i >= 0)
+                vers[i] = strtoll(row[1], NULL, 10);
+        }
+        mysql_free_result(res);
     }
-    int rc = mysql_real_query(s->conn, b.p, (unsigned long)b.len);
-    free(b.p);
-    MYSQL_RES *res = rc ? NULL : mysql_store_result(s->conn);
-    if (!res) {
-        pers_res_t r = classify(s, errstr, errstr_size);
-        return r == PERS_OK ? PERS_RETRY : r;
-    }
-    MYSQL_ROW row;
-    while ((row = mysql_fetch_row(res))) {
-        unsigned long *lens = mysql_fetch_lengths(res);
-        long i = row[0] && row[1] ? find_op(s, row[0], lens[0]) : -1;
-        if (i >= 0)
-            vers[i] = strtoll(row[1], NULL, 10);
-    }
-    mysql_free_result(res);
     return PERS_OK;
 }
 
-/* Write ops[0..n) (a range of the batch) inside the current transaction:
- * all or nothing (a refusal leaves the statement's rows unwritten, the
- * caller rolls back to its savepoint). */
-static pers_res_t write_range(my_sink *s, pers_dataset *ds, pers_op *ops, size_t n,
-                              char *errstr, size_t errstr_size)
+/* Rows, or bytes, per statement: well under the server's max_allowed_packet
+ * (16 MiB by default), whatever batch.size is. */
+#define CHUNK_ROWS 1000
+#define CHUNK_BYTES (4u << 20)
+
+/* Run the statements of one chunk: the guarded upsert of its rows (up),
+ * the guarded delete (del) and the tombstones (tomb) of its deletes. */
+static pers_res_t run_chunk(my_sink *s, pers_dataset *ds, core_strbuf *up, core_strbuf *del,
+                            core_strbuf *tomb, char *errstr, size_t errstr_size)
 {
-    const char *key = ds->cols[ds->key_col].name;
-    core_strbuf up = { 0 }, del = { 0 }, tomb = { 0 };
-    size_t nup = 0, ndel = 0;
+    core_strbuf b = { 0 }, d = { 0 }, t = { 0 };
     pers_res_t r = PERS_OK;
 
-    for (size_t i = 0; i < n; i++) {
-        pers_op *op = &ops[i];
-        size_t j = (size_t)(op - s->ops);
-        int64_t rv = s->rowv[j], tv = s->tombv[j], v = op->version;
-        if (op->kind == PERS_UPSERT) {
-            if (tv != NONE && tv >= v)
-                continue; /* deleted at this version or later */
-            core_strbuf_add(&up, nup++ ? ",(" : "(");
-            for (size_t c = 0; c < ds->ncols; c++) {
-                char *tmp;
-                add_value(s, &up, &ds->cols[c], pers_column_text(op->rec, &ds->cols[c], &tmp));
-                free(tmp);
-                core_strbuf_add(&up, ",");
-            }
-            core_strbuf_addf(&up, "%lld,", (long long)v);
-            add_quoted(s, &up, op->rec->id, strlen(op->rec->id));
-            core_strbuf_add(&up, ",");
-            add_quoted(s, &up, op->rec->batch_id, strlen(op->rec->batch_id));
-            core_strbuf_add(&up, ",NOW(3))");
-        } else if (rv == NONE || rv <= v) { /* no newer row stored */
-            core_strbuf_add(&del, ndel ? " OR (`" : "(`");
-            core_strbuf_add(&del, key);
-            core_strbuf_add(&del, "` = ");
-            add_quoted(s, &del, op->key, strlen(op->key));
-            core_strbuf_addf(&del, " AND tb_version <= %lld)", (long long)v);
-            core_strbuf_add(&tomb, ndel++ ? ",(" : "(");
-            add_quoted(s, &tomb, op->key, strlen(op->key));
-            core_strbuf_addf(&tomb, ",%lld,NOW(3))", (long long)v);
-        }
-    }
-    if (nup) {
-        core_strbuf b = { 0 };
+    if (up->len) {
         core_strbuf_add(&b, "INSERT INTO ");
         add_ident(&b, ds->name, "");
         core_strbuf_add(&b, " (");
         for (size_t c = 0; c < ds->ncols; c++)
             core_strbuf_addf(&b, "`%s`,", ds->cols[c].name);
         core_strbuf_add(&b, "tb_version,tb_id,tb_batch,tb_persisted_at) VALUES ");
-        core_strbuf_addn(&b, up.p ? up.p : "", up.len);
+        core_strbuf_addn(&b, up->p, up->len);
         core_strbuf_add(&b, " ON DUPLICATE KEY UPDATE ");
         /* the guard: every column only when the stored version is not
          * newer; tb_version last, the others still see the stored one */
@@ -394,37 +368,87 @@ static pers_res_t write_range(my_sink *s, pers_dataset *ds, pers_op *ops, size_t
         for (size_t m = 0; m < 4; m++)
             core_strbuf_addf(&b, "%s = IF(tb_version <= VALUES(tb_version), VALUES(%s), %s)%s",
                              meta[m], meta[m], meta[m], m < 3 ? ", " : "");
-        free(up.p);
-        up = b;
     }
-    if (ndel) {
-        core_strbuf b = { 0 }, t = { 0 };
-        core_strbuf_add(&b, "DELETE FROM ");
-        add_ident(&b, ds->name, "");
-        core_strbuf_add(&b, " WHERE ");
-        core_strbuf_addn(&b, del.p ? del.p : "", del.len);
+    if (del->len) {
+        core_strbuf_add(&d, "DELETE FROM ");
+        add_ident(&d, ds->name, "");
+        core_strbuf_add(&d, " WHERE ");
+        core_strbuf_addn(&d, del->p, del->len);
         core_strbuf_add(&t, "INSERT INTO ");
         add_ident(&t, ds->name, "_tombstone");
         core_strbuf_add(&t, " (`key`, tb_version, tb_deleted_at) VALUES ");
-        core_strbuf_addn(&t, tomb.p ? tomb.p : "", tomb.len);
+        core_strbuf_addn(&t, tomb->p, tomb->len);
         core_strbuf_add(&t, " ON DUPLICATE KEY UPDATE tb_deleted_at = IF(tb_version <= "
                             "VALUES(tb_version), VALUES(tb_deleted_at), tb_deleted_at), "
                             "tb_version = GREATEST(tb_version, VALUES(tb_version))");
-        free(del.p);
-        free(tomb.p);
-        del = b;
-        tomb = t;
     }
-    if (up.failed || del.failed || tomb.failed) {
+    if (up->failed || del->failed || tomb->failed || b.failed || d.failed || t.failed) {
         core_errstr(errstr, errstr_size, "out of memory");
         r = PERS_RETRY;
     }
-    if (r == PERS_OK && nup)
-        r = run(s, up.p, up.len, errstr, errstr_size);
-    if (r == PERS_OK && ndel)
-        r = run(s, del.p, del.len, errstr, errstr_size);
-    if (r == PERS_OK && ndel)
-        r = run(s, tomb.p, tomb.len, errstr, errstr_size);
+    if (r == PERS_OK && b.len)
+        r = run(s, b.p, b.len, errstr, errstr_size);
+    if (r == PERS_OK && d.len)
+        r = run(s, d.p, d.len, errstr, errstr_size);
+    if (r == PERS_OK && t.len)
+        r = run(s, t.p, t.len, errstr, errstr_size);
+    free(b.p);
+    free(d.p);
+    free(t.p);
+    free(up->p);
+    free(del->p);
+    free(tomb->p);
+    *up = *del = *tomb = (core_strbuf){ 0 };
+    return r;
+}
+
+/* Write ops[0..n) (a range of the batch) inside the current transaction,
+ * CHUNK_ROWS at a time: all or nothing (after a refusal the caller rolls
+ * back to its savepoint). */
+static pers_res_t write_range(my_sink *s, pers_dataset *ds, pers_op *ops, size_t n,
+                              char *errstr, size_t errstr_size)
+{
+    const char *key = ds->cols[ds->key_col].name;
+    core_strbuf up = { 0 }, del = { 0 }, tomb = { 0 };
+    size_t rows = 0;
+    pers_res_t r = PERS_OK;
+
+    for (size_t i = 0; i < n && r == PERS_OK; i++) {
+        pers_op *op = &ops[i];
+        size_t j = (size_t)(op - s->ops);
+        int64_t rv = s->rowv[j], tv = s->tombv[j], v = op->version;
+        if (op->kind == PERS_UPSERT) {
+            if (tv != NONE && tv >= v)
+                continue; /* deleted at this version or later */
+            core_strbuf_add(&up, up.len ? ",(" : "(");
+            for (size_t c = 0; c < ds->ncols; c++) {
+                char *tmp;
+                add_value(s, &up, &ds->cols[c], pers_column_text(op->rec, &ds->cols[c], &tmp));
+                free(tmp);
+                core_strbuf_add(&up, ",");
+            }
+            core_strbuf_addf(&up, "%lld,", (long long)v);
+            add_quoted(s, &up, op->rec->id, strlen(op->rec->id));
+            core_strbuf_add(&up, ",");
+            add_quoted(s, &up, op->rec->batch_id, strlen(op->rec->batch_id));
+            core_strbuf_add(&up, ",NOW(3))");
+        } else if (rv == NONE || rv <= v) { /* no newer row stored */
+            core_strbuf_add(&del, del.len ? " OR (`" : "(`");
+            core_strbuf_add(&del, key);
+            core_strbuf_add(&del, "` = ");
+            add_quoted(s, &del, op->key, strlen(op->key));
+            core_strbuf_addf(&del, " AND tb_version <= %lld)", (long long)v);
+            core_strbuf_add(&tomb, tomb.len ? ",(" : "(");
+            add_quoted(s, &tomb, op->key, strlen(op->key));
+            core_strbuf_addf(&tomb, ",%lld,NOW(3))", (long long)v);
+        }
+        if (++rows >= CHUNK_ROWS || up.len + del.len + tomb.len >= CHUNK_BYTES) {
+            r = run_chunk(s, ds, &up, &del, &tomb, errstr, errstr_size);
+            rows = 0;
+        }
+    }
+    if (r == PERS_OK && (up.len || del.len))
+        r = run_chunk(s, ds, &up, &del, &tomb, errstr, errstr_size);
     free(up.p);
     free(del.p);
     free(tomb.p);
@@ -470,12 +494,14 @@ static pers_res_t my_write(pers_sink *base, pers_dataset *ds, pers_op *ops, size
     char e2[128];
     pers_res_t r = PERS_RETRY;
 
+    if (n == 0)
+        return PERS_OK;
     if (my_connect(base, errstr, errstr_size) != PERS_OK)
         return PERS_RETRY; /* a refusal too: nothing the rows can change */
     s->ops = ops;
     s->nops = n;
-    s->rowv = malloc((n ? n : 1) * sizeof(int64_t));
-    s->tombv = malloc((n ? n : 1) * sizeof(int64_t));
+    s->rowv = malloc(n * sizeof(int64_t));
+    s->tombv = malloc(n * sizeof(int64_t));
     if (!s->rowv || !s->tombv) {
         core_errstr(errstr, errstr_size, "out of memory");
         goto out;

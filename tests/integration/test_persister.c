@@ -1609,8 +1609,9 @@ static long my_progress(const void *db)
 #define N_MYSQL 100000
 
 /* 100,000 events with updates, deletes, moved keys and out-of-order
- * versions: the exact table, every column as the events carry it; nothing
- * changes after a restart. */
+ * versions, in batches of 2500 (more than one statement each): the exact
+ * table, every column as the events carry it; nothing changes after a
+ * restart. */
 START_TEST(mysql_final_state_exact)
 {
     names nm;
@@ -1622,7 +1623,7 @@ START_TEST(mysql_final_state_exact)
     int bad_key = -1;
     produce_workload(p, nm.topic, N_MYSQL, N_MYSQL / 4, 42, &m, 0, -1, &bad_key);
     run_opts o = { .suffix = nm.u, .sink = "mysql", .mysql_db = nm.store,
-                   .http_port = http_port() + 12 };
+                   .http_port = http_port() + 12, .batch_size = "2500" };
     int64_t t0 = core_mono_ms();
     pid_t pid = start_persister(&o);
     wait_my_equal(pid, nm.store, &m, 150000);
