@@ -1786,6 +1786,63 @@ START_TEST(mysql_outage_exact)
 }
 END_TEST
 
+/* Seed 004, Kafka → MySQL with a Redis-backed buffer: what was consumed
+ * sits in the buffer and in Redis; after kill -9 the same instance, in a
+ * group that starts at the topic's end, writes it from the backup alone. */
+START_TEST(mysql_redis_backup_restored_after_kill9)
+{
+    char inst[96], v[32];
+    names nm;
+    names_init(&nm, 'u');
+    snprintf(inst, sizeof(inst), "persister-bk-%s", nm.u);
+    my_database(nm.store, true);
+    core_kafka_producer_t *p = new_producer();
+    create_topic(p, nm.topic, 2);
+    model m = { 0 };
+    int bad_key = -1;
+    produce_workload(p, nm.topic, 1500, 400, 13, &m, 0, -1, &bad_key);
+    run_opts o = { .suffix = nm.u, .sink = "mysql", .mysql_db = nm.store,
+                   .http_port = http_port() + 16, .batch_size = "5000",
+                   .timeout_ms = "600000",
+                   .extra = { "--buffer.backup", "--instance.id", inst } };
+    pid_t pid = start_persister(&o);
+    long nk = 0;
+    int64_t end = core_mono_ms() + 60000;
+    while ((nk = backup_keys(inst, NULL)) < 1500 && core_mono_ms() < end) {
+        assert_alive(pid);
+        sleep_ms(200);
+    }
+    ck_assert_int_eq(nk, 1500);
+    MYSQL *c = my_conn(nm.store);
+    ck_assert_ptr_nonnull(c);
+    ck_assert_ptr_nonnull(my_value(c, "SELECT count(*) FROM payee", v, sizeof(v)));
+    ck_assert_str_eq(v, "0");
+    mysql_close(c);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+
+    run_opts o2 = o;
+    char u2[64];
+    snprintf(u2, sizeof(u2), "%s_2", nm.u);
+    o2.suffix = u2;
+    o2.topic_suffix = nm.u;
+    o2.timeout_ms = "100";
+    o2.batch_size = "1000";
+    o2.extra[3] = "--kafka.auto.offset.reset";
+    o2.extra[4] = "latest";
+    pid = start_persister(&o2);
+    wait_my_equal(pid, nm.store, &m, 60000);
+    end = core_mono_ms() + 20000;
+    while ((nk = backup_keys(inst, NULL)) > 0 && core_mono_ms() < end)
+        sleep_ms(100);
+    ck_assert_int_eq(nk, 0);
+    ck_assert_int_eq(stop_persister(pid), 0);
+    core_kafka_producer_free(p);
+    model_free(&m);
+    my_database(nm.store, false);
+}
+END_TEST
+
 /* PERSISTER_TEST=name runs one test only (while working on it). */
 static void add(TCase *tc, const TTest *t, const char *name)
 {
@@ -1824,6 +1881,7 @@ int main(void)
     ADD(ty, mysql_kill9_ten_times_exact);
     ADD(ty, mysql_bad_row_to_dlq_rest_written);
     ADD(ty, mysql_outage_exact);
+    ADD(ty, mysql_redis_backup_restored_after_kill9);
     suite_add_tcase(s, ty);
     return tu_run(&s, 1);
 }
