@@ -643,6 +643,7 @@ static void my_free(pers_sink *base)
         return;
     drop_conn(s);
     free(s);
+    mysql_library_end(); /* pers_mysql_new's mysql_library_init */
 }
 
 pers_sink *pers_mysql_new(const struct pers_mysql_conf *conf, char *errstr, size_t errstr_size)
