@@ -15,7 +15,7 @@ VERSION   := 0.1.0
 BUILD     ?= build
 CC        ?= cc
 PKGS      := rdkafka hiredis libcjson avro-c libcurl libmicrohttpd uuid libcrypto zlib
-DB_PKGS   := libpq libmongoc-1.0
+DB_PKGS   := libpq libmongoc-1.0 libmariadb
 TEST_PKGS := check
 
 PKG_CFLAGS  := $(shell pkg-config --cflags $(PKGS) $(DB_PKGS) 2>/dev/null)

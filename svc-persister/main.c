@@ -1,14 +1,14 @@
-/* svc-persister — batched, idempotent writes to PostgreSQL or MongoDB.
+/* svc-persister — batched, idempotent writes to PostgreSQL, MongoDB or MySQL.
  *
- *   svc-persister --dataset payee [--sink postgres|mongodb] [--create.tables]
- *   svc-persister schema-sql --dataset payee      print the table's DDL
+ *   svc-persister --dataset payee [--sink postgres|mongodb|mysql] [--create.tables]
+ *   svc-persister schema-sql --dataset payee [--sink mysql]   print the table's DDL
  *
  * The work is libcore's sink loop (core_sink: batches, a writer thread,
  * commits after the database said OK, pause and backoff while it is away,
  * revoke and stop drains, audit, DLQ) driving the plugin of --sink
- * (persister.c over sink_pg.c or sink_mongo.c, each with its own keys);
- * this file holds the service's keys, the start-up policy and the choice
- * of the plugin. See docs/svc-persister.md. */
+ * (persister.c over sink_pg.c, sink_mongo.c or sink_mysql.c, each with its
+ * own keys); here: the service's keys, the start-up policy, the plugin's
+ * choice. See docs/svc-persister.md. */
 #include "persister.h"
 
 #include "tributary/core_audit.h"
@@ -39,6 +39,7 @@ static struct persister_conf {
 } conf;
 static struct pers_pg_conf pg_conf;
 static struct pers_mongo_conf mongo_conf;
+static struct pers_mysql_conf mysql_conf;
 static struct pers_backup_conf backup_conf;
 
 #define K(name, type, def, flags, field, help, lo, hi, ch) \
@@ -48,7 +49,7 @@ static const core_config_key persister_keys[] = {
     K("dataset", CORE_CFG_LIST, NULL, CORE_CFG_REQUIRED, datasets,
       "Datasets to persist (repeat the flag or comma-separate)", 0, 0, NULL),
     K("sink", CORE_CFG_ENUM, "postgres", 0, sink, "Database the records are written to", 0, 0,
-      "postgres|mongodb"),
+      "postgres|mongodb|mysql"),
     K("batch.size", CORE_CFG_INT, "1000", 0, batch_size,
       "Largest batch (records); also the most records held in memory", 1, 1000000, NULL),
     K("batch.timeout.ms", CORE_CFG_INT, "30000", 0, batch_timeout_ms,
@@ -66,7 +67,7 @@ static const core_config_key persister_keys[] = {
     K("audit.topic", CORE_CFG_STR, CORE_AUDIT_TOPIC, 0, audit_topic, "Topic of the audit events",
       0, 0, NULL),
     K("create.tables", CORE_CFG_BOOL, "false", 0, create_tables,
-      "Create missing tables (PostgreSQL) or indexes (MongoDB) at start", 0, 0, NULL),
+      "Create missing tables (PostgreSQL, MySQL) or indexes (MongoDB) at start", 0, 0, NULL),
     K("retry.base.ms", CORE_CFG_INT, "200", 0, retry_base_ms,
       "First delay after a failed database write (doubles, with jitter)", 1, 600000, NULL),
     K("retry.max.ms", CORE_CFG_INT, "30000", 0, retry_max_ms,
@@ -82,6 +83,7 @@ static const core_config_key persister_keys[] = {
 static const core_service_table tables[] = {
     { pers_pg_keys, &pg_conf },
     { pers_mongo_keys, &mongo_conf },
+    { pers_mysql_keys, &mysql_conf },
     { pers_backup_keys, &backup_conf },
     { NULL, NULL },
 };
@@ -105,7 +107,6 @@ static core_err_t probe_db(void *opaque, int timeout_ms, char *errstr, size_t er
  * password is found at once), then the brokers; then the sink runs. */
 static int persist(core_service_t *svc, pers_sink *db, pers_dataset *ds, size_t nds)
 {
-    bool pg = !strcmp(conf.sink, "postgres");
     core_sink_dataset *sds = calloc(nds, sizeof(*sds));
     pers_plugin_conf pc = { db, ds, nds, core_service_catalog(svc), NULL, (size_t)conf.batch_size,
                             { conf.retry_base_ms, conf.retry_max_ms, 2.0, 0.5, 0 } };
@@ -138,7 +139,8 @@ static int persist(core_service_t *svc, pers_sink *db, pers_dataset *ds, size_t 
     }
     snprintf(group, sizeof(group), "svc-persister-%s", db->name);
     snprintf(breaker, sizeof(breaker), "persister_%s", db->name);
-    o.plugin = pg ? &pers_pg_plugin : &pers_mongo_plugin;
+    o.plugin = !strcmp(db->name, "postgres") ? &pers_pg_plugin
+               : !strcmp(db->name, "mysql") ? &pers_mysql_plugin : &pers_mongo_plugin;
     o.plugin_conf = &pc;
     o.datasets = sds;
     o.ndatasets = nds;
@@ -162,8 +164,7 @@ static int persist(core_service_t *svc, pers_sink *db, pers_dataset *ds, size_t 
     o.breaker_name = breaker;
     o.http = core_service_http(svc);
     core_log_info("started", CLF_S("sink", db->name), CLF_I("datasets", nds),
-                  CLF_I("batch_size", conf.batch_size),
-                  CLF_I("batch_timeout_ms", conf.batch_timeout_ms),
+                  CLF_I("batch_size", conf.batch_size), CLF_I("batch_timeout_ms", o.batch_wait_ms),
                   CLF_B("buffer_backup", backup_conf.enabled));
     rc = core_sink_run(&o, err, sizeof(err));
     if (rc == CORE_EX_CONFIG)
@@ -179,7 +180,8 @@ out:
 static int schema_sql(pers_dataset *ds, size_t nds)
 {
     for (size_t i = 0; i < nds; i++) {
-        char *sql = pers_schema_sql(&ds[i], pg_conf.schema);
+        char *sql = !strcmp(conf.sink, "mysql") ? pers_mysql_schema_sql(&ds[i])
+                                                : pers_schema_sql(&ds[i], pg_conf.schema);
         if (!sql)
             return CORE_EX_SOFTWARE;
         fputs(sql, stdout);
@@ -214,12 +216,9 @@ static int run(core_service_t *svc, void *vconf)
         goto out;
     }
     db = !strcmp(conf.sink, "postgres") ? pers_pg_new(&pg_conf, err, sizeof(err))
+         : !strcmp(conf.sink, "mysql")  ? pers_mysql_new(&mysql_conf, err, sizeof(err))
                                         : pers_mongo_new(&mongo_conf, err, sizeof(err));
-    if (!db) {
-        rc = core_service_config_error(svc, err);
-        goto out;
-    }
-    rc = persist(svc, db, ds, nds);
+    rc = db ? persist(svc, db, ds, nds) : core_service_config_error(svc, err);
 out:
     if (db)
         db->free(db);
@@ -231,8 +230,8 @@ out:
 
 static const core_service_def def = {
     .name = "svc-persister",
-    .summary = "batched, idempotent writes to PostgreSQL and MongoDB",
-    .usage = "svc-persister [schema-sql] --dataset NAME [--sink postgres|mongodb] [options]",
+    .summary = "batched, idempotent writes to PostgreSQL, MongoDB and MySQL",
+    .usage = "svc-persister [schema-sql] --dataset NAME [--sink postgres|mongodb|mysql] [options]",
     .http_port_default = "8084",
     .keys = persister_keys,
     .conf = &conf,
@@ -241,7 +240,7 @@ static const core_service_def def = {
     .datasets = &conf.datasets,
     .run = run,
     .tables = tables,
-    .aliases = (const core_config_alias[]){ { "create-tables", "create.tables" }, /* 0.1 */
+    .aliases = (const core_config_alias[]){ { "create-tables", "create.tables" },
                                             CORE_CFG_ALIAS_END },
     .deprecated = (const core_config_alias[]){ { "topic.valid.suffix", "topic.prefix" },
                                                { "topic.dlq.suffix", "topic.prefix" },

@@ -1,6 +1,6 @@
-/* persister.c — svc-persister's sink plugins for core_sink: "postgres" and
- * "mongodb", one set of callbacks over the database interface (pers_sink),
- * each plugin with its database's configuration table.
+/* persister.c — svc-persister's sink plugins for core_sink: "postgres",
+ * "mongodb" and "mysql", one set of callbacks over the database interface
+ * (pers_sink), each plugin with its database's configuration table.
  *
  * The engine consumes <dataset>.valid, batches up to batch.size records or
  * batch.timeout.ms, and runs flush() on its writer thread while the next
@@ -343,3 +343,4 @@ static void p_waiting(void *vctx)
 
 const core_sink_plugin pers_pg_plugin = PERS_PLUGIN("postgres", pers_pg_keys);
 const core_sink_plugin pers_mongo_plugin = PERS_PLUGIN("mongodb", pers_mongo_keys);
+const core_sink_plugin pers_mysql_plugin = PERS_PLUGIN("mysql", pers_mysql_keys);

@@ -1,16 +1,17 @@
 /* persister.h — svc-persister's own types around core_sink: a dataset as
  * the databases see it, a decoded record, one write per key (pers_op), the
  * database interface (pers_sink: PostgreSQL in sink_pg.c, MongoDB in
- * sink_mongo.c, each with its own configuration table), the two sink
- * plugins built on it (persister.c), the per-key reduction and bisection
- * (reduce.c) and the Redis buffer backup (backup.c). main.c chooses the
+ * sink_mongo.c, MySQL/MariaDB in sink_mysql.c, each with its own
+ * configuration table), the three sink plugins built on it (persister.c),
+ * the per-key reduction and bisection (reduce.c) and the Redis buffer backup (backup.c). main.c chooses the
  * plugin. Nothing here is shared with another service.
  *
  * Who calls whom (no circle): main.c → persister.c, backup.c, schema.c,
- * sink_pg.c, sink_mongo.c; persister.c → backup.c, reduce.c, record.c;
- * backup.c → reduce.c, record.c; reduce.c → the database only through
+ * sink_pg.c, sink_mongo.c, sink_mysql.c; persister.c → backup.c, reduce.c,
+ * record.c; backup.c → reduce.c, record.c; reduce.c → the database only through
  * pers_sink's function pointers; sink_pg.c → reduce.c (bisection),
  * pg_row.c, record.c, schema.c; sink_mongo.c → sink_pg.c (SQLSTATE names);
+ * sink_mysql.c → reduce.c (bisection), record.c, sink_pg.c (SQLSTATE names);
  * record.c → the dataset's row function (pg_row.c's, set by sink_pg.c). */
 #ifndef SVC_PERSISTER_H
 #define SVC_PERSISTER_H
@@ -119,7 +120,7 @@ typedef enum pers_res {
 
 typedef struct pers_sink pers_sink;
 struct pers_sink {
-    const char *name; /* "postgres" | "mongodb" */
+    const char *name; /* "postgres" | "mongodb" | "mysql" */
     char addr[256];   /* where it connects (host:port, never a credential) */
     /* (Re)connect when not connected. PERS_RETRY: unreachable (errstr says
      * why); PERS_ERROR: the server refused the configuration (a password,
@@ -221,8 +222,8 @@ bool pers_backup_restore(pers_backup_t *b, pers_sink *db, pers_dataset *ds, size
                          const core_avro_catalog_t *cat, size_t batch_size,
                          const core_backoff *bo);
 
-/* persister.c: the sink plugins, name "postgres" and "mongodb", each with
- * its database's configuration table. plugin_conf: a pers_plugin_conf. */
+/* persister.c: the sink plugins, name "postgres", "mongodb" and "mysql",
+ * each with its database's configuration table. plugin_conf: a pers_plugin_conf. */
 typedef struct pers_plugin_conf {
     pers_sink *db;           /* connected by main's start-up probe; the writer thread's */
     pers_dataset *ds;        /* parallel to the sink's datasets */
@@ -234,6 +235,7 @@ typedef struct pers_plugin_conf {
 } pers_plugin_conf;
 extern const core_sink_plugin pers_pg_plugin;
 extern const core_sink_plugin pers_mongo_plugin;
+extern const core_sink_plugin pers_mysql_plugin;
 /** /readyz "<sink>": false with the reason while the database is not known
  * to answer (at start until it does, after a failed write or ping). Any
  * thread; a core_http probe (opaque unused). */
@@ -299,5 +301,23 @@ void pers_mongo_reason(const char *msg, char *buf, size_t size);
 bool pers_mongo_login_refused(uint32_t domain, uint32_t code, const char *msg);
 /** conf must outlive the sink. NULL with errstr naming the key. */
 pers_sink *pers_mongo_new(const struct pers_mongo_conf *conf, char *errstr, size_t errstr_size);
+
+/* sink_mysql.c */
+struct pers_mysql_conf {
+    char *host;
+    int64_t port;
+    char *user;
+    char *password;
+    char *database;
+    int64_t connect_timeout_ms;
+    int64_t read_timeout_ms;
+    char *ssl_ca;
+};
+extern const core_config_key pers_mysql_keys[];
+/** CREATE TABLE ... for the dataset and its tombstones, MySQL's dialect
+ * (malloc'd; NULL: out of memory). */
+char *pers_mysql_schema_sql(const pers_dataset *ds);
+/** conf must outlive the sink. NULL with errstr naming the key. */
+pers_sink *pers_mysql_new(const struct pers_mysql_conf *conf, char *errstr, size_t errstr_size);
 
 #endif

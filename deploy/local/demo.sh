@@ -72,7 +72,7 @@ start() { # name port args...
 }
 start svc-validator 8082 --dataset payee --commit.interval.ms 500 --batch.max 5000
 start svc-cache-feeder 8083 --dataset payee
-start svc-persister 8084 --dataset payee --sink postgres --create-tables --batch.timeout.ms 500 \
+start svc-persister 8084 --dataset payee --sink postgres --create.tables --batch.timeout.ms 500 \
     --batch.size 5000 --pg.conninfo "$pgconn" --pg.password_file "$pgpass"
 # svc-recon's API refuses every caller without a token file (deny by
 # default): one viewer and one operator token, each printed once by

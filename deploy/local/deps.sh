@@ -4,8 +4,8 @@
 #
 # Idempotent and fast when everything is there: asks dpkg first, and runs
 # apt-get update + install only for what is missing. Needs root (or sudo).
-# Debian's redis-server and postgresql would start their own services on
-# install; they are kept from starting (policy-rc.d) and stopped if running,
+# Debian's redis-server, postgresql and mariadb-server would start their own
+# services on install; they are kept from starting (policy-rc.d) and stopped if running,
 # because deploy/local/stack.sh runs its own instances on the same ports.
 #
 # Env: DEPS_SKIP_OPTIONAL=1  skip the nice-to-have packages (clang, libFuzzer runtime).
@@ -18,8 +18,8 @@ REQUIRED_PKGS=(
     build-essential pkg-config
     librdkafka-dev libhiredis-dev libmongoc-dev libbson-dev libcjson-dev
     libavro-dev libcurl4-openssl-dev check libsubunit-dev libmicrohttpd-dev
-    libcsv-dev uuid-dev libssl-dev zlib1g-dev libpq-dev
-    redis-server redis-tools postgresql postgresql-client kcat
+    libcsv-dev uuid-dev libssl-dev zlib1g-dev libpq-dev libmariadb-dev
+    redis-server redis-tools postgresql postgresql-client mariadb-server kcat
     procps psmisc iproute2 ca-certificates
     chromium chromium-driver
     prometheus
@@ -162,6 +162,11 @@ stop_distro_services() {
     if [ -r /run/redis/redis-server.pid ] && kill -0 "$(cat /run/redis/redis-server.pid)" 2>/dev/null; then
         log "stopping Debian's redis-server service (stack.sh runs its own)"
         "${SUDO[@]}" service redis-server stop >/dev/null 2>&1 || true
+    fi
+    if [ -r /run/mysqld/mysqld.pid ] &&
+            kill -0 "$(cat /run/mysqld/mysqld.pid)" 2>/dev/null; then
+        log "stopping Debian's mariadb service (stack.sh runs its own)"
+        "${SUDO[@]}" service mariadb stop >/dev/null 2>&1 || true
     fi
     if command -v pg_lsclusters >/dev/null 2>&1; then
         local ver name port status rest

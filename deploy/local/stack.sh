@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # deploy/local/stack.sh — the local stack of real servers on loopback:
-# Kafka (KRaft, 1 or 3 nodes), Redis, PostgreSQL, FerretDB (MongoDB wire
+# Kafka (KRaft, 1 or 3 nodes), Redis, PostgreSQL, MariaDB, FerretDB (MongoDB wire
 # protocol, stored in that PostgreSQL: database ferretdb) and Apicurio
 # Registry (a Schema Registry with the Confluent API, stored in that
 # PostgreSQL: database registry). No containers: Debian's binaries, Kafka's
@@ -14,6 +14,7 @@
 #        stack.sh kafka-stop N [--kill]    stop Kafka node N (1..nodes); --kill = SIGKILL
 #        stack.sh kafka-start N            start Kafka node N again, wait until it answers
 #        stack.sh redis-stop | redis-start | pg-stop | pg-start | ferretdb-stop | ferretdb-start
+#        stack.sh mariadb-stop | mariadb-start          MariaDB alone (outage tests)
 #        stack.sh registry-stop | registry-start      the Schema Registry alone
 #        stack.sh kafka-class CLASS [ARGS] run a Kafka tool class with the broker's class path
 #                                          (e.g. org.apache.kafka.tools.TopicCommand --list ...)
@@ -22,6 +23,7 @@
 #   STACK_KAFKA_NODES (1)  STACK_KAFKA_PORT (9092; node i listens on PORT+2(i-1),
 #   its controller on that +1)  STACK_KAFKA_VERSION (3.9.1)  STACK_KAFKA_HEAP (512m)
 #   STACK_REDIS_PORT (6379)  STACK_PG_PORT (5432)  STACK_MONGO_PORT (27017)
+#   STACK_MARIADB_PORT (3306)
 #   STACK_FERRETDB_VERSION (v1.24.0)  STACK_WAIT_SECS (90)  STACK_PURGE (0)
 #   STACK_REGISTRY (1; 0: `up` leaves the registry out)  STACK_REGISTRY_PORT (18081)
 #   STACK_REGISTRY_MGMT_PORT (18091)  STACK_REGISTRY_VERSION (3.3.3)
@@ -38,6 +40,7 @@ KAFKA_VERSION=${STACK_KAFKA_VERSION:-3.9.1}
 KAFKA_HEAP=${STACK_KAFKA_HEAP:-512m}
 REDIS_PORT=${STACK_REDIS_PORT:-6379}
 PG_PORT=${STACK_PG_PORT:-5432}
+MARIADB_PORT=${STACK_MARIADB_PORT:-3306}
 MONGO_PORT=${STACK_MONGO_PORT:-27017}
 FERRETDB_VERSION=${STACK_FERRETDB_VERSION:-v1.24.0}
 WAIT_SECS=${STACK_WAIT_SECS:-90}
@@ -58,6 +61,9 @@ REGISTRY_HOME=$STACK_CACHE_DIR/apicurio-registry-$REGISTRY_VERSION
 PG_USER=tributary
 PG_PASSWORD=tributary
 PG_DB=tributary
+MARIADB_USER=tributary
+MARIADB_PASSWORD=tributary
+MARIADB_DB=tributary
 
 # Go >= 1.22 for FerretDB: prefer the toolchain in /usr/local/go.
 export PATH="/usr/local/go/bin:$PATH"
@@ -654,6 +660,102 @@ pg_status() {
     server_status pg postgresql "$PG_PORT"
 }
 
+# ---- MariaDB ---------------------------------------------------------------
+# Debian's mariadbd (10.11) with its data under $STACK_DIR/mariadb, created on
+# the first start (mariadb-install-db); never the system service (its
+# /etc/mysql options are not read: --no-defaults).
+
+MARIADB_ROOT=$STACK_DIR/mariadb
+MARIADB_DATA=$MARIADB_ROOT/data
+MARIADB_PIDFILE=$RUN_DIR/mariadb.pid
+MARIADB_LOG=$LOG_DIR/mariadb.log
+
+# mariadb_sock: its Unix socket (the provisioning's way in; 107 bytes at most).
+mariadb_sock() {
+    local s=$MARIADB_ROOT/mariadb.sock
+    if [ ${#s} -gt 100 ]; then s=/tmp/tributary-mariadb-$MARIADB_PORT.sock; fi
+    echo "$s"
+}
+# mariadb_os_user: the OS user mariadbd runs as (mysql when we are root).
+mariadb_os_user() { if [ "$(id -u)" -eq 0 ]; then echo mysql; else id -un; fi; }
+
+mariadb_pid() { pidfile_pid "$MARIADB_PIDFILE" mariadbd; }
+mariadb_alive() { mariadb_pid >/dev/null; }
+mariadb_alive_or_foreign() { mariadb_alive || port_open "$MARIADB_PORT"; }
+# mariadb_answers: a real query as user tributary over TCP.
+mariadb_answers() {
+    local r
+    r=$(timeout 10 mariadb --no-defaults --connect-timeout=3 -h 127.0.0.1 -P "$MARIADB_PORT" \
+        -u "$MARIADB_USER" -p"$MARIADB_PASSWORD" -N -B -e 'SELECT 42' "$MARIADB_DB" 2>/dev/null) || return 1
+    [ "$r" = 42 ]
+}
+# mariadb_socket_answers: the server answers its administrator on the socket.
+mariadb_socket_answers() {
+    timeout 10 mariadb --no-defaults -S "$(mariadb_sock)" -u "$(id -un)" -N -B -e 'SELECT 1' >/dev/null 2>&1
+}
+
+mariadb_init() {
+    mkdir -p "$MARIADB_ROOT"
+    [ "$(id -u)" -ne 0 ] || chown "$(mariadb_os_user)": "$MARIADB_ROOT"
+    [ -d "$MARIADB_DATA/mysql" ] && return 0
+    need mariadb-install-db
+    say "mariadb: mariadb-install-db in $MARIADB_DATA"
+    rm -rf "$MARIADB_DATA"
+    mariadb-install-db --no-defaults --datadir="$MARIADB_DATA" --user="$(mariadb_os_user)" \
+        --auth-root-authentication-method=socket --skip-test-db \
+        >"$MARIADB_ROOT/install-db.log" 2>&1 ||
+        { tail_log "$MARIADB_ROOT/install-db.log"; die "mariadb: mariadb-install-db failed"; }
+}
+
+mariadb_start() {
+    need mariadbd
+    need mariadb
+    if mariadb_alive; then MARIADB_STARTED=0; return 0; fi
+    if port_open "$MARIADB_PORT"; then
+        if mariadb_answers; then
+            warn "mariadb: 127.0.0.1:$MARIADB_PORT already served by $(port_owner "$MARIADB_PORT") (not started by stack.sh) and user $MARIADB_USER works: left alone"
+            MARIADB_STARTED=0; return 0
+        fi
+        die "port $MARIADB_PORT (MariaDB) is used by $(port_owner "$MARIADB_PORT"); stop it (Debian's service: service mariadb stop) or set STACK_MARIADB_PORT"
+    fi
+    mariadb_init
+    # A small dev box: a small buffer pool, no DNS lookups of clients.
+    start_bg "$MARIADB_PIDFILE" "$MARIADB_LOG" \
+        "$(command -v mariadbd)" --no-defaults --datadir="$MARIADB_DATA" --user="$(mariadb_os_user)" \
+        --bind-address=127.0.0.1 --port="$MARIADB_PORT" --socket="$(mariadb_sock)" \
+        --pid-file="$MARIADB_ROOT/mariadbd.pid" --skip-name-resolve \
+        --character-set-server=utf8mb4 --collation-server=utf8mb4_bin \
+        --innodb-buffer-pool-size=128M --innodb-log-file-size=64M --max-connections=200
+    MARIADB_STARTED=1
+}
+
+# mariadb_provision: database and user tributary (idempotent), as the
+# administrator mariadb-install-db made (root or the OS user, socket auth).
+mariadb_provision() {
+    timeout 30 mariadb --no-defaults -S "$(mariadb_sock)" -u "$(id -un)" >/dev/null <<EOSQL
+CREATE DATABASE IF NOT EXISTS $MARIADB_DB CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;
+CREATE USER IF NOT EXISTS '$MARIADB_USER'@'127.0.0.1' IDENTIFIED BY '$MARIADB_PASSWORD';
+CREATE USER IF NOT EXISTS '$MARIADB_USER'@'localhost' IDENTIFIED BY '$MARIADB_PASSWORD';
+GRANT ALL PRIVILEGES ON *.* TO '$MARIADB_USER'@'127.0.0.1';
+GRANT ALL PRIVILEGES ON *.* TO '$MARIADB_USER'@'localhost';
+EOSQL
+}
+
+mariadb_wait() {
+    if [ "${MARIADB_STARTED:-0}" = 1 ] || ! mariadb_answers; then
+        mariadb_alive || die "mariadb: user $MARIADB_USER does not work on a server not started by stack.sh"
+        wait_until "mariadb (socket $(mariadb_sock))" "$MARIADB_LOG" mariadb_alive mariadb_socket_answers
+        mariadb_provision || { tail_log "$MARIADB_LOG"; die "mariadb: could not create database/user $MARIADB_USER"; }
+    fi
+    wait_until "mariadb (127.0.0.1:$MARIADB_PORT)" "$MARIADB_LOG" mariadb_alive_or_foreign mariadb_answers
+    if [ "${MARIADB_STARTED:-0}" = 1 ]; then say "mariadb: started on 127.0.0.1:$MARIADB_PORT"
+    else say "mariadb: already up"; fi
+}
+
+mariadb_stop() { pidfile_stop mariadb "$MARIADB_PIDFILE"; }
+
+mariadb_status() { server_status mariadb mariadb "$MARIADB_PORT"; }
+
 # ---- FerretDB --------------------------------------------------------------
 
 FERRETDB_DIR=$STACK_DIR/ferretdb
@@ -971,11 +1073,13 @@ cmd_up() {
     kafka_up "$nodes"
     redis_start
     pg_start
+    mariadb_start
     if [ -n "$build_pid" ]; then
         wait "$build_pid" || die "FerretDB build failed (log: $LOG_DIR/ferretdb-build.log)"
     fi
     redis_wait
     pg_wait
+    mariadb_wait
     ferretdb_start # on PostgreSQL: after pg_wait
     [ "$REGISTRY_ON" = 0 ] || registry_start # on PostgreSQL too; starts while the rest is awaited
     ferretdb_wait
@@ -990,6 +1094,7 @@ cmd_down() {
     ferretdb_stop
     kafka_stop_all
     redis_stop
+    mariadb_stop
     pg_stop
     if [ "${PURGE:-0}" = 1 ]; then
         local pgroot
@@ -1006,6 +1111,7 @@ cmd_status() {
     kafka_status || bad=1
     redis_status || bad=1
     pg_status || bad=1
+    mariadb_status || bad=1
     ferretdb_status || bad=1
     if [ "$REGISTRY_ON" != 0 ] || registry_alive; then registry_status || bad=1; fi
     return $bad
@@ -1021,6 +1127,11 @@ STACK_REDIS_HOST=127.0.0.1
 STACK_REDIS_PORT=$REDIS_PORT
 STACK_PG_CONNINFO='host=127.0.0.1 port=$PG_PORT user=$PG_USER password=$PG_PASSWORD dbname=$PG_DB'
 STACK_MONGO_URI=mongodb://127.0.0.1:$MONGO_PORT/
+STACK_MARIADB_HOST=127.0.0.1
+STACK_MARIADB_PORT=$MARIADB_PORT
+STACK_MARIADB_USER=$MARIADB_USER
+STACK_MARIADB_PASSWORD=$MARIADB_PASSWORD
+STACK_MARIADB_DATABASE=$MARIADB_DB
 STACK_REGISTRY_URL=$REGISTRY_API
 EOF
 }
@@ -1056,6 +1167,8 @@ main() {
         redis-start)    prepare_dirs; redis_start; redis_wait ;;
         pg-stop)        pg_stop ;;
         pg-start)       prepare_dirs; pg_start; pg_wait ;;
+        mariadb-stop)   mariadb_stop ;;
+        mariadb-start)  prepare_dirs; mariadb_start; mariadb_wait ;;
         ferretdb-stop)  ferretdb_stop ;;
         ferretdb-start) prepare_dirs; ferretdb_build; pg_setup_paths; pg_wait; ferretdb_start; ferretdb_wait ;;
         registry-stop)  registry_stop ;;

@@ -123,7 +123,7 @@ start_services() {
     supervise feeder "$build/bin/svc-cache-feeder" "${common[@]}" "${poll[@]}" --dataset payee \
         --http.port 18083 --group.id "$grp-feeder" --cache.prefix "$cprefix"
     supervise persister "$build/bin/svc-persister" "${common[@]}" "${poll[@]}" --dataset payee \
-        --http.port 18084 --group.id "$grp-persister" --sink postgres --create-tables \
+        --http.port 18084 --group.id "$grp-persister" --sink postgres --create.tables \
         --pg.schema "$schema" --pg.conninfo "$pgconn" --pg.password_file "$work/pg.password" \
         --batch.timeout.ms 300
     supervise recon "$build/bin/svc-recon" "${common[@]}" --http.port 18085 \

@@ -1,5 +1,6 @@
 /* test_persister.c — svc-persister against the real local stack: Kafka,
- * PostgreSQL (and a private PostgreSQL cluster for the outage), FerretDB.
+ * PostgreSQL (and a private PostgreSQL cluster for the outage), FerretDB,
+ * MariaDB (stopped and started with stack.sh for its outage).
  *
  * A workload of adds, updates, deletes, moved keys and out-of-order
  * versions is produced to <dataset>.valid; the test keeps the expected
@@ -17,6 +18,7 @@
 #include <hiredis/hiredis.h>
 #include <libpq-fe.h>
 #include <mongoc/mongoc.h>
+#include <mysql.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -312,6 +314,7 @@ typedef struct run_opts {
     const char *sink;
     const char *mongo_db;
     const char *mongo_indexes; /* mongodb.indexes, or NULL */
+    const char *mysql_db;      /* --sink mysql: mysql.database */
     int http_port;
     const char *batch_size;
     const char *timeout_ms;
@@ -343,7 +346,7 @@ static pid_t start_persister(const run_opts *o)
     argv[n++] = "payee";
     argv[n++] = "--sink";
     argv[n++] = (char *)(o->sink ? o->sink : "postgres");
-    argv[n++] = "--create-tables";
+    argv[n++] = "--create.tables";
     argv[n++] = "--topic.valid.suffix";
     argv[n++] = vs;
     argv[n++] = "--topic.dlq.suffix";
@@ -391,6 +394,12 @@ static pid_t start_persister(const run_opts *o)
             argv[n++] = "--mongodb.indexes";
             argv[n++] = (char *)o->mongo_indexes;
         }
+    }
+    if (o->mysql_db) {
+        argv[n++] = "--mysql.database";
+        argv[n++] = (char *)o->mysql_db;
+        argv[n++] = "--mysql.password";
+        argv[n++] = "tributary";
     }
     for (size_t i = 0; i < CORE_ARRAY_SIZE(o->extra) && o->extra[i]; i++)
         argv[n++] = (char *)o->extra[i];
@@ -1469,6 +1478,408 @@ START_TEST(mongo_bad_row_to_dlq_rest_written)
 }
 END_TEST
 
+/* ---- MySQL / MariaDB (the stack's, 127.0.0.1:3306) ----------------------- */
+
+/* A connection to the stack's MariaDB (db: NULL for none), or NULL while it
+ * is down. */
+static MYSQL *my_conn(const char *db)
+{
+    MYSQL *c = mysql_init(NULL);
+    unsigned int t = 3;
+    ck_assert_ptr_nonnull(c);
+    mysql_options(c, MYSQL_OPT_CONNECT_TIMEOUT, &t);
+    mysql_options(c, MYSQL_OPT_READ_TIMEOUT, &t);
+    if (!mysql_real_connect(c, "127.0.0.1", "tributary", "tributary", db, 3306, NULL, 0)) {
+        mysql_close(c);
+        return NULL;
+    }
+    return c;
+}
+
+static void my_exec(MYSQL *c, const char *sql)
+{
+    ck_assert_msg(mysql_query(c, sql) == 0, "%s: %s", sql, mysql_error(c));
+    MYSQL_RES *r = mysql_store_result(c);
+    if (r)
+        mysql_free_result(r);
+}
+
+static void my_database(const char *db, bool create)
+{
+    char sql[160];
+    MYSQL *c = my_conn(NULL);
+    ck_assert_msg(c != NULL, "mariadb at 127.0.0.1:3306 does not answer");
+    snprintf(sql, sizeof(sql), create ? "CREATE DATABASE `%s`" : "DROP DATABASE `%s`", db);
+    my_exec(c, sql);
+    mysql_close(c);
+}
+
+/* One value of a query ("" when no row; NULL when it cannot be asked). */
+static char *my_value(MYSQL *c, const char *sql, char *out, size_t size)
+{
+    if (mysql_query(c, sql))
+        return NULL;
+    MYSQL_RES *r = mysql_store_result(c);
+    if (!r)
+        return NULL;
+    MYSQL_ROW row = mysql_fetch_row(r);
+    snprintf(out, size, "%s", row && row[0] ? row[0] : "");
+    mysql_free_result(r);
+    return out;
+}
+
+/* Differences between db.payee and the model (0: exactly equal; -1: it
+ * cannot be read now). */
+static int my_diff(const char *db, const model *m, char *why, size_t why_size)
+{
+    MYSQL *c = my_conn(db);
+    if (!c) {
+        snprintf(why, why_size, "unreachable");
+        return -1;
+    }
+    MYSQL_RES *r = NULL;
+    if (mysql_query(c, "SELECT payee_id, tb_version, name FROM payee") ||
+        !(r = mysql_store_result(c))) {
+        snprintf(why, why_size, "%s", mysql_error(c));
+        mysql_close(c);
+        return -1;
+    }
+    int diff = 0, rows = 0;
+    char *seen = calloc((size_t)m->nkeys_max, 1);
+    MYSQL_ROW row;
+    why[0] = '\0';
+    while ((row = mysql_fetch_row(r))) {
+        if (row[0][0] != 'K')
+            continue; /* the test's own rows (the unique key's blocker) */
+        int k = atoi(row[0] + 1);
+        long long v = atoll(row[1]);
+        char name[32];
+        snprintf(name, sizeof(name), "n%lld", v);
+        rows++;
+        if (k < 0 || k >= m->nkeys || !m->present[k] || m->rowver[k] != v ||
+            strcmp(name, row[2]) || seen[k]) {
+            if (!diff)
+                snprintf(why, why_size, "row %s v%lld unexpected (want present=%d v%lld)", row[0],
+                         v, k >= 0 && k < m->nkeys ? m->present[k] : -1,
+                         k >= 0 && k < m->nkeys ? (long long)m->rowver[k] : -1LL);
+            diff++;
+        }
+        if (k >= 0 && k < m->nkeys_max)
+            seen[k] = 1;
+    }
+    int want = model_rows(m);
+    if (rows != want) {
+        if (!diff)
+            snprintf(why, why_size, "%d rows, want %d", rows, want);
+        diff += abs(rows - want);
+    }
+    free(seen);
+    mysql_free_result(r);
+    mysql_close(c);
+    return diff;
+}
+
+static void wait_my_equal(pid_t pid, const char *db, const model *m, int deadline_ms)
+{
+    char why[512] = "";
+    int64_t end = core_mono_ms() + deadline_ms;
+    int d = -1;
+    while (core_mono_ms() < end) {
+        if ((d = my_diff(db, m, why, sizeof(why))) == 0)
+            return;
+        assert_alive(pid);
+        sleep_ms(250);
+    }
+    ck_abort_msg("table %s.payee differs from the expected final state: %d differences (%s)", db,
+                 d, why);
+}
+
+/* Rows plus tombstones written so far (-1 before the tables exist). */
+static long my_progress(const void *db)
+{
+    char v[32];
+    long n = -1;
+    MYSQL *c = my_conn(db);
+    if (c && my_value(c, "SELECT (SELECT count(*) FROM payee) + (SELECT count(*) FROM "
+                         "payee_tombstone)", v, sizeof(v)))
+        n = atol(v);
+    if (c)
+        mysql_close(c);
+    return n;
+}
+
+#define N_MYSQL 100000
+
+/* 100,000 events with updates, deletes, moved keys and out-of-order
+ * versions, in batches of 2500 (more than one statement each): the exact
+ * table, every column as the events carry it; nothing changes after a
+ * restart. */
+START_TEST(mysql_final_state_exact)
+{
+    names nm;
+    names_init(&nm, 'y');
+    my_database(nm.store, true);
+    core_kafka_producer_t *p = new_producer();
+    create_topic(p, nm.topic, 3);
+    model m = { 0 };
+    int bad_key = -1;
+    produce_workload(p, nm.topic, N_MYSQL, N_MYSQL / 4, 42, &m, 0, -1, &bad_key);
+    run_opts o = { .suffix = nm.u, .sink = "mysql", .mysql_db = nm.store,
+                   .http_port = http_port() + 12, .batch_size = "2500" };
+    int64_t t0 = core_mono_ms();
+    pid_t pid = start_persister(&o);
+    wait_my_equal(pid, nm.store, &m, 150000);
+    fprintf(stderr, "mysql_final_state_exact: %d events in %lld ms\n", N_MYSQL,
+            (long long)(core_mono_ms() - t0));
+    ck_assert_int_eq(stop_persister(pid), 0);
+    MYSQL *c = my_conn(nm.store);
+    ck_assert_ptr_nonnull(c);
+    char v[64];
+    ck_assert_ptr_nonnull(my_value(c,
+            "SELECT count(*) FROM payee WHERE NOT (account_number = '0000000001' AND "
+            "routing_number = '021000021' AND iban IS NULL AND country = 'US' AND currency = "
+            "'USD' AND email IS NULL AND amount_limit = 10.00 AND status = 'ACTIVE' AND "
+            "updated_at = '2026-11-22 08:30:00.000' AND tb_batch = 'b1' AND tb_id LIKE "
+            "'00000000-0000-4000-8000-%')",
+            v, sizeof(v)));
+    ck_assert_str_eq(v, "0");
+    mysql_close(c);
+    pid = start_persister(&o);
+    sleep_ms(1000);
+    char why[256];
+    ck_assert_msg(my_diff(nm.store, &m, why, sizeof(why)) == 0, "after restart: %s", why);
+    ck_assert_int_eq(stop_persister(pid), 0);
+    core_kafka_producer_free(p);
+    model_free(&m);
+    my_database(nm.store, false);
+}
+END_TEST
+
+START_TEST(mysql_kill9_ten_times_exact)
+{
+    names nm;
+    names_init(&nm, 'z');
+    my_database(nm.store, true);
+    core_kafka_producer_t *p = new_producer();
+    create_topic(p, nm.topic, 3);
+    model m = { 0 };
+    int bad_key = -1;
+    produce_workload(p, nm.topic, N_MYSQL, N_MYSQL / 4, 7, &m, 0, -1, &bad_key);
+    run_opts o = { .suffix = nm.u, .sink = "mysql", .mysql_db = nm.store,
+                   .http_port = http_port() + 13, .batch_size = "200", .timeout_ms = "100" };
+    kill9_loop(&o, my_progress, nm.store, 10);
+    pid_t pid = start_persister(&o);
+    wait_my_equal(pid, nm.store, &m, 150000);
+    ck_assert_int_eq(stop_persister(pid), 0);
+    core_kafka_producer_free(p);
+    model_free(&m);
+    my_database(nm.store, false);
+}
+END_TEST
+
+/* The table from `svc-persister schema-sql --sink mysql` plus a CHECK of the
+ * operator's that one row breaks: only it in the DLQ, with the constraint
+ * and never its value; every other event written; one audit event each.
+ * Then a unique key of the operator's refusing an update: the key named,
+ * never the duplicate value. */
+START_TEST(mysql_bad_row_to_dlq_rest_written)
+{
+    names nm;
+    names_init(&nm, 'x');
+    my_database(nm.store, true);
+    char bin[1024], proto[1100], *out = NULL, *err = NULL;
+    snprintf(bin, sizeof(bin), "%s/bin/svc-persister", tu_build_dir());
+    snprintf(proto, sizeof(proto), "TB_PROTO_DIR=%s", tu_proto_dir());
+    char *argv[] = { bin, "schema-sql", "--dataset", "payee", "--sink", "mysql", NULL };
+    char *envp[] = { proto, NULL };
+    ck_assert_int_eq(tu_run_cmd(argv, envp, &out, &err, 20000), 0);
+    MYSQL *c = my_conn(nm.store);
+    ck_assert_ptr_nonnull(c);
+    for (char *st = strstr(out, "CREATE"), *end; st; st = end ? strstr(end, "CREATE") : NULL) {
+        if ((end = strstr(st, ";\n")))
+            *end++ = '\0';
+        my_exec(c, st);
+    }
+    my_exec(c, "ALTER TABLE payee ADD CONSTRAINT amount_below_million CHECK (amount_limit < "
+               "1000000)");
+    my_exec(c, "ALTER TABLE payee ADD UNIQUE KEY name_u (name(64))"); /* names: n<version> */
+    mysql_close(c);
+    free(out);
+    free(err);
+
+    core_kafka_producer_t *p = new_producer();
+    create_topic(p, nm.topic, 3);
+    create_topic(p, nm.dlq, 1);
+    model m = { 0 };
+    int bad_key = -1;
+    produce_workload(p, nm.topic, 5000, 1000, 11, &m, 0, 2500, &bad_key);
+    ck_assert_int_ge(bad_key, 0);
+    run_opts o = { .suffix = nm.u, .sink = "mysql", .mysql_db = nm.store,
+                   .http_port = http_port() + 14 };
+    pid_t pid = start_persister(&o);
+    wait_my_equal(pid, nm.store, &m, 60000);
+    char key[32], msg[512] = "";
+    key_name(bad_key, key, sizeof(key));
+    int n = count_topic(nm.dlq, key, msg, sizeof(msg), 1, 30000);
+    ck_assert_msg(n == 1, "dlq holds %d records (want exactly the bad one)", n);
+    ck_assert_msg(strstr(msg, "mysql 4025 23000 check_violation (constraint "
+                              "amount_below_million)") != NULL,
+                  "DLQ reason: %s", msg);
+    ck_assert_msg(!strstr(msg, "9999999"), "DLQ reason: %s", msg);
+    ck_assert_int_eq(stop_persister(pid), 0);
+    char aud[128];
+    audit_tally t;
+    snprintf(aud, sizeof(aud), "audit_%s", nm.u);
+    audit_read(aud, 5000, 30000, &t);
+    ck_assert_int_eq(t.events, 5000);
+    ck_assert_int_eq(t.dup_ids, 0);
+    ck_assert_int_eq(t.dead, 1);
+    ck_assert_str_eq(t.dead_key, key);
+    ck_assert_msg(strstr(t.dead_reason, "amount_below_million") != NULL, "reason: %s",
+                  t.dead_reason);
+    ck_assert_int_eq(t.persisted + t.stale, 4999);
+    ck_assert_int_ge(t.stale, 1);
+    ck_assert_int_eq(t.other, 0);
+
+    /* a stored key updated onto the name a row of the test's holds: the
+     * unique key refuses it (1062, whose message quotes the name) */
+    int kp = -1;
+    for (int k = 0; k < m.nkeys && kp < 0; k++)
+        if (m.present[k] && k != bad_key)
+            kp = k;
+    ck_assert_int_ge(kp, 0);
+    int64_t v2 = (int64_t)(5000 + 100) * 16 + 16;
+    char blocker[64], ins[512];
+    snprintf(blocker, sizeof(blocker), "n%lld", (long long)v2);
+    snprintf(ins, sizeof(ins),
+             "INSERT INTO payee (payee_id, name, account_number, routing_number, country, "
+             "currency, amount_limit, status, updated_at, tb_version, tb_id, tb_batch) VALUES "
+             "('blocker', '%s', '1', '1', 'US', 'USD', 1, 'ACTIVE', '2026-01-01', 1, 'x', 'x')",
+             blocker);
+    c = my_conn(nm.store);
+    ck_assert_ptr_nonnull(c);
+    my_exec(c, ins);
+    mysql_close(c);
+    pid = start_persister(&o);
+    produce_event(p, nm.topic, 5100, kp, v2, "UPDATE", -1, "10.00");
+    ck_assert_int_eq((int)core_kafka_producer_flush(p, 30000), 0);
+    key_name(kp, key, sizeof(key));
+    msg[0] = '\0';
+    n = count_topic(nm.dlq, key, msg, sizeof(msg), 2, 60000);
+    ck_assert_msg(n == 2, "dlq holds %d records (want the two refused ones)", n);
+    ck_assert_msg(strstr(msg, "mysql 1062 23000 unique_violation (key name_u)") != NULL,
+                  "DLQ reason: %s", msg);
+    ck_assert_msg(!strstr(msg, blocker), "DLQ reason: %s", msg);
+    wait_my_equal(pid, nm.store, &m, 30000); /* kp unchanged */
+    ck_assert_int_eq(stop_persister(pid), 0);
+    core_kafka_producer_free(p);
+    model_free(&m);
+    my_database(nm.store, false);
+}
+END_TEST
+
+/* MariaDB stopped 30 s mid-stream (stack.sh mariadb-stop) while records keep
+ * arriving: the persister retries, holds a bounded buffer, and once the
+ * server is back the table is exact. */
+START_TEST(mysql_outage_exact)
+{
+    names nm;
+    names_init(&nm, 'v');
+    my_database(nm.store, true);
+    core_kafka_producer_t *p = new_producer();
+    create_topic(p, nm.topic, 3);
+    model m = { 0 };
+    int bad_key = -1;
+    produce_workload(p, nm.topic, 10000, 2500, 5, &m, 0, -1, &bad_key);
+    int hport = http_port() + 15;
+    run_opts o = { .suffix = nm.u, .sink = "mysql", .mysql_db = nm.store, .http_port = hport,
+                   .batch_size = "500", .timeout_ms = "100" };
+    pid_t pid = start_persister(&o);
+    wait_my_equal(pid, nm.store, &m, 60000);
+    ck_assert_int_eq(run_sh("deploy/local/stack.sh mariadb-stop >/dev/null"), 0);
+    produce_workload(p, nm.topic, 10000, 2500, 6, &m, 10000, -1, &bad_key);
+    int64_t end = core_mono_ms() + 30000;
+    double depth_max = 0, retries = 0;
+    while (core_mono_ms() < end) {
+        double d = 0;
+        assert_alive(pid);
+        if (metric_value(hport, "tributary_persister_buffer_records", &d) && d > depth_max)
+            depth_max = d;
+        sleep_ms(200);
+    }
+    metric_value(hport, "tributary_persister_retries_total{sink=\"mysql\"}", &retries);
+    char why[128];
+    int down = my_diff(nm.store, &m, why, sizeof(why));
+    ck_assert_int_eq(run_sh("deploy/local/stack.sh mariadb-start >/dev/null"), 0);
+    ck_assert_int_eq(down, -1);
+    ck_assert_msg(depth_max <= 1000, "buffer grew to %.0f records (batch.size 500)", depth_max);
+    ck_assert_msg(depth_max >= 1, "nothing buffered during the outage?");
+    ck_assert_msg(retries >= 2, "only %.0f retries during the outage", retries);
+    wait_my_equal(pid, nm.store, &m, 90000);
+    ck_assert_int_eq(stop_persister(pid), 0);
+    core_kafka_producer_free(p);
+    model_free(&m);
+    my_database(nm.store, false);
+}
+END_TEST
+
+/* Seed 004, Kafka → MySQL with a Redis-backed buffer: what was consumed
+ * sits in the buffer and in Redis; after kill -9 the same instance, in a
+ * group that starts at the topic's end, writes it from the backup alone. */
+START_TEST(mysql_redis_backup_restored_after_kill9)
+{
+    char inst[96], v[32];
+    names nm;
+    names_init(&nm, 'u');
+    snprintf(inst, sizeof(inst), "persister-bk-%s", nm.u);
+    my_database(nm.store, true);
+    core_kafka_producer_t *p = new_producer();
+    create_topic(p, nm.topic, 2);
+    model m = { 0 };
+    int bad_key = -1;
+    produce_workload(p, nm.topic, 1500, 400, 13, &m, 0, -1, &bad_key);
+    run_opts o = { .suffix = nm.u, .sink = "mysql", .mysql_db = nm.store,
+                   .http_port = http_port() + 16, .batch_size = "5000",
+                   .timeout_ms = "600000",
+                   .extra = { "--buffer.backup", "--instance.id", inst } };
+    pid_t pid = start_persister(&o);
+    long nk = 0;
+    int64_t end = core_mono_ms() + 60000;
+    while ((nk = backup_keys(inst, NULL)) < 1500 && core_mono_ms() < end) {
+        assert_alive(pid);
+        sleep_ms(200);
+    }
+    ck_assert_int_eq(nk, 1500);
+    MYSQL *c = my_conn(nm.store);
+    ck_assert_ptr_nonnull(c);
+    ck_assert_ptr_nonnull(my_value(c, "SELECT count(*) FROM payee", v, sizeof(v)));
+    ck_assert_str_eq(v, "0");
+    mysql_close(c);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+
+    run_opts o2 = o;
+    char u2[64];
+    snprintf(u2, sizeof(u2), "%s_2", nm.u);
+    o2.suffix = u2;
+    o2.topic_suffix = nm.u;
+    o2.timeout_ms = "100";
+    o2.batch_size = "1000";
+    o2.extra[3] = "--kafka.auto.offset.reset";
+    o2.extra[4] = "latest";
+    pid = start_persister(&o2);
+    wait_my_equal(pid, nm.store, &m, 60000);
+    end = core_mono_ms() + 20000;
+    while ((nk = backup_keys(inst, NULL)) > 0 && core_mono_ms() < end)
+        sleep_ms(100);
+    ck_assert_int_eq(nk, 0);
+    ck_assert_int_eq(stop_persister(pid), 0);
+    core_kafka_producer_free(p);
+    model_free(&m);
+    my_database(nm.store, false);
+}
+END_TEST
+
 /* PERSISTER_TEST=name runs one test only (while working on it). */
 static void add(TCase *tc, const TTest *t, const char *name)
 {
@@ -1500,5 +1911,14 @@ int main(void)
     ADD(tm, mongo_bad_row_to_dlq_rest_written);
     ADD(tm, mongo_without_deletes_inserted_first_exact);
     suite_add_tcase(s, tm);
+    TCase *ty = tcase_create("mysql");
+    tcase_add_checked_fixture(ty, setup, teardown);
+    tcase_set_timeout(ty, 300);
+    ADD(ty, mysql_final_state_exact);
+    ADD(ty, mysql_kill9_ten_times_exact);
+    ADD(ty, mysql_bad_row_to_dlq_rest_written);
+    ADD(ty, mysql_outage_exact);
+    ADD(ty, mysql_redis_backup_restored_after_kill9);
+    suite_add_tcase(s, ty);
     return tu_run(&s, 1);
 }

@@ -813,7 +813,7 @@ START_TEST(real_services_small_file_reconciles_clean)
 
     const char *vargs[] = { "--dataset=payee", aflag, "--commit.interval.ms=100", NULL };
     const char *cargs[] = { "--dataset=payee", aflag, NULL };
-    const char *pargs[] = { "--dataset=payee", aflag, "--sink=postgres", "--create-tables",
+    const char *pargs[] = { "--dataset=payee", aflag, "--sink=postgres", "--create.tables",
                       "--batch.timeout.ms=200", "--pg.password=tributary", NULL };
     pid_t v = tu_service_start("svc-validator", 18391, vargs, NULL);
     pid_t cf = tu_service_start("svc-cache-feeder", 18392, cargs, NULL);
@@ -1014,7 +1014,7 @@ START_TEST(real_services_full_replay_from_state)
 
     const char *vargs[] = { "--dataset=payee", aflag, xflag, "--commit.interval.ms=100", NULL };
     const char *cargs[] = { "--dataset=payee", aflag, xflag, NULL };
-    const char *sargs[] = { "--dataset=payee", aflag, xflag, "--sink=postgres", "--create-tables",
+    const char *sargs[] = { "--dataset=payee", aflag, xflag, "--sink=postgres", "--create.tables",
                             "--batch.timeout.ms=200", "--pg.password=tributary", NULL };
     pid_t v = tu_service_start("svc-validator", 18395, vargs, NULL);
     pid_t cf = tu_service_start("svc-cache-feeder", 18396, cargs, NULL);

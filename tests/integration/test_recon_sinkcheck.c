@@ -308,7 +308,7 @@ static void run_case(const char *format)
 
     char vs[128];
     snprintf(vs, sizeof(vs), ".valid_%s", u);
-    const char *argv_p[] = { "--log.level=warn", "--dataset", "payee", "--sink", "postgres", "--create-tables",
+    const char *argv_p[] = { "--log.level=warn", "--dataset", "payee", "--sink", "postgres", "--create.tables",
                        "--topic.valid.suffix", vs, "--group.id", grp_p, "--audit.topic", aud_p,
                        "--http.port", "0", "--pg.schema", store, "--batch.size", "100",
                        "--batch.timeout.ms", "100", NULL };

@@ -87,7 +87,7 @@ static void pipeline(run *r)
 
     const char *vargs[] = { "--dataset=payee", aflag, "--commit.interval.ms=100", NULL };
     const char *cargs[] = { "--dataset=payee", aflag, NULL };
-    const char *pargs[] = { "--dataset=payee", aflag, "--sink=postgres", "--create-tables",
+    const char *pargs[] = { "--dataset=payee", aflag, "--sink=postgres", "--create.tables",
                       "--batch.timeout.ms=200", "--pg.password=tributary", NULL };
     pid_t v = tu_service_start("svc-validator", 18491, vargs, NULL);
     pid_t cf = tu_service_start("svc-cache-feeder", 18492, cargs, NULL);

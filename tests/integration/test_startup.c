@@ -203,6 +203,28 @@ START_TEST(ferretdb_plain_wrong_password_exits_78_naming_mongodb_uri)
 }
 END_TEST
 
+/* MariaDB refusing the password, or the database: the configuration's
+ * (78, the key named, the password never printed); not listening: waited
+ * for, then 69 naming its address. */
+START_TEST(mysql_login_refused_exits_78_naming_the_key)
+{
+    const char *pw[] = { "--dataset=payee", "--http.port=0", "--sink=mysql",
+                         "--mysql.password=not-the-pw", NULL };
+    persister_refuses(pw, 78, "svc-persister: configuration error: mysql.password: ", "not-the-pw");
+    const char *db[] = { "--dataset=payee", "--http.port=0", "--sink=mysql",
+                         "--mysql.password=tributary", "--mysql.database=tb_no_such_db", NULL };
+    persister_refuses(db, 78, "svc-persister: configuration error: mysql.database: ", NULL);
+    persister_refuses(db, 78, "tb_no_such_db", NULL);
+    const char *down[] = { "--dataset=payee", "--http.port=0", "--sink=mysql",
+                           "--mysql.password=tributary", "--mysql.port=1",
+                           "--startup.timeout.ms=1500", NULL };
+    persister_refuses(down, 69,
+                      "svc-persister: mysql at 127.0.0.1:1 unreachable for startup.timeout.ms "
+                      "(1500 ms)",
+                      NULL);
+}
+END_TEST
+
 START_TEST(unreachable_database_at_start_exits_69_naming_it)
 {
     const char *pgargs[] = { "--dataset=payee", "--http.port=0", "--pg.password=tributary",
@@ -672,6 +694,7 @@ int main(void)
     tcase_add_test(tc, pg_conninfo_uri_empty_port_exits_78);
     tcase_add_test(tc, mongodb_login_refused_exits_78_naming_mongodb_uri);
     tcase_add_test(tc, ferretdb_plain_wrong_password_exits_78_naming_mongodb_uri);
+    tcase_add_test(tc, mysql_login_refused_exits_78_naming_the_key);
     tcase_add_test(tc, unreachable_database_at_start_exits_69_naming_it);
     tcase_add_test(tc, persister_readyz_503_while_database_away);
     tcase_add_test(tc, persister_readyz_503_while_database_away_records_buffered);

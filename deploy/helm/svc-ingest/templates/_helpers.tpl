@@ -90,8 +90,8 @@ numbers as floats and would print 1000000 as 1e+06).
 {{- end -}}
 {{- end -}}
 {{- with index $cfg "sink" -}}
-{{- if not (has (toString .) (list "postgres" "mongodb")) -}}
-{{- fail (printf "config.sink must be postgres or mongodb (got %v)" .) -}}
+{{- if not (has (toString .) (list "postgres" "mongodb" "mysql")) -}}
+{{- fail (printf "config.sink must be postgres, mongodb or mysql (got %v)" .) -}}
 {{- end -}}
 {{- end -}}
 {{- range (include "tributary.secrets" . | fromYamlArray) -}}
@@ -164,8 +164,8 @@ the services refuse keys they do not know (exit 78).
 The secrets this pod mounts, as a YAML list: the chart's secrets: plus the
 umbrella's global.tributary.secrets whose key belongs to a family this
 service configures (kafka.sasl.password to every service, redis.password
-where a redis.* key is set, pg.password where pg.*, mongodb.uri where
-mongodb.*). The chart's own entry for a key wins.
+where a redis.* key is set, pg.password where pg.*, mysql.password where mysql.*,
+mongodb.uri where mongodb.*). The chart's own entry for a key wins.
 */}}
 {{- define "tributary.secrets" -}}
 {{- $own := .Values.secrets | default list -}}
