@@ -32,10 +32,8 @@ static struct persister_conf {
     char *topic_valid_suffix, *topic_dlq_suffix; /* deprecated (topic.prefix) */
     char *audit_topic;
     bool create_tables;
-    int64_t retry_base_ms;
-    int64_t retry_max_ms;
-    int64_t breaker_threshold;
-    int64_t breaker_open_ms;
+    int64_t retry_base_ms, retry_max_ms;
+    int64_t breaker_threshold, breaker_open_ms;
 } conf;
 static struct pers_pg_conf pg_conf;
 static struct pers_mongo_conf mongo_conf;
