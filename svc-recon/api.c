@@ -237,8 +237,7 @@ static void h_replay(const core_http_request *req, core_http_response *resp, voi
     }
     ro.dry_run = strcmp(dry, "true") == 0;
     ro.cfg = api->cfg;
-    ro.kafka_defaults = api->kafka_defaults;
-    ro.nkafka_defaults = api->nkafka_defaults;
+    ro.topic_prefix = api->topic_prefix;
     if (!(c = recon_api_pg_or_503(api, resp)))
         return;
     rc = recon_replay_batch(c, &api->rec, &ro, batch, &out, err, sizeof(err));

@@ -35,8 +35,7 @@ typedef struct recon_api {
     int64_t retention_days;        /* api_retention.c: retention.days */
     /* replay: the Kafka settings of its consumer and producer */
     const core_config_t *cfg;
-    const core_kafka_prop *kafka_defaults;
-    size_t nkafka_defaults;
+    const char *topic_prefix;      /* topic.prefix */
     struct recon_webhook *webhook; /* alerts (webhook.h); NULL: none */
     /* readiness: a connection of its own, asked at most every 2 s */
     pthread_mutex_t ready_lock;

@@ -298,8 +298,6 @@ int recon_consume_run(recon_state_t *st, const recon_consume_opts *o, recon_cons
         goto out;
     }
     co.cfg = o->cfg;
-    co.defaults = o->kafka_defaults;
-    co.ndefaults = o->nkafka_defaults;
     co.group_id = o->group_id;
     if (o->catch_up) {
         co.overrides = eof;

@@ -37,8 +37,6 @@
 
 typedef struct recon_consume_opts {
     const core_config_t *cfg;             /* kafka.* properties */
-    const core_kafka_prop *kafka_defaults;
-    size_t nkafka_defaults;
     const char *topic;                    /* audit.events */
     const char *group_id;
     int batch_max;                        /* records per transaction */

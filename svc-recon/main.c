@@ -26,10 +26,12 @@
 #include "winreport.h"
 #include "webhook.h"
 
+#include "tributary/core_audit.h"
 #include "tributary/core_lifecycle.h"
 #include "tributary/core_log.h"
 #include "tributary/core_retry.h"
 #include "tributary/core_service.h"
+#include "tributary/core_topics.h"
 
 #include <inttypes.h>
 #include <stddef.h>
@@ -95,7 +97,7 @@ static struct recon_conf conf;
 
 #define OFF(f) offsetof(struct recon_conf, f)
 static const core_config_key recon_keys[] = {
-    { "audit.topic", CORE_CFG_STR, "audit.events", 0, OFF(audit_topic),
+    { "audit.topic", CORE_CFG_STR, CORE_AUDIT_TOPIC, 0, OFF(audit_topic),
       "Topic of the audit events", 0, 0, NULL },
     { "group.id", CORE_CFG_STR, "tributary-recon", 0, OFF(group_id),
       "Consumer group of the svc-recon instances", 0, 0, NULL },
@@ -157,9 +159,7 @@ static const core_config_key recon_keys[] = {
       "Reconciliation method per dataset, DATASET:METHOD entries (DATASET * for all; METHOD "
       "counts, ids, digests or full, full for a named dataset only); unset: digests",
       0, 0, NULL },
-    { "topic.prefix", CORE_CFG_STR, "", 0, OFF(topic_prefix),
-      "Method full: the .raw topic read of a dataset is {topic.prefix}{dataset}.raw (svc-ingest's "
-      "topic.prefix)", 0, 0, NULL },
+    CORE_TOPICS_CONFIG_KEYS(struct recon_conf, topic_prefix), /* .raw of method full, replay */
     { "retention.days", CORE_CFG_INT, "7", 0, OFF(retention_days),
       "Method full: days a kept payload stays (a dataset's PUT /retention setting wins)", 1,
       36500, NULL },
@@ -225,10 +225,6 @@ static recon_auth *auth;
 static recon_webhook *webhook;
 
 static const char *const subcommands[] = { "report", "close", "verify-chain", "replay", NULL };
-
-static const core_kafka_prop kafka_defaults[] = {
-    { "bootstrap.servers", "127.0.0.1:9092" },
-};
 
 /* Refused settings: 0, or the exit code after printing the line. */
 static int check_conf(core_service_t *svc, const struct recon_conf *c, unsigned *sinks)
@@ -310,8 +306,6 @@ static void consume_opts(core_service_t *svc, const struct recon_conf *c, bool c
 {
     memset(co, 0, sizeof(*co));
     co->cfg = core_service_config(svc);
-    co->kafka_defaults = kafka_defaults;
-    co->nkafka_defaults = CORE_ARRAY_SIZE(kafka_defaults);
     co->topic = c->audit_topic;
     co->group_id = c->group_id;
     co->batch_max = (int)c->batch_max;
@@ -460,8 +454,6 @@ static int payload_opts(core_service_t *svc, const struct recon_conf *c,
     memset(po, 0, sizeof(*po));
     po->pg = so->pg;
     po->cfg = core_service_config(svc);
-    po->kafka_defaults = kafka_defaults;
-    po->nkafka_defaults = CORE_ARRAY_SIZE(kafka_defaults);
     po->topics = calloc(c->method.n + 1, sizeof(*po->topics));
     po->datasets = calloc(c->method.n + 1, sizeof(*po->datasets));
     char *g = malloc(strlen(c->group_id) + sizeof("-payloads"));
@@ -477,14 +469,14 @@ static int payload_opts(core_service_t *svc, const struct recon_conf *c,
         if (!colon || strcmp(colon + 1, "full") != 0)
             continue;
         size_t dl = (size_t)(colon - e);
-        char *t = malloc(strlen(c->topic_prefix) + dl + sizeof(".raw")), *d = strndup(e, dl);
-        if (!t || !d) {
-            free(t);
+        char raw[CORE_TOPIC_MAX + 1], err[300] = "out of memory";
+        char *d = strndup(e, dl), *t = NULL;
+        if (!d || core_topic_name(c->topic_prefix, d, CORE_TOPIC_RAW, raw, sizeof(raw), err,
+                                  sizeof(err)) != 0 || !(t = strdup(raw))) {
             free(d);
             payload_opts_free(po);
-            return core_service_config_error(svc, "out of memory");
+            return core_service_config_error(svc, err);
         }
-        sprintf(t, "%s%s.raw", c->topic_prefix, d);
         po->topics[po->n] = t;
         po->datasets[po->n++] = d;
     }
@@ -642,8 +634,7 @@ static int run_replay(core_service_t *svc, struct recon_conf *c, unsigned sinks)
     ro.schema = c->state_schema;
     ro.sinks = sinks;
     rp.cfg = core_service_config(svc);
-    rp.kafka_defaults = kafka_defaults;
-    rp.nkafka_defaults = CORE_ARRAY_SIZE(kafka_defaults);
+    rp.topic_prefix = c->topic_prefix;
     rp.verdict = recon_verdict_index(c->verdict);
     rp.dry_run = c->dry_run;
     rc = recon_replay_batch(recon_state_conn(st), &ro, &rp, c->batch, &out, err, sizeof(err));
@@ -705,8 +696,7 @@ static int run_daemon(core_service_t *svc, struct recon_conf *c, unsigned sinks)
     api.idle_ms = c->close_idle_ms;
     api.retention_days = c->retention_days;
     api.cfg = core_service_config(svc);
-    api.kafka_defaults = kafka_defaults;
-    api.nkafka_defaults = CORE_ARRAY_SIZE(kafka_defaults);
+    api.topic_prefix = c->topic_prefix;
     api.webhook = webhook;
     recon_api_init(&api);
     /* /readyz: Kafka, then PostgreSQL */

@@ -181,8 +181,6 @@ static void *run(void *arg)
     int attempt = 0;
 
     co.cfg = k->o.cfg;
-    co.defaults = k->o.kafka_defaults;
-    co.ndefaults = k->o.nkafka_defaults;
     co.group_id = k->o.group_id;
     if (!(kc = core_kafka_consumer_new(&co, err, sizeof(err)))) {
         core_log_error("payloads: no consumer; full datasets keep no payload", CLF_S("reason", err));

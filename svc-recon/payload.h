@@ -39,8 +39,6 @@
 typedef struct recon_payload_opts {
     recon_pg_opts pg;                     /* copied strings must outlive the keeper */
     const core_config_t *cfg;             /* kafka.* */
-    const core_kafka_prop *kafka_defaults;
-    size_t nkafka_defaults;
     const char *group_id;                 /* "<group.id>-payloads" */
     char **topics;                        /* the .raw topics, one per dataset */
     char **datasets;

@@ -5,6 +5,7 @@
 #include "tributary/core_common.h"
 #include "tributary/core_dlq.h"
 #include "tributary/core_log.h"
+#include "tributary/core_topics.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,8 +86,9 @@ static int cmp_key(const void *k, const void *b)
 }
 
 /* The .raw topic and first ingest time of a dataset of the batch. */
-static int dataset_source(PGconn *c, const char *schema, const char *batch, const char *dataset,
-                          char *topic, size_t tsize, int64_t *since, char *err, size_t n)
+static int dataset_source(PGconn *c, const char *schema, const char *prefix, const char *batch,
+                          const char *dataset, char *topic, size_t tsize, int64_t *since,
+                          char *err, size_t n)
 {
     char sql[400];
     const char *params[2] = { batch, dataset };
@@ -103,8 +105,11 @@ static int dataset_source(PGconn *c, const char *schema, const char *batch, cons
     }
     if (!PQgetisnull(r, 0, 0) && *PQgetvalue(r, 0, 0))
         snprintf(topic, tsize, "%s", PQgetvalue(r, 0, 0));
-    else
-        snprintf(topic, tsize, "%s.raw", dataset);
+    else if (core_topic_name(prefix ? prefix : "", dataset, CORE_TOPIC_RAW, topic, tsize, err,
+                             n) != 0) {
+        PQclear(r);
+        return CORE_ERR_INVALID;
+    }
     *since = PQgetisnull(r, 0, 1) ? 0 : strtoll(PQgetvalue(r, 0, 1), NULL, 10) - SINCE_MARGIN_MS;
     if (*since < 0)
         *since = 0;
@@ -338,9 +343,11 @@ static void sources_free(source *src, size_t nsrc)
 }
 
 /* Group the report's records of the verdict by source topic. */
-static int plan(PGconn *c, const recon_reconcile_opts *ro, const recon_report *rep, int verdict,
-                source **out, size_t *nout, size_t *wanted, char *err, size_t n)
+static int plan(PGconn *c, const recon_reconcile_opts *ro, const recon_report *rep,
+                const recon_replay_opts *o, source **out, size_t *nout, size_t *wanted, char *err,
+                size_t n)
 {
+    int verdict = o->verdict;
     source *src = calloc(rep->nds ? rep->nds : 1, sizeof(*src));
     size_t nsrc = 0;
     if (!src) {
@@ -351,8 +358,8 @@ static int plan(PGconn *c, const recon_reconcile_opts *ro, const recon_report *r
     for (size_t d = 0; d < rep->nds; d++) {
         char topic[256];
         int64_t since;
-        if (dataset_source(c, ro->schema, rep->batch, rep->ds[d].dataset, topic, sizeof(topic),
-                           &since, err, n) != CORE_OK) {
+        if (dataset_source(c, ro->schema, o->topic_prefix, rep->batch, rep->ds[d].dataset, topic,
+                           sizeof(topic), &since, err, n) != CORE_OK) {
             sources_free(src, nsrc);
             return CORE_ERR_TRANSIENT;
         }
@@ -400,8 +407,6 @@ static int run_kafka(const recon_replay_opts *o, source *src, size_t nsrc, const
     int rc = CORE_OK;
 
     co.cfg = o->cfg;
-    co.defaults = o->kafka_defaults;
-    co.ndefaults = o->nkafka_defaults;
     co.group_id = "tributary-recon-replay"; /* assigned, never committed */
     if (!(kc = core_kafka_consumer_new(&co, err, n)))
         return CORE_ERR_TRANSIENT;
@@ -412,8 +417,6 @@ static int run_kafka(const recon_replay_opts *o, source *src, size_t nsrc, const
     if (rc != CORE_OK || o->dry_run)
         return rc;
     po.cfg = o->cfg;
-    po.defaults = o->kafka_defaults;
-    po.ndefaults = o->nkafka_defaults;
     if (!(kp = core_kafka_producer_new(&po, err, n)))
         return CORE_ERR_TRANSIENT;
     for (size_t k = 0; rc == CORE_OK && k < nsrc; k++)
@@ -449,7 +452,7 @@ int recon_replay_batch(PGconn *c, const recon_reconcile_opts *ro, const recon_re
     }
     uuid_generate(u);
     uuid_unparse_lower(u, replay_id);
-    rc = plan(c, ro, rep, o->verdict, &src, &nsrc, &wanted, errstr, errstr_size);
+    rc = plan(c, ro, rep, o, &src, &nsrc, &wanted, errstr, errstr_size);
     for (size_t k = 0; rc == CORE_OK && k < nsrc; k++)
         if (src[k].nw)
             rc = from_state(c, ro->schema, batch, &src[k], errstr, errstr_size);

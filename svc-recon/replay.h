@@ -31,8 +31,7 @@
 
 typedef struct recon_replay_opts {
     const core_config_t *cfg;             /* kafka.* properties */
-    const core_kafka_prop *kafka_defaults;
-    size_t nkafka_defaults;
+    const char *topic_prefix;             /* a dataset's .raw when no ingest event names it */
     int verdict;                          /* RV_MISSING or RV_ALTERED */
     bool dry_run;
     int timeout_ms;                       /* reading and producing; 0: 60 s */

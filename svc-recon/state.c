@@ -5,6 +5,7 @@
 #include "method.h"
 #include "window.h"
 
+#include "tributary/core_audit.h"
 #include "tributary/core_log.h"
 
 #include <ctype.h>
@@ -286,7 +287,7 @@ recon_state_t *recon_state_open(const recon_state_opts *o, char *errstr, size_t 
     st->o = *o;
     st->ids.cat = o->cat; /* NULL (tests without one): the catalogue's 201 and 202 */
     snprintf(st->schema, sizeof(st->schema), "%s", o->pg.schema);
-    st->audit_topic = strdup(o->audit_topic ? o->audit_topic : "audit.events");
+    st->audit_topic = strdup(o->audit_topic ? o->audit_topic : CORE_AUDIT_TOPIC);
     st->lat = recon_lat_cache_new();
     if (!st->audit_topic || !st->lat) {
         core_errstr(errstr, errstr_size, "out of memory");
