@@ -2,9 +2,12 @@
  *
  *   fault_check verify --batch F --change F --pg CONNINFO --pg-schema S
  *                      --redis-port P --cache-prefix X
+ *   fault_check verify --batch F --change F --mongo URI --mongo-db D
+ *                      --redis-port P --cache-prefix X
  *       computes the expected final state from the two input files alone
- *       (fault_model.c), reads every row of S.payee and every key X:payee:*
- *       and compares them field by field. Prints one line of figures
+ *       (fault_model.c), reads every row of S.payee (or every document of
+ *       D.payee, the persister's MongoDB sink) and every key X:payee:* and
+ *       compares them field by field. Prints one line of figures
  *       (key=value) and one line per difference (at most 20); exit 0 when
  *       every sink equals the expected state, 1 when not, 2 on an error.
  *   fault_check count --brokers B --topic T --batch ID
@@ -21,6 +24,7 @@
 #include <cjson/cJSON.h>
 #include <hiredis/hiredis.h>
 #include <libpq-fe.h>
+#include <mongoc/mongoc.h>
 #include <librdkafka/rdkafka.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -126,6 +130,61 @@ static int check_pg(fm_model *m, const char *conninfo, const char *schema, tally
     return 0;
 }
 
+/* A string field of a stored document; NULL when absent, null or not a
+ * string. */
+static const char *bson_text(const bson_t *doc, const char *name)
+{
+    bson_iter_t it;
+
+    if (!bson_iter_init_find(&it, doc, name) || !BSON_ITER_HOLDS_UTF8(&it))
+        return NULL;
+    return bson_iter_utf8(&it, NULL);
+}
+
+static int check_mongo(fm_model *m, const char *uri, const char *db, tally *t)
+{
+    static const char *const names[F_N] = { "_id", "name", "account_number",
+                                            "routing_number", "country", "currency", "email",
+                                            "amount_limit", "status", "updated_at" };
+    bson_error_t err;
+    mongoc_client_t *c = mongoc_client_new(uri);
+    mongoc_collection_t *coll;
+    mongoc_cursor_t *cur;
+    const bson_t *doc;
+    bson_t *all = bson_new();
+    int rc = 0;
+
+    if (!c) {
+        fprintf(stderr, "fault_check: mongodb: bad URI\n");
+        bson_destroy(all);
+        return -1;
+    }
+    coll = mongoc_client_get_collection(c, db, "payee");
+    cur = mongoc_collection_find_with_opts(coll, all, NULL, NULL);
+    while (mongoc_cursor_next(cur, &doc)) {
+        const char *got[F_N];
+        bson_iter_t it;
+        long long updated = -1, version = -1;
+
+        for (int k = 0; k < F_N; k++)
+            got[k] = k == F_UPDATED ? NULL : bson_text(doc, names[k]);
+        if (bson_iter_init_find(&it, doc, "updated_at") && BSON_ITER_HOLDS_DATE_TIME(&it))
+            updated = (long long)bson_iter_date_time(&it);
+        if (bson_iter_init_find(&it, doc, "tb_version") && BSON_ITER_HOLDS_NUMBER(&it))
+            version = (long long)bson_iter_as_int64(&it);
+        judge(m, t, "mongodb", got[F_KEY] ? got[F_KEY] : "?", got, updated, version);
+    }
+    if (mongoc_cursor_error(cur, &err)) {
+        fprintf(stderr, "fault_check: mongodb: %s\n", err.message);
+        rc = -1;
+    }
+    mongoc_cursor_destroy(cur);
+    mongoc_collection_destroy(coll);
+    mongoc_client_destroy(c);
+    bson_destroy(all);
+    return rc;
+}
+
 static const char *jstr(const cJSON *o, const char *name)
 {
     const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, name);
@@ -201,13 +260,14 @@ static int cmd_verify(int argc, char **argv)
 {
     const char *batch = arg(argc, argv, "--batch"), *change = arg(argc, argv, "--change");
     const char *pg = arg(argc, argv, "--pg"), *schema = arg(argc, argv, "--pg-schema");
+    const char *mongo = arg(argc, argv, "--mongo"), *mdb = arg(argc, argv, "--mongo-db");
     const char *rport = arg(argc, argv, "--redis-port"), *prefix = arg(argc, argv, "--cache-prefix");
     fm_model m = { 0 };
     fm_file_counts cb, cc;
     char err[512];
     tally tp = { 0 }, tr = { 0 };
 
-    if (!batch || !change || !pg || !schema || !rport || !prefix) {
+    if (!batch || !change || !(pg ? schema != NULL : mongo && mdb) || !rport || !prefix) {
         fprintf(stderr, "fault_check verify: missing an option\n");
         return 2;
     }
@@ -218,17 +278,21 @@ static int cmd_verify(int argc, char **argv)
         return 2;
     }
     size_t live = fm_live(&m);
-    if (check_pg(&m, pg, schema, &tp) != 0 || check_redis(&m, atoi(rport), prefix, &tr) != 0) {
+    mongoc_init();
+    int db_rc = pg ? check_pg(&m, pg, schema, &tp) : check_mongo(&m, mongo, mdb, &tp);
+    mongoc_cleanup();
+    if (db_rc != 0 || check_redis(&m, atoi(rport), prefix, &tr) != 0) {
         fm_free(&m);
         return 2;
     }
     long lost_pg = (long)live - tp.matching, lost_redis = (long)live - tr.matching;
-    printf("batch_records=%ld batch_format=%ld batch_rules=%ld batch_published=%ld "
+    printf("store=%s batch_records=%ld batch_format=%ld batch_rules=%ld batch_published=%ld "
            "batch_valid=%ld change_records=%ld change_format=%ld change_rules=%ld "
            "change_published=%ld change_valid=%ld expected_rows=%zu pg_rows=%ld pg_altered=%ld "
            "pg_unexpected=%ld pg_lost=%ld redis_keys=%ld redis_altered=%ld "
            "redis_unexpected=%ld redis_lost=%ld\n",
-           cb.records, cb.format_errors, cb.rule_breaks, cb.published, cb.valid, cc.records,
+           pg ? "postgres" : "mongodb", cb.records, cb.format_errors, cb.rule_breaks, cb.published,
+           cb.valid, cc.records,
            cc.format_errors, cc.rule_breaks, cc.published, cc.valid, live, tp.rows, tp.altered,
            tp.unexpected, lost_pg, tr.rows, tr.altered, tr.unexpected, lost_redis);
     fm_free(&m);

@@ -3,12 +3,13 @@
 # and by an independent checker (issue 11).
 #
 # Every scenario runs svc-validator, svc-cache-feeder, svc-persister
-# (PostgreSQL) and the svc-recon daemon as services, each under a supervisor
+# (PostgreSQL; MongoDB in the mongo scenario) and the svc-recon daemon as services, each under a supervisor
 # that restarts it when it dies, and svc-ingest on a mixed batch file and then
 # a change file (deploy/local/gen_payees.py: format errors, rule breaks,
 # moved keys, deletes, out-of-order versions), while faults are injected.
 # Afterwards it waits until:
-#   - fault_check verify: every row of PostgreSQL and every key in Redis equals
+#   - fault_check verify: every row of PostgreSQL (every document of MongoDB)
+#     and every key in Redis equals
 #     the final state fault_check computes from the two input files alone;
 #   - svc-recon report --batch: clean, for the batch and for the change file;
 #   - the committed records of each batch on payee.raw, payee.valid and
@@ -22,6 +23,9 @@
 #   outages   ingest's errors folder read-only (then writable), a broker
 #             restart, PostgreSQL stopped, Redis stopped, the validator
 #             SIGSTOPped past max.poll.interval.ms and SIGCONTed
+#   mongo     svc-persister on MongoDB (FerretDB): the MongoDB-compatible
+#             server stopped mid-run while records arrive, then kill -9 of
+#             random services (10 kills)
 #   brokers3  (--soak) 3 brokers, RF 3, min.insync.replicas 2: one broker
 #             killed mid-run and started again
 #
@@ -42,12 +46,12 @@ for a in "$@"; do
     case $a in
     --quick) mode=quick ;;
     --soak) mode=soak ;;
-    -*) echo "usage: $0 --quick|--soak [kill9|outages|brokers3...]" >&2; exit 64 ;;
+    -*) echo "usage: $0 --quick|--soak [kill9|outages|mongo|brokers3...]" >&2; exit 64 ;;
     *) scenarios+=("$a") ;;
     esac
 done
 if [ ${#scenarios[@]} -eq 0 ]; then
-    scenarios=(kill9 outages)
+    scenarios=(kill9 outages mongo)
     [ "$mode" = soak ] && scenarios+=(brokers3)
 fi
 if [ "$mode" = quick ]; then
@@ -65,6 +69,7 @@ brokers=127.0.0.1:$kport
 rport=${STACK_REDIS_PORT:-6379}
 pgport=${STACK_PG_PORT:-5432}
 pgconn="host=127.0.0.1 port=$pgport dbname=tributary user=tributary"
+mongouri=mongodb://127.0.0.1:${STACK_MONGO_PORT:-27017}
 # Poll interval short enough that a SIGSTOP outlives it (the group then
 # fences the stopped member), session timeout below it.
 POLL_MS=10000
@@ -122,9 +127,13 @@ start_services() {
         --commit.interval.ms 200
     supervise feeder "$build/bin/svc-cache-feeder" "${common[@]}" "${poll[@]}" --dataset payee \
         --http.port 18083 --group.id "$grp-feeder" --cache.prefix "$cprefix"
+    local store=(--sink postgres --pg.schema "$schema" --pg.conninfo "$pgconn"
+                 --pg.password_file "$work/pg.password")
+    # FerretDB 1.24 has no Decimal128: decimals stored as their exact text
+    [ "$sink" = mongodb ] && store=(--sink mongodb --mongodb.uri "$mongouri"
+                                    --mongodb.database "$schema" --mongodb.decimal128 false)
     supervise persister "$build/bin/svc-persister" "${common[@]}" "${poll[@]}" --dataset payee \
-        --http.port 18084 --group.id "$grp-persister" --sink postgres --create.tables \
-        --pg.schema "$schema" --pg.conninfo "$pgconn" --pg.password_file "$work/pg.password" \
+        --http.port 18084 --group.id "$grp-persister" "${store[@]}" --create.tables \
         --batch.timeout.ms 300
     supervise recon "$build/bin/svc-recon" "${common[@]}" --http.port 18085 \
         --group.id "$grp-recon" --state.schema "$rschema" --sinks cache-feeder,persister \
@@ -288,9 +297,11 @@ recon_report() { # BATCH: exit code; JSON in $sdir/recon-BATCH.json
 
 converge() { # wait until the sinks equal the model and recon is clean
     local deadline=$((SECONDS + DEADLINE)) v rb rc
+    local store=(--pg "$pgconn password=tributary" --pg-schema "$schema")
+    [ "$sink" = mongodb ] && store=(--mongo "$mongouri" --mongo-db "$schema")
     while :; do
-        v=$("$check" verify --batch "$bfile" --change "$cfile" --pg "$pgconn password=tributary" \
-                --pg-schema "$schema" --redis-port "$rport" --cache-prefix "$cprefix" 2>&1)
+        v=$("$check" verify --batch "$bfile" --change "$cfile" "${store[@]}" \
+                --redis-port "$rport" --cache-prefix "$cprefix" 2>&1)
         vrc=$?
         rb=1 rc=1
         if [ $vrc -eq 0 ]; then
@@ -325,7 +336,8 @@ scenario() {
     scn=$1
     sdir=$work/$scn
     mkdir -p "$sdir"
-    nodes=1
+    nodes=1 sink=postgres
+    [ "$scn" = mongo ] && sink=mongodb
     if [ "$scn" = brokers3 ]; then
         nodes=3
         brokers=127.0.0.1:$kport,127.0.0.1:$((kport + 2)),127.0.0.1:$((kport + 4))
@@ -352,6 +364,15 @@ scenario() {
     outages | brokers3)
         readonly_errors || ok=0
         outages_loop || { ok=0; echo 1 >"$sdir/ingest.done"; }
+        ;;
+    mongo)
+        # the server away while the batch arrives (the persister holds its
+        # batch and retries), then kills while it catches up
+        ingest_all &
+        echo $! >"$sdir/ingest.loop"
+        sleep 1
+        outage "FerretDB (MongoDB wire)" "$stack ferretdb-stop" "$stack ferretdb-start" || ok=0
+        KILLS=10 kill9_loop
         ;;
     esac
     wait_ingest || ok=0
@@ -408,7 +429,9 @@ report_table() {
     row "recon verdict" "$(jq -r 'if .clean then "clean" else "NOT clean" end' "$sdir/recon-$bbatch.json" 2>/dev/null)" \
         "$(jq -r 'if .clean then "clean" else "NOT clean" end' "$sdir/recon-$cbatch.json" 2>/dev/null)"
     printf '%-28s %12s %12s %8s %8s %8s\n' "final state" "expected" "stored" "lost" "altered" "unexpct"
-    printf '%-28s %12s %12s %8s %8s %8s\n' "PostgreSQL rows" "$(kv expected_rows "$verify")" \
+    local what="PostgreSQL rows"
+    [ "$sink" = mongodb ] && what="MongoDB documents"
+    printf '%-28s %12s %12s %8s %8s %8s\n' "$what" "$(kv expected_rows "$verify")" \
         "$(kv pg_rows "$verify")" "$(kv pg_lost "$verify")" "$(kv pg_altered "$verify")" "$(kv pg_unexpected "$verify")"
     printf '%-28s %12s %12s %8s %8s %8s\n' "Redis keys" "$(kv expected_rows "$verify")" \
         "$(kv redis_keys "$verify")" "$(kv redis_lost "$verify")" "$(kv redis_altered "$verify")" "$(kv redis_unexpected "$verify")"
