@@ -7,7 +7,8 @@
  * and prints the same (numbers keep their text through it); nothing
  * crashes or leaks.
  *
- * Build and run with clang (from the repository root):
+ * Build and run: `make fuzz` / `make fuzz-short` (tests/fuzz/README.md), or by hand
+ * with clang (from the repository root):
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 -D_GNU_SOURCE \
  *     -Ilibcore/include -DTB_PROTO_DIR="\"$PWD/proto\"" \
