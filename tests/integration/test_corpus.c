@@ -18,8 +18,10 @@
 #include "testutil.h"
 #include "tu_stack.h"
 
+#include "tributary/core_audit.h"
 #include "tributary/core_avro.h"
 #include "tributary/core_common.h"
+#include "tributary/core_digest.h"
 #include "tributary/core_kafka.h"
 
 #include <cjson/cJSON.h>
@@ -837,6 +839,112 @@ static void run_kafka(void)
     core_avro_catalog_free(cat);
 }
 
+/* ---- audit events: svc-recon's report over an audit topic ------------------------------------ */
+
+static void audit_emit(core_audit_t *a, const char *batch, const char *dataset, int i,
+                       const char *outcome, int64_t ts, const char *topic, int64_t offset)
+{
+    char id[128], key[32], err[512], text[64];
+    core_digest d;
+    core_audit_event ev = CORE_AUDIT_EVENT_INIT;
+
+    snprintf(id, sizeof(id), "%s-%06d", batch, i);
+    snprintf(key, sizeof(key), "K%06d", i);
+    snprintf(text, sizeof(text), "record %d", i);
+    core_digest_sha256(text, strlen(text), &d);
+    ev.id = id;
+    ev.key = key;
+    ev.dataset = dataset;
+    ev.batch_id = batch;
+    ev.outcome = outcome;
+    ev.digest = &d;
+    ev.ts = ts;
+    ev.version = 1;
+    ev.topic = topic;
+    if (offset >= 0) {
+        ev.partition = 0;
+        ev.offset = offset;
+    } else {
+        ev.line = i + 2;
+    }
+    ck_assert_msg(core_audit_emit(a, &ev, err, sizeof(err)) == CORE_OK, "emit: %s", err);
+}
+
+static double jpath(const cJSON *o, const char *a, const char *b)
+{
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o, a), b);
+    return cJSON_IsNumber(x) ? x->valuedouble : -1;
+}
+
+static void run_recon(void)
+{
+    static const char *const stages[4] = { "ingest", "validator", "cache-feeder", "persister" };
+    static const char *const outcomes[4] = { "published", "valid", "cached", "persisted" };
+    char err[512], topic[160], schema[100], batch[64], tflag[200], sflag[200], bflag[200];
+    char *out = NULL, *errout = NULL;
+    core_avro_catalog_t *cat = tu_catalog_load();
+    core_kafka_producer_t *p = tu_producer("5");
+    core_audit_t *a[4];
+    cJSON *j;
+    int rc;
+
+    snprintf(topic, sizeof(topic), "it.corpus.audit.%s", tu_unique());
+    snprintf(schema, sizeof(schema), "recon_corpus_%s", tu_unique());
+    snprintf(batch, sizeof(batch), "corpus-%s", tu_unique());
+    tu_topic_create(topic, 1);
+    for (int i = 0; i < 4; i++) {
+        a[i] = core_audit_new(p, cat, topic, stages[i], err, sizeof(err));
+        ck_assert_msg(a[i] != NULL, "audit: %s", err);
+    }
+    /* record 1: its whole life, as it should be */
+    for (int i = 0; i < 4; i++)
+        audit_emit(a[i], batch, "payee", 1, outcomes[i], 0, i ? "payee.valid" : "payee.raw",
+                   i ? 1 : -1);
+    /* bad input beside it */
+    audit_emit(a[0], batch, "payee", 2, "published", core_now_ms() + 400LL * 86400000,
+               "payee.raw", -1);
+    audit_emit(a[0], batch, "no_such_dataset", 3, "published", 0, "payee.raw", -1);
+    ck_assert_int_eq(core_kafka_produce(p, topic, "k", 1, "\0\0\0\0\xc9garbage", 12, NULL, 0,
+                                        NULL, err, sizeof(err)), CORE_OK);
+    ck_assert_int_eq(core_kafka_produce(p, topic, "k", 1, "not avro", 8, NULL, 0, NULL, err,
+                                        sizeof(err)), CORE_OK);
+    ck_assert_int_eq((int)core_kafka_producer_flush(p, 30000), 0);
+    for (int i = 0; i < 4; i++)
+        core_audit_free(a[i]);
+    core_kafka_producer_free(p);
+
+    snprintf(tflag, sizeof(tflag), "--audit.topic=%s", topic);
+    snprintf(sflag, sizeof(sflag), "--state.schema=%s", schema);
+    snprintf(bflag, sizeof(bflag), "--batch=%s", batch);
+    {
+        char *argv[] = { (char *)tu_bin("svc-recon"), "report", bflag, "--json", tflag, sflag,
+                         "--log.level=warn", NULL };
+        rc = tu_run_cmd(argv, tu_env(true), &out, &errout, 120000);
+    }
+    j = cJSON_Parse(out);
+    add_row("audit_event_from_future", "an audit event 400 days ahead", "bad_input.future_timestamp 1",
+            jpath(j, "bad_input", "future_timestamp") == 1, "exit %d, future_timestamp %.0f", rc,
+            jpath(j, "bad_input", "future_timestamp"));
+    add_row("audit_unknown_dataset", "an audit event of dataset no_such_dataset",
+            "bad_input.unknown_dataset 1", jpath(j, "bad_input", "unknown_dataset") == 1,
+            "unknown_dataset %.0f", jpath(j, "bad_input", "unknown_dataset"));
+    add_row("audit_malformed_bytes", "2 audit records: garbage body, not Avro",
+            "bad_input.malformed 2", jpath(j, "bad_input", "malformed") == 2, "malformed %.0f",
+            jpath(j, "bad_input", "malformed"));
+    add_row("audit_good_beside_bad", "record 1's four events beside the bad ones",
+            "counts.delivered 1", jpath(j, "counts", "delivered") == 1, "delivered %.0f",
+            jpath(j, "counts", "delivered"));
+    cJSON_Delete(j);
+    free(out);
+    free(errout);
+    tu_pg_drop_schema(schema);
+    {
+        const char *t[1] = { topic };
+        tu_topics_delete(t, 1);
+    }
+    core_avro_catalog_free(cat);
+}
+
 START_TEST(malformed_input_corpus)
 {
     double t0 = core_mono_s();
@@ -846,6 +954,7 @@ START_TEST(malformed_input_corpus)
     run_configs();
     run_http();
     run_kafka();
+    run_recon();
     run_files();
     print_table();
     fprintf(stderr, "test_corpus: %zu cases in %.1f s\n", nrows, core_mono_s() - t0);
