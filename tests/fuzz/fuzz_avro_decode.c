@@ -18,8 +18,9 @@
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 -D_GNU_SOURCE \
  *     -Ilibcore/include -DTB_PROTO_DIR="\"$PWD/proto\"" \
  *     tests/fuzz/fuzz_avro_decode.c libcore/src/core_avro*.c libcore/src/core_common.c \
- *     $(pkg-config --cflags --libs avro-c libcjson) -lm -o fuzz_avro_decode
- *   mkdir -p corpus && ./fuzz_avro_decode -malloc_limit_mb=128 -max_len=65536 corpus
+ *     libcore/src/core_json.c libcore/src/core_number.c libcore/src/core_digest.c \
+ *     $(pkg-config --cflags --libs avro-c libcjson) -lcrypto -lm -o fuzz_avro_decode
+ *   ./fuzz_avro_decode -malloc_limit_mb=128 -max_len=65536 tests/fuzz/corpus/fuzz_avro_decode
  *
  * Without clang: the same file with -DFUZZ_STANDALONE builds a main that
  * replays the files (or directories of files) given as arguments:
@@ -27,22 +28,19 @@
  *   gcc -g -O1 -fsanitize=address,undefined -std=c11 -D_GNU_SOURCE -DFUZZ_STANDALONE \
  *     -Ilibcore/include -DTB_PROTO_DIR="\"$PWD/proto\"" \
  *     tests/fuzz/fuzz_avro_decode.c libcore/src/core_avro*.c libcore/src/core_common.c \
- *     $(pkg-config --cflags --libs avro-c libcjson) -lm -o fuzz_avro_decode
- *   ./fuzz_avro_decode crash-file corpus/
+ *     libcore/src/core_json.c libcore/src/core_number.c libcore/src/core_digest.c \
+ *     $(pkg-config --cflags --libs avro-c libcjson) -lcrypto -lm -o fuzz_avro_decode
+ *   ./fuzz_avro_decode crash-file tests/fuzz/corpus/fuzz_avro_decode
  *
  * The catalogue comes from $TB_PROTO_DIR, else the TB_PROTO_DIR macro. */
+#include "fuzz_util.h"
+
 #include "tributary/core_avro.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#ifndef TB_PROTO_DIR
-#define TB_PROTO_DIR "proto"
-#endif
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* Every type the catalogue's schemas lack: block-counted arrays and maps
  * (of records, of unions), fixed, float, int, a nested record. */
@@ -69,24 +67,6 @@ static core_avro_schema_t *all_types_schema(void)
     return s;
 }
 
-static core_avro_catalog_t *catalog(void)
-{
-    static core_avro_catalog_t *cat;
-    char err[512];
-    const char *dir;
-
-    if (cat)
-        return cat;
-    dir = getenv("TB_PROTO_DIR");
-    if (!dir || !*dir)
-        dir = TB_PROTO_DIR;
-    cat = core_avro_catalog_load(dir, err, sizeof(err));
-    if (!cat) {
-        fprintf(stderr, "fuzz_avro_decode: %s\n", err);
-        abort();
-    }
-    return cat;
-}
 
 /* A decoded value: JSON, re-encode, decode again. */
 static void exercise(const core_avro_catalog_t *cat, const core_avro_schema_t *s,
@@ -130,7 +110,7 @@ static void exercise(const core_avro_catalog_t *cat, const core_avro_schema_t *s
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    core_avro_catalog_t *cat = catalog();
+    core_avro_catalog_t *cat = fuzz_catalog();
     const core_avro_schema_t *s = NULL;
     avro_value_t v;
     char err[512];
@@ -196,7 +176,7 @@ int main(int argc, char **argv)
             n++;
         }
     }
-    core_avro_catalog_free(catalog());
+    core_avro_catalog_free(fuzz_catalog());
     core_avro_schema_free(all_types_schema());
     fprintf(stderr, "fuzz_avro_decode: replayed %d input(s)\n", n);
     return rc;

@@ -18,6 +18,8 @@
  *   mkdir -p corpus-json && ./fuzz_json -max_len=4096 corpus-json
  *
  * The catalogue comes from $TB_PROTO_DIR, else the TB_PROTO_DIR macro. */
+#include "fuzz_util.h"
+
 #include "tributary/core_avro.h"
 #include "tributary/core_json.h"
 
@@ -26,34 +28,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#ifndef TB_PROTO_DIR
-#define TB_PROTO_DIR "proto"
-#endif
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static core_avro_catalog_t *catalog(void)
-{
-    static core_avro_catalog_t *cat;
-    char err[512];
-    const char *dir;
-
-    if (cat)
-        return cat;
-    dir = getenv("TB_PROTO_DIR");
-    if (!dir || !*dir)
-        dir = TB_PROTO_DIR;
-    cat = core_avro_catalog_load(dir, err, sizeof(err));
-    if (!cat) {
-        fprintf(stderr, "fuzz_json: %s\n", err);
-        abort();
-    }
-    return cat;
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    core_avro_catalog_t *cat = catalog();
+    core_avro_catalog_t *cat = fuzz_catalog();
     core_json_error e;
     cJSON *j = core_json_parse((const char *)data, size, &e), *again;
     char *text, *text2, err[512];
