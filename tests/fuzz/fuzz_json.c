@@ -13,9 +13,9 @@
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 -D_GNU_SOURCE \
  *     -Ilibcore/include -DTB_PROTO_DIR="\"$PWD/proto\"" \
  *     tests/fuzz/fuzz_json.c libcore/src/core_json.c libcore/src/core_avro*.c \
- *     libcore/src/core_common.c $(pkg-config --cflags --libs avro-c libcjson) -lm \
- *     -o fuzz_json
- *   mkdir -p corpus-json && ./fuzz_json -max_len=4096 corpus-json
+ *     libcore/src/core_common.c libcore/src/core_number.c libcore/src/core_digest.c \
+ *     $(pkg-config --cflags --libs avro-c libcjson) -lcrypto -lm -o fuzz_json
+ *   ./fuzz_json -max_len=4096 tests/fuzz/corpus/fuzz_json
  *
  * The catalogue comes from $TB_PROTO_DIR, else the TB_PROTO_DIR macro. */
 #include "fuzz_util.h"
