@@ -703,6 +703,102 @@ static void on_dlq(const rd_kafka_message_t *m, void *user)
                                         name, (int)len, val ? (const char *)val : "");
 }
 
+
+/* .valid records of key P5: their values and tb.replay.of headers. */
+typedef struct replayed {
+    size_t n;
+    uint8_t *val[4];
+    size_t len[4];
+    char of[4][128];
+} replayed;
+
+static void on_valid(const rd_kafka_message_t *m, void *user)
+{
+    replayed *r = user;
+
+    if (!m->key || m->key_len != 2 || memcmp(m->key, "P5", 2) || r->n >= 4)
+        return;
+    r->val[r->n] = malloc(m->len ? m->len : 1);
+    ck_assert_ptr_nonnull(r->val[r->n]);
+    memcpy(r->val[r->n], m->payload, m->len);
+    r->len[r->n] = m->len;
+    tu_header(m, "tb.replay.of", r->of[r->n], sizeof(r->of[r->n]));
+    r->n++;
+}
+
+/* A record of the DLQ (class exhausted: its check could not be made) that
+ * an operator replays twice: each replay re-publishes it (exit 0, "1
+ * published"), each copy on .raw names the DLQ record it came from
+ * (tb.replay.of), and both reach .valid byte for byte the same (same
+ * meta.id and version: the sinks keep one). */
+static void replay_twice(const char *prefix, const char *dlq, const char *raw,
+                         const char *valid, const core_avro_schema_t *s)
+{
+    char errstr[512], *out[2] = { NULL, NULL }, *err[2] = { NULL, NULL };
+    cJSON *j = cJSON_Parse(PAYEE_JSON);
+    core_kafka_producer_t *p = tu_producer("0");
+    rd_kafka_headers_t *h = rd_kafka_headers_new(2);
+    avro_value_t v;
+    void *buf = NULL;
+    size_t len = 0;
+    int rc[2];
+    replayed r, rr;
+    bool same, msgs, marked;
+
+    ck_assert_ptr_nonnull(j);
+    cJSON_ReplaceItemInObjectCaseSensitive(j, "payee_id", cJSON_CreateString("P5"));
+    ck_assert_msg(core_avro_from_json(s, j, &v, errstr, sizeof(errstr)) == CORE_OK, "%s", errstr);
+    ck_assert_int_eq(core_avro_encode(s, &v, &buf, &len, errstr, sizeof(errstr)), CORE_OK);
+    avro_value_decref(&v);
+    cJSON_Delete(j);
+    rd_kafka_header_add(h, "tb.error.class", -1, "exhausted", -1);
+    rd_kafka_header_add(h, "__connect.errors.exception.message", -1,
+                        "verification unavailable", -1);
+    ck_assert_int_eq(core_kafka_produce_hdrs(p, dlq, "P5", 2, buf, len, h, NULL, errstr,
+                                             sizeof(errstr)), CORE_OK);
+    ck_assert_int_eq(core_kafka_producer_flush(p, 30000), 0);
+    core_kafka_producer_free(p);
+    free(buf);
+    for (int k = 0; k < 2; k++) {
+        char *argv[] = { (char *)tu_bin("svc-validator"), "replay", "--dataset", "payee",
+                         "--topic.prefix", (char *)prefix, "--class", "exhausted",
+                         "--log.level", "warn", NULL };
+        rc[k] = tu_run_cmd(argv, tu_env(false), &out[k], &err[k], 60000);
+    }
+    {
+        int64_t deadline = core_mono_ms() + 60000;
+        do {
+            memset(&r, 0, sizeof(r));
+            tu_topic_read(valid, "read_committed", on_valid, &r);
+            if (r.n >= 2)
+                break;
+            for (size_t i = 0; i < r.n; i++)
+                free(r.val[i]);
+            tu_sleep_ms(300);
+        } while (core_mono_ms() < deadline);
+    }
+    memset(&rr, 0, sizeof(rr));
+    tu_topic_read(raw, "read_committed", on_valid, &rr);
+    marked = rr.n == 2 && rr.of[0][0] && !strcmp(rr.of[0], rr.of[1]) &&
+             !strncmp(rr.of[0], dlq, strlen(dlq));
+    msgs = rc[0] == 0 && rc[1] == 0 && out[0] && out[1] && strstr(out[0], "1 published") &&
+           strstr(out[1], "1 published");
+    same = r.n == 2 && r.len[0] == r.len[1] && !memcmp(r.val[0], r.val[1], r.len[0]);
+    add_row("dlq_record_replayed_twice", "a DLQ record (exhausted) replayed twice",
+            "exit 0 \"1 published\" x2; .raw x2 tb.replay.of; .valid x2 same bytes",
+            msgs && marked && same, "exit %d/%d, %s; %zu on .raw (tb.replay.of %s); %zu on .valid%s",
+            rc[0], rc[1], msgs ? "1 published x2" : "NOT 1 published x2", rr.n,
+            rr.n ? rr.of[0] : "-", r.n, same ? " identical" : r.n == 2 ? " DIFFERENT" : "");
+    for (size_t i = 0; i < r.n; i++)
+        free(r.val[i]);
+    for (size_t i = 0; i < rr.n; i++)
+        free(rr.val[i]);
+    for (int k = 0; k < 2; k++) {
+        free(out[k]);
+        free(err[k]);
+    }
+}
+
 static void run_kafka(void)
 {
     char errstr[512], prefix[128], group[128], inst[128], log[400];
@@ -826,6 +922,7 @@ static void run_kafka(void)
     }
     add_row("kafka_good_beside_bad", "the good record before the bad ones", "1 record on .valid",
             nvalid == 1, "%zu on .valid, %zu in the DLQ", nvalid, st.n);
+    replay_twice(prefix, dlq, raw, valid, s);
     {
         char *resp = NULL;
         long hs = tu_http(hp, "GET", "/healthz", NULL, NULL, &resp);
