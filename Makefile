@@ -147,11 +147,14 @@ integration: $(INT_BINS) services
 	@$(TEST_ENV) tests/run-suite.sh integration $(INT_BINS)
 
 # svc-persister's suite (the longest, mostly waiting on its servers) runs in
-# a lane beside the others; the fault suite, which stops servers, after both.
+# a lane beside the others (test_corpus, the malformed-input corpus, is one
+# of the integration suites); then the short fuzz run (clang, ~30 s to
+# build, ~35 s to run); the fault suite, which stops servers, last.
 run-tests: tests deploy-check
 	$(SCHEMA_COMPAT) $(REGISTRY_URL) $(CURDIR)/proto
 	@$(TEST_ENV) SUITE_BESIDE="$(filter %/test_persister,$(INT_BINS))" \
 	  tests/run-suite.sh $(notdir $(BUILD)) $(UNIT_BINS) $(INT_BINS)
+	@$(MAKE) -j2 --no-print-directory fuzz-build >/dev/null
 	@$(MAKE) --no-print-directory fuzz-short
 	@$(TEST_ENV) tests/fault/run.sh --quick
 
