@@ -631,6 +631,7 @@ static void run_http(void)
         free(resp);
     }
     tu_service_stop(pid);
+    unlink(log);
     unlink(good);
     {
         char ef[500];
