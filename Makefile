@@ -5,7 +5,7 @@
 #   make demo       deps, stack-up, build, run the sample through the pipeline
 #   make asan       the test suite under AddressSanitizer and UBSan
 #   make fault      the fault soak over the whole pipeline (tests/fault/, ~15 min; 3 brokers too)
-#   make fuzz       libFuzzer on the Avro decoder and the JSON parser (FUZZ_TIME seconds each)
+#   make fuzz       every libFuzzer harness of tests/fuzz (FUZZ_TIME seconds each; fuzz-short: seconds)
 #   make deps       install the Debian packages (root, non-interactive) and the deploy tools
 #   make deploy-check  deploy/check.sh + the dashboards' metrics against the running services
 #   make schema-compat  every schema in proto/ BACKWARD-compatible with its previous entry (registry)
@@ -53,7 +53,7 @@ LIBS_svc-persister    := $(DB_LIBS)
 LIBS_svc-recon        := $(DB_LIBS)
 
 .PHONY: all lib services tests test unit integration run-tests asan demo deps \
-        stack-up stack-down stack-status clean bench fuzz help fault fault-quick deploy-check schema-compat
+        stack-up stack-down stack-status clean bench fuzz fuzz-build fuzz-short help fault fault-quick deploy-check schema-compat
 
 all: lib services
 
@@ -147,11 +147,15 @@ integration: $(INT_BINS) services
 	@$(TEST_ENV) tests/run-suite.sh integration $(INT_BINS)
 
 # svc-persister's suite (the longest, mostly waiting on its servers) runs in
-# a lane beside the others; the fault suite, which stops servers, after both.
+# a lane beside the others (test_corpus, the malformed-input corpus, is one
+# of the integration suites); then the short fuzz run (clang, ~30 s to
+# build, ~35 s to run); the fault suite, which stops servers, last.
 run-tests: tests deploy-check
 	$(SCHEMA_COMPAT) $(REGISTRY_URL) $(CURDIR)/proto
 	@$(TEST_ENV) SUITE_BESIDE="$(filter %/test_persister,$(INT_BINS))" \
 	  tests/run-suite.sh $(notdir $(BUILD)) $(UNIT_BINS) $(INT_BINS)
+	@$(MAKE) -j2 --no-print-directory fuzz-build >/dev/null
+	@$(MAKE) --no-print-directory fuzz-short
 	@$(TEST_ENV) tests/fault/run.sh --quick
 
 # deploy/ checked for real (deploy/check.sh: helm lint/template +
@@ -188,29 +192,65 @@ demo: deps
 bench: all
 	bench/run.sh $(BUILD)
 
-# libFuzzer on the decoder of untrusted Kafka bytes (clang from make deps).
-FUZZ_TIME ?= 60
-FUZZ_SRC  := libcore/src/core_avro.c libcore/src/core_avro_catalog.c libcore/src/core_avro_rules.c \
-             libcore/src/core_avro_json.c libcore/src/core_avro_wire.c \
-             libcore/src/core_avro_project.c \
-             libcore/src/core_avro_from_json.c libcore/src/core_avro_path.c \
-             libcore/src/core_avro_schema.c libcore/src/core_avro_record.c \
-             libcore/src/core_avro_decimal.c libcore/src/core_avro_time.c \
-             libcore/src/core_avro_utf8.c libcore/src/core_common.c libcore/src/core_json.c \
-             libcore/src/core_number.c
-fuzz: deps
-	@mkdir -p $(BUILD)/fuzz/corpus
-	clang -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 -D_GNU_SOURCE -Ilibcore/include \
-	  -DTB_PROTO_DIR='"$(CURDIR)/proto"' tests/fuzz/fuzz_avro_decode.c $(FUZZ_SRC) \
-	  $$(pkg-config --cflags --libs avro-c libcjson) -lm -o $(BUILD)/fuzz/fuzz_avro_decode
-	$(BUILD)/fuzz/fuzz_avro_decode -malloc_limit_mb=128 -max_len=65536 \
-	  -max_total_time=$(FUZZ_TIME) $(BUILD)/fuzz/corpus
-	@mkdir -p $(BUILD)/fuzz/corpus-json
-	clang -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 -D_GNU_SOURCE -Ilibcore/include \
-	  -DTB_PROTO_DIR='"$(CURDIR)/proto"' tests/fuzz/fuzz_json.c \
-	  $(FUZZ_SRC) $$(pkg-config --cflags --libs avro-c libcjson) -lm -o $(BUILD)/fuzz/fuzz_json
-	$(BUILD)/fuzz/fuzz_json -malloc_limit_mb=128 -max_len=65536 \
-	  -max_total_time=$(FUZZ_TIME) $(BUILD)/fuzz/corpus-json
+# ---- fuzzing (tests/fuzz/README.md) ------------------------------------------
+# Each tests/fuzz/fuzz_<name>.c is a libFuzzer harness built with clang under
+# ASan+UBSan against libcore and, for a service's code, that service's
+# folder (every .c but main.c), all compiled apart in $(BUILD)/fuzz/obj.
+# Seeds: tests/fuzz/corpus/<harness>/ (read only; new inputs land in
+# $(BUILD)/fuzz/work/<harness>/, crashes in $(BUILD)/fuzz/).
+#   make fuzz        each harness for FUZZ_TIME seconds (the long run)
+#   make fuzz-short  each harness over its corpus, then FUZZ_SHORT seconds (in run-tests)
+FUZZ_CC    ?= clang
+FUZZ_TIME  ?= 600
+FUZZ_SHORT ?= 3
+FUZZ_SAN   := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -g -O1 $(FUZZ_SAN) -Ilibcore/include \
+               $(PKG_CFLAGS) -DTB_VERSION='"$(VERSION)"' -DTB_PROTO_DIR='"$(CURDIR)/proto"'
+FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_NAMES := $(FUZZ_SRC:tests/fuzz/%.c=%)
+FUZZ_BINS  := $(FUZZ_NAMES:%=$(BUILD)/fuzz/%)
+FUZZ_CORE  := $(BUILD)/fuzz/lib/libcore.a
+# The service folder a harness takes its code from.
+FUZZ_SVC_fuzz_reader    := svc-ingest
+FUZZ_SVC_fuzz_mapper    := svc-ingest
+FUZZ_SVC_fuzz_rules     := svc-validator
+FUZZ_SVC_fuzz_recon_api := svc-recon
+fuzz_svc_lib = $(if $(FUZZ_SVC_$(1)),$(BUILD)/fuzz/lib/lib$(FUZZ_SVC_$(1)).a)
+
+$(BUILD)/fuzz/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+
+$(FUZZ_CORE): $(CORE_SRC:%.c=$(BUILD)/fuzz/obj/%.o)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/fuzz/lib/lib%.a: $$(addsuffix .o,$$(addprefix $(BUILD)/fuzz/obj/,$$(basename $$(filter-out $$*/main.c,$$(wildcard $$*/*.c)))))
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_util.h $$(call fuzz_svc_lib,fuzz_$$*) $(FUZZ_CORE)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(call fuzz_svc_lib,fuzz_$*) \
+	  $(FUZZ_CORE) -lcsv $(DB_LIBS) $(PKG_LIBS)
+
+fuzz-build: $(FUZZ_BINS)
+
+# Options of every run: malloc_limit_mb catches an allocation sized by an
+# untrusted length; inputs up to 64 KiB; no leak is tolerated.
+FUZZ_OPTS := -malloc_limit_mb=256 -rss_limit_mb=1024 -max_len=65536 -timeout=10 -detect_leaks=1
+FUZZ_ENV  := TB_PROTO_DIR=$(CURDIR)/proto ASAN_OPTIONS=abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1
+
+fuzz: fuzz-build
+	@for f in $(FUZZ_NAMES); do \
+	  mkdir -p $(BUILD)/fuzz/work/$$f; \
+	  echo "fuzz: $$f for $(FUZZ_TIME)s"; \
+	  $(FUZZ_ENV) $(BUILD)/fuzz/$$f $(FUZZ_OPTS) -max_total_time=$(FUZZ_TIME) -print_final_stats=1 \
+	    -artifact_prefix=$(BUILD)/fuzz/$$f- $(BUILD)/fuzz/work/$$f tests/fuzz/corpus/$$f || exit 1; \
+	done
+
+fuzz-short: fuzz-build
+	@FUZZ_ENV='$(FUZZ_ENV)' FUZZ_OPTS='$(FUZZ_OPTS)' tests/fuzz/short.sh $(BUILD)/fuzz $(FUZZ_SHORT) $(FUZZ_NAMES)
 
 # ---- dependencies and the local stack --------------------------------------
 
@@ -230,4 +270,4 @@ stack-status:
 clean:
 	rm -rf $(BUILD) build-asan
 
--include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD)/obj $(BUILD)/fuzz/obj -name '*.d' 2>/dev/null)

@@ -369,23 +369,33 @@ static int fill(ingest_reader *r, char *errstr, size_t errstr_size)
 
 static void set_error(ingest_reader *r, const char *msg, size_t col);
 
+/* The bound is on the record's raw bytes (raw_len: delimiters and quotes
+ * included, counted before each byte is stored), not on what is kept: a
+ * line of delimiters keeps no byte but a field each, and "" keeps one byte
+ * of two. Past it, bytes and fields are counted, not kept. @returns true
+ * when the record is over the bound. */
+static bool over_bound(ingest_reader *r)
+{
+    if (r->overflow)
+        return true;
+    if (r->raw_len <= r->max_record)
+        return false;
+    r->overflow = true;
+    if (!r->error) {
+        snprintf(r->errbuf, sizeof(r->errbuf), "record longer than %zu bytes", r->max_record);
+        r->error = r->errbuf;
+        r->error_col = r->nfields + 1;
+    }
+    return true;
+}
+
 static int rec_put(ingest_reader *r, char c)
 {
     if (c == '\0')
         set_error(r, r->fmt == INGEST_FMT_CSV ? "NUL byte in the field" : "NUL byte in the line",
                   r->fmt == INGEST_FMT_CSV ? r->nfields + 1 : 0);
-    if (r->overflow)
+    if (over_bound(r))
         return 0;
-    if (r->rec_len - r->nfields >= r->max_record) {
-        /* Bytes beyond the bound are counted, not kept. */
-        r->overflow = true;
-        if (!r->error) {
-            snprintf(r->errbuf, sizeof(r->errbuf), "record longer than %zu bytes", r->max_record);
-            r->error = r->errbuf;
-            r->error_col = r->nfields + 1;
-        }
-        return 0;
-    }
     if (r->rec_len + 2 > r->rec_cap) {
         size_t cap = r->rec_cap * 2;
         char *p = realloc(r->rec, cap);
@@ -400,6 +410,8 @@ static int rec_put(ingest_reader *r, char c)
 
 static int field_end(ingest_reader *r)
 {
+    if (over_bound(r))
+        return 0; /* an overlong record keeps no more fields */
     /* Writes starts[nfields + 1] below: that index must exist. */
     if (r->nfields + 2 > r->fields_cap) {
         size_t cap = r->fields_cap * 2;

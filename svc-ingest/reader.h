@@ -56,8 +56,10 @@ typedef struct ingest_row {
 
 /**
  * @brief Open a file (gzip or plain: detected by its magic bytes).
- * @param max_record largest record accepted, in bytes (longer ones are
- *        returned with an error and not kept in memory).
+ * @param max_record largest record accepted, in raw bytes of the file
+ *        (delimiters and quotes counted; the line break not): longer ones
+ *        are returned with an error, and neither their bytes nor their
+ *        fields past the bound are kept in memory.
  * @returns the reader or NULL with errstr ("<path>: No such file ...").
  */
 ingest_reader *ingest_reader_open(const char *path, ingest_format fmt, char delimiter,

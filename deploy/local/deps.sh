@@ -8,7 +8,7 @@
 # services on install; they are kept from starting (policy-rc.d) and stopped if running,
 # because deploy/local/stack.sh runs its own instances on the same ports.
 #
-# Env: DEPS_SKIP_OPTIONAL=1  skip the nice-to-have packages (clang, libFuzzer runtime).
+# Env: DEPS_SKIP_OPTIONAL=1  skip the nice-to-have packages (none at the moment).
 set -euo pipefail
 
 log() { printf 'deps: %s\n' "$*"; }
@@ -23,11 +23,13 @@ REQUIRED_PKGS=(
     procps psmisc iproute2 ca-certificates
     chromium chromium-driver
     prometheus
+    clang libclang-rt-14-dev
 )
 # prometheus: for promtool (deploy/check.sh, part of make test, checks and
 # unit-tests the alert rules); its service is kept from starting like the
-# others. Nice to have: clang + its runtime for libFuzzer / LeakSanitizer targets.
-OPTIONAL_PKGS=(clang libclang-rt-14-dev)
+# others. clang + its libFuzzer runtime: the fuzz harnesses of tests/fuzz,
+# whose short run is part of make test.
+OPTIONAL_PKGS=()
 
 # Minimum Go to build FerretDB v1.x (go.mod says go 1.22).
 GO_MIN_MINOR=22

@@ -1,20 +1,26 @@
 /* fuzz_avro_decode.c — libFuzzer target for the path every Kafka byte takes:
  * core_avro_decode() (wire header, body checker, avro-c), then the value's
  * natural JSON and a re-encoding. Each input is also decoded as a bare Avro
- * body of every catalogue schema, so the checker meets every schema.
+ * body of every catalogue schema, so the checker meets every schema, and of
+ * a schema of every Avro type the catalogue lacks (arrays, maps, fixed,
+ * nested unions: the block counts, negative ones and their byte sizes
+ * included; seeds in tests/fuzz/corpus/fuzz_avro_decode/ reach negative
+ * lengths and negative block counts).
  *
  * Invariants (abort on breach): a decoded value re-encodes, and the
  * re-encoding decodes again; nothing crashes, leaks or allocates more than
  * libFuzzer's malloc limit (avro-c 1.11.1 allocates whatever a length field
  * says: the checker must stop that first).
  *
- * Build and run with clang (from the repository root):
+ * Build and run: `make fuzz` / `make fuzz-short` (tests/fuzz/README.md), or by hand
+ * with clang (from the repository root):
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 -D_GNU_SOURCE \
  *     -Ilibcore/include -DTB_PROTO_DIR="\"$PWD/proto\"" \
  *     tests/fuzz/fuzz_avro_decode.c libcore/src/core_avro*.c libcore/src/core_common.c \
- *     $(pkg-config --cflags --libs avro-c libcjson) -lm -o fuzz_avro_decode
- *   mkdir -p corpus && ./fuzz_avro_decode -malloc_limit_mb=128 -max_len=65536 corpus
+ *     libcore/src/core_json.c libcore/src/core_number.c libcore/src/core_digest.c \
+ *     $(pkg-config --cflags --libs avro-c libcjson) -lcrypto -lm -o fuzz_avro_decode
+ *   ./fuzz_avro_decode -malloc_limit_mb=128 -max_len=65536 tests/fuzz/corpus/fuzz_avro_decode
  *
  * Without clang: the same file with -DFUZZ_STANDALONE builds a main that
  * replays the files (or directories of files) given as arguments:
@@ -22,10 +28,13 @@
  *   gcc -g -O1 -fsanitize=address,undefined -std=c11 -D_GNU_SOURCE -DFUZZ_STANDALONE \
  *     -Ilibcore/include -DTB_PROTO_DIR="\"$PWD/proto\"" \
  *     tests/fuzz/fuzz_avro_decode.c libcore/src/core_avro*.c libcore/src/core_common.c \
- *     $(pkg-config --cflags --libs avro-c libcjson) -lm -o fuzz_avro_decode
- *   ./fuzz_avro_decode crash-file corpus/
+ *     libcore/src/core_json.c libcore/src/core_number.c libcore/src/core_digest.c \
+ *     $(pkg-config --cflags --libs avro-c libcjson) -lcrypto -lm -o fuzz_avro_decode
+ *   ./fuzz_avro_decode crash-file tests/fuzz/corpus/fuzz_avro_decode
  *
  * The catalogue comes from $TB_PROTO_DIR, else the TB_PROTO_DIR macro. */
+#include "fuzz_util.h"
+
 #include "tributary/core_avro.h"
 
 #include <cjson/cJSON.h>
@@ -33,30 +42,31 @@
 #include <stdlib.h>
 #include <string.h>
 
-#ifndef TB_PROTO_DIR
-#define TB_PROTO_DIR "proto"
-#endif
+/* Every type the catalogue's schemas lack: block-counted arrays and maps
+ * (of records, of unions), fixed, float, int, a nested record. */
+static const char all_types[] =
+    "{\"type\":\"record\",\"name\":\"AllTypes\",\"namespace\":\"fuzz\",\"fields\":["
+    "{\"name\":\"tags\",\"type\":{\"type\":\"array\",\"items\":\"string\"}},"
+    "{\"name\":\"attrs\",\"type\":{\"type\":\"map\",\"values\":[\"null\",\"long\",\"bytes\"]}},"
+    "{\"name\":\"points\",\"type\":{\"type\":\"array\",\"items\":{\"type\":\"record\","
+    "\"name\":\"P\",\"fields\":[{\"name\":\"x\",\"type\":\"int\"},{\"name\":\"y\",\"type\":\"float\"}]}}},"
+    "{\"name\":\"digest\",\"type\":{\"type\":\"fixed\",\"name\":\"D4\",\"size\":4}},"
+    "{\"name\":\"nested\",\"type\":{\"type\":\"map\",\"values\":{\"type\":\"array\",\"items\":\"double\"}}},"
+    "{\"name\":\"flag\",\"type\":\"boolean\"}]}";
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static core_avro_catalog_t *catalog(void)
+static core_avro_schema_t *all_types_schema(void)
 {
-    static core_avro_catalog_t *cat;
+    static core_avro_schema_t *s;
     char err[512];
-    const char *dir;
 
-    if (cat)
-        return cat;
-    dir = getenv("TB_PROTO_DIR");
-    if (!dir || !*dir)
-        dir = TB_PROTO_DIR;
-    cat = core_avro_catalog_load(dir, err, sizeof(err));
-    if (!cat) {
-        fprintf(stderr, "fuzz_avro_decode: %s\n", err);
+    if (!s && !(s = core_avro_schema_new(all_types, sizeof(all_types) - 1, 9001, err,
+                                         sizeof(err)))) {
+        fprintf(stderr, "fuzz_avro_decode: all-types schema: %s\n", err);
         abort();
     }
-    return cat;
+    return s;
 }
+
 
 /* A decoded value: JSON, re-encode, decode again. */
 static void exercise(const core_avro_catalog_t *cat, const core_avro_schema_t *s,
@@ -100,7 +110,7 @@ static void exercise(const core_avro_catalog_t *cat, const core_avro_schema_t *s
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    core_avro_catalog_t *cat = catalog();
+    core_avro_catalog_t *cat = fuzz_catalog();
     const core_avro_schema_t *s = NULL;
     avro_value_t v;
     char err[512];
@@ -110,8 +120,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         exercise(cat, s, &v);
         avro_value_decref(&v);
     }
-    for (i = 0; i < core_avro_catalog_count(cat); i++) {
-        s = core_avro_catalog_at(cat, i);
+    for (i = 0; i <= core_avro_catalog_count(cat); i++) {
+        s = i < core_avro_catalog_count(cat) ? core_avro_catalog_at(cat, i) : all_types_schema();
         if (core_avro_decode_body(s, data, size, 0, &v, err, sizeof(err)) == CORE_OK) {
             exercise(NULL, s, &v);
             avro_value_decref(&v);
@@ -166,7 +176,8 @@ int main(int argc, char **argv)
             n++;
         }
     }
-    core_avro_catalog_free(catalog());
+    core_avro_catalog_free(fuzz_catalog());
+    core_avro_schema_free(all_types_schema());
     fprintf(stderr, "fuzz_avro_decode: replayed %d input(s)\n", n);
     return rc;
 }

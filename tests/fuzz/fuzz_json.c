@@ -7,16 +7,19 @@
  * and prints the same (numbers keep their text through it); nothing
  * crashes or leaks.
  *
- * Build and run with clang (from the repository root):
+ * Build and run: `make fuzz` / `make fuzz-short` (tests/fuzz/README.md), or by hand
+ * with clang (from the repository root):
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 -D_GNU_SOURCE \
  *     -Ilibcore/include -DTB_PROTO_DIR="\"$PWD/proto\"" \
  *     tests/fuzz/fuzz_json.c libcore/src/core_json.c libcore/src/core_avro*.c \
- *     libcore/src/core_common.c $(pkg-config --cflags --libs avro-c libcjson) -lm \
- *     -o fuzz_json
- *   mkdir -p corpus-json && ./fuzz_json -max_len=4096 corpus-json
+ *     libcore/src/core_common.c libcore/src/core_number.c libcore/src/core_digest.c \
+ *     $(pkg-config --cflags --libs avro-c libcjson) -lcrypto -lm -o fuzz_json
+ *   ./fuzz_json -max_len=4096 tests/fuzz/corpus/fuzz_json
  *
  * The catalogue comes from $TB_PROTO_DIR, else the TB_PROTO_DIR macro. */
+#include "fuzz_util.h"
+
 #include "tributary/core_avro.h"
 #include "tributary/core_json.h"
 
@@ -25,34 +28,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#ifndef TB_PROTO_DIR
-#define TB_PROTO_DIR "proto"
-#endif
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static core_avro_catalog_t *catalog(void)
-{
-    static core_avro_catalog_t *cat;
-    char err[512];
-    const char *dir;
-
-    if (cat)
-        return cat;
-    dir = getenv("TB_PROTO_DIR");
-    if (!dir || !*dir)
-        dir = TB_PROTO_DIR;
-    cat = core_avro_catalog_load(dir, err, sizeof(err));
-    if (!cat) {
-        fprintf(stderr, "fuzz_json: %s\n", err);
-        abort();
-    }
-    return cat;
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    core_avro_catalog_t *cat = catalog();
+    core_avro_catalog_t *cat = fuzz_catalog();
     core_json_error e;
     cJSON *j = core_json_parse((const char *)data, size, &e), *again;
     char *text, *text2, err[512];

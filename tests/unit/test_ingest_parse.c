@@ -53,6 +53,44 @@ static void next_ok(ingest_reader *r, ingest_row *row)
     ck_assert_msg(n == 1, "next: %d %s", n, err);
 }
 
+/* Found by tests/fuzz/fuzz_reader (corpus: crash-quotes-over-max-record):
+ * the record bound is on the record's raw bytes. Before, it counted only
+ * the bytes kept: a line of delimiters (nothing kept, a field each) or of
+ * doubled quotes ("" keeps one byte of two) went through unbounded, so a
+ * 100 MB line of commas became 100 million fields in memory. */
+START_TEST(csv_record_bound_counts_delimiters_and_quotes)
+{
+    char *path, *text = malloc(4096);
+    ingest_reader *r;
+    ingest_row row;
+
+    ck_assert_ptr_nonnull(text);
+    /* line 1: 200 commas (201 empty fields); line 2: a quoted field of 86
+     * raw bytes holding 42 quotes; line 3: within the bound */
+    memset(text, ',', 200);
+    text[200] = '\n';
+    memset(text + 201, '"', 86);
+    strcpy(text + 287, "\nab,cd\n");
+    r = open_text(text, INGEST_FMT_CSV, 64, &path);
+    next_ok(r, &row);
+    ck_assert_int_eq(row.line, 1);
+    ck_assert_msg(row.error && strstr(row.error, "longer than 64"), "delimiters: %s",
+                  row.error ? row.error : "no error");
+    ck_assert_uint_le(row.nfields, 65);
+    next_ok(r, &row);
+    ck_assert_int_eq(row.line, 2);
+    ck_assert_msg(row.error && strstr(row.error, "longer than 64"), "quotes: %s",
+                  row.error ? row.error : "no error");
+    next_ok(r, &row);
+    ck_assert_int_eq(row.line, 3);
+    ck_assert_ptr_null(row.error);
+    ck_assert_uint_eq(row.nfields, 2);
+    ck_assert_str_eq(row.fields[1], "cd");
+    close_text(r, path);
+    free(text);
+}
+END_TEST
+
 static void at_eof(ingest_reader *r)
 {
     char err[512];
@@ -1257,6 +1295,7 @@ int main(void)
     tcase_add_test(tr, csv_lf_cr_blank_and_truncated_last_line);
     tcase_add_test(tr, csv_broken_quoting_is_a_line_error_and_resyncs);
     tcase_add_test(tr, csv_one_megabyte_field);
+    tcase_add_test(tr, csv_record_bound_counts_delimiters_and_quotes);
     tcase_add_test(tr, csv_invalid_utf8_is_a_line_error);
     tcase_add_test(tr, utf8_validator);
     tcase_add_test(tr, gzip_input_and_resume_offsets);
