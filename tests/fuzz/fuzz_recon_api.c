@@ -68,7 +68,7 @@ static recon_auth *auth(void)
     snprintf(line, sizeof(line), "# fuzz\nfuzz-op operator %s\n", hex);
     fd = fuzz_file(line, strlen(line), path); /* kept open: the file stays */
     FUZZ_CHECK(fd >= 0, "token file");
-    a = recon_auth_new(path, err, sizeof(err));
+    a = recon_auth_new(path, false, err, sizeof(err));
     FUZZ_CHECK(a != NULL, "token file: %s", err);
     return a;
 }
