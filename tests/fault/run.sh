@@ -131,7 +131,7 @@ start_services() {
                  --pg.password_file "$work/pg.password")
     # FerretDB 1.24 has no Decimal128: decimals stored as their exact text
     [ "$sink" = mongodb ] && store=(--sink mongodb --mongodb.uri "$mongouri"
-                                    --mongodb.database "$schema" --mongodb.decimal128 false)
+                                    --mongodb.database "$schema" --mongodb.decimal128=false)
     supervise persister "$build/bin/svc-persister" "${common[@]}" "${poll[@]}" --dataset payee \
         --http.port 18084 --group.id "$grp-persister" "${store[@]}" --create.tables \
         --batch.timeout.ms 300
