@@ -221,7 +221,7 @@ static core_err_t load_entry(core_avro_catalog_t *cat, const char *dir,
         }
         free(text);
         if (!s->rules || core_avro_rules_check_(s, rpath, s->rules, errstr, errstr_size) != 0 ||
-                       (check && check(s, strrchr(rpath, '/') + 1, s->rules, errstr, errstr_size) != 0))
+            (check && check(s, strrchr(rpath, '/') + 1, s->rules, errstr, errstr_size) != 0))
             return CORE_ERR_INVALID;
     }
     return CORE_OK;

@@ -245,7 +245,7 @@ void sink_commit_final(core_sink_t *s)
     while ((rc = sink_commit_pending(s, (int)(core_lifecycle_remaining_ms() > 0
                                                   ? core_lifecycle_remaining_ms()
                                                   : 1000))) != CORE_OK &&
-                s->pending->cnt > 0 && !core_lifecycle_forced()) {
+           s->pending->cnt > 0 && !core_lifecycle_forced()) {
         int64_t left = core_lifecycle_remaining_ms();
         if (rc == CORE_ERR_STATE) { /* the close's revoke tries once more */
             core_log_warn("offsets not committed at the end (a rebalance): the records come "
