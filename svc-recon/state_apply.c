@@ -225,6 +225,18 @@ static void bytea_lit(core_strbuf *b, const uint8_t *p, size_t n)
     core_strbuf_add(b, "'::bytea");
 }
 
+/* A group's key as literals: batch, dataset, stage, outcome. */
+static void group_key_lit(PGconn *c, core_strbuf *b, const group *g)
+{
+    lit(c, b, g->batch.p, g->batch.len);
+    core_strbuf_add(b, ",");
+    lit(c, b, g->dataset.p, g->dataset.len);
+    core_strbuf_add(b, ",");
+    lit(c, b, g->stage.p, g->stage.len);
+    core_strbuf_add(b, ",");
+    lit(c, b, g->outcome.p, g->outcome.len);
+}
+
 /* Add the stored aggregates of the touched groups, then write them back. */
 static core_err_t write_groups(recon_state_t *st, apply_ctx *a, char *errstr, size_t errstr_size)
 {
@@ -240,13 +252,7 @@ static core_err_t write_groups(recon_state_t *st, apply_ctx *a, char *errstr, si
     for (size_t i = 0; i < a->ngroups; i++) {
         group *g = &a->groups[i];
         core_strbuf_add(&q, i ? ",(" : "(");
-        lit(st->conn, &q, g->batch.p, g->batch.len);
-        core_strbuf_add(&q, ",");
-        lit(st->conn, &q, g->dataset.p, g->dataset.len);
-        core_strbuf_add(&q, ",");
-        lit(st->conn, &q, g->stage.p, g->stage.len);
-        core_strbuf_add(&q, ",");
-        lit(st->conn, &q, g->outcome.p, g->outcome.len);
+        group_key_lit(st->conn, &q, g);
         core_strbuf_add(&q, ")");
     }
     core_strbuf_add(&q, ")");
@@ -301,13 +307,7 @@ static core_err_t write_groups(recon_state_t *st, apply_ctx *a, char *errstr, si
     for (size_t i = 0; i < a->ngroups; i++) {
         group *g = &a->groups[i];
         core_strbuf_add(&q, i ? ",(" : "(");
-        lit(st->conn, &q, g->batch.p, g->batch.len);
-        core_strbuf_add(&q, ",");
-        lit(st->conn, &q, g->dataset.p, g->dataset.len);
-        core_strbuf_add(&q, ",");
-        lit(st->conn, &q, g->stage.p, g->stage.len);
-        core_strbuf_add(&q, ",");
-        lit(st->conn, &q, g->outcome.p, g->outcome.len);
+        group_key_lit(st->conn, &q, g);
         core_strbuf_addf(&q, ",%" PRIu64 ",", g->agg.count);
         bytea_lit(&q, g->agg.sum, CORE_DIGEST_LEN);
         core_strbuf_addf(&q, ",%" PRId64 ",%" PRId64 ",'%s')", g->first_ts, g->last_ts,
