@@ -118,7 +118,7 @@ progress() { # one line per stage
 
 ingest() { # FILE BATCH: one-shot svc-ingest on port 8081 (its /metrics while it runs)
     "$build/bin/svc-ingest" --dataset payee --http.port 8081 --batch.id "$2" --progress never \
-        --summary-json "$1" >"$work/$(basename "$1").summary.json" 2>>"$work/svc-ingest.log" || true
+        --summary.json "$1" >"$work/$(basename "$1").summary.json" 2>>"$work/svc-ingest.log" || true
 }
 
 echo
@@ -183,6 +183,31 @@ printf 'throughput: %d lines in %d s from the first line read to recon clean = %
 printf '            (ingest alone: %d s for both files)\n' $((t_ingested - t_ingest))
 echo "latency line read -> row committed in PostgreSQL: p50 ${lat%% *} ms, p99 ${lat##* } ms"
 echo "wall time: generator ${t_gen}s, pipeline ${secs}s, whole script $((SECONDS - t_start))s"
+
+# ---- one record tampered with behind the pipeline's back, named by recon -----------
+# A payee of the batch that the change file did not touch is deleted from
+# PostgreSQL by hand; svc-recon report --verify-sinks reads the table itself
+# (not the services' audit events) and names it: missing at the postgres sink.
+victim=$(psqlc "SELECT key FROM $rschema.events WHERE batch_id = '$bbatch' AND stage = 'persister'
+                  AND key NOT IN (SELECT key FROM $rschema.events WHERE batch_id = '$cbatch'
+                                  AND key IS NOT NULL)
+                ORDER BY key LIMIT 1" || true)
+echo
+if [ -n "$victim" ] && [ "$(psqlc "DELETE FROM payee WHERE payee_id = '$victim' RETURNING 1")" = 1 ]; then
+    echo "tampered: payee $victim deleted from PostgreSQL by hand (DELETE FROM payee ...)"
+    "$build/bin/svc-recon" report --batch "$bbatch" --json --verify-sinks \
+        --sinks cache-feeder,persister --pg.conninfo "$pgconn" --pg.password_file "$pgpass" \
+        --verify.pg.password_file "$pgpass" --log.level warn \
+        >"$work/recon-tampered.json" 2>>"$work/svc-recon-report.log"
+    vrc=$?
+    echo "svc-recon report --batch $bbatch --verify-sinks: exit $vrc ($(jq -r 'if .clean then "clean" else "NOT clean" end' "$work/recon-tampered.json" 2>/dev/null))"
+    jq -r '.discrepancies[]? | "  \(.verdict) at \(.sink // .stage): key \(.key) (id \(.id))"' \
+        "$work/recon-tampered.json" 2>/dev/null | head -n 5
+    echo "  (the row stays deleted: the report names it until the record is written again)"
+else
+    echo "tampered: no payee of the batch alone found to delete (skipped)"
+fi
+
 echo
 echo "the services keep running:"
 echo "  metrics  http://127.0.0.1:8082/metrics (validator)  :8083 (cache-feeder)  :8084 (persister)  :8085 (recon)"
