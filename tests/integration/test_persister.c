@@ -9,6 +9,7 @@
  * row by row: after a plain run, after kill -9 at random points, after the
  * database stopped mid-stream, and with a planted bad row (DLQ). */
 #include "testutil.h"
+#include "tu_stack.h"
 #include "tributary/core_avro.h"
 #include "tributary/core_common.h"
 #include "tributary/core_kafka.h"
@@ -65,41 +66,6 @@ static void model_apply(model *m, int k, int64_t v, bool upsert)
     m->best[k] = v;
     m->present[k] = upsert;
     m->rowver[k] = upsert ? v : 0;
-}
-
-static core_kafka_producer_t *new_producer(void)
-{
-    char err[512];
-    core_kafka_producer_opts po = { 0 };
-    core_kafka_prop props[] = { { "bootstrap.servers", "127.0.0.1:9092" },
-                                { "linger.ms", "20" } };
-    po.defaults = props;
-    po.ndefaults = 2;
-    core_kafka_producer_t *p = core_kafka_producer_new(&po, err, sizeof(err));
-    ck_assert_msg(p != NULL, "producer: %s", err);
-    return p;
-}
-
-static void create_topic(core_kafka_producer_t *p, const char *name, int partitions)
-{
-    rd_kafka_t *rk = core_kafka_producer_handle(p);
-    char err[256];
-    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(name, partitions, 1, err, sizeof(err));
-    ck_assert_ptr_nonnull(nt);
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
-    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 20000);
-    ck_assert_msg(ev != NULL, "CreateTopics timed out");
-    const rd_kafka_CreateTopics_result_t *res = rd_kafka_event_CreateTopics_result(ev);
-    size_t n;
-    const rd_kafka_topic_result_t **tr = rd_kafka_CreateTopics_result_topics(res, &n);
-    ck_assert_int_eq((int)n, 1);
-    rd_kafka_resp_err_t e = rd_kafka_topic_result_error(tr[0]);
-    ck_assert_msg(e == 0 || e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS, "create %s: %s", name,
-                  rd_kafka_err2str(e));
-    rd_kafka_event_destroy(ev);
-    rd_kafka_queue_destroy(q);
-    rd_kafka_NewTopic_destroy(nt);
 }
 
 static void key_name(int k, char *buf, size_t size)
@@ -242,15 +208,6 @@ static void pg_exec(PGconn *c, const char *sql)
     ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK,
                   "%s: %s", sql, PQerrorMessage(c));
     PQclear(r);
-}
-
-static void pg_drop_schema(const char *schema)
-{
-    PGconn *c = pg(PG_MAIN);
-    char sql[128];
-    snprintf(sql, sizeof(sql), "DROP SCHEMA \"%s\" CASCADE", schema);
-    pg_exec(c, sql);
-    PQfinish(c);
 }
 
 /* Differences between the table and the model (0: exactly equal). -1 when
@@ -428,12 +385,6 @@ static int stop_persister(pid_t pid)
     return -1;
 }
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-    nanosleep(&ts, NULL);
-}
-
 /* Wait until the table equals the model (deadline in ms). */
 static void assert_alive(pid_t pid)
 {
@@ -453,7 +404,7 @@ static void wait_pg_equal(pid_t pid, const char *conninfo, const char *schema, c
         if (d == 0)
             return;
         assert_alive(pid);
-        sleep_ms(250);
+        tu_sleep_ms(250);
     }
     ck_abort_msg("table %s.payee differs from the expected final state: %d differences (%s)",
                  schema, d, why);
@@ -488,8 +439,8 @@ START_TEST(pg_final_state_exact)
 {
     names nm;
     names_init(&nm, 'p');
-    core_kafka_producer_t *p = new_producer();
-    create_topic(p, nm.topic, 3);
+    core_kafka_producer_t *p = tu_producer("20");
+    tu_topic_create(nm.topic, 3);
     model m = { 0 };
     int bad_key = -1;
     produce_workload(p, nm.topic, N_MAIN, N_MAIN / 4, 42, &m, 0, -1, &bad_key);
@@ -515,13 +466,13 @@ START_TEST(pg_final_state_exact)
     PQfinish(pc);
     /* nothing more arrives after a clean stop and a restart: idempotent */
     pid = start_persister(&o);
-    sleep_ms(1000);
+    tu_sleep_ms(1000);
     char why[256];
     ck_assert_int_eq(pg_diff(PG_MAIN, nm.store, &m, why, sizeof(why)), 0);
     ck_assert_int_eq(stop_persister(pid), 0);
     core_kafka_producer_free(p);
     model_free(&m);
-    pg_drop_schema(nm.store);
+    tu_pg_drop_schema(nm.store);
 }
 END_TEST
 
@@ -560,8 +511,8 @@ static void kill9_loop(const run_opts *o, long (*prog)(const void *), const void
         /* wait for the run to make progress, then kill at a random point */
         int64_t end = core_mono_ms() + 30000;
         while (prog(arg) <= last && core_mono_ms() < end)
-            sleep_ms(20);
-        sleep_ms(rand() % 400);
+            tu_sleep_ms(20);
+        tu_sleep_ms(rand() % 400);
         kill(pid, SIGKILL);
         int st;
         waitpid(pid, &st, 0);
@@ -573,8 +524,8 @@ START_TEST(pg_kill9_ten_times_exact)
 {
     names nm;
     names_init(&nm, 'k');
-    core_kafka_producer_t *p = new_producer();
-    create_topic(p, nm.topic, 3);
+    core_kafka_producer_t *p = tu_producer("20");
+    tu_topic_create(nm.topic, 3);
     model m = { 0 };
     int bad_key = -1;
     produce_workload(p, nm.topic, N_KILL, N_KILL / 4, 7, &m, 0, -1, &bad_key);
@@ -586,7 +537,7 @@ START_TEST(pg_kill9_ten_times_exact)
     ck_assert_int_eq(stop_persister(pid), 0);
     core_kafka_producer_free(p);
     model_free(&m);
-    pg_drop_schema(nm.store);
+    tu_pg_drop_schema(nm.store);
 }
 END_TEST
 
@@ -596,8 +547,8 @@ START_TEST(pg_rebalance_with_batches_in_flight_exact)
 {
     names nm;
     names_init(&nm, 'g');
-    core_kafka_producer_t *p = new_producer();
-    create_topic(p, nm.topic, 4);
+    core_kafka_producer_t *p = tu_producer("20");
+    tu_topic_create(nm.topic, 4);
     model m = { 0 };
     int bad_key = -1;
     produce_workload(p, nm.topic, 60000, 15000, 21, &m, 0, -1, &bad_key);
@@ -611,18 +562,18 @@ START_TEST(pg_rebalance_with_batches_in_flight_exact)
     long last = progress(PG_MAIN, nm.store);
     int64_t end = core_mono_ms() + 30000;
     while (progress(PG_MAIN, nm.store) <= last + 1000 && core_mono_ms() < end)
-        sleep_ms(20);
+        tu_sleep_ms(20);
     pid_t pb = start_persister(&b); /* A gives up half its partitions */
     last = progress(PG_MAIN, nm.store);
     end = core_mono_ms() + 30000;
     while (progress(PG_MAIN, nm.store) <= last + 5000 && core_mono_ms() < end)
-        sleep_ms(20);
+        tu_sleep_ms(20);
     ck_assert_int_eq(stop_persister(pa), 0); /* B takes them all */
     wait_pg_equal(pb, PG_MAIN, nm.store, &m, 120000);
     ck_assert_int_eq(stop_persister(pb), 0);
     core_kafka_producer_free(p);
     model_free(&m);
-    pg_drop_schema(nm.store);
+    tu_pg_drop_schema(nm.store);
 }
 END_TEST
 
@@ -646,8 +597,8 @@ START_TEST(pg_moved_key_delete_waits_for_concurrent_upsert)
 {
     names nm;
     names_init(&nm, 'm');
-    core_kafka_producer_t *p = new_producer();
-    create_topic(p, nm.topic, 1);
+    core_kafka_producer_t *p = tu_producer("20");
+    tu_topic_create(nm.topic, 1);
     int64_t best[8] = { 0 }, rowver[8] = { 0 };
     bool present[8] = { 0 };
     model m = { .nkeys_max = 8, .best = best, .present = present, .rowver = rowver, .nkeys = 4 };
@@ -685,7 +636,7 @@ START_TEST(pg_moved_key_delete_waits_for_concurrent_upsert)
     int64_t end = core_mono_ms() + 60000;
     do {
         assert_alive(pid);
-        sleep_ms(50);
+        tu_sleep_ms(50);
         pg_value(w, sql, v, sizeof(v));
     } while (!strcmp(v, "0") && core_mono_ms() < end);
     ck_assert_str_ne(v, "0");
@@ -696,7 +647,7 @@ START_TEST(pg_moved_key_delete_waits_for_concurrent_upsert)
     wait_pg_equal(pid, PG_MAIN, nm.store, &m, 60000);
     ck_assert_int_eq(stop_persister(pid), 0);
     core_kafka_producer_free(p);
-    pg_drop_schema(nm.store);
+    tu_pg_drop_schema(nm.store);
 }
 END_TEST
 
@@ -859,9 +810,9 @@ START_TEST(pg_bad_row_to_dlq_rest_written)
     free(out);
     free(err);
 
-    core_kafka_producer_t *p = new_producer();
-    create_topic(p, nm.topic, 3);
-    create_topic(p, nm.dlq, 1); /* as deployments do: no wait for its metadata */
+    core_kafka_producer_t *p = tu_producer("20");
+    tu_topic_create(nm.topic, 3);
+    tu_topic_create(nm.dlq, 1); /* as deployments do: no wait for its metadata */
     model m = { 0 };
     int bad_key = -1;
     produce_workload(p, nm.topic, 5000, 1000, 11, &m, 0, 2500, &bad_key);
@@ -913,7 +864,6 @@ static int run_sh(const char *cmd)
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
 
-static size_t metric_value(int port, const char *name, double *out);
 
 START_TEST(pg_outage_exact_memory_bounded)
 {
@@ -940,8 +890,8 @@ START_TEST(pg_outage_exact_memory_bounded)
              dir);
     ck_assert_int_eq(run_sh(start), 0);
 
-    core_kafka_producer_t *p = new_producer();
-    create_topic(p, nm.topic, 3);
+    core_kafka_producer_t *p = tu_producer("20");
+    tu_topic_create(nm.topic, 3);
     model m = { 0 };
     int bad_key = -1;
     produce_workload(p, nm.topic, 10000, 2500, 5, &m, 0, -1, &bad_key);
@@ -958,11 +908,11 @@ START_TEST(pg_outage_exact_memory_bounded)
     double depth_max = 0, retries = 0;
     while (core_mono_ms() < end) {
         double d = 0;
-        if (metric_value(hport, "tributary_persister_buffer_records", &d) && d > depth_max)
+        if (tu_metric_sum(hport, "tributary_persister_buffer_records", "", &d) && d > depth_max)
             depth_max = d;
-        sleep_ms(200);
+        tu_sleep_ms(200);
     }
-    metric_value(hport, "tributary_persister_retries_total{sink=\"postgres\"}", &retries);
+    tu_metric_sum(hport, "tributary_persister_retries_total{sink=\"postgres\"}", "", &retries);
     /* bounded: the held batch and one more being filled */
     ck_assert_msg(depth_max <= 1000, "buffer grew to %.0f records (batch.size 500)", depth_max);
     ck_assert_msg(depth_max >= 1, "nothing buffered during the outage?");
@@ -1034,8 +984,8 @@ START_TEST(pg_redis_backup_restored_after_kill9)
     names nm;
     names_init(&nm, 'r');
     snprintf(inst, sizeof(inst), "persister-bk-%s", nm.u);
-    core_kafka_producer_t *p = new_producer();
-    create_topic(p, nm.topic, 2);
+    core_kafka_producer_t *p = tu_producer("20");
+    tu_topic_create(nm.topic, 2);
     model m = { 0 };
     int bad_key = -1;
     produce_workload(p, nm.topic, 1500, 400, 13, &m, 0, -1, &bad_key);
@@ -1052,7 +1002,7 @@ START_TEST(pg_redis_backup_restored_after_kill9)
     int64_t end = core_mono_ms() + 60000;
     while ((nk = backup_keys(inst, NULL)) < 1500 && core_mono_ms() < end) {
         assert_alive(pid);
-        sleep_ms(200);
+        tu_sleep_ms(200);
     }
     ck_assert_int_eq(nk, 1500);
     ck_assert_int_eq(backup_keys(inst, &hash_ok), 1500);
@@ -1077,7 +1027,7 @@ START_TEST(pg_redis_backup_restored_after_kill9)
     wait_pg_equal(pid, PG_MAIN, nm.store, &m, 60000);
     end = core_mono_ms() + 20000;
     while ((nk = backup_keys(inst, NULL)) > 0 && core_mono_ms() < end)
-        sleep_ms(100);
+        tu_sleep_ms(100);
     ck_assert_int_eq(nk, 0);
     ck_assert_int_eq(stop_persister(pid), 0);
 
@@ -1093,57 +1043,20 @@ START_TEST(pg_redis_backup_restored_after_kill9)
     wait_pg_equal(pid, PG_MAIN, nm.store, &m, 60000);
     double errs = 0;
     end = core_mono_ms() + 10000;
-    while ((!metric_value(o3.http_port, "tributary_persister_backup_errors_total", &errs) ||
+    while ((!tu_metric_sum(o3.http_port, "tributary_persister_backup_errors_total", "", &errs) ||
             errs < 1) && core_mono_ms() < end)
-        sleep_ms(100);
+        tu_sleep_ms(100);
     ck_assert_msg(errs >= 1, "backup errors counted: %.0f", errs);
     ck_assert_int_eq(stop_persister(pid), 0);
     ck_assert_int_eq(pg_diff(PG_MAIN, nm.store, &m, why, sizeof(why)), 0);
 
     core_kafka_producer_free(p);
     model_free(&m);
-    pg_drop_schema(nm.store);
+    tu_pg_drop_schema(nm.store);
 }
 END_TEST
 
 /* ---- metrics over HTTP ---------------------------------------------------- */
-
-static size_t collect(char *ptr, size_t size, size_t nmemb, void *ud)
-{
-    char **buf = ud;
-    size_t n = size * nmemb, old = *buf ? strlen(*buf) : 0;
-    char *p = realloc(*buf, old + n + 1);
-    if (!p)
-        return 0;
-    memcpy(p + old, ptr, n);
-    p[old + n] = '\0';
-    *buf = p;
-    return n;
-}
-
-static size_t metric_value(int port, const char *name, double *out)
-{
-    char url[128];
-    char *body = NULL;
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", port);
-    CURL *c = curl_easy_init();
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 2000L);
-    CURLcode rc = curl_easy_perform(c);
-    curl_easy_cleanup(c);
-    size_t found = 0;
-    if (rc == CURLE_OK && body) {
-        for (char *line = strtok(body, "\n"); line; line = strtok(NULL, "\n"))
-            if (!strncmp(line, name, strlen(name)) && line[strlen(name)] == ' ') {
-                *out = atof(line + strlen(name) + 1);
-                found = 1;
-            }
-    }
-    free(body);
-    return found;
-}
 
 /* ---- MongoDB (FerretDB) --------------------------------------------------- */
 
@@ -1225,7 +1138,7 @@ static long run_progress(const void *portp)
                  "tributary_persister_rows_total{dataset=\"payee\",sink=\"mongodb\","
                  "outcome=\"%s\"}",
                  outcome[i]);
-        if (metric_value(port, name, &v))
+        if (tu_metric_sum(port, name, "", &v))
             total += (long)v;
     }
     return total;
@@ -1244,7 +1157,7 @@ static void wait_mongo_equal(pid_t pid, int port, const char *db, const model *m
     while (core_mono_ms() < end) {
         long now = run_progress(&port);
         double buffered = -1;
-        metric_value(port, "tributary_persister_buffer_records", &buffered);
+        tu_metric_sum(port, "tributary_persister_buffer_records", "", &buffered);
         if (now == before && buffered == 0) {
             d = mongo_diff(db, m, why, sizeof(why));
             if (d == 0)
@@ -1252,7 +1165,7 @@ static void wait_mongo_equal(pid_t pid, int port, const char *db, const model *m
         }
         before = now;
         assert_alive(pid);
-        sleep_ms(2000);
+        tu_sleep_ms(2000);
     }
     d = mongo_diff(db, m, why, sizeof(why));
     if (d == 0)
@@ -1287,8 +1200,8 @@ START_TEST(mongo_final_state_exact_across_restart)
     names nm;
     names_init(&nm, 'm');
     mongoc_init();
-    core_kafka_producer_t *p = new_producer();
-    create_topic(p, nm.topic, 3);
+    core_kafka_producer_t *p = tu_producer("20");
+    tu_topic_create(nm.topic, 3);
     model m = { 0 };
     int bad_key = -1;
     produce_workload(p, nm.topic, N_MONGO, N_MONGO_KEYS, 3, &m, 0, -1, &bad_key);
@@ -1302,7 +1215,7 @@ START_TEST(mongo_final_state_exact_across_restart)
     int64_t end = core_mono_ms() + 60000;
     while (run_progress(&o.http_port) < N_MONGO / 40 && core_mono_ms() < end) {
         assert_alive(pid);
-        sleep_ms(100);
+        tu_sleep_ms(100);
     }
     int64_t t0 = core_mono_ms();
     ck_assert_int_eq(stop_persister(pid), 0);
@@ -1314,7 +1227,7 @@ START_TEST(mongo_final_state_exact_across_restart)
     ck_assert_int_eq(stop_persister(pid), 0);
     /* nothing more arrives after a clean stop and a restart: idempotent */
     pid = start_persister(&o);
-    sleep_ms(1000);
+    tu_sleep_ms(1000);
     ck_assert_msg(mongo_diff(nm.store, &m, why, sizeof(why)) == 0, "after restart: %s", why);
     ck_assert_int_eq(stop_persister(pid), 0);
     core_kafka_producer_free(p);
@@ -1329,8 +1242,8 @@ START_TEST(mongo_kill9_ten_times_exact)
     names nm;
     names_init(&nm, 'q');
     mongoc_init();
-    core_kafka_producer_t *p = new_producer();
-    create_topic(p, nm.topic, 3);
+    core_kafka_producer_t *p = tu_producer("20");
+    tu_topic_create(nm.topic, 3);
     model m = { 0 };
     int bad_key = -1;
     produce_workload(p, nm.topic, N_MONGO, N_MONGO_KEYS, 8, &m, 0, -1, &bad_key);
@@ -1359,8 +1272,8 @@ START_TEST(mongo_without_deletes_inserted_first_exact)
     names_init(&nm, 'w');
     snprintf(u2, sizeof(u2), "%s_again", nm.u);
     mongoc_init();
-    core_kafka_producer_t *p = new_producer();
-    create_topic(p, nm.topic, 2);
+    core_kafka_producer_t *p = tu_producer("20");
+    tu_topic_create(nm.topic, 2);
     model m = { .nkeys_max = NK, .nkeys = NK };
     m.best = calloc(NK, sizeof(int64_t));
     m.present = calloc(NK, sizeof(bool));
@@ -1390,7 +1303,7 @@ START_TEST(mongo_without_deletes_inserted_first_exact)
     int64_t end = core_mono_ms() + 120000;
     while ((done = run_progress(&again.http_port)) < want && core_mono_ms() < end) {
         assert_alive(pid);
-        sleep_ms(200);
+        tu_sleep_ms(200);
     }
     ck_assert_msg(done >= want, "the replay handled %ld of %ld events", done, want);
     wait_mongo_equal(pid, again.http_port, nm.store, &m, 60000);
@@ -1424,8 +1337,8 @@ START_TEST(mongo_bad_row_to_dlq_rest_written)
     mongoc_collection_destroy(coll);
     mongoc_client_destroy(cl);
 
-    core_kafka_producer_t *p = new_producer();
-    create_topic(p, nm.topic, 3);
+    core_kafka_producer_t *p = tu_producer("20");
+    tu_topic_create(nm.topic, 3);
     model m = { 0 };
     int bad_key = -1;
     produce_workload(p, nm.topic, nev, nev / 5, 11, &m, 0, bad, &bad_key);
@@ -1588,7 +1501,7 @@ static void wait_my_equal(pid_t pid, const char *db, const model *m, int deadlin
         if ((d = my_diff(db, m, why, sizeof(why))) == 0)
             return;
         assert_alive(pid);
-        sleep_ms(250);
+        tu_sleep_ms(250);
     }
     ck_abort_msg("table %s.payee differs from the expected final state: %d differences (%s)", db,
                  d, why);
@@ -1619,8 +1532,8 @@ START_TEST(mysql_final_state_exact)
     names nm;
     names_init(&nm, 'y');
     my_database(nm.store, true);
-    core_kafka_producer_t *p = new_producer();
-    create_topic(p, nm.topic, 3);
+    core_kafka_producer_t *p = tu_producer("20");
+    tu_topic_create(nm.topic, 3);
     model m = { 0 };
     int bad_key = -1;
     produce_workload(p, nm.topic, N_MYSQL, N_MYSQL / 4, 42, &m, 0, -1, &bad_key);
@@ -1645,7 +1558,7 @@ START_TEST(mysql_final_state_exact)
     ck_assert_str_eq(v, "0");
     mysql_close(c);
     pid = start_persister(&o);
-    sleep_ms(1000);
+    tu_sleep_ms(1000);
     char why[256];
     ck_assert_msg(my_diff(nm.store, &m, why, sizeof(why)) == 0, "after restart: %s", why);
     ck_assert_int_eq(stop_persister(pid), 0);
@@ -1660,8 +1573,8 @@ START_TEST(mysql_kill9_ten_times_exact)
     names nm;
     names_init(&nm, 'z');
     my_database(nm.store, true);
-    core_kafka_producer_t *p = new_producer();
-    create_topic(p, nm.topic, 3);
+    core_kafka_producer_t *p = tu_producer("20");
+    tu_topic_create(nm.topic, 3);
     model m = { 0 };
     int bad_key = -1;
     produce_workload(p, nm.topic, N_MYSQL, N_MYSQL / 4, 7, &m, 0, -1, &bad_key);
@@ -1707,9 +1620,9 @@ START_TEST(mysql_bad_row_to_dlq_rest_written)
     free(out);
     free(err);
 
-    core_kafka_producer_t *p = new_producer();
-    create_topic(p, nm.topic, 3);
-    create_topic(p, nm.dlq, 1);
+    core_kafka_producer_t *p = tu_producer("20");
+    tu_topic_create(nm.topic, 3);
+    tu_topic_create(nm.dlq, 1);
     model m = { 0 };
     int bad_key = -1;
     produce_workload(p, nm.topic, 5000, 1000, 11, &m, 0, 2500, &bad_key);
@@ -1786,8 +1699,8 @@ START_TEST(mysql_outage_exact)
     names nm;
     names_init(&nm, 'v');
     my_database(nm.store, true);
-    core_kafka_producer_t *p = new_producer();
-    create_topic(p, nm.topic, 3);
+    core_kafka_producer_t *p = tu_producer("20");
+    tu_topic_create(nm.topic, 3);
     model m = { 0 };
     int bad_key = -1;
     produce_workload(p, nm.topic, 10000, 2500, 5, &m, 0, -1, &bad_key);
@@ -1803,11 +1716,11 @@ START_TEST(mysql_outage_exact)
     while (core_mono_ms() < end) {
         double d = 0;
         assert_alive(pid);
-        if (metric_value(hport, "tributary_persister_buffer_records", &d) && d > depth_max)
+        if (tu_metric_sum(hport, "tributary_persister_buffer_records", "", &d) && d > depth_max)
             depth_max = d;
-        sleep_ms(200);
+        tu_sleep_ms(200);
     }
-    metric_value(hport, "tributary_persister_retries_total{sink=\"mysql\"}", &retries);
+    tu_metric_sum(hport, "tributary_persister_retries_total{sink=\"mysql\"}", "", &retries);
     char why[128];
     int down = my_diff(nm.store, &m, why, sizeof(why));
     ck_assert_int_eq(run_sh("deploy/local/stack.sh mariadb-start >/dev/null"), 0);
@@ -1833,8 +1746,8 @@ START_TEST(mysql_redis_backup_restored_after_kill9)
     names_init(&nm, 'u');
     snprintf(inst, sizeof(inst), "persister-bk-%s", nm.u);
     my_database(nm.store, true);
-    core_kafka_producer_t *p = new_producer();
-    create_topic(p, nm.topic, 2);
+    core_kafka_producer_t *p = tu_producer("20");
+    tu_topic_create(nm.topic, 2);
     model m = { 0 };
     int bad_key = -1;
     produce_workload(p, nm.topic, 1500, 400, 13, &m, 0, -1, &bad_key);
@@ -1847,7 +1760,7 @@ START_TEST(mysql_redis_backup_restored_after_kill9)
     int64_t end = core_mono_ms() + 60000;
     while ((nk = backup_keys(inst, NULL)) < 1500 && core_mono_ms() < end) {
         assert_alive(pid);
-        sleep_ms(200);
+        tu_sleep_ms(200);
     }
     ck_assert_int_eq(nk, 1500);
     MYSQL *c = my_conn(nm.store);
@@ -1871,7 +1784,7 @@ START_TEST(mysql_redis_backup_restored_after_kill9)
     wait_my_equal(pid, nm.store, &m, 60000);
     end = core_mono_ms() + 20000;
     while ((nk = backup_keys(inst, NULL)) > 0 && core_mono_ms() < end)
-        sleep_ms(100);
+        tu_sleep_ms(100);
     ck_assert_int_eq(nk, 0);
     ck_assert_int_eq(stop_persister(pid), 0);
     core_kafka_producer_free(p);
