@@ -546,15 +546,23 @@ static int run_close(core_service_t *svc, struct recon_conf *c, unsigned sinks)
         return rc;
     }
     close_opts(c, sinks, &clo);
+    clo.webhook = recon_webhook_new(c->webhook_url, (int)c->webhook_attempts,
+                                    (int)c->webhook_timeout_ms, err, sizeof(err));
+    if (!clo.webhook && *err) {
+        recon_state_free(state);
+        return core_service_config_error(svc, err);
+    }
+    rc = 0;
     if (recon_close_due(recon_state_conn(state), &clo, &st, err, sizeof(err)) != CORE_OK) {
         fprintf(stderr, "svc-recon: close: %s\n", err);
-        recon_state_free(state);
-        return CORE_EX_UNAVAILABLE;
+        rc = CORE_EX_UNAVAILABLE;
+    } else {
+        printf("closed: %d batches, %d windows (%d unclean, %d amended)\n", st.batches,
+               st.windows, st.unclean, st.amended);
     }
-    printf("closed: %d batches, %d windows (%d unclean, %d amended)\n", st.batches, st.windows,
-           st.unclean, st.amended);
+    recon_webhook_free(clo.webhook); /* the alerts of this close sent (or given up) first */
     recon_state_free(state);
-    return 0;
+    return rc;
 }
 
 /* svc-recon verify-chain: check the statements offline (no Kafka). */
@@ -719,6 +727,7 @@ static int run_daemon(core_service_t *svc, struct recon_conf *c, unsigned sinks)
     consume_opts(svc, c, false, &co);
     static daemon_tick tick; /* read by the tick during the loop */
     close_opts(c, sinks, &tick.clo);
+    tick.clo.webhook = webhook;
     tick.retention_days = c->retention_days;
     tick.purge_ms = c->purge_interval_ms;
     tick.next_purge = 0;

@@ -2,6 +2,7 @@
  * and checking the chain (statement.h). */
 #include "statement.h"
 #include "report.h"
+#include "webhook.h"
 #include "winreport.h"
 
 #include "tributary/core_digest.h"
@@ -86,7 +87,7 @@ static int unhex_bytea(const char *t, uint8_t *out)
 static core_err_t write_statement(PGconn *c, const char *schema, const char *kind,
                                   const char *subject, int64_t window_ms, int64_t window_start,
                                   bool clean, cJSON *verdict, int64_t now, int *version_out,
-                                  char *errstr, size_t errstr_size)
+                                  bool *was_clean, char *errstr, size_t errstr_size)
 {
     char sql[700], seqs[24], wms[24], wst[24], vers[12], now_s[24], ph[2 * CORE_DIGEST_LEN + 3],
         hh[2 * CORE_DIGEST_LEN + 3];
@@ -114,15 +115,19 @@ static core_err_t write_statement(PGconn *c, const char *schema, const char *kin
     snprintf(wst, sizeof(wst), "%" PRId64, window_start);
     const char *cp[4] = { kind, subject, wms, wst };
     snprintf(sql, sizeof(sql),
-             "SELECT version, last_seq FROM %s.closings WHERE kind = $1 AND subject = $2 AND "
-             "window_ms = $3 AND window_start = $4", schema);
+             "SELECT k.version, k.last_seq, s.clean FROM %s.closings k LEFT JOIN %s.statements s "
+             "ON s.seq = k.last_seq WHERE k.kind = $1 AND k.subject = $2 AND k.window_ms = $3 "
+             "AND k.window_start = $4", schema, schema);
     r = PQexecParams(c, sql, 4, NULL, cp, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK)
         goto pgfail;
+    *was_clean = true; /* a first statement: as if clean before */
     if (PQntuples(r) == 1) {
         version = atoi(PQgetvalue(r, 0, 0)) + 1;
         if (!PQgetisnull(r, 0, 1))
             amends = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+        if (!PQgetisnull(r, 0, 2))
+            *was_clean = PQgetvalue(r, 0, 2)[0] == 't';
     }
     PQclear(r);
 
@@ -219,6 +224,15 @@ static bool due(const int64_t *wm, unsigned expected, int64_t end, const recon_c
     return all || now > end + o->grace_ms + o->idle_ms;
 }
 
+/* The webhook on a change of verdict: a statement unclean where there was
+ * none or a clean one, clean where the last was unclean. */
+static void alert(const recon_close_opts *o, const char *kind, const char *subject,
+                  int version, bool clean, bool was_clean, const cJSON *verdict)
+{
+    if (clean != was_clean)
+        recon_webhook_closed(o->webhook, kind, subject, version, clean, verdict);
+}
+
 static void note(const char *kind, const char *subject, int version, bool clean,
                  recon_close_stats *st)
 {
@@ -270,20 +284,21 @@ static core_err_t close_batches(PGconn *c, const recon_close_opts *o, const int6
             break;
         cJSON *v = recon_report_json(rep);
         int version = 0;
-        bool clean = rep->clean;
+        bool clean = rep->clean, was_clean = true;
         recon_report_free(rep);
         if (!v) {
             e = CORE_ERR_NOMEM;
             break;
         }
         cJSON_DeleteItemFromObject(v, "seconds"); /* the verdict, not how long it took */
-        e = write_statement(c, o->schema, "batch", batch, 0, 0, clean, v, now, &version, errstr,
-                            errstr_size);
-        cJSON_Delete(v);
+        e = write_statement(c, o->schema, "batch", batch, 0, 0, clean, v, now, &version,
+                            &was_clean, errstr, errstr_size);
         if (e == CORE_OK) {
             st->batches++;
             note("batch", batch, version, clean, st);
+            alert(o, "batch", batch, version, clean, was_clean, v);
         }
+        cJSON_Delete(v);
     }
     PQclear(r);
     return e;
@@ -328,15 +343,17 @@ static core_err_t close_windows(PGconn *c, const recon_close_opts *o, const int6
         cJSON_AddStringToObject(w, "dataset", ds);
         bool clean = cJSON_IsTrue(cJSON_GetObjectItem(w, "clean"));
         int version = 0;
+        bool was_clean = true;
         e = write_statement(c, o->schema, "window", ds, o->window_ms, start, clean, w, now,
-                            &version, errstr, errstr_size);
-        cJSON_Delete(w);
+                            &version, &was_clean, errstr, errstr_size);
         if (e == CORE_OK) {
             char subj[300];
             snprintf(subj, sizeof(subj), "%s@%" PRId64, ds, start);
             st->windows++;
             note("window", subj, version, clean, st);
+            alert(o, "window", subj, version, clean, was_clean, w);
         }
+        cJSON_Delete(w);
     }
     PQclear(r);
     return e;

@@ -12,7 +12,11 @@
  * verdict, winreport.h) is then fixed in a statement; a late event that
  * falls in a closed batch or window reopens it (window.h), and the next
  * close writes an amended statement (version + 1, `amends` naming the
- * statement it replaces), with a warning in the log.
+ * statement it replaces), with a warning in the log. A closing that fixes
+ * an unclean verdict (the first statement, or an amendment of a clean one)
+ * and an amendment that turns an unclean statement clean (after a replay)
+ * each send a webhook alert (webhook.h: "<kind>.closed.unclean",
+ * "<kind>.closed.clean").
  *
  * Statements (table statements) are numbered 1, 2, ... with no gap; each
  * carries prev_hash, the hash of the one before (32 zero bytes for the
@@ -32,6 +36,8 @@
 
 #include <libpq-fe.h>
 
+struct recon_webhook;
+
 typedef struct recon_close_opts {
     const char *schema;
     recon_reconcile_opts rec;   /* also: the expected sinks */
@@ -40,6 +46,7 @@ typedef struct recon_close_opts {
     bool batches;               /* close due batches */
     const char *only_batch;     /* ... this one only (when due); NULL: all due */
     bool windows;               /* close due windows */
+    struct recon_webhook *webhook; /* alerts on a change of verdict (webhook.h); NULL: none */
 } recon_close_opts;
 
 typedef struct recon_close_stats {

@@ -135,6 +135,30 @@ recon_webhook *recon_webhook_new(const char *url, int attempts, int timeout_ms, 
     return w;
 }
 
+/* Queue the alert o (deleted here); what: its batch or subject, for the log. */
+static void enqueue(recon_webhook *w, cJSON *o, const char *what)
+{
+    char *body = cJSON_PrintUnformatted(o);
+
+    cJSON_Delete(o);
+    if (!body) {
+        core_metric_inc(w->m_dropped);
+        return;
+    }
+    pthread_mutex_lock(&w->lock);
+    if (w->n == QUEUE_MAX || w->stop) {
+        pthread_mutex_unlock(&w->lock);
+        core_metric_inc(w->m_dropped);
+        core_log_error("webhook: queue full, alert dropped", CLF_S("subject", what));
+        free(body);
+        return;
+    }
+    w->q[(w->head + w->n) % QUEUE_MAX] = body;
+    w->n++;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
 void recon_webhook_batch(recon_webhook *w, const char *event, const recon_report *rep)
 {
     if (!w)
@@ -151,24 +175,31 @@ void recon_webhook_batch(recon_webhook *w, const char *event, const recon_report
         cJSON_AddNumberToObject(c, recon_verdict_names[v], (double)rep->counts[v]);
     cJSON_AddNumberToObject(o, "discrepancies", (double)rep->ndisc);
     cJSON_AddNumberToObject(o, "ts_ms", (double)now.tv_sec * 1000 + now.tv_nsec / 1000000);
-    char *body = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    if (!body) {
-        core_metric_inc(w->m_dropped);
+    enqueue(w, o, rep->batch);
+}
+
+void recon_webhook_closed(recon_webhook *w, const char *kind, const char *subject, int version,
+                          bool clean, const cJSON *verdict)
+{
+    char event[64];
+    struct timespec now;
+
+    if (!w)
         return;
-    }
-    pthread_mutex_lock(&w->lock);
-    if (w->n == QUEUE_MAX || w->stop) {
-        pthread_mutex_unlock(&w->lock);
-        core_metric_inc(w->m_dropped);
-        core_log_error("webhook: queue full, alert dropped", CLF_S("batch", rep->batch));
-        free(body);
-        return;
-    }
-    w->q[(w->head + w->n) % QUEUE_MAX] = body;
-    w->n++;
-    pthread_cond_signal(&w->cond);
-    pthread_mutex_unlock(&w->lock);
+    cJSON *o = cJSON_CreateObject();
+    const cJSON *counts = cJSON_GetObjectItemCaseSensitive(verdict, "counts");
+    clock_gettime(CLOCK_REALTIME, &now);
+    snprintf(event, sizeof(event), "%s.closed.%s", kind, clean ? "clean" : "unclean");
+    cJSON_AddStringToObject(o, "event", event);
+    cJSON_AddStringToObject(o, "service", "svc-recon");
+    cJSON_AddStringToObject(o, "kind", kind);
+    cJSON_AddStringToObject(o, "subject", subject);
+    cJSON_AddNumberToObject(o, "version", version);
+    cJSON_AddBoolToObject(o, "clean", clean);
+    if (cJSON_IsObject(counts))
+        cJSON_AddItemToObject(o, "counts", cJSON_Duplicate(counts, true));
+    cJSON_AddNumberToObject(o, "ts_ms", (double)now.tv_sec * 1000 + now.tv_nsec / 1000000);
+    enqueue(w, o, subject);
 }
 
 void recon_webhook_free(recon_webhook *w)

@@ -2,10 +2,12 @@
 #include "tu_stack.h"
 #include "testutil.h"
 #include "tributary/core_common.h"
+#include "tributary/core_http.h"
 
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -516,4 +518,89 @@ void tu_pg_drop_schema(const char *schema)
 
     snprintf(sql, sizeof(sql), "DROP SCHEMA IF EXISTS %s CASCADE", schema);
     tu_pg_exec(sql);
+}
+
+/* ---- a webhook receiver ----------------------------------------------------- */
+
+#define HOOK_MAX 64
+
+static struct {
+    pthread_mutex_t lock;
+    core_metrics_t *metrics;
+    core_http_t *http;
+    int fail_first, calls, n;
+    char *bodies[HOOK_MAX];
+} hook = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static void on_hook(const core_http_request *req, core_http_response *resp, void *opaque)
+{
+    (void)opaque;
+    pthread_mutex_lock(&hook.lock);
+    if (hook.calls++ < hook.fail_first) {
+        resp->status = 503;
+    } else {
+        if (hook.n < HOOK_MAX)
+            hook.bodies[hook.n++] = strdup(req->body ? req->body : "");
+        resp->status = 200;
+    }
+    pthread_mutex_unlock(&hook.lock);
+    resp->body = core_http_printf("ok\n");
+}
+
+int tu_hook_start(int fail_first)
+{
+    char err[256];
+
+    ck_assert_msg(hook.http == NULL, "a webhook receiver runs already");
+    hook.fail_first = fail_first;
+    hook.calls = hook.n = 0;
+    hook.metrics = core_metrics_new();
+    hook.http = core_http_new("127.0.0.1", 0, hook.metrics, err, sizeof(err));
+    ck_assert_msg(hook.http != NULL, "webhook receiver: %s", err);
+    ck_assert_int_eq(core_http_route(hook.http, "POST", "/hook", on_hook, NULL), CORE_OK);
+    return core_http_port(hook.http);
+}
+
+cJSON *tu_hook_wait(int n, int timeout_ms)
+{
+    int64_t deadline = core_mono_ms() + timeout_ms;
+    cJSON *j = NULL;
+
+    while (!j && core_mono_ms() < deadline) {
+        pthread_mutex_lock(&hook.lock);
+        if (hook.n > n)
+            j = cJSON_Parse(hook.bodies[n]);
+        pthread_mutex_unlock(&hook.lock);
+        if (!j)
+            tu_sleep_ms(100);
+    }
+    ck_assert_msg(j != NULL, "webhook body %d not received in %d ms", n, timeout_ms);
+    return j;
+}
+
+int tu_hook_taken(void)
+{
+    pthread_mutex_lock(&hook.lock);
+    int n = hook.n;
+    pthread_mutex_unlock(&hook.lock);
+    return n;
+}
+
+int tu_hook_calls(void)
+{
+    pthread_mutex_lock(&hook.lock);
+    int n = hook.calls;
+    pthread_mutex_unlock(&hook.lock);
+    return n;
+}
+
+void tu_hook_stop(void)
+{
+    core_http_free(hook.http);
+    core_metrics_free(hook.metrics);
+    hook.http = NULL;
+    hook.metrics = NULL;
+    for (int i = 0; i < hook.n; i++)
+        free(hook.bodies[i]);
+    hook.n = hook.calls = 0;
 }

@@ -138,4 +138,21 @@ long long tu_pg_count(const char *sql);
 /* DROP SCHEMA IF EXISTS schema CASCADE. */
 void tu_pg_drop_schema(const char *schema);
 
+/* ---- a webhook receiver ----------------------------------------------------- */
+
+/* One receiver at a time on 127.0.0.1 (POST /hook): the first fail_first
+ * requests get 503 (a sender's retry tested), the others 200 and their
+ * bodies kept. @returns its port. */
+int tu_hook_start(int fail_first);
+
+/* The n-th body taken (0-based), parsed; waits up to timeout_ms, asserts. */
+struct cJSON *tu_hook_wait(int n, int timeout_ms);
+
+/* Bodies taken, and requests answered (503s included), so far. */
+int tu_hook_taken(void);
+int tu_hook_calls(void);
+
+/* Stop the receiver, free what it kept. */
+void tu_hook_stop(void);
+
 #endif

@@ -477,43 +477,6 @@ START_TEST(audit_lag_and_windows_gauges)
 END_TEST
 
 
-/* ---- a tiny webhook receiver: the first POST gets 503, the others 200 ---------- */
-
-static pthread_mutex_t hook_lock = PTHREAD_MUTEX_INITIALIZER;
-static char *hook_bodies[16];
-static int hook_calls, hook_n;
-
-static void h_hook(const core_http_request *req, core_http_response *resp, void *opaque)
-{
-    (void)opaque;
-    pthread_mutex_lock(&hook_lock);
-    if (hook_calls++ == 0) {
-        resp->status = 503;
-    } else if (hook_n < 16) {
-        hook_bodies[hook_n++] = strdup(req->body ? req->body : "");
-        resp->status = 200;
-    }
-    pthread_mutex_unlock(&hook_lock);
-    resp->body = core_http_printf("ok\n");
-}
-
-/* The n-th alert received (waits up to 60 s), parsed. */
-static cJSON *hook_wait(int n)
-{
-    int64_t deadline = core_mono_ms() + 60000;
-    cJSON *j = NULL;
-    while (!j && core_mono_ms() < deadline) {
-        pthread_mutex_lock(&hook_lock);
-        if (hook_n > n)
-            j = cJSON_Parse(hook_bodies[n]);
-        pthread_mutex_unlock(&hook_lock);
-        if (!j)
-            usleep(100 * 1000);
-    }
-    ck_assert_msg(j != NULL, "alert %d not received", n);
-    return j;
-}
-
 /* ---- replay ------------------------------------------------------------------------- */
 
 /* The raw records of a batch on a topic of one partition: offset i is record i. */
@@ -818,13 +781,10 @@ START_TEST(replay_missing_records_batch_becomes_clean)
     ck_assert_int_eq(token_add(d.tokens, "vw", "viewer", &vw), 0);
     snprintf(auth, sizeof(auth), "Bearer %s", op);
     snprintf(vauth, sizeof(vauth), "Bearer %s", vw);
-    char herr[256], hook_flag[200];
-    core_metrics_t *hm = core_metrics_new();
-    core_http_t *hook = core_http_new("127.0.0.1", 0, hm, herr, sizeof(herr));
-    ck_assert_msg(hook != NULL, "%s", herr);
-    ck_assert_int_eq(core_http_route(hook, "POST", "/hook", h_hook, NULL), CORE_OK);
+    char hook_flag[200];
+    /* the webhook receiver: the first POST gets 503, the others 200 */
     snprintf(hook_flag, sizeof(hook_flag), "--alert.webhook.url=http://127.0.0.1:%d/hook",
-             core_http_port(hook));
+             tu_hook_start(1));
     daemon_start(&d, "replay", hook_flag);
     snprintf(batch, sizeof(batch), "replay-%s", tu_unique());
     snprintf(raw, sizeof(raw), "payee_%s.raw", tu_unique());
@@ -860,7 +820,7 @@ START_TEST(replay_missing_records_batch_becomes_clean)
     ck_assert_int_eq((int)cJSON_GetObjectItem(j, "total")->valuedouble, 2);
     cJSON_Delete(j);
     /* the webhook: told once the batch is unclean (after a 503 and a retry) */
-    j = hook_wait(0);
+    j = tu_hook_wait(0, 60000);
     ck_assert_str_eq(cJSON_GetObjectItem(j, "event")->valuestring, "batch.unclean");
     ck_assert_str_eq(cJSON_GetObjectItem(j, "batch")->valuestring, batch);
     ck_assert(cJSON_IsFalse(cJSON_GetObjectItem(j, "clean")));
@@ -982,14 +942,12 @@ START_TEST(replay_missing_records_batch_becomes_clean)
     }
     ck_assert_msg(clean, "the batch is not clean after the replay");
     /* the webhook: told it is clean again, and nothing more */
-    j = hook_wait(1);
+    j = tu_hook_wait(1, 60000);
     ck_assert_str_eq(cJSON_GetObjectItem(j, "event")->valuestring, "batch.clean");
     ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(j, "clean")));
     cJSON_Delete(j);
-    pthread_mutex_lock(&hook_lock);
-    ck_assert_int_eq(hook_n, 2);
-    ck_assert_int_eq(hook_calls, 3);
-    pthread_mutex_unlock(&hook_lock);
+    ck_assert_int_eq(tu_hook_taken(), 2);
+    ck_assert_int_eq(tu_hook_calls(), 3);
     /* the metrics: the batch now counted clean, the replayed records, the
      * reconciliations, the webhooks (counted once the receiver answered:
      * after hook_wait saw the body, so waited for) */
@@ -1021,10 +979,7 @@ START_TEST(replay_missing_records_batch_becomes_clean)
     ck_assert_uint_eq(tu_metric_sum(d.port, "tributary_recon_reconcile_seconds_count", "", &count), 1);
     ck_assert(count >= 1);
     daemon_stop(&d);
-    core_http_free(hook);
-    core_metrics_free(hm);
-    for (int i = 0; i < hook_n; i++)
-        free(hook_bodies[i]);
+    tu_hook_stop();
     unlink(d.log);
     unlink(d.tokens);
     free(op);

@@ -221,11 +221,27 @@ START_TEST(windows_close_into_a_hash_chain_amended_after_late_events)
     ck_assert_int_eq((int)get(wb, "balance", "valid_minus_persister", NULL)->valuedouble, 5);
     cJSON_Delete(j);
 
-    /* close: 2 batches and 2 windows, one statement each */
-    ck_assert_int_eq(recon(&out, "close", NULL), 0);
+    /* close: 2 batches and 2 windows, one statement each; the webhook told
+     * of the two that closed unclean (batch B, window B), not of A */
+    char hook_flag[200], wsubj[96];
+    snprintf(hook_flag, sizeof(hook_flag), "--alert.webhook.url=http://127.0.0.1:%d/hook",
+             tu_hook_start(0));
+    ck_assert_int_eq(recon(&out, "close", hook_flag, NULL), 0);
     ck_assert_msg(strstr(out, "closed: 2 batches, 2 windows"), "%s", out);
     free(out);
-    ck_assert_int_eq(recon(&out, "close", NULL), 0); /* nothing more is due */
+    ck_assert_int_eq(tu_hook_taken(), 2); /* sent before the close exits */
+    snprintf(wsubj, sizeof(wsubj), "payee@%lld", (long long)(base + WMS));
+    for (int i = 0; i < 2; i++) {
+        j = tu_hook_wait(i, 1000);
+        const char *kind = get(j, "kind", NULL, NULL)->valuestring;
+        ck_assert_str_eq(get(j, "event", NULL, NULL)->valuestring,
+                         !strcmp(kind, "batch") ? "batch.closed.unclean" : "window.closed.unclean");
+        ck_assert_str_eq(get(j, "subject", NULL, NULL)->valuestring,
+                         !strcmp(kind, "batch") ? batch_b : wsubj);
+        ck_assert(!cJSON_IsTrue(get(j, "clean", NULL, NULL)));
+        cJSON_Delete(j);
+    }
+    ck_assert_int_eq(recon(&out, "close", hook_flag, NULL), 0); /* nothing more is due */
     ck_assert_msg(strstr(out, "closed: 0 batches, 0 windows"), "%s", out);
     free(out);
     ck_assert_int_eq(recon(&out, "verify-chain", "--json", NULL), 0);
@@ -238,9 +254,11 @@ START_TEST(windows_close_into_a_hash_chain_amended_after_late_events)
     snprintf(name, sizeof(name), "%s-late", batch_a);
     full_record(batch_a, name, base + 500);
     flush();
-    ck_assert_int_eq(recon(&out, "close", NULL), 0);
+    ck_assert_int_eq(recon(&out, "close", hook_flag, NULL), 0);
     ck_assert_msg(strstr(out, "closed: 1 batches, 1 windows (0 unclean, 2 amended)"), "%s", out);
     free(out);
+    ck_assert_int_eq(tu_hook_taken(), 2); /* amended clean over clean: no alert */
+    tu_hook_stop();
     snprintf(sql, sizeof(sql),
              "SELECT 1 FROM %s.statements WHERE seq = 6 AND version = 2 AND kind = 'window' AND "
              "body LIKE '%%\"amends\":3%%' AND body LIKE '%%\"late\":1%%'", schema);
