@@ -10,6 +10,7 @@
 #   make deploy-check  deploy/check.sh + the dashboards' metrics against the running services
 #   make schema-compat  every schema in proto/ BACKWARD-compatible with its previous entry (registry)
 #   make stack-up | stack-down | stack-status   the local servers on loopback
+#   make stack-up-secure   the same and the secure set (SASL_SSL Kafka, Redis ACLs, PostgreSQL TLS)
 
 VERSION   := 0.1.0
 BUILD     ?= build
@@ -53,12 +54,12 @@ LIBS_svc-persister    := $(DB_LIBS)
 LIBS_svc-recon        := $(DB_LIBS)
 
 .PHONY: all lib services tests test unit integration run-tests asan demo deps \
-        stack-up stack-down stack-status clean bench fuzz fuzz-build fuzz-short help fault fault-quick deploy-check schema-compat
+        stack-up stack-up-secure stack-down stack-status clean bench fuzz fuzz-build fuzz-short help fault fault-quick deploy-check schema-compat
 
 all: lib services
 
 help:
-	@sed -n '2,13p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,14p' Makefile | sed 's/^# \{0,1\}//'
 
 lib: $(CORE_A) $(CORE_SO) $(CORE_PC)
 
@@ -260,6 +261,9 @@ deps:
 
 stack-up:
 	@deploy/local/stack.sh up
+
+stack-up-secure:
+	@deploy/local/stack.sh up --secure
 
 stack-down:
 	@deploy/local/stack.sh down
