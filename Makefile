@@ -1,7 +1,7 @@
 # tributary — one Makefile for libcore, the five services, tests and the local stack.
 #
 #   make            build libcore (static + shared + pkg-config) and every service
-#   make test       deps, stack-up, build, deploy checks, schema-compat, unit + integration tests (what CI runs)
+#   make test       deps, stack-up-secure, build, deploy checks, schema-compat, unit + integration tests (what CI runs)
 #   make demo       deps, stack-up, build, run the sample through the pipeline
 #   make asan       the test suite under AddressSanitizer and UBSan
 #   make fault      the fault soak over the whole pipeline (tests/fault/, ~15 min; 3 brokers too)
@@ -149,12 +149,14 @@ integration: $(INT_BINS) services
 
 # svc-persister's suite (the longest, mostly waiting on its servers) runs in
 # a lane beside the others (test_corpus, the malformed-input corpus, is one
-# of the integration suites); then the short fuzz run (clang, ~30 s to
+# of the integration suites); then the pipeline on the secure set
+# (tests/integration/secure.sh: make test starts it); then the short fuzz run (clang, ~30 s to
 # build, ~35 s to run); the fault suite, which stops servers, last.
 run-tests: tests deploy-check
 	$(SCHEMA_COMPAT) $(REGISTRY_URL) $(CURDIR)/proto
 	@$(TEST_ENV) SUITE_BESIDE="$(filter %/test_persister,$(INT_BINS))" \
 	  tests/run-suite.sh $(notdir $(BUILD)) $(UNIT_BINS) $(INT_BINS)
+	@$(TEST_ENV) tests/integration/secure.sh
 	@$(MAKE) -j2 --no-print-directory fuzz-build >/dev/null
 	@$(MAKE) --no-print-directory fuzz-short
 	@$(TEST_ENV) tests/fault/run.sh --quick
@@ -175,7 +177,7 @@ fault: tests
 	@$(TEST_ENV) tests/fault/run.sh --soak
 
 test: deps
-	$(MAKE) stack-up
+	$(MAKE) stack-up-secure
 	$(MAKE) -j2 all tests
 	$(MAKE) run-tests
 

@@ -228,18 +228,21 @@ sec_topic_args() {
 # sec_kafka_acls: the ACLs of each service principal (once per data folder
 # and dataset list; acls.done records what was made).
 sec_kafka_acls() {
-    local spec="v1 $(sec_datasets)"
+    local spec="v2 $(sec_datasets)"
     [ "$(cat "$SEC_KAFKA_DIR/acls.done" 2>/dev/null)" = "$spec" ] && return 0
     sec_kafka_client_props admin "$SEC_DIR/admin.properties"
     local t0 a
     t0=$(now)
     : >"$LOG_DIR/kafka-secure-acls.log"
     # ingest: writes (and auto-creates) <dataset>.raw and audit.events, in
-    # transactions named tributary-ingest-<batch>; reads its checkpoints back
-    # (.raw, group tributary-ingest-ckpt-<batch>).
+    # transactions named tributary-ingest-<batch>; keeps its checkpoints in
+    # tributary.ingest.checkpoints and reads them back (group
+    # tributary-ingest-ckpt-<batch>).
     mapfile -t a < <(sec_topic_args raw)
     sec_acl --allow-principal User:ingest --operation Write --operation Describe --operation Create \
-        --operation Read "${a[@]}" --topic audit.events
+        "${a[@]}" --topic audit.events
+    sec_acl --allow-principal User:ingest --operation Write --operation Describe --operation Create \
+        --operation Read --topic tributary.ingest.checkpoints
     sec_acl --allow-principal User:ingest --operation Write --operation Describe \
         --transactional-id tributary-ingest- --resource-pattern-type prefixed
     sec_acl --allow-principal User:ingest --operation Read --operation Describe \
@@ -417,7 +420,7 @@ EOF
 }
 
 # sec_pg_provision: database tributary (owned by postgres), roles persister
-# (writes: CREATE and USAGE on schema public, owns the tables it creates) and
+# (writes: CREATE on the database and on schema public, owns the tables it creates) and
 # recon (SELECT on them); passwords from the secrets; no other rights.
 sec_pg_provision() {
     local pp rp
@@ -438,6 +441,10 @@ EOF
     SEC_PSQL_DB=$SEC_PG_DB sec_pg_psql >/dev/null <<EOF
 REVOKE ALL ON DATABASE $SEC_PG_DB FROM PUBLIC;
 GRANT CONNECT ON DATABASE $SEC_PG_DB TO persister, recon;
+-- svc-persister --create.tables runs CREATE SCHEMA IF NOT EXISTS, which
+-- PostgreSQL checks against CREATE on the database even when the schema exists.
+-- Its batches go through a temporary table (COPY, then one upsert).
+GRANT CREATE, TEMPORARY ON DATABASE $SEC_PG_DB TO persister;
 REVOKE ALL ON SCHEMA public FROM PUBLIC;
 GRANT USAGE, CREATE ON SCHEMA public TO persister;
 GRANT USAGE ON SCHEMA public TO recon;
