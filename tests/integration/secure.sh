@@ -157,5 +157,80 @@ if [ "$ready" = 1 ]; then
     fi
 fi
 
+# ---- refusals --------------------------------------------------------------
+# Each: the server refuses, the service exits at once with one line naming
+# the setting, the server and what was refused (78: a configuration the
+# server refuses, as for pg.password; 69: svc-ingest's file not ingested).
+
+printf 'not-the-password' >"$work/wrong.password"
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/other-ca.key" -subj "/CN=another CA" \
+    -days 2 -out "$work/other-ca.pem" >/dev/null 2>&1
+
+# refused NAME RC PATTERN... -- CMD...: CMD exits RC within 60 s, its stderr
+# has a line matching every PATTERN (grep -E), and no secret of the stack.
+refused() {
+    local name=$1 want=$2 pats=() rc=0 line p
+    shift 2
+    while [ "$1" != -- ]; do pats+=("$1"); shift; done
+    shift
+    timeout 60 "$@" </dev/null >/dev/null 2>"$work/refused.err" || rc=$?
+    line=$(grep -v '"level":"\(debug\|info\|warn\)"' "$work/refused.err" | tail -n 1)
+    if [ "$rc" != "$want" ]; then
+        fail "refusal $name: exit $rc, not $want" "${line:0:400}"; return
+    fi
+    for p in "${pats[@]}"; do
+        grep -Eq -- "$p" <<<"$line" || { fail "refusal $name: the last line does not say /$p/" "${line:0:400}"; return; }
+    done
+    for p in "$sec"/*; do
+        if grep -qF -- "$(cat "$p")" "$work/refused.err"; then
+            fail "refusal $name: the output holds the secret of ${p##*/}"; return
+        fi
+    done
+    pass "refusal $name (exit $rc): ${line:0:160}..."
+}
+
+val=("$build/bin/svc-validator" --http.port 0 --startup.timeout.ms 20000 --dataset payee
+     --group.id "tributary-validator-$run-r" --transactional.id "svc-validator-$run-r")
+# shellcheck disable=SC2046
+refused "wrong Kafka password" 78 '^svc-validator: configuration error: kafka\.sasl\.password:' \
+    'kafka at 127\.0\.0\.1:[0-9]+ refused the SASL authentication of user "validator"' -- \
+    "${val[@]}" $(kafka validator "$work/wrong.password")
+# shellcheck disable=SC2046
+refused "unknown CA" 78 '^svc-validator: configuration error: kafka\.ssl\.ca\.location:' \
+    'certificate of kafka at 127\.0\.0\.1:[0-9]+ could not be verified' -- \
+    "${val[@]}" $(kafka validator "" "$work/other-ca.pem")
+refused "plaintext to the TLS port" 78 '^svc-validator: configuration error: kafka\.security\.protocol:' \
+    'kafka at 127\.0\.0\.1:[0-9]+ closed the connection' -- \
+    "${val[@]}" --kafka.bootstrap.servers "$STACK_SECURE_KAFKA_BOOTSTRAP"
+# shellcheck disable=SC2046
+refused "wrong PostgreSQL password" 78 '^svc-persister: configuration error: pg\.password:' \
+    'postgres at 127\.0\.0\.1:[0-9]+ refused' 'password authentication failed for user "persister"' -- \
+    "$build/bin/svc-persister" --http.port 0 --startup.timeout.ms 20000 --dataset payee --sink postgres \
+    --group.id "svc-persister-$run-r" --pg.conninfo "$pgconn" --pg.sslmode verify-full \
+    --pg.password_file "$work/wrong.password" $(kafka persister)
+# shellcheck disable=SC2046
+refused "Redis user without the rights" 78 '^svc-cache-feeder: configuration error: redis\.user' \
+    'SCRIPT LOAD as user "recon" refused: NOPERM' -- \
+    "$build/bin/svc-cache-feeder" --http.port 0 --startup.timeout.ms 20000 --dataset payee \
+    --group.id "tributary-cache-feeder-$run-r" --cache.prefix "$cprefix-r" $(redis recon) \
+    $(kafka cache-feeder)
+# The ingest principal writing .valid (svc-ingest's former `topic` key names
+# the topic): refused by the ACL at once, the transaction aborted, nothing of
+# the batch committed on payee.valid.
+python3 deploy/local/gen_payees.py --rows 20 --changes 0 --bad-share 0 --prefix "$run-acl-" --seed 5 \
+    "$work/acl.csv" "$work/acl-changes.csv" >/dev/null
+# shellcheck disable=SC2046
+refused "ingest writing .valid (ACL)" 69 '"msg":"file not ingested"' \
+    'kafka refused the write at line [0-9]+ .*an ACL' 'payee\.valid: Broker: Topic authorization failed' -- \
+    "$build/bin/svc-ingest" --http.port 0 --dataset payee --topic payee.valid --batch.id "$run-acl" \
+    $(kafka ingest) "$work/acl.csv"
+nacl=$(timeout 60 kcat -C -b "$STACK_SECURE_KAFKA_BOOTSTRAP" -X security.protocol=SASL_SSL \
+    -X sasl.mechanisms=SCRAM-SHA-512 -X sasl.username=admin \
+    -X sasl.password="$(cat "$sec/kafka-admin.password")" -X ssl.ca.location="$ca" \
+    -X isolation.level=read_committed -t payee.valid -o beginning -e -q -f '%k\n' 2>/dev/null |
+    grep -c "^$run-acl-" || true)
+if [ "$nacl" -eq 0 ]; then pass "refusal ingest writing .valid: nothing of the batch committed on payee.valid"
+else fail "refusal ingest writing .valid: $nacl records of the batch committed on payee.valid"; fi
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
