@@ -355,7 +355,11 @@ sec_redis_wait() {
     else say "secure redis: already up"; fi
 }
 
-sec_redis_stop() { pidfile_stop sec_redis "$SEC_REDIS_PIDFILE"; }
+sec_redis_stop() {
+    local pid
+    if pid=$(sec_redis_pid); then stop_pid redis-secure "$pid"; say "secure redis: stopped"; fi
+    rm -f "$SEC_REDIS_PIDFILE"
+}
 
 # ---- PostgreSQL (second cluster: hostssl + scram-sha-256) ------------------
 

@@ -232,5 +232,37 @@ nacl=$(timeout 60 kcat -C -b "$STACK_SECURE_KAFKA_BOOTSTRAP" -X security.protoco
 if [ "$nacl" -eq 0 ]; then pass "refusal ingest writing .valid: nothing of the batch committed on payee.valid"
 else fail "refusal ingest writing .valid: $nacl records of the batch committed on payee.valid"; fi
 
+# A key pattern the cache-feeder's ACL does not allow (cache.prefix outside
+# tb:*): the scripts load, each write is refused with NOPERM. That is the
+# user's ACL, not the records: the feeder pauses (readiness 503 naming it),
+# no record goes to the dead-letter topic.
+read -r p_np < <(python3 -c '
+import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+dlq_count() {
+    timeout 60 kcat -C -b "$STACK_SECURE_KAFKA_BOOTSTRAP" -X security.protocol=SASL_SSL \
+        -X sasl.mechanisms=SCRAM-SHA-512 -X sasl.username=admin \
+        -X sasl.password="$(cat "$sec/kafka-admin.password")" -X ssl.ca.location="$ca" \
+        -t payee.dlq -o beginning -e -q -f '%o\n' 2>/dev/null | grep -c . || true
+}
+dlq0=$(dlq_count)
+# shellcheck disable=SC2046
+start svc-cache-feeder "$p_np" --dataset payee --group.id "tributary-cache-feeder-$run-np" \
+    --cache.prefix "x$run" $(redis cache-feeder) $(kafka cache-feeder)
+mv "$work/svc-cache-feeder.log" "$work/np.log" 2>/dev/null || true
+np='redis unavailable: pausing consumption.*NOPERM.*check the ACL of redis.user'
+for _ in $(seq 1 60); do
+    grep -q "$np" "$work/np.log" 2>/dev/null && break
+    sleep 0.5
+done
+sleep 2
+dlq1=$(dlq_count)
+if grep -q "$np" "$work/np.log" && [ "$(code "$p_np" /readyz)" = 503 ] && [ "$dlq1" -eq "$dlq0" ] &&
+        ! grep -q '"msg":"record refused' "$work/np.log"; then
+    pass "refusal NOPERM on the writes: cache-feeder paused (its log names redis.user), /readyz 503, no record refused, nothing to the DLQ"
+else
+    fail "refusal NOPERM on the writes: /readyz $(code "$p_np" /readyz), DLQ $dlq0 -> $dlq1" \
+        "$(grep -v '"level":"info"' "$work/np.log" | tail -2 | cut -c1-300 | tr '\n' ' ')"
+fi
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
