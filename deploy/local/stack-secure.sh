@@ -468,8 +468,7 @@ sec_pg_wait() {
 sec_pg_stop() {
     sec_pg_paths
     if sec_pg_alive; then
-        pg_as_owner "$PG_BIN/pg_ctl" -D "$SEC_PG_DATA" -m fast -w -t "$STOP_SECS" stop >/dev/null 2>&1 ||
-            pg_as_owner "$PG_BIN/pg_ctl" -D "$SEC_PG_DATA" -m immediate -w -t 10 stop >/dev/null 2>&1 || true
+        pg_ctl_stop "$SEC_PG_DATA"
         say "secure postgresql: stopped"
     fi
 }

@@ -650,11 +650,16 @@ pg_wait() {
 }
 pg_alive_or_foreign() { pg_alive || port_open "$PG_PORT"; }
 
+# pg_ctl_stop DATA: stop the cluster in DATA (fast, then immediate).
+pg_ctl_stop() {
+    pg_as_owner "$PG_BIN/pg_ctl" -D "$1" -m fast -w -t "$STOP_SECS" stop >/dev/null 2>&1 ||
+        pg_as_owner "$PG_BIN/pg_ctl" -D "$1" -m immediate -w -t 10 stop >/dev/null 2>&1 || true
+}
+
 pg_stop() {
     pg_setup_paths
     if pg_alive; then
-        pg_as_owner "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w -t "$STOP_SECS" stop >/dev/null 2>&1 ||
-            pg_as_owner "$PG_BIN/pg_ctl" -D "$PG_DATA" -m immediate -w -t 10 stop >/dev/null 2>&1 || true
+        pg_ctl_stop "$PG_DATA"
         say "postgresql: stopped"
     fi
 }

@@ -123,12 +123,14 @@ for sp in "svc-validator:$p_val" "svc-cache-feeder:$p_feed" "svc-persister:$p_pe
     fi
 done
 
-valid_count() {
+# kcat_admin ARGS...: kcat -C as admin (read_committed) to the end of a topic.
+kcat_admin() {
     timeout 60 kcat -C -b "$STACK_SECURE_KAFKA_BOOTSTRAP" -X security.protocol=SASL_SSL \
         -X sasl.mechanisms=SCRAM-SHA-512 -X sasl.username=admin \
         -X sasl.password="$(cat "$sec/kafka-admin.password")" -X ssl.ca.location="$ca" \
-        -t payee.valid -o beginning -e -q -f '%k\n' 2>/dev/null | grep -c "^$run-" || true
+        -X isolation.level=read_committed -o beginning -e -q "$@" 2>/dev/null
 }
+valid_count() { kcat_admin -t payee.valid -f '%k\n' | grep -c "^$run-" || true; }
 redis_count() { redis_admin --scan --pattern "$cprefix:payee:$run-*" 2>/dev/null | grep -c . || true; }
 pg_count() { pg_admin_count "SELECT count(*) FROM public.payee WHERE payee_id LIKE '$run-%'"; }
 
@@ -224,11 +226,7 @@ refused "ingest writing .valid (ACL)" 69 '"msg":"file not ingested"' \
     'kafka refused the write at line [0-9]+ .*an ACL' 'payee\.valid: Broker: Topic authorization failed' -- \
     "$build/bin/svc-ingest" --http.port 0 --dataset payee --topic payee.valid --batch.id "$run-acl" \
     $(kafka ingest) "$work/acl.csv"
-nacl=$(timeout 60 kcat -C -b "$STACK_SECURE_KAFKA_BOOTSTRAP" -X security.protocol=SASL_SSL \
-    -X sasl.mechanisms=SCRAM-SHA-512 -X sasl.username=admin \
-    -X sasl.password="$(cat "$sec/kafka-admin.password")" -X ssl.ca.location="$ca" \
-    -X isolation.level=read_committed -t payee.valid -o beginning -e -q -f '%k\n' 2>/dev/null |
-    grep -c "^$run-acl-" || true)
+nacl=$(kcat_admin -t payee.valid -f '%k\n' | grep -c "^$run-acl-" || true)
 if [ "$nacl" -eq 0 ]; then pass "refusal ingest writing .valid: nothing of the batch committed on payee.valid"
 else fail "refusal ingest writing .valid: $nacl records of the batch committed on payee.valid"; fi
 
@@ -238,12 +236,7 @@ else fail "refusal ingest writing .valid: $nacl records of the batch committed o
 # no record goes to the dead-letter topic.
 read -r p_np < <(python3 -c '
 import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-dlq_count() {
-    timeout 60 kcat -C -b "$STACK_SECURE_KAFKA_BOOTSTRAP" -X security.protocol=SASL_SSL \
-        -X sasl.mechanisms=SCRAM-SHA-512 -X sasl.username=admin \
-        -X sasl.password="$(cat "$sec/kafka-admin.password")" -X ssl.ca.location="$ca" \
-        -t payee.dlq -o beginning -e -q -f '%o\n' 2>/dev/null | grep -c . || true
-}
+dlq_count() { kcat_admin -t payee.dlq -f '%o\n' | grep -c . || true; }
 dlq0=$(dlq_count)
 # shellcheck disable=SC2046
 start svc-cache-feeder "$p_np" --dataset payee --group.id "tributary-cache-feeder-$run-np" \
