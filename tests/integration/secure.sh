@@ -87,7 +87,7 @@ print(" ".join(str(s.getsockname()[1]) for s in ss))')
 start() { # NAME PORT ARGS...
     local name=$1 port=$2
     shift 2
-    "$build/bin/$name" --http.port "$port" --shutdown.grace.ms 5000 "$@" \
+    "$build/bin/$name" --http.port "$port" --shutdown.grace.ms 5000 --log.level "${SECURE_LOG_LEVEL:-debug}" "$@" \
         </dev/null >/dev/null 2>"$work/$name.log" &
     pids+=($!)
 }
@@ -136,7 +136,7 @@ pg_count() { pg_admin_count "SELECT count(*) FROM public.payee WHERE payee_id LI
 
 if [ "$ready" = 1 ]; then
     # shellcheck disable=SC2046
-    if ! "$build/bin/svc-ingest" --http.port 0 --dataset payee --batch.id "$run" $(kafka ingest) \
+    if ! "$build/bin/svc-ingest" --http.port 0 --log.level debug --dataset payee --batch.id "$run" $(kafka ingest) \
             "$work/payees.csv" >"$work/ingest.out" 2>"$work/ingest.log"; then
         fail "pipeline: svc-ingest as ingest failed" "$(tail -3 "$work/ingest.log" | tr '\n' ' ')"
     else
@@ -157,6 +157,25 @@ if [ "$ready" = 1 ]; then
                 "persister: $(tail -3 "$work/svc-persister.log" | tr '\n' ' ')"
         fi
     fi
+fi
+
+# No password of the stack in what the pipeline's services wrote (debug
+# logging), nor in their /metrics pages.
+for sp in "svc-validator:$p_val" "svc-cache-feeder:$p_feed" "svc-persister:$p_pers"; do
+    curl -s --max-time 5 "http://127.0.0.1:${sp##*:}/metrics" >"$work/${sp%%:*}.metrics" 2>/dev/null || true
+done
+leaks=()
+for f in "$sec"/*; do
+    for o in "$work"/svc-*.log "$work"/ingest.log "$work"/ingest.out "$work"/*.metrics; do
+        [ -e "$o" ] || continue
+        grep -qF -- "$(cat "$f")" "$o" && leaks+=("${f##*/} in ${o##*/}")
+    done
+done
+nlines=$(cat "$work"/svc-*.log "$work"/ingest.log 2>/dev/null | wc -l)
+if [ ${#leaks[@]} -eq 0 ] && [ "$nlines" -gt 0 ]; then
+    pass "no secret in the pipeline's $nlines log lines (debug) and /metrics pages"
+else
+    fail "secrets in the pipeline's output: ${leaks[*]:-no log lines at all}"
 fi
 
 # ---- refusals --------------------------------------------------------------
