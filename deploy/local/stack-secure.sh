@@ -331,8 +331,10 @@ daemonize yes
 pidfile $SEC_REDIS_PIDFILE
 logfile $LOG_DIR/redis-secure.log
 dir $SEC_REDIS_DIR/data
-appendonly yes
-appendfsync everysec
+# Snapshots, no AOF: Redis 7.0 with the default user off refuses its own
+# AOF's MULTI/EXEC on load (NOPERM) and would start empty (docs/svc-cache-feeder.md).
+appendonly no
+save 3600 1 300 100 60 10000
 user default off resetkeys -@all
 $(sec_redis_user admin '~* &* +@all')
 $(sec_redis_user cache-feeder 'resetchannels ~tb:* -@all +ping +select +script|load +evalsha +eval +hmget +hget +hset +set +mset +del +pexpire')

@@ -268,11 +268,13 @@ for _ in $(seq 1 60); do
 done
 sleep 2
 dlq1=$(dlq_count)
+body=$(curl -s --max-time 2 "http://127.0.0.1:$p_np/readyz" 2>/dev/null || true)
 if grep -q "$np" "$work/np.log" && [ "$(code "$p_np" /readyz)" = 503 ] && [ "$dlq1" -eq "$dlq0" ] &&
+        grep -q 'redis: unavailable: redis refused the write script: NOPERM' <<<"$body" &&
         ! grep -q '"msg":"record refused' "$work/np.log"; then
-    pass "refusal NOPERM on the writes: cache-feeder paused (its log names redis.user), /readyz 503, no record refused, nothing to the DLQ"
+    pass "refusal NOPERM on the writes: cache-feeder paused (its log names redis.user), /readyz 503 (${body:0:90}...), no record refused, nothing to the DLQ"
 else
-    fail "refusal NOPERM on the writes: /readyz $(code "$p_np" /readyz), DLQ $dlq0 -> $dlq1" \
+    fail "refusal NOPERM on the writes: /readyz $(code "$p_np" /readyz) '${body:0:200}', DLQ $dlq0 -> $dlq1" \
         "$(grep -v '"level":"info"' "$work/np.log" | tail -2 | cut -c1-300 | tr '\n' ' ')"
 fi
 
