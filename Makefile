@@ -1,7 +1,7 @@
 # tributary — one Makefile for libcore, the five services, tests and the local stack.
 #
 #   make            build libcore (static + shared + pkg-config) and every service
-#   make test       deps, stack-up, build, deploy checks, schema-compat, unit + integration tests (what CI runs)
+#   make test       deps, stack-up-secure, build, deploy checks, schema-compat, unit + integration tests (what CI runs)
 #   make demo       deps, stack-up, build, run the sample through the pipeline
 #   make asan       the test suite under AddressSanitizer and UBSan
 #   make fault      the fault soak over the whole pipeline (tests/fault/, ~15 min; 3 brokers too)
@@ -10,6 +10,7 @@
 #   make deploy-check  deploy/check.sh + the dashboards' metrics against the running services
 #   make schema-compat  every schema in proto/ BACKWARD-compatible with its previous entry (registry)
 #   make stack-up | stack-down | stack-status   the local servers on loopback
+#   make stack-up-secure   the same and the secure set (SASL_SSL Kafka, Redis ACLs, PostgreSQL TLS)
 
 VERSION   := 0.1.0
 BUILD     ?= build
@@ -53,12 +54,12 @@ LIBS_svc-persister    := $(DB_LIBS)
 LIBS_svc-recon        := $(DB_LIBS)
 
 .PHONY: all lib services tests test unit integration run-tests asan demo deps \
-        stack-up stack-down stack-status clean bench fuzz fuzz-build fuzz-short help fault fault-quick deploy-check schema-compat
+        stack-up stack-up-secure stack-down stack-status clean bench fuzz fuzz-build fuzz-short help fault fault-quick deploy-check schema-compat
 
 all: lib services
 
 help:
-	@sed -n '2,13p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,14p' Makefile | sed 's/^# \{0,1\}//'
 
 lib: $(CORE_A) $(CORE_SO) $(CORE_PC)
 
@@ -148,12 +149,14 @@ integration: $(INT_BINS) services
 
 # svc-persister's suite (the longest, mostly waiting on its servers) runs in
 # a lane beside the others (test_corpus, the malformed-input corpus, is one
-# of the integration suites); then the short fuzz run (clang, ~30 s to
+# of the integration suites); then the pipeline on the secure set
+# (tests/integration/secure.sh: make test starts it); then the short fuzz run (clang, ~30 s to
 # build, ~35 s to run); the fault suite, which stops servers, last.
 run-tests: tests deploy-check
 	$(SCHEMA_COMPAT) $(REGISTRY_URL) $(CURDIR)/proto
 	@$(TEST_ENV) SUITE_BESIDE="$(filter %/test_persister,$(INT_BINS))" \
 	  tests/run-suite.sh $(notdir $(BUILD)) $(UNIT_BINS) $(INT_BINS)
+	@$(TEST_ENV) tests/integration/secure.sh
 	@$(MAKE) -j2 --no-print-directory fuzz-build >/dev/null
 	@$(MAKE) --no-print-directory fuzz-short
 	@$(TEST_ENV) tests/fault/run.sh --quick
@@ -174,7 +177,7 @@ fault: tests
 	@$(TEST_ENV) tests/fault/run.sh --soak
 
 test: deps
-	$(MAKE) stack-up
+	$(MAKE) stack-up-secure
 	$(MAKE) -j2 all tests
 	$(MAKE) run-tests
 
@@ -260,6 +263,9 @@ deps:
 
 stack-up:
 	@deploy/local/stack.sh up
+
+stack-up-secure:
+	@deploy/local/stack.sh up --secure
 
 stack-down:
 	@deploy/local/stack.sh down

@@ -715,6 +715,21 @@ static int take_replies(feeder_t *f, feeder_record *recs, size_t n, size_t chunk
         core_redis_disconnect(f->r);
         return CORE_ERR_TRANSIENT;
     }
+    /* NOPERM is the user's ACL, not the record: every record would fail the
+     * same way. Redis trouble (the batch waits, readiness says why), never
+     * the dead-letter topic. */
+    for (size_t k = 0; k < nrep; k++) {
+        const redisReply *rep = replies[k];
+
+        if (rep->type == REDIS_REPLY_ERROR && rep->len >= 6 && strncmp(rep->str, "NOPERM", 6) == 0) {
+            core_errstr(errstr, errstr_size,
+                        "redis refused the write script: %.*s (check the ACL of redis.user: its "
+                        "commands and the key pattern of cache.prefix)",
+                        (int)(rep->len > 200 ? 200 : rep->len), rep->str);
+            core_redis_replies_free(replies, nrep);
+            return CORE_ERR_TRANSIENT;
+        }
+    }
     for (size_t i = 0, j, k = 0; i < n; i = j) {
         j = run_end(recs, n, i, chunk);
         if (recs[i].result != FEEDER_RES_PENDING)

@@ -24,6 +24,7 @@
 #include "tributary/core_metrics.h"
 
 #include <assert.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,14 +94,29 @@ void feeder_metric_purged(const char *dataset, uint64_t n)
 /* ---- readiness ------------------------------------------------------------ */
 
 static atomic_bool redis_up;
+/* Why the writes paused (went_down), for readiness; "" before any. */
+static pthread_mutex_t down_lock = PTHREAD_MUTEX_INITIALIZER;
+static char down_reason[256];
 
 bool feeder_redis_ready(void *opaque, char *reason, size_t reason_size)
 {
     (void)opaque;
     if (atomic_load(&redis_up))
         return true;
-    snprintf(reason, reason_size, "not connected");
+    pthread_mutex_lock(&down_lock);
+    if (down_reason[0])
+        snprintf(reason, reason_size, "unavailable: %s", down_reason);
+    else
+        snprintf(reason, reason_size, "not connected");
+    pthread_mutex_unlock(&down_lock);
     return false;
+}
+
+static void set_down_reason(const char *err)
+{
+    pthread_mutex_lock(&down_lock);
+    snprintf(down_reason, sizeof(down_reason), "%s", err ? err : "");
+    pthread_mutex_unlock(&down_lock);
 }
 
 void feeder_redis_set_up(bool up)
@@ -228,6 +244,7 @@ static void went_down(rsink *s, int rc, const char *err)
     if (s->down)
         return;
     s->down = true;
+    set_down_reason(err);
     feeder_redis_set_up(false);
     core_metric_inc(M.outages);
     core_metric_set(M.paused, 1);

@@ -687,6 +687,16 @@ static int run_loop(struct run *r)
 failed:
         if (!fail_since)
             fail_since = core_mono_ms();
+        if (strstr(err, "AUTHORIZATION_FAILED")) {
+            /* An ACL refusal does not pass with retries: abort, say so once. */
+            if (r->txn_open && r->prod)
+                core_kafka_txn_abort(r->prod, 5000, NULL, 0);
+            r->txn_open = false;
+            return finish(r, CORE_EX_UNAVAILABLE,
+                          "kafka refused the write at line %llu (resumable; an ACL: check the "
+                          "ACLs of kafka.sasl.username on the topic, and topic.prefix): %s",
+                          (unsigned long long)r->committed.line, err);
+        }
         if (core_mono_ms() - fail_since > r->conf->broker_timeout_ms) {
             if (r->txn_open && r->prod)
                 core_kafka_txn_abort(r->prod, 5000, NULL, 0);

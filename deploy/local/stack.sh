@@ -7,10 +7,12 @@
 # jars and Apicurio's Quarkus app from Maven Central, FerretDB built from
 # its Go module.
 #
-# Usage: stack.sh up [--kafka-nodes N]     start what is not running, wait until all answer
-#        stack.sh down [--purge]           stop all (data kept; --purge removes it)
-#        stack.sh status                   one line per server; exit 1 if any is down
-#        stack.sh env                      connection settings as shell assignments
+# Usage: stack.sh up [--kafka-nodes N] [--secure]  start what is not running, wait until all answer
+#                                          (--secure: also the secure set, stack-secure.sh)
+#        stack.sh down [--purge]           stop all, the secure set too (data kept; --purge removes it)
+#        stack.sh status [--secure]        one line per server; exit 1 if any is down
+#        stack.sh env [--secure]           connection settings as shell assignments
+#                                          (--secure: the secure set's, and where its secrets are)
 #        stack.sh kafka-stop N [--kill]    stop Kafka node N (1..nodes); --kill = SIGKILL
 #        stack.sh kafka-start N            start Kafka node N again, wait until it answers
 #        stack.sh redis-stop | redis-start | pg-stop | pg-start | ferretdb-stop | ferretdb-start
@@ -28,6 +30,8 @@
 #   STACK_REGISTRY (1; 0: `up` leaves the registry out)  STACK_REGISTRY_PORT (18081)
 #   STACK_REGISTRY_MGMT_PORT (18091)  STACK_REGISTRY_VERSION (3.3.3)
 #   STACK_REGISTRY_HEAP (384m)  STACK_REGISTRY_JAVA (Temurin 25's java: Apicurio 3 needs >= 21)
+#   The secure set: STACK_SECURE_KAFKA_PORT (19093)  STACK_SECURE_REDIS_PORT (16380)
+#   STACK_SECURE_PG_PORT (15433)  STACK_SECURE_DATASETS (proto/*.rules.json's)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -646,11 +650,16 @@ pg_wait() {
 }
 pg_alive_or_foreign() { pg_alive || port_open "$PG_PORT"; }
 
+# pg_ctl_stop DATA: stop the cluster in DATA (fast, then immediate).
+pg_ctl_stop() {
+    pg_as_owner "$PG_BIN/pg_ctl" -D "$1" -m fast -w -t "$STOP_SECS" stop >/dev/null 2>&1 ||
+        pg_as_owner "$PG_BIN/pg_ctl" -D "$1" -m immediate -w -t 10 stop >/dev/null 2>&1 || true
+}
+
 pg_stop() {
     pg_setup_paths
     if pg_alive; then
-        pg_as_owner "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w -t "$STOP_SECS" stop >/dev/null 2>&1 ||
-            pg_as_owner "$PG_BIN/pg_ctl" -D "$PG_DATA" -m immediate -w -t 10 stop >/dev/null 2>&1 || true
+        pg_ctl_stop "$PG_DATA"
         say "postgresql: stopped"
     fi
 }
@@ -1042,6 +1051,11 @@ registry_stop() { pidfile_stop registry "$REGISTRY_PIDFILE"; }
 
 registry_status() { server_status registry registry "$REGISTRY_PORT"; }
 
+# ---- the secure set (SASL_SSL Kafka, Redis ACL users, PostgreSQL hostssl) ----
+
+# shellcheck source=stack-secure.sh
+. "$HERE/stack-secure.sh"
+
 # ---- commands --------------------------------------------------------------
 
 prepare_dirs() { mkdir -p "$STACK_DIR" "$RUN_DIR" "$LOG_DIR" "$STACK_CACHE_DIR"; }
@@ -1086,10 +1100,12 @@ cmd_up() {
     kafka_wait "$nodes"
     [ "$REGISTRY_ON" = 0 ] || registry_wait
     say "up in $(( $(now) - t0 ))s; 'stack.sh env' prints the connection settings"
+    [ "${SECURE:-0}" = 0 ] || sec_up
 }
 
 cmd_down() {
     [ -d "$STACK_DIR" ] || { say "nothing to stop ($STACK_DIR does not exist)"; return 0; }
+    sec_down
     registry_stop
     ferretdb_stop
     kafka_stop_all
@@ -1100,6 +1116,7 @@ cmd_down() {
         local pgroot
         pgroot=$(pg_root)
         [ "$pgroot" = "$STACK_DIR/pg" ] || rm -rf "$pgroot"
+        [ "$pgroot-secure" = "$STACK_DIR/pg-secure" ] || rm -rf "$pgroot-secure"
         # Downloads and builds (cache/) survive a purge; rm -rf the folder for all.
         find "$STACK_DIR" -mindepth 1 -maxdepth 1 ! -path "$STACK_CACHE_DIR" -exec rm -rf {} +
         say "purged data and logs in $STACK_DIR (kept $STACK_CACHE_DIR)"
@@ -1114,11 +1131,13 @@ cmd_status() {
     mariadb_status || bad=1
     ferretdb_status || bad=1
     if [ "$REGISTRY_ON" != 0 ] || registry_alive; then registry_status || bad=1; fi
+    if [ "${SECURE:-0}" = 1 ] || sec_kafka_alive || sec_redis_alive; then sec_status || bad=1; fi
     return $bad
 }
 
 cmd_env() {
     local n i bs=""
+    if [ "${SECURE:-0}" = 1 ]; then sec_env; return 0; fi
     n=$(kafka_recorded_nodes); n=${n:-1}
     for (( i = 1; i <= n; i++ )); do bs+="${bs:+,}127.0.0.1:$(kafka_port "$i")"; done
     cat <<EOF
@@ -1145,6 +1164,7 @@ main() {
     local cmd=${1:-}
     [ $# -gt 0 ] && shift
     REQ_NODES=""
+    SECURE=0
     PURGE=${STACK_PURGE:-0}
     local args=()
     while [ $# -gt 0 ]; do
@@ -1152,6 +1172,7 @@ main() {
             --kafka-nodes) [ $# -ge 2 ] || die "--kafka-nodes needs a number"; REQ_NODES=$2; shift 2 ;;
             --kafka-nodes=*) REQ_NODES=${1#*=}; shift ;;
             --purge) PURGE=1; shift ;;
+            --secure) SECURE=1; shift ;;
             *) args+=("$1"); shift ;;
         esac
     done

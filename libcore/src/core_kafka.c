@@ -501,6 +501,35 @@ static bool is_auth_error(rd_kafka_resp_err_t err)
     }
 }
 
+static bool is_refusal(rd_kafka_resp_err_t err, const char *reason)
+{
+    return err == RD_KAFKA_RESP_ERR__AUTHENTICATION || err == RD_KAFKA_RESP_ERR__SSL ||
+           err == RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED ||
+           (err == RD_KAFKA_RESP_ERR__TRANSPORT && reason && strstr(reason, "security.protocol"));
+}
+
+static void refusal_store(core_kafka_common *cc, rd_kafka_resp_err_t err, const char *reason)
+{
+    while (atomic_flag_test_and_set_explicit(&cc->refusal_lock, memory_order_acquire))
+        ;
+    cc->refusal_err = (int)err;
+    snprintf(cc->refusal, sizeof(cc->refusal), "%s", reason ? reason : "");
+    atomic_flag_clear_explicit(&cc->refusal_lock, memory_order_release);
+}
+
+rd_kafka_resp_err_t core_kafka_common_refusal(core_kafka_common *cc, char *buf, size_t size)
+{
+    rd_kafka_resp_err_t err;
+
+    while (atomic_flag_test_and_set_explicit(&cc->refusal_lock, memory_order_acquire))
+        ;
+    err = (rd_kafka_resp_err_t)cc->refusal_err;
+    if (size)
+        snprintf(buf, size, "%s", cc->refusal);
+    atomic_flag_clear_explicit(&cc->refusal_lock, memory_order_release);
+    return err;
+}
+
 /* Served by the thread polling the client. */
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
@@ -523,6 +552,8 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
         core_log_warn("kafka error", CLF_S("client", rd_kafka_name(rk)),
                       CLF_S("error", rd_kafka_err2name(e)), CLF_S("reason", reason));
     }
+    if (cc && is_refusal(e, reason))
+        refusal_store(cc, e, reason);
     if (cc)
         core_metric_inc(core_metrics_series1(cc->fams.client_errors, rd_kafka_err2name(e)));
 }

@@ -28,6 +28,12 @@ typedef struct core_kafka_common {
     rd_kafka_t *rk;
     core_kafka_fams fams;
     atomic_bool fatal;
+    /* The last refusal of a connection by a broker (error_cb: authentication,
+     * TLS, a connection closed before its first answer), for the start-up
+     * probe's message; refusal_lock guards the text. */
+    atomic_flag refusal_lock;
+    int refusal_err;
+    char refusal[400];
 } core_kafka_common;
 
 #define CORE_KAFKA_TOPIC_CACHE 16
@@ -113,6 +119,10 @@ core_err_t core_kafka_fams_init(core_kafka_fams *f, core_metrics_t *m,
 core_metric_family_t *core_kafka_family(core_metrics_t *m, core_metric_kind_t kind,
                                         const char *name, const char *help,
                                         const char *const *labels);
+
+/* The last connection refusal error_cb saw (copied into buf), its code, or
+ * RD_KAFKA_RESP_ERR_NO_ERROR when none. */
+rd_kafka_resp_err_t core_kafka_common_refusal(core_kafka_common *cc, char *buf, size_t size);
 
 /* rd_kafka_fatal_error() into errstr, or "" when none. */
 bool core_kafka_common_fatal(core_kafka_common *cc, char *errstr, size_t errstr_size);

@@ -427,3 +427,51 @@ rd_kafka_t *core_kafka_producer_handle(core_kafka_producer_t *p)
     return p ? p->common.rk : NULL;
 }
 
+core_err_t core_kafka_producer_refusal(core_kafka_producer_t *p, const core_config_t *cfg,
+                                       const char *address, char *errstr, size_t errstr_size)
+{
+    char reason[400];
+    rd_kafka_resp_err_t err;
+    const char *user, *mech;
+
+    if (!p)
+        return CORE_OK;
+    rd_kafka_poll(p->common.rk, 0); /* error_cb records refusals */
+    err = core_kafka_common_refusal(&p->common, reason, sizeof(reason));
+    user = core_kafka_producer_config(cfg, "sasl.username");
+    mech = core_kafka_producer_config(cfg, "sasl.mechanisms");
+    if (!mech)
+        mech = core_kafka_producer_config(cfg, "sasl.mechanism");
+    switch (err) {
+    case RD_KAFKA_RESP_ERR_NO_ERROR:
+        return CORE_OK;
+    case RD_KAFKA_RESP_ERR__AUTHENTICATION:
+    case RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED:
+        core_errstr(errstr, errstr_size,
+                    "kafka.sasl.password: kafka at %s refused the SASL authentication of user "
+                    "\"%s\" (%s): %.250s (check kafka.sasl.username, kafka.sasl.password or "
+                    "kafka.sasl.password_file, kafka.sasl.mechanisms)",
+                    address, user ? user : "", mech ? mech : "GSSAPI", reason);
+        break;
+    case RD_KAFKA_RESP_ERR__SSL:
+        if (strstr(reason, "verify failed") || strstr(reason, "could not be verified"))
+            core_errstr(errstr, errstr_size,
+                        "kafka.ssl.ca.location: the TLS certificate of kafka at %s could not be "
+                        "verified: %.250s (check kafka.ssl.ca.location: the CA that signed the "
+                        "broker's certificate)", address, reason);
+        else
+            core_errstr(errstr, errstr_size,
+                        "kafka.security.protocol: the TLS handshake with kafka at %s failed: "
+                        "%.250s (check kafka.security.protocol and the kafka.ssl.* settings)",
+                        address, reason);
+        break;
+    default:
+        core_errstr(errstr, errstr_size,
+                    "kafka.security.protocol: kafka at %s closed the connection before its first "
+                    "answer: %.250s (check kafka.security.protocol: plaintext to a TLS or SASL "
+                    "listener?)", address, reason);
+        break;
+    }
+    return CORE_ERR_INVALID;
+}
+

@@ -318,6 +318,13 @@ int redis_connect_internal(core_redis_t *r, int timeout_ms, char *errstr, size_t
             core_metric_inc(r->m_err_busy);
             rc = redis_fail(r, CORE_ERR_TRANSIENT, errstr, errstr_size, "server not ready: %.200s",
                             rep->str);
+        } else if (rep->type == REDIS_REPLY_ERROR && redis_error_word_is(rep, "NOPERM")) {
+            /* The ACL of the user forbids the scripts: nothing would work. */
+            core_metric_inc(r->m_err_auth);
+            rc = redis_fail(r, CORE_ERR_INVALID, errstr, errstr_size,
+                            "SCRIPT LOAD as user \"%s\" refused: %.200s (check the "
+                            "ACL of the redis user: it needs script|load, evalsha and its keys)",
+                            r->user ? r->user : "default", rep->str);
         } else if (rep->type == REDIS_REPLY_ERROR) {
             /* A script Redis refuses is a bug in the script: say so, keep the
              * connection; EVALSHA of it returns this error to the caller. */

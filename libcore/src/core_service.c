@@ -556,8 +556,18 @@ static core_err_t probe_kafka(void *opaque, int timeout_ms, char *errstr, size_t
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR && md && md->broker_cnt > 0) {
         rc = CORE_OK;
     } else {
-        core_errstr(errstr, errstr_size, "%s", err ? rd_kafka_err2str(err) : "no broker in metadata");
-        rc = CORE_ERR_TRANSIENT;
+        const char *addr = core_kafka_producer_config(svc->cfg, "bootstrap.servers");
+
+        /* A broker that answers and refuses the credentials, the CA or the
+         * protocol is not waited for (exit 78 naming the setting). */
+        rc = core_kafka_producer_refusal(svc->probe, svc->cfg,
+                                         addr ? addr : CORE_KAFKA_DEFAULT_BOOTSTRAP, errstr,
+                                         errstr_size);
+        if (rc == CORE_OK) {
+            core_errstr(errstr, errstr_size, "%s",
+                        err ? rd_kafka_err2str(err) : "no broker in metadata");
+            rc = CORE_ERR_TRANSIENT;
+        }
     }
     if (md)
         rd_kafka_metadata_destroy(md);

@@ -256,6 +256,18 @@ bool core_kafka_producer_fatal(core_kafka_producer_t *p, char *errstr, size_t er
 /** The underlying handle (owned by the producer) for advanced uses. */
 rd_kafka_t *core_kafka_producer_handle(core_kafka_producer_t *p);
 
+/**
+ * Did a broker refuse this producer's connection (SASL authentication, a
+ * TLS certificate it cannot verify, a failed TLS handshake, a connection
+ * closed before its first answer as when plaintext meets a TLS listener)?
+ * Serves the producer's pending error callbacks first. If so, returns
+ * CORE_ERR_INVALID and errstr gets one line: the setting to check first,
+ * what was refused, by which server (address), librdkafka's reason; never a
+ * secret. Otherwise CORE_OK.
+ */
+core_err_t core_kafka_producer_refusal(core_kafka_producer_t *p, const core_config_t *cfg,
+                                       const char *address, char *errstr, size_t errstr_size);
+
 /* ------------------------------------------------------------------------ */
 /* Consumer                                                                 */
 /* ------------------------------------------------------------------------ */

@@ -1,0 +1,282 @@
+#!/usr/bin/env bash
+# tests/integration/secure.sh — the pipeline on the secure set of the local
+# stack (deploy/local/stack.sh up --secure; make test starts it): Kafka over
+# SASL_SSL with SCRAM-SHA-512 and ACLs, Redis ACL users, PostgreSQL over TLS
+# with scram-sha-256. Each service runs as its own principal, its passwords
+# read from the stack's secret files (*_file keys), the CA verified
+# (kafka.ssl.ca.location, pg.sslmode=verify-full).
+#
+# Cases (one line each, then "N passed, N failed"):
+#   pipeline   ingest → validator → cache-feeder → persister: every record of
+#              the batch on payee.valid, in Redis and in PostgreSQL.
+#   refusals   (see the cases below): each refused by its server, reported in
+#              one line naming the server and the setting, exit 78 (a refused
+#              configuration) or 69/readiness as for any dependency failure.
+#
+# Env: TRIBUTARY_BUILD (build), TB_PROTO_DIR (proto/), STACK_* as stack.sh;
+# SECURE_WAIT_SECS (120) for the pipeline. Isolation: the batch's keys carry
+# a prefix of this run; its consumer groups and transactional ids are new;
+# its Redis keys are removed at the end.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+repo=$PWD
+build=${TRIBUTARY_BUILD:-build}
+case "$build" in /*) ;; *) build=$repo/$build ;; esac
+export TB_PROTO_DIR=${TB_PROTO_DIR:-$repo/proto}
+say() { printf 'secure: %s\n' "$*"; }
+
+if ! deploy/local/stack.sh status --secure >/dev/null 2>&1; then
+    say "FAIL: the secure stack is not up (deploy/local/stack.sh up --secure)"
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+eval "$(deploy/local/stack.sh env --secure)"
+sec=$STACK_SECURE_SECRETS
+ca=$STACK_SECURE_CA
+work=$(mktemp -d "${TMPDIR:-/tmp}/tributary-secure.XXXXXX")
+pids=()
+run=s$(date +%s)$$
+cprefix=tb:$run
+passed=0
+failed=0
+
+redis_admin() {
+    REDISCLI_AUTH=$(cat "$sec/redis-admin.password") redis-cli --no-auth-warning -h "$STACK_SECURE_REDIS_HOST" \
+        -p "$STACK_SECURE_REDIS_PORT" --user admin "$@"
+}
+pg_admin_count() { # SQL: one number, as recon (read-only) over TLS
+    PGPASSWORD=$(cat "$sec/pg-recon.password") psql -X -qtA \
+        "$STACK_SECURE_PG_CONNINFO user=recon" -c "$1" 2>/dev/null || echo 0
+}
+cleanup() {
+    local p
+    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    local keys i
+    mapfile -t keys < <(redis_admin --scan --pattern "$cprefix*" 2>/dev/null || true)
+    for (( i = 0; i < ${#keys[@]}; i += 100 )); do
+        redis_admin del "${keys[@]:i:100}" >/dev/null 2>&1 || true
+    done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+pass() { passed=$((passed + 1)); say "ok   $1"; }
+fail() { failed=$((failed + 1)); say "FAIL $1"; shift; local l; for l in "$@"; do say "     $l"; done; }
+
+# kafka USER [PASSWORD_FILE] [CA]: the Kafka settings of USER.
+kafka() {
+    echo --kafka.bootstrap.servers "$STACK_SECURE_KAFKA_BOOTSTRAP" \
+        --kafka.security.protocol SASL_SSL --kafka.sasl.mechanisms SCRAM-SHA-512 \
+        --kafka.sasl.username "$1" --kafka.sasl.password_file "${2:-$sec/kafka-$1.password}" \
+        --kafka.ssl.ca.location "${3:-$ca}"
+}
+# redis USER [PASSWORD_FILE]
+redis() {
+    echo --redis.host "$STACK_SECURE_REDIS_HOST" --redis.port "$STACK_SECURE_REDIS_PORT" \
+        --redis.user "$1" --redis.password_file "${2:-$sec/redis-$1.password}"
+}
+pgconn="$STACK_SECURE_PG_CONNINFO user=persister"
+
+read -r p_val p_feed p_pers < <(python3 -c '
+import socket
+ss = [socket.socket() for _ in range(3)]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in ss))')
+
+start() { # NAME PORT ARGS...
+    local name=$1 port=$2
+    shift 2
+    "$build/bin/$name" --http.port "$port" --shutdown.grace.ms 5000 --log.level "${SECURE_LOG_LEVEL:-debug}" "$@" \
+        </dev/null >/dev/null 2>"$work/$name.log" &
+    pids+=($!)
+}
+code() { curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$1$2" 2>/dev/null || true; }
+
+# ---- pipeline ----------------------------------------------------------------
+
+rows=${SECURE_ROWS:-200}
+python3 deploy/local/gen_payees.py --rows "$rows" --changes 0 --bad-share 0 --prefix "$run-" --seed 11 \
+    "$work/payees.csv" "$work/changes.csv" >/dev/null
+# shellcheck disable=SC2046
+start svc-validator "$p_val" --dataset payee --group.id "tributary-validator-$run" \
+    --transactional.id "svc-validator-$run" --commit.interval.ms 200 $(kafka validator)
+# shellcheck disable=SC2046
+start svc-cache-feeder "$p_feed" --dataset payee --group.id "tributary-cache-feeder-$run" \
+    --cache.prefix "$cprefix" $(redis cache-feeder) $(kafka cache-feeder)
+# shellcheck disable=SC2046
+start svc-persister "$p_pers" --dataset payee --sink postgres --create.tables \
+    --group.id "svc-persister-$run" --batch.timeout.ms 200 \
+    --pg.conninfo "$pgconn" --pg.sslmode verify-full --pg.password_file "$sec/pg-persister.password" \
+    $(kafka persister)
+
+ready=1
+for sp in "svc-validator:$p_val" "svc-cache-feeder:$p_feed" "svc-persister:$p_pers"; do
+    name=${sp%%:*} port=${sp##*:}
+    for _ in $(seq 1 300); do
+        [ "$(code "$port" /readyz)" = 200 ] && break
+        sleep 0.2
+    done
+    if [ "$(code "$port" /readyz)" != 200 ]; then
+        fail "pipeline: $name never ready on :$port" "$(tail -5 "$work/$name.log" | tr '\n' ' ')"
+        ready=0
+    fi
+done
+
+# kcat_admin ARGS...: kcat -C as admin (read_committed) to the end of a topic.
+kcat_admin() {
+    timeout 60 kcat -C -b "$STACK_SECURE_KAFKA_BOOTSTRAP" -X security.protocol=SASL_SSL \
+        -X sasl.mechanisms=SCRAM-SHA-512 -X sasl.username=admin \
+        -X sasl.password="$(cat "$sec/kafka-admin.password")" -X ssl.ca.location="$ca" \
+        -X isolation.level=read_committed -o beginning -e -q "$@" 2>/dev/null
+}
+valid_count() { kcat_admin -t payee.valid -f '%k\n' | grep -c "^$run-" || true; }
+redis_count() { redis_admin --scan --pattern "$cprefix:payee:$run-*" 2>/dev/null | grep -c . || true; }
+pg_count() { pg_admin_count "SELECT count(*) FROM public.payee WHERE payee_id LIKE '$run-%'"; }
+
+if [ "$ready" = 1 ]; then
+    # shellcheck disable=SC2046
+    if ! "$build/bin/svc-ingest" --http.port 0 --log.level debug --dataset payee --batch.id "$run" $(kafka ingest) \
+            "$work/payees.csv" >"$work/ingest.out" 2>"$work/ingest.log"; then
+        fail "pipeline: svc-ingest as ingest failed" "$(tail -3 "$work/ingest.log" | tr '\n' ' ')"
+    else
+        deadline=$((SECONDS + ${SECURE_WAIT_SECS:-120}))
+        while :; do
+            nr=$(redis_count); np=$(pg_count)
+            if [ "$nr" -ge "$rows" ] && [ "$np" -ge "$rows" ]; then break; fi
+            [ "$SECONDS" -lt "$deadline" ] || break
+            sleep 1
+        done
+        nv=$(valid_count)
+        if [ "$nv" -eq "$rows" ] && [ "$nr" -eq "$rows" ] && [ "$np" -eq "$rows" ]; then
+            pass "pipeline: $rows records on payee.valid, in Redis ($cprefix:payee:*) and in PostgreSQL (public.payee), each service as its own principal"
+        else
+            fail "pipeline: of $rows records: $nv on payee.valid, $nr in Redis, $np in PostgreSQL" \
+                "validator: $(tail -3 "$work/svc-validator.log" | tr '\n' ' ')" \
+                "cache-feeder: $(tail -3 "$work/svc-cache-feeder.log" | tr '\n' ' ')" \
+                "persister: $(tail -3 "$work/svc-persister.log" | tr '\n' ' ')"
+        fi
+    fi
+fi
+
+# No password of the stack in what the pipeline's services wrote (debug
+# logging), nor in their /metrics pages.
+for sp in "svc-validator:$p_val" "svc-cache-feeder:$p_feed" "svc-persister:$p_pers"; do
+    curl -s --max-time 5 "http://127.0.0.1:${sp##*:}/metrics" >"$work/${sp%%:*}.metrics" 2>/dev/null || true
+done
+leaks=()
+for f in "$sec"/*; do
+    for o in "$work"/svc-*.log "$work"/ingest.log "$work"/ingest.out "$work"/*.metrics; do
+        [ -e "$o" ] || continue
+        grep -qF -- "$(cat "$f")" "$o" && leaks+=("${f##*/} in ${o##*/}")
+    done
+done
+nlines=$(cat "$work"/svc-*.log "$work"/ingest.log 2>/dev/null | wc -l)
+if [ ${#leaks[@]} -eq 0 ] && [ "$nlines" -gt 0 ]; then
+    pass "no secret in the pipeline's $nlines log lines (debug) and /metrics pages"
+else
+    fail "secrets in the pipeline's output: ${leaks[*]:-no log lines at all}"
+fi
+
+# ---- refusals --------------------------------------------------------------
+# Each: the server refuses, the service exits at once with one line naming
+# the setting, the server and what was refused (78: a configuration the
+# server refuses, as for pg.password; 69: svc-ingest's file not ingested).
+
+printf 'not-the-password' >"$work/wrong.password"
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/other-ca.key" -subj "/CN=another CA" \
+    -days 2 -out "$work/other-ca.pem" >/dev/null 2>&1
+
+# refused NAME RC PATTERN... -- CMD...: CMD exits RC within 60 s, its stderr
+# has a line matching every PATTERN (grep -E), and no secret of the stack.
+refused() {
+    local name=$1 want=$2 pats=() rc=0 line p
+    shift 2
+    while [ "$1" != -- ]; do pats+=("$1"); shift; done
+    shift
+    timeout 60 "$@" </dev/null >/dev/null 2>"$work/refused.err" || rc=$?
+    line=$(grep -v '"level":"\(debug\|info\|warn\)"' "$work/refused.err" | tail -n 1)
+    if [ "$rc" != "$want" ]; then
+        fail "refusal $name: exit $rc, not $want" "${line:0:400}"; return
+    fi
+    for p in "${pats[@]}"; do
+        grep -Eq -- "$p" <<<"$line" || { fail "refusal $name: the last line does not say /$p/" "${line:0:400}"; return; }
+    done
+    for p in "$sec"/*; do
+        if grep -qF -- "$(cat "$p")" "$work/refused.err"; then
+            fail "refusal $name: the output holds the secret of ${p##*/}"; return
+        fi
+    done
+    pass "refusal $name (exit $rc): ${line:0:160}..."
+}
+
+val=("$build/bin/svc-validator" --http.port 0 --startup.timeout.ms 20000 --dataset payee
+     --group.id "tributary-validator-$run-r" --transactional.id "svc-validator-$run-r")
+# shellcheck disable=SC2046
+refused "wrong Kafka password" 78 '^svc-validator: configuration error: kafka\.sasl\.password:' \
+    'kafka at 127\.0\.0\.1:[0-9]+ refused the SASL authentication of user "validator"' -- \
+    "${val[@]}" $(kafka validator "$work/wrong.password")
+# shellcheck disable=SC2046
+refused "unknown CA" 78 '^svc-validator: configuration error: kafka\.ssl\.ca\.location:' \
+    'certificate of kafka at 127\.0\.0\.1:[0-9]+ could not be verified' -- \
+    "${val[@]}" $(kafka validator "" "$work/other-ca.pem")
+refused "plaintext to the TLS port" 78 '^svc-validator: configuration error: kafka\.security\.protocol:' \
+    'kafka at 127\.0\.0\.1:[0-9]+ closed the connection' -- \
+    "${val[@]}" --kafka.bootstrap.servers "$STACK_SECURE_KAFKA_BOOTSTRAP"
+# shellcheck disable=SC2046
+refused "wrong PostgreSQL password" 78 '^svc-persister: configuration error: pg\.password:' \
+    'postgres at 127\.0\.0\.1:[0-9]+ refused' 'password authentication failed for user "persister"' -- \
+    "$build/bin/svc-persister" --http.port 0 --startup.timeout.ms 20000 --dataset payee --sink postgres \
+    --group.id "svc-persister-$run-r" --pg.conninfo "$pgconn" --pg.sslmode verify-full \
+    --pg.password_file "$work/wrong.password" $(kafka persister)
+# shellcheck disable=SC2046
+refused "Redis user without the rights" 78 '^svc-cache-feeder: configuration error: redis\.user' \
+    'SCRIPT LOAD as user "recon" refused: NOPERM' -- \
+    "$build/bin/svc-cache-feeder" --http.port 0 --startup.timeout.ms 20000 --dataset payee \
+    --group.id "tributary-cache-feeder-$run-r" --cache.prefix "$cprefix-r" $(redis recon) \
+    $(kafka cache-feeder)
+# The ingest principal writing .valid (svc-ingest's former `topic` key names
+# the topic): refused by the ACL at once, the transaction aborted, nothing of
+# the batch committed on payee.valid.
+python3 deploy/local/gen_payees.py --rows 20 --changes 0 --bad-share 0 --prefix "$run-acl-" --seed 5 \
+    "$work/acl.csv" "$work/acl-changes.csv" >/dev/null
+# shellcheck disable=SC2046
+refused "ingest writing .valid (ACL)" 69 '"msg":"file not ingested"' \
+    'kafka refused the write at line [0-9]+ .*an ACL' 'payee\.valid: Broker: Topic authorization failed' -- \
+    "$build/bin/svc-ingest" --http.port 0 --dataset payee --topic payee.valid --batch.id "$run-acl" \
+    $(kafka ingest) "$work/acl.csv"
+nacl=$(kcat_admin -t payee.valid -f '%k\n' | grep -c "^$run-acl-" || true)
+if [ "$nacl" -eq 0 ]; then pass "refusal ingest writing .valid: nothing of the batch committed on payee.valid"
+else fail "refusal ingest writing .valid: $nacl records of the batch committed on payee.valid"; fi
+
+# A key pattern the cache-feeder's ACL does not allow (cache.prefix outside
+# tb:*): the scripts load, each write is refused with NOPERM. That is the
+# user's ACL, not the records: the feeder pauses (readiness 503 naming it),
+# no record goes to the dead-letter topic.
+read -r p_np < <(python3 -c '
+import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+dlq_count() { kcat_admin -t payee.dlq -f '%o\n' | grep -c . || true; }
+dlq0=$(dlq_count)
+# shellcheck disable=SC2046
+start svc-cache-feeder "$p_np" --dataset payee --group.id "tributary-cache-feeder-$run-np" \
+    --cache.prefix "x$run" $(redis cache-feeder) $(kafka cache-feeder)
+mv "$work/svc-cache-feeder.log" "$work/np.log" 2>/dev/null || true
+np='redis unavailable: pausing consumption.*NOPERM.*check the ACL of redis.user'
+for _ in $(seq 1 60); do
+    grep -q "$np" "$work/np.log" 2>/dev/null && break
+    sleep 0.5
+done
+sleep 2
+dlq1=$(dlq_count)
+body=$(curl -s --max-time 2 "http://127.0.0.1:$p_np/readyz" 2>/dev/null || true)
+if grep -q "$np" "$work/np.log" && [ "$(code "$p_np" /readyz)" = 503 ] && [ "$dlq1" -eq "$dlq0" ] &&
+        grep -q 'redis: unavailable: redis refused the write script: NOPERM' <<<"$body" &&
+        ! grep -q '"msg":"record refused' "$work/np.log"; then
+    pass "refusal NOPERM on the writes: cache-feeder paused (its log names redis.user), /readyz 503 (${body:0:90}...), no record refused, nothing to the DLQ"
+else
+    fail "refusal NOPERM on the writes: /readyz $(code "$p_np" /readyz) '${body:0:200}', DLQ $dlq0 -> $dlq1" \
+        "$(grep -v '"level":"info"' "$work/np.log" | tail -2 | cut -c1-300 | tr '\n' ' ')"
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
