@@ -149,16 +149,18 @@ integration: $(INT_BINS) services
 
 # svc-persister's suite (the longest, mostly waiting on its servers) runs in
 # a lane beside the others (test_corpus, the malformed-input corpus, is one
-# of the integration suites); then the pipeline on the secure set
-# (tests/integration/secure.sh: make test starts it); then the short fuzz run (clang, ~30 s to
-# build, ~35 s to run); the fault suite, which stops servers, last.
+# of the integration suites), followed in that lane by the pipeline on the
+# secure set (tests/integration/secure.sh: its own servers, which make test
+# starts) and the short fuzz run (clang, ~30 s to build, ~35 s to run; no
+# server); the fault suite, which stops servers, last.
+BESIDE_THEN := $(TEST_ENV) tests/integration/secure.sh && \
+  $(MAKE) -j2 --no-print-directory fuzz-build >/dev/null && \
+  $(MAKE) --no-print-directory fuzz-short
 run-tests: tests deploy-check
 	$(SCHEMA_COMPAT) $(REGISTRY_URL) $(CURDIR)/proto
 	@$(TEST_ENV) SUITE_BESIDE="$(filter %/test_persister,$(INT_BINS))" \
+	  SUITE_BESIDE_THEN='$(BESIDE_THEN)' \
 	  tests/run-suite.sh $(notdir $(BUILD)) $(UNIT_BINS) $(INT_BINS)
-	@$(TEST_ENV) tests/integration/secure.sh
-	@$(MAKE) -j2 --no-print-directory fuzz-build >/dev/null
-	@$(MAKE) --no-print-directory fuzz-short
 	@$(TEST_ENV) tests/fault/run.sh --quick
 
 # deploy/ checked for real (deploy/check.sh: helm lint/template +

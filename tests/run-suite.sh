@@ -8,6 +8,10 @@
 # the first lane's, and the closing line counts both. For a long suite that
 # mostly waits on servers (svc-persister's); never for one that stops a
 # server (the fault suite runs apart, after this).
+# SUITE_BESIDE_THEN="command" (optional): a shell command the second lane
+# runs after its binaries (suites that print their own verdict, not Check's:
+# the secure set's script, the short fuzz run); a non-zero exit counts as one
+# failure, named "beside-then", and its output follows the lane's.
 set -u
 label=$1; shift
 
@@ -61,20 +65,37 @@ done
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-if [ ${#beside[@]} -gt 0 ]; then
-    run_lane "$tmp/tally.b" "${beside[@]}" >"$tmp/out.b" 2>&1 &
+# run_then TALLY: SUITE_BESIDE_THEN, its status as a one-failure tally.
+run_then() {
+    local start rc
+    start=$(date +%s)
+    bash -c "$SUITE_BESIDE_THEN"
+    rc=$?
+    echo "-- then: exit $rc ($(( $(date +%s) - start ))s)"
+    if [ "$rc" -eq 0 ]; then echo "0 0" >"$1"; else echo "0 1 beside-then" >"$1"; fi
+}
+
+lane_b=
+if [ ${#beside[@]} -gt 0 ] || [ -n "${SUITE_BESIDE_THEN:-}" ]; then
+    {
+        [ ${#beside[@]} -eq 0 ] || run_lane "$tmp/tally.b" "${beside[@]}"
+        [ -z "${SUITE_BESIDE_THEN:-}" ] || run_then "$tmp/tally.t"
+    } >"$tmp/out.b" 2>&1 &
     lane_b=$!
 fi
 run_lane "$tmp/tally.a" "${main[@]}"
-if [ ${#beside[@]} -gt 0 ]; then
+if [ -n "$lane_b" ]; then
     wait "$lane_b"
-    echo "-- beside: ${beside[*]##*/}"
+    echo "-- beside: ${beside[*]##*/}${SUITE_BESIDE_THEN:+ (then SUITE_BESIDE_THEN)}"
     cat "$tmp/out.b"
 fi
 
 passed=0; failed=0; broken=()
 if [ ${#beside[@]} -gt 0 ] && [ ! -s "$tmp/tally.b" ]; then
     failed=$((failed + 1)); broken+=("beside-lane")
+fi
+if [ -n "${SUITE_BESIDE_THEN:-}" ] && [ ! -s "$tmp/tally.t" ]; then
+    failed=$((failed + 1)); broken+=("beside-then")
 fi
 for t in "$tmp"/tally.*; do
     read -r p f rest <"$t"
