@@ -348,11 +348,14 @@ static int run_replay(core_service_t *svc, struct validator_conf *c)
             rc = CORE_EX_UNAVAILABLE;
         }
         if (c->dry_run)
-            printf("replay %s: %zu of %zu DLQ records match; dry run, nothing published\n",
-                   c->datasets.v[i], res.matched, res.scanned);
+            printf("replay %s: %zu of %zu DLQ records match (%zu older copies superseded); "
+                   "dry run, nothing published\n",
+                   c->datasets.v[i], res.matched, res.scanned, res.superseded);
         else
-            printf("replay %s: %zu of %zu DLQ records match; %zu published to %s\n",
-                   c->datasets.v[i], res.matched, res.scanned, res.published, raw);
+            printf("replay %s: %zu of %zu DLQ records match (%zu older copies superseded); "
+                   "%zu published to %s\n",
+                   c->datasets.v[i], res.matched, res.scanned, res.superseded, res.published,
+                   raw);
         fflush(stdout);
     }
     return rc;

@@ -5,7 +5,8 @@
 #include <string.h>
 
 const char *const core_dlq_kept[CORE_DLQ_NKEPT] = { CORE_HDR_ID, CORE_HDR_BATCH,
-                                                    CORE_HDR_INGEST_TS };
+                                                    CORE_HDR_INGEST_TS, CORE_HDR_REPLAY,
+                                                    CORE_HDR_REPLAY_OF };
 
 /* The dead-letter headers core_dlq_headers_add() writes at most. */
 #define DLQ_NADD 10

@@ -780,20 +780,119 @@ static void replay_twice(const char *prefix, const char *dlq, const char *raw,
     }
     memset(&rr, 0, sizeof(rr));
     tu_topic_read(raw, "read_committed", on_valid, &rr);
+    /* tb.replay.of on .raw, and carried on to .valid by the validator */
     marked = rr.n == 2 && rr.of[0][0] && !strcmp(rr.of[0], rr.of[1]) &&
-             !strncmp(rr.of[0], dlq, strlen(dlq));
+             !strncmp(rr.of[0], dlq, strlen(dlq)) && r.n == 2 && !strcmp(r.of[0], rr.of[0]) &&
+             !strcmp(r.of[1], rr.of[0]);
     msgs = rc[0] == 0 && rc[1] == 0 && out[0] && out[1] && strstr(out[0], "1 published") &&
            strstr(out[1], "1 published");
     same = r.n == 2 && r.len[0] == r.len[1] && !memcmp(r.val[0], r.val[1], r.len[0]);
     add_row("dlq_record_replayed_twice", "a DLQ record (exhausted) replayed twice",
-            "exit 0 \"1 published\" x2; .raw x2 tb.replay.of; .valid x2 same bytes",
-            msgs && marked && same, "exit %d/%d, %s; %zu on .raw (tb.replay.of %s); %zu on .valid%s",
+            "exit 0 \"1 published\" x2; .raw and .valid x2 tb.replay.of; .valid x2 same bytes",
+            msgs && marked && same,
+            "exit %d/%d, %s; %zu on .raw (tb.replay.of %s); %zu on .valid (tb.replay.of %s)%s",
             rc[0], rc[1], msgs ? "1 published x2" : "NOT 1 published x2", rr.n,
-            rr.n ? rr.of[0] : "-", r.n, same ? " identical" : r.n == 2 ? " DIFFERENT" : "");
+            rr.n ? rr.of[0] : "-", r.n, r.n ? r.of[0] : "-",
+            same ? " identical" : r.n == 2 ? " DIFFERENT" : "");
     for (size_t i = 0; i < r.n; i++)
         free(r.val[i]);
     for (size_t i = 0; i < rr.n; i++)
         free(rr.val[i]);
+    for (int k = 0; k < 2; k++) {
+        free(out[k]);
+        free(err[k]);
+    }
+}
+
+/* Records of one key on a topic. */
+typedef struct key_count {
+    const char *key;
+    size_t n;
+} key_count;
+
+static void on_key(const rd_kafka_message_t *m, void *user)
+{
+    key_count *k = user;
+
+    if (m->key && m->key_len == strlen(k->key) && !memcmp(m->key, k->key, m->key_len))
+        k->n++;
+}
+
+static size_t count_key(const char *topic, const char *key)
+{
+    key_count k = { key, 0 };
+
+    tu_topic_read(topic, "read_committed", on_key, &k);
+    return k.n;
+}
+
+/* Waits up to 60 s for topic to hold want records of key; the count. */
+static size_t wait_key(const char *topic, const char *key, size_t want)
+{
+    int64_t deadline = core_mono_ms() + 60000;
+    size_t n;
+
+    while ((n = count_key(topic, key)) < want && core_mono_ms() < deadline)
+        tu_sleep_ms(300);
+    return n;
+}
+
+/* A DLQ record (class invalid: a bad routing number) that fails again each
+ * time it is replayed: the first replay puts it back on .raw, the validator
+ * dead-letters it again (a second copy, same tb.id, tb.replay.of naming the
+ * first); the second replay re-publishes the newest copy only (it says it
+ * passed older copies over), so .raw holds 2 replayed copies and the DLQ 3, not 3
+ * and 4 (each replay doubling the copies of a record that keeps failing). */
+static void replay_failing_twice(const char *prefix, const char *dlq, const char *raw,
+                                 const core_avro_schema_t *s)
+{
+    static const char id[] = "00000000-0000-4000-8000-000000000006";
+    char errstr[512], *out[2] = { NULL, NULL }, *err[2] = { NULL, NULL };
+    cJSON *j = cJSON_Parse(PAYEE_JSON);
+    core_kafka_producer_t *p = tu_producer("0");
+    rd_kafka_headers_t *h = rd_kafka_headers_new(3);
+    avro_value_t v;
+    void *buf = NULL;
+    size_t len = 0, ndlq[2], nraw;
+    int rc[2];
+    bool ok;
+
+    ck_assert_ptr_nonnull(j);
+    cJSON_ReplaceItemInObjectCaseSensitive(j, "payee_id", cJSON_CreateString("P6"));
+    cJSON_ReplaceItemInObjectCaseSensitive(j, "routing_number", cJSON_CreateString("123456789"));
+    cJSON_ReplaceItemInObjectCaseSensitive(cJSON_GetObjectItem(j, "meta"), "id",
+                                           cJSON_CreateString(id));
+    ck_assert_msg(core_avro_from_json(s, j, &v, errstr, sizeof(errstr)) == CORE_OK, "%s", errstr);
+    ck_assert_int_eq(core_avro_encode(s, &v, &buf, &len, errstr, sizeof(errstr)), CORE_OK);
+    avro_value_decref(&v);
+    cJSON_Delete(j);
+    rd_kafka_header_add(h, "tb.id", -1, id, -1);
+    rd_kafka_header_add(h, "tb.error.class", -1, "invalid", -1);
+    rd_kafka_header_add(h, "__connect.errors.exception.message", -1, "routing_number", -1);
+    ck_assert_int_eq(core_kafka_produce_hdrs(p, dlq, "P6", 2, buf, len, h, NULL, errstr,
+                                             sizeof(errstr)), CORE_OK);
+    ck_assert_int_eq(core_kafka_producer_flush(p, 30000), 0);
+    core_kafka_producer_free(p);
+    free(buf);
+    for (int k = 0; k < 2; k++) {
+        char *argv[] = { (char *)tu_bin("svc-validator"), "replay", "--dataset", "payee",
+                         "--topic.prefix", (char *)prefix, "--class", "invalid",
+                         "--log.level", "warn", NULL };
+        rc[k] = tu_run_cmd(argv, tu_env(false), &out[k], &err[k], 60000);
+        /* the validator's new dead-letter copy before the next replay */
+        ndlq[k] = wait_key(dlq, "P6", (size_t)k + 2);
+    }
+    tu_sleep_ms(2000); /* a doubled copy would have reached both topics by now */
+    nraw = count_key(raw, "P6");
+    ndlq[1] = count_key(dlq, "P6");
+    ok = rc[0] == 0 && rc[1] == 0 && out[1] && strstr(out[1], "older copies superseded") &&
+         !strstr(out[1], "(0 older") &&
+         nraw == 2 && ndlq[0] == 2 && ndlq[1] == 3;
+    add_row("dlq_record_failing_replayed_twice",
+            "a DLQ record (invalid) that fails again, replayed twice",
+            "2nd replay: older copies superseded; .raw x2, DLQ x3", ok,
+            "exit %d/%d; %zu on .raw, DLQ %zu then %zu; 2nd said: %.120s", rc[0], rc[1], nraw,
+            ndlq[0], ndlq[1], out[1] ? out[1] : "-");
     for (int k = 0; k < 2; k++) {
         free(out[k]);
         free(err[k]);
@@ -924,6 +1023,7 @@ static void run_kafka(void)
     add_row("kafka_good_beside_bad", "the good record before the bad ones", "1 record on .valid",
             nvalid == 1, "%zu on .valid, %zu in the DLQ", nvalid, st.n);
     replay_twice(prefix, dlq, raw, valid, s);
+    replay_failing_twice(prefix, dlq, raw, s);
     {
         char *resp = NULL;
         long hs = tu_http(hp, "GET", "/healthz", NULL, NULL, &resp);

@@ -3,8 +3,11 @@
  *
  * Kept across every stage, retry, dead-letter and replay, as they are (the
  * last of each): tb.id (meta.id), tb.batch, tb.ingest.ts (ms since the epoch
- * the line was read: end-to-end latency). A replayed record keeps them, so
- * its id and latency survive a trip through a DLQ.
+ * the line was read: end-to-end latency), and on a replayed record tb.replay
+ * (svc-recon's replay id) and tb.replay.of (the DLQ record svc-validator's
+ * replay took it from: topic/partition/offset). A replayed record keeps
+ * them, so its id and latency survive a trip through a DLQ, and its copies
+ * on .valid, .retry and the DLQ say which replay made them.
  *
  * A dead-letter record keeps the original key and value bytes and carries
  * Kafka Connect's dead-letter header names, so tools made for Connect's
@@ -34,12 +37,13 @@
 #define CORE_HDR_ATTEMPT "tb.attempt"
 #define CORE_HDR_NOT_BEFORE "tb.not_before"
 #define CORE_HDR_REPLAY "tb.replay"
+#define CORE_HDR_REPLAY_OF "tb.replay.of"
 #define CORE_HDR_ERROR_CLASS "tb.error.class"
 #define CORE_HDR_ERROR_FIELD "tb.error.field"
 #define CORE_HDR_ERROR_MESSAGE "tb.error.message"
 
 /* The headers kept from a record's input, in this order. */
-#define CORE_DLQ_NKEPT 3
+#define CORE_DLQ_NKEPT 5
 extern const char *const core_dlq_kept[CORE_DLQ_NKEPT];
 
 /* Why a record is dead. Strings borrowed for the call. */
