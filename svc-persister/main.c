@@ -96,7 +96,7 @@ static core_err_t probe_db(void *opaque, int timeout_ms, char *errstr, size_t er
     pers_res_t r;
 
     (void)timeout_ms; /* the sinks bound an attempt themselves (5 s) */
-    r = db->ping(db, errstr, errstr_size);
+    r = pers_sink_ping(db, errstr, errstr_size);
     pers_ready_set(r == PERS_OK, errstr);
     return r == PERS_OK ? CORE_OK : r == PERS_ERROR ? CORE_ERR_INVALID : CORE_ERR_TRANSIENT;
 }

@@ -324,10 +324,25 @@ static void p_waiting(void *vctx)
     now = core_mono_ms();
     if (now - atomic_load(&x->answered_ms) < PING_MS || pthread_mutex_trylock(&x->db_mu) != 0)
         return;
-    r = x->db->ping(x->db, err, sizeof(err));
+    r = pers_sink_ping(x->db, err, sizeof(err));
     pthread_mutex_unlock(&x->db_mu);
     atomic_store(&x->answered_ms, core_mono_ms());
     pers_ready_set(r == PERS_OK, err);
+}
+
+pers_res_t pers_sink_ping(pers_sink *s, char *errstr, size_t errstr_size)
+{
+    pers_res_t r;
+
+    if (s->ping)
+        return s->ping(s, errstr, errstr_size);
+    if ((r = s->connect(s, errstr, errstr_size)) != PERS_OK)
+        return r;
+    if (s->exec(s, "SELECT 1", errstr, errstr_size) != PERS_OK) {
+        s->drop(s);
+        return PERS_RETRY;
+    }
+    return PERS_OK;
 }
 
 #define PERS_PLUGIN(plugin_name, table)                                                        \

@@ -133,8 +133,13 @@ struct pers_sink {
     pers_res_t (*write)(pers_sink *s, pers_dataset *ds, pers_op *ops, size_t n,
                         char *errstr, size_t errstr_size);
     /* Connect when needed and check the database answers: results as
-     * connect's. */
+     * connect's. NULL for a SQL sink: connect, then exec "SELECT 1", the
+     * connection dropped when that fails (pers_sink_ping). */
     pers_res_t (*ping)(pers_sink *s, char *errstr, size_t errstr_size);
+    /* SQL sinks: run one statement (PERS_OK, else what write would say of
+     * its failure), and drop the connection (the next call reconnects). */
+    pers_res_t (*exec)(pers_sink *s, const char *sql, char *errstr, size_t errstr_size);
+    void (*drop)(pers_sink *s);
     /* Once, after the database answered and before any write: what the
      * datasets need (PostgreSQL: their COPY rows; with create, the tables
      * or indexes). @returns 0, or an exit code with errstr. */
@@ -142,6 +147,9 @@ struct pers_sink {
                  size_t errstr_size);
     void (*free)(pers_sink *s);
 };
+
+/** The sink's ping, or for a SQL sink connect + "SELECT 1" (persister.c). */
+pers_res_t pers_sink_ping(pers_sink *s, char *errstr, size_t errstr_size);
 
 /* schema.c */
 /** A dataset's columns and topics: {prefix}{name}.valid and .dlq

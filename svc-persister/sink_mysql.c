@@ -206,17 +206,14 @@ static pers_res_t my_connect(pers_sink *base, char *errstr, size_t errstr_size)
     return PERS_OK;
 }
 
-static pers_res_t my_ping(pers_sink *base, char *errstr, size_t errstr_size)
+static pers_res_t my_exec(pers_sink *base, const char *sql, char *errstr, size_t errstr_size)
 {
-    my_sink *s = (my_sink *)base;
-    pers_res_t r = my_connect(base, errstr, errstr_size);
-    if (r != PERS_OK)
-        return r;
-    if (exec_ok(s, "SELECT 1", errstr, errstr_size) != PERS_OK) {
-        drop_conn(s);
-        return PERS_RETRY;
-    }
-    return PERS_OK;
+    return exec_ok((my_sink *)base, sql, errstr, errstr_size);
+}
+
+static void my_drop(pers_sink *base)
+{
+    drop_conn((my_sink *)base);
 }
 
 /* s as a quoted SQL string literal. */
@@ -667,7 +664,8 @@ pers_sink *pers_mysql_new(const struct pers_mysql_conf *conf, char *errstr, size
     s->base.name = "mysql";
     s->base.connect = my_connect;
     s->base.write = my_write;
-    s->base.ping = my_ping;
+    s->base.exec = my_exec;
+    s->base.drop = my_drop;
     s->base.setup = my_setup;
     s->base.free = my_free;
     return &s->base;

@@ -273,17 +273,14 @@ static pers_res_t pg_connect(pers_sink *base, char *errstr, size_t errstr_size)
     return PERS_OK;
 }
 
-static pers_res_t pg_ping(pers_sink *base, char *errstr, size_t errstr_size)
+static pers_res_t pg_exec(pers_sink *base, const char *sql, char *errstr, size_t errstr_size)
 {
-    pg_sink *s = (pg_sink *)base;
-    pers_res_t r = pg_connect(base, errstr, errstr_size);
-    if (r != PERS_OK)
-        return r;
-    if (exec_ok(s, "SELECT 1", errstr, errstr_size) != PERS_OK) {
-        drop_conn(s);
-        return PERS_RETRY;
-    }
-    return PERS_OK;
+    return exec_ok((pg_sink *)base, sql, errstr, errstr_size);
+}
+
+static void pg_drop(pers_sink *base)
+{
+    drop_conn((pg_sink *)base);
 }
 
 /* Prepare b's text as the statement <prefix><dataset>; frees b's text.
@@ -780,7 +777,8 @@ pers_sink *pers_pg_new(const struct pers_pg_conf *conf, char *errstr, size_t err
     s->base.name = "postgres";
     s->base.connect = pg_connect;
     s->base.write = pg_write;
-    s->base.ping = pg_ping;
+    s->base.exec = pg_exec;
+    s->base.drop = pg_drop;
     s->base.setup = pg_setup;
     s->base.free = pg_free;
     return &s->base;

@@ -282,9 +282,8 @@ sec_kafka_wait() {
     wait_until "secure kafka (127.0.0.1:$SEC_KAFKA_PORT)" "$SEC_KAFKA_OUT:$LOG_DIR/kafka-secure/server.log" \
         sec_kafka_alive sec_kafka_answers
     sec_kafka_acls
-    if [ "${SEC_KAFKA_STARTED:-0}" = 1 ]; then
-        say "secure kafka: started on 127.0.0.1:$SEC_KAFKA_PORT (SASL_SSL, SCRAM-SHA-512; $(( $(now) - SEC_KAFKA_T0 ))s)"
-    else say "secure kafka: already up"; fi
+    started_or_up "secure kafka" "${SEC_KAFKA_STARTED:-0}" \
+        "127.0.0.1:$SEC_KAFKA_PORT (SASL_SSL, SCRAM-SHA-512; $(( $(now) - ${SEC_KAFKA_T0:-0} ))s)"
 }
 
 sec_kafka_stop() {
@@ -343,18 +342,13 @@ EOF
     )
     redis-server "$SEC_REDIS_DIR/redis.conf" >>"$LOG_DIR/redis-secure.log" 2>&1 ||
         { tail_log "$LOG_DIR/redis-secure.log"; die "secure redis-server failed to start"; }
-    local deadline=$(( $(now) + 10 ))
-    until sec_redis_alive; do
-        [ "$(now)" -lt "$deadline" ] || { tail_log "$LOG_DIR/redis-secure.log"; die "secure redis-server did not write $SEC_REDIS_PIDFILE"; }
-        sleep 0.1
-    done
+    await_pidfile "secure redis-server ($SEC_REDIS_PIDFILE)" "$LOG_DIR/redis-secure.log" sec_redis_alive
     SEC_REDIS_STARTED=1
 }
 
 sec_redis_wait() {
     wait_until "secure redis (127.0.0.1:$SEC_REDIS_PORT)" "$LOG_DIR/redis-secure.log" sec_redis_alive sec_redis_answers
-    if [ "${SEC_REDIS_STARTED:-0}" = 1 ]; then say "secure redis: started on 127.0.0.1:$SEC_REDIS_PORT (ACL users, default off)"
-    else say "secure redis: already up"; fi
+    started_or_up "secure redis" "${SEC_REDIS_STARTED:-0}" "127.0.0.1:$SEC_REDIS_PORT (ACL users, default off)"
 }
 
 sec_redis_stop() {
@@ -463,8 +457,7 @@ sec_pg_wait() {
     wait_until "secure postgresql (socket)" "$SEC_PG_LOG" sec_pg_alive sec_pg_socket_answers
     sec_pg_provision || { tail_log "$SEC_PG_LOG"; die "secure postgresql: could not create the roles and database"; }
     wait_until "secure postgresql (persister over TLS)" "$SEC_PG_LOG" sec_pg_alive sec_pg_answers
-    if [ "${SEC_PG_STARTED:-0}" = 1 ]; then say "secure postgresql: started on 127.0.0.1:$SEC_PG_PORT (hostssl, scram-sha-256)"
-    else say "secure postgresql: already up"; fi
+    started_or_up "secure postgresql" "${SEC_PG_STARTED:-0}" "127.0.0.1:$SEC_PG_PORT (hostssl, scram-sha-256)"
 }
 
 sec_pg_stop() {

@@ -148,6 +148,22 @@ stop_pid() {
 
 # wait_until NAME LOGS ALIVE_FN PROBE_FN [ARGS...]: poll PROBE_FN ARGS until it
 # succeeds; fail early when ALIVE_FN says the process died, or at the deadline.
+# started_or_up NAME STARTED WHERE: the closing line of a server's wait
+# ("NAME: started on WHERE" when this run started it, else "already up").
+started_or_up() {
+    if [ "$2" = 1 ]; then say "$1: started on $3"; else say "$1: already up"; fi
+}
+
+# await_pidfile NAME LOG PIDCHECK: a daemonizing server writes its pid file a
+# moment after the parent exits; wait up to 10 s for PIDCHECK to find it.
+await_pidfile() {
+    local deadline=$(( $(now) + 10 ))
+    until "$3" >/dev/null; do
+        [ "$(now)" -lt "$deadline" ] || { tail_log "$2"; die "$1 did not write its pid file"; }
+        sleep 0.1
+    done
+}
+
 wait_until() {
     local name=$1 log=$2 alive=$3 probe=$4
     shift 4
@@ -509,19 +525,13 @@ save 3600 1 300 100
 EOF
     redis-server "$REDIS_DIR/redis.conf" >>"$LOG_DIR/redis.log" 2>&1 ||
         { tail_log "$LOG_DIR/redis.log"; die "redis-server failed to start"; }
-    # daemonize: the pid file appears a moment after the parent exits.
-    local deadline=$(( $(now) + 10 ))
-    until redis_pid >/dev/null; do
-        [ "$(now)" -lt "$deadline" ] || { tail_log "$LOG_DIR/redis.log"; die "redis-server did not write $REDIS_PIDFILE"; }
-        sleep 0.1
-    done
+    await_pidfile "redis-server ($REDIS_PIDFILE)" "$LOG_DIR/redis.log" redis_pid
     REDIS_STARTED=1
 }
 
 redis_wait() {
     wait_until "redis (127.0.0.1:$REDIS_PORT)" "$LOG_DIR/redis.log" redis_alive_or_foreign redis_answers
-    if [ "${REDIS_STARTED:-0}" = 1 ]; then say "redis: started on 127.0.0.1:$REDIS_PORT"
-    else say "redis: already up"; fi
+    started_or_up redis "${REDIS_STARTED:-0}" "127.0.0.1:$REDIS_PORT"
 }
 redis_alive_or_foreign() { redis_alive || port_open "$REDIS_PORT"; }
 
@@ -645,8 +655,7 @@ pg_wait() {
         pg_provision || { tail_log "$PG_LOG"; die "postgresql: could not create role/database $PG_USER"; }
     fi
     wait_until "postgresql (query as $PG_USER)" "$PG_LOG" pg_alive_or_foreign pg_answers
-    if [ "${PG_STARTED:-0}" = 1 ]; then say "postgresql: started on 127.0.0.1:$PG_PORT"
-    else say "postgresql: already up"; fi
+    started_or_up postgresql "${PG_STARTED:-0}" "127.0.0.1:$PG_PORT"
 }
 pg_alive_or_foreign() { pg_alive || port_open "$PG_PORT"; }
 
@@ -757,8 +766,7 @@ mariadb_wait() {
         mariadb_provision || { tail_log "$MARIADB_LOG"; die "mariadb: could not create database/user $MARIADB_USER"; }
     fi
     wait_until "mariadb (127.0.0.1:$MARIADB_PORT)" "$MARIADB_LOG" mariadb_alive_or_foreign mariadb_answers
-    if [ "${MARIADB_STARTED:-0}" = 1 ]; then say "mariadb: started on 127.0.0.1:$MARIADB_PORT"
-    else say "mariadb: already up"; fi
+    started_or_up mariadb "${MARIADB_STARTED:-0}" "127.0.0.1:$MARIADB_PORT"
 }
 
 mariadb_stop() { pidfile_stop mariadb "$MARIADB_PIDFILE"; }
@@ -941,8 +949,7 @@ ferretdb_start() {
 
 ferretdb_wait() {
     wait_until "ferretdb (127.0.0.1:$MONGO_PORT)" "$LOG_DIR/ferretdb.log" ferretdb_alive_or_foreign ferretdb_answers
-    if [ "${FERRETDB_STARTED:-0}" = 1 ]; then say "ferretdb: started on 127.0.0.1:$MONGO_PORT"
-    else say "ferretdb: already up"; fi
+    started_or_up ferretdb "${FERRETDB_STARTED:-0}" "127.0.0.1:$MONGO_PORT"
 }
 ferretdb_alive_or_foreign() { ferretdb_alive || port_open "$MONGO_PORT"; }
 
@@ -1042,9 +1049,8 @@ registry_configure() {
 registry_wait() {
     wait_until "registry (127.0.0.1:$REGISTRY_PORT)" "$LOG_DIR/registry.log" registry_alive_or_foreign registry_answers
     registry_configure
-    if [ "${REGISTRY_STARTED:-0}" = 1 ]; then
-        say "registry: started on 127.0.0.1:$REGISTRY_PORT ($REGISTRY_API, BACKWARD; $(( $(now) - REGISTRY_T0 ))s)"
-    else say "registry: already up"; fi
+    started_or_up registry "${REGISTRY_STARTED:-0}" \
+        "127.0.0.1:$REGISTRY_PORT ($REGISTRY_API, BACKWARD; $(( $(now) - ${REGISTRY_T0:-0} ))s)"
 }
 
 registry_stop() { pidfile_stop registry "$REGISTRY_PIDFILE"; }
