@@ -210,6 +210,8 @@ static core_sink_res_t rs_prepare(void *ctx, core_sink_record *rec, char *errstr
         rec->id = x->id;
         rec->key = x->key;
         rec->batch_id = x->batch_id;
+        /* an UPDATE whose old_key differs from its key moves the record */
+        rec->old_key = x->old_key && strcmp(x->old_key, x->key) != 0 ? x->old_key : NULL;
         rec->version = x->version;
         rec->digest = x->digest;
         rec->has_digest = true;

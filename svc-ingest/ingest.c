@@ -345,6 +345,7 @@ static int handle_row(struct run *r, const ingest_row *row, char *errstr, size_t
             ev.topic = r->topic;
             ev.line = (int64_t)row->line;
             ev.version = rec.version;
+            ev.old_key = rec.old_key;
             perr = core_audit_emit(r->audit, &ev, errstr, errstr_size);
         }
     }

@@ -286,6 +286,7 @@ void ingest_mapper_free(ingest_mapper *m)
         avro_value_decref(&m->jvalue);
     free(m->buf);
     free(m->key);
+    free(m->old_key);
     free(m);
 }
 
@@ -380,6 +381,28 @@ static int parse_op(const char *s, core_avro_op_t *op)
     return 0;
 }
 
+/* Keep a copy of the row's old_key (NULL: none) for encode(). 0, or -1
+ * when out of memory. */
+static int keep_old_key(ingest_mapper *m, const char *old_key)
+{
+    size_t n = old_key ? strlen(old_key) + 1 : 0;
+
+    if (!old_key) {
+        if (m->old_key)
+            m->old_key[0] = '\0';
+        return 0;
+    }
+    if (n > m->old_key_cap) {
+        char *p = realloc(m->old_key, n);
+        if (!p)
+            return -1;
+        m->old_key = p;
+        m->old_key_cap = n;
+    }
+    memcpy(m->old_key, old_key, n);
+    return 0;
+}
+
 struct meta_in {
     const char *op, *version, *event_time, *old_key; /* NULL when absent */
 };
@@ -449,6 +472,10 @@ static int fill_meta(ingest_mapper *m, avro_value_t *v, const struct meta_in *mi
         meta.version = secs * ((int64_t)1 << 30) + (int64_t)(row->line & ((1u << 30) - 1));
     }
     meta.old_key = mi->old_key && *mi->old_key ? mi->old_key : NULL;
+    if (keep_old_key(m, meta.op == CORE_AVRO_OP_UPDATE ? meta.old_key : NULL) != 0) {
+        cell_err(e, "", "internal", "out of memory");
+        return -1;
+    }
     if (core_avro_set_meta(m->schema, v, &meta, err, sizeof(err)) != CORE_OK) {
         cell_err(e, "meta", "type", "%s", err);
         return 1;
@@ -502,6 +529,9 @@ static int encode(ingest_mapper *m, avro_value_t *v, ingest_record *rec, ingest_
     rec->len = len;
     rec->key = m->key;
     rec->keylen = klen;
+    /* an UPDATE whose old_key differs from its key moves the record */
+    rec->old_key = m->old_key && m->old_key[0] && strcmp(m->old_key, m->key) != 0
+                       ? m->old_key : NULL;
     return 0;
 }
 

@@ -82,6 +82,8 @@ typedef struct ingest_record {
     size_t keylen;
     char id[37];
     int64_t version;
+    const char *old_key; /* an UPDATE moving the record: the key it leaves
+                          * (valid until the next row), else NULL */
     core_avro_op_t op;
     core_avro_kind_t kind;
 } ingest_record;

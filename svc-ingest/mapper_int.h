@@ -50,6 +50,8 @@ struct ingest_mapper {
     size_t buf_size;
     char *key;
     size_t key_cap;
+    char *old_key;      /* meta.old_key of the row being mapped (copied), or NULL */
+    size_t old_key_cap;
 };
 
 /* A line error on column (a field path, or a column of the input):

@@ -211,6 +211,7 @@ static core_sink_res_t p_prepare(void *vctx, core_sink_record *rec, char *errstr
     rec->id = r->id;
     rec->key = r->key;
     rec->batch_id = r->batch_id;
+    rec->old_key = r->old_key; /* set only when the UPDATE moves the record */
     rec->version = r->version;
     rec->digest = r->digest;
     rec->has_digest = true;

@@ -132,13 +132,16 @@ int recon_audit_ids_version(recon_audit_ids *a, uint32_t id)
     int v = 0;
 
     if (!a || !a->cat)
-        return id == RECON_AUDIT_SCHEMA_ID ? 1 : id == RECON_AUDIT_SCHEMA_ID_V2 ? 2 : 0;
+        return id == RECON_AUDIT_SCHEMA_ID      ? 1
+               : id == RECON_AUDIT_SCHEMA_ID_V2 ? 2
+               : id == RECON_AUDIT_SCHEMA_ID_V3 ? 3
+                                                : 0;
     for (size_t i = 0; i < a->n; i++)
         if (a->id[i] == id)
             return a->version[i];
     if (!(s = core_avro_catalog_by_id(a->cat, id)))
         return 0; /* unknown, or the registry did not answer: asked again next time */
-    for (int k = 1; k <= 2 && !v; k++) {
+    for (int k = 1; k <= 3 && !v; k++) {
         const core_avro_schema_t *l = local_audit(a->cat, k);
 
         if (l && (l == s || avro_schema_equal(core_avro_schema_avro(l), core_avro_schema_avro(s))))
@@ -200,8 +203,11 @@ int recon_event_decode_ids(recon_audit_ids *a, const void *buf, size_t len, reco
     NEED(get_opt_str(&r, &ev->reason), "reason");
     NEED(get_opt_long(&r, &ev->line), "line");
     NEED(get_opt_long(&r, &ev->version), "version");
-    if (version == 2)
+    if (version >= 2)
         NEED(get_opt_str(&r, &cdg), "content_digest");
+    if (version >= 3)
+        NEED(get_opt_str(&r, &ev->old_key) || (ev->old_key.p && ev->old_key.len == 0),
+             "old_key");
     NEED(r.p != r.end, "trailing bytes after the event");
     ev->stage_ix = recon_stage_index(ev->stage.p, ev->stage.len);
     NEED(ev->stage_ix < 0, "unknown stage");

@@ -21,6 +21,7 @@
 
 #define RECON_AUDIT_SCHEMA_ID 201    /* AuditEvent v1 */
 #define RECON_AUDIT_SCHEMA_ID_V2 202 /* v2: appends content_digest */
+#define RECON_AUDIT_SCHEMA_ID_V3 203 /* v3: appends old_key */
 #define RECON_FIELD_MAX 4096  /* longest string field accepted */
 #define RECON_NONE INT64_MIN  /* an absent number */
 
@@ -44,6 +45,7 @@ typedef struct recon_str {
 
 typedef struct recon_event {
     recon_str id, key, dataset, batch_id, stage, outcome, topic, reason;
+    recon_str old_key;          /* v3: the key an UPDATE moved the record from */
     bool has_digest;
     core_digest content;  /* v2's content_digest, when has_content */
     bool has_content;
@@ -56,21 +58,21 @@ typedef struct recon_event {
 
 /**
  * @brief Decode one Kafka value (Confluent header + AuditEvent body) whose
- * schema id is the catalogue's 201 (v1) or 202 (v2).
+ * schema id is the catalogue's 201 (v1), 202 (v2) or 203 (v3).
  * @returns 0, or -1 with why (a static string naming the field) in *why.
  */
 int recon_event_decode(const void *buf, size_t len, recon_event *ev, const char **why);
 
 /* Which AuditEvent layout each schema id is: with a Schema Registry the ids
  * are the registry's, so an id is looked up in the catalogue (which fetches
- * it) and its schema compared with the catalogue's v1 and v2
+ * it) and its schema compared with the catalogue's v1, v2 and v3
  * (avro_schema_equal); answers are kept (ids never change their schema).
  * One per thread. */
 #define RECON_AUDIT_IDS_MAX 32
 typedef struct recon_audit_ids {
-    const struct core_avro_catalog *cat; /* NULL: 201 and 202 only */
+    const struct core_avro_catalog *cat; /* NULL: 201, 202 and 203 only */
     uint32_t id[RECON_AUDIT_IDS_MAX];
-    int version[RECON_AUDIT_IDS_MAX];    /* 1, 2; 0: not an AuditEvent layout */
+    int version[RECON_AUDIT_IDS_MAX];    /* 1, 2, 3; 0: not an AuditEvent layout */
     size_t n;
 } recon_audit_ids;
 

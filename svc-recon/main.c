@@ -339,6 +339,54 @@ static int window_report(core_service_t *svc, struct recon_conf *c, unsigned sin
     return rc;
 }
 
+static void payload_opts_free(recon_payload_opts *po)
+{
+    for (size_t i = 0; i < po->n; i++) {
+        free(po->topics[i]);
+        free(po->datasets[i]);
+    }
+    free(po->topics);
+    free(po->datasets);
+    free((char *)po->group_id);
+    memset(po, 0, sizeof(*po));
+}
+
+/* The keeper's settings: one .raw topic per dataset whose method is full. */
+static int payload_opts(core_service_t *svc, const struct recon_conf *c,
+                        const recon_state_opts *so, recon_payload_opts *po)
+{
+    memset(po, 0, sizeof(*po));
+    po->pg = so->pg;
+    po->cfg = core_service_config(svc);
+    po->topics = calloc(c->method.n + 1, sizeof(*po->topics));
+    po->datasets = calloc(c->method.n + 1, sizeof(*po->datasets));
+    char *g = malloc(strlen(c->group_id) + sizeof("-payloads"));
+    if (!po->topics || !po->datasets || !g) {
+        free(g);
+        payload_opts_free(po);
+        return core_service_config_error(svc, "out of memory");
+    }
+    sprintf(g, "%s-payloads", c->group_id);
+    po->group_id = g;
+    for (size_t i = 0; i < c->method.n; i++) {
+        char *e = c->method.v[i], *colon = strchr(e, ':');
+        if (!colon || strcmp(colon + 1, "full") != 0)
+            continue;
+        size_t dl = (size_t)(colon - e);
+        char raw[CORE_TOPIC_MAX + 1], err[300] = "out of memory";
+        char *d = strndup(e, dl), *t = NULL;
+        if (!d || core_topic_name(c->topic_prefix, d, CORE_TOPIC_RAW, raw, sizeof(raw), err,
+                                  sizeof(err)) != 0 || !(t = strdup(raw))) {
+            free(d);
+            payload_opts_free(po);
+            return core_service_config_error(svc, err);
+        }
+        po->topics[po->n] = t;
+        po->datasets[po->n++] = d;
+    }
+    return 0;
+}
+
 static int run_report(core_service_t *svc, struct recon_conf *c, unsigned sinks)
 {
     recon_state_opts so;
@@ -376,6 +424,19 @@ static int run_report(core_service_t *svc, struct recon_conf *c, unsigned sinks)
     }
     core_log_info("audit events caught up", CLF_I("applied", (int64_t)cs.applied),
                   CLF_I("bad", (int64_t)cs.bad), CLF_I("skipped", (int64_t)cs.skipped));
+    /* method full: the .raw records kept too, as the daemon's keeper does */
+    recon_payload_opts po;
+    if ((rc = payload_opts(svc, c, &so, &po)) != 0) {
+        recon_state_free(st);
+        return rc;
+    }
+    rc = recon_payload_catch_up(&po, (int)c->catchup_timeout_ms, err, sizeof(err));
+    payload_opts_free(&po);
+    if (rc != 0) {
+        fprintf(stderr, "svc-recon: report: %s\n", err);
+        recon_state_free(st);
+        return rc;
+    }
     if (windows) {
         rc = window_report(svc, c, sinks, st, from, to);
         recon_state_free(st);
@@ -433,54 +494,6 @@ static void close_opts(const struct recon_conf *c, unsigned sinks, recon_close_o
     o->idle_ms = c->close_idle_ms;
     o->batches = true;
     o->windows = true;
-}
-
-static void payload_opts_free(recon_payload_opts *po)
-{
-    for (size_t i = 0; i < po->n; i++) {
-        free(po->topics[i]);
-        free(po->datasets[i]);
-    }
-    free(po->topics);
-    free(po->datasets);
-    free((char *)po->group_id);
-    memset(po, 0, sizeof(*po));
-}
-
-/* The keeper's settings: one .raw topic per dataset whose method is full. */
-static int payload_opts(core_service_t *svc, const struct recon_conf *c,
-                        const recon_state_opts *so, recon_payload_opts *po)
-{
-    memset(po, 0, sizeof(*po));
-    po->pg = so->pg;
-    po->cfg = core_service_config(svc);
-    po->topics = calloc(c->method.n + 1, sizeof(*po->topics));
-    po->datasets = calloc(c->method.n + 1, sizeof(*po->datasets));
-    char *g = malloc(strlen(c->group_id) + sizeof("-payloads"));
-    if (!po->topics || !po->datasets || !g) {
-        free(g);
-        payload_opts_free(po);
-        return core_service_config_error(svc, "out of memory");
-    }
-    sprintf(g, "%s-payloads", c->group_id);
-    po->group_id = g;
-    for (size_t i = 0; i < c->method.n; i++) {
-        char *e = c->method.v[i], *colon = strchr(e, ':');
-        if (!colon || strcmp(colon + 1, "full") != 0)
-            continue;
-        size_t dl = (size_t)(colon - e);
-        char raw[CORE_TOPIC_MAX + 1], err[300] = "out of memory";
-        char *d = strndup(e, dl), *t = NULL;
-        if (!d || core_topic_name(c->topic_prefix, d, CORE_TOPIC_RAW, raw, sizeof(raw), err,
-                                  sizeof(err)) != 0 || !(t = strdup(raw))) {
-            free(d);
-            payload_opts_free(po);
-            return core_service_config_error(svc, err);
-        }
-        po->topics[po->n] = t;
-        po->datasets[po->n++] = d;
-    }
-    return 0;
 }
 
 /* What the daemon's tick does: close what is due, purge old payloads. */
@@ -743,11 +756,11 @@ static int run_daemon(core_service_t *svc, struct recon_conf *c, unsigned sinks)
         return rc;
     }
     if (po.n && !(keeper = recon_payload_start(&po, err, sizeof(err)))) {
-        core_log_error("payload keeper not started", CLF_S("reason", err));
+        core_log_error("payload keeper not started: exiting", CLF_S("reason", err));
         payload_opts_free(&po);
         recon_state_free(st);
         recon_api_close(&api);
-        return CORE_EX_SOFTWARE;
+        return CORE_EX_UNAVAILABLE;
     }
     rc = recon_consume_run(st, &co, &cs, err, sizeof(err));
     if (rc != 0)

@@ -18,6 +18,7 @@
 
 struct recon_payload_keeper {
     recon_payload_opts o;
+    core_kafka_consumer_t *kc; /* made and subscribed by recon_payload_start() */
     pthread_t thread;
     atomic_bool stop;
 };
@@ -167,32 +168,52 @@ static bool keep(recon_payload_keeper *k, PGconn *c, rd_kafka_message_t **msgs, 
     return ok;
 }
 
+/* Keep the n records in hand (one transaction, retried with backoff while
+ * PostgreSQL fails), then commit their offsets; *c is (re)connected as
+ * needed. @returns 0, or -1 when the service stops first. */
+static int keep_and_commit(recon_payload_keeper *k, core_kafka_consumer_t *kc, PGconn **c,
+                           rd_kafka_message_t **msgs, size_t *n)
+{
+    core_backoff bo = { 200, 10000, 2.0, 0.5, 0 };
+    int attempt = 0;
+    char err[512];
+    size_t kept;
+
+    for (;;) {
+        if (!*c || PQstatus(*c) != CONNECTION_OK) {
+            PQfinish(*c);
+            if (!(*c = recon_pg_connect(&k->o.pg, "svc-recon-payloads", err, sizeof(err))))
+                core_log_warn("payloads: postgres unavailable; retrying", CLF_S("reason", err));
+        }
+        if (*c && keep(k, *c, msgs, *n, &kept))
+            break;
+        if (core_lifecycle_wait(core_backoff_delay_ms(&bo, attempt++)) ||
+            atomic_load(&k->stop))
+            return -1; /* the batch in hand is kept again next time */
+    }
+    rd_kafka_topic_partition_list_t *offs = rd_kafka_topic_partition_list_new(8);
+    for (size_t i = 0; i < *n; i++) {
+        core_kafka_offsets_add_message(offs, msgs[i]);
+        rd_kafka_message_destroy(msgs[i]);
+    }
+    *n = 0;
+    if (core_kafka_consumer_commit_offsets(kc, offs, err, sizeof(err)) != CORE_OK)
+        core_log_warn("payloads: kafka commit failed (kept rows are not doubled)",
+                      CLF_S("reason", err));
+    rd_kafka_topic_partition_list_destroy(offs);
+    return 0;
+}
+
 static void *run(void *arg)
 {
     recon_payload_keeper *k = arg;
-    core_kafka_consumer_opts co = { 0 };
-    core_kafka_consumer_t *kc;
+    core_kafka_consumer_t *kc = k->kc;
     rd_kafka_message_t *msgs[KEEP_MAX];
     size_t n = 0;
     PGconn *c = NULL;
     char err[512];
     int64_t first = 0;
-    core_backoff bo = { 200, 10000, 2.0, 0.5, 0 };
-    int attempt = 0;
 
-    co.cfg = k->o.cfg;
-    co.group_id = k->o.group_id;
-    if (!(kc = core_kafka_consumer_new(&co, err, sizeof(err)))) {
-        core_log_error("payloads: no consumer; full datasets keep no payload", CLF_S("reason", err));
-        return NULL;
-    }
-    if (core_kafka_consumer_subscribe(kc, (const char *const *)k->o.topics, k->o.n, err,
-                                      sizeof(err)) != CORE_OK) {
-        core_log_error("payloads: subscribe failed; full datasets keep no payload",
-                       CLF_S("reason", err));
-        core_kafka_consumer_free(kc);
-        return NULL;
-    }
     core_log_info("payloads: keeping the records of the full datasets",
                   CLF_S("topic", k->o.topics[0]), CLF_I("topics", (int64_t)k->o.n));
     while (!atomic_load(&k->stop) && !core_lifecycle_stopping()) {
@@ -209,35 +230,12 @@ static void *run(void *arg)
         }
         if (!n || (n < KEEP_MAX && core_mono_ms() < first + KEEP_MS))
             continue;
-        if (!c || PQstatus(c) != CONNECTION_OK) {
-            PQfinish(c);
-            if (!(c = recon_pg_connect(&k->o.pg, "svc-recon-payloads", err, sizeof(err)))) {
-                core_log_warn("payloads: postgres unavailable; retrying", CLF_S("reason", err));
-                core_lifecycle_wait(core_backoff_delay_ms(&bo, attempt++));
-                continue;
-            }
-        }
-        size_t kept;
-        if (!keep(k, c, msgs, n, &kept)) {
-            core_lifecycle_wait(core_backoff_delay_ms(&bo, attempt++));
-            continue; /* the batch in hand is kept again */
-        }
-        attempt = 0;
-        rd_kafka_topic_partition_list_t *offs = rd_kafka_topic_partition_list_new(8);
-        for (size_t i = 0; i < n; i++) {
-            core_kafka_offsets_add_message(offs, msgs[i]);
-            rd_kafka_message_destroy(msgs[i]);
-        }
-        n = 0;
-        if (core_kafka_consumer_commit_offsets(kc, offs, err, sizeof(err)) != CORE_OK)
-            core_log_warn("payloads: kafka commit failed (kept rows are not doubled)",
-                          CLF_S("reason", err));
-        rd_kafka_topic_partition_list_destroy(offs);
+        if (keep_and_commit(k, kc, &c, msgs, &n) != 0)
+            break;
     }
     for (size_t i = 0; i < n; i++)
         rd_kafka_message_destroy(msgs[i]);
     core_kafka_consumer_close(kc, err, sizeof(err));
-    core_kafka_consumer_free(kc);
     PQfinish(c);
     return NULL;
 }
@@ -245,6 +243,8 @@ static void *run(void *arg)
 recon_payload_keeper *recon_payload_start(const recon_payload_opts *o, char *err, size_t errsize)
 {
     recon_payload_keeper *k;
+    core_kafka_consumer_opts co = { 0 };
+    char why[400];
 
     err[0] = '\0';
     if (!o->n)
@@ -254,13 +254,152 @@ recon_payload_keeper *recon_payload_start(const recon_payload_opts *o, char *err
         return NULL;
     }
     k->o = *o;
+    co.cfg = o->cfg;
+    co.group_id = o->group_id;
+    if (!(k->kc = core_kafka_consumer_new(&co, why, sizeof(why)))) {
+        snprintf(err, errsize, "payload consumer (group %s) not created: %s", o->group_id, why);
+        free(k);
+        return NULL;
+    }
+    if (core_kafka_consumer_subscribe(k->kc, (const char *const *)o->topics, o->n, why,
+                                      sizeof(why)) != CORE_OK) {
+        snprintf(err, errsize, "payload consumer: subscribe to %s: %s", o->topics[0], why);
+        core_kafka_consumer_free(k->kc);
+        free(k);
+        return NULL;
+    }
     atomic_init(&k->stop, false);
     if (pthread_create(&k->thread, NULL, run, k) != 0) {
         snprintf(err, errsize, "payloads: no thread");
+        core_kafka_consumer_free(k->kc);
         free(k);
         return NULL;
     }
     return k;
+}
+
+/* Every partition of the .raw topics, at the group's committed offsets
+ * (earliest where none). @returns the list (*nparts entries), or NULL with
+ * err; an empty list when no topic exists yet. */
+static rd_kafka_topic_partition_list_t *all_partitions(rd_kafka_t *rk,
+                                                       const recon_payload_opts *o,
+                                                       int *nparts, char *err, size_t errsize)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(16);
+
+    *nparts = 0;
+    for (size_t t = 0; t < o->n; t++) {
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, o->topics[t], NULL);
+        rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, 5000);
+
+        if (!e && md->topic_cnt == 1 &&
+            md->topics[0].err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
+            rd_kafka_metadata_destroy(md);
+            rd_kafka_topic_destroy(rkt);
+            continue; /* nothing published to it yet: nothing to keep */
+        }
+        if (!e && md->topic_cnt == 1)
+            e = md->topics[0].err;
+        if (e) {
+            snprintf(err, errsize, "kafka: metadata of %s: %s", o->topics[t], rd_kafka_err2str(e));
+            if (md)
+                rd_kafka_metadata_destroy(md);
+            rd_kafka_topic_destroy(rkt);
+            rd_kafka_topic_partition_list_destroy(l);
+            return NULL;
+        }
+        for (int p = 0; p < md->topics[0].partition_cnt; p++)
+            rd_kafka_topic_partition_list_add(l, o->topics[t], md->topics[0].partitions[p].id)
+                ->offset = RD_KAFKA_OFFSET_STORED;
+        *nparts += md->topics[0].partition_cnt;
+        rd_kafka_metadata_destroy(md);
+        rd_kafka_topic_destroy(rkt);
+    }
+    return l;
+}
+
+int recon_payload_catch_up(const recon_payload_opts *o, int timeout_ms, char *err,
+                           size_t errsize)
+{
+    recon_payload_keeper k = { .o = *o };
+    core_kafka_consumer_opts co = { 0 };
+    core_kafka_prop eof[] = { { "enable.partition.eof", "true" } };
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    rd_kafka_message_t *msgs[KEEP_MAX];
+    size_t n = 0;
+    PGconn *c = NULL;
+    int nparts = 0, eofs = 0, rc = 0;
+    bool *at_end = NULL;
+    int64_t deadline = core_mono_ms() + timeout_ms;
+    char why[400];
+
+    err[0] = '\0';
+    if (!o->n)
+        return 0;
+    atomic_init(&k.stop, false);
+    co.cfg = o->cfg;
+    co.group_id = o->group_id;
+    co.overrides = eof;
+    co.noverrides = 1;
+    if (!(k.kc = core_kafka_consumer_new(&co, why, sizeof(why)))) {
+        snprintf(err, errsize, "payload consumer (group %s) not created: %s", o->group_id, why);
+        return CORE_EX_CONFIG;
+    }
+    rd_kafka_t *rk = core_kafka_consumer_handle(k.kc);
+    if (!(parts = all_partitions(rk, o, &nparts, err, errsize))) {
+        rc = CORE_EX_UNAVAILABLE;
+        goto out;
+    }
+    if (nparts && !(at_end = calloc((size_t)nparts, sizeof(*at_end)))) {
+        snprintf(err, errsize, "out of memory");
+        rc = CORE_EX_SOFTWARE;
+        goto out;
+    }
+    if (nparts && rd_kafka_assign(rk, parts) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        snprintf(err, errsize, "payload consumer: assign failed");
+        rc = CORE_EX_UNAVAILABLE;
+        goto out;
+    }
+    while (eofs < nparts || n) {
+        rd_kafka_message_t *m = n < KEEP_MAX ? core_kafka_consumer_poll(k.kc, 100) : NULL;
+
+        if (m && m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            /* each partition counted once: EOF fires again after new records */
+            for (int i = 0; i < parts->cnt; i++)
+                if (parts->elems[i].partition == m->partition && !at_end[i] &&
+                    strcmp(parts->elems[i].topic, rd_kafka_topic_name(m->rkt)) == 0) {
+                    at_end[i] = true;
+                    eofs++;
+                }
+            rd_kafka_message_destroy(m);
+        } else if (m && m->err) {
+            rd_kafka_message_destroy(m);
+        } else if (m) {
+            msgs[n++] = m;
+        }
+        if (n && (n == KEEP_MAX || eofs >= nparts) && keep_and_commit(&k, k.kc, &c, msgs, &n))
+            break;
+        if (core_mono_ms() > deadline || core_lifecycle_stopping()) {
+            snprintf(err, errsize, "payloads: %d of %d .raw partitions read to their end "
+                     "within %d ms", eofs, nparts, timeout_ms);
+            rc = CORE_EX_UNAVAILABLE;
+            break;
+        }
+    }
+    if (!rc && n) {
+        snprintf(err, errsize, "payloads: postgres unavailable");
+        rc = CORE_EX_UNAVAILABLE;
+    }
+out:
+    for (size_t i = 0; i < n; i++)
+        rd_kafka_message_destroy(msgs[i]);
+    if (parts)
+        rd_kafka_topic_partition_list_destroy(parts);
+    free(at_end);
+    core_kafka_consumer_free(k.kc);
+    PQfinish(c);
+    return rc;
 }
 
 void recon_payload_stop(recon_payload_keeper *k)
@@ -269,6 +408,7 @@ void recon_payload_stop(recon_payload_keeper *k)
         return;
     atomic_store(&k->stop, true);
     pthread_join(k->thread, NULL);
+    core_kafka_consumer_free(k->kc);
     free(k);
 }
 

@@ -47,8 +47,17 @@ typedef struct recon_payload_opts {
 
 typedef struct recon_payload_keeper recon_payload_keeper;
 
-/* Start the keeper's thread. NULL with err on failure (o->n == 0: NULL, err empty). */
+/* Make the keeper's consumer (subscribed) and start its thread. NULL with
+ * err on failure, naming the payload consumer (o->n == 0: NULL, err
+ * empty): the daemon then exits 69. */
 recon_payload_keeper *recon_payload_start(const recon_payload_opts *o, char *err, size_t errsize);
+/* `report` standalone: read the .raw topics of o to their end (the same
+ * group, so the daemon's keeper and the report share the offsets) and keep
+ * their records, as the daemon's keeper does, within timeout_ms.
+ * @returns 0, or an exit code (78 no consumer, 69 Kafka or PostgreSQL
+ * unavailable, the end not reached in time) with err. */
+int recon_payload_catch_up(const recon_payload_opts *o, int timeout_ms, char *err,
+                           size_t errsize);
 /* Stop (after the service was told to stop), join, free. NULL: nothing. */
 void recon_payload_stop(recon_payload_keeper *k);
 

@@ -38,7 +38,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RECON_SCHEMA_VERSION 6
+#define RECON_SCHEMA_VERSION 7
 
 typedef struct recon_state recon_state_t;
 

@@ -162,10 +162,12 @@ static void copy_event(core_strbuf *b, const recon_input *in, const recon_event 
         core_digest_to_hex(&ev->content, hex);
         core_strbuf_add(b, "\\\\x");
         core_strbuf_add(b, hex);
-        core_strbuf_add(b, "\n");
     } else {
-        core_strbuf_add(b, "\\N\n");
+        core_strbuf_add(b, "\\N");
     }
+    core_strbuf_add(b, "\t");
+    copy_text(b, ev->old_key.p, ev->old_key.len);
+    core_strbuf_add(b, "\n");
 }
 
 static void copy_bad(core_strbuf *b, const char *topic, const recon_input *in, const char *reason,
@@ -503,7 +505,7 @@ core_err_t recon_state_apply(recon_state_t *st, const recon_input *in, size_t n,
         snprintf(sql, sizeof(sql),
                  "COPY %s.events (audit_partition, audit_offset, batch_id, dataset, stage, "
                  "outcome, id, key, digest, version, src_topic, src_partition, src_offset, line, "
-                 "reason, ts_ms, bucket, eh, content) FROM STDIN",
+                 "reason, ts_ms, bucket, eh, content, old_key) FROM STDIN",
                  st->schema);
         if ((e = copy_in(st->conn, sql, &a.events, errstr, errstr_size)) != CORE_OK)
             goto rollback;

@@ -224,13 +224,66 @@ static bool due(const int64_t *wm, unsigned expected, int64_t end, const recon_c
     return all || now > end + o->grace_ms + o->idle_ms;
 }
 
-/* The webhook on a change of verdict: a statement unclean where there was
- * none or a clean one, clean where the last was unclean. */
-static void alert(const recon_close_opts *o, const char *kind, const char *subject,
-                  int version, bool clean, bool was_clean, const cJSON *verdict)
+/* The webhook alerts of one recon_close_due(), held until its transaction
+ * commits: a rollback sends none. */
+typedef struct pending_alert {
+    const char *kind;   /* static */
+    char *subject;
+    int version;
+    bool clean;
+    cJSON *verdict;
+} pending_alert;
+
+typedef struct pending_alerts {
+    pending_alert *a;
+    size_t n, cap;
+} pending_alerts;
+
+static void pending_free(pending_alerts *p)
 {
-    if (clean != was_clean)
-        recon_webhook_closed(o->webhook, kind, subject, version, clean, verdict);
+    for (size_t i = 0; i < p->n; i++) {
+        free(p->a[i].subject);
+        cJSON_Delete(p->a[i].verdict);
+    }
+    free(p->a);
+    memset(p, 0, sizeof(*p));
+}
+
+/* The webhook on a change of verdict (a statement unclean where there was
+ * none or a clean one, clean where the last was unclean), held in *p. */
+static core_err_t alert(const recon_close_opts *o, pending_alerts *p, const char *kind,
+                        const char *subject, int version, bool clean, bool was_clean,
+                        const cJSON *verdict, char *errstr, size_t errstr_size)
+{
+    pending_alert *x;
+
+    if (clean == was_clean || !o->webhook)
+        return CORE_OK;
+    if (p->n == p->cap) {
+        size_t cap = p->cap ? p->cap * 2 : 8;
+        pending_alert *na = realloc(p->a, cap * sizeof(*na));
+
+        if (!na)
+            goto nomem;
+        p->a = na;
+        p->cap = cap;
+    }
+    x = &p->a[p->n];
+    x->kind = kind;
+    x->version = version;
+    x->clean = clean;
+    x->subject = strdup(subject);
+    x->verdict = cJSON_Duplicate(verdict, 1);
+    if (!x->subject || !x->verdict) {
+        free(x->subject);
+        cJSON_Delete(x->verdict);
+        goto nomem;
+    }
+    p->n++;
+    return CORE_OK;
+nomem:
+    core_errstr(errstr, errstr_size, "out of memory");
+    return CORE_ERR_NOMEM;
 }
 
 static void note(const char *kind, const char *subject, int version, bool clean,
@@ -250,8 +303,8 @@ static void note(const char *kind, const char *subject, int version, bool clean,
 }
 
 static core_err_t close_batches(PGconn *c, const recon_close_opts *o, const int64_t *wm,
-                                int64_t now, recon_close_stats *st, char *errstr,
-                                size_t errstr_size)
+                                int64_t now, recon_close_stats *st, pending_alerts *pa,
+                                char *errstr, size_t errstr_size)
 {
     char sql[700];
     const char *params[1] = { o->only_batch };
@@ -296,7 +349,8 @@ static core_err_t close_batches(PGconn *c, const recon_close_opts *o, const int6
         if (e == CORE_OK) {
             st->batches++;
             note("batch", batch, version, clean, st);
-            alert(o, "batch", batch, version, clean, was_clean, v);
+            e = alert(o, pa, "batch", batch, version, clean, was_clean, v, errstr,
+                      errstr_size);
         }
         cJSON_Delete(v);
     }
@@ -305,8 +359,8 @@ static core_err_t close_batches(PGconn *c, const recon_close_opts *o, const int6
 }
 
 static core_err_t close_windows(PGconn *c, const recon_close_opts *o, const int64_t *wm,
-                                int64_t now, recon_close_stats *st, char *errstr,
-                                size_t errstr_size)
+                                int64_t now, recon_close_stats *st, pending_alerts *pa,
+                                char *errstr, size_t errstr_size)
 {
     char sql[700], wms[24];
     snprintf(wms, sizeof(wms), "%" PRId64, o->window_ms);
@@ -351,7 +405,8 @@ static core_err_t close_windows(PGconn *c, const recon_close_opts *o, const int6
             snprintf(subj, sizeof(subj), "%s@%" PRId64, ds, start);
             st->windows++;
             note("window", subj, version, clean, st);
-            alert(o, "window", subj, version, clean, was_clean, w);
+            e = alert(o, pa, "window", subj, version, clean, was_clean, w, errstr,
+                      errstr_size);
         }
         cJSON_Delete(w);
     }
@@ -366,6 +421,7 @@ core_err_t recon_close_due(PGconn *c, const recon_close_opts *o, recon_close_sta
     char sql[200];
     core_err_t e;
     recon_close_stats st = { 0 };
+    pending_alerts pa = { 0 };
 
     if ((e = exec(c, "BEGIN", errstr, errstr_size)) != CORE_OK)
         return e;
@@ -374,12 +430,20 @@ core_err_t recon_close_due(PGconn *c, const recon_close_opts *o, recon_close_sta
              o->schema);
     if ((e = exec(c, sql, errstr, errstr_size)) != CORE_OK ||
         (e = load_watermarks(c, o->schema, wm, errstr, errstr_size)) != CORE_OK ||
-        (o->batches && (e = close_batches(c, o, wm, now, &st, errstr, errstr_size)) != CORE_OK) ||
-        (o->windows && (e = close_windows(c, o, wm, now, &st, errstr, errstr_size)) != CORE_OK) ||
+        (o->batches &&
+         (e = close_batches(c, o, wm, now, &st, &pa, errstr, errstr_size)) != CORE_OK) ||
+        (o->windows &&
+         (e = close_windows(c, o, wm, now, &st, &pa, errstr, errstr_size)) != CORE_OK) ||
         (e = exec(c, "COMMIT", errstr, errstr_size)) != CORE_OK) {
         exec(c, "ROLLBACK", NULL, 0);
+        pending_free(&pa); /* the statements are not written: no alert */
         return e;
     }
+    /* committed: the statements exist, their alerts may go */
+    for (size_t i = 0; i < pa.n; i++)
+        recon_webhook_closed(o->webhook, pa.a[i].kind, pa.a[i].subject, pa.a[i].version,
+                             pa.a[i].clean, pa.a[i].verdict);
+    pending_free(&pa);
     if (stats)
         *stats = st;
     return CORE_OK;

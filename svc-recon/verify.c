@@ -90,7 +90,10 @@ static core_err_t expected_stores(PGconn *c, const recon_verify_opts *o, const c
 }
 
 /* What the pipeline accepted last for each key of the batch's valid records
- * of the dataset: the newest valid event of the key in any batch. */
+ * of the dataset, and for each key a record of the batch moved away from
+ * (AuditEvent v3's old_key): the newest valid event of the key in any
+ * batch, where an UPDATE that moved a record away from the key counts as
+ * deleting it at that UPDATE's version (the sinks delete the old key). */
 typedef struct expect_set {
     PGresult *res;          /* the strings of e[] point into it */
     sinkcheck_expect *e;
@@ -102,24 +105,36 @@ static core_err_t load_expect(PGconn *c, const char *schema, const char *batch,
                               const char *dataset, expect_set *x, char *errstr,
                               size_t errstr_size)
 {
-    char sql[1600];
+    char sql[2600];
     const char *params[2] = { batch, dataset };
 
     memset(x, 0, sizeof(*x));
+    /* mv: the moves away from a key of bk, each with the version its
+     * record was accepted at (the validator's valid event of its id) */
     snprintf(sql, sizeof(sql),
-             "WITH bk AS (SELECT DISTINCT key FROM %s.events WHERE batch_id = $1 AND dataset = $2"
-             "  AND stage = 'validator' AND outcome = 'valid' AND key IS NOT NULL),"
+             "WITH bk AS (SELECT key FROM %s.events WHERE batch_id = $1 AND dataset = $2"
+             "  AND stage = 'validator' AND outcome = 'valid' AND key IS NOT NULL"
+             "  UNION SELECT old_key FROM %s.events WHERE batch_id = $1 AND dataset = $2"
+             "  AND old_key IS NOT NULL),"
+             " mo AS (SELECT DISTINCT m.old_key, m.id, m.batch_id FROM %s.events m"
+             "  JOIN bk ON bk.key = m.old_key WHERE m.dataset = $2 AND m.old_key IS NOT NULL),"
+             " mv AS (SELECT mo.old_key AS key, v.id, v.version, NULL::bytea AS content, v.ts_ms,"
+             "  'moved'::text AS outcome FROM mo JOIN %s.events v ON v.batch_id = mo.batch_id"
+             "  AND v.dataset = $2 AND v.id = mo.id AND v.stage = 'validator'"
+             "  AND v.outcome = 'valid'),"
              " ev AS (SELECT e.key, e.id, e.version, e.content, e.ts_ms, e.outcome"
              "  FROM %s.events e JOIN bk ON bk.key = e.key WHERE e.dataset = $2"
              "  AND ((e.stage = 'validator' AND e.outcome = 'valid')"
-             "   OR (e.stage = 'cache-feeder' AND e.outcome = 'deleted'))),"
+             "   OR (e.stage = 'cache-feeder' AND e.outcome = 'deleted'))"
+             "  UNION ALL SELECT * FROM mv),"
              " per AS (SELECT key, id, max(version) AS version,"
              "  (array_agg(content) FILTER (WHERE outcome = 'valid' AND content IS NOT NULL))[1]"
-             "   AS content, bool_or(outcome = 'deleted') AS del, bool_or(outcome = 'valid') AS acc,"
+             "   AS content, bool_or(outcome IN ('deleted', 'moved')) AS del,"
+             "  bool_or(outcome IN ('valid', 'moved')) AS acc,"
              "  max(ts_ms) AS ts FROM ev GROUP BY key, id)"
              " SELECT DISTINCT ON (key) key, id, coalesce(version, 0), encode(content, 'hex'), del"
              " FROM per WHERE acc ORDER BY key, version DESC NULLS LAST, ts DESC, id",
-             schema, schema);
+             schema, schema, schema, schema, schema);
     x->res = PQexecParams(c, sql, 2, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(x->res) != PGRES_TUPLES_OK) {
         pg_err(c, "query", errstr, errstr_size);

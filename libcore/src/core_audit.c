@@ -2,7 +2,8 @@
  *
  * Two encoders giving the same bytes: a direct one for the AuditEvent
  * layouts this file knows (proto/audit_event.avsc, id 201, and
- * audit_event_v2.avsc, id 202, which appends content_digest: checked field
+ * audit_event_v2.avsc, id 202, which appends content_digest, and
+ * audit_event_v3.avsc, id 203, which appends old_key: checked field
  * by field against the catalogue's schema when the publisher is made),
  * writing into a buffer reused for every event; and avro-c's generic one
  * for any other layout. */
@@ -24,9 +25,12 @@ static const struct {
     { "digest", "?string" },   { "ts", "long" },        { "topic", "?string" },
     { "partition", "?int" },   { "offset", "?long" },   { "reason", "?string" },
     { "line", "?long" },       { "version", "?long" },    { "content_digest", "?string" },
+    { "old_key", "?string" },
 };
-/* Version 1 (id 201) ends before content_digest. */
+/* Version 1 (id 201) ends before content_digest, version 2 (id 202)
+ * before old_key. */
 #define AUDIT_V1_FIELDS 14
+#define AUDIT_V2_FIELDS 15
 
 struct core_audit {
     core_kafka_producer_t *producer;
@@ -34,7 +38,7 @@ struct core_audit {
     const core_avro_schema_t *schema;
     avro_value_t value;       /* reused for every event (generic encoder) */
     bool direct;              /* the schema has audit_layout: encode directly */
-    size_t nfields;           /* of audit_layout the schema has (14 or 15) */
+    size_t nfields;           /* of audit_layout the schema has (14, 15 or 16) */
     uint8_t *buf;             /* the direct encoder's buffer, reused */
     size_t cap;
     char *topic;
@@ -52,8 +56,8 @@ static bool type_is(avro_schema_t t, const char *name)
     }
 }
 
-/* How many leading fields of audit_layout the schema is exactly (version 1
- * or 2), or 0. */
+/* How many leading fields of audit_layout the schema is exactly (version 1,
+ * 2 or 3), or 0. */
 static size_t layout_known(avro_schema_t s)
 {
     size_t i, n;
@@ -61,7 +65,7 @@ static size_t layout_known(avro_schema_t s)
     if (!s || avro_typeof(s) != AVRO_RECORD)
         return 0;
     n = avro_schema_record_size(s);
-    if (n != AUDIT_V1_FIELDS && n != CORE_ARRAY_SIZE(audit_layout))
+    if (n != AUDIT_V1_FIELDS && n != AUDIT_V2_FIELDS && n != CORE_ARRAY_SIZE(audit_layout))
         return 0;
     for (i = 0; i < n; i++) {
         const char *name = avro_schema_record_field_name(s, (int)i);
@@ -228,6 +232,11 @@ static core_err_t fill(core_audit_t *a, const core_audit_event *ev, char *errstr
             return CORE_ERR_INVALID;
         }
     }
+    if (avro_value_get_by_name(rec, "old_key", &f, NULL) == 0 &&
+        set_opt_str(rec, "old_key", ev->old_key)) {
+        core_errstr(errstr, errstr_size, "audit: cannot fill the event: %s", avro_strerror());
+        return CORE_ERR_INVALID;
+    }
     return CORE_OK;
 }
 
@@ -282,6 +291,7 @@ static core_err_t encode_direct(core_audit_t *a, const core_audit_event *ev, siz
     size_t l_stage = strlen(a->stage), l_out = strlen(ev->outcome);
     size_t l_topic = ev->topic ? strlen(ev->topic) : 0;
     size_t l_reason = ev->reason ? strlen(ev->reason) : 0;
+    size_t l_old = ev->old_key && a->nfields > AUDIT_V2_FIELDS ? strlen(ev->old_key) : 0;
     size_t need;
     uint32_t id = core_avro_schema_id(a->schema);
     uint8_t *p;
@@ -302,7 +312,7 @@ static core_err_t encode_direct(core_audit_t *a, const core_audit_event *ev, siz
     need = CORE_AVRO_WIRE_HEADER + CORE_ARRAY_SIZE(audit_layout) * 2 * VARINT_MAX + l_id +
            l_key + l_ds + l_batch + l_stage + l_out + (dg ? CORE_DIGEST_HEX_LEN : 0) +
            (cdg ? CORE_DIGEST_HEX_LEN : 0) +
-           l_topic + l_reason;
+           l_topic + l_reason + l_old;
     if (need > a->cap) {
         uint8_t *nb = realloc(a->buf, need);
 
@@ -335,6 +345,8 @@ static core_err_t encode_direct(core_audit_t *a, const core_audit_event *ev, siz
     p = put_opt_long(p, ev->version, false);
     if (a->nfields > AUDIT_V1_FIELDS)
         p = put_opt_str(p, cdg, cdg ? CORE_DIGEST_HEX_LEN : 0);
+    if (a->nfields > AUDIT_V2_FIELDS)
+        p = put_opt_str(p, ev->old_key, l_old);
     *lenp = (size_t)(p - a->buf);
     return CORE_OK;
 }

@@ -520,7 +520,7 @@ static void handle_message(core_sink_t *s, rd_kafka_message_t *m)
     if (r->data && s->pl->release)
         s->pl->release(s->ctx, r);
     r->data = NULL;
-    r->id = r->key = r->batch_id = NULL;
+    r->id = r->key = r->batch_id = r->old_key = NULL;
     r->has_digest = false;
     r->version = CORE_AUDIT_NONE;
     if (res != CORE_SINK_ERROR) {

@@ -97,6 +97,7 @@ static void emit_audit(core_sink_t *s, const core_sink_record *r, const char *ou
         ev.key = r->key;
         ev.batch_id = r->batch_id ? r->batch_id : "";
         ev.version = r->version;
+        ev.old_key = r->old_key;
     } else {
         /* no id of its own: named by where it sits */
         snprintf(idbuf, sizeof(idbuf), "%s:%" PRId32 ":%" PRId64, rd_kafka_topic_name(m->rkt),

@@ -768,6 +768,68 @@ START_TEST(full_method_replay_from_state_and_retention)
 }
 END_TEST
 
+/* Method full without the daemon: `svc-recon report` standalone keeps the
+ * .raw records too (the payload consumer's group, read to the end), so a
+ * later replay can take them from the state; a second report keeps nothing
+ * twice. A daemon whose payload consumer cannot be created exits 69 naming it. */
+START_TEST(full_method_payloads_kept_by_standalone_report)
+{
+    char batch[64], prefix[64], raw[128], topic[128], schema[100], sql[600], err[512];
+    char tflag[200], sflag[200], bflag[200], pflag[200], *out = NULL, *e2 = NULL;
+    const int n = 5;
+
+    snprintf(prefix, sizeof(prefix), "g%s_", tu_unique());
+    snprintf(raw, sizeof(raw), "%spayee.raw", prefix);
+    snprintf(topic, sizeof(topic), "audit.recon_fs_%s", tu_unique());
+    snprintf(schema, sizeof(schema), "recon_t_fs_%s", tu_unique());
+    snprintf(batch, sizeof(batch), "fs-%s", tu_unique());
+    tu_topic_create(raw, 2);
+    tu_topic_create(topic, 1);
+    produce_raw(raw, batch, n);
+    core_kafka_producer_t *p = tu_producer("5");
+    core_audit_t *ing = core_audit_new(p, cat, topic, "ingest", err, sizeof(err));
+    ck_assert(ing);
+    for (int i = 0; i < n; i++)
+        emit1(ing, batch, i, "published", raw, CORE_AUDIT_NONE);
+    ck_assert_int_eq((int)core_kafka_producer_flush(p, 30000), 0);
+    core_audit_free(ing);
+    core_kafka_producer_free(p);
+
+    snprintf(tflag, sizeof(tflag), "--audit.topic=%s", topic);
+    snprintf(sflag, sizeof(sflag), "--state.schema=%s", schema);
+    snprintf(bflag, sizeof(bflag), "--batch=%s", batch);
+    snprintf(pflag, sizeof(pflag), "--topic.prefix=%s", prefix);
+    char *argv[] = { (char *)tu_bin("svc-recon"), "report", bflag, "--json", tflag, sflag, pflag,
+                     "--method=payee:full", "--group.id=fs-report-test", "--log.level=warn",
+                     NULL };
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s.payloads WHERE batch_id = '%s'", schema,
+             batch);
+    for (int round = 0; round < 2; round++) {
+        int rc = tu_run_cmd(argv, tu_env(true), &out, &e2, 120000);
+        ck_assert_msg(rc == 0 || rc == 1, "report exit %d: %s", rc, e2);
+        free(out);
+        free(e2);
+        ck_assert_int_eq((long)tu_pg_count(sql), n); /* all kept, none twice */
+    }
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM %s.payloads WHERE batch_id = '%s' AND value = "
+             "convert_to('record 3', 'UTF8') AND key = convert_to('K0003', 'UTF8')",
+             schema, batch);
+    ck_assert_int_eq((long)tu_pg_count(sql), 1);
+
+    /* the daemon: a payload consumer that cannot be created is an exit, named */
+    char *dargv[] = { (char *)tu_bin("svc-recon"), tflag, sflag, pflag, "--method=payee:full",
+                      "--http.port=0", "--kafka.max.poll.interval.ms=1", NULL };
+    int drc = tu_run_cmd(dargv, tu_env(true), &out, &e2, 60000);
+    ck_assert_int_eq(drc, 69);
+    ck_assert_msg((out && strstr(out, "payload consumer")) || (e2 && strstr(e2, "payload consumer")),
+                  "not named: %s / %s", out, e2);
+    free(out);
+    free(e2);
+    tu_pg_drop_schema(schema);
+}
+END_TEST
+
 START_TEST(replay_missing_records_batch_becomes_clean)
 {
     daemon_t d = { 0 };
@@ -1097,6 +1159,7 @@ static Suite *api_suite(void)
     tcase_add_test(tc, no_tokens_file_401_every_route_open_when_asked);
     tcase_add_test(tc, audit_lag_and_windows_gauges);
     tcase_add_test(tc, full_method_replay_from_state_and_retention);
+    tcase_add_test(tc, full_method_payloads_kept_by_standalone_report);
     tcase_add_test(tc, replay_missing_records_batch_becomes_clean);
     tcase_add_test(tc, dashboard_shows_planted_records);
     suite_add_tcase(s, tc);

@@ -56,9 +56,12 @@ static double num(const cJSON *o, const char *a, const char *b)
     return x->valuedouble;
 }
 
+/* Called by pipeline() while the services still run (NULL: none). */
+typedef void (*more_fn)(run *r, const char *aflag);
+
 /* Run the file through the four services; the batch reconciles clean with
- * the sinks verified. */
-static void pipeline(run *r)
+ * the sinks verified; then more(), if given. */
+static void pipeline_more(run *r, more_fn more)
 {
     char aflag[200], bflag[200], *path;
     core_strbuf csv = { 0 };
@@ -126,6 +129,8 @@ static void pipeline(run *r)
     }
     ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "discrepancies")), 0);
     cJSON_Delete(j);
+    if (more)
+        more(r, aflag);
 
     tu_service_stop(ps);
     tu_service_stop(cf);
@@ -135,6 +140,11 @@ static void pipeline(run *r)
     unlink(epath);
     unlink(path);
     free(path);
+}
+
+static void pipeline(run *r)
+{
+    pipeline_more(r, NULL);
 }
 
 /* The one discrepancy of key k, or NULL; fails on a second one. */
@@ -250,6 +260,122 @@ START_TEST(verify_sinks_names_records_tampered_in_postgres_and_redis)
 }
 END_TEST
 
+/* ---- moves: an UPDATE with old_key moves a record to a new key ---------- */
+
+#define MOVES 3
+static const int moved_rows[MOVES] = { 10, 20, 30 };
+static char move_batch[64];
+
+/* The change file: MOVES records moved to new keys (a version above the
+ * batch's), through the running services; its batch reconciles clean with
+ * the sinks verified. */
+static void run_moves(run *r, const char *aflag)
+{
+    core_strbuf csv = { 0 };
+    char bflag[200], ipath[1024], *path, *out = NULL, *err = NULL;
+    run r2 = *r;
+
+    snprintf(move_batch, sizeof(move_batch), "mv%s", tu_unique());
+    snprintf(bflag, sizeof(bflag), "--batch-id=%s", move_batch);
+    core_strbuf_add(&csv, "payee_id,name,account_number,routing_number,country,currency,email,"
+                          "amount_limit,status,updated_at,op,version,old_key\n");
+    for (int m = 0; m < MOVES; m++) {
+        int i = moved_rows[m];
+        core_strbuf_addf(&csv, "W%s%06d,Payee %d,%d,021000021,US,USD,p%d@example.com,%d.50,"
+                               "ACTIVE,2026-11-01T10:00:00Z,UPDATE,4000000000000000000,V%s%06d\n",
+                         r->batch, i, i, 10000000 + i, i, i, r->batch, i);
+    }
+    path = tu_write_temp(csv.p);
+    core_strbuf_free(&csv);
+    snprintf(ipath, sizeof(ipath), "%s/bin/svc-ingest", tu_build_dir());
+    char *iargv[] = { ipath, "--dataset=payee", bflag, (char *)aflag, "--http.port=0",
+                      "--log.level=warn", path, NULL };
+    int irc = tu_run_cmd(iargv, tu_env(false), &out, &err, 60000);
+    ck_assert_msg(irc == 0, "svc-ingest exit %d: %s", irc, err);
+    free(out);
+    free(err);
+    snprintf(r2.batch, sizeof(r2.batch), "%s", move_batch);
+    cJSON *j = NULL;
+    int rc = -1;
+    int64_t deadline = core_mono_ms() + 90000;
+    while (core_mono_ms() < deadline) {
+        rc = report(&r2, NULL, &j);
+        if (rc == 0 && num(j, "counts", "delivered") == MOVES)
+            break;
+        cJSON_Delete(j);
+        j = NULL;
+        usleep(500000);
+    }
+    ck_assert_msg(j != NULL, "the change file never reconciled clean with its sinks (last "
+                  "exit %d)", rc);
+    cJSON_Delete(j);
+    char epath[1100];
+    snprintf(epath, sizeof(epath), "%s.errors.jsonl", path);
+    unlink(epath);
+    unlink(path);
+    free(path);
+}
+
+/* Records moved to new keys by a change file: the batch they left and the
+ * change file's batch verify clean (the old keys expected absent, not
+ * missing); an old key put back by hand in PostgreSQL and in Redis is
+ * named at that sink, exactly that key. */
+START_TEST(verify_sinks_moved_keys_expected_absent)
+{
+    run r, r2;
+    char sql[1024], oldk[96], newk[96];
+    cJSON *j;
+
+    pipeline_more(&r, run_moves);
+    r2 = r;
+    snprintf(r2.batch, sizeof(r2.batch), "%s", move_batch);
+    /* the batch the records left: still clean, its moved keys gone */
+    ck_assert_int_eq(report(&r, NULL, &j), 0);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "discrepancies")), 0);
+    cJSON_Delete(j);
+
+    snprintf(oldk, sizeof(oldk), "V%s%06d", r.batch, moved_rows[1]);
+    snprintf(newk, sizeof(newk), "W%s%06d", r.batch, moved_rows[1]);
+    snprintf(sql, sizeof(sql),
+             "CREATE TEMP TABLE t AS SELECT * FROM public.payee WHERE payee_id = '%s';"
+             "UPDATE t SET payee_id = '%s', tb_version = 7;"
+             "INSERT INTO public.payee SELECT * FROM t;", newk, oldk);
+    tu_pg_exec(sql);
+    redisContext *rc = redisConnect("127.0.0.1", 6379);
+    ck_assert(rc && !rc->err);
+    redisReply *rr = redisCommand(rc, "GET tb:payee:%s", newk);
+    ck_assert(rr && rr->type == REDIS_REPLY_STRING);
+    char *doc = strdup(rr->str);
+    freeReplyObject(rr);
+    rr = redisCommand(rc, "SET tb:payee:%s %s", oldk, doc);
+    ck_assert(rr && rr->type == REDIS_REPLY_STATUS);
+    freeReplyObject(rr);
+    free(doc);
+    redisFree(rc);
+
+    for (int b = 0; b < 2; b++) {
+        const cJSON *d;
+        int n = 0;
+
+        ck_assert_int_eq(report(b ? &r2 : &r, NULL, &j), 1);
+        ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "discrepancies")), 2);
+        cJSON_ArrayForEach(d, cJSON_GetObjectItem(j, "discrepancies"))
+        {
+            const char *v = cJSON_GetObjectItem(d, "verdict")->valuestring;
+            ck_assert_str_eq(cJSON_GetObjectItem(d, "key")->valuestring, oldk);
+            ck_assert_msg(!strcmp(v, "stale") || !strcmp(v, "unexpected"), "verdict %s", v);
+            n += !strcmp(cJSON_GetObjectItem(d, "sink")->valuestring, "postgres") ? 1 : 10;
+        }
+        ck_assert_int_eq(n, 11); /* one at postgres, one at redis */
+        cJSON_Delete(j);
+    }
+    snprintf(sql, sizeof(sql), "DELETE FROM public.payee WHERE tb_batch IN ('%s', '%s')"
+             " OR payee_id = '%s'", r.batch, move_batch, oldk);
+    tu_pg_exec(sql);
+    tu_pg_drop_schema(r.schema);
+}
+END_TEST
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -257,6 +383,7 @@ int main(void)
     TCase *tc = tcase_create("recon_verify");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, verify_sinks_names_records_tampered_in_postgres_and_redis);
+    tcase_add_test(tc, verify_sinks_moved_keys_expected_absent);
     suite_add_tcase(s, tc);
     int rc = tu_run(&s, 1);
     curl_global_cleanup();

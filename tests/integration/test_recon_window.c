@@ -226,6 +226,26 @@ START_TEST(windows_close_into_a_hash_chain_amended_after_late_events)
     char hook_flag[200], wsubj[96];
     snprintf(hook_flag, sizeof(hook_flag), "--alert.webhook.url=http://127.0.0.1:%d/hook",
              tu_hook_start(0));
+    /* first a close whose transaction fails at its COMMIT (a deferred
+     * trigger refuses the statements): nothing written, no alert sent */
+    {
+        char tsql[1024];
+        snprintf(tsql, sizeof(tsql),
+                 "CREATE FUNCTION %s.tb_refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                 "$f$BEGIN RAISE EXCEPTION 'refused at commit'; END$f$;"
+                 "CREATE CONSTRAINT TRIGGER tb_refuse AFTER INSERT ON %s.statements "
+                 "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION %s.tb_refuse();",
+                 schema, schema, schema);
+        tu_pg_exec(tsql);
+        int crc = recon(&out, "close", hook_flag, NULL);
+        ck_assert_msg(crc != 0 && crc != 1, "close with a failing COMMIT: exit %d", crc);
+        free(out);
+        usleep(300000);
+        ck_assert_int_eq(tu_hook_taken(), 0);
+        snprintf(tsql, sizeof(tsql), "DROP TRIGGER tb_refuse ON %s.statements;"
+                 "DROP FUNCTION %s.tb_refuse();", schema, schema);
+        tu_pg_exec(tsql);
+    }
     ck_assert_int_eq(recon(&out, "close", hook_flag, NULL), 0);
     ck_assert_msg(strstr(out, "closed: 2 batches, 2 windows"), "%s", out);
     free(out);

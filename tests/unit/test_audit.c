@@ -204,7 +204,7 @@ START_TEST(content_digest_in_v2_events)
 
     ck_assert_msg(a != NULL, "%s", err);
     ck_assert_uint_eq(core_avro_schema_id(core_avro_catalog_by_name(cat, "tributary.AuditEvent")),
-                      202);
+                      203);
     for (int i = 0; i < 2; i++) {
         char json[1024];
         cJSON *j, *got;

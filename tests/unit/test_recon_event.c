@@ -297,7 +297,7 @@ END_TEST
 static core_err_t fetch_ids(void *opaque, uint32_t id, char **json, char *errstr,
                             size_t errstr_size)
 {
-    const char *file = id == 9001 ? "audit_event.avsc" : id == 9002 ? "audit_event_v2.avsc"
+    const char *file = id == 9001 ? "audit_event.avsc" : id == 9002 ? "audit_event_v3.avsc"
                        : id == 9003 ? "payee.avsc" : NULL;
     char path[1024];
 
@@ -346,19 +346,20 @@ START_TEST(registry_ids_resolved_by_layout)
     ck_assert(recon_str_is(ev.batch_id, "b"));
     /* the fixed ids mean nothing here: 202 is refused */
     ck_assert_int_ne(recon_event_decode(buf, len, &ev, &why), 0);
-    /* v1 under another id: v2's bytes less the null content_digest */
+    /* v1 under another id: v3's bytes less the null content_digest and old_key */
     buf[3] = 9001 >> 8;
     buf[4] = 9001 & 0xff;
     ck_assert_int_eq(buf[len - 1], 0);
-    ck_assert_int_eq(recon_event_decode_ids(&ids, buf, len - 1, &ev, &why), 0);
-    ck_assert_int_ne(recon_event_decode_ids(&ids, buf, len, &ev, &why), 0); /* trailing byte */
+    ck_assert_int_eq(buf[len - 2], 0);
+    ck_assert_int_eq(recon_event_decode_ids(&ids, buf, len - 2, &ev, &why), 0);
+    ck_assert_int_ne(recon_event_decode_ids(&ids, buf, len - 1, &ev, &why), 0); /* trailing byte */
     /* another dataset's schema, an id the registry lacks: refused, named */
     buf[4] = 9003 & 0xff;
     ck_assert_int_ne(recon_event_decode_ids(&ids, buf, len, &ev, &why), 0);
     ck_assert_str_eq(why, "schema id is not tributary.AuditEvent's");
     buf[4] = 9004 & 0xff;
     ck_assert_int_ne(recon_event_decode_ids(&ids, buf, len, &ev, &why), 0);
-    ck_assert_int_eq(recon_audit_ids_version(&ids, 9002), 2);
+    ck_assert_int_eq(recon_audit_ids_version(&ids, 9002), 3);
     ck_assert_int_eq(recon_audit_ids_version(&ids, 9001), 1);
     ck_assert_int_eq(recon_audit_ids_version(&ids, 9003), 0);
     free(buf);

@@ -1,8 +1,9 @@
 /* core_audit.h — what a stage did with each record, published to
  * audit.events (schema tributary.AuditEvent, the catalogue's last version:
- * 202, proto/audit_event_v2.avsc) for svc-recon: id, key, dataset, batch,
- * stage, outcome, payload digest and content digest (the business fields
- * alone, core_avro_content_digest()).
+ * 203, proto/audit_event_v3.avsc) for svc-recon: id, key, dataset, batch,
+ * stage, outcome, payload digest, content digest (the business fields
+ * alone, core_avro_content_digest()) and the key an UPDATE moved the record
+ * away from (old_key).
  *
  * The events go through a producer the caller owns: a transactional
  * producer puts them in the same transaction as the records they describe,
@@ -45,11 +46,15 @@ typedef struct core_audit_event {
     const void *value;
     size_t value_len;
     const core_digest *content_digest; /* given: used instead of value */
+    /* An UPDATE that moves the record (meta.old_key, differing from key):
+     * the key it leaves, which the sinks delete. NULL otherwise; not written
+     * by a schema before version 3. */
+    const char *old_key;
 } core_audit_event;
 
 /* An event with every optional field absent. */
 #define CORE_AUDIT_EVENT_INIT { NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
-    CORE_AUDIT_NONE, CORE_AUDIT_NONE, NULL, CORE_AUDIT_NONE, CORE_AUDIT_NONE, 0, NULL, 0, NULL }
+    CORE_AUDIT_NONE, CORE_AUDIT_NONE, NULL, CORE_AUDIT_NONE, CORE_AUDIT_NONE, 0, NULL, 0, NULL, NULL }
 
 /**
  * @brief An audit publisher for one stage ("ingest", "validator", ...).

@@ -131,6 +131,9 @@ typedef struct core_sink_record {
      * data. id NULL: the engine names it "topic:partition:offset". */
     void *data;
     const char *id, *key, *batch_id;
+    const char *old_key;              /* an UPDATE moving the record away from
+                                       * this key (its audit event's old_key);
+                                       * NULL otherwise */
     int64_t version;                  /* CORE_AUDIT_NONE when unknown */
     core_digest digest;
     bool has_digest;                  /* false: the digest of the value bytes */
