@@ -109,6 +109,37 @@ EOF
     )
 }
 
+# sec_kafka_rotate USER: a new SCRAM-SHA-512 password for the service
+# principal USER, while everything runs: the broker's credential is altered
+# first (ConfigCommand as admin), then the secret file is replaced at once
+# (a new 0600 file renamed over it) and USER's Java client file rewritten.
+# Connections already authenticated stay up (the broker sets no
+# connections.max.reauth.ms); a service reads its *_file at start, so restart
+# it to connect with the new password (docs/SECURITY.md, "Rotation"). Not for
+# admin: the broker's own server.properties holds that one.
+sec_kafka_rotate() {
+    local u=${1:-} f new
+    case " $SEC_PRINCIPALS " in
+        *" $u "*) [ "$u" != admin ] || die "kafka-rotate: not the admin (the broker's server.properties holds it)" ;;
+        *) die "kafka-rotate: no such principal '$u' (one of: $SEC_PRINCIPALS)" ;;
+    esac
+    f=$SEC_SECRETS/kafka-$u.password
+    [ -s "$f" ] || die "kafka-rotate: $f missing: is the secure set up?"
+    ( umask 077
+      openssl rand -base64 48 | LC_ALL=C tr -dc 'A-Za-z0-9' | cut -c1-32 | tr -d '\n' >"$f.new" ) ||
+        die "kafka-rotate: could not write $f.new"
+    new=$(cat "$f.new")
+    [ "${#new}" -ge 30 ] || { rm -f "$f.new"; die "kafka-rotate: short random password"; }
+    kafka_java -Dlog4j.configuration="file:$HERE/kafka-tools-log4j.properties" \
+        kafka.admin.ConfigCommand --bootstrap-server "127.0.0.1:$SEC_KAFKA_PORT" \
+        --command-config "$SEC_DIR/admin.properties" --alter --entity-type users --entity-name "$u" \
+        --add-config "SCRAM-SHA-512=[iterations=4096,password=$new]" >>"$LOG_DIR/kafka-secure-rotate.log" 2>&1 ||
+        { rm -f "$f.new"; tail_log "$LOG_DIR/kafka-secure-rotate.log"; die "kafka-rotate: altering the credential of $u failed"; }
+    mv "$f.new" "$f"
+    sec_kafka_client_props "$u" "$SEC_DIR/kafka-$u.properties"
+    say "secure kafka: the password of $u rotated (the broker's credential, $f); restart the services that use it"
+}
+
 # sec_kafka_answers: the admin gets metadata over SASL_SSL with the CA verified.
 sec_kafka_answers() {
     local out

@@ -14,6 +14,9 @@
 #              batch in any log line (debug, librdkafka's debug contexts),
 #              errors file, /metrics, HTTP error body or DLQ header
 #              (leak_scan.py).
+#   rotation   the Kafka passwords of ingest and validator rotated while the
+#              pipeline runs (stack.sh kafka-rotate), the validator
+#              restarted mid-batch: every record exactly once.
 #   refusals   (see the cases below): each refused by its server, reported in
 #              one line naming the server and the setting, exit 78 (a refused
 #              configuration) or 69/readiness as for any dependency failure.
@@ -228,6 +231,65 @@ if [ "$scan_rc" = 0 ] && [ "$pii_rc" = 65 ] && [ "${nerr:-0}" -ge 2 ] && [ "$ndl
 else
     fail "secrets or personal data in the pipeline's output (scan exit $scan_rc; ingest exit $pii_rc, want 65; $nerr errors-file lines, $ndlq DLQ records of p$run-, $nkd librdkafka lines, $nhttp error bodies)" \
         "${scan:-}"
+fi
+
+# ---- rotation ----------------------------------------------------------------
+# The Kafka passwords of ingest and validator rotated while the pipeline runs
+# (deploy/local/stack.sh kafka-rotate USER --secure: the broker's credential,
+# then the secret file): the old password is refused at once; the running
+# validator goes on over its authenticated connections; svc-ingest (a run per
+# file) reads the new file; the validator is restarted in the middle of a
+# batch (SIGTERM, then the same group and transactional id) and reads the new
+# file. Every record of the three batches exactly once on payee.valid and in
+# PostgreSQL.
+rot_can_connect() { # USER PASSWORD: kcat gets metadata as USER
+    timeout 20 kcat -L -b "$STACK_SECURE_KAFKA_BOOTSTRAP" -X security.protocol=SASL_SSL \
+        -X sasl.mechanisms=SCRAM-SHA-512 -X sasl.username="$1" -X sasl.password="$2" \
+        -X ssl.ca.location="$ca" -m 10 -t audit.events >/dev/null 2>&1
+}
+rot_ingest() { # BATCH FILE
+    # shellcheck disable=SC2046
+    "$build/bin/svc-ingest" --http.port 0 --dataset payee --batch.id "$1" $(kafka ingest) "$2" \
+        >>"$work/rot-ingest.out" 2>>"$work/rot-ingest.log"
+}
+rrows=${SECURE_ROT_ROWS:-2000}
+for b in a b c; do
+    python3 deploy/local/gen_payees.py --rows "$rrows" --changes 0 --bad-share 0 --prefix "r$run-$b" \
+        --seed 13 "$work/rot-$b.csv" "$work/rot-$b-changes.csv" >/dev/null
+done
+rot_err=()
+old_ing=$(cat "$sec/kafka-ingest.password") old_val=$(cat "$sec/kafka-validator.password")
+rot_ingest "$run-ra" "$work/rot-a.csv" || rot_err+=("ingest of batch a (old password) failed")
+for u in ingest validator; do
+    deploy/local/stack.sh kafka-rotate "$u" --secure >>"$work/rot.out" 2>&1 || rot_err+=("kafka-rotate $u failed")
+done
+[ "$(cat "$sec/kafka-ingest.password")" != "$old_ing" ] || rot_err+=("the ingest password file did not change")
+rot_can_connect validator "$old_val" && rot_err+=("the old validator password still accepted")
+rot_can_connect validator "$(cat "$sec/kafka-validator.password")" || rot_err+=("the new validator password refused")
+rot_ingest "$run-rb" "$work/rot-b.csv" || rot_err+=("ingest of batch b (new password) failed")
+# the validator restarted right after batch b is written (its records in flight)
+kill -TERM "${pids[0]}" 2>/dev/null; wait "${pids[0]}" 2>/dev/null || true
+mv "$work/svc-validator.log" "$work/svc-validator-before-rotation.log"
+# shellcheck disable=SC2046
+start svc-validator "$p_val" --dataset payee --group.id "tributary-validator-$run" \
+    --transactional.id "svc-validator-$run" --commit.interval.ms 200 $(kafka validator)
+for _ in $(seq 1 300); do [ "$(code "$p_val" /readyz)" = 200 ] && break; sleep 0.2; done
+[ "$(code "$p_val" /readyz)" = 200 ] || rot_err+=("the validator restarted with the new password never ready")
+rot_ingest "$run-rc" "$work/rot-c.csv" || rot_err+=("ingest of batch c failed")
+rwant=$((3 * rrows))
+rot_pg() { pg_admin_count "SELECT count(*) FROM public.payee WHERE payee_id LIKE 'r$run-%'"; }
+deadline=$((SECONDS + ${SECURE_WAIT_SECS:-120}))
+while [ "$(rot_pg)" -lt "$rwant" ] && [ "$SECONDS" -lt "$deadline" ]; do sleep 1; done
+kcat_admin -t payee.valid -f '%k\n' | grep "^r$run-" >"$work/rot.keys" || true
+rnv=$(grep -c . "$work/rot.keys" || true)
+rnu=$(sort -u "$work/rot.keys" | grep -c . || true)
+rnp=$(rot_pg)
+if [ ${#rot_err[@]} -eq 0 ] && [ "$rnv" -eq "$rwant" ] && [ "$rnu" -eq "$rwant" ] && [ "$rnp" -eq "$rwant" ]; then
+    pass "rotation: ingest and validator passwords rotated while running (old one refused), validator restarted mid-batch: $rwant records exactly once on payee.valid and in PostgreSQL"
+else
+    fail "rotation: ${rot_err[*]:-} of $rwant records: $rnv on payee.valid ($rnu keys), $rnp in PostgreSQL" \
+        "validator: $(grep -v '"level":"\(debug\|info\)"' "$work/svc-validator.log" | tail -2 | cut -c1-300 | tr '\n' ' ')" \
+        "ingest: $(tail -2 "$work/rot-ingest.log" | cut -c1-300 | tr '\n' ' ')"
 fi
 
 # ---- refusals --------------------------------------------------------------
