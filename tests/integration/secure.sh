@@ -17,6 +17,8 @@
 #   rotation   the Kafka passwords of ingest and validator rotated while the
 #              pipeline runs (stack.sh kafka-rotate), the validator
 #              restarted mid-batch: every record exactly once.
+#   redis tls  svc-cache-feeder through a stunnel client sidecar to the
+#              secure Redis's tls-port: the batch's keys in Redis.
 #   refusals   (see the cases below): each refused by its server, reported in
 #              one line naming the server and the setting, exit 78 (a refused
 #              configuration) or 69/readiness as for any dependency failure.
@@ -290,6 +292,55 @@ else
     fail "rotation: ${rot_err[*]:-} of $rwant records: $rnv on payee.valid ($rnu keys), $rnp in PostgreSQL" \
         "validator: $(grep -v '"level":"\(debug\|info\)"' "$work/svc-validator.log" | tail -2 | cut -c1-300 | tr '\n' ' ')" \
         "ingest: $(tail -2 "$work/rot-ingest.log" | cut -c1-300 | tr '\n' ' ')"
+fi
+
+# ---- Redis over TLS through a stunnel sidecar -------------------------------
+# hiredis 0.14 speaks no TLS: svc-cache-feeder speaks plaintext to a stunnel
+# client on loopback, which speaks TLS (the stack's CA verified, the server's
+# IP checked) to the secure Redis's tls-port. One run: the batch's keys in
+# Redis under a prefix of their own.
+read -r p_tun p_tfeed < <(python3 -c '
+import socket
+ss = [socket.socket() for _ in range(2)]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in ss))')
+cat >"$work/stunnel.conf" <<EOF
+foreground = yes
+pid =
+output = $work/stunnel.log
+debug = info
+[redis]
+client = yes
+accept = 127.0.0.1:$p_tun
+connect = 127.0.0.1:$STACK_SECURE_REDIS_TLS_PORT
+CAfile = $ca
+verifyChain = yes
+checkIP = 127.0.0.1
+EOF
+tls_err=()
+if ! command -v stunnel >/dev/null; then
+    tls_err+=("stunnel is not installed (deploy/local/deps.sh: stunnel4)")
+else
+    stunnel "$work/stunnel.conf" </dev/null >/dev/null 2>&1 &
+    pids+=($!)
+    for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$p_tun") 2>/dev/null && break; sleep 0.1; done
+    # shellcheck disable=SC2046
+    start svc-cache-feeder "$p_tfeed" --dataset payee --group.id "tributary-cache-feeder-$run-tls" \
+        --cache.prefix "$cprefix-tls" --redis.host 127.0.0.1 --redis.port "$p_tun" --redis.user cache-feeder \
+        --redis.password_file "$sec/redis-cache-feeder.password" $(kafka cache-feeder)
+    mv "$work/svc-cache-feeder.log" "$work/tls-feeder.log" 2>/dev/null || true
+fi
+tls_count() { redis_admin --scan --pattern "$cprefix-tls:payee:$run-*" 2>/dev/null | grep -c . || true; }
+deadline=$((SECONDS + ${SECURE_WAIT_SECS:-120}))
+while [ ${#tls_err[@]} -eq 0 ] && [ "$(tls_count)" -lt "$rows" ] && [ "$SECONDS" -lt "$deadline" ]; do sleep 1; done
+ntls=$(tls_count)
+if [ ${#tls_err[@]} -eq 0 ] && [ "$ntls" -eq "$rows" ] && grep -q 'connected remote server' "$work/stunnel.log" 2>/dev/null &&
+        grep -q 'Certificate accepted' "$work/stunnel.log" 2>/dev/null; then
+    pass "Redis over TLS: svc-cache-feeder through a stunnel sidecar (CA and IP verified) to tls-port $STACK_SECURE_REDIS_TLS_PORT: $rows keys of the batch in Redis"
+else
+    fail "Redis over TLS: ${tls_err[*]:-} $ntls of $rows keys" \
+        "stunnel: $(tail -3 "$work/stunnel.log" 2>/dev/null | tr '\n' ' ')" \
+        "cache-feeder: $(grep -v '"level":"\(debug\|info\)"' "$work/tls-feeder.log" 2>/dev/null | tail -2 | cut -c1-300 | tr '\n' ' ')"
 fi
 
 # ---- refusals --------------------------------------------------------------
