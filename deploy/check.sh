@@ -151,6 +151,10 @@ for c in svc-validator svc-cache-feeder svc-persister svc-recon; do
 done
 helm_t "svc-ingest (production)" "$work/out/svc-ingest-prod.yaml" helm/svc-ingest -f helm/ci/production-ingest.yaml
 helm_t "svc-ingest spool.type=pvc" "$work/out/svc-ingest-pvc.yaml" helm/svc-ingest --set spool.type=pvc
+helm_t "svc-cache-feeder redisTls (stunnel sidecar)" "$work/out/svc-cache-feeder-redistls.yaml" helm/svc-cache-feeder \
+    --set redisTls.enabled=true --set redisTls.connect=redis-tls.data:6380 --set redisTls.caSecretName=redis-ca \
+    --set redisTls.image.repository=registry.example/stunnel --set redisTls.image.tag=5.68 \
+    --set 'config.redis\.host=127.0.0.1' --set 'config.redis\.port=6380'
 helm_t "tributary (defaults)" "$work/out/tributary-defaults.yaml" "$work/helm/tributary"
 helm_t "tributary (production)" "$work/out/tributary-prod.yaml" "$work/helm/tributary" -f helm/ci/production-umbrella.yaml
 
@@ -163,6 +167,9 @@ refuse "maxReplicas above the partitions (KEDA)" "above autoscaling.partitions" 
     -f helm/ci/production.yaml --set autoscaling.partitions=6
 refuse "KEDA for svc-ingest (no consumer group)" "no consumer group" helm/svc-ingest \
     --set autoscaling.enabled=true --set autoscaling.keda.enabled=true
+refuse "redisTls without redis.host pointing at the sidecar" "speaks plaintext to its stunnel sidecar" helm/svc-cache-feeder \
+    --set redisTls.enabled=true --set redisTls.connect=redis-tls.data:6380 --set redisTls.caSecretName=redis-ca \
+    --set redisTls.image.repository=registry.example/stunnel --set redisTls.image.tag=5.68
 refuse "a mongodb.uri with credentials in config:" "holds credentials" helm/svc-persister \
     --set 'config.mongodb\.uri=mongodb://u:p@h/'
 wait
@@ -186,6 +193,11 @@ n=$(grep -c 'pg.conninfo = host=pg-rw.data' "$work/out/tributary-prod.yaml" || t
 n=$(grep -c 'name: TB_REDIS_PASSWORD_FILE' "$work/out/tributary-prod.yaml" || true)
 [ "$n" -eq 2 ] || bad "the global redis.password secret reached $n services, want 2 (validator, cache-feeder)"
 
+f=$work/out/svc-cache-feeder-redistls.yaml
+grep -q '^        - name: stunnel$' "$f" && grep -q 'checkHost = redis-tls.data$' "$f" &&
+    grep -q 'redis.host = 127.0.0.1$' "$f" && grep -q 'secretName: redis-ca$' "$f" ||
+    bad "redisTls: no stunnel sidecar (with its CA Secret and checkHost) in $f"
+grep -q 'name: stunnel$' "$work/out/svc-cache-feeder-defaults.yaml" && bad "a stunnel sidecar with redisTls off"
 "$TB_KUBECONFORM" -strict -summary -output text \
     -kubernetes-version "$TB_K8S_VERSION" \
     -schema-location "$TB_K8S_SCHEMAS/{{ .ResourceKind }}{{ .KindSuffix }}.json" \

@@ -20,6 +20,7 @@ REQUIRED_PKGS=(
     libavro-dev libcurl4-openssl-dev check libsubunit-dev libmicrohttpd-dev
     libcsv-dev uuid-dev libssl-dev zlib1g-dev libpq-dev libmariadb-dev
     redis-server redis-tools postgresql postgresql-client mariadb-server kcat
+    stunnel4
     procps psmisc iproute2 ca-certificates
     chromium chromium-driver
     prometheus

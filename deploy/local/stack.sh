@@ -18,6 +18,8 @@
 #        stack.sh redis-stop | redis-start | pg-stop | pg-start | ferretdb-stop | ferretdb-start
 #        stack.sh mariadb-stop | mariadb-start          MariaDB alone (outage tests)
 #        stack.sh registry-stop | registry-start      the Schema Registry alone
+#        stack.sh kafka-rotate USER        the secure Kafka: a new SCRAM password for service principal
+#                                          USER (broker credential, then its secret file; stack-secure.sh)
 #        stack.sh kafka-class CLASS [ARGS] run a Kafka tool class with the broker's class path
 #                                          (e.g. org.apache.kafka.tools.TopicCommand --list ...)
 #
@@ -1190,6 +1192,7 @@ main() {
         kafka-stop)     prepare_dirs; cmd_kafka_stop "${args[@]}" ;;
         kafka-start)    prepare_dirs; cmd_kafka_start "${args[@]}" ;;
         kafka-class)    prepare_dirs; cmd_kafka_class "${args[@]}" ;;
+        kafka-rotate)   prepare_dirs; sec_kafka_alive || die "kafka-rotate: the secure Kafka is not running"; sec_kafka_rotate "${args[@]}" ;;
         redis-stop)     redis_stop ;;
         redis-start)    prepare_dirs; redis_start; redis_wait ;;
         pg-stop)        pg_stop ;;

@@ -468,19 +468,25 @@ static enum MHD_Result dispatch(core_http_t *h, struct MHD_Connection *conn, req
     mk = match_route(h, method, url, &r, allow, sizeof(allow));
     pthread_rwlock_unlock(&h->lock);
 
+    /* An error body names the method and the route pattern, never the
+     * path asked for: a path may hold a key or a personal value, and error
+     * bodies end up in clients' and proxies' logs (docs/SECURITY.md). */
     if (mk == MATCH_NONE && !atomic_load(&h->set_up)) {
         /* the route may be one the service has not added yet: not a 404 */
-        body = json_error("starting: %s %s is not served yet, retry", method, url);
+        body = json_error("starting: %s of this path (%zu bytes, not echoed) is not served yet, "
+                          "retry", method, strlen(url));
         return send_response(h, conn, st, UNMATCHED, 503, JSON_TYPE, body,
                              body ? strlen(body) : 0, NULL);
     }
     if (mk == MATCH_NONE) {
-        body = json_error("no route for %s %s", method, url);
+        body = json_error("no route for %s of this path (%zu bytes, not echoed)", method,
+                          strlen(url));
         return send_response(h, conn, st, UNMATCHED, 404, JSON_TYPE, body,
                              body ? strlen(body) : 0, NULL);
     }
     if (mk == MATCH_METHOD) {
-        body = json_error("method %s not allowed for %s (allowed: %s)", method, url, allow);
+        body = json_error("method %s not allowed for %s (allowed: %s)", method, r->pattern,
+                          allow);
         return send_response(h, conn, st, r->pattern, 405, JSON_TYPE, body,
                              body ? strlen(body) : 0, allow);
     }

@@ -9,6 +9,16 @@
 # Cases (one line each, then "N passed, N failed"):
 #   pipeline   ingest → validator → cache-feeder → persister: every record of
 #              the batch on payee.valid, in Redis and in PostgreSQL.
+#   leaks      a second batch with bad lines and rule breaks on personal
+#              fields; no secret, private key or personal value of either
+#              batch in any log line (debug, librdkafka's debug contexts),
+#              errors file, /metrics, HTTP error body or DLQ header
+#              (leak_scan.py).
+#   rotation   the Kafka passwords of ingest and validator rotated while the
+#              pipeline runs (stack.sh kafka-rotate), the validator
+#              restarted mid-batch: every record exactly once.
+#   redis tls  svc-cache-feeder through a stunnel client sidecar to the
+#              secure Redis's tls-port: the batch's keys in Redis.
 #   refusals   (see the cases below): each refused by its server, reported in
 #              one line naming the server and the setting, exit 78 (a refused
 #              configuration) or 69/readiness as for any dependency failure.
@@ -94,21 +104,25 @@ start() { # NAME PORT ARGS...
 code() { curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$1$2" 2>/dev/null || true; }
 
 # ---- pipeline ----------------------------------------------------------------
+# librdkafka's own debug contexts on top of log.level debug: SASL/TLS
+# handshakes, broker state, protocol requests and message-level lines, the
+# ones that would show credentials or payloads if any could.
+kdebug=(--kafka.debug "${SECURE_KAFKA_DEBUG:-security,broker,protocol,msg}")
 
 rows=${SECURE_ROWS:-200}
 python3 deploy/local/gen_payees.py --rows "$rows" --changes 0 --bad-share 0 --prefix "$run-" --seed 11 \
     "$work/payees.csv" "$work/changes.csv" >/dev/null
 # shellcheck disable=SC2046
 start svc-validator "$p_val" --dataset payee --group.id "tributary-validator-$run" \
-    --transactional.id "svc-validator-$run" --commit.interval.ms 200 $(kafka validator)
+    --transactional.id "svc-validator-$run" --commit.interval.ms 200 $(kafka validator) "${kdebug[@]}"
 # shellcheck disable=SC2046
 start svc-cache-feeder "$p_feed" --dataset payee --group.id "tributary-cache-feeder-$run" \
-    --cache.prefix "$cprefix" $(redis cache-feeder) $(kafka cache-feeder)
+    --cache.prefix "$cprefix" $(redis cache-feeder) $(kafka cache-feeder) "${kdebug[@]}"
 # shellcheck disable=SC2046
 start svc-persister "$p_pers" --dataset payee --sink postgres --create.tables \
     --group.id "svc-persister-$run" --batch.timeout.ms 200 \
     --pg.conninfo "$pgconn" --pg.sslmode verify-full --pg.password_file "$sec/pg-persister.password" \
-    $(kafka persister)
+    $(kafka persister) "${kdebug[@]}"
 
 ready=1
 for sp in "svc-validator:$p_val" "svc-cache-feeder:$p_feed" "svc-persister:$p_pers"; do
@@ -137,7 +151,7 @@ pg_count() { pg_admin_count "SELECT count(*) FROM public.payee WHERE payee_id LI
 if [ "$ready" = 1 ]; then
     # shellcheck disable=SC2046
     if ! "$build/bin/svc-ingest" --http.port 0 --log.level debug --dataset payee --batch.id "$run" $(kafka ingest) \
-            "$work/payees.csv" >"$work/ingest.out" 2>"$work/ingest.log"; then
+            "${kdebug[@]}" "$work/payees.csv" >"$work/ingest.out" 2>"$work/ingest.log"; then
         fail "pipeline: svc-ingest as ingest failed" "$(tail -3 "$work/ingest.log" | tr '\n' ' ')"
     else
         deadline=$((SECONDS + ${SECURE_WAIT_SECS:-120}))
@@ -159,23 +173,174 @@ if [ "$ready" = 1 ]; then
     fi
 fi
 
-# No password of the stack in what the pipeline's services wrote (debug
-# logging), nor in their /metrics pages.
+# ---- no secret, no personal datum in any output ----------------------------
+# A second batch (keys p<run>-) with bad lines (ingest's errors file) and
+# records the rules refuse (the DLQ), some of them on personal fields
+# (tb.personal in proto/payee.avsc: name, account_number, email). Then every
+# output is searched (tests/integration/leak_scan.py, which checks itself on
+# a planted needle of each kind first) for each secret file of the stack, each
+# private key, and each personal value of both batches: the services' logs at
+# log.level debug with librdkafka's debug contexts, svc-ingest's output and
+# errors file, /metrics, the error bodies of bad requests to each HTTP port,
+# and the headers of the batch's dead-letter records.
+python3 deploy/local/gen_payees.py --rows 40 --changes 0 --bad-share 0.5 --prefix "p$run-" --seed 7 \
+    "$work/pii.csv" "$work/pii-changes.csv" >/dev/null
+long_name=$(printf 'Longname%.0s' $(seq 1 20))
+cat >>"$work/pii.csv" <<EOF
+p$run-90000001,Pia Privacy-Example,AB-12 3456789,021000021,US,USD,pia.privacy@example.com,100.00,ACTIVE,2026-11-02T10:00:00Z,1000000
+p$run-90000002,$long_name Smith,55501234,021000021,US,USD,,100.00,ACTIVE,2026-11-02T10:00:00Z,1000000
+p$run-90000003,Quentin Quiet-Example,55509876,021000021,US,USD,not-an-address-quentin,100.00,ACTIVE,2026-11-02T10:00:00Z,1000000
+p$run-90000004,Rhea Rowcount-Example,55504321,021000021,US,USD
+p$run-90000005,Sven Stray-Example,55506789,021000021,US,USD,sven@example.com,ten,ACTIVE,2026-11-02T10:00:00Z,1000000
+EOF
+pii_rc=0
+# shellcheck disable=SC2046
+"$build/bin/svc-ingest" --http.port 0 --log.level debug --dataset payee --batch.id "$run-pii" $(kafka ingest) \
+    "${kdebug[@]}" "$work/pii.csv" >"$work/ingest-pii.out" 2>"$work/ingest-pii.log" || pii_rc=$?
+dlq_pii() { kcat_admin -t payee.dlq -f '%k\t%h\n' | grep "^p$run-" || true; }
+deadline=$((SECONDS + 60))
+while [ "$(dlq_pii | grep -c "^p$run-9000000[123]")" -lt 3 ] && [ "$SECONDS" -lt "$deadline" ]; do sleep 1; done
+dlq_pii >"$work/dlq.headers"
+
+# Bad requests to each service's HTTP port, personal values in the path, the
+# query string and the body (a 404, a 405, a query the route does not take).
+pv_name="Pia Privacy-Example" pv_acct=55509876 pv_mail=pia.privacy@example.com
 for sp in "svc-validator:$p_val" "svc-cache-feeder:$p_feed" "svc-persister:$p_pers"; do
-    curl -s --max-time 5 "http://127.0.0.1:${sp##*:}/metrics" >"$work/${sp%%:*}.metrics" 2>/dev/null || true
-done
-leaks=()
-for f in "$sec"/*; do
-    for o in "$work"/svc-*.log "$work"/ingest.log "$work"/ingest.out "$work"/*.metrics; do
-        [ -e "$o" ] || continue
-        grep -qF -- "$(cat "$f")" "$o" && leaks+=("${f##*/} in ${o##*/}")
+    n=${sp%%:*} port=${sp##*:} i=0
+    for req in "GET /payee/${pv_name// /%20}" "GET /payees?account=$pv_acct&email=$pv_mail" \
+               "POST /metrics?name=${pv_name// /%20}" "DELETE /readyz/$pv_acct" "PUT /healthz?x=$pv_mail"; do
+        i=$((i + 1))
+        curl -s --max-time 2 -X "${req%% *}" -d "{\"account_number\":\"$pv_acct\"}" \
+            -w '\n%{http_code}\n' "http://127.0.0.1:$port${req#* }" >"$work/http-$n-$i.body" 2>/dev/null || true
     done
+    curl -s --max-time 5 "http://127.0.0.1:$port/metrics" >"$work/$n.metrics" 2>/dev/null || true
 done
-nlines=$(cat "$work"/svc-*.log "$work"/ingest.log 2>/dev/null | wc -l)
-if [ ${#leaks[@]} -eq 0 ] && [ "$nlines" -gt 0 ]; then
-    pass "no secret in the pipeline's $nlines log lines (debug) and /metrics pages"
+
+outputs=("$work"/svc-*.log "$work"/ingest*.log "$work"/ingest*.out "$work"/*.metrics "$work"/http-*.body
+         "$work/dlq.headers")
+[ -e "$work/pii.csv.errors.jsonl" ] && outputs+=("$work/pii.csv.errors.jsonl")
+nlines=$(cat "$work"/svc-*.log "$work"/ingest*.log 2>/dev/null | wc -l)
+nkd=$(cat "$work"/svc-*.log "$work"/ingest*.log 2>/dev/null | grep -c '"component":"librdkafka"' || true)
+ndlq=$(grep -c . "$work/dlq.headers" || true)
+nerr=$(grep -c . "$work/pii.csv.errors.jsonl" 2>/dev/null || true)
+nhttp=$(cat "$work"/http-*.body 2>/dev/null | grep -cx '4[0-9][0-9]' || true)
+scan_rc=0
+scan=$(python3 tests/integration/leak_scan.py --secret "$sec"/* --key "${ca%/*}"/*.key \
+    --personal "proto/payee.avsc:$work/payees.csv" "proto/payee.avsc:$work/pii.csv" -- "${outputs[@]}") || scan_rc=$?
+if [ "$scan_rc" = 0 ] && [ "$pii_rc" = 65 ] && [ "${nerr:-0}" -ge 2 ] && [ "$ndlq" -ge 3 ] &&
+        [ "$nkd" -gt 0 ] && [ "$nhttp" -ge 15 ]; then
+    pass "no secret, key or personal value in $nlines log lines (debug; $nkd of librdkafka's own), /metrics, $nhttp HTTP error bodies, $nerr errors-file lines, $ndlq DLQ header sets"
 else
-    fail "secrets in the pipeline's output: ${leaks[*]:-no log lines at all}"
+    fail "secrets or personal data in the pipeline's output (scan exit $scan_rc; ingest exit $pii_rc, want 65; $nerr errors-file lines, $ndlq DLQ records of p$run-, $nkd librdkafka lines, $nhttp error bodies)" \
+        "${scan:-}"
+fi
+
+# ---- rotation ----------------------------------------------------------------
+# The Kafka passwords of ingest and validator rotated while the pipeline runs
+# (deploy/local/stack.sh kafka-rotate USER --secure: the broker's credential,
+# then the secret file): the old password is refused at once; the running
+# validator goes on over its authenticated connections; svc-ingest (a run per
+# file) reads the new file; the validator is restarted in the middle of a
+# batch (SIGTERM, then the same group and transactional id) and reads the new
+# file. Every record of the three batches exactly once on payee.valid and in
+# PostgreSQL.
+rot_can_connect() { # USER PASSWORD: kcat gets metadata as USER
+    timeout 20 kcat -L -b "$STACK_SECURE_KAFKA_BOOTSTRAP" -X security.protocol=SASL_SSL \
+        -X sasl.mechanisms=SCRAM-SHA-512 -X sasl.username="$1" -X sasl.password="$2" \
+        -X ssl.ca.location="$ca" -m 10 -t audit.events >/dev/null 2>&1
+}
+rot_ingest() { # BATCH FILE
+    # shellcheck disable=SC2046
+    "$build/bin/svc-ingest" --http.port 0 --dataset payee --batch.id "$1" $(kafka ingest) "$2" \
+        >>"$work/rot-ingest.out" 2>>"$work/rot-ingest.log"
+}
+rrows=${SECURE_ROT_ROWS:-2000}
+for b in a b c; do
+    python3 deploy/local/gen_payees.py --rows "$rrows" --changes 0 --bad-share 0 --prefix "r$run-$b" \
+        --seed 13 "$work/rot-$b.csv" "$work/rot-$b-changes.csv" >/dev/null
+done
+rot_err=()
+old_ing=$(cat "$sec/kafka-ingest.password") old_val=$(cat "$sec/kafka-validator.password")
+rot_ingest "$run-ra" "$work/rot-a.csv" || rot_err+=("ingest of batch a (old password) failed")
+for u in ingest validator; do
+    deploy/local/stack.sh kafka-rotate "$u" --secure >>"$work/rot.out" 2>&1 || rot_err+=("kafka-rotate $u failed")
+done
+[ "$(cat "$sec/kafka-ingest.password")" != "$old_ing" ] || rot_err+=("the ingest password file did not change")
+rot_can_connect validator "$old_val" && rot_err+=("the old validator password still accepted")
+rot_can_connect validator "$(cat "$sec/kafka-validator.password")" || rot_err+=("the new validator password refused")
+rot_ingest "$run-rb" "$work/rot-b.csv" || rot_err+=("ingest of batch b (new password) failed")
+# the validator restarted right after batch b is written (its records in flight)
+kill -TERM "${pids[0]}" 2>/dev/null; wait "${pids[0]}" 2>/dev/null || true
+mv "$work/svc-validator.log" "$work/svc-validator-before-rotation.log"
+# shellcheck disable=SC2046
+start svc-validator "$p_val" --dataset payee --group.id "tributary-validator-$run" \
+    --transactional.id "svc-validator-$run" --commit.interval.ms 200 $(kafka validator)
+for _ in $(seq 1 300); do [ "$(code "$p_val" /readyz)" = 200 ] && break; sleep 0.2; done
+[ "$(code "$p_val" /readyz)" = 200 ] || rot_err+=("the validator restarted with the new password never ready")
+rot_ingest "$run-rc" "$work/rot-c.csv" || rot_err+=("ingest of batch c failed")
+rwant=$((3 * rrows))
+rot_pg() { pg_admin_count "SELECT count(*) FROM public.payee WHERE payee_id LIKE 'r$run-%'"; }
+deadline=$((SECONDS + ${SECURE_WAIT_SECS:-120}))
+while [ "$(rot_pg)" -lt "$rwant" ] && [ "$SECONDS" -lt "$deadline" ]; do sleep 1; done
+kcat_admin -t payee.valid -f '%k\n' | grep "^r$run-" >"$work/rot.keys" || true
+rnv=$(grep -c . "$work/rot.keys" || true)
+rnu=$(sort -u "$work/rot.keys" | grep -c . || true)
+rnp=$(rot_pg)
+if [ ${#rot_err[@]} -eq 0 ] && [ "$rnv" -eq "$rwant" ] && [ "$rnu" -eq "$rwant" ] && [ "$rnp" -eq "$rwant" ]; then
+    pass "rotation: ingest and validator passwords rotated while running (old one refused), validator restarted mid-batch: $rwant records exactly once on payee.valid and in PostgreSQL"
+else
+    fail "rotation: ${rot_err[*]:-} of $rwant records: $rnv on payee.valid ($rnu keys), $rnp in PostgreSQL" \
+        "validator: $(grep -v '"level":"\(debug\|info\)"' "$work/svc-validator.log" | tail -2 | cut -c1-300 | tr '\n' ' ')" \
+        "ingest: $(tail -2 "$work/rot-ingest.log" | cut -c1-300 | tr '\n' ' ')"
+fi
+
+# ---- Redis over TLS through a stunnel sidecar -------------------------------
+# hiredis 0.14 speaks no TLS: svc-cache-feeder speaks plaintext to a stunnel
+# client on loopback, which speaks TLS (the stack's CA verified, the server's
+# IP checked) to the secure Redis's tls-port. One run: the batch's keys in
+# Redis under a prefix of their own.
+read -r p_tun p_tfeed < <(python3 -c '
+import socket
+ss = [socket.socket() for _ in range(2)]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in ss))')
+cat >"$work/stunnel.conf" <<EOF
+foreground = yes
+pid =
+output = $work/stunnel.log
+debug = info
+[redis]
+client = yes
+accept = 127.0.0.1:$p_tun
+connect = 127.0.0.1:$STACK_SECURE_REDIS_TLS_PORT
+CAfile = $ca
+verifyChain = yes
+checkIP = 127.0.0.1
+EOF
+tls_err=()
+if ! command -v stunnel >/dev/null; then
+    tls_err+=("stunnel is not installed (deploy/local/deps.sh: stunnel4)")
+else
+    stunnel "$work/stunnel.conf" </dev/null >/dev/null 2>&1 &
+    pids+=($!)
+    for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$p_tun") 2>/dev/null && break; sleep 0.1; done
+    # shellcheck disable=SC2046
+    start svc-cache-feeder "$p_tfeed" --dataset payee --group.id "tributary-cache-feeder-$run-tls" \
+        --cache.prefix "$cprefix-tls" --redis.host 127.0.0.1 --redis.port "$p_tun" --redis.user cache-feeder \
+        --redis.password_file "$sec/redis-cache-feeder.password" $(kafka cache-feeder)
+    mv "$work/svc-cache-feeder.log" "$work/tls-feeder.log" 2>/dev/null || true
+fi
+tls_count() { redis_admin --scan --pattern "$cprefix-tls:payee:$run-*" 2>/dev/null | grep -c . || true; }
+deadline=$((SECONDS + ${SECURE_WAIT_SECS:-120}))
+while [ ${#tls_err[@]} -eq 0 ] && [ "$(tls_count)" -lt "$rows" ] && [ "$SECONDS" -lt "$deadline" ]; do sleep 1; done
+ntls=$(tls_count)
+if [ ${#tls_err[@]} -eq 0 ] && [ "$ntls" -eq "$rows" ] && grep -q 'connected remote server' "$work/stunnel.log" 2>/dev/null &&
+        grep -q 'Certificate accepted' "$work/stunnel.log" 2>/dev/null; then
+    pass "Redis over TLS: svc-cache-feeder through a stunnel sidecar (CA and IP verified) to tls-port $STACK_SECURE_REDIS_TLS_PORT: $rows keys of the batch in Redis"
+else
+    fail "Redis over TLS: ${tls_err[*]:-} $ntls of $rows keys" \
+        "stunnel: $(tail -3 "$work/stunnel.log" 2>/dev/null | tr '\n' ' ')" \
+        "cache-feeder: $(grep -v '"level":"\(debug\|info\)"' "$work/tls-feeder.log" 2>/dev/null | tail -2 | cut -c1-300 | tr '\n' ' ')"
 fi
 
 # ---- refusals --------------------------------------------------------------

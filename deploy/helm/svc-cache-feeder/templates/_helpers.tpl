@@ -71,6 +71,15 @@ numbers as floats and would print 1000000 as 1e+06).
 {{- fail (printf "terminationGracePeriodSeconds (%d s) must be longer than config shutdown.grace.ms (%d ms): the kubelet kills the pod while it still drains" $term $grace) -}}
 {{- end -}}
 {{- $cfg := include "tributary.config" . | fromYaml -}}
+{{- $rt := .Values.redisTls | default dict -}}
+{{- if $rt.enabled -}}
+{{- if not (and $rt.connect $rt.caSecretName (dig "image" "repository" "" $rt) (dig "image" "tag" "" $rt)) -}}
+{{- fail "redisTls.enabled needs redisTls.connect (host:port of Redis's TLS port), redisTls.caSecretName (a Secret holding the CA) and redisTls.image.repository and .tag (an image with stunnel)" -}}
+{{- end -}}
+{{- if or (ne (toString (index $cfg "redis.host")) "127.0.0.1") (ne (toString (index $cfg "redis.port")) (toString $rt.localPort)) -}}
+{{- fail (printf "redisTls.enabled: set config redis.host to 127.0.0.1 and redis.port to redisTls.localPort (%v): the service speaks plaintext to its stunnel sidecar" $rt.localPort) -}}
+{{- end -}}
+{{- end -}}
 {{- range $k, $v := $cfg -}}
 {{- if regexMatch "(?i)(password|secret|token)" $k -}}
 {{- fail (printf "config.%s looks like a secret: keep it out of the ConfigMap and list it under secrets: (mounted as a file, passed as %s)" $k (include "tributary.secretEnvName" $k)) -}}
