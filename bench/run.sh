@@ -13,7 +13,8 @@
 #   BENCH_N_PRODUCE  records produced by each producer   (500000)
 #   BENCH_REPEAT     codec: repetitions, fastest kept     (3)
 #   BENCH_BROKER     bootstrap broker                    (127.0.0.1:9092)
-#   BENCH_ONLY       codec | produce | all | validator   (all)
+#   BENCH_ONLY       codec | produce | all | validator | ingest | cache_feeder |
+#                    persister | peer                    (all)
 #   BENCH_KEEP=1     keep the topics and the kcat input file
 #   BENCH_BROKER_WAIT  seconds to wait for the broker    (180)
 #   BENCH_OUT        output directory                    (bench/out)
@@ -393,6 +394,31 @@ if [ "$ONLY" = persister ]; then
     [ "${PIPESTATUS[0]}" -eq 0 ] || note_broken "persister bench"
 fi
 
+# ---- peer: tributary's sinks next to Kafka Connect + Debezium and Python consumers
+# BENCH_ONLY=peer bench/run.sh BUILD   (BENCH_N_PEER payees, 200000). The peers are
+# installed by bench/peer/install.sh into $STACK_CACHE_DIR/peer (once; it needs the
+# registries). See bench/peer/peer.sh.
+if [ "$ONLY" = peer ]; then
+    echo
+    wait_broker || exit 2
+    for x in svc-persister svc-cache-feeder; do
+        [ -x "$BUILD/bin/$x" ] || { echo "bench: $BUILD/bin/$x missing (make BUILD=$BUILD all)" >&2; exit 2; }
+    done
+    # shellcheck disable=SC2086
+    if ! $CC $CFLAGS ${BENCH_CFLAGS:-} -Ilibcore/include $PKG_CFLAGS $(pkg-config --cflags libmongoc-1.0) \
+            -DBENCH_PROTO_DIR="\"$ROOT/proto\"" -o "$BUILD/bench/bench_persister" \
+            bench/bench_persister.c bench/bench_common.c "$CORE_A" $PKG_LIBS \
+            $(pkg-config --libs libmongoc-1.0) -lpthread -lm; then
+        echo "bench: building bench_persister failed" >&2
+        exit 2
+    fi
+    bench/peer/peer.sh "$BUILD" "$RUN" 2>&1 | tee -a "$RUN/peer.txt"
+    rc=${PIPESTATUS[0]}
+    [ "$rc" -eq 2 ] && { echo "bench: peer bench could not run (see $RUN/peer.txt)" >&2; exit 2; }
+    [ "$rc" -eq 0 ] || note_broken "peer bench"
+    grep -q '^BROKEN' "$RUN/peer.txt" && broken=1
+fi
+
 # ---- summary -----------------------------------------------------------------
 
 {
@@ -421,6 +447,10 @@ fi
                 printf "  libcore/kcat: rec/s %.2fx (above 1: libcore faster), CPU per record %.2fx (above 1: libcore costlier)\n",
                        rate["libcore"] / rate["kcat"], cpu["libcore"] / cpu["kcat"]
         }' "$RESULTS"
+    if [ -f "$RUN/peer-report.txt" ]; then
+        echo "  peer (bench/peer/peer.sh):"
+        cat "$RUN/peer-report.txt"
+    fi
     echo "  results: $RESULTS"
     if [ "$broken" -ne 0 ]; then
         echo "  RESULT: BROKEN (see BROKEN lines above)"
