@@ -14,7 +14,7 @@
 #   BENCH_REPEAT     codec: repetitions, fastest kept     (3)
 #   BENCH_BROKER     bootstrap broker                    (127.0.0.1:9092)
 #   BENCH_ONLY       codec | produce | all | validator | ingest | cache_feeder |
-#                    persister | peer                    (all)
+#                    persister | peer | latency          (all)
 #   BENCH_KEEP=1     keep the topics and the kcat input file
 #   BENCH_BROKER_WAIT  seconds to wait for the broker    (180)
 #   BENCH_OUT        output directory                    (bench/out)
@@ -241,7 +241,7 @@ if [ "$ONLY" = ingest ]; then
     # shellcheck disable=SC2086
     if ! $CC $CFLAGS ${BENCH_CFLAGS:-} -Ilibcore/include $PKG_CFLAGS \
             -DBENCH_PROTO_DIR="\"$ROOT/proto\"" -o "$BUILD/bench/bench_ingest" \
-            bench/bench_ingest.c bench/bench_common.c svc-ingest/reader.c svc-ingest/mapper.c \
+            bench/bench_ingest.c bench/bench_common.c svc-ingest/reader.c svc-ingest/mapper.c svc-ingest/cell.c \
             "$CORE_A" $PKG_LIBS -lpthread -lm; then
         echo "bench: building bench_ingest failed" >&2
         exit 2
@@ -394,6 +394,37 @@ if [ "$ONLY" = persister ]; then
     [ "${PIPESTATUS[0]}" -eq 0 ] || note_broken "persister bench"
 fi
 
+# ---- latency: end to end at a fixed offered load, through the service modes ----
+# BENCH_ONLY=latency bench/run.sh BUILD   (BENCH_LATENCY_RATES "5000 20000 50000",
+# BENCH_LATENCY_SECS 10). See bench/bench_latency.sh.
+if [ "$ONLY" = latency ]; then
+    echo
+    wait_broker || exit 2
+    for x in svc-ingest svc-validator svc-persister svc-cache-feeder; do
+        [ -x "$BUILD/bin/$x" ] || { echo "bench: $BUILD/bin/$x missing (make BUILD=$BUILD all)" >&2; exit 2; }
+    done
+    # shellcheck disable=SC2086
+    if ! $CC $CFLAGS ${BENCH_CFLAGS:-} -Ilibcore/include $PKG_CFLAGS \
+            -DBENCH_PROTO_DIR="\"$ROOT/proto\"" -o "$BUILD/bench/bench_ingest" \
+            bench/bench_ingest.c bench/bench_common.c svc-ingest/reader.c svc-ingest/mapper.c svc-ingest/cell.c \
+            "$CORE_A" $PKG_LIBS -lpthread -lm; then
+        echo "bench: building bench_ingest failed" >&2
+        exit 2
+    fi
+    # shellcheck disable=SC2086
+    if ! $CC $CFLAGS ${BENCH_CFLAGS:-} -Ilibcore/include $PKG_CFLAGS $(pkg-config --cflags libmongoc-1.0) \
+            -DBENCH_PROTO_DIR="\"$ROOT/proto\"" -o "$BUILD/bench/bench_persister" \
+            bench/bench_persister.c bench/bench_common.c "$CORE_A" $PKG_LIBS \
+            $(pkg-config --libs libmongoc-1.0) -lpthread -lm; then
+        echo "bench: building bench_persister failed" >&2
+        exit 2
+    fi
+    bench/bench_latency.sh "$BUILD" "$RUN" 2>&1 | tee "$RUN/latency.txt"
+    rc=${PIPESTATUS[0]}
+    [ "$rc" -eq 2 ] && { echo "bench: latency bench could not run (see $RUN/latency.txt)" >&2; exit 2; }
+    [ "$rc" -eq 0 ] || note_broken "latency bench"
+fi
+
 # ---- peer: tributary's sinks next to Kafka Connect + Debezium and Python consumers
 # BENCH_ONLY=peer bench/run.sh BUILD   (BENCH_N_PEER payees, 200000). The peers are
 # installed by bench/peer/install.sh into $STACK_CACHE_DIR/peer (once; it needs the
@@ -447,6 +478,10 @@ fi
                 printf "  libcore/kcat: rec/s %.2fx (above 1: libcore faster), CPU per record %.2fx (above 1: libcore costlier)\n",
                        rate["libcore"] / rate["kcat"], cpu["libcore"] / cpu["kcat"]
         }' "$RESULTS"
+    if [ -f "$RUN/latency.txt" ]; then
+        echo "  latency (bench/bench_latency.sh):"
+        grep -v '^BROKEN' "$RUN/latency.txt"
+    fi
     if [ -f "$RUN/peer-report.txt" ]; then
         echo "  peer (bench/peer/peer.sh):"
         cat "$RUN/peer-report.txt"
