@@ -155,9 +155,9 @@ for R in $RATES; do
         [ "${nc:-0}" -ge "$N" ] || { echo "BROKEN: ${R}/s: Redis holds ${nc:-0} of $N keys" >&2; rc=1; }
         awk -v r="$R" -v n="$N" -v t0="$t0" -v to="$t_off" -v td="$t_done" -v la0="$la0" -v la1="$la1" \
             -v pn="$pn" -v p50="$p50" -v p99="$p99" -v p999="$p999" \
-            -v cn="$cn" -v c50="$c50" -v c99="$c99" -v c999="$c999" -v fmed="$fmed" -v fmax="$fmax" -v nf="$NF" 'BEGIN {
-            off = n / ((to - t0) / 1e9); thr = n / ((td - t0) / 1e9)
-            printf "  %6d/s offered (%.0f/s achieved offering, %.0f/s through both sinks; load average %s at start, %s at end)\n", r, off, thr, la0, la1
+            -v cn="$cn" -v c50="$c50" -v c99="$c99" -v c999="$c999" -v fmed="$fmed" -v fmax="$fmax" -v nf="$NF" -v per_s="$(awk -v p="$PERIOD" 'BEGIN { print p / 1000 }')" 'BEGIN {
+            off = n / ((to - t0) / 1e9 + per_s); thr = n / ((td - t0) / 1e9)
+            printf "  %6d/s offered (%.0f/s offered in fact, %.0f/s through both sinks, first file to last record stored; load average %s at start, %s at end)\n", r, off, thr, la0, la1
             printf "    svc-ingest per file (%d files): median %.0f ms, largest %.0f ms\n", nf, fmed * 1e3, fmax * 1e3
             printf "    svc-persister     %7d rows  p50 %7.1f ms  p99 %7.1f ms  p99.9 %7.1f ms\n", pn, p50 * 1e3, p99 * 1e3, p999 * 1e3
             printf "    svc-cache-feeder  %7d keys  p50 %7.1f ms  p99 %7.1f ms  p99.9 %7.1f ms\n", cn, c50 * 1e3, c99 * 1e3, c999 * 1e3
