@@ -49,7 +49,9 @@ now() { date +%s.%N; }
 
 # run_job LABEL COUNT_CMD CMD... : starts CMD, polls COUNT_CMD every 50 ms
 # until N, kills CMD; appends "label n wall cpu steady_n steady_wall
-# steady_cpu first_s" to $RES (first_s: start -> first record stored).
+# steady_cpu first_s joined_s" to $RES (first_s: start -> first record
+# stored; joined_s: start -> the group's first assignment, from the service's
+# "kafka partitions assigned" log line; - for the peers).
 run_job() {
     local label=$1 count_cmd=$2; shift 2
     local t0 tw="" tf="" cw=0 c=0 deadline=$((SECONDS + 900))
@@ -71,8 +73,11 @@ run_job() {
         echo "BROKEN: $label stored $c of $N records (see $OUT/peer-$label.log)" >&2
         return 1
     fi
-    awk -v l="$label" -v n="$N" -v t0="$t0" -v t1="$t1" -v tw="$tw" -v tf="$tf" -v cw="$cw" -v c1="$c1" -v cn="$cn" \
-        'BEGIN { printf "%s\t%d\t%.3f\t%.3f\t%d\t%.3f\t%.3f\t%.3f\n", l, n, t1 - t0, c1, n - cn, t1 - tw, c1 - cw, tf - t0 }' >> "$RES"
+    local joined=-1 ts
+    ts=$(grep -m1 '"msg":"kafka partitions assigned"' "$OUT/peer-$label.log" | sed -n 's/^{"ts":"\([^"]*\)".*/\1/p')
+    [ -n "$ts" ] && joined=$(awk -v a="$(date -d "$ts" +%s.%N)" -v b="$t0" 'BEGIN { printf "%.3f", a - b }')
+    awk -v l="$label" -v n="$N" -v t0="$t0" -v t1="$t1" -v tw="$tw" -v tf="$tf" -v cw="$cw" -v c1="$c1" -v cn="$cn" -v j="$joined" \
+        'BEGIN { printf "%s\t%d\t%.3f\t%.3f\t%d\t%.3f\t%.3f\t%.3f\t%s\n", l, n, t1 - t0, c1, n - cn, t1 - tw, c1 - cw, tf - t0, j }' >> "$RES"
 }
 
 "$HELPER" fill --broker "$BROKER" --topic "$TAG.payee.valid" -n "$N" || exit 2
@@ -98,7 +103,7 @@ done
 
 run_job persister cnt_tb "$BUILD/bin/svc-persister" --dataset payee --sink postgres --pg.schema "$S_TB" \
     --pg.password tributary --topic.prefix "$TAG." --group.id "tb$TAG" --audit.topic "audit_$TAG" \
-    --http.port 0 || exit 1
+    --http.port 0 --log.level info || exit 1
 
 # Kafka Connect standalone + Debezium JDBC sink
 CD=$OUT/connect-$TAG
@@ -165,16 +170,17 @@ redis-cli -h "$RH" -p "$RP" -n "$PYDB" FLUSHDB >/dev/null
 cnt_pyr() { redis-cli -h "$RH" -p "$RP" -n "$PYDB" DBSIZE 2>/dev/null || echo 0; }
 run_job cache_feeder cnt_cf "$BUILD/bin/svc-cache-feeder" --dataset payee --topic.prefix "$TAG." \
     --cache.prefix "$CFP" --group.id "$CFP" --audit.topic "audit_$TAG" --http.port 0 \
-    --redis.host "$RH" --redis.port "$RP" --kafka.bootstrap.servers "$BROKER" || exit 1
+    --redis.host "$RH" --redis.port "$RP" --kafka.bootstrap.servers "$BROKER" --log.level info || exit 1
 run_job python_redis cnt_pyr "$PY" "$HERE/peer.py" redis --broker "$BROKER" --proto "$ROOT/proto" \
     --topic "$TAG.payee.valid" --group "pyr$TAG" --host "$RH" --port "$RP" --db "$PYDB" --prefix "payee:" || exit 1
 
 # ---- report -------------------------------------------------------------------
 awk -F'\t' -v la="$(cut -d' ' -f1-3 /proc/loadavg)" '
-    { l[NR] = $1; n[$1] = $2; w[$1] = $3; c[$1] = $4; sn[$1] = $5; sw[$1] = $6; sc[$1] = $7; f[$1] = $8 }
+    { l[NR] = $1; n[$1] = $2; w[$1] = $3; c[$1] = $4; sn[$1] = $5; sw[$1] = $6; sc[$1] = $7; f[$1] = $8; j[$1] = $9 }
     function line(k, what) {
-        printf "  %-13s %-40s %8.0f rec/s %8.1f CPU-s/M   steady %8.0f rec/s %8.1f CPU-s/M   first record %.2f s\n",
-               k, what, n[k] / w[k], c[k] * 1e6 / n[k], sn[k] / sw[k], sc[k] * 1e6 / sn[k], f[k]
+        printf "  %-13s %-40s %8.0f rec/s %8.1f CPU-s/M   steady %8.0f rec/s %8.1f CPU-s/M   first record %.2f s%s\n",
+               k, what, n[k] / w[k], c[k] * 1e6 / n[k], sn[k] / sw[k], sc[k] * 1e6 / sn[k], f[k],
+               j[k] >= 0 ? sprintf(" (group joined %.2f s)", j[k]) : ""
     }
     function ratio(a, b) {
         printf "  %s / %s: rate %.2fx (start-up included), %.2fx steady; CPU per record %.2fx less\n",
@@ -194,6 +200,10 @@ awk -F'\t' -v la="$(cut -d' ' -f1-3 /proc/loadavg)" '
         print "  less work than tributary: Debezium upserts without a version guard (an older event"
         print "  overwrites a newer row) and writes no audit; the Python Redis consumer SETs with no"
         print "  guard and no audit; the Python PostgreSQL consumer runs the same guarded merge, no audit."
+        printf "  start-up (process start -> first record stored): svc-persister %.2f s of its %.2f s, svc-cache-feeder %.2f s of %.2f s;\n",
+               f["persister"], w["persister"], f["cache_feeder"], w["cache_feeder"]
+        printf "  Kafka Connect %.2f s (JVM, plugin scan, Hibernate). The local broker runs group.initial.rebalance.delay.ms=0;\n", f["connect"]
+        print "  a broker on its default (3000) adds 3 s to every first join, ours and every peer alike."
     }' WARM="$WARM" "$RES" | tee "$OUT/peer-report.txt"
 
 # ---- clean up -----------------------------------------------------------------
