@@ -74,6 +74,10 @@ for b in bench_codec bench_produce; do
     fi
 done
 
+# svc_srcs DIR: a service's sources but its main.c (what its bench links,
+# kept in step with the service as files are split or added)
+svc_srcs() { ls "$1"/*.c | grep -v '/main\.c$'; }
+
 # bench_persister (fill, MongoDB helpers): the persister, peer, latency and scale benches
 build_bench_persister() {
     # shellcheck disable=SC2086
@@ -206,8 +210,7 @@ if want validator; then
     # shellcheck disable=SC2086
     if ! $CC $CFLAGS ${BENCH_CFLAGS:-} -Ilibcore/include $PKG_CFLAGS \
             -DBENCH_PROTO_DIR="\"$ROOT/proto\"" -o "$BUILD/bench/bench_validator" \
-            bench/bench_validator.c bench/bench_common.c svc-validator/validator.c \
-            svc-validator/rules.c svc-validator/verify.c "$CORE_A" $PKG_LIBS -lpthread -lm; then
+            bench/bench_validator.c bench/bench_common.c $(svc_srcs svc-validator) "$CORE_A" $PKG_LIBS -lpthread -lm; then
         echo "bench: building bench_validator failed" >&2
         exit 2
     fi
@@ -255,8 +258,7 @@ if want ingest; then
     # shellcheck disable=SC2086
     if ! $CC $CFLAGS ${BENCH_CFLAGS:-} -Ilibcore/include $PKG_CFLAGS \
             -DBENCH_PROTO_DIR="\"$ROOT/proto\"" -o "$BUILD/bench/bench_ingest" \
-            bench/bench_ingest.c bench/bench_common.c svc-ingest/reader.c svc-ingest/mapper.c svc-ingest/cell.c \
-            "$CORE_A" $PKG_LIBS -lpthread -lm; then
+            bench/bench_ingest.c bench/bench_common.c $(svc_srcs svc-ingest) "$CORE_A" $PKG_LIBS -lpthread -lm; then
         echo "bench: building bench_ingest failed" >&2
         exit 2
     fi
@@ -323,8 +325,7 @@ if want cache_feeder; then
     # shellcheck disable=SC2086
     if ! $CC $CFLAGS ${BENCH_CFLAGS:-} -Ilibcore/include $PKG_CFLAGS \
             -DBENCH_PROTO_DIR="\"$ROOT/proto\"" -o "$BUILD/bench/bench_cache_feeder" \
-            bench/bench_cache_feeder.c bench/bench_common.c svc-cache-feeder/feeder.c svc-cache-feeder/docjson.c \
-            "$CORE_A" $PKG_LIBS -lpthread -lm; then
+            bench/bench_cache_feeder.c bench/bench_common.c $(svc_srcs svc-cache-feeder) "$CORE_A" $PKG_LIBS -lpthread -lm; then
         echo "bench: building bench_cache_feeder failed" >&2
         exit 2
     fi
@@ -413,8 +414,7 @@ if want latency; then
     # shellcheck disable=SC2086
     if ! $CC $CFLAGS ${BENCH_CFLAGS:-} -Ilibcore/include $PKG_CFLAGS \
             -DBENCH_PROTO_DIR="\"$ROOT/proto\"" -o "$BUILD/bench/bench_ingest" \
-            bench/bench_ingest.c bench/bench_common.c svc-ingest/reader.c svc-ingest/mapper.c svc-ingest/cell.c \
-            "$CORE_A" $PKG_LIBS -lpthread -lm; then
+            bench/bench_ingest.c bench/bench_common.c $(svc_srcs svc-ingest) "$CORE_A" $PKG_LIBS -lpthread -lm; then
         echo "bench: building bench_ingest failed" >&2
         exit 2
     fi
