@@ -1,8 +1,9 @@
 /* bench_persister.c — helpers of the svc-persister benchmark
  * (bench/bench_persister.sh runs them):
  *
- *   bench_persister fill  --broker B --topic T -n N
- *       N payee ADD records (distinct keys, bench_payee_json) on T (3 partitions)
+ *   bench_persister fill  --broker B --topic T -n N [--partitions P]
+ *       N payee ADD records (distinct keys, bench_payee_json) on T (P partitions,
+ *       3 by default; -n 0 only creates the topic)
  *   bench_persister mongo-insert --uri U --db D --coll C -n N
  *       the same N records as documents, unordered insert_many in batches of
  *       1000 (the MongoDB "physical limit" next to svc-persister); prints
@@ -30,7 +31,7 @@ static const char *arg(int argc, char **argv, const char *name, const char *def)
     return def;
 }
 
-static int fill(const char *broker, const char *topic, uint64_t n)
+static int fill(const char *broker, const char *topic, uint64_t n, int partitions)
 {
     char err[512];
     core_avro_catalog_t *cat = core_avro_catalog_load(BENCH_PROTO_DIR, err, sizeof(err));
@@ -49,7 +50,7 @@ static int fill(const char *broker, const char *topic, uint64_t n)
         return 2;
     }
     rd_kafka_t *rk = core_kafka_producer_handle(p);
-    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, 3, 1, err, sizeof(err));
+    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, partitions, 1, err, sizeof(err));
     rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
     rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
     rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 20000);
@@ -172,9 +173,15 @@ int main(int argc, char **argv)
         return 2;
     }
     uint64_t n = bench_parse_count(arg(argc, argv, "-n", "100000"));
-    if (!strcmp(argv[1], "fill"))
+    if (!strcmp(argv[1], "fill")) {
+        uint64_t parts = bench_parse_count(arg(argc, argv, "--partitions", "3"));
+        if (parts < 1 || parts > 1000) {
+            fprintf(stderr, "fill: --partitions: 1 to 1000\n");
+            return 2;
+        }
         return fill(arg(argc, argv, "--broker", "127.0.0.1:9092"),
-                    arg(argc, argv, "--topic", "bench.payee.valid"), n);
+                    arg(argc, argv, "--topic", "bench.payee.valid"), n, (int)parts);
+    }
     if (!strcmp(argv[1], "mongo-insert"))
         return mongo_insert(arg(argc, argv, "--uri", "mongodb://127.0.0.1:27017"),
                             arg(argc, argv, "--db", "bench"), arg(argc, argv, "--coll", "payee"),

@@ -13,7 +13,9 @@
 #   BENCH_N_PRODUCE  records produced by each producer   (500000)
 #   BENCH_REPEAT     codec: repetitions, fastest kept     (3)
 #   BENCH_BROKER     bootstrap broker                    (127.0.0.1:9092)
-#   BENCH_ONLY       codec | produce | all | validator   (all)
+#   BENCH_ONLY       stages to run, space-separated: codec produce validator
+#                    ingest cache_feeder persister latency scale peer, or all
+#                    (every stage, what `make bench` runs)   (all)
 #   BENCH_KEEP=1     keep the topics and the kcat input file
 #   BENCH_BROKER_WAIT  seconds to wait for the broker    (180)
 #   BENCH_OUT        output directory                    (bench/out)
@@ -29,6 +31,7 @@ N_CODEC=${BENCH_N_CODEC:-200000}
 N_PRODUCE=${BENCH_N_PRODUCE:-500000}
 BROKER=${BENCH_BROKER:-127.0.0.1:9092}
 ONLY=${BENCH_ONLY:-all}
+want() { [ "$ONLY" = all ] || [[ " $ONLY " == *" $1 "* ]]; }
 KEEP=${BENCH_KEEP:-0}
 BROKER_WAIT=${BENCH_BROKER_WAIT:-180}
 OUT=${BENCH_OUT:-$HERE/out}
@@ -71,6 +74,21 @@ for b in bench_codec bench_produce; do
     fi
 done
 
+# svc_srcs DIR: a service's sources but its main.c (what its bench links,
+# kept in step with the service as files are split or added)
+svc_srcs() { ls "$1"/*.c | grep -v '/main\.c$'; }
+
+# bench_persister (fill, MongoDB helpers): the persister, peer, latency and scale benches
+build_bench_persister() {
+    # shellcheck disable=SC2086
+    $CC $CFLAGS ${BENCH_CFLAGS:-} -Ilibcore/include $PKG_CFLAGS $(pkg-config --cflags libmongoc-1.0) \
+        -DBENCH_PROTO_DIR="\"$ROOT/proto\"" -o "$BUILD/bench/bench_persister" \
+        bench/bench_persister.c bench/bench_common.c "$CORE_A" $PKG_LIBS \
+        $(pkg-config --libs libmongoc-1.0) -lpthread -lm && return 0
+    echo "bench: building bench_persister failed" >&2
+    return 1
+}
+
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 RUN=$OUT/run-$STAMP
 mkdir -p "$RUN"
@@ -80,11 +98,12 @@ RESULTS=$RUN/results.tsv
 {
     echo "bench run $STAMP  build $BUILD  $(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
     echo "  load average at start: $(cut -d' ' -f1-3 /proc/loadavg)  (other work on the machine skews every figure)"
+    echo "  stages: $ONLY"
 } | tee "$RUN/summary.txt"
 
 # ---- codec -------------------------------------------------------------------
 
-if [ "$ONLY" = all ] || [ "$ONLY" = codec ]; then
+if want codec; then
     echo
     "$BUILD/bench/bench_codec" -n "$N_CODEC" --repeat "${BENCH_REPEAT:-3}" --results "$RESULTS" 2>&1 | tee "$RUN/codec.txt"
     rc=${PIPESTATUS[0]}
@@ -127,7 +146,7 @@ verify_topic() { # topic label
     return 0
 }
 
-if [ "$ONLY" = all ] || [ "$ONLY" = produce ]; then
+if want produce; then
     echo
     command -v kcat >/dev/null || { echo "bench: kcat not installed (make deps)" >&2; exit 2; }
     wait_broker || exit 2
@@ -183,7 +202,7 @@ fi
 # ---- validator: svc-validator's transactional loop vs kcat consuming ---------
 # BENCH_ONLY=validator bench/run.sh BUILD   (BENCH_N_VALIDATOR records, 200000;
 # BENCH_VALIDATOR_INTERVALS commit intervals in ms, "50 100 500 1000")
-if [ "$ONLY" = validator ]; then
+if want validator; then
     echo
     command -v kcat >/dev/null || { echo "bench: kcat not installed (make deps)" >&2; exit 2; }
     wait_broker || exit 2
@@ -191,8 +210,7 @@ if [ "$ONLY" = validator ]; then
     # shellcheck disable=SC2086
     if ! $CC $CFLAGS ${BENCH_CFLAGS:-} -Ilibcore/include $PKG_CFLAGS \
             -DBENCH_PROTO_DIR="\"$ROOT/proto\"" -o "$BUILD/bench/bench_validator" \
-            bench/bench_validator.c bench/bench_common.c svc-validator/validator.c \
-            svc-validator/rules.c svc-validator/verify.c "$CORE_A" $PKG_LIBS -lpthread -lm; then
+            bench/bench_validator.c bench/bench_common.c $(svc_srcs svc-validator) "$CORE_A" $PKG_LIBS -lpthread -lm; then
         echo "bench: building bench_validator failed" >&2
         exit 2
     fi
@@ -231,7 +249,7 @@ fi
 # Both sides: idempotent, acks=all, lz4. svc-ingest also writes one audit
 # event per row and a checkpoint per transaction (exactly-once), kcat only
 # the records: the ratio prices that work together with parsing and mapping.
-if [ "$ONLY" = ingest ]; then
+if want ingest; then
     echo
     command -v kcat >/dev/null || { echo "bench: kcat not installed (make deps)" >&2; exit 2; }
     [ -x "$BUILD/bin/svc-ingest" ] || { echo "bench: $BUILD/bin/svc-ingest missing (make BUILD=$BUILD all)" >&2; exit 2; }
@@ -240,8 +258,7 @@ if [ "$ONLY" = ingest ]; then
     # shellcheck disable=SC2086
     if ! $CC $CFLAGS ${BENCH_CFLAGS:-} -Ilibcore/include $PKG_CFLAGS \
             -DBENCH_PROTO_DIR="\"$ROOT/proto\"" -o "$BUILD/bench/bench_ingest" \
-            bench/bench_ingest.c bench/bench_common.c svc-ingest/reader.c svc-ingest/mapper.c \
-            "$CORE_A" $PKG_LIBS -lpthread -lm; then
+            bench/bench_ingest.c bench/bench_common.c $(svc_srcs svc-ingest) "$CORE_A" $PKG_LIBS -lpthread -lm; then
         echo "bench: building bench_ingest failed" >&2
         exit 2
     fi
@@ -297,7 +314,7 @@ fi
 # flight while the next is prepared, 2; BENCH_REDIS_HOST/PORT, 127.0.0.1:6379).
 # Owner: svc-cache-feeder. The limit: redis-benchmark SET with the same
 # pipeline depth and value size, in the same run, against the same server.
-if [ "$ONLY" = cache_feeder ]; then
+if want cache_feeder; then
     echo
     command -v redis-benchmark >/dev/null || { echo "bench: redis-benchmark not installed" >&2; exit 2; }
     N_CF=${BENCH_N_CACHE:-200000}
@@ -308,8 +325,7 @@ if [ "$ONLY" = cache_feeder ]; then
     # shellcheck disable=SC2086
     if ! $CC $CFLAGS ${BENCH_CFLAGS:-} -Ilibcore/include $PKG_CFLAGS \
             -DBENCH_PROTO_DIR="\"$ROOT/proto\"" -o "$BUILD/bench/bench_cache_feeder" \
-            bench/bench_cache_feeder.c bench/bench_common.c svc-cache-feeder/feeder.c svc-cache-feeder/docjson.c \
-            "$CORE_A" $PKG_LIBS -lpthread -lm; then
+            bench/bench_cache_feeder.c bench/bench_common.c $(svc_srcs svc-cache-feeder) "$CORE_A" $PKG_LIBS -lpthread -lm; then
         echo "bench: building bench_cache_feeder failed" >&2
         exit 2
     fi
@@ -378,19 +394,66 @@ fi
 # ---- persister: svc-persister vs psql \copy (PostgreSQL) and insert_many (MongoDB)
 # BENCH_ONLY=persister bench/run.sh BUILD   (BENCH_N_PERSISTER rows, 100000;
 # BENCH_N_PERSISTER_MONGO documents, 10000). Owner: svc-persister.
-if [ "$ONLY" = persister ]; then
+if want persister; then
     echo
     wait_broker || exit 2
-    # shellcheck disable=SC2086
-    if ! $CC $CFLAGS ${BENCH_CFLAGS:-} -Ilibcore/include $PKG_CFLAGS $(pkg-config --cflags libmongoc-1.0) \
-            -DBENCH_PROTO_DIR="\"$ROOT/proto\"" -o "$BUILD/bench/bench_persister" \
-            bench/bench_persister.c bench/bench_common.c "$CORE_A" $PKG_LIBS \
-            $(pkg-config --libs libmongoc-1.0) -lpthread -lm; then
-        echo "bench: building bench_persister failed" >&2
-        exit 2
-    fi
+    build_bench_persister || exit 2
     bench/bench_persister.sh "$BUILD" "$RUN" | tee -a "$RUN/persister.txt"
     [ "${PIPESTATUS[0]}" -eq 0 ] || note_broken "persister bench"
+fi
+
+# ---- latency: end to end at a fixed offered load, through the service modes ----
+# BENCH_ONLY=latency bench/run.sh BUILD   (BENCH_LATENCY_RATES "5000 20000 50000",
+# BENCH_LATENCY_SECS 10). See bench/bench_latency.sh.
+if want latency; then
+    echo
+    wait_broker || exit 2
+    for x in svc-ingest svc-validator svc-persister svc-cache-feeder; do
+        [ -x "$BUILD/bin/$x" ] || { echo "bench: $BUILD/bin/$x missing (make BUILD=$BUILD all)" >&2; exit 2; }
+    done
+    # shellcheck disable=SC2086
+    if ! $CC $CFLAGS ${BENCH_CFLAGS:-} -Ilibcore/include $PKG_CFLAGS \
+            -DBENCH_PROTO_DIR="\"$ROOT/proto\"" -o "$BUILD/bench/bench_ingest" \
+            bench/bench_ingest.c bench/bench_common.c $(svc_srcs svc-ingest) "$CORE_A" $PKG_LIBS -lpthread -lm; then
+        echo "bench: building bench_ingest failed" >&2
+        exit 2
+    fi
+    build_bench_persister || exit 2
+    bench/bench_latency.sh "$BUILD" "$RUN" 2>&1 | tee "$RUN/latency.txt"
+    rc=${PIPESTATUS[0]}
+    [ "$rc" -eq 2 ] && { echo "bench: latency bench could not run (see $RUN/latency.txt)" >&2; exit 2; }
+    [ "$rc" -eq 0 ] || note_broken "latency bench"
+fi
+
+# ---- scale: svc-persister, one instance and two in one group, 6 partitions ----
+# BENCH_ONLY=scale bench/run.sh BUILD   (BENCH_N_SCALE payees, 200000). See bench/bench_scale.sh.
+if want scale; then
+    echo
+    wait_broker || exit 2
+    [ -x "$BUILD/bin/svc-persister" ] || { echo "bench: $BUILD/bin/svc-persister missing (make BUILD=$BUILD all)" >&2; exit 2; }
+    build_bench_persister || exit 2
+    bench/bench_scale.sh "$BUILD" "$RUN" 2>&1 | tee "$RUN/scale.txt"
+    rc=${PIPESTATUS[0]}
+    [ "$rc" -eq 2 ] && { echo "bench: scale bench could not run (see $RUN/scale.txt)" >&2; exit 2; }
+    [ "$rc" -eq 0 ] || note_broken "scale bench"
+fi
+
+# ---- peer: tributary's sinks next to Kafka Connect + Debezium and Python consumers
+# BENCH_ONLY=peer bench/run.sh BUILD   (BENCH_N_PEER payees, 200000). The peers are
+# installed by bench/peer/install.sh into $STACK_CACHE_DIR/peer (once; it needs the
+# registries). See bench/peer/peer.sh.
+if want peer; then
+    echo
+    wait_broker || exit 2
+    for x in svc-persister svc-cache-feeder; do
+        [ -x "$BUILD/bin/$x" ] || { echo "bench: $BUILD/bin/$x missing (make BUILD=$BUILD all)" >&2; exit 2; }
+    done
+    build_bench_persister || exit 2
+    bench/peer/peer.sh "$BUILD" "$RUN" 2>&1 | tee -a "$RUN/peer.txt"
+    rc=${PIPESTATUS[0]}
+    [ "$rc" -eq 2 ] && { echo "bench: peer bench could not run (see $RUN/peer.txt)" >&2; exit 2; }
+    [ "$rc" -eq 0 ] || note_broken "peer bench"
+    grep -q '^BROKEN' "$RUN/peer.txt" && broken=1
 fi
 
 # ---- summary -----------------------------------------------------------------
@@ -421,6 +484,24 @@ fi
                 printf "  libcore/kcat: rec/s %.2fx (above 1: libcore faster), CPU per record %.2fx (above 1: libcore costlier)\n",
                        rate["libcore"] / rate["kcat"], cpu["libcore"] / cpu["kcat"]
         }' "$RESULTS"
+    for st in validator ingest cache_feeder persister; do
+        [ -f "$RUN/$st.txt" ] || continue
+        echo "  $st:"
+        grep -v '^RESULT\|^VALUE_SIZE\|^BROKEN' "$RUN/$st.txt"
+    done
+    if [ -f "$RUN/latency.txt" ]; then
+        echo "  latency (bench/bench_latency.sh):"
+        grep -v '^BROKEN' "$RUN/latency.txt"
+    fi
+    if [ -f "$RUN/scale.txt" ]; then
+        echo "  scaling out (bench/bench_scale.sh):"
+        grep -v '^BROKEN' "$RUN/scale.txt"
+    fi
+    if [ -f "$RUN/peer-report.txt" ]; then
+        echo "  peer (bench/peer/peer.sh):"
+        cat "$RUN/peer-report.txt"
+    fi
+    echo "  load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "  results: $RESULTS"
     if [ "$broken" -ne 0 ]; then
         echo "  RESULT: BROKEN (see BROKEN lines above)"
