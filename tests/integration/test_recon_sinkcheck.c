@@ -181,7 +181,7 @@ static void read_audit(const char *topic, const char *group, const char *outcome
             const cJSON *ver = cJSON_GetObjectItem(j, "version");
             const cJSON *cd = cJSON_GetObjectItem(j, "content_digest");
 
-            ck_assert_uint_eq(core_avro_schema_id(s), 202);
+            ck_assert_uint_eq(core_avro_schema_id(s), 203); /* AuditEvent v3 (old_key) */
             if (cJSON_IsString(out) && (!strcmp(out->valuestring, outcome_a) ||
                                         !strcmp(out->valuestring, outcome_b))) {
                 int k = atoi(key->valuestring + 1);
