@@ -209,10 +209,11 @@ if [ -n "$victim" ] && [ "$(psqlc "WITH d AS (DELETE FROM payee WHERE payee_id =
         "$work/recon-tampered.json" 2>/dev/null
     others=$(jq -r --arg k "$victim" '[.discrepancies[]? | select(.key != $k)] | length' \
                 "$work/recon-tampered.json" 2>/dev/null)
-    # Known limit: audit events do not carry a move's old_key, so the old keys
-    # the change file moved away (deleted by the pipeline) read as missing.
-    [ "${others:-0}" -gt 0 ] &&
-        echo "  also named: $others key(s) the change file moved away (audit events carry no old_key yet)"
+    # the keys the change file moved away are expected absent (AuditEvent v3
+    # old_key): only the tampered row should be named
+    if [ "${others:-0}" -gt 0 ]; then
+        echo "  also named: $others other record(s): see $work/recon-tampered.json"
+    fi
     echo "  (the row stays deleted: the report names it until the record is written again)"
 else
     echo "tampered: no payee of the batch alone found to delete (skipped)"
