@@ -22,7 +22,7 @@ TOPIC=audit.$TAG
 SCHEMA=recon_$TAG
 mkdir -p "$BUILD/bench"
 cc -std=c11 -D_GNU_SOURCE -O2 -Ilibcore/include $(pkg-config --cflags libcjson hiredis libmongoc-1.0) \
-    -I/usr/include/postgresql bench/bench_sinkcheck.c svc-recon/sinkcheck.c \
+    -I/usr/include/postgresql bench/bench_sinkcheck.c svc-recon/sinkcheck.c svc-recon/sinkcheck_pg.c \
     "$BUILD/lib/libtributary-core.a" -lpq $(pkg-config --libs rdkafka hiredis libcjson avro-c \
     libcurl libmicrohttpd uuid libcrypto zlib libmongoc-1.0) -lpthread -lm \
     -o "$BUILD/bench/bench_sinkcheck"
