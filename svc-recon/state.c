@@ -93,8 +93,8 @@ static const char *const migrations[] = {
     " dataset text PRIMARY KEY, days int NOT NULL, updated_ms bigint NOT NULL);",
     /* 7: the key an UPDATE moved its record away from (AuditEvent v3's
      * old_key; NULL before it): --verify-sinks expects it absent */
-    "ALTER TABLE @S.events ADD COLUMN old_key text;"
-    "CREATE INDEX events_old_key ON @S.events (old_key, dataset) WHERE old_key IS NOT NULL;",
+    ("ALTER TABLE @S.events ADD COLUMN old_key text;"
+     "CREATE INDEX events_old_key ON @S.events (old_key, dataset) WHERE old_key IS NOT NULL;"),
 };
 
 _Static_assert(CORE_ARRAY_SIZE(migrations) == RECON_SCHEMA_VERSION,
