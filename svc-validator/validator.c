@@ -38,6 +38,7 @@ static void on_revoke(core_kafka_consumer_t *c, const rd_kafka_topic_partition_l
     (void)c;
     (void)lost;
     v->revoked = true;
+    v->stats.revokes++;
     for (int i = 0; i < parts->cnt; i++)
         for (size_t k = 0; k < v->npaused;) {
             if (v->paused[k].partition == parts->elems[i].partition &&

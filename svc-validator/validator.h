@@ -70,6 +70,7 @@ typedef struct validator_stats {
     uint64_t transactions;        /* committed */
     uint64_t aborts;              /* aborted and redone */
     uint64_t rebuilds;            /* producers rebuilt after a fatal error */
+    uint64_t revokes;             /* rebalances that took partitions away */
 } validator_stats;
 
 typedef struct validator validator_t;
