@@ -17,7 +17,11 @@
 # svc-ingest reads the line, to the sink's committed write; libcore's
 # core_sink), interpolated linearly inside a bucket as Prometheus'
 # histogram_quantile does (buckets 5, 10, 25, 50, 100, 250 ms ...: a quantile
-# is exact only to its bucket).
+# is exact only to its bucket). The resident memory of each service (VmRSS)
+# is sampled with every file and every 0.2 s while the records drain; the
+# output prints its median over the run (steady) and the process's own peak
+# (VmHWM, read before it stops), against issue 12's target: steady < 64 MB
+# with the default batch sizes.
 # Env: BENCH_LATENCY_RATES, BENCH_LATENCY_SECS, BENCH_BROKER, BENCH_PG,
 #      BENCH_REDIS_HOST/PORT
 set -uo pipefail
@@ -67,6 +71,20 @@ quantiles() {
             }
             printf "\n"
         }'
+}
+# status_kb PID FIELD: a /proc/PID/status field in kB (0 once gone)
+status_kb() { awk -v f="$2:" '$1 == f { print $2; found = 1 } END { if (!found) print 0 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+# rss_sample FILE PID...: append "PID VmRSS-kB" of each to FILE
+rss_sample() {
+    local f=$1 p; shift
+    for p in "$@"; do echo "$p $(status_kb "$p" VmRSS)" >>"$f"; done
+}
+# rss_line FILE NAME PID PEAK-kB: "NAME median / peak" in MB
+rss_line() {
+    awk -v p="$3" -v name="$2" -v peak="$4" '$1 == p && $2 > 0 { v[++n] = $2 }
+        END { for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
+              med = n ? v[int((n + 1) / 2)] : 0
+              printf "%s %.1f / %.1f%s", name, med / 1024, peak / 1024, med >= 65536 ? " (over)" : "" }' "$1"
 }
 rows_of() { # PORT METRIC: records the service counted
     metrics "$1" | awk -v m="$2" 'index($0, m "{") == 1 || index($0, m " ") == 1 { s += $NF } END { printf "%d\n", s }'
@@ -135,6 +153,7 @@ for R in $RATES; do
             nowns=$(date +%s%N)
             [ "$nowns" -lt "$target" ] && sleep "$(awk -v d=$((target - nowns)) 'BEGIN { printf "%.3f", d / 1e9 }')"
             mv "$f" "$SP/.payee-$i.tmp" && mv "$SP/.payee-$i.tmp" "$SP/payee-$i.csv"
+            rss_sample "$D/rss" $p1 $p2 $p3 $p4
         done
         t_off=$(date +%s%N)
         deadline=$((SECONDS + 300))
@@ -142,6 +161,7 @@ for R in $RATES; do
             np=$(psql "$PGC" -Atc "SELECT count(*) FROM \"$SCH\".payee" 2>/dev/null || echo 0)
             nc=$(redis-cli -h "$RH" -p "$RP" HLEN "$TAG#meta:payee" 2>/dev/null || echo 0)
             [ "${np:-0}" -ge "$N" ] && [ "${nc:-0}" -ge "$N" ] && break
+            rss_sample "$D/rss" $p1 $p2 $p3 $p4
             sleep 0.2
         done
         t_done=$(date +%s%N)
@@ -149,6 +169,11 @@ for R in $RATES; do
         # svc-ingest's own time per file (its summaries): median and largest
         read -r fmed fmax < <(sed -n 's/.*"seconds":\([0-9.e+-]*\).*/\1/p' "$SP"/done/*.summary.json |
             sort -g | awk '{ v[NR] = $1 } END { if (NR) printf "%.3f %.3f\n", v[int((NR + 1) / 2)], v[NR]; else print "0 0" }')
+        rss="    RSS (MB, steady median / peak; target steady < 64 MB):"
+        rss="$rss $(rss_line "$D/rss" svc-ingest $p1 "$(status_kb $p1 VmHWM)"),"
+        rss="$rss $(rss_line "$D/rss" svc-validator $p2 "$(status_kb $p2 VmHWM)"),"
+        rss="$rss $(rss_line "$D/rss" svc-persister $p3 "$(status_kb $p3 VmHWM)"),"
+        rss="$rss $(rss_line "$D/rss" svc-cache-feeder $p4 "$(status_kb $p4 VmHWM)")"
         read -r pn p50 p99 p999 < <(quantiles $P_PER)
         read -r cn c50 c99 c999 < <(quantiles $P_CF)
         [ "${np:-0}" -ge "$N" ] || { echo "BROKEN: ${R}/s: PostgreSQL holds ${np:-0} of $N rows" >&2; rc=1; }
@@ -166,6 +191,7 @@ for R in $RATES; do
                 printf "    at 20k/s: p99 %.1f ms against 100 ms (seeds 000/003): %s; against ours, 50 ms: %s\n", worst * 1e3,
                        worst < 0.1 ? "under" : "over", worst < 0.05 ? "under" : "over"
             } }'
+        echo "$rss"
     fi
     for p in $p1 $p2 $p3 $p4; do kill -TERM "$p" 2>/dev/null; done
     wait $p1 $p2 $p3 $p4 2>/dev/null
