@@ -26,11 +26,12 @@
 #   mongo     svc-persister on MongoDB (FerretDB): the MongoDB-compatible
 #             server stopped mid-run while records arrive, then kill -9 of
 #             random services (10 kills)
-#   brokers3  (--soak) 3 brokers, RF 3, min.insync.replicas 2: one broker
-#             killed mid-run and started again
+#   brokers3  3 brokers, RF 3, min.insync.replicas 2: one broker killed -9
+#             mid-run and started again, then the outages of `outages`
+#             (make test: a smaller batch, 5,000 rows, for its time)
 #
 # Usage: tests/fault/run.sh --quick | --soak [SCENARIO...]
-#   --quick  sizes and outages for make test (about 3 minutes)
+#   --quick  sizes and outages for make test (about 5 minutes)
 #   --soak   make fault: larger files, 30 s outages, 40 kills, 3 brokers
 # Env: TRIBUTARY_BUILD (build), STACK_* ports as deploy/local/stack.sh, FAULT_SEED.
 set -uo pipefail
@@ -51,11 +52,12 @@ for a in "$@"; do
     esac
 done
 if [ ${#scenarios[@]} -eq 0 ]; then
-    scenarios=(kill9 outages mongo)
-    [ "$mode" = soak ] && scenarios+=(brokers3)
+    scenarios=(kill9 outages mongo brokers3)
 fi
 if [ "$mode" = quick ]; then
     ROWS=${FAULT_ROWS:-20000} CHANGES=${FAULT_CHANGES:-3000} KILLS=20 OUTAGE=6 DEADLINE=150
+    # three brokers on two cores: the stack is remade twice around it
+    ROWS_brokers3=${FAULT_ROWS:-5000} CHANGES_brokers3=${FAULT_CHANGES:-1000}
 else
     ROWS=${FAULT_ROWS:-200000} CHANGES=${FAULT_CHANGES:-30000} KILLS=40 OUTAGE=30 DEADLINE=600
 fi
@@ -350,9 +352,11 @@ scenario() {
     audit=fault.audit.$tag grp=tributary-fault-$tag schema=fault_$tag rschema=fault_recon_$tag
     cprefix=$tag bbatch=fault-$tag-batch cbatch=fault-$tag-change
     bfile=$sdir/payees.csv cfile=$sdir/changes.csv
-    python3 deploy/local/gen_payees.py --rows "$ROWS" --changes "$CHANGES" \
+    local rows=$ROWS changes=$CHANGES
+    if [ "$mode" = quick ] && [ "$scn" = brokers3 ]; then rows=$ROWS_brokers3 changes=$CHANGES_brokers3; fi
+    python3 deploy/local/gen_payees.py --rows "$rows" --changes "$changes" \
         --prefix "${tag^^}-" --seed "$SEED" --bad-share 0.01 "$bfile" "$cfile" || return 1
-    log "scenario $scn: $ROWS batch rows, $CHANGES changed keys, seed $SEED, logs $sdir"
+    log "scenario $scn: $rows batch rows, $changes changed keys, seed $SEED, logs $sdir"
     local t0=$SECONDS ok=1
     start_services || { log "FAIL: services"; return 1; }
     case $scn in
