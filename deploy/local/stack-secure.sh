@@ -461,7 +461,8 @@ EOF
 
 # sec_pg_provision: database tributary (owned by postgres), roles persister
 # (writes: CREATE on the database and on schema public, owns the tables it creates) and
-# recon (SELECT on them); passwords from the secrets; no other rights.
+# recon (SELECT on them; CREATE and TEMPORARY on the database for its own state
+# schema and its pg_temp functions); passwords from the secrets; no other rights.
 sec_pg_provision() {
     local pp rp
     pp=$(sec_password pg-persister.password)
@@ -488,6 +489,10 @@ GRANT CREATE, TEMPORARY ON DATABASE $SEC_PG_DB TO persister;
 REVOKE ALL ON SCHEMA public FROM PUBLIC;
 GRANT USAGE, CREATE ON SCHEMA public TO persister;
 GRANT USAGE ON SCHEMA public TO recon;
+-- svc-recon creates and owns its state schema (CREATE SCHEMA IF NOT EXISTS is
+-- checked against CREATE on the database first); --verify-sinks defines its
+-- hashing functions in pg_temp. It owns nothing else: SELECT on the rest.
+GRANT CREATE, TEMPORARY ON DATABASE $SEC_PG_DB TO recon;
 ALTER DEFAULT PRIVILEGES FOR ROLE persister IN SCHEMA public GRANT SELECT ON TABLES TO recon;
 EOF
 }

@@ -9,6 +9,9 @@
 # Cases (one line each, then "N passed, N failed"):
 #   pipeline   ingest → validator → cache-feeder → persister: every record of
 #              the batch on payee.valid, in Redis and in PostgreSQL.
+#   recon      svc-recon report --verify-sinks of that batch as principal
+#              recon (its state in the secure PostgreSQL): clean, every
+#              record delivered.
 #   leaks      a second batch with bad lines and rule breaks on personal
 #              fields; no secret, private key or personal value of either
 #              batch in any log line (debug, librdkafka's debug contexts),
@@ -67,6 +70,8 @@ cleanup() {
     for (( i = 0; i < ${#keys[@]}; i += 100 )); do
         redis_admin del "${keys[@]:i:100}" >/dev/null 2>&1 || true
     done
+    PGPASSWORD=$(cat "$sec/pg-recon.password") psql -X -qtA "$STACK_SECURE_PG_CONNINFO user=recon" \
+        -c "DROP SCHEMA IF EXISTS recon_$run CASCADE" >/dev/null 2>&1 || true
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -170,6 +175,36 @@ if [ "$ready" = 1 ]; then
                 "cache-feeder: $(tail -3 "$work/svc-cache-feeder.log" | tr '\n' ' ')" \
                 "persister: $(tail -3 "$work/svc-persister.log" | tr '\n' ' ')"
         fi
+    fi
+fi
+
+# ---- svc-recon as its own principal -------------------------------------------
+# The batch of the pipeline case reconciled by svc-recon report as principal
+# recon: audit.events read over SASL_SSL (its group under the prefixed ACL
+# tributary-recon*), its state schema in the secure PostgreSQL over TLS
+# (verify-full) as role recon, and --verify-sinks reading the rows as recon
+# (SELECT only) and the keys as Redis user recon (reads only).
+recon_batch() { # BATCH OUT: svc-recon report's exit code; its JSON in OUT
+    # shellcheck disable=SC2046
+    "$build/bin/svc-recon" report --batch "$1" --json --verify-sinks --log.level debug \
+        --group.id "tributary-recon-$run" --state.schema "recon_$run" --sinks cache-feeder,persister \
+        --pg.conninfo "$STACK_SECURE_PG_CONNINFO user=recon" --pg.sslmode verify-full \
+        --pg.password_file "$sec/pg-recon.password" \
+        --verify.pg.conninfo "$STACK_SECURE_PG_CONNINFO user=recon" --verify.pg.schema public \
+        --verify.redis.host "$STACK_SECURE_REDIS_HOST" --verify.redis.port "$STACK_SECURE_REDIS_PORT" \
+        --verify.redis.user recon --verify.redis.password_file "$sec/redis-recon.password" \
+        --verify.cache.prefix "$cprefix" $(kafka recon) "${kdebug[@]}" >"$2" 2>>"$work/svc-recon.log"
+}
+if [ "$ready" = 1 ]; then
+    rrc=0
+    recon_batch "$run" "$work/recon.json" || rrc=$?
+    rclean=$(jq -r '.clean' "$work/recon.json" 2>/dev/null || echo "?")
+    rdel=$(jq -r '.counts.delivered // 0' "$work/recon.json" 2>/dev/null || echo 0)
+    if [ "$rrc" = 0 ] && [ "$rclean" = true ] && [ "$rdel" = "$rows" ]; then
+        pass "svc-recon as recon: batch $run clean, $rdel records delivered, sinks verified (PostgreSQL over TLS as a read-only role, Redis as a read-only user)"
+    else
+        fail "svc-recon as recon: exit $rrc, clean $rclean, delivered $rdel of $rows" \
+            "$(head -c 400 "$work/recon.json")" "$(tail -3 "$work/svc-recon.log" | tr '\n' ' ')"
     fi
 fi
 
