@@ -190,11 +190,11 @@ core_kafka_consumer_t *core_kafka_consumer_new(const core_kafka_consumer_opts *o
      * produced to it) is looked for again at every metadata refresh:
      * librdkafka's 5 min default would leave the consumer idle that long. */
     defaults[ndefaults++] = (core_kafka_prop){ "topic.metadata.refresh.interval.ms", "10000" };
-    /* The prefetch queue: librdkafka's 64 MB default is most of a consumer's
-     * memory whenever the service is behind (svc-validator at 50k/s offered:
-     * 113 MB resident, bench_latency.sh). 16 MB is still over a second of
-     * records at the highest rates measured here; fetch.max.bytes follows it
-     * down unless set (librdkafka's own rule). */
+    /* The prefetch queue: librdkafka's 64 MB default lets a consumer that is
+     * behind grow by that much (svc-validator at 50k/s offered: 46-113 MB
+     * resident, bench_latency.sh). 16 MB is still over a second of records
+     * at the highest rates measured here; librdkafka lowers fetch.max.bytes
+     * to it unless that is set. */
     defaults[ndefaults++] = (core_kafka_prop){ "queued.max.messages.kbytes", "16384" };
     for (size_t i = 0; i < o.ndefaults; i++)
         defaults[ndefaults++] = o.defaults[i];
