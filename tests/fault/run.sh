@@ -18,8 +18,9 @@
 # and prints a table. Any condition not met within the deadline fails it.
 #
 # Scenarios:
-#   kill9     kill -9 of a random service (ingest included) every 0.5–2.5 s,
-#             at least 20 kills, each service restarted
+#   kill9     kill -9 of each service once (ingest first, while it reads),
+#             then of a random one every 0.5–2.5 s, at least 20 kills, each
+#             service restarted
 #   outages   ingest's errors folder read-only (then writable), a broker
 #             restart, PostgreSQL stopped, Redis stopped, the validator
 #             SIGSTOPped past max.poll.interval.ms and SIGCONTed
@@ -195,7 +196,22 @@ declare -A faults
 fault() { faults[$1]=$(( ${faults[$1]:-0} + 1 )); }
 
 kill9_loop() { # kill -9 random services: KILLS kills (the soak: also until ingest is done)
-    local kills=0 victims=(validator feeder persister recon ingest) v pid
+    local kills=0 victims=(validator feeder persister recon ingest) v pid i
+    # Each service once first, ingest while it reads (it runs only while a
+    # file goes in: left to chance, a run may never meet it), then at random.
+    for v in ingest validator feeder persister recon; do
+        for i in $(seq 1 50); do
+            pid=$(svc_pid "$v")
+            [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && break
+            pid=
+            sleep 0.1
+        done
+        [ -n "$pid" ] || { log "kill -9 $v: not running (ingest done?)"; continue; }
+        sleep "0.$((RANDOM % 10))"
+        kill -9 "$pid" 2>/dev/null || continue
+        kills=$((kills + 1))
+        fault "kill -9 $v"
+    done
     while [ $kills -lt "$KILLS" ] || { [ "$mode" = soak ] && [ ! -e "$sdir/ingest.done" ]; }; do
         sleep "0.$((RANDOM % 10))"
         sleep $((RANDOM % 2 + 0))
